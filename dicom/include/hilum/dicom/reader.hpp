@@ -1,0 +1,42 @@
+// Hilum: reading DICOM files into Radiograph values.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hilum/dicom/error.hpp"
+#include "hilum/dicom/radiograph.hpp"
+
+namespace hilum::dicom {
+
+// Limits that keep a hostile or broken file from making us allocate without bound.
+struct ReadLimits {
+  int max_rows = 16384;
+  int max_columns = 16384;
+  std::uint64_t max_pixels = 100'000'000;  // 100 megapixels (a 43 cm detector at 0.05 mm)
+};
+
+struct ReadOptions {
+  ReadLimits limits;
+  bool decode_pixels = true;  // false: attributes only (fast "info" and import scans)
+};
+
+// Reads one file: Part 10 or ACR-NEMA style (no preamble/meta header), any transfer syntax
+// listed in supported_transfer_syntaxes(). Never throws for bad input: the Error says why.
+[[nodiscard]] Result<Radiograph> read_radiograph(const std::filesystem::path& path,
+                                                 const ReadOptions& options = {});
+
+struct TransferSyntaxInfo {
+  std::string uid;
+  std::string name;
+};
+// Every transfer syntax this build can decode.
+[[nodiscard]] std::vector<TransferSyntaxInfo> supported_transfer_syntaxes();
+
+// Registers DCMTK's codecs (RLE, JPEG, JPEG-LS). Called by the reader on first use; safe to call
+// from several threads and more than once.
+void register_codecs();
+
+}  // namespace hilum::dicom

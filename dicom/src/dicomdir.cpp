@@ -1,0 +1,128 @@
+// DICOMDIR media: walk PATIENT -> STUDY -> SERIES -> IMAGE records and resolve Referenced File IDs.
+#include "hilum/dicom/dicomdir.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <system_error>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdicdir.h>
+#include <dcmtk/dcmdata/dcdirrec.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
+#include "hilum/dicom/reader.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::dicom {
+namespace {
+
+std::string str(DcmItem& item, const DcmTagKey& tag) {
+  OFString v;
+  if (item.findAndGetOFStringArray(tag, v).bad()) return {};
+  std::string s = v.c_str();
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  while (!s.empty() && s.front() == ' ') s.erase(s.begin());
+  return s;
+}
+
+bool iequal(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Resolves "IMAGES\IM000001" below `base`, matching each component case-insensitively
+// (media written on one system are often read on another).
+fs::path resolve(const fs::path& base, const std::string& file_id, bool& exists) {
+  fs::path p = base;
+  std::size_t start = 0;
+  exists = true;
+  while (start <= file_id.size()) {
+    const std::size_t end = file_id.find('\\', start);
+    const std::string part = file_id.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!part.empty()) {
+      fs::path candidate = p / part;
+      std::error_code ec;
+      if (!exists || fs::exists(candidate, ec)) {
+        p = candidate;
+      } else {
+        bool found = false;
+        for (fs::directory_iterator it(p, ec), last; !ec && it != last; it.increment(ec)) {
+          if (iequal(it->path().filename().string(), part)) { p = it->path(); found = true; break; }
+        }
+        if (!found) { p = candidate; exists = false; }
+      }
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  std::error_code ec;
+  exists = exists && fs::is_regular_file(p, ec);
+  return p;
+}
+
+}  // namespace
+
+bool is_dicomdir(const fs::path& path) {
+  register_codecs();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  DcmFileFormat ff;
+  if (ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
+  return str(*ff.getMetaInfo(), DCM_MediaStorageSOPClassUID) == UID_MediaStorageDirectoryStorage;
+}
+
+Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
+  register_codecs();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return Error{ErrorKind::FileNotFound, "file not found: " + path.string()};
+  if (!is_dicomdir(path)) {
+    return Error{ErrorKind::NotDicom, "not a DICOMDIR (no Media Storage Directory meta header): " + path.string()};
+  }
+  DcmDicomDir dir(path.c_str());
+  if (dir.error().bad()) {
+    return Error{ErrorKind::Corrupt, std::string("cannot read DICOMDIR: ") + dir.error().text()};
+  }
+  const fs::path base = fs::absolute(path, ec).parent_path();
+  std::vector<DicomdirImage> images;
+  DcmDirectoryRecord& root = dir.getRootRecord();
+  for (unsigned long p = 0; p < root.cardSub(); ++p) {
+    DcmDirectoryRecord* patient = root.getSub(p);
+    if (patient == nullptr || patient->getRecordType() != ERT_Patient) continue;
+    for (unsigned long s = 0; s < patient->cardSub(); ++s) {
+      DcmDirectoryRecord* study = patient->getSub(s);
+      if (study == nullptr || study->getRecordType() != ERT_Study) continue;
+      for (unsigned long e = 0; e < study->cardSub(); ++e) {
+        DcmDirectoryRecord* series = study->getSub(e);
+        if (series == nullptr || series->getRecordType() != ERT_Series) continue;
+        for (unsigned long i = 0; i < series->cardSub(); ++i) {
+          DcmDirectoryRecord* image = series->getSub(i);
+          if (image == nullptr || image->getRecordType() != ERT_Image) continue;
+          DicomdirImage out;
+          out.patient_id = str(*patient, DCM_PatientID);
+          out.patient_name = str(*patient, DCM_PatientName);
+          out.study_instance_uid = str(*study, DCM_StudyInstanceUID);
+          out.study_date = str(*study, DCM_StudyDate);
+          out.study_description = str(*study, DCM_StudyDescription);
+          out.accession_number = str(*study, DCM_AccessionNumber);
+          out.series_instance_uid = str(*series, DCM_SeriesInstanceUID);
+          out.series_number = str(*series, DCM_SeriesNumber);
+          out.modality = str(*series, DCM_Modality);
+          out.sop_instance_uid = str(*image, DCM_ReferencedSOPInstanceUIDInFile);
+          out.instance_number = str(*image, DCM_InstanceNumber);
+          const std::string file_id = str(*image, DCM_ReferencedFileID);
+          if (file_id.empty()) continue;
+          out.file = resolve(base, file_id, out.file_exists);
+          images.push_back(std::move(out));
+        }
+      }
+    }
+  }
+  return images;
+}
+
+}  // namespace hilum::dicom

@@ -1,0 +1,29 @@
+// Internal helpers of dicom/ (not installed, not part of the public API).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hilum/dicom/error.hpp"
+
+namespace hilum::dicom::detail {
+
+// Decodes one JPEG 2000 frame (J2K codestream or JP2 file) with OpenJPEG. The result holds the
+// sample values (sign included) row-major; the frame must be single-component rows x columns.
+struct J2kFrame {
+  std::vector<std::int32_t> samples;
+  int precision = 0;
+  bool is_signed = false;
+};
+[[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
+                                          int columns, std::uint64_t max_pixels);
+
+// "1,234,567" for messages people read.
+[[nodiscard]] std::string with_thousands(std::uint64_t n);
+
+// "BasicTextSRStorage" -> "Basic Text SR"; unknown UIDs are returned as they are.
+[[nodiscard]] std::string sop_class_display_name(const std::string& uid);
+
+}  // namespace hilum::dicom::detail
