@@ -89,39 +89,47 @@ Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
   }
   const fs::path base = fs::absolute(path, ec).parent_path();
   std::vector<DicomdirImage> images;
-  DcmDirectoryRecord& root = dir.getRootRecord();
-  for (unsigned long p = 0; p < root.cardSub(); ++p) {
-    DcmDirectoryRecord* patient = root.getSub(p);
-    if (patient == nullptr || patient->getRecordType() != ERT_Patient) continue;
-    for (unsigned long s = 0; s < patient->cardSub(); ++s) {
-      DcmDirectoryRecord* study = patient->getSub(s);
-      if (study == nullptr || study->getRecordType() != ERT_Study) continue;
-      for (unsigned long e = 0; e < study->cardSub(); ++e) {
-        DcmDirectoryRecord* series = study->getSub(e);
-        if (series == nullptr || series->getRecordType() != ERT_Series) continue;
-        for (unsigned long i = 0; i < series->cardSub(); ++i) {
-          DcmDirectoryRecord* image = series->getSub(i);
-          if (image == nullptr || image->getRecordType() != ERT_Image) continue;
-          DicomdirImage out;
-          out.patient_id = str(*patient, DCM_PatientID);
-          out.patient_name = str(*patient, DCM_PatientName);
-          out.study_instance_uid = str(*study, DCM_StudyInstanceUID);
-          out.study_date = str(*study, DCM_StudyDate);
-          out.study_description = str(*study, DCM_StudyDescription);
-          out.accession_number = str(*study, DCM_AccessionNumber);
-          out.series_instance_uid = str(*series, DCM_SeriesInstanceUID);
-          out.series_number = str(*series, DCM_SeriesNumber);
-          out.modality = str(*series, DCM_Modality);
-          out.sop_instance_uid = str(*image, DCM_ReferencedSOPInstanceUIDInFile);
-          out.instance_number = str(*image, DCM_InstanceNumber);
-          const std::string file_id = str(*image, DCM_ReferencedFileID);
-          if (file_id.empty()) continue;
-          out.file = resolve(base, file_id, out.file_exists);
-          images.push_back(std::move(out));
-        }
-      }
+  // Walk the whole record tree: IMAGE records anywhere below the root, their patient / study /
+  // series attributes taken from the nearest ancestor that has them. This also copes with media
+  // whose upper records have a wrong or private type.
+  std::vector<DcmDirectoryRecord*> chain;
+  const auto from_ancestors = [&chain](const DcmTagKey& tag) {
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      std::string v = str(**it, tag);
+      if (!v.empty()) return v;
     }
-  }
+    return std::string();
+  };
+  const auto visit = [&](auto&& self, DcmDirectoryRecord& record, int depth) -> void {
+    if (depth > 16) return;  // PATIENT/STUDY/SERIES/IMAGE is 4 deep; a deeper tree is damaged
+    for (unsigned long i = 0; i < record.cardSub(); ++i) {
+      DcmDirectoryRecord* sub = record.getSub(i);
+      if (sub == nullptr) continue;
+      if (sub->getRecordType() == ERT_Image) {
+        const std::string file_id = str(*sub, DCM_ReferencedFileID);
+        if (file_id.empty()) continue;
+        DicomdirImage out;
+        out.patient_id = from_ancestors(DCM_PatientID);
+        out.patient_name = from_ancestors(DCM_PatientName);
+        out.study_instance_uid = from_ancestors(DCM_StudyInstanceUID);
+        out.study_date = from_ancestors(DCM_StudyDate);
+        out.study_description = from_ancestors(DCM_StudyDescription);
+        out.accession_number = from_ancestors(DCM_AccessionNumber);
+        out.series_instance_uid = from_ancestors(DCM_SeriesInstanceUID);
+        out.series_number = from_ancestors(DCM_SeriesNumber);
+        out.modality = from_ancestors(DCM_Modality);
+        out.sop_instance_uid = str(*sub, DCM_ReferencedSOPInstanceUIDInFile);
+        out.instance_number = str(*sub, DCM_InstanceNumber);
+        out.file = resolve(base, file_id, out.file_exists);
+        images.push_back(std::move(out));
+        continue;
+      }
+      chain.push_back(sub);
+      self(self, *sub, depth + 1);
+      chain.pop_back();
+    }
+  };
+  visit(visit, dir.getRootRecord(), 0);
   return images;
 }
 

@@ -146,7 +146,8 @@ Result<ResolvedVoi> resolve_voi(const Radiograph& image, const VoiChoice& choice
       out.source = "automatic";
       return out;
     case VoiChoice::Kind::MinMax:
-      out.window = Window{(static_cast<double>(image.min_modality) + image.max_modality) / 2.0,
+      // With LINEAR, centre (min+max+1)/2 and width max-min+1 map min to 0 and max to 1 exactly.
+      out.window = Window{(static_cast<double>(image.min_modality) + image.max_modality + 1.0) / 2.0,
                           std::max(1.0, static_cast<double>(image.max_modality) - image.min_modality + 1.0), "min-max",
                           VoiFunction::Linear};
       out.source = "min-max";

@@ -266,7 +266,17 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
     return make_error(ErrorKind::Unsupported, "JPEG 2000 precision " + std::to_string(frame->precision) +
                                                   " bits is not supported (at most 16)");
   }
-  if (frame->is_signed != r.is_signed) r.is_signed = frame->is_signed;  // the codestream is authoritative
+  if (frame->is_signed != r.is_signed) {
+    // Encoders disagree with the header now and then (e.g. signed CT data coded as unsigned);
+    // like GDCM and pydicom, trust the DICOM Pixel Representation and reinterpret the bits.
+    const std::uint32_t mask = (1u << r.bits_stored) - 1u;
+    const std::uint32_t sign_bit = 1u << (r.bits_stored - 1);
+    for (auto& v : frame->samples) {
+      const std::uint32_t bits = static_cast<std::uint32_t>(v) & mask;
+      v = (r.is_signed && (bits & sign_bit) != 0u) ? static_cast<std::int32_t>(bits) - static_cast<std::int32_t>(mask) - 1
+                                                   : static_cast<std::int32_t>(bits);
+    }
+  }
   return std::move(frame->samples);
 }
 
@@ -341,10 +351,10 @@ Result<Radiograph> read_radiograph(const fs::path& path, const ReadOptions& opti
     r.photometric = Photometric::Monochrome1;
   } else if (photometric == "MONOCHROME2") {
     r.photometric = Photometric::Monochrome2;
+  } else if (photometric.empty()) {
+    return make_error(ErrorKind::Corrupt, "invalid image: Photometric Interpretation is missing");
   } else {
-    return make_error(ErrorKind::Unsupported,
-                      "unsupported photometric interpretation " + (photometric.empty() ? std::string("(missing)") : photometric) +
-                          " for a chest radiograph");
+    return make_error(ErrorKind::Unsupported, "unsupported photometric interpretation " + photometric + " for a chest radiograph");
   }
   if (spp != 1) {
     return make_error(ErrorKind::Unsupported, std::to_string(spp) + " samples per pixel: not a grayscale radiograph");

@@ -2,6 +2,7 @@
 // referenced files are found (case-insensitively) and read.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "hilum/dicom/dicomdir.hpp"
@@ -39,8 +40,8 @@ TEST_F(DicomdirTest, ListsEveryImageInOrder) {
     EXPECT_TRUE(im.file_exists) << im.file;
     EXPECT_TRUE(im.file.is_absolute()) << im.file;
     ASSERT_TRUE(fs::exists(im.file)) << im.file;
-    char name[16];
-    std::snprintf(name, sizeof name, "IM%06zu", i + 1);
+    char name[32];
+    std::snprintf(name, sizeof name, "IM%06u", static_cast<unsigned>(i + 1));
     EXPECT_TRUE(fs::equivalent(im.file, media / "IMAGES" / name)) << im.file;
 
     // Each referenced file reads, and is the instance the record says.

@@ -153,6 +153,10 @@ TEST_P(FuzzTest, DamagedFilesNeverCrash) {
   spec.phantom.rows = 48;
   spec.phantom.columns = 40;
   spec.windows = {{2048.0, 4096.0, "FULL"}};
+  // Fixed UIDs: the same bytes (and so the same damages) on every run.
+  spec.study_instance_uid = "1.2.826.0.1.3680043.10.1234.7";
+  spec.series_instance_uid = "1.2.826.0.1.3680043.10.1234.7.1";
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.10.1234.7.1.1";
   const fs::path original = path("original.dcm");
   (void)td::write_dicom(original, spec);
   std::string bytes;

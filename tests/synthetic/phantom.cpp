@@ -71,13 +71,13 @@ namespace {
 
 void validate(const PhantomSpec& s) {
   if (s.rows < 16 || s.columns < 16 || s.rows > 65535 || s.columns > 65535)
-    throw std::invalid_argument("phantom: rows/columns must be in [16, 65535]");
+    throw std::runtime_error("phantom: rows/columns must be in [16, 65535]");
   if (s.bits_allocated != 8 && s.bits_allocated != 16)
-    throw std::invalid_argument("phantom: bits_allocated must be 8 or 16");
+    throw std::runtime_error("phantom: bits_allocated must be 8 or 16");
   if (s.bits_stored < 2 || s.bits_stored > s.bits_allocated)
-    throw std::invalid_argument("phantom: bits_stored must be in [2, bits_allocated]");
+    throw std::runtime_error("phantom: bits_stored must be in [2, bits_allocated]");
   if (s.high_bit < s.bits_stored - 1 || s.high_bit >= s.bits_allocated)
-    throw std::invalid_argument("phantom: high_bit must be in [bits_stored-1, bits_allocated-1]");
+    throw std::runtime_error("phantom: high_bit must be in [bits_stored-1, bits_allocated-1]");
 }
 
 // Anatomy in normalised coordinates: x in [0,1] from the image's left (patient's right on a PA

@@ -124,6 +124,12 @@ struct DicomSpec {
 // Writes the phantom of spec.phantom as a DICOM file at `path`. Returns the stored values that
 // were written (for lossy encodings: the values before compression). Throws std::runtime_error
 // with DCMTK's / OpenJPEG's message when writing fails (test code: failures must be loud).
+// Combinations the encoders cannot write faithfully are refused (runtime_error) rather than
+// silently altered: JpegBaseline needs unsigned 8/8/7 bits, JpegExtended12 unsigned 12 stored
+// with high bit 11; DCMTK's JPEG and JPEG-LS encoders need high_bit = bits_stored - 1; lossy
+// encodings refuse Modality/VOI LUT sequences, lossy JPEG also a non-identity rescale, and
+// JPEG-LS near-lossless signed pixels; part10 = false is for uncompressed encodings only.
+// The SOP Instance UID is kept by every encoder (DCMTK's lossy default would replace it).
 std::vector<std::int32_t> write_dicom(const std::filesystem::path& path, const DicomSpec& spec);
 
 // Files the reader must refuse, each with a clear error.
