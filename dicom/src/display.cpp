@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace hilum::dicom {
 namespace {
@@ -72,19 +73,32 @@ Window auto_window(const Radiograph& image) {
   while (right - 1 > left && col_flat(right - 1, top, bottom)) --right;
   if ((bottom - top) < rows / 8 || (right - left) < cols / 8) { top = 0; bottom = rows; left = 0; right = cols; }
 
+  // Padding pixels (Pixel Padding Value) are not part of the image.
+  const bool has_padding = image.pixel_padding_value.has_value() && image.stored.size() == image.pixel_count();
+  const auto padded = [&](int r, int c) {
+    return has_padding && image.stored[static_cast<std::size_t>(r) * static_cast<std::size_t>(cols) +
+                                       static_cast<std::size_t>(c)] == *image.pixel_padding_value;
+  };
+
   // 2. Histogram of the field. Values piled up at the very ends (saturation, round shutters,
   //    burned-in masks) are left out when they hold more than 0.5% of the field.
-  float lo = image.modality_at(top, left), hi = lo;
+  float lo = std::numeric_limits<float>::max(), hi = std::numeric_limits<float>::lowest();
+  std::uint64_t total = 0;
   for (int r = top; r < bottom; ++r)
-    for (int c = left; c < right; ++c) { const float v = image.modality_at(r, c); lo = std::min(lo, v); hi = std::max(hi, v); }
-  if (hi <= lo) return fallback;
+    for (int c = left; c < right; ++c) {
+      if (padded(r, c)) continue;
+      const float v = image.modality_at(r, c);
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      ++total;
+    }
+  if (total == 0 || hi <= lo) return fallback;
   constexpr int kBins = 4096;
   std::vector<std::uint64_t> hist(kBins, 0);
   const double scale = (kBins - 1) / (static_cast<double>(hi) - lo);
   for (int r = top; r < bottom; ++r)
     for (int c = left; c < right; ++c)
-      ++hist[static_cast<std::size_t>((image.modality_at(r, c) - lo) * scale)];
-  std::uint64_t total = static_cast<std::uint64_t>(bottom - top) * static_cast<std::uint64_t>(right - left);
+      if (!padded(r, c)) ++hist[static_cast<std::size_t>((image.modality_at(r, c) - lo) * scale)];
   int first = 0, last = kBins - 1;
   if (hist[0] * 200 > total) { total -= hist[0]; first = 1; }
   if (hist[kBins - 1] * 200 > total) { total -= hist[kBins - 1]; last = kBins - 2; }

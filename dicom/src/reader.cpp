@@ -420,6 +420,15 @@ Result<Radiograph> read_radiograph(const fs::path& path, const ReadOptions& opti
     auto lut = read_lut(*item, r.is_signed, "VOI LUT");
     if (lut) r.voi_luts.push_back(std::move(lut.value()));
   }
+  {
+    Uint16 u = 0;
+    Sint16 v = 0;
+    if (ds.findAndGetUint16(DCM_PixelPaddingValue, u).good()) {
+      r.pixel_padding_value = r.is_signed ? static_cast<std::int16_t>(u) : static_cast<std::int32_t>(u);
+    } else if (ds.findAndGetSint16(DCM_PixelPaddingValue, v).good()) {
+      r.pixel_padding_value = v;
+    }
+  }
   const std::string shape = get_string(ds, DCM_PresentationLUTShape);
   if (shape == "IDENTITY") r.presentation_shape = PresentationShape::Identity;
   else if (shape == "INVERSE") r.presentation_shape = PresentationShape::Inverse;

@@ -351,5 +351,40 @@ TEST_F(DisplayTest, OutOfRangePresetOrLutIsAnError) {
   EXPECT_TRUE(dcm::render_8bit(img, ok).ok());
 }
 
+// Pixel Padding Value marks pixels that are not image (e.g. outside a rotated detector): the
+// automatic window ignores them, wherever they are and whatever their value. Here the padding
+// value (500) is not the image minimum, so only the padding information can exclude it.
+TEST(AutoWindowPadding, PaddingPixelsAreIgnored) {
+  dcm::Radiograph img;
+  img.rows = 200;
+  img.columns = 200;
+  img.stored.resize(img.pixel_count());
+  for (int r = 0; r < img.rows; ++r) {
+    for (int c = 0; c < img.columns; ++c) {
+      const bool pad = (r + c) % 7 == 0 || c > 150 + (r % 13);  // scattered and irregular, ~30%
+      const bool dark_speck = !pad && (r * 31 + c * 17) % 500 == 0;  // 0.2% of real pixels at 100
+      std::int32_t v = 1000 + (r * 5 + c * 3) % 1000;                // the image: 1000..1999
+      if (dark_speck) v = 100;
+      if (pad) v = 500;
+      img.stored[static_cast<std::size_t>(r * img.columns + c)] = v;
+    }
+  }
+  img.modality.assign(img.stored.begin(), img.stored.end());
+  img.min_modality = 100.0f;
+  img.max_modality = 1999.0f;
+
+  const dcm::Window unaware = dcm::auto_window(img);
+  img.pixel_padding_value = 500;
+  const dcm::Window aware = dcm::auto_window(img);
+  const double lower = aware.center - aware.width / 2.0;
+  const double upper = aware.center + aware.width / 2.0;
+  EXPECT_GT(lower, 990.0);
+  EXPECT_LT(lower, 1030.0);
+  EXPECT_GT(upper, 1960.0);
+  EXPECT_LT(upper, 2010.0);
+  // Without the padding information the padding mass drags the lower edge down to ~500.
+  EXPECT_LT(unaware.center - unaware.width / 2.0, 600.0);
+}
+
 }  // namespace
 }  // namespace hilum::test

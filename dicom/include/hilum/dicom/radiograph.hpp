@@ -107,6 +107,9 @@ struct Radiograph {
   std::vector<Window> windows;
   std::vector<LookupTable> voi_luts;
 
+  // Pixel Padding Value (0028,0120): stored value marking pixels outside the image (if any).
+  std::optional<std::int32_t> pixel_padding_value;
+
   // Presentation stage.
   PresentationShape presentation_shape = PresentationShape::Absent;
 
