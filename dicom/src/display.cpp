@@ -170,34 +170,78 @@ Result<ResolvedVoi> resolve_voi(const Radiograph& image, const VoiChoice& choice
   return Error{ErrorKind::Corrupt, "unknown VOI choice"};
 }
 
-Result<std::vector<float>> render_float(const Radiograph& image, const DisplayOptions& options) {
+namespace {
+
+// The display pipeline evaluated once per stored code (stored values span at most 2^16 codes,
+// through the same modality transformation the reader applied), or, for an image that carries
+// only modality values, per pixel.
+struct DisplayTable {
+  std::int32_t lowest = 0;
+  std::vector<float> values;  // display value of code lowest + k, in [0, 1]
+};
+
+Result<DisplayTable> display_table(const Radiograph& image, const DisplayOptions& options, bool& per_code) {
   if (image.modality.size() != image.pixel_count() || image.modality.empty()) {
     return Error{ErrorKind::Corrupt, "the image has no decoded pixels"};
   }
   auto voi = resolve_voi(image, options.voi);
   if (!voi) return voi.error();
   const bool invert = image.display_inverted() != options.invert;
-  std::vector<float> out(image.modality.size());
-  if (voi->is_lut) {
-    const LookupTable& lut = image.voi_luts[static_cast<std::size_t>(voi->lut_index)];
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(apply_voi_lut(lut, image.modality[i]));
+  const auto voi_of = [&](double modality_value) {
+    const double y = voi->is_lut ? apply_voi_lut(image.voi_luts[static_cast<std::size_t>(voi->lut_index)], modality_value)
+                                 : apply_window(voi->window, modality_value);
+    return static_cast<float>(invert ? 1.0 - y : y);
+  };
+  DisplayTable t;
+  per_code = image.stored.size() == image.modality.size();
+  if (per_code) {
+    const auto [mn, mx] = std::minmax_element(image.stored.begin(), image.stored.end());
+    t.lowest = *mn;
+    t.values.resize(static_cast<std::size_t>(*mx - *mn) + 1);
+    for (std::size_t k = 0; k < t.values.size(); ++k) {
+      const std::int32_t code = t.lowest + static_cast<std::int32_t>(k);
+      const double m = image.modality_lut
+                           ? static_cast<double>(image.modality_lut->lookup(code))
+                           : static_cast<double>(static_cast<float>(code * image.rescale_slope + image.rescale_intercept));
+      t.values[k] = voi_of(m);
+    }
   } else {
-    const Window w = voi->window;
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(apply_window(w, image.modality[i]));
+    t.values.resize(image.modality.size());
+    for (std::size_t i = 0; i < t.values.size(); ++i) t.values[i] = voi_of(image.modality[i]);
   }
-  if (invert) {
-    for (float& v : out) v = 1.0f - v;
-  }
+  return t;
+}
+
+}  // namespace
+
+Result<std::vector<float>> render_float(const Radiograph& image, const DisplayOptions& options) {
+  bool per_code = false;
+  auto table = display_table(image, options, per_code);
+  if (!table) return table.error();
+  if (!per_code) return std::move(table->values);
+  std::vector<float> out(image.stored.size());
+  const auto& values = table->values;
+  const std::int32_t lowest = table->lowest;
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = values[static_cast<std::size_t>(image.stored[i] - lowest)];
   return out;
 }
 
 Result<std::vector<std::uint8_t>> render_8bit(const Radiograph& image, const DisplayOptions& options) {
-  auto values = render_float(image, options);
-  if (!values) return values.error();
-  std::vector<std::uint8_t> out(values->size());
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<std::uint8_t>(std::lround(std::clamp((*values)[i], 0.0f, 1.0f) * 255.0f));
+  bool per_code = false;
+  auto table = display_table(image, options, per_code);
+  if (!table) return table.error();
+  const auto to_byte = [](float v) { return static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f)); };
+  const auto& values = table->values;
+  if (!per_code) {
+    std::vector<std::uint8_t> out(values.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = to_byte(values[i]);
+    return out;
   }
+  std::vector<std::uint8_t> bytes(values.size());
+  for (std::size_t k = 0; k < bytes.size(); ++k) bytes[k] = to_byte(values[k]);
+  std::vector<std::uint8_t> out(image.stored.size());
+  const std::int32_t lowest = table->lowest;
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = bytes[static_cast<std::size_t>(image.stored[i] - lowest)];
   return out;
 }
 

@@ -18,7 +18,7 @@ struct J2kFrame {
   bool is_signed = false;
 };
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
-                                          int columns, std::uint64_t max_pixels);
+                                          int columns, std::uint64_t max_pixels, int threads);
 
 // "1,234,567" for messages people read.
 [[nodiscard]] std::string with_thousands(std::uint64_t n);

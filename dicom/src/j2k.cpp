@@ -63,7 +63,7 @@ struct ImageDeleter { void operator()(opj_image_t* i) const { opj_image_destroy(
 }  // namespace
 
 Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows, int columns,
-                            std::uint64_t max_pixels) {
+                            std::uint64_t max_pixels, int threads) {
   static const std::uint8_t jp2_magic[12] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A};
   static const std::uint8_t j2k_magic[4] = {0xFF, 0x4F, 0xFF, 0x51};
   OPJ_CODEC_FORMAT format;
@@ -86,6 +86,8 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
   if (!opj_setup_decoder(codec.get(), &params)) {
     return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed: " + message};
   }
+
+  if (threads > 1) opj_codec_set_threads(codec.get(), threads);  // code-blocks decoded in parallel
 
   MemoryStream ms{data, size, 0};
   std::unique_ptr<opj_stream_t, StreamDeleter> stream(opj_stream_create(64 * 1024, OPJ_TRUE));

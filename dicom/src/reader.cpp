@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <system_error>
+#include <thread>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -241,7 +242,7 @@ bool is_j2k(E_TransferSyntax xfer) {
 
 // JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder).
 Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_TransferSyntax xfer,
-                                                    Radiograph& r, const ReadLimits& limits) {
+                                                    Radiograph& r, const ReadOptions& options) {
   DcmPixelSequence* seq = nullptr;
   if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
     return make_error(ErrorKind::Corrupt, "JPEG 2000 pixel data is not encapsulated");
@@ -260,7 +261,9 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
     stream.insert(stream.end(), bytes, bytes + item->getLength());
   }
   if (stream.empty()) return make_error(ErrorKind::Truncated, "truncated pixel data: empty JPEG 2000 fragment");
-  auto frame = detail::decode_j2k(stream.data(), stream.size(), r.rows, r.columns, limits.max_pixels);
+  auto frame = detail::decode_j2k(stream.data(), stream.size(), r.rows, r.columns, options.limits.max_pixels,
+                                 options.decoder_threads > 0 ? options.decoder_threads
+                                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (!frame) return frame.error();
   if (frame->precision > 16) {
     return make_error(ErrorKind::Unsupported, "JPEG 2000 precision " + std::to_string(frame->precision) +
@@ -448,7 +451,7 @@ Result<Radiograph> read_radiograph(const fs::path& path, const ReadOptions& opti
 
   if (xfer_info.isEncapsulated()) {
     if (is_j2k(xfer)) {
-      auto samples = decode_j2k_pixels(*pixel_data, xfer, r, options.limits);
+      auto samples = decode_j2k_pixels(*pixel_data, xfer, r, options);
       if (!samples) return samples.error();
       r.stored = std::move(samples.value());
     } else {

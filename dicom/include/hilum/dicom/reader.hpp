@@ -21,6 +21,7 @@ struct ReadLimits {
 struct ReadOptions {
   ReadLimits limits;
   bool decode_pixels = true;  // false: attributes only (fast "info" and import scans)
+  int decoder_threads = 0;    // JPEG 2000 decoder threads; 0 = one per core (batch import: 1)
 };
 
 // Reads one file: Part 10 or ACR-NEMA style (no preamble/meta header), any transfer syntax
