@@ -2,10 +2,9 @@
 // turned into one of these, with a reason a person understands.
 #pragma once
 
-#include <cassert>
 #include <string>
-#include <utility>
-#include <variant>
+
+#include "hilum/core/expected.hpp"
 
 namespace hilum::dicom {
 
@@ -27,28 +26,8 @@ struct Error {
   std::string message;  // e.g. "not an image: Basic Text SR"
 };
 
-// A value or an error (std::expected is C++23; this is the small part of it we need).
+// A Radiograph, a table, ... or the Error that says why not.
 template <typename T>
-class Result {
- public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
-
-  [[nodiscard]] bool ok() const { return std::holds_alternative<T>(v_); }
-  explicit operator bool() const { return ok(); }
-
-  [[nodiscard]] T& value() & { assert(ok()); return std::get<T>(v_); }
-  [[nodiscard]] const T& value() const& { assert(ok()); return std::get<T>(v_); }
-  [[nodiscard]] T&& value() && { assert(ok()); return std::get<T>(std::move(v_)); }
-  [[nodiscard]] const Error& error() const { assert(!ok()); return std::get<Error>(v_); }
-
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-
- private:
-  std::variant<T, Error> v_;
-};
+using Result = core::Expected<T, Error>;
 
 }  // namespace hilum::dicom
