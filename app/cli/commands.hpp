@@ -2,20 +2,42 @@
 // progress and human-readable diagnostics to stderr.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "hilum/app/catalog.hpp"
 
 namespace hilum::cli {
 
 using Args = std::vector<std::string>;
 
+// Options placed before the command (hilum-cli --db PATH import ...).
+struct Global {
+  std::filesystem::path db;  // --db, else $HILUM_DB, else the XDG data folder
+};
+
+// Opens the catalog for a command; prints the reason and returns nothing when it cannot.
+std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode);
+
+// Reader commands (no catalog).
 int cmd_info(const Args& args);
 int cmd_render(const Args& args);
 int cmd_dicomdir(const Args& args);
+
+// Catalog commands.
+int cmd_import(const Global& global, const Args& args);   // cmd_import.cpp
+int cmd_list(const Global& global, const Args& args);     // cmd_import.cpp
+int cmd_label(const Global& global, const Args& args);    // cmd_labels.cpp
+int cmd_labels(const Global& global, const Args& args);   // cmd_labels.cpp
+int cmd_export(const Global& global, const Args& args);   // cmd_export.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailures = 1;  // the command ran, some inputs failed
 inline constexpr int kExitUsage = 2;     // bad command line
+inline constexpr int kExitCatalog = 3;   // the catalog could not be opened or written
+inline constexpr int kExitInterrupted = 130;  // Ctrl-C
 
 }  // namespace hilum::cli

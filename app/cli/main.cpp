@@ -8,9 +8,9 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: hilum-cli <command> [options]
+constexpr const char* kUsage = R"(usage: hilum-cli [--db PATH] <command> [options]
 
-commands:
+reading DICOM (no catalog):
   info FILE...            one JSON object per line per file (a DICOMDIR expands to its images);
                           exit status 1 when any file failed
       --no-pixels         read attributes only (no pixel decoding, no window)
@@ -22,8 +22,18 @@ commands:
       --min-max           window over the full range of modality values
       --invert            invert on top of the file's polarity
       --max-size PIXELS   shrink (area average) so that neither side exceeds PIXELS
-  dicomdir DICOMDIR       list patients / studies / series / images of a DICOMDIR
-      --json              one JSON object per image
+  dicomdir DICOMDIR       list patients / studies / series / images of a DICOMDIR  [--json]
+
+the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
+  import PATH...          import files, folders (recursive) and DICOMDIRs  [--jobs N] [--copy] [--json]
+  list                    what the catalog holds  [--studies|--images] [--unlabeled|--labeled] [--json]
+  label IMAGE --set FINDING=present|absent|uncertain... --author NAME [--region x,y,w,h]
+        [--comment TEXT] [--json]
+  label --from-csv FILE --author NAME [--json]
+  labels list [--json]    the vocabulary
+  labels add NAME [--description TEXT]
+  labels history [IMAGE] [--json]   every label event (the audit trail)
+  export --out DIR --format csv|json [--deidentify] [--images] [--json]
 
   --help, --version
 )";
@@ -31,23 +41,47 @@ commands:
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
+  using namespace hilum::cli;
+  Global global;
+  int i = 1;
+  while (i < argc && std::strncmp(argv[i], "--", 2) == 0) {
+    const std::string option = argv[i];
+    if (option == "--db") {
+      if (i + 1 >= argc) {
+        std::fputs("hilum-cli: --db needs a PATH\n", stderr);
+        return kExitUsage;
+      }
+      global.db = argv[i + 1];
+      i += 2;
+    } else if (option == "--help") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    } else if (option == "--version") {
+      std::puts("hilum-cli " HILUM_VERSION);
+      return kExitOk;
+    } else {
+      std::fprintf(stderr, "hilum-cli: unknown option '%s'\n\n%s", option.c_str(), kUsage);
+      return kExitUsage;
+    }
+  }
+  if (i >= argc) {
     std::fputs(kUsage, stderr);
-    return hilum::cli::kExitUsage;
+    return kExitUsage;
   }
-  const std::string command = argv[1];
-  hilum::cli::Args args(argv + 2, argv + argc);
-  if (command == "--help" || command == "-h" || command == "help") {
+  const std::string command = argv[i];
+  const Args args(argv + i + 1, argv + argc);
+  if (command == "help" || command == "-h") {
     std::fputs(kUsage, stdout);
-    return hilum::cli::kExitOk;
+    return kExitOk;
   }
-  if (command == "--version") {
-    std::puts("hilum-cli " HILUM_VERSION);
-    return hilum::cli::kExitOk;
-  }
-  if (command == "info") return hilum::cli::cmd_info(args);
-  if (command == "render") return hilum::cli::cmd_render(args);
-  if (command == "dicomdir") return hilum::cli::cmd_dicomdir(args);
+  if (command == "info") return cmd_info(args);
+  if (command == "render") return cmd_render(args);
+  if (command == "dicomdir") return cmd_dicomdir(args);
+  if (command == "import") return cmd_import(global, args);
+  if (command == "list") return cmd_list(global, args);
+  if (command == "label") return cmd_label(global, args);
+  if (command == "labels") return cmd_labels(global, args);
+  if (command == "export") return cmd_export(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
-  return hilum::cli::kExitUsage;
+  return kExitUsage;
 }

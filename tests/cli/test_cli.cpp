@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "hilum/app/png.hpp"
+#include "cli_runner.hpp"
 #include "hilum/testdata/phantom.hpp"
 
 namespace fs = std::filesystem;
@@ -17,35 +18,9 @@ namespace td = hilum::testdata;
 
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out;
-};
-
-CliRun run_cli(const std::string& args) {
-  CliRun r;
-  const std::string command = std::string(HILUM_CLI) + " " + args + " 2>/dev/null";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < s.size()) {
-    const auto end = s.find('\n', start);
-    out.push_back(s.substr(start, end - start));
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return out;
-}
+using hilum::test::CliRun;
+using hilum::test::lines;
+using hilum::test::run_cli;
 
 class Cli : public ::testing::Test {
  protected:

@@ -1,0 +1,362 @@
+// hilum-cli import and list.
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "commands.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/app/json.hpp"
+
+namespace fs = std::filesystem;
+using hilum::app::JsonObject;
+
+namespace hilum::cli {
+namespace {
+
+int usage(const std::string& message) {
+  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
+  return kExitUsage;
+}
+
+// ---- Ctrl-C: the first one asks the import to stop after committing what it has read; the
+// second one exits at once (the catalog stays consistent either way: batches are transactions).
+
+std::atomic<bool> g_cancel{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_interrupt(int) {
+  if (g_cancel.exchange(true)) ::_exit(kExitInterrupted);
+  static const char kMessage[] =
+      "\nhilum-cli: interrupted: saving what has been read (Ctrl-C again to quit at once)\n";
+  const ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  (void)ignored;
+}
+
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    g_cancel = false;
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~InterruptGuard() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+// ---- Formatting.
+
+std::string thousands(std::size_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  const std::size_t len = digits.size();
+  for (std::size_t i = 0; i < len; ++i) {
+    if (i > 0 && (len - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+std::string duration_text(double seconds) {
+  if (seconds < 0 || !std::isfinite(seconds)) return "?";
+  const auto s = static_cast<long long>(std::llround(seconds));
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%llds", s);
+  return buf;
+}
+
+std::string progress_line(const app::ImportProgress& p) {
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f", p.files_per_second);
+  std::string line = "import: " + thousands(p.done) + "/" + thousands(p.total) + " files";
+  if (p.total > 0) {
+    char pct[16];
+    std::snprintf(pct, sizeof pct, " (%.0f%%)", 100.0 * static_cast<double>(p.done) / static_cast<double>(p.total));
+    line += pct;
+  }
+  line += "  " + std::string(rate) + " files/s";
+  if (p.done < p.total) line += "  ETA " + duration_text(p.eta_seconds);
+  return line;
+}
+
+// Progress on stderr: one updating line on a terminal, else at most ~4 lines a second.
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : tty_(::isatty(STDERR_FILENO) == 1) {}
+  void operator()(const app::ImportProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool finished = p.done >= p.total;
+    if (p.done == 0 && !finished) return;  // nothing to say yet
+    if (printed_ && !finished && now - last_ < std::chrono::milliseconds(250)) return;
+    if (finished && last_done_ == p.done && printed_) return;
+    last_ = now;
+    last_done_ = p.done;
+    printed_ = true;
+    const std::string line = progress_line(p);
+    if (tty_) std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    else std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+    open_line_ = tty_;
+  }
+  void finish() {
+    if (open_line_) std::fputc('\n', stderr);
+    open_line_ = false;
+  }
+
+ private:
+  bool tty_ = false;
+  bool printed_ = false;
+  bool open_line_ = false;
+  std::size_t last_done_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+std::string issues_json(const std::vector<app::ImportIssue>& issues, bool conflicts) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < issues.size(); ++i) {
+    const auto& issue = issues[i];
+    JsonObject o;
+    o.add("path", issue.path);
+    o.add("sop_instance_uid", issue.sop_instance_uid);
+    o.add("reason", issue.reason);
+    if (conflicts) o.add("existing_path", issue.existing_path);
+    if (issue.earlier_run) o.add("earlier_run", true);
+    if (i > 0) out += ",";
+    out += o.str();
+  }
+  return out + "]";
+}
+
+std::string counts_json(const app::ImportCounts& c) {
+  JsonObject o;
+  o.add("imported", static_cast<std::int64_t>(c.imported));
+  o.add("already_present", static_cast<std::int64_t>(c.already_present));
+  o.add("conflicts", static_cast<std::int64_t>(c.conflicts));
+  o.add("skipped", static_cast<std::int64_t>(c.skipped));
+  o.add("failed", static_cast<std::int64_t>(c.failed));
+  return o.str();
+}
+
+std::string report_json(const app::ImportReport& r) {
+  JsonObject o;
+  const std::size_t problems = r.counts.failed + r.counts.conflicts + r.earlier.failed + r.earlier.conflicts;
+  o.add("ok", r.ok() && !r.interrupted && problems == 0);
+  o.add("job_id", r.job_id);
+  o.add("resumed", r.resumed);
+  o.add("interrupted", r.interrupted);
+  o.add("files", static_cast<std::int64_t>(r.files));
+  o.add("imported", static_cast<std::int64_t>(r.counts.imported));
+  o.add("already_present", static_cast<std::int64_t>(r.counts.already_present));
+  o.add("conflicts", static_cast<std::int64_t>(r.counts.conflicts));
+  o.add("skipped", static_cast<std::int64_t>(r.counts.skipped));
+  o.add("failed", static_cast<std::int64_t>(r.counts.failed));
+  o.add("pending", static_cast<std::int64_t>(r.files - r.counts.total() - r.earlier.total()));
+  o.add_raw("earlier", counts_json(r.earlier));
+  o.add("seconds", r.seconds);
+  o.add("files_per_second", r.files_per_second);
+  o.add_raw("conflict_files", issues_json(r.conflicts, true));
+  o.add_raw("skipped_files", issues_json(r.skipped, false));
+  o.add_raw("failed_files", issues_json(r.failed, false));
+  if (r.error) o.add("error", r.error->message);
+  return o.str();
+}
+
+void print_report(const app::ImportReport& r) {
+  std::string line = "imported " + thousands(r.counts.imported) + ", already present " +
+                     thousands(r.counts.already_present) + ", conflicts " + thousands(r.counts.conflicts) +
+                     ", skipped " + thousands(r.counts.skipped) + ", failed " + thousands(r.counts.failed) + " (" +
+                     thousands(r.files) + " files";
+  char timing[64];
+  std::snprintf(timing, sizeof timing, ", %.1f s, %.1f files/s)", r.seconds, r.files_per_second);
+  line += timing;
+  std::cout << line << '\n';
+  if (r.resumed) {
+    const auto& e = r.earlier;
+    std::cout << "continued an interrupted import: " << thousands(e.total()) << " files were done before (imported "
+              << thousands(e.imported) << ", already present " << thousands(e.already_present) << ", conflicts "
+              << thousands(e.conflicts) << ", skipped " << thousands(e.skipped) << ", failed " << thousands(e.failed)
+              << ")\n";
+  }
+  for (const auto& c : r.conflicts) {
+    std::cout << "conflict: " << c.path;
+    if (!c.sop_instance_uid.empty()) std::cout << " (" << c.sop_instance_uid << ")";
+    std::cout << ": " << c.reason << '\n';
+  }
+  for (const auto& s : r.skipped) std::cout << "skipped: " << s.path << ": " << s.reason << '\n';
+  for (const auto& f : r.failed) std::cout << "failed: " << f.path << ": " << f.reason << '\n';
+  if (r.interrupted) {
+    const std::size_t left = r.files - r.counts.total() - r.earlier.total();
+    std::cout << "interrupted: " << thousands(left)
+              << " files left; run the same import again to finish it\n";
+  }
+  std::cout.flush();
+}
+
+}  // namespace
+
+int cmd_import(const Global& global, const Args& args) {
+  std::vector<fs::path> inputs;
+  app::ImportOptions options;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--jobs" || a == "-j") {
+      int n = 0;
+      const std::string v = i + 1 < args.size() ? args[++i] : std::string();
+      const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (v.empty() || ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > 256) {
+        return usage("import: --jobs takes a number of threads from 1 to 256");
+      }
+      options.jobs = n;
+    } else if (a == "--copy") {
+      options.copy_to_store = true;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--") {
+      for (++i; i < args.size(); ++i) inputs.emplace_back(args[i]);
+    } else if (a.rfind("--", 0) == 0) {
+      return usage("import: unknown option " + a);
+    } else {
+      inputs.emplace_back(a);
+    }
+  }
+  if (inputs.empty()) return usage("import: no file or folder given");
+
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+  if (!catalog) return kExitCatalog;
+
+  ProgressPrinter printer;
+  app::ImportReport report;
+  {
+    InterruptGuard guard;
+    report = app::import_paths(*catalog, inputs, options, [&](const app::ImportProgress& p) { printer(p); }, &g_cancel);
+  }
+  printer.finish();
+  if (json) {
+    std::cout << report_json(report) << '\n';
+    std::cout.flush();
+  } else {
+    print_report(report);
+  }
+  if (report.error) {
+    std::fprintf(stderr, "hilum-cli: import: %s\n", report.error->message.c_str());
+    return kExitCatalog;
+  }
+  if (report.interrupted) return kExitInterrupted;
+  const std::size_t problems = report.counts.failed + report.counts.conflicts + report.earlier.failed + report.earlier.conflicts;
+  return problems == 0 ? kExitOk : kExitFailures;
+}
+
+int cmd_list(const Global& global, const Args& args) {
+  bool studies = false;
+  bool json = false;
+  app::InstanceFilter filter;
+  int kinds = 0, label_filters = 0;
+  for (const auto& a : args) {
+    if (a == "--studies") {
+      studies = true;
+      ++kinds;
+    } else if (a == "--images") {
+      studies = false;
+      ++kinds;
+    } else if (a == "--unlabeled" || a == "--unlabelled") {
+      filter.labelled = app::InstanceFilter::Labelled::Unlabelled;
+      ++label_filters;
+    } else if (a == "--labeled" || a == "--labelled") {
+      filter.labelled = app::InstanceFilter::Labelled::Labelled;
+      ++label_filters;
+    } else if (a == "--json") {
+      json = true;
+    } else {
+      return usage("list: unknown option " + a);
+    }
+  }
+  if (kinds > 1) return usage("list: choose one of --studies and --images");
+  if (label_filters > 1) return usage("list: choose one of --labeled and --unlabeled");
+
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadOnly);
+  if (!catalog) return kExitCatalog;
+
+  if (studies) {
+    auto list = catalog->list_studies(filter);
+    if (!list) {
+      std::fprintf(stderr, "hilum-cli: list: %s\n", list.error().message.c_str());
+      return kExitCatalog;
+    }
+    if (!json && !list->empty()) {
+      std::printf("%-10s %-24s %-20s %-30s %7s %9s  %s\n", "date", "patient id", "patient name", "description", "images",
+                  "labelled", "study instance uid");
+    }
+    for (const auto& s : list.value()) {
+      if (json) {
+        JsonObject o;
+        o.add("study_instance_uid", s.study_instance_uid).add("patient_id", s.patient_id).add("patient_name", s.patient_name);
+        o.add("study_date", s.study_date).add("study_description", s.study_description);
+        o.add("accession_number", s.accession_number).add("images", s.images).add("labelled_images", s.labelled_images);
+        std::cout << o.str() << '\n';
+      } else {
+        std::printf("%-10s %-24s %-20s %-30s %7d %9d  %s\n", s.study_date.c_str(), s.patient_id.c_str(),
+                    s.patient_name.c_str(), s.study_description.c_str(), s.images, s.labelled_images,
+                    s.study_instance_uid.c_str());
+      }
+    }
+    if (!json) std::fprintf(stderr, "%zu studies\n", list->size());
+    std::cout.flush();
+    return kExitOk;
+  }
+
+  auto list = catalog->list_instances(filter);
+  if (!list) {
+    std::fprintf(stderr, "hilum-cli: list: %s\n", list.error().message.c_str());
+    return kExitCatalog;
+  }
+  if (!json && !list->empty()) {
+    std::printf("%-24s %-10s %-4s %-4s %11s  %-40s %s\n", "patient id", "date", "mod", "view", "size", "sop instance uid", "path");
+  }
+  for (const auto& im : list.value()) {
+    if (json) {
+      JsonObject o;
+      o.add("sop_instance_uid", im.sop_instance_uid).add("path", im.path);
+      if (!im.stored_path.empty()) o.add("stored_path", im.stored_path);
+      o.add("patient_id", im.patient_id).add("study_instance_uid", im.study_instance_uid);
+      o.add("series_instance_uid", im.series_instance_uid).add("study_date", im.study_date);
+      o.add("modality", im.modality).add("view_position", im.view_position);
+      o.add("rows", im.rows).add("columns", im.columns);
+      o.add("content_hash", im.content_hash).add("imported_at", im.imported_at);
+      std::cout << o.str() << '\n';
+    } else {
+      const std::string size = std::to_string(im.columns) + "x" + std::to_string(im.rows);
+      std::printf("%-24s %-10s %-4s %-4s %11s  %-40s %s\n", im.patient_id.c_str(), im.study_date.c_str(),
+                  im.modality.c_str(), im.view_position.c_str(), size.c_str(), im.sop_instance_uid.c_str(),
+                  im.path.c_str());
+    }
+  }
+  if (!json) std::fprintf(stderr, "%zu images\n", list->size());
+  std::cout.flush();
+  return kExitOk;
+}
+
+}  // namespace hilum::cli

@@ -1,0 +1,263 @@
+// hilum-cli label / labels, and opening the catalog for every catalog command.
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+#include "commands.hpp"
+#include "hilum/app/json.hpp"
+#include "hilum/app/labels_csv.hpp"
+
+namespace hilum::cli {
+namespace {
+
+using app::JsonObject;
+
+int usage(const std::string& message) {
+  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
+  return kExitUsage;
+}
+
+int catalog_error(const app::Error& e) {
+  std::fprintf(stderr, "hilum-cli: %s\n", e.message.c_str());
+  switch (e.kind) {
+    case app::ErrorKind::Invalid:
+    case app::ErrorKind::NotFound:
+      return kExitFailures;
+    default:
+      return kExitCatalog;
+  }
+}
+
+std::optional<std::vector<double>> parse_numbers(const std::string& s) {
+  std::vector<double> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const auto comma = s.find(',', start);
+    const std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    double v = 0;
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) return std::nullopt;
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string event_json(const app::LabelEvent& e) {
+  JsonObject o;
+  o.add("id", e.id).add("sop_instance_uid", e.sop_instance_uid).add("finding", e.finding).add("value", app::to_string(e.value));
+  if (e.region) o.add_raw("region", e.region->to_json());
+  else o.add_null("region");
+  o.add("author", e.author).add("created_at", e.created_at);
+  if (e.model_version) o.add("model_version", *e.model_version);
+  if (e.model_probability) o.add("model_probability", *e.model_probability);
+  if (!e.comment.empty()) o.add("comment", e.comment);
+  o.add("source", e.source);
+  return o.str();
+}
+
+int label_from_csv(app::Catalog& catalog, const std::string& file, const std::string& author, bool json) {
+  auto report = app::import_label_csv(catalog, file, author);
+  if (!report) return catalog_error(report.error());
+  if (json) {
+    std::string problems = "[";
+    for (std::size_t i = 0; i < report->problems.size(); ++i) {
+      if (i) problems += ",";
+      problems += JsonObject().add("line", report->problems[i].line).add("problem", report->problems[i].message).str();
+    }
+    problems += "]";
+    std::cout << JsonObject()
+                     .add("rows", report->rows)
+                     .add("rows_applied", report->rows_applied)
+                     .add("labels_written", report->labels_written)
+                     .add_raw("problems", problems)
+                     .str()
+              << '\n';
+  } else {
+    for (const auto& p : report->problems) std::fprintf(stderr, "%s:%d: %s\n", file.c_str(), p.line, p.message.c_str());
+    std::printf("%d of %d rows applied, %d labels written\n", report->rows_applied, report->rows, report->labels_written);
+  }
+  return report->rows_applied == report->rows ? kExitOk : kExitFailures;
+}
+
+}  // namespace
+
+std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode) {
+  const auto path = global.db.empty() ? app::default_catalog_path() : global.db;
+  auto catalog = app::Catalog::open(path, mode);
+  if (!catalog) {
+    std::fprintf(stderr, "hilum-cli: %s\n", catalog.error().message.c_str());
+    return std::nullopt;
+  }
+  return std::move(catalog.value());
+}
+
+int cmd_label(const Global& global, const Args& args) {
+  std::optional<std::string> image, author, csv, comment, model_version;
+  std::optional<double> probability;
+  std::vector<std::pair<std::string, app::LabelValue>> sets;
+  std::optional<app::Region> region;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
+    };
+    if (a == "--set") {
+      auto v = value();
+      const auto eq = v ? v->rfind('=') : std::string::npos;
+      if (eq == std::string::npos) return usage("label: --set takes FINDING=present|absent|uncertain|cleared");
+      auto parsed = app::parse_label_value(v->substr(eq + 1));
+      if (!parsed) return usage("label: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
+      sets.emplace_back(v->substr(0, eq), *parsed);
+    } else if (a == "--author") {
+      author = value();
+      if (!author || author->empty()) return usage("label: --author takes a NAME");
+    } else if (a == "--region" || a == "--polygon") {
+      auto v = value();
+      auto numbers = v ? parse_numbers(*v) : std::nullopt;
+      app::Region r;
+      if (a == "--region") {
+        if (!numbers || numbers->size() != 4) return usage("label: --region takes x,y,w,h in image pixels");
+        r.x = (*numbers)[0];
+        r.y = (*numbers)[1];
+        r.w = (*numbers)[2];
+        r.h = (*numbers)[3];
+      } else {
+        if (!numbers || numbers->size() < 6 || numbers->size() % 2 != 0) return usage("label: --polygon takes x1,y1,x2,y2,x3,y3[,...]");
+        r.shape = app::Region::Shape::Polygon;
+        for (std::size_t k = 0; k < numbers->size(); k += 2) r.points.emplace_back((*numbers)[k], (*numbers)[k + 1]);
+      }
+      region = r;
+    } else if (a == "--comment") {
+      comment = value();
+      if (!comment) return usage("label: --comment takes TEXT");
+    } else if (a == "--model-version") {
+      model_version = value();
+      if (!model_version) return usage("label: --model-version takes a version");
+    } else if (a == "--probability") {
+      auto v = value();
+      double p = -1;
+      if (!v || std::from_chars(v->data(), v->data() + v->size(), p).ec != std::errc()) return usage("label: --probability takes a number");
+      probability = p;
+    } else if (a == "--from-csv") {
+      csv = value();
+      if (!csv) return usage("label: --from-csv takes a FILE");
+    } else if (a == "--json") {
+      json = true;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage("label: unknown option " + a);
+    } else if (!image) {
+      image = a;
+    } else {
+      return usage("label: one IMAGE at a time");
+    }
+  }
+  if (!author) return usage("label: --author NAME is required (every label records who set it)");
+  if (csv) {
+    if (image || !sets.empty() || region) return usage("label: --from-csv takes no IMAGE, --set or --region");
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+    if (!catalog) return kExitCatalog;
+    return label_from_csv(*catalog, *csv, *author, json);
+  }
+  if (!image) return usage("label: no IMAGE given (a SOP Instance UID or a path in the catalog)");
+  if (sets.empty()) return usage("label: nothing to set (--set FINDING=VALUE)");
+
+  std::vector<app::LabelInput> inputs;
+  int regions_used = 0;
+  for (const auto& [finding, v] : sets) {
+    app::LabelInput in;
+    in.image = *image;
+    in.finding = finding;
+    in.value = v;
+    in.author = *author;
+    in.comment = comment.value_or("");
+    in.model_version = model_version;
+    in.model_probability = probability;
+    in.source = "cli";
+    if (region && (v == app::LabelValue::Present || v == app::LabelValue::Uncertain)) {
+      in.region = region;
+      ++regions_used;
+    }
+    inputs.push_back(std::move(in));
+  }
+  if (region && regions_used == 0) return usage("label: --region belongs to a present or uncertain finding");
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!catalog) return kExitCatalog;
+  auto ids = catalog->add_labels(inputs);
+  if (!ids) return catalog_error(ids.error());
+  auto current = catalog->current_labels(*image);
+  if (!current) return catalog_error(current.error());
+  if (json) {
+    for (const auto& e : current.value()) std::cout << event_json(e) << '\n';
+  } else {
+    std::printf("%zu label(s) recorded. Current labels of %s:\n", ids->size(), image->c_str());
+    for (const auto& e : current.value()) {
+      std::printf("  %-20s %-10s %s, %s%s\n", e.finding.c_str(), app::to_string(e.value), e.author.c_str(), e.created_at.c_str(),
+                  e.region ? ("  region " + e.region->to_json()).c_str() : "");
+    }
+  }
+  return kExitOk;
+}
+
+int cmd_labels(const Global& global, const Args& args) {
+  if (args.empty()) return usage("labels: list, add NAME or history [IMAGE]");
+  const std::string sub = args[0];
+  bool json = false;
+  std::optional<std::string> name, description;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") json = true;
+    else if (a == "--description") {
+      if (i + 1 >= args.size()) return usage("labels add: --description takes TEXT");
+      description = args[++i];
+    } else if (a.rfind("--", 0) == 0) return usage("labels: unknown option " + a);
+    else if (!name) name = a;
+    else return usage("labels: too many arguments");
+  }
+  if (sub == "list") {
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+    if (!catalog) return kExitCatalog;
+    auto findings = catalog->findings();
+    if (!findings) return catalog_error(findings.error());
+    for (const auto& f : findings.value()) {
+      if (json) {
+        std::cout << JsonObject().add("name", f.name).add("description", f.description).add("builtin", f.builtin).str() << '\n';
+      } else {
+        std::printf("%-20s %s%s\n", f.name.c_str(), f.description.c_str(), f.builtin ? "" : "  (added)");
+      }
+    }
+    return kExitOk;
+  }
+  if (sub == "add") {
+    if (!name) return usage("labels add: NAME is required");
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+    if (!catalog) return kExitCatalog;
+    auto f = catalog->add_finding(*name, description.value_or(""));
+    if (!f) return catalog_error(f.error());
+    if (json) std::cout << JsonObject().add("name", f->name).add("description", f->description).str() << '\n';
+    else std::printf("added %s\n", f->name.c_str());
+    return kExitOk;
+  }
+  if (sub == "history") {
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+    if (!catalog) return kExitCatalog;
+    auto events = catalog->label_history(name.value_or(""));
+    if (!events) return catalog_error(events.error());
+    for (const auto& e : events.value()) {
+      if (json) {
+        std::cout << event_json(e) << '\n';
+      } else {
+        std::printf("%s  %-12s %-20s %-10s %s%s\n", e.created_at.c_str(), e.author.c_str(), e.finding.c_str(),
+                    app::to_string(e.value), e.sop_instance_uid.c_str(), e.comment.empty() ? "" : ("  \"" + e.comment + "\"").c_str());
+      }
+    }
+    return kExitOk;
+  }
+  return usage("labels: unknown subcommand " + sub + " (list, add, history)");
+}
+
+}  // namespace hilum::cli

@@ -1,0 +1,282 @@
+// Hilum app: the catalog, one SQLite file holding patients, studies, series and instances (the
+// files stay where they are), the label vocabulary, every label ever set (an append-only audit
+// trail; "current label" is derived from it), predictions, models, cached embeddings and jobs.
+// The one place in Hilum that talks SQL. Not thread-safe: one Catalog per thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hilum/core/expected.hpp"
+
+struct sqlite3;
+
+namespace hilum::app {
+
+enum class ErrorKind {
+  CannotOpen,    // missing folder, permissions, not a database
+  Locked,        // another process holds the write lock beyond the busy timeout
+  ReadOnly,      // the file or its folder cannot be written
+  Corrupt,       // PRAGMA integrity_check failed, or the file is not a Hilum catalog
+  NewerSchema,   // written by a newer Hilum: refused, never downgraded
+  NotFound,      // no such image / finding / job
+  Invalid,       // bad input (unknown finding, malformed region, ...)
+  Conflict,      // same SOP Instance UID, different content
+  Io,            // file system error outside the database
+  Interrupted,   // cancelled by the user (Ctrl-C, cancel button)
+};
+[[nodiscard]] const char* to_string(ErrorKind kind);
+
+struct Error {
+  ErrorKind kind = ErrorKind::Invalid;
+  std::string message;
+};
+
+template <typename T>
+using Result = core::Expected<T, Error>;
+using Status = Result<core::Done>;
+
+// Where the catalog lives when nothing is said: $HILUM_DB, else $XDG_DATA_HOME/Hilum/hilum.db,
+// else ~/.local/share/Hilum/hilum.db.
+[[nodiscard]] std::filesystem::path default_catalog_path();
+
+// ---- Records -------------------------------------------------------------------------------
+
+struct InstanceRecord {
+  // Identity and file.
+  std::string sop_instance_uid;
+  std::string sop_class_uid;
+  std::string path;               // absolute path of the file as imported
+  std::string stored_path;        // copy in the managed store, if any
+  std::int64_t file_size = 0;
+  std::int64_t file_mtime = 0;    // seconds since the epoch
+  std::string content_hash;       // SHA-256 of the file bytes, hex
+  // Hierarchy (the catalog creates or reuses patient/study/series rows from these).
+  std::string patient_id;
+  std::string patient_name;
+  std::string patient_birth_date;
+  std::string patient_sex;
+  std::string patient_age;        // DICOM AS, e.g. "045Y"
+  std::string study_instance_uid;
+  std::string study_date;
+  std::string study_time;
+  std::string study_description;
+  std::string accession_number;
+  std::string series_instance_uid;
+  std::string series_number;
+  std::string series_description;
+  std::string modality;
+  // Image attributes.
+  std::string transfer_syntax_uid;
+  std::string photometric;        // MONOCHROME1 / MONOCHROME2
+  int rows = 0;
+  int columns = 0;
+  int bits_stored = 0;
+  std::string view_position;
+  std::string body_part;
+  std::string laterality;
+  std::optional<double> pixel_spacing_row;
+  std::optional<double> pixel_spacing_column;
+  std::string acquisition_date;
+  std::string acquisition_time;
+  std::string burned_in_annotation;
+  std::optional<double> window_center;  // the window the reader chose for display
+  std::optional<double> window_width;
+  std::vector<std::uint8_t> thumbnail_png;  // small 8-bit PNG (longest side <= 128)
+};
+
+struct Instance : InstanceRecord {
+  std::int64_t id = 0;
+  std::string imported_at;        // ISO 8601 UTC
+};
+
+enum class PutOutcome { Inserted, AlreadyPresent, Conflict };
+
+struct Finding {
+  std::int64_t id = 0;
+  std::string name;               // e.g. "Effusion"
+  std::string description;
+  bool builtin = false;           // ChestX-ray14's 14 findings and "No Finding"
+  std::string created_at;
+};
+
+enum class LabelValue { Present, Absent, Uncertain, Cleared };
+[[nodiscard]] const char* to_string(LabelValue v);
+[[nodiscard]] std::optional<LabelValue> parse_label_value(const std::string& s);  // "present", ...
+
+// A region in image pixel coordinates: a rectangle (x, y, w, h) or a polygon.
+struct Region {
+  enum class Shape { Rectangle, Polygon };
+  Shape shape = Shape::Rectangle;
+  double x = 0, y = 0, w = 0, h = 0;             // rectangle
+  std::vector<std::pair<double, double>> points;  // polygon, at least 3 points
+  [[nodiscard]] std::string to_json() const;
+  static std::optional<Region> from_json(const std::string& json);
+  // Axis-aligned bounding box (x, y, w, h) of either shape.
+  [[nodiscard]] Region bounding_box() const;
+};
+
+struct LabelInput {
+  std::string image;              // SOP Instance UID or a path in the catalog
+  std::string finding;            // a name in the vocabulary (case-insensitive)
+  LabelValue value = LabelValue::Present;
+  std::optional<Region> region;
+  std::string author;             // required
+  std::optional<std::string> model_version;    // the model shown when the label was set
+  std::optional<double> model_probability;     // and its probability for this finding
+  std::string comment;
+  std::string source = "cli";     // cli, csv, gui
+};
+
+struct LabelEvent {
+  std::int64_t id = 0;
+  std::int64_t instance_id = 0;
+  std::string sop_instance_uid;
+  std::string finding;
+  LabelValue value = LabelValue::Present;
+  std::optional<Region> region;
+  std::string author;
+  std::string created_at;         // ISO 8601 UTC with milliseconds
+  std::optional<std::string> model_version;
+  std::optional<double> model_probability;
+  std::string comment;
+  std::string source;
+};
+
+struct InstanceFilter {
+  enum class Labelled { Any, Labelled, Unlabelled };
+  Labelled labelled = Labelled::Any;
+  std::optional<std::string> study_instance_uid;
+  std::optional<std::string> patient_id;
+};
+
+struct StudySummary {
+  std::string study_instance_uid;
+  std::string patient_id;
+  std::string patient_name;
+  std::string study_date;
+  std::string study_description;
+  std::string accession_number;
+  int images = 0;
+  int labelled_images = 0;
+};
+
+// A background job (import, fine-tune, export) and its work items, kept so that an interrupted
+// job can be finished by running it again.
+struct Job {
+  std::int64_t id = 0;
+  std::string kind;               // "import", ...
+  std::string params;             // JSON, as the job was started
+  std::string status;             // running, interrupted, done, failed
+  std::string created_at;
+  std::string updated_at;
+  std::string summary;            // JSON, when done
+};
+
+struct JobItem {
+  std::int64_t id = 0;
+  std::string path;
+  std::string status;             // pending, imported, present, conflict, skipped, failed
+  std::string reason;             // why skipped / failed
+};
+
+// ---- The catalog ---------------------------------------------------------------------------
+
+class Catalog {
+ public:
+  enum class Mode { ReadWriteCreate, ReadWrite, ReadOnly };
+
+  // Opens (creating the file and its folder with ReadWriteCreate), sets WAL mode, foreign keys
+  // and a busy timeout, checks it is a Hilum catalog and runs pending migrations in one
+  // transaction. A damaged file is reported (ErrorKind::Corrupt) and never overwritten.
+  static Result<Catalog> open(const std::filesystem::path& path, Mode mode = Mode::ReadWriteCreate);
+
+  Catalog(Catalog&&) noexcept;
+  Catalog& operator=(Catalog&&) noexcept;
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
+  ~Catalog();
+
+  [[nodiscard]] const std::filesystem::path& path() const;
+  [[nodiscard]] int schema_version() const;
+  [[nodiscard]] static int latest_schema_version();
+
+  // "ok", or SQLite's list of problems.
+  [[nodiscard]] Result<std::string> integrity_check();
+
+  // ---- Instances.
+  // Inserts a batch in one transaction. Same SOP Instance UID and same content hash: AlreadyPresent
+  // (the row is kept as it is); same UID, different content: Conflict (nothing replaced).
+  [[nodiscard]] Result<std::vector<PutOutcome>> put_instances(const std::vector<InstanceRecord>& records);
+  // By SOP Instance UID, else by path (as given, then made absolute).
+  [[nodiscard]] Result<std::optional<Instance>> find_instance(const std::string& uid_or_path);
+  [[nodiscard]] Result<std::vector<Instance>> list_instances(const InstanceFilter& filter = {});
+  [[nodiscard]] Result<std::vector<StudySummary>> list_studies(const InstanceFilter& filter = {});
+  // Path -> (size, mtime) of every imported file (a fast "already imported?" check on resume).
+  [[nodiscard]] Result<std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>>> file_stamps();
+  [[nodiscard]] Result<std::int64_t> count_instances();
+
+  // ---- Vocabulary.
+  [[nodiscard]] Result<std::vector<Finding>> findings();
+  [[nodiscard]] Result<Finding> add_finding(const std::string& name, const std::string& description);
+
+  // ---- Labels (append-only: nothing is ever updated or deleted).
+  // All-or-nothing: every input is checked first (image known, finding known, author set, region
+  // valid, "No Finding" exclusive), then all are written in one transaction.
+  [[nodiscard]] Result<std::vector<std::int64_t>> add_labels(const std::vector<LabelInput>& labels);
+  [[nodiscard]] Result<std::vector<LabelEvent>> label_history(const std::string& uid_or_path = {});
+  // The latest event per (image, finding), Cleared ones left out. Empty uid: every image.
+  [[nodiscard]] Result<std::vector<LabelEvent>> current_labels(const std::string& uid_or_path = {});
+
+  // ---- De-identification support: a keyed, consistent mapping kept only in the catalog.
+  // The pseudonym of `original` in namespace `kind` ("patient", "uid", "accession", ...), created
+  // on first use and the same forever after.
+  [[nodiscard]] Result<std::string> pseudonym(const std::string& kind, const std::string& original);
+  // The catalog's secret (32 random bytes, hex), created on first use.
+  [[nodiscard]] Result<std::string> secret();
+
+  // ---- Jobs.
+  [[nodiscard]] Result<std::int64_t> create_job(const std::string& kind, const std::string& params,
+                                                const std::vector<std::string>& item_paths);
+  // The most recent job of `kind` with exactly these params that is not done, if any.
+  [[nodiscard]] Result<std::optional<Job>> unfinished_job(const std::string& kind, const std::string& params);
+  [[nodiscard]] Result<Job> job(std::int64_t id);
+  [[nodiscard]] Result<std::vector<JobItem>> job_items(std::int64_t job_id, bool pending_only);
+  // Records the outcome of items (call inside the same transaction as the work they describe).
+  [[nodiscard]] Status finish_job_items(const std::vector<JobItem>& items);
+  [[nodiscard]] Status set_job_status(std::int64_t job_id, const std::string& status, const std::string& summary = {});
+
+  // ---- Settings (key/value).
+  [[nodiscard]] Result<std::optional<std::string>> setting(const std::string& key);
+  [[nodiscard]] Status set_setting(const std::string& key, const std::string& value);
+
+  // Runs `body` inside one transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error). Nested
+  // calls (put_instances inside a caller's transaction) become savepoints of the outer one.
+  [[nodiscard]] Status transaction(const std::function<Status()>& body);
+
+  // For workflows inside app/ only (import jobs, export): the raw connection.
+  [[nodiscard]] sqlite3* handle();
+
+ private:
+  struct Impl;
+  explicit Catalog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The schema's migration steps, oldest first (migrations()[k] takes version k to k+1); exposed
+// so tests can build a catalog at every earlier version and open it with the current code.
+[[nodiscard]] const std::vector<std::string>& catalog_migrations();
+
+// The ChestX-ray14 vocabulary Hilum starts with: 14 findings and "No Finding".
+[[nodiscard]] const std::vector<std::pair<std::string, std::string>>& builtin_findings();
+
+// Current UTC time as ISO 8601 with milliseconds ("2026-11-25T12:00:00.123Z").
+[[nodiscard]] std::string utc_now();
+
+}  // namespace hilum::app

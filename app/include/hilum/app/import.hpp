@@ -1,0 +1,98 @@
+// Hilum app: importing files, folders and DICOMDIR media into the catalog, as one plain function
+// that the CLI and the GUI both call (the GUI on a worker thread).
+//
+// - Inputs: files, folders (recursive, in sorted order, hidden entries and files named DICOMDIR
+//   left out) and DICOMDIRs (their referenced images). Paths are stored absolute.
+// - Resumable: the import is a catalog job whose parameters are the sorted absolute inputs and
+//   the options; each batch of files is committed in one transaction together with the outcome
+//   of its job items, so a crash or a kill at any moment leaves a consistent catalog and running
+//   the same import again finishes what is left.
+// - Files whose path, size and modification time are already in the catalog are counted as
+//   already present without being read again.
+// - Files are read, hashed and thumbnailed on `jobs` worker threads; the catalog is written only
+//   from the calling thread. At most a few batches are in memory at once.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/dicom/radiograph.hpp"
+
+namespace hilum::app {
+
+struct ImportOptions {
+  int jobs = 0;                 // worker threads; 0 = one per core
+  int batch_size = 64;          // files per transaction
+  bool copy_to_store = false;   // also copy each imported file into the managed store
+  std::filesystem::path store;  // the store folder; empty = "store" beside the catalog file
+  int thumbnail_side = 128;     // longest side of the thumbnails kept in the catalog
+};
+
+struct ImportCounts {
+  std::size_t imported = 0;         // new in the catalog
+  std::size_t already_present = 0;  // same SOP Instance UID and same content already there
+  std::size_t conflicts = 0;        // same SOP Instance UID, different content: nothing replaced
+  std::size_t skipped = 0;          // DICOM objects that are not images (SR, presentation states)
+  std::size_t failed = 0;           // unreadable, not DICOM, truncated, ...
+  [[nodiscard]] std::size_t total() const { return imported + already_present + conflicts + skipped + failed; }
+};
+
+// A file that was not imported, and why.
+struct ImportIssue {
+  std::string path;
+  std::string sop_instance_uid;  // when known (empty for files not read in this run)
+  std::string reason;            // e.g. "not an image: Basic Text SR"
+  std::string existing_path;     // conflicts: the file already in the catalog under that UID
+  bool earlier_run = false;      // recorded by an earlier, interrupted run of the same import
+};
+
+struct ImportProgress {
+  std::size_t done = 0;            // files with an outcome, earlier runs of this import included
+  std::size_t total = 0;           // files in the import
+  std::size_t committed = 0;       // outcomes of this run written to the catalog
+  double elapsed_seconds = 0.0;
+  double files_per_second = 0.0;   // this run
+  double eta_seconds = -1.0;       // < 0 while not yet known
+  ImportCounts counts;             // this run, committed so far
+};
+// Called on the calling thread: after every committed batch and a few times a second between.
+using ProgressFn = std::function<void(const ImportProgress&)>;
+
+struct ImportReport {
+  std::int64_t job_id = 0;
+  bool resumed = false;           // an unfinished job with the same inputs and options was continued
+  bool interrupted = false;       // cancelled: what was committed stays, running it again finishes it
+  std::size_t files = 0;          // files in the import (all runs)
+  ImportCounts counts;            // outcomes of this run
+  ImportCounts earlier;           // outcomes recorded by earlier runs of the same import
+  std::vector<ImportIssue> conflicts;  // earlier runs' first, then this run's, in file order
+  std::vector<ImportIssue> skipped;
+  std::vector<ImportIssue> failed;
+  double seconds = 0.0;
+  double files_per_second = 0.0;  // files given an outcome in this run per second
+  std::optional<Error> error;     // the catalog could not be read or written: the import stopped
+
+  [[nodiscard]] bool ok() const { return !error.has_value(); }
+};
+
+// Imports `inputs` into `catalog`. `cancel` (may be null) is polled: when it becomes true, the
+// files already read are committed and the import stops with report.interrupted set.
+[[nodiscard]] ImportReport import_paths(Catalog& catalog, const std::vector<std::filesystem::path>& inputs,
+                                        const ImportOptions& options = {}, const ProgressFn& progress = {},
+                                        const std::atomic<bool>* cancel = nullptr);
+
+// The catalog record of a decoded radiograph read from `path` (file fields, hash and thumbnail
+// left to the caller). Exposed for tests and tools.
+[[nodiscard]] InstanceRecord instance_record(const dicom::Radiograph& image, const std::filesystem::path& path);
+
+// The import job's parameters (JSON) for these inputs and options: what identifies a resumable job.
+[[nodiscard]] std::string import_job_params(const std::vector<std::filesystem::path>& inputs, const ImportOptions& options);
+
+}  // namespace hilum::app

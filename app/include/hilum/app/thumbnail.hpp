@@ -1,0 +1,23 @@
+// Hilum app: small preview images kept in the catalog (8-bit grayscale PNG bytes in memory).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hilum/dicom/radiograph.hpp"
+
+namespace hilum::app {
+
+// Encodes an 8-bit grayscale image (row-major, width * height bytes) as PNG, in memory.
+// Empty on failure, with the reason in *error when error is not null.
+[[nodiscard]] std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vector<std::uint8_t>& pixels,
+                                                         std::string* error = nullptr);
+
+// The display image (automatic window over the exposed field, MONOCHROME1 shown bone-white),
+// area-averaged so that neither side exceeds max_side, as PNG bytes. Needs decoded pixels.
+// Empty on failure, with the reason in *error when error is not null.
+[[nodiscard]] std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side = 128,
+                                                       std::string* error = nullptr);
+
+}  // namespace hilum::app

@@ -1,0 +1,1086 @@
+// The SQLite catalog: schema and migrations, instances, vocabulary, the append-only label
+// history, jobs, pseudonyms and settings.
+#include "hilum/app/catalog.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
+#include <random>
+#include <set>
+#include <system_error>
+
+#include "hilum/app/json.hpp"
+#include "sqlite.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::app {
+namespace {
+
+constexpr int kApplicationId = 0x48494C4D;  // "HILM": marks a file as a Hilum catalog
+constexpr int kBusyTimeoutMs = 5000;
+
+Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::random_device rd;  // getrandom(2) on Linux
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rd() & 0xFFu);
+    out.push_back(digits[b >> 4]);
+    out.push_back(digits[b & 0xF]);
+  }
+  return out;
+}
+
+// "2.25.<128-bit decimal>": a UID that needs no registered root (PS3.5 B.2).
+std::string random_uid() {
+  __extension__ typedef unsigned __int128 u128;
+  std::random_device rd;
+  u128 v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 32) | rd();
+  v &= ~(static_cast<u128>(1) << 127);  // keep the integer below 2^127 (39 digits max)
+  std::string digits;
+  do {
+    digits.push_back(static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  std::reverse(digits.begin(), digits.end());
+  return "2.25." + digits;
+}
+
+}  // namespace
+
+const char* to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::CannotOpen: return "cannot-open";
+    case ErrorKind::Locked: return "locked";
+    case ErrorKind::ReadOnly: return "read-only";
+    case ErrorKind::Corrupt: return "corrupt";
+    case ErrorKind::NewerSchema: return "newer-schema";
+    case ErrorKind::NotFound: return "not-found";
+    case ErrorKind::Invalid: return "invalid";
+    case ErrorKind::Conflict: return "conflict";
+    case ErrorKind::Io: return "io";
+    case ErrorKind::Interrupted: return "interrupted";
+  }
+  return "error";
+}
+
+const char* to_string(LabelValue v) {
+  switch (v) {
+    case LabelValue::Present: return "present";
+    case LabelValue::Absent: return "absent";
+    case LabelValue::Uncertain: return "uncertain";
+    case LabelValue::Cleared: return "cleared";
+  }
+  return "present";
+}
+
+std::optional<LabelValue> parse_label_value(const std::string& s) {
+  const std::string v = lower(s);
+  if (v == "present" || v == "1" || v == "yes" || v == "positive") return LabelValue::Present;
+  if (v == "absent" || v == "0" || v == "no" || v == "negative") return LabelValue::Absent;
+  if (v == "uncertain" || v == "-1" || v == "?") return LabelValue::Uncertain;
+  if (v == "cleared" || v == "clear" || v == "none") return LabelValue::Cleared;
+  return std::nullopt;
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+fs::path default_catalog_path() {
+  if (const char* env = std::getenv("HILUM_DB"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') return fs::path(xdg) / "Hilum" / "hilum.db";
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "Hilum" / "hilum.db";
+}
+
+// ---- Regions -----------------------------------------------------------------------------
+
+std::string Region::to_json() const {
+  char buf[64];
+  const auto num = [&buf](double v) {
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return std::string(buf);
+  };
+  if (shape == Shape::Rectangle) {
+    return "{\"type\":\"rect\",\"x\":" + num(x) + ",\"y\":" + num(y) + ",\"w\":" + num(w) + ",\"h\":" + num(h) + "}";
+  }
+  std::string out = "{\"type\":\"polygon\",\"points\":[";
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (i) out += ",";
+    out += "[" + num(points[i].first) + "," + num(points[i].second) + "]";
+  }
+  return out + "]}";
+}
+
+std::optional<Region> Region::from_json(const std::string& json) {
+  // Only reads what to_json writes: {"type":"rect",...} or {"type":"polygon","points":[[x,y],...]}.
+  const auto number_after = [&json](const std::string& key, double& out) {
+    const auto pos = json.find("\"" + key + "\":");
+    if (pos == std::string::npos) return false;
+    char* end = nullptr;
+    out = std::strtod(json.c_str() + pos + key.size() + 3, &end);
+    return end != json.c_str() + pos + key.size() + 3;
+  };
+  Region r;
+  if (json.find("\"type\":\"rect\"") != std::string::npos) {
+    r.shape = Shape::Rectangle;
+    if (!number_after("x", r.x) || !number_after("y", r.y) || !number_after("w", r.w) || !number_after("h", r.h)) return std::nullopt;
+    return r;
+  }
+  if (json.find("\"type\":\"polygon\"") != std::string::npos) {
+    r.shape = Shape::Polygon;
+    auto pos = json.find("\"points\":[");
+    if (pos == std::string::npos) return std::nullopt;
+    pos += 10;
+    while (pos < json.size()) {
+      pos = json.find('[', pos);
+      if (pos == std::string::npos) break;
+      char* end = nullptr;
+      const double px = std::strtod(json.c_str() + pos + 1, &end);
+      if (*end != ',') break;
+      const double py = std::strtod(end + 1, &end);
+      if (*end != ']') break;
+      r.points.emplace_back(px, py);
+      pos = static_cast<std::size_t>(end - json.c_str()) + 1;
+    }
+    if (r.points.size() < 3) return std::nullopt;
+    return r;
+  }
+  return std::nullopt;
+}
+
+Region Region::bounding_box() const {
+  if (shape == Shape::Rectangle) return *this;
+  Region b;
+  if (points.empty()) return b;
+  double x0 = points[0].first, x1 = x0, y0 = points[0].second, y1 = y0;
+  for (const auto& [px, py] : points) {
+    x0 = std::min(x0, px);
+    x1 = std::max(x1, px);
+    y0 = std::min(y0, py);
+    y1 = std::max(y1, py);
+  }
+  b.x = x0;
+  b.y = y0;
+  b.w = x1 - x0;
+  b.h = y1 - y0;
+  return b;
+}
+
+// ---- Schema ------------------------------------------------------------------------------
+
+const std::vector<std::pair<std::string, std::string>>& builtin_findings() {
+  static const std::vector<std::pair<std::string, std::string>> v{
+      {"Atelectasis", "Collapse or incomplete expansion of lung tissue"},
+      {"Cardiomegaly", "Enlarged cardiac silhouette"},
+      {"Effusion", "Pleural effusion"},
+      {"Infiltration", "Pulmonary infiltrate"},
+      {"Mass", "Pulmonary mass (> 3 cm)"},
+      {"Nodule", "Pulmonary nodule (<= 3 cm)"},
+      {"Pneumonia", "Pneumonia"},
+      {"Pneumothorax", "Pneumothorax"},
+      {"Consolidation", "Airspace consolidation"},
+      {"Edema", "Pulmonary edema"},
+      {"Emphysema", "Emphysema"},
+      {"Fibrosis", "Pulmonary fibrosis"},
+      {"Pleural_Thickening", "Pleural thickening"},
+      {"Hernia", "Hiatal or diaphragmatic hernia"},
+      {"No Finding", "None of the findings is present (exclusive)"},
+  };
+  return v;
+}
+
+const std::vector<std::string>& catalog_migrations() {
+  static const std::vector<std::string> m = [] {
+    std::vector<std::string> steps;
+    // 0 -> 1: the DICOM hierarchy, imported files, background jobs, settings.
+    steps.emplace_back(R"SQL(
+CREATE TABLE patients (
+  id INTEGER PRIMARY KEY,
+  patient_key TEXT NOT NULL UNIQUE,
+  patient_id TEXT NOT NULL DEFAULT '',
+  name TEXT NOT NULL DEFAULT '',
+  birth_date TEXT NOT NULL DEFAULT '',
+  sex TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE studies (
+  id INTEGER PRIMARY KEY,
+  study_uid TEXT NOT NULL UNIQUE,
+  patient_ref INTEGER NOT NULL REFERENCES patients(id),
+  study_date TEXT NOT NULL DEFAULT '',
+  study_time TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL DEFAULT '',
+  accession_number TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX studies_patient ON studies(patient_ref);
+CREATE TABLE series (
+  id INTEGER PRIMARY KEY,
+  series_uid TEXT NOT NULL UNIQUE,
+  study_ref INTEGER NOT NULL REFERENCES studies(id),
+  modality TEXT NOT NULL DEFAULT '',
+  series_number TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX series_study ON series(study_ref);
+CREATE TABLE instances (
+  id INTEGER PRIMARY KEY,
+  sop_uid TEXT NOT NULL UNIQUE,
+  series_ref INTEGER NOT NULL REFERENCES series(id),
+  sop_class_uid TEXT NOT NULL DEFAULT '',
+  path TEXT NOT NULL,
+  stored_path TEXT NOT NULL DEFAULT '',
+  file_size INTEGER NOT NULL DEFAULT 0,
+  file_mtime INTEGER NOT NULL DEFAULT 0,
+  content_hash TEXT NOT NULL,
+  transfer_syntax_uid TEXT NOT NULL DEFAULT '',
+  photometric TEXT NOT NULL DEFAULT '',
+  rows INTEGER NOT NULL DEFAULT 0,
+  columns INTEGER NOT NULL DEFAULT 0,
+  bits_stored INTEGER NOT NULL DEFAULT 0,
+  view_position TEXT NOT NULL DEFAULT '',
+  body_part TEXT NOT NULL DEFAULT '',
+  laterality TEXT NOT NULL DEFAULT '',
+  pixel_spacing_row REAL,
+  pixel_spacing_column REAL,
+  acquisition_date TEXT NOT NULL DEFAULT '',
+  acquisition_time TEXT NOT NULL DEFAULT '',
+  patient_age TEXT NOT NULL DEFAULT '',
+  burned_in_annotation TEXT NOT NULL DEFAULT '',
+  window_center REAL,
+  window_width REAL,
+  thumbnail BLOB,
+  imported_at TEXT NOT NULL
+);
+CREATE INDEX instances_series ON instances(series_ref);
+CREATE INDEX instances_path ON instances(path);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  params TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running','interrupted','done','failed')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  summary TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE job_items (
+  id INTEGER PRIMARY KEY,
+  job_ref INTEGER NOT NULL REFERENCES jobs(id),
+  path TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX job_items_job ON job_items(job_ref, status);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)SQL");
+    // 1 -> 2: the label vocabulary and the append-only label history.
+    std::string v2 = R"SQL(
+CREATE TABLE findings (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  description TEXT NOT NULL DEFAULT '',
+  builtin INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE label_events (
+  id INTEGER PRIMARY KEY,
+  instance_ref INTEGER NOT NULL REFERENCES instances(id),
+  finding_ref INTEGER NOT NULL REFERENCES findings(id),
+  value TEXT NOT NULL CHECK (value IN ('present','absent','uncertain','cleared')),
+  region TEXT,
+  author TEXT NOT NULL CHECK (author <> ''),
+  created_at TEXT NOT NULL,
+  model_version TEXT,
+  model_probability REAL CHECK (model_probability IS NULL OR (model_probability >= 0 AND model_probability <= 1)),
+  comment TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL DEFAULT 'cli'
+);
+CREATE INDEX label_events_instance ON label_events(instance_ref, finding_ref, id);
+CREATE TRIGGER label_events_append_only_update BEFORE UPDATE ON label_events
+  BEGIN SELECT RAISE(ABORT, 'the label history is append-only'); END;
+CREATE TRIGGER label_events_append_only_delete BEFORE DELETE ON label_events
+  BEGIN SELECT RAISE(ABORT, 'the label history is append-only'); END;
+CREATE VIEW current_labels AS
+  SELECT e.* FROM label_events e
+  WHERE e.id = (SELECT MAX(x.id) FROM label_events x
+                WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref)
+    AND e.value <> 'cleared';
+)SQL";
+    for (const auto& [name, description] : builtin_findings()) {
+      auto quote = [](const std::string& s) {
+        std::string q = "'";
+        for (char c : s) {
+          if (c == '\'') q += "''";
+          else q.push_back(c);
+        }
+        return q + "'";
+      };
+      v2 += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " +
+            quote(description) + ", 1, strftime('%Y-%m-%dT%H:%M:%fZ','now'));\n";
+    }
+    steps.push_back(std::move(v2));
+    // 2 -> 3: models, predictions, cached embeddings, export pseudonyms.
+    steps.emplace_back(R"SQL(
+CREATE TABLE models (
+  id INTEGER PRIMARY KEY,
+  version TEXT NOT NULL UNIQUE,
+  parent_ref INTEGER REFERENCES models(id),
+  name TEXT NOT NULL DEFAULT '',
+  strategy TEXT NOT NULL DEFAULT '',
+  hyperparameters TEXT NOT NULL DEFAULT '{}',
+  label_snapshot TEXT NOT NULL DEFAULT '{}',
+  metrics TEXT NOT NULL DEFAULT '{}',
+  status TEXT NOT NULL CHECK (status IN ('active','candidate','retired')),
+  status_reason TEXT NOT NULL DEFAULT '',
+  path TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL
+);
+CREATE TABLE predictions (
+  instance_ref INTEGER NOT NULL REFERENCES instances(id),
+  model_ref INTEGER NOT NULL REFERENCES models(id),
+  finding_ref INTEGER NOT NULL REFERENCES findings(id),
+  probability REAL NOT NULL,
+  computed_at TEXT NOT NULL,
+  PRIMARY KEY (instance_ref, model_ref, finding_ref)
+);
+CREATE TABLE embeddings (
+  instance_ref INTEGER NOT NULL REFERENCES instances(id),
+  backbone_version TEXT NOT NULL,
+  dim INTEGER NOT NULL,
+  vector BLOB NOT NULL,
+  computed_at TEXT NOT NULL,
+  PRIMARY KEY (instance_ref, backbone_version)
+);
+CREATE TABLE pseudonyms (
+  kind TEXT NOT NULL,
+  original TEXT NOT NULL,
+  pseudonym TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (kind, original),
+  UNIQUE (kind, pseudonym)
+);
+)SQL");
+    return steps;
+  }();
+  return m;
+}
+
+int Catalog::latest_schema_version() { return static_cast<int>(catalog_migrations().size()); }
+
+// ---- Catalog -----------------------------------------------------------------------------
+
+struct Catalog::Impl {
+  sqlite3* db = nullptr;
+  fs::path path;
+  int schema_version = 0;
+  int depth = 0;  // transaction nesting
+  ~Impl() {
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+};
+
+Catalog::Catalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Catalog::Catalog(Catalog&&) noexcept = default;
+Catalog& Catalog::operator=(Catalog&&) noexcept = default;
+Catalog::~Catalog() = default;
+
+const fs::path& Catalog::path() const { return impl_->path; }
+int Catalog::schema_version() const { return impl_->schema_version; }
+sqlite3* Catalog::handle() { return impl_->db; }
+
+Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
+  std::error_code ec;
+  if (path.empty()) return Error{ErrorKind::CannotOpen, "no catalog path given"};
+  const bool exists = fs::exists(path, ec);
+  if (!exists && mode != Mode::ReadWriteCreate) {
+    return Error{ErrorKind::CannotOpen, "no catalog at " + path.string()};
+  }
+  if (exists && fs::is_directory(path, ec)) return Error{ErrorKind::CannotOpen, path.string() + " is a folder, not a catalog file"};
+  if (!exists) {
+    const fs::path parent = fs::absolute(path, ec).parent_path();
+    fs::create_directories(parent, ec);
+    if (ec) return Error{ErrorKind::CannotOpen, "cannot create the catalog folder " + parent.string() + ": " + ec.message()};
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY
+                                            : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
+                    SQLITE_OPEN_FULLMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr);
+  if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
+  sqlite3_extended_result_codes(impl->db, 1);
+  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
+  const std::string where = "opening the catalog " + path.string();
+
+  // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
+  int app_id = 0;
+  int user_version = 0;
+  int table_count = 0;
+  {
+    sql::Stmt s(impl->db, "PRAGMA application_id");
+    if (!s.ok() || !s.step()) return sql::error_from(impl->db, s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB, where);
+    app_id = static_cast<int>(s.int64(0));
+  }
+  {
+    sql::Stmt s(impl->db, "PRAGMA user_version");
+    if (!s.ok() || !s.step()) return *s.error();
+    user_version = static_cast<int>(s.int64(0));
+  }
+  {
+    sql::Stmt s(impl->db, "SELECT count(*) FROM sqlite_master");
+    if (!s.ok() || !s.step()) return s.error() ? *s.error() : sql::error_from(impl->db, SQLITE_CORRUPT, where);
+    table_count = static_cast<int>(s.int64(0));
+  }
+  if (table_count > 0 && app_id != kApplicationId) {
+    return Error{ErrorKind::Corrupt, path.string() + " is an SQLite database but not a Hilum catalog; it was left untouched"};
+  }
+  if (user_version > latest_schema_version()) {
+    return Error{ErrorKind::NewerSchema, path.string() + " was written by a newer Hilum (catalog schema " +
+                                             std::to_string(user_version) + ", this version knows " +
+                                             std::to_string(latest_schema_version()) + "); it was left untouched"};
+  }
+  // A quick structural check before anything is written: a damaged catalog is reported, never
+  // "repaired" by writing over it.
+  if (table_count > 0) {
+    sql::Stmt s(impl->db, "PRAGMA quick_check(1)");
+    if (!s.ok()) return *s.prepare_error();
+    if (!s.step()) return s.error() ? *s.error() : Error{ErrorKind::Corrupt, where + ": integrity check failed"};
+    const std::string result = s.text(0);
+    if (result != "ok") return Error{ErrorKind::Corrupt, where + ": the catalog is damaged (" + result + "); it was left untouched"};
+  }
+
+  if (mode != Mode::ReadOnly) {
+    if (auto e = sql::exec(impl->db, "PRAGMA journal_mode=WAL", where)) return *e;
+    if (auto e = sql::exec(impl->db, "PRAGMA synchronous=NORMAL", where)) return *e;
+  }
+  if (auto e = sql::exec(impl->db, "PRAGMA foreign_keys=ON", where)) return *e;
+
+  if (user_version < latest_schema_version()) {
+    if (mode == Mode::ReadOnly) {
+      return Error{ErrorKind::ReadOnly, path.string() + " needs an upgrade (schema " + std::to_string(user_version) +
+                                            " -> " + std::to_string(latest_schema_version()) + ") but was opened read-only"};
+    }
+    // All pending steps in one transaction: a crash mid-migration leaves the old version intact.
+    if (auto e = sql::exec(impl->db, "BEGIN IMMEDIATE", "upgrading the catalog")) return *e;
+    for (int v = user_version; v < latest_schema_version(); ++v) {
+      if (auto e = sql::exec(impl->db, catalog_migrations()[static_cast<std::size_t>(v)],
+                             "upgrading the catalog to schema " + std::to_string(v + 1))) {
+        (void)sql::exec(impl->db, "ROLLBACK", "rollback");
+        return *e;
+      }
+    }
+    const std::string stamp = "PRAGMA application_id=" + std::to_string(kApplicationId) +
+                              "; PRAGMA user_version=" + std::to_string(latest_schema_version());
+    if (auto e = sql::exec(impl->db, stamp, "upgrading the catalog")) {
+      (void)sql::exec(impl->db, "ROLLBACK", "rollback");
+      return *e;
+    }
+    if (auto e = sql::exec(impl->db, "COMMIT", "upgrading the catalog")) {
+      (void)sql::exec(impl->db, "ROLLBACK", "rollback");
+      return *e;
+    }
+  }
+  impl->schema_version = latest_schema_version();
+  return Catalog(std::move(impl));
+}
+
+Result<std::string> Catalog::integrity_check() {
+  sql::Stmt s(impl_->db, "PRAGMA integrity_check");
+  if (!s.ok()) return *s.prepare_error();
+  std::string out;
+  while (s.step()) {
+    if (!out.empty()) out += "; ";
+    out += s.text(0);
+  }
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Status Catalog::transaction(const std::function<Status()>& body) {
+  const int level = impl_->depth;
+  const std::string sp = "hilum_sp" + std::to_string(level);
+  if (auto e = sql::exec(impl_->db, level == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT " + sp, "starting a transaction")) return *e;
+  ++impl_->depth;
+  Status result = body();
+  --impl_->depth;
+  if (!result.ok()) {
+    (void)sql::exec(impl_->db, level == 0 ? "ROLLBACK" : "ROLLBACK TO " + sp + "; RELEASE " + sp, "rolling back");
+    return result;
+  }
+  if (auto e = sql::exec(impl_->db, level == 0 ? "COMMIT" : "RELEASE " + sp, "committing")) {
+    if (level == 0) (void)sql::exec(impl_->db, "ROLLBACK", "rolling back");
+    return *e;
+  }
+  return core::Done{};
+}
+
+// ---- Instances ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kInstanceColumns =
+    "i.id, i.sop_uid, i.sop_class_uid, i.path, i.stored_path, i.file_size, i.file_mtime, i.content_hash, "
+    "p.patient_id, p.name, p.birth_date, p.sex, i.patient_age, "
+    "st.study_uid, st.study_date, st.study_time, st.description, st.accession_number, "
+    "se.series_uid, se.series_number, se.description, se.modality, "
+    "i.transfer_syntax_uid, i.photometric, i.rows, i.columns, i.bits_stored, i.view_position, i.body_part, "
+    "i.laterality, i.pixel_spacing_row, i.pixel_spacing_column, i.acquisition_date, i.acquisition_time, "
+    "i.burned_in_annotation, i.window_center, i.window_width, i.thumbnail, i.imported_at";
+constexpr const char* kInstanceJoins =
+    " FROM instances i JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref "
+    "JOIN patients p ON p.id = st.patient_ref";
+
+Instance read_instance(const sql::Stmt& s) {
+  Instance r;
+  int c = 0;
+  r.id = s.int64(c++);
+  r.sop_instance_uid = s.text(c++);
+  r.sop_class_uid = s.text(c++);
+  r.path = s.text(c++);
+  r.stored_path = s.text(c++);
+  r.file_size = s.int64(c++);
+  r.file_mtime = s.int64(c++);
+  r.content_hash = s.text(c++);
+  r.patient_id = s.text(c++);
+  r.patient_name = s.text(c++);
+  r.patient_birth_date = s.text(c++);
+  r.patient_sex = s.text(c++);
+  r.patient_age = s.text(c++);
+  r.study_instance_uid = s.text(c++);
+  r.study_date = s.text(c++);
+  r.study_time = s.text(c++);
+  r.study_description = s.text(c++);
+  r.accession_number = s.text(c++);
+  r.series_instance_uid = s.text(c++);
+  r.series_number = s.text(c++);
+  r.series_description = s.text(c++);
+  r.modality = s.text(c++);
+  r.transfer_syntax_uid = s.text(c++);
+  r.photometric = s.text(c++);
+  r.rows = static_cast<int>(s.int64(c++));
+  r.columns = static_cast<int>(s.int64(c++));
+  r.bits_stored = static_cast<int>(s.int64(c++));
+  r.view_position = s.text(c++);
+  r.body_part = s.text(c++);
+  r.laterality = s.text(c++);
+  r.pixel_spacing_row = s.opt_real(c++);
+  r.pixel_spacing_column = s.opt_real(c++);
+  r.acquisition_date = s.text(c++);
+  r.acquisition_time = s.text(c++);
+  r.burned_in_annotation = s.text(c++);
+  r.window_center = s.opt_real(c++);
+  r.window_width = s.opt_real(c++);
+  r.thumbnail_png = s.blob(c++);
+  r.imported_at = s.text(c++);
+  return r;
+}
+
+std::string patient_key(const InstanceRecord& r) {
+  if (!r.patient_id.empty()) return "id:" + r.patient_id;
+  if (!r.patient_name.empty()) return "name:" + r.patient_name + "|" + r.patient_birth_date;
+  return "study:" + r.study_instance_uid;  // nothing identifies the patient: one per study
+}
+
+// INSERT OR IGNORE a row keyed by a unique text, then return its id.
+Result<std::int64_t> upsert_id(sqlite3* db, const char* insert_sql, const char* select_sql,
+                               const std::function<void(sql::Stmt&)>& bind_insert, const std::string& key) {
+  sql::Stmt ins(db, insert_sql);
+  bind_insert(ins);
+  if (!ins.run()) return *ins.error();
+  sql::Stmt sel(db, select_sql);
+  sel.bind(1, key);
+  if (!sel.step()) return sel.error() ? *sel.error() : Error{ErrorKind::Io, "catalog row vanished"};
+  return sel.int64(0);
+}
+
+}  // namespace
+
+Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<InstanceRecord>& records) {
+  std::vector<PutOutcome> outcomes;
+  outcomes.reserve(records.size());
+  sqlite3* db = impl_->db;
+  const std::string now = utc_now();
+  Status status = transaction([&]() -> Status {
+    sql::Stmt existing(db, "SELECT content_hash FROM instances WHERE sop_uid = ?");
+    sql::Stmt insert(db,
+                     "INSERT INTO instances(sop_uid, series_ref, sop_class_uid, path, stored_path, file_size, file_mtime, "
+                     "content_hash, transfer_syntax_uid, photometric, rows, columns, bits_stored, view_position, body_part, "
+                     "laterality, pixel_spacing_row, pixel_spacing_column, acquisition_date, acquisition_time, patient_age, "
+                     "burned_in_annotation, window_center, window_width, thumbnail, imported_at) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (!existing.ok()) return *existing.prepare_error();
+    if (!insert.ok()) return *insert.prepare_error();
+    for (const InstanceRecord& r : records) {
+      if (r.sop_instance_uid.empty()) return invalid("an image without a SOP Instance UID cannot be catalogued: " + r.path);
+      existing.reset();
+      existing.bind(1, r.sop_instance_uid);
+      if (existing.step()) {
+        outcomes.push_back(existing.text(0) == r.content_hash ? PutOutcome::AlreadyPresent : PutOutcome::Conflict);
+        continue;
+      }
+      if (existing.error()) return *existing.error();
+      const std::string pkey = patient_key(r);
+      auto patient = upsert_id(
+          db, "INSERT OR IGNORE INTO patients(patient_key, patient_id, name, birth_date, sex) VALUES (?,?,?,?,?)",
+          "SELECT id FROM patients WHERE patient_key = ?",
+          [&](sql::Stmt& s) { s.bind(1, pkey).bind(2, r.patient_id).bind(3, r.patient_name).bind(4, r.patient_birth_date).bind(5, r.patient_sex); },
+          pkey);
+      if (!patient) return patient.error();
+      const std::string study_uid = r.study_instance_uid.empty() ? "unknown-study:" + r.sop_instance_uid : r.study_instance_uid;
+      auto study = upsert_id(
+          db,
+          "INSERT OR IGNORE INTO studies(study_uid, patient_ref, study_date, study_time, description, accession_number) "
+          "VALUES (?,?,?,?,?,?)",
+          "SELECT id FROM studies WHERE study_uid = ?",
+          [&](sql::Stmt& s) {
+            s.bind(1, study_uid).bind(2, *patient).bind(3, r.study_date).bind(4, r.study_time).bind(5, r.study_description).bind(6, r.accession_number);
+          },
+          study_uid);
+      if (!study) return study.error();
+      const std::string series_uid = r.series_instance_uid.empty() ? "unknown-series:" + study_uid : r.series_instance_uid;
+      auto series = upsert_id(
+          db, "INSERT OR IGNORE INTO series(series_uid, study_ref, modality, series_number, description) VALUES (?,?,?,?,?)",
+          "SELECT id FROM series WHERE series_uid = ?",
+          [&](sql::Stmt& s) { s.bind(1, series_uid).bind(2, *study).bind(3, r.modality).bind(4, r.series_number).bind(5, r.series_description); },
+          series_uid);
+      if (!series) return series.error();
+      insert.reset();
+      const std::vector<std::function<void(int)>> binders{
+          [&](int i) { insert.bind(i, r.sop_instance_uid); }, [&](int i) { insert.bind(i, *series); },
+          [&](int i) { insert.bind(i, r.sop_class_uid); }, [&](int i) { insert.bind(i, r.path); },
+          [&](int i) { insert.bind(i, r.stored_path); }, [&](int i) { insert.bind(i, r.file_size); },
+          [&](int i) { insert.bind(i, r.file_mtime); }, [&](int i) { insert.bind(i, r.content_hash); },
+          [&](int i) { insert.bind(i, r.transfer_syntax_uid); }, [&](int i) { insert.bind(i, r.photometric); },
+          [&](int i) { insert.bind(i, r.rows); }, [&](int i) { insert.bind(i, r.columns); },
+          [&](int i) { insert.bind(i, r.bits_stored); }, [&](int i) { insert.bind(i, r.view_position); },
+          [&](int i) { insert.bind(i, r.body_part); }, [&](int i) { insert.bind(i, r.laterality); },
+          [&](int i) { insert.bind(i, r.pixel_spacing_row); }, [&](int i) { insert.bind(i, r.pixel_spacing_column); },
+          [&](int i) { insert.bind(i, r.acquisition_date); }, [&](int i) { insert.bind(i, r.acquisition_time); },
+          [&](int i) { insert.bind(i, r.patient_age); }, [&](int i) { insert.bind(i, r.burned_in_annotation); },
+          [&](int i) { insert.bind(i, r.window_center); }, [&](int i) { insert.bind(i, r.window_width); },
+          [&](int i) { insert.bind_blob(i, r.thumbnail_png); }, [&](int i) { insert.bind(i, now); }};
+      for (std::size_t k = 0; k < binders.size(); ++k) binders[k](static_cast<int>(k + 1));
+      if (!insert.run()) return *insert.error();
+      outcomes.push_back(PutOutcome::Inserted);
+    }
+    return core::Done{};
+  });
+  if (!status) return status.error();
+  return outcomes;
+}
+
+Result<std::optional<Instance>> Catalog::find_instance(const std::string& uid_or_path) {
+  const std::string base = std::string("SELECT ") + kInstanceColumns + kInstanceJoins;
+  std::vector<std::pair<const char*, std::string>> attempts{{" WHERE i.sop_uid = ?", uid_or_path}, {" WHERE i.path = ?", uid_or_path}};
+  std::error_code ec;
+  const fs::path abs = fs::weakly_canonical(fs::absolute(uid_or_path, ec), ec);
+  if (!ec && abs.string() != uid_or_path) attempts.emplace_back(" WHERE i.path = ?", abs.string());
+  for (const auto& [where, key] : attempts) {
+    sql::Stmt s(impl_->db, base + where);
+    if (!s.ok()) return *s.prepare_error();
+    s.bind(1, key);
+    if (s.step()) return std::optional<Instance>(read_instance(s));
+    if (s.error()) return *s.error();
+  }
+  return std::optional<Instance>();
+}
+
+namespace {
+std::string filter_sql(const InstanceFilter& f, std::vector<std::string>& binds) {
+  std::string where = " WHERE 1=1";
+  if (f.labelled == InstanceFilter::Labelled::Labelled) where += " AND EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id)";
+  if (f.labelled == InstanceFilter::Labelled::Unlabelled) where += " AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id)";
+  if (f.study_instance_uid) {
+    where += " AND st.study_uid = ?";
+    binds.push_back(*f.study_instance_uid);
+  }
+  if (f.patient_id) {
+    where += " AND p.patient_id = ?";
+    binds.push_back(*f.patient_id);
+  }
+  return where;
+}
+}  // namespace
+
+Result<std::vector<Instance>> Catalog::list_instances(const InstanceFilter& filter) {
+  std::vector<std::string> binds;
+  const std::string q = std::string("SELECT ") + kInstanceColumns + kInstanceJoins + filter_sql(filter, binds) +
+                        " ORDER BY p.patient_id, st.study_date, st.study_uid, se.series_number, se.series_uid, i.id";
+  sql::Stmt s(impl_->db, q);
+  if (!s.ok()) return *s.prepare_error();
+  for (std::size_t k = 0; k < binds.size(); ++k) s.bind(static_cast<int>(k + 1), binds[k]);
+  std::vector<Instance> out;
+  while (s.step()) out.push_back(read_instance(s));
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Result<std::vector<StudySummary>> Catalog::list_studies(const InstanceFilter& filter) {
+  std::vector<std::string> binds;
+  const std::string q =
+      "SELECT st.study_uid, p.patient_id, p.name, st.study_date, st.description, st.accession_number, count(i.id), "
+      "sum(CASE WHEN EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id) THEN 1 ELSE 0 END)" +
+      std::string(kInstanceJoins) + filter_sql(filter, binds) +
+      " GROUP BY st.id ORDER BY p.patient_id, st.study_date, st.study_uid";
+  sql::Stmt s(impl_->db, q);
+  if (!s.ok()) return *s.prepare_error();
+  for (std::size_t k = 0; k < binds.size(); ++k) s.bind(static_cast<int>(k + 1), binds[k]);
+  std::vector<StudySummary> out;
+  while (s.step()) {
+    StudySummary st;
+    st.study_instance_uid = s.text(0);
+    st.patient_id = s.text(1);
+    st.patient_name = s.text(2);
+    st.study_date = s.text(3);
+    st.study_description = s.text(4);
+    st.accession_number = s.text(5);
+    st.images = static_cast<int>(s.int64(6));
+    st.labelled_images = static_cast<int>(s.int64(7));
+    out.push_back(std::move(st));
+  }
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>>> Catalog::file_stamps() {
+  sql::Stmt s(impl_->db, "SELECT path, file_size, file_mtime FROM instances");
+  if (!s.ok()) return *s.prepare_error();
+  std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>> out;
+  while (s.step()) out.push_back({s.text(0), {s.int64(1), s.int64(2)}});
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Result<std::int64_t> Catalog::count_instances() {
+  sql::Stmt s(impl_->db, "SELECT count(*) FROM instances");
+  if (!s.ok()) return *s.prepare_error();
+  if (!s.step()) return *s.error();
+  return s.int64(0);
+}
+
+// ---- Vocabulary --------------------------------------------------------------------------
+
+Result<std::vector<Finding>> Catalog::findings() {
+  sql::Stmt s(impl_->db, "SELECT id, name, description, builtin, created_at FROM findings ORDER BY id");
+  if (!s.ok()) return *s.prepare_error();
+  std::vector<Finding> out;
+  while (s.step()) out.push_back(Finding{s.int64(0), s.text(1), s.text(2), s.int64(3) != 0, s.text(4)});
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Result<Finding> Catalog::add_finding(const std::string& name, const std::string& description) {
+  std::string trimmed = name;
+  while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
+  while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.erase(trimmed.begin());
+  if (trimmed.empty()) return invalid("a finding needs a name");
+  if (trimmed.find_first_of("|=,\n\r\t") != std::string::npos) {
+    return invalid("a finding name cannot contain '|', '=', ',' or control characters: " + trimmed);
+  }
+  {
+    sql::Stmt s(impl_->db, "SELECT name FROM findings WHERE name = ?");
+    s.bind(1, trimmed);
+    if (s.step()) return invalid("the vocabulary already has " + s.text(0));
+  }
+  sql::Stmt s(impl_->db, "INSERT INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?)");
+  const std::string now = utc_now();
+  s.bind(1, trimmed).bind(2, description).bind(3, now);
+  if (!s.run()) return *s.error();
+  return Finding{sqlite3_last_insert_rowid(impl_->db), trimmed, description, false, now};
+}
+
+// ---- Labels ------------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kNoFinding = "No Finding";
+
+constexpr const char* kEventColumns =
+    "SELECT e.id, e.instance_ref, i.sop_uid, f.name, e.value, e.region, e.author, e.created_at, e.model_version, "
+    "e.model_probability, e.comment, e.source FROM ";
+
+LabelEvent read_event(const sql::Stmt& s) {
+  LabelEvent e;
+  e.id = s.int64(0);
+  e.instance_id = s.int64(1);
+  e.sop_instance_uid = s.text(2);
+  e.finding = s.text(3);
+  e.value = parse_label_value(s.text(4)).value_or(LabelValue::Present);
+  if (auto region = s.opt_text(5)) e.region = Region::from_json(*region);
+  e.author = s.text(6);
+  e.created_at = s.text(7);
+  e.model_version = s.opt_text(8);
+  e.model_probability = s.opt_real(9);
+  e.comment = s.text(10);
+  e.source = s.text(11);
+  return e;
+}
+}  // namespace
+
+Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInput>& labels) {
+  if (labels.empty()) return std::vector<std::int64_t>{};
+  // 1. Check everything before writing anything.
+  auto vocabulary = findings();
+  if (!vocabulary) return vocabulary.error();
+  std::map<std::string, const Finding*> by_name;
+  for (const auto& f : vocabulary.value()) by_name[lower(f.name)] = &f;
+  struct Resolved {
+    std::int64_t instance = 0;
+    const Finding* finding = nullptr;
+  };
+  std::vector<Resolved> resolved;
+  std::map<std::string, Instance> images;
+  for (std::size_t k = 0; k < labels.size(); ++k) {
+    const LabelInput& in = labels[k];
+    const std::string where = "label " + std::to_string(k + 1) + " (" + in.image + ", " + in.finding + "): ";
+    if (in.author.empty()) return invalid(where + "an author is required");
+    auto image_it = images.find(in.image);
+    if (image_it == images.end()) {
+      auto found = find_instance(in.image);
+      if (!found) return found.error();
+      if (!found->has_value()) return Error{ErrorKind::NotFound, where + "no such image in the catalog"};
+      image_it = images.emplace(in.image, std::move(**found)).first;
+    }
+    const auto f = by_name.find(lower(in.finding));
+    if (f == by_name.end()) return Error{ErrorKind::NotFound, where + "unknown finding (add it with: hilum-cli labels add NAME)"};
+    if (in.model_probability && !(*in.model_probability >= 0.0 && *in.model_probability <= 1.0)) {
+      return invalid(where + "model probability must be between 0 and 1");
+    }
+    if (in.region) {
+      const Instance& im = image_it->second;
+      const Region box = in.region->bounding_box();
+      if (in.region->shape == Region::Shape::Polygon && in.region->points.size() < 3) return invalid(where + "a polygon needs at least 3 points");
+      if (!(box.w > 0 && box.h > 0)) return invalid(where + "the region is empty");
+      if (box.x < 0 || box.y < 0 || (im.columns > 0 && box.x + box.w > im.columns) || (im.rows > 0 && box.y + box.h > im.rows)) {
+        return invalid(where + "the region lies outside the " + std::to_string(im.columns) + " x " + std::to_string(im.rows) + " image");
+      }
+      if (in.value == LabelValue::Cleared || in.value == LabelValue::Absent) return invalid(where + "only a present or uncertain finding has a region");
+    }
+    resolved.push_back({image_it->second.id, f->second});
+  }
+  // "No Finding" is exclusive: after this batch no image may have it present with another finding.
+  std::map<std::int64_t, std::map<std::string, LabelValue>> state;
+  for (const auto& [key, image] : images) {
+    auto current = current_labels(image.sop_instance_uid);
+    if (!current) return current.error();
+    for (const auto& e : current.value()) state[image.id][e.finding] = e.value;
+  }
+  for (std::size_t k = 0; k < labels.size(); ++k) state[resolved[k].instance][resolved[k].finding->name] = labels[k].value;
+  for (const auto& [instance, values] : state) {
+    const auto nf = values.find(kNoFinding);
+    if (nf == values.end() || nf->second != LabelValue::Present) continue;
+    for (const auto& [name, value] : values) {
+      if (name != kNoFinding && value == LabelValue::Present) {
+        return invalid("\"No Finding\" is exclusive: " + name + " would be present on the same image; set it absent or clear it in the same change");
+      }
+    }
+  }
+  // 2. Append, in one transaction.
+  std::vector<std::int64_t> ids;
+  const std::string now = utc_now();
+  Status status = transaction([&]() -> Status {
+    sql::Stmt s(impl_->db,
+                "INSERT INTO label_events(instance_ref, finding_ref, value, region, author, created_at, model_version, "
+                "model_probability, comment, source) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    if (!s.ok()) return *s.prepare_error();
+    for (std::size_t k = 0; k < labels.size(); ++k) {
+      const LabelInput& in = labels[k];
+      s.reset();
+      s.bind(1, resolved[k].instance).bind(2, resolved[k].finding->id).bind(3, to_string(in.value));
+      if (in.region) s.bind(4, in.region->to_json());
+      else s.bind_null(4);
+      s.bind(5, in.author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment).bind(10, in.source);
+      if (!s.run()) return *s.error();
+      ids.push_back(sqlite3_last_insert_rowid(impl_->db));
+    }
+    return core::Done{};
+  });
+  if (!status) return status.error();
+  return ids;
+}
+
+namespace {
+Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sqlite3* db, const std::string& from, const std::string& uid_or_path) {
+  std::string q = std::string(kEventColumns) + from +
+                  " e JOIN instances i ON i.id = e.instance_ref JOIN findings f ON f.id = e.finding_ref";
+  std::optional<std::int64_t> instance;
+  if (!uid_or_path.empty()) {
+    auto found = catalog.find_instance(uid_or_path);
+    if (!found) return found.error();
+    if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
+    instance = (*found)->id;
+    q += " WHERE e.instance_ref = ?";
+  }
+  q += " ORDER BY e.id";
+  sql::Stmt s(db, q);
+  if (!s.ok()) return *s.prepare_error();
+  if (instance) s.bind(1, *instance);
+  std::vector<LabelEvent> out;
+  while (s.step()) out.push_back(read_event(s));
+  if (s.error()) return *s.error();
+  return out;
+}
+}  // namespace
+
+Result<std::vector<LabelEvent>> Catalog::label_history(const std::string& uid_or_path) {
+  return query_events(*this, impl_->db, "label_events", uid_or_path);
+}
+
+Result<std::vector<LabelEvent>> Catalog::current_labels(const std::string& uid_or_path) {
+  return query_events(*this, impl_->db, "current_labels", uid_or_path);
+}
+
+// ---- Jobs --------------------------------------------------------------------------------
+
+Result<std::int64_t> Catalog::create_job(const std::string& kind, const std::string& params,
+                                         const std::vector<std::string>& item_paths) {
+  std::int64_t id = 0;
+  Status status = transaction([&]() -> Status {
+    const std::string now = utc_now();
+    sql::Stmt s(impl_->db, "INSERT INTO jobs(kind, params, status, created_at, updated_at) VALUES (?,?,'running',?,?)");
+    s.bind(1, kind).bind(2, params).bind(3, now).bind(4, now);
+    if (!s.run()) return *s.error();
+    id = sqlite3_last_insert_rowid(impl_->db);
+    sql::Stmt item(impl_->db, "INSERT INTO job_items(job_ref, path) VALUES (?,?)");
+    if (!item.ok()) return *item.prepare_error();
+    for (const auto& p : item_paths) {
+      item.reset();
+      item.bind(1, id).bind(2, p);
+      if (!item.run()) return *item.error();
+    }
+    return core::Done{};
+  });
+  if (!status) return status.error();
+  return id;
+}
+
+namespace {
+Job read_job(const sql::Stmt& s) {
+  return Job{s.int64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)};
+}
+constexpr const char* kJobColumns = "SELECT id, kind, params, status, created_at, updated_at, summary FROM jobs";
+}  // namespace
+
+Result<std::optional<Job>> Catalog::unfinished_job(const std::string& kind, const std::string& params) {
+  sql::Stmt s(impl_->db, std::string(kJobColumns) + " WHERE kind = ? AND params = ? AND status IN ('running','interrupted') ORDER BY id DESC LIMIT 1");
+  s.bind(1, kind).bind(2, params);
+  if (s.step()) return std::optional<Job>(read_job(s));
+  if (s.error()) return *s.error();
+  return std::optional<Job>();
+}
+
+Result<Job> Catalog::job(std::int64_t id) {
+  sql::Stmt s(impl_->db, std::string(kJobColumns) + " WHERE id = ?");
+  s.bind(1, id);
+  if (s.step()) return read_job(s);
+  if (s.error()) return *s.error();
+  return Error{ErrorKind::NotFound, "no job " + std::to_string(id)};
+}
+
+Result<std::vector<JobItem>> Catalog::job_items(std::int64_t job_id, bool pending_only) {
+  sql::Stmt s(impl_->db, std::string("SELECT id, path, status, reason FROM job_items WHERE job_ref = ?") +
+                             (pending_only ? " AND status = 'pending'" : "") + " ORDER BY id");
+  s.bind(1, job_id);
+  std::vector<JobItem> out;
+  while (s.step()) out.push_back(JobItem{s.int64(0), s.text(1), s.text(2), s.text(3)});
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Status Catalog::finish_job_items(const std::vector<JobItem>& items) {
+  return transaction([&]() -> Status {
+    sql::Stmt s(impl_->db, "UPDATE job_items SET status = ?, reason = ? WHERE id = ?");
+    if (!s.ok()) return *s.prepare_error();
+    for (const auto& item : items) {
+      s.reset();
+      s.bind(1, item.status).bind(2, item.reason).bind(3, item.id);
+      if (!s.run()) return *s.error();
+    }
+    return core::Done{};
+  });
+}
+
+Status Catalog::set_job_status(std::int64_t job_id, const std::string& status, const std::string& summary) {
+  sql::Stmt s(impl_->db, "UPDATE jobs SET status = ?, summary = CASE WHEN ? = '' THEN summary ELSE ? END, updated_at = ? WHERE id = ?");
+  s.bind(1, status).bind(2, summary).bind(3, summary).bind(4, utc_now()).bind(5, job_id);
+  if (!s.run()) return *s.error();
+  if (sqlite3_changes(impl_->db) == 0) return Error{ErrorKind::NotFound, "no job " + std::to_string(job_id)};
+  return core::Done{};
+}
+
+// ---- Settings and pseudonyms -------------------------------------------------------------
+
+Result<std::optional<std::string>> Catalog::setting(const std::string& key) {
+  sql::Stmt s(impl_->db, "SELECT value FROM settings WHERE key = ?");
+  s.bind(1, key);
+  if (s.step()) return std::optional<std::string>(s.text(0));
+  if (s.error()) return *s.error();
+  return std::optional<std::string>();
+}
+
+Status Catalog::set_setting(const std::string& key, const std::string& value) {
+  sql::Stmt s(impl_->db, "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  s.bind(1, key).bind(2, value);
+  if (!s.run()) return *s.error();
+  return core::Done{};
+}
+
+Result<std::string> Catalog::secret() {
+  auto existing = setting("secret");
+  if (!existing) return existing.error();
+  if (existing->has_value()) return **existing;
+  const std::string fresh = random_hex(32);
+  sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO settings(key, value) VALUES ('secret', ?)");
+  s.bind(1, fresh);
+  if (!s.run()) return *s.error();
+  auto stored = setting("secret");
+  if (!stored) return stored.error();
+  return stored->value_or(fresh);
+}
+
+Result<std::string> Catalog::pseudonym(const std::string& kind, const std::string& original) {
+  {
+    sql::Stmt s(impl_->db, "SELECT pseudonym FROM pseudonyms WHERE kind = ? AND original = ?");
+    s.bind(1, kind).bind(2, original);
+    if (s.step()) return s.text(0);
+    if (s.error()) return *s.error();
+  }
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string candidate;
+    if (kind == "uid" || kind.find("uid") != std::string::npos) candidate = random_uid();
+    else candidate = "HILUM-" + random_hex(6);
+    sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO pseudonyms(kind, original, pseudonym, created_at) VALUES (?,?,?,?)");
+    s.bind(1, kind).bind(2, original).bind(3, candidate).bind(4, utc_now());
+    if (!s.run()) return *s.error();
+    sql::Stmt q(impl_->db, "SELECT pseudonym FROM pseudonyms WHERE kind = ? AND original = ?");
+    q.bind(1, kind).bind(2, original);
+    if (q.step()) return q.text(0);
+    if (q.error()) return *q.error();
+  }
+  return Error{ErrorKind::Io, "could not create a unique pseudonym"};
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,883 @@
+#include "hilum/app/import.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <random>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hilum/app/hash.hpp"
+#include "hilum/app/json.hpp"
+#include "hilum/app/thumbnail.hpp"
+#include "hilum/dicom/dicomdir.hpp"
+#include "hilum/dicom/display.hpp"
+#include "hilum/dicom/reader.hpp"
+
+namespace fs = std::filesystem;
+namespace dcm = hilum::dicom;
+
+namespace hilum::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Batches whose files may be read ahead of the one being committed: bounds memory while keeping
+// the workers busy during commits.
+constexpr std::size_t kBatchesInFlight = 3;
+constexpr auto kProgressInterval = std::chrono::milliseconds(250);
+
+// Job item statuses (see catalog.hpp).
+constexpr const char* kPending = "pending";
+constexpr const char* kImported = "imported";
+constexpr const char* kPresent = "present";
+constexpr const char* kConflict = "conflict";
+constexpr const char* kSkipped = "skipped";
+constexpr const char* kFailed = "failed";
+
+fs::path absolute_path(const fs::path& p) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(p, ec);
+  if (ec) abs = p;
+  fs::path canonical = fs::weakly_canonical(abs, ec);
+  return ec ? abs.lexically_normal() : canonical;
+}
+
+bool is_hidden(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return !name.empty() && name[0] == '.';
+}
+
+bool named_dicomdir(const fs::path& p) {
+  std::string name = p.filename().string();
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name == "DICOMDIR";
+}
+
+// What the inputs expand to: files to read, and inputs that could not be expanded (with why).
+struct Expansion {
+  std::vector<std::string> files;
+  std::vector<std::pair<std::string, std::string>> failures;  // path, reason
+};
+
+void walk_folder(const fs::path& folder, std::vector<std::string>& files, Expansion& out) {
+  std::error_code ec;
+  fs::directory_iterator it(folder, ec);
+  if (ec) {
+    out.failures.emplace_back(folder.string(), "cannot read folder " + folder.string() + ": " + ec.message());
+    return;
+  }
+  for (const fs::directory_iterator end; it != end; it.increment(ec)) {
+    if (ec) {
+      out.failures.emplace_back(folder.string(), "cannot read folder " + folder.string() + ": " + ec.message());
+      return;
+    }
+    const fs::path& p = it->path();
+    if (is_hidden(p)) continue;
+    std::error_code sec;
+    // Symbolic links to folders are not followed (no cycles); links to files are.
+    if (it->is_directory(sec) && !it->is_symlink(sec)) {
+      walk_folder(p, files, out);
+    } else if (it->is_regular_file(sec)) {
+      if (!named_dicomdir(p)) files.push_back(absolute_path(p).string());
+    }
+  }
+}
+
+Expansion expand_inputs(const std::vector<fs::path>& inputs) {
+  Expansion out;
+  for (const fs::path& input : inputs) {
+    const fs::path path = absolute_path(input);
+    std::error_code ec;
+    const fs::file_status status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) {
+      out.failures.emplace_back(path.string(), "no such file or folder: " + path.string());
+    } else if (fs::is_directory(status)) {
+      std::vector<std::string> files;
+      walk_folder(path, files, out);
+      std::sort(files.begin(), files.end());
+      out.files.insert(out.files.end(), files.begin(), files.end());
+    } else if (dcm::is_dicomdir(path)) {
+      auto images = dcm::read_dicomdir(path);
+      if (!images) {
+        out.failures.emplace_back(path.string(), images.error().message);
+        continue;
+      }
+      for (const auto& image : images.value()) out.files.push_back(absolute_path(image.file).string());
+    } else {
+      out.files.push_back(path.string());
+    }
+  }
+  // The same file reached twice (a folder and a file inside it, two DICOMDIRs) is read once.
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> unique;
+  unique.reserve(out.files.size());
+  for (auto& f : out.files) {
+    if (seen.insert(f).second) unique.push_back(std::move(f));
+  }
+  out.files = std::move(unique);
+  std::unordered_set<std::string> failed;
+  std::vector<std::pair<std::string, std::string>> failures;
+  for (auto& f : out.failures) {
+    if (!seen.count(f.first) && failed.insert(f.first).second) failures.push_back(std::move(f));
+  }
+  out.failures = std::move(failures);
+  return out;
+}
+
+std::string safe_name(const std::string& uid) {
+  std::string out;
+  for (const char c : uid) {
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '-' || c == '_';
+    out.push_back(ok ? c : '_');
+  }
+  if (out.empty() || out == "." || out == "..") out = "unknown";
+  return out;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Copies `from` to a new file `tmp` (created exclusively) and fsyncs it. "" or the reason.
+std::string copy_and_sync(const fs::path& from, const fs::path& tmp) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return "cannot open " + from.string() + ": " + errno_text();
+  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const std::string reason = "cannot create " + tmp.string() + ": " + errno_text();
+    ::close(in);
+    return reason;
+  }
+  std::string error;
+  std::vector<char> buffer(std::size_t{1} << 20);
+  for (;;) {
+    const ssize_t n = ::read(in, buffer.data(), buffer.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = "cannot read " + from.string() + ": " + errno_text();
+      break;
+    }
+    if (n == 0) break;
+    ssize_t written = 0;
+    while (written < n) {
+      const ssize_t w = ::write(out, buffer.data() + written, static_cast<std::size_t>(n - written));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        error = "cannot write " + tmp.string() + ": " + errno_text();
+        break;
+      }
+      written += w;
+    }
+    if (!error.empty()) break;
+  }
+  if (error.empty() && ::fsync(out) != 0) error = "cannot write " + tmp.string() + ": " + errno_text();
+  if (::close(out) != 0 && error.empty()) error = "cannot close " + tmp.string() + ": " + errno_text();
+  ::close(in);
+  if (!error.empty()) ::unlink(tmp.c_str());
+  return error;
+}
+
+void sync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+struct StoreCopy {
+  std::string path;
+  bool created = false;  // this import wrote the file (so it may remove it if the record is not kept)
+  std::string error;
+};
+
+// Puts a copy of `source` (content hash `hash`) into `folder` as `<sop>.dcm`, atomically and
+// without ever replacing a file: a file already there with the same content is reused; one with
+// different content (a conflicting instance) makes the copy go to `<sop>.<hash prefix>.dcm`.
+StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const std::string& sop, const std::string& hash) {
+  StoreCopy result;
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) {
+    result.error = "cannot create the store folder " + folder.string() + ": " + ec.message();
+    return result;
+  }
+  const std::string base = safe_name(sop);
+  const fs::path candidates[] = {folder / (base + ".dcm"), folder / (base + "." + hash.substr(0, 16) + ".dcm")};
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  for (const fs::path& target : candidates) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (fs::exists(target, ec)) {
+        std::string error;
+        if (sha256_file(target, &error) == hash) {
+          result.path = target.string();
+          return result;
+        }
+        break;  // different content: try the next name
+      }
+      const fs::path tmp = folder / ("." + base + ".tmp-" + std::to_string(rng()));
+      result.error = copy_and_sync(source, tmp);
+      if (!result.error.empty()) return result;
+      // link() never replaces an existing file: two workers racing for one name cannot clobber.
+      const int rc = ::link(tmp.c_str(), target.c_str());
+      const int link_errno = errno;
+      ::unlink(tmp.c_str());
+      if (rc == 0) {
+        sync_folder(folder);
+        result.path = target.string();
+        result.created = true;
+        return result;
+      }
+      if (link_errno != EEXIST) {
+        result.error = "cannot store " + target.string() + ": " + std::strerror(link_errno);
+        return result;
+      }
+      // Someone else just created it: look again.
+    }
+  }
+  result.error = "cannot store a copy of " + source.string() + " in " + folder.string() + ": names taken by other content";
+  return result;
+}
+
+// ---- One file, on a worker thread.
+
+struct WorkResult {
+  enum class Kind { Record, Present, Skipped, Failed };
+  Kind kind = Kind::Failed;
+  InstanceRecord record;       // Kind::Record
+  std::string reason;          // Kind::Skipped / Failed
+  std::string sop_instance_uid;
+  bool created_store_file = false;
+};
+
+using Stamps = std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>>;
+
+struct WorkContext {
+  const Stamps* stamps = nullptr;
+  bool copy_to_store = false;
+  fs::path store;
+  int thumbnail_side = 128;
+};
+
+WorkResult failed(std::string reason) {
+  WorkResult r;
+  r.kind = WorkResult::Kind::Failed;
+  r.reason = std::move(reason);
+  return r;
+}
+
+WorkResult process_file(const std::string& path, const WorkContext& ctx) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return failed("file not found: " + path);
+    return failed("cannot read " + path + ": " + errno_text());
+  }
+  if (S_ISDIR(st.st_mode)) return failed("is a folder, not a file: " + path);
+  const auto size = static_cast<std::int64_t>(st.st_size);
+  const auto mtime = static_cast<std::int64_t>(st.st_mtime);
+  if (ctx.stamps) {
+    const auto it = ctx.stamps->find(path);
+    if (it != ctx.stamps->end() && it->second.first == size && it->second.second == mtime) {
+      WorkResult r;
+      r.kind = WorkResult::Kind::Present;
+      return r;
+    }
+  }
+
+  dcm::ReadOptions options;
+  options.decode_pixels = true;
+  options.decoder_threads = 1;  // one file per worker; parallelism comes from the workers
+  auto image = dcm::read_radiograph(path, options);
+  if (!image) {
+    WorkResult r;
+    r.kind = image.error().kind == dcm::ErrorKind::NotAnImage ? WorkResult::Kind::Skipped : WorkResult::Kind::Failed;
+    r.reason = image.error().message;
+    return r;
+  }
+  WorkResult r;
+  r.kind = WorkResult::Kind::Record;
+  r.record = instance_record(image.value(), path);
+  r.sop_instance_uid = r.record.sop_instance_uid;
+  if (r.record.sop_instance_uid.empty()) return failed("no SOP Instance UID: the file cannot be catalogued");
+  r.record.file_size = size;
+  r.record.file_mtime = mtime;
+
+  // The window shown by default: the file's first window, else (no VOI LUT) the automatic one.
+  if (auto voi = dcm::resolve_voi(image.value(), dcm::VoiChoice{}); voi && !voi->is_lut) {
+    r.record.window_center = voi->window.center;
+    r.record.window_width = voi->window.width;
+  }
+  // A preview that cannot be made does not keep the image out of the catalog.
+  r.record.thumbnail_png = make_thumbnail(image.value(), ctx.thumbnail_side);
+  image = dcm::Error{};  // free the decoded pixels before hashing and copying
+
+  std::string error;
+  r.record.content_hash = sha256_file(path, &error);
+  if (r.record.content_hash.empty()) return failed(error);
+
+  if (ctx.copy_to_store) {
+    StoreCopy copy = copy_into_store(path, ctx.store / safe_name(r.record.study_instance_uid),
+                                     r.record.sop_instance_uid, r.record.content_hash);
+    if (!copy.error.empty()) return failed(copy.error);
+    r.record.stored_path = copy.path;
+    r.created_store_file = copy.created;
+  }
+  return r;
+}
+
+// ---- The job.
+
+struct PendingFile {
+  std::string path;
+  std::int64_t item_id = 0;
+};
+
+struct Reporter {
+  const ProgressFn* fn = nullptr;
+  Clock::time_point start = Clock::now();
+  Clock::time_point last{};
+  std::size_t total = 0;
+  std::size_t earlier_done = 0;
+
+  void operator()(std::size_t completed, std::size_t committed, const ImportCounts& counts, bool force) {
+    if (fn == nullptr || !*fn) return;
+    const auto now = Clock::now();
+    if (!force && now - last < kProgressInterval) return;
+    last = now;
+    ImportProgress p;
+    p.total = total;
+    p.done = earlier_done + completed;
+    p.committed = committed;
+    p.counts = counts;
+    p.elapsed_seconds = std::chrono::duration<double>(now - start).count();
+    if (p.elapsed_seconds > 0.0) p.files_per_second = static_cast<double>(completed) / p.elapsed_seconds;
+    if (p.files_per_second > 0.0) p.eta_seconds = static_cast<double>(total - p.done) / p.files_per_second;
+    else if (p.done >= total) p.eta_seconds = 0.0;
+    (*fn)(p);
+  }
+};
+
+std::string counts_json(const ImportCounts& c) {
+  JsonObject o;
+  o.add("imported", static_cast<std::int64_t>(c.imported));
+  o.add("already_present", static_cast<std::int64_t>(c.already_present));
+  o.add("conflicts", static_cast<std::int64_t>(c.conflicts));
+  o.add("skipped", static_cast<std::int64_t>(c.skipped));
+  o.add("failed", static_cast<std::int64_t>(c.failed));
+  return o.str();
+}
+
+void count_status(ImportCounts& c, const std::string& status) {
+  if (status == kImported) ++c.imported;
+  else if (status == kPresent) ++c.already_present;
+  else if (status == kConflict) ++c.conflicts;
+  else if (status == kSkipped) ++c.skipped;
+  else if (status == kFailed) ++c.failed;
+}
+
+// What one committed batch adds to the report.
+struct BatchOutcome {
+  std::vector<JobItem> items;
+  ImportCounts counts;
+  std::vector<ImportIssue> conflicts, skipped, failed;
+  std::vector<std::string> stored_to_remove;  // store copies of records the catalog did not keep
+};
+
+class Importer {
+ public:
+  Importer(Catalog& catalog, const ImportOptions& options, const ProgressFn& progress, const std::atomic<bool>* cancel)
+      : catalog_(catalog), options_(options), cancel_(cancel) {
+    reporter_.fn = &progress;
+  }
+
+  ImportReport run(const std::vector<fs::path>& inputs);
+
+ private:
+  bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
+  bool start_job(const std::vector<fs::path>& inputs, std::vector<PendingFile>& pending);
+  void process(std::vector<PendingFile> pending);
+  // Writes the finished results of one batch in one transaction; false when the catalog failed.
+  bool commit(std::vector<std::pair<const PendingFile*, WorkResult>>& batch);
+  void fail(Error error) {
+    if (!report_.error) report_.error = std::move(error);
+  }
+
+  Catalog& catalog_;
+  ImportOptions options_;
+  const std::atomic<bool>* cancel_;
+  Reporter reporter_;
+  ImportReport report_;
+  Stamps stamps_;
+};
+
+bool Importer::start_job(const std::vector<fs::path>& inputs, std::vector<PendingFile>& pending) {
+  const std::string params = import_job_params(inputs, options_);
+  auto existing = catalog_.unfinished_job("import", params);
+  if (!existing) {
+    fail(existing.error());
+    return false;
+  }
+  if (existing->has_value()) {
+    // Continue the earlier run: only its pending items are left; the others are reported as
+    // outcomes of that run.
+    report_.resumed = true;
+    report_.job_id = existing->value().id;
+    auto items = catalog_.job_items(report_.job_id, false);
+    if (!items) {
+      fail(items.error());
+      return false;
+    }
+    std::sort(items->begin(), items->end(), [](const JobItem& a, const JobItem& b) { return a.id < b.id; });
+    report_.files = items->size();
+    for (const JobItem& item : items.value()) {
+      if (item.status == kPending) {
+        pending.push_back({item.path, item.id});
+        continue;
+      }
+      count_status(report_.earlier, item.status);
+      ImportIssue issue{item.path, {}, item.reason, {}, true};
+      if (item.status == kConflict) report_.conflicts.push_back(std::move(issue));
+      else if (item.status == kSkipped) report_.skipped.push_back(std::move(issue));
+      else if (item.status == kFailed) report_.failed.push_back(std::move(issue));
+    }
+    if (auto s = catalog_.set_job_status(report_.job_id, "running"); !s) {
+      fail(s.error());
+      return false;
+    }
+    return true;
+  }
+
+  // A new job: the expanded file list becomes its items; inputs that could not be expanded are
+  // recorded as failed in the same transaction.
+  Expansion expansion = expand_inputs(inputs);
+  std::vector<std::string> paths = expansion.files;
+  for (const auto& f : expansion.failures) paths.push_back(f.first);
+  std::vector<JobItem> items;
+  auto created = catalog_.transaction([&]() -> Status {
+    auto id = catalog_.create_job("import", params, paths);
+    if (!id) return id.error();
+    report_.job_id = id.value();
+    auto listed = catalog_.job_items(report_.job_id, true);
+    if (!listed) return listed.error();
+    items = std::move(listed.value());
+    std::unordered_map<std::string, std::string> reasons(expansion.failures.begin(), expansion.failures.end());
+    std::vector<JobItem> failures;
+    for (const JobItem& item : items) {
+      const auto it = reasons.find(item.path);
+      if (it != reasons.end()) failures.push_back({item.id, item.path, kFailed, it->second});
+    }
+    if (!failures.empty()) {
+      if (auto s = catalog_.finish_job_items(failures); !s) return s.error();
+    }
+    return core::Done{};
+  });
+  if (!created) {
+    fail(created.error());
+    return false;
+  }
+  std::sort(items.begin(), items.end(), [](const JobItem& a, const JobItem& b) { return a.id < b.id; });
+  report_.files = items.size();
+  std::unordered_map<std::string, std::string> reasons(expansion.failures.begin(), expansion.failures.end());
+  for (const JobItem& item : items) {
+    const auto it = reasons.find(item.path);
+    if (it != reasons.end()) {
+      ++report_.counts.failed;
+      report_.failed.push_back({item.path, {}, it->second, {}, false});
+    } else {
+      pending.push_back({item.path, item.id});
+    }
+  }
+  return true;
+}
+
+bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& batch) {
+  if (batch.empty()) return true;
+  BatchOutcome out;
+  std::vector<InstanceRecord> records;
+  std::vector<std::size_t> record_of;  // batch index of each record
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].second.kind == WorkResult::Kind::Record) {
+      record_of.push_back(i);
+      records.push_back(std::move(batch[i].second.record));
+    }
+  }
+
+  auto status = catalog_.transaction([&]() -> Status {
+    out = BatchOutcome{};
+    std::vector<std::optional<Result<PutOutcome>>> outcomes(batch.size());
+    if (!records.empty()) {
+      auto put = catalog_.put_instances(records);
+      if (put && put->size() != records.size()) {
+        return Error{ErrorKind::Invalid, "the catalog returned " + std::to_string(put->size()) + " outcomes for " +
+                                             std::to_string(records.size()) + " records"};
+      }
+      if (put) {
+        for (std::size_t k = 0; k < records.size(); ++k) outcomes[record_of[k]] = put->at(k);
+      } else if (put.error().kind == ErrorKind::Invalid) {
+        // One record the catalog refuses must not sink the others: put them one at a time
+        // (each a savepoint of this transaction) and fail only the refused ones.
+        for (std::size_t k = 0; k < records.size(); ++k) {
+          auto one = catalog_.put_instances({records[k]});
+          if (one && one->size() != 1) return Error{ErrorKind::Invalid, "the catalog returned no outcome for a record"};
+          if (one) outcomes[record_of[k]] = one->at(0);
+          else if (one.error().kind == ErrorKind::Invalid) outcomes[record_of[k]] = one.error();
+          else return one.error();
+        }
+      } else {
+        return put.error();
+      }
+    }
+    std::unordered_set<std::string> kept_store_files;
+    for (std::size_t k = 0; k < records.size(); ++k) {
+      const auto& o = outcomes[record_of[k]];
+      if (o && o->ok() && o->value() == PutOutcome::Inserted && !records[k].stored_path.empty()) {
+        kept_store_files.insert(records[k].stored_path);
+      }
+    }
+    std::size_t next_record = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const PendingFile& file = *batch[i].first;
+      const WorkResult& r = batch[i].second;
+      JobItem item{file.item_id, file.path, kFailed, {}};
+      switch (r.kind) {
+        case WorkResult::Kind::Present:
+          item.status = kPresent;
+          ++out.counts.already_present;
+          break;
+        case WorkResult::Kind::Skipped:
+          item.status = kSkipped;
+          item.reason = r.reason;
+          ++out.counts.skipped;
+          out.skipped.push_back({file.path, r.sop_instance_uid, r.reason, {}, false});
+          break;
+        case WorkResult::Kind::Failed:
+          item.reason = r.reason;
+          ++out.counts.failed;
+          out.failed.push_back({file.path, r.sop_instance_uid, r.reason, {}, false});
+          break;
+        case WorkResult::Kind::Record: {
+          const InstanceRecord& rec = records[next_record++];
+          const auto& o = outcomes[i];
+          if (r.created_store_file && !(o && o->ok() && o->value() == PutOutcome::Inserted) &&
+              !kept_store_files.count(rec.stored_path)) {
+            out.stored_to_remove.push_back(rec.stored_path);
+          }
+          if (!o || !o->ok()) {
+            item.reason = o ? o->error().message : "not written to the catalog";
+            ++out.counts.failed;
+            out.failed.push_back({file.path, rec.sop_instance_uid, item.reason, {}, false});
+            break;
+          }
+          if (o->value() == PutOutcome::Inserted) {
+            item.status = kImported;
+            ++out.counts.imported;
+          } else if (o->value() == PutOutcome::AlreadyPresent) {
+            item.status = kPresent;
+            ++out.counts.already_present;
+          } else {
+            item.status = kConflict;
+            std::string existing;
+            auto found = catalog_.find_instance(rec.sop_instance_uid);
+            if (!found) return found.error();
+            if (found->has_value()) existing = found->value().path;
+            item.reason = "SOP Instance UID " + rec.sop_instance_uid + " is already in the catalog" +
+                          (existing.empty() ? std::string() : " from " + existing) +
+                          " with different content; nothing was replaced";
+            ++out.counts.conflicts;
+            out.conflicts.push_back({file.path, rec.sop_instance_uid, item.reason, existing, false});
+          }
+          break;
+        }
+      }
+      out.items.push_back(std::move(item));
+    }
+    return catalog_.finish_job_items(out.items);
+  });
+
+  std::error_code ec;
+  if (!status) {
+    // Nothing of this batch is in the catalog: the copies made for it are not referenced.
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].second.created_store_file) {
+        for (std::size_t k = 0; k < record_of.size(); ++k) {
+          if (record_of[k] == i) fs::remove(records[k].stored_path, ec);
+        }
+      }
+    }
+    fail(status.error());
+    return false;
+  }
+  for (const auto& p : out.stored_to_remove) fs::remove(p, ec);
+  ImportCounts& c = report_.counts;
+  c.imported += out.counts.imported;
+  c.already_present += out.counts.already_present;
+  c.conflicts += out.counts.conflicts;
+  c.skipped += out.counts.skipped;
+  c.failed += out.counts.failed;
+  for (auto& i : out.conflicts) report_.conflicts.push_back(std::move(i));
+  for (auto& i : out.skipped) report_.skipped.push_back(std::move(i));
+  for (auto& i : out.failed) report_.failed.push_back(std::move(i));
+  return true;
+}
+
+void Importer::process(std::vector<PendingFile> pending) {
+  const std::size_t n = pending.size();
+  const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options_.batch_size));
+  const std::size_t batches = (n + batch_size - 1) / batch_size;
+  const std::size_t already_committed = report_.counts.total();  // inputs that failed to expand
+
+  WorkContext ctx;
+  ctx.stamps = &stamps_;
+  ctx.copy_to_store = options_.copy_to_store;
+  ctx.store = options_.store;
+  ctx.thumbnail_side = options_.thumbnail_side;
+
+  // Shared with the workers, guarded by `mutex`.
+  std::mutex mutex;
+  std::condition_variable work_cv;   // workers: more may be claimed, or stop
+  std::condition_variable done_cv;   // caller: a file finished
+  std::size_t next = 0;
+  std::size_t limit = std::min(n, kBatchesInFlight * batch_size);
+  bool stop = false;
+  std::vector<std::optional<WorkResult>> results(n);
+  std::vector<std::size_t> batch_done(batches, 0);
+  std::size_t completed = 0;
+
+  auto worker = [&]() {
+    for (;;) {
+      std::size_t index = 0;
+      {
+        std::unique_lock lock(mutex);
+        work_cv.wait(lock, [&] { return stop || next < limit; });
+        if (stop || next >= n) return;
+        index = next++;
+      }
+      WorkResult result;
+      try {
+        result = process_file(pending[index].path, ctx);
+      } catch (const std::exception& e) {
+        result = failed(std::string("cannot import: ") + e.what());
+      }
+      {
+        std::lock_guard lock(mutex);
+        results[index] = std::move(result);
+        ++batch_done[index / batch_size];
+        ++completed;
+      }
+      done_cv.notify_one();
+    }
+  };
+
+  int threads = options_.jobs > 0 ? options_.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), std::max<std::size_t>(n, 1)));
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(threads));
+  auto stop_workers = [&]() {
+    {
+      std::lock_guard lock(mutex);
+      stop = true;
+    }
+    work_cv.notify_all();
+    for (auto& t : pool) t.join();
+    pool.clear();
+  };
+  // Whatever happens below (even an exception), the workers are stopped and joined.
+  struct Joiner {
+    decltype(stop_workers)& f;
+    ~Joiner() { f(); }
+  } joiner{stop_workers};
+  if (n > 0) {
+    for (int t = 0; t < threads; ++t) {
+      try {
+        pool.emplace_back(worker);
+      } catch (const std::system_error& e) {
+        if (pool.empty()) {
+          fail(Error{ErrorKind::Io, std::string("cannot start a worker thread: ") + e.what()});
+          return;
+        }
+        break;  // fewer workers than asked for still do the job
+      }
+    }
+  }
+
+  std::size_t committed = already_committed;
+  reporter_(committed, committed, report_.counts, true);
+  for (std::size_t b = 0; b < batches; ++b) {
+    const std::size_t begin = b * batch_size;
+    const std::size_t end = std::min(n, begin + batch_size);
+    bool cancel_now = false;
+    {
+      std::unique_lock lock(mutex);
+      while (batch_done[b] < end - begin) {
+        if (cancelled()) {
+          cancel_now = true;
+          break;
+        }
+        done_cv.wait_for(lock, std::chrono::milliseconds(50));
+        const std::size_t c = completed;
+        lock.unlock();
+        reporter_(already_committed + c, committed, report_.counts, false);
+        lock.lock();
+      }
+    }
+    if (cancel_now || cancelled()) {
+      // Commit whatever has been read (in any batch), then stop: those items are done, the
+      // rest stay pending for the next run.
+      stop_workers();
+      std::vector<std::pair<const PendingFile*, WorkResult>> finished;
+      for (std::size_t i = begin; i < n; ++i) {
+        if (results[i]) finished.emplace_back(&pending[i], std::move(*results[i]));
+      }
+      const std::size_t count = finished.size();
+      if (commit(finished)) committed += count;
+      report_.interrupted = true;
+      break;
+    }
+    std::vector<std::pair<const PendingFile*, WorkResult>> batch;
+    batch.reserve(end - begin);
+    {
+      std::lock_guard lock(mutex);
+      for (std::size_t i = begin; i < end; ++i) {
+        batch.emplace_back(&pending[i], std::move(*results[i]));
+        results[i].reset();
+      }
+      limit = std::min(n, (b + 1 + kBatchesInFlight) * batch_size);
+    }
+    work_cv.notify_all();
+    if (!commit(batch)) break;
+    committed += end - begin;
+    std::size_t c = 0;
+    {
+      std::lock_guard lock(mutex);
+      c = completed;
+    }
+    reporter_(already_committed + c, committed, report_.counts, true);
+  }
+  stop_workers();
+  reporter_(committed, committed, report_.counts, true);
+}
+
+ImportReport Importer::run(const std::vector<fs::path>& inputs) {
+  if (inputs.empty()) {
+    report_.error = Error{ErrorKind::Invalid, "nothing to import: no file or folder given"};
+    return std::move(report_);
+  }
+  if (options_.copy_to_store && options_.store.empty()) options_.store = catalog_.path().parent_path() / "store";
+  if (!options_.store.empty()) options_.store = absolute_path(options_.store);
+
+  std::vector<PendingFile> pending;
+  if (start_job(inputs, pending)) {
+    auto stamps = catalog_.file_stamps();
+    if (!stamps) {
+      fail(stamps.error());
+    } else {
+      stamps_.reserve(stamps->size());
+      for (auto& s : stamps.value()) stamps_.emplace(std::move(s.first), s.second);
+      reporter_.total = report_.files;
+      reporter_.earlier_done = report_.earlier.total();
+      reporter_.start = Clock::now();
+      process(std::move(pending));
+    }
+  }
+
+  report_.seconds = std::chrono::duration<double>(Clock::now() - reporter_.start).count();
+  if (report_.seconds > 0.0) report_.files_per_second = static_cast<double>(report_.counts.total()) / report_.seconds;
+  if (report_.job_id != 0) {
+    JsonObject summary;
+    summary.add_raw("counts", counts_json(report_.counts));
+    summary.add_raw("earlier", counts_json(report_.earlier));
+    summary.add("files", static_cast<std::int64_t>(report_.files));
+    summary.add("seconds", report_.seconds);
+    if (report_.error) summary.add("error", report_.error->message);
+    const char* status = report_.error ? "failed" : report_.interrupted ? "interrupted" : "done";
+    auto s = catalog_.set_job_status(report_.job_id, status, summary.str());
+    if (!s) fail(s.error());
+  }
+  return std::move(report_);
+}
+
+}  // namespace
+
+InstanceRecord instance_record(const dcm::Radiograph& image, const fs::path& path) {
+  const dcm::Metadata& m = image.meta;
+  InstanceRecord r;
+  r.sop_instance_uid = m.sop_instance_uid;
+  r.sop_class_uid = m.sop_class_uid;
+  r.path = path.string();
+  r.patient_id = m.patient_id;
+  r.patient_name = m.patient_name;
+  r.patient_birth_date = m.patient_birth_date;
+  r.patient_sex = m.patient_sex;
+  r.patient_age = m.patient_age;
+  r.study_instance_uid = m.study_instance_uid;
+  r.study_date = m.study_date;
+  r.study_time = m.study_time;
+  r.study_description = m.study_description;
+  r.accession_number = m.accession_number;
+  r.series_instance_uid = m.series_instance_uid;
+  r.series_number = m.series_number;
+  r.series_description = m.series_description;
+  r.modality = m.modality;
+  r.transfer_syntax_uid = m.transfer_syntax_uid;
+  r.photometric = dcm::to_string(image.photometric);
+  r.rows = image.rows;
+  r.columns = image.columns;
+  r.bits_stored = image.bits_stored;
+  r.view_position = m.view_position;
+  r.body_part = m.body_part_examined;
+  r.laterality = m.laterality;
+  if (m.pixel_spacing) {
+    r.pixel_spacing_row = m.pixel_spacing->row_mm;
+    r.pixel_spacing_column = m.pixel_spacing->column_mm;
+  }
+  r.acquisition_date = m.acquisition_date;
+  r.acquisition_time = m.acquisition_time;
+  r.burned_in_annotation = m.burned_in_annotation;
+  return r;
+}
+
+std::string import_job_params(const std::vector<fs::path>& inputs, const ImportOptions& options) {
+  std::vector<std::string> paths;
+  paths.reserve(inputs.size());
+  for (const auto& p : inputs) paths.push_back(absolute_path(p).string());
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+  std::string list = "[";
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (i > 0) list += ",";
+    list += json_escape(paths[i]);
+  }
+  list += "]";
+  JsonObject o;
+  o.add_raw("inputs", list);
+  o.add("copy_to_store", options.copy_to_store);
+  if (options.copy_to_store && !options.store.empty()) o.add("store", absolute_path(options.store).string());
+  o.add("thumbnail_side", options.thumbnail_side);
+  return o.str();
+}
+
+ImportReport import_paths(Catalog& catalog, const std::vector<fs::path>& inputs, const ImportOptions& options,
+                          const ProgressFn& progress, const std::atomic<bool>* cancel) {
+  Importer importer(catalog, options, progress, cancel);
+  try {
+    return importer.run(inputs);
+  } catch (const std::exception& e) {
+    // Out of memory or a thread that could not be started: reported, never thrown across the API.
+    ImportReport report;
+    report.error = Error{ErrorKind::Io, std::string("import stopped: ") + e.what()};
+    return report;
+  }
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,82 @@
+// Shared helpers of the app/ tests: a temporary folder and catalog records made up in memory.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::test {
+
+namespace fs = std::filesystem;
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(info->test_suite_name()) + "-" + info->name();
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    dir_ = fs::temp_directory_path() / ("hilum-app-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  [[nodiscard]] fs::path path(const std::string& name) const { return dir_ / name; }
+
+  // Opens (creating) the test's catalog; fails the test when it cannot.
+  app::Catalog open_catalog(const std::string& name = "hilum.db") {
+    auto c = app::Catalog::open(path(name));
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    if (!c.ok()) std::abort();
+    return std::move(c.value());
+  }
+  fs::path dir_;
+};
+
+// A made-up catalogued image (no file behind it: the catalog only stores what it is given).
+inline app::InstanceRecord record(const std::string& sop, const std::string& patient = "P1", const std::string& study = "1.2.3.1",
+                                  const std::string& series = "1.2.3.1.1", const std::string& hash = "h") {
+  app::InstanceRecord r;
+  r.sop_instance_uid = sop;
+  r.sop_class_uid = "1.2.840.10008.5.1.4.1.1.1.1";
+  r.path = "/data/" + sop + ".dcm";
+  r.file_size = 1000;
+  r.file_mtime = 1700000000;
+  r.content_hash = hash + sop;
+  r.patient_id = patient;
+  r.patient_name = "Name^" + patient;
+  r.patient_sex = "F";
+  r.patient_age = "045Y";
+  r.study_instance_uid = study;
+  r.study_date = "20260101";
+  r.series_instance_uid = series;
+  r.modality = "DX";
+  r.photometric = "MONOCHROME2";
+  r.rows = 2500;
+  r.columns = 2000;
+  r.bits_stored = 12;
+  r.view_position = "PA";
+  r.thumbnail_png = {0x89, 'P', 'N', 'G'};
+  return r;
+}
+
+inline std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace hilum::test

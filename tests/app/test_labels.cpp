@@ -1,0 +1,252 @@
+// Labels: the append-only history, the derived current labels, validation (all-or-nothing),
+// "No Finding" exclusivity, regions, the vocabulary and CSV bulk entry.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "catalog_support.hpp"
+#include "hilum/app/labels_csv.hpp"
+
+namespace hilum::test {
+namespace {
+
+using app::LabelInput;
+using app::LabelValue;
+
+LabelInput label(const std::string& image, const std::string& finding, LabelValue v, const std::string& author = "dr.a") {
+  LabelInput in;
+  in.image = image;
+  in.finding = finding;
+  in.value = v;
+  in.author = author;
+  return in;
+}
+
+class LabelsTest : public CatalogTest {
+ protected:
+  void SetUp() override {
+    CatalogTest::SetUp();
+    catalog_.emplace(open_catalog());
+    ASSERT_TRUE(catalog_->put_instances({record("7.1"), record("7.2"), record("7.3", "P2", "2.2", "2.2.1")}).ok());
+  }
+  app::Catalog& c() { return *catalog_; }
+  std::optional<app::Catalog> catalog_;
+};
+
+TEST_F(LabelsTest, HistoryIsAppendOnlyAndCurrentIsTheLatest) {
+  auto in = label("7.1", "Effusion", LabelValue::Present);
+  in.model_version = "hilum-vit-ti-1";
+  in.model_probability = 0.83;
+  in.comment = "left base";
+  ASSERT_TRUE(c().add_labels({in}).ok());
+  ASSERT_TRUE(c().add_labels({label("7.1", "effusion", LabelValue::Absent, "dr.b")}).ok());  // case-insensitive name
+  ASSERT_TRUE(c().add_labels({label("7.1", "Nodule", LabelValue::Uncertain, "dr.b")}).ok());
+
+  auto history = c().label_history("7.1");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ(history->at(0).value, LabelValue::Present);
+  EXPECT_EQ(history->at(0).author, "dr.a");
+  ASSERT_TRUE(history->at(0).model_version.has_value());
+  EXPECT_EQ(*history->at(0).model_version, "hilum-vit-ti-1");
+  EXPECT_DOUBLE_EQ(history->at(0).model_probability.value_or(-1), 0.83);
+  EXPECT_EQ(history->at(0).comment, "left base");
+  EXPECT_EQ(history->at(1).value, LabelValue::Absent);
+  EXPECT_EQ(history->at(1).finding, "Effusion");
+  EXPECT_FALSE(history->at(0).created_at.empty());
+
+  auto current = c().current_labels("7.1");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 2u);
+  EXPECT_EQ(current->at(0).finding, "Effusion");
+  EXPECT_EQ(current->at(0).value, LabelValue::Absent);
+  EXPECT_EQ(current->at(0).author, "dr.b");
+  EXPECT_EQ(current->at(1).finding, "Nodule");
+
+  // Clearing removes it from the current labels but not from the history.
+  ASSERT_TRUE(c().add_labels({label("7.1", "Nodule", LabelValue::Cleared, "dr.c")}).ok());
+  EXPECT_EQ(c().current_labels("7.1")->size(), 1u);
+  EXPECT_EQ(c().label_history("7.1")->size(), 4u);
+
+  // The database itself refuses to rewrite history, whoever asks.
+  char* msg = nullptr;
+  EXPECT_NE(sqlite3_exec(c().handle(), "UPDATE label_events SET author = 'forger'", nullptr, nullptr, &msg), SQLITE_OK);
+  sqlite3_free(msg);
+  EXPECT_NE(sqlite3_exec(c().handle(), "DELETE FROM label_events", nullptr, nullptr, &msg), SQLITE_OK);
+  sqlite3_free(msg);
+  EXPECT_EQ(c().label_history("7.1")->size(), 4u);
+  EXPECT_EQ(c().label_history("7.1")->at(0).author, "dr.a");
+}
+
+TEST_F(LabelsTest, ABatchWithOneBadLabelWritesNothing) {
+  const std::vector<std::vector<LabelInput>> bad_batches{
+      {label("7.1", "Effusion", LabelValue::Present), label("9.9.9", "Effusion", LabelValue::Present)},  // unknown image
+      {label("7.1", "Effusion", LabelValue::Present), label("7.1", "Dragons", LabelValue::Present)},     // unknown finding
+      {label("7.1", "Effusion", LabelValue::Present), label("7.2", "Mass", LabelValue::Present, "")},    // no author
+  };
+  for (const auto& batch : bad_batches) {
+    auto r = c().add_labels(batch);
+    ASSERT_FALSE(r.ok());
+    EXPECT_FALSE(r.error().message.empty());
+  }
+  EXPECT_TRUE(c().label_history()->empty());
+  auto unknown = c().add_labels({label("7.1", "Dragons", LabelValue::Present)});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().kind, app::ErrorKind::NotFound);
+  EXPECT_NE(unknown.error().message.find("unknown finding"), std::string::npos);
+}
+
+TEST_F(LabelsTest, NoFindingIsExclusive) {
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
+  auto clash = c().add_labels({label("7.1", "No Finding", LabelValue::Present)});
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.error().message.find("exclusive"), std::string::npos);
+  auto same_batch = c().add_labels({label("7.2", "No Finding", LabelValue::Present), label("7.2", "Mass", LabelValue::Present)});
+  EXPECT_FALSE(same_batch.ok());
+  // Setting the other finding absent in the same change makes it consistent.
+  auto fixed = c().add_labels({label("7.1", "Effusion", LabelValue::Absent), label("7.1", "No Finding", LabelValue::Present)});
+  ASSERT_TRUE(fixed.ok()) << fixed.error().message;
+  // Uncertain findings do not contradict "No Finding".
+  EXPECT_TRUE(c().add_labels({label("7.1", "Nodule", LabelValue::Uncertain)}).ok());
+}
+
+TEST_F(LabelsTest, RegionsAreValidatedAndKept) {
+  auto rect = label("7.1", "Nodule", LabelValue::Present);
+  rect.region = app::Region{app::Region::Shape::Rectangle, 100, 200, 50, 40, {}};
+  auto poly = label("7.1", "Effusion", LabelValue::Present);
+  poly.region = app::Region{app::Region::Shape::Polygon, 0, 0, 0, 0, {{10, 10}, {300, 20}, {150, 400}}};
+  ASSERT_TRUE(c().add_labels({rect, poly}).ok());
+  auto current = c().current_labels("7.1");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 2u);
+  for (const auto& e : current.value()) {
+    ASSERT_TRUE(e.region.has_value()) << e.finding;
+    if (e.finding == "Nodule") {
+      EXPECT_EQ(e.region->shape, app::Region::Shape::Rectangle);
+      EXPECT_DOUBLE_EQ(e.region->x, 100);
+      EXPECT_DOUBLE_EQ(e.region->h, 40);
+    } else {
+      EXPECT_EQ(e.region->shape, app::Region::Shape::Polygon);
+      ASSERT_EQ(e.region->points.size(), 3u);
+      const auto box = e.region->bounding_box();
+      EXPECT_DOUBLE_EQ(box.x, 10);
+      EXPECT_DOUBLE_EQ(box.w, 290);
+      EXPECT_DOUBLE_EQ(box.h, 390);
+    }
+  }
+  // Outside the 2000 x 2500 image, empty, or on an absent finding: refused.
+  auto outside = label("7.2", "Mass", LabelValue::Present);
+  outside.region = app::Region{app::Region::Shape::Rectangle, 1990, 10, 50, 50, {}};
+  EXPECT_FALSE(c().add_labels({outside}).ok());
+  auto empty = label("7.2", "Mass", LabelValue::Present);
+  empty.region = app::Region{app::Region::Shape::Rectangle, 10, 10, 0, 50, {}};
+  EXPECT_FALSE(c().add_labels({empty}).ok());
+  auto absent = label("7.2", "Mass", LabelValue::Absent);
+  absent.region = app::Region{app::Region::Shape::Rectangle, 10, 10, 5, 5, {}};
+  EXPECT_FALSE(c().add_labels({absent}).ok());
+}
+
+TEST_F(LabelsTest, TheVocabularyGrows) {
+  auto added = c().add_finding("Tube malposition", "Line or tube in the wrong place");
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  EXPECT_FALSE(added->builtin);
+  EXPECT_FALSE(c().add_finding("tube MALPOSITION", "").ok());  // names are case-insensitive
+  EXPECT_FALSE(c().add_finding("  ", "").ok());
+  EXPECT_FALSE(c().add_finding("A|B", "").ok());
+  EXPECT_EQ(c().findings()->size(), 16u);
+  EXPECT_TRUE(c().add_labels({label("7.1", "Tube malposition", LabelValue::Present)}).ok());
+}
+
+TEST_F(LabelsTest, LabelledFiltersFollowTheCurrentLabels) {
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
+  app::InstanceFilter labelled;
+  labelled.labelled = app::InstanceFilter::Labelled::Labelled;
+  app::InstanceFilter unlabelled;
+  unlabelled.labelled = app::InstanceFilter::Labelled::Unlabelled;
+  EXPECT_EQ(c().list_instances(labelled)->size(), 1u);
+  EXPECT_EQ(c().list_instances(unlabelled)->size(), 2u);
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Cleared)}).ok());
+  EXPECT_EQ(c().list_instances(labelled)->size(), 0u);
+  auto studies = c().list_studies();
+  ASSERT_TRUE(studies.ok());
+  EXPECT_EQ(studies->at(0).labelled_images, 0);
+}
+
+TEST(Csv, ParsesQuotesAndLineEndings) {
+  auto rows = app::parse_csv("\xEF\xBB\xBFimage,\"Finding Labels\"\r\n\"a,b\",\"say \"\"hi\"\"\"\r\n\nc,\"multi\nline\"\n");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ(rows->at(0).at(0), "image");
+  EXPECT_EQ(rows->at(1).at(0), "a,b");
+  EXPECT_EQ(rows->at(1).at(1), "say \"hi\"");
+  EXPECT_EQ(rows->at(2).at(1), "multi\nline");
+  EXPECT_FALSE(app::parse_csv("a,\"unterminated\n").ok());
+}
+
+TEST_F(LabelsTest, CsvWithOneColumnPerFinding) {
+  {
+    std::ofstream out(path("labels.csv"));
+    out << "image,Effusion,Nodule,Dragons\n"
+        << "7.1,present,absent,\n"
+        << "/data/7.2.dcm,1,-1,\n"
+        << "9.9.9,present,,\n"          // unknown image
+        << "7.3,maybe,,\n";             // unreadable value
+  }
+  auto report = app::import_label_csv(c(), path("labels.csv"), "dr.csv");
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->rows, 4);
+  EXPECT_EQ(report->rows_applied, 2);
+  EXPECT_EQ(report->labels_written, 4);
+  ASSERT_EQ(report->problems.size(), 3u);  // the unknown column, and two bad rows
+  EXPECT_EQ(report->problems[1].line, 4);
+  EXPECT_NE(report->problems[1].message.find("unknown image"), std::string::npos);
+  EXPECT_EQ(report->problems[2].line, 5);
+  auto current = c().current_labels("7.2");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 2u);
+  EXPECT_EQ(current->at(1).value, LabelValue::Uncertain);
+  EXPECT_EQ(current->at(1).author, "dr.csv");
+  EXPECT_EQ(current->at(1).source, "csv");
+  EXPECT_TRUE(c().current_labels("7.3")->empty());
+}
+
+TEST_F(LabelsTest, CsvInChestXray14Layout) {
+  {
+    std::ofstream out(path("Data_Entry.csv"));
+    out << "Image Index,Finding Labels,Follow-up #,Patient ID\n"
+        << "7.1.png,Effusion|Mass,0,1\n"
+        << "7.2,No Finding,0,1\n"
+        << "7.3,Effusion|Unicorn,0,2\n";
+  }
+  auto report = app::import_label_csv(c(), path("Data_Entry.csv"), "nih");
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->rows_applied, 2);
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_EQ(report->problems[0].line, 4);
+  EXPECT_NE(report->problems[0].message.find("Unicorn"), std::string::npos);
+  // Listed findings present, every other ChestX-ray14 finding absent.
+  auto current = c().current_labels("7.1");
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(current->size(), 15u);
+  int present = 0;
+  for (const auto& e : current.value()) {
+    if (e.value == LabelValue::Present) {
+      ++present;
+      EXPECT_TRUE(e.finding == "Effusion" || e.finding == "Mass") << e.finding;
+    }
+  }
+  EXPECT_EQ(present, 2);
+  auto normal = c().current_labels("7.2");
+  ASSERT_TRUE(normal.ok());
+  for (const auto& e : normal.value()) EXPECT_EQ(e.value == LabelValue::Present, e.finding == "No Finding") << e.finding;
+  // No author, no file, no image column: refused as a whole.
+  EXPECT_FALSE(app::import_label_csv(c(), path("Data_Entry.csv"), "").ok());
+  EXPECT_FALSE(app::import_label_csv(c(), path("missing.csv"), "x").ok());
+  {
+    std::ofstream out(path("noimage.csv"));
+    out << "Effusion\npresent\n";
+  }
+  EXPECT_FALSE(app::import_label_csv(c(), path("noimage.csv"), "x").ok());
+}
+
+}  // namespace
+}  // namespace hilum::test

@@ -1,0 +1,121 @@
+// End-to-end: hilum-cli's label and labels commands on a catalog, --db and HILUM_DB.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "cli_runner.hpp"
+#include "hilum/app/catalog.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::test {
+namespace {
+
+class CliCatalog : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("hilum-cli-cat-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_ = dir_ / "hilum.db";
+    auto c = app::Catalog::open(db_);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    for (const std::string uid : {"8.1", "8.2"}) {
+      app::InstanceRecord r;
+      r.sop_instance_uid = uid;
+      r.path = (dir_ / (uid + ".dcm")).string();
+      r.content_hash = "h" + uid;
+      r.patient_id = "P8";
+      r.study_instance_uid = "8";
+      r.series_instance_uid = "8.0";
+      r.rows = 100;
+      r.columns = 100;
+      ASSERT_TRUE(c->put_instances({r}).ok());
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string db() const { return "--db " + quote(db_.string()); }
+  fs::path dir_, db_;
+};
+
+TEST_F(CliCatalog, LabelSetsAndShowsCurrentLabels) {
+  const auto r = run_cli(db() + " label 8.1 --set Effusion=present --set Nodule=absent --author dr.who --region 10,20,30,40 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 2u) << r.out;
+  EXPECT_NE(l[0].find("\"finding\":\"Effusion\""), std::string::npos) << l[0];
+  EXPECT_NE(l[0].find("\"region\":{\"type\":\"rect\",\"x\":10,\"y\":20,\"w\":30,\"h\":40}"), std::string::npos) << l[0];
+  EXPECT_NE(l[1].find("\"value\":\"absent\""), std::string::npos) << l[1];
+  EXPECT_NE(l[1].find("\"region\":null"), std::string::npos) << l[1];
+  // By path too, and the history keeps both events.
+  ASSERT_EQ(run_cli(db() + " label " + quote((dir_ / "8.1.dcm").string()) + " --set Effusion=uncertain --author dr.two").status, 0);
+  const auto h = run_cli(db() + " labels history 8.1 --json");
+  ASSERT_EQ(h.status, 0);
+  EXPECT_EQ(lines(h.out).size(), 3u);
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  auto current = c->current_labels("8.1");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 2u);
+  const auto effusion = std::find_if(current->begin(), current->end(), [](const auto& e) { return e.finding == "Effusion"; });
+  ASSERT_NE(effusion, current->end());
+  EXPECT_EQ(effusion->value, app::LabelValue::Uncertain);
+  EXPECT_EQ(effusion->author, "dr.two");
+}
+
+TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=maybe --author a").status, 2);         // bad value
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --region 1,2,3 --author a").status, 2);
+  EXPECT_EQ(run_cli(db() + " label 9.9 --set Effusion=present --author a").status, 1);       // unknown image
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Dragons=present --author a").status, 1);        // unknown finding
+  EXPECT_EQ(run_cli(db() + " label 8.1 --set Mass=present --region 90,90,50,50 --author a").status, 1);  // outside
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->label_history()->empty());
+}
+
+TEST_F(CliCatalog, VocabularyAndCsv) {
+  ASSERT_EQ(run_cli(db() + " labels add 'Tube malposition' --description 'Line or tube misplaced'").status, 0);
+  EXPECT_EQ(run_cli(db() + " labels add 'tube malposition'").status, 1);
+  const auto list = run_cli(db() + " labels list --json");
+  ASSERT_EQ(list.status, 0);
+  EXPECT_EQ(lines(list.out).size(), 16u);
+  EXPECT_NE(list.out.find("\"name\":\"Tube malposition\",\"description\":\"Line or tube misplaced\",\"builtin\":false"), std::string::npos);
+  {
+    std::ofstream csv(dir_ / "bulk.csv");
+    csv << "image,Tube malposition,Effusion\n8.1,present,absent\n8.2,absent,present\nnope,present,\n";
+  }
+  const auto r = run_cli(db() + " label --from-csv " + quote((dir_ / "bulk.csv").string()) + " --author reader --json");
+  EXPECT_EQ(r.status, 1) << r.out;  // one row failed
+  EXPECT_NE(r.out.find("\"rows\":3,\"rows_applied\":2,\"labels_written\":4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"line\":4"), std::string::npos) << r.out;
+}
+
+TEST_F(CliCatalog, HilumDbEnvironmentAndDamagedCatalogs) {
+  const std::string env = "HILUM_DB=" + quote(db_.string()) + " ";
+  // HILUM_DB names the catalog when --db is not given.
+  const std::string command = env + HILUM_CLI + " label 8.2 --set Mass=present --author env";
+  ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0);
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->current_labels("8.2")->size(), 1u);
+  // A file that is not a catalog: exit status 3, a reason, the file untouched.
+  const fs::path bad = dir_ / "bad.db";
+  { std::ofstream(bad) << "this is not a database, it is a shopping list\n"; }
+  const auto failed = run_cli("--db " + quote(bad.string()) + " labels list", true);
+  EXPECT_EQ(failed.status, 3);
+  EXPECT_NE(failed.out.find("damaged or not a database"), std::string::npos) << failed.out;
+  std::ifstream in(bad);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "this is not a database, it is a shopping list\n");
+}
+
+}  // namespace
+}  // namespace hilum::test
