@@ -1,6 +1,175 @@
-// (in progress: export)
+// hilum-cli export: the current labels as ChestX-ray14-style CSV or JSON, optionally de-identified
+// and with the images (16-bit PNG, de-identified DICOM).
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+
 #include "commands.hpp"
+#include "hilum/app/export.hpp"
+#include "hilum/app/json.hpp"
+
 namespace hilum::cli {
-int cmd_export(const Global&, const Args&) { std::fputs("hilum-cli: export: not implemented yet\n", stderr); return kExitUsage; }
+namespace {
+
+using app::JsonObject;
+
+std::atomic<bool> g_cancel{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+
+extern "C" void on_sigint(int) { g_cancel.store(true); }
+
+int usage(const std::string& message) {
+  std::fprintf(stderr, "hilum-cli: export: %s (see hilum-cli --help)\n", message.c_str());
+  return kExitUsage;
+}
+
+int export_error(const app::Error& e) {
+  std::fprintf(stderr, "hilum-cli: export: %s\n", e.message.c_str());
+  switch (e.kind) {
+    case app::ErrorKind::Invalid:
+      return kExitUsage;     // e.g. an output folder that holds other files
+    case app::ErrorKind::Io:
+    case app::ErrorKind::NotFound:
+      return kExitFailures;  // the export ran and could not finish
+    case app::ErrorKind::Interrupted:
+      return kExitInterrupted;
+    default:
+      return kExitCatalog;   // locked, read-only, corrupt, ...
+  }
+}
+
+std::string issues_json(const std::vector<app::ExportIssue>& issues) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < issues.size(); ++i) {
+    if (i) out += ",";
+    out += JsonObject().add("image", issues[i].image).add("reason", issues[i].reason).str();
+  }
+  return out + "]";
+}
+
+std::string strings_json(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ",";
+    out += app::json_escape(values[i]);
+  }
+  return out + "]";
+}
+
+std::string split_json(const app::SplitCounts& c) {
+  return JsonObject()
+      .add("patients", static_cast<std::int64_t>(c.patients))
+      .add("images", static_cast<std::int64_t>(c.images))
+      .str();
+}
+
+// Restores the previous SIGINT handler when the command ends.
+class SigintGuard {
+ public:
+  SigintGuard() : previous_(std::signal(SIGINT, on_sigint)) {}
+  ~SigintGuard() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_); }
+  SigintGuard(const SigintGuard&) = delete;
+  SigintGuard& operator=(const SigintGuard&) = delete;
+
+ private:
+  void (*previous_)(int);
+};
+
+}  // namespace
+
+int cmd_export(const Global& global, const Args& args) {
+  app::ExportOptions options;
+  std::optional<std::string> out;
+  std::optional<app::ExportFormat> format;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--out" || a == "-o") {
+      if (i + 1 >= args.size()) return usage("--out needs a folder");
+      out = args[++i];
+    } else if (a == "--format") {
+      if (i + 1 >= args.size()) return usage("--format needs csv or json");
+      format = app::parse_export_format(args[++i]);
+      if (!format) return usage("--format is csv or json, not '" + args[i] + "'");
+    } else if (a == "--deidentify") {
+      options.deidentify = true;
+    } else if (a == "--images") {
+      options.images = true;
+    } else if (a == "--json") {
+      json = true;
+    } else {
+      return usage("unknown argument '" + a + "'");
+    }
+  }
+  if (!out || out->empty()) return usage("no output folder (--out DIR)");
+  if (!format) return usage("no format (--format csv|json)");
+  options.out_dir = *out;
+  options.format = *format;
+
+  // ReadWrite: pseudonyms and the catalog secret are created on first use.
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!catalog) return kExitCatalog;
+
+  g_cancel.store(false);
+  const SigintGuard guard;
+  std::size_t last_percent = 101;
+  const auto progress = [&](const app::ExportProgress& p) {
+    if (!options.images || p.total == 0) return;
+    const std::size_t percent = p.done * 100 / p.total;
+    if (percent == last_percent) return;
+    last_percent = percent;
+    std::fprintf(stderr, "\rexport: %zu of %zu images (%zu%%)", p.done, p.total, percent);
+    if (p.done == p.total) std::fputc('\n', stderr);
+  };
+  auto result = app::export_labels(*catalog, options, progress, &g_cancel);
+  if (!result) return export_error(result.error());
+  const app::ExportReport& r = *result;
+
+  for (const auto& s : r.skipped) std::fprintf(stderr, "hilum-cli: export: %s: pixels not exported: %s\n", s.image.c_str(), s.reason.c_str());
+  for (const auto& f : r.failed) std::fprintf(stderr, "hilum-cli: export: %s: %s\n", f.image.c_str(), f.reason.c_str());
+  if (r.interrupted) std::fputs("hilum-cli: export: interrupted; no label file written (run it again)\n", stderr);
+
+  if (json) {
+    JsonObject o;
+    o.add("ok", !r.interrupted && r.failed.empty());
+    o.add("out", r.out_dir.string());
+    o.add("format", app::to_string(options.format));
+    o.add("deidentified", options.deidentify);
+    o.add("images", static_cast<std::int64_t>(r.images));
+    o.add("labels", static_cast<std::int64_t>(r.labels));
+    o.add("bounding_boxes", static_cast<std::int64_t>(r.bounding_boxes));
+    o.add("patients", static_cast<std::int64_t>(r.patients));
+    o.add_raw("splits", JsonObject()
+                            .add_raw("train", split_json(r.train))
+                            .add_raw("validation", split_json(r.validation))
+                            .add_raw("test", split_json(r.test))
+                            .str());
+    o.add("pngs", static_cast<std::int64_t>(r.pngs));
+    o.add("dicoms", static_cast<std::int64_t>(r.dicoms));
+    o.add_raw("skipped", issues_json(r.skipped));
+    o.add_raw("failed", issues_json(r.failed));
+    o.add_raw("files", strings_json(r.files));
+    o.add_raw("removed", strings_json(r.removed));
+    o.add("interrupted", r.interrupted);
+    std::cout << o.str() << '\n';
+  } else {
+    std::printf("exported %zu labels of %zu images (%zu patients: train %zu, validation %zu, test %zu) to %s%s\n",
+                r.labels, r.images, r.patients, r.train.patients, r.validation.patients, r.test.patients,
+                r.out_dir.string().c_str(), options.deidentify ? ", de-identified" : "");
+    if (options.format == app::ExportFormat::Csv) std::printf("bounding boxes: %zu\n", r.bounding_boxes);
+    if (options.images) {
+      std::printf("images: %zu PNG, %zu DICOM, %zu skipped, %zu failed\n", r.pngs, r.dicoms, r.skipped.size(),
+                  r.failed.size());
+    }
+    std::printf("files written: %zu%s\n", r.files.size(),
+                r.removed.empty() ? "" : (", stale files removed: " + std::to_string(r.removed.size())).c_str());
+  }
+  std::cout.flush();
+  if (r.interrupted) return kExitInterrupted;
+  return r.failed.empty() ? kExitOk : kExitFailures;
+}
+
 }  // namespace hilum::cli

@@ -1,1 +1,762 @@
-// (in progress)
+// Exporting the current labels (ChestX-ray14-style CSV or JSON), optionally de-identified, with
+// 16-bit PNGs and de-identified DICOM copies of the images. See export.hpp.
+#include "hilum/app/export.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <system_error>
+#include <tuple>
+#include <utility>
+
+#include "hilum/app/hash.hpp"
+#include "hilum/app/json.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/dicom/deidentify.hpp"
+#include "hilum/dicom/reader.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::app {
+namespace {
+
+constexpr const char* kDataEntryFile = "Data_Entry_2017.csv";
+constexpr const char* kBBoxFile = "BBox_List_2017.csv";
+constexpr const char* kJsonFile = "labels.json";
+constexpr const char* kImagesDir = "images";
+constexpr const char* kScalingFile = "pixel_scaling.csv";
+constexpr const char* kScalingHeader = "Image Index,Offset,Slope,Photometric Interpretation";
+constexpr const char* kCrlf = "\r\n";  // RFC 4180 line ends
+
+Error io_error(std::string message) { return Error{ErrorKind::Io, std::move(message)}; }
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string format_number(double v) {
+  if (!std::isfinite(v)) return {};
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+// HMAC-SHA256(secret, domain NUL key), first 8 bytes as a big-endian integer.
+std::uint64_t keyed_hash(const std::string& secret, const std::string& domain, const std::string& key) {
+  std::string message = domain;
+  message.push_back('\0');
+  message += key;
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  const unsigned char* ok =
+      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest.data(), &length);
+  if (ok == nullptr || length < 8) {
+    // OpenSSL without SHA-256 is not a configuration Hilum runs on; fall back to plain SHA-256
+    // of the same keyed message so that the result stays stable.
+    const std::string hex = sha256_hex((secret + message).data(), secret.size() + message.size());
+    return std::stoull(hex.substr(0, 16), nullptr, 16);
+  }
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | digest[static_cast<std::size_t>(i)];
+  return v;
+}
+
+bool is_valid_uid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64) return false;
+  std::size_t start = 0;
+  for (;;) {
+    const auto end = uid.find('.', start);
+    const std::string part = uid.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (part.empty() || (part.size() > 1 && part[0] == '0')) return false;
+    if (!std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
+
+// A file name made of a UID (or anything else the catalog holds): characters outside
+// [0-9A-Za-z._-] become '_'.
+std::string safe_stem(const std::string& s) {
+  std::string out = s.empty() ? std::string("unnamed") : s;
+  for (char& c : out) {
+    const bool keep = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+                      c == '-' || c == '_';
+    if (!keep) c = '_';
+  }
+  if (out[0] == '.') out[0] = '_';
+  return out;
+}
+
+// "2026-11-25T12:00:00.123Z" with its date moved by `days`; empty when it is not such a time.
+std::string shift_iso_timestamp(const std::string& ts, int days) {
+  if (ts.size() < 10 || ts[4] != '-' || ts[7] != '-') return {};
+  auto date = dicom::shift_dicom_date(ts.substr(0, 4) + ts.substr(5, 2) + ts.substr(8, 2), days);
+  if (!date) return {};
+  return date->substr(0, 4) + "-" + date->substr(4, 2) + "-" + date->substr(6, 2) + ts.substr(10);
+}
+
+// ---- Atomic files. ----
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Writes `content` to a temporary file beside `path`, flushes it to disk and renames it over
+// `path`. Returns "" or the reason.
+std::string write_atomic(const fs::path& path, const std::string& content) {
+  std::random_device rd;
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                                             "-" + std::to_string(rd()));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot create " + tmp.string() + ": " + errno_text();
+  std::string error;
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = "cannot write " + tmp.string() + ": " + errno_text();
+      break;
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (error.empty() && ::fsync(fd) != 0) error = "cannot flush " + tmp.string() + ": " + errno_text();
+  if (::close(fd) != 0 && error.empty()) error = "cannot close " + tmp.string() + ": " + errno_text();
+  std::error_code ec;
+  if (error.empty()) {
+    fs::rename(tmp, path, ec);
+    if (ec) error = "cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message();
+  }
+  if (!error.empty()) fs::remove(tmp, ec);
+  return error;
+}
+
+void sync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);  // best effort: the files themselves were flushed before their rename
+  ::close(fd);
+}
+
+// ---- The output folder: new, empty, or an earlier export. ----
+
+bool is_label_file(const std::string& name) { return name == kDataEntryFile || name == kBBoxFile || name == kJsonFile; }
+bool is_image_file(const std::string& name) {
+  return name == kScalingFile || ((ends_with(name, ".png") || ends_with(name, ".dcm")) && name[0] != '.');
+}
+
+// A temporary file left by an interrupted write of `accepts` (".NAME.tmp-..." or "NAME.tmp-...").
+template <typename Accepts>
+bool is_leftover_tmp(const std::string& name, Accepts accepts) {
+  const auto at = name.rfind(".tmp-");
+  if (at == std::string::npos) return false;
+  const std::string tail = name.substr(at + 5);
+  if (tail.empty() || !std::all_of(tail.begin(), tail.end(), [](char c) { return (c >= '0' && c <= '9') || c == '-'; }))
+    return false;
+  std::string base = name.substr(0, at);
+  if (!base.empty() && base[0] == '.') base.erase(0, 1);
+  return !base.empty() && accepts(base);
+}
+
+struct ExistingExport {
+  std::vector<std::string> files;  // relative paths of an earlier export's files
+  std::vector<std::string> tmp;    // leftover temporary files
+};
+
+Result<ExistingExport> inspect_output_folder(const fs::path& out) {
+  ExistingExport existing;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return existing;
+  if (!fs::is_directory(out, ec)) return Error{ErrorKind::Invalid, "the output path is not a folder: " + out.string()};
+  const auto foreign = [&](const std::string& name) {
+    return Error{ErrorKind::Invalid, "the output folder " + out.string() + " holds files that are not a Hilum export (" +
+                                         name + "); choose a new or empty folder"};
+  };
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (name == kImagesDir && it->is_directory(type_ec)) {
+      for (fs::directory_iterator jt(it->path(), ec), jend; !ec && jt != jend; jt.increment(ec)) {
+        const std::string image = jt->path().filename().string();
+        if (!jt->is_regular_file(type_ec)) return foreign(std::string(kImagesDir) + "/" + image);
+        if (is_image_file(image)) existing.files.push_back(std::string(kImagesDir) + "/" + image);
+        else if (is_leftover_tmp(image, is_image_file)) existing.tmp.push_back(std::string(kImagesDir) + "/" + image);
+        else return foreign(std::string(kImagesDir) + "/" + image);
+      }
+      continue;
+    }
+    if (!it->is_regular_file(type_ec)) return foreign(name);
+    if (is_label_file(name)) existing.files.push_back(name);
+    else if (is_leftover_tmp(name, is_label_file)) existing.tmp.push_back(name);
+    else return foreign(name);
+  }
+  if (ec) return io_error("cannot list " + out.string() + ": " + ec.message());
+  return existing;
+}
+
+// ---- Rows. ----
+
+struct ImageRow {
+  Instance instance;
+  std::vector<LabelEvent> labels;  // by finding name
+  std::string key;                 // patient key
+  Split split = Split::Train;
+  int follow_up = 0;
+  int date_shift = 0;              // de-identified exports only
+  // As written (pseudonymous with deidentify).
+  std::string stem;                // file name stem: SOP Instance UID or its pseudonym
+  std::string image_index;         // stem + ".png"
+  std::string patient_id;
+  std::string accession;
+  std::string study_uid;
+  std::string series_uid;
+  std::string study_date;
+  // Pixels.
+  std::string png;                 // relative path, when written
+  std::string dicom;               // relative path, when written
+  double offset = 0.0;
+  double slope = 1.0;
+  std::string pixels_note;         // why the pixels are not there
+};
+
+bool is_no_finding(const std::string& finding) { return lower(finding) == "no finding"; }
+
+std::string finding_labels(const ImageRow& row) {
+  std::vector<std::string> present;
+  bool uncertain = false;
+  for (const auto& l : row.labels) {
+    if (l.value == LabelValue::Present && !is_no_finding(l.finding)) present.push_back(l.finding);
+    if (l.value == LabelValue::Uncertain && !is_no_finding(l.finding)) uncertain = true;
+  }
+  if (present.empty()) return uncertain ? std::string() : std::string("No Finding");
+  std::sort(present.begin(), present.end());
+  present.erase(std::unique(present.begin(), present.end()), present.end());
+  std::string out;
+  for (std::size_t i = 0; i < present.size(); ++i) {
+    if (i) out += '|';
+    out += present[i];
+  }
+  return out;
+}
+
+std::string gender(const std::string& sex) {
+  const std::string s = lower(sex);
+  if (s == "m") return "M";
+  if (s == "f") return "F";
+  return {};
+}
+
+std::string csv_line(const std::vector<std::string>& fields) {
+  std::string line;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i) line += ',';
+    line += csv_field(fields[i]);
+  }
+  return line + kCrlf;
+}
+
+// Modality value = PNG value * slope + offset. The identity for the common unsigned images;
+// stored values minus their minimum when a Rescale Slope applies; a range fitted to 16 bits
+// otherwise.
+std::pair<double, double> png_scaling(const dicom::Radiograph& r) {
+  const double lo = r.min_modality;
+  const double hi = r.max_modality;
+  double slope = 1.0;
+  if (!r.modality_lut && r.rescale_slope != 0.0 && std::isfinite(r.rescale_slope)) slope = std::fabs(r.rescale_slope);
+  double offset = (lo >= 0.0 && hi / slope <= 65535.0) ? 0.0 : lo;
+  if ((hi - offset) / slope > 65535.0) slope = (hi - offset) / 65535.0;
+  return {offset, slope};
+}
+
+std::vector<std::uint16_t> png_pixels(const dicom::Radiograph& r, double offset, double slope) {
+  std::vector<std::uint16_t> out(r.modality.size());
+  for (std::size_t i = 0; i < r.modality.size(); ++i) {
+    const double v = std::round((static_cast<double>(r.modality[i]) - offset) / slope);
+    out[i] = static_cast<std::uint16_t>(std::clamp(v, 0.0, 65535.0));
+  }
+  return out;
+}
+
+// The catalog's pseudonyms, UIDs checked.
+class Pseudonyms {
+ public:
+  explicit Pseudonyms(Catalog& catalog) : catalog_(catalog) {}
+
+  Result<std::string> uid(const std::string& original) {
+    auto p = catalog_.pseudonym("uid", original);
+    if (!p) return p.error();
+    if (!is_valid_uid(*p)) return Error{ErrorKind::Invalid, "the catalog's pseudonym for a UID is not a valid UID"};
+    return p;
+  }
+  Result<std::string> get(const std::string& kind, const std::string& original) { return catalog_.pseudonym(kind, original); }
+  // Accession Number is SH (16 characters): a longer pseudonym is shortened the same way every time.
+  Result<std::string> accession(const std::string& original) {
+    if (original.empty()) return std::string();
+    auto p = catalog_.pseudonym("accession", original);
+    if (!p) return p.error();
+    if (p->size() <= 16) return p;
+    return "A" + sha256_hex(p->data(), p->size()).substr(0, 15);
+  }
+
+ private:
+  Catalog& catalog_;
+};
+
+std::string label_json(const LabelEvent& l, const ImageRow& row, bool deidentify) {
+  JsonObject o;
+  o.add("finding", l.finding);
+  o.add("value", to_string(l.value));
+  o.add("author", l.author);
+  o.add("created_at", deidentify ? shift_iso_timestamp(l.created_at, row.date_shift) : l.created_at);
+  if (l.region) {
+    o.add_raw("region", l.region->to_json());
+    const Region box = l.region->bounding_box();
+    JsonObject b;
+    b.add("x", box.x).add("y", box.y).add("w", box.w).add("h", box.h);
+    o.add_raw("bounding_box", b.str());
+  } else {
+    o.add_null("region");
+  }
+  if (l.model_version) o.add("model_version", *l.model_version);
+  else o.add_null("model_version");
+  if (l.model_probability) o.add("model_probability", *l.model_probability);
+  else o.add_null("model_probability");
+  if (!deidentify) o.add("comment", l.comment);  // free text may name the patient
+  o.add("source", l.source);
+  return o.str();
+}
+
+std::string image_json(const ImageRow& row, bool deidentify) {
+  const Instance& in = row.instance;
+  JsonObject o;
+  o.add("image_index", row.image_index);
+  o.add("sop_instance_uid", deidentify ? row.stem : in.sop_instance_uid);
+  o.add("study_instance_uid", row.study_uid);
+  o.add("series_instance_uid", row.series_uid);
+  o.add("patient_id", row.patient_id);
+  if (!deidentify) o.add("patient_name", in.patient_name);
+  o.add("patient_age", in.patient_age);
+  if (auto age = age_in_years(in.patient_age, in.patient_birth_date, in.study_date)) o.add("patient_age_years", *age);
+  else o.add_null("patient_age_years");
+  o.add("patient_sex", in.patient_sex);
+  o.add("accession_number", row.accession);
+  o.add("study_date", row.study_date);
+  o.add("follow_up", row.follow_up);
+  o.add("split", to_string(row.split));
+  o.add("modality", in.modality);
+  o.add("view_position", in.view_position);
+  o.add("body_part", in.body_part);
+  o.add("laterality", in.laterality);
+  o.add("photometric", in.photometric);
+  o.add("rows", in.rows).add("columns", in.columns).add("bits_stored", in.bits_stored);
+  if (in.pixel_spacing_row && in.pixel_spacing_column) {
+    JsonObject s;
+    s.add("x", *in.pixel_spacing_column).add("y", *in.pixel_spacing_row);
+    o.add_raw("pixel_spacing", s.str());
+  } else {
+    o.add_null("pixel_spacing");
+  }
+  if (!deidentify) o.add("path", in.path);
+  if (!row.png.empty()) {
+    o.add("png", row.png);
+    JsonObject s;
+    s.add("offset", row.offset).add("slope", row.slope);
+    o.add_raw("pixel_scaling", s.str());
+  }
+  if (!row.dicom.empty()) o.add("dicom", row.dicom);
+  if (!row.pixels_note.empty()) o.add("pixels_not_exported", row.pixels_note);
+  std::string labels = "[";
+  for (std::size_t i = 0; i < row.labels.size(); ++i) {
+    if (i) labels += ",";
+    labels += label_json(row.labels[i], row, deidentify);
+  }
+  labels += "]";
+  o.add_raw("labels", labels);
+  return o.str();
+}
+
+}  // namespace
+
+// ---- Building blocks. ----
+
+const char* to_string(ExportFormat format) { return format == ExportFormat::Json ? "json" : "csv"; }
+
+std::optional<ExportFormat> parse_export_format(const std::string& s) {
+  const std::string v = lower(s);
+  if (v == "csv") return ExportFormat::Csv;
+  if (v == "json") return ExportFormat::Json;
+  return std::nullopt;
+}
+
+const char* to_string(Split split) {
+  switch (split) {
+    case Split::Train: return "train";
+    case Split::Validation: return "validation";
+    case Split::Test: return "test";
+  }
+  return "train";
+}
+
+std::string patient_key(const std::string& patient_id, const std::string& patient_name,
+                        const std::string& study_instance_uid) {
+  if (!patient_id.empty()) return patient_id;
+  if (!patient_name.empty()) return "name:" + patient_name;
+  return "study:" + study_instance_uid;
+}
+
+Split patient_split(const std::string& secret, const std::string& key) {
+  const std::uint64_t bucket = keyed_hash(secret, "split", key) % 10u;
+  if (bucket < 8) return Split::Train;
+  return bucket == 8 ? Split::Validation : Split::Test;
+}
+
+int patient_date_shift(const std::string& secret, const std::string& key) {
+  const std::uint64_t h = keyed_hash(secret, "date-shift", key);
+  return -static_cast<int>(365 + h % (3652 - 365 + 1));
+}
+
+std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date, const std::string& study_date) {
+  std::string as = dicom_age;
+  while (!as.empty() && as.back() == ' ') as.pop_back();
+  if (as.size() >= 2) {
+    const char unit = static_cast<char>(as.back() & ~0x20);  // upper case
+    const std::string digits = as.substr(0, as.size() - 1);
+    if (!digits.empty() && digits.size() <= 3 && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      const int n = std::stoi(digits);
+      switch (unit) {
+        case 'Y': return n;
+        case 'M': return n / 12;
+        case 'W': return n * 7 / 365;
+        case 'D': return n / 365;
+        default: break;
+      }
+    }
+  }
+  const auto ymd = [](const std::string& d) -> std::optional<std::array<int, 3>> {
+    if (d.size() != 8 || !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+    return std::array<int, 3>{std::stoi(d.substr(0, 4)), std::stoi(d.substr(4, 2)), std::stoi(d.substr(6, 2))};
+  };
+  const auto b = ymd(birth_date);
+  const auto s = ymd(study_date);
+  if (!b || !s) return std::nullopt;
+  int years = (*s)[0] - (*b)[0];
+  if ((*s)[1] < (*b)[1] || ((*s)[1] == (*b)[1] && (*s)[2] < (*b)[2])) --years;
+  if (years < 0) return std::nullopt;
+  return years;
+}
+
+std::string csv_field(std::string_view value) {
+  if (value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
+  std::string out = "\"";
+  for (const char c : value) {
+    if (c == '"') out += "\"\"";
+    else out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// ---- The export. ----
+
+Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& options, const ExportProgressFn& progress,
+                                   const std::atomic<bool>* cancel) {
+  if (options.out_dir.empty()) return Error{ErrorKind::Invalid, "no output folder given"};
+  ExportReport report;
+  report.out_dir = options.out_dir;
+  const bool deid = options.deidentify;
+  const fs::path out = options.out_dir;
+
+  // The output folder first: nothing is read from the catalog for a folder we may not use.
+  auto existing = inspect_output_folder(out);
+  if (!existing) return existing.error();
+
+  // ---- What to export: images with at least one current label.
+  auto current = catalog.current_labels();
+  if (!current) return current.error();
+  std::map<std::string, std::vector<LabelEvent>> by_image;
+  for (auto& l : current.value()) by_image[l.sop_instance_uid].push_back(std::move(l));
+
+  InstanceFilter labelled;
+  labelled.labelled = InstanceFilter::Labelled::Labelled;
+  auto instances = catalog.list_instances(labelled);
+  if (!instances) return instances.error();
+  std::map<std::string, Instance> instance_of;
+  for (auto& i : instances.value()) {
+    if (by_image.count(i.sop_instance_uid)) {
+      const std::string uid = i.sop_instance_uid;
+      instance_of.emplace(uid, std::move(i));
+    }
+  }
+  for (const auto& [uid, labels] : by_image) {
+    if (instance_of.count(uid)) continue;
+    auto found = catalog.find_instance(uid);
+    if (!found) return found.error();
+    if (!found->has_value()) return Error{ErrorKind::NotFound, "a labelled image is missing from the catalog: " + uid};
+    instance_of.emplace(uid, std::move(**found));
+  }
+
+  auto secret = catalog.secret();
+  if (!secret) return secret.error();
+
+  // Follow-up numbers: the study's place among the patient's studies by date.
+  auto studies = catalog.list_studies();
+  if (!studies) return studies.error();
+  std::map<std::string, std::vector<std::tuple<bool, std::string, std::string>>> studies_of;
+  for (const auto& s : studies.value()) {
+    studies_of[patient_key(s.patient_id, s.patient_name, s.study_instance_uid)].emplace_back(
+        s.study_date.empty(), s.study_date, s.study_instance_uid);
+  }
+  std::map<std::pair<std::string, std::string>, int> follow_up;
+  for (auto& [key, list] : studies_of) {
+    std::sort(list.begin(), list.end());
+    for (std::size_t i = 0; i < list.size(); ++i) follow_up[{key, std::get<2>(list[i])}] = static_cast<int>(i);
+  }
+
+  std::vector<ImageRow> rows;
+  rows.reserve(instance_of.size());
+  for (auto& [uid, instance] : instance_of) {
+    ImageRow row;
+    row.labels = std::move(by_image[uid]);
+    std::sort(row.labels.begin(), row.labels.end(),
+              [](const LabelEvent& a, const LabelEvent& b) { return a.finding < b.finding; });
+    row.instance = std::move(instance);
+    const Instance& in = row.instance;
+    row.key = patient_key(in.patient_id, in.patient_name, in.study_instance_uid);
+    row.split = patient_split(*secret, row.key);
+    if (auto f = follow_up.find({row.key, in.study_instance_uid}); f != follow_up.end()) row.follow_up = f->second;
+    rows.push_back(std::move(row));
+  }
+
+  // ---- Identifiers as written. With deidentify, every pseudonym is created in one transaction.
+  Pseudonyms pseudonyms(catalog);
+  if (deid) {
+    auto done = catalog.transaction([&]() -> Status {
+      for (ImageRow& row : rows) {
+        const Instance& in = row.instance;
+        auto sop = pseudonyms.uid(in.sop_instance_uid);
+        if (!sop) return sop.error();
+        auto study = pseudonyms.uid(in.study_instance_uid);
+        if (!study) return study.error();
+        auto series = pseudonyms.uid(in.series_instance_uid);
+        if (!series) return series.error();
+        auto patient = pseudonyms.get("patient_id", row.key);
+        if (!patient) return patient.error();
+        auto name = pseudonyms.get("patient_name", row.key);  // for the DICOM copies
+        if (!name) return name.error();
+        auto accession = pseudonyms.accession(in.accession_number);
+        if (!accession) return accession.error();
+        row.stem = *sop;
+        row.study_uid = *study;
+        row.series_uid = *series;
+        row.patient_id = *patient;
+        row.accession = *accession;
+        row.date_shift = patient_date_shift(*secret, row.key);
+        row.study_date = dicom::shift_dicom_date(in.study_date, row.date_shift).value_or("");
+      }
+      return core::Done{};
+    });
+    if (!done) return done.error();
+  } else {
+    for (ImageRow& row : rows) {
+      const Instance& in = row.instance;
+      row.stem = safe_stem(in.sop_instance_uid);
+      row.study_uid = in.study_instance_uid;
+      row.series_uid = in.series_instance_uid;
+      row.patient_id = in.patient_id;
+      row.accession = in.accession_number;
+      row.study_date = in.study_date;
+    }
+  }
+  for (ImageRow& row : rows) row.image_index = row.stem + ".png";
+  std::sort(rows.begin(), rows.end(), [](const ImageRow& a, const ImageRow& b) { return a.image_index < b.image_index; });
+
+  // ---- Counts.
+  std::map<std::string, Split> patients;
+  for (const ImageRow& row : rows) {
+    patients.emplace(row.key, row.split);
+    SplitCounts& c = row.split == Split::Train ? report.train : row.split == Split::Validation ? report.validation : report.test;
+    ++c.images;
+    report.labels += row.labels.size();
+    for (const auto& l : row.labels)
+      if (l.value == LabelValue::Present && l.region) ++report.bounding_boxes;
+  }
+  for (const auto& [key, split] : patients) {
+    SplitCounts& c = split == Split::Train ? report.train : split == Split::Validation ? report.validation : report.test;
+    ++c.patients;
+  }
+  report.images = rows.size();
+  report.patients = patients.size();
+
+  // ---- The folder.
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) return io_error("cannot create " + out.string() + ": " + ec.message());
+  for (const auto& tmp : existing->tmp) fs::remove(out / tmp, ec);
+  std::set<std::string> written;
+  const auto record = [&](const std::string& relative) {
+    report.files.push_back(relative);
+    written.insert(relative);
+  };
+
+  // ---- Pixels (before the label files, so that these never name an image that is not there).
+  const fs::path images_dir = out / kImagesDir;
+  if (options.images) {
+    fs::create_directories(images_dir, ec);
+    if (ec) return io_error("cannot create " + images_dir.string() + ": " + ec.message());
+  }
+  ExportProgress state;
+  state.total = rows.size();
+  for (ImageRow& row : rows) {
+    if (cancel != nullptr && cancel->load()) {
+      report.interrupted = true;
+      return report;
+    }
+    if (options.images) {
+      const Instance& in = row.instance;
+      fs::path source = in.path;
+      if (!fs::is_regular_file(source, ec) && !in.stored_path.empty()) source = in.stored_path;
+      auto image = dicom::read_radiograph(source);
+      if (!image) {
+        row.pixels_note = "cannot read the image: " + image.error().message;
+        report.failed.push_back({row.image_index, row.pixels_note});
+      } else if (deid && dicom::may_have_burned_in_annotation(image->meta.sop_class_uid, image->meta.burned_in_annotation)) {
+        row.pixels_note = "burned-in annotation: the pixels may show the patient's identity";
+        report.skipped.push_back({row.image_index, row.pixels_note});
+      } else {
+        std::tie(row.offset, row.slope) = png_scaling(*image);
+        const std::string png = std::string(kImagesDir) + "/" + row.stem + ".png";
+        const std::string error = write_png_gray16(out / png, image->columns, image->rows,
+                                                   png_pixels(*image, row.offset, row.slope));
+        if (!error.empty()) {
+          row.pixels_note = "cannot write the PNG: " + error;
+          report.failed.push_back({row.image_index, row.pixels_note});
+        } else {
+          row.png = png;
+          record(png);
+          ++report.pngs;
+        }
+        if (error.empty() && deid && options.format == ExportFormat::Json) {
+          std::optional<Error> mapping_error;
+          dicom::DeidentifyPlan plan;
+          plan.date_shift_days = row.date_shift;
+          plan.pseudonym = [&](const std::string& kind, const std::string& original) -> std::string {
+            Result<std::string> p = Error{ErrorKind::Invalid, "unknown pseudonym kind " + kind};
+            if (kind == "uid") p = pseudonyms.uid(original);
+            else if (kind == "patient_id") p = Result<std::string>(row.patient_id);
+            else if (kind == "patient_name") p = pseudonyms.get("patient_name", row.key);
+            else if (kind == "accession") p = pseudonyms.accession(original);
+            if (p) return *p;
+            if (!mapping_error) mapping_error = p.error();
+            return "\\invalid";  // refused by write_deidentified
+          };
+          const std::string dcm = std::string(kImagesDir) + "/" + row.stem + ".dcm";
+          auto done = dicom::write_deidentified(source, out / dcm, plan);
+          if (mapping_error) {
+            if (done) fs::remove(out / dcm, ec);
+            return *mapping_error;
+          }
+          if (!done) {
+            row.pixels_note = "cannot write the de-identified DICOM: " + done.error().message;
+            report.failed.push_back({row.image_index, row.pixels_note});
+          } else {
+            row.dicom = dcm;
+            record(dcm);
+            ++report.dicoms;
+          }
+        }
+      }
+    }
+    ++state.done;
+    if (progress) progress(state);
+  }
+
+  // ---- Sidecar and label files.
+  const auto write = [&](const std::string& relative, const std::string& content) -> Status {
+    const std::string error = write_atomic(out / relative, content);
+    if (!error.empty()) return io_error(error);
+    record(relative);
+    return core::Done{};
+  };
+  if (options.images) {
+    std::string scaling = std::string(kScalingHeader) + kCrlf;
+    for (const ImageRow& row : rows) {
+      if (row.png.empty()) continue;
+      scaling += csv_line({row.image_index, format_number(row.offset), format_number(row.slope), row.instance.photometric});
+    }
+    if (auto s = write(std::string(kImagesDir) + "/" + kScalingFile, scaling); !s) return s.error();
+    sync_folder(images_dir);
+  }
+
+  if (options.format == ExportFormat::Csv) {
+    std::string entries = std::string(kDataEntryHeader) + kCrlf;
+    std::string boxes = std::string(kBBoxHeader) + kCrlf;
+    for (const ImageRow& row : rows) {
+      const Instance& in = row.instance;
+      const auto age = age_in_years(in.patient_age, in.patient_birth_date, in.study_date);
+      const bool spacing = in.pixel_spacing_row && in.pixel_spacing_column;
+      entries += csv_line({row.image_index, finding_labels(row), std::to_string(row.follow_up), row.patient_id,
+                           age ? std::to_string(*age) : std::string(), gender(in.patient_sex), in.view_position,
+                           std::to_string(in.columns), std::to_string(in.rows),
+                           spacing ? format_number(*in.pixel_spacing_column) : std::string(),
+                           spacing ? format_number(*in.pixel_spacing_row) : std::string(), to_string(row.split)});
+      for (const auto& l : row.labels) {
+        if (l.value != LabelValue::Present || !l.region) continue;
+        const Region box = l.region->bounding_box();
+        boxes += csv_line({row.image_index, l.finding, format_number(box.x), format_number(box.y), format_number(box.w),
+                           format_number(box.h)});
+      }
+    }
+    if (auto s = write(kDataEntryFile, entries); !s) return s.error();
+    if (auto s = write(kBBoxFile, boxes); !s) return s.error();
+  } else {
+    auto findings = catalog.findings();
+    if (!findings) return findings.error();
+    std::string vocabulary = "[";
+    for (std::size_t i = 0; i < findings->size(); ++i) {
+      if (i) vocabulary += ",";
+      vocabulary += json_escape((*findings)[i].name);
+    }
+    vocabulary += "]";
+    std::string json = "{\"format\":\"hilum-labels\",\"version\":1,\"deidentified\":";
+    json += deid ? "true" : "false";
+    json += ",\"dates\":";
+    json += json_escape(deid ? "shifted by a per-patient number of days" : "as recorded");
+    json += ",\"findings\":" + vocabulary + ",\"images\":[\n";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      json += image_json(rows[i], deid);
+      json += i + 1 < rows.size() ? ",\n" : "\n";
+    }
+    json += "]}\n";
+    if (auto s = write(kJsonFile, json); !s) return s.error();
+  }
+
+  // ---- Files of an earlier export that this one did not write again.
+  for (const auto& old : existing->files) {
+    if (written.count(old)) continue;
+    if (fs::remove(out / old, ec)) report.removed.push_back(old);
+    else if (ec) return io_error("cannot remove the stale " + (out / old).string() + ": " + ec.message());
+  }
+  if (!options.images && fs::is_directory(images_dir, ec) && fs::is_empty(images_dir, ec)) fs::remove(images_dir, ec);
+  sync_folder(out);
+  return report;
+}
+
+}  // namespace hilum::app

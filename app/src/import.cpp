@@ -96,10 +96,14 @@ void walk_folder(const fs::path& folder, std::vector<std::string>& files, Expans
   }
 }
 
-Expansion expand_inputs(const std::vector<fs::path>& inputs) {
+Expansion expand_inputs(const std::vector<fs::path>& given) {
+  // In sorted order, like the job's parameters: the order of the command line does not matter.
+  std::vector<fs::path> inputs;
+  for (const fs::path& p : given) inputs.push_back(absolute_path(p));
+  std::sort(inputs.begin(), inputs.end());
+  inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
   Expansion out;
-  for (const fs::path& input : inputs) {
-    const fs::path path = absolute_path(input);
+  for (const fs::path& path : inputs) {
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
     if (ec || !fs::exists(status)) {

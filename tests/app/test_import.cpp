@@ -1,1 +1,511 @@
-// (in progress)
+// Batch import: generated studies, re-import, conflicts, unreadable files, DICOMDIR media,
+// cancellation and resuming, copies into the managed store; and the hash / thumbnail helpers.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "catalog_support.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/app/thumbnail.hpp"
+#include "hilum/dicom/reader.hpp"
+#include "hilum/testdata/phantom.hpp"
+
+namespace hilum::test {
+namespace {
+
+namespace td = hilum::testdata;
+using app::Catalog;
+using app::ImportOptions;
+using app::ImportReport;
+
+// Small, fast images that still go through the whole reader (64 x 64, 12 bits stored).
+td::DicomSpec small_spec(const std::string& patient, const std::string& study, const std::string& series,
+                         const std::string& sop, std::uint32_t seed) {
+  td::DicomSpec s;
+  s.phantom.rows = 64;
+  s.phantom.columns = 64;
+  s.phantom.seed = seed;
+  s.patient_id = patient;
+  s.patient_name = "Patient^" + patient;
+  s.study_instance_uid = study;
+  s.series_instance_uid = series;
+  s.sop_instance_uid = sop;
+  return s;
+}
+
+std::string uid(const std::string& prefix, int a, int b = -1, int c = -1) {
+  std::string u = "1.2.826.0.1.3680043.10.999." + prefix + "." + std::to_string(a);
+  if (b >= 0) u += "." + std::to_string(b);
+  if (c >= 0) u += "." + std::to_string(c);
+  return u;
+}
+
+std::map<std::string, std::string> items_by_status(Catalog& c, std::int64_t job) {
+  auto items = c.job_items(job, false);
+  EXPECT_TRUE(items.ok());
+  std::map<std::string, std::string> out;
+  if (items.ok()) {
+    for (const auto& i : items.value()) out[i.path] = i.status;
+  }
+  return out;
+}
+
+class ImportTest : public CatalogTest {
+ protected:
+  // patients x studies x series x images files under `folder`, nested like a PACS export.
+  // Returns the SOP Instance UIDs written.
+  std::vector<std::string> write_studies(const fs::path& folder, int patients, int studies, int series, int images) {
+    std::vector<std::string> sops;
+    std::uint32_t seed = 1;
+    for (int p = 0; p < patients; ++p) {
+      for (int s = 0; s < studies; ++s) {
+        for (int e = 0; e < series; ++e) {
+          const fs::path dir = folder / ("P" + std::to_string(p)) / ("S" + std::to_string(s)) / ("E" + std::to_string(e));
+          fs::create_directories(dir);
+          for (int i = 0; i < images; ++i) {
+            const std::string sop = uid("4", p * 100 + s, e, i);
+            td::write_dicom(dir / ("IM" + std::to_string(i) + ".dcm"),
+                            small_spec("PAT-" + std::to_string(p), uid("2", p * 100 + s), uid("3", p * 100 + s, e), sop, seed++));
+            sops.push_back(sop);
+          }
+        }
+      }
+    }
+    return sops;
+  }
+
+  ImportOptions options(int batch = 64) const {
+    ImportOptions o;
+    o.jobs = 2;
+    o.batch_size = batch;
+    return o;
+  }
+};
+
+// ---- helpers
+
+TEST(Hash, Sha256MatchesKnownVectorsAndStreamsLargeFiles) {
+  EXPECT_EQ(app::sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(app::sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const fs::path dir = fs::temp_directory_path() / ("hilum-hash-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  // 3 MiB + 17 bytes: crosses the 1 MiB read buffer several times and ends mid-buffer.
+  std::string data(3 * 1024 * 1024 + 17, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 131 + i / 977) & 0xff);
+  {
+    std::ofstream out(dir / "big.bin", std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  }
+  std::string error;
+  EXPECT_EQ(app::sha256_file(dir / "big.bin", &error), app::sha256_hex(data.data(), data.size()));
+  EXPECT_TRUE(error.empty());
+  EXPECT_EQ(app::sha256_file(dir / "missing.bin", &error), "");
+  EXPECT_NE(error.find("missing.bin"), std::string::npos) << error;
+  fs::remove_all(dir);
+}
+
+TEST(Thumbnail, EncodesPngInMemory) {
+  std::vector<std::uint8_t> pixels(5 * 3);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 17);
+  const auto png = app::encode_png_gray8(5, 3, pixels);
+  ASSERT_GT(png.size(), 8u);
+  EXPECT_EQ(png[1], 'P');
+  const fs::path file = fs::temp_directory_path() / ("hilum-thumb-" + std::to_string(::getpid()) + ".png");
+  {
+    std::ofstream out(file, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
+  }
+  const app::GrayImage back = app::read_png_gray(file);
+  fs::remove(file);
+  ASSERT_TRUE(back.error.empty()) << back.error;
+  EXPECT_EQ(back.width, 5);
+  EXPECT_EQ(back.height, 3);
+  ASSERT_EQ(back.pixels.size(), pixels.size());
+  for (std::size_t i = 0; i < pixels.size(); ++i) EXPECT_EQ(back.pixels[i], pixels[i]) << i;
+
+  std::string error;
+  EXPECT_TRUE(app::encode_png_gray8(5, 4, pixels, &error).empty());
+  EXPECT_NE(error.find("5 x 4"), std::string::npos) << error;
+}
+
+TEST(Thumbnail, ShowsTheDisplayImageShrunkWithLungsDarkInBothPolarities) {
+  const fs::path dir = fs::temp_directory_path() / ("hilum-thumb2-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const bool mono1 : {false, true}) {
+    td::DicomSpec spec;  // 320 x 256
+    spec.phantom.monochrome1 = mono1;
+    td::write_dicom(dir / "x.dcm", spec);
+    auto image = dicom::read_radiograph(dir / "x.dcm");
+    ASSERT_TRUE(image.ok()) << image.error().message;
+    const auto png = app::make_thumbnail(image.value(), 128);
+    ASSERT_FALSE(png.empty());
+    {
+      std::ofstream out(dir / "t.png", std::ios::binary);
+      out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
+    }
+    const app::GrayImage t = app::read_png_gray(dir / "t.png");
+    ASSERT_TRUE(t.error.empty()) << t.error;
+    EXPECT_EQ(t.height, 128);
+    EXPECT_EQ(t.width, 102);  // 256 * 128 / 320, aspect kept
+    const td::PhantomLayout layout = td::phantom_layout(spec.phantom);
+    const double scale = 128.0 / 320.0;
+    auto mean = [&](const td::PixelBox& b) {
+      double sum = 0;
+      int n = 0;
+      for (int r = static_cast<int>(b.row0 * scale) + 1; r < static_cast<int>(b.row1 * scale) - 1; ++r) {
+        for (int c = static_cast<int>(b.col0 * scale) + 1; c < static_cast<int>(b.col1 * scale) - 1; ++c) {
+          sum += t.pixels[static_cast<std::size_t>(r) * static_cast<std::size_t>(t.width) + static_cast<std::size_t>(c)];
+          ++n;
+        }
+      }
+      return n > 0 ? sum / n : -1.0;
+    };
+    EXPECT_LT(mean(layout.right_lung) + 40.0, mean(layout.spine)) << "MONOCHROME1: " << mono1;
+    EXPECT_LT(mean(layout.left_lung) + 40.0, mean(layout.spine)) << "MONOCHROME1: " << mono1;
+  }
+  fs::remove_all(dir);
+}
+
+// ---- import
+
+TEST_F(ImportTest, ImportsSeveralPatientsStudiesAndSeriesWithCompleteRecords) {
+  const auto sops = write_studies(path("in"), 3, 2, 2, 2);  // 24 files
+  Catalog c = open_catalog();
+  std::vector<app::ImportProgress> calls;
+  const ImportReport r = app::import_paths(c, {path("in")}, options(5), [&](const app::ImportProgress& p) { calls.push_back(p); });
+  ASSERT_TRUE(r.ok()) << r.error->message;
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_FALSE(r.resumed);
+  EXPECT_EQ(r.files, 24u);
+  EXPECT_EQ(r.counts.imported, 24u);
+  EXPECT_EQ(r.counts.total(), 24u);
+  EXPECT_TRUE(r.failed.empty());
+  EXPECT_TRUE(r.skipped.empty());
+
+  auto count = c.count_instances();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count.value(), 24);
+  auto studies = c.list_studies();
+  ASSERT_TRUE(studies.ok());
+  EXPECT_EQ(studies->size(), 6u);
+  for (const auto& s : studies.value()) EXPECT_EQ(s.images, 4) << s.study_instance_uid;
+
+  auto list = c.list_instances();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 24u);
+  std::set<std::string> seen;
+  for (const auto& im : list.value()) {
+    seen.insert(im.sop_instance_uid);
+    const fs::path p(im.path);
+    EXPECT_TRUE(p.is_absolute()) << im.path;
+    EXPECT_TRUE(fs::exists(p)) << im.path;
+    EXPECT_EQ(static_cast<std::uintmax_t>(im.file_size), fs::file_size(p));
+    EXPECT_GT(im.file_mtime, 1'600'000'000);
+    EXPECT_EQ(im.content_hash, app::sha256_file(p)) << im.path;
+    EXPECT_EQ(im.rows, 64);
+    EXPECT_EQ(im.columns, 64);
+    EXPECT_EQ(im.bits_stored, 12);
+    EXPECT_EQ(im.photometric, "MONOCHROME2");
+    EXPECT_EQ(im.transfer_syntax_uid, "1.2.840.10008.1.2.1");
+    EXPECT_EQ(im.view_position, "PA");
+    EXPECT_EQ(im.modality, "DX");
+    ASSERT_TRUE(im.pixel_spacing_row.has_value());
+    EXPECT_DOUBLE_EQ(*im.pixel_spacing_row, 0.143);
+    EXPECT_TRUE(im.window_center.has_value());
+    EXPECT_TRUE(im.window_width.has_value());
+    ASSERT_GT(im.thumbnail_png.size(), 8u);
+    EXPECT_EQ(im.thumbnail_png[1], 'P');
+    EXPECT_TRUE(im.stored_path.empty());
+    EXPECT_EQ(im.patient_id.rfind("PAT-", 0), 0u);
+  }
+  EXPECT_EQ(seen, std::set<std::string>(sops.begin(), sops.end()));
+
+  // The job is done and every item says so.
+  auto job = c.job(r.job_id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->status, "done");
+  EXPECT_EQ(job->kind, "import");
+  EXPECT_NE(job->summary.find("\"imported\":24"), std::string::npos) << job->summary;
+  for (const auto& [p, status] : items_by_status(c, r.job_id)) EXPECT_EQ(status, "imported") << p;
+
+  // Progress: reported, monotonic, ends at 24/24.
+  ASSERT_FALSE(calls.empty());
+  for (std::size_t i = 1; i < calls.size(); ++i) EXPECT_GE(calls[i].done, calls[i - 1].done);
+  EXPECT_EQ(calls.back().done, 24u);
+  EXPECT_EQ(calls.back().total, 24u);
+  EXPECT_EQ(calls.back().committed, 24u);
+  EXPECT_EQ(calls.back().counts.imported, 24u);
+}
+
+TEST_F(ImportTest, ReimportIsAllAlreadyPresentWithOrWithoutTheFastPath) {
+  write_studies(path("in"), 2, 1, 1, 3);  // 6 files
+  Catalog c = open_catalog();
+  const ImportReport first = app::import_paths(c, {path("in")}, options());
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first.counts.imported, 6u);
+
+  const ImportReport again = app::import_paths(c, {path("in")}, options());
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again.resumed);  // the first job is done: a new job
+  EXPECT_NE(again.job_id, first.job_id);
+  EXPECT_EQ(again.counts.imported, 0u);
+  EXPECT_EQ(again.counts.already_present, 6u);
+
+  // A touched file (same bytes, new mtime) is read and hashed again: still the same image.
+  const fs::path touched = path("in/P0/S0/E0/IM1.dcm");
+  fs::last_write_time(touched, fs::last_write_time(touched) + std::chrono::hours(1));
+  const ImportReport third = app::import_paths(c, {path("in/P0/S0/E0/IM1.dcm"), path("in")}, options());
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third.files, 6u) << "a file reached twice is read once";
+  EXPECT_EQ(third.counts.already_present, 6u);
+  EXPECT_EQ(third.counts.conflicts, 0u);
+  auto count = c.count_instances();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count.value(), 6);
+}
+
+TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {
+  fs::create_directories(path("a"));
+  fs::create_directories(path("b"));
+  const std::string sop = uid("4", 7);
+  td::write_dicom(path("a/one.dcm"), small_spec("P", uid("2", 7), uid("3", 7), sop, 1));
+  td::write_dicom(path("b/one.dcm"), small_spec("P", uid("2", 7), uid("3", 7), sop, 2));  // other pixels
+  td::write_dicom(path("b/two.dcm"), small_spec("P", uid("2", 7), uid("3", 7), uid("4", 8), 3));
+  Catalog c = open_catalog();
+  ASSERT_TRUE(app::import_paths(c, {path("a")}, options()).ok());
+  const std::string first_hash = app::sha256_file(path("a/one.dcm"));
+
+  const ImportReport r = app::import_paths(c, {path("b")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 1u);
+  EXPECT_EQ(r.counts.conflicts, 1u);
+  ASSERT_EQ(r.conflicts.size(), 1u);
+  EXPECT_EQ(r.conflicts[0].path, fs::weakly_canonical(path("b/one.dcm")).string());
+  EXPECT_EQ(r.conflicts[0].existing_path, fs::weakly_canonical(path("a/one.dcm")).string());
+  EXPECT_EQ(r.conflicts[0].sop_instance_uid, sop);
+  EXPECT_NE(r.conflicts[0].reason.find(sop), std::string::npos) << r.conflicts[0].reason;
+  auto found = c.find_instance(sop);
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ(found->value().path, fs::weakly_canonical(path("a/one.dcm")).string());
+  EXPECT_EQ(found->value().content_hash, first_hash);
+  EXPECT_EQ(items_by_status(c, r.job_id)[r.conflicts[0].path], "conflict");
+
+  // Both in one import (same batch): the first in file order wins, the second conflicts.
+  Catalog fresh = open_catalog("other.db");
+  const ImportReport both = app::import_paths(fresh, {path("b"), path("a")}, options());
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(both.counts.imported, 2u);
+  EXPECT_EQ(both.counts.conflicts, 1u);
+  ASSERT_EQ(both.conflicts.size(), 1u);
+  EXPECT_EQ(both.conflicts[0].path, fs::weakly_canonical(path("b/one.dcm")).string());
+}
+
+TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
+  fs::create_directories(path("in/sub"));
+  td::write_dicom(path("in/a.dcm"), small_spec("P", uid("2", 1), uid("3", 1), uid("4", 1), 1));
+  td::write_basic_text_sr(path("in/b-report.dcm"));
+  td::write_not_dicom(path("in/c-notes.txt"));
+  td::write_truncated(path("in/d-cut.dcm"), 100);
+  td::write_dicom(path("in/sub/e.dcm"), small_spec("P", uid("2", 1), uid("3", 1), uid("4", 2), 2));
+  td::write_not_dicom(path("in/.hidden"));
+  fs::create_directories(path("in/.cache"));
+  td::write_not_dicom(path("in/.cache/x.dcm"));
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("in"), path("missing-folder")}, options(2));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.files, 6u);  // 5 visible files + the missing input; hidden ones never looked at
+  EXPECT_EQ(r.counts.imported, 2u);
+  EXPECT_EQ(r.counts.skipped, 1u);
+  EXPECT_EQ(r.counts.failed, 3u);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_NE(r.skipped[0].path.find("b-report.dcm"), std::string::npos);
+  EXPECT_EQ(r.skipped[0].reason, "not an image: Basic Text SR");
+  ASSERT_EQ(r.failed.size(), 3u);
+  std::map<std::string, std::string> reasons;
+  for (const auto& f : r.failed) reasons[fs::path(f.path).filename().string()] = f.reason;
+  EXPECT_NE(reasons["missing-folder"].find("no such file or folder"), std::string::npos) << reasons["missing-folder"];
+  EXPECT_NE(reasons["c-notes.txt"].find("not a DICOM file"), std::string::npos) << reasons["c-notes.txt"];
+  EXPECT_NE(reasons["d-cut.dcm"].find("truncated"), std::string::npos) << reasons["d-cut.dcm"];
+  auto count = c.count_instances();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count.value(), 2);
+
+  // The job items carry the same outcomes and reasons.
+  auto items = c.job_items(r.job_id, false);
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 6u);
+  for (const auto& item : items.value()) {
+    const std::string name = fs::path(item.path).filename().string();
+    if (name == "a.dcm" || name == "e.dcm") EXPECT_EQ(item.status, "imported") << name;
+    else if (name == "b-report.dcm") EXPECT_EQ(item.status, "skipped");
+    else {
+      EXPECT_EQ(item.status, "failed") << name;
+      EXPECT_EQ(item.reason, reasons[name]);
+    }
+  }
+}
+
+TEST_F(ImportTest, DicomdirInputImportsTheReferencedImagesAndFolderWalksSkipIt) {
+  const auto sops = td::write_dicomdir_media(path("media"), 2);
+  ASSERT_EQ(sops.size(), 4u);
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("media/DICOMDIR")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.files, 4u);
+  EXPECT_EQ(r.counts.imported, 4u);
+  auto list = c.list_instances();
+  ASSERT_TRUE(list.ok());
+  std::set<std::string> got;
+  for (const auto& im : list.value()) {
+    got.insert(im.sop_instance_uid);
+    EXPECT_NE(im.path.find("/media/IMAGES/IM"), std::string::npos) << im.path;
+  }
+  EXPECT_EQ(got, std::set<std::string>(sops.begin(), sops.end()));
+  auto studies = c.list_studies();
+  ASSERT_TRUE(studies.ok());
+  EXPECT_EQ(studies->size(), 2u);
+
+  // The media folder as a folder: the same 4 files (already present), the DICOMDIR itself left out.
+  const ImportReport walk = app::import_paths(c, {path("media")}, options());
+  ASSERT_TRUE(walk.ok());
+  EXPECT_EQ(walk.files, 4u);
+  EXPECT_EQ(walk.counts.already_present, 4u);
+  EXPECT_EQ(walk.counts.skipped, 0u);
+}
+
+TEST_F(ImportTest, CancelledImportLeavesAConsistentCatalogAndTheSameImportFinishesIt) {
+  write_studies(path("in"), 4, 1, 1, 10);  // 40 files
+  Catalog c = open_catalog();
+  std::atomic<bool> cancel{false};
+  const ImportOptions opts = options(4);
+  const ImportReport first = app::import_paths(
+      c, {path("in")}, opts,
+      [&](const app::ImportProgress& p) {
+        if (p.committed >= 4) cancel = true;  // after the first batch is committed
+      },
+      &cancel);
+  ASSERT_TRUE(first.ok()) << first.error->message;
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.files, 40u);
+  EXPECT_GE(first.counts.imported, 4u);
+  EXPECT_LT(first.counts.imported, 40u);  // at most a few batches were read ahead
+  EXPECT_EQ(first.counts.total(), first.counts.imported);
+
+  // Consistent: the job is interrupted, and its finished items are exactly the catalogued files.
+  auto job = c.job(first.job_id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->status, "interrupted");
+  auto pending = c.job_items(first.job_id, true);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->size(), 40u - first.counts.imported);
+  auto list = c.list_instances();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), first.counts.imported);
+  const auto statuses = items_by_status(c, first.job_id);
+  for (const auto& im : list.value()) {
+    EXPECT_EQ(statuses.at(im.path), "imported") << im.path;
+    EXPECT_FALSE(im.thumbnail_png.empty());
+    EXPECT_EQ(im.content_hash.size(), 64u);
+  }
+  auto check = c.integrity_check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ(check.value(), "ok");
+
+  // The same import again continues the job: only the pending files are read.
+  const ImportReport second = app::import_paths(c, {path("in")}, opts);
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second.resumed);
+  EXPECT_FALSE(second.interrupted);
+  EXPECT_EQ(second.job_id, first.job_id);
+  EXPECT_EQ(second.files, 40u);
+  EXPECT_EQ(second.earlier.imported, first.counts.imported);
+  EXPECT_EQ(second.counts.imported, 40u - first.counts.imported);
+  EXPECT_EQ(second.counts.already_present, 0u);
+  EXPECT_EQ(second.counts.total() + second.earlier.total(), 40u);
+  auto count = c.count_instances();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count.value(), 40);
+  job = c.job(first.job_id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->status, "done");
+  pending = c.job_items(first.job_id, true);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty());
+}
+
+TEST_F(ImportTest, CopyToStoreCopiesAtomicallyAndNeverReplacesAStoredFile) {
+  fs::create_directories(path("in"));
+  fs::create_directories(path("other"));
+  const std::string study = uid("2", 5);
+  const std::string sop = uid("4", 5, 1);
+  td::write_dicom(path("in/a.dcm"), small_spec("P", study, uid("3", 5), sop, 1));
+  td::write_dicom(path("in/b.dcm"), small_spec("P", study, uid("3", 5), uid("4", 5, 2), 2));
+  td::write_dicom(path("other/a-changed.dcm"), small_spec("P", study, uid("3", 5), sop, 9));  // conflicts with a.dcm
+  Catalog c = open_catalog("cat/hilum.db");
+  ImportOptions opts = options();
+  opts.copy_to_store = true;
+  const ImportReport r = app::import_paths(c, {path("in")}, opts);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 2u);
+  auto list = c.list_instances();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  for (const auto& im : list.value()) {
+    const fs::path expected = fs::weakly_canonical(path("cat/store")) / study / (im.sop_instance_uid + ".dcm");
+    EXPECT_EQ(im.stored_path, expected.string());
+    ASSERT_TRUE(fs::exists(im.stored_path));
+    EXPECT_EQ(file_bytes(im.stored_path), file_bytes(im.path));
+    EXPECT_EQ(app::sha256_file(im.stored_path), im.content_hash);
+  }
+
+  // A conflicting file with the same SOP Instance UID: the stored copy stays as it was and no
+  // copy of the newcomer is left behind.
+  const std::string stored_before = file_bytes(path("cat/store") / study / (sop + ".dcm"));
+  const ImportReport conflict = app::import_paths(c, {path("other")}, opts);
+  ASSERT_TRUE(conflict.ok());
+  EXPECT_EQ(conflict.counts.conflicts, 1u);
+  EXPECT_EQ(file_bytes(path("cat/store") / study / (sop + ".dcm")), stored_before);
+  std::vector<std::string> names;
+  for (const auto& e : fs::recursive_directory_iterator(path("cat/store"))) {
+    if (e.is_regular_file()) names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{sop + ".dcm", uid("4", 5, 2) + ".dcm"}))
+      << "no temporary or orphan files in the store";
+}
+
+TEST_F(ImportTest, ProgressReportsRateAndEtaAndNothingToImportIsAnError) {
+  write_studies(path("in"), 1, 1, 1, 12);
+  Catalog c = open_catalog();
+  std::vector<app::ImportProgress> calls;
+  const ImportReport r = app::import_paths(c, {path("in")}, options(4), [&](const app::ImportProgress& p) { calls.push_back(p); });
+  ASSERT_TRUE(r.ok());
+  ASSERT_GE(calls.size(), 3u);  // at least once per committed batch
+  bool saw_rate = false;
+  for (const auto& p : calls) {
+    EXPECT_EQ(p.total, 12u);
+    EXPECT_LE(p.done, 12u);
+    EXPECT_LE(p.committed, p.done);
+    if (p.done > 0 && p.done < 12) {
+      saw_rate = saw_rate || p.files_per_second > 0.0;
+      EXPECT_GE(p.eta_seconds, 0.0);
+    }
+  }
+  EXPECT_TRUE(saw_rate);
+  EXPECT_GT(r.files_per_second, 0.0);
+
+  const ImportReport none = app::import_paths(c, {}, options());
+  EXPECT_FALSE(none.ok());
+  EXPECT_EQ(none.error->kind, app::ErrorKind::Invalid);
+}
+
+}  // namespace
+}  // namespace hilum::test

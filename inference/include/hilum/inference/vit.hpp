@@ -1,0 +1,154 @@
+// Hilum inference: a Vision Transformer (ViT) in the Hugging Face layout, on Eigen.
+// Loads and writes `config.json` + `model.safetensors` (+ optional `preprocessor_config.json`)
+// as `transformers` publishes them; runs the forward pass in F32; keeps the attentions for
+// attention maps. No Qt, no DICOM: images come in as grey values in [0, 1].
+#pragma once
+
+#include <Eigen/Core>
+
+#include <array>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hilum/inference/error.hpp"
+#include "hilum/inference/safetensors.hpp"
+
+namespace hilum::inference {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vector = Eigen::VectorXf;
+
+struct ViTConfig {
+  int hidden_size = 768;
+  int num_layers = 12;
+  int num_heads = 12;
+  int intermediate_size = 3072;
+  int image_size = 224;
+  int patch_size = 16;
+  int num_channels = 3;
+  double layer_norm_eps = 1e-12;
+  std::string hidden_act = "gelu";  // gelu (erf), gelu_new / gelu_pytorch_tanh (tanh approximation)
+  bool qkv_bias = true;
+  std::vector<std::string> labels;  // id2label, in index order
+  std::string problem_type;         // multi_label_classification, single_label_classification or ""
+  // Preprocessing (preprocessor_config.json; Hugging Face ViT defaults otherwise).
+  std::array<float, 3> image_mean{0.5f, 0.5f, 0.5f};
+  std::array<float, 3> image_std{0.5f, 0.5f, 0.5f};
+  int input_height = 224;
+  int input_width = 224;
+  std::string original_json;  // config.json as read: unknown fields are written back unchanged
+
+  [[nodiscard]] bool multi_label() const { return problem_type != "single_label_classification"; }
+  [[nodiscard]] int head_dim() const { return hidden_size / num_heads; }
+};
+
+// Reads config.json (and preprocessor_config.json when present) from a model folder.
+[[nodiscard]] Result<ViTConfig> read_config(const std::filesystem::path& dir);
+
+struct Linear {
+  Matrix w;  // out x in, as stored
+  Vector b;  // empty when the layer has no bias
+};
+struct LayerNorm {
+  Vector gamma;
+  Vector beta;
+};
+struct Block {
+  LayerNorm ln_before;
+  Linear query, key, value, attn_out;
+  LayerNorm ln_after;
+  Linear fc1, fc2;  // intermediate.dense, output.dense
+};
+struct ViTWeights {
+  Matrix patch_w;       // hidden x (channels * patch * patch), channel-major then row then column
+  Vector patch_b;
+  Vector cls_token;     // hidden
+  Matrix position;      // (1 + grid*grid) x hidden
+  std::vector<Block> blocks;
+  LayerNorm final_ln;
+  bool has_classifier = false;
+  Linear classifier;    // labels x hidden
+};
+
+// One preprocessed image: channels x height x width, normalised, row-major.
+struct Image {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<float> data;
+};
+
+struct ForwardOptions {
+  bool keep_attentions = false;     // per image, per layer, per head: tokens x tokens
+  bool keep_hidden_states = false;  // per image: embeddings, each block's output, final LayerNorm
+};
+
+struct ForwardOutput {
+  Matrix logits;         // batch x labels (0 columns for a backbone without classifier)
+  Matrix probabilities;  // sigmoid (multi-label) or softmax (single-label)
+  Matrix embeddings;     // batch x hidden: the CLS token after the final LayerNorm
+  int grid_h = 0;
+  int grid_w = 0;
+  std::vector<std::vector<Matrix>> hidden_states;              // [image][stage]
+  std::vector<std::vector<std::vector<Matrix>>> attentions;    // [image][layer][head]
+};
+
+class ViTModel {
+ public:
+  // Loads a Hugging Face folder: ViTForImageClassification (vit.* + classifier.*) or a ViTModel
+  // backbone (embeddings.*, encoder.*, layernorm.*; pooler.* is ignored). Every expected tensor
+  // must be present with its exact shape, and no unknown tensor may be left over.
+  static Result<ViTModel> load(const std::filesystem::path& dir);
+  // Builds a model from a config and weights (training, tests).
+  static Result<ViTModel> from_weights(ViTConfig config, ViTWeights weights);
+
+  // Writes config.json and model.safetensors (ViTForImageClassification names) atomically.
+  [[nodiscard]] Status save(const std::filesystem::path& dir, DType dtype = DType::F32) const;
+
+  [[nodiscard]] const ViTConfig& config() const { return config_; }
+  [[nodiscard]] const ViTWeights& weights() const { return weights_; }
+  [[nodiscard]] ViTWeights& mutable_weights() { return weights_; }
+
+  // Runs a batch (images may have any size divisible by the patch size; the position
+  // embeddings are interpolated bicubically when the patch grid differs). Images are spread over
+  // the cores.
+  [[nodiscard]] Result<ForwardOutput> forward(const std::vector<Image>& batch, const ForwardOptions& options = {}) const;
+
+ private:
+  ViTConfig config_;
+  ViTWeights weights_;
+};
+
+// ---- Building blocks (shared with training) ---------------------------------------------
+
+void layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out);
+void linear(const Matrix& x, const Linear& l, Matrix& out);  // out = x W^T + b
+float gelu(float x, bool tanh_approximation);
+// Position embeddings for a gh x gw patch grid (bicubic, align_corners=false, as PyTorch).
+[[nodiscard]] Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w);
+
+// ---- Attention maps ----------------------------------------------------------------------
+
+enum class HeadFusion { Mean, Max, Min };
+
+// Attention rollout (Abnar & Zuidema 2020) of one image from its per-layer, per-head attentions:
+// per layer fuse the heads, optionally zero the lowest `discard_ratio` of the entries (never the
+// CLS->CLS one), add the identity, renormalise rows, multiply up the layers; the CLS row over the
+// patches, reshaped to grid_h x grid_w and divided by its maximum.
+[[nodiscard]] Matrix attention_rollout(const std::vector<std::vector<Matrix>>& attentions, HeadFusion fusion,
+                                       float discard_ratio, int grid_h, int grid_w);
+
+// ---- Preprocessing -----------------------------------------------------------------------
+
+// From display values in [0, 1] (the DICOM display pipeline's output, 1 = white), row-major
+// width x height: resize to the model's input size with an antialiasing (triangle) filter,
+// aspect ratio not kept (as Hugging Face's ViTImageProcessor), grey copied to every channel,
+// then (x - mean) / std per channel. The trainer uses the same function.
+[[nodiscard]] Image preprocess(const float* grey, int width, int height, const ViTConfig& config);
+
+// Separable antialiased resize of a single-channel image (triangle filter widened by the scale
+// when shrinking, like PIL's bilinear and torchvision's antialias=True).
+[[nodiscard]] std::vector<float> resize_antialiased(const float* src, int width, int height, int out_width, int out_height);
+
+}  // namespace hilum::inference

@@ -1,0 +1,589 @@
+// ViT: config, weights I/O in the Hugging Face layout, and the F32 forward pass.
+#include "hilum/inference/vit.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace hilum::inference {
+namespace {
+
+Error invalid(std::string m) { return {ErrorKind::Invalid, std::move(m)}; }
+
+Result<json> read_json(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{ErrorKind::NotFound, "cannot read " + path.string()};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::exception& e) {
+    return invalid(path.filename().string() + " is not valid JSON: " + e.what());
+  }
+}
+
+Status write_text_atomically(const fs::path& path, const std::string& text) {
+  std::random_device rd;
+  const fs::path tmp = path.string() + ".tmp-" + std::to_string(rd());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    out.flush();
+    if (!out) return Error{ErrorKind::Io, "cannot write " + tmp.string()};
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return Error{ErrorKind::Io, "cannot move " + tmp.string() + " into place: " + ec.message()};
+  }
+  return core::Done{};
+}
+
+template <typename T>
+bool get(const json& j, const char* key, T& out) {
+  if (!j.contains(key) || j[key].is_null()) return false;
+  out = j[key].get<T>();
+  return true;
+}
+
+}  // namespace
+
+// ---- Config ------------------------------------------------------------------------------
+
+Result<ViTConfig> read_config(const fs::path& dir) {
+  auto j = read_json(dir / "config.json");
+  if (!j) return j.error();
+  ViTConfig c;
+  try {
+    const json& v = j.value();
+    if (!v.is_object()) return invalid("config.json is not a JSON object");
+    if (v.contains("model_type") && v["model_type"] != "vit") {
+      return Error{ErrorKind::Unsupported, "config.json: model_type " + v["model_type"].dump() + " is not a ViT"};
+    }
+    get(v, "hidden_size", c.hidden_size);
+    get(v, "num_hidden_layers", c.num_layers);
+    get(v, "num_attention_heads", c.num_heads);
+    get(v, "intermediate_size", c.intermediate_size);
+    get(v, "image_size", c.image_size);
+    get(v, "patch_size", c.patch_size);
+    get(v, "num_channels", c.num_channels);
+    get(v, "layer_norm_eps", c.layer_norm_eps);
+    get(v, "hidden_act", c.hidden_act);
+    get(v, "qkv_bias", c.qkv_bias);
+    get(v, "problem_type", c.problem_type);
+    if (v.contains("id2label") && v["id2label"].is_object()) {
+      std::vector<std::pair<int, std::string>> labels;
+      for (auto it = v["id2label"].begin(); it != v["id2label"].end(); ++it) labels.emplace_back(std::stoi(it.key()), it.value().get<std::string>());
+      std::sort(labels.begin(), labels.end());
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (labels[i].first != static_cast<int>(i)) return invalid("config.json: id2label must number its labels 0..n-1");
+        c.labels.push_back(labels[i].second);
+      }
+    }
+    c.original_json = v.dump(2);
+  } catch (const std::exception& e) {
+    return invalid(std::string("config.json: ") + e.what());
+  }
+  const auto bad = [](int x, int lo, int hi) { return x < lo || x > hi; };
+  if (bad(c.hidden_size, 1, 16384) || bad(c.num_layers, 1, 256) || bad(c.num_heads, 1, 256) || bad(c.intermediate_size, 1, 65536) ||
+      bad(c.image_size, 1, 8192) || bad(c.patch_size, 1, 1024) || bad(c.num_channels, 1, 3) || c.hidden_size % c.num_heads != 0 ||
+      c.image_size % c.patch_size != 0 || !(c.layer_norm_eps > 0)) {
+    return invalid("config.json: implausible or inconsistent sizes (hidden " + std::to_string(c.hidden_size) + ", heads " +
+                   std::to_string(c.num_heads) + ", image " + std::to_string(c.image_size) + ", patch " + std::to_string(c.patch_size) + ")");
+  }
+  if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh") {
+    return Error{ErrorKind::Unsupported, "config.json: activation " + c.hidden_act + " is not supported (gelu, gelu_new)"};
+  }
+  c.input_height = c.input_width = c.image_size;
+  if (fs::exists(dir / "preprocessor_config.json")) {
+    auto p = read_json(dir / "preprocessor_config.json");
+    if (!p) return p.error();
+    try {
+      const json& v = p.value();
+      if (v.contains("image_mean") && v["image_mean"].is_array()) {
+        for (std::size_t i = 0; i < 3 && i < v["image_mean"].size(); ++i) c.image_mean[i] = v["image_mean"][i].get<float>();
+      }
+      if (v.contains("image_std") && v["image_std"].is_array()) {
+        for (std::size_t i = 0; i < 3 && i < v["image_std"].size(); ++i) c.image_std[i] = v["image_std"][i].get<float>();
+      }
+      if (v.contains("size")) {
+        if (v["size"].is_number_integer()) {
+          c.input_height = c.input_width = v["size"].get<int>();
+        } else if (v["size"].is_object()) {
+          get(v["size"], "height", c.input_height);
+          get(v["size"], "width", c.input_width);
+        }
+      }
+    } catch (const std::exception& e) {
+      return invalid(std::string("preprocessor_config.json: ") + e.what());
+    }
+    for (float s : c.image_std) {
+      if (!(s > 0)) return invalid("preprocessor_config.json: image_std must be positive");
+    }
+  }
+  return c;
+}
+
+// ---- Loading -----------------------------------------------------------------------------
+
+namespace {
+
+struct Loader {
+  const SafetensorsFile& file;
+  std::string prefix;  // "vit." or ""
+  std::set<std::string> used;
+  std::optional<Error> error;
+
+  Matrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols, bool with_prefix = true) {
+    const std::string full = (with_prefix ? prefix : "") + name;
+    used.insert(full);
+    if (error) return {};
+    auto data = file.read_f32(full, {rows, cols});
+    if (!data) {
+      error = data.error();
+      return {};
+    }
+    Matrix m(rows, cols);
+    std::copy(data->begin(), data->end(), m.data());
+    return m;
+  }
+  Vector vector(const std::string& name, std::int64_t n, bool with_prefix = true, std::vector<std::int64_t> shape = {}) {
+    const std::string full = (with_prefix ? prefix : "") + name;
+    used.insert(full);
+    if (error) return {};
+    auto data = file.read_f32(full, shape.empty() ? std::vector<std::int64_t>{n} : shape);
+    if (!data) {
+      error = data.error();
+      return {};
+    }
+    return Eigen::Map<const Vector>(data->data(), n);
+  }
+};
+
+}  // namespace
+
+Result<ViTModel> ViTModel::load(const fs::path& dir) {
+  auto config = read_config(dir);
+  if (!config) return config.error();
+  auto file = SafetensorsFile::open(dir / "model.safetensors");
+  if (!file) return file.error();
+  const ViTConfig& c = config.value();
+  const std::int64_t D = c.hidden_size, I = c.intermediate_size, C = c.num_channels, P = c.patch_size;
+  const std::int64_t grid = c.image_size / c.patch_size;
+
+  Loader L{file.value(), "", {}, std::nullopt};
+  if (file->find("vit.embeddings.cls_token") != nullptr) L.prefix = "vit.";
+  else if (file->find("embeddings.cls_token") == nullptr) return invalid("model.safetensors has no ViT embeddings (vit.embeddings.cls_token)");
+
+  ViTWeights w;
+  w.cls_token = L.vector("embeddings.cls_token", D, true, {1, 1, D});
+  {
+    const std::string name = L.prefix + "embeddings.position_embeddings";
+    L.used.insert(name);
+    auto pos = file->read_f32(name, {1, 1 + grid * grid, D});
+    if (!pos) return pos.error();
+    w.position = Eigen::Map<const Matrix>(pos->data(), 1 + grid * grid, D);
+  }
+  {
+    const std::string name = L.prefix + "embeddings.patch_embeddings.projection.weight";
+    L.used.insert(name);
+    auto pw = file->read_f32(name, {D, C, P, P});
+    if (!pw) return pw.error();
+    w.patch_w = Eigen::Map<const Matrix>(pw->data(), D, C * P * P);
+  }
+  w.patch_b = L.vector("embeddings.patch_embeddings.projection.bias", D);
+  for (int i = 0; i < c.num_layers && !L.error; ++i) {
+    const std::string b = "encoder.layer." + std::to_string(i) + ".";
+    Block blk;
+    blk.ln_before = {L.vector(b + "layernorm_before.weight", D), L.vector(b + "layernorm_before.bias", D)};
+    const auto qkv = [&](const std::string& n) {
+      Linear l{L.matrix(b + "attention.attention." + n + ".weight", D, D), {}};
+      if (c.qkv_bias) l.b = L.vector(b + "attention.attention." + n + ".bias", D);
+      return l;
+    };
+    blk.query = qkv("query");
+    blk.key = qkv("key");
+    blk.value = qkv("value");
+    blk.attn_out = {L.matrix(b + "attention.output.dense.weight", D, D), L.vector(b + "attention.output.dense.bias", D)};
+    blk.ln_after = {L.vector(b + "layernorm_after.weight", D), L.vector(b + "layernorm_after.bias", D)};
+    blk.fc1 = {L.matrix(b + "intermediate.dense.weight", I, D), L.vector(b + "intermediate.dense.bias", I)};
+    blk.fc2 = {L.matrix(b + "output.dense.weight", D, I), L.vector(b + "output.dense.bias", D)};
+    w.blocks.push_back(std::move(blk));
+  }
+  w.final_ln = {L.vector("layernorm.weight", D), L.vector("layernorm.bias", D)};
+  if (file->find("classifier.weight") != nullptr) {
+    const TensorInfo* t = file->find("classifier.weight");
+    const std::int64_t labels = t->shape.empty() ? 0 : t->shape[0];
+    if (!c.labels.empty() && labels != static_cast<std::int64_t>(c.labels.size())) {
+      return invalid("classifier.weight has " + std::to_string(labels) + " outputs but config.json names " + std::to_string(c.labels.size()) + " labels");
+    }
+    w.has_classifier = true;
+    w.classifier = {L.matrix("classifier.weight", labels, D, false), L.vector("classifier.bias", labels, false)};
+  }
+  if (L.error) return *L.error;
+  // A ViTModel backbone may carry its pooler; anything else unknown is an error (a wrong model).
+  for (const auto& t : file->tensors()) {
+    if (L.used.count(t.name)) continue;
+    if (t.name.rfind(L.prefix + "pooler.", 0) == 0 || t.name.rfind("pooler.", 0) == 0) continue;
+    return invalid("model.safetensors has an unexpected tensor " + t.name + " (not part of a ViT with this config)");
+  }
+  ViTConfig cfg = std::move(config.value());
+  if (cfg.labels.empty() && w.has_classifier) {
+    for (Eigen::Index k = 0; k < w.classifier.w.rows(); ++k) cfg.labels.push_back("LABEL_" + std::to_string(k));
+  }
+  return from_weights(std::move(cfg), std::move(w));
+}
+
+Result<ViTModel> ViTModel::from_weights(ViTConfig config, ViTWeights weights) {
+  if (static_cast<int>(weights.blocks.size()) != config.num_layers) return invalid("the weights do not have the configured number of layers");
+  if (weights.has_classifier && config.labels.size() != static_cast<std::size_t>(weights.classifier.w.rows())) {
+    return invalid("the classifier's outputs do not match the labels");
+  }
+  ViTModel m;
+  m.config_ = std::move(config);
+  m.weights_ = std::move(weights);
+  return m;
+}
+
+// ---- Saving ------------------------------------------------------------------------------
+
+Status ViTModel::save(const fs::path& dir, DType dtype) const {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Error{ErrorKind::Io, "cannot create " + dir.string() + ": " + ec.message()};
+  const ViTConfig& c = config_;
+  const ViTWeights& w = weights_;
+  const std::int64_t D = c.hidden_size, I = c.intermediate_size, C = c.num_channels, P = c.patch_size;
+  std::vector<TensorToWrite> t;
+  // Column vectors and row-major matrices are contiguous in the layout safetensors wants.
+  const std::int64_t positions = w.position.rows();
+  t.push_back({"vit.embeddings.cls_token", {1, 1, D}, w.cls_token.data(), dtype});
+  t.push_back({"vit.embeddings.position_embeddings", {1, positions, D}, w.position.data(), dtype});
+  t.push_back({"vit.embeddings.patch_embeddings.projection.weight", {D, C, P, P}, w.patch_w.data(), dtype});
+  t.push_back({"vit.embeddings.patch_embeddings.projection.bias", {D}, w.patch_b.data(), dtype});
+  for (int i = 0; i < c.num_layers; ++i) {
+    const Block& b = w.blocks[static_cast<std::size_t>(i)];
+    const std::string p = "vit.encoder.layer." + std::to_string(i) + ".";
+    t.push_back({p + "layernorm_before.weight", {D}, b.ln_before.gamma.data(), dtype});
+    t.push_back({p + "layernorm_before.bias", {D}, b.ln_before.beta.data(), dtype});
+    for (const auto& [name, l] : {std::pair<const char*, const Linear*>{"query", &b.query}, {"key", &b.key}, {"value", &b.value}}) {
+      t.push_back({p + "attention.attention." + name + ".weight", {D, D}, l->w.data(), dtype});
+      if (c.qkv_bias) t.push_back({p + "attention.attention." + name + ".bias", {D}, l->b.data(), dtype});
+    }
+    t.push_back({p + "attention.output.dense.weight", {D, D}, b.attn_out.w.data(), dtype});
+    t.push_back({p + "attention.output.dense.bias", {D}, b.attn_out.b.data(), dtype});
+    t.push_back({p + "layernorm_after.weight", {D}, b.ln_after.gamma.data(), dtype});
+    t.push_back({p + "layernorm_after.bias", {D}, b.ln_after.beta.data(), dtype});
+    t.push_back({p + "intermediate.dense.weight", {I, D}, b.fc1.w.data(), dtype});
+    t.push_back({p + "intermediate.dense.bias", {I}, b.fc1.b.data(), dtype});
+    t.push_back({p + "output.dense.weight", {D, I}, b.fc2.w.data(), dtype});
+    t.push_back({p + "output.dense.bias", {D}, b.fc2.b.data(), dtype});
+  }
+  t.push_back({"vit.layernorm.weight", {D}, w.final_ln.gamma.data(), dtype});
+  t.push_back({"vit.layernorm.bias", {D}, w.final_ln.beta.data(), dtype});
+  if (w.has_classifier) {
+    const std::int64_t L = w.classifier.w.rows();
+    t.push_back({"classifier.weight", {L, D}, w.classifier.w.data(), dtype});
+    t.push_back({"classifier.bias", {L}, w.classifier.b.data(), dtype});
+  }
+  // config.json: the original fields, updated with what we know.
+  json j = json::object();
+  if (!c.original_json.empty()) {
+    try {
+      j = json::parse(c.original_json);
+    } catch (const json::exception&) {
+      j = json::object();
+    }
+  }
+  j["model_type"] = "vit";
+  j["architectures"] = {w.has_classifier ? "ViTForImageClassification" : "ViTModel"};
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["num_attention_heads"] = c.num_heads;
+  j["intermediate_size"] = c.intermediate_size;
+  j["image_size"] = c.image_size;
+  j["patch_size"] = c.patch_size;
+  j["num_channels"] = c.num_channels;
+  j["layer_norm_eps"] = c.layer_norm_eps;
+  j["hidden_act"] = c.hidden_act;
+  j["qkv_bias"] = c.qkv_bias;
+  if (!j.contains("hidden_dropout_prob")) j["hidden_dropout_prob"] = 0.0;
+  if (!j.contains("attention_probs_dropout_prob")) j["attention_probs_dropout_prob"] = 0.0;
+  if (!j.contains("initializer_range")) j["initializer_range"] = 0.02;
+  if (!j.contains("encoder_stride")) j["encoder_stride"] = c.patch_size;
+  if (!c.problem_type.empty()) j["problem_type"] = c.problem_type;
+  json id2label = json::object(), label2id = json::object();
+  for (std::size_t k = 0; k < c.labels.size(); ++k) {
+    id2label[std::to_string(k)] = c.labels[k];
+    label2id[c.labels[k]] = k;
+  }
+  j["id2label"] = id2label;
+  j["label2id"] = label2id;
+  j["torch_dtype"] = dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
+  if (auto s = write_safetensors(dir / "model.safetensors", t); !s) return s;
+  if (auto s = write_text_atomically(dir / "config.json", j.dump(2) + "\n"); !s) return s;
+  json pre = {{"do_normalize", true}, {"do_rescale", true}, {"do_resize", true}, {"rescale_factor", 1.0 / 255.0},
+              {"image_mean", c.image_mean}, {"image_std", c.image_std}, {"resample", 2},
+              {"size", {{"height", c.input_height}, {"width", c.input_width}}}, {"image_processor_type", "ViTImageProcessor"}};
+  return write_text_atomically(dir / "preprocessor_config.json", pre.dump(2) + "\n");
+}
+
+// ---- Building blocks ---------------------------------------------------------------------
+
+void layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out) {
+  out.resize(x.rows(), x.cols());
+  const Eigen::Index n = x.cols();
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const float* in = x.row(r).data();
+    double mean = 0.0;
+    for (Eigen::Index k = 0; k < n; ++k) mean += in[k];
+    mean /= static_cast<double>(n);
+    double var = 0.0;
+    for (Eigen::Index k = 0; k < n; ++k) {
+      const double d = in[k] - mean;
+      var += d * d;
+    }
+    var /= static_cast<double>(n);
+    const auto inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+    const auto m = static_cast<float>(mean);
+    float* o = out.row(r).data();
+    for (Eigen::Index k = 0; k < n; ++k) o[k] = (in[k] - m) * inv * ln.gamma[k] + ln.beta[k];
+  }
+}
+
+void linear(const Matrix& x, const Linear& l, Matrix& out) {
+  out.noalias() = x * l.w.transpose();
+  if (l.b.size() > 0) out.rowwise() += l.b.transpose();
+}
+
+float gelu(float x, bool tanh_approximation) {
+  if (tanh_approximation) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+  }
+  return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+}
+
+Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
+  const Eigen::Index D = position.cols();
+  const auto old = static_cast<int>(std::lround(std::sqrt(static_cast<double>(position.rows() - 1))));
+  if (old == grid_h && old == grid_w) return position;
+  Matrix out(1 + static_cast<Eigen::Index>(grid_h) * grid_w, D);
+  out.row(0) = position.row(0);
+  // PyTorch's bicubic (A = -0.75), align_corners=False: source = (dst + 0.5) * in/out - 0.5,
+  // taps at floor(source) - 1 .. + 2 clamped to the edge.
+  const auto cubic = [](double t, double w[4]) {
+    const double A = -0.75;
+    const auto c1 = [A](double x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
+    const auto c2 = [A](double x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
+    w[0] = c2(t + 1);
+    w[1] = c1(t);
+    w[2] = c1(1 - t);
+    w[3] = c2(2 - t);
+  };
+  const auto taps = [&](int dst, int out_size, int idx[4], double w[4]) {
+    const double scale = static_cast<double>(old) / out_size;
+    const double src = (dst + 0.5) * scale - 0.5;
+    const double f = std::floor(src);
+    cubic(src - f, w);
+    for (int k = 0; k < 4; ++k) idx[k] = std::clamp(static_cast<int>(f) - 1 + k, 0, old - 1);
+  };
+  for (int y = 0; y < grid_h; ++y) {
+    int iy[4];
+    double wy[4];
+    taps(y, grid_h, iy, wy);
+    for (int x = 0; x < grid_w; ++x) {
+      int ix[4];
+      double wx[4];
+      taps(x, grid_w, ix, wx);
+      Eigen::VectorXd acc = Eigen::VectorXd::Zero(D);
+      for (int a = 0; a < 4; ++a) {
+        for (int b = 0; b < 4; ++b) {
+          acc += (wy[a] * wx[b]) * position.row(1 + iy[a] * old + ix[b]).transpose().cast<double>();
+        }
+      }
+      out.row(1 + y * grid_w + x) = acc.cast<float>().transpose();
+    }
+  }
+  return out;
+}
+
+// ---- Forward -----------------------------------------------------------------------------
+
+namespace {
+
+struct ImageResult {
+  Vector embedding;
+  std::vector<Matrix> hidden;
+  std::vector<std::vector<Matrix>> attentions;
+};
+
+void forward_one(const ViTConfig& c, const ViTWeights& w, const Image& image, const Matrix& positions, const ForwardOptions& o,
+                 ImageResult& r) {
+  const int P = c.patch_size, C = c.num_channels;
+  const int gh = image.height / P, gw = image.width / P;
+  const Eigen::Index N = static_cast<Eigen::Index>(gh) * gw, T = N + 1, D = c.hidden_size;
+  // Patches: one row per patch (row-major over the grid), columns in the conv weight's order.
+  Matrix patches(N, static_cast<Eigen::Index>(C) * P * P);
+  for (int py = 0; py < gh; ++py)
+    for (int px = 0; px < gw; ++px) {
+      float* row = patches.row(py * gw + px).data();
+      for (int ch = 0; ch < C; ++ch)
+        for (int y = 0; y < P; ++y) {
+          const float* src = image.data.data() + (static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P;
+          std::copy(src, src + P, row + (ch * P + y) * P);
+        }
+    }
+  Matrix x(T, D);
+  x.row(0) = w.cls_token.transpose();
+  x.bottomRows(N).noalias() = patches * w.patch_w.transpose();
+  x.bottomRows(N).rowwise() += w.patch_b.transpose();
+  x += positions;
+  if (o.keep_hidden_states) r.hidden.push_back(x);
+
+  const int H = c.num_heads, dh = c.head_dim();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  const bool tanh_gelu = c.hidden_act != "gelu";
+  Matrix h, q, k, v, ctx(T, D), tmp, mlp;
+  Matrix scores(T, T);
+  for (const Block& b : w.blocks) {
+    layer_norm(x, b.ln_before, c.layer_norm_eps, h);
+    linear(h, b.query, q);
+    linear(h, b.key, k);
+    linear(h, b.value, v);
+    std::vector<Matrix> heads;
+    for (int hd = 0; hd < H; ++hd) {
+      const auto qh = q.middleCols(hd * dh, dh);
+      const auto kh = k.middleCols(hd * dh, dh);
+      scores.noalias() = (qh * kh.transpose()) * scale;
+      for (Eigen::Index r2 = 0; r2 < T; ++r2) {
+        auto row = scores.row(r2);
+        const float mx = row.maxCoeff();
+        row = (row.array() - mx).exp();
+        row /= row.sum();
+      }
+      ctx.middleCols(hd * dh, dh).noalias() = scores * v.middleCols(hd * dh, dh);
+      if (o.keep_attentions) heads.push_back(scores);
+    }
+    if (o.keep_attentions) r.attentions.push_back(std::move(heads));
+    linear(ctx, b.attn_out, tmp);
+    x += tmp;
+    layer_norm(x, b.ln_after, c.layer_norm_eps, h);
+    linear(h, b.fc1, mlp);
+    mlp = mlp.unaryExpr([tanh_gelu](float z) { return gelu(z, tanh_gelu); });
+    linear(mlp, b.fc2, tmp);
+    x += tmp;
+    if (o.keep_hidden_states) r.hidden.push_back(x);
+  }
+  layer_norm(x, w.final_ln, c.layer_norm_eps, h);
+  if (o.keep_hidden_states) r.hidden.push_back(h);
+  r.embedding = h.row(0).transpose();
+}
+
+}  // namespace
+
+Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const ForwardOptions& options) const {
+  const ViTConfig& c = config_;
+  if (batch.empty()) return invalid("an empty batch");
+  const int gh = batch[0].height / c.patch_size, gw = batch[0].width / c.patch_size;
+  for (const Image& im : batch) {
+    if (im.channels != c.num_channels || im.height <= 0 || im.width <= 0 || im.height % c.patch_size != 0 ||
+        im.width % c.patch_size != 0 || im.data.size() != static_cast<std::size_t>(im.channels) * im.height * im.width) {
+      return invalid("an input image is " + std::to_string(im.channels) + " x " + std::to_string(im.height) + " x " +
+                     std::to_string(im.width) + "; the model takes " + std::to_string(c.num_channels) +
+                     " channels and sides divisible by " + std::to_string(c.patch_size));
+    }
+    if (im.height / c.patch_size != gh || im.width / c.patch_size != gw) return invalid("all images of a batch must have the same size");
+  }
+  const Matrix positions = interpolate_positions(weights_.position, gh, gw);
+  std::vector<ImageResult> results(batch.size());
+  const auto n = static_cast<long>(batch.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (long i = 0; i < n; ++i) forward_one(c, weights_, batch[static_cast<std::size_t>(i)], positions, options, results[static_cast<std::size_t>(i)]);
+
+  ForwardOutput out;
+  out.grid_h = gh;
+  out.grid_w = gw;
+  out.embeddings.resize(n, c.hidden_size);
+  for (long i = 0; i < n; ++i) out.embeddings.row(i) = results[static_cast<std::size_t>(i)].embedding.transpose();
+  if (weights_.has_classifier) {
+    linear(out.embeddings, weights_.classifier, out.logits);
+    out.probabilities.resize(out.logits.rows(), out.logits.cols());
+    for (Eigen::Index i = 0; i < out.logits.rows(); ++i) {
+      if (c.multi_label()) {
+        for (Eigen::Index k = 0; k < out.logits.cols(); ++k) out.probabilities(i, k) = 1.0f / (1.0f + std::exp(-out.logits(i, k)));
+      } else {
+        const float mx = out.logits.row(i).maxCoeff();
+        out.probabilities.row(i) = (out.logits.row(i).array() - mx).exp();
+        out.probabilities.row(i) /= out.probabilities.row(i).sum();
+      }
+    }
+  } else {
+    out.logits.resize(n, 0);
+    out.probabilities.resize(n, 0);
+  }
+  if (options.keep_hidden_states || options.keep_attentions) {
+    for (auto& r : results) {
+      out.hidden_states.push_back(std::move(r.hidden));
+      out.attentions.push_back(std::move(r.attentions));
+    }
+  }
+  return out;
+}
+
+// ---- Attention rollout -------------------------------------------------------------------
+
+Matrix attention_rollout(const std::vector<std::vector<Matrix>>& attentions, HeadFusion fusion, float discard_ratio, int grid_h, int grid_w) {
+  if (attentions.empty() || attentions[0].empty()) return Matrix::Zero(grid_h, grid_w);
+  const Eigen::Index T = attentions[0][0].rows();
+  Eigen::MatrixXd result = Eigen::MatrixXd::Identity(T, T);
+  for (const auto& heads : attentions) {
+    Eigen::MatrixXd fused = heads[0].cast<double>();
+    for (std::size_t hd = 1; hd < heads.size(); ++hd) {
+      const Eigen::MatrixXd a = heads[hd].cast<double>();
+      if (fusion == HeadFusion::Mean) fused += a;
+      else if (fusion == HeadFusion::Max) fused = fused.cwiseMax(a);
+      else fused = fused.cwiseMin(a);
+    }
+    if (fusion == HeadFusion::Mean) fused /= static_cast<double>(heads.size());
+    if (discard_ratio > 0.0f) {
+      // Zero the lowest entries (row-major order, as torch.flatten), never the CLS->CLS entry.
+      const auto count = static_cast<std::size_t>(static_cast<double>(T * T) * static_cast<double>(discard_ratio));
+      std::vector<std::pair<double, Eigen::Index>> flat;
+      flat.reserve(static_cast<std::size_t>(T * T));
+      for (Eigen::Index r = 0; r < T; ++r)
+        for (Eigen::Index c2 = 0; c2 < T; ++c2) flat.emplace_back(fused(r, c2), r * T + c2);
+      std::partial_sort(flat.begin(), flat.begin() + static_cast<std::ptrdiff_t>(count), flat.end());
+      for (std::size_t k = 0; k < count; ++k) {
+        const Eigen::Index idx = flat[k].second;
+        if (idx == 0) continue;
+        fused(idx / T, idx % T) = 0.0;
+      }
+    }
+    Eigen::MatrixXd a = (fused + Eigen::MatrixXd::Identity(T, T)) / 2.0;
+    for (Eigen::Index r = 0; r < T; ++r) a.row(r) /= a.row(r).sum();
+    result = a * result;
+  }
+  Matrix map(grid_h, grid_w);
+  for (int y = 0; y < grid_h; ++y)
+    for (int x = 0; x < grid_w; ++x) map(y, x) = static_cast<float>(result(0, 1 + y * grid_w + x));
+  const float mx = map.maxCoeff();
+  if (mx > 0) map /= mx;
+  return map;
+}
+
+}  // namespace hilum::inference

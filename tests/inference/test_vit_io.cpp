@@ -1,0 +1,235 @@
+// Loading and saving Hugging Face folders (round trips, strict names and shapes), batches,
+// and preprocessing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "hilum/inference/vit.hpp"
+
+namespace fs = std::filesystem;
+namespace inf = hilum::inference;
+
+namespace {
+
+inf::ViTConfig tiny_config() {
+  inf::ViTConfig c;
+  c.hidden_size = 16;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.intermediate_size = 32;
+  c.image_size = 16;
+  c.patch_size = 4;
+  c.num_channels = 3;
+  c.labels = {"Effusion", "Nodule", "No Finding"};
+  c.problem_type = "multi_label_classification";
+  c.input_height = c.input_width = 16;
+  return c;
+}
+
+inf::ViTModel random_model(const inf::ViTConfig& c, unsigned seed = 7) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 0.1f);
+  const auto mat = [&](Eigen::Index r, Eigen::Index k) { return inf::Matrix(inf::Matrix::NullaryExpr(r, k, [&] { return n(rng); })); };
+  const auto vec = [&](Eigen::Index r, float base = 0.0f) { return inf::Vector(inf::Vector::NullaryExpr(r, [&] { return base + n(rng); })); };
+  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, g = c.image_size / c.patch_size;
+  inf::ViTWeights w;
+  w.patch_w = mat(D, c.num_channels * c.patch_size * c.patch_size);
+  w.patch_b = vec(D);
+  w.cls_token = vec(D);
+  w.position = mat(1 + g * g, D);
+  for (int l = 0; l < c.num_layers; ++l) {
+    inf::Block b;
+    b.ln_before = {vec(D, 1.0f), vec(D)};
+    b.query = {mat(D, D), vec(D)};
+    b.key = {mat(D, D), vec(D)};
+    b.value = {mat(D, D), vec(D)};
+    b.attn_out = {mat(D, D), vec(D)};
+    b.ln_after = {vec(D, 1.0f), vec(D)};
+    b.fc1 = {mat(I, D), vec(I)};
+    b.fc2 = {mat(D, I), vec(D)};
+    w.blocks.push_back(b);
+  }
+  w.final_ln = {vec(D, 1.0f), vec(D)};
+  w.has_classifier = true;
+  w.classifier = {mat(static_cast<Eigen::Index>(c.labels.size()), D), vec(static_cast<Eigen::Index>(c.labels.size()))};
+  auto m = inf::ViTModel::from_weights(c, w);
+  EXPECT_TRUE(m.ok());
+  return std::move(m.value());
+}
+
+inf::Image random_image(const inf::ViTConfig& c, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  inf::Image im{c.num_channels, c.image_size, c.image_size, {}};
+  im.data.resize(static_cast<std::size_t>(c.num_channels) * c.image_size * c.image_size);
+  for (auto& v : im.data) v = n(rng);
+  return im;
+}
+
+class ModelIo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("hilum-vit-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(ModelIo, SaveAndLoadGiveTheSameModel) {
+  const auto model = random_model(tiny_config());
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  EXPECT_TRUE(fs::exists(dir_ / "m" / "config.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "m" / "preprocessor_config.json"));
+  auto loaded = inf::ViTModel::load(dir_ / "m");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_EQ(loaded->config().labels, tiny_config().labels);
+  EXPECT_TRUE(loaded->config().multi_label());
+  const auto im = random_image(tiny_config(), 1);
+  auto a = model.forward({im});
+  auto b = loaded->forward({im});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->logits, b->logits);  // F32 round trip is exact
+  for (Eigen::Index k = 0; k < a->probabilities.cols(); ++k) {
+    EXPECT_GT(a->probabilities(0, k), 0.0f);
+    EXPECT_LT(a->probabilities(0, k), 1.0f);
+  }
+
+  // BF16 weights: close, not equal (the weights were rounded to 8 bits of mantissa).
+  ASSERT_TRUE(model.save(dir_ / "bf16", inf::DType::BF16).ok());
+  EXPECT_LT(fs::file_size(dir_ / "bf16" / "model.safetensors"), fs::file_size(dir_ / "m" / "model.safetensors") * 6 / 10);
+  auto half = inf::ViTModel::load(dir_ / "bf16");
+  ASSERT_TRUE(half.ok()) << half.error().message;
+  auto c = half->forward({im});
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(a->logits, c->logits);
+  EXPECT_LT((a->probabilities - c->probabilities).cwiseAbs().maxCoeff(), 2e-2f);
+}
+
+TEST_F(ModelIo, ABatchGivesTheSameAnswersAsSingleImages) {
+  const auto model = random_model(tiny_config());
+  std::vector<inf::Image> batch;
+  for (unsigned s = 0; s < 5; ++s) batch.push_back(random_image(tiny_config(), s));
+  auto all = model.forward(batch);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->logits.rows(), 5);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto one = model.forward({batch[i]});
+    ASSERT_TRUE(one.ok());
+    // Same arithmetic up to the GEMM's blocking of the final layer (last-bit differences).
+    EXPECT_LT((one->logits.row(0) - all->logits.row(static_cast<Eigen::Index>(i))).cwiseAbs().maxCoeff(), 1e-5f) << "image " << i;
+  }
+  // Softmax for single-label problems sums to one.
+  auto cfg = tiny_config();
+  cfg.problem_type = "single_label_classification";
+  auto single = random_model(cfg).forward(batch);
+  ASSERT_TRUE(single.ok());
+  for (Eigen::Index i = 0; i < single->probabilities.rows(); ++i) EXPECT_NEAR(single->probabilities.row(i).sum(), 1.0f, 1e-5f);
+}
+
+TEST_F(ModelIo, RejectsImagesThatDoNotFit) {
+  const auto model = random_model(tiny_config());
+  inf::Image wrong_channels{1, 16, 16, std::vector<float>(256, 0.0f)};
+  EXPECT_FALSE(model.forward({wrong_channels}).ok());
+  inf::Image not_divisible{3, 18, 16, std::vector<float>(3 * 18 * 16, 0.0f)};
+  EXPECT_FALSE(model.forward({not_divisible}).ok());
+  inf::Image short_data{3, 16, 16, std::vector<float>(10, 0.0f)};
+  EXPECT_FALSE(model.forward({short_data}).ok());
+  EXPECT_FALSE(model.forward({}).ok());
+}
+
+// The loader is strict: a missing tensor, an unexpected one, or a wrong shape names the tensor.
+TEST_F(ModelIo, LoaderRejectsMissingUnexpectedAndMisshapenTensors) {
+  const auto model = random_model(tiny_config());
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  auto file = inf::SafetensorsFile::open(dir_ / "m" / "model.safetensors");
+  ASSERT_TRUE(file.ok());
+  std::vector<std::vector<float>> keep;
+  std::vector<inf::TensorToWrite> all;
+  for (const auto& t : file->tensors()) {
+    keep.push_back(file->read_f32(t.name).value());
+    all.push_back({t.name, t.shape, nullptr, inf::DType::F32});
+  }
+  for (std::size_t i = 0; i < all.size(); ++i) all[i].data = keep[i].data();
+  const auto write_variant = [&](const std::string& name, std::vector<inf::TensorToWrite> tensors) {
+    fs::create_directories(dir_ / name);
+    fs::copy_file(dir_ / "m" / "config.json", dir_ / name / "config.json");
+    EXPECT_TRUE(inf::write_safetensors(dir_ / name / "model.safetensors", tensors).ok());
+    return dir_ / name;
+  };
+  {
+    auto t = all;
+    t.erase(std::remove_if(t.begin(), t.end(), [](const auto& x) { return x.name == "vit.encoder.layer.1.output.dense.bias"; }), t.end());
+    auto r = inf::ViTModel::load(write_variant("missing", t));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("missing tensor vit.encoder.layer.1.output.dense.bias"), std::string::npos) << r.error().message;
+  }
+  {
+    auto t = all;
+    std::vector<float> extra(16, 0.0f);
+    t.push_back({"vit.encoder.layer.7.output.dense.bias", {16}, extra.data(), inf::DType::F32});
+    auto r = inf::ViTModel::load(write_variant("unexpected", t));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("unexpected tensor vit.encoder.layer.7"), std::string::npos) << r.error().message;
+  }
+  {
+    auto t = all;
+    for (auto& x : t) {
+      if (x.name == "vit.encoder.layer.0.intermediate.dense.weight") x.shape = {16, 32};  // transposed
+    }
+    auto r = inf::ViTModel::load(write_variant("shape", t));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("intermediate.dense.weight has shape [16, 32], expected [32, 16]"), std::string::npos) << r.error().message;
+  }
+  {
+    fs::create_directories(dir_ / "cfg");
+    fs::copy_file(dir_ / "m" / "model.safetensors", dir_ / "cfg" / "model.safetensors");
+    std::ofstream(dir_ / "cfg" / "config.json") << R"({"model_type":"vit","hidden_size":16,"num_attention_heads":3})";
+    auto r = inf::ViTModel::load(dir_ / "cfg");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("inconsistent"), std::string::npos) << r.error().message;
+    std::ofstream(dir_ / "cfg" / "config.json") << R"({"model_type":"bert"})";
+    auto bert = inf::ViTModel::load(dir_ / "cfg");
+    ASSERT_FALSE(bert.ok());
+    EXPECT_EQ(bert.error().kind, inf::ErrorKind::Unsupported);
+  }
+  EXPECT_EQ(inf::ViTModel::load(dir_ / "nowhere").error().kind, inf::ErrorKind::NotFound);
+}
+
+TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
+  auto c = tiny_config();
+  c.input_width = c.input_height = 16;
+  c.image_mean = {0.5f, 0.4f, 0.3f};
+  c.image_std = {0.5f, 0.2f, 0.1f};
+  // A 1-pixel checkerboard shrunk 8x must come out flat grey (a point sampler would alias).
+  const int W = 128, H = 128;
+  std::vector<float> checker(static_cast<std::size_t>(W * H));
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) checker[static_cast<std::size_t>(y * W + x)] = static_cast<float>((x + y) % 2);
+  const inf::Image im = inf::preprocess(checker.data(), W, H, c);
+  ASSERT_EQ(im.channels, 3);
+  ASSERT_EQ(im.height, 16);
+  ASSERT_EQ(im.width, 16);
+  for (int ch = 0; ch < 3; ++ch) {
+    const float expected = (0.5f - c.image_mean[static_cast<std::size_t>(ch)]) / c.image_std[static_cast<std::size_t>(ch)];
+    for (int i = 0; i < 256; ++i) EXPECT_NEAR(im.data[static_cast<std::size_t>(ch * 256 + i)], expected, 0.02f / c.image_std[static_cast<std::size_t>(ch)]);
+  }
+  // A horizontal ramp keeps its mean and its direction.
+  std::vector<float> ramp(static_cast<std::size_t>(W * H));
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) ramp[static_cast<std::size_t>(y * W + x)] = static_cast<float>(x) / (W - 1);
+  const auto small = inf::resize_antialiased(ramp.data(), W, H, 16, 8);
+  ASSERT_EQ(small.size(), 128u);
+  double mean = 0;
+  for (float v : small) mean += v;
+  EXPECT_NEAR(mean / 128.0, 0.5, 0.01);
+  EXPECT_LT(small[0], small[15]);
+  EXPECT_NEAR(small[0], small[16], 1e-6);  // rows identical
+}
+
+}  // namespace
