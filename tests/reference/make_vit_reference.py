@@ -618,9 +618,12 @@ def verify_dir(case_dir, numpy_check=True):
     if numpy_check:
         npo = numpy_forward(config, weights_to_f32(weights), ref["pixel_values"])
         for k, v in npo.items():
-            diff = float(np.abs(ref[k].double().numpy() - v).max())
+            # float32 vs float64: 1e-5, relative to the tensor's largest magnitude when above 1
+            # (the ViT-B/16 residual stream reaches |x| ~ 6.5 and drifts ~1e-5 from float64).
+            r = ref[k].double().numpy()
+            diff = float(np.abs(r - v).max()) / max(1.0, float(np.abs(r).max()))
             worst = max(worst, diff)
-            assert diff < 1e-5, f"{case_dir}: {k}: float64 NumPy differs by {diff:.3e}"
+            assert diff < 1e-5, f"{case_dir}: {k}: float64 NumPy differs by {diff:.3e} (scaled)"
         assert set(npo) | {"pixel_values"} == set(ref), set(npo) ^ set(ref)
     return worst, meta
 
@@ -738,7 +741,7 @@ def main():
         assert dirs, f"no case folders in {root}"
         for d in dirs:
             worst, meta = verify_dir(d, numpy_check=not args.no_numpy)
-            extra = "" if args.no_numpy else f", float64 NumPy max diff {worst:.2e}"
+            extra = "" if args.no_numpy else f", float64 NumPy max diff {worst:.2e} (scaled by max(1, max|x|))"
             print(f"verified {d}: bitwise re-run OK{extra}")
         did = True
     if args.check_torchvision:
