@@ -32,6 +32,9 @@ int cmd_list(const Global& global, const Args& args);     // cmd_import.cpp
 int cmd_label(const Global& global, const Args& args);    // cmd_labels.cpp
 int cmd_labels(const Global& global, const Args& args);   // cmd_labels.cpp
 int cmd_export(const Global& global, const Args& args);   // cmd_export.cpp
+int cmd_classify(const Global& global, const Args& args); // cmd_models.cpp
+int cmd_heatmap(const Global& global, const Args& args);  // cmd_models.cpp
+int cmd_models(const Global& global, const Args& args);   // cmd_models.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;

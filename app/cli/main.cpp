@@ -35,6 +35,15 @@ the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
   labels history [IMAGE] [--json]   every label event (the audit trail)
   export --out DIR --format csv|json [--deidentify] [--images] [--json]
 
+the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
+  models list [--json]    registered model versions
+  models import DIR [--version V] [--activate]
+  models activate ID|VERSION
+  classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
+                          probabilities per finding; stored in the catalog per model version
+  heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout] [--opacity A] [--discard R]
+        [--max-size PIXELS]  attention rollout drawn over the displayed image
+
   --help, --version
 )";
 
@@ -82,6 +91,9 @@ int main(int argc, char** argv) {
   if (command == "label") return cmd_label(global, args);
   if (command == "labels") return cmd_labels(global, args);
   if (command == "export") return cmd_export(global, args);
+  if (command == "classify") return cmd_classify(global, args);
+  if (command == "heatmap") return cmd_heatmap(global, args);
+  if (command == "models") return cmd_models(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

@@ -1031,6 +1031,140 @@ Status Catalog::set_job_status(std::int64_t job_id, const std::string& status, c
   return core::Done{};
 }
 
+// ---- Models and predictions --------------------------------------------------------------
+
+namespace {
+constexpr const char* kModelColumns =
+    "SELECT id, version, parent_ref, name, strategy, hyperparameters, label_snapshot, metrics, status, status_reason, path, "
+    "created_at FROM models";
+ModelRecord read_model(const sql::Stmt& s) {
+  ModelRecord m;
+  m.id = s.int64(0);
+  m.version = s.text(1);
+  if (!s.is_null(2)) m.parent_id = s.int64(2);
+  m.name = s.text(3);
+  m.strategy = s.text(4);
+  m.hyperparameters = s.text(5);
+  m.label_snapshot = s.text(6);
+  m.metrics = s.text(7);
+  m.status = s.text(8);
+  m.status_reason = s.text(9);
+  m.path = s.text(10);
+  m.created_at = s.text(11);
+  return m;
+}
+}  // namespace
+
+Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std::vector<std::string>& labels) {
+  if (model.version.empty()) return invalid("a model needs a version");
+  if (model.status != "active" && model.status != "candidate" && model.status != "retired") return invalid("unknown model status " + model.status);
+  ModelRecord out = model;
+  Status status = transaction([&]() -> Status {
+    {
+      sql::Stmt s(impl_->db, "SELECT id FROM models WHERE version = ?");
+      s.bind(1, model.version);
+      if (s.step()) return invalid("a model version " + model.version + " is already registered");
+    }
+    for (const auto& label : labels) {
+      sql::Stmt f(impl_->db, "INSERT OR IGNORE INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?)");
+      f.bind(1, label).bind(2, "output of model " + model.version).bind(3, utc_now());
+      if (!f.run()) return *f.error();
+    }
+    if (model.status == "active") {
+      sql::Stmt d(impl_->db, "UPDATE models SET status = 'candidate', status_reason = ? WHERE status = 'active'");
+      d.bind(1, "replaced by " + model.version);
+      if (!d.run()) return *d.error();
+    }
+    out.created_at = utc_now();
+    sql::Stmt s(impl_->db,
+                "INSERT INTO models(version, parent_ref, name, strategy, hyperparameters, label_snapshot, metrics, status, status_reason, "
+                "path, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, model.version);
+    if (model.parent_id) s.bind(2, *model.parent_id);
+    else s.bind_null(2);
+    s.bind(3, model.name).bind(4, model.strategy).bind(5, model.hyperparameters).bind(6, model.label_snapshot).bind(7, model.metrics);
+    s.bind(8, model.status).bind(9, model.status_reason).bind(10, model.path).bind(11, out.created_at);
+    if (!s.run()) return *s.error();
+    out.id = sqlite3_last_insert_rowid(impl_->db);
+    return core::Done{};
+  });
+  if (!status) return status.error();
+  return out;
+}
+
+Result<std::vector<ModelRecord>> Catalog::models() {
+  sql::Stmt s(impl_->db, std::string(kModelColumns) + " ORDER BY id");
+  std::vector<ModelRecord> out;
+  while (s.step()) out.push_back(read_model(s));
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Result<std::optional<ModelRecord>> Catalog::find_model(const std::string& version_or_id) {
+  sql::Stmt s(impl_->db, std::string(kModelColumns) + " WHERE version = ? OR CAST(id AS TEXT) = ? ORDER BY version = ? DESC LIMIT 1");
+  s.bind(1, version_or_id).bind(2, version_or_id).bind(3, version_or_id);
+  if (s.step()) return std::optional<ModelRecord>(read_model(s));
+  if (s.error()) return *s.error();
+  return std::optional<ModelRecord>();
+}
+
+Result<std::optional<ModelRecord>> Catalog::active_model() {
+  sql::Stmt s(impl_->db, std::string(kModelColumns) + " WHERE status = 'active' ORDER BY id DESC LIMIT 1");
+  if (s.step()) return std::optional<ModelRecord>(read_model(s));
+  if (s.error()) return *s.error();
+  return std::optional<ModelRecord>();
+}
+
+Status Catalog::activate_model(std::int64_t id, const std::string& reason) {
+  return transaction([&]() -> Status {
+    sql::Stmt check(impl_->db, "SELECT version FROM models WHERE id = ?");
+    check.bind(1, id);
+    if (!check.step()) return check.error() ? *check.error() : Error{ErrorKind::NotFound, "no model " + std::to_string(id)};
+    const std::string version = check.text(0);
+    sql::Stmt d(impl_->db, "UPDATE models SET status = 'candidate', status_reason = ? WHERE status = 'active' AND id <> ?");
+    d.bind(1, "replaced by " + version).bind(2, id);
+    if (!d.run()) return *d.error();
+    sql::Stmt a(impl_->db, "UPDATE models SET status = 'active', status_reason = ? WHERE id = ?");
+    a.bind(1, reason).bind(2, id);
+    if (!a.run()) return *a.error();
+    return core::Done{};
+  });
+}
+
+Status Catalog::put_predictions(const std::string& sop_instance_uid, std::int64_t model_id,
+                                const std::vector<std::pair<std::string, double>>& probabilities) {
+  auto found = find_instance(sop_instance_uid);
+  if (!found) return found.error();
+  if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + sop_instance_uid};
+  const std::int64_t instance = (*found)->id;
+  return transaction([&]() -> Status {
+    const std::string now = utc_now();
+    sql::Stmt s(impl_->db,
+                "INSERT INTO predictions(instance_ref, model_ref, finding_ref, probability, computed_at) "
+                "VALUES (?, ?, (SELECT id FROM findings WHERE name = ?), ?, ?) "
+                "ON CONFLICT(instance_ref, model_ref, finding_ref) DO UPDATE SET probability = excluded.probability, "
+                "computed_at = excluded.computed_at");
+    if (!s.ok()) return *s.prepare_error();
+    for (const auto& [finding, p] : probabilities) {
+      s.reset();
+      s.bind(1, instance).bind(2, model_id).bind(3, finding).bind(4, p).bind(5, now);
+      if (!s.run()) return s.error()->kind == ErrorKind::Invalid ? invalid("cannot store the prediction for " + finding + ": " + s.error()->message) : *s.error();
+    }
+    return core::Done{};
+  });
+}
+
+Result<std::vector<PredictionRow>> Catalog::predictions(const std::string& sop_instance_uid, std::int64_t model_id) {
+  sql::Stmt s(impl_->db,
+              "SELECT f.name, p.probability, p.computed_at FROM predictions p JOIN instances i ON i.id = p.instance_ref "
+              "JOIN findings f ON f.id = p.finding_ref WHERE i.sop_uid = ? AND p.model_ref = ? ORDER BY f.id");
+  s.bind(1, sop_instance_uid).bind(2, model_id);
+  std::vector<PredictionRow> out;
+  while (s.step()) out.push_back(PredictionRow{s.text(0), s.real(1), s.text(2)});
+  if (s.error()) return *s.error();
+  return out;
+}
+
 // ---- Settings and pseudonyms -------------------------------------------------------------
 
 Result<std::optional<std::string>> Catalog::setting(const std::string& key) {

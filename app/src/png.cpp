@@ -30,7 +30,7 @@ void png_warning_fn(png_structp, png_const_charp) {}
 
 // Writes rows with libpng into `tmp`; returns "" or the reason.
 std::string write_rows(const fs::path& tmp, int width, int height, int depth,
-                       const std::vector<const png_byte*>& rows) {
+                       const std::vector<const png_byte*>& rows, int color_type = PNG_COLOR_TYPE_GRAY) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(tmp.c_str(), "wb"));
   if (!file) return "cannot create " + tmp.string() + ": " + std::strerror(errno);
   std::string error;
@@ -47,7 +47,7 @@ std::string write_rows(const fs::path& tmp, int width, int height, int depth,
   }
   png_init_io(png, file.get());
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), depth,
-               PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+               color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_set_compression_level(png, 6);
   png_write_info(png, info);
   if (depth == 16) png_set_swap(png);  // host little-endian -> PNG big-endian
@@ -62,19 +62,21 @@ std::string write_rows(const fs::path& tmp, int width, int height, int depth,
 }
 
 template <typename T>
-std::string write_png(const fs::path& path, int width, int height, const std::vector<T>& pixels, int depth) {
-  if (width <= 0 || height <= 0 || pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height)) {
+std::string write_png(const fs::path& path, int width, int height, const std::vector<T>& pixels, int depth,
+                      int samples = 1) {
+  if (width <= 0 || height <= 0 ||
+      pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * static_cast<std::size_t>(samples)) {
     return "PNG: pixel count does not match " + std::to_string(width) + " x " + std::to_string(height);
   }
   std::vector<const png_byte*> rows(static_cast<std::size_t>(height));
   for (int r = 0; r < height; ++r) {
     rows[static_cast<std::size_t>(r)] =
-        reinterpret_cast<const png_byte*>(pixels.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(width));
+        reinterpret_cast<const png_byte*>(pixels.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(width) * static_cast<std::size_t>(samples));
   }
   // Write next to the target, then rename: a crash never leaves a half-written PNG behind.
   std::random_device rd;
   const fs::path tmp = path.string() + ".tmp-" + std::to_string(rd());
-  std::string error = write_rows(tmp, width, height, depth, rows);
+  std::string error = write_rows(tmp, width, height, depth, rows, samples == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY);
   std::error_code ec;
   if (error.empty()) {
     fs::rename(tmp, path, ec);
@@ -92,6 +94,10 @@ std::string write_png_gray8(const fs::path& path, int width, int height, const s
 
 std::string write_png_gray16(const fs::path& path, int width, int height, const std::vector<std::uint16_t>& pixels) {
   return write_png(path, width, height, pixels, 16);
+}
+
+std::string write_png_rgb8(const fs::path& path, int width, int height, const std::vector<std::uint8_t>& rgb) {
+  return write_png(path, width, height, rgb, 8, 3);
 }
 
 GrayImage read_png_gray(const fs::path& path) {

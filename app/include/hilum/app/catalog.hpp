@@ -186,6 +186,28 @@ struct JobItem {
   std::string reason;             // why skipped / failed
 };
 
+// A model version known to the catalog (the weights live in a Hugging Face folder at `path`).
+struct ModelRecord {
+  std::int64_t id = 0;
+  std::string version;            // unique, e.g. "hilum-vit-ti16-pneumonia-1"
+  std::optional<std::int64_t> parent_id;
+  std::string name;
+  std::string strategy;           // builtin, imported, head, last-k, full
+  std::string hyperparameters = "{}";  // JSON
+  std::string label_snapshot = "{}";   // JSON
+  std::string metrics = "{}";          // JSON
+  std::string status = "candidate";    // active, candidate, retired
+  std::string status_reason;
+  std::string path;
+  std::string created_at;
+};
+
+struct PredictionRow {
+  std::string finding;
+  double probability = 0.0;
+  std::string computed_at;
+};
+
 // ---- The catalog ---------------------------------------------------------------------------
 
 class Catalog {
@@ -251,6 +273,20 @@ class Catalog {
   // Records the outcome of items (call inside the same transaction as the work they describe).
   [[nodiscard]] Status finish_job_items(const std::vector<JobItem>& items);
   [[nodiscard]] Status set_job_status(std::int64_t job_id, const std::string& status, const std::string& summary = {});
+
+  // ---- Models and predictions.
+  // Registers a model version; its output labels join the vocabulary when they are new.
+  [[nodiscard]] Result<ModelRecord> register_model(const ModelRecord& model, const std::vector<std::string>& labels);
+  [[nodiscard]] Result<std::vector<ModelRecord>> models();
+  // By version, else by numeric id.
+  [[nodiscard]] Result<std::optional<ModelRecord>> find_model(const std::string& version_or_id);
+  [[nodiscard]] Result<std::optional<ModelRecord>> active_model();
+  // Makes `id` the one active model (the previous active one becomes a candidate), in one transaction.
+  [[nodiscard]] Status activate_model(std::int64_t id, const std::string& reason);
+  // Stores (replaces) one image's predictions by one model.
+  [[nodiscard]] Status put_predictions(const std::string& sop_instance_uid, std::int64_t model_id,
+                                       const std::vector<std::pair<std::string, double>>& probabilities);
+  [[nodiscard]] Result<std::vector<PredictionRow>> predictions(const std::string& sop_instance_uid, std::int64_t model_id);
 
   // ---- Settings (key/value).
   [[nodiscard]] Result<std::optional<std::string>> setting(const std::string& key);

@@ -15,6 +15,10 @@ namespace hilum::app {
 [[nodiscard]] std::string write_png_gray16(const std::filesystem::path& path, int width, int height,
                                            const std::vector<std::uint16_t>& pixels);
 
+// Writes an 8-bit RGB PNG (3 bytes per pixel, row-major).
+[[nodiscard]] std::string write_png_rgb8(const std::filesystem::path& path, int width, int height,
+                                         const std::vector<std::uint8_t>& rgb);
+
 // Reads a grayscale PNG (8 or 16 bit) back, for tests and tools. Empty pixels and a reason on failure.
 struct GrayImage {
   int width = 0;

@@ -1,0 +1,221 @@
+// hilum-cli classify / heatmap / models.
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/app/json.hpp"
+#include "hilum/app/png.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::cli {
+namespace {
+
+using app::JsonObject;
+
+int usage(const std::string& message) {
+  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
+  return kExitUsage;
+}
+
+int fail(const app::Error& e) {
+  std::fprintf(stderr, "hilum-cli: %s\n", e.message.c_str());
+  return e.kind == app::ErrorKind::Invalid || e.kind == app::ErrorKind::NotFound ? kExitFailures : kExitCatalog;
+}
+
+std::optional<double> number(const std::string& s) {
+  double v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string model_json(const app::ModelRecord& m) {
+  JsonObject o;
+  o.add("id", m.id).add("version", m.version).add("status", m.status).add("strategy", m.strategy).add("path", m.path);
+  o.add("created_at", m.created_at).add_raw("metrics", m.metrics.empty() ? "{}" : m.metrics);
+  if (m.parent_id) o.add("parent_id", *m.parent_id);
+  return o.str();
+}
+
+}  // namespace
+
+int cmd_classify(const Global& global, const Args& args) {
+  std::string model_spec;
+  bool all = false, json = false;
+  int batch = 8;
+  std::vector<std::string> images;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--model") {
+      if (i + 1 >= args.size()) return usage("classify: --model takes a folder, version or id");
+      model_spec = args[++i];
+    } else if (a == "--all") {
+      all = true;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--batch") {
+      const auto n = i + 1 < args.size() ? number(args[++i]) : std::nullopt;
+      if (!n || *n < 1 || *n > 256) return usage("classify: --batch takes 1..256");
+      batch = static_cast<int>(*n);
+    } else if (a.rfind("--", 0) == 0) {
+      return usage("classify: unknown option " + a);
+    } else {
+      images.push_back(a);
+    }
+  }
+  if (all == !images.empty()) return usage("classify: give --all or IMAGE... (one of them)");
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+  if (!catalog) return kExitCatalog;
+  auto model = app::load_model(*catalog, model_spec);
+  if (!model) return fail(model.error());
+  std::vector<app::Instance> todo;
+  if (all) {
+    auto list = catalog->list_instances();
+    if (!list) return fail(list.error());
+    todo = std::move(list.value());
+  } else {
+    for (const auto& im : images) {
+      auto found = catalog->find_instance(im);
+      if (!found) return fail(found.error());
+      if (found->has_value()) {
+        todo.push_back(std::move(**found));
+      } else if (fs::is_regular_file(im)) {
+        app::Instance loose;  // not catalogued: classified, not stored
+        loose.path = im;
+        todo.push_back(std::move(loose));
+      } else {
+        return fail(app::Error{app::ErrorKind::NotFound, "no such image in the catalog, and no such file: " + im});
+      }
+    }
+  }
+  auto results = app::classify(*catalog, *model, todo, batch, [&](std::size_t done, std::size_t total) {
+    if (total > 1) std::fprintf(stderr, "\rclassified %zu / %zu", done, total);
+    if (total > 1 && done == total) std::fputc('\n', stderr);
+  });
+  if (!results) return fail(results.error());
+  int failures = 0;
+  for (const auto& r : results.value()) {
+    if (!r.error.empty()) ++failures;
+    if (json) {
+      JsonObject o;
+      o.add("sop_instance_uid", r.sop_instance_uid).add("path", r.path).add("model", model->record.version);
+      if (!r.error.empty()) {
+        o.add("ok", false).add("error", r.error);
+      } else {
+        JsonObject p;
+        for (const auto& [name, prob] : r.probabilities) p.add(name, prob);
+        o.add("ok", true).add_raw("probabilities", p.str()).add("milliseconds", r.milliseconds);
+      }
+      std::cout << o.str() << '\n';
+    } else {
+      std::printf("%s  (%s)\n", r.path.c_str(), r.sop_instance_uid.empty() ? "not catalogued" : r.sop_instance_uid.c_str());
+      if (!r.error.empty()) std::printf("  error: %s\n", r.error.c_str());
+      for (const auto& [name, prob] : r.probabilities) std::printf("  %-20s %6.3f\n", name.c_str(), prob);
+    }
+  }
+  return failures == 0 ? kExitOk : kExitFailures;
+}
+
+int cmd_heatmap(const Global& global, const Args& args) {
+  std::string model_spec, method = "rollout", finding;
+  std::optional<std::string> image, output;
+  double opacity = 0.5, discard = 0.9;
+  int max_size = 0;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto next = [&]() -> std::optional<std::string> { return i + 1 < args.size() ? std::optional<std::string>(args[++i]) : std::nullopt; };
+    if (a == "-o" || a == "--output") output = next();
+    else if (a == "--model") model_spec = next().value_or("");
+    else if (a == "--method") method = next().value_or("");
+    else if (a == "--finding") finding = next().value_or("");
+    else if (a == "--opacity" || a == "--discard" || a == "--max-size") {
+      const auto v = next();
+      const auto n = v ? number(*v) : std::nullopt;
+      if (!n || *n < 0 || (a != "--max-size" && *n > 1)) return usage("heatmap: " + a + " takes a number (0..1; pixels for --max-size)");
+      if (a == "--opacity") opacity = *n;
+      else if (a == "--discard") discard = *n;
+      else max_size = static_cast<int>(*n);
+    } else if (a.rfind("--", 0) == 0) return usage("heatmap: unknown option " + a);
+    else if (!image) image = a;
+    else return usage("heatmap: one IMAGE at a time");
+  }
+  if (!image || !output) return usage("heatmap: IMAGE -o OUT.png");
+  if (method == "class" || !finding.empty()) {
+    return usage("heatmap: class-specific maps (--method class, --finding) need the backward pass of training/, which is not built yet; use --method rollout");
+  }
+  if (method != "rollout") return usage("heatmap: --method is rollout or class");
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+  if (!catalog) return kExitCatalog;
+  auto model = app::load_model(*catalog, model_spec);
+  if (!model) return fail(model.error());
+  fs::path file = *image;
+  if (!fs::is_regular_file(file)) {
+    auto found = catalog->find_instance(*image);
+    if (!found) return fail(found.error());
+    if (!found->has_value()) return fail(app::Error{app::ErrorKind::NotFound, "no such image: " + *image});
+    file = (*found)->stored_path.empty() ? (*found)->path : (*found)->stored_path;
+  }
+  auto h = app::heatmap(*model, file, static_cast<float>(opacity), static_cast<float>(discard), max_size);
+  if (!h) return fail(h.error());
+  const std::string error = app::write_png_rgb8(*output, h->overlay.width, h->overlay.height, h->overlay.rgb);
+  if (!error.empty()) {
+    std::fprintf(stderr, "hilum-cli: %s\n", error.c_str());
+    return kExitFailures;
+  }
+  return kExitOk;
+}
+
+int cmd_models(const Global& global, const Args& args) {
+  if (args.empty()) return usage("models: list, import DIR or activate ID");
+  const std::string sub = args[0];
+  bool json = false, activate = false;
+  std::string version;
+  std::optional<std::string> target;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") json = true;
+    else if (a == "--activate") activate = true;
+    else if (a == "--version") {
+      if (i + 1 >= args.size()) return usage("models import: --version takes a name");
+      version = args[++i];
+    } else if (a.rfind("--", 0) == 0) return usage("models: unknown option " + a);
+    else if (!target) target = a;
+    else return usage("models: too many arguments");
+  }
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+  if (!catalog) return kExitCatalog;
+  if (sub == "list") {
+    auto models = catalog->models();
+    if (!models) return fail(models.error());
+    for (const auto& m : models.value()) {
+      if (json) std::cout << model_json(m) << '\n';
+      else std::printf("%3lld  %-32s %-10s %s\n", static_cast<long long>(m.id), m.version.c_str(), m.status.c_str(), m.path.c_str());
+    }
+    return kExitOk;
+  }
+  if (sub == "import") {
+    if (!target) return usage("models import: DIR is required");
+    auto m = app::import_model(*catalog, *target, version, activate);
+    if (!m) return fail(m.error());
+    if (json) std::cout << model_json(m.value()) << '\n';
+    else std::printf("registered %s (%s)\n", m->version.c_str(), m->status.c_str());
+    return kExitOk;
+  }
+  if (sub == "activate") {
+    if (!target) return usage("models activate: ID or version is required");
+    auto m = catalog->find_model(*target);
+    if (!m) return fail(m.error());
+    if (!m->has_value()) return fail(app::Error{app::ErrorKind::NotFound, "no model " + *target});
+    auto s = catalog->activate_model((*m)->id, "activated by hand");
+    if (!s) return fail(s.error());
+    std::printf("%s is now the active model\n", (*m)->version.c_str());
+    return kExitOk;
+  }
+  return usage("models: unknown subcommand " + sub);
+}
+
+}  // namespace hilum::cli

@@ -1,0 +1,58 @@
+// Hilum app: running a ViT on catalogued radiographs, storing predictions per model version,
+// and attention heatmaps. The image the model sees is the one the radiologist sees: the DICOM
+// display pipeline's output (default VOI), then inference::preprocess.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/inference/overlay.hpp"
+#include "hilum/inference/vit.hpp"
+
+namespace hilum::app {
+
+struct LoadedModel {
+  ModelRecord record;  // id 0 when the model was loaded from a folder that is not registered
+  inference::ViTModel model;
+};
+
+// `spec` is a registered version or id, or a Hugging Face folder; empty means the active model.
+[[nodiscard]] Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec);
+
+// Checks that `dir` loads as a ViT and registers it (its labels join the vocabulary).
+[[nodiscard]] Result<ModelRecord> import_model(Catalog& catalog, const std::filesystem::path& dir, const std::string& version,
+                                               bool activate);
+
+struct ImagePrediction {
+  std::string sop_instance_uid;
+  std::string path;
+  std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
+  double milliseconds = 0.0;  // decode + preprocess + forward, per image
+  std::string error;          // why this image has no prediction
+};
+
+using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)>;
+
+// Classifies the images (batches of `batch_size`) and stores every prediction in the catalog
+// when the model is registered. An image that cannot be read gets its error; the rest go on.
+[[nodiscard]] Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model,
+                                                            const std::vector<Instance>& images, int batch_size = 8,
+                                                            const ClassifyProgress& progress = {},
+                                                            const std::atomic<bool>* cancel = nullptr);
+
+struct Heatmap {
+  inference::Matrix grid;       // patch-grid map in [0, 1]
+  inference::RgbImage overlay;  // at the radiograph's full size (or shrunk to max_side)
+  std::vector<std::pair<std::string, double>> probabilities;
+};
+
+// Attention rollout of one file (mean head fusion, discard ratio 0.9 by default) drawn over its
+// display rendering. Class-specific maps need the backward pass of training/ (not yet).
+[[nodiscard]] Result<Heatmap> heatmap(const LoadedModel& model, const std::filesystem::path& file, float opacity = 0.5f,
+                                      float discard_ratio = 0.9f, int max_side = 0);
+
+}  // namespace hilum::app

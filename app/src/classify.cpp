@@ -1,0 +1,141 @@
+#include "hilum/app/classify.hpp"
+
+#include <chrono>
+#include <system_error>
+
+#include "hilum/app/json.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/dicom/display.hpp"
+#include "hilum/dicom/reader.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::app {
+namespace {
+
+Error from_inference(const inference::Error& e) {
+  return Error{e.kind == inference::ErrorKind::NotFound ? ErrorKind::NotFound : ErrorKind::Invalid, e.message};
+}
+
+// The display image of a file, as the viewer shows it by default.
+struct Display {
+  int width = 0;
+  int height = 0;
+  std::vector<float> grey;
+};
+
+Result<Display> display_of(const fs::path& file) {
+  dicom::ReadOptions options;
+  options.decoder_threads = 1;
+  auto image = dicom::read_radiograph(file, options);
+  if (!image) return Error{ErrorKind::Invalid, image.error().message};
+  auto values = dicom::render_float(image.value());
+  if (!values) return Error{ErrorKind::Invalid, values.error().message};
+  return Display{image->columns, image->rows, std::move(values.value())};
+}
+
+}  // namespace
+
+Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
+  ModelRecord record;
+  std::error_code ec;
+  if (!spec.empty() && fs::is_directory(spec, ec)) {
+    record.version = fs::path(spec).filename().string();
+    record.path = fs::absolute(spec, ec).string();
+  } else {
+    auto found = spec.empty() ? catalog.active_model() : catalog.find_model(spec);
+    if (!found) return found.error();
+    if (!found->has_value()) {
+      return Error{ErrorKind::NotFound, spec.empty() ? "no active model: register one with `hilum-cli models import DIR --activate`"
+                                                     : "no model " + spec + " in the catalog (and no such folder)"};
+    }
+    record = **found;
+  }
+  auto model = inference::ViTModel::load(record.path);
+  if (!model) return from_inference(model.error());
+  if (!model->weights().has_classifier) return Error{ErrorKind::Invalid, record.path + " is a backbone without a classifier"};
+  return LoadedModel{std::move(record), std::move(model.value())};
+}
+
+Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const std::string& version, bool activate) {
+  auto model = inference::ViTModel::load(dir);
+  if (!model) return from_inference(model.error());
+  if (!model->weights().has_classifier) return Error{ErrorKind::Invalid, dir.string() + " is a backbone without a classifier"};
+  std::error_code ec;
+  ModelRecord record;
+  record.version = version.empty() ? dir.filename().string() : version;
+  record.name = record.version;
+  record.strategy = "imported";
+  record.path = fs::canonical(dir, ec).string();
+  record.status = activate ? "active" : "candidate";
+  record.status_reason = activate ? "imported and activated" : "imported";
+  const auto& c = model->config();
+  JsonObject hp;
+  hp.add("hidden_size", c.hidden_size).add("layers", c.num_layers).add("heads", c.num_heads).add("image_size", c.image_size).add("patch_size", c.patch_size);
+  record.hyperparameters = hp.str();
+  return catalog.register_model(record, c.labels);
+}
+
+Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
+                                              int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
+  std::vector<ImagePrediction> out;
+  const auto& labels = model.model.config().labels;
+  batch_size = std::max(1, batch_size);
+  for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
+    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::size_t end = std::min(images.size(), start + static_cast<std::size_t>(batch_size));
+    std::vector<inference::Image> batch;
+    std::vector<std::size_t> rows;  // index in `out` of each batch image
+    for (std::size_t i = start; i < end; ++i) {
+      ImagePrediction p;
+      p.sop_instance_uid = images[i].sop_instance_uid;
+      p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
+      auto display = display_of(p.path);
+      if (!display) {
+        p.error = display.error().message;
+      } else {
+        batch.push_back(inference::preprocess(display->grey.data(), display->width, display->height, model.model.config()));
+        rows.push_back(out.size());
+      }
+      out.push_back(std::move(p));
+    }
+    if (!batch.empty()) {
+      auto result = model.model.forward(batch);
+      if (!result) return from_inference(result.error());
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+                        static_cast<double>(end - start);
+      for (std::size_t b = 0; b < rows.size(); ++b) {
+        ImagePrediction& p = out[rows[b]];
+        for (std::size_t k = 0; k < labels.size(); ++k) {
+          p.probabilities.emplace_back(labels[k], result->probabilities(static_cast<Eigen::Index>(b), static_cast<Eigen::Index>(k)));
+        }
+        p.milliseconds = ms;
+        if (model.record.id > 0 && images[rows[b]].id > 0) {
+          auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities);
+          if (!stored) return stored.error();
+        }
+      }
+    }
+    if (progress) progress(end, images.size());
+  }
+  return out;
+}
+
+Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, float opacity, float discard_ratio, int max_side) {
+  auto display = display_of(file);
+  if (!display) return display.error();
+  const auto image = inference::preprocess(display->grey.data(), display->width, display->height, model.model.config());
+  auto result = model.model.forward({image}, {true, false});
+  if (!result) return from_inference(result.error());
+  Heatmap h;
+  h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, discard_ratio, result->grid_h, result->grid_w);
+  const auto& labels = model.model.config().labels;
+  for (std::size_t k = 0; k < labels.size(); ++k) h.probabilities.emplace_back(labels[k], result->probabilities(0, static_cast<Eigen::Index>(k)));
+  FloatImage shown{display->width, display->height, std::move(display->grey)};
+  shown = downscale_to_fit(std::move(shown), max_side);
+  h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, opacity);
+  return h;
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,28 @@
+// Hilum inference: attention maps drawn over the radiograph (OpenCV colour maps).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "hilum/inference/vit.hpp"
+
+namespace hilum::inference {
+
+enum class ColourMap { Jet, Turbo, Inferno, Hot };
+
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> rgb;  // row-major, 3 bytes per pixel
+};
+
+// A patch-grid map (values in [0, 1]) brought to width x height (bicubic, clamped to [0, 1]).
+[[nodiscard]] std::vector<float> upsample_map(const Matrix& grid_map, int width, int height);
+
+// The map over the grey display image (values in [0, 1], row-major): each pixel mixes the colour
+// of its map value into the grey with weight opacity x map value, so low-attention regions keep
+// the radiograph as it is and `opacity` 0 gives the plain image.
+[[nodiscard]] RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity,
+                                         ColourMap colours = ColourMap::Jet);
+
+}  // namespace hilum::inference

@@ -1,0 +1,53 @@
+#include "hilum/inference/overlay.hpp"
+
+#include <algorithm>
+
+#include <opencv2/imgproc.hpp>
+
+namespace hilum::inference {
+
+std::vector<float> upsample_map(const Matrix& grid_map, int width, int height) {
+  cv::Mat src(static_cast<int>(grid_map.rows()), static_cast<int>(grid_map.cols()), CV_32F);
+  for (int y = 0; y < src.rows; ++y)
+    for (int x = 0; x < src.cols; ++x) src.at<float>(y, x) = grid_map(y, x);
+  cv::Mat dst;
+  cv::resize(src, dst, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
+  std::vector<float> out(static_cast<std::size_t>(width) * static_cast<std::size_t>(height));
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) out[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)] = std::clamp(dst.at<float>(y, x), 0.0f, 1.0f);
+  return out;
+}
+
+RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity, ColourMap colours) {
+  const std::vector<float> map = upsample_map(grid_map, width, height);
+  cv::Mat map8(height, width, CV_8U);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      map8.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(map[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)] * 255.0f + 0.5f);
+  int cv_map = cv::COLORMAP_JET;
+  switch (colours) {
+    case ColourMap::Jet: cv_map = cv::COLORMAP_JET; break;
+    case ColourMap::Turbo: cv_map = cv::COLORMAP_TURBO; break;
+    case ColourMap::Inferno: cv_map = cv::COLORMAP_INFERNO; break;
+    case ColourMap::Hot: cv_map = cv::COLORMAP_HOT; break;
+  }
+  cv::Mat bgr;
+  cv::applyColorMap(map8, bgr, cv_map);
+  RgbImage out{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 3)};
+  const float a = std::clamp(opacity, 0.0f, 1.0f);
+  for (int y = 0; y < height; ++y) {
+    const auto* colour = bgr.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < width; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x);
+      const float g = std::clamp(grey[i], 0.0f, 1.0f) * 255.0f;
+      const float w = a * map[i];
+      for (int c = 0; c < 3; ++c) {
+        const float col = static_cast<float>(colour[x][2 - c]);  // BGR -> RGB
+        out.rgb[i * 3 + static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(std::clamp((1.0f - w) * g + w * col + 0.5f, 0.0f, 255.0f));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace hilum::inference

@@ -1,0 +1,131 @@
+// Classification from the catalog: model registry, predictions stored per model version and
+// identical to running the engine by hand on the displayed image, heatmaps.
+#include <gtest/gtest.h>
+
+#include "catalog_support.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/dicom/display.hpp"
+#include "hilum/dicom/reader.hpp"
+#include "hilum/testdata/phantom.hpp"
+
+namespace hilum::test {
+namespace {
+
+const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
+
+class ClassifyTest : public CatalogTest {
+ protected:
+  // Writes a phantom and catalogues it (attributes from the reader).
+  app::Instance add_phantom(const std::string& name, std::uint32_t seed) {
+    testdata::DicomSpec spec;
+    spec.phantom.seed = seed;
+    spec.sop_instance_uid = "1.2.826.0.1.3680043.9." + std::to_string(seed);
+    const fs::path file = path(name);
+    testdata::write_dicom(file, spec);
+    auto r = dicom::read_radiograph(file);
+    EXPECT_TRUE(r.ok());
+    app::InstanceRecord rec = record(r->meta.sop_instance_uid);
+    rec.path = file.string();
+    rec.rows = r->rows;
+    rec.columns = r->columns;
+    EXPECT_TRUE(catalog_->put_instances({rec}).ok());
+    return catalog_->find_instance(rec.sop_instance_uid).value().value();
+  }
+  void SetUp() override {
+    CatalogTest::SetUp();
+    catalog_.emplace(open_catalog());
+  }
+  std::optional<app::Catalog> catalog_;
+};
+
+TEST_F(ClassifyTest, ModelsAreRegisteredAndOneIsActive) {
+  auto none = app::load_model(*catalog_, "");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no active model"), std::string::npos);
+  auto first = app::import_model(*catalog_, kTiny, "tiny-1", true);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto second = app::import_model(*catalog_, kTiny, "tiny-2", false);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(app::import_model(*catalog_, kTiny, "tiny-1", false).ok());  // versions are unique
+  auto active = catalog_->active_model();
+  ASSERT_TRUE(active.ok() && active->has_value());
+  EXPECT_EQ((*active)->version, "tiny-1");
+  ASSERT_TRUE(catalog_->activate_model(second->id, "test").ok());
+  EXPECT_EQ(catalog_->active_model().value()->version, "tiny-2");
+  EXPECT_EQ(catalog_->find_model("tiny-1").value()->status, "candidate");
+  EXPECT_EQ(catalog_->models()->size(), 2u);
+  // A folder that is not a ViT is refused with the engine's reason.
+  fs::create_directories(path("empty"));
+  auto bad = app::import_model(*catalog_, path("empty"), "", false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("config.json"), std::string::npos) << bad.error().message;
+}
+
+TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
+  const app::Instance a = add_phantom("a.dcm", 11);
+  const app::Instance b = add_phantom("b.dcm", 12);
+  app::Instance missing = a;
+  missing.id = 0;
+  missing.path = path("gone.dcm").string();
+  auto registered = app::import_model(*catalog_, kTiny, "tiny-1", true);
+  ASSERT_TRUE(registered.ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  auto results = app::classify(*catalog_, *model, {a, missing, b}, 2);
+  ASSERT_TRUE(results.ok()) << results.error().message;
+  ASSERT_EQ(results->size(), 3u);
+  EXPECT_FALSE(results->at(1).error.empty());  // the missing file is reported, the rest go on
+  ASSERT_TRUE(results->at(0).error.empty());
+  ASSERT_EQ(results->at(0).probabilities.size(), 6u);
+
+  // The same numbers by hand: display rendering -> preprocess -> forward.
+  auto image = dicom::read_radiograph(a.path);
+  ASSERT_TRUE(image.ok());
+  auto grey = dicom::render_float(image.value());
+  ASSERT_TRUE(grey.ok());
+  const auto input = inference::preprocess(grey->data(), image->columns, image->rows, model->model.config());
+  auto direct = model->model.forward({input});
+  ASSERT_TRUE(direct.ok());
+  for (std::size_t k = 0; k < 6; ++k) {
+    EXPECT_NEAR(results->at(0).probabilities[k].second, direct->probabilities(0, static_cast<Eigen::Index>(k)), 1e-6);
+  }
+  // Stored per model version, and classification of a different phantom differs.
+  auto stored = catalog_->predictions(a.sop_instance_uid, registered->id);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 6u);
+  EXPECT_EQ(stored->at(2).finding, "Effusion");
+  EXPECT_NEAR(stored->at(2).probability, results->at(0).probabilities[2].second, 1e-9);
+  EXPECT_NE(results->at(0).probabilities, results->at(2).probabilities);
+  // Classifying again replaces, it does not duplicate.
+  ASSERT_TRUE(app::classify(*catalog_, *model, {a}).ok());
+  EXPECT_EQ(catalog_->predictions(a.sop_instance_uid, registered->id)->size(), 6u);
+}
+
+TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
+  const app::Instance a = add_phantom("a.dcm", 21);
+  auto model = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  auto h = app::heatmap(*model, a.path, 0.5f, 0.0f);
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_EQ(h->grid.rows(), 4);
+  EXPECT_EQ(h->grid.cols(), 4);
+  EXPECT_FLOAT_EQ(h->grid.maxCoeff(), 1.0f);
+  EXPECT_EQ(h->overlay.width, a.columns);
+  EXPECT_EQ(h->overlay.height, a.rows);
+  ASSERT_EQ(h->overlay.rgb.size(), static_cast<std::size_t>(a.columns) * a.rows * 3);
+  // Opacity 0 is the plain grey rendering (R = G = B everywhere).
+  auto plain = app::heatmap(*model, a.path, 0.0f, 0.0f, 64);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_LE(std::max(plain->overlay.width, plain->overlay.height), 64);
+  for (std::size_t i = 0; i < plain->overlay.rgb.size(); i += 3) {
+    ASSERT_EQ(plain->overlay.rgb[i], plain->overlay.rgb[i + 1]);
+    ASSERT_EQ(plain->overlay.rgb[i], plain->overlay.rgb[i + 2]);
+  }
+  // With opacity the hottest patch is coloured.
+  bool coloured = false;
+  for (std::size_t i = 0; i < h->overlay.rgb.size() && !coloured; i += 3) coloured = h->overlay.rgb[i] != h->overlay.rgb[i + 2];
+  EXPECT_TRUE(coloured);
+}
+
+}  // namespace
+}  // namespace hilum::test
