@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include <nlohmann/json.hpp>
+#include <unsupported/Eigen/SpecialFunctions>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -426,106 +427,179 @@ Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
 
 namespace {
 
-struct ImageResult {
-  Vector embedding;
-  std::vector<Matrix> hidden;
-  std::vector<std::vector<Matrix>> attentions;
-};
+int thread_count() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
 
-void forward_one(const ViTConfig& c, const ViTWeights& w, const Image& image, const Matrix& positions, const ForwardOptions& o,
-                 ImageResult& r) {
-  const int P = c.patch_size, C = c.num_channels;
-  const int gh = image.height / P, gw = image.width / P;
-  const Eigen::Index N = static_cast<Eigen::Index>(gh) * gw, T = N + 1, D = c.hidden_size;
-  // Patches: one row per patch (row-major over the grid), columns in the conv weight's order.
-  Matrix patches(N, static_cast<Eigen::Index>(C) * P * P);
-  for (int py = 0; py < gh; ++py)
-    for (int px = 0; px < gw; ++px) {
-      float* row = patches.row(py * gw + px).data();
-      for (int ch = 0; ch < C; ++ch)
-        for (int y = 0; y < P; ++y) {
-          const float* src = image.data.data() + (static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P;
-          std::copy(src, src + P, row + (ch * P + y) * P);
-        }
-    }
-  Matrix x(T, D);
-  x.row(0) = w.cls_token.transpose();
-  x.bottomRows(N).noalias() = patches * w.patch_w.transpose();
-  x.bottomRows(N).rowwise() += w.patch_b.transpose();
-  x += positions;
-  if (o.keep_hidden_states) r.hidden.push_back(x);
-
-  const int H = c.num_heads, dh = c.head_dim();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  const bool tanh_gelu = c.hidden_act != "gelu";
-  Matrix h, q, k, v, ctx(T, D), tmp, mlp;
-  Matrix scores(T, T);
-  for (const Block& b : w.blocks) {
-    layer_norm(x, b.ln_before, c.layer_norm_eps, h);
-    linear(h, b.query, q);
-    linear(h, b.key, k);
-    linear(h, b.value, v);
-    std::vector<Matrix> heads;
-    for (int hd = 0; hd < H; ++hd) {
-      const auto qh = q.middleCols(hd * dh, dh);
-      const auto kh = k.middleCols(hd * dh, dh);
-      scores.noalias() = (qh * kh.transpose()) * scale;
-      for (Eigen::Index r2 = 0; r2 < T; ++r2) {
-        auto row = scores.row(r2);
-        const float mx = row.maxCoeff();
-        row = (row.array() - mx).exp();
-        row /= row.sum();
-      }
-      ctx.middleCols(hd * dh, dh).noalias() = scores * v.middleCols(hd * dh, dh);
-      if (o.keep_attentions) heads.push_back(scores);
-    }
-    if (o.keep_attentions) r.attentions.push_back(std::move(heads));
-    linear(ctx, b.attn_out, tmp);
-    x += tmp;
-    layer_norm(x, b.ln_after, c.layer_norm_eps, h);
-    linear(h, b.fc1, mlp);
-    mlp = mlp.unaryExpr([tanh_gelu](float z) { return gelu(z, tanh_gelu); });
-    linear(mlp, b.fc2, tmp);
-    x += tmp;
-    if (o.keep_hidden_states) r.hidden.push_back(x);
+// out = x W^T + b, the output columns split across the cores (each thread runs Eigen's
+// single-threaded GEMM on its slice of W; Eigen's own OpenMP GEMM spins on barriers).
+void parallel_linear(const Matrix& x, const Linear& l, Matrix& out) {
+  const Eigen::Index n_out = l.w.rows();
+  out.resize(x.rows(), n_out);
+  const int threads = std::max(1, std::min<int>(thread_count(), static_cast<int>(n_out / 64)));
+  const Eigen::Index chunk = ((n_out + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int t = 0; t < threads; ++t) {
+    const Eigen::Index c0 = t * chunk;
+    if (c0 >= n_out) continue;
+    const Eigen::Index n = std::min(chunk, n_out - c0);
+    out.middleCols(c0, n).noalias() = x * l.w.middleRows(c0, n).transpose();
+    if (l.b.size() > 0) out.middleCols(c0, n).rowwise() += l.b.segment(c0, n).transpose();
   }
-  layer_norm(x, w.final_ln, c.layer_norm_eps, h);
-  if (o.keep_hidden_states) r.hidden.push_back(h);
-  r.embedding = h.row(0).transpose();
+}
+
+void parallel_layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out) {
+  out.resize(x.rows(), x.cols());
+  const Eigen::Index rows = x.rows();
+  const int threads = thread_count();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    const float* in = x.row(r).data();
+    const Eigen::Index n = x.cols();
+    double mean = 0.0;
+    for (Eigen::Index k = 0; k < n; ++k) mean += in[k];
+    mean /= static_cast<double>(n);
+    double var = 0.0;
+    for (Eigen::Index k = 0; k < n; ++k) {
+      const double d = in[k] - mean;
+      var += d * d;
+    }
+    var /= static_cast<double>(n);
+    const auto inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+    const auto m = static_cast<float>(mean);
+    float* o = out.row(r).data();
+    for (Eigen::Index k = 0; k < n; ++k) o[k] = (in[k] - m) * inv * ln.gamma[k] + ln.beta[k];
+  }
+}
+
+void parallel_gelu(Matrix& m, bool tanh_approximation) {
+  const Eigen::Index rows = m.rows();
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    auto row = m.row(r).array();
+    if (tanh_approximation) {
+      row = 0.5f * row * (1.0f + (0.7978845608028654f * (row + 0.044715f * row.cube())).tanh());
+    } else {
+      row = 0.5f * row * (1.0f + (row * 0.7071067811865476f).erf());  // vectorised erf (Eigen)
+    }
+  }
 }
 
 }  // namespace
 
 Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const ForwardOptions& options) const {
   const ViTConfig& c = config_;
+  const ViTWeights& w = weights_;
   if (batch.empty()) return invalid("an empty batch");
-  const int gh = batch[0].height / c.patch_size, gw = batch[0].width / c.patch_size;
+  const int P = c.patch_size, C = c.num_channels;
+  const int gh = batch[0].height / P, gw = batch[0].width / P;
   for (const Image& im : batch) {
-    if (im.channels != c.num_channels || im.height <= 0 || im.width <= 0 || im.height % c.patch_size != 0 ||
-        im.width % c.patch_size != 0 || im.data.size() != static_cast<std::size_t>(im.channels) * im.height * im.width) {
+    if (im.channels != C || im.height <= 0 || im.width <= 0 || im.height % P != 0 || im.width % P != 0 ||
+        im.data.size() != static_cast<std::size_t>(im.channels) * im.height * im.width) {
       return invalid("an input image is " + std::to_string(im.channels) + " x " + std::to_string(im.height) + " x " +
-                     std::to_string(im.width) + "; the model takes " + std::to_string(c.num_channels) +
-                     " channels and sides divisible by " + std::to_string(c.patch_size));
+                     std::to_string(im.width) + "; the model takes " + std::to_string(C) +
+                     " channels and sides divisible by " + std::to_string(P));
     }
-    if (im.height / c.patch_size != gh || im.width / c.patch_size != gw) return invalid("all images of a batch must have the same size");
+    if (im.height / P != gh || im.width / P != gw) return invalid("all images of a batch must have the same size");
   }
-  const Matrix positions = interpolate_positions(weights_.position, gh, gw);
-  std::vector<ImageResult> results(batch.size());
-  const auto n = static_cast<long>(batch.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
-  for (long i = 0; i < n; ++i) forward_one(c, weights_, batch[static_cast<std::size_t>(i)], positions, options, results[static_cast<std::size_t>(i)]);
+  const Matrix positions = interpolate_positions(w.position, gh, gw);
+  const auto B = static_cast<Eigen::Index>(batch.size());
+  const Eigen::Index N = static_cast<Eigen::Index>(gh) * gw, T = N + 1, D = c.hidden_size;
+
+  // Tokens of every image stacked: rows [b*T, (b+1)*T) belong to image b, row b*T is its CLS.
+  Matrix patches(B * N, static_cast<Eigen::Index>(C) * P * P);
+  for (Eigen::Index b = 0; b < B; ++b) {
+    const Image& image = batch[static_cast<std::size_t>(b)];
+    for (int py = 0; py < gh; ++py)
+      for (int px = 0; px < gw; ++px) {
+        float* row = patches.row(b * N + py * gw + px).data();
+        for (int ch = 0; ch < C; ++ch)
+          for (int y = 0; y < P; ++y) {
+            const float* src = image.data.data() + (static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P;
+            std::copy(src, src + P, row + (ch * P + y) * P);
+          }
+      }
+  }
+  Linear patch_linear{w.patch_w, w.patch_b};
+  Matrix embedded;
+  parallel_linear(patches, patch_linear, embedded);
+  Matrix x(B * T, D);
+  for (Eigen::Index b = 0; b < B; ++b) {
+    x.row(b * T) = w.cls_token.transpose();
+    x.middleRows(b * T + 1, N) = embedded.middleRows(b * N, N);
+    x.middleRows(b * T, T) += positions;
+  }
 
   ForwardOutput out;
   out.grid_h = gh;
   out.grid_w = gw;
-  out.embeddings.resize(n, c.hidden_size);
-  for (long i = 0; i < n; ++i) out.embeddings.row(i) = results[static_cast<std::size_t>(i)].embedding.transpose();
-  if (weights_.has_classifier) {
-    linear(out.embeddings, weights_.classifier, out.logits);
+  if (options.keep_hidden_states) out.hidden_states.resize(static_cast<std::size_t>(B));
+  if (options.keep_attentions) out.attentions.resize(static_cast<std::size_t>(B));
+  const auto keep_hidden = [&](const Matrix& m) {
+    if (!options.keep_hidden_states) return;
+    for (Eigen::Index b = 0; b < B; ++b) out.hidden_states[static_cast<std::size_t>(b)].push_back(m.middleRows(b * T, T));
+  };
+  keep_hidden(x);
+
+  const int H = c.num_heads, dh = c.head_dim();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  const bool tanh_gelu = c.hidden_act != "gelu";
+  Matrix h, q, k, v, ctx(B * T, D), tmp, mlp;
+  const long pairs = static_cast<long>(B) * H;
+  for (const Block& blk : w.blocks) {
+    parallel_layer_norm(x, blk.ln_before, c.layer_norm_eps, h);
+    parallel_linear(h, blk.query, q);
+    parallel_linear(h, blk.key, k);
+    parallel_linear(h, blk.value, v);
+    std::vector<Matrix> probs(options.keep_attentions ? static_cast<std::size_t>(pairs) : 0);
+#pragma omp parallel
+    {
+      Matrix scores(T, T);
+#pragma omp for schedule(static)
+      for (long p = 0; p < pairs; ++p) {
+        const Eigen::Index b = p / H, hd = p % H;
+        const auto rows = Eigen::seqN(b * T, T);
+        scores.noalias() = (q(rows, Eigen::seqN(hd * dh, dh)) * k(rows, Eigen::seqN(hd * dh, dh)).transpose()) * scale;
+        for (Eigen::Index r2 = 0; r2 < T; ++r2) {
+          auto row = scores.row(r2);
+          const float mx = row.maxCoeff();
+          row = (row.array() - mx).exp();
+          row /= row.sum();
+        }
+        ctx(rows, Eigen::seqN(hd * dh, dh)).noalias() = scores * v(rows, Eigen::seqN(hd * dh, dh));
+        if (options.keep_attentions) probs[static_cast<std::size_t>(p)] = scores;
+      }
+    }
+    if (options.keep_attentions) {
+      for (Eigen::Index b = 0; b < B; ++b) {
+        std::vector<Matrix> heads;
+        for (int hd = 0; hd < H; ++hd) heads.push_back(std::move(probs[static_cast<std::size_t>(b * H + hd)]));
+        out.attentions[static_cast<std::size_t>(b)].push_back(std::move(heads));
+      }
+    }
+    parallel_linear(ctx, blk.attn_out, tmp);
+    x += tmp;
+    parallel_layer_norm(x, blk.ln_after, c.layer_norm_eps, h);
+    parallel_linear(h, blk.fc1, mlp);
+    parallel_gelu(mlp, tanh_gelu);
+    parallel_linear(mlp, blk.fc2, tmp);
+    x += tmp;
+    keep_hidden(x);
+  }
+  parallel_layer_norm(x, w.final_ln, c.layer_norm_eps, h);
+  keep_hidden(h);
+  out.embeddings.resize(B, D);
+  for (Eigen::Index b = 0; b < B; ++b) out.embeddings.row(b) = h.row(b * T);
+  if (w.has_classifier) {
+    linear(out.embeddings, w.classifier, out.logits);
     out.probabilities.resize(out.logits.rows(), out.logits.cols());
     for (Eigen::Index i = 0; i < out.logits.rows(); ++i) {
       if (c.multi_label()) {
-        for (Eigen::Index k = 0; k < out.logits.cols(); ++k) out.probabilities(i, k) = 1.0f / (1.0f + std::exp(-out.logits(i, k)));
+        for (Eigen::Index kk = 0; kk < out.logits.cols(); ++kk) out.probabilities(i, kk) = 1.0f / (1.0f + std::exp(-out.logits(i, kk)));
       } else {
         const float mx = out.logits.row(i).maxCoeff();
         out.probabilities.row(i) = (out.logits.row(i).array() - mx).exp();
@@ -533,14 +607,8 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
       }
     }
   } else {
-    out.logits.resize(n, 0);
-    out.probabilities.resize(n, 0);
-  }
-  if (options.keep_hidden_states || options.keep_attentions) {
-    for (auto& r : results) {
-      out.hidden_states.push_back(std::move(r.hidden));
-      out.attentions.push_back(std::move(r.attentions));
-    }
+    out.logits.resize(B, 0);
+    out.probabilities.resize(B, 0);
   }
   return out;
 }
