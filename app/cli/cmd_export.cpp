@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include <unistd.h>
+
 #include "commands.hpp"
 #include "hilum/app/export.hpp"
 #include "hilum/app/json.hpp"
@@ -116,8 +118,9 @@ int cmd_export(const Global& global, const Args& args) {
   g_cancel.store(false);
   const SigintGuard guard;
   std::size_t last_percent = 101;
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;  // a progress line only where someone watches
   const auto progress = [&](const app::ExportProgress& p) {
-    if (!options.images || p.total == 0) return;
+    if (!terminal || !options.images || p.total == 0) return;
     const std::size_t percent = p.done * 100 / p.total;
     if (percent == last_percent) return;
     last_percent = percent;

@@ -74,7 +74,9 @@ int cmd_classify(const Global& global, const Args& args) {
   if (!model) return fail(model.error());
   std::vector<app::Instance> todo;
   if (all) {
-    auto list = catalog->list_instances();
+    app::InstanceFilter everything;
+    everything.with_thumbnails = false;
+    auto list = catalog->list_instances(everything);
     if (!list) return fail(list.error());
     todo = std::move(list.value());
   } else {

@@ -728,7 +728,9 @@ std::string filter_sql(const InstanceFilter& f, std::vector<std::string>& binds)
 
 Result<std::vector<Instance>> Catalog::list_instances(const InstanceFilter& filter) {
   std::vector<std::string> binds;
-  const std::string q = std::string("SELECT ") + kInstanceColumns + kInstanceJoins + filter_sql(filter, binds) +
+  std::string columns = kInstanceColumns;
+  if (!filter.with_thumbnails) columns.replace(columns.find("i.thumbnail"), 11, "NULL");
+  const std::string q = std::string("SELECT ") + columns + kInstanceJoins + filter_sql(filter, binds) +
                         " ORDER BY p.patient_id, st.study_date, st.study_uid, se.series_number, se.series_uid, i.id";
   sql::Stmt s(impl_->db, q);
   if (!s.ok()) return *s.prepare_error();

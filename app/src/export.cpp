@@ -496,6 +496,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
 
   InstanceFilter labelled;
   labelled.labelled = InstanceFilter::Labelled::Labelled;
+  labelled.with_thumbnails = false;
   auto instances = catalog.list_instances(labelled);
   if (!instances) return instances.error();
   std::map<std::string, Instance> instance_of;

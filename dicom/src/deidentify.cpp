@@ -351,11 +351,17 @@ class Deidentifier {
     return make_error(ErrorKind::Corrupt, std::string("cannot ") + what + " " + tag_text(element.getTag()) + ": " + cond.text());
   }
 
-  static std::string value_of(DcmElement& element) {
-    if (element.getLength() == 0) return {};
+  // The whole (trimmed) value; nothing when it cannot be read, which callers treat as an error:
+  // a value that cannot be read cannot be checked, so it is never left in place.
+  static std::optional<std::string> value_of(DcmElement& element) {
+    if (element.getLength() == 0) return std::string();
     OFString value;
-    if (element.getOFStringArray(value).bad()) return {};
+    if (element.getOFStringArray(value).bad()) return std::nullopt;
     return trim(value.c_str());
+  }
+
+  static Error unreadable(const DcmElement& element) {
+    return make_error(ErrorKind::Corrupt, "cannot read the value of " + tag_text(element.getTag()));
   }
 
   // The plan's mapping, with exceptions from it turned into errors.
@@ -372,7 +378,9 @@ class Deidentifier {
 
   std::optional<Error> replace_with_pseudonym(DcmElement& element, const std::string& kind, std::size_t max_length,
                                               bool empty_when_unfit) {
-    const std::string original = value_of(element);
+    const auto read = value_of(element);
+    if (!read) return unreadable(element);
+    const std::string& original = *read;
     if (kind == "accession" && original.empty()) return std::nullopt;
     auto mapped = call_pseudonym(kind, original);
     if (!mapped) return error_;
@@ -394,7 +402,9 @@ class Deidentifier {
   }
 
   std::optional<Error> replace_uids(DcmElement& element) {
-    const std::string whole = value_of(element);
+    const auto read = value_of(element);
+    if (!read) return unreadable(element);
+    const std::string& whole = *read;
     if (whole.empty()) return std::nullopt;
     const DcmTagKey tag = element.getTag();
     if (is_kept_uid_attribute(key(tag.getGroup(), tag.getElement()))) return std::nullopt;
@@ -420,7 +430,9 @@ class Deidentifier {
 
   // DA: YYYYMMDD (or YYYY.MM.DD); DT: YYYYMMDD[HHMMSS[.FFFFFF]][&ZZXX], the offset dropped.
   std::optional<Error> shift_dates(DcmElement& element, bool datetime) {
-    const std::string whole = value_of(element);
+    const auto read = value_of(element);
+    if (!read) return unreadable(element);
+    const std::string& whole = *read;
     if (whole.empty()) return std::nullopt;
     if (!plan_.date_shift_days) return checked(element.putString(""), "empty", element);
     std::vector<std::string> values = split_values(whole);

@@ -154,6 +154,7 @@ struct InstanceFilter {
   Labelled labelled = Labelled::Any;
   std::optional<std::string> study_instance_uid;
   std::optional<std::string> patient_id;
+  bool with_thumbnails = true;  // false: leave Instance::thumbnail_png empty (large listings)
 };
 
 struct StudySummary {
