@@ -31,6 +31,7 @@
 #include <dcmtk/dcmdata/dcxfer.h>
 
 #include "hilum/dicom/reader.hpp"
+#include "internal.hpp"
 
 namespace fs = std::filesystem;
 
@@ -39,12 +40,7 @@ namespace {
 
 Error make_error(ErrorKind kind, std::string message) { return Error{kind, std::move(message)}; }
 
-std::string trim(std::string s) {
-  const auto not_space = [](unsigned char c) { return c != ' ' && c != '\0' && c != '\t' && c != '\r' && c != '\n'; };
-  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
-  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
-  return s;
-}
+using detail::trim;
 
 std::string upper(std::string s) {
   for (char& c : s) {

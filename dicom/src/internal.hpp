@@ -20,6 +20,9 @@ struct J2kFrame {
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
                                           int columns, std::uint64_t max_pixels, int threads);
 
+// Without leading/trailing spaces, NULs, tabs and line ends (DICOM pads values with them).
+[[nodiscard]] std::string trim(std::string s);
+
 // "1,234,567" for messages people read.
 [[nodiscard]] std::string with_thousands(std::uint64_t n);
 

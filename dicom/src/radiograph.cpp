@@ -54,6 +54,13 @@ const char* to_string(ErrorKind kind) {
 
 namespace detail {
 
+std::string trim(std::string s) {
+  const auto not_space = [](unsigned char c) { return c != ' ' && c != '\0' && c != '\t' && c != '\r' && c != '\n'; };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
 std::string with_thousands(std::uint64_t n) {
   std::string digits = std::to_string(n);
   std::string out;

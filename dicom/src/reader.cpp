@@ -32,12 +32,7 @@ namespace {
 
 Error make_error(ErrorKind kind, std::string message) { return Error{kind, std::move(message)}; }
 
-std::string trim(std::string s) {
-  const auto not_space = [](unsigned char c) { return c != ' ' && c != '\0' && c != '\t' && c != '\r' && c != '\n'; };
-  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
-  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
-  return s;
-}
+using detail::trim;
 
 // Whole value (all components, backslash-separated) of a string attribute, trimmed.
 std::string get_string(DcmItem& item, const DcmTagKey& tag) {

@@ -347,9 +347,11 @@ Status ViTModel::save(const fs::path& dir, DType dtype) const {
 
 void layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out) {
   out.resize(x.rows(), x.cols());
-  const Eigen::Index n = x.cols();
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+  const Eigen::Index rows = x.rows();
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index r = 0; r < rows; ++r) {
     const float* in = x.row(r).data();
+    const Eigen::Index n = x.cols();
     double mean = 0.0;
     for (Eigen::Index k = 0; k < n; ++k) mean += in[k];
     mean /= static_cast<double>(n);
@@ -452,30 +454,6 @@ void parallel_linear(const Matrix& x, const Linear& l, Matrix& out) {
   }
 }
 
-void parallel_layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out) {
-  out.resize(x.rows(), x.cols());
-  const Eigen::Index rows = x.rows();
-  const int threads = thread_count();
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (Eigen::Index r = 0; r < rows; ++r) {
-    const float* in = x.row(r).data();
-    const Eigen::Index n = x.cols();
-    double mean = 0.0;
-    for (Eigen::Index k = 0; k < n; ++k) mean += in[k];
-    mean /= static_cast<double>(n);
-    double var = 0.0;
-    for (Eigen::Index k = 0; k < n; ++k) {
-      const double d = in[k] - mean;
-      var += d * d;
-    }
-    var /= static_cast<double>(n);
-    const auto inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-    const auto m = static_cast<float>(mean);
-    float* o = out.row(r).data();
-    for (Eigen::Index k = 0; k < n; ++k) o[k] = (in[k] - m) * inv * ln.gamma[k] + ln.beta[k];
-  }
-}
-
 void parallel_gelu(Matrix& m, bool tanh_approximation) {
   const Eigen::Index rows = m.rows();
 #pragma omp parallel for schedule(static)
@@ -551,7 +529,7 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
   Matrix h, q, k, v, ctx(B * T, D), tmp, mlp;
   const long pairs = static_cast<long>(B) * H;
   for (const Block& blk : w.blocks) {
-    parallel_layer_norm(x, blk.ln_before, c.layer_norm_eps, h);
+    layer_norm(x, blk.ln_before, c.layer_norm_eps, h);
     parallel_linear(h, blk.query, q);
     parallel_linear(h, blk.key, k);
     parallel_linear(h, blk.value, v);
@@ -583,14 +561,14 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
     }
     parallel_linear(ctx, blk.attn_out, tmp);
     x += tmp;
-    parallel_layer_norm(x, blk.ln_after, c.layer_norm_eps, h);
+    layer_norm(x, blk.ln_after, c.layer_norm_eps, h);
     parallel_linear(h, blk.fc1, mlp);
     parallel_gelu(mlp, tanh_gelu);
     parallel_linear(mlp, blk.fc2, tmp);
     x += tmp;
     keep_hidden(x);
   }
-  parallel_layer_norm(x, w.final_ln, c.layer_norm_eps, h);
+  layer_norm(x, w.final_ln, c.layer_norm_eps, h);
   keep_hidden(h);
   out.embeddings.resize(B, D);
   for (Eigen::Index b = 0; b < B; ++b) out.embeddings.row(b) = h.row(b * T);

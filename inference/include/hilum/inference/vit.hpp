@@ -122,7 +122,7 @@ class ViTModel {
 
 // ---- Building blocks (shared with training) ---------------------------------------------
 
-void layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out);
+void layer_norm(const Matrix& x, const LayerNorm& ln, double eps, Matrix& out);  // rows spread over the cores
 void linear(const Matrix& x, const Linear& l, Matrix& out);  // out = x W^T + b
 float gelu(float x, bool tanh_approximation);
 // Position embeddings for a gh x gw patch grid (bicubic, align_corners=false, as PyTorch).
