@@ -72,6 +72,8 @@ const fs::path& images() {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "generated %d files (%d x %d) in %.1f s\n", kFiles, kSide, kSide, seconds);
+    // Write the 1 GB back now: otherwise the kernel's writeback competes with the first timed import.
+    ::sync();
     return in;
   }();
   return dir;

@@ -274,6 +274,7 @@ int cmd_list(const Global& global, const Args& args) {
   bool studies = false;
   bool json = false;
   app::InstanceFilter filter;
+  filter.with_thumbnails = false;  // not shown; a large catalog lists much faster without them
   int kinds = 0, label_filters = 0;
   for (const auto& a : args) {
     if (a == "--studies") {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <system_error>
@@ -317,13 +318,21 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   r.record.file_size = size;
   r.record.file_mtime = mtime;
 
-  // The window shown by default: the file's first window, else (no VOI LUT) the automatic one.
-  if (auto voi = dcm::resolve_voi(image.value(), dcm::VoiChoice{}); voi && !voi->is_lut) {
-    r.record.window_center = voi->window.center;
-    r.record.window_width = voi->window.width;
+  // The window shown by default (dicom::VoiChoice::Default): the file's first window, else none
+  // when it has a VOI LUT, else the automatic one -- which the thumbnail uses in any case, so it
+  // is computed once here.
+  const dcm::Window automatic = dcm::auto_window(image.value());
+  const dcm::Radiograph& im = image.value();
+  if (!im.windows.empty()) {
+    r.record.window_center = im.windows.front().center;
+    r.record.window_width = im.windows.front().width;
+  } else if (im.voi_luts.empty()) {
+    r.record.window_center = automatic.center;
+    r.record.window_width = automatic.width;
   }
   // A preview that cannot be made does not keep the image out of the catalog.
-  r.record.thumbnail_png = make_thumbnail(image.value(), ctx.thumbnail_side);
+  r.record.thumbnail_png = make_thumbnail(im, automatic, ctx.thumbnail_side);
+  if (r.record.thumbnail_png.empty()) r.record.thumbnail_png = make_thumbnail(im, ctx.thumbnail_side);
   image = dcm::Error{};  // free the decoded pixels before hashing and copying
 
   std::string error;
@@ -654,7 +663,9 @@ void Importer::process(std::vector<PendingFile> pending) {
   std::size_t next = 0;
   std::size_t limit = std::min(n, kBatchesInFlight * batch_size);
   bool stop = false;
-  std::vector<std::optional<WorkResult>> results(n);
+  // One pointer per file (empty until read, emptied once committed): only the batches in flight
+  // hold records, however many files the import has.
+  std::vector<std::unique_ptr<WorkResult>> results(n);
   std::vector<std::size_t> batch_done(batches, 0);
   std::size_t completed = 0;
 
@@ -675,7 +686,7 @@ void Importer::process(std::vector<PendingFile> pending) {
       }
       {
         std::lock_guard lock(mutex);
-        results[index] = std::move(result);
+        results[index] = std::make_unique<WorkResult>(std::move(result));
         ++batch_done[index / batch_size];
         ++completed;
       }

@@ -68,7 +68,9 @@ std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vec
   png_set_write_fn(png, &out, on_write, on_flush);
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8, PNG_COLOR_TYPE_GRAY,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_set_compression_level(png, 6);
+  // Thumbnails are small and written once per imported file: fast deflate, one row filter.
+  png_set_compression_level(png, 3);
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_PAETH);
   png_write_info(png, info);
   png_write_rows(png, const_cast<png_bytepp>(rows.data()), static_cast<png_uint_32>(height));
   png_write_end(png, info);
@@ -76,12 +78,15 @@ std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vec
   return out;
 }
 
-std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side, std::string* error) {
+namespace {
+
+std::vector<std::uint8_t> thumbnail_with(const dicom::Radiograph& image, const dicom::VoiChoice& voi, int max_side,
+                                         std::string* error) {
   if (image.rows <= 0 || image.columns <= 0 || image.modality.size() != image.pixel_count()) {
     set(error, "thumbnail: the image has no decoded pixels");
     return {};
   }
-  auto shown = dicom::render_float(image, {dicom::VoiChoice::automatic(), false});
+  auto shown = dicom::render_float(image, {voi, false});
   if (!shown) {
     set(error, "thumbnail: " + shown.error().message);
     return {};
@@ -93,6 +98,17 @@ std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max
     bytes[i] = static_cast<std::uint8_t>(v * 255.0f + 0.5f);
   }
   return encode_png_gray8(small.width, small.height, bytes, error);
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side, std::string* error) {
+  return thumbnail_with(image, dicom::VoiChoice::automatic(), max_side, error);
+}
+
+std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window, int max_side,
+                                         std::string* error) {
+  return thumbnail_with(image, dicom::VoiChoice::custom(window.center, window.width, window.function), max_side, error);
 }
 
 }  // namespace hilum::app

@@ -14,6 +14,7 @@
 #include "hilum/app/import.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/thumbnail.hpp"
+#include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
 
@@ -480,6 +481,41 @@ TEST_F(ImportTest, CopyToStoreCopiesAtomicallyAndNeverReplacesAStoredFile) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{sop + ".dcm", uid("4", 5, 2) + ".dcm"}))
       << "no temporary or orphan files in the store";
+}
+
+TEST_F(ImportTest, RecordsTheWindowShownByDefault) {
+  fs::create_directories(path("in"));
+  td::DicomSpec with_window = small_spec("P", uid("2", 9), uid("3", 9), uid("4", 9, 1), 1);
+  with_window.windows = {{1500.0, 2500.0, "SOFT"}, {2048.0, 4096.0, "FULL"}};
+  td::write_dicom(path("in/a-window.dcm"), with_window);
+  td::DicomSpec with_lut = small_spec("P", uid("2", 9), uid("3", 9), uid("4", 9, 2), 2);
+  std::vector<std::uint16_t> table(4096);
+  for (std::size_t i = 0; i < table.size(); ++i) table[i] = static_cast<std::uint16_t>(4095 - i);
+  with_lut.voi_luts = {{0, 16, table, "INVERSE"}};
+  td::write_dicom(path("in/b-lut.dcm"), with_lut);
+  td::write_dicom(path("in/c-none.dcm"), small_spec("P", uid("2", 9), uid("3", 9), uid("4", 9, 3), 3));
+  Catalog c = open_catalog();
+  ASSERT_TRUE(app::import_paths(c, {path("in")}, options()).ok());
+
+  auto a = c.find_instance(uid("4", 9, 1));
+  ASSERT_TRUE(a.ok() && a->has_value());
+  ASSERT_TRUE(a->value().window_center.has_value());
+  EXPECT_DOUBLE_EQ(*a->value().window_center, 1500.0);
+  EXPECT_DOUBLE_EQ(*a->value().window_width, 2500.0);
+  auto b = c.find_instance(uid("4", 9, 2));
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_FALSE(b->value().window_center.has_value());  // a VOI LUT is not a window
+  auto none = c.find_instance(uid("4", 9, 3));
+  ASSERT_TRUE(none.ok() && none->has_value());
+  auto image = dicom::read_radiograph(path("in/c-none.dcm"));
+  ASSERT_TRUE(image.ok());
+  const dicom::Window automatic = dicom::auto_window(image.value());
+  ASSERT_TRUE(none->value().window_center.has_value());
+  EXPECT_DOUBLE_EQ(*none->value().window_center, automatic.center);
+  EXPECT_DOUBLE_EQ(*none->value().window_width, automatic.width);
+  // The thumbnail is the automatic-window rendering, whichever way it is asked for.
+  EXPECT_EQ(none->value().thumbnail_png, app::make_thumbnail(image.value(), 128));
+  EXPECT_EQ(app::make_thumbnail(image.value(), automatic, 128), app::make_thumbnail(image.value(), 128));
 }
 
 TEST_F(ImportTest, ProgressReportsRateAndEtaAndNothingToImportIsAnError) {

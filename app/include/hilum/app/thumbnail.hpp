@@ -20,4 +20,8 @@ namespace hilum::app {
 [[nodiscard]] std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side = 128,
                                                        std::string* error = nullptr);
 
+// The same with a window the caller already has (e.g. dicom::auto_window(image), computed once).
+[[nodiscard]] std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window,
+                                                       int max_side = 128, std::string* error = nullptr);
+
 }  // namespace hilum::app
