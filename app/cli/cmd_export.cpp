@@ -18,16 +18,6 @@ namespace {
 
 using app::JsonObject;
 
-std::atomic<bool> g_cancel{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
-
-extern "C" void on_sigint(int) { g_cancel.store(true); }
-
-int usage(const std::string& message) {
-  std::fprintf(stderr, "hilum-cli: export: %s (see hilum-cli --help)\n", message.c_str());
-  return kExitUsage;
-}
-
 int export_error(const app::Error& e) {
   std::fprintf(stderr, "hilum-cli: export: %s\n", e.message.c_str());
   switch (e.kind) {
@@ -68,18 +58,6 @@ std::string split_json(const app::SplitCounts& c) {
       .str();
 }
 
-// Restores the previous SIGINT handler when the command ends.
-class SigintGuard {
- public:
-  SigintGuard() : previous_(std::signal(SIGINT, on_sigint)) {}
-  ~SigintGuard() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_); }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
-
- private:
-  void (*previous_)(int);
-};
-
 }  // namespace
 
 int cmd_export(const Global& global, const Args& args) {
@@ -90,12 +68,12 @@ int cmd_export(const Global& global, const Args& args) {
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--out" || a == "-o") {
-      if (i + 1 >= args.size()) return usage("--out needs a folder");
+      if (i + 1 >= args.size()) return usage_error("export: --out needs a folder");
       out = args[++i];
     } else if (a == "--format") {
-      if (i + 1 >= args.size()) return usage("--format needs csv or json");
+      if (i + 1 >= args.size()) return usage_error("export: --format needs csv or json");
       format = app::parse_export_format(args[++i]);
-      if (!format) return usage("--format is csv or json, not '" + args[i] + "'");
+      if (!format) return usage_error("export: --format is csv or json, not '" + args[i] + "'");
     } else if (a == "--deidentify") {
       options.deidentify = true;
     } else if (a == "--images") {
@@ -103,11 +81,11 @@ int cmd_export(const Global& global, const Args& args) {
     } else if (a == "--json") {
       json = true;
     } else {
-      return usage("unknown argument '" + a + "'");
+      return usage_error("export: unknown argument '" + a + "'");
     }
   }
-  if (!out || out->empty()) return usage("no output folder (--out DIR)");
-  if (!format) return usage("no format (--format csv|json)");
+  if (!out || out->empty()) return usage_error("export: no output folder (--out DIR)");
+  if (!format) return usage_error("export: no format (--format csv|json)");
   options.out_dir = *out;
   options.format = *format;
 
@@ -115,8 +93,7 @@ int cmd_export(const Global& global, const Args& args) {
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
 
-  g_cancel.store(false);
-  const SigintGuard guard;
+  const InterruptGuard guard;
   std::size_t last_percent = 101;
   const bool terminal = ::isatty(STDERR_FILENO) != 0;  // a progress line only where someone watches
   const auto progress = [&](const app::ExportProgress& p) {
@@ -127,7 +104,7 @@ int cmd_export(const Global& global, const Args& args) {
     std::fprintf(stderr, "\rexport: %zu of %zu images (%zu%%)", p.done, p.total, percent);
     if (p.done == p.total) std::fputc('\n', stderr);
   };
-  auto result = app::export_labels(*catalog, options, progress, &g_cancel);
+  auto result = app::export_labels(*catalog, options, progress, InterruptGuard::flag());
   if (!result) return export_error(result.error());
   const app::ExportReport& r = *result;
 

@@ -23,48 +23,6 @@ using hilum::app::JsonObject;
 namespace hilum::cli {
 namespace {
 
-int usage(const std::string& message) {
-  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
-  return kExitUsage;
-}
-
-// ---- Ctrl-C: the first one asks the import to stop after committing what it has read; the
-// second one exits at once (the catalog stays consistent either way: batches are transactions).
-
-std::atomic<bool> g_cancel{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void on_interrupt(int) {
-  if (g_cancel.exchange(true)) ::_exit(kExitInterrupted);
-  static const char kMessage[] =
-      "\nhilum-cli: interrupted: saving what has been read (Ctrl-C again to quit at once)\n";
-  const ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-  (void)ignored;
-}
-
-class InterruptGuard {
- public:
-  InterruptGuard() {
-    g_cancel = false;
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~InterruptGuard() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  InterruptGuard(const InterruptGuard&) = delete;
-  InterruptGuard& operator=(const InterruptGuard&) = delete;
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
-
 // ---- Formatting.
 
 std::string thousands(std::size_t n) {
@@ -228,7 +186,7 @@ int cmd_import(const Global& global, const Args& args) {
       const std::string v = i + 1 < args.size() ? args[++i] : std::string();
       const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
       if (v.empty() || ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > 256) {
-        return usage("import: --jobs takes a number of threads from 1 to 256");
+        return usage_error("import: --jobs takes a number of threads from 1 to 256");
       }
       options.jobs = n;
     } else if (a == "--copy") {
@@ -238,12 +196,12 @@ int cmd_import(const Global& global, const Args& args) {
     } else if (a == "--") {
       for (++i; i < args.size(); ++i) inputs.emplace_back(args[i]);
     } else if (a.rfind("--", 0) == 0) {
-      return usage("import: unknown option " + a);
+      return usage_error("import: unknown option " + a);
     } else {
       inputs.emplace_back(a);
     }
   }
-  if (inputs.empty()) return usage("import: no file or folder given");
+  if (inputs.empty()) return usage_error("import: no file or folder given");
 
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
@@ -252,7 +210,7 @@ int cmd_import(const Global& global, const Args& args) {
   app::ImportReport report;
   {
     InterruptGuard guard;
-    report = app::import_paths(*catalog, inputs, options, [&](const app::ImportProgress& p) { printer(p); }, &g_cancel);
+    report = app::import_paths(*catalog, inputs, options, [&](const app::ImportProgress& p) { printer(p); }, InterruptGuard::flag());
   }
   printer.finish();
   if (json) {
@@ -292,11 +250,11 @@ int cmd_list(const Global& global, const Args& args) {
     } else if (a == "--json") {
       json = true;
     } else {
-      return usage("list: unknown option " + a);
+      return usage_error("list: unknown option " + a);
     }
   }
-  if (kinds > 1) return usage("list: choose one of --studies and --images");
-  if (label_filters > 1) return usage("list: choose one of --labeled and --unlabeled");
+  if (kinds > 1) return usage_error("list: choose one of --studies and --images");
+  if (label_filters > 1) return usage_error("list: choose one of --labeled and --unlabeled");
 
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadOnly);
   if (!catalog) return kExitCatalog;

@@ -13,22 +13,6 @@ namespace {
 
 using app::JsonObject;
 
-int usage(const std::string& message) {
-  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
-  return kExitUsage;
-}
-
-int catalog_error(const app::Error& e) {
-  std::fprintf(stderr, "hilum-cli: %s\n", e.message.c_str());
-  switch (e.kind) {
-    case app::ErrorKind::Invalid:
-    case app::ErrorKind::NotFound:
-      return kExitFailures;
-    default:
-      return kExitCatalog;
-  }
-}
-
 std::optional<std::vector<double>> parse_numbers(const std::string& s) {
   std::vector<double> out;
   std::size_t start = 0;
@@ -60,7 +44,7 @@ std::string event_json(const app::LabelEvent& e) {
 
 int label_from_csv(app::Catalog& catalog, const std::string& file, const std::string& author, bool json) {
   auto report = app::import_label_csv(catalog, file, author);
-  if (!report) return catalog_error(report.error());
+  if (!report) return report_error(report.error());
   if (json) {
     std::string problems = "[";
     for (std::size_t i = 0; i < report->problems.size(); ++i) {
@@ -109,62 +93,62 @@ int cmd_label(const Global& global, const Args& args) {
     if (a == "--set") {
       auto v = value();
       const auto eq = v ? v->rfind('=') : std::string::npos;
-      if (eq == std::string::npos) return usage("label: --set takes FINDING=present|absent|uncertain|cleared");
+      if (eq == std::string::npos) return usage_error("label: --set takes FINDING=present|absent|uncertain|cleared");
       auto parsed = app::parse_label_value(v->substr(eq + 1));
-      if (!parsed) return usage("label: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
+      if (!parsed) return usage_error("label: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
       sets.emplace_back(v->substr(0, eq), *parsed);
     } else if (a == "--author") {
       author = value();
-      if (!author || author->empty()) return usage("label: --author takes a NAME");
+      if (!author || author->empty()) return usage_error("label: --author takes a NAME");
     } else if (a == "--region" || a == "--polygon") {
       auto v = value();
       auto numbers = v ? parse_numbers(*v) : std::nullopt;
       app::Region r;
       if (a == "--region") {
-        if (!numbers || numbers->size() != 4) return usage("label: --region takes x,y,w,h in image pixels");
+        if (!numbers || numbers->size() != 4) return usage_error("label: --region takes x,y,w,h in image pixels");
         r.x = (*numbers)[0];
         r.y = (*numbers)[1];
         r.w = (*numbers)[2];
         r.h = (*numbers)[3];
       } else {
-        if (!numbers || numbers->size() < 6 || numbers->size() % 2 != 0) return usage("label: --polygon takes x1,y1,x2,y2,x3,y3[,...]");
+        if (!numbers || numbers->size() < 6 || numbers->size() % 2 != 0) return usage_error("label: --polygon takes x1,y1,x2,y2,x3,y3[,...]");
         r.shape = app::Region::Shape::Polygon;
         for (std::size_t k = 0; k < numbers->size(); k += 2) r.points.emplace_back((*numbers)[k], (*numbers)[k + 1]);
       }
       region = r;
     } else if (a == "--comment") {
       comment = value();
-      if (!comment) return usage("label: --comment takes TEXT");
+      if (!comment) return usage_error("label: --comment takes TEXT");
     } else if (a == "--model-version") {
       model_version = value();
-      if (!model_version) return usage("label: --model-version takes a version");
+      if (!model_version) return usage_error("label: --model-version takes a version");
     } else if (a == "--probability") {
       auto v = value();
       double p = -1;
-      if (!v || std::from_chars(v->data(), v->data() + v->size(), p).ec != std::errc()) return usage("label: --probability takes a number");
+      if (!v || std::from_chars(v->data(), v->data() + v->size(), p).ec != std::errc()) return usage_error("label: --probability takes a number");
       probability = p;
     } else if (a == "--from-csv") {
       csv = value();
-      if (!csv) return usage("label: --from-csv takes a FILE");
+      if (!csv) return usage_error("label: --from-csv takes a FILE");
     } else if (a == "--json") {
       json = true;
     } else if (a.rfind("--", 0) == 0) {
-      return usage("label: unknown option " + a);
+      return usage_error("label: unknown option " + a);
     } else if (!image) {
       image = a;
     } else {
-      return usage("label: one IMAGE at a time");
+      return usage_error("label: one IMAGE at a time");
     }
   }
-  if (!author) return usage("label: --author NAME is required (every label records who set it)");
+  if (!author) return usage_error("label: --author NAME is required (every label records who set it)");
   if (csv) {
-    if (image || !sets.empty() || region) return usage("label: --from-csv takes no IMAGE, --set or --region");
+    if (image || !sets.empty() || region) return usage_error("label: --from-csv takes no IMAGE, --set or --region");
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
     if (!catalog) return kExitCatalog;
     return label_from_csv(*catalog, *csv, *author, json);
   }
-  if (!image) return usage("label: no IMAGE given (a SOP Instance UID or a path in the catalog)");
-  if (sets.empty()) return usage("label: nothing to set (--set FINDING=VALUE)");
+  if (!image) return usage_error("label: no IMAGE given (a SOP Instance UID or a path in the catalog)");
+  if (sets.empty()) return usage_error("label: nothing to set (--set FINDING=VALUE)");
 
   std::vector<app::LabelInput> inputs;
   int regions_used = 0;
@@ -184,13 +168,13 @@ int cmd_label(const Global& global, const Args& args) {
     }
     inputs.push_back(std::move(in));
   }
-  if (region && regions_used == 0) return usage("label: --region belongs to a present or uncertain finding");
+  if (region && regions_used == 0) return usage_error("label: --region belongs to a present or uncertain finding");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
   auto ids = catalog->add_labels(inputs);
-  if (!ids) return catalog_error(ids.error());
+  if (!ids) return report_error(ids.error());
   auto current = catalog->current_labels(*image);
-  if (!current) return catalog_error(current.error());
+  if (!current) return report_error(current.error());
   if (json) {
     for (const auto& e : current.value()) std::cout << event_json(e) << '\n';
   } else {
@@ -204,7 +188,7 @@ int cmd_label(const Global& global, const Args& args) {
 }
 
 int cmd_labels(const Global& global, const Args& args) {
-  if (args.empty()) return usage("labels: list, add NAME or history [IMAGE]");
+  if (args.empty()) return usage_error("labels: list, add NAME or history [IMAGE]");
   const std::string sub = args[0];
   bool json = false;
   std::optional<std::string> name, description;
@@ -212,17 +196,17 @@ int cmd_labels(const Global& global, const Args& args) {
     const std::string& a = args[i];
     if (a == "--json") json = true;
     else if (a == "--description") {
-      if (i + 1 >= args.size()) return usage("labels add: --description takes TEXT");
+      if (i + 1 >= args.size()) return usage_error("labels add: --description takes TEXT");
       description = args[++i];
-    } else if (a.rfind("--", 0) == 0) return usage("labels: unknown option " + a);
+    } else if (a.rfind("--", 0) == 0) return usage_error("labels: unknown option " + a);
     else if (!name) name = a;
-    else return usage("labels: too many arguments");
+    else return usage_error("labels: too many arguments");
   }
   if (sub == "list") {
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
     if (!catalog) return kExitCatalog;
     auto findings = catalog->findings();
-    if (!findings) return catalog_error(findings.error());
+    if (!findings) return report_error(findings.error());
     for (const auto& f : findings.value()) {
       if (json) {
         std::cout << JsonObject().add("name", f.name).add("description", f.description).add("builtin", f.builtin).str() << '\n';
@@ -233,11 +217,11 @@ int cmd_labels(const Global& global, const Args& args) {
     return kExitOk;
   }
   if (sub == "add") {
-    if (!name) return usage("labels add: NAME is required");
+    if (!name) return usage_error("labels add: NAME is required");
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
     if (!catalog) return kExitCatalog;
     auto f = catalog->add_finding(*name, description.value_or(""));
-    if (!f) return catalog_error(f.error());
+    if (!f) return report_error(f.error());
     if (json) std::cout << JsonObject().add("name", f->name).add("description", f->description).str() << '\n';
     else std::printf("added %s\n", f->name.c_str());
     return kExitOk;
@@ -246,7 +230,7 @@ int cmd_labels(const Global& global, const Args& args) {
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
     if (!catalog) return kExitCatalog;
     auto events = catalog->label_history(name.value_or(""));
-    if (!events) return catalog_error(events.error());
+    if (!events) return report_error(events.error());
     for (const auto& e : events.value()) {
       if (json) {
         std::cout << event_json(e) << '\n';
@@ -257,7 +241,7 @@ int cmd_labels(const Global& global, const Args& args) {
     }
     return kExitOk;
   }
-  return usage("labels: unknown subcommand " + sub + " (list, add, history)");
+  return usage_error("labels: unknown subcommand " + sub + " (list, add, history)");
 }
 
 }  // namespace hilum::cli

@@ -16,16 +16,6 @@ namespace {
 
 using app::JsonObject;
 
-int usage(const std::string& message) {
-  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
-  return kExitUsage;
-}
-
-int fail(const app::Error& e) {
-  std::fprintf(stderr, "hilum-cli: %s\n", e.message.c_str());
-  return e.kind == app::ErrorKind::Invalid || e.kind == app::ErrorKind::NotFound ? kExitFailures : kExitCatalog;
-}
-
 std::optional<double> number(const std::string& s) {
   double v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -51,7 +41,7 @@ int cmd_classify(const Global& global, const Args& args) {
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--model") {
-      if (i + 1 >= args.size()) return usage("classify: --model takes a folder, version or id");
+      if (i + 1 >= args.size()) return usage_error("classify: --model takes a folder, version or id");
       model_spec = args[++i];
     } else if (a == "--all") {
       all = true;
@@ -59,30 +49,30 @@ int cmd_classify(const Global& global, const Args& args) {
       json = true;
     } else if (a == "--batch") {
       const auto n = i + 1 < args.size() ? number(args[++i]) : std::nullopt;
-      if (!n || *n < 1 || *n > 256) return usage("classify: --batch takes 1..256");
+      if (!n || *n < 1 || *n > 256) return usage_error("classify: --batch takes 1..256");
       batch = static_cast<int>(*n);
     } else if (a.rfind("--", 0) == 0) {
-      return usage("classify: unknown option " + a);
+      return usage_error("classify: unknown option " + a);
     } else {
       images.push_back(a);
     }
   }
-  if (all == !images.empty()) return usage("classify: give --all or IMAGE... (one of them)");
+  if (all == !images.empty()) return usage_error("classify: give --all or IMAGE... (one of them)");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
   auto model = app::load_model(*catalog, model_spec);
-  if (!model) return fail(model.error());
+  if (!model) return report_error(model.error());
   std::vector<app::Instance> todo;
   if (all) {
     app::InstanceFilter everything;
     everything.with_thumbnails = false;
     auto list = catalog->list_instances(everything);
-    if (!list) return fail(list.error());
+    if (!list) return report_error(list.error());
     todo = std::move(list.value());
   } else {
     for (const auto& im : images) {
       auto found = catalog->find_instance(im);
-      if (!found) return fail(found.error());
+      if (!found) return report_error(found.error());
       if (found->has_value()) {
         todo.push_back(std::move(**found));
       } else if (fs::is_regular_file(im)) {
@@ -90,7 +80,7 @@ int cmd_classify(const Global& global, const Args& args) {
         loose.path = im;
         todo.push_back(std::move(loose));
       } else {
-        return fail(app::Error{app::ErrorKind::NotFound, "no such image in the catalog, and no such file: " + im});
+        return report_error(app::Error{app::ErrorKind::NotFound, "no such image in the catalog, and no such file: " + im});
       }
     }
   }
@@ -98,7 +88,7 @@ int cmd_classify(const Global& global, const Args& args) {
     if (total > 1) std::fprintf(stderr, "\rclassified %zu / %zu", done, total);
     if (total > 1 && done == total) std::fputc('\n', stderr);
   });
-  if (!results) return fail(results.error());
+  if (!results) return report_error(results.error());
   int failures = 0;
   for (const auto& r : results.value()) {
     if (!r.error.empty()) ++failures;
@@ -137,32 +127,32 @@ int cmd_heatmap(const Global& global, const Args& args) {
     else if (a == "--opacity" || a == "--discard" || a == "--max-size") {
       const auto v = next();
       const auto n = v ? number(*v) : std::nullopt;
-      if (!n || *n < 0 || (a != "--max-size" && *n > 1)) return usage("heatmap: " + a + " takes a number (0..1; pixels for --max-size)");
+      if (!n || *n < 0 || (a != "--max-size" && *n > 1)) return usage_error("heatmap: " + a + " takes a number (0..1; pixels for --max-size)");
       if (a == "--opacity") opacity = *n;
       else if (a == "--discard") discard = *n;
       else max_size = static_cast<int>(*n);
-    } else if (a.rfind("--", 0) == 0) return usage("heatmap: unknown option " + a);
+    } else if (a.rfind("--", 0) == 0) return usage_error("heatmap: unknown option " + a);
     else if (!image) image = a;
-    else return usage("heatmap: one IMAGE at a time");
+    else return usage_error("heatmap: one IMAGE at a time");
   }
-  if (!image || !output) return usage("heatmap: IMAGE -o OUT.png");
+  if (!image || !output) return usage_error("heatmap: IMAGE -o OUT.png");
   if (method == "class" || !finding.empty()) {
-    return usage("heatmap: class-specific maps (--method class, --finding) need the backward pass of training/, which is not built yet; use --method rollout");
+    return usage_error("heatmap: class-specific maps (--method class, --finding) need the backward pass of training/, which is not built yet; use --method rollout");
   }
-  if (method != "rollout") return usage("heatmap: --method is rollout or class");
+  if (method != "rollout") return usage_error("heatmap: --method is rollout or class");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
   auto model = app::load_model(*catalog, model_spec);
-  if (!model) return fail(model.error());
+  if (!model) return report_error(model.error());
   fs::path file = *image;
   if (!fs::is_regular_file(file)) {
     auto found = catalog->find_instance(*image);
-    if (!found) return fail(found.error());
-    if (!found->has_value()) return fail(app::Error{app::ErrorKind::NotFound, "no such image: " + *image});
+    if (!found) return report_error(found.error());
+    if (!found->has_value()) return report_error(app::Error{app::ErrorKind::NotFound, "no such image: " + *image});
     file = (*found)->stored_path.empty() ? (*found)->path : (*found)->stored_path;
   }
   auto h = app::heatmap(*model, file, static_cast<float>(opacity), static_cast<float>(discard), max_size);
-  if (!h) return fail(h.error());
+  if (!h) return report_error(h.error());
   const std::string error = app::write_png_rgb8(*output, h->overlay.width, h->overlay.height, h->overlay.rgb);
   if (!error.empty()) {
     std::fprintf(stderr, "hilum-cli: %s\n", error.c_str());
@@ -172,7 +162,7 @@ int cmd_heatmap(const Global& global, const Args& args) {
 }
 
 int cmd_models(const Global& global, const Args& args) {
-  if (args.empty()) return usage("models: list, import DIR or activate ID");
+  if (args.empty()) return usage_error("models: list, import DIR or activate ID");
   const std::string sub = args[0];
   bool json = false, activate = false;
   std::string version;
@@ -182,17 +172,17 @@ int cmd_models(const Global& global, const Args& args) {
     if (a == "--json") json = true;
     else if (a == "--activate") activate = true;
     else if (a == "--version") {
-      if (i + 1 >= args.size()) return usage("models import: --version takes a name");
+      if (i + 1 >= args.size()) return usage_error("models import: --version takes a name");
       version = args[++i];
-    } else if (a.rfind("--", 0) == 0) return usage("models: unknown option " + a);
+    } else if (a.rfind("--", 0) == 0) return usage_error("models: unknown option " + a);
     else if (!target) target = a;
-    else return usage("models: too many arguments");
+    else return usage_error("models: too many arguments");
   }
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
   if (sub == "list") {
     auto models = catalog->models();
-    if (!models) return fail(models.error());
+    if (!models) return report_error(models.error());
     for (const auto& m : models.value()) {
       if (json) std::cout << model_json(m) << '\n';
       else std::printf("%3lld  %-32s %-10s %s\n", static_cast<long long>(m.id), m.version.c_str(), m.status.c_str(), m.path.c_str());
@@ -200,24 +190,24 @@ int cmd_models(const Global& global, const Args& args) {
     return kExitOk;
   }
   if (sub == "import") {
-    if (!target) return usage("models import: DIR is required");
+    if (!target) return usage_error("models import: DIR is required");
     auto m = app::import_model(*catalog, *target, version, activate);
-    if (!m) return fail(m.error());
+    if (!m) return report_error(m.error());
     if (json) std::cout << model_json(m.value()) << '\n';
     else std::printf("registered %s (%s)\n", m->version.c_str(), m->status.c_str());
     return kExitOk;
   }
   if (sub == "activate") {
-    if (!target) return usage("models activate: ID or version is required");
+    if (!target) return usage_error("models activate: ID or version is required");
     auto m = catalog->find_model(*target);
-    if (!m) return fail(m.error());
-    if (!m->has_value()) return fail(app::Error{app::ErrorKind::NotFound, "no model " + *target});
+    if (!m) return report_error(m.error());
+    if (!m->has_value()) return report_error(app::Error{app::ErrorKind::NotFound, "no model " + *target});
     auto s = catalog->activate_model((*m)->id, "activated by hand");
-    if (!s) return fail(s.error());
+    if (!s) return report_error(s.error());
     std::printf("%s is now the active model\n", (*m)->version.c_str());
     return kExitOk;
   }
-  return usage("models: unknown subcommand " + sub);
+  return usage_error("models: unknown subcommand " + sub);
 }
 
 }  // namespace hilum::cli

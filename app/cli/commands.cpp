@@ -1,6 +1,8 @@
 #include "commands.hpp"
 
 #include <charconv>
+#include <csignal>
+#include <unistd.h>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -17,6 +19,61 @@ namespace dcm = hilum::dicom;
 using hilum::app::JsonObject;
 
 namespace hilum::cli {
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
+  return kExitUsage;
+}
+
+int report_error(const app::Error& error) {
+  std::fprintf(stderr, "hilum-cli: %s\n", error.message.c_str());
+  switch (error.kind) {
+    case app::ErrorKind::Invalid:
+    case app::ErrorKind::NotFound:
+    case app::ErrorKind::Conflict:
+    case app::ErrorKind::Io:
+      return kExitFailures;
+    case app::ErrorKind::Interrupted:
+      return kExitInterrupted;
+    default:
+      return kExitCatalog;
+  }
+}
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void on_interrupt(int) {
+  if (g_interrupted.exchange(true)) ::_exit(kExitInterrupted);
+  static const char kMessage[] = "\nhilum-cli: interrupted: saving what is done (Ctrl-C again to quit at once)\n";
+  const ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  (void)ignored;
+}
+}  // namespace
+
+struct InterruptGuard::Saved {
+  struct sigaction old_int {};
+  struct sigaction old_term {};
+};
+
+InterruptGuard::InterruptGuard() : saved_(std::make_unique<Saved>()) {
+  g_interrupted = false;
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, &saved_->old_int);
+  ::sigaction(SIGTERM, &sa, &saved_->old_term);
+}
+
+InterruptGuard::~InterruptGuard() {
+  ::sigaction(SIGINT, &saved_->old_int, nullptr);
+  ::sigaction(SIGTERM, &saved_->old_term, nullptr);
+}
+
+const std::atomic<bool>* InterruptGuard::flag() { return &g_interrupted; }
+
 namespace {
 
 std::optional<double> parse_double(const std::string& s) {
@@ -33,11 +90,6 @@ std::optional<int> parse_int(const std::string& s) {
   const auto [ptr, ec] = std::from_chars(s.data(), end, v);
   if (ec != std::errc() || ptr != end) return std::nullopt;
   return v;
-}
-
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "hilum-cli: %s (see hilum-cli --help)\n", message.c_str());
-  return kExitUsage;
 }
 
 std::string window_json(const dcm::ResolvedVoi& voi) {

@@ -2,7 +2,9 @@
 // progress and human-readable diagnostics to stderr.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +18,28 @@ using Args = std::vector<std::string>;
 // Options placed before the command (hilum-cli --db PATH import ...).
 struct Global {
   std::filesystem::path db;  // --db, else $HILUM_DB, else the XDG data folder
+};
+
+// Prints "hilum-cli: MESSAGE (see hilum-cli --help)" and returns kExitUsage.
+int usage_error(const std::string& message);
+
+// Prints a catalog/workflow error and returns its exit status: 1 for bad input (unknown image,
+// invalid label, ...), 130 for an interruption, 3 for the catalog itself (locked, damaged, ...).
+int report_error(const app::Error& error);
+
+// While a long command runs: the first Ctrl-C (or SIGTERM) sets the flag, so the job commits
+// what it has and stops; a second one exits at once. The previous handlers come back after.
+class InterruptGuard {
+ public:
+  InterruptGuard();
+  ~InterruptGuard();
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+  [[nodiscard]] static const std::atomic<bool>* flag();
+
+ private:
+  struct Saved;
+  std::unique_ptr<Saved> saved_;
 };
 
 // Opens the catalog for a command; prints the reason and returns nothing when it cannot.
