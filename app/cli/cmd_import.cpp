@@ -108,15 +108,6 @@ std::string issues_json(const std::vector<app::ImportIssue>& issues, bool confli
   return out + "]";
 }
 
-std::string counts_json(const app::ImportCounts& c) {
-  JsonObject o;
-  o.add("imported", static_cast<std::int64_t>(c.imported));
-  o.add("already_present", static_cast<std::int64_t>(c.already_present));
-  o.add("conflicts", static_cast<std::int64_t>(c.conflicts));
-  o.add("skipped", static_cast<std::int64_t>(c.skipped));
-  o.add("failed", static_cast<std::int64_t>(c.failed));
-  return o.str();
-}
 
 std::string report_json(const app::ImportReport& r) {
   JsonObject o;
@@ -132,7 +123,7 @@ std::string report_json(const app::ImportReport& r) {
   o.add("skipped", static_cast<std::int64_t>(r.counts.skipped));
   o.add("failed", static_cast<std::int64_t>(r.counts.failed));
   o.add("pending", static_cast<std::int64_t>(r.files - r.counts.total() - r.earlier.total()));
-  o.add_raw("earlier", counts_json(r.earlier));
+  o.add_raw("earlier", app::to_json(r.earlier));
   o.add("seconds", r.seconds);
   o.add("files_per_second", r.files_per_second);
   o.add_raw("conflict_files", issues_json(r.conflicts, true));

@@ -381,7 +381,9 @@ struct Reporter {
   }
 };
 
-std::string counts_json(const ImportCounts& c) {
+}  // namespace
+
+std::string to_json(const ImportCounts& c) {
   JsonObject o;
   o.add("imported", static_cast<std::int64_t>(c.imported));
   o.add("already_present", static_cast<std::int64_t>(c.already_present));
@@ -390,6 +392,8 @@ std::string counts_json(const ImportCounts& c) {
   o.add("failed", static_cast<std::int64_t>(c.failed));
   return o.str();
 }
+
+namespace {
 
 void count_status(ImportCounts& c, const std::string& status) {
   if (status == kImported) ++c.imported;
@@ -810,8 +814,8 @@ ImportReport Importer::run(const std::vector<fs::path>& inputs) {
   if (report_.seconds > 0.0) report_.files_per_second = static_cast<double>(report_.counts.total()) / report_.seconds;
   if (report_.job_id != 0) {
     JsonObject summary;
-    summary.add_raw("counts", counts_json(report_.counts));
-    summary.add_raw("earlier", counts_json(report_.earlier));
+    summary.add_raw("counts", to_json(report_.counts));
+    summary.add_raw("earlier", to_json(report_.earlier));
     summary.add("files", static_cast<std::int64_t>(report_.files));
     summary.add("seconds", report_.seconds);
     if (report_.error) summary.add("error", report_.error->message);

@@ -22,6 +22,7 @@
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/export.hpp"
+#include "hilum/app/import.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/dicom/reader.hpp"
@@ -285,44 +286,12 @@ class ExportTest : public ::testing::Test {
     return file;
   }
 
+  // The import workflow's own mapping, plus the file facts import would add.
   static app::InstanceRecord record_of(const dcm::Radiograph& r, const fs::path& file) {
-    const dcm::Metadata& m = r.meta;
-    app::InstanceRecord rec;
-    rec.sop_instance_uid = m.sop_instance_uid;
-    rec.sop_class_uid = m.sop_class_uid;
-    rec.path = fs::absolute(file).string();
+    app::InstanceRecord rec = app::instance_record(r, fs::absolute(file));
     rec.file_size = static_cast<std::int64_t>(fs::file_size(file));
     rec.file_mtime = 1700000000;
     rec.content_hash = app::sha256_file(file);
-    rec.patient_id = m.patient_id;
-    rec.patient_name = m.patient_name;
-    rec.patient_birth_date = m.patient_birth_date;
-    rec.patient_sex = m.patient_sex;
-    rec.patient_age = m.patient_age;
-    rec.study_instance_uid = m.study_instance_uid;
-    rec.study_date = m.study_date;
-    rec.study_time = m.study_time;
-    rec.study_description = m.study_description;
-    rec.accession_number = m.accession_number;
-    rec.series_instance_uid = m.series_instance_uid;
-    rec.series_number = m.series_number;
-    rec.series_description = m.series_description;
-    rec.modality = m.modality;
-    rec.transfer_syntax_uid = m.transfer_syntax_uid;
-    rec.photometric = dcm::to_string(r.photometric);
-    rec.rows = r.rows;
-    rec.columns = r.columns;
-    rec.bits_stored = r.bits_stored;
-    rec.view_position = m.view_position;
-    rec.body_part = m.body_part_examined;
-    rec.laterality = m.laterality;
-    if (m.pixel_spacing) {
-      rec.pixel_spacing_row = m.pixel_spacing->row_mm;
-      rec.pixel_spacing_column = m.pixel_spacing->column_mm;
-    }
-    rec.acquisition_date = m.acquisition_date;
-    rec.acquisition_time = m.acquisition_time;
-    rec.burned_in_annotation = m.burned_in_annotation;
     return rec;
   }
 

@@ -90,6 +90,9 @@ struct ImportReport {
 
 // The catalog record of a decoded radiograph read from `path` (file fields, hash and thumbnail
 // left to the caller). Exposed for tests and tools.
+// {"imported":N,"already_present":N,"conflicts":N,"skipped":N,"failed":N}
+[[nodiscard]] std::string to_json(const ImportCounts& counts);
+
 [[nodiscard]] InstanceRecord instance_record(const dicom::Radiograph& image, const std::filesystem::path& path);
 
 // The import job's parameters (JSON) for these inputs and options: what identifies a resumable job.
