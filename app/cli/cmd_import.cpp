@@ -25,6 +25,12 @@ namespace {
 
 // ---- Formatting.
 
+// A table cell: cut to `width` characters (ending in "~" when cut) so the columns stay aligned.
+std::string cell(const std::string& text, std::size_t width) {
+  if (text.size() <= width) return text;
+  return text.substr(0, width - 1) + "~";
+}
+
 std::string thousands(std::size_t n) {
   std::string digits = std::to_string(n);
   std::string out;
@@ -268,8 +274,8 @@ int cmd_list(const Global& global, const Args& args) {
         o.add("accession_number", s.accession_number).add("images", s.images).add("labelled_images", s.labelled_images);
         std::cout << o.str() << '\n';
       } else {
-        std::printf("%-10s %-24s %-20s %-30s %7d %9d  %s\n", s.study_date.c_str(), s.patient_id.c_str(),
-                    s.patient_name.c_str(), s.study_description.c_str(), s.images, s.labelled_images,
+        std::printf("%-10s %-24s %-20s %-30s %7d %9d  %s\n", cell(s.study_date, 10).c_str(), cell(s.patient_id, 24).c_str(),
+                    cell(s.patient_name, 20).c_str(), cell(s.study_description, 30).c_str(), s.images, s.labelled_images,
                     s.study_instance_uid.c_str());
       }
     }
@@ -299,8 +305,8 @@ int cmd_list(const Global& global, const Args& args) {
       std::cout << o.str() << '\n';
     } else {
       const std::string size = std::to_string(im.columns) + "x" + std::to_string(im.rows);
-      std::printf("%-24s %-10s %-4s %-4s %11s  %-40s %s\n", im.patient_id.c_str(), im.study_date.c_str(),
-                  im.modality.c_str(), im.view_position.c_str(), size.c_str(), im.sop_instance_uid.c_str(),
+      std::printf("%-24s %-10s %-4s %-4s %11s  %-40s %s\n", cell(im.patient_id, 24).c_str(), cell(im.study_date, 10).c_str(),
+                  cell(im.modality, 4).c_str(), cell(im.view_position, 4).c_str(), size.c_str(), im.sop_instance_uid.c_str(),
                   im.path.c_str());
     }
   }

@@ -437,6 +437,9 @@ int patient_date_shift(const std::string& secret, const std::string& key) {
 std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date, const std::string& study_date) {
   std::string as = dicom_age;
   while (!as.empty() && as.back() == ' ') as.pop_back();
+  const auto all_digits = [](const std::string& d) { return std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; }); };
+  // Non-conforming but common (e.g. the RSNA pneumonia files): bare digits mean years.
+  if (!as.empty() && as.size() <= 3 && all_digits(as)) return std::stoi(as);
   if (as.size() >= 2) {
     const char unit = static_cast<char>(as.back() & ~0x20);  // upper case
     const std::string digits = as.substr(0, as.size() - 1);

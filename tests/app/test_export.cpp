@@ -565,6 +565,8 @@ TEST_F(ExportTest, AgeInYearsFromDicomAgeOrDates) {
   EXPECT_EQ(app::age_in_years("030M"), 2);
   EXPECT_EQ(app::age_in_years("104W"), 1);
   EXPECT_EQ(app::age_in_years("400D"), 1);
+  EXPECT_EQ(app::age_in_years("62"), 62);  // no unit, as in the RSNA pneumonia files: years
+  EXPECT_FALSE(app::age_in_years("1234").has_value());
   EXPECT_EQ(app::age_in_years("", "19700615", "20260101"), 55);
   EXPECT_EQ(app::age_in_years("", "19700101", "20260101"), 56);
   EXPECT_FALSE(app::age_in_years("").has_value());
