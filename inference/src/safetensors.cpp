@@ -279,6 +279,14 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
 
 const std::byte* SafetensorsFile::data(const TensorInfo& t) const { return map_->base + map_->data_start + t.begin; }
 
+void SafetensorsFile::release(const TensorInfo& t) const {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(data(t));
+  const std::uintptr_t first = (begin + page - 1) / page * page;  // whole pages inside the tensor only
+  const std::uintptr_t last = (begin + (t.end - t.begin)) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 Result<std::vector<float>> SafetensorsFile::read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
   const TensorInfo* t = find(name);
   if (t == nullptr) return Error{ErrorKind::NotFound, path_.filename().string() + ": missing tensor " + name};

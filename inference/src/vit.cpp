@@ -160,6 +160,7 @@ struct Loader {
     }
     Matrix m(rows, cols);
     std::copy(data->begin(), data->end(), m.data());
+    file.release(*file.find(full));
     return m;
   }
   Vector vector(const std::string& name, std::int64_t n, bool with_prefix = true, std::vector<std::int64_t> shape = {}) {
@@ -171,6 +172,7 @@ struct Loader {
       error = data.error();
       return {};
     }
+    file.release(*file.find(full));
     return Eigen::Map<const Vector>(data->data(), n);
   }
 };

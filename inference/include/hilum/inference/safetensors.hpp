@@ -46,6 +46,10 @@ class SafetensorsFile {
 
   // The tensor's raw bytes inside the mapping (valid while this object lives).
   [[nodiscard]] const std::byte* data(const TensorInfo& t) const;
+  // Drops the tensor's pages from this process's memory (they are read again from the file if
+  // touched): a loader that has copied a tensor calls this so that the weights are never held
+  // twice at the peak.
+  void release(const TensorInfo& t) const;
   // The tensor converted to F32 (F32, F16 and BF16 are accepted), checked against `shape` when given.
   [[nodiscard]] Result<std::vector<float>> read_f32(const std::string& name,
                                                     const std::vector<std::int64_t>& expected_shape = {}) const;
