@@ -25,6 +25,7 @@
 #include "hilum/app/hash.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
+#include "hilum/core/atomic_file.hpp"
 #include "hilum/dicom/deidentify.hpp"
 #include "hilum/dicom/reader.hpp"
 
@@ -82,18 +83,6 @@ std::uint64_t keyed_hash(const std::string& secret, const std::string& domain, c
   return v;
 }
 
-bool is_valid_uid(const std::string& uid) {
-  if (uid.empty() || uid.size() > 64) return false;
-  std::size_t start = 0;
-  for (;;) {
-    const auto end = uid.find('.', start);
-    const std::string part = uid.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (part.empty() || (part.size() > 1 && part[0] == '0')) return false;
-    if (!std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
-    if (end == std::string::npos) return true;
-    start = end + 1;
-  }
-}
 
 // A file name made of a UID (or anything else the catalog holds): characters outside
 // [0-9A-Za-z._-] become '_'.
@@ -117,38 +106,6 @@ std::string shift_iso_timestamp(const std::string& ts, int days) {
 }
 
 // ---- Atomic files. ----
-
-std::string errno_text() { return std::strerror(errno); }
-
-// Writes `content` to a temporary file beside `path`, flushes it to disk and renames it over
-// `path`. Returns "" or the reason.
-std::string write_atomic(const fs::path& path, const std::string& content) {
-  std::random_device rd;
-  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                                             "-" + std::to_string(rd()));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return "cannot create " + tmp.string() + ": " + errno_text();
-  std::string error;
-  std::size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = "cannot write " + tmp.string() + ": " + errno_text();
-      break;
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (error.empty() && ::fsync(fd) != 0) error = "cannot flush " + tmp.string() + ": " + errno_text();
-  if (::close(fd) != 0 && error.empty()) error = "cannot close " + tmp.string() + ": " + errno_text();
-  std::error_code ec;
-  if (error.empty()) {
-    fs::rename(tmp, path, ec);
-    if (ec) error = "cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message();
-  }
-  if (!error.empty()) fs::remove(tmp, ec);
-  return error;
-}
 
 void sync_folder(const fs::path& folder) {
   const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -304,7 +261,7 @@ class Pseudonyms {
   Result<std::string> uid(const std::string& original) {
     auto p = catalog_.pseudonym("uid", original);
     if (!p) return p.error();
-    if (!is_valid_uid(*p)) return Error{ErrorKind::Invalid, "the catalog's pseudonym for a UID is not a valid UID"};
+    if (!dicom::is_valid_uid(*p)) return Error{ErrorKind::Invalid, "the catalog's pseudonym for a UID is not a valid UID"};
     return p;
   }
   Result<std::string> get(const std::string& kind, const std::string& original) { return catalog_.pseudonym(kind, original); }
@@ -694,7 +651,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
 
   // ---- Sidecar and label files.
   const auto write = [&](const std::string& relative, const std::string& content) -> Status {
-    const std::string error = write_atomic(out / relative, content);
+    const std::string error = core::write_file_atomically(out / relative, content);
     if (!error.empty()) return io_error(error);
     record(relative);
     return core::Done{};

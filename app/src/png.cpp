@@ -1,5 +1,7 @@
 #include "hilum/app/png.hpp"
 
+#include "hilum/core/atomic_file.hpp"
+
 #include <png.h>
 
 #include <algorithm>
@@ -74,16 +76,14 @@ std::string write_png(const fs::path& path, int width, int height, const std::ve
         reinterpret_cast<const png_byte*>(pixels.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(width) * static_cast<std::size_t>(samples));
   }
   // Write next to the target, then rename: a crash never leaves a half-written PNG behind.
-  std::random_device rd;
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(rd());
-  std::string error = write_rows(tmp, width, height, depth, rows, samples == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY);
-  std::error_code ec;
-  if (error.empty()) {
-    fs::rename(tmp, path, ec);
-    if (ec) error = "cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message();
+  const fs::path tmp = core::temporary_path_beside(path);
+  const std::string error = write_rows(tmp, width, height, depth, rows, samples == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY);
+  if (!error.empty()) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return error;
   }
-  if (!error.empty()) fs::remove(tmp, ec);
-  return error;
+  return core::replace_with_temporary(tmp, path);
 }
 
 }  // namespace

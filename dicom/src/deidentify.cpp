@@ -30,6 +30,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 
+#include "hilum/core/atomic_file.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
 
@@ -77,21 +78,6 @@ std::string tag_text(const DcmTagKey& tag) {
   return buf;
 }
 
-// A syntactically valid UID: digits and dots, at most 64 characters, no empty component and no
-// leading zero in a component of more than one digit (PS3.5 9.1).
-bool is_valid_uid(const std::string& uid) {
-  if (uid.empty() || uid.size() > 64) return false;
-  std::size_t start = 0;
-  for (;;) {
-    const auto end = uid.find('.', start);
-    const std::string part = uid.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (part.empty()) return false;
-    if (!std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
-    if (part.size() > 1 && part[0] == '0') return false;
-    if (end == std::string::npos) return true;
-    start = end + 1;
-  }
-}
 
 // What happens to one attribute.
 enum class Action {
@@ -550,15 +536,24 @@ std::string sync_path(const fs::path& path, bool directory) {
   return error;
 }
 
-fs::path temporary_beside(const fs::path& out) {
-  static std::atomic<unsigned> counter{0};
-  std::random_device rd;
-  const fs::path folder = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  return folder / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(counter++) + "-" + std::to_string(rd()));
-}
 
 }  // namespace
+
+// A syntactically valid UID: digits and dots, at most 64 characters, no empty component and no
+// leading zero in a component of more than one digit (PS3.5 9.1).
+bool is_valid_uid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64) return false;
+  std::size_t start = 0;
+  for (;;) {
+    const auto end = uid.find('.', start);
+    const std::string part = uid.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (part.empty()) return false;
+    if (!std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+    if (part.size() > 1 && part[0] == '0') return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
 
 bool may_have_burned_in_annotation(const std::string& sop_class_uid, const std::string& burned_in_annotation) {
   const std::string value = upper(trim(burned_in_annotation));
@@ -640,7 +635,7 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
     cond = meta->clear();
     if (cond.bad()) return make_error(ErrorKind::Corrupt, std::string("cannot rebuild the meta header: ") + cond.text());
   }
-  const fs::path tmp = temporary_beside(out);
+  const fs::path tmp = core::temporary_path_beside(out);
   cond = ff.saveFile(tmp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
   if (cond.bad()) {
     fs::remove(tmp, ec);
@@ -650,12 +645,7 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
     fs::remove(tmp, ec);
     return make_error(ErrorKind::FileNotFound, e);
   }
-  fs::rename(tmp, out, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    return make_error(ErrorKind::FileNotFound, "cannot move the new file to " + out.string() + ": " + ec.message());
-  }
+  if (std::string e = core::replace_with_temporary(tmp, out); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   if (std::string e = sync_path(folder, true); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   return core::Done{};
 }

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hilum/core/atomic_file.hpp"
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -341,8 +343,7 @@ Status write_safetensors(const fs::path& path, const std::vector<TensorToWrite>&
   std::string text = header.dump();
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');
 
-  std::random_device rd;
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(rd());
+  const fs::path tmp = core::temporary_path_beside(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) return Error{ErrorKind::Io, "cannot create " + tmp.string() + ": " + std::strerror(errno)};
   bool ok = true;
@@ -370,11 +371,7 @@ Status write_safetensors(const fs::path& path, const std::vector<TensorToWrite>&
     fs::remove(tmp, ec);
     return Error{ErrorKind::Io, "cannot write " + path.string() + ": " + std::strerror(errno)};
   }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return Error{ErrorKind::Io, "cannot move the new weights into place at " + path.string() + ": " + ec.message()};
-  }
+  if (std::string error = core::replace_with_temporary(tmp, path); !error.empty()) return Error{ErrorKind::Io, error};
   return core::Done{};
 }
 

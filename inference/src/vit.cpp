@@ -1,6 +1,8 @@
 // ViT: config, weights I/O in the Hugging Face layout, and the F32 forward pass.
 #include "hilum/inference/vit.hpp"
 
+#include "hilum/core/atomic_file.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -37,20 +39,7 @@ Result<json> read_json(const fs::path& path) {
 }
 
 Status write_text_atomically(const fs::path& path, const std::string& text) {
-  std::random_device rd;
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(rd());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) return Error{ErrorKind::Io, "cannot write " + tmp.string()};
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return Error{ErrorKind::Io, "cannot move " + tmp.string() + " into place: " + ec.message()};
-  }
+  if (std::string error = core::write_file_atomically(path, text); !error.empty()) return Error{ErrorKind::Io, error};
   return core::Done{};
 }
 

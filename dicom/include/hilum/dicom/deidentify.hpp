@@ -67,6 +67,10 @@ struct DeidentifyPlan {
 
 // True when the pixels may carry burned-in patient identity: Burned In Annotation (0028,0301)
 // is YES, or it is absent (empty) and the SOP Class is a Secondary Capture one.
+// A syntactically valid UID: digits and dots, at most 64 characters, no empty component and no
+// leading zero in a component of more than one digit (PS3.5 9.1).
+[[nodiscard]] bool is_valid_uid(const std::string& uid);
+
 [[nodiscard]] bool may_have_burned_in_annotation(const std::string& sop_class_uid,
                                                  const std::string& burned_in_annotation);
 
