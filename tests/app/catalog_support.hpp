@@ -13,30 +13,14 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "temp_dir_test.hpp"
 
 namespace hilum::test {
 
 namespace fs = std::filesystem;
 
-class CatalogTest : public ::testing::Test {
+class CatalogTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info->test_suite_name()) + "-" + info->name();
-    for (char& c : name) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    dir_ = fs::temp_directory_path() / ("hilum-app-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  [[nodiscard]] fs::path path(const std::string& name) const { return dir_ / name; }
-
   // Opens (creating) the test's catalog; fails the test when it cannot.
   app::Catalog open_catalog(const std::string& name = "hilum.db") {
     auto c = app::Catalog::open(path(name));
@@ -44,7 +28,6 @@ class CatalogTest : public ::testing::Test {
     if (!c.ok()) std::abort();
     return std::move(c.value());
   }
-  fs::path dir_;
 };
 
 // A made-up catalogued image (no file behind it: the catalog only stores what it is given).

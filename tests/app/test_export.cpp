@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir_test.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/export.hpp"
 #include "hilum/app/import.hpp"
@@ -227,22 +228,17 @@ struct ImageSpec {
   std::uint32_t seed = 1;
 };
 
-class ExportTest : public ::testing::Test {
+class ExportTest : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() / ("hilum-export-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
-                                        "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     auto c = app::Catalog::open(dir_ / "hilum.db");
     ASSERT_TRUE(c.ok()) << c.error().message;
     catalog_.emplace(std::move(c.value()));
   }
   void TearDown() override {
     catalog_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    TempDirTest::TearDown();
   }
 
   // Writes the DICOM file, reads it back and puts it into the catalog. Returns the file.
@@ -354,7 +350,6 @@ class ExportTest : public ::testing::Test {
     return r;
   }
 
-  fs::path dir_;
   std::optional<app::Catalog> catalog_;
 };
 

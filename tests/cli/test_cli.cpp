@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "temp_dir_test.hpp"
 #include "hilum/app/png.hpp"
 #include "cli_runner.hpp"
 #include "hilum/testdata/phantom.hpp"
@@ -22,16 +23,12 @@ using hilum::test::CliRun;
 using hilum::test::lines;
 using hilum::test::run_cli;
 
-class Cli : public ::testing::Test {
+class Cli : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-cli-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string q(const fs::path& p) const { return "'" + p.string() + "'"; }
-  fs::path dir_;
 };
 
 TEST_F(Cli, InfoPrintsOneJsonLinePerFileAndFailsWhenOneFails) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "temp_dir_test.hpp"
 #include "cli_runner.hpp"
 #include "hilum/app/catalog.hpp"
 
@@ -15,13 +16,10 @@ namespace fs = std::filesystem;
 namespace hilum::test {
 namespace {
 
-class CliCatalog : public ::testing::Test {
+class CliCatalog : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-cli-cat-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     db_ = dir_ / "hilum.db";
     auto c = app::Catalog::open(db_);
     ASSERT_TRUE(c.ok()) << c.error().message;
@@ -38,9 +36,8 @@ class CliCatalog : public ::testing::Test {
       ASSERT_TRUE(c->put_instances({r}).ok());
     }
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string db() const { return "--db " + quote(db_.string()); }
-  fs::path dir_, db_;
+  fs::path db_;
 };
 
 TEST_F(CliCatalog, LabelSetsAndShowsCurrentLabels) {

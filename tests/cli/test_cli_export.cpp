@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir_test.hpp"
 #include "cli_runner.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/hash.hpp"
@@ -42,18 +43,12 @@ std::size_t count_files(const fs::path& root) {
   return n;
 }
 
-class CliExport : public ::testing::Test {
+class CliExport : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-cli-export-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    TempDirTest::SetUp();
     fs::create_directories(dir_ / "files");
     db_ = dir_ / "catalog.db";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   // Two patients, one labelled image each (one with a box), and one unlabelled image. The catalog
@@ -144,7 +139,6 @@ class CliExport : public ::testing::Test {
 
   std::string db() const { return "--db " + quote(db_.string()) + " "; }
 
-  fs::path dir_;
   fs::path db_;
   std::vector<std::string> files_;
 };

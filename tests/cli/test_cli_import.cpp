@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "temp_dir_test.hpp"
 #include "cli_runner.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/hash.hpp"
@@ -35,18 +36,11 @@ using hilum::test::lines;
 using hilum::test::quote;
 using hilum::test::run_cli;
 
-class CliImport : public ::testing::Test {
+class CliImport : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-cli-import-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     db_ = dir_ / "cat" / "hilum.db";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   std::string db() const { return "--db " + quote(db_.string()) + " "; }
 
@@ -73,7 +67,6 @@ class CliImport : public ::testing::Test {
     return sops;
   }
 
-  fs::path dir_;
   fs::path db_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "temp_dir_test.hpp"
 #include "cli_runner.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/png.hpp"
@@ -16,20 +17,15 @@ namespace {
 
 const std::string kTiny = std::string(HILUM_GOLDEN_DIR) + "/tiny_multilabel";
 
-class CliModels : public ::testing::Test {
+class CliModels : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-cli-models-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     testdata::DicomSpec spec;
     spec.sop_instance_uid = "1.2.826.0.1.3680043.9.77";
     testdata::write_dicom(dir_ / "chest.dcm", spec);
     db_ = "--db " + quote((dir_ / "hilum.db").string());
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
   std::string db_;
 };
 

@@ -19,6 +19,7 @@
 #include "hilum/dicom/radiograph.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
+#include "temp_dir_test.hpp"
 
 namespace hilum::testdata {
 // Readable parameter values in gtest's output ("GetParam() = rle").
@@ -31,30 +32,6 @@ namespace fs = std::filesystem;
 namespace dcm = hilum::dicom;
 namespace td = hilum::testdata;
 
-// A fresh folder under the system temporary directory, unique per process and test, removed
-// when the test ends.
-class TempDirTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info->test_suite_name()) + "-" + info->name();
-    for (char& c : name) {
-      const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-      if (!keep) c = '_';
-    }
-    dir_ = fs::temp_directory_path() /
-           ("hilum-dicom-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  [[nodiscard]] fs::path path(const std::string& name) const { return dir_ / name; }
-  fs::path dir_;
-};
 
 // The error's text, or "ok" (for assertion messages).
 template <typename T>

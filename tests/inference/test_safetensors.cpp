@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "temp_dir_test.hpp"
 #include "hilum/inference/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -16,14 +17,11 @@ namespace inf = hilum::inference;
 
 namespace {
 
-class Safetensors : public ::testing::Test {
+class Safetensors : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-st-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
   }
-  void TearDown() override { fs::remove_all(dir_); }
   // A file with the given JSON header and `data_bytes` zero bytes of data.
   fs::path raw(const std::string& header, std::size_t data_bytes, std::uint64_t declared_len = UINT64_MAX) {
     const fs::path p = dir_ / ("f" + std::to_string(counter_++) + ".safetensors");
@@ -39,7 +37,6 @@ class Safetensors : public ::testing::Test {
     EXPECT_FALSE(f.ok()) << "accepted a malformed file " << p;
     return f.ok() ? inf::Error{} : f.error();
   }
-  fs::path dir_;
   int counter_ = 0;
 };
 

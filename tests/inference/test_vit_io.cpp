@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 
+#include "temp_dir_test.hpp"
 #include "hilum/inference/vit.hpp"
 
 namespace fs = std::filesystem;
@@ -70,15 +71,11 @@ inf::Image random_image(const inf::ViTConfig& c, unsigned seed) {
   return im;
 }
 
-class ModelIo : public ::testing::Test {
+class ModelIo : public hilum::test::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("hilum-vit-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
 };
 
 TEST_F(ModelIo, SaveAndLoadGiveTheSameModel) {
