@@ -1207,7 +1207,7 @@ Result<std::string> Catalog::pseudonym(const std::string& kind, const std::strin
   for (int attempt = 0; attempt < 8; ++attempt) {
     std::string candidate;
     if (kind == "uid" || kind.find("uid") != std::string::npos) candidate = random_uid();
-    else candidate = "HILUM-" + random_hex(6);
+    else candidate = "HIL" + random_hex(6);  // 15 characters: fits every DICOM string VR (SH is 16)
     sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO pseudonyms(kind, original, pseudonym, created_at) VALUES (?,?,?,?)");
     s.bind(1, kind).bind(2, original).bind(3, candidate).bind(4, utc_now());
     if (!s.run()) return *s.error();

@@ -265,13 +265,9 @@ class Pseudonyms {
     return p;
   }
   Result<std::string> get(const std::string& kind, const std::string& original) { return catalog_.pseudonym(kind, original); }
-  // Accession Number is SH (16 characters): a longer pseudonym is shortened the same way every time.
   Result<std::string> accession(const std::string& original) {
     if (original.empty()) return std::string();
-    auto p = catalog_.pseudonym("accession", original);
-    if (!p) return p.error();
-    if (p->size() <= 16) return p;
-    return "A" + sha256_hex(p->data(), p->size()).substr(0, 15);
+    return catalog_.pseudonym("accession", original);
   }
 
  private:

@@ -308,6 +308,7 @@ TEST_F(CatalogTest, PseudonymsAreConsistentAndDistinct) {
   EXPECT_EQ(a1.value(), a2.value());
   EXPECT_NE(a1.value(), b.value());
   EXPECT_EQ(a1->find("PAT-0001"), std::string::npos);
+  EXPECT_LE(a1->size(), 16u);  // fits Accession Number (SH) and every other DICOM string VR
   EXPECT_EQ(u->rfind("2.25.", 0), 0u) << u.value();
   EXPECT_LE(u->size(), 64u);  // a UID is at most 64 characters
   auto s1 = c.secret();

@@ -259,7 +259,8 @@ class Catalog {
 
   // ---- De-identification support: a keyed, consistent mapping kept only in the catalog.
   // The pseudonym of `original` in namespace `kind` ("patient", "uid", "accession", ...), created
-  // on first use and the same forever after.
+  // on first use and the same forever after. UID kinds get a "2.25." UID; the others a
+  // 15-character "HIL" + hex value that fits any DICOM string VR (Accession Number is SH, 16).
   [[nodiscard]] Result<std::string> pseudonym(const std::string& kind, const std::string& original);
   // The catalog's secret (32 random bytes, hex), created on first use.
   [[nodiscard]] Result<std::string> secret();
