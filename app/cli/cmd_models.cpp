@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/finetune.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 
@@ -162,11 +163,11 @@ int cmd_heatmap(const Global& global, const Args& args) {
 }
 
 int cmd_models(const Global& global, const Args& args) {
-  if (args.empty()) return usage_error("models: list, import DIR or activate ID");
+  if (args.empty()) return usage_error("models: list, show ID, import DIR, activate|promote ID, rollback or export ID DIR");
   const std::string sub = args[0];
   bool json = false, activate = false;
   std::string version;
-  std::optional<std::string> target;
+  std::optional<std::string> target, second;
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--json") json = true;
@@ -176,6 +177,7 @@ int cmd_models(const Global& global, const Args& args) {
       version = args[++i];
     } else if (a.rfind("--", 0) == 0) return usage_error("models: unknown option " + a);
     else if (!target) target = a;
+    else if (sub == "export" && !second) second = a;
     else return usage_error("models: too many arguments");
   }
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
@@ -197,14 +199,55 @@ int cmd_models(const Global& global, const Args& args) {
     else std::printf("registered %s (%s)\n", m->version.c_str(), m->status.c_str());
     return kExitOk;
   }
-  if (sub == "activate") {
-    if (!target) return usage_error("models activate: ID or version is required");
+  if (sub == "activate" || sub == "promote") {
+    if (!target) return usage_error("models " + sub + ": ID or version is required");
     auto m = catalog->find_model(*target);
     if (!m) return report_error(m.error());
     if (!m->has_value()) return report_error(app::Error{app::ErrorKind::NotFound, "no model " + *target});
-    auto s = catalog->activate_model((*m)->id, "activated by hand");
+    auto s = app::promote_model(*catalog, *target, sub == "promote" ? "promoted by hand" : "activated by hand");
     if (!s) return report_error(s.error());
     std::printf("%s is now the active model\n", (*m)->version.c_str());
+    return kExitOk;
+  }
+  if (sub == "show") {
+    if (!target) return usage_error("models show: ID or version is required");
+    auto m = catalog->find_model(*target);
+    if (!m) return report_error(m.error());
+    if (!m->has_value()) return report_error(app::Error{app::ErrorKind::NotFound, "no model " + *target});
+    const auto& r = **m;
+    std::string parent;
+    if (r.parent_id) {
+      auto p = catalog->find_model(std::to_string(*r.parent_id));
+      if (p && p->has_value()) parent = (*p)->version;
+    }
+    if (json) {
+      JsonObject o;
+      o.add("id", r.id).add("version", r.version).add("status", r.status).add("status_reason", r.status_reason);
+      o.add("strategy", r.strategy).add("parent", parent).add("path", r.path).add("created_at", r.created_at);
+      o.add_raw("hyperparameters", r.hyperparameters.empty() ? "{}" : r.hyperparameters);
+      o.add_raw("label_snapshot", r.label_snapshot.empty() ? "{}" : r.label_snapshot);
+      o.add_raw("metrics", r.metrics.empty() ? "{}" : r.metrics);
+      std::cout << o.str() << '\n';
+    } else {
+      std::printf("version:         %s (id %lld)\nstatus:          %s (%s)\nstrategy:        %s\nparent:          %s\n"
+                  "created:         %s\nfolder:          %s\nhyperparameters: %s\nlabels used:     %s\nmetrics:         %s\n",
+                  r.version.c_str(), static_cast<long long>(r.id), r.status.c_str(), r.status_reason.c_str(), r.strategy.c_str(),
+                  parent.empty() ? "-" : parent.c_str(), r.created_at.c_str(), r.path.c_str(), r.hyperparameters.c_str(),
+                  r.label_snapshot.c_str(), r.metrics.c_str());
+    }
+    return kExitOk;
+  }
+  if (sub == "rollback") {
+    auto r = app::rollback_model(*catalog);
+    if (!r) return report_error(r.error());
+    std::printf("%s is now the active model\n", r->version.c_str());
+    return kExitOk;
+  }
+  if (sub == "export") {
+    if (!target || !second) return usage_error("models export: ID|VERSION and DIR are required");
+    auto s = app::export_model(*catalog, *target, *second);
+    if (!s) return report_error(s.error());
+    std::printf("wrote %s to %s\n", target->c_str(), second->c_str());
     return kExitOk;
   }
   return usage_error("models: unknown subcommand " + sub);

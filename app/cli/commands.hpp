@@ -59,6 +59,9 @@ int cmd_export(const Global& global, const Args& args);   // cmd_export.cpp
 int cmd_classify(const Global& global, const Args& args); // cmd_models.cpp
 int cmd_heatmap(const Global& global, const Args& args);  // cmd_models.cpp
 int cmd_models(const Global& global, const Args& args);   // cmd_models.cpp
+int cmd_finetune(const Global& global, const Args& args); // cmd_finetune.cpp
+int cmd_evaluate(const Global& global, const Args& args); // cmd_finetune.cpp
+int cmd_train(const Global& global, const Args& args);    // cmd_finetune.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;

@@ -37,8 +37,20 @@ the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
 
 the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models list [--json]    registered model versions
+  models show ID|VERSION [--json]   parent, strategy, hyperparameters, labels used, metrics
   models import DIR [--version V] [--activate]
-  models activate ID|VERSION
+  models activate|promote ID|VERSION
+  models rollback         re-activate the active model's parent
+  models export ID|VERSION DIR   write it as a Hugging Face folder (loads in transformers)
+  finetune [--strategy auto|head|last-k|full] [--epochs N] [--k K] [--batch N] [--lr X]
+        [--model ID] [--seed N] [--tolerance T] [--no-promote] [--json]
+                          train a new version on the current labels; promoted only if not worse
+  evaluate --model ID [--labels CSV] [--json]   per-finding AUROC (95% CI), ECE, thresholds
+  train --data DIR --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
+        [--batch N] [--lr X] [--weight-decay X] [--drop-path X] [--warmup-epochs N] [--seed N]
+        [--init DIR] [--max-images N] [--f32] [--json]
+                          train a ViT on a folder with one sub-folder per class (NORMAL, PNEUMONIA, ...);
+                          checkpoints every epoch and resumes; writes a Hugging Face folder
   classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
                           probabilities per finding; stored in the catalog per model version
   heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout] [--opacity A] [--discard R]
@@ -94,6 +106,9 @@ int main(int argc, char** argv) {
   if (command == "classify") return cmd_classify(global, args);
   if (command == "heatmap") return cmd_heatmap(global, args);
   if (command == "models") return cmd_models(global, args);
+  if (command == "finetune") return cmd_finetune(global, args);
+  if (command == "evaluate") return cmd_evaluate(global, args);
+  if (command == "train") return cmd_train(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

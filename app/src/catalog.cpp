@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <random>
@@ -1163,6 +1164,40 @@ Result<std::vector<PredictionRow>> Catalog::predictions(const std::string& sop_i
   s.bind(1, sop_instance_uid).bind(2, model_id);
   std::vector<PredictionRow> out;
   while (s.step()) out.push_back(PredictionRow{s.text(0), s.real(1), s.text(2)});
+  if (s.error()) return *s.error();
+  return out;
+}
+
+Status Catalog::put_embeddings(const std::string& backbone_version,
+                               const std::vector<std::pair<std::int64_t, std::vector<float>>>& rows) {
+  return transaction([&]() -> Status {
+    const std::string now = utc_now();
+    for (const auto& [instance_id, vector] : rows) {
+      std::vector<std::uint8_t> bytes(vector.size() * sizeof(float));
+      if (!bytes.empty()) std::memcpy(bytes.data(), vector.data(), bytes.size());
+      sql::Stmt s(impl_->db,
+                  "INSERT INTO embeddings(instance_ref, backbone_version, dim, vector, computed_at) VALUES (?,?,?,?,?) "
+                  "ON CONFLICT(instance_ref, backbone_version) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
+                  "computed_at = excluded.computed_at");
+      s.bind(1, instance_id).bind(2, backbone_version).bind(3, static_cast<std::int64_t>(vector.size())).bind_blob(4, bytes).bind(5, now);
+      if (!s.run()) return *s.error();
+    }
+    return core::Done{};
+  });
+}
+
+Result<std::map<std::int64_t, std::vector<float>>> Catalog::embeddings(const std::string& backbone_version) {
+  sql::Stmt s(impl_->db, "SELECT instance_ref, dim, vector FROM embeddings WHERE backbone_version = ?");
+  s.bind(1, backbone_version);
+  std::map<std::int64_t, std::vector<float>> out;
+  while (s.step()) {
+    const std::int64_t dim = s.int64(1);
+    const std::vector<std::uint8_t> bytes = s.blob(2);
+    if (dim < 0 || bytes.size() != static_cast<std::size_t>(dim) * sizeof(float)) continue;  // never trust a damaged row
+    std::vector<float> v(static_cast<std::size_t>(dim));
+    if (!bytes.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+    out.emplace(s.int64(0), std::move(v));
+  }
   if (s.error()) return *s.error();
   return out;
 }

@@ -17,24 +17,17 @@ Error from_inference(const inference::Error& e) {
   return Error{e.kind == inference::ErrorKind::NotFound ? ErrorKind::NotFound : ErrorKind::Invalid, e.message};
 }
 
-// The display image of a file, as the viewer shows it by default.
-struct Display {
-  int width = 0;
-  int height = 0;
-  std::vector<float> grey;
-};
+}  // namespace
 
-Result<Display> display_of(const fs::path& file) {
+Result<DisplayImage> display_image(const fs::path& file) {
   dicom::ReadOptions options;
   options.decoder_threads = 1;
   auto image = dicom::read_radiograph(file, options);
   if (!image) return Error{ErrorKind::Invalid, image.error().message};
   auto values = dicom::render_float(image.value());
   if (!values) return Error{ErrorKind::Invalid, values.error().message};
-  return Display{image->columns, image->rows, std::move(values.value())};
+  return DisplayImage{image->columns, image->rows, std::move(values.value())};
 }
-
-}  // namespace
 
 Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
   ModelRecord record;
@@ -91,7 +84,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
       p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
-      auto display = display_of(p.path);
+      auto display = display_image(p.path);
       if (!display) {
         p.error = display.error().message;
       } else {
@@ -123,7 +116,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
 }
 
 Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, float opacity, float discard_ratio, int max_side) {
-  auto display = display_of(file);
+  auto display = display_image(file);
   if (!display) return display.error();
   const auto image = inference::preprocess(display->grey.data(), display->width, display->height, model.model.config());
   auto result = model.model.forward({image}, {true, false});

@@ -62,26 +62,6 @@ std::string format_number(double v) {
   return buf;
 }
 
-// HMAC-SHA256(secret, domain NUL key), first 8 bytes as a big-endian integer.
-std::uint64_t keyed_hash(const std::string& secret, const std::string& domain, const std::string& key) {
-  std::string message = domain;
-  message.push_back('\0');
-  message += key;
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int length = 0;
-  const unsigned char* ok =
-      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest.data(), &length);
-  if (ok == nullptr || length < 8) {
-    // OpenSSL without SHA-256 is not a configuration Hilum runs on; fall back to plain SHA-256
-    // of the same keyed message so that the result stays stable.
-    const std::string hex = sha256_hex((secret + message).data(), secret.size() + message.size());
-    return std::stoull(hex.substr(0, 16), nullptr, 16);
-  }
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | digest[static_cast<std::size_t>(i)];
-  return v;
-}
 
 
 // A file name made of a UID (or anything else the catalog holds): characters outside
@@ -369,12 +349,6 @@ const char* to_string(Split split) {
   return "train";
 }
 
-std::string patient_key(const std::string& patient_id, const std::string& patient_name,
-                        const std::string& study_instance_uid) {
-  if (!patient_id.empty()) return patient_id;
-  if (!patient_name.empty()) return "name:" + patient_name;
-  return "study:" + study_instance_uid;
-}
 
 Split patient_split(const std::string& secret, const std::string& key) {
   const std::uint64_t bucket = keyed_hash(secret, "split", key) % 10u;

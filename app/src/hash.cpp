@@ -1,6 +1,9 @@
 #include "hilum/app/hash.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <array>
 
 #include <cerrno>
 #include <cstdio>
@@ -74,6 +77,33 @@ std::string sha256_hex(const void* data, std::size_t size) {
     return {};
   }
   return to_hex(digest, length);
+}
+
+// HMAC-SHA256(secret, domain NUL key), first 8 bytes as a big-endian integer.
+std::uint64_t keyed_hash(const std::string& secret, const std::string& domain, const std::string& key) {
+  std::string message = domain;
+  message.push_back('\0');
+  message += key;
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  const unsigned char* ok =
+      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest.data(), &length);
+  if (ok == nullptr || length < 8) {
+    // OpenSSL without SHA-256 is not a configuration Hilum runs on; fall back to plain SHA-256
+    // of the same keyed message so that the result stays stable.
+    const std::string hex = sha256_hex((secret + message).data(), secret.size() + message.size());
+    return std::stoull(hex.substr(0, 16), nullptr, 16);
+  }
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | digest[static_cast<std::size_t>(i)];
+  return v;
+}
+
+std::string patient_key(const std::string& patient_id, const std::string& patient_name, const std::string& study_instance_uid) {
+  if (!patient_id.empty()) return patient_id;
+  if (!patient_name.empty()) return "name:" + patient_name;
+  return "study:" + study_instance_uid;
 }
 
 }  // namespace hilum::app

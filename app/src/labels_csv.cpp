@@ -79,7 +79,8 @@ Result<std::vector<std::vector<std::string>>> parse_csv(const std::string& text)
   return rows;
 }
 
-Result<CsvLabelReport> import_label_csv(Catalog& catalog, const std::filesystem::path& csv, const std::string& author) {
+Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::path& csv, const std::string& author,
+                                      std::vector<LabelInput>& valid) {
   if (author.empty()) return Error{ErrorKind::Invalid, "an author is required for labels"};
   std::ifstream file(csv, std::ios::binary);
   if (!file) return Error{ErrorKind::Io, "cannot read " + csv.string()};
@@ -125,7 +126,7 @@ Result<CsvLabelReport> import_label_csv(Catalog& catalog, const std::filesystem:
   if (finding_labels_col < 0) {
     for (const auto& u : unknown_columns) report.problems.push_back({1, "unknown finding column \"" + u + "\" ignored"});
   }
-  std::vector<LabelInput> valid;
+  valid.clear();
   std::vector<int> valid_lines;
   for (std::size_t r = 1; r < rows.size(); ++r) {
     const int line = static_cast<int>(r) + 1;
@@ -216,11 +217,18 @@ Result<CsvLabelReport> import_label_csv(Catalog& catalog, const std::filesystem:
     valid.insert(valid.end(), row_labels.begin(), row_labels.end());
     valid_lines.push_back(line);
   }
+  report.rows_applied = static_cast<int>(valid_lines.size());
+  return report;
+}
+
+Result<CsvLabelReport> import_label_csv(Catalog& catalog, const std::filesystem::path& csv, const std::string& author) {
+  std::vector<LabelInput> valid;
+  auto report = read_label_csv(catalog, csv, author, valid);
+  if (!report) return report;
   if (!valid.empty()) {
     auto written = catalog.add_labels(valid);
     if (!written) return written.error();
-    report.labels_written = static_cast<int>(written->size());
-    report.rows_applied = static_cast<int>(valid_lines.size());
+    report->labels_written = static_cast<int>(written->size());
   }
   return report;
 }

@@ -5,7 +5,9 @@
 
 Reads, for each variant V:
   TMPDIR/V/config.json                      the model (for the FLOP count)
-  TMPDIR/V.hilum.json / V.hilum.log         Google Benchmark JSON (every repetition) and the `check:` line
+  TMPDIR/V.hilum.json / V.hilum.log         Google Benchmark JSON (every repetition), the `check:` and
+                                            `memory:` lines of bench_vit --precision f32
+  TMPDIR/V.hilum_bf16.json / .log           the same for bench_vit --precision bf16
   TMPDIR/V.ort.log, TMPDIR/V.torch.log      `RESULT {json}` lines of ort_bench.mjs / torch_bench.py
   TMPDIR/V.<engine>.rss                     /usr/bin/time -f %M output (max RSS, KB)
   TMPDIR/peak.log                           peak_flops output
@@ -56,20 +58,25 @@ def result_lines(path):
     return out
 
 
-def hilum_results(tmp, v, warmup):
+def hilum_results(tmp, v, warmup, key="hilum"):
     """Per-repetition times from Google Benchmark's JSON (one iteration per repetition); the first
     `warmup` repetitions of each batch are dropped, the median of the rest is reported."""
-    path = os.path.join(tmp, f"{v}.hilum.json")
+    path = os.path.join(tmp, f"{v}.{key}.json")
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return []
-    check = None
+    check = check_f32 = per_image = None
     try:
-        with open(os.path.join(tmp, f"{v}.hilum.log")) as f:
-            m = re.search(r"check: max \|p_hilum - p_pytorch\| = (\S+)", f.read())
-            check = float(m.group(1)) if m else None
+        with open(os.path.join(tmp, f"{v}.{key}.log")) as f:
+            text = f.read()
+        m = re.search(r"check: max \|p_hilum - p_pytorch\| = (\S+)", text)
+        check = float(m.group(1)) if m else None
+        m = re.search(r"check: max \|p_hilum - p_f32\| = (\S+)", text)
+        check_f32 = float(m.group(1)) if m else None
+        m = re.search(r"(\S+) MiB per extra image", text)
+        per_image = float(m.group(1)) if m else None
     except OSError:
         pass
     by_batch = {}
@@ -86,7 +93,8 @@ def hilum_results(tmp, v, warmup):
         timed = [t for _, t, _ in reps[warmup:]] or [t for _, t, _ in reps]
         med = statistics.median(timed)
         out.append(dict(engine="Hilum", batch=batch, runs=len(timed), median_ms=med, ms_per_image=med / batch,
-                        max_dp=check, iterations=sorted({i for _, _, i in reps})))
+                        max_dp=check, max_dp_f32=check_f32, mib_per_image=per_image,
+                        iterations=sorted({i for _, _, i in reps})))
     return out
 
 
@@ -126,28 +134,31 @@ def main():
         except OSError:
             gflop = None
         for key, results in (("hilum", hilum_results(args.tmp, v, args.warmup)),
+                             ("hilum_bf16", hilum_results(args.tmp, v, args.warmup, "hilum_bf16")),
                              ("ort", result_lines(os.path.join(args.tmp, f"{v}.ort.log"))),
                              ("torch", result_lines(os.path.join(args.tmp, f"{v}.torch.log")))):
             name = labels.get(key, key)
             rss = read_rss_kb(os.path.join(args.tmp, f"{v}.{key}.rss"))
             if not results:
                 failed = True
-                rows.append([name, v, "-", "failed", "-", "-", "-", "-", "-"])
+                rows.append([name, v, "-", "failed", "-", "-", "-", "-", "-", "-", "-"])
                 continue
             for r in results:
                 achieved = gflop * r["batch"] / (r["median_ms"] / 1e3) if gflop else None
                 rows.append([
                     name, v, str(r["batch"]), fmt_ms(r["median_ms"]), fmt_ms(r["ms_per_image"]),
                     "n/a" if r.get("max_dp") is None else f"{r['max_dp']:.1e}",
+                    "-" if r.get("max_dp_f32") is None else f"{r['max_dp_f32']:.1e}",
                     "n/a" if rss is None else f"{rss / 1024:.0f}",
+                    "-" if r.get("mib_per_image") is None else f"{r['mib_per_image']:.1f}",
                     "n/a" if achieved is None else f"{achieved:.1f}",
                     "n/a" if achieved is None or not peak else f"{100 * achieved / peak:.0f}%",
                 ])
 
     head = ["engine", "model", "batch", "median ms/batch", "ms/image", "max \\|Δp\\| vs PyTorch reference",
-            "peak RSS (MiB)", "GFLOP/s", "% of peak"]
+            "max \\|Δp\\| vs Hilum F32", "peak RSS (MiB)", "MiB per extra image", "GFLOP/s", "% of F32 peak"]
     print("| " + " | ".join(head) + " |")
-    print("|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|")
+    print("|" + "|".join(["---"] * 3 + ["---:"] * 8) + "|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     print()

@@ -122,14 +122,19 @@ for v in $VARIANTS; do
     || { cat "$TMP/$v.export.log" >&2; die "$v: export_onnx.py failed"; }
   tail -n 1 "$TMP/$v.export.log" >&2
 
-  log "$v: Hilum ($BENCH_VIT)"
-  # One iteration per repetition (min_time 0), $WARMUP + $RUNS repetitions; report.py drops the
-  # first $WARMUP of each batch and takes the median of the rest, like the other two engines.
-  timed "$v.hilum" env OMP_NUM_THREADS=2 "$BENCH_VIT" --model "$TMP/$v" \
-    --benchmark_repetitions=$((WARMUP + RUNS)) --benchmark_min_time=0 \
-    --benchmark_display_aggregates_only=true \
-    --benchmark_out="$TMP/$v.hilum.json" --benchmark_out_format=json
-  grep -E '^check:' "$TMP/$v.hilum.log" >&2 || true
+  # Hilum twice: F32 (the reference arithmetic) and BF16 (the default where the CPU has AVX512_BF16),
+  # each in its own process so that its peak RSS and memory line are its own.
+  for prec in f32 bf16; do
+    key=hilum; [ "$prec" = f32 ] || key=hilum_$prec
+    log "$v: Hilum $prec ($BENCH_VIT)"
+    # One iteration per repetition (min_time 0), $WARMUP + $RUNS repetitions; report.py drops the
+    # first $WARMUP of each batch and takes the median of the rest, like the other two engines.
+    timed "$v.$key" env OMP_NUM_THREADS=2 "$BENCH_VIT" --model "$TMP/$v" --precision "$prec" \
+      --benchmark_repetitions=$((WARMUP + RUNS)) --benchmark_min_time=0 \
+      --benchmark_display_aggregates_only=true \
+      --benchmark_out="$TMP/$v.$key.json" --benchmark_out_format=json
+    grep -E '^check:|^memory:' "$TMP/$v.$key.log" >&2 || true
+  done
 
   log "$v: ONNX Runtime $ORT_VERSION"
   timed "$v.ort" env ORT_NODE_PREFIX="$TMP/ort" node "$HERE/ort_bench.mjs" "$TMP/$v.onnx" \
@@ -146,12 +151,12 @@ LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "## Hilum vs ONNX Runtime vs PyTorch ($(date -u +%Y-%m-%d), $RUNS timed runs after $WARMUP warm-up, median)"
 echo
-labels="{\"hilum\": \"Hilum\", \"ort\": \"ONNX Runtime $ORT_VERSION\", \"torch\": \"$TORCH_LABEL\"}"
+labels="{\"hilum\": \"Hilum F32\", \"hilum_bf16\": \"Hilum BF16\", \"ort\": \"ONNX Runtime $ORT_VERSION\", \"torch\": \"$TORCH_LABEL\"}"
 report_rc=0
 "$PY" "$HERE/report.py" "$TMP" --variants "$VARIANTS" --warmup "$WARMUP" --labels "$labels" || report_rc=$?
 cat <<EOF
 CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average at start $LOAD_START, at end $LOAD_END.
-All engines: 2 threads, F32, wall time of one forward of the whole batch; inputs are the reference's
+All engines: 2 threads, F32 (Hilum also BF16), wall time of one forward of the whole batch; inputs are the reference's
 images (batch 8 = the 2 images repeated). Hilum's Δp is its bench_vit \`check:\` line (the 2
 reference images); the others compare every image of the batch. Peak RSS is /usr/bin/time's max RSS
 of the engine's whole process (both batches, model load included).

@@ -75,21 +75,25 @@ std::vector<float> resize_antialiased(const float* src, int width, int height, i
   return out;
 }
 
-Image preprocess(const float* grey, int width, int height, const ViTConfig& config) {
+Image normalise(const float* grey, const ViTConfig& config) {
   Image image;
   image.channels = config.num_channels;
   image.height = config.input_height;
   image.width = config.input_width;
-  const std::vector<float> resized = resize_antialiased(grey, width, height, image.width, image.height);
-  const std::size_t plane = resized.size();
+  const std::size_t plane = static_cast<std::size_t>(image.height) * static_cast<std::size_t>(image.width);
   image.data.resize(plane * static_cast<std::size_t>(image.channels));
   for (int c = 0; c < image.channels; ++c) {
     const float mean = config.image_mean[static_cast<std::size_t>(std::min(c, 2))];
     const float inv_std = 1.0f / config.image_std[static_cast<std::size_t>(std::min(c, 2))];
     float* dst = image.data.data() + plane * static_cast<std::size_t>(c);
-    for (std::size_t i = 0; i < plane; ++i) dst[i] = (std::clamp(resized[i], 0.0f, 1.0f) - mean) * inv_std;
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = (std::clamp(grey[i], 0.0f, 1.0f) - mean) * inv_std;
   }
   return image;
+}
+
+Image preprocess(const float* grey, int width, int height, const ViTConfig& config) {
+  const std::vector<float> resized = resize_antialiased(grey, width, height, config.input_width, config.input_height);
+  return normalise(resized.data(), config);
 }
 
 }  // namespace hilum::inference

@@ -68,3 +68,86 @@ TEST_F(CliModels, HeatmapWritesAnOverlay) {
 
 }  // namespace
 }  // namespace hilum::test
+
+namespace hilum::test {
+namespace {
+
+// finetune / evaluate / models show|promote|rollback|export through the real executable.
+class CliFinetune : public hilum::test::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    db_ = "--db " + quote((dir_ / "hilum.db").string());
+    fs::create_directories(dir_ / "images");
+    std::string csv = "image,Effusion\n";
+    for (int i = 0; i < 48; ++i) {
+      testdata::DicomSpec spec;
+      spec.phantom.rows = spec.phantom.columns = 64;
+      spec.phantom.collimator_border = false;
+      spec.phantom.seed = static_cast<std::uint32_t>(500 + i);
+      spec.patient_id = "P" + std::to_string(i / 2);
+      spec.study_instance_uid = "1.2.826.0.1.3680043.11.1." + std::to_string(i / 2);
+      spec.sop_instance_uid = "1.2.826.0.1.3680043.11.2." + std::to_string(i);
+      const bool effusion = (i * 7 + i / 3) % 2 == 0;
+      if (effusion) {
+        spec.draw = [](std::vector<std::int32_t>& v, int rows, int cols) {
+          for (int r = rows / 2; r < rows - 4; ++r)
+            for (int c = 4; c < cols / 2; ++c) v[static_cast<std::size_t>(r * cols + c)] = 4095;
+        };
+      }
+      testdata::write_dicom(dir_ / "images" / ("i" + std::to_string(i) + ".dcm"), spec);
+      csv += spec.sop_instance_uid + (effusion ? ",present\n" : ",absent\n");
+    }
+    std::FILE* f = std::fopen((dir_ / "labels.csv").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(csv.c_str(), f);
+    std::fclose(f);
+    ASSERT_EQ(run_cli(db_ + " import " + quote((dir_ / "images").string())).status, 0);
+    ASSERT_EQ(run_cli(db_ + " models import " + quote(kTiny) + " --version tiny-1 --activate").status, 0);
+  }
+  std::string db_;
+};
+
+TEST_F(CliFinetune, FinetuneEvaluateShowRollbackExport) {
+  // Nothing labelled yet: a clear error, status 1.
+  const auto nothing = run_cli(db_ + " finetune --strategy head", true);
+  EXPECT_EQ(nothing.status, 1);
+  EXPECT_NE(nothing.out.find("no labelled images"), std::string::npos) << nothing.out;
+  ASSERT_EQ(run_cli(db_ + " label --from-csv " + quote((dir_ / "labels.csv").string()) + " --author tester").status, 0);
+  EXPECT_EQ(run_cli(db_ + " finetune --strategy sideways").status, 2);
+  EXPECT_EQ(run_cli(db_ + " finetune --epochs 0").status, 2);
+
+  const auto r = run_cli(db_ + " finetune --strategy head --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("\"version\":\"tiny-1-ft1\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"strategy\":\"head\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"finding\":\"Effusion\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"parent\":\"tiny-1\""), std::string::npos) << r.out;
+
+  const auto show = run_cli(db_ + " models show tiny-1-ft1 --json");
+  ASSERT_EQ(show.status, 0);
+  EXPECT_NE(show.out.find("\"parent\":\"tiny-1\""), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("\"label_snapshot\":{"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("\"auroc\""), std::string::npos) << show.out;
+
+  const auto eval = run_cli(db_ + " evaluate --model tiny-1-ft1 --labels " + quote((dir_ / "labels.csv").string()) + " --json");
+  ASSERT_EQ(eval.status, 0) << eval.out;
+  EXPECT_NE(eval.out.find("\"images\":48"), std::string::npos) << eval.out;  // every row of the CSV
+  EXPECT_NE(eval.out.find("\"threshold\""), std::string::npos) << eval.out;
+  EXPECT_EQ(run_cli(db_ + " evaluate --model nope").status, 1);
+
+  // Promote by hand, roll back to the parent, export as a Hugging Face folder.
+  ASSERT_EQ(run_cli(db_ + " models promote tiny-1-ft1").status, 0);
+  const auto back = run_cli(db_ + " models rollback");
+  ASSERT_EQ(back.status, 0);
+  EXPECT_NE(back.out.find("tiny-1 is now the active model"), std::string::npos) << back.out;
+  EXPECT_EQ(run_cli(db_ + " models rollback").status, 1);  // tiny-1 has no parent
+  const fs::path out = dir_ / "exported";
+  ASSERT_EQ(run_cli(db_ + " models export tiny-1-ft1 " + quote(out.string())).status, 0);
+  EXPECT_TRUE(fs::exists(out / "config.json"));
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_EQ(run_cli(db_ + " models export tiny-1-ft1").status, 2);
+}
+
+}  // namespace
+}  // namespace hilum::test

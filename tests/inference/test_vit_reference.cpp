@@ -41,6 +41,7 @@ TEST_P(Reference, EveryStageMatchesPyTorch) {
   const fs::path dir = fs::path(HILUM_GOLDEN_DIR) / GetParam();
   auto model = inf::ViTModel::load(dir);
   ASSERT_TRUE(model.ok()) << GetParam() << ": " << model.error().message;
+  model->set_precision(inf::Precision::F32);  // the reference arithmetic (BF16: test_vit_kernels.cpp)
   auto ref = inf::SafetensorsFile::open(dir / "reference.safetensors");
   ASSERT_TRUE(ref.ok()) << ref.error().message;
   const inf::TensorInfo* px = ref->find("pixel_values");
@@ -119,6 +120,7 @@ TEST(ReferenceSet, APerturbedModelDoesNotMatch) {
   const fs::path dir = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
   auto model = inf::ViTModel::load(dir);
   ASSERT_TRUE(model.ok()) << model.error().message;
+  model->set_precision(inf::Precision::F32);
   auto ref = inf::SafetensorsFile::open(dir / "reference.safetensors");
   ASSERT_TRUE(ref.ok());
   auto pixels = ref->read_f32("pixel_values");

@@ -438,6 +438,7 @@ std::vector<std::int32_t> write_dicom(const std::filesystem::path& path, const D
   validate_for_encoding(spec);
   const PhantomSpec& p = spec.phantom;
   std::vector<std::int32_t> values = make_phantom(p);
+  if (spec.draw) spec.draw(values, p.rows, p.columns);
 
   DcmFileFormat ff;
   DcmDataset* ds = ff.getDataset();

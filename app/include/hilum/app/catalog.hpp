@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -289,6 +290,13 @@ class Catalog {
   [[nodiscard]] Status put_predictions(const std::string& sop_instance_uid, std::int64_t model_id,
                                        const std::vector<std::pair<std::string, double>>& probabilities);
   [[nodiscard]] Result<std::vector<PredictionRow>> predictions(const std::string& sop_instance_uid, std::int64_t model_id);
+
+  // ---- Cached embeddings: the CLS vector of an image under a backbone version (head refits
+  // need no forward pass for images seen before). Stored (replaced) in one transaction.
+  [[nodiscard]] Status put_embeddings(const std::string& backbone_version,
+                                      const std::vector<std::pair<std::int64_t, std::vector<float>>>& rows);
+  // instance id -> vector, for every cached image of the backbone.
+  [[nodiscard]] Result<std::map<std::int64_t, std::vector<float>>> embeddings(const std::string& backbone_version);
 
   // ---- Settings (key/value).
   [[nodiscard]] Result<std::optional<std::string>> setting(const std::string& key);

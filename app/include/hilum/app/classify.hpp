@@ -20,6 +20,15 @@ struct LoadedModel {
   inference::ViTModel model;
 };
 
+// The display image of a file as the viewer shows it by default and the model sees it: the DICOM
+// display pipeline with the default VOI, values in [0, 1] (1 = white), row-major.
+struct DisplayImage {
+  int width = 0;
+  int height = 0;
+  std::vector<float> grey;
+};
+[[nodiscard]] Result<DisplayImage> display_image(const std::filesystem::path& file);
+
 // `spec` is a registered version or id, or a Hugging Face folder; empty means the active model.
 [[nodiscard]] Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec);
 

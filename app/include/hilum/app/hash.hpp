@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -14,5 +15,13 @@ namespace hilum::app {
 
 // SHA-256 of a buffer.
 [[nodiscard]] std::string sha256_hex(const void* data, std::size_t size);
+
+// HMAC-SHA256(secret, domain NUL key), first 8 bytes as a big-endian integer: stable, keyed
+// buckets (patient-level splits, date shifts) that cannot be recomputed without the secret.
+[[nodiscard]] std::uint64_t keyed_hash(const std::string& secret, const std::string& domain, const std::string& key);
+
+// The key that groups a patient's images: Patient ID, else the name, else the study.
+[[nodiscard]] std::string patient_key(const std::string& patient_id, const std::string& patient_name,
+                                      const std::string& study_instance_uid);
 
 }  // namespace hilum::app

@@ -32,6 +32,10 @@ struct CsvLabelReport {
 // Parses one CSV document into rows of fields (RFC 4180: quotes, doubled quotes, CRLF).
 [[nodiscard]] Result<std::vector<std::vector<std::string>>> parse_csv(const std::string& text);
 
+// Reads and checks a label CSV without writing anything: the valid rows' labels go to `valid`
+// (rows_applied counts them; labels_written stays 0).
+[[nodiscard]] Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::path& csv, const std::string& author,
+                                                    std::vector<LabelInput>& valid);
 [[nodiscard]] Result<CsvLabelReport> import_label_csv(Catalog& catalog, const std::filesystem::path& csv,
                                                       const std::string& author);
 

@@ -1,6 +1,6 @@
 // Hilum inference: a Vision Transformer (ViT) in the Hugging Face layout, on Eigen.
 // Loads and writes `config.json` + `model.safetensors` (+ optional `preprocessor_config.json`)
-// as `transformers` publishes them; runs the forward pass in F32; keeps the attentions for
+// as `transformers` publishes them; runs the forward pass in F32 or BF16 (see Precision); keeps the attentions for
 // attention maps. No Qt, no DICOM: images come in as grey values in [0, 1].
 #pragma once
 
@@ -8,6 +8,7 @@
 
 #include <array>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -79,10 +80,45 @@ struct Image {
   std::vector<float> data;
 };
 
+// Arithmetic of the linear layers (QKV, attention output, MLP). F32 is the reference (PyTorch's
+// answers to 1e-5). BF16 rounds the weights and each layer's input to bfloat16 and accumulates in
+// F32 (AVX512_BF16); LayerNorm, softmax, GELU, attention, the patch embedding and the classifier stay
+// F32. On a CPU without AVX512_BF16, BF16 runs as F32.
+enum class Precision { F32, BF16 };
+
 struct ForwardOptions {
   bool keep_attentions = false;     // per image, per layer, per head: tokens x tokens
   bool keep_hidden_states = false;  // per image: embeddings, each block's output, final LayerNorm
 };
+
+// Which GEMMs forward() runs: the AVX-512 kernels on packed weights when the CPU has them (Auto),
+// or Eigen's GEMM on the weights as stored (what a CPU without AVX-512 runs; always F32).
+enum class Kernels { Auto, Eigen };
+
+// What the running CPU lets the engine use: the AVX-512 F32 kernels, and BF16 dot products.
+[[nodiscard]] bool cpu_has_avx512_kernels();
+[[nodiscard]] bool cpu_has_bf16_kernels();
+
+namespace detail {
+// The weights packed for the GEMM kernels (built by the first forward after a load or a weight
+// change, under a mutex). Copying a model copies no pack: the copy packs its own.
+class PackCache {
+ public:
+  struct State;
+  PackCache();
+  ~PackCache();
+  PackCache(const PackCache&);
+  PackCache& operator=(const PackCache&);
+  PackCache(PackCache&&) noexcept;
+  PackCache& operator=(PackCache&&) noexcept;
+  void invalidate();
+  [[nodiscard]] bool has_state() const { return state_ != nullptr; }  // false only once moved from
+  [[nodiscard]] State& state() const { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+}  // namespace detail
 
 struct ForwardOutput {
   Matrix logits;         // batch x labels (0 columns for a backbone without classifier)
@@ -108,7 +144,23 @@ class ViTModel {
 
   [[nodiscard]] const ViTConfig& config() const { return config_; }
   [[nodiscard]] const ViTWeights& weights() const { return weights_; }
-  [[nodiscard]] ViTWeights& mutable_weights() { return weights_; }
+  // Marks the packed weights stale: the next forward re-packs. A caller that keeps this reference
+  // and changes weights after a later forward must call repack() (or mutable_weights() again).
+  [[nodiscard]] ViTWeights& mutable_weights() {
+    pack_.invalidate();
+    return weights_;
+  }
+  // Drops the packed weights; the next forward packs them again from weights().
+  void repack() { pack_.invalidate(); }
+
+  // The precision of forward()'s linear layers; default_precision() unless set.
+  void set_precision(Precision precision) { precision_ = precision; }
+  [[nodiscard]] Precision precision() const { return precision_; }
+  [[nodiscard]] static Precision default_precision();
+  void set_kernels(Kernels kernels) { kernels_ = kernels; }
+  [[nodiscard]] Kernels kernels() const { return kernels_; }
+  // Bytes of the packed weights currently held (0 before the first forward or on the Eigen path).
+  [[nodiscard]] std::size_t packed_bytes() const;
 
   // Runs a batch (images may have any size divisible by the patch size; the position
   // embeddings are interpolated bicubically when the patch grid differs). Images are spread over
@@ -118,6 +170,9 @@ class ViTModel {
  private:
   ViTConfig config_;
   ViTWeights weights_;
+  Precision precision_ = default_precision();
+  Kernels kernels_ = Kernels::Auto;
+  detail::PackCache pack_;
 };
 
 // ---- Building blocks (shared with training) ---------------------------------------------
@@ -146,6 +201,10 @@ enum class HeadFusion { Mean, Max, Min };
 // aspect ratio not kept (as Hugging Face's ViTImageProcessor), grey copied to every channel,
 // then (x - mean) / std per channel. The trainer uses the same function.
 [[nodiscard]] Image preprocess(const float* grey, int width, int height, const ViTConfig& config);
+// The second half of preprocess: grey values already at the model's input size
+// (input_width x input_height) to channels x height x width, normalised. preprocess(g, w, h, c) ==
+// normalise(resize_antialiased(g, w, h, c.input_width, c.input_height), c).
+[[nodiscard]] Image normalise(const float* grey, const ViTConfig& config);
 
 // Separable antialiased resize of a single-channel image (triangle filter widened by the scale
 // when shrinking, like PIL's bilinear and torchvision's antialias=True).

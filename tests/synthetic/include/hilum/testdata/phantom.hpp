@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -119,6 +120,9 @@ struct DicomSpec {
   std::string series_number = "1";
   std::string instance_number = "1";
   std::string series_description = "Phantom";
+  // Optional: changes the phantom's stored values (row-major, rows x columns) before encoding,
+  // e.g. to draw a visible pattern a classifier should learn.
+  std::function<void(std::vector<std::int32_t>& stored, int rows, int columns)> draw;
 };
 
 // Writes the phantom of spec.phantom as a DICOM file at `path`. Returns the stored values that

@@ -1,0 +1,231 @@
+// hilum-cli finetune / evaluate.
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "hilum/app/finetune.hpp"
+#include "hilum/app/json.hpp"
+#include "hilum/app/train.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::cli {
+namespace {
+
+using app::JsonObject;
+
+template <typename T>
+std::optional<T> parse_number(const std::string& s) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string report_json(const app::EvaluationReport& r) {
+  std::string findings = "[";
+  for (std::size_t i = 0; i < r.findings.size(); ++i) {
+    const auto& f = r.findings[i];
+    JsonObject o;
+    o.add("finding", f.finding).add("positives", f.positives).add("negatives", f.negatives).add("ece", f.ece);
+    if (f.auroc) {
+      o.add("auroc", *f.auroc).add("auroc_low", f.auroc_low).add("auroc_high", f.auroc_high);
+      o.add("threshold", f.threshold).add("sensitivity", f.sensitivity).add("specificity", f.specificity);
+    } else {
+      o.add_raw("auroc", "null");
+    }
+    findings += (i ? "," : "") + o.str();
+  }
+  findings += "]";
+  JsonObject o;
+  o.add("model", r.model_version).add("images", r.images).add("patients", r.patients);
+  if (r.mean_auroc) o.add("mean_auroc", *r.mean_auroc);
+  else o.add_raw("mean_auroc", "null");
+  o.add_raw("findings", findings);
+  return o.str();
+}
+
+void print_report(const app::EvaluationReport& r) {
+  std::printf("%s on %d image(s) of %d patient(s)\n", r.model_version.c_str(), r.images, r.patients);
+  std::printf("  %-20s %5s %5s  %-22s %6s %9s %6s %6s\n", "finding", "pos", "neg", "AUROC (95% CI)", "ECE", "threshold", "sens", "spec");
+  for (const auto& f : r.findings) {
+    if (f.auroc) {
+      std::printf("  %-20s %5d %5d  %.3f (%.3f-%.3f)    %6.3f %9.3f %6.3f %6.3f\n", f.finding.c_str(), f.positives, f.negatives, *f.auroc,
+                  f.auroc_low, f.auroc_high, f.ece, f.threshold, f.sensitivity, f.specificity);
+    } else {
+      std::printf("  %-20s %5d %5d  %-22s %6.3f\n", f.finding.c_str(), f.positives, f.negatives, "- (one class only)", f.ece);
+    }
+  }
+  if (r.mean_auroc) std::printf("  mean AUROC %.4f\n", *r.mean_auroc);
+  else std::printf("  mean AUROC: none (no finding has both classes among the validation images)\n");
+}
+
+}  // namespace
+
+int cmd_finetune(const Global& global, const Args& args) {
+  app::FinetuneOptions o;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&](const char* what) -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      (void)what;
+      return args[++i];
+    };
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--strategy") {
+      auto v = value("strategy");
+      auto s = v ? app::parse_strategy(*v) : std::nullopt;
+      if (!s) return usage_error("finetune: --strategy takes auto, head, last-k or full");
+      o.strategy = *s;
+    } else if (a == "--epochs" || a == "--k" || a == "--batch") {
+      auto v = value("n");
+      auto n = v ? parse_number<int>(*v) : std::nullopt;
+      if (!n || *n < 1 || *n > 10000) return usage_error("finetune: " + a + " takes a positive number");
+      (a == "--epochs" ? o.epochs : a == "--k" ? o.k : o.batch_size) = *n;
+    } else if (a == "--lr") {
+      auto v = value("lr");
+      auto x = v ? parse_number<float>(*v) : std::nullopt;
+      if (!x || *x <= 0.0f || *x > 1.0f) return usage_error("finetune: --lr takes a learning rate in (0, 1]");
+      o.learning_rate = *x;
+    } else if (a == "--seed") {
+      auto v = value("seed");
+      auto x = v ? parse_number<std::uint64_t>(*v) : std::nullopt;
+      if (!x) return usage_error("finetune: --seed takes a number");
+      o.seed = *x;
+    } else if (a == "--model") {
+      auto v = value("model");
+      if (!v) return usage_error("finetune: --model takes a version or id");
+      o.base_model = *v;
+    } else if (a == "--tolerance") {
+      auto v = value("tolerance");
+      auto x = v ? parse_number<double>(*v) : std::nullopt;
+      if (!x || *x < 0.0 || *x > 0.5) return usage_error("finetune: --tolerance takes 0..0.5");
+      o.gate_tolerance = *x;
+    } else if (a == "--no-promote") {
+      o.allow_promotion = false;
+    } else {
+      return usage_error("finetune: unknown argument " + a);
+    }
+  }
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!catalog) return kExitCatalog;
+  InterruptGuard guard;
+  int last_epoch = -1;
+  std::string last_phase;
+  auto progress = [&](const app::FinetuneProgress& p) {
+    if (json) return;
+    if (p.phase != last_phase && p.phase != "training") std::fprintf(stderr, "finetune: %s\n", p.phase.c_str());
+    last_phase = p.phase;
+    if (p.phase == "training" && p.epoch != last_epoch && p.step > 0 && p.steps > 0 && p.step % std::max<std::int64_t>(1, p.steps / p.epochs) == 0) {
+      last_epoch = p.epoch;
+      std::fprintf(stderr, "finetune: epoch %d/%d  loss %.4f  %.1f images/s  ETA %.0f s%s\n", p.epoch, p.epochs, p.loss, p.images_per_second,
+                   p.eta_seconds, p.validation_auroc ? ("  validation AUROC " + std::to_string(*p.validation_auroc)).c_str() : "");
+    }
+  };
+  auto r = app::finetune(*catalog, o, progress, InterruptGuard::flag());
+  if (!r) return report_error(r.error());
+  if (json) {
+    JsonObject out;
+    out.add("version", r->model.version).add("status", r->model.status).add("strategy", r->strategy).add("promoted", r->promoted);
+    out.add("reason", r->reason).add("seconds", r->seconds);
+    if (r->parent) out.add("parent", r->parent->version);
+    out.add_raw("metrics", report_json(r->metrics));
+    if (r->parent_metrics) out.add_raw("active_metrics", report_json(*r->parent_metrics));
+    std::cout << out.str() << '\n';
+  } else {
+    std::printf("new version %s (%s, strategy %s, %.1f s)\n", r->model.version.c_str(), r->model.status.c_str(), r->strategy.c_str(), r->seconds);
+    print_report(r->metrics);
+    if (r->parent_metrics) {
+      std::printf("active model on the same images:\n");
+      print_report(*r->parent_metrics);
+    }
+    std::printf("%s: %s\n", r->promoted ? "promoted" : "kept as a candidate", r->reason.c_str());
+  }
+  return kExitOk;
+}
+
+int cmd_evaluate(const Global& global, const Args& args) {
+  std::string model;
+  fs::path csv;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") json = true;
+    else if (a == "--model" && i + 1 < args.size()) model = args[++i];
+    else if (a == "--labels" && i + 1 < args.size()) csv = args[++i];
+    else return usage_error("evaluate: unknown argument " + a + " (evaluate --model ID [--labels CSV] [--json])");
+  }
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!catalog) return kExitCatalog;
+  InterruptGuard guard;
+  auto r = app::evaluate(*catalog, model, csv, {}, InterruptGuard::flag());
+  if (!r) return report_error(r.error());
+  if (json) std::cout << report_json(*r) << '\n';
+  else print_report(*r);
+  return kExitOk;
+}
+
+int cmd_train(const Global&, const Args& args) {
+  app::TrainOptions o;
+  bool json = false, f32 = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--f32") {
+      f32 = true;
+    } else if (a == "--data" && has_value) {
+      o.data = args[++i];
+    } else if ((a == "--out" || a == "-o") && has_value) {
+      o.out = args[++i];
+    } else if (a == "--arch" && has_value) {
+      o.arch = args[++i];
+    } else if (a == "--init" && has_value) {
+      o.init = args[++i];
+    } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--warmup-epochs" || a == "--max-images") && has_value) {
+      auto n = parse_number<int>(args[++i]);
+      if (!n || *n < (a == "--warmup-epochs" || a == "--max-images" ? 0 : 1)) return usage_error("train: " + a + " takes a number");
+      (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--warmup-epochs" ? o.warmup_epochs : o.max_images) = *n;
+    } else if ((a == "--lr" || a == "--weight-decay" || a == "--drop-path") && has_value) {
+      auto x = parse_number<float>(args[++i]);
+      if (!x || *x < 0.0f || *x > 1.0f) return usage_error("train: " + a + " takes a value in [0, 1]");
+      (a == "--lr" ? o.learning_rate : a == "--weight-decay" ? o.weight_decay : o.drop_path) = *x;
+    } else if (a == "--seed" && has_value) {
+      auto x = parse_number<std::uint64_t>(args[++i]);
+      if (!x) return usage_error("train: --seed takes a number");
+      o.seed = *x;
+    } else {
+      return usage_error("train: unknown argument " + a);
+    }
+  }
+  if (o.data.empty() || o.out.empty()) return usage_error("train: --data DIR and --out DIR are required");
+  if (f32) o.dtype = inference::DType::F32;
+  InterruptGuard guard;
+  int last_epoch = 0;
+  auto progress = [&](const app::FinetuneProgress& p) {
+    if (json) return;
+    if (p.phase == "training" && p.epoch != last_epoch && p.epoch > 0) {
+      last_epoch = p.epoch;
+      std::fprintf(stderr, "train: epoch %d/%d started (%.1f images/s, ETA %.0f s)\n", p.epoch, p.epochs, p.images_per_second, p.eta_seconds);
+    }
+    if (p.phase == "validating" && p.validation_auroc) std::fprintf(stderr, "train: loss %.4f, validation AUROC %.4f\n", p.loss, *p.validation_auroc);
+  };
+  auto r = app::train_from_folder(o, progress, InterruptGuard::flag());
+  if (!r) return report_error(r.error());
+  if (json) {
+    std::cout << r->report_json << '\n';
+  } else {
+    print_report(r->validation);
+    for (std::size_t j = 0; j < r->accuracy.size(); ++j) std::printf("  accuracy at threshold (%s): %.4f\n", r->validation.findings[j].finding.c_str(), r->accuracy[j]);
+    std::printf("wrote %s (%d training images of %d patients, %d validation images of %d patients, %.0f s)\n", o.out.c_str(), r->train_images,
+                r->train_patients, r->validation_images, r->validation_patients, r->seconds);
+  }
+  return kExitOk;
+}
+
+}  // namespace hilum::cli

@@ -1,0 +1,112 @@
+// Hilum app: on-device fine-tuning from the catalog's current labels, evaluation, and the
+// versioned, gated model registry (promote / rollback / export). Long work is a plain function
+// taking a progress callback and a cancel flag; the GUI runs it on a worker thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::app {
+
+enum class Strategy { Auto, Head, LastK, Full };
+[[nodiscard]] const char* to_string(Strategy s);                      // "auto", "head", "last-k", "full"
+[[nodiscard]] std::optional<Strategy> parse_strategy(const std::string& s);
+
+struct FinetuneOptions {
+  Strategy strategy = Strategy::Auto;  // auto: head below 200 labelled images, last-k below 2,000, else full
+  std::string base_model;              // version or id; empty = the active model
+  int epochs = 0;                      // 0 = the strategy's default
+  int k = 2;                           // last-k: how many blocks are trained
+  int batch_size = 8;
+  float learning_rate = 0.0f;          // 0 = the strategy's default
+  std::uint64_t seed = 1;
+  double gate_tolerance = 0.005;       // promoted when mean AUROC >= active's - tolerance
+  bool allow_promotion = true;         // false: always kept as a candidate
+  std::string author = "hilum";        // recorded on the new version
+};
+
+struct FinetuneProgress {
+  std::string phase;         // "preparing", "embedding", "training", "validating", "done"
+  int epoch = 0;             // 1-based while training
+  int epochs = 0;
+  std::int64_t step = 0;     // within the whole run
+  std::int64_t steps = 0;
+  double loss = 0.0;         // running mean of the current epoch
+  double images_per_second = 0.0;
+  double eta_seconds = 0.0;
+  std::optional<double> validation_auroc;  // after each epoch's validation
+};
+using FinetuneCallback = std::function<void(const FinetuneProgress&)>;
+
+struct FindingMetrics {
+  std::string finding;
+  int positives = 0;
+  int negatives = 0;
+  std::optional<double> auroc;  // empty when the validation set lacks one class
+  double auroc_low = 0.0;       // 95% CI (DeLong)
+  double auroc_high = 0.0;
+  double ece = 0.0;
+  double threshold = 0.5;       // Youden
+  double sensitivity = 0.0;
+  double specificity = 0.0;
+};
+
+struct EvaluationReport {
+  std::string model_version;
+  int images = 0;
+  int patients = 0;
+  std::vector<FindingMetrics> findings;
+  std::optional<double> mean_auroc;  // over findings with an AUROC
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double train_loss = 0.0;
+  std::optional<double> validation_auroc;
+};
+
+struct FinetuneResult {
+  ModelRecord model;                 // the new version (active or candidate)
+  std::optional<ModelRecord> parent;
+  std::string strategy;              // the one actually used
+  EvaluationReport metrics;          // the new version on the validation split
+  std::optional<EvaluationReport> parent_metrics;  // the parent on the same split
+  bool promoted = false;
+  std::string reason;                // why promoted or kept as a candidate
+  std::vector<EpochRecord> history;
+  double seconds = 0.0;
+};
+
+// Trains a new version from the catalog's current labels (patient-level split, stable across runs),
+// evaluates it and the parent on the same validation patients, registers it with its metrics and
+// applies the promotion gate. Interrupted runs resume from their last checkpoint.
+[[nodiscard]] Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options,
+                                              const FinetuneCallback& progress = {},
+                                              const std::atomic<bool>* cancel = nullptr);
+
+// Per-finding AUROC (CI), ECE and Youden thresholds of a model on the catalog's labelled validation
+// patients, or on every image of a label CSV (ChestX-ray14 or one column per finding) when given.
+[[nodiscard]] Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spec,
+                                                const std::filesystem::path& labels_csv = {},
+                                                const FinetuneCallback& progress = {},
+                                                const std::atomic<bool>* cancel = nullptr);
+
+// Whether an image's patient is in the fine-tuning validation split (20% of patients, chosen by a
+// keyed hash of the patient with the catalog's secret: stable across runs, never split by image).
+[[nodiscard]] Result<bool> in_validation_split(Catalog& catalog, const Instance& image);
+
+// Registry operations.
+[[nodiscard]] Status promote_model(Catalog& catalog, const std::string& version_or_id, const std::string& reason);
+// Re-activates the active model's parent (or the previously active version).
+[[nodiscard]] Result<ModelRecord> rollback_model(Catalog& catalog);
+// Writes the version as a Hugging Face folder (config.json + model.safetensors), loadable by transformers.
+[[nodiscard]] Status export_model(Catalog& catalog, const std::string& version_or_id, const std::filesystem::path& dir);
+
+}  // namespace hilum::app

@@ -1,0 +1,75 @@
+// Hilum app: training a ViT from scratch (or continuing from a checkpoint) on a folder of
+// labelled radiographs -- how the built-in model in resources/models/ is made.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hilum/app/classify.hpp"
+#include "hilum/app/finetune.hpp"
+#include "hilum/inference/vit.hpp"
+
+namespace hilum::app {
+
+// A folder of images (JPEG, PNG or DICOM) in one sub-folder per class: a folder named NORMAL,
+// "No Finding" or NEGATIVE holds images without any finding; any other folder name is a finding
+// (PNEUMONIA -> "Pneumonia") and its images are positive for it and negative for the others.
+// The patient of an image comes from its file name: the part before the first '_'
+// ("person1000_bacteria_2931" -> "person1000"), else everything before the last '-'
+// ("IM-0115-0001" -> "IM-0115", "NORMAL2-IM-1427-0001" -> "NORMAL2-IM-1427").
+struct FolderDataset {
+  std::vector<std::string> findings;
+  std::vector<std::filesystem::path> files;
+  std::vector<std::string> patients;
+  std::vector<std::vector<float>> targets;  // per file, per finding
+};
+[[nodiscard]] Result<FolderDataset> scan_image_folder(const std::filesystem::path& dir);
+[[nodiscard]] std::string patient_from_file_name(const std::string& stem);
+
+// Reads an image file as grey values in [0, 1]: 8/16-bit PNG, JPEG (libjpeg; colour is
+// converted to luminance), or DICOM through the display pipeline.
+[[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
+
+// Architectures sized for a 2-core CPU: "vit-ti16" (D=192, 12 blocks, 3 heads), "vit-s16"
+// (D=384, 12 blocks, 6 heads), "vit-ti16-d6" (ViT-Ti/16 with 6 blocks); at `image_size`.
+[[nodiscard]] Result<inference::ViTConfig> architecture(const std::string& name, int image_size);
+// Hugging Face's ViT initialisation: truncated normal (std 0.02) for weights, position
+// embeddings and CLS token; zero biases; LayerNorm 1/0.
+[[nodiscard]] inference::ViTWeights initial_weights(const inference::ViTConfig& config, std::uint64_t seed);
+
+struct TrainOptions {
+  std::filesystem::path data;     // the image folder
+  std::filesystem::path out;      // the Hugging Face folder written at the end
+  std::string arch = "vit-ti16";
+  int image_size = 224;
+  std::filesystem::path init;     // continue from this Hugging Face folder instead of random weights
+  int epochs = 30;
+  int batch_size = 32;
+  float learning_rate = 5e-4f;
+  float weight_decay = 0.05f;
+  float drop_path = 0.1f;
+  int warmup_epochs = 3;
+  double validation_fraction = 0.15;  // of the patients
+  std::uint64_t seed = 1;
+  int max_images = 0;             // 0 = all (small runs for tests)
+  inference::DType dtype = inference::DType::F16;  // of the written weights
+};
+
+struct TrainReport {
+  EvaluationReport validation;    // per finding: AUROC (CI), ECE, Youden threshold, sensitivity, specificity
+  std::vector<double> accuracy;   // per finding, at its threshold
+  std::vector<EpochRecord> history;
+  int train_images = 0, validation_images = 0, train_patients = 0, validation_patients = 0;
+  double seconds = 0.0;
+  std::string report_json;        // also written to OUT/training_report.json
+};
+
+// Trains, checkpointing every epoch beside `out` (OUT.checkpoints/, resumed when present),
+// then writes `out` (config.json, model.safetensors in `dtype`, training_report.json).
+[[nodiscard]] Result<TrainReport> train_from_folder(const TrainOptions& options, const FinetuneCallback& progress = {},
+                                                    const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace hilum::app

@@ -1,0 +1,99 @@
+// Hilum app: the radiologist's worklist, read-only queries over the catalog that the workstation's
+// study browser needs beyond Catalog's own listings: who labelled what, where the current labels
+// and a model's stored predictions disagree, which images the model is least sure about, search
+// by patient or accession, and the counts of what is left. One row per image, with its patient,
+// study and series, so the caller can group them as it likes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::app {
+
+struct WorklistQuery {
+  enum class Show {
+    All,
+    Unlabelled,     // no current label at all
+    LabelledBy,     // at least one current label whose latest event is by `author`
+    NotLabelledBy,  // no current label by `author` (what is left for me)
+    Disagreement,   // a current present/absent label on the other side of `threshold` from the model
+  };
+  enum class Sort {
+    Patient,        // patient, study date, study, series, image (the catalog's order)
+    StudyDateNewest,
+    Uncertainty,    // the model's least certain images first (probability nearest `threshold`)
+    Imported,       // most recently imported first
+  };
+  Show show = Show::All;
+  Sort sort = Sort::Patient;
+  std::string author;                    // for LabelledBy / NotLabelledBy (and WorklistItem::labelled_by_author)
+  std::optional<std::int64_t> model_id;  // the model whose predictions count; empty = the active model
+  double threshold = 0.5;                // decision threshold for Disagreement and Uncertainty
+  // Only images where this finding is labelled present (current label), or, with no label for it,
+  // predicted at or above `threshold` by the model. Case-insensitive; empty = any.
+  std::string finding;
+  // Case-insensitive substring of the patient ID, patient name or accession number; empty = any.
+  std::string search;
+  bool with_thumbnails = true;
+};
+
+struct WorklistItem {
+  std::int64_t instance_id = 0;
+  std::string sop_instance_uid;
+  std::string path;          // the stored copy when there is one, else the imported path
+  std::string patient_id;
+  std::string patient_name;
+  std::string patient_sex;
+  std::string patient_age;
+  std::string study_instance_uid;
+  std::string study_date;
+  std::string study_description;
+  std::string accession_number;
+  std::string series_instance_uid;
+  std::string series_number;
+  std::string series_description;
+  std::string modality;
+  std::string view_position;
+  int rows = 0;
+  int columns = 0;
+  int current_labels = 0;           // current (not cleared) labels on the image
+  int present_findings = 0;         // of which present
+  bool labelled_by_author = false;  // at least one current label's latest event is by the query's author
+  bool has_predictions = false;     // the model has stored predictions for the image
+  // How unsure the model is about the image, in [0, 1]: 1 - min over findings of the distance of the
+  // probability from the threshold, scaled so that 0 and 1 are at distance 1 (1 = some finding sits
+  // exactly on the threshold, 0 = every probability is 0 or 1). Empty without predictions.
+  std::optional<double> uncertainty;
+  int disagreements = 0;            // findings whose current label and prediction disagree
+  std::vector<std::uint8_t> thumbnail_png;
+};
+
+struct WorklistCounts {
+  int images = 0;
+  int unlabelled = 0;
+  int labelled = 0;
+  int labelled_by_author = 0;
+  int not_labelled_by_author = 0;
+  int with_predictions = 0;
+  int disagreements = 0;  // images with at least one disagreement
+};
+
+// The images matching `query`, in its order. Errors: the catalog's own.
+[[nodiscard]] Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery& query);
+
+// Counts over the whole catalog (query.show, finding and search ignored) for the "left to do" line.
+[[nodiscard]] Result<WorklistCounts> worklist_counts(Catalog& catalog, const WorklistQuery& query);
+
+// Number of label events appended after event `after_id` (0 = all), and the newest event id: the
+// workstation's "N new labels since the last fine-tune" trigger.
+struct LabelActivity {
+  std::int64_t events_after = 0;
+  std::int64_t newest_event_id = 0;
+};
+[[nodiscard]] Result<LabelActivity> label_activity(Catalog& catalog, std::int64_t after_id);
+
+}  // namespace hilum::app

@@ -1,0 +1,789 @@
+// On-device fine-tuning from the catalog's labels, evaluation and the gated model registry.
+//
+// Data: every image with a current label becomes a sample. Its targets cover the base model's
+// outputs plus any labelled finding the model has no output for (the head grows; existing rows
+// keep their weights). Present = 1, Absent = 0, Uncertain = not used; "No Finding" present makes
+// every other output 0 unless labelled otherwise. Patients are split 80/20 into train and
+// validation by a keyed hash of the patient (stable across runs, never by image).
+#include "hilum/app/finetune.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <regex>
+#include <set>
+#include <system_error>
+#include <thread>
+
+#include "hilum/app/classify.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/labels_csv.hpp"
+#include "trainer.hpp"
+#include "hilum/core/atomic_file.hpp"
+#include "hilum/training/augment.hpp"
+#include "hilum/training/backprop.hpp"
+#include "hilum/training/head.hpp"
+#include "hilum/training/loss.hpp"
+#include "hilum/training/metrics.hpp"
+#include "hilum/training/optim.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace hilum::app {
+
+const char* to_string(Strategy s) {
+  switch (s) {
+    case Strategy::Auto: return "auto";
+    case Strategy::Head: return "head";
+    case Strategy::LastK: return "last-k";
+    case Strategy::Full: return "full";
+  }
+  return "auto";
+}
+
+std::optional<Strategy> parse_strategy(const std::string& s) {
+  if (s == "auto") return Strategy::Auto;
+  if (s == "head") return Strategy::Head;
+  if (s == "last-k" || s == "lastk" || s == "last_k") return Strategy::LastK;
+  if (s == "full") return Strategy::Full;
+  return std::nullopt;
+}
+
+namespace {
+
+using inference::Matrix;
+using Clock = std::chrono::steady_clock;
+using detail::evaluate_probabilities;
+using detail::from_inference;
+using detail::predict;
+using detail::Sample;
+
+constexpr const char* kNoFinding = "No Finding";
+
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// ---- Samples ---------------------------------------------------------------------------------
+
+struct Dataset {
+  std::vector<std::string> outputs;  // the new model's labels (base labels + grown ones)
+  std::vector<Sample> samples;
+  std::int64_t max_event_id = 0;
+  int patients = 0;
+  int validation_patients = 0;
+};
+
+bool is_validation_patient(const std::string& secret, const std::string& patient) {
+  return keyed_hash(secret, "finetune-split", patient) % 5u == 0u;
+}
+
+// Builds the samples from label events (the catalog's current labels, or a CSV's).
+Result<Dataset> build_dataset(Catalog& catalog, const std::vector<std::string>& base_labels, const std::vector<LabelEvent>& events,
+                              std::int64_t parent_snapshot, bool grow) {
+  auto secret = catalog.secret();
+  if (!secret) return secret.error();
+  InstanceFilter filter;
+  filter.with_thumbnails = false;
+  auto instances = catalog.list_instances(filter);
+  if (!instances) return instances.error();
+  std::map<std::int64_t, const Instance*> by_id;
+  for (const auto& in : *instances) by_id.emplace(in.id, &in);
+
+  Dataset data;
+  data.outputs = base_labels;
+  std::map<std::string, std::size_t> column;  // lower-case finding -> output column
+  for (std::size_t j = 0; j < data.outputs.size(); ++j) column.emplace(lower(data.outputs[j]), j);
+  if (grow) {
+    for (const auto& e : events) {
+      if (e.value == LabelValue::Cleared || e.value == LabelValue::Uncertain) continue;
+      if (lower(e.finding) == lower(kNoFinding)) continue;
+      if (column.emplace(lower(e.finding), data.outputs.size()).second) data.outputs.push_back(e.finding);
+    }
+  }
+  std::map<std::int64_t, std::vector<const LabelEvent*>> per_image;
+  for (const auto& e : events) {
+    per_image[e.instance_id].push_back(&e);
+    data.max_event_id = std::max(data.max_event_id, e.id);
+  }
+  std::set<std::string> patients, validation_patients;
+  const std::size_t n_out = data.outputs.size();
+  for (const auto& [id, list] : per_image) {
+    auto it = by_id.find(id);
+    if (it == by_id.end()) continue;
+    const Instance& in = *it->second;
+    Sample s;
+    s.instance_id = id;
+    s.uid = in.sop_instance_uid;
+    s.path = in.stored_path.empty() ? in.path : in.stored_path;
+    s.patient = patient_key(in.patient_id, in.patient_name, in.study_instance_uid);
+    s.validation = is_validation_patient(*secret, s.patient);
+    s.target.assign(n_out, 0.0f);
+    s.mask.assign(n_out, 0.0f);
+    s.is_new = false;
+    bool no_finding = false;
+    for (const LabelEvent* e : list) {
+      if (e->id > parent_snapshot) s.is_new = true;
+      if (lower(e->finding) == lower(kNoFinding) && e->value == LabelValue::Present) no_finding = true;
+    }
+    if (no_finding) {
+      for (std::size_t j = 0; j < n_out; ++j) {
+        if (lower(data.outputs[j]) != lower(kNoFinding)) s.mask[j] = 1.0f;  // target 0
+      }
+    }
+    for (const LabelEvent* e : list) {
+      auto c = column.find(lower(e->finding));
+      if (c == column.end()) continue;
+      switch (e->value) {
+        case LabelValue::Present: s.target[c->second] = 1.0f; s.mask[c->second] = 1.0f; break;
+        case LabelValue::Absent: s.target[c->second] = 0.0f; s.mask[c->second] = 1.0f; break;
+        case LabelValue::Uncertain:
+        case LabelValue::Cleared: s.mask[c->second] = 0.0f; break;
+      }
+    }
+    if (std::none_of(s.mask.begin(), s.mask.end(), [](float m) { return m > 0.0f; })) continue;
+    patients.insert(s.patient);
+    if (s.validation) validation_patients.insert(s.patient);
+    data.samples.push_back(std::move(s));
+  }
+  data.patients = static_cast<int>(patients.size());
+  data.validation_patients = static_cast<int>(validation_patients.size());
+  return data;
+}
+
+// Decodes the samples' images (in parallel) into display images at the model's input size.
+// An image that cannot be read is dropped from the data set (with its reason kept).
+Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& config, const std::atomic<bool>* cancel,
+                   std::vector<std::string>& problems) {
+  const unsigned threads = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
+  std::vector<std::string> errors(samples.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&]() {
+    for (std::size_t i = next++; i < samples.size(); i = next++) {
+      if (cancel != nullptr && cancel->load()) return;
+      if (!samples[i]->grey.empty()) continue;
+      auto display = display_image(samples[i]->path);
+      if (!display) {
+        errors[i] = samples[i]->path + ": " + display.error().message;
+        continue;
+      }
+      samples[i]->grey = inference::resize_antialiased(display->grey.data(), display->width, display->height, config.input_width,
+                                                       config.input_height);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "fine-tuning cancelled"};
+  std::vector<Sample*> kept;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (errors[i].empty()) kept.push_back(samples[i]);
+    else problems.push_back(errors[i]);
+  }
+  samples = std::move(kept);
+  return core::Done{};
+}
+
+// ---- Metrics -----------------------------------------------------------------------------------
+
+json to_json(const EvaluationReport& r) {
+  json j = {{"model", r.model_version}, {"images", r.images}, {"patients", r.patients}};
+  j["mean_auroc"] = r.mean_auroc ? json(*r.mean_auroc) : json(nullptr);
+  json findings = json::array();
+  for (const auto& f : r.findings) {
+    json o = {{"finding", f.finding}, {"positives", f.positives}, {"negatives", f.negatives}, {"ece", f.ece}};
+    o["auroc"] = f.auroc ? json(*f.auroc) : json(nullptr);
+    if (f.auroc) {
+      o["auroc_ci"] = {f.auroc_low, f.auroc_high};
+      o["threshold"] = f.threshold;
+      o["sensitivity"] = f.sensitivity;
+      o["specificity"] = f.specificity;
+    }
+    findings.push_back(std::move(o));
+  }
+  j["findings"] = std::move(findings);
+  return j;
+}
+
+// The gate: compare mean AUROC on the findings both models have an AUROC for; with none shared,
+// the candidate must beat chance (its mean lower confidence bound above 0.5).
+std::pair<bool, std::string> gate(const EvaluationReport& candidate, const std::optional<EvaluationReport>& active, double tolerance) {
+  if (!candidate.mean_auroc) {
+    return {false, "no validation AUROC: the validation patients need positive and negative labels for at least one finding"};
+  }
+  double new_sum = 0.0, old_sum = 0.0;
+  int shared = 0;
+  if (active) {
+    for (const auto& f : candidate.findings) {
+      if (!f.auroc) continue;
+      for (const auto& g : active->findings) {
+        if (g.finding == f.finding && g.auroc) {
+          new_sum += *f.auroc;
+          old_sum += *g.auroc;
+          ++shared;
+        }
+      }
+    }
+  }
+  char buf[256];
+  if (shared > 0) {
+    const double a = new_sum / shared, b = old_sum / shared;
+    if (a >= b - tolerance) {
+      std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): not worse beyond %.3f", a, b, shared, tolerance);
+      return {true, buf};
+    }
+    std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): worse by more than %.3f", a, b, shared, tolerance);
+    return {false, buf};
+  }
+  double low = 0.0;
+  int n = 0;
+  for (const auto& f : candidate.findings) {
+    if (f.auroc) {
+      low += f.auroc_low;
+      ++n;
+    }
+  }
+  low /= std::max(1, n);
+  if (low > 0.5) {
+    std::snprintf(buf, sizeof buf, "no finding shared with the active model; mean AUROC %.4f, 95%% lower bound %.4f above chance",
+                  *candidate.mean_auroc, low);
+    return {true, buf};
+  }
+  std::snprintf(buf, sizeof buf, "no finding shared with the active model and mean AUROC %.4f is not above chance (95%% lower bound %.4f)",
+                *candidate.mean_auroc, low);
+  return {false, buf};
+}
+
+// ---- Models ------------------------------------------------------------------------------------
+
+std::string backbone_of(const ModelRecord& record) {
+  auto hp = json::parse(record.hyperparameters, nullptr, false);
+  if (hp.is_object() && hp.contains("backbone_version") && hp["backbone_version"].is_string()) return hp["backbone_version"];
+  return record.version;
+}
+
+std::int64_t snapshot_of(const ModelRecord& record) {
+  auto s = json::parse(record.label_snapshot, nullptr, false);
+  if (s.is_object() && s.contains("max_label_event") && s["max_label_event"].is_number_integer()) return s["max_label_event"];
+  return 0;
+}
+
+Result<std::string> next_version(Catalog& catalog, const std::string& parent_version) {
+  static const std::regex suffix("-ft[0-9]+$");
+  const std::string root = std::regex_replace(parent_version, suffix, "");
+  auto all = catalog.models();
+  if (!all) return all.error();
+  int n = 0;
+  for (const auto& m : *all) {
+    if (m.version.rfind(root + "-ft", 0) == 0) {
+      try {
+        n = std::max(n, std::stoi(m.version.substr(root.size() + 3)));
+      } catch (...) {
+      }
+    }
+  }
+  return root + "-ft" + std::to_string(n + 1);
+}
+
+fs::path models_dir(Catalog& catalog) { return catalog.path().parent_path() / "models"; }
+
+// Writes the model folder atomically: into a temporary folder, then renamed into place.
+Status save_model_folder(const inference::ViTModel& model, const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir.parent_path(), ec);
+  const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".partial");
+  fs::remove_all(tmp, ec);
+  auto saved = model.save(tmp, inference::DType::F32);
+  if (!saved) return from_inference(saved.error());
+  fs::rename(tmp, dir, ec);
+  if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + dir.string() + ": " + ec.message()};
+  return core::Done{};
+}
+
+// The classifier of `config`'s labels re-ordered / grown to `outputs` (new rows: zero weights,
+// bias = log-odds of the base rate).
+void grow_classifier(inference::ViTConfig& config, inference::ViTWeights& w, const std::vector<std::string>& outputs,
+                     const std::vector<float>& base_rate) {
+  const auto hidden = static_cast<Eigen::Index>(config.hidden_size);
+  Matrix cw = Matrix::Zero(static_cast<Eigen::Index>(outputs.size()), hidden);
+  inference::Vector cb = inference::Vector::Zero(static_cast<Eigen::Index>(outputs.size()));
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    auto it = std::find(config.labels.begin(), config.labels.end(), outputs[j]);
+    const auto r = static_cast<Eigen::Index>(j);
+    if (it != config.labels.end() && w.has_classifier) {
+      const auto k = static_cast<Eigen::Index>(it - config.labels.begin());
+      cw.row(r) = w.classifier.w.row(k);
+      cb(r) = w.classifier.b.size() > 0 ? w.classifier.b(k) : 0.0f;
+    } else {
+      const float p = std::clamp(base_rate[j], 0.02f, 0.98f);
+      cb(r) = std::log(p / (1.0f - p));
+    }
+  }
+  w.classifier.w = std::move(cw);
+  w.classifier.b = std::move(cb);
+  w.has_classifier = true;
+  config.labels = outputs;
+  if (config.problem_type.empty() || config.problem_type == "single_label_classification") config.problem_type = "multi_label_classification";
+}
+
+Result<Matrix> embed(const inference::ViTModel& model, const std::vector<Sample*>& samples, const std::atomic<bool>* cancel) {
+  Matrix out(static_cast<Eigen::Index>(samples.size()), model.config().hidden_size);
+  for (std::size_t start = 0; start < samples.size(); start += 8) {
+    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "fine-tuning cancelled"};
+    std::vector<inference::Image> batch;
+    const std::size_t end = std::min(samples.size(), start + 8);
+    for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(samples[i]->grey.data(), model.config()));
+    auto r = model.forward(batch);
+    if (!r) return from_inference(r.error());
+    out.middleRows(static_cast<Eigen::Index>(start), static_cast<Eigen::Index>(end - start)) = r->embeddings;
+  }
+  return out;
+}
+
+// ---- The run -----------------------------------------------------------------------------------
+
+struct Run {
+  Catalog& catalog;
+  const FinetuneOptions& options;
+  const FinetuneCallback& progress;
+  const std::atomic<bool>* cancel;
+  Clock::time_point t0 = Clock::now();
+  FinetuneProgress state;
+
+  void report(const std::string& phase) {
+    state.phase = phase;
+    if (progress) progress(state);
+  }
+  [[nodiscard]] bool cancelled() const { return cancel != nullptr && cancel->load(); }
+};
+
+Strategy choose(Strategy requested, std::size_t labelled_images) {
+  if (requested != Strategy::Auto) return requested;
+  if (labelled_images < 200) return Strategy::Head;
+  if (labelled_images < 2000) return Strategy::LastK;
+  return Strategy::Full;
+}
+
+struct Trained {
+  inference::ViTConfig config;
+  inference::ViTWeights weights;
+  std::vector<EpochRecord> history;
+  json hyperparameters;
+};
+
+// `head`: logistic regression per finding on cached CLS embeddings of the backbone.
+Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std::vector<std::string>& problems) {
+  const std::string backbone = backbone_of(base.record);
+  auto cached = run.catalog.embeddings(backbone);
+  if (!cached) return cached.error();
+  std::vector<Sample*> missing;
+  for (auto& s : data.samples) {
+    auto it = cached->find(s.instance_id);
+    if (it == cached->end() || static_cast<int>(it->second.size()) != base.model.config().hidden_size) missing.push_back(&s);
+  }
+  run.state.steps = static_cast<std::int64_t>(missing.size());
+  run.report("embedding");
+  if (!missing.empty()) {
+    auto loaded = load_images(missing, base.model.config(), run.cancel, problems);
+    if (!loaded) return loaded.error();
+    auto e = embed(base.model, missing, run.cancel);
+    if (!e) return e.error();
+    std::vector<std::pair<std::int64_t, std::vector<float>>> rows;
+    for (std::size_t i = 0; i < missing.size(); ++i) {
+      std::vector<float> v(static_cast<std::size_t>(e->cols()));
+      for (Eigen::Index c = 0; c < e->cols(); ++c) v[static_cast<std::size_t>(c)] = (*e)(static_cast<Eigen::Index>(i), c);
+      (*cached)[missing[i]->instance_id] = v;
+      rows.emplace_back(missing[i]->instance_id, std::move(v));
+    }
+    if (base.record.id > 0) {
+      auto stored = run.catalog.put_embeddings(backbone, rows);
+      if (!stored) return stored.error();
+    }
+  }
+  // Samples whose image could not be read have no embedding: drop them.
+  std::erase_if(data.samples, [&](const Sample& s) { return cached->find(s.instance_id) == cached->end(); });
+
+  const auto dim = static_cast<Eigen::Index>(base.model.config().hidden_size);
+  const auto n_out = static_cast<Eigen::Index>(data.outputs.size());
+  std::vector<const Sample*> train;
+  for (const auto& s : data.samples) {
+    if (!s.validation) train.push_back(&s);
+  }
+  Matrix x(static_cast<Eigen::Index>(train.size()), dim), y(static_cast<Eigen::Index>(train.size()), n_out),
+      m(static_cast<Eigen::Index>(train.size()), n_out);
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    const auto& v = cached->at(train[i]->instance_id);
+    const auto r = static_cast<Eigen::Index>(i);
+    for (Eigen::Index c = 0; c < dim; ++c) x(r, c) = v[static_cast<std::size_t>(c)];
+    for (Eigen::Index j = 0; j < n_out; ++j) {
+      y(r, j) = train[i]->target[static_cast<std::size_t>(j)];
+      m(r, j) = train[i]->mask[static_cast<std::size_t>(j)];
+    }
+  }
+  run.report("training");
+  training::HeadOptions ho;
+  const auto fit = training::fit_head(x, y, m, ho);
+
+  Trained t;
+  t.config = base.model.config();
+  t.weights = base.model.weights();
+  std::vector<float> base_rate(data.outputs.size(), 0.5f);
+  grow_classifier(t.config, t.weights, data.outputs, base_rate);
+  // A finding's row is replaced only when training has enough of both classes for it; otherwise
+  // the parent's row (or the new row's prior) stays.
+  json replaced = json::array();
+  for (Eigen::Index j = 0; j < n_out; ++j) {
+    int pos = 0, neg = 0;
+    for (Eigen::Index i = 0; i < y.rows(); ++i) {
+      if (m(i, j) > 0.0f) (y(i, j) > 0.5f ? pos : neg)++;
+    }
+    if (pos >= 5 && neg >= 5) {
+      t.weights.classifier.w.row(j) = fit.weights.row(j);
+      t.weights.classifier.b(j) = fit.bias(j);
+      replaced.push_back(data.outputs[static_cast<std::size_t>(j)]);
+    }
+  }
+  t.hyperparameters = {{"kind", "logistic"}, {"l2", ho.l2}, {"balance", ho.balance}, {"backbone_version", backbone},
+                       {"refitted_findings", replaced}, {"train_images", train.size()}};
+  t.history.push_back(EpochRecord{1, 0.0, std::nullopt});
+  return t;
+}
+
+// `last-k` and `full`.
+Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, Strategy strategy, std::vector<std::string>& problems,
+                             const fs::path& checkpoint_dir) {
+  const FinetuneOptions& o = run.options;
+  Trained t;
+  t.config = base.model.config();
+  t.weights = base.model.weights();
+  const int layers = t.config.num_layers;
+  const int k = std::clamp(o.k, 1, layers);
+
+  std::vector<Sample*> all;
+  for (auto& s : data.samples) all.push_back(&s);
+  run.report("preparing");
+  auto loaded = load_images(all, t.config, run.cancel, problems);
+  if (!loaded) return loaded.error();
+  std::erase_if(data.samples, [&](const Sample& s) { return s.grey.empty(); });
+  std::vector<const Sample*> train, validation;
+  for (const auto& s : data.samples) (s.validation ? validation : train).push_back(&s);
+  if (train.empty()) return Error{ErrorKind::Invalid, "no labelled training images (all labelled patients fell into validation)"};
+
+  // New outputs start at the base rate of their labels.
+  std::vector<float> base_rate(data.outputs.size(), 0.5f);
+  for (std::size_t j = 0; j < data.outputs.size(); ++j) {
+    double p = 0, n = 0;
+    for (const Sample* s : train) {
+      if (s->mask[j] > 0) {
+        n += 1;
+        p += s->target[j];
+      }
+    }
+    if (n > 0) base_rate[j] = static_cast<float>(p / n);
+  }
+  grow_classifier(t.config, t.weights, data.outputs, base_rate);
+
+  // Forgetting control: every epoch sees all images with new labels plus a replay sample of
+  // earlier ones (at least as many, at least 64 when there are that many).
+  std::vector<const Sample*> fresh, earlier;
+  for (const Sample* s : train) (s->is_new ? fresh : earlier).push_back(s);
+  if (fresh.empty()) fresh.swap(earlier);
+  const std::size_t replay = std::min(earlier.size(), std::max<std::size_t>(fresh.size(), 64));
+  auto plan = [&](int, std::mt19937_64& rng) {
+    std::vector<const Sample*> order = fresh;
+    std::vector<const Sample*> old = earlier;
+    std::shuffle(old.begin(), old.end(), rng);
+    order.insert(order.end(), old.begin(), old.begin() + static_cast<std::ptrdiff_t>(replay));
+    std::shuffle(order.begin(), order.end(), rng);
+    return order;
+  };
+
+  detail::LoopOptions lo;
+  lo.epochs = o.epochs > 0 ? o.epochs : (strategy == Strategy::Full ? 10 : 5);
+  lo.batch_size = std::max(1, o.batch_size);
+  lo.learning_rate = o.learning_rate > 0.0f ? o.learning_rate : (strategy == Strategy::Full ? 1e-4f : 3e-4f);
+  lo.layer_decay = strategy == Strategy::Full ? 0.75f : 1.0f;
+  lo.drop_path = strategy == Strategy::Full ? 0.1f : 0.0f;
+  lo.checkpoint_activations = strategy == Strategy::Full;
+  lo.augment = strategy == Strategy::Full;
+  lo.first_trainable_block = strategy == Strategy::Full ? 0 : layers - k;
+  lo.seed = o.seed;
+  auto loop = detail::run_training(t.config, t.weights, train, fresh.size() + replay, plan, validation, data.outputs, lo, checkpoint_dir,
+                                   run.state, run.progress, run.cancel);
+  if (!loop) return loop.error();
+  t.history = loop->history;
+  t.hyperparameters = {{"epochs", lo.epochs},
+                       {"k", strategy == Strategy::LastK ? k : layers},
+                       {"learning_rate", lo.learning_rate},
+                       {"batch_size", lo.batch_size},
+                       {"weight_decay", lo.weight_decay},
+                       {"layer_decay", lo.layer_decay},
+                       {"drop_path", lo.drop_path},
+                       {"warmup_steps", loop->warmup_steps},
+                       {"gradient_clip", lo.gradient_clip},
+                       {"activation_checkpointing", lo.checkpoint_activations},
+                       {"augment", lo.augment},
+                       {"seed", o.seed},
+                       {"train_images", train.size()},
+                       {"images_per_epoch", fresh.size() + replay},
+                       {"replay_images_per_epoch", replay},
+                       {"tape_peak_bytes", loop->tape_peak_bytes},
+                       {"backbone_version", ""}};
+  return t;
+}
+
+Result<json> labelled_summary(const Dataset& data) {
+  json counts = json::object();
+  for (std::size_t j = 0; j < data.outputs.size(); ++j) {
+    int pos = 0, neg = 0;
+    for (const auto& s : data.samples) {
+      if (s.mask[j] > 0) (s.target[j] > 0.5f ? pos : neg)++;
+    }
+    counts[data.outputs[j]] = {{"positive", pos}, {"negative", neg}};
+  }
+  int val = 0;
+  for (const auto& s : data.samples) val += s.validation ? 1 : 0;
+  return json{{"max_label_event", data.max_event_id}, {"images", data.samples.size()}, {"validation_images", val},
+              {"patients", data.patients}, {"validation_patients", data.validation_patients}, {"findings", counts}};
+}
+
+}  // namespace
+
+Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
+                                const std::atomic<bool>* cancel) {
+  Run run{catalog, options, progress, cancel, Clock::now(), {}};
+  run.report("preparing");
+  auto base = load_model(catalog, options.base_model);
+  if (!base) return base.error();
+  if (!base->model.config().multi_label()) {
+    return Error{ErrorKind::Invalid, "fine-tuning needs a multi-label model; " + base->record.version + " is single-label"};
+  }
+  auto events = catalog.current_labels();
+  if (!events) return events.error();
+  auto data = build_dataset(catalog, base->model.config().labels, *events, snapshot_of(base->record), true);
+  if (!data) return data.error();
+  if (data->samples.empty()) return Error{ErrorKind::Invalid, "no labelled images in the catalog: label some first"};
+  const Strategy strategy = choose(options.strategy, data->samples.size());
+
+  // The job (for resuming) is keyed by what defines the run.
+  json params = {{"base", base->record.version}, {"strategy", to_string(strategy)}, {"epochs", options.epochs}, {"k", options.k},
+                 {"batch_size", options.batch_size}, {"learning_rate", options.learning_rate}, {"seed", options.seed},
+                 {"labels_up_to", data->max_event_id}};
+  auto job = catalog.unfinished_job("finetune", params.dump());
+  if (!job) return job.error();
+  std::int64_t job_id = 0;
+  if (job->has_value()) {
+    job_id = (*job)->id;
+  } else {
+    auto created = catalog.create_job("finetune", params.dump(), {});
+    if (!created) return created.error();
+    job_id = *created;
+  }
+  const fs::path checkpoint_dir = models_dir(catalog) / ".checkpoints" / ("job-" + std::to_string(job_id));
+  std::error_code ec;
+
+  std::vector<std::string> problems;
+  Result<Trained> trained = strategy == Strategy::Head ? train_head(run, *base, *data, problems)
+                                                       : train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
+  if (!trained) {
+    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", json{{"error", trained.error().message}}.dump());
+    return trained.error();
+  }
+
+  // Validation of the new version and of the active model on the same images.
+  run.report("validating");
+  std::vector<const Sample*> validation;
+  for (const auto& s : data->samples) {
+    if (s.validation) validation.push_back(&s);
+  }
+  auto candidate = inference::ViTModel::from_weights(trained->config, trained->weights);
+  if (!candidate) return from_inference(candidate.error());
+  auto active = catalog.active_model();
+  if (!active) return active.error();
+  std::optional<LoadedModel> active_model;
+  if (active->has_value()) {
+    if ((*active)->id == base->record.id) {
+      active_model = *base;
+    } else {
+      auto loaded = load_model(catalog, (*active)->version);
+      if (!loaded) return loaded.error();
+      active_model = std::move(loaded.value());
+    }
+  }
+  EvaluationReport metrics;
+  std::optional<EvaluationReport> active_metrics;
+  if (!validation.empty()) {
+    std::vector<Sample*> need;
+    for (auto& s : data->samples) {
+      if (s.validation && s.grey.empty()) need.push_back(&s);
+    }
+    auto loaded = load_images(need, trained->config, cancel, problems);
+    if (!loaded) return loaded.error();
+    std::erase_if(validation, [](const Sample* s) { return s->grey.empty(); });
+    auto p = predict(*candidate, validation, cancel);
+    if (!p) return p.error();
+    metrics = evaluate_probabilities(data->outputs, validation, *p, trained->config.labels);
+    if (active_model) {
+      auto q = predict(active_model->model, validation, cancel);
+      if (!q) return q.error();
+      active_metrics = evaluate_probabilities(data->outputs, validation, *q, active_model->model.config().labels);
+      active_metrics->model_version = active_model->record.version;
+    }
+  }
+
+  auto version = next_version(catalog, base->record.version);
+  if (!version) return version.error();
+  metrics.model_version = *version;
+  const fs::path dir = models_dir(catalog) / *version;
+  auto saved = save_model_folder(*candidate, dir);
+  if (!saved) return saved.error();
+
+  auto [pass, reason] = gate(metrics, active_metrics, options.gate_tolerance);
+  if (!options.allow_promotion) {
+    pass = false;
+    reason = "kept as a candidate (promotion not allowed for this run); " + reason;
+  }
+  if (trained->hyperparameters.contains("backbone_version") && trained->hyperparameters["backbone_version"] == "") {
+    trained->hyperparameters["backbone_version"] = *version;  // its own backbone
+  }
+  trained->hyperparameters["strategy"] = to_string(strategy);
+  auto snapshot = labelled_summary(*data);
+  json metrics_json = to_json(metrics);
+  if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
+  json hist = json::array();
+  for (const auto& e : trained->history) {
+    hist.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
+                    {"validation_auroc", e.validation_auroc ? json(*e.validation_auroc) : json(nullptr)}});
+  }
+  metrics_json["history"] = hist;
+  metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
+  if (!problems.empty()) metrics_json["unreadable_images"] = problems;
+
+  ModelRecord record;
+  record.version = *version;
+  record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
+  record.name = *version;
+  record.strategy = to_string(strategy);
+  record.hyperparameters = trained->hyperparameters.dump();
+  record.label_snapshot = snapshot->dump();
+  record.metrics = metrics_json.dump();
+  record.status = pass ? "active" : "candidate";
+  record.status_reason = reason;
+  record.path = fs::absolute(dir, ec).string();
+  auto registered = catalog.register_model(record, trained->config.labels);
+  if (!registered) return registered.error();
+  (void)catalog.set_job_status(job_id, "done", json{{"model", *version}, {"promoted", pass}}.dump());
+  fs::remove_all(checkpoint_dir, ec);
+
+  FinetuneResult result;
+  result.model = *registered;
+  if (base->record.id > 0) result.parent = base->record;
+  result.strategy = to_string(strategy);
+  result.metrics = std::move(metrics);
+  result.parent_metrics = std::move(active_metrics);
+  result.promoted = pass;
+  result.reason = reason;
+  result.history = trained->history;
+  result.seconds = seconds_since(run.t0);
+  run.report("done");
+  return result;
+}
+
+Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spec, const fs::path& labels_csv,
+                                  const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
+  auto model = load_model(catalog, model_spec);
+  if (!model) return model.error();
+  std::vector<LabelEvent> events;
+  if (!labels_csv.empty()) {
+    std::vector<LabelInput> inputs;
+    auto read = read_label_csv(catalog, labels_csv, "evaluate", inputs);
+    if (!read) return read.error();
+    std::int64_t n = 0;
+    for (const auto& in : inputs) {
+      auto inst = catalog.find_instance(in.image);
+      if (!inst) return inst.error();
+      if (!inst->has_value()) continue;
+      LabelEvent e;
+      e.id = ++n;
+      e.instance_id = (*inst)->id;
+      e.sop_instance_uid = (*inst)->sop_instance_uid;
+      e.finding = in.finding;
+      e.value = in.value;
+      events.push_back(std::move(e));
+    }
+  } else {
+    auto current = catalog.current_labels();
+    if (!current) return current.error();
+    events = std::move(current.value());
+  }
+  auto data = build_dataset(catalog, model->model.config().labels, events, 0, false);
+  if (!data) return data.error();
+  std::vector<Sample*> chosen;
+  for (auto& s : data->samples) {
+    if (!labels_csv.empty() || s.validation) chosen.push_back(&s);
+  }
+  FinetuneProgress p;
+  p.phase = "validating";
+  p.steps = static_cast<std::int64_t>(chosen.size());
+  if (progress) progress(p);
+  std::vector<std::string> problems;
+  auto loaded = load_images(chosen, model->model.config(), cancel, problems);
+  if (!loaded) return loaded.error();
+  std::vector<const Sample*> samples(chosen.begin(), chosen.end());
+  auto probabilities = predict(model->model, samples, cancel);
+  if (!probabilities) return probabilities.error();
+  auto report = evaluate_probabilities(data->outputs, samples, *probabilities, model->model.config().labels);
+  report.model_version = model->record.version;
+  return report;
+}
+
+Result<bool> in_validation_split(Catalog& catalog, const Instance& image) {
+  auto secret = catalog.secret();
+  if (!secret) return secret.error();
+  return is_validation_patient(*secret, patient_key(image.patient_id, image.patient_name, image.study_instance_uid));
+}
+
+Status promote_model(Catalog& catalog, const std::string& version_or_id, const std::string& reason) {
+  auto found = catalog.find_model(version_or_id);
+  if (!found) return found.error();
+  if (!found->has_value()) return Error{ErrorKind::NotFound, "no model " + version_or_id};
+  return catalog.activate_model((*found)->id, reason.empty() ? "promoted by hand" : reason);
+}
+
+Result<ModelRecord> rollback_model(Catalog& catalog) {
+  auto active = catalog.active_model();
+  if (!active) return active.error();
+  if (!active->has_value()) return Error{ErrorKind::NotFound, "no active model to roll back"};
+  const ModelRecord current = **active;
+  if (!current.parent_id) return Error{ErrorKind::Invalid, current.version + " has no parent to roll back to"};
+  auto parent = catalog.find_model(std::to_string(*current.parent_id));
+  if (!parent) return parent.error();
+  if (!parent->has_value()) return Error{ErrorKind::NotFound, "the parent of " + current.version + " is missing"};
+  auto done = catalog.activate_model((*parent)->id, "rolled back from " + current.version);
+  if (!done) return done.error();
+  auto now = catalog.find_model((*parent)->version);
+  if (!now) return now.error();
+  return **now;
+}
+
+Status export_model(Catalog& catalog, const std::string& version_or_id, const fs::path& dir) {
+  auto model = load_model(catalog, version_or_id);
+  if (!model) return model.error();
+  auto saved = model->model.save(dir, inference::DType::F32);
+  if (!saved) return from_inference(saved.error());
+  return core::Done{};
+}
+
+}  // namespace hilum::app

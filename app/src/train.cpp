@@ -1,0 +1,384 @@
+// Training from an image folder (the built-in model's recipe).
+#include "hilum/app/train.hpp"
+
+#include <jpeglib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csetjmp>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+#include <system_error>
+#include <thread>
+
+#include "hilum/app/classify.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/core/atomic_file.hpp"
+#include "trainer.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace hilum::app {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool is_negative_class(const std::string& name) {
+  const std::string l = lower(name);
+  return l == "normal" || l == "no finding" || l == "no_finding" || l == "negative";
+}
+
+std::string finding_name(const std::string& folder) {
+  std::string out = lower(folder);
+  bool start = true;
+  for (char& c : out) {
+    if (start) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    start = c == ' ' || c == '_';
+    if (c == '_') c = ' ';
+  }
+  return out;
+}
+
+struct JpegError {
+  jpeg_error_mgr base;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void on_jpeg_error(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  std::longjmp(e->jump, 1);
+}
+
+Result<DisplayImage> read_jpeg(const fs::path& file) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) return Error{ErrorKind::Io, "cannot open " + file.string()};
+  jpeg_decompress_struct cinfo{};
+  JpegError err{};
+  cinfo.err = jpeg_std_error(&err.base);
+  err.base.error_exit = on_jpeg_error;
+  DisplayImage out;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    std::fclose(f);
+    return Error{ErrorKind::Invalid, file.string() + ": " + err.message};
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_GRAYSCALE;
+  jpeg_start_decompress(&cinfo);
+  if (cinfo.output_width == 0 || cinfo.output_height == 0 || cinfo.output_width > 16384 || cinfo.output_height > 16384) {
+    jpeg_destroy_decompress(&cinfo);
+    std::fclose(f);
+    return Error{ErrorKind::Invalid, file.string() + ": unreasonable JPEG size"};
+  }
+  out.width = static_cast<int>(cinfo.output_width);
+  out.height = static_cast<int>(cinfo.output_height);
+  out.grey.resize(static_cast<std::size_t>(out.width) * static_cast<std::size_t>(out.height));
+  std::vector<JSAMPLE> row(cinfo.output_width);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW rows[1] = {row.data()};
+    const auto y = cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, rows, 1);
+    for (JDIMENSION x = 0; x < cinfo.output_width; ++x) {
+      out.grey[static_cast<std::size_t>(y) * cinfo.output_width + x] = static_cast<float>(row[x]) / 255.0f;
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  std::fclose(f);
+  return out;
+}
+
+}  // namespace
+
+std::string patient_from_file_name(const std::string& stem) {
+  if (const auto u = stem.find('_'); u != std::string::npos && u > 0) return stem.substr(0, u);
+  if (const auto d = stem.rfind('-'); d != std::string::npos && d > 0) return stem.substr(0, d);
+  return stem;
+}
+
+Result<DisplayImage> read_grey_image(const fs::path& file) {
+  const std::string ext = lower(file.extension().string());
+  if (ext == ".jpg" || ext == ".jpeg") return read_jpeg(file);
+  if (ext == ".png") {
+    GrayImage g = read_png_gray(file);
+    if (!g.error.empty()) return Error{ErrorKind::Invalid, file.string() + ": " + g.error};
+    const float scale = 1.0f / static_cast<float>((1 << g.bit_depth) - 1);
+    DisplayImage out{g.width, g.height, std::vector<float>(g.pixels.size())};
+    for (std::size_t i = 0; i < g.pixels.size(); ++i) out.grey[i] = static_cast<float>(g.pixels[i]) * scale;
+    return out;
+  }
+  return display_image(file);
+}
+
+Result<FolderDataset> scan_image_folder(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, dir.string() + " is not a folder"};
+  std::vector<std::pair<std::string, fs::path>> classes;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_directory()) classes.emplace_back(entry.path().filename().string(), entry.path());
+  }
+  std::sort(classes.begin(), classes.end());
+  FolderDataset data;
+  for (const auto& [name, path] : classes) {
+    if (!is_negative_class(name)) data.findings.push_back(finding_name(name));
+  }
+  if (data.findings.empty()) return Error{ErrorKind::Invalid, dir.string() + ": no finding folders (one sub-folder per class, e.g. NORMAL and PNEUMONIA)"};
+  for (const auto& [name, path] : classes) {
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::recursive_directory_iterator(path, ec)) {
+      if (!entry.is_regular_file()) continue;
+      const std::string ext = lower(entry.path().extension().string());
+      if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".dcm" || ext.empty()) files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    std::vector<float> target(data.findings.size(), 0.0f);
+    if (!is_negative_class(name)) {
+      target[static_cast<std::size_t>(std::find(data.findings.begin(), data.findings.end(), finding_name(name)) - data.findings.begin())] = 1.0f;
+    }
+    for (const auto& f : files) {
+      data.files.push_back(f);
+      data.patients.push_back(patient_from_file_name(f.stem().string()));
+      data.targets.push_back(target);
+    }
+  }
+  if (data.files.empty()) return Error{ErrorKind::Invalid, dir.string() + ": no images"};
+  return data;
+}
+
+Result<inference::ViTConfig> architecture(const std::string& name, int image_size) {
+  inference::ViTConfig c;
+  c.patch_size = 16;
+  c.num_channels = 3;
+  c.layer_norm_eps = 1e-12;
+  c.hidden_act = "gelu";
+  if (name == "vit-ti16" || name == "vit-ti16-d6") {
+    c.hidden_size = 192;
+    c.num_heads = 3;
+    c.intermediate_size = 768;
+    c.num_layers = name == "vit-ti16" ? 12 : 6;
+  } else if (name == "vit-s16") {
+    c.hidden_size = 384;
+    c.num_heads = 6;
+    c.intermediate_size = 1536;
+    c.num_layers = 12;
+  } else {
+    return Error{ErrorKind::Invalid, "unknown architecture " + name + " (vit-ti16, vit-ti16-d6, vit-s16)"};
+  }
+  if (image_size < 32 || image_size > 1024 || image_size % c.patch_size != 0) {
+    return Error{ErrorKind::Invalid, "the image size must be a multiple of 16 in 32..1024"};
+  }
+  c.image_size = c.input_height = c.input_width = image_size;
+  c.problem_type = "multi_label_classification";
+  return c;
+}
+
+inference::ViTWeights initial_weights(const inference::ViTConfig& c, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  const auto draw = [&]() {
+    for (;;) {
+      const float v = normal(rng);
+      if (std::abs(v) <= 0.04f) return v;  // truncated at 2 std
+    }
+  };
+  const auto matrix = [&](int rows, int cols) {
+    return inference::Matrix(inference::Matrix::NullaryExpr(rows, cols, [&]() { return draw(); }));
+  };
+  const auto d = c.hidden_size;
+  const auto ln = [&]() { return inference::LayerNorm{inference::Vector::Ones(d), inference::Vector::Zero(d)}; };
+  const auto linear = [&](int out, int in) { return inference::Linear{matrix(out, in), inference::Vector::Zero(out)}; };
+  inference::ViTWeights w;
+  const int grid = c.image_size / c.patch_size;
+  w.patch_w = matrix(d, c.num_channels * c.patch_size * c.patch_size);
+  w.patch_b = inference::Vector::Zero(d);
+  w.cls_token = matrix(d, 1).col(0);
+  w.position = matrix(1 + grid * grid, d);
+  for (int l = 0; l < c.num_layers; ++l) {
+    inference::Block b;
+    b.ln_before = ln();
+    b.query = linear(d, d);
+    b.key = linear(d, d);
+    b.value = linear(d, d);
+    b.attn_out = linear(d, d);
+    b.ln_after = ln();
+    b.fc1 = linear(c.intermediate_size, d);
+    b.fc2 = linear(d, c.intermediate_size);
+    w.blocks.push_back(std::move(b));
+  }
+  w.final_ln = ln();
+  w.has_classifier = true;
+  w.classifier = linear(static_cast<int>(c.labels.size()), d);
+  return w;
+}
+
+Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto data = scan_image_folder(o.data);
+  if (!data) return data.error();
+
+  inference::ViTConfig config;
+  inference::ViTWeights weights;
+  if (!o.init.empty()) {
+    auto model = inference::ViTModel::load(o.init);
+    if (!model) return detail::from_inference(model.error());
+    if (model->config().labels != data->findings) return Error{ErrorKind::Invalid, o.init.string() + " has other outputs than the folder's findings"};
+    config = model->config();
+    weights = model->weights();
+  } else {
+    auto c = architecture(o.arch, o.image_size);
+    if (!c) return c.error();
+    config = *c;
+    config.labels = data->findings;
+    weights = initial_weights(config, o.seed);
+  }
+
+  // Samples, patient-level split (a hash of the seed and the patient), a subset for small runs.
+  std::vector<detail::Sample> samples(data->files.size());
+  std::vector<std::size_t> order(samples.size());
+  for (std::size_t i = 0; i < samples.size(); ++i) order[i] = i;
+  std::mt19937_64 pick(o.seed);
+  std::shuffle(order.begin(), order.end(), pick);
+  if (o.max_images > 0 && static_cast<std::size_t>(o.max_images) < order.size()) order.resize(static_cast<std::size_t>(o.max_images));
+  const std::string split_key = "train-split-" + std::to_string(o.seed);
+  std::vector<detail::Sample> kept;
+  kept.reserve(order.size());
+  for (std::size_t i : order) {
+    detail::Sample s;
+    s.path = data->files[i].string();
+    s.patient = data->patients[i];
+    s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < o.validation_fraction * 10000.0;
+    s.target = data->targets[i];
+    s.mask.assign(s.target.size(), 1.0f);
+    kept.push_back(std::move(s));
+  }
+  FinetuneProgress state;
+  state.phase = "preparing";
+  if (progress) progress(state);
+  {
+    std::vector<std::string> errors(kept.size());
+    std::atomic<std::size_t> next{0};
+    auto work = [&]() {
+      for (std::size_t i = next++; i < kept.size(); i = next++) {
+        if (cancel != nullptr && cancel->load()) return;
+        auto g = read_grey_image(kept[i].path);
+        if (!g) {
+          errors[i] = g.error().message;
+          continue;
+        }
+        kept[i].grey = inference::resize_antialiased(g->grey.data(), g->width, g->height, config.input_width, config.input_height);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < std::max(1u, std::min(2u, std::thread::hardware_concurrency())); ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "training cancelled"};
+    std::erase_if(kept, [](const detail::Sample& s) { return s.grey.empty(); });
+  }
+  std::vector<const detail::Sample*> train, validation;
+  std::set<std::string> train_patients, validation_patients;
+  for (const auto& s : kept) {
+    (s.validation ? validation : train).push_back(&s);
+    (s.validation ? validation_patients : train_patients).insert(s.patient);
+  }
+  if (train.empty() || validation.empty()) return Error{ErrorKind::Invalid, "too few images for a training and a validation split"};
+
+  detail::LoopOptions lo;
+  lo.epochs = o.epochs;
+  lo.batch_size = o.batch_size;
+  lo.learning_rate = o.learning_rate;
+  lo.min_learning_rate = o.learning_rate * 0.01f;
+  lo.weight_decay = o.weight_decay;
+  lo.drop_path = o.drop_path;
+  lo.augment = true;
+  lo.seed = o.seed;
+  const std::int64_t steps_per_epoch = static_cast<std::int64_t>((train.size() + static_cast<std::size_t>(lo.batch_size) - 1) / static_cast<std::size_t>(lo.batch_size));
+  lo.warmup_steps = std::max<std::int64_t>(1, steps_per_epoch * o.warmup_epochs);
+  auto plan = [&](int, std::mt19937_64& rng) {
+    std::vector<const detail::Sample*> epoch = train;
+    std::shuffle(epoch.begin(), epoch.end(), rng);
+    return epoch;
+  };
+  fs::path checkpoints = o.out;
+  checkpoints += ".checkpoints";
+  auto loop = detail::run_training(config, weights, train, train.size(), plan, validation, config.labels, lo, checkpoints, state, progress, cancel);
+  if (!loop) return loop.error();
+
+  auto model = inference::ViTModel::from_weights(config, weights);
+  if (!model) return detail::from_inference(model.error());
+  auto p = detail::predict(*model, validation, cancel);
+  if (!p) return p.error();
+  TrainReport report;
+  report.validation = detail::evaluate_probabilities(config.labels, validation, *p, config.labels);
+  report.validation.model_version = o.out.filename().string();
+  report.history = loop->history;
+  report.train_images = static_cast<int>(train.size());
+  report.validation_images = static_cast<int>(validation.size());
+  report.train_patients = static_cast<int>(train_patients.size());
+  report.validation_patients = static_cast<int>(validation_patients.size());
+  json findings = json::array();
+  for (std::size_t j = 0; j < report.validation.findings.size(); ++j) {
+    const auto& f = report.validation.findings[j];
+    int correct = 0;
+    for (std::size_t i = 0; i < validation.size(); ++i) {
+      const bool predicted = (*p)(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) >= f.threshold;
+      correct += predicted == (validation[i]->target[j] > 0.5f) ? 1 : 0;
+    }
+    const double accuracy = static_cast<double>(correct) / static_cast<double>(validation.size());
+    report.accuracy.push_back(accuracy);
+    findings.push_back({{"finding", f.finding}, {"auroc", f.auroc ? json(*f.auroc) : json(nullptr)}, {"auroc_ci", {f.auroc_low, f.auroc_high}},
+                        {"threshold", f.threshold}, {"sensitivity", f.sensitivity}, {"specificity", f.specificity},
+                        {"accuracy", accuracy}, {"ece", f.ece}, {"positives", f.positives}, {"negatives", f.negatives}});
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json history = json::array();
+  for (const auto& e : report.history) {
+    history.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
+                       {"validation_auroc", e.validation_auroc ? json(*e.validation_auroc) : json(nullptr)}});
+  }
+  json r = {{"data", fs::absolute(o.data).string()},
+            {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.string()},
+            {"image_size", config.input_width},
+            {"epochs", o.epochs},
+            {"batch_size", o.batch_size},
+            {"learning_rate", o.learning_rate},
+            {"weight_decay", o.weight_decay},
+            {"drop_path", o.drop_path},
+            {"warmup_epochs", o.warmup_epochs},
+            {"seed", o.seed},
+            {"train_images", report.train_images},
+            {"validation_images", report.validation_images},
+            {"train_patients", report.train_patients},
+            {"validation_patients", report.validation_patients},
+            {"seconds", report.seconds},
+            {"validation", findings},
+            {"history", history}};
+  report.report_json = r.dump(2);
+
+  std::error_code ec;
+  const fs::path tmp = o.out.parent_path() / (o.out.filename().string() + ".partial");
+  fs::remove_all(tmp, ec);
+  auto saved = model->save(tmp, o.dtype);
+  if (!saved) return detail::from_inference(saved.error());
+  const std::string failure = core::write_file_atomically(tmp / "training_report.json", report.report_json);
+  if (!failure.empty()) return Error{ErrorKind::Io, failure};
+  fs::remove_all(o.out, ec);
+  fs::rename(tmp, o.out, ec);
+  if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + o.out.string() + ": " + ec.message()};
+  fs::remove_all(checkpoints, ec);
+  return report;
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,284 @@
+// The training loop shared by fine-tuning (finetune.cpp) and training from a folder (train.cpp).
+#include "trainer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <system_error>
+
+#include "hilum/core/atomic_file.hpp"
+#include "hilum/training/backprop.hpp"
+#include "hilum/training/loss.hpp"
+#include "hilum/training/metrics.hpp"
+#include "hilum/training/optim.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace hilum::app::detail {
+
+using inference::Matrix;
+using Clock = std::chrono::steady_clock;
+
+Error from_inference(const inference::Error& e) {
+  return Error{e.kind == inference::ErrorKind::NotFound ? ErrorKind::NotFound : ErrorKind::Invalid, e.message};
+}
+
+EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs, const std::vector<const Sample*>& samples,
+                                        const Matrix& probabilities, const std::vector<std::string>& model_labels) {
+  EvaluationReport report;
+  report.images = static_cast<int>(samples.size());
+  std::set<std::string> patients;
+  for (const Sample* s : samples) patients.insert(s->patient);
+  report.patients = static_cast<int>(patients.size());
+  double sum = 0.0;
+  int counted = 0;
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    auto m = std::find(model_labels.begin(), model_labels.end(), outputs[j]);
+    if (m == model_labels.end()) continue;  // the model has no output for it
+    const auto col = static_cast<Eigen::Index>(m - model_labels.begin());
+    std::vector<double> scores;
+    std::vector<int> labels;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (samples[i]->mask[j] <= 0.0f) continue;
+      scores.push_back(probabilities(static_cast<Eigen::Index>(i), col));
+      labels.push_back(samples[i]->target[j] > 0.5f ? 1 : 0);
+    }
+    if (scores.empty()) continue;
+    FindingMetrics f;
+    f.finding = outputs[j];
+    f.positives = static_cast<int>(std::count(labels.begin(), labels.end(), 1));
+    f.negatives = static_cast<int>(labels.size()) - f.positives;
+    if (auto a = training::auroc(scores, labels)) {
+      f.auroc = a->value;
+      f.auroc_low = a->ci_low;
+      f.auroc_high = a->ci_high;
+      sum += a->value;
+      ++counted;
+      const auto t = training::youden_threshold(scores, labels);
+      f.threshold = t.threshold;
+      f.sensitivity = t.sensitivity;
+      f.specificity = t.specificity;
+    }
+    f.ece = training::expected_calibration_error(scores, labels);
+    report.findings.push_back(std::move(f));
+  }
+  if (counted > 0) report.mean_auroc = sum / counted;
+  return report;
+}
+
+// Probabilities of `model` on samples (inference engine, batches of 8).
+Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples, const std::atomic<bool>* cancel) {
+  const auto n_labels = static_cast<Eigen::Index>(model.config().labels.size());
+  Matrix out(static_cast<Eigen::Index>(samples.size()), n_labels);
+  for (std::size_t start = 0; start < samples.size(); start += 8) {
+    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "cancelled"};
+    std::vector<inference::Image> batch;
+    const std::size_t end = std::min(samples.size(), start + 8);
+    for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(samples[i]->grey.data(), model.config()));
+    auto r = model.forward(batch);
+    if (!r) return from_inference(r.error());
+    out.middleRows(static_cast<Eigen::Index>(start), static_cast<Eigen::Index>(end - start)) = r->probabilities;
+  }
+  return out;
+}
+
+namespace {
+
+fs::path state_file(const fs::path& dir) { return dir / "state.json"; }
+
+json history_json(const std::vector<EpochRecord>& history) {
+  json h = json::array();
+  for (const auto& e : history) {
+    h.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
+                 {"validation_auroc", e.validation_auroc ? json(*e.validation_auroc) : json(nullptr)}});
+  }
+  return h;
+}
+
+// epoch-N/ holds the weights (config.json + model.safetensors) and optimizer.safetensors;
+// state.json, written atomically last, names the newest complete one.
+Status write_checkpoint(const fs::path& dir, int epoch, const inference::ViTConfig& config, const inference::ViTWeights& weights,
+                        const training::AdamW& optimizer, const std::vector<EpochRecord>& history) {
+  const fs::path folder = dir / ("epoch-" + std::to_string(epoch));
+  std::error_code ec;
+  fs::remove_all(folder, ec);
+  auto model = inference::ViTModel::from_weights(config, weights);
+  if (!model) return from_inference(model.error());
+  auto saved = model->save(folder, inference::DType::F32);
+  if (!saved) return from_inference(saved.error());
+  auto opt = optimizer.save(folder / "optimizer.safetensors");
+  if (!opt) return from_inference(opt.error());
+  json state = {{"epoch", epoch}, {"folder", folder.filename().string()}, {"history", history_json(history)}};
+  const std::string failure = core::write_file_atomically(state_file(dir), state.dump(2));
+  if (!failure.empty()) return Error{ErrorKind::Io, failure};
+  for (int e = epoch - 1; e >= std::max(1, epoch - 3); --e) fs::remove_all(dir / ("epoch-" + std::to_string(e)), ec);
+  return core::Done{};
+}
+
+// Resumes from the newest checkpoint when one exists for the same labels: weights, optimizer,
+// history. Returns the first epoch still to run.
+int resume(const fs::path& dir, const inference::ViTConfig& config, inference::ViTWeights& weights, training::AdamW& optimizer,
+           std::vector<EpochRecord>& history) {
+  if (!fs::exists(state_file(dir))) return 1;
+  std::ifstream in(state_file(dir));
+  auto state = json::parse(in, nullptr, false);
+  if (!state.is_object() || !state.contains("folder") || !state.contains("epoch") || !state["folder"].is_string()) return 1;
+  const fs::path folder = dir / state["folder"].get<std::string>();
+  auto model = inference::ViTModel::load(folder);
+  if (!model || model->config().labels != config.labels) return 1;
+  if (!optimizer.load(folder / "optimizer.safetensors")) return 1;
+  weights = model->weights();
+  history.clear();
+  for (const auto& h : state["history"]) {
+    EpochRecord e{h["epoch"].get<int>(), h["train_loss"].get<double>(), std::nullopt};
+    if (h["validation_auroc"].is_number()) e.validation_auroc = h["validation_auroc"].get<double>();
+    history.push_back(e);
+  }
+  return state["epoch"].get<int>() + 1;
+}
+
+}  // namespace
+
+Result<LoopResult> run_training(const inference::ViTConfig& config, inference::ViTWeights& weights, const std::vector<const Sample*>& train,
+                                std::size_t samples_per_epoch, const EpochPlan& plan, const std::vector<const Sample*>& validation,
+                                const std::vector<std::string>& outputs, const LoopOptions& o, const fs::path& checkpoint_dir,
+                                FinetuneProgress& state, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
+  const auto report = [&](const std::string& phase) {
+    state.phase = phase;
+    if (progress) progress(state);
+  };
+  const auto n_out = static_cast<Eigen::Index>(outputs.size());
+  const int batch_size = std::max(1, o.batch_size);
+  const std::int64_t steps_per_epoch =
+      static_cast<std::int64_t>((samples_per_epoch + static_cast<std::size_t>(batch_size) - 1) / static_cast<std::size_t>(batch_size));
+  LoopResult result;
+  result.steps = steps_per_epoch * o.epochs;
+  result.warmup_steps = o.warmup_steps >= 0 ? o.warmup_steps : std::max<std::int64_t>(1, result.steps / 20);
+
+  Matrix all_targets(static_cast<Eigen::Index>(train.size()), n_out), all_mask(static_cast<Eigen::Index>(train.size()), n_out);
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    for (Eigen::Index j = 0; j < n_out; ++j) {
+      all_targets(static_cast<Eigen::Index>(i), j) = train[i]->target[static_cast<std::size_t>(j)];
+      all_mask(static_cast<Eigen::Index>(i), j) = train[i]->mask[static_cast<std::size_t>(j)];
+    }
+  }
+  const std::vector<float> pos_weight = training::positive_weights(all_targets, all_mask);
+
+  training::TrainOptions to;
+  to.first_trainable_block = o.first_trainable_block;
+  to.drop_path = o.drop_path;
+  to.checkpoint_activations = o.checkpoint_activations;
+  training::AdamWOptions ao;
+  ao.lr = o.learning_rate;
+  ao.weight_decay = o.weight_decay;
+  ao.layer_decay = o.layer_decay;
+  training::AdamW optimizer(weights, ao);
+  {
+    std::vector<bool> trainable;
+    for (const auto& p : training::parameters(weights)) trainable.push_back(o.first_trainable_block == 0 || p.depth > o.first_trainable_block);
+    optimizer.set_trainable(std::move(trainable));
+  }
+  std::error_code ec;
+  fs::create_directories(checkpoint_dir, ec);
+  const int start_epoch = resume(checkpoint_dir, config, weights, optimizer, result.history);
+
+  // Frozen prefix: its outputs are computed once per training image (SlimFit-style).
+  std::map<const Sample*, Matrix> frozen;
+  if (o.first_trainable_block > 0) {
+    report("embedding");
+    for (std::size_t start = 0; start < train.size(); start += 8) {
+      if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "training cancelled"};
+      std::vector<inference::Image> batch;
+      const std::size_t end = std::min(train.size(), start + 8);
+      for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(train[i]->grey.data(), config));
+      auto tokens = training::frozen_prefix(config, weights, batch, o.first_trainable_block);
+      for (std::size_t i = start; i < end; ++i) frozen.emplace(train[i], std::move(tokens[i - start]));
+    }
+  }
+
+  training::Tape tape;
+  auto grads = training::zeros_like(weights);
+  state.epochs = o.epochs;
+  state.steps = result.steps;
+  state.step = (start_epoch - 1) * steps_per_epoch;
+  const std::int64_t first_step = state.step;
+  const auto t0 = Clock::now();
+  for (int epoch = start_epoch; epoch <= o.epochs; ++epoch) {
+    std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(epoch));
+    const std::vector<const Sample*> order = plan(epoch, rng);
+    double loss_sum = 0.0;
+    int loss_n = 0;
+    state.epoch = epoch;
+    for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(batch_size)) {
+      if (cancel != nullptr && cancel->load()) {
+        return Error{ErrorKind::Interrupted, "training cancelled during epoch " + std::to_string(epoch) +
+                                                 "; run it again to resume after epoch " + std::to_string(epoch - 1)};
+      }
+      const std::size_t end = std::min(order.size(), start + static_cast<std::size_t>(batch_size));
+      const auto b = static_cast<Eigen::Index>(end - start);
+      Matrix targets(b, n_out), mask(b, n_out);
+      for (std::size_t i = start; i < end; ++i) {
+        for (Eigen::Index j = 0; j < n_out; ++j) {
+          targets(static_cast<Eigen::Index>(i - start), j) = order[i]->target[static_cast<std::size_t>(j)];
+          mask(static_cast<Eigen::Index>(i - start), j) = order[i]->mask[static_cast<std::size_t>(j)];
+        }
+      }
+      to.seed = o.seed * 7919ull + static_cast<std::uint64_t>(state.step);
+      training::TrainOutput out;
+      if (o.first_trainable_block > 0) {
+        std::vector<Matrix> tokens;
+        for (std::size_t i = start; i < end; ++i) tokens.push_back(frozen.at(order[i]));
+        out = training::forward_from(config, weights, tokens, to, tape);
+      } else {
+        std::vector<inference::Image> batch;
+        for (std::size_t i = start; i < end; ++i) {
+          if (o.augment) {
+            const training::GreyImage g{config.input_width, config.input_height, order[i]->grey};
+            const auto a = training::augment(g, config.input_width, config.input_height, o.augment_options, rng);
+            batch.push_back(inference::normalise(a.data.data(), config));
+          } else {
+            batch.push_back(inference::normalise(order[i]->grey.data(), config));
+          }
+        }
+        out = training::forward(config, weights, batch, to, tape);
+      }
+      result.tape_peak_bytes = std::max(result.tape_peak_bytes, tape.bytes());
+      auto loss = training::bce_with_logits(out.logits, targets, mask, pos_weight);
+      training::set_zero(grads);
+      training::backward(config, weights, tape, loss.dlogits, grads);
+      if (o.gradient_clip > 0.0f) training::clip_grad_norm(grads, o.gradient_clip);
+      optimizer.step(weights, grads, training::cosine_lr(state.step, result.steps, result.warmup_steps, o.learning_rate, o.min_learning_rate));
+      loss_sum += loss.loss;
+      ++loss_n;
+      ++state.step;
+      state.loss = loss_sum / loss_n;
+      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      const auto done = static_cast<double>(state.step - first_step);
+      state.images_per_second = elapsed > 0 ? done * batch_size / elapsed : 0.0;
+      state.eta_seconds = done > 0 ? static_cast<double>(result.steps - state.step) * elapsed / done : 0.0;
+      report("training");
+    }
+    EpochRecord rec{epoch, loss_n > 0 ? loss_sum / loss_n : 0.0, std::nullopt};
+    if (!validation.empty()) {
+      report("validating");
+      auto model = inference::ViTModel::from_weights(config, weights);
+      if (!model) return from_inference(model.error());
+      auto p = predict(*model, validation, cancel);
+      if (!p) return p.error();
+      rec.validation_auroc = evaluate_probabilities(outputs, validation, *p, config.labels).mean_auroc;
+      state.validation_auroc = rec.validation_auroc;
+    }
+    result.history.push_back(rec);
+    auto saved = write_checkpoint(checkpoint_dir, epoch, config, weights, optimizer, result.history);
+    if (!saved) return saved.error();
+    report("training");
+  }
+  return result;
+}
+
+}  // namespace hilum::app::detail

@@ -1,0 +1,80 @@
+// Internal to app/: the training loop shared by fine-tuning from the catalog (finetune.cpp) and
+// training from an image folder (train.cpp): samples, batches, augmentation, AdamW with warm-up +
+// cosine schedule, per-epoch validation, atomic per-epoch checkpoints and resume.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hilum/app/finetune.hpp"
+#include "hilum/inference/vit.hpp"
+#include "hilum/training/augment.hpp"
+
+namespace hilum::app::detail {
+
+struct Sample {
+  std::int64_t instance_id = 0;  // catalog images only
+  std::string uid;
+  std::string path;
+  std::string patient;
+  bool validation = false;
+  bool is_new = true;  // has a label event newer than the parent's snapshot
+  std::vector<float> target;
+  std::vector<float> mask;
+  std::vector<float> grey;  // display image at the model's input size (loaded on demand)
+};
+
+Error from_inference(const inference::Error& e);
+
+// Per-finding AUROC (DeLong CI), ECE and Youden threshold of `probabilities` (rows = samples,
+// columns = model_labels) for the findings in `outputs` the model has.
+[[nodiscard]] EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs, const std::vector<const Sample*>& samples,
+                                                      const inference::Matrix& probabilities, const std::vector<std::string>& model_labels);
+// Probabilities of a model on samples (the inference engine, batches of 8).
+[[nodiscard]] Result<inference::Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
+                                                const std::atomic<bool>* cancel);
+
+struct LoopOptions {
+  int epochs = 5;
+  int batch_size = 8;
+  float learning_rate = 1e-4f;
+  float min_learning_rate = 0.0f;
+  float weight_decay = 0.05f;
+  float layer_decay = 1.0f;
+  float drop_path = 0.0f;
+  float gradient_clip = 1.0f;
+  bool checkpoint_activations = false;
+  bool augment = false;
+  training::AugmentOptions augment_options;
+  int first_trainable_block = 0;   // > 0: blocks before it frozen, their outputs cached once (no augmentation then)
+  std::int64_t warmup_steps = -1;  // -1: 5% of the steps
+  std::uint64_t seed = 1;
+};
+
+struct LoopResult {
+  std::vector<EpochRecord> history;
+  std::size_t tape_peak_bytes = 0;
+  std::int64_t warmup_steps = 0;
+  std::int64_t steps = 0;
+};
+
+// The images one epoch trains on, in order (the plan may mix new and replayed samples).
+using EpochPlan = std::function<std::vector<const Sample*>(int epoch, std::mt19937_64& rng)>;
+
+// Trains `weights` in place. `train` is every training sample (positive weights and the frozen
+// cache are computed over it); `plan` chooses each epoch's images; `validation` is scored after
+// each epoch. Checkpoints go to `checkpoint_dir` (state.json + epoch-N/); a run finding a
+// checkpoint there with the same labels resumes after its epoch.
+[[nodiscard]] Result<LoopResult> run_training(const inference::ViTConfig& config, inference::ViTWeights& weights,
+                                              const std::vector<const Sample*>& train, std::size_t samples_per_epoch,
+                                              const EpochPlan& plan, const std::vector<const Sample*>& validation,
+                                              const std::vector<std::string>& outputs, const LoopOptions& options,
+                                              const std::filesystem::path& checkpoint_dir, FinetuneProgress& state,
+                                              const FinetuneCallback& progress, const std::atomic<bool>* cancel);
+
+}  // namespace hilum::app::detail

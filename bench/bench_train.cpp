@@ -1,0 +1,165 @@
+// A full ViT training step (forward with a tape + backward from random dlogits, optionally the
+// AdamW update) on random weights generated here: images/s and peak RSS.
+//
+//   build/bench/bench_train --variant ti16|b16 [--batch 8] [--steps 5] [--warmup 2] [--checkpoint]
+//                           [--first-trainable K] [--optimizer]
+//
+// One variant per process so that the peak RSS is that variant's. Threads: OMP_NUM_THREADS (2 on
+// the project's machine). Prints one line per timed step, then the median and the best.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hilum/training/backprop.hpp"
+#include "hilum/training/optim.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+using namespace hilum;
+
+training::ViTConfig make_config(const std::string& variant) {
+  training::ViTConfig c;
+  if (variant == "b16") {
+    c.hidden_size = 768, c.num_layers = 12, c.num_heads = 12, c.intermediate_size = 3072;
+  } else {
+    c.hidden_size = 192, c.num_layers = 12, c.num_heads = 3, c.intermediate_size = 768;
+  }
+  c.image_size = 224;
+  c.patch_size = 16;
+  c.num_channels = 3;
+  c.problem_type = "multi_label_classification";
+  for (int i = 0; i < 14; ++i) c.labels.push_back("L" + std::to_string(i));
+  return c;
+}
+
+training::ViTWeights random_weights(const training::ViTConfig& c, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  const auto mat = [&](Eigen::Index r, Eigen::Index k, float s) {
+    inference::Matrix m(r, k);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = s * n(rng);
+    return m;
+  };
+  const auto vec = [&](Eigen::Index r, float s, float mean = 0.0f) {
+    inference::Vector v(r);
+    for (Eigen::Index i = 0; i < r; ++i) v[i] = mean + s * n(rng);
+    return v;
+  };
+  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, K = 3 * 16 * 16, g = 14;
+  const float sd = 1.0f / std::sqrt(static_cast<float>(D));
+  training::ViTWeights w;
+  w.patch_w = mat(D, K, 0.02f);
+  w.patch_b = vec(D, 0.02f);
+  w.cls_token = vec(D, 0.02f);
+  w.position = mat(1 + g * g, D, 0.02f);
+  for (int i = 0; i < c.num_layers; ++i) {
+    inference::Block b;
+    b.ln_before = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
+    b.query = {mat(D, D, sd), vec(D, 0.02f)};
+    b.key = {mat(D, D, sd), vec(D, 0.02f)};
+    b.value = {mat(D, D, 0.02f), vec(D, 0.02f)};
+    b.attn_out = {mat(D, D, 0.02f), vec(D, 0.02f)};
+    b.ln_after = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
+    b.fc1 = {mat(I, D, 0.02f), vec(I, 0.02f)};
+    b.fc2 = {mat(D, I, 0.02f), vec(D, 0.02f)};
+    w.blocks.push_back(std::move(b));
+  }
+  w.final_ln = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
+  w.has_classifier = true;
+  w.classifier = {mat(14, D, 0.02f), vec(14, 0.02f)};
+  return w;
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string variant = "ti16";
+  int batch = 8, steps = 5, warmup = 2, first = 0;
+  bool checkpoint = false, optimizer = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--variant") variant = next();
+    else if (a == "--batch") batch = std::atoi(next().c_str());
+    else if (a == "--steps") steps = std::atoi(next().c_str());
+    else if (a == "--warmup") warmup = std::atoi(next().c_str());
+    else if (a == "--first-trainable") first = std::atoi(next().c_str());
+    else if (a == "--checkpoint") checkpoint = true;
+    else if (a == "--optimizer") optimizer = true;
+    else {
+      std::fprintf(stderr, "usage: %s --variant ti16|b16 [--batch N] [--steps N] [--warmup N] [--checkpoint] [--first-trainable K] [--optimizer]\n", argv[0]);
+      return 2;
+    }
+  }
+  if ((variant != "ti16" && variant != "b16") || batch < 1 || steps < 1) {
+    std::fprintf(stderr, "bench_train: --variant ti16|b16, positive --batch and --steps\n");
+    return 2;
+  }
+  const training::ViTConfig config = make_config(variant);
+  training::ViTWeights weights = random_weights(config, 301);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<training::Image> images;
+  for (int b = 0; b < batch; ++b) {
+    training::Image im{3, 224, 224, {}};
+    im.data.resize(3 * 224 * 224);
+    for (float& v : im.data) v = n(rng);
+    images.push_back(std::move(im));
+  }
+  training::Matrix dlogits(batch, 14);
+  for (Eigen::Index i = 0; i < dlogits.size(); ++i) dlogits.data()[i] = n(rng) / static_cast<float>(batch * 14);
+
+  training::TrainOptions options;
+  options.checkpoint_activations = checkpoint;
+  options.first_trainable_block = first;
+  training::ViTWeights grads = training::zeros_like(weights);
+  training::AdamWOptions ao;
+  ao.lr = 1e-6f;
+  training::AdamW* opt = optimizer ? new training::AdamW(weights, ao) : nullptr;
+  training::Tape tape;
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  std::printf("bench_train: %s, 224x224, batch %d, %d threads, %s%s%s\n", variant.c_str(), batch, threads,
+              checkpoint ? "checkpointed activations" : "all activations kept", first > 0 ? (", first trainable block " + std::to_string(first)).c_str() : "",
+              optimizer ? ", AdamW step" : ", no optimizer");
+  std::vector<double> times;
+  for (int s = 0; s < warmup + steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    training::set_zero(grads);
+    (void)training::forward(config, weights, images, options, tape);
+    const auto t1 = std::chrono::steady_clock::now();
+    training::backward(config, weights, tape, dlogits, grads);
+    const auto t2 = std::chrono::steady_clock::now();
+    if (opt != nullptr) opt->step(weights, grads, ao.lr);
+    const auto t3 = std::chrono::steady_clock::now();
+    const auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    std::printf("%s step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f), tape %.1f MiB\n", s < warmup ? "warm-up" : "timed", s,
+                ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3), static_cast<double>(tape.bytes()) / 1048576.0);
+    if (s >= warmup) times.push_back(ms(t0, t3));
+  }
+  delete opt;
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2], best = times.front();
+  std::printf("RESULT variant=%s batch=%d median_ms=%.1f best_ms=%.1f images_per_s_median=%.2f images_per_s_best=%.2f peak_rss_mib=%.0f\n",
+              variant.c_str(), batch, median, best, 1000.0 * batch / median, 1000.0 * batch / best, peak_rss_mib());
+  return 0;
+}

@@ -1,0 +1,330 @@
+// Packed-weight GEMM with AVX-512 micro-kernels (F32 FMA and BF16 vdpbf16ps). See gemm.hpp.
+#include "gemm.hpp"
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define HILUM_X86 1
+#include <immintrin.h>
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if HILUM_X86
+#define HILUM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define HILUM_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#endif
+
+namespace hilum::inference::gemm {
+
+namespace {
+constexpr int kMaxRows = 12;  // rows of the register tile: 12 x 2 accumulators + 2 weights + 1 broadcast
+}
+
+bool cpu_has_avx512() {
+#if HILUM_X86
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512_bf16() {
+#if HILUM_X86
+  static const bool yes = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+std::uint16_t to_bf16(float f) {
+  auto u = std::bit_cast<std::uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+float from_bf16(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+
+void gelu_inplace(float* y, std::size_t ldy, int rows, int cols, bool tanh_approximation) {
+  using Block = Eigen::Map<Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>;
+  Block a(y, rows, cols, Eigen::OuterStride<>(static_cast<Eigen::Index>(ldy)));
+  if (tanh_approximation) {
+    a = 0.5f * a * (1.0f + (0.7978845608028654f * (a + 0.044715f * a.cube())).tanh());
+  } else {
+    a = 0.5f * a * (1.0f + (a * 0.7071067811865476f).erf());
+  }
+}
+
+PackedWeights pack(const std::vector<Part>& parts, int k, Format format) {
+  PackedWeights p;
+  p.format = format;
+  p.k = k;
+  for (const Part& part : parts) p.n += part.rows;
+  p.panels = (p.n + kPanel - 1) / kPanel;
+  p.k_steps = format == Format::F32 ? k : (k + 1) / 2;
+  const auto panels = static_cast<std::size_t>(p.panels), steps = static_cast<std::size_t>(p.k_steps);
+  p.bias.assign(panels * kPanel, 0.0f);
+  // Row j of the stacked matrix.
+  std::vector<const float*> rows(static_cast<std::size_t>(p.n));
+  {
+    std::size_t j = 0;
+    for (const Part& part : parts) {
+      for (int r = 0; r < part.rows; ++r, ++j) {
+        rows[j] = part.w + static_cast<std::size_t>(r) * static_cast<std::size_t>(k);
+        if (part.bias != nullptr) p.bias[j] = part.bias[r];
+      }
+    }
+  }
+  if (format == Format::F32) {
+    p.f32.assign(panels * steps * kPanel, 0.0f);
+    for (std::size_t j = 0; j < rows.size(); ++j) {
+      float* dst = p.f32.data() + (j / kPanel) * steps * kPanel + j % kPanel;
+      for (std::size_t kk = 0; kk < steps; ++kk) dst[kk * kPanel] = rows[j][kk];
+    }
+  } else {
+    p.bf16.assign(panels * steps * kPanel, 0u);
+    for (std::size_t j = 0; j < rows.size(); ++j) {
+      std::uint32_t* dst = p.bf16.data() + (j / kPanel) * steps * kPanel + j % kPanel;
+      for (std::size_t s = 0; s < steps; ++s) {
+        const std::size_t k0 = 2 * s, k1 = 2 * s + 1;
+        const std::uint32_t lo = to_bf16(rows[j][k0]);
+        const std::uint32_t hi = k1 < static_cast<std::size_t>(k) ? to_bf16(rows[j][k1]) : 0u;
+        dst[s * kPanel] = lo | (hi << 16);
+      }
+    }
+  }
+  return p;
+}
+
+void pack_f32(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out) {
+  out.format = Format::F32;
+  out.n = n;
+  out.k = k;
+  out.k_steps = k;
+  out.panels = (n + kPanel - 1) / kPanel;
+  const auto panels = static_cast<std::size_t>(out.panels), steps = static_cast<std::size_t>(k);
+  out.bias.assign(panels * kPanel, 0.0f);
+  out.f32.resize(panels * steps * kPanel);
+  for (std::size_t p = 0; p < panels; ++p) {
+    const std::size_t col0 = p * kPanel, cols = std::min<std::size_t>(kPanel, static_cast<std::size_t>(n) - col0);
+    float* dst = out.f32.data() + p * steps * kPanel;
+    if (by_rows) {
+      if (cols < kPanel) std::fill(dst, dst + steps * kPanel, 0.0f);
+      for (std::size_t j = 0; j < cols; ++j) {
+        const float* src = w + (col0 + j) * ld;
+        for (std::size_t kk = 0; kk < steps; ++kk) dst[kk * kPanel + j] = src[kk];
+      }
+    } else {
+      for (std::size_t kk = 0; kk < steps; ++kk) {
+        const float* src = w + kk * ld + col0;
+        std::copy(src, src + cols, dst + kk * kPanel);
+        std::fill(dst + kk * kPanel + cols, dst + (kk + 1) * kPanel, 0.0f);
+      }
+    }
+  }
+}
+
+#if HILUM_X86
+namespace {
+
+// One register tile: rows x 32 outputs over all of k. `a` points at the tile's first input row
+// (floats for F32, bf16 pairs for BF16; row stride lda in those units), `b` at the panel.
+template <int MR>
+HILUM_AVX512 void tile_f32(const float* a, std::size_t lda, const float* b, int steps, float* c, std::size_t ldc, const float* bias,
+                           bool load_c, __mmask16 m0, __mmask16 m1) {
+  __m512 acc0[MR], acc1[MR];
+  const __m512 bias0 = _mm512_load_ps(bias), bias1 = _mm512_load_ps(bias + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (load_c) {
+      acc0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), bias0);
+      acc1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), bias1);
+    } else {
+      acc0[r] = bias0;
+      acc1[r] = bias1;
+    }
+  }
+  for (int kk = 0; kk < steps; ++kk) {
+    const __m512 b0 = _mm512_load_ps(b + kk * kPanel), b1 = _mm512_load_ps(b + kk * kPanel + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + static_cast<std::size_t>(kk)]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+
+template <int MR>
+HILUM_AVX512BF16 void tile_bf16(const std::uint32_t* a, std::size_t lda, const std::uint32_t* b, int steps, float* c, std::size_t ldc,
+                                const float* bias, bool load_c, __mmask16 m0, __mmask16 m1) {
+  __m512 acc0[MR], acc1[MR];
+  const __m512 bias0 = _mm512_load_ps(bias), bias1 = _mm512_load_ps(bias + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (load_c) {
+      acc0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), bias0);
+      acc1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), bias1);
+    } else {
+      acc0[r] = bias0;
+      acc1[r] = bias1;
+    }
+  }
+  for (int kk = 0; kk < steps; ++kk) {
+    const auto b0 = reinterpret_cast<__m512bh>(_mm512_load_si512(b + kk * kPanel));
+    const auto b1 = reinterpret_cast<__m512bh>(_mm512_load_si512(b + kk * kPanel + 16));
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const auto av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[r * lda + static_cast<std::size_t>(kk)])));
+      acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
+      acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+
+using TileF32 = void (*)(const float*, std::size_t, const float*, int, float*, std::size_t, const float*, bool, __mmask16, __mmask16);
+using TileBF16 = void (*)(const std::uint32_t*, std::size_t, const std::uint32_t*, int, float*, std::size_t, const float*, bool, __mmask16,
+                          __mmask16);
+
+template <std::size_t... I>
+constexpr std::array<TileF32, sizeof...(I)> f32_tiles(std::index_sequence<I...>) {
+  return {&tile_f32<static_cast<int>(I) + 1>...};
+}
+template <std::size_t... I>
+constexpr std::array<TileBF16, sizeof...(I)> bf16_tiles(std::index_sequence<I...>) {
+  return {&tile_bf16<static_cast<int>(I) + 1>...};
+}
+constexpr auto kTilesF32 = f32_tiles(std::make_index_sequence<kMaxRows>{});
+constexpr auto kTilesBF16 = bf16_tiles(std::make_index_sequence<kMaxRows>{});
+
+// Rows [r0, r1) of x (m x k floats) to bfloat16 pairs, row stride ldb (in 16-bit units, a
+// multiple of 32), zero beyond k.
+HILUM_AVX512BF16 void convert_rows(const float* x, std::size_t ldx, int k, int r0, int r1, std::uint16_t* out, std::size_t ldb) {
+  for (int r = r0; r < r1; ++r) {
+    const float* src = x + static_cast<std::size_t>(r) * ldx;
+    std::uint16_t* dst = out + static_cast<std::size_t>(r) * ldb;
+    for (int j = 0; j < static_cast<int>(ldb); j += 32) {
+      const int left = std::max(0, k - j);
+      const auto m_lo = static_cast<__mmask16>(left >= 16 ? 0xffffu : (1u << left) - 1u);
+      const auto m_hi = static_cast<__mmask16>(left >= 32 ? 0xffffu : left <= 16 ? 0u : (1u << (left - 16)) - 1u);
+      const __m512 lo = _mm512_maskz_loadu_ps(m_lo, src + j);
+      const __m512 hi = _mm512_maskz_loadu_ps(m_hi, src + j + 16);
+      _mm512_store_si512(dst + j, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    }
+  }
+}
+
+thread_local AlignedVector<std::uint16_t> t_bf16_input;
+
+}  // namespace
+#endif
+
+void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+              Activation activation, int threads) {
+#if HILUM_X86
+  if (m <= 0 || w.n <= 0) return;
+  const bool bf16 = w.format == Format::BF16;
+  const int tiles = (m + kMaxRows - 1) / kMaxRows;
+#ifdef _OPENMP
+  if (omp_in_parallel()) threads = 1;
+#endif
+  threads = std::max(1, std::min(threads, w.panels * tiles));
+  // BF16 input: row stride a multiple of 32 elements, plus 32 so that rows do not share cache sets.
+  const std::size_t ldb = static_cast<std::size_t>((2 * w.k_steps + 31) / 32 * 32 + 32);
+  std::uint16_t* xb = nullptr;
+  if (bf16) {
+    if (t_bf16_input.size() < static_cast<std::size_t>(m) * ldb) t_bf16_input.resize(static_cast<std::size_t>(m) * ldb);
+    xb = t_bf16_input.data();
+  }
+  // Work split: by panels when there are enough of them, else by row tiles.
+  const bool by_panels = w.panels >= 2 * threads || w.panels >= tiles;
+  const auto run = [&](int t, int nthreads) {
+    if (bf16) {
+      const int r0 = static_cast<int>(static_cast<long>(m) * t / nthreads), r1 = static_cast<int>(static_cast<long>(m) * (t + 1) / nthreads);
+      convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
+#ifdef _OPENMP
+      if (nthreads > 1) {
+#pragma omp barrier
+      }
+#endif
+    }
+    int p0 = 0, p1 = w.panels, t0 = 0, t1 = tiles;
+    if (by_panels) {
+      p0 = w.panels * t / nthreads;
+      p1 = w.panels * (t + 1) / nthreads;
+    } else {
+      t0 = tiles * t / nthreads;
+      t1 = tiles * (t + 1) / nthreads;
+    }
+    const auto steps = static_cast<std::size_t>(w.k_steps);
+    // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while this thread's panels pass.
+    const std::size_t row_bytes = bf16 ? ldb * 2 : static_cast<std::size_t>(w.k) * 4;
+    const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * kMaxRows)));
+    for (int tb = t0; tb < t1; tb += block) {
+      const int te = std::min(t1, tb + block);
+      for (int p = p0; p < p1; ++p) {
+        const int col0 = p * kPanel;
+        const int cols = std::min(kPanel, w.n - col0);
+        const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
+        const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
+        const float* bias = w.bias.data() + col0;
+        for (int tt = tb; tt < te; ++tt) {
+          const int row0 = tt * kMaxRows;
+          const int rows = std::min(kMaxRows, m - row0);
+          float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
+          if (bf16) {
+            const auto* a = reinterpret_cast<const std::uint32_t*>(xb + static_cast<std::size_t>(row0) * ldb);
+            kTilesBF16[static_cast<std::size_t>(rows - 1)](a, ldb / 2, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c,
+                                                           ldy, bias, accumulate, m0, m1);
+          } else {
+            kTilesF32[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * ldx, ldx,
+                                                          w.f32.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c, ldy, bias,
+                                                          accumulate, m0, m1);
+          }
+          if (activation != Activation::None) gelu_inplace(c, ldy, rows, cols, activation == Activation::GeluTanh);
+        }
+      }
+    }
+  };
+  if (threads == 1) {
+    run(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    run(omp_get_thread_num(), omp_get_num_threads());
+#else
+    run(0, 1);
+#endif
+  }
+#else
+  (void)x, (void)ldx, (void)m, (void)w, (void)y, (void)ldy, (void)accumulate, (void)activation, (void)threads;
+#endif
+}
+
+}  // namespace hilum::inference::gemm

@@ -1,0 +1,88 @@
+// Hilum's own GEMM for the ViT's linear layers: y = x W^T + b with W packed once (at the first
+// forward after a load or a weight change) into the layout the AVX-512 micro-kernels read.
+//
+//  * F32: W in panels of 32 output columns, [panel][k][32] floats; a 12 x 32 register tile of
+//    FMAs (vfmadd231ps with a broadcast x element).
+//  * BF16: W rounded to bfloat16 (round to nearest even) and stored in pairs along k,
+//    [panel][k/2][32] 32-bit words holding (W[j][2i], W[j][2i+1]); x is converted to bfloat16 per
+//    call; vdpbf16ps (AVX512_BF16) accumulates the products of each pair in F32.
+//
+// The epilogue adds the bias (and the old contents of y for a residual connection) and can apply
+// GELU. Internal to inference/ (the tests include it); the functions are compiled with
+// function-level target attributes, so the library builds with any -march and only calls them when
+// the running CPU has the instructions (cpu_has_avx512(), cpu_has_avx512_bf16()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+namespace hilum::inference::gemm {
+
+// 64-byte aligned storage for the packed panels (a zmm load never splits a cache line).
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const noexcept { return true; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+constexpr int kPanel = 32;  // output columns per packed panel (two zmm registers)
+
+bool cpu_has_avx512();       // avx512f + avx512bw + avx512vl + avx512dq, and the OS saves zmm state
+bool cpu_has_avx512_bf16();  // the above + avx512_bf16
+
+enum class Format { F32, BF16 };
+
+// One part of a packed weight matrix: `rows` output rows of `k` inputs, row-major (stride k), and
+// its bias (nullptr: zero). Several parts are stacked (Q, K and V become one 3D x D matrix).
+struct Part {
+  const float* w = nullptr;
+  int rows = 0;
+  const float* bias = nullptr;
+};
+
+struct PackedWeights {
+  Format format = Format::F32;
+  int n = 0;       // output columns
+  int k = 0;       // inputs
+  int panels = 0;  // ceil(n / 32)
+  int k_steps = 0; // F32: k; BF16: ceil(k / 2) pairs
+  AlignedVector<float> f32;         // [panel][k][32]
+  AlignedVector<std::uint32_t> bf16;  // [panel][k_steps][32]
+  AlignedVector<float> bias;          // panels * 32, zero-padded
+  [[nodiscard]] std::size_t bytes() const { return f32.size() * 4 + bf16.size() * 4 + bias.size() * 4; }
+};
+
+[[nodiscard]] PackedWeights pack(const std::vector<Part>& parts, int k, Format format);
+
+// F32 packing of a matrix that is not a stored weight (attention: K_h and V_h), into `out`
+// (its storage is reused). by_rows: W is n x k with row stride ld (y = x W^T); else W^T is given,
+// k x n with row stride ld (y = x V). No bias.
+void pack_f32(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out);
+
+enum class Activation { None, Gelu, GeluTanh };
+
+// y[m x n] (row stride ldy) = (accumulate ? y : 0) + x[m x k] (row stride ldx) W^T + b, then the
+// activation. Runs on up to `threads` OpenMP threads (split by panels); 1 thread when called from
+// inside a parallel region. BF16 converts x to bfloat16 first (into a per-thread buffer).
+// Requires cpu_has_avx512() (F32) or cpu_has_avx512_bf16() (BF16).
+void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+              Activation activation, int threads);
+
+// F32 -> bfloat16, round to nearest even (NaN stays NaN); and back.
+[[nodiscard]] std::uint16_t to_bf16(float f);
+[[nodiscard]] float from_bf16(std::uint16_t h);
+
+// GELU on a row-major block (Eigen's vectorised erf/tanh; the reference forward uses the same).
+void gelu_inplace(float* y, std::size_t ldy, int rows, int cols, bool tanh_approximation);
+
+}  // namespace hilum::inference::gemm

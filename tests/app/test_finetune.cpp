@@ -1,0 +1,373 @@
+// Fine-tuning from the catalog end to end: generated radiographs whose label depends on a visible
+// pattern, imported and labelled through the catalog, a tiny random ViT as the active model, then
+// each strategy trains a new version; its AUROC must be clearly above chance, the gate must
+// refuse a version trained on shuffled labels, and an interrupted run must resume.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <random>
+
+#include "catalog_support.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/app/finetune.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/app/train.hpp"
+#include "hilum/testdata/phantom.hpp"
+
+namespace hilum::test {
+namespace {
+
+using inference::Matrix;
+
+// A tiny random ViT (1 channel, 32x32 input, patch 8, D=32, 2 blocks) with two outputs.
+inference::ViTModel tiny_vit(std::uint32_t seed) {
+  inference::ViTConfig c;
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.intermediate_size = 64;
+  c.image_size = 32;
+  c.patch_size = 8;
+  c.num_channels = 1;
+  c.layer_norm_eps = 1e-6;
+  c.labels = {"Effusion", "Mass"};
+  c.problem_type = "multi_label_classification";
+  c.input_height = c.input_width = 32;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 0.2f);
+  auto rnd = [&](Eigen::Index r, Eigen::Index k) { return Matrix(Matrix::NullaryExpr(r, k, [&]() { return n(rng); })); };
+  auto vec = [&](Eigen::Index r) { return inference::Vector(inference::Vector::NullaryExpr(r, [&]() { return n(rng); })); };
+  auto ln = [&]() { return inference::LayerNorm{inference::Vector::Ones(32), inference::Vector::Zero(32)}; };
+  inference::ViTWeights w;
+  w.patch_w = rnd(32, 64);
+  w.patch_b = vec(32);
+  w.cls_token = vec(32);
+  w.position = rnd(17, 32);
+  for (int l = 0; l < 2; ++l) {
+    inference::Block b;
+    b.ln_before = ln();
+    b.query = {rnd(32, 32), vec(32)};
+    b.key = {rnd(32, 32), vec(32)};
+    b.value = {rnd(32, 32), vec(32)};
+    b.attn_out = {rnd(32, 32), vec(32)};
+    b.ln_after = ln();
+    b.fc1 = {rnd(64, 32), vec(64)};
+    b.fc2 = {rnd(32, 64), vec(32)};
+    w.blocks.push_back(std::move(b));
+  }
+  w.final_ln = ln();
+  w.has_classifier = true;
+  w.classifier = {rnd(2, 32), vec(2)};
+  auto m = inference::ViTModel::from_weights(c, std::move(w));
+  EXPECT_TRUE(m.ok());
+  return std::move(m.value());
+}
+
+class FinetuneTest : public CatalogTest {
+ protected:
+  static constexpr int kPatients = 40;
+
+  void SetUp() override {
+    CatalogTest::SetUp();
+    catalog_.emplace(open_catalog());
+    // Two images per patient; about half carry a bright square in the upper left quarter.
+    std::mt19937 rng(7);
+    fs::create_directories(path("images"));
+    for (int p = 0; p < kPatients; ++p) {
+      for (int k = 0; k < 2; ++k) {
+        const int index = 2 * p + k;
+        const bool pattern = (rng() % 2) == 0;
+        testdata::DicomSpec spec;
+        spec.phantom.rows = 96;
+        spec.phantom.columns = 96;
+        spec.phantom.collimator_border = false;
+        spec.phantom.seed = static_cast<std::uint32_t>(100 + index);
+        spec.patient_id = "PAT" + std::to_string(p);
+        spec.patient_name = "Patient^" + std::to_string(p);
+        spec.study_instance_uid = "1.2.826.0.1.3680043.10.1." + std::to_string(p);
+        spec.sop_instance_uid = "1.2.826.0.1.3680043.10.2." + std::to_string(index);
+        if (pattern) {
+          spec.draw = [](std::vector<std::int32_t>& v, int rows, int cols) {
+            for (int r = 8; r < rows / 2; ++r)
+              for (int c = 8; c < cols / 2; ++c) v[static_cast<std::size_t>(r * cols + c)] = 4095;
+          };
+        }
+        testdata::write_dicom(path("images") / ("img" + std::to_string(index) + ".dcm"), spec);
+        truth_[spec.sop_instance_uid] = pattern;
+      }
+    }
+    app::ImportOptions io;
+    auto report = app::import_paths(*catalog_, {path("images")}, io);
+    ASSERT_TRUE(report.ok()) << report.error->message;
+    ASSERT_EQ(report.counts.imported, static_cast<std::size_t>(2 * kPatients));
+    ASSERT_TRUE(tiny_vit(3).save(path("base")).ok());
+    ASSERT_TRUE(app::import_model(*catalog_, path("base"), "tiny-base", true).ok());
+    ASSERT_TRUE(catalog_->add_finding("Pattern", "a bright square (test)").ok());
+  }
+
+  // Labels every image's Pattern from `value(uid, truth)`.
+  void label(const std::function<bool(const app::Instance&, bool)>& value) {
+    InstanceFilterAll();
+    std::vector<app::LabelInput> labels;
+    for (const auto& in : instances_) {
+      app::LabelInput l;
+      l.image = in.sop_instance_uid;
+      l.finding = "Pattern";
+      l.value = value(in, truth_.at(in.sop_instance_uid)) ? app::LabelValue::Present : app::LabelValue::Absent;
+      l.author = "tester";
+      labels.push_back(l);
+    }
+    ASSERT_TRUE(catalog_->add_labels(labels).ok());
+  }
+  void InstanceFilterAll() {
+    app::InstanceFilter f;
+    f.with_thumbnails = false;
+    instances_ = catalog_->list_instances(f).value();
+  }
+  static const app::FindingMetrics* metric(const app::EvaluationReport& r, const std::string& name) {
+    for (const auto& f : r.findings) {
+      if (f.finding == name) return &f;
+    }
+    return nullptr;
+  }
+
+  std::optional<app::Catalog> catalog_;
+  std::map<std::string, bool> truth_;
+  std::vector<app::Instance> instances_;
+};
+
+TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesShuffledLabels) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::Head;
+  auto first = app::finetune(*catalog_, o);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->strategy, "head");
+  const auto* m = metric(first->metrics, "Pattern");
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(m->auroc.has_value());
+  EXPECT_GT(*m->auroc, 0.85) << "validation AUROC of the pattern";
+  EXPECT_GT(m->auroc_low, 0.5);
+  EXPECT_GT(m->positives, 0);
+  EXPECT_GT(m->negatives, 0);
+  EXPECT_TRUE(first->promoted) << first->reason;
+  EXPECT_EQ(first->model.status, "active");
+  ASSERT_TRUE(first->parent.has_value());
+  EXPECT_EQ(first->parent->version, "tiny-base");
+  EXPECT_EQ(first->model.version, "tiny-base-ft1");
+  EXPECT_EQ(first->model.parent_id, first->parent->id);
+  // The head grew one output; the existing outputs kept their weights.
+  auto loaded = app::load_model(*catalog_, first->model.version);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  const auto& labels = loaded->model.config().labels;
+  ASSERT_EQ(labels, (std::vector<std::string>{"Effusion", "Mass", "Pattern"}));
+  auto base = app::load_model(*catalog_, "tiny-base");
+  ASSERT_TRUE(base.ok());
+  EXPECT_TRUE(loaded->model.weights().classifier.w.topRows(2).isApprox(base->model.weights().classifier.w));
+  // Embeddings are cached per backbone: the second refit computes none.
+  EXPECT_EQ(catalog_->embeddings("tiny-base")->size(), instances_.size());
+
+  // Shuffle the labels of the training patients only (validation keeps the truth), stratified so
+  // that they carry no information about the pattern: within the images with the pattern and
+  // within those without, every other one is labelled present. The new version learns nothing
+  // and the gate keeps it as a candidate.
+  std::map<bool, int> seen;
+  label([&](const app::Instance& in, bool truth) {
+    const bool validation = app::in_validation_split(*catalog_, in).value();
+    return validation ? truth : (seen[truth]++ % 2) == 0;
+  });
+  auto second = app::finetune(*catalog_, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_FALSE(second->promoted) << second->reason;
+  EXPECT_EQ(second->model.status, "candidate");
+  EXPECT_NE(second->reason.find("worse"), std::string::npos) << second->reason;
+  EXPECT_EQ(catalog_->active_model().value()->version, "tiny-base-ft1");
+  ASSERT_TRUE(second->parent_metrics.has_value());
+  const auto* shuffled = metric(second->metrics, "Pattern");
+  const auto* active = metric(*second->parent_metrics, "Pattern");
+  ASSERT_TRUE(shuffled && active && shuffled->auroc && active->auroc);
+  EXPECT_LT(*shuffled->auroc, *active->auroc);
+
+  // The registry: the candidate records its parent, strategy, labels used and metrics; it can be
+  // promoted by hand and rolled back; export writes a folder the engine loads.
+  auto record = catalog_->find_model(second->model.version).value().value();
+  EXPECT_NE(record.label_snapshot.find("max_label_event"), std::string::npos);
+  EXPECT_NE(record.metrics.find("\"gate\""), std::string::npos);
+  EXPECT_NE(record.hyperparameters.find("backbone_version"), std::string::npos);
+  ASSERT_TRUE(app::promote_model(*catalog_, second->model.version, "test").ok());
+  EXPECT_EQ(catalog_->active_model().value()->version, second->model.version);
+  auto back = app::rollback_model(*catalog_);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->version, "tiny-base-ft1");
+  ASSERT_TRUE(app::export_model(*catalog_, "tiny-base-ft1", path("exported")).ok());
+  auto exported = inference::ViTModel::load(path("exported"));
+  ASSERT_TRUE(exported.ok()) << exported.error().message;
+  EXPECT_EQ(exported->config().labels, labels);
+}
+
+TEST_F(FinetuneTest, EvaluateReportsPerFindingMetrics) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::Head;
+  auto trained = app::finetune(*catalog_, o);
+  ASSERT_TRUE(trained.ok()) << trained.error().message;
+  auto report = app::evaluate(*catalog_, trained->model.version);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  const auto* m = metric(*report, "Pattern");
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(m->auroc.has_value());
+  // The same validation images as the fine-tuning run's own evaluation.
+  EXPECT_NEAR(*m->auroc, *metric(trained->metrics, "Pattern")->auroc, 1e-9);
+  EXPECT_GE(m->threshold, 0.0);
+  EXPECT_LE(m->threshold, 1.0);
+  EXPECT_GE(m->ece, 0.0);
+  // The base model has no Pattern output: nothing to report for it.
+  auto base = app::evaluate(*catalog_, "tiny-base");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(metric(*base, "Pattern"), nullptr);
+  EXPECT_FALSE(base->mean_auroc.has_value());
+}
+
+TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::LastK;
+  o.k = 1;
+  o.epochs = 3;
+  o.allow_promotion = false;
+  auto lastk = app::finetune(*catalog_, o);
+  ASSERT_TRUE(lastk.ok()) << lastk.error().message;
+  EXPECT_EQ(lastk->strategy, "last-k");
+  ASSERT_EQ(lastk->history.size(), 3u);
+  EXPECT_LT(lastk->history.back().train_loss, lastk->history.front().train_loss);
+  EXPECT_FALSE(lastk->promoted);
+  EXPECT_EQ(lastk->model.status, "candidate");
+
+  // Full fine-tuning, cancelled during the second epoch, then run again: it resumes after the
+  // first epoch (its history comes back from the checkpoint) and finishes.
+  o.strategy = app::Strategy::Full;
+  o.epochs = 2;
+  std::atomic<bool> cancel{false};
+  auto stop_in_epoch_2 = [&](const app::FinetuneProgress& p) {
+    if (p.phase == "training" && p.epoch == 2) cancel = true;
+  };
+  auto interrupted = app::finetune(*catalog_, o, stop_in_epoch_2, &cancel);
+  ASSERT_FALSE(interrupted.ok());
+  EXPECT_EQ(interrupted.error().kind, app::ErrorKind::Interrupted);
+  const fs::path checkpoints = path("models") / ".checkpoints";
+  ASSERT_TRUE(fs::exists(checkpoints));
+  int first_epoch_seen = 0;
+  auto resumed = app::finetune(*catalog_, o, [&](const app::FinetuneProgress& p) {
+    if (p.phase == "training" && first_epoch_seen == 0 && p.epoch > 0) first_epoch_seen = p.epoch;
+  });
+  ASSERT_TRUE(resumed.ok()) << resumed.error().message;
+  EXPECT_EQ(first_epoch_seen, 2);
+  ASSERT_EQ(resumed->history.size(), 2u);
+  EXPECT_EQ(resumed->history[0].epoch, 1);
+  EXPECT_EQ(resumed->strategy, "full");
+  EXPECT_TRUE(fs::is_empty(checkpoints));
+  auto loaded = app::load_model(*catalog_, resumed->model.version);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+}
+
+}  // namespace
+}  // namespace hilum::test
+
+namespace hilum::test {
+namespace {
+
+TEST(TrainFolder, PatientsComeFromFileNames) {
+  EXPECT_EQ(app::patient_from_file_name("person1000_bacteria_2931"), "person1000");
+  EXPECT_EQ(app::patient_from_file_name("IM-0115-0001"), "IM-0115");
+  EXPECT_EQ(app::patient_from_file_name("NORMAL2-IM-1427-0001"), "NORMAL2-IM-1427");
+  EXPECT_EQ(app::patient_from_file_name("plain"), "plain");
+}
+
+class TrainFolderTest : public TempDirTest {
+ protected:
+  // NORMAL/ and PNEUMONIA/ with 32x32 PNGs; pneumonia images carry a bright lower-left block.
+  // Two images per patient, named like the Kermany data set.
+  void write_folder(int per_class) {
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> noise(40, 120);
+    for (const std::string cls : {"NORMAL", "PNEUMONIA"}) {
+      fs::create_directories(path("data") / cls);
+      for (int i = 0; i < per_class; ++i) {
+        std::vector<std::uint8_t> px(32 * 32);
+        for (auto& v : px) v = static_cast<std::uint8_t>(noise(rng));
+        if (cls == "PNEUMONIA") {
+          for (int r = 16; r < 30; ++r)
+            for (int c = 2; c < 16; ++c) px[static_cast<std::size_t>(r * 32 + c)] = 250;
+        }
+        const std::string name = cls == "NORMAL" ? "IM-" + std::to_string(1000 + i / 2) + "-000" + std::to_string(i % 2)
+                                                 : "person" + std::to_string(i / 2) + "_bacteria_" + std::to_string(i);
+        ASSERT_EQ(app::write_png_gray8(path("data") / cls / (name + ".png"), 32, 32, px), "");
+      }
+    }
+  }
+};
+
+TEST_F(TrainFolderTest, ScansClassesAndPatients) {
+  write_folder(6);
+  auto data = app::scan_image_folder(path("data"));
+  ASSERT_TRUE(data.ok()) << data.error().message;
+  EXPECT_EQ(data->findings, std::vector<std::string>{"Pneumonia"});
+  ASSERT_EQ(data->files.size(), 12u);
+  std::set<std::string> patients(data->patients.begin(), data->patients.end());
+  EXPECT_EQ(patients.size(), 6u);  // two images per patient
+  int positives = 0;
+  for (const auto& t : data->targets) positives += t.at(0) > 0.5f ? 1 : 0;
+  EXPECT_EQ(positives, 6);
+  EXPECT_FALSE(app::scan_image_folder(path("nowhere")).ok());
+  fs::create_directories(path("empty") / "NORMAL");
+  EXPECT_FALSE(app::scan_image_folder(path("empty")).ok());  // no finding folder
+}
+
+TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
+  write_folder(24);
+  app::TrainOptions o;
+  o.data = path("data");
+  o.out = path("model");
+  o.arch = "vit-ti16-d6";
+  o.image_size = 32;
+  o.epochs = 2;
+  o.batch_size = 16;
+  o.learning_rate = 1e-3f;
+  o.warmup_epochs = 1;
+  o.validation_fraction = 0.25;
+  o.drop_path = 0.0f;
+  // Cancel in epoch 2, then run again: it resumes after epoch 1.
+  std::atomic<bool> cancel{false};
+  auto first = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { if (p.epoch == 2) cancel = true; }, &cancel);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().kind, app::ErrorKind::Interrupted);
+  EXPECT_TRUE(fs::exists(path("model.checkpoints") / "state.json"));
+  EXPECT_FALSE(fs::exists(path("model")));
+  int first_epoch = 0;
+  auto r = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { if (first_epoch == 0 && p.epoch > 0) first_epoch = p.epoch; });
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(first_epoch, 2);
+  ASSERT_EQ(r->history.size(), 2u);
+  EXPECT_EQ(r->history[0].epoch, 1);  // from the checkpoint
+  EXPECT_GT(r->validation_images, 0);
+  EXPECT_GT(r->train_images, r->validation_images);
+  ASSERT_EQ(r->validation.findings.size(), 1u);
+  EXPECT_TRUE(r->validation.findings[0].auroc.has_value());
+  EXPECT_FALSE(fs::exists(path("model.checkpoints")));
+  // The written folder: F16 weights that the engine loads, the report beside them.
+  auto model = inference::ViTModel::load(path("model"));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  EXPECT_EQ(model->config().labels, std::vector<std::string>{"Pneumonia"});
+  EXPECT_EQ(model->config().num_layers, 6);
+  EXPECT_TRUE(fs::exists(path("model") / "training_report.json"));
+  std::ifstream st(path("model") / "model.safetensors", std::ios::binary);
+  std::string head(4096, '\0');
+  st.read(head.data(), static_cast<std::streamsize>(head.size()));
+  EXPECT_NE(head.find("\"F16\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hilum::test

@@ -1,0 +1,363 @@
+// The float model against PyTorch and against itself:
+// - the training forward's logits equal inference::ViTModel::forward's (the forward goldens' models);
+// - every parameter gradient equals PyTorch's (tests/reference/golden_grad, make_grad_reference.py)
+//   to 1e-4 relative per tensor, also with activation checkpointing (identical, fewer Tape bytes);
+// - frozen prefix: forward_from(frozen_prefix(...)) == forward, and the trainable gradients equal a
+//   full backward's; drop_path = 0 is the plain model; a reused Tape gives the same gradients;
+// - ten AdamW steps on BCE (training/src/loss.cpp + optim.cpp) give PyTorch's ten losses.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "hilum/inference/safetensors.hpp"
+#include "hilum/training/loss.hpp"
+#include "hilum/training/optim.hpp"
+#include "test_backprop_common.hpp"
+
+namespace fs = std::filesystem;
+namespace inf = hilum::inference;
+
+namespace {
+
+using namespace hilum::training;
+using namespace hilum::training::test;
+
+const fs::path kGradDir = HILUM_GRAD_GOLDEN_DIR;
+const fs::path kForwardDir = fs::path(HILUM_GRAD_GOLDEN_DIR).parent_path() / "golden";
+
+std::vector<Image> images_from(const inf::SafetensorsFile& f) {
+  const inf::TensorInfo* px = f.find("pixel_values");
+  if (px == nullptr || px->shape.size() != 4) return {};
+  const auto B = static_cast<int>(px->shape[0]), C = static_cast<int>(px->shape[1]), H = static_cast<int>(px->shape[2]),
+             W = static_cast<int>(px->shape[3]);
+  auto pixels = f.read_f32("pixel_values");
+  if (!pixels.ok()) return {};
+  std::vector<Image> batch;
+  const std::size_t n = static_cast<std::size_t>(C) * H * W;
+  for (int b = 0; b < B; ++b) {
+    Image im{C, H, W, {}};
+    im.data.assign(pixels->begin() + static_cast<std::ptrdiff_t>(b * n), pixels->begin() + static_cast<std::ptrdiff_t>((b + 1) * n));
+    batch.push_back(std::move(im));
+  }
+  return batch;
+}
+
+Matrix matrix_from(const inf::SafetensorsFile& f, const std::string& name) {
+  const inf::TensorInfo* t = f.find(name);
+  if (t == nullptr || t->shape.size() != 2) return {};
+  auto data = f.read_f32(name);
+  if (!data.ok()) return {};
+  return Eigen::Map<const Matrix>(data->data(), t->shape[0], t->shape[1]);
+}
+
+std::map<std::string, std::vector<float>> grads_by_name(ViTWeights& g) {
+  std::map<std::string, std::vector<float>> out;
+  for (const ParamRef& p : parameters(g)) out[p.name].assign(p.data, p.data + p.size);
+  return out;
+}
+
+// ---- Forward equals the inference engine ----------------------------------------------------------
+
+class ForwardMatchesInference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ForwardMatchesInference, LogitsAndEmbeddings) {
+  const fs::path dir = kForwardDir / GetParam();
+  auto model = inf::ViTModel::load(dir);
+  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+  auto ref = inf::SafetensorsFile::open(dir / "reference.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  const auto batch = images_from(*ref);
+  ASSERT_FALSE(batch.empty());
+  model->set_precision(inf::Precision::F32);  // the inference default may be BF16; compare with its F32 path
+  auto want = model->forward(batch);
+  ASSERT_TRUE(want.ok());
+  for (bool ckpt : {false, true}) {
+    TrainOptions o;
+    o.checkpoint_activations = ckpt;
+    Tape tape;
+    const TrainOutput got = forward(model->config(), model->weights(), batch, o, tape);
+    ASSERT_EQ(got.logits.rows(), want->logits.rows());
+    ASSERT_EQ(got.logits.cols(), want->logits.cols());
+    const Comparison l = compare(got.logits.data(), want->logits.data(), static_cast<std::size_t>(got.logits.size()));
+    EXPECT_LT(l.rel, 1e-5) << GetParam() << ": logits differ from inference by " << l.rel << " (element " << l.worst << ")";
+    const Comparison e = compare(got.embeddings.data(), want->embeddings.data(), static_cast<std::size_t>(got.embeddings.size()));
+    EXPECT_LT(e.rel, 1e-5) << GetParam() << ": embeddings differ from inference by " << e.rel;
+    // And PyTorch's logits.
+    const Matrix torch_logits = matrix_from(*ref, "logits");
+    ASSERT_EQ(torch_logits.size(), got.logits.size());
+    EXPECT_LT(compare(got.logits.data(), torch_logits.data(), static_cast<std::size_t>(torch_logits.size())).rel, 1e-5) << GetParam();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, ForwardMatchesInference,
+                         ::testing::Values("tiny_multilabel", "odd_grid_nobias", "interpolated", "interpolated_nonsquare"));
+
+// ---- Gradients equal PyTorch's --------------------------------------------------------------------
+
+class GradientsMatchPyTorch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GradientsMatchPyTorch, EveryTensor) {
+  const fs::path dir = kGradDir / GetParam();
+  auto model = inf::ViTModel::load(dir);
+  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+  auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  const auto batch = images_from(*ref);
+  ASSERT_FALSE(batch.empty());
+  const Matrix dlogits = matrix_from(*ref, "dlogits");
+  ASSERT_EQ(dlogits.rows(), static_cast<Eigen::Index>(batch.size()));
+  TrainOptions o;
+  o.first_trainable_block = std::stoi(ref->metadata().at("first_trainable_block"));
+
+  std::map<std::string, std::vector<float>> plain;
+  std::size_t plain_bytes = 0;
+  for (bool ckpt : {false, true}) {
+    o.checkpoint_activations = ckpt;
+    const std::string mode = ckpt ? " (checkpointed)" : "";
+    Tape tape;
+    ViTWeights grads = zeros_like(model->weights());
+    (void)forward(model->config(), model->weights(), batch, o, tape);
+    backward(model->config(), model->weights(), tape, dlogits, grads);
+    int compared = 0;
+    double worst = 0.0;
+    std::string worst_name;
+    for (const ParamRef& p : parameters(grads)) {
+      const std::string key = "grad." + p.name;
+      const inf::TensorInfo* t = ref->find(key);
+      if (t == nullptr) {  // frozen in PyTorch: must get nothing here either
+        ASSERT_GT(o.first_trainable_block, 0) << GetParam() << ": golden lacks " << key;
+        for (std::size_t i = 0; i < p.size; ++i) ASSERT_EQ(p.data[i], 0.0f) << GetParam() << mode << ": frozen " << p.name << " got a gradient";
+        continue;
+      }
+      auto want = ref->read_f32(key);
+      ASSERT_TRUE(want.ok()) << key;
+      ASSERT_EQ(want->size(), p.size) << GetParam() << ": " << p.name << " has the wrong size";
+      const Comparison c = compare(p.data, want->data(), p.size);
+      if (p.name.find("attention.key.bias") != std::string::npos) {
+        // Analytically zero (a key bias shifts every score of a softmax row by the same amount):
+        // both sides hold float rounding noise only.
+        EXPECT_LT(std::max(c.max_ref, compare(want->data(), p.data, p.size).max_ref), 1e-6) << GetParam() << mode << ": " << p.name;
+        ++compared;
+        continue;
+      }
+      EXPECT_LT(c.rel, 1e-4) << GetParam() << mode << ": gradient of " << p.name << ": max relative error " << c.rel << " at element "
+                             << c.worst << " (ours " << c.ours << ", PyTorch " << c.theirs << ", max |PyTorch| " << c.max_ref << ")";
+      EXPECT_GT(c.max_ref, 0.0) << p.name;
+      if (c.rel > worst) {
+        worst = c.rel;
+        worst_name = p.name;
+      }
+      ++compared;
+    }
+    std::printf("%s%s: %d gradient tensors, worst relative error %.2e (%s)\n", GetParam().c_str(), mode.c_str(), compared, worst, worst_name.c_str());
+    EXPECT_EQ(compared, static_cast<int>(ref->tensors().size()) - 2) << GetParam() << ": not every golden gradient was compared";
+    if (!ckpt) {
+      plain = grads_by_name(grads);
+      plain_bytes = tape.bytes();
+    } else {
+      EXPECT_EQ(grads_by_name(grads), plain) << GetParam() << ": checkpointed gradients differ from the plain backward";
+      // The last block is never checkpointed (backward starts with it): savings from 3 trainable blocks.
+      const int trainable_blocks = model->config().num_layers - o.first_trainable_block;
+      if (trainable_blocks >= 3) EXPECT_LT(tape.bytes(), plain_bytes) << GetParam() << ": checkpointing must keep fewer bytes";
+      else EXPECT_LE(tape.bytes(), plain_bytes) << GetParam();
+      EXPECT_GT(tape.bytes(), 0u);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, GradientsMatchPyTorch, ::testing::Values("tiny_erf", "odd_tanh_nobias", "interpolated", "frozen_prefix"));
+
+// ---- Frozen prefix, drop-path, tape reuse ---------------------------------------------------------
+
+struct Tiny {
+  ViTConfig config = tiny_config(16, 3, 4, 32, 16, 4, 3, 4, true, "gelu");
+  ViTWeights weights = random_weights(config, 41);
+  std::vector<Image> images = random_images(3, 3, 20, 12, 42);  // grid 5 x 3 (stored 4 x 4): interpolated
+  Matrix dlogits = random_matrix<float>(3, 4, 43);
+};
+
+ViTWeights run(const Tiny& t, const TrainOptions& o, Matrix* logits = nullptr, Tape* reuse = nullptr) {
+  Tape own;
+  Tape& tape = reuse != nullptr ? *reuse : own;
+  ViTWeights g = zeros_like(t.weights);
+  const TrainOutput out = forward(t.config, t.weights, t.images, o, tape);
+  if (logits != nullptr) *logits = out.logits;
+  backward(t.config, t.weights, tape, t.dlogits, g);
+  return g;
+}
+
+TEST(BackpropModel, FrozenPrefixMatchesTheFullModel) {
+  const Tiny t;
+  TrainOptions full;
+  Matrix full_logits;
+  ViTWeights full_grads = run(t, full, &full_logits);
+  for (int first : {1, 2, 3}) {
+    TrainOptions o;
+    o.first_trainable_block = first;
+    const std::vector<Matrix> cached = frozen_prefix(t.config, t.weights, t.images, first);
+    ASSERT_EQ(cached.size(), t.images.size());
+    ASSERT_EQ(cached[0].rows(), 16);
+    Tape tape;
+    const TrainOutput from = forward_from(t.config, t.weights, cached, o, tape);
+    ViTWeights g = zeros_like(t.weights);
+    backward(t.config, t.weights, tape, t.dlogits, g);
+    Matrix frozen_logits;
+    const ViTWeights g2 = run(t, o, &frozen_logits);
+    // Bit for bit while a block is trained (the same code runs). With first == L the last block
+    // runs in the frozen prefix on every token, where training runs it on the CLS rows alone (GEMMs
+    // of other shapes): equal to float rounding.
+    const double tol = first < 3 ? 0.0 : 1e-5;
+    const auto expect_close = [&](const float* x, const float* y, std::size_t n, const std::string& what) {
+      const Comparison cmp = compare(x, y, n);
+      if (tol == 0.0) EXPECT_EQ(cmp.rel, 0.0) << what << ", first block " << first;
+      else EXPECT_LT(cmp.rel, tol) << what << ", first block " << first;
+    };
+    expect_close(from.logits.data(), full_logits.data(), static_cast<std::size_t>(full_logits.size()), "forward_from(frozen_prefix) logits");
+    expect_close(frozen_logits.data(), full_logits.data(), static_cast<std::size_t>(full_logits.size()), "forward logits (frozen prefix)");
+    auto a = parameters(g), b = parameters(full_grads), c = parameters(const_cast<ViTWeights&>(g2));
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (a[i].depth > first) {
+        expect_close(a[i].data, b[i].data, a[i].size, a[i].name + " (forward_from)");
+        expect_close(c[i].data, b[i].data, a[i].size, a[i].name + " (forward)");
+      } else {
+        for (std::size_t k = 0; k < a[i].size; ++k) {
+          ASSERT_EQ(a[i].data[k], 0.0f) << "frozen " << a[i].name << " got a gradient (forward_from, first " << first << ")";
+          ASSERT_EQ(c[i].data[k], 0.0f) << "frozen " << a[i].name << " got a gradient (forward, first " << first << ")";
+        }
+      }
+    }
+  }
+  // n_blocks = L: the tokens before the final LayerNorm; its CLS row gives the embeddings.
+  const std::vector<Matrix> all = frozen_prefix(t.config, t.weights, t.images, 3);
+  TrainOptions head_only;
+  head_only.first_trainable_block = 3;
+  Tape tape;
+  const TrainOutput out = forward_from(t.config, t.weights, all, head_only, tape);
+  EXPECT_LT(compare(out.logits.data(), full_logits.data(), static_cast<std::size_t>(full_logits.size())).rel, 1e-5);
+}
+
+TEST(BackpropModel, DropPathZeroIsThePlainModelAndASeedIsDeterministic) {
+  const Tiny t;
+  Matrix plain_logits, zero_logits, a_logits, b_logits, c_logits;
+  const ViTWeights plain = run(t, {}, &plain_logits);
+  TrainOptions zero;
+  zero.seed = 99;
+  zero.drop_path = 0.0f;
+  const ViTWeights z = run(t, zero, &zero_logits);
+  EXPECT_EQ(zero_logits, plain_logits);
+  EXPECT_EQ(squared_norm(z), squared_norm(plain));
+  TrainOptions dp;
+  dp.drop_path = 0.6f;
+  dp.seed = 5;
+  const ViTWeights ga = run(t, dp, &a_logits), gb = run(t, dp, &b_logits);
+  EXPECT_EQ(a_logits, b_logits) << "same seed, same masks";
+  EXPECT_EQ(squared_norm(ga), squared_norm(gb));
+  EXPECT_NE(a_logits, plain_logits) << "drop_path 0.6 changed nothing";
+  dp.checkpoint_activations = true;
+  const ViTWeights gc = run(t, dp, &c_logits);
+  EXPECT_EQ(c_logits, a_logits);
+  EXPECT_EQ(squared_norm(gc), squared_norm(ga)) << "checkpointing must recompute the same drop-path masks";
+}
+
+TEST(BackpropModel, FrozenClassifierGetsNoGradientAndChangesNothingElse) {
+  const Tiny t;
+  const ViTWeights all = run(t, {});
+  TrainOptions o;
+  o.train_classifier = false;
+  ViTWeights g = run(t, o);
+  auto a = parameters(g);
+  auto b = parameters(const_cast<ViTWeights&>(all));
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const bool head = a[i].name.rfind("classifier.", 0) == 0;
+    double diff = 0.0, norm = 0.0;
+    for (std::size_t k = 0; k < a[i].size; ++k) {
+      diff += std::abs(a[i].data[k] - (head ? 0.0f : b[i].data[k]));
+      norm += std::abs(b[i].data[k]);
+    }
+    EXPECT_EQ(diff, 0.0) << a[i].name;
+    EXPECT_GT(norm, 0.0) << a[i].name;
+  }
+}
+
+TEST(BackpropModel, ReusedTapeGivesTheSameGradients) {
+  const Tiny t;
+  Tape tape;
+  TrainOptions o;
+  const ViTWeights first = run(t, o, nullptr, &tape);
+  const std::size_t bytes = tape.bytes();
+  EXPECT_GT(bytes, 0u);
+  const ViTWeights again = run(t, o, nullptr, &tape);
+  EXPECT_EQ(squared_norm(first), squared_norm(again));
+  EXPECT_EQ(tape.bytes(), bytes);
+  // Switching modes on the same tape.
+  o.checkpoint_activations = true;
+  const ViTWeights ck = run(t, o, nullptr, &tape);
+  EXPECT_EQ(squared_norm(ck), squared_norm(first));
+  EXPECT_LT(tape.bytes(), bytes);
+  // Backward without a fresh forward is an error, not a silent double count.
+  ViTWeights g = zeros_like(t.weights);
+  EXPECT_THROW(backward(t.config, t.weights, tape, t.dlogits, g), std::logic_error);
+}
+
+TEST(BackpropModel, ParametersAreNamedLikeHuggingFace) {
+  Tiny t;
+  const auto params = parameters(t.weights);
+  ASSERT_EQ(params.size(), 4u + 3u * 16u + 4u);
+  EXPECT_EQ(params.front().name, "vit.embeddings.patch_embeddings.projection.weight");
+  EXPECT_EQ(params[6].name, "vit.encoder.layer.0.attention.attention.query.weight");
+  EXPECT_EQ(params[6].depth, 1);
+  EXPECT_TRUE(params[6].decay);
+  EXPECT_FALSE(params[7].decay);
+  EXPECT_EQ(params.back().name, "classifier.bias");
+  EXPECT_EQ(params.back().depth, 4);
+  ViTWeights g = zeros_like(t.weights);
+  EXPECT_EQ(squared_norm(g), 0.0);
+  parameters(g)[0].data[3] = 2.0f;
+  scale(g, 3.0f);
+  EXPECT_EQ(squared_norm(g), 36.0);
+  set_zero(g);
+  EXPECT_EQ(squared_norm(g), 0.0);
+}
+
+// ---- Ten AdamW steps against PyTorch --------------------------------------------------------------
+
+TEST(BackpropTraining, TenAdamWStepsMatchPyTorchLosses) {
+  const fs::path dir = kGradDir / "adamw_bce";
+  auto model = inf::ViTModel::load(dir);
+  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+  auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  const auto batch = images_from(*ref);
+  const Matrix targets = matrix_from(*ref, "targets");
+  auto pos_weight = ref->read_f32("pos_weight");
+  auto losses = ref->read_f32("losses");
+  ASSERT_TRUE(pos_weight.ok() && losses.ok());
+  const auto& meta = ref->metadata();
+  AdamWOptions ao;
+  ao.lr = std::stof(meta.at("lr"));
+  ao.weight_decay = std::stof(meta.at("weight_decay"));
+  ao.beta1 = std::stof(meta.at("beta1"));
+  ao.beta2 = std::stof(meta.at("beta2"));
+  ao.eps = std::stof(meta.at("eps"));
+  ao.layer_decay = 1.0f;
+  ViTWeights w = model->weights();
+  AdamW opt(w, ao);
+  ViTWeights grads = zeros_like(w);
+  const Matrix mask = Matrix::Ones(targets.rows(), targets.cols());
+  Tape tape;
+  for (std::size_t step = 0; step < losses->size(); ++step) {
+    const TrainOutput out = forward(model->config(), w, batch, {}, tape);
+    const LossResult l = bce_with_logits(out.logits, targets, mask, *pos_weight);
+    const double want = (*losses)[step];
+    EXPECT_NEAR(l.loss, want, 1e-4 * std::abs(want)) << "step " << step << ": loss " << l.loss << ", PyTorch " << want;
+    set_zero(grads);
+    backward(model->config(), w, tape, l.dlogits, grads);
+    opt.step(w, grads, ao.lr);
+  }
+  EXPECT_LT((*losses)[9], (*losses)[0] * 0.9f) << "the golden run should learn something";
+}
+
+}  // namespace

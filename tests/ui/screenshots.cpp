@@ -1,0 +1,230 @@
+// hilum-ui-screenshots OUTDIR DICOM_FOLDER: photographs every window of the workstation, offscreen,
+// with real radiographs: imports DICOM_FOLDER (plus a broken file and an SR, so the import report
+// has something to say) into a temporary catalog, registers a random ViT-Ti/16, labels with the
+// keyboard, shows an attention map and a ruler, exports, fine-tunes, and writes one PNG per window.
+#include <QApplication>
+#include <QComboBox>
+#include <QDir>
+#include <QLineEdit>
+#include <QMouseEvent>
+#include <QPushButton>
+#include <QSlider>
+#include <QSignalSpy>
+#include <QTest>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "export_dialog.hpp"
+#include "hilum/app/catalog.hpp"
+#include "hilum/testdata/phantom.hpp"
+#include "import_dialog.hpp"
+#include "learning.hpp"
+#include "main_window.hpp"
+#include "ui_fixtures.hpp"
+
+namespace fs = std::filesystem;
+using namespace hilum;
+
+namespace {
+
+int failures = 0;
+
+bool wait_for(const std::function<bool()>& done, int ms) {
+  QElapsedTimer t;
+  t.start();
+  while (!done()) {
+    if (t.elapsed() > ms) return false;
+    QTest::qWait(20);
+  }
+  return true;
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "screenshots: FAILED: %s\n", what);
+    ++failures;
+  }
+}
+
+void save(QWidget* w, const QDir& out, const QString& name) {
+  QApplication::processEvents();
+  const QImage image = w->grab().toImage();
+  const QString path = out.filePath(name + ".png");
+  check(!image.isNull() && image.save(path), qPrintable("saving " + path));
+  std::printf("%s (%dx%d)\n", qPrintable(path), image.width(), image.height());
+}
+
+void drag(QWidget* w, Qt::MouseButton button, QPointF a, QPointF b) {
+  QTest::mousePress(w, button, Qt::NoModifier, a.toPoint());
+  for (int k = 1; k <= 4; ++k) {
+    const QPointF p = a + (b - a) * (k / 4.0);
+    QMouseEvent move(QEvent::MouseMove, p, w->mapToGlobal(p), Qt::NoButton, button, Qt::NoModifier);
+    QApplication::sendEvent(w, &move);
+  }
+  QTest::mouseRelease(w, button, Qt::NoModifier, b.toPoint());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName("Hilum-screenshots");
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: hilum-ui-screenshots OUTDIR DICOM_FOLDER\n");
+    return 2;
+  }
+  QDir out(argv[1]);
+  out.mkpath(".");
+  const fs::path dicoms = argv[2];
+  const fs::path dir = uitest::make_temp_dir("hilum-screenshots");
+  const fs::path db = dir / "hilum.db";
+  const fs::path extra = dir / "incoming";
+  fs::create_directories(extra);
+  testdata::write_not_dicom(extra / "notes.txt");
+  testdata::write_basic_text_sr(extra / "report_sr.dcm");
+  testdata::write_truncated(extra / "truncated.dcm", 1024);
+  uitest::write_random_vit(dir / "vit-ti16", {192, 12, 3, 768, 224, 16});
+  uitest::register_model(db, dir / "vit-ti16", "hilum-vit-ti16-random-1");
+
+  auto session = ui::Session::open(db, "dr.lee");
+  if (!session) return 2;
+  ui::Preferences prefs;
+  prefs.author = "dr.lee";
+  auto window = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+  window->resize(1600, 1000);
+  window->show();
+  QApplication::setActiveWindow(window.get());
+  check(QTest::qWaitForWindowActive(window.get()), "window active");
+
+  // Import through the dialog: the real files and the broken ones.
+  auto* import = window->import_paths({dicoms, extra});
+  check(wait_for([&] { return !import->running(); }, 120000), "import finished");
+  save(import, out, "import");
+  import->close();
+  QApplication::setActiveWindow(window.get());
+  check(QTest::qWaitForWindowActive(window.get()), "window active again");
+
+  auto* worklist = window->worklist();
+  check(wait_for([&] { return !worklist->busy() && !worklist->items().empty(); }, 20000), "worklist filled");
+  // Open the NIH chest radiograph (the most typical PA view), else the first image.
+  QString uid;
+  for (const auto& w : worklist->items())
+    if (w.path.find("NIH_DX") != std::string::npos) uid = QString::fromStdString(w.sop_instance_uid);
+  QSignalSpy predicted(window.get(), &ui::MainWindow::predictionsShown);
+  if (!uid.isEmpty() && (!window->current_item() || QString::fromStdString(window->current_item()->sop_instance_uid) != uid)) {
+    worklist->select(uid);
+  }
+  check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "image and predictions");
+
+  // Label with the keyboard: Effusion present, Nodule absent, Cardiomegaly uncertain; a box for Effusion.
+  auto key = [&](Qt::Key k) { QTest::keyClick(window.get(), k); };
+  window->labels()->select_finding("Cardiomegaly");
+  key(Qt::Key_U);
+  window->labels()->select_finding("Nodule");
+  key(Qt::Key_A);
+  window->labels()->select_finding("Effusion");
+  key(Qt::Key_P);
+  key(Qt::Key_B);
+  auto* v = window->viewer();
+  const auto* image = v->radiograph();
+  const double w = image->columns, h = image->rows;
+  drag(v, Qt::LeftButton, v->to_widget(QPointF(w * 0.58, h * 0.55)), v->to_widget(QPointF(w * 0.86, h * 0.82)));
+  // A ruler across the chest.
+  key(Qt::Key_M);
+  drag(v, Qt::LeftButton, v->to_widget(QPointF(w * 0.15, h * 0.45)), v->to_widget(QPointF(w * 0.85, h * 0.45)));
+  // The attention map of the most probable finding.
+  QSignalSpy heat(window.get(), &ui::MainWindow::heatmapShown);
+  const auto& probs = window->ai()->probabilities();
+  const auto best = std::max_element(probs.begin(), probs.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  window->request_heatmap(QString::fromStdString(best->first));
+  check(wait_for([&] { return heat.count() > 0; }, 60000), "heatmap shown");
+  window->ai()->findChild<QSlider*>("aiOpacity")->setValue(40);
+  wait_for([] { return false; }, 300);  // the smooth downscale lands
+  save(window.get(), out, "main");
+
+  // The viewer alone with a narrow window, inverted, at 1:1.
+  key(Qt::Key_H);
+  key(Qt::Key_Escape);
+  drag(v, Qt::RightButton, QPointF(400, 400), QPointF(340, 430));
+  key(Qt::Key_I);
+  key(Qt::Key_Z);
+  check(wait_for([&] { return !v->rendering(); }, 5000), "re-rendered");
+  wait_for([] { return false; }, 200);
+  save(v, out, "viewer_window_invert_1to1");
+  key(Qt::Key_R);
+  key(Qt::Key_H);
+
+  // A training set: 40 synthetic patients beside the real images, and labels on all of them (a few
+  // findings each) so that export and fine-tuning have data.
+  uitest::import_into(db, {uitest::write_phantoms(dir / "phantoms", 40, 1, 320, 256)});
+  {
+    auto c = app::Catalog::open(db);
+    auto list = c->list_instances({});
+    std::vector<app::LabelInput> labels;
+    int i = 0;
+    for (const auto& im : list.value()) {
+      ++i;
+      if (QString::fromStdString(im.sop_instance_uid) == uid) continue;
+      int j = 0;
+      for (const char* f : {"Effusion", "Pneumonia", "Cardiomegaly"}) {
+        app::LabelInput in;
+        in.image = im.sop_instance_uid;
+        in.finding = f;
+        in.value = ((i * 31 + (j++) * 17) % 7) < 3 ? app::LabelValue::Present : app::LabelValue::Absent;
+        in.author = "dr.kim";
+        in.source = "gui";
+        labels.push_back(in);
+      }
+    }
+    check(c->add_labels(labels).ok(), "bulk labels");
+  }
+  window->worklist()->refresh();
+  wait_for([&] { return !worklist->busy(); }, 10000);
+
+  // Export.
+  auto* exporter = window->show_export();
+  exporter->folder()->setText(QString::fromStdString((dir / "export").string()));
+  exporter->findChild<QCheckBox*>("exportImages")->setChecked(true);
+  QSignalSpy exported(exporter, &ui::ExportDialog::finished_export);
+  exporter->start();
+  check(wait_for([&] { return exported.count() > 0; }, 120000), "export finished");
+  save(exporter, out, "export");
+  exporter->close();
+
+  // Fine-tune (head on cached embeddings) and the model manager.
+  auto* finetune = window->show_finetune();
+  app::FinetuneOptions options;
+  options.strategy = app::Strategy::LastK;
+  options.k = 1;
+  options.epochs = 4;
+  options.author = "dr.lee";
+  finetune->set_options(options);
+  QSignalSpy tuned(finetune, &ui::FinetuneDialog::finished_finetune);
+  finetune->start();
+  check(wait_for([&] { return tuned.count() > 0; }, 300000), "fine-tune finished");
+  if (!finetune->error().isEmpty()) std::fprintf(stderr, "screenshots: fine-tune: %s\n", qPrintable(finetune->error()));
+  save(finetune, out, "finetune");
+  finetune->close();
+  auto* models = window->show_models();
+  save(models, out, "models");
+  models->close();
+
+  save(window->show_settings(), out, "settings");
+  save(window->show_shortcuts(), out, "shortcuts");
+  save(window->show_about(), out, "about");
+  for (auto* w2 : QApplication::topLevelWidgets())
+    if (w2 != window.get()) w2->close();
+
+  // The worklist sorted by AI uncertainty, and the main window once more after everything.
+  worklist->sort_box()->setCurrentIndex(2);
+  wait_for([&] { return !worklist->busy(); }, 10000);
+  wait_for([] { return false; }, 300);
+  save(window.get(), out, "main_after_finetune");
+
+  window.reset();
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  std::printf("%s\n", failures == 0 ? "screenshots: all windows written" : "screenshots: some steps failed");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,325 @@
+// The workstation driven through its real widgets, offscreen: open an imported study, change the
+// window, label with the keyboard (and undo), show an attention map, import with a report, and run
+// a short fine-tune that lists a new version.
+#include <QApplication>
+#include <QLabel>
+#include <QMouseEvent>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QTableWidget>
+#include <QtTest>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/testdata/phantom.hpp"
+#include "import_dialog.hpp"
+#include "learning.hpp"
+#include "main_window.hpp"
+#include "ui_fixtures.hpp"
+
+namespace fs = std::filesystem;
+using namespace hilum;
+
+class Workstation : public QObject {
+  Q_OBJECT
+
+ private:
+  fs::path dir_;
+  fs::path db_;
+  std::unique_ptr<ui::MainWindow> window_;
+
+  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db) {
+    auto session = ui::Session::open(db, "dr.test");
+    if (!session) qFatal("%s", session.error().message.c_str());
+    ui::Preferences prefs;
+    prefs.author = "dr.test";
+    auto w = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+    w->show();
+    QApplication::setActiveWindow(w.get());
+    return w;
+  }
+
+  // Label events of the current image.
+  std::vector<app::LabelEvent> current_labels() {
+    auto c = app::Catalog::open(db_);
+    auto l = c->current_labels(window_->current_item()->sop_instance_uid);
+    return l.value();
+  }
+  std::optional<app::LabelEvent> label_of(const std::string& finding) {
+    for (const auto& e : current_labels())
+      if (e.finding == finding) return e;
+    return std::nullopt;
+  }
+  // The current value of a finding on the current image (Cleared when it has no label).
+  app::LabelValue value_of(const std::string& finding) {
+    const auto e = label_of(finding);
+    return e ? e->value : app::LabelValue::Cleared;
+  }
+
+  void key(int k, Qt::KeyboardModifiers m = Qt::NoModifier) { QTest::keyClick(window_.get(), static_cast<Qt::Key>(k), m); }
+
+ private Q_SLOTS:
+  void initTestCase() {
+    dir_ = uitest::make_temp_dir("hilum-ui-test");
+    db_ = dir_ / "hilum.db";
+    const auto files = uitest::write_phantoms(dir_ / "dicom", 6, 1, 320, 256);
+    uitest::import_into(db_, {dir_ / "dicom"});
+    uitest::write_random_vit(dir_ / "vit");
+    uitest::register_model(db_, dir_ / "vit", "random-vit-1");
+  }
+
+  void cleanupTestCase() {
+    window_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void opensTheFirstImageOfTheWorklist() {
+    window_ = open_window(db_);
+    QVERIFY(QTest::qWaitForWindowActive(window_.get()));
+    QTRY_COMPARE_WITH_TIMEOUT(window_->worklist()->items().size(), std::size_t{6}, 10000);
+    QTRY_VERIFY_WITH_TIMEOUT(window_->viewer()->has_image(), 10000);
+    QCOMPARE(window_->viewer()->radiograph()->rows, 320);
+    QCOMPARE(window_->worklist()->current_index(), 0);
+    auto* counts = window_->findChild<QLabel*>("worklistCounts");
+    QVERIFY(counts->text().contains("6"));
+    // Predictions arrive in the background, from the active model.
+    QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
+    QCOMPARE(window_->ai()->probabilities().size(), std::size_t{14});
+    QVERIFY(window_->findChild<QLabel*>("aiModel")->text().contains("random-vit-1"));
+    QVERIFY(window_->ai()->bar("Effusion") != nullptr);
+    // The same probabilities as app::classify reading the file itself, and cached in the catalog.
+    auto c = app::Catalog::open(db_);
+    auto model = app::load_model(c.value(), "");
+    QVERIFY(model.ok());
+    app::Instance loose;
+    loose.path = window_->current_item()->path;
+    auto reference = app::classify(c.value(), model.value(), {loose}, 1);
+    QVERIFY(reference.ok() && reference->front().error.empty());
+    const auto& shown = window_->ai()->probabilities();
+    for (std::size_t k = 0; k < shown.size(); ++k) {
+      QCOMPARE(shown[k].first, reference->front().probabilities[k].first);
+      QVERIFY(std::abs(shown[k].second - reference->front().probabilities[k].second) < 1e-6);
+    }
+    auto cached = c->predictions(window_->current_item()->sop_instance_uid, model->record.id);
+    QCOMPARE(cached->size(), std::size_t{14});
+  }
+
+  void changesTheWindowByRightDragAndPresets() {
+    auto* v = window_->viewer();
+    const double width_before = v->voi().window.width;
+    const double center_before = v->voi().window.center;
+    const QPoint p0(200, 200), p1(300, 260);
+    QSignalSpy rendered(v, &ui::ImageView::renderingChanged);
+    QTest::mousePress(v, Qt::RightButton, Qt::NoModifier, p0);
+    QMouseEvent move(QEvent::MouseMove, QPointF(p1), v->mapToGlobal(QPointF(p1)), Qt::NoButton, Qt::RightButton, Qt::NoModifier);
+    QApplication::sendEvent(v, &move);
+    QTest::mouseRelease(v, Qt::RightButton, Qt::NoModifier, p1);
+    QTRY_VERIFY_WITH_TIMEOUT(rendered.count() > 0 && !v->rendering(), 5000);
+    QVERIFY(v->voi().window.width > width_before);   // dragged right: wider
+    QVERIFY(v->voi().window.center > center_before);  // dragged down: higher level
+    QCOMPARE(QString::fromStdString(v->voi().source), QString("custom"));
+    // The file's second preset is one key away; invert and reset too.
+    QCOMPARE(v->preset_count(), 2);
+    key(Qt::Key_2);
+    QTRY_COMPARE_WITH_TIMEOUT(v->voi().window.width, 1800.0, 5000);
+    QCOMPARE(v->voi().window.center, 1400.0);
+    key(Qt::Key_I);
+    QTRY_VERIFY_WITH_TIMEOUT(v->inverted() && !v->rendering(), 5000);
+    QVERIFY(v->window_text().contains("inverted"));
+    key(Qt::Key_R);
+    QTRY_VERIFY_WITH_TIMEOUT(!v->inverted() && !v->rendering(), 5000);
+    QCOMPARE(v->voi().window.width, 4096.0);
+    // Zoom 1:1 and back to fit.
+    key(Qt::Key_Z);
+    QCOMPARE(v->zoom(), 1.0);
+    key(Qt::Key_F);
+    QVERIFY(v->zoom() != 1.0 || v->width() == 256);
+  }
+
+  void labelsWithTheKeyboardAndUndoes() {
+    auto* panel = window_->labels();
+    panel->select_finding("Effusion");
+    key(Qt::Key_P);
+    auto effusion = label_of("Effusion");
+    QVERIFY(effusion.has_value());
+    QCOMPARE(effusion->value, app::LabelValue::Present);
+    QCOMPARE(effusion->author, std::string("dr.test"));
+    QCOMPARE(effusion->source, std::string("gui"));
+    QCOMPARE(effusion->model_version.value_or(""), std::string("random-vit-1"));  // the model on screen
+    QVERIFY(effusion->model_probability.has_value());
+    // Down to the next finding, absent.
+    key(Qt::Key_Down);
+    QCOMPARE(panel->selected_finding(), QString("Infiltration"));
+    key(Qt::Key_A);
+    QCOMPARE(value_of("Infiltration"), app::LabelValue::Absent);
+    // "No Finding" is exclusive: Effusion becomes absent in the same change.
+    key(Qt::Key_N);
+    QCOMPARE(value_of("No Finding"), app::LabelValue::Present);
+    QCOMPARE(value_of("Effusion"), app::LabelValue::Absent);
+    // Undo brings Effusion back and clears No Finding; redo repeats it.
+    key(Qt::Key_Z, Qt::ControlModifier);
+    QCOMPARE(value_of("Effusion"), app::LabelValue::Present);
+    QVERIFY(!label_of("No Finding").has_value());
+    key(Qt::Key_Z, Qt::ControlModifier | Qt::ShiftModifier);
+    QCOMPARE(value_of("No Finding"), app::LabelValue::Present);
+    // The panel shows what the catalog holds.
+    const int last = panel->table()->rowCount() - 1;
+    QCOMPARE(panel->table()->item(last, ui::LabelPanel::kFinding)->text(), QString("No Finding"));
+    QCOMPARE(panel->table()->item(last, ui::LabelPanel::kPresent)->text(), QString("●"));
+    // Accept the AI suggestion in one key: every model finding gets a label.
+    key(Qt::Key_Y);
+    int model_labels = 0;
+    for (const auto& e : current_labels())
+      if (e.finding != "No Finding") ++model_labels;
+    QCOMPARE(model_labels, 14);
+  }
+
+  void drawsARegionForTheSelectedFinding() {
+    auto* v = window_->viewer();
+    window_->labels()->select_finding("Nodule");
+    key(Qt::Key_B);
+    QCOMPARE(v->tool(), ui::ImageView::Tool::Rectangle);
+    const QPointF a = v->to_widget(QPointF(50, 60)), b = v->to_widget(QPointF(120, 140));
+    QTest::mousePress(v, Qt::LeftButton, Qt::NoModifier, a.toPoint());
+    QMouseEvent move(QEvent::MouseMove, b, v->mapToGlobal(b), Qt::NoButton, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(v, &move);
+    QTest::mouseRelease(v, Qt::LeftButton, Qt::NoModifier, b.toPoint());
+    const auto nodule = label_of("Nodule");
+    QVERIFY(nodule.has_value());
+    QCOMPARE(nodule->value, app::LabelValue::Present);
+    QVERIFY(nodule->region.has_value());
+    QVERIFY(std::abs(nodule->region->x - 50) <= 2 && std::abs(nodule->region->w - 70) <= 3);
+    QCOMPARE(v->tool(), ui::ImageView::Tool::Pan);  // back to panning after a label
+  }
+
+  void showsAnAttentionMap() {
+    auto* bar = window_->ai()->bar("Effusion");
+    QVERIFY(bar != nullptr);
+    QSignalSpy shown(window_.get(), &ui::MainWindow::heatmapShown);
+    QTest::mouseClick(bar, Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(shown.count() == 1, 20000);
+    QVERIFY(window_->viewer()->has_heatmap());
+    QVERIFY(window_->viewer()->heatmap_visible());
+    key(Qt::Key_H);
+    QVERIFY(!window_->viewer()->heatmap_visible());
+    key(Qt::Key_H);
+    QVERIFY(window_->viewer()->heatmap_visible());
+    // Class-specific maps are not in app/ yet: the panel says so.
+    QSignalSpy failed(window_.get(), &ui::MainWindow::heatmapFailed);
+    window_->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(1);
+    QTRY_VERIFY_WITH_TIMEOUT(failed.count() == 1, 5000);
+    QVERIFY(window_->findChild<QLabel*>("aiHeatmapStatus")->text().contains("rollout"));
+    window_->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(0);
+  }
+
+  void nextAndPreviousFollowTheFilteredWorklist() {
+    auto* w = window_->worklist();
+    const auto first = window_->current_item()->sop_instance_uid;
+    QSignalSpy shown(window_.get(), &ui::MainWindow::imageShown);
+    key(Qt::Key_PageDown);
+    QTRY_VERIFY_WITH_TIMEOUT(shown.count() >= 1, 10000);
+    QVERIFY(window_->current_item()->sop_instance_uid != first);
+    key(Qt::Key_PageUp);
+    QTRY_COMPARE_WITH_TIMEOUT(window_->current_item()->sop_instance_uid, first, 10000);
+    // "Labelled by me" shows the one image labelled so far.
+    QSignalSpy refreshed(w, &ui::WorklistPanel::refreshed);
+    w->show_box()->setCurrentIndex(w->show_box()->findData(static_cast<int>(app::WorklistQuery::Show::LabelledBy)));
+    QTRY_VERIFY_WITH_TIMEOUT(refreshed.count() >= 1 && !w->busy(), 10000);
+    QCOMPARE(w->items().size(), std::size_t{1});
+    QCOMPARE(w->items()[0].sop_instance_uid, first);
+    // Search by accession.
+    w->show_box()->setCurrentIndex(0);
+    QTRY_VERIFY_WITH_TIMEOUT(!w->busy() && w->items().size() == 6, 10000);
+    refreshed.clear();
+    w->search_box()->setText("ACC1003");
+    QTRY_VERIFY_WITH_TIMEOUT(refreshed.count() >= 1 && !w->busy(), 10000);
+    QCOMPARE(w->items().size(), std::size_t{1});
+    QCOMPARE(w->items()[0].accession_number, std::string("ACC1003"));
+    w->search_box()->clear();
+    QTRY_COMPARE_WITH_TIMEOUT(w->items().size(), std::size_t{6}, 10000);
+  }
+
+  void importReportsWhatFailedAndWhy() {
+    const fs::path more = dir_ / "more";
+    uitest::write_phantoms(more, 1, 1, 128, 128);
+    testdata::write_not_dicom(more / "notes.txt");
+    testdata::write_basic_text_sr(more / "report.dcm");
+    // The phantom's patient and UIDs repeat the first fixture patient's: same UID, new content.
+    auto* dialog = window_->import_paths({more});
+    QTRY_VERIFY_WITH_TIMEOUT(!dialog->running(), 20000);
+    const auto* report = dialog->report();
+    QVERIFY(report != nullptr);
+    QCOMPARE(report->counts.failed, std::size_t{1});
+    QCOMPARE(report->counts.skipped, std::size_t{1});
+    auto* issues = dialog->findChild<QTableWidget*>("importIssues");
+    QVERIFY(issues->rowCount() >= 2);
+    QVERIFY(dialog->findChild<QLabel*>("importSummary")->text().contains("failed"));
+    dialog->close();
+  }
+
+  void finetunesAndListsTheNewVersion() {
+    // Labels on every image: Effusion present on half the patients.
+    {
+      auto c = app::Catalog::open(db_);
+      auto images = c->list_instances({});
+      std::vector<app::LabelInput> labels;
+      int k = 0;
+      for (const auto& im : images.value()) {
+        for (const char* f : {"Effusion", "Nodule"}) {
+          app::LabelInput in;
+          in.image = im.sop_instance_uid;
+          in.finding = f;
+          in.value = (k + (f[0] == 'N' ? 1 : 0)) % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
+          in.author = "dr.test";
+          labels.push_back(in);
+        }
+        ++k;
+      }
+      QVERIFY(c->add_labels(labels).ok());
+    }
+    auto* dialog = window_->show_finetune();
+    app::FinetuneOptions options;
+    options.strategy = app::Strategy::Head;
+    options.epochs = 3;
+    options.author = "dr.test";
+    dialog->set_options(options);
+    QSignalSpy done(dialog, &ui::FinetuneDialog::finished_finetune);
+    dialog->findChild<QPushButton*>("finetuneStart")->click();
+    QVERIFY(dialog->running());
+    QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, 120000);
+    QVERIFY2(dialog->result().has_value(), qPrintable(dialog->error()));
+    const QString version = QString::fromStdString(dialog->result()->model.version);
+    QVERIFY(!version.isEmpty());
+    auto* manager = window_->show_models();
+    auto* table = manager->findChild<QTableWidget*>("modelTable");
+    QStringList versions;
+    for (int r = 0; r < table->rowCount(); ++r) versions << table->item(r, 0)->text();
+    QVERIFY2(versions.contains(version), qPrintable(versions.join(", ")));
+    QVERIFY(versions.contains("random-vit-1"));
+    manager->close();
+    dialog->close();
+  }
+
+  void saysPlainlyWhenThereIsNoModel() {
+    window_.reset();
+    const fs::path db = dir_ / "nomodel.db";
+    uitest::import_into(db, {dir_ / "dicom"});
+    window_ = open_window(db);
+    QTRY_VERIFY_WITH_TIMEOUT(window_->viewer()->has_image(), 10000);
+    QCOMPARE(window_->findChild<QLabel*>("aiModel")->text(), QString("No model: import one with Models > Import…"));
+    // Models > Import folder registers and activates one; predictions follow.
+    auto* manager = window_->show_models();
+    manager->import_folder(dir_ / "vit", "random-vit-2", true);
+    QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
+    QVERIFY(window_->findChild<QLabel*>("aiModel")->text().contains("random-vit-2"));
+    window_.reset();
+  }
+};
+
+QTEST_MAIN(Workstation)
+#include "test_workstation.moc"

@@ -1,0 +1,128 @@
+#include "ui_fixtures.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "hilum/app/classify.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/inference/vit.hpp"
+#include "hilum/testdata/phantom.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::uitest {
+namespace {
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "ui fixture: %s\n", what.c_str());
+  std::abort();
+}
+}  // namespace
+
+void write_random_vit(const fs::path& dir, const VitSize& size, unsigned seed) {
+  namespace inf = hilum::inference;
+  inf::ViTConfig c;
+  c.hidden_size = size.hidden;
+  c.num_layers = size.layers;
+  c.num_heads = size.heads;
+  c.intermediate_size = size.intermediate;
+  c.image_size = size.image;
+  c.patch_size = size.patch;
+  c.num_channels = 3;
+  c.input_height = c.input_width = size.image;
+  c.problem_type = "multi_label_classification";
+  for (const auto& [name, description] : app::builtin_findings()) {
+    (void)description;
+    if (name != "No Finding") c.labels.push_back(name);
+  }
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 0.05f);
+  const auto mat = [&](Eigen::Index r, Eigen::Index k) { return inf::Matrix(inf::Matrix::NullaryExpr(r, k, [&] { return n(rng); })); };
+  const auto vec = [&](Eigen::Index r, float base = 0.0f) { return inf::Vector(inf::Vector::NullaryExpr(r, [&] { return base + n(rng); })); };
+  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, g = c.image_size / c.patch_size;
+  inf::ViTWeights w;
+  w.patch_w = mat(D, c.num_channels * c.patch_size * c.patch_size);
+  w.patch_b = vec(D);
+  w.cls_token = vec(D);
+  w.position = mat(1 + g * g, D);
+  for (int l = 0; l < c.num_layers; ++l) {
+    inf::Block b;
+    b.ln_before = {vec(D, 1.0f), vec(D)};
+    b.query = {mat(D, D), vec(D)};
+    b.key = {mat(D, D), vec(D)};
+    b.value = {mat(D, D), vec(D)};
+    b.attn_out = {mat(D, D), vec(D)};
+    b.ln_after = {vec(D, 1.0f), vec(D)};
+    b.fc1 = {mat(I, D), vec(I)};
+    b.fc2 = {mat(D, I), vec(D)};
+    w.blocks.push_back(std::move(b));
+  }
+  w.final_ln = {vec(D, 1.0f), vec(D)};
+  w.has_classifier = true;
+  const auto L = static_cast<Eigen::Index>(c.labels.size());
+  // Logits of standard deviation ~1.5 whatever the width (the final LayerNorm gives unit features).
+  const float spread = 1.5f / (0.05f * std::sqrt(static_cast<float>(D)));
+  w.classifier = {mat(L, D) * spread, vec(L)};
+  auto model = inf::ViTModel::from_weights(c, std::move(w));
+  if (!model) die("random ViT: " + model.error().message);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  auto saved = model->save(dir);
+  if (!saved) die("saving the random ViT: " + saved.error().message);
+}
+
+std::vector<fs::path> write_phantoms(const fs::path& dir, int patients, int per_patient, int rows, int columns) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::vector<fs::path> out;
+  for (int p = 0; p < patients; ++p) {
+    for (int k = 0; k < per_patient; ++k) {
+      testdata::DicomSpec spec;
+      spec.phantom.rows = rows;
+      spec.phantom.columns = columns;
+      spec.phantom.seed = static_cast<std::uint32_t>(p * 100 + k + 1);
+      spec.windows = {{2048, 4096, "FULL"}, {1400, 1800, "LUNG"}};
+      char id[32];
+      std::snprintf(id, sizeof id, "PAT-%03d", p + 1);
+      spec.patient_id = id;
+      spec.patient_name = "Phantom^Patient" + std::to_string(p + 1);
+      spec.accession_number = "ACC" + std::to_string(1000 + p);
+      spec.study_instance_uid = "1.2.826.0.1.3680043.10.1." + std::to_string(p + 1);
+      spec.series_instance_uid = spec.study_instance_uid + ".1";
+      spec.sop_instance_uid = spec.series_instance_uid + "." + std::to_string(k + 1);
+      spec.instance_number = std::to_string(k + 1);
+      spec.acquisition_date = "202601" + std::string(p + 1 < 10 ? "0" : "") + std::to_string(p % 28 + 1);
+      const fs::path file = dir / ("phantom_" + std::to_string(p + 1) + "_" + std::to_string(k + 1) + ".dcm");
+      testdata::write_dicom(file, spec);
+      out.push_back(file);
+    }
+  }
+  return out;
+}
+
+void import_into(const fs::path& db, const std::vector<fs::path>& inputs) {
+  auto catalog = app::Catalog::open(db);
+  if (!catalog) die("catalog: " + catalog.error().message);
+  app::ImportOptions options;
+  options.jobs = 2;
+  const auto report = app::import_paths(catalog.value(), inputs, options);
+  if (!report.ok()) die("import: " + report.error->message);
+}
+
+void register_model(const fs::path& db, const fs::path& model_dir, const std::string& version) {
+  auto catalog = app::Catalog::open(db);
+  if (!catalog) die("catalog: " + catalog.error().message);
+  auto r = app::import_model(catalog.value(), model_dir, version, true);
+  if (!r) die("model: " + r.error().message);
+}
+
+fs::path make_temp_dir(const std::string& prefix) {
+  std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (mkdtemp(templ.data()) == nullptr) die("mkdtemp failed");
+  return templ;
+}
+
+}  // namespace hilum::uitest

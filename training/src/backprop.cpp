@@ -1,0 +1,499 @@
+// The ViT's backward pass: a forward that saves what backward needs (the Tape), and a backward that
+// adds d(loss)/d(weights) into a ViTWeights-shaped gradient. One engine, templated on the scalar
+// type: float for training, double for the finite-difference tests (ops::forward_double).
+#include "hilum/training/backprop.hpp"
+
+#include <stdexcept>
+
+#include "hilum/training/ops.hpp"
+
+namespace hilum::training {
+
+namespace engine {
+
+using namespace ops;
+
+// What one block's backward needs. `x` is the block's input (kept in both modes); the rest is
+// empty for a checkpointed block (recomputed into the tape's scratch block in backward).
+template <typename T>
+struct BlockSave {
+  Mat<T> x;
+  Vec<T> mean1, rstd1;
+  Mat<T> q, k, v;
+  Mat<T> probs;  // (B*H*T) x T
+  Mat<T> ctx;
+  Mat<T> x1;     // after the attention residual
+  Vec<T> mean2, rstd2;
+  Mat<T> h;      // fc1 output, before GELU (the GELU output is recomputed in backward)
+  std::vector<T> scale_attn, scale_mlp;  // drop-path, per image; empty = no drop-path
+
+  void clear_saved() {
+    for (Mat<T>* m : {&q, &k, &v, &probs, &ctx, &x1, &h}) m->resize(0, 0);
+    for (Vec<T>* m : {&mean1, &rstd1, &mean2, &rstd2}) m->resize(0);
+  }
+  [[nodiscard]] std::size_t bytes(bool with_input) const {
+    std::size_t n = 0;
+    for (const Mat<T>* m : {&q, &k, &v, &probs, &ctx, &x1, &h}) n += static_cast<std::size_t>(m->size());
+    for (const Vec<T>* m : {&mean1, &rstd1, &mean2, &rstd2}) n += static_cast<std::size_t>(m->size());
+    if (with_input) n += static_cast<std::size_t>(x.size());
+    return n * sizeof(T) + (scale_attn.size() + scale_mlp.size()) * sizeof(T);
+  }
+};
+
+// Buffers reused across layers and steps (not saved activations).
+template <typename T>
+struct Work {
+  Mat<T> ln, tmp, g, stream, out, embedded, positions, patches;
+  Mat<T> dx, dln, dbr, dg, dq, dk, dv, dctx, demb, dpos, dcls, dxcls;
+  // The last block works on the CLS rows only (B rows): its own buffers, so that nothing is
+  // reallocated between the full-size and the CLS-size layers.
+  Mat<T> ln_cls, xq, ln_small, tmp_small, g_small, dbr_small, dg_small, dln_cls, dctx_small, dq_small;
+};
+
+template <typename T>
+struct State {
+  bool valid = false;
+  bool from_images = false;  // patches saved: the embeddings can get gradients
+  bool used = false;         // backward already ran on this forward
+  TrainOptions options;
+  Index B = 0, Tn = 0;
+  int gh = 0, gw = 0;
+  Mat<T> patches;
+  std::vector<BlockSave<T>> blocks;  // blocks [first, L)
+  BlockSave<T> scratch;              // checkpoint recomputation
+  Mat<T> xcls;                       // CLS rows entering the final LayerNorm (B x D)
+  Vec<T> meanF, rstdF;
+  Mat<T> cls_ln;                     // classifier input (B x D)
+  Work<T> work;
+
+  [[nodiscard]] std::size_t bytes() const {
+    if (!valid) return 0;
+    std::size_t n = static_cast<std::size_t>(xcls.size() + meanF.size() + rstdF.size() + cls_ln.size()) * sizeof(T);
+    if (from_images && options.first_trainable_block == 0) n += static_cast<std::size_t>(patches.size()) * sizeof(T);
+    for (const auto& b : blocks) n += b.bytes(true);
+    n += scratch.bytes(false);  // checkpoint recomputation (and the frozen prefix's last block)
+    return n;
+  }
+};
+
+struct Dims {
+  Index B = 0, Tn = 0;
+  int H = 1, L = 0;
+  double eps = 1e-12;
+  bool tanh = false;
+};
+
+Dims dims(const ViTConfig& c, Index B, Index Tn) {
+  Dims d;
+  d.B = B;
+  d.Tn = Tn;
+  d.H = c.num_heads;
+  d.L = c.num_layers;
+  d.eps = c.layer_norm_eps;
+  d.tanh = c.hidden_act != "gelu";
+  return d;
+}
+
+template <typename T>
+void drop_path_scales(const TrainOptions& o, int L, int block, int branch, Index B, std::vector<T>& out) {
+  out.clear();
+  if (!(o.drop_path > 0.0f) || L < 2 || block == 0) return;
+  out.resize(static_cast<std::size_t>(B));
+  for (Index b = 0; b < B; ++b) out[static_cast<std::size_t>(b)] = static_cast<T>(drop_path_scale(o, L, block, branch, static_cast<int>(b)));
+}
+
+// One pre-LN block. `out` may be the same matrix as `x` (used by the frozen prefix).
+template <typename T, typename BW>
+void block_forward(const Dims& d, const BW& w, int index, const TrainOptions& o, const Mat<T>& x, BlockSave<T>& s, Work<T>& wk,
+                   Mat<T>& out) {
+  drop_path_scales(o, d.L, index, 0, d.B, s.scale_attn);
+  drop_path_scales(o, d.L, index, 1, d.B, s.scale_mlp);
+  layernorm_forward<T>(x, w.ln_before.gamma, w.ln_before.beta, d.eps, wk.ln, s.mean1, s.rstd1);
+  linear_forward<T>(wk.ln, w.query.w, w.query.b, s.q);
+  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k);
+  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v);
+  attention_forward<T>(s.q, s.k, s.v, d.B, d.Tn, d.H, s.probs, s.ctx);
+  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp);
+  residual_forward<T>(x, wk.tmp, s.scale_attn, d.Tn, s.x1);
+  layernorm_forward<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, d.eps, wk.ln, s.mean2, s.rstd2);
+  linear_forward<T>(wk.ln, w.fc1.w, w.fc1.b, s.h);
+  gelu_forward<T>(s.h, wk.g, d.tanh);
+  linear_forward<T>(wk.g, w.fc2.w, w.fc2.b, wk.tmp);
+  residual_forward<T>(s.x1, wk.tmp, s.scale_mlp, d.Tn, out);
+}
+
+// dx: on entry d(loss)/d(block output), on return d(loss)/d(block input). Adds into g.
+template <typename T, typename BW, typename BG>
+void block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, const Mat<T>& x, Work<T>& wk, BG& g, Mat<T>& dx) {
+  // MLP branch: out = x1 + s * fc2(gelu(fc1(ln_after(x1)))).
+  const Mat<T>* df = &dx;
+  if (!s.scale_mlp.empty()) {
+    residual_backward_branch<T>(dx, s.scale_mlp, d.Tn, wk.dbr);
+    df = &wk.dbr;
+  }
+  gelu_forward<T>(s.h, wk.g, d.tanh);
+  linear_backward<T>(wk.g, w.fc2.w, *df, &wk.dg, false, &g.fc2.w, &g.fc2.b);
+  gelu_backward_inplace<T>(s.h, wk.dg, d.tanh);
+  layernorm_apply<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, s.mean2, s.rstd2, wk.ln);
+  linear_backward<T>(wk.ln, w.fc1.w, wk.dg, &wk.dln, false, &g.fc1.w, &g.fc1.b);
+  layernorm_backward<T>(s.x1, s.mean2, s.rstd2, w.ln_after.gamma, wk.dln, dx, &g.ln_after.gamma, &g.ln_after.beta);
+  // Attention branch: x1 = x + s * attn_out(attention(q, k, v of ln_before(x))).
+  const Mat<T>* da = &dx;
+  if (!s.scale_attn.empty()) {
+    residual_backward_branch<T>(dx, s.scale_attn, d.Tn, wk.dbr);
+    da = &wk.dbr;
+  }
+  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx, false, &g.attn_out.w, &g.attn_out.b);
+  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx, d.B, d.Tn, d.H, wk.dq, wk.dk, wk.dv, false);
+  layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
+  linear_backward<T>(wk.ln, w.query.w, wk.dq, &wk.dln, false, &g.query.w, &g.query.b);
+  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, true, &g.key.w, &g.key.b);
+  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b);
+  layernorm_backward<T>(x, s.mean1, s.rstd1, w.ln_before.gamma, wk.dln, dx, &g.ln_before.gamma, &g.ln_before.beta);
+}
+
+// The last block, whose output is only read at the CLS tokens: LayerNorm, keys and values on every
+// token; the query, attention output, residual, MLP on the B CLS rows. `out` is B x D.
+template <typename T, typename BW>
+void last_block_forward(const Dims& d, const BW& w, int index, const TrainOptions& o, const Mat<T>& x, BlockSave<T>& s, Work<T>& wk,
+                        Mat<T>& out) {
+  drop_path_scales(o, d.L, index, 0, d.B, s.scale_attn);
+  drop_path_scales(o, d.L, index, 1, d.B, s.scale_mlp);
+  layernorm_forward<T>(x, w.ln_before.gamma, w.ln_before.beta, d.eps, wk.ln, s.mean1, s.rstd1);
+  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k);
+  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v);
+  gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
+  linear_forward<T>(wk.ln_cls, w.query.w, w.query.b, s.q);
+  attention_forward<T>(s.q, s.k, s.v, d.B, 1, d.Tn, d.H, s.probs, s.ctx);
+  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp_small);
+  gather_rows<T>(x, d.B, d.Tn, wk.xq);
+  residual_forward<T>(wk.xq, wk.tmp_small, s.scale_attn, 1, s.x1);
+  layernorm_forward<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, d.eps, wk.ln_small, s.mean2, s.rstd2);
+  linear_forward<T>(wk.ln_small, w.fc1.w, w.fc1.b, s.h);
+  gelu_forward<T>(s.h, wk.g_small, d.tanh);
+  linear_forward<T>(wk.g_small, w.fc2.w, w.fc2.b, wk.tmp_small);
+  residual_forward<T>(s.x1, wk.tmp_small, s.scale_mlp, 1, out);
+}
+
+// dxo: on entry d(loss)/d(output) (B x D; it is overwritten). dx: d(loss)/d(block input), (B*T) x D.
+template <typename T, typename BW, typename BG>
+void last_block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, const Mat<T>& x, Work<T>& wk, BG& g, Mat<T>& dxo, Mat<T>& dx) {
+  const Mat<T>* df = &dxo;
+  if (!s.scale_mlp.empty()) {
+    residual_backward_branch<T>(dxo, s.scale_mlp, 1, wk.dbr_small);
+    df = &wk.dbr_small;
+  }
+  gelu_forward<T>(s.h, wk.g_small, d.tanh);
+  linear_backward<T>(wk.g_small, w.fc2.w, *df, &wk.dg_small, false, &g.fc2.w, &g.fc2.b);
+  gelu_backward_inplace<T>(s.h, wk.dg_small, d.tanh);
+  layernorm_apply<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, s.mean2, s.rstd2, wk.ln_small);
+  linear_backward<T>(wk.ln_small, w.fc1.w, wk.dg_small, &wk.dln_cls, false, &g.fc1.w, &g.fc1.b);
+  layernorm_backward<T>(s.x1, s.mean2, s.rstd2, w.ln_after.gamma, wk.dln_cls, dxo, &g.ln_after.gamma, &g.ln_after.beta);
+  const Mat<T>* da = &dxo;
+  if (!s.scale_attn.empty()) {
+    residual_backward_branch<T>(dxo, s.scale_attn, 1, wk.dbr_small);
+    da = &wk.dbr_small;
+  }
+  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx_small, false, &g.attn_out.w, &g.attn_out.b);
+  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx_small, d.B, 1, d.Tn, d.H, wk.dq_small, wk.dk, wk.dv, false);
+  layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
+  gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
+  linear_backward<T>(wk.ln_cls, w.query.w, wk.dq_small, &wk.dln_cls, false, &g.query.w, &g.query.b);
+  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, false, &g.key.w, &g.key.b);
+  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b);
+  dx.setZero(d.B * d.Tn, x.cols());
+  for (Index b = 0; b < d.B; ++b) {
+    wk.dln.row(b * d.Tn) += wk.dln_cls.row(b);
+    dx.row(b * d.Tn) = dxo.row(b);  // the residual path
+  }
+  layernorm_backward<T>(x, s.mean1, s.rstd1, w.ln_before.gamma, wk.dln, dx, &g.ln_before.gamma, &g.ln_before.beta);
+}
+
+void check_images(const ViTConfig& c, const std::vector<Image>& batch) {
+  if (batch.empty()) throw std::invalid_argument("training forward: an empty batch");
+  const int P = c.patch_size;
+  for (const Image& im : batch) {
+    if (im.channels != c.num_channels || im.height <= 0 || im.width <= 0 || im.height % P != 0 || im.width % P != 0 ||
+        im.data.size() != static_cast<std::size_t>(im.channels) * im.height * im.width || im.height != batch[0].height ||
+        im.width != batch[0].width) {
+      throw std::invalid_argument("training forward: images must be " + std::to_string(c.num_channels) +
+                                  " x H x W with H and W multiples of " + std::to_string(P) + ", all of the same size");
+    }
+  }
+}
+
+template <typename W>
+void check_model(const ViTConfig& c, const W& w, const TrainOptions& o) {
+  if (static_cast<int>(w.blocks.size()) != c.num_layers) throw std::invalid_argument("training: the weights do not have config.num_layers blocks");
+  if (o.first_trainable_block < 0 || o.first_trainable_block > c.num_layers) {
+    throw std::invalid_argument("training: first_trainable_block must be in [0, num_layers]");
+  }
+}
+
+// Embeddings and blocks [0, n_blocks) without saving anything, into `x` ((B*T) x D).
+template <typename T, typename W>
+void prefix(const ViTConfig& c, const W& w, const std::vector<Image>& batch, int n_blocks, State<T>& st, bool keep_patches, Mat<T>& x) {
+  check_images(c, batch);
+  const int P = c.patch_size;
+  st.gh = batch[0].height / P;
+  st.gw = batch[0].width / P;
+  st.B = static_cast<Index>(batch.size());
+  st.Tn = static_cast<Index>(st.gh) * st.gw + 1;
+  Work<T>& wk = st.work;
+  Mat<T>& patches = keep_patches ? st.patches : wk.patches;
+  unfold_patches<T>(batch, P, patches);
+  linear_forward<T>(patches, w.patch_w, w.patch_b, wk.embedded);
+  positions_forward<T>(w.position, st.gh, st.gw, wk.positions);
+  tokens_forward<T>(wk.embedded, w.cls_token, wk.positions, st.B, x);
+  if (!keep_patches) wk.patches.resize(0, 0);
+  const Dims d = dims(c, st.B, st.Tn);
+  TrainOptions none;  // no drop-path in frozen blocks
+  for (int i = 0; i < n_blocks; ++i) block_forward<T>(d, w.blocks[static_cast<std::size_t>(i)], i, none, x, st.scratch, wk, x);
+}
+
+// Blocks [first, L) with a tape from the tokens in st.blocks[0].x (or st.work.stream when first == L),
+// then the final LayerNorm on the CLS rows and the classifier.
+template <typename T, typename W>
+void trainable_forward(const ViTConfig& c, const W& w, State<T>& st, Mat<T>& logits) {
+  const TrainOptions& o = st.options;
+  const int first = o.first_trainable_block, L = c.num_layers;
+  const Dims d = dims(c, st.B, st.Tn);
+  Work<T>& wk = st.work;
+  for (int i = first; i < L; ++i) {
+    BlockSave<T>& own = st.blocks[static_cast<std::size_t>(i - first)];
+    if (i == L - 1) {  // never checkpointed: backward starts with it
+      last_block_forward<T>(d, w.blocks[static_cast<std::size_t>(i)], i, o, own.x, own, wk, st.xcls);
+      break;
+    }
+    BlockSave<T>& s = o.checkpoint_activations ? st.scratch : own;
+    if (o.checkpoint_activations) own.clear_saved();
+    block_forward<T>(d, w.blocks[static_cast<std::size_t>(i)], i, o, own.x, s, wk, st.blocks[static_cast<std::size_t>(i + 1 - first)].x);
+  }
+  if (first == L) gather_rows<T>(wk.stream, st.B, st.Tn, st.xcls);
+  layernorm_forward<T>(st.xcls, w.final_ln.gamma, w.final_ln.beta, c.layer_norm_eps, st.cls_ln, st.meanF, st.rstdF);
+  if (w.has_classifier) linear_forward<T>(st.cls_ln, w.classifier.w, w.classifier.b, logits);
+  else logits.resize(st.B, 0);
+  st.valid = true;
+  st.used = false;
+}
+
+template <typename T, typename W>
+void start(const ViTConfig& c, const W& w, const TrainOptions& o, State<T>& st) {
+  check_model(c, w, o);
+  st.options = o;
+  st.valid = false;
+  st.blocks.resize(static_cast<std::size_t>(c.num_layers - o.first_trainable_block));
+}
+
+template <typename T, typename W>
+void forward_images(const ViTConfig& c, const W& w, const std::vector<Image>& batch, const TrainOptions& o, State<T>& st, Mat<T>& logits) {
+  start(c, w, o, st);
+  const int first = o.first_trainable_block;
+  const bool to_blocks = first < c.num_layers;
+  Mat<T>& x = to_blocks && first == 0 ? st.blocks[0].x : st.work.stream;
+  prefix<T>(c, w, batch, first, st, first == 0, x);
+  if (to_blocks && first > 0) st.blocks[0].x = st.work.stream;
+  st.from_images = true;
+  if (first > 0) st.patches.resize(0, 0);
+  trainable_forward<T>(c, w, st, logits);
+}
+
+template <typename T, typename W>
+void forward_tokens(const ViTConfig& c, const W& w, const std::vector<Matrix>& tokens, const TrainOptions& o, State<T>& st, Mat<T>& logits) {
+  start(c, w, o, st);
+  if (tokens.empty()) throw std::invalid_argument("forward_from: an empty batch");
+  const Index Tn = tokens[0].rows(), D = c.hidden_size;
+  for (const Matrix& t : tokens) {
+    if (t.rows() != Tn || t.cols() != D || Tn < 1) throw std::invalid_argument("forward_from: tokens must all be (1 + grid) x hidden");
+  }
+  st.B = static_cast<Index>(tokens.size());
+  st.Tn = Tn;
+  st.gh = st.gw = 0;
+  st.from_images = false;
+  st.patches.resize(0, 0);
+  Mat<T>& x = o.first_trainable_block < c.num_layers ? st.blocks[0].x : st.work.stream;
+  x.resize(st.B * Tn, D);
+  for (Index b = 0; b < st.B; ++b) x.middleRows(b * Tn, Tn) = tokens[static_cast<std::size_t>(b)].template cast<T>();
+  trainable_forward<T>(c, w, st, logits);
+}
+
+template <typename T, typename W>
+void backward_impl(const ViTConfig& c, const W& w, State<T>& st, const Mat<T>& dlogits, W& g) {
+  if (!st.valid) throw std::logic_error("backward: no forward on this tape");
+  if (st.used) throw std::logic_error("backward: already ran on this forward (run forward again)");
+  const TrainOptions& o = st.options;
+  const int first = o.first_trainable_block, L = c.num_layers;
+  if (static_cast<int>(g.blocks.size()) != L) throw std::invalid_argument("backward: grads must have the weights' shapes (zeros_like)");
+  Work<T>& wk = st.work;
+  const Index D = c.hidden_size;
+  // Classifier on the CLS rows, then the final LayerNorm.
+  wk.dcls.setZero(st.B, D);
+  if (w.has_classifier) {
+    if (dlogits.rows() != st.B || dlogits.cols() != w.classifier.w.rows()) throw std::invalid_argument("backward: dlogits must be batch x labels");
+    const bool tc = o.train_classifier;
+    linear_backward<T>(st.cls_ln, w.classifier.w, dlogits, &wk.dcls, true, tc ? &g.classifier.w : nullptr, tc ? &g.classifier.b : nullptr);
+  }
+  wk.dxcls.setZero(st.B, D);
+  layernorm_backward<T>(st.xcls, st.meanF, st.rstdF, w.final_ln.gamma, wk.dcls, wk.dxcls, &g.final_ln.gamma, &g.final_ln.beta);
+  st.used = true;
+  if (first == L) return;
+  const Dims d = dims(c, st.B, st.Tn);
+  {
+    const BlockSave<T>& last = st.blocks[static_cast<std::size_t>(L - 1 - first)];
+    last_block_backward<T>(d, w.blocks[static_cast<std::size_t>(L - 1)], last, last.x, wk, g.blocks[static_cast<std::size_t>(L - 1)],
+                           wk.dxcls, wk.dx);
+  }
+  for (int i = L - 2; i >= first; --i) {
+    const BlockSave<T>& own = st.blocks[static_cast<std::size_t>(i - first)];
+    const auto& bw = w.blocks[static_cast<std::size_t>(i)];
+    if (o.checkpoint_activations) {
+      block_forward<T>(d, bw, i, o, own.x, st.scratch, wk, wk.out);
+      block_backward<T>(d, bw, st.scratch, own.x, wk, g.blocks[static_cast<std::size_t>(i)], wk.dx);
+    } else {
+      block_backward<T>(d, bw, own, own.x, wk, g.blocks[static_cast<std::size_t>(i)], wk.dx);
+    }
+  }
+  if (first == 0 && st.from_images) {
+    wk.dpos.setZero(st.Tn, D);
+    tokens_backward<T>(wk.dx, st.B, st.Tn, &g.cls_token, &wk.dpos, wk.demb);
+    positions_backward<T>(wk.dpos, position_grid(w.position.rows()), st.gh, st.gw, g.position);
+    linear_backward<T>(st.patches, w.patch_w, wk.demb, nullptr, false, &g.patch_w, &g.patch_b);
+  }
+}
+
+}  // namespace engine
+
+// ---- Tape -----------------------------------------------------------------------------------------
+
+struct Tape::State {
+  engine::State<float> f;
+  std::unique_ptr<engine::State<double>> d;
+};
+
+Tape::Tape() : state(std::make_unique<State>()) {}
+Tape::~Tape() = default;
+Tape::Tape(Tape&&) noexcept = default;
+Tape& Tape::operator=(Tape&&) noexcept = default;
+std::size_t Tape::bytes() const { return state ? state->f.bytes() : 0; }
+
+// ---- Gradients ------------------------------------------------------------------------------------
+
+ViTWeights zeros_like(const ViTWeights& w) {
+  ViTWeights g = w;
+  set_zero(g);
+  return g;
+}
+
+void set_zero(ViTWeights& g) {
+  ops::for_each_tensor(g, [](const std::string&, float* p, std::size_t n, int, bool) { std::fill(p, p + n, 0.0f); });
+}
+
+double squared_norm(const ViTWeights& g) {
+  double s = 0.0;
+  ops::for_each_tensor(const_cast<ViTWeights&>(g), [&](const std::string&, float* p, std::size_t n, int, bool) {
+    for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(p[i]) * p[i];
+  });
+  return s;
+}
+
+void scale(ViTWeights& g, float factor) {
+  ops::for_each_tensor(g, [&](const std::string&, float* p, std::size_t n, int, bool) {
+    for (std::size_t i = 0; i < n; ++i) p[i] *= factor;
+  });
+}
+
+std::vector<ParamRef> parameters(ViTWeights& w) {
+  std::vector<ParamRef> out;
+  ops::for_each_tensor(w, [&](const std::string& name, float* p, std::size_t n, int depth, bool decay) {
+    out.push_back({name, p, n, depth, decay});
+  });
+  return out;
+}
+
+// ---- Forward / backward -------------------------------------------------------------------------------
+
+namespace {
+TrainOutput output(const engine::State<float>& st, Matrix logits) {
+  TrainOutput out;
+  out.logits = std::move(logits);
+  out.embeddings = st.cls_ln;
+  return out;
+}
+}  // namespace
+
+TrainOutput forward(const ViTConfig& config, const ViTWeights& weights, const std::vector<Image>& batch, const TrainOptions& options,
+                    Tape& tape) {
+  if (!tape.state) tape.state = std::make_unique<Tape::State>();
+  Matrix logits;
+  engine::forward_images<float>(config, weights, batch, options, tape.state->f, logits);
+  return output(tape.state->f, std::move(logits));
+}
+
+std::vector<Matrix> frozen_prefix(const ViTConfig& config, const ViTWeights& weights, const std::vector<Image>& batch, int n_blocks) {
+  TrainOptions o;
+  o.first_trainable_block = n_blocks;
+  engine::check_model(config, weights, o);
+  engine::State<float> st;
+  Matrix x;
+  engine::prefix<float>(config, weights, batch, n_blocks, st, false, x);
+  std::vector<Matrix> out;
+  out.reserve(batch.size());
+  for (Eigen::Index b = 0; b < st.B; ++b) out.emplace_back(x.middleRows(b * st.Tn, st.Tn));
+  return out;
+}
+
+TrainOutput forward_from(const ViTConfig& config, const ViTWeights& weights, const std::vector<Matrix>& tokens, const TrainOptions& options,
+                         Tape& tape) {
+  if (!tape.state) tape.state = std::make_unique<Tape::State>();
+  Matrix logits;
+  engine::forward_tokens<float>(config, weights, tokens, options, tape.state->f, logits);
+  return output(tape.state->f, std::move(logits));
+}
+
+void backward(const ViTConfig& config, const ViTWeights& weights, Tape& tape, const Matrix& dlogits, ViTWeights& grads) {
+  if (!tape.state) throw std::logic_error("backward: no forward on this tape");
+  engine::backward_impl<float>(config, weights, tape.state->f, dlogits, grads);
+}
+
+namespace ops {
+
+Mat<double> forward_double(const ViTConfig& config, const WeightsT<double>& weights, const std::vector<Image>& batch,
+                           const TrainOptions& options, Tape& tape) {
+  if (!tape.state) tape.state = std::make_unique<Tape::State>();
+  if (!tape.state->d) tape.state->d = std::make_unique<engine::State<double>>();
+  Mat<double> logits;
+  engine::forward_images<double>(config, weights, batch, options, *tape.state->d, logits);
+  return logits;
+}
+
+void backward_double(const ViTConfig& config, const WeightsT<double>& weights, Tape& tape, const Mat<double>& dlogits,
+                     WeightsT<double>& grads) {
+  if (!tape.state || !tape.state->d) throw std::logic_error("backward_double: no forward on this tape");
+  engine::backward_impl<double>(config, weights, *tape.state->d, dlogits, grads);
+}
+
+namespace {
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+double drop_path_scale(const TrainOptions& options, int num_layers, int block, int branch, int image) {
+  if (!(options.drop_path > 0.0f) || num_layers < 2) return 1.0;
+  const double p = static_cast<double>(options.drop_path) * block / (num_layers - 1);
+  if (p <= 0.0) return 1.0;
+  if (p >= 1.0) return 0.0;
+  std::uint64_t h = splitmix64(options.seed);
+  h = splitmix64(h ^ static_cast<std::uint64_t>(block));
+  h = splitmix64(h ^ static_cast<std::uint64_t>(branch));
+  h = splitmix64(h ^ static_cast<std::uint64_t>(image));
+  const double u = static_cast<double>(h >> 11) * 0x1.0p-53;
+  return u < p ? 0.0 : 1.0 / (1.0 - p);
+}
+
+}  // namespace ops
+
+}  // namespace hilum::training

@@ -1,0 +1,163 @@
+#include "dialogs.hpp"
+
+#include <QDialogButtonBox>
+#include <QFile>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QPushButton>
+#include <QTableWidget>
+#include <QTextBrowser>
+#include <QThread>
+#include <QVBoxLayout>
+
+#include <filesystem>
+
+namespace hilum::ui {
+
+SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) : QDialog(parent), base_(preferences) {
+  setObjectName("settingsDialog");
+  setWindowTitle(tr("Settings"));
+  resize(620, 260);
+  auto* layout = new QVBoxLayout(this);
+  auto* form = new QFormLayout;
+  auto* db_row = new QHBoxLayout;
+  database_ = new QLineEdit(preferences.database, this);
+  database_->setObjectName("settingsDatabase");
+  database_->setPlaceholderText(QString::fromStdString(app::default_catalog_path().string()));
+  auto* browse = new QPushButton(tr("Choose…"), this);
+  db_row->addWidget(database_, 1);
+  db_row->addWidget(browse);
+  form->addRow(tr("Catalog database"), db_row);
+  author_ = new QLineEdit(preferences.author, this);
+  author_->setObjectName("settingsAuthor");
+  form->addRow(tr("Your name on labels"), author_);
+  threads_ = new QSpinBox(this);
+  threads_->setObjectName("settingsThreads");
+  threads_->setRange(0, 256);
+  threads_->setSpecialValueText(tr("one per core (%1)").arg(QThread::idealThreadCount()));
+  threads_->setValue(preferences.threads);
+  form->addRow(tr("Worker threads"), threads_);
+  auto_finetune_ = new QSpinBox(this);
+  auto_finetune_->setObjectName("settingsAutoFinetune");
+  auto_finetune_->setRange(0, 100000);
+  auto_finetune_->setSpecialValueText(tr("never (only \"Fine-tune now\")"));
+  auto_finetune_->setSuffix(tr(" new labels"));
+  auto_finetune_->setValue(preferences.auto_finetune_after);
+  form->addRow(tr("Fine-tune automatically after"), auto_finetune_);
+  layout->addLayout(form);
+  auto* note = new QLabel(tr("A new catalog location takes effect when Hilum starts again."), this);
+  note->setWordWrap(true);
+  layout->addWidget(note);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+  layout->addWidget(buttons);
+  connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  connect(browse, &QPushButton::clicked, this, [this] {
+    const QString f = QFileDialog::getSaveFileName(this, tr("Catalog database"), database_->text(), tr("SQLite catalog (*.db)"),
+                                                   nullptr, QFileDialog::DontConfirmOverwrite);
+    if (!f.isEmpty()) database_->setText(f);
+  });
+}
+
+Preferences SettingsDialog::preferences() const {
+  Preferences p = base_;
+  p.database = database_->text().trimmed();
+  p.author = author_->text().trimmed().isEmpty() ? base_.author : author_->text().trimmed();
+  p.threads = threads_->value();
+  p.auto_finetune_after = auto_finetune_->value();
+  return p;
+}
+
+ShortcutsDialog::ShortcutsDialog(const ShortcutSheet& sheet, QWidget* parent) : QDialog(parent) {
+  setObjectName("shortcutsDialog");
+  setWindowTitle(tr("Keyboard shortcuts"));
+  resize(580, 860);
+  auto* layout = new QVBoxLayout(this);
+  auto* table = new QTableWidget(0, 2, this);
+  table->setObjectName("shortcutsTable");
+  table->setHorizontalHeaderLabels({tr("Keys"), tr("Action")});
+  table->horizontalHeader()->setSectionResizeMode(0, QHeaderView::ResizeToContents);
+  table->horizontalHeader()->setStretchLastSection(true);
+  table->verticalHeader()->setVisible(false);
+  table->verticalHeader()->setDefaultSectionSize(20);
+  table->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table->setSelectionMode(QAbstractItemView::NoSelection);
+  for (const auto& [keys, action] : sheet) {
+    const int r = table->rowCount();
+    table->insertRow(r);
+    if (keys.isEmpty()) {
+      auto* title = new QTableWidgetItem(action);
+      QFont f = title->font();
+      f.setBold(true);
+      title->setFont(f);
+      table->setItem(r, 0, title);
+      table->setSpan(r, 0, 1, 2);
+    } else {
+      auto* k = new QTableWidgetItem(keys);
+      QFont mono("monospace");
+      mono.setStyleHint(QFont::Monospace);
+      k->setFont(mono);
+      table->setItem(r, 0, k);
+      table->setItem(r, 1, new QTableWidgetItem(action));
+    }
+  }
+  layout->addWidget(table);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close, this);
+  layout->addWidget(buttons);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+}
+
+AboutDialog::AboutDialog(Session* session, QWidget* parent) : QDialog(parent) {
+  setObjectName("aboutDialog");
+  setWindowTitle(tr("About Hilum"));
+  resize(640, 560);
+  auto* layout = new QVBoxLayout(this);
+  auto* text = new QTextBrowser(this);
+  text->setObjectName("aboutText");
+  text->setOpenExternalLinks(false);
+  QString md = tr("# Hilum %1\n\nAn offline chest X-ray workstation: DICOM display, a Vision Transformer that shows where "
+                  "it looked, labels kept with who set them and which model was on screen, and fine-tuning on this "
+                  "machine.\n\n*Research and workflow software, not a medical device.*\n\n")
+                   .arg(HILUM_VERSION);
+  md += tr("Catalog: `%1`\n\n").arg(qstr(session->path().string()));
+  const auto model = session->active_model();
+  if (!model) {
+    md += tr("## Model card\n\nNo active model: import one with Models > Import….\n");
+  } else {
+    md += tr("## Model card: %1\n\n").arg(qstr(model->version));
+    md += tr("- Status: %1 (%2)\n- Strategy: %3\n- Created: %4\n- Folder: `%5`\n")
+              .arg(qstr(model->status), qstr(model->status_reason), qstr(model->strategy), qstr(model->created_at), qstr(model->path));
+    const auto hp = QJsonDocument::fromJson(QByteArray::fromStdString(model->hyperparameters)).object();
+    if (!hp.isEmpty()) {
+      md += tr("- Architecture and training: ");
+      QStringList parts;
+      for (auto it = hp.begin(); it != hp.end(); ++it)
+        if (!it.value().isObject() && !it.value().isArray()) parts << QString("%1 %2").arg(it.key(), it.value().toVariant().toString());
+      md += parts.join(", ") + "\n";
+    }
+    const auto metrics = QJsonDocument::fromJson(QByteArray::fromStdString(model->metrics)).object();
+    if (metrics.value("mean_auroc").isDouble()) {
+      md += tr("- Mean validation AUROC: %1 on %2 images of %3 patients\n")
+                .arg(metrics.value("mean_auroc").toDouble(), 0, 'f', 3)
+                .arg(metrics.value("images").toInt())
+                .arg(metrics.value("patients").toInt());
+    }
+    // A Hugging Face model card (README.md) in the model's folder, when there is one.
+    const auto card = std::filesystem::path(model->path) / "README.md";
+    QFile f(QString::fromStdString(card.string()));
+    if (f.open(QIODevice::ReadOnly)) md += "\n---\n\n" + QString::fromUtf8(f.readAll());
+    else md += tr("\nThe model folder has no model card (README.md).\n");
+  }
+  text->setMarkdown(md);
+  layout->addWidget(text);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close, this);
+  layout->addWidget(buttons);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+}
+
+}  // namespace hilum::ui

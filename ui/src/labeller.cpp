@@ -1,0 +1,237 @@
+#include "labeller.hpp"
+
+#include <QUndoCommand>
+
+#include "session.hpp"
+
+namespace hilum::ui {
+
+class LabelCommand : public QUndoCommand {
+ public:
+  LabelCommand(Labeller* labeller, Labeller::Change before, Labeller::Change after, const QString& text)
+      : QUndoCommand(text), labeller_(labeller), before_(std::move(before)), after_(std::move(after)) {}
+  void redo() override {
+    if (first_) {  // already written by Labeller::apply
+      first_ = false;
+      return;
+    }
+    labeller_->write(after_);
+  }
+  void undo() override { labeller_->write(before_); }
+
+ private:
+  Labeller* labeller_;
+  Labeller::Change before_, after_;
+  bool first_ = true;
+};
+
+Labeller::Labeller(Session* session, QObject* parent) : QObject(parent), session_(session) {
+  setObjectName("labeller");
+  reload_vocabulary();
+}
+
+void Labeller::reload_vocabulary() {
+  findings_.clear();
+  auto v = session_->catalog().findings();
+  if (!v) {
+    Q_EMIT failed(qstr(v.error().message));
+    return;
+  }
+  for (const auto& f : v.value()) findings_ << qstr(f.name);
+  // "No Finding" last, the way a report reads.
+  if (findings_.removeAll(kNoFinding) > 0) findings_ << kNoFinding;
+}
+
+void Labeller::set_image(const QString& sop_instance_uid) {
+  image_ = sop_instance_uid;
+  undo_.clear();
+  reload();
+}
+
+void Labeller::set_model(const QString& version, std::vector<std::pair<std::string, double>> probabilities,
+                         std::map<std::string, double> thresholds) {
+  model_version_ = version;
+  probabilities_ = std::move(probabilities);
+  thresholds_ = std::move(thresholds);
+}
+
+void Labeller::reload() {
+  states_.clear();
+  if (image_.isEmpty()) return;
+  auto current = session_->catalog().current_labels(sstr(image_));
+  if (!current) {
+    Q_EMIT failed(qstr(current.error().message));
+    return;
+  }
+  for (const auto& e : current.value()) {
+    LabelState s;
+    s.value = e.value;
+    s.region = e.region;
+    s.comment = qstr(e.comment);
+    s.author = qstr(e.author);
+    s.model_version = qstr(e.model_version.value_or(""));
+    states_[qstr(e.finding)] = s;
+  }
+}
+
+LabelState Labeller::state(const QString& finding) const {
+  const auto it = states_.find(finding);
+  return it == states_.end() ? LabelState{} : it->second;
+}
+
+std::optional<double> Labeller::probability_of(const QString& finding) const {
+  for (const auto& [name, p] : probabilities_)
+    if (qstr(name) == finding) return p;
+  return std::nullopt;
+}
+
+bool Labeller::write(const Change& states) {
+  if (image_.isEmpty()) return false;
+  std::vector<app::LabelInput> inputs;
+  for (const auto& [finding, s] : states) {
+    app::LabelInput in;
+    in.image = sstr(image_);
+    in.finding = sstr(finding);
+    in.value = s.value;
+    if (s.value == app::LabelValue::Present || s.value == app::LabelValue::Uncertain) in.region = s.region;
+    in.author = sstr(session_->author());
+    if (!model_version_.isEmpty()) {
+      in.model_version = sstr(model_version_);
+      in.model_probability = probability_of(finding);
+    }
+    in.comment = sstr(s.comment);
+    in.source = "gui";
+    inputs.push_back(std::move(in));
+  }
+  auto written = session_->catalog().add_labels(inputs);
+  if (!written) {
+    Q_EMIT failed(qstr(written.error().message));
+    reload();
+    return false;
+  }
+  reload();
+  Q_EMIT changed();
+  session_->notify_labels_changed(image_);
+  return true;
+}
+
+bool Labeller::apply(const Change& after, const QString& description) {
+  if (image_.isEmpty()) {
+    Q_EMIT failed(tr("Open an image first"));
+    return false;
+  }
+  Change before;
+  for (const auto& [finding, s] : after) {
+    (void)s;
+    LabelState old = state(finding);
+    before[finding] = old;
+  }
+  if (!write(after)) return false;
+  undo_.push(new LabelCommand(this, std::move(before), after, description));
+  Q_EMIT saved(description);
+  return true;
+}
+
+namespace {
+QString value_name(app::LabelValue v) {
+  switch (v) {
+    case app::LabelValue::Present: return QObject::tr("present");
+    case app::LabelValue::Absent: return QObject::tr("absent");
+    case app::LabelValue::Uncertain: return QObject::tr("uncertain");
+    case app::LabelValue::Cleared: return QObject::tr("cleared");
+  }
+  return {};
+}
+}  // namespace
+
+bool Labeller::set_value(const QString& finding, app::LabelValue value) {
+  Change change;
+  LabelState s = state(finding);
+  s.value = value;
+  if (value == app::LabelValue::Absent || value == app::LabelValue::Cleared) s.region.reset();
+  if (value == app::LabelValue::Cleared) s.comment.clear();
+  change[finding] = s;
+  if (value == app::LabelValue::Present) {
+    if (finding == kNoFinding) {
+      for (const auto& [other, st] : states_) {
+        if (other != kNoFinding && st.value == app::LabelValue::Present) {
+          LabelState absent = st;
+          absent.value = app::LabelValue::Absent;
+          absent.region.reset();
+          change[other] = absent;
+        }
+      }
+    } else if (state(kNoFinding).value == app::LabelValue::Present) {
+      LabelState nf = state(kNoFinding);
+      nf.value = app::LabelValue::Absent;
+      change[kNoFinding] = nf;
+    }
+  }
+  return apply(change, QString("%1: %2").arg(finding, value_name(value)));
+}
+
+bool Labeller::set_region(const QString& finding, const app::Region& region) {
+  if (finding.isEmpty() || finding == kNoFinding) {
+    Q_EMIT failed(tr("Select a finding for the region first"));
+    return false;
+  }
+  LabelState s = state(finding);
+  if (s.value != app::LabelValue::Uncertain) s.value = app::LabelValue::Present;
+  s.region = region;
+  Change change{{finding, s}};
+  if (state(kNoFinding).value == app::LabelValue::Present) {
+    LabelState nf = state(kNoFinding);
+    nf.value = app::LabelValue::Absent;
+    change[kNoFinding] = nf;
+  }
+  return apply(change, tr("%1: region").arg(finding));
+}
+
+bool Labeller::clear_region(const QString& finding) {
+  LabelState s = state(finding);
+  if (!s.region) return false;
+  s.region.reset();
+  return apply({{finding, s}}, tr("%1: region removed").arg(finding));
+}
+
+bool Labeller::set_comment(const QString& finding, const QString& comment) {
+  LabelState s = state(finding);
+  if (s.comment == comment) return false;
+  if (s.value == app::LabelValue::Cleared) {
+    Q_EMIT failed(tr("Label %1 before commenting on it").arg(finding));
+    return false;
+  }
+  s.comment = comment;
+  return apply({{finding, s}}, tr("%1: comment").arg(finding));
+}
+
+bool Labeller::accept_ai() {
+  if (probabilities_.empty()) {
+    Q_EMIT failed(tr("No AI suggestion to accept for this image"));
+    return false;
+  }
+  Change change;
+  bool any_present = false;
+  for (const auto& [name, p] : probabilities_) {
+    const QString finding = qstr(name);
+    if (finding == kNoFinding || !findings_.contains(finding)) continue;
+    const auto t = thresholds_.find(name);
+    const bool present = p >= (t == thresholds_.end() ? 0.5 : t->second);
+    LabelState s = state(finding);
+    s.value = present ? app::LabelValue::Present : app::LabelValue::Absent;
+    if (!present) s.region.reset();
+    change[finding] = s;
+    any_present = any_present || present;
+  }
+  for (const auto& [finding, st] : states_) {  // findings the model does not know keep their label
+    if (finding != kNoFinding && change.count(finding) == 0 && st.value == app::LabelValue::Present) any_present = true;
+  }
+  if (findings_.contains(kNoFinding)) {
+    LabelState nf = state(kNoFinding);
+    nf.value = any_present ? app::LabelValue::Absent : app::LabelValue::Present;
+    change[kNoFinding] = nf;
+  }
+  return apply(change, tr("AI suggestion accepted (%1)").arg(model_version_));
+}
+
+}  // namespace hilum::ui

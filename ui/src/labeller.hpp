@@ -1,0 +1,84 @@
+// Hilum ui: labelling one image. Every change is written to the catalog at once (append-only label
+// events, source "gui", with the author and the model version and probability that were on screen)
+// and can be undone and redone: undo appends the earlier state again, nothing is ever deleted.
+// "No Finding" is kept exclusive: setting it present sets the present findings absent in the same
+// change, and setting a finding present sets "No Finding" absent.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QUndoStack>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::ui {
+
+class Session;
+
+struct LabelState {
+  app::LabelValue value = app::LabelValue::Cleared;  // Cleared = no current label
+  std::optional<app::Region> region;
+  QString comment;
+  QString author;
+  QString model_version;
+};
+
+inline constexpr const char* kNoFinding = "No Finding";
+
+class Labeller : public QObject {
+  Q_OBJECT
+ public:
+  explicit Labeller(Session* session, QObject* parent = nullptr);
+
+  // The image being labelled (reloads its current labels; clears the undo history).
+  void set_image(const QString& sop_instance_uid);
+  [[nodiscard]] const QString& image() const { return image_; }
+  // What the AI panel shows, recorded with each label.
+  void set_model(const QString& version, std::vector<std::pair<std::string, double>> probabilities,
+                 std::map<std::string, double> thresholds);
+
+  [[nodiscard]] QStringList findings() const { return findings_; }
+  [[nodiscard]] LabelState state(const QString& finding) const;
+  [[nodiscard]] const std::map<QString, LabelState>& states() const { return states_; }
+
+  // Each returns false (and emits failed with the reason) when nothing was written.
+  bool set_value(const QString& finding, app::LabelValue value);
+  bool set_region(const QString& finding, const app::Region& region);
+  bool clear_region(const QString& finding);
+  bool set_comment(const QString& finding, const QString& comment);
+  bool accept_ai();
+
+  QUndoStack* undo_stack() { return &undo_; }
+  void reload_vocabulary();
+
+ Q_SIGNALS:
+  void changed();                          // labels of the current image changed (written)
+  void saved(const QString& description);  // e.g. "Effusion: present"
+  void failed(const QString& message);
+
+ private:
+  friend class LabelCommand;
+  using Change = std::map<QString, LabelState>;  // finding -> state to write
+  // Writes `after` (the states to reach), recording `before` for undo; false on error.
+  bool apply(const Change& after, const QString& description);
+  bool write(const Change& states);  // appends the events, reloads
+  void reload();
+  [[nodiscard]] std::optional<double> probability_of(const QString& finding) const;
+
+  Session* session_;
+  QString image_;
+  QStringList findings_;
+  std::map<QString, LabelState> states_;
+  QString model_version_;
+  std::vector<std::pair<std::string, double>> probabilities_;
+  std::map<std::string, double> thresholds_;
+  QUndoStack undo_;
+};
+
+}  // namespace hilum::ui

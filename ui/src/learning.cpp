@@ -1,0 +1,504 @@
+#include "learning.hpp"
+
+#include <QChart>
+#include <QChartView>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QInputDialog>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLineSeries>
+#include <QMessageBox>
+#include <QSplitter>
+#include <QValueAxis>
+#include <QVBoxLayout>
+
+#include <algorithm>
+
+#include "async.hpp"
+#include "hilum/app/classify.hpp"
+#include "session.hpp"
+
+namespace hilum::ui {
+namespace {
+
+QJsonObject json_object(const std::string& text) {
+  const auto doc = QJsonDocument::fromJson(QByteArray::fromStdString(text));
+  return doc.isObject() ? doc.object() : QJsonObject{};
+}
+
+QString auroc_text(const std::optional<double>& v) { return v ? QString::number(*v, 'f', 3) : QStringLiteral("–"); }
+
+}  // namespace
+
+std::optional<double> model_mean_auroc(const app::ModelRecord& model) {
+  const QJsonObject m = json_object(model.metrics);
+  if (m.value("mean_auroc").isDouble()) return m.value("mean_auroc").toDouble();
+  return std::nullopt;
+}
+
+std::optional<int> model_labelled_images(const app::ModelRecord& model) {
+  const QJsonObject s = json_object(model.label_snapshot);
+  if (s.value("images").isDouble()) return s.value("images").toInt();
+  return std::nullopt;
+}
+
+// ---- FinetuneDialog ------------------------------------------------------------------------
+
+FinetuneDialog::FinetuneDialog(Session* session, QWidget* parent) : QDialog(parent), session_(session) {
+  setObjectName("finetuneDialog");
+  setWindowTitle(tr("Fine-tune on your labels"));
+  resize(760, 620);
+  auto* layout = new QVBoxLayout(this);
+  auto* form = new QFormLayout;
+  strategy_ = new QComboBox(this);
+  strategy_->setObjectName("finetuneStrategy");
+  strategy_->addItem(tr("Automatic (by number of labelled images)"), static_cast<int>(app::Strategy::Auto));
+  strategy_->addItem(tr("Classifier head only (fast)"), static_cast<int>(app::Strategy::Head));
+  strategy_->addItem(tr("Last blocks"), static_cast<int>(app::Strategy::LastK));
+  strategy_->addItem(tr("Full network"), static_cast<int>(app::Strategy::Full));
+  epochs_ = new QSpinBox(this);
+  epochs_->setObjectName("finetuneEpochs");
+  epochs_->setRange(0, 200);
+  epochs_->setSpecialValueText(tr("strategy default"));
+  promote_ = new QCheckBox(tr("Promote when it is not worse than the active model"), this);
+  promote_->setObjectName("finetunePromote");
+  promote_->setChecked(true);
+  form->addRow(tr("Strategy"), strategy_);
+  form->addRow(tr("Epochs"), epochs_);
+  form->addRow(QString(), promote_);
+  layout->addLayout(form);
+
+  phase_ = new QLabel(tr("Trains a new version from the catalog's current labels, validated on held-out patients."), this);
+  phase_->setObjectName("finetunePhase");
+  phase_->setWordWrap(true);
+  layout->addWidget(phase_);
+  bar_ = new QProgressBar(this);
+  bar_->setObjectName("finetuneProgress");
+  bar_->setValue(0);
+  layout->addWidget(bar_);
+
+  chart_ = new QChart;
+  chart_->setTitle(tr("Training loss and validation AUROC per epoch"));
+  chart_->legend()->setAlignment(Qt::AlignBottom);
+  loss_series_ = new QLineSeries;
+  loss_series_->setName(tr("training loss"));
+  loss_series_->setPointsVisible(true);
+  auroc_series_ = new QLineSeries;
+  auroc_series_->setName(tr("validation AUROC"));
+  auroc_series_->setPointsVisible(true);
+  chart_->addSeries(loss_series_);
+  chart_->addSeries(auroc_series_);
+  epoch_axis_ = new QValueAxis;
+  epoch_axis_->setTitleText(tr("epoch"));
+  epoch_axis_->setLabelFormat("%d");
+  epoch_axis_->setRange(0, 1);
+  loss_axis_ = new QValueAxis;
+  loss_axis_->setTitleText(tr("loss"));
+  loss_axis_->setRange(0, 1);
+  auto* auroc_axis = new QValueAxis;
+  auroc_axis->setTitleText(tr("AUROC"));
+  auroc_axis->setRange(0.4, 1.0);
+  chart_->addAxis(epoch_axis_, Qt::AlignBottom);
+  chart_->addAxis(loss_axis_, Qt::AlignLeft);
+  chart_->addAxis(auroc_axis, Qt::AlignRight);
+  loss_series_->attachAxis(epoch_axis_);
+  loss_series_->attachAxis(loss_axis_);
+  auroc_series_->attachAxis(epoch_axis_);
+  auroc_series_->attachAxis(auroc_axis);
+  chart_view_ = new QChartView(chart_, this);
+  chart_view_->setObjectName("finetuneChart");
+  chart_view_->setRenderHint(QPainter::Antialiasing);
+  chart_view_->setMinimumHeight(220);
+  layout->addWidget(chart_view_, 2);
+
+  summary_ = new QLabel(this);
+  summary_->setObjectName("finetuneSummary");
+  summary_->setWordWrap(true);
+  layout->addWidget(summary_);
+  compare_ = new QTableWidget(0, 5, this);
+  compare_->setObjectName("finetuneCompare");
+  compare_->setHorizontalHeaderLabels({tr("Finding"), tr("Positives / negatives"), tr("Candidate AUROC (95% CI)"),
+                                       tr("Compared model AUROC"), tr("Threshold")});
+  compare_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  compare_->horizontalHeader()->setStretchLastSection(true);
+  compare_->verticalHeader()->setVisible(false);
+  compare_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  layout->addWidget(compare_, 1);
+
+  auto* buttons = new QHBoxLayout;
+  buttons->addStretch(1);
+  start_ = new QPushButton(tr("Fine-tune now"), this);
+  start_->setObjectName("finetuneStart");
+  start_->setDefault(true);
+  cancel_button_ = new QPushButton(tr("Cancel"), this);
+  cancel_button_->setObjectName("finetuneCancel");
+  cancel_button_->setEnabled(false);
+  close_ = new QPushButton(tr("Close"), this);
+  buttons->addWidget(start_);
+  buttons->addWidget(cancel_button_);
+  buttons->addWidget(close_);
+  layout->addLayout(buttons);
+  connect(start_, &QPushButton::clicked, this, &FinetuneDialog::start);
+  connect(cancel_button_, &QPushButton::clicked, this, [this] {
+    cancel_->store(true);
+    cancel_button_->setEnabled(false);
+    phase_->setText(tr("Cancelling at the next checkpoint…"));
+  });
+  connect(close_, &QPushButton::clicked, this, &FinetuneDialog::reject);
+  options_.author = sstr(session_->author());
+}
+
+void FinetuneDialog::set_options(const app::FinetuneOptions& options) {
+  options_ = options;
+  strategy_->setCurrentIndex(std::max(0, strategy_->findData(static_cast<int>(options.strategy))));
+  epochs_->setValue(options.epochs);
+  promote_->setChecked(options.allow_promotion);
+}
+
+void FinetuneDialog::start() {
+  if (running_) return;
+  running_ = true;
+  cancel_->store(false);
+  result_.reset();
+  error_.clear();
+  loss_.clear();
+  auroc_.clear();
+  replot();
+  compare_->setRowCount(0);
+  summary_->clear();
+  start_->setEnabled(false);
+  cancel_button_->setEnabled(true);
+  close_->setEnabled(false);
+  strategy_->setEnabled(false);
+  epochs_->setEnabled(false);
+  phase_->setText(tr("Preparing…"));
+  options_.strategy = static_cast<app::Strategy>(strategy_->currentData().toInt());
+  options_.epochs = epochs_->value();
+  options_.allow_promotion = promote_->isChecked();
+  if (options_.author.empty()) options_.author = sstr(session_->author());
+  const auto db = session_->path();
+  const auto options = options_;
+  auto cancel = cancel_;
+  run_async(
+      this,
+      [this, db, options, cancel]() -> app::Result<app::FinetuneResult> {
+        auto catalog = Session::open_worker_catalog(db);
+        if (!catalog) return catalog.error();
+        return app::finetune(
+            catalog.value(), options,
+            [this](const app::FinetuneProgress& p) { post_to_gui(this, [this, p] { on_progress(p); }); }, cancel.get());
+      },
+      [this](app::Result<app::FinetuneResult> r) { on_done(std::move(r)); });
+}
+
+void FinetuneDialog::on_progress(const app::FinetuneProgress& p) {
+  if (!running_) return;
+  QString text = tr("Phase: %1").arg(qstr(p.phase));
+  if (p.epochs > 0 && p.epoch > 0) text += tr("  ·  epoch %1 of %2").arg(p.epoch).arg(p.epochs);
+  if (p.epoch > 0) text += tr("  ·  loss %1").arg(p.loss, 0, 'f', 4);
+  if (p.validation_auroc) text += tr("  ·  validation AUROC %1").arg(*p.validation_auroc, 0, 'f', 3);
+  if (p.images_per_second > 0) text += tr("  ·  %1 images/s").arg(p.images_per_second, 0, 'f', 1);
+  if (p.eta_seconds > 0) text += tr("  ·  %1 s left").arg(p.eta_seconds, 0, 'f', 0);
+  phase_->setText(text);
+  if (p.steps > 0) {
+    bar_->setRange(0, 1000);
+    bar_->setValue(static_cast<int>(1000.0 * static_cast<double>(p.step) / static_cast<double>(p.steps)));
+  } else {
+    bar_->setRange(0, 0);
+  }
+  if (p.epoch > 0 && p.phase == "training") loss_[p.epoch] = p.loss;
+  if (p.epoch > 0 && p.validation_auroc) auroc_[p.epoch] = *p.validation_auroc;
+  replot();
+}
+
+void FinetuneDialog::replot() {
+  QList<QPointF> loss, auroc;
+  double max_loss = 0.0;
+  int max_epoch = 1;
+  for (const auto& [e, v] : loss_) {
+    loss << QPointF(e, v);
+    max_loss = std::max(max_loss, v);
+    max_epoch = std::max(max_epoch, e);
+  }
+  for (const auto& [e, v] : auroc_) {
+    auroc << QPointF(e, v);
+    max_epoch = std::max(max_epoch, e);
+  }
+  loss_series_->replace(loss);
+  auroc_series_->replace(auroc);
+  epoch_axis_->setRange(0, max_epoch);
+  epoch_axis_->setTickCount(std::min(max_epoch, 10) + 1);
+  loss_axis_->setRange(0, max_loss > 0 ? max_loss * 1.1 : 1.0);
+}
+
+void FinetuneDialog::on_done(app::Result<app::FinetuneResult> r) {
+  running_ = false;
+  start_->setEnabled(true);
+  cancel_button_->setEnabled(false);
+  close_->setEnabled(true);
+  strategy_->setEnabled(true);
+  epochs_->setEnabled(true);
+  bar_->setRange(0, 1);
+  bar_->setValue(r ? 1 : 0);
+  if (!r) {
+    error_ = qstr(r.error().message);
+    phase_->setText(r.error().kind == app::ErrorKind::Interrupted ? tr("Cancelled. Running it again resumes from the last checkpoint.")
+                                                                 : tr("Fine-tuning failed."));
+    summary_->setText(tr("<b>%1</b>").arg(error_.toHtmlEscaped()));
+    Q_EMIT finished_finetune(false);
+    return;
+  }
+  result_ = std::move(r.value());
+  const auto& res = *result_;
+  loss_.clear();
+  auroc_.clear();
+  for (const auto& h : res.history) {
+    loss_[h.epoch] = h.train_loss;
+    if (h.validation_auroc) auroc_[h.epoch] = *h.validation_auroc;
+  }
+  replot();
+  phase_->setText(tr("Done in %1 s (strategy %2).").arg(res.seconds, 0, 'f', 1).arg(qstr(res.strategy)));
+  const QString compared = res.parent_metrics ? qstr(res.parent_metrics->model_version) : tr("none");
+  summary_->setText(tr("<b>%1</b> %2 — %3<br>Mean validation AUROC: candidate %4, %5 %6 (%7 images, %8 patients).")
+                        .arg(qstr(res.model.version).toHtmlEscaped())
+                        .arg(res.promoted ? tr("is now the active model") : tr("is kept as a candidate"))
+                        .arg(qstr(res.reason).toHtmlEscaped())
+                        .arg(auroc_text(res.metrics.mean_auroc))
+                        .arg(compared.toHtmlEscaped())
+                        .arg(res.parent_metrics ? auroc_text(res.parent_metrics->mean_auroc) : QString("–"))
+                        .arg(res.metrics.images)
+                        .arg(res.metrics.patients));
+  compare_->setRowCount(0);
+  for (const auto& f : res.metrics.findings) {
+    const int row = compare_->rowCount();
+    compare_->insertRow(row);
+    std::optional<double> old;
+    if (res.parent_metrics) {
+      for (const auto& g : res.parent_metrics->findings)
+        if (g.finding == f.finding) old = g.auroc;
+    }
+    QString cand = auroc_text(f.auroc);
+    if (f.auroc) cand += QString(" (%1–%2)").arg(f.auroc_low, 0, 'f', 2).arg(f.auroc_high, 0, 'f', 2);
+    compare_->setItem(row, 0, new QTableWidgetItem(qstr(f.finding)));
+    compare_->setItem(row, 1, new QTableWidgetItem(QString("%1 / %2").arg(f.positives).arg(f.negatives)));
+    compare_->setItem(row, 2, new QTableWidgetItem(cand));
+    compare_->setItem(row, 3, new QTableWidgetItem(auroc_text(old)));
+    compare_->setItem(row, 4, new QTableWidgetItem(f.auroc ? QString::number(f.threshold, 'f', 2) : QString("–")));
+  }
+  session_->notify_models_changed();
+  Q_EMIT finished_finetune(true);
+}
+
+void FinetuneDialog::reject() {
+  if (running_) {
+    cancel_button_->click();
+    return;
+  }
+  QDialog::reject();
+}
+
+// ---- ModelManager ------------------------------------------------------------------------
+
+ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent), session_(session) {
+  setObjectName("modelManager");
+  setWindowTitle(tr("Models"));
+  resize(900, 520);
+  auto* layout = new QVBoxLayout(this);
+  auto* split = new QSplitter(Qt::Vertical, this);
+  table_ = new QTableWidget(0, 8, split);
+  table_->setObjectName("modelTable");
+  table_->setHorizontalHeaderLabels({tr("Version"), tr("Status"), tr("Parent"), tr("Strategy"), tr("Mean AUROC"),
+                                     tr("Labelled images"), tr("Created"), tr("Why")});
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_->horizontalHeader()->setSectionResizeMode(7, QHeaderView::Stretch);
+  table_->setWordWrap(false);
+  table_->setTextElideMode(Qt::ElideRight);
+  table_->verticalHeader()->setVisible(false);
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->setSelectionMode(QAbstractItemView::SingleSelection);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  details_ = new QPlainTextEdit(split);
+  details_->setObjectName("modelDetails");
+  details_->setReadOnly(true);
+  split->setStretchFactor(0, 3);
+  split->setStretchFactor(1, 1);
+  layout->addWidget(split, 1);
+  status_ = new QLabel(this);
+  status_->setObjectName("modelStatus");
+  status_->setWordWrap(true);
+  layout->addWidget(status_);
+  auto* buttons = new QHBoxLayout;
+  auto* promote = new QPushButton(tr("Promote selected"), this);
+  promote->setObjectName("modelPromote");
+  auto* rollback_button = new QPushButton(tr("Roll back"), this);
+  rollback_button->setObjectName("modelRollback");
+  auto* import_button = new QPushButton(tr("Import folder…"), this);
+  import_button->setObjectName("modelImport");
+  auto* export_button = new QPushButton(tr("Export selected…"), this);
+  export_button->setObjectName("modelExport");
+  auto* close = new QPushButton(tr("Close"), this);
+  buttons->addWidget(promote);
+  buttons->addWidget(rollback_button);
+  buttons->addStretch(1);
+  buttons->addWidget(import_button);
+  buttons->addWidget(export_button);
+  buttons->addWidget(close);
+  layout->addLayout(buttons);
+  connect(table_, &QTableWidget::currentCellChanged, this, [this] { show_details(); });
+  connect(promote, &QPushButton::clicked, this, [this] { promote_selected(); });
+  connect(rollback_button, &QPushButton::clicked, this, [this] { rollback(); });
+  connect(close, &QPushButton::clicked, this, &QDialog::accept);
+  connect(import_button, &QPushButton::clicked, this, &ModelManager::import_interactively);
+  connect(export_button, &QPushButton::clicked, this, [this] {
+    const int row = table_->currentRow();
+    if (row < 0) return;
+    const QString version = table_->item(row, 0)->text();
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Export %1 into").arg(version));
+    if (dir.isEmpty()) return;
+    const auto db = session_->path();
+    run_async(
+        this,
+        [db, version, dir]() -> app::Status {
+          auto catalog = Session::open_worker_catalog(db);
+          if (!catalog) return catalog.error();
+          return app::export_model(catalog.value(), sstr(version), sstr(dir));
+        },
+        [this, version, dir](const app::Status& s) {
+          if (s) message(tr("%1 written to %2 (config.json + model.safetensors).").arg(version, dir));
+          else message(qstr(s.error().message), true);
+        });
+  });
+  connect(session_, &Session::modelsChanged, this, &ModelManager::refresh);
+  refresh();
+}
+
+void ModelManager::message(const QString& text, bool error) {
+  last_message_ = text;
+  status_->setStyleSheet(error ? "color: #c0392b;" : "");
+  status_->setText(text);
+}
+
+void ModelManager::refresh() {
+  const QString keep = table_->currentRow() >= 0 && table_->item(table_->currentRow(), 0) ? table_->item(table_->currentRow(), 0)->text() : QString();
+  auto models = session_->catalog().models();
+  if (!models) {
+    message(qstr(models.error().message), true);
+    return;
+  }
+  std::map<std::int64_t, QString> versions;
+  for (const auto& m : models.value()) versions[m.id] = qstr(m.version);
+  table_->setRowCount(0);
+  for (const auto& m : models.value()) {
+    const int row = table_->rowCount();
+    table_->insertRow(row);
+    const auto mean = model_mean_auroc(m);
+    const auto images = model_labelled_images(m);
+    const QStringList cells{qstr(m.version),
+                            qstr(m.status),
+                            m.parent_id ? versions[*m.parent_id] : QString("–"),
+                            qstr(m.strategy),
+                            auroc_text(mean),
+                            images ? QString::number(*images) : QString("–"),
+                            qstr(m.created_at).left(19).replace('T', ' '),
+                            qstr(m.status_reason)};
+    for (int c = 0; c < cells.size(); ++c) {
+      auto* item = new QTableWidgetItem(cells[c]);
+      if (m.status == "active") {
+        QFont f = item->font();
+        f.setBold(true);
+        item->setFont(f);
+      }
+      item->setToolTip(cells[c]);
+      table_->setItem(row, c, item);
+    }
+    table_->item(row, 0)->setData(Qt::UserRole, QVariant::fromValue<qlonglong>(m.id));
+    if (qstr(m.version) == keep) table_->setCurrentCell(row, 0);
+  }
+  if (table_->currentRow() < 0 && table_->rowCount() > 0) table_->setCurrentCell(0, 0);
+  if (table_->rowCount() == 0) message(tr("No model yet: import a Hugging Face ViT folder, or fine-tune once one is active."));
+  show_details();
+}
+
+void ModelManager::show_details() {
+  const int row = table_->currentRow();
+  if (row < 0) {
+    details_->clear();
+    return;
+  }
+  auto m = session_->catalog().find_model(sstr(table_->item(row, 0)->text()));
+  if (!m || !m->has_value()) return;
+  const auto& r = **m;
+  auto pretty = [](const std::string& json) {
+    const auto doc = QJsonDocument::fromJson(QByteArray::fromStdString(json));
+    return doc.isNull() ? qstr(json) : QString::fromUtf8(doc.toJson(QJsonDocument::Indented));
+  };
+  details_->setPlainText(tr("%1 — %2\nFolder: %3\n\nHyperparameters:\n%4\nLabels used:\n%5\nMetrics:\n%6")
+                             .arg(qstr(r.version), qstr(r.name), qstr(r.path), pretty(r.hyperparameters), pretty(r.label_snapshot),
+                                  pretty(r.metrics)));
+}
+
+void ModelManager::import_folder(const std::filesystem::path& dir, const QString& version, bool activate) {
+  message(tr("Checking and registering %1…").arg(qstr(dir.string())));
+  const auto db = session_->path();
+  run_async(
+      this,
+      [db, dir, version, activate]() -> app::Result<app::ModelRecord> {
+        auto catalog = Session::open_worker_catalog(db);
+        if (!catalog) return catalog.error();
+        return app::import_model(catalog.value(), dir, sstr(version), activate);
+      },
+      [this](const app::Result<app::ModelRecord>& r) {
+        if (!r) {
+          message(tr("Import failed: %1").arg(qstr(r.error().message)), true);
+          return;
+        }
+        message(tr("%1 registered (%2).").arg(qstr(r->version), qstr(r->status)));
+        session_->notify_models_changed();
+        Q_EMIT changed();
+      });
+}
+
+void ModelManager::import_interactively() {
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("A Hugging Face ViT folder (config.json + model.safetensors)"));
+  if (dir.isEmpty()) return;
+  bool ok = false;
+  const QString version = QInputDialog::getText(this, tr("Version"), tr("Version name for this model:"), QLineEdit::Normal,
+                                                QFileInfo(dir).fileName(), &ok);
+  if (!ok || version.trimmed().isEmpty()) return;
+  const bool activate = !session_->active_model() ||
+                        QMessageBox::question(this, tr("Activate"), tr("Make %1 the active model?").arg(version)) == QMessageBox::Yes;
+  import_folder(sstr(dir), version.trimmed(), activate);
+}
+
+bool ModelManager::promote_selected() {
+  const int row = table_->currentRow();
+  if (row < 0) return false;
+  const QString version = table_->item(row, 0)->text();
+  auto s = app::promote_model(session_->catalog(), sstr(version), sstr(tr("promoted in the workstation by %1").arg(session_->author())));
+  if (!s) {
+    message(qstr(s.error().message), true);
+    return false;
+  }
+  message(tr("%1 is now the active model.").arg(version));
+  session_->notify_models_changed();
+  Q_EMIT changed();
+  return true;
+}
+
+bool ModelManager::rollback() {
+  auto r = app::rollback_model(session_->catalog());
+  if (!r) {
+    message(qstr(r.error().message), true);
+    return false;
+  }
+  message(tr("Rolled back: %1 is active again.").arg(qstr(r->version)));
+  session_->notify_models_changed();
+  Q_EMIT changed();
+  return true;
+}
+
+}  // namespace hilum::ui

@@ -1,0 +1,669 @@
+#include "main_window.hpp"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QThreadPool>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "async.hpp"
+#include "export_dialog.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/inference/overlay.hpp"
+#include "import_dialog.hpp"
+#include "learning.hpp"
+
+namespace hilum::ui {
+namespace {
+
+constexpr const char* kFinetuneMark = "ui.auto_finetune.after_event";
+
+struct PredictionOutcome {
+  std::vector<std::pair<std::string, double>> probabilities;
+  double queued_ms = 0.0;  // from the request to the worker starting
+  double engine_ms = 0.0;  // app::classify's decode + preprocess + forward
+  double total_ms = 0.0;   // on the worker, catalog connection and model look-up included
+  QString error;
+};
+
+struct HeatmapOutcome {
+  QImage layer;
+  QString error;
+  double ms = 0.0;
+};
+
+// The attention map as a colour layer whose alpha is the map value (premultiplied ARGB), so that
+// painting it with opacity a over any window gives grey * (1 - a v) + colour(v) * a v, the same
+// mix as inference::attention_overlay.
+QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_height) {
+  const int side = 512;
+  const double scale = std::min(1.0, side / static_cast<double>(std::max(image_width, image_height)));
+  const int w = std::max(1, static_cast<int>(image_width * scale));
+  const int h = std::max(1, static_cast<int>(image_height * scale));
+  const std::vector<float> alpha = inference::upsample_map(grid, w, h);
+  const std::vector<float> black(static_cast<std::size_t>(w) * static_cast<std::size_t>(h), 0.0f);
+  const inference::RgbImage colour = inference::attention_overlay(black.data(), w, h, grid, 1.0f);  // colour(v) * v
+  QImage out(w, h, QImage::Format_ARGB32_Premultiplied);
+  for (int y = 0; y < h; ++y) {
+    auto* line = reinterpret_cast<QRgb*>(out.scanLine(y));
+    for (int x = 0; x < w; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x);
+      const int a = std::clamp(static_cast<int>(alpha[i] * 255.0f + 0.5f), 0, 255);
+      const int r = std::min<int>(colour.rgb[i * 3], a), g = std::min<int>(colour.rgb[i * 3 + 1], a), b = std::min<int>(colour.rgb[i * 3 + 2], a);
+      line[x] = qRgba(r, g, b, a);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+app::Result<std::vector<std::pair<std::string, double>>> predict_radiograph(const app::LoadedModel& model, const dicom::Radiograph& image) {
+  // What app::classify does after reading the file: the default display rendering, the model's
+  // preprocessing, one forward pass.
+  auto grey = dicom::render_float(image);
+  if (!grey) return app::Error{app::ErrorKind::Invalid, grey.error().message};
+  const auto input = inference::preprocess(grey->data(), image.columns, image.rows, model.model.config());
+  auto result = model.model.forward({input});
+  if (!result) return app::Error{app::ErrorKind::Invalid, result.error().message};
+  std::vector<std::pair<std::string, double>> out;
+  const auto& labels = model.model.config().labels;
+  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], result->probabilities(0, static_cast<Eigen::Index>(k)));
+  return out;
+}
+
+MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences, QWidget* parent)
+    : QMainWindow(parent), session_(std::move(session)), preferences_(std::move(preferences)) {
+  setObjectName("mainWindow");
+  setWindowTitle(tr("Hilum — %1").arg(qstr(session_->path().string())));
+  resize(1600, 1000);
+  if (preferences_.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, preferences_.threads));
+
+  viewer_ = new ImageView(this);
+  setCentralWidget(viewer_);
+
+  worklist_ = new WorklistPanel(session_.get(), this);
+  auto* left = new QDockWidget(tr("Worklist"), this);
+  left->setObjectName("worklistDock");
+  left->setWidget(worklist_);
+  left->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+  addDockWidget(Qt::LeftDockWidgetArea, left);
+
+  ai_ = new AiPanel(this);
+  labeller_ = new Labeller(session_.get(), this);
+  labels_ = new LabelPanel(labeller_, this);
+  auto* right_split = new QSplitter(Qt::Vertical, this);
+  right_split->addWidget(ai_);
+  right_split->addWidget(labels_);
+  right_split->setStretchFactor(0, 2);
+  right_split->setStretchFactor(1, 3);
+  auto* right = new QDockWidget(tr("AI and labels"), this);
+  right->setObjectName("rightDock");
+  right->setWidget(right_split);
+  right->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable);
+  addDockWidget(Qt::RightDockWidgetArea, right);
+  resizeDocks({left, right}, {440, 430}, Qt::Horizontal);
+
+  status_pixel_ = new QLabel(this);
+  status_pixel_->setObjectName("statusPixel");
+  status_window_ = new QLabel(this);
+  status_window_->setObjectName("statusWindow");
+  status_job_ = new QLabel(this);
+  status_job_->setObjectName("statusJob");
+  statusBar()->addWidget(status_pixel_, 2);
+  statusBar()->addWidget(status_window_, 2);
+  statusBar()->addPermanentWidget(status_job_);
+
+  build_actions();
+  build_menus();
+
+  connect(viewer_, &ImageView::cursorInfo, status_pixel_, &QLabel::setText);
+  connect(viewer_, &ImageView::windowChanged, status_window_, &QLabel::setText);
+  connect(viewer_, &ImageView::regionDrawn, this, [this](const app::Region& region) {
+    labeller_->set_region(labels_->selected_finding(), region);
+  });
+  connect(worklist_, &WorklistPanel::imageActivated, this, &MainWindow::open_item);
+  connect(ai_, &AiPanel::findingClicked, this, [this](const QString& f) {
+    labels_->select_finding(f);
+    request_heatmap(f);
+  });
+  connect(ai_, &AiPanel::opacityChanged, viewer_, &ImageView::set_heatmap_opacity);
+  connect(ai_, &AiPanel::heatmapShownChanged, viewer_, &ImageView::set_heatmap_visible);
+  connect(ai_, &AiPanel::methodChanged, this, [this] {
+    if (!ai_->selected_finding().isEmpty()) request_heatmap(ai_->selected_finding());
+  });
+  connect(labels_, &LabelPanel::selectedFindingChanged, this, [this] { update_regions(); });
+  connect(labels_, &LabelPanel::toolRequested, this, [this](int tool) { set_tool(static_cast<ImageView::Tool>(tool)); });
+  connect(labels_, &LabelPanel::acceptAiRequested, this, [this] { labeller_->accept_ai(); });
+  connect(labeller_, &Labeller::changed, this, &MainWindow::on_labels_changed);
+  connect(labeller_, &Labeller::saved, this, [this](const QString& what) { statusBar()->showMessage(tr("Saved: %1").arg(what), 4000); });
+  connect(labeller_, &Labeller::failed, this, [this](const QString& why) { statusBar()->showMessage(tr("Not saved: %1").arg(why), 8000); });
+  connect(session_.get(), &Session::catalogChanged, this, [this] {
+    labeller_->reload_vocabulary();
+    labels_->rebuild_rows();
+    worklist_->reload_findings();
+    worklist_->refresh();
+  });
+  connect(session_.get(), &Session::modelsChanged, this, [this] {
+    labeller_->reload_vocabulary();
+    labels_->rebuild_rows();
+    worklist_->reload_findings();
+    worklist_->refresh();
+    request_predictions();
+  });
+  connect(worklist_, &WorklistPanel::refreshed, this, [this] {
+    if (!current_ && !worklist_->items().empty() && worklist_->current_index() < 0) worklist_->step(+1);
+  });
+
+  labels_->set_enabled_for_image(false);
+  viewer_->clear(tr("Import radiographs with File > Import (Ctrl+O), then pick an image from the worklist."));
+  if (!session_->active_model()) ai_->show_no_model();
+  session_->reload_model();
+  worklist_->refresh();
+}
+
+MainWindow::~MainWindow() {
+  // Let background work that reports to this window finish before the widgets go away.
+  display_pool()->waitForDone();
+  ai_pool()->waitForDone();
+  QThreadPool::globalInstance()->waitForDone();
+}
+
+QAction* MainWindow::add_action(const QString& name, const QString& text, const QList<QKeySequence>& keys, std::function<void()> slot) {
+  auto* a = new QAction(text, this);
+  a->setObjectName(name);
+  a->setShortcuts(keys);
+  a->setShortcutContext(Qt::WindowShortcut);
+  connect(a, &QAction::triggered, this, [slot = std::move(slot)] { slot(); });
+  addAction(a);
+  actions_[name] = a;
+  return a;
+}
+
+QAction* MainWindow::action(const QString& object_name) const {
+  const auto it = actions_.find(object_name);
+  return it == actions_.end() ? nullptr : it->second;
+}
+
+void MainWindow::build_actions() {
+  using K = QKeySequence;
+  // File.
+  add_action("actionImportFiles", tr("Import files…"), {K(Qt::CTRL | Qt::Key_O)}, [this] { import_interactive(0); });
+  add_action("actionImportFolder", tr("Import folder…"), {K(Qt::CTRL | Qt::SHIFT | Qt::Key_O)}, [this] { import_interactive(1); });
+  add_action("actionImportDicomdir", tr("Import DICOMDIR…"), {}, [this] { import_interactive(2); });
+  add_action("actionExport", tr("Export labels…"), {K(Qt::CTRL | Qt::Key_E)}, [this] { show_export(); });
+  add_action("actionSettings", tr("Settings…"), {K(Qt::CTRL | Qt::Key_Comma)}, [this] { show_settings(); });
+  add_action("actionQuit", tr("Quit"), {K(Qt::CTRL | Qt::Key_Q)}, [this] { close(); });
+  // Worklist.
+  add_action("actionNextImage", tr("Next image"), {K(Qt::Key_PageDown), K(Qt::ALT | Qt::Key_Right)}, [this] { worklist_->step(+1); });
+  add_action("actionPreviousImage", tr("Previous image"), {K(Qt::Key_PageUp), K(Qt::ALT | Qt::Key_Left)}, [this] { worklist_->step(-1); });
+  add_action("actionSearch", tr("Search the worklist"), {K(Qt::CTRL | Qt::Key_F)}, [this] {
+    worklist_->search_box()->setFocus();
+    worklist_->search_box()->selectAll();
+  });
+  add_action("actionRefresh", tr("Refresh the worklist"), {K(Qt::Key_F5)}, [this] { worklist_->refresh(); });
+  // View.
+  add_action("actionFit", tr("Fit to window"), {K(Qt::Key_F)}, [this] { viewer_->fit(); });
+  add_action("actionActualSize", tr("Actual pixels (1:1)"), {K(Qt::Key_Z)}, [this] { viewer_->actual_size(); });
+  add_action("actionZoomIn", tr("Zoom in"), {K(Qt::Key_Plus), K(Qt::Key_Equal)}, [this] { viewer_->zoom_by(1.25, QPointF(viewer_->width() / 2.0, viewer_->height() / 2.0)); });
+  add_action("actionZoomOut", tr("Zoom out"), {K(Qt::Key_Minus)}, [this] { viewer_->zoom_by(0.8, QPointF(viewer_->width() / 2.0, viewer_->height() / 2.0)); });
+  add_action("actionInvert", tr("Invert"), {K(Qt::Key_I)}, [this] { viewer_->toggle_invert(); });
+  add_action("actionReset", tr("Reset view and window"), {K(Qt::Key_R)}, [this] { viewer_->reset(); });
+  add_action("actionAutoWindow", tr("Automatic window"), {K(Qt::Key_0)}, [this] { viewer_->set_automatic_window(); });
+  for (int i = 1; i <= 9; ++i) {
+    add_action(QString("actionPreset%1").arg(i), tr("Window preset %1 of the file").arg(i), {K(Qt::Key_0 + i)}, [this, i] { viewer_->set_preset(i - 1); });
+  }
+  add_action("actionRuler", tr("Ruler"), {K(Qt::Key_M)}, [this] { set_tool(viewer_->tool() == ImageView::Tool::Ruler ? ImageView::Tool::Pan : ImageView::Tool::Ruler); });
+  add_action("actionPan", tr("Pan tool / cancel drawing"), {K(Qt::Key_Escape)}, [this] {
+    viewer_->cancel_drawing();
+    set_tool(ImageView::Tool::Pan);
+  });
+  add_action("actionToggleHeatmap", tr("Show / hide the attention map"), {K(Qt::Key_H)}, [this] {
+    if (!viewer_->has_heatmap()) {
+      QString f = ai_->selected_finding();
+      if (f.isEmpty() && !ai_->probabilities().empty()) {
+        // The most probable finding.
+        const auto best = std::max_element(ai_->probabilities().begin(), ai_->probabilities().end(),
+                                           [](const auto& a, const auto& b) { return a.second < b.second; });
+        f = qstr(best->first);
+      }
+      if (!f.isEmpty()) request_heatmap(f);
+      return;
+    }
+    ai_->set_heatmap_shown(!ai_->heatmap_shown());
+  });
+  add_action("actionOpacityDown", tr("Attention map more transparent"), {K(Qt::Key_BracketLeft)}, [this] {
+    ai_->findChild<QSlider*>("aiOpacity")->setValue(ai_->findChild<QSlider*>("aiOpacity")->value() - 10);
+  });
+  add_action("actionOpacityUp", tr("Attention map more opaque"), {K(Qt::Key_BracketRight)}, [this] {
+    ai_->findChild<QSlider*>("aiOpacity")->setValue(ai_->findChild<QSlider*>("aiOpacity")->value() + 10);
+  });
+  // Labels.
+  add_action("actionFindingUp", tr("Previous finding"), {K(Qt::Key_Up), K(Qt::Key_K)}, [this] { labels_->select_next(-1); });
+  add_action("actionFindingDown", tr("Next finding"), {K(Qt::Key_Down), K(Qt::Key_J)}, [this] { labels_->select_next(+1); });
+  add_action("actionPresent", tr("Selected finding present"), {K(Qt::Key_P)}, [this] { labeller_->set_value(labels_->selected_finding(), app::LabelValue::Present); });
+  add_action("actionAbsent", tr("Selected finding absent"), {K(Qt::Key_A)}, [this] { labeller_->set_value(labels_->selected_finding(), app::LabelValue::Absent); });
+  add_action("actionUncertain", tr("Selected finding uncertain"), {K(Qt::Key_U)}, [this] { labeller_->set_value(labels_->selected_finding(), app::LabelValue::Uncertain); });
+  add_action("actionClearLabel", tr("Clear the selected finding's label"), {K(Qt::Key_Delete), K(Qt::Key_Backspace)}, [this] {
+    labeller_->set_value(labels_->selected_finding(), app::LabelValue::Cleared);
+  });
+  add_action("actionNoFinding", tr("No Finding (sets present findings absent)"), {K(Qt::Key_N)}, [this] {
+    labeller_->set_value(kNoFinding, app::LabelValue::Present);
+    labels_->select_finding(kNoFinding);
+  });
+  add_action("actionAcceptAi", tr("Accept the AI suggestion"), {K(Qt::Key_Y)}, [this] { labeller_->accept_ai(); });
+  add_action("actionRectangle", tr("Draw a box for the selected finding"), {K(Qt::Key_B)}, [this] { set_tool(ImageView::Tool::Rectangle); });
+  add_action("actionPolygon", tr("Draw a polygon for the selected finding (double-click or Enter closes it)"), {K(Qt::Key_G)}, [this] { set_tool(ImageView::Tool::Polygon); });
+  add_action("actionComment", tr("Comment on the selected finding"), {K(Qt::Key_C)}, [this] { labels_->findChild<QPlainTextEdit*>("labelComment")->setFocus(); });
+  add_action("actionUndo", tr("Undo"), {K(Qt::CTRL | Qt::Key_Z)}, [this] { labeller_->undo_stack()->undo(); });
+  add_action("actionRedo", tr("Redo"), {K(Qt::CTRL | Qt::SHIFT | Qt::Key_Z), K(Qt::CTRL | Qt::Key_Y)}, [this] { labeller_->undo_stack()->redo(); });
+  // Models and learning.
+  add_action("actionImportModel", tr("Import…"), {}, [this] { show_models()->import_interactively(); });
+  add_action("actionModelManager", tr("Model manager…"), {K(Qt::CTRL | Qt::Key_M)}, [this] { show_models(); });
+  add_action("actionFinetune", tr("Fine-tune now…"), {K(Qt::CTRL | Qt::Key_T)}, [this] { show_finetune(); });
+  // Help.
+  add_action("actionShortcuts", tr("Keyboard shortcuts"), {K(Qt::Key_F1), K(Qt::Key_Question)}, [this] { show_shortcuts(); });
+  add_action("actionAbout", tr("About Hilum"), {}, [this] { show_about(); });
+}
+
+void MainWindow::build_menus() {
+  auto* file = menuBar()->addMenu(tr("&File"));
+  for (const char* n : {"actionImportFiles", "actionImportFolder", "actionImportDicomdir"}) file->addAction(action(n));
+  file->addSeparator();
+  file->addAction(action("actionExport"));
+  file->addSeparator();
+  file->addAction(action("actionSettings"));
+  file->addAction(action("actionQuit"));
+  auto* work = menuBar()->addMenu(tr("&Worklist"));
+  for (const char* n : {"actionNextImage", "actionPreviousImage", "actionSearch", "actionRefresh"}) work->addAction(action(n));
+  auto* view = menuBar()->addMenu(tr("&View"));
+  for (const char* n : {"actionFit", "actionActualSize", "actionZoomIn", "actionZoomOut", "actionInvert", "actionAutoWindow", "actionPreset1",
+                        "actionPreset2", "actionReset", "actionRuler", "actionToggleHeatmap"})
+    view->addAction(action(n));
+  auto* labels = menuBar()->addMenu(tr("&Labels"));
+  for (const char* n : {"actionPresent", "actionAbsent", "actionUncertain", "actionClearLabel", "actionNoFinding", "actionAcceptAi",
+                        "actionRectangle", "actionPolygon", "actionComment"})
+    labels->addAction(action(n));
+  labels->addSeparator();
+  labels->addAction(action("actionUndo"));
+  labels->addAction(action("actionRedo"));
+  auto* models = menuBar()->addMenu(tr("&Models"));
+  models->addAction(action("actionImportModel"));
+  models->addAction(action("actionModelManager"));
+  models->addAction(action("actionFinetune"));
+  auto* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(action("actionShortcuts"));
+  help->addAction(action("actionAbout"));
+}
+
+ShortcutSheet MainWindow::shortcut_sheet() {
+  return {
+      {"", tr("Worklist")},
+      {"PgDown  Alt+Right", tr("Next image in the filtered worklist")},
+      {"PgUp  Alt+Left", tr("Previous image")},
+      {"Ctrl+F", tr("Search by patient name, ID or accession")},
+      {"F5", tr("Refresh the worklist")},
+      {"", tr("Viewer")},
+      {tr("Wheel"), tr("Zoom around the cursor")},
+      {"F  /  Z", tr("Fit to window  /  actual pixels (1:1)")},
+      {"+  -", tr("Zoom in / out")},
+      {tr("Left-drag, middle-drag"), tr("Pan (double-click: fit)")},
+      {tr("Right-drag"), tr("Window (horizontal) and level (vertical)")},
+      {"1 … 9", tr("The file's window presets and VOI LUTs")},
+      {"0", tr("Automatic window")},
+      {"I", tr("Invert")},
+      {"R", tr("Reset view and window")},
+      {"M", tr("Ruler (millimetres from Pixel Spacing)")},
+      {"Esc", tr("Cancel drawing, back to pan")},
+      {"", tr("AI")},
+      {tr("Click a finding"), tr("Its attention map over the image")},
+      {"H", tr("Show / hide the attention map")},
+      {"[  ]", tr("Attention map opacity")},
+      {"", tr("Labels (saved at once)")},
+      {"↑ ↓  K J", tr("Select the finding")},
+      {"P  A  U", tr("Present / absent / uncertain")},
+      {"Del  Backspace", tr("Clear the label")},
+      {"N", tr("No Finding (exclusive)")},
+      {"Y", tr("Accept the AI suggestion")},
+      {"B  /  G", tr("Draw a box / polygon for the selected finding")},
+      {"C", tr("Comment on the selected finding (Ctrl+Enter saves)")},
+      {"Ctrl+Z  Ctrl+Shift+Z", tr("Undo / redo")},
+      {"", tr("Application")},
+      {"Ctrl+O  Ctrl+Shift+O", tr("Import files / a folder")},
+      {"Ctrl+E", tr("Export labels")},
+      {"Ctrl+M", tr("Model manager")},
+      {"Ctrl+T", tr("Fine-tune now")},
+      {"Ctrl+,", tr("Settings")},
+      {"F1", tr("This sheet")},
+  };
+}
+
+void MainWindow::set_tool(ImageView::Tool tool) {
+  viewer_->set_tool(tool);
+  static const char* names[] = {"pan", "ruler", "box", "polygon"};
+  statusBar()->showMessage(tr("Tool: %1").arg(names[static_cast<int>(tool)]), 3000);
+}
+
+// ---- Opening an image --------------------------------------------------------------------
+
+void MainWindow::open_item(const app::WorklistItem& item) {
+  // Decoding starts first: it is what the radiologist waits for.
+  const int generation = ++open_generation_;
+  const QString path = qstr(item.path);
+  run_async(this, display_pool(), [path] { return decode_image(path); }, [this, generation](DecodedImage decoded) {
+    if (generation != open_generation_) return;
+    if (!decoded.error.isEmpty()) {
+      viewer_->clear(tr("This image cannot be shown: %1").arg(decoded.error));
+      shown_uid_.clear();
+      if (pending_model_) {
+        ai_->show_error(*pending_model_, decoded.error);
+        pending_model_.reset();
+        Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+      }
+    } else {
+      viewer_->set_image(decoded);
+      shown_uid_ = qstr(current_->sop_instance_uid);
+      update_regions();
+      if (pending_model_) start_prediction(decoded.image);
+    }
+    Q_EMIT imageShown(qstr(current_->sop_instance_uid));
+  });
+  labels_->commit_comment();
+  ++heatmap_generation_;
+  current_ = item;
+  shown_uid_.clear();
+  labeller_->set_image(qstr(item.sop_instance_uid));
+  labels_->refresh();
+  labels_->set_enabled_for_image(true);
+  ai_->clear_for_image();
+  viewer_->clear(tr("Loading %1…").arg(path));
+  setWindowTitle(tr("Hilum — %1 %2").arg(qstr(item.patient_name).replace('^', ' '), qstr(item.patient_id)));
+  request_predictions();
+}
+
+void MainWindow::request_predictions() {
+  if (!current_) return;
+  const auto model = session_->active_model();
+  labeller_->set_model({}, {}, {});
+  pending_model_.reset();
+  if (!model) {
+    ai_->show_no_model();
+    Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+    return;
+  }
+  std::map<std::string, double> thresholds;
+  for (auto [k, v] : model_thresholds(*model).asKeyValueRange()) thresholds[sstr(k)] = v;
+  // Cached in the catalog: shown at once.
+  auto cached = session_->catalog().predictions(current_->sop_instance_uid, model->id);
+  if (cached && !cached->empty()) {
+    std::vector<std::pair<std::string, double>> probabilities;
+    for (const auto& row : cached.value()) probabilities.emplace_back(row.finding, row.probability);
+    ai_->show_predictions(*model, probabilities, tr("From the catalog (computed %1)").arg(qstr(cached->front().computed_at).left(19).replace('T', ' ')));
+    labeller_->set_model(qstr(model->version), probabilities, thresholds);
+    Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+    return;
+  }
+  ai_->show_computing(*model);
+  pending_model_ = *model;
+  // Computed from the radiograph the viewer decodes (no second decode), as soon as it is there.
+  if (shown_uid_ == qstr(current_->sop_instance_uid) && viewer_->has_image()) start_prediction(viewer_->shared_radiograph());
+}
+
+void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image) {
+  if (!pending_model_ || !current_ || !image) return;
+  const app::ModelRecord model = *pending_model_;
+  pending_model_.reset();
+  std::map<std::string, double> thresholds;
+  for (auto [k, v] : model_thresholds(model).asKeyValueRange()) thresholds[sstr(k)] = v;
+  const int generation = open_generation_;
+  const auto db = session_->path();
+  auto cache = session_->models();
+  const std::string uid = current_->sop_instance_uid;
+  const std::int64_t model_id = model.id;
+  status_job_->setText(tr("AI: computing…"));
+  viewer_->hold_smooth(true);
+  const auto requested = std::chrono::steady_clock::now();
+  run_async(
+      this, ai_pool(),
+      [db, cache, image, uid, model_id, requested]() {
+        PredictionOutcome out;
+        const auto t0 = std::chrono::steady_clock::now();
+        out.queued_ms = std::chrono::duration<double, std::milli>(t0 - requested).count();
+        auto catalog = Session::open_worker_catalog(db);
+        if (!catalog) {
+          out.error = qstr(catalog.error().message);
+          return out;
+        }
+        auto loaded = cache->active(catalog.value());
+        if (!loaded) {
+          out.error = qstr(loaded.error().message);
+          return out;
+        }
+        if ((*loaded)->record.id != model_id) {
+          out.error = QObject::tr("the active model changed");
+          return out;
+        }
+        const auto t1 = std::chrono::steady_clock::now();
+        auto probabilities = predict_radiograph(**loaded, *image);
+        if (!probabilities) {
+          out.error = qstr(probabilities.error().message);
+          return out;
+        }
+        out.engine_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+        auto stored = catalog->put_predictions(uid, model_id, probabilities.value());  // cached for the next time
+        if (!stored) {
+          out.error = qstr(stored.error().message);
+          return out;
+        }
+        out.probabilities = std::move(probabilities.value());
+        out.total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return out;
+      },
+      [this, generation, model, thresholds](PredictionOutcome out) {
+        status_job_->clear();
+        viewer_->hold_smooth(false);
+        last_timing_ = {out.queued_ms, out.total_ms, out.engine_ms};
+        if (generation != open_generation_) return;
+        if (!out.error.isEmpty()) {
+          ai_->show_error(model, out.error);
+        } else {
+          ai_->show_predictions(model, out.probabilities,
+                                tr("Computed in %1 ms (display values, preprocessing, forward pass)").arg(out.engine_ms, 0, 'f', 0));
+          labeller_->set_model(qstr(model.version), out.probabilities, thresholds);
+        }
+        Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+      });
+}
+
+void MainWindow::request_heatmap(const QString& finding) {
+  if (!current_) return;
+  ai_->set_selected_finding(finding);
+  const auto model = session_->active_model();
+  if (!model) {
+    ai_->set_heatmap_status(tr("No model: import one with Models > Import…"));
+    Q_EMIT heatmapFailed(tr("no model"));
+    return;
+  }
+  if (ai_->method() == AiPanel::Method::ClassSpecific) {
+    // app/ computes attention rollout only until the backward pass lands (app::heatmap).
+    const QString why = tr("Class-specific maps are not available yet: app::heatmap computes attention rollout only "
+                           "(class-specific maps need the trainer's backward pass). Choose \"Attention rollout\".");
+    ai_->set_heatmap_status(why);
+    viewer_->clear_heatmap();
+    Q_EMIT heatmapFailed(why);
+    return;
+  }
+  const int generation = ++heatmap_generation_;
+  ai_->set_heatmap_status(tr("Computing the attention map for %1…").arg(finding));
+  const auto db = session_->path();
+  auto cache = session_->models();
+  const std::string path = current_->path;
+  const int columns = current_->columns, rows = current_->rows;
+  run_async(
+      this, ai_pool(),
+      [db, cache, path, columns, rows]() {
+        HeatmapOutcome out;
+        const auto t0 = std::chrono::steady_clock::now();
+        auto catalog = Session::open_worker_catalog(db);
+        if (!catalog) {
+          out.error = qstr(catalog.error().message);
+          return out;
+        }
+        auto loaded = cache->active(catalog.value());
+        if (!loaded) {
+          out.error = qstr(loaded.error().message);
+          return out;
+        }
+        auto h = app::heatmap(**loaded, path, 1.0f, 0.9f, 64);
+        if (!h) {
+          out.error = qstr(h.error().message);
+          return out;
+        }
+        out.layer = heatmap_layer(h->grid, std::max(1, columns), std::max(1, rows));
+        out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return out;
+      },
+      [this, generation, finding](HeatmapOutcome out) {
+        if (generation != heatmap_generation_) return;
+        if (!out.error.isEmpty()) {
+          ai_->set_heatmap_status(tr("No attention map: %1").arg(out.error));
+          Q_EMIT heatmapFailed(out.error);
+          return;
+        }
+        viewer_->set_heatmap(out.layer);
+        viewer_->set_heatmap_opacity(ai_->opacity());
+        ai_->set_heatmap_shown(true);
+        ai_->set_heatmap_status(tr("%1: attention rollout (the same map for every finding), %2 ms. H hides it.")
+                                    .arg(finding)
+                                    .arg(out.ms, 0, 'f', 0));
+        Q_EMIT heatmapShown(finding);
+      });
+}
+
+void MainWindow::update_regions() {
+  std::vector<ShownRegion> shown;
+  const QString selected = labels_->selected_finding();
+  for (const auto& [finding, s] : labeller_->states()) {
+    if (s.region && (s.value == app::LabelValue::Present || s.value == app::LabelValue::Uncertain)) {
+      shown.push_back({finding, *s.region, finding == selected});
+    }
+  }
+  viewer_->set_regions(std::move(shown));
+}
+
+void MainWindow::on_labels_changed() {
+  update_regions();
+  set_tool(ImageView::Tool::Pan);
+  worklist_->refresh();
+  maybe_auto_finetune();
+}
+
+void MainWindow::maybe_auto_finetune() {
+  if (preferences_.auto_finetune_after <= 0 || (finetune_ && finetune_->running())) return;
+  if (!session_->active_model()) return;
+  auto mark_text = session_->catalog().setting(kFinetuneMark);
+  const std::int64_t mark = mark_text && mark_text->has_value() ? std::stoll(**mark_text) : 0;
+  auto activity = app::label_activity(session_->catalog(), mark);
+  if (!activity || activity->events_after < preferences_.auto_finetune_after) return;
+  (void)session_->catalog().set_setting(kFinetuneMark, std::to_string(activity->newest_event_id));
+  statusBar()->showMessage(tr("%1 new labels: fine-tuning in the background").arg(activity->events_after), 6000);
+  show_finetune()->start();
+}
+
+// ---- Windows -----------------------------------------------------------------------------
+
+void MainWindow::import_interactive(int kind) {
+  std::vector<std::filesystem::path> inputs;
+  if (kind == 0) {
+    for (const auto& f : QFileDialog::getOpenFileNames(this, tr("DICOM files to import"))) inputs.emplace_back(sstr(f));
+  } else if (kind == 1) {
+    const QString d = QFileDialog::getExistingDirectory(this, tr("A folder of DICOM files (searched recursively)"));
+    if (!d.isEmpty()) inputs.emplace_back(sstr(d));
+  } else {
+    const QString f = QFileDialog::getOpenFileName(this, tr("A DICOMDIR"), QString(), tr("DICOMDIR (DICOMDIR dicomdir);;All files (*)"));
+    if (!f.isEmpty()) inputs.emplace_back(sstr(f));
+  }
+  if (!inputs.empty()) import_paths(inputs);
+}
+
+ImportDialog* MainWindow::import_paths(const std::vector<std::filesystem::path>& inputs) {
+  auto* d = new ImportDialog(session_.get(), inputs, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  import_ = d;
+  d->show();
+  d->start();
+  return d;
+}
+
+ExportDialog* MainWindow::show_export() {
+  if (!export_) {
+    export_ = new ExportDialog(session_.get(), this);
+  }
+  export_->show();
+  export_->raise();
+  return export_;
+}
+
+FinetuneDialog* MainWindow::show_finetune() {
+  if (!finetune_) {
+    finetune_ = new FinetuneDialog(session_.get(), this);
+    connect(finetune_, &FinetuneDialog::finished_finetune, this, [this](bool ok) {
+      status_job_->setText(ok ? tr("Fine-tune finished") : tr("Fine-tune stopped"));
+      if (auto a = app::label_activity(session_->catalog(), 0)) {
+        (void)session_->catalog().set_setting(kFinetuneMark, std::to_string(a->newest_event_id));
+      }
+    });
+  }
+  finetune_->show();
+  finetune_->raise();
+  return finetune_;
+}
+
+ModelManager* MainWindow::show_models() {
+  if (!models_) models_ = new ModelManager(session_.get(), this);
+  models_->refresh();
+  models_->show();
+  models_->raise();
+  return models_;
+}
+
+SettingsDialog* MainWindow::show_settings() {
+  auto* d = new SettingsDialog(preferences_, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  connect(d, &QDialog::accepted, this, [this, d] {
+    const Preferences p = d->preferences();
+    const bool moved = p.database != preferences_.database;
+    preferences_ = p;
+    preferences_.save();
+    session_->set_author(p.author);
+    if (p.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, p.threads));
+    worklist_->refresh();
+    if (moved) statusBar()->showMessage(tr("The new catalog location is used from the next start."), 8000);
+  });
+  d->show();
+  return d;
+}
+
+ShortcutsDialog* MainWindow::show_shortcuts() {
+  auto* d = new ShortcutsDialog(shortcut_sheet(), this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  d->show();
+  return d;
+}
+
+AboutDialog* MainWindow::show_about() {
+  auto* d = new AboutDialog(session_.get(), this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  d->show();
+  return d;
+}
+
+}  // namespace hilum::ui

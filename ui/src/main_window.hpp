@@ -1,0 +1,114 @@
+// Hilum ui: the workstation's main window: the worklist on the left, the viewer in the middle, the
+// AI panel and the labelling panel on the right, menus for import, export, models, learning and
+// settings, and every action one key away (see shortcut_sheet()).
+#pragma once
+
+#include <QAction>
+#include <QElapsedTimer>
+#include <QLabel>
+#include <QMainWindow>
+#include <QPointer>
+
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "ai_panel.hpp"
+#include "dialogs.hpp"
+#include "hilum/app/worklist.hpp"
+#include "image_view.hpp"
+#include "label_panel.hpp"
+#include "labeller.hpp"
+#include "session.hpp"
+#include "worklist_panel.hpp"
+
+namespace hilum::ui {
+
+class FinetuneDialog;
+class ModelManager;
+class ImportDialog;
+class ExportDialog;
+
+// The predictions of a decoded radiograph, exactly as app::classify computes them from its file
+// (default display rendering, preprocessing, forward pass), without reading the file again.
+// TODO(app): belongs in app/classify.hpp as a sibling of classify(); kept here until then.
+app::Result<std::vector<std::pair<std::string, double>>> predict_radiograph(const app::LoadedModel& model, const dicom::Radiograph& image);
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  MainWindow(std::unique_ptr<Session> session, Preferences preferences, QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  Session* session() const { return session_.get(); }
+  ImageView* viewer() const { return viewer_; }
+  WorklistPanel* worklist() const { return worklist_; }
+  AiPanel* ai() const { return ai_; }
+  LabelPanel* labels() const { return labels_; }
+  Labeller* labeller() const { return labeller_; }
+  QAction* action(const QString& object_name) const;
+  [[nodiscard]] const std::optional<app::WorklistItem>& current_item() const { return current_; }
+  [[nodiscard]] static ShortcutSheet shortcut_sheet();
+
+  // Opens the windows (non-modal, kept by the main window) and returns them (tests, screenshots).
+  ImportDialog* import_paths(const std::vector<std::filesystem::path>& inputs);
+  ExportDialog* show_export();
+  FinetuneDialog* show_finetune();
+  ModelManager* show_models();
+  SettingsDialog* show_settings();
+  ShortcutsDialog* show_shortcuts();
+  AboutDialog* show_about();
+
+  void open_item(const app::WorklistItem& item);
+  // Timings of the last computed prediction (ms): waiting for a worker, on the worker in total,
+  // and in the engine (display values, preprocessing, forward pass).
+  struct PredictionTiming {
+    double queued_ms = 0.0;
+    double worker_ms = 0.0;
+    double engine_ms = 0.0;
+  };
+  [[nodiscard]] const PredictionTiming& last_prediction_timing() const { return last_timing_; }
+  void request_heatmap(const QString& finding);
+
+ Q_SIGNALS:
+  void imageShown(const QString& sop_instance_uid);        // decoded and on screen
+  void predictionsShown(const QString& sop_instance_uid);  // the AI panel shows this image's predictions (or why not)
+  void heatmapShown(const QString& finding);
+  void heatmapFailed(const QString& message);
+
+ private:
+  void build_actions();
+  void build_menus();
+  QAction* add_action(const QString& name, const QString& text, const QList<QKeySequence>& keys, std::function<void()> slot);
+  void request_predictions();
+  void start_prediction(std::shared_ptr<const dicom::Radiograph> image);
+  void update_regions();
+  void on_labels_changed();
+  void maybe_auto_finetune();
+  void set_tool(ImageView::Tool tool);
+  void import_interactive(int kind);  // 0 files, 1 folder, 2 DICOMDIR
+
+  std::unique_ptr<Session> session_;
+  Preferences preferences_;
+  ImageView* viewer_ = nullptr;
+  WorklistPanel* worklist_ = nullptr;
+  AiPanel* ai_ = nullptr;
+  Labeller* labeller_ = nullptr;
+  LabelPanel* labels_ = nullptr;
+  QLabel* status_pixel_ = nullptr;
+  QLabel* status_window_ = nullptr;
+  QLabel* status_job_ = nullptr;
+  std::map<QString, QAction*> actions_;
+  std::optional<app::WorklistItem> current_;
+  int open_generation_ = 0;
+  int heatmap_generation_ = 0;
+  PredictionTiming last_timing_;
+  QString shown_uid_;            // the image the viewer holds (decoded)
+  std::optional<app::ModelRecord> pending_model_;  // predictions to compute once the image is decoded
+  QPointer<FinetuneDialog> finetune_;
+  QPointer<ModelManager> models_;
+  QPointer<ExportDialog> export_;
+  QPointer<ImportDialog> import_;
+};
+
+}  // namespace hilum::ui

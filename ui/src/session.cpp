@@ -1,0 +1,117 @@
+#include "session.hpp"
+
+#include <QSettings>
+#include <QThreadPool>
+
+#include <cstdlib>
+
+#include "async.hpp"
+
+namespace hilum::ui {
+
+QThreadPool* display_pool() {
+  static QThreadPool* pool = [] {
+    auto* p = new QThreadPool;
+    p->setMaxThreadCount(2);
+    p->setExpiryTimeout(-1);  // threads stay: no start-up cost when the next image opens
+    return p;
+  }();
+  return pool;
+}
+
+QThreadPool* ai_pool() {
+  static QThreadPool* pool = [] {
+    auto* p = new QThreadPool;
+    p->setMaxThreadCount(1);
+    p->setExpiryTimeout(-1);
+    return p;
+  }();
+  return pool;
+}
+
+QString qstr(const std::string& s) { return QString::fromStdString(s); }
+std::string sstr(const QString& s) { return s.toStdString(); }
+
+Preferences Preferences::load() {
+  QSettings s;
+  Preferences p;
+  p.database = s.value("database").toString();
+  QString login = qEnvironmentVariable("USER");
+  if (login.isEmpty()) login = "radiologist";
+  p.author = s.value("author", login).toString();
+  p.threads = s.value("threads", 0).toInt();
+  p.auto_finetune_after = s.value("auto_finetune_after", 0).toInt();
+  return p;
+}
+
+void Preferences::save() const {
+  QSettings s;
+  s.setValue("database", database);
+  s.setValue("author", author);
+  s.setValue("threads", threads);
+  s.setValue("auto_finetune_after", auto_finetune_after);
+}
+
+app::Result<std::shared_ptr<const app::LoadedModel>> ModelCache::active(app::Catalog& catalog) {
+  auto record = catalog.active_model();
+  if (!record) return record.error();
+  if (!record->has_value()) return app::Error{app::ErrorKind::NotFound, "No model: import one with Models > Import…"};
+  const std::int64_t id = (*record)->id;
+  std::lock_guard load_lock(load_mutex_);
+  if (auto m = peek(id)) return m;
+  auto loaded = app::load_model(catalog, (*record)->version);
+  if (!loaded) return loaded.error();
+  auto shared = std::make_shared<const app::LoadedModel>(std::move(loaded.value()));
+  std::lock_guard lock(mutex_);
+  model_ = shared;
+  return shared;
+}
+
+std::shared_ptr<const app::LoadedModel> ModelCache::peek(std::int64_t model_id) const {
+  std::lock_guard lock(mutex_);
+  if (model_ && model_->record.id == model_id) return model_;
+  return nullptr;
+}
+
+Session::Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent)
+    : QObject(parent), catalog_(std::move(catalog)), path_(std::move(path)), author_(std::move(author)) {}
+
+Session::~Session() = default;
+
+app::Result<std::unique_ptr<Session>> Session::open(const std::filesystem::path& path, const QString& author, QObject* parent) {
+  auto catalog = app::Catalog::open(path);
+  if (!catalog) return catalog.error();
+  return std::unique_ptr<Session>(new Session(std::move(catalog.value()), path, author, parent));
+}
+
+app::Result<app::Catalog> Session::open_worker_catalog(const std::filesystem::path& path) {
+  return app::Catalog::open(path, app::Catalog::Mode::ReadWrite);
+}
+
+std::optional<app::ModelRecord> Session::active_model() {
+  auto m = catalog_.active_model();
+  if (!m || !m->has_value()) return std::nullopt;
+  return **m;
+}
+
+void Session::reload_model() {
+  const auto db = path_;
+  auto cache = models_;
+  run_async(
+      this, ai_pool(),
+      [db, cache]() -> app::Status {
+        auto catalog = open_worker_catalog(db);
+        if (!catalog) return catalog.error();
+        auto m = cache->active(catalog.value());
+        if (!m) return m.error();
+        return core::Done{};
+      },
+      [this](const app::Status&) { Q_EMIT modelReady(); });
+}
+
+void Session::notify_models_changed() {
+  Q_EMIT modelsChanged();
+  reload_model();
+}
+
+}  // namespace hilum::ui

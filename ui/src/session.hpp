@@ -1,0 +1,94 @@
+// Hilum ui: the workstation's session: the catalog the GUI thread uses, a way for worker threads
+// to open their own connection to the same file (a Catalog must never be shared between threads;
+// WAL mode lets several connections read while one writes), who is labelling, and the active
+// model, loaded once in the background and shared read-only with the workers.
+#pragma once
+
+#include <QObject>
+#include <QString>
+
+#include <filesystem>
+#include <memory>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/classify.hpp"
+
+namespace hilum::ui {
+
+// The workstation's own preferences (QSettings, not the catalog).
+struct Preferences {
+  QString database;               // empty = app::default_catalog_path()
+  QString author;                 // recorded on every label; default: the login name
+  int threads = 0;                // worker threads for decode/inference/import; 0 = one per core
+  int auto_finetune_after = 0;    // start a fine-tune after this many new labels; 0 = never
+  static Preferences load();
+  void save() const;
+};
+
+// Loaded models by catalog id, shared between threads. get() may block (loading) and is meant for
+// worker threads.
+class ModelCache {
+ public:
+  // The active model of the catalog `catalog` (opened by the worker), loading it when needed.
+  app::Result<std::shared_ptr<const app::LoadedModel>> active(app::Catalog& catalog);
+  // A loaded model if the cache holds `model_id`, else null (never blocks on loading).
+  [[nodiscard]] std::shared_ptr<const app::LoadedModel> peek(std::int64_t model_id) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::mutex load_mutex_;  // one load at a time
+  std::shared_ptr<const app::LoadedModel> model_;
+};
+
+class Session : public QObject {
+  Q_OBJECT
+ public:
+  // Opens (creating) the catalog at `path`.
+  static app::Result<std::unique_ptr<Session>> open(const std::filesystem::path& path, const QString& author,
+                                                    QObject* parent = nullptr);
+  ~Session() override;
+
+  app::Catalog& catalog() { return catalog_; }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] const QString& author() const { return author_; }
+  void set_author(const QString& author) { author_ = author; }
+
+  // A new connection to the same catalog for a worker thread (call it on that thread).
+  [[nodiscard]] static app::Result<app::Catalog> open_worker_catalog(const std::filesystem::path& path);
+
+  // The active model's record (read on the GUI thread), if any.
+  [[nodiscard]] std::optional<app::ModelRecord> active_model();
+
+  // The active model, loaded once and shared read-only by the workers (thread-safe).
+  [[nodiscard]] std::shared_ptr<ModelCache> models() const { return models_; }
+  // Loads the active model in the background (again when it changed); emits modelReady.
+  void reload_model();
+
+  // Announces catalog changes made by the GUI (labels) or by background jobs (import, training).
+  void notify_labels_changed(const QString& sop_instance_uid) { Q_EMIT labelsChanged(sop_instance_uid); }
+  void notify_catalog_changed() { Q_EMIT catalogChanged(); }
+  void notify_models_changed();
+
+ Q_SIGNALS:
+  void catalogChanged();
+  void labelsChanged(const QString& sop_instance_uid);
+  void modelsChanged();
+  void modelReady();
+
+ private:
+  Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent);
+
+  app::Catalog catalog_;
+  std::filesystem::path path_;
+  QString author_;
+  std::shared_ptr<ModelCache> models_ = std::make_shared<ModelCache>();
+};
+
+QString qstr(const std::string& s);
+std::string sstr(const QString& s);
+
+}  // namespace hilum::ui
