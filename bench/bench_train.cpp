@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "hilum/training/backprop.hpp"
+#include "hilum/training/init.hpp"
 #include "hilum/training/optim.hpp"
 
 #ifdef _OPENMP
@@ -29,56 +30,13 @@ namespace {
 using namespace hilum;
 
 training::ViTConfig make_config(const std::string& variant) {
-  training::ViTConfig c;
-  if (variant == "b16") {
-    c.hidden_size = 768, c.num_layers = 12, c.num_heads = 12, c.intermediate_size = 3072;
-  } else {
-    c.hidden_size = 192, c.num_layers = 12, c.num_heads = 3, c.intermediate_size = 768;
+  auto c = training::architecture(variant == "b16" ? "vit-b16" : "vit-ti16", 224);
+  if (!c) {
+    std::fprintf(stderr, "bench_train: %s\n", c.error().message.c_str());
+    std::exit(2);
   }
-  c.image_size = 224;
-  c.patch_size = 16;
-  c.num_channels = 3;
-  c.problem_type = "multi_label_classification";
-  for (int i = 0; i < 14; ++i) c.labels.push_back("L" + std::to_string(i));
-  return c;
-}
-
-training::ViTWeights random_weights(const training::ViTConfig& c, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  const auto mat = [&](Eigen::Index r, Eigen::Index k, float s) {
-    inference::Matrix m(r, k);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = s * n(rng);
-    return m;
-  };
-  const auto vec = [&](Eigen::Index r, float s, float mean = 0.0f) {
-    inference::Vector v(r);
-    for (Eigen::Index i = 0; i < r; ++i) v[i] = mean + s * n(rng);
-    return v;
-  };
-  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, K = 3 * 16 * 16, g = 14;
-  const float sd = 1.0f / std::sqrt(static_cast<float>(D));
-  training::ViTWeights w;
-  w.patch_w = mat(D, K, 0.02f);
-  w.patch_b = vec(D, 0.02f);
-  w.cls_token = vec(D, 0.02f);
-  w.position = mat(1 + g * g, D, 0.02f);
-  for (int i = 0; i < c.num_layers; ++i) {
-    inference::Block b;
-    b.ln_before = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
-    b.query = {mat(D, D, sd), vec(D, 0.02f)};
-    b.key = {mat(D, D, sd), vec(D, 0.02f)};
-    b.value = {mat(D, D, 0.02f), vec(D, 0.02f)};
-    b.attn_out = {mat(D, D, 0.02f), vec(D, 0.02f)};
-    b.ln_after = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
-    b.fc1 = {mat(I, D, 0.02f), vec(I, 0.02f)};
-    b.fc2 = {mat(D, I, 0.02f), vec(D, 0.02f)};
-    w.blocks.push_back(std::move(b));
-  }
-  w.final_ln = {vec(D, 0.1f, 1.0f), vec(D, 0.05f)};
-  w.has_classifier = true;
-  w.classifier = {mat(14, D, 0.02f), vec(14, 0.02f)};
-  return w;
+  for (int i = 0; i < 14; ++i) c->labels.push_back("L" + std::to_string(i));
+  return *c;
 }
 
 double peak_rss_mib() {
@@ -113,7 +71,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const training::ViTConfig config = make_config(variant);
-  training::ViTWeights weights = random_weights(config, 301);
+  training::ViTWeights weights = training::initial_weights(config, 301);
   std::mt19937 rng(7);
   std::normal_distribution<float> n(0.0f, 1.0f);
   std::vector<training::Image> images;

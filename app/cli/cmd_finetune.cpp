@@ -24,29 +24,6 @@ std::optional<T> parse_number(const std::string& s) {
   return v;
 }
 
-std::string report_json(const app::EvaluationReport& r) {
-  std::string findings = "[";
-  for (std::size_t i = 0; i < r.findings.size(); ++i) {
-    const auto& f = r.findings[i];
-    JsonObject o;
-    o.add("finding", f.finding).add("positives", f.positives).add("negatives", f.negatives).add("ece", f.ece);
-    if (f.auroc) {
-      o.add("auroc", *f.auroc).add("auroc_low", f.auroc_low).add("auroc_high", f.auroc_high);
-      o.add("threshold", f.threshold).add("sensitivity", f.sensitivity).add("specificity", f.specificity);
-    } else {
-      o.add_raw("auroc", "null");
-    }
-    findings += (i ? "," : "") + o.str();
-  }
-  findings += "]";
-  JsonObject o;
-  o.add("model", r.model_version).add("images", r.images).add("patients", r.patients);
-  if (r.mean_auroc) o.add("mean_auroc", *r.mean_auroc);
-  else o.add_raw("mean_auroc", "null");
-  o.add_raw("findings", findings);
-  return o.str();
-}
-
 void print_report(const app::EvaluationReport& r) {
   std::printf("%s on %d image(s) of %d patient(s)\n", r.model_version.c_str(), r.images, r.patients);
   std::printf("  %-20s %5s %5s  %-22s %6s %9s %6s %6s\n", "finding", "pos", "neg", "AUROC (95% CI)", "ECE", "threshold", "sens", "spec");
@@ -69,39 +46,38 @@ int cmd_finetune(const Global& global, const Args& args) {
   bool json = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto value = [&](const char* what) -> std::optional<std::string> {
+    const auto value = [&]() -> std::optional<std::string> {
       if (i + 1 >= args.size()) return std::nullopt;
-      (void)what;
       return args[++i];
     };
     if (a == "--json") {
       json = true;
     } else if (a == "--strategy") {
-      auto v = value("strategy");
+      auto v = value();
       auto s = v ? app::parse_strategy(*v) : std::nullopt;
       if (!s) return usage_error("finetune: --strategy takes auto, head, last-k or full");
       o.strategy = *s;
     } else if (a == "--epochs" || a == "--k" || a == "--batch") {
-      auto v = value("n");
+      auto v = value();
       auto n = v ? parse_number<int>(*v) : std::nullopt;
       if (!n || *n < 1 || *n > 10000) return usage_error("finetune: " + a + " takes a positive number");
       (a == "--epochs" ? o.epochs : a == "--k" ? o.k : o.batch_size) = *n;
     } else if (a == "--lr") {
-      auto v = value("lr");
+      auto v = value();
       auto x = v ? parse_number<float>(*v) : std::nullopt;
       if (!x || *x <= 0.0f || *x > 1.0f) return usage_error("finetune: --lr takes a learning rate in (0, 1]");
       o.learning_rate = *x;
     } else if (a == "--seed") {
-      auto v = value("seed");
+      auto v = value();
       auto x = v ? parse_number<std::uint64_t>(*v) : std::nullopt;
       if (!x) return usage_error("finetune: --seed takes a number");
       o.seed = *x;
     } else if (a == "--model") {
-      auto v = value("model");
+      auto v = value();
       if (!v) return usage_error("finetune: --model takes a version or id");
       o.base_model = *v;
     } else if (a == "--tolerance") {
-      auto v = value("tolerance");
+      auto v = value();
       auto x = v ? parse_number<double>(*v) : std::nullopt;
       if (!x || *x < 0.0 || *x > 0.5) return usage_error("finetune: --tolerance takes 0..0.5");
       o.gate_tolerance = *x;
@@ -133,8 +109,8 @@ int cmd_finetune(const Global& global, const Args& args) {
     out.add("version", r->model.version).add("status", r->model.status).add("strategy", r->strategy).add("promoted", r->promoted);
     out.add("reason", r->reason).add("seconds", r->seconds);
     if (r->parent) out.add("parent", r->parent->version);
-    out.add_raw("metrics", report_json(r->metrics));
-    if (r->parent_metrics) out.add_raw("active_metrics", report_json(*r->parent_metrics));
+    out.add_raw("metrics", app::evaluation_json(r->metrics));
+    if (r->parent_metrics) out.add_raw("active_metrics", app::evaluation_json(*r->parent_metrics));
     std::cout << out.str() << '\n';
   } else {
     std::printf("new version %s (%s, strategy %s, %.1f s)\n", r->model.version.c_str(), r->model.status.c_str(), r->strategy.c_str(), r->seconds);
@@ -164,7 +140,7 @@ int cmd_evaluate(const Global& global, const Args& args) {
   InterruptGuard guard;
   auto r = app::evaluate(*catalog, model, csv, {}, InterruptGuard::flag());
   if (!r) return report_error(r.error());
-  if (json) std::cout << report_json(*r) << '\n';
+  if (json) std::cout << app::evaluation_json(*r) << '\n';
   else print_report(*r);
   return kExitOk;
 }

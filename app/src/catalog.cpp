@@ -18,6 +18,7 @@
 
 #include "hilum/app/json.hpp"
 #include "sqlite.hpp"
+#include "text.hpp"
 
 namespace fs = std::filesystem;
 
@@ -28,11 +29,6 @@ constexpr int kApplicationId = 0x48494C4D;  // "HILM": marks a file as a Hilum c
 constexpr int kBusyTimeoutMs = 5000;
 
 Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 std::string random_hex(std::size_t bytes) {
   std::random_device rd;  // getrandom(2) on Linux

@@ -24,9 +24,13 @@ Result<DisplayImage> display_image(const fs::path& file) {
   options.decoder_threads = 1;
   auto image = dicom::read_radiograph(file, options);
   if (!image) return Error{ErrorKind::Invalid, image.error().message};
-  auto values = dicom::render_float(image.value());
+  return display_image(image.value());
+}
+
+Result<DisplayImage> display_image(const dicom::Radiograph& image) {
+  auto values = dicom::render_float(image);
   if (!values) return Error{ErrorKind::Invalid, values.error().message};
-  return DisplayImage{image->columns, image->rows, std::move(values.value())};
+  return DisplayImage{image.columns, image.rows, std::move(values.value())};
 }
 
 Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
@@ -69,10 +73,30 @@ Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const st
   return catalog.register_model(record, c.labels);
 }
 
+namespace {
+
+// Row `row` of the forward pass's probabilities, named by the model's labels.
+std::vector<std::pair<std::string, double>> named_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
+                                                                 Eigen::Index row) {
+  const auto& labels = model.model.config().labels;
+  std::vector<std::pair<std::string, double>> out;
+  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], result.probabilities(row, static_cast<Eigen::Index>(k)));
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::pair<std::string, double>>> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
+  auto display = display_image(image);
+  if (!display) return display.error();
+  auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
+  if (!result) return from_inference(result.error());
+  return named_probabilities(model, *result, 0);
+}
+
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
                                               int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
   std::vector<ImagePrediction> out;
-  const auto& labels = model.model.config().labels;
   batch_size = std::max(1, batch_size);
   for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};
@@ -100,9 +124,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
                         static_cast<double>(end - start);
       for (std::size_t b = 0; b < rows.size(); ++b) {
         ImagePrediction& p = out[rows[b]];
-        for (std::size_t k = 0; k < labels.size(); ++k) {
-          p.probabilities.emplace_back(labels[k], result->probabilities(static_cast<Eigen::Index>(b), static_cast<Eigen::Index>(k)));
-        }
+        p.probabilities = named_probabilities(model, *result, static_cast<Eigen::Index>(b));
         p.milliseconds = ms;
         if (model.record.id > 0 && images[rows[b]].id > 0) {
           auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities);
@@ -123,8 +145,7 @@ Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, float op
   if (!result) return from_inference(result.error());
   Heatmap h;
   h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, discard_ratio, result->grid_h, result->grid_w);
-  const auto& labels = model.model.config().labels;
-  for (std::size_t k = 0; k < labels.size(); ++k) h.probabilities.emplace_back(labels[k], result->probabilities(0, static_cast<Eigen::Index>(k)));
+  h.probabilities = named_probabilities(model, *result, 0);
   FloatImage shown{display->width, display->height, std::move(display->grey)};
   shown = downscale_to_fit(std::move(shown), max_side);
   h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, opacity);

@@ -28,6 +28,7 @@
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/dicom/deidentify.hpp"
 #include "hilum/dicom/reader.hpp"
+#include "text.hpp"
 
 namespace fs = std::filesystem;
 
@@ -43,13 +44,6 @@ constexpr const char* kScalingHeader = "Image Index,Offset,Slope,Photometric Int
 constexpr const char* kCrlf = "\r\n";  // RFC 4180 line ends
 
 Error io_error(std::string message) { return Error{ErrorKind::Io, std::move(message)}; }
-
-std::string lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;

@@ -32,6 +32,7 @@
 #include "hilum/training/loss.hpp"
 #include "hilum/training/metrics.hpp"
 #include "hilum/training/optim.hpp"
+#include "text.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -62,6 +63,8 @@ using inference::Matrix;
 using Clock = std::chrono::steady_clock;
 using detail::evaluate_probabilities;
 using detail::from_inference;
+using detail::load_images;
+using detail::to_json;
 using detail::predict;
 using detail::Sample;
 
@@ -69,11 +72,6 @@ constexpr const char* kNoFinding = "No Finding";
 
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 // ---- Samples ---------------------------------------------------------------------------------
 
@@ -125,7 +123,6 @@ Result<Dataset> build_dataset(Catalog& catalog, const std::vector<std::string>& 
     const Instance& in = *it->second;
     Sample s;
     s.instance_id = id;
-    s.uid = in.sop_instance_uid;
     s.path = in.stored_path.empty() ? in.path : in.stored_path;
     s.patient = patient_key(in.patient_id, in.patient_name, in.study_instance_uid);
     s.validation = is_validation_patient(*secret, s.patient);
@@ -162,60 +159,10 @@ Result<Dataset> build_dataset(Catalog& catalog, const std::vector<std::string>& 
   return data;
 }
 
-// Decodes the samples' images (in parallel) into display images at the model's input size.
-// An image that cannot be read is dropped from the data set (with its reason kept).
-Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& config, const std::atomic<bool>* cancel,
-                   std::vector<std::string>& problems) {
-  const unsigned threads = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
-  std::vector<std::string> errors(samples.size());
-  std::atomic<std::size_t> next{0};
-  auto work = [&]() {
-    for (std::size_t i = next++; i < samples.size(); i = next++) {
-      if (cancel != nullptr && cancel->load()) return;
-      if (!samples[i]->grey.empty()) continue;
-      auto display = display_image(samples[i]->path);
-      if (!display) {
-        errors[i] = samples[i]->path + ": " + display.error().message;
-        continue;
-      }
-      samples[i]->grey = inference::resize_antialiased(display->grey.data(), display->width, display->height, config.input_width,
-                                                       config.input_height);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "fine-tuning cancelled"};
-  std::vector<Sample*> kept;
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    if (errors[i].empty()) kept.push_back(samples[i]);
-    else problems.push_back(errors[i]);
-  }
-  samples = std::move(kept);
-  return core::Done{};
-}
+// How the viewer shows a catalogued file (the images fine-tuning and evaluation read).
+Result<DisplayImage> read_display(const fs::path& file) { return display_image(file); }
 
-// ---- Metrics -----------------------------------------------------------------------------------
 
-json to_json(const EvaluationReport& r) {
-  json j = {{"model", r.model_version}, {"images", r.images}, {"patients", r.patients}};
-  j["mean_auroc"] = r.mean_auroc ? json(*r.mean_auroc) : json(nullptr);
-  json findings = json::array();
-  for (const auto& f : r.findings) {
-    json o = {{"finding", f.finding}, {"positives", f.positives}, {"negatives", f.negatives}, {"ece", f.ece}};
-    o["auroc"] = f.auroc ? json(*f.auroc) : json(nullptr);
-    if (f.auroc) {
-      o["auroc_ci"] = {f.auroc_low, f.auroc_high};
-      o["threshold"] = f.threshold;
-      o["sensitivity"] = f.sensitivity;
-      o["specificity"] = f.specificity;
-    }
-    findings.push_back(std::move(o));
-  }
-  j["findings"] = std::move(findings);
-  return j;
-}
 
 // The gate: compare mean AUROC on the findings both models have an AUROC for; with none shared,
 // the candidate must beat chance (its mean lower confidence bound above 0.5).
@@ -338,19 +285,6 @@ void grow_classifier(inference::ViTConfig& config, inference::ViTWeights& w, con
   if (config.problem_type.empty() || config.problem_type == "single_label_classification") config.problem_type = "multi_label_classification";
 }
 
-Result<Matrix> embed(const inference::ViTModel& model, const std::vector<Sample*>& samples, const std::atomic<bool>* cancel) {
-  Matrix out(static_cast<Eigen::Index>(samples.size()), model.config().hidden_size);
-  for (std::size_t start = 0; start < samples.size(); start += 8) {
-    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "fine-tuning cancelled"};
-    std::vector<inference::Image> batch;
-    const std::size_t end = std::min(samples.size(), start + 8);
-    for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(samples[i]->grey.data(), model.config()));
-    auto r = model.forward(batch);
-    if (!r) return from_inference(r.error());
-    out.middleRows(static_cast<Eigen::Index>(start), static_cast<Eigen::Index>(end - start)) = r->embeddings;
-  }
-  return out;
-}
 
 // ---- The run -----------------------------------------------------------------------------------
 
@@ -396,10 +330,11 @@ Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std
   run.state.steps = static_cast<std::int64_t>(missing.size());
   run.report("embedding");
   if (!missing.empty()) {
-    auto loaded = load_images(missing, base.model.config(), run.cancel, problems);
+    auto loaded = load_images(missing, base.model.config(), read_display, run.cancel, problems);
     if (!loaded) return loaded.error();
-    auto e = embed(base.model, missing, run.cancel);
-    if (!e) return e.error();
+    auto forward = detail::forward_samples(base.model, {missing.begin(), missing.end()}, run.cancel);
+    if (!forward) return forward.error();
+    const Matrix* e = &forward->embeddings;
     std::vector<std::pair<std::int64_t, std::vector<float>>> rows;
     for (std::size_t i = 0; i < missing.size(); ++i) {
       std::vector<float> v(static_cast<std::size_t>(e->cols()));
@@ -474,7 +409,7 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
   std::vector<Sample*> all;
   for (auto& s : data.samples) all.push_back(&s);
   run.report("preparing");
-  auto loaded = load_images(all, t.config, run.cancel, problems);
+  auto loaded = load_images(all, t.config, read_display, run.cancel, problems);
   if (!loaded) return loaded.error();
   std::erase_if(data.samples, [&](const Sample& s) { return s.grey.empty(); });
   std::vector<const Sample*> train, validation;
@@ -539,12 +474,11 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
                        {"train_images", train.size()},
                        {"images_per_epoch", fresh.size() + replay},
                        {"replay_images_per_epoch", replay},
-                       {"tape_peak_bytes", loop->tape_peak_bytes},
-                       {"backbone_version", ""}};
+                       {"tape_peak_bytes", loop->tape_peak_bytes}};
   return t;
 }
 
-Result<json> labelled_summary(const Dataset& data) {
+json labelled_summary(const Dataset& data) {
   json counts = json::object();
   for (std::size_t j = 0; j < data.outputs.size(); ++j) {
     int pos = 0, neg = 0;
@@ -560,6 +494,8 @@ Result<json> labelled_summary(const Dataset& data) {
 }
 
 }  // namespace
+
+std::string evaluation_json(const EvaluationReport& report) { return detail::to_json(report).dump(); }
 
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
                                 const std::atomic<bool>* cancel) {
@@ -629,7 +565,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     for (auto& s : data->samples) {
       if (s.validation && s.grey.empty()) need.push_back(&s);
     }
-    auto loaded = load_images(need, trained->config, cancel, problems);
+    auto loaded = load_images(need, trained->config, read_display, cancel, problems);
     if (!loaded) return loaded.error();
     std::erase_if(validation, [](const Sample* s) { return s->grey.empty(); });
     auto p = predict(*candidate, validation, cancel);
@@ -655,19 +591,13 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     pass = false;
     reason = "kept as a candidate (promotion not allowed for this run); " + reason;
   }
-  if (trained->hyperparameters.contains("backbone_version") && trained->hyperparameters["backbone_version"] == "") {
-    trained->hyperparameters["backbone_version"] = *version;  // its own backbone
-  }
+  if (strategy != Strategy::Head) trained->hyperparameters["backbone_version"] = *version;  // a trained backbone is its own
   trained->hyperparameters["strategy"] = to_string(strategy);
+  trained->hyperparameters["started_by"] = options.author;
   auto snapshot = labelled_summary(*data);
   json metrics_json = to_json(metrics);
   if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
-  json hist = json::array();
-  for (const auto& e : trained->history) {
-    hist.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
-                    {"validation_auroc", e.validation_auroc ? json(*e.validation_auroc) : json(nullptr)}});
-  }
-  metrics_json["history"] = hist;
+  metrics_json["history"] = detail::to_json(trained->history);
   metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
   if (!problems.empty()) metrics_json["unreadable_images"] = problems;
 
@@ -677,7 +607,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   record.name = *version;
   record.strategy = to_string(strategy);
   record.hyperparameters = trained->hyperparameters.dump();
-  record.label_snapshot = snapshot->dump();
+  record.label_snapshot = snapshot.dump();
   record.metrics = metrics_json.dump();
   record.status = pass ? "active" : "candidate";
   record.status_reason = reason;
@@ -739,7 +669,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
   p.steps = static_cast<std::int64_t>(chosen.size());
   if (progress) progress(p);
   std::vector<std::string> problems;
-  auto loaded = load_images(chosen, model->model.config(), cancel, problems);
+  auto loaded = load_images(chosen, model->model.config(), read_display, cancel, problems);
   if (!loaded) return loaded.error();
   std::vector<const Sample*> samples(chosen.begin(), chosen.end());
   auto probabilities = predict(model->model, samples, cancel);

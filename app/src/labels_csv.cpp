@@ -1,4 +1,5 @@
 #include "hilum/app/labels_csv.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -15,11 +16,6 @@ std::string trim(std::string s) {
   std::size_t i = 0;
   while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
   return s.substr(i);
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 }  // namespace

@@ -18,18 +18,15 @@
 #include "hilum/app/hash.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/training/init.hpp"
 #include "trainer.hpp"
+#include "text.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace hilum::app {
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 bool is_negative_class(const std::string& name) {
   const std::string l = lower(name);
@@ -157,72 +154,6 @@ Result<FolderDataset> scan_image_folder(const fs::path& dir) {
   return data;
 }
 
-Result<inference::ViTConfig> architecture(const std::string& name, int image_size) {
-  inference::ViTConfig c;
-  c.patch_size = 16;
-  c.num_channels = 3;
-  c.layer_norm_eps = 1e-12;
-  c.hidden_act = "gelu";
-  if (name == "vit-ti16" || name == "vit-ti16-d6") {
-    c.hidden_size = 192;
-    c.num_heads = 3;
-    c.intermediate_size = 768;
-    c.num_layers = name == "vit-ti16" ? 12 : 6;
-  } else if (name == "vit-s16") {
-    c.hidden_size = 384;
-    c.num_heads = 6;
-    c.intermediate_size = 1536;
-    c.num_layers = 12;
-  } else {
-    return Error{ErrorKind::Invalid, "unknown architecture " + name + " (vit-ti16, vit-ti16-d6, vit-s16)"};
-  }
-  if (image_size < 32 || image_size > 1024 || image_size % c.patch_size != 0) {
-    return Error{ErrorKind::Invalid, "the image size must be a multiple of 16 in 32..1024"};
-  }
-  c.image_size = c.input_height = c.input_width = image_size;
-  c.problem_type = "multi_label_classification";
-  return c;
-}
-
-inference::ViTWeights initial_weights(const inference::ViTConfig& c, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  const auto draw = [&]() {
-    for (;;) {
-      const float v = normal(rng);
-      if (std::abs(v) <= 0.04f) return v;  // truncated at 2 std
-    }
-  };
-  const auto matrix = [&](int rows, int cols) {
-    return inference::Matrix(inference::Matrix::NullaryExpr(rows, cols, [&]() { return draw(); }));
-  };
-  const auto d = c.hidden_size;
-  const auto ln = [&]() { return inference::LayerNorm{inference::Vector::Ones(d), inference::Vector::Zero(d)}; };
-  const auto linear = [&](int out, int in) { return inference::Linear{matrix(out, in), inference::Vector::Zero(out)}; };
-  inference::ViTWeights w;
-  const int grid = c.image_size / c.patch_size;
-  w.patch_w = matrix(d, c.num_channels * c.patch_size * c.patch_size);
-  w.patch_b = inference::Vector::Zero(d);
-  w.cls_token = matrix(d, 1).col(0);
-  w.position = matrix(1 + grid * grid, d);
-  for (int l = 0; l < c.num_layers; ++l) {
-    inference::Block b;
-    b.ln_before = ln();
-    b.query = linear(d, d);
-    b.key = linear(d, d);
-    b.value = linear(d, d);
-    b.attn_out = linear(d, d);
-    b.ln_after = ln();
-    b.fc1 = linear(c.intermediate_size, d);
-    b.fc2 = linear(d, c.intermediate_size);
-    w.blocks.push_back(std::move(b));
-  }
-  w.final_ln = ln();
-  w.has_classifier = true;
-  w.classifier = linear(static_cast<int>(c.labels.size()), d);
-  return w;
-}
-
 Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
   const auto t0 = std::chrono::steady_clock::now();
   auto data = scan_image_folder(o.data);
@@ -237,11 +168,11 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     config = model->config();
     weights = model->weights();
   } else {
-    auto c = architecture(o.arch, o.image_size);
-    if (!c) return c.error();
+    auto c = training::architecture(o.arch, o.image_size);
+    if (!c) return detail::from_inference(c.error());
     config = *c;
     config.labels = data->findings;
-    weights = initial_weights(config, o.seed);
+    weights = training::initial_weights(config, o.seed);
   }
 
   // Samples, patient-level split (a hash of the seed and the patient), a subset for small runs.
@@ -266,25 +197,12 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   FinetuneProgress state;
   state.phase = "preparing";
   if (progress) progress(state);
+  std::vector<std::string> problems;
   {
-    std::vector<std::string> errors(kept.size());
-    std::atomic<std::size_t> next{0};
-    auto work = [&]() {
-      for (std::size_t i = next++; i < kept.size(); i = next++) {
-        if (cancel != nullptr && cancel->load()) return;
-        auto g = read_grey_image(kept[i].path);
-        if (!g) {
-          errors[i] = g.error().message;
-          continue;
-        }
-        kept[i].grey = inference::resize_antialiased(g->grey.data(), g->width, g->height, config.input_width, config.input_height);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < std::max(1u, std::min(2u, std::thread::hardware_concurrency())); ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "training cancelled"};
+    std::vector<detail::Sample*> all;
+    for (auto& s : kept) all.push_back(&s);
+    auto loaded = detail::load_images(all, config, read_grey_image, cancel, problems);
+    if (!loaded) return loaded.error();
     std::erase_if(kept, [](const detail::Sample& s) { return s.grey.empty(); });
   }
   std::vector<const detail::Sample*> train, validation;
@@ -328,7 +246,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   report.validation_images = static_cast<int>(validation.size());
   report.train_patients = static_cast<int>(train_patients.size());
   report.validation_patients = static_cast<int>(validation_patients.size());
-  json findings = json::array();
+  json validation_json = detail::to_json(report.validation);
   for (std::size_t j = 0; j < report.validation.findings.size(); ++j) {
     const auto& f = report.validation.findings[j];
     int correct = 0;
@@ -338,16 +256,9 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     }
     const double accuracy = static_cast<double>(correct) / static_cast<double>(validation.size());
     report.accuracy.push_back(accuracy);
-    findings.push_back({{"finding", f.finding}, {"auroc", f.auroc ? json(*f.auroc) : json(nullptr)}, {"auroc_ci", {f.auroc_low, f.auroc_high}},
-                        {"threshold", f.threshold}, {"sensitivity", f.sensitivity}, {"specificity", f.specificity},
-                        {"accuracy", accuracy}, {"ece", f.ece}, {"positives", f.positives}, {"negatives", f.negatives}});
+    validation_json["findings"][j]["accuracy"] = accuracy;  // at the Youden threshold
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json history = json::array();
-  for (const auto& e : report.history) {
-    history.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
-                       {"validation_auroc", e.validation_auroc ? json(*e.validation_auroc) : json(nullptr)}});
-  }
   json r = {{"data", fs::absolute(o.data).string()},
             {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.string()},
             {"image_size", config.input_width},
@@ -363,8 +274,8 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"train_patients", report.train_patients},
             {"validation_patients", report.validation_patients},
             {"seconds", report.seconds},
-            {"validation", findings},
-            {"history", history}};
+            {"validation", validation_json},
+            {"history", detail::to_json(report.history)}};
   report.report_json = r.dump(2);
 
   std::error_code ec;

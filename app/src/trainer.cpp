@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <system_error>
+#include <thread>
 
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/training/backprop.hpp"
@@ -71,10 +72,10 @@ EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs,
   return report;
 }
 
-// Probabilities of `model` on samples (inference engine, batches of 8).
-Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples, const std::atomic<bool>* cancel) {
-  const auto n_labels = static_cast<Eigen::Index>(model.config().labels.size());
-  Matrix out(static_cast<Eigen::Index>(samples.size()), n_labels);
+Result<SampleOutputs> forward_samples(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
+                                      const std::atomic<bool>* cancel) {
+  SampleOutputs out{Matrix(static_cast<Eigen::Index>(samples.size()), static_cast<Eigen::Index>(model.config().labels.size())),
+                    Matrix(static_cast<Eigen::Index>(samples.size()), model.config().hidden_size)};
   for (std::size_t start = 0; start < samples.size(); start += 8) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "cancelled"};
     std::vector<inference::Image> batch;
@@ -82,16 +83,71 @@ Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const
     for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(samples[i]->grey.data(), model.config()));
     auto r = model.forward(batch);
     if (!r) return from_inference(r.error());
-    out.middleRows(static_cast<Eigen::Index>(start), static_cast<Eigen::Index>(end - start)) = r->probabilities;
+    const auto rows = static_cast<Eigen::Index>(end - start);
+    out.probabilities.middleRows(static_cast<Eigen::Index>(start), rows) = r->probabilities;
+    out.embeddings.middleRows(static_cast<Eigen::Index>(start), rows) = r->embeddings;
   }
   return out;
 }
 
-namespace {
+Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples, const std::atomic<bool>* cancel) {
+  auto out = forward_samples(model, samples, cancel);
+  if (!out) return out.error();
+  return std::move(out->probabilities);
+}
 
-fs::path state_file(const fs::path& dir) { return dir / "state.json"; }
+Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& config, const ImageReader& reader,
+                   const std::atomic<bool>* cancel, std::vector<std::string>& problems) {
+  const unsigned threads = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
+  std::vector<std::string> errors(samples.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&]() {
+    for (std::size_t i = next++; i < samples.size(); i = next++) {
+      if (cancel != nullptr && cancel->load()) return;
+      if (!samples[i]->grey.empty()) continue;
+      auto image = reader(samples[i]->path);
+      if (!image) {
+        errors[i] = samples[i]->path + ": " + image.error().message;
+        continue;
+      }
+      samples[i]->grey = inference::resize_antialiased(image->grey.data(), image->width, image->height, config.input_width,
+                                                       config.input_height);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "cancelled while reading images"};
+  std::vector<Sample*> kept;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (errors[i].empty()) kept.push_back(samples[i]);
+    else problems.push_back(errors[i]);
+  }
+  samples = std::move(kept);
+  return core::Done{};
+}
 
-json history_json(const std::vector<EpochRecord>& history) {
+json to_json(const EvaluationReport& r) {
+  json j = {{"model", r.model_version}, {"images", r.images}, {"patients", r.patients}};
+  j["mean_auroc"] = r.mean_auroc ? json(*r.mean_auroc) : json(nullptr);
+  json findings = json::array();
+  for (const auto& f : r.findings) {
+    json o = {{"finding", f.finding}, {"positives", f.positives}, {"negatives", f.negatives}, {"ece", f.ece}};
+    o["auroc"] = f.auroc ? json(*f.auroc) : json(nullptr);
+    if (f.auroc) {
+      o["auroc_ci"] = {f.auroc_low, f.auroc_high};
+      o["threshold"] = f.threshold;
+      o["sensitivity"] = f.sensitivity;
+      o["specificity"] = f.specificity;
+    }
+    findings.push_back(std::move(o));
+  }
+  j["findings"] = std::move(findings);
+  return j;
+}
+
+json to_json(const std::vector<EpochRecord>& history) {
   json h = json::array();
   for (const auto& e : history) {
     h.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss},
@@ -99,6 +155,12 @@ json history_json(const std::vector<EpochRecord>& history) {
   }
   return h;
 }
+
+
+namespace {
+
+fs::path state_file(const fs::path& dir) { return dir / "state.json"; }
+
 
 // epoch-N/ holds the weights (config.json + model.safetensors) and optimizer.safetensors;
 // state.json, written atomically last, names the newest complete one.
@@ -113,7 +175,7 @@ Status write_checkpoint(const fs::path& dir, int epoch, const inference::ViTConf
   if (!saved) return from_inference(saved.error());
   auto opt = optimizer.save(folder / "optimizer.safetensors");
   if (!opt) return from_inference(opt.error());
-  json state = {{"epoch", epoch}, {"folder", folder.filename().string()}, {"history", history_json(history)}};
+  json state = {{"epoch", epoch}, {"folder", folder.filename().string()}, {"history", to_json(history)}};
   const std::string failure = core::write_file_atomically(state_file(dir), state.dump(2));
   if (!failure.empty()) return Error{ErrorKind::Io, failure};
   for (int e = epoch - 1; e >= std::max(1, epoch - 3); --e) fs::remove_all(dir / ("epoch-" + std::to_string(e)), ec);

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "hilum/app/classify.hpp"
 #include "hilum/app/finetune.hpp"
 #include "hilum/inference/vit.hpp"
 #include "hilum/training/augment.hpp"
@@ -30,6 +33,25 @@ struct Sample {
 };
 
 Error from_inference(const inference::Error& e);
+
+// Decodes the samples' images with `reader` (two threads) into grey values at the model's input
+// size; samples that already have them are left alone. An image that cannot be read is dropped
+// from `samples`, its reason appended to `problems`.
+using ImageReader = std::function<Result<DisplayImage>(const std::filesystem::path&)>;
+[[nodiscard]] Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& config, const ImageReader& reader,
+                                 const std::atomic<bool>* cancel, std::vector<std::string>& problems);
+
+// The inference engine over samples (batches of 8): probabilities and CLS embeddings, one row each.
+struct SampleOutputs {
+  inference::Matrix probabilities;
+  inference::Matrix embeddings;
+};
+[[nodiscard]] Result<SampleOutputs> forward_samples(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
+                                                    const std::atomic<bool>* cancel);
+
+// JSON of an evaluation (stored in model records and printed by the CLI) and of a run's history.
+[[nodiscard]] nlohmann::json to_json(const EvaluationReport& report);
+[[nodiscard]] nlohmann::json to_json(const std::vector<EpochRecord>& history);
 
 // Per-finding AUROC (DeLong CI), ECE and Youden threshold of `probabilities` (rows = samples,
 // columns = model_labels) for the findings in `outputs` the model has.

@@ -18,7 +18,7 @@ std::vector<float> upsample_map(const Matrix& grid_map, int width, int height) {
   return out;
 }
 
-RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity, ColourMap colours) {
+RgbaImage attention_layer(const Matrix& grid_map, int width, int height, ColourMap colours) {
   const std::vector<float> map = upsample_map(grid_map, width, height);
   cv::Mat map8(height, width, CV_8U);
   for (int y = 0; y < height; ++y)
@@ -33,18 +33,31 @@ RgbImage attention_overlay(const float* grey, int width, int height, const Matri
   }
   cv::Mat bgr;
   cv::applyColorMap(map8, bgr, cv_map);
-  RgbImage out{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 3)};
-  const float a = std::clamp(opacity, 0.0f, 1.0f);
+  RgbaImage out{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 4)};
   for (int y = 0; y < height; ++y) {
     const auto* colour = bgr.ptr<cv::Vec3b>(y);
     for (int x = 0; x < width; ++x) {
       const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x);
-      const float g = std::clamp(grey[i], 0.0f, 1.0f) * 255.0f;
-      const float w = a * map[i];
+      const float v = map[i];
       for (int c = 0; c < 3; ++c) {
-        const float col = static_cast<float>(colour[x][2 - c]);  // BGR -> RGB
-        out.rgb[i * 3 + static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(std::clamp((1.0f - w) * g + w * col + 0.5f, 0.0f, 255.0f));
+        out.rgba[i * 4 + static_cast<std::size_t>(c)] =
+            static_cast<std::uint8_t>(std::clamp(static_cast<float>(colour[x][2 - c]) * v + 0.5f, 0.0f, 255.0f));  // BGR -> RGB
       }
+      out.rgba[i * 4 + 3] = static_cast<std::uint8_t>(std::clamp(v * 255.0f + 0.5f, 0.0f, 255.0f));
+    }
+  }
+  return out;
+}
+
+RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity, ColourMap colours) {
+  const RgbaImage layer = attention_layer(grid_map, width, height, colours);
+  RgbImage out{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 3)};
+  const float a = std::clamp(opacity, 0.0f, 1.0f);
+  for (std::size_t i = 0; i < static_cast<std::size_t>(width) * static_cast<std::size_t>(height); ++i) {
+    const float g = std::clamp(grey[i], 0.0f, 1.0f) * 255.0f;
+    const float w = a * static_cast<float>(layer.rgba[i * 4 + 3]) / 255.0f;
+    for (std::size_t c = 0; c < 3; ++c) {
+      out.rgb[i * 3 + c] = static_cast<std::uint8_t>(std::clamp((1.0f - w) * g + a * static_cast<float>(layer.rgba[i * 4 + c]) + 0.5f, 0.0f, 255.0f));
     }
   }
   return out;

@@ -376,12 +376,7 @@ float gelu(float x, bool tanh_approximation) {
   return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
 }
 
-Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
-  const Eigen::Index D = position.cols();
-  const auto old = static_cast<int>(std::lround(std::sqrt(static_cast<double>(position.rows() - 1))));
-  if (old == grid_h && old == grid_w) return position;
-  Matrix out(1 + static_cast<Eigen::Index>(grid_h) * grid_w, D);
-  out.row(0) = position.row(0);
+std::vector<PositionTap> position_interpolation_taps(int old_grid, int grid_h, int grid_w) {
   // PyTorch's bicubic (A = -0.75), align_corners=False: source = (dst + 0.5) * in/out - 0.5,
   // taps at floor(source) - 1 .. + 2 clamped to the edge.
   const auto cubic = [](double t, double w[4]) {
@@ -394,12 +389,14 @@ Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
     w[3] = c2(2 - t);
   };
   const auto taps = [&](int dst, int out_size, int idx[4], double w[4]) {
-    const double scale = static_cast<double>(old) / out_size;
+    const double scale = static_cast<double>(old_grid) / out_size;
     const double src = (dst + 0.5) * scale - 0.5;
     const double f = std::floor(src);
     cubic(src - f, w);
-    for (int k = 0; k < 4; ++k) idx[k] = std::clamp(static_cast<int>(f) - 1 + k, 0, old - 1);
+    for (int k = 0; k < 4; ++k) idx[k] = std::clamp(static_cast<int>(f) - 1 + k, 0, old_grid - 1);
   };
+  std::vector<PositionTap> out;
+  out.reserve(static_cast<std::size_t>(grid_h) * static_cast<std::size_t>(grid_w) * 16);
   for (int y = 0; y < grid_h; ++y) {
     int iy[4];
     double wy[4];
@@ -408,14 +405,28 @@ Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
       int ix[4];
       double wx[4];
       taps(x, grid_w, ix, wx);
-      Eigen::VectorXd acc = Eigen::VectorXd::Zero(D);
       for (int a = 0; a < 4; ++a) {
         for (int b = 0; b < 4; ++b) {
-          acc += (wy[a] * wx[b]) * position.row(1 + iy[a] * old + ix[b]).transpose().cast<double>();
+          out.push_back({1 + static_cast<Eigen::Index>(y) * grid_w + x, 1 + static_cast<Eigen::Index>(iy[a]) * old_grid + ix[b], wy[a] * wx[b]});
         }
       }
-      out.row(1 + y * grid_w + x) = acc.cast<float>().transpose();
     }
+  }
+  return out;
+}
+
+Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
+  const Eigen::Index D = position.cols();
+  const auto old = static_cast<int>(std::lround(std::sqrt(static_cast<double>(position.rows() - 1))));
+  if (old == grid_h && old == grid_w) return position;
+  Matrix out(1 + static_cast<Eigen::Index>(grid_h) * grid_w, D);
+  out.row(0) = position.row(0);
+  const std::vector<PositionTap> taps = position_interpolation_taps(old, grid_h, grid_w);
+  Eigen::VectorXd acc(D);
+  for (std::size_t i = 0; i < taps.size(); i += 16) {
+    acc.setZero();
+    for (std::size_t j = i; j < i + 16; ++j) acc += taps[j].weight * position.row(taps[j].in).transpose().cast<double>();
+    out.row(taps[i].out) = acc.cast<float>().transpose();
   }
   return out;
 }

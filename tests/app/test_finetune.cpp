@@ -10,6 +10,7 @@
 #include <random>
 
 #include "catalog_support.hpp"
+#include "random_vit.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/finetune.hpp"
 #include "hilum/app/import.hpp"
@@ -36,31 +37,7 @@ inference::ViTModel tiny_vit(std::uint32_t seed) {
   c.labels = {"Effusion", "Mass"};
   c.problem_type = "multi_label_classification";
   c.input_height = c.input_width = 32;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 0.2f);
-  auto rnd = [&](Eigen::Index r, Eigen::Index k) { return Matrix(Matrix::NullaryExpr(r, k, [&]() { return n(rng); })); };
-  auto vec = [&](Eigen::Index r) { return inference::Vector(inference::Vector::NullaryExpr(r, [&]() { return n(rng); })); };
-  auto ln = [&]() { return inference::LayerNorm{inference::Vector::Ones(32), inference::Vector::Zero(32)}; };
-  inference::ViTWeights w;
-  w.patch_w = rnd(32, 64);
-  w.patch_b = vec(32);
-  w.cls_token = vec(32);
-  w.position = rnd(17, 32);
-  for (int l = 0; l < 2; ++l) {
-    inference::Block b;
-    b.ln_before = ln();
-    b.query = {rnd(32, 32), vec(32)};
-    b.key = {rnd(32, 32), vec(32)};
-    b.value = {rnd(32, 32), vec(32)};
-    b.attn_out = {rnd(32, 32), vec(32)};
-    b.ln_after = ln();
-    b.fc1 = {rnd(64, 32), vec(64)};
-    b.fc2 = {rnd(32, 64), vec(32)};
-    w.blocks.push_back(std::move(b));
-  }
-  w.final_ln = ln();
-  w.has_classifier = true;
-  w.classifier = {rnd(2, 32), vec(2)};
+  inference::ViTWeights w = random_vit_weights(c, seed, 0.2f);
   auto m = inference::ViTModel::from_weights(c, std::move(w));
   EXPECT_TRUE(m.ok());
   return std::move(m.value());

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <random>
 
+#include "hilum/inference/overlay.hpp"
+#include "random_vit.hpp"
 #include "temp_dir_test.hpp"
 #include "hilum/inference/vit.hpp"
 
@@ -32,31 +34,7 @@ inf::ViTConfig tiny_config() {
 }
 
 inf::ViTModel random_model(const inf::ViTConfig& c, unsigned seed = 7) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 0.1f);
-  const auto mat = [&](Eigen::Index r, Eigen::Index k) { return inf::Matrix(inf::Matrix::NullaryExpr(r, k, [&] { return n(rng); })); };
-  const auto vec = [&](Eigen::Index r, float base = 0.0f) { return inf::Vector(inf::Vector::NullaryExpr(r, [&] { return base + n(rng); })); };
-  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, g = c.image_size / c.patch_size;
-  inf::ViTWeights w;
-  w.patch_w = mat(D, c.num_channels * c.patch_size * c.patch_size);
-  w.patch_b = vec(D);
-  w.cls_token = vec(D);
-  w.position = mat(1 + g * g, D);
-  for (int l = 0; l < c.num_layers; ++l) {
-    inf::Block b;
-    b.ln_before = {vec(D, 1.0f), vec(D)};
-    b.query = {mat(D, D), vec(D)};
-    b.key = {mat(D, D), vec(D)};
-    b.value = {mat(D, D), vec(D)};
-    b.attn_out = {mat(D, D), vec(D)};
-    b.ln_after = {vec(D, 1.0f), vec(D)};
-    b.fc1 = {mat(I, D), vec(I)};
-    b.fc2 = {mat(D, I), vec(D)};
-    w.blocks.push_back(b);
-  }
-  w.final_ln = {vec(D, 1.0f), vec(D)};
-  w.has_classifier = true;
-  w.classifier = {mat(static_cast<Eigen::Index>(c.labels.size()), D), vec(static_cast<Eigen::Index>(c.labels.size()))};
+  const inf::ViTWeights w = hilum::test::random_vit_weights(c, seed, 0.1f);
   auto m = inf::ViTModel::from_weights(c, w);
   EXPECT_TRUE(m.ok());
   return std::move(m.value());
@@ -230,3 +208,30 @@ TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
 }
 
 }  // namespace
+
+TEST(Overlay, LayerIsTheMapPremultipliedAndTheOverlayIsItsComposite) {
+  inf::Matrix grid(2, 3);
+  grid << 0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 0.1f;
+  const int w = 30, h = 20;
+  const auto alpha = inf::upsample_map(grid, w, h);
+  const auto layer = inf::attention_layer(grid, w, h);
+  ASSERT_EQ(layer.rgba.size(), static_cast<std::size_t>(w * h * 4));
+  std::vector<float> grey(static_cast<std::size_t>(w * h));
+  for (std::size_t i = 0; i < grey.size(); ++i) grey[i] = static_cast<float>(i % 7) / 6.0f;
+  const auto plain = inf::attention_overlay(grey.data(), w, h, grid, 0.0f);
+  const auto half = inf::attention_overlay(grey.data(), w, h, grid, 0.5f);
+  int coloured = 0;
+  for (std::size_t i = 0; i < grey.size(); ++i) {
+    const int a = layer.rgba[i * 4 + 3];
+    EXPECT_NEAR(a, alpha[i] * 255.0f, 0.5f + 1e-3f);
+    for (std::size_t c = 0; c < 3; ++c) {
+      EXPECT_LE(layer.rgba[i * 4 + c], a + 1);  // premultiplied: colour <= alpha
+      const float g = grey[i] * 255.0f;
+      EXPECT_NEAR(plain.rgb[i * 3 + c], g, 0.5f + 1e-3f);  // opacity 0: the image as it is
+      const float mix = (1.0f - 0.5f * static_cast<float>(a) / 255.0f) * g + 0.5f * static_cast<float>(layer.rgba[i * 4 + c]);
+      EXPECT_NEAR(half.rgb[i * 3 + c], mix, 0.5f + 1e-3f);
+    }
+    if (half.rgb[i * 3] != plain.rgb[i * 3] || half.rgb[i * 3 + 2] != plain.rgb[i * 3 + 2]) ++coloured;
+  }
+  EXPECT_GT(coloured, w * h / 2);  // the map shows where it is high
+}

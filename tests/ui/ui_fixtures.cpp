@@ -11,6 +11,7 @@
 #include "hilum/app/import.hpp"
 #include "hilum/inference/vit.hpp"
 #include "hilum/testdata/phantom.hpp"
+#include "random_vit.hpp"
 
 namespace fs = std::filesystem;
 
@@ -38,34 +39,9 @@ void write_random_vit(const fs::path& dir, const VitSize& size, unsigned seed) {
     (void)description;
     if (name != "No Finding") c.labels.push_back(name);
   }
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 0.05f);
-  const auto mat = [&](Eigen::Index r, Eigen::Index k) { return inf::Matrix(inf::Matrix::NullaryExpr(r, k, [&] { return n(rng); })); };
-  const auto vec = [&](Eigen::Index r, float base = 0.0f) { return inf::Vector(inf::Vector::NullaryExpr(r, [&] { return base + n(rng); })); };
-  const Eigen::Index D = c.hidden_size, I = c.intermediate_size, g = c.image_size / c.patch_size;
-  inf::ViTWeights w;
-  w.patch_w = mat(D, c.num_channels * c.patch_size * c.patch_size);
-  w.patch_b = vec(D);
-  w.cls_token = vec(D);
-  w.position = mat(1 + g * g, D);
-  for (int l = 0; l < c.num_layers; ++l) {
-    inf::Block b;
-    b.ln_before = {vec(D, 1.0f), vec(D)};
-    b.query = {mat(D, D), vec(D)};
-    b.key = {mat(D, D), vec(D)};
-    b.value = {mat(D, D), vec(D)};
-    b.attn_out = {mat(D, D), vec(D)};
-    b.ln_after = {vec(D, 1.0f), vec(D)};
-    b.fc1 = {mat(I, D), vec(I)};
-    b.fc2 = {mat(D, I), vec(D)};
-    w.blocks.push_back(std::move(b));
-  }
-  w.final_ln = {vec(D, 1.0f), vec(D)};
-  w.has_classifier = true;
-  const auto L = static_cast<Eigen::Index>(c.labels.size());
+  inf::ViTWeights w = hilum::test::random_vit_weights(c, seed, 0.05f);
   // Logits of standard deviation ~1.5 whatever the width (the final LayerNorm gives unit features).
-  const float spread = 1.5f / (0.05f * std::sqrt(static_cast<float>(D)));
-  w.classifier = {mat(L, D) * spread, vec(L)};
+  w.classifier.w *= 1.5f / (0.05f * std::sqrt(static_cast<float>(c.hidden_size)));
   auto model = inf::ViTModel::from_weights(c, std::move(w));
   if (!model) die("random ViT: " + model.error().message);
   std::error_code ec;

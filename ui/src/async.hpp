@@ -27,6 +27,7 @@ QThreadPool* ai_pool();
 template <typename Work, typename Done>
 void run_async(QObject* context, QThreadPool* pool, Work work, Done done) {
   using T = std::invoke_result_t<Work&>;
+  // Held through a shared_ptr so T needs neither a default constructor nor a copy.
   using Holder = std::shared_ptr<T>;
   auto* watcher = new QFutureWatcher<Holder>(context);
   QObject::connect(watcher, &QFutureWatcherBase::finished, context,
@@ -38,19 +39,10 @@ void run_async(QObject* context, QThreadPool* pool, Work work, Done done) {
   watcher->setFuture(QtConcurrent::run(pool, [work = std::move(work)]() mutable { return std::make_shared<T>(work()); }));
 }
 
+// The same on Qt's global pool.
 template <typename Work, typename Done>
 void run_async(QObject* context, Work work, Done done) {
-  using T = std::invoke_result_t<Work&>;
-  // Held through a shared_ptr so T needs neither a default constructor nor a copy.
-  using Holder = std::shared_ptr<T>;
-  auto* watcher = new QFutureWatcher<Holder>(context);
-  QObject::connect(watcher, &QFutureWatcherBase::finished, context,
-                   [watcher, done = std::move(done)]() mutable {
-                     Holder result = watcher->result();
-                     watcher->deleteLater();
-                     if (result) done(std::move(*result));
-                   });
-  watcher->setFuture(QtConcurrent::run([work = std::move(work)]() mutable { return std::make_shared<T>(work()); }));
+  run_async(context, QThreadPool::globalInstance(), std::move(work), std::move(done));
 }
 
 // Calls `f` on `context`'s thread (queued); dropped when `context` is gone.

@@ -34,51 +34,37 @@ struct PredictionOutcome {
   QString error;
 };
 
+// On a worker thread: its own catalog connection and the active model.
+struct WorkerModel {
+  app::Catalog catalog;
+  std::shared_ptr<const app::LoadedModel> model;
+};
+app::Result<WorkerModel> open_worker_model(const std::filesystem::path& db, ModelCache& cache) {
+  auto catalog = Session::open_worker_catalog(db);
+  if (!catalog) return catalog.error();
+  auto model = cache.active(catalog.value());
+  if (!model) return model.error();
+  return WorkerModel{std::move(catalog.value()), std::move(model.value())};
+}
+
 struct HeatmapOutcome {
   QImage layer;
   QString error;
   double ms = 0.0;
 };
 
-// The attention map as a colour layer whose alpha is the map value (premultiplied ARGB), so that
-// painting it with opacity a over any window gives grey * (1 - a v) + colour(v) * a v, the same
-// mix as inference::attention_overlay.
+// The attention map as a premultiplied colour layer (inference::attention_layer) at up to 512
+// pixels on the long side; the viewer paints it over whatever window is shown.
 QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_height) {
   const int side = 512;
   const double scale = std::min(1.0, side / static_cast<double>(std::max(image_width, image_height)));
   const int w = std::max(1, static_cast<int>(image_width * scale));
   const int h = std::max(1, static_cast<int>(image_height * scale));
-  const std::vector<float> alpha = inference::upsample_map(grid, w, h);
-  const std::vector<float> black(static_cast<std::size_t>(w) * static_cast<std::size_t>(h), 0.0f);
-  const inference::RgbImage colour = inference::attention_overlay(black.data(), w, h, grid, 1.0f);  // colour(v) * v
-  QImage out(w, h, QImage::Format_ARGB32_Premultiplied);
-  for (int y = 0; y < h; ++y) {
-    auto* line = reinterpret_cast<QRgb*>(out.scanLine(y));
-    for (int x = 0; x < w; ++x) {
-      const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x);
-      const int a = std::clamp(static_cast<int>(alpha[i] * 255.0f + 0.5f), 0, 255);
-      const int r = std::min<int>(colour.rgb[i * 3], a), g = std::min<int>(colour.rgb[i * 3 + 1], a), b = std::min<int>(colour.rgb[i * 3 + 2], a);
-      line[x] = qRgba(r, g, b, a);
-    }
-  }
-  return out;
+  const inference::RgbaImage layer = inference::attention_layer(grid, w, h);
+  return QImage(layer.rgba.data(), w, h, 4 * w, QImage::Format_RGBA8888_Premultiplied).copy();
 }
 
 }  // namespace
-
-app::Result<std::vector<std::pair<std::string, double>>> predict_radiograph(const app::LoadedModel& model, const dicom::Radiograph& image) {
-  // What app::classify does after reading the file: the default display rendering, the model's
-  // preprocessing, one forward pass.
-  auto grey = dicom::render_float(image);
-  if (!grey) return app::Error{app::ErrorKind::Invalid, grey.error().message};
-  const auto input = inference::preprocess(grey->data(), image.columns, image.rows, model.model.config());
-  auto result = model.model.forward({input});
-  if (!result) return app::Error{app::ErrorKind::Invalid, result.error().message};
-  std::vector<std::pair<std::string, double>> out;
-  const auto& labels = model.model.config().labels;
-  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], result->probabilities(0, static_cast<Eigen::Index>(k)));
-  return out;
-}
 
 MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences, QWidget* parent)
     : QMainWindow(parent), session_(std::move(session)), preferences_(std::move(preferences)) {
@@ -437,28 +423,25 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
         PredictionOutcome out;
         const auto t0 = std::chrono::steady_clock::now();
         out.queued_ms = std::chrono::duration<double, std::milli>(t0 - requested).count();
-        auto catalog = Session::open_worker_catalog(db);
-        if (!catalog) {
-          out.error = qstr(catalog.error().message);
+        auto worker = open_worker_model(db, *cache);
+        if (!worker) {
+          out.error = qstr(worker.error().message);
           return out;
         }
-        auto loaded = cache->active(catalog.value());
-        if (!loaded) {
-          out.error = qstr(loaded.error().message);
-          return out;
-        }
-        if ((*loaded)->record.id != model_id) {
+        auto& catalog = worker->catalog;
+        const auto& loaded = worker->model;
+        if (loaded->record.id != model_id) {
           out.error = QObject::tr("the active model changed");
           return out;
         }
         const auto t1 = std::chrono::steady_clock::now();
-        auto probabilities = predict_radiograph(**loaded, *image);
+        auto probabilities = app::classify_radiograph(*loaded, *image);
         if (!probabilities) {
           out.error = qstr(probabilities.error().message);
           return out;
         }
         out.engine_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
-        auto stored = catalog->put_predictions(uid, model_id, probabilities.value());  // cached for the next time
+        auto stored = catalog.put_predictions(uid, model_id, probabilities.value());  // cached for the next time
         if (!stored) {
           out.error = qstr(stored.error().message);
           return out;
@@ -512,17 +495,13 @@ void MainWindow::request_heatmap(const QString& finding) {
       [db, cache, path, columns, rows]() {
         HeatmapOutcome out;
         const auto t0 = std::chrono::steady_clock::now();
-        auto catalog = Session::open_worker_catalog(db);
-        if (!catalog) {
-          out.error = qstr(catalog.error().message);
+        auto worker = open_worker_model(db, *cache);
+        if (!worker) {
+          out.error = qstr(worker.error().message);
           return out;
         }
-        auto loaded = cache->active(catalog.value());
-        if (!loaded) {
-          out.error = qstr(loaded.error().message);
-          return out;
-        }
-        auto h = app::heatmap(**loaded, path, 1.0f, 0.9f, 64);
+        const auto& loaded = worker->model;
+        auto h = app::heatmap(*loaded, path, 1.0f, 0.9f, 64);
         if (!h) {
           out.error = qstr(h.error().message);
           return out;

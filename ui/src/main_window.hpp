@@ -29,11 +29,6 @@ class ModelManager;
 class ImportDialog;
 class ExportDialog;
 
-// The predictions of a decoded radiograph, exactly as app::classify computes them from its file
-// (default display rendering, preprocessing, forward pass), without reading the file again.
-// TODO(app): belongs in app/classify.hpp as a sibling of classify(); kept here until then.
-app::Result<std::vector<std::pair<std::string, double>>> predict_radiograph(const app::LoadedModel& model, const dicom::Radiograph& image);
-
 class MainWindow : public QMainWindow {
   Q_OBJECT
  public:

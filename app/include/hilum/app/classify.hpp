@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/dicom/radiograph.hpp"
 #include "hilum/inference/overlay.hpp"
 #include "hilum/inference/vit.hpp"
 
@@ -28,6 +29,7 @@ struct DisplayImage {
   std::vector<float> grey;
 };
 [[nodiscard]] Result<DisplayImage> display_image(const std::filesystem::path& file);
+[[nodiscard]] Result<DisplayImage> display_image(const dicom::Radiograph& image);
 
 // `spec` is a registered version or id, or a Hugging Face folder; empty means the active model.
 [[nodiscard]] Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec);
@@ -43,6 +45,11 @@ struct ImagePrediction {
   double milliseconds = 0.0;  // decode + preprocess + forward, per image
   std::string error;          // why this image has no prediction
 };
+
+// One radiograph already decoded (the viewer's): what classify() computes from its file, without
+// reading it again and without touching the catalog. In the model's label order.
+[[nodiscard]] Result<std::vector<std::pair<std::string, double>>> classify_radiograph(const LoadedModel& model,
+                                                                                    const dicom::Radiograph& image);
 
 using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)>;
 

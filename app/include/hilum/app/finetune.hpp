@@ -29,7 +29,7 @@ struct FinetuneOptions {
   std::uint64_t seed = 1;
   double gate_tolerance = 0.005;       // promoted when mean AUROC >= active's - tolerance
   bool allow_promotion = true;         // false: always kept as a candidate
-  std::string author = "hilum";        // recorded on the new version
+  std::string author = "hilum";        // who started the run (recorded in the version's hyperparameters)
 };
 
 struct FinetuneProgress {
@@ -65,6 +65,11 @@ struct EvaluationReport {
   std::vector<FindingMetrics> findings;
   std::optional<double> mean_auroc;  // over findings with an AUROC
 };
+
+// {"model", "images", "patients", "mean_auroc", "findings": [{"finding", "positives", "negatives",
+// "auroc", "auroc_ci": [low, high], "ece", "threshold", "sensitivity", "specificity"}]}, the form
+// stored in a model version's metrics.
+[[nodiscard]] std::string evaluation_json(const EvaluationReport& report);
 
 struct EpochRecord {
   int epoch = 0;

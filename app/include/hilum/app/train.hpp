@@ -33,17 +33,10 @@ struct FolderDataset {
 // converted to luminance), or DICOM through the display pipeline.
 [[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
 
-// Architectures sized for a 2-core CPU: "vit-ti16" (D=192, 12 blocks, 3 heads), "vit-s16"
-// (D=384, 12 blocks, 6 heads), "vit-ti16-d6" (ViT-Ti/16 with 6 blocks); at `image_size`.
-[[nodiscard]] Result<inference::ViTConfig> architecture(const std::string& name, int image_size);
-// Hugging Face's ViT initialisation: truncated normal (std 0.02) for weights, position
-// embeddings and CLS token; zero biases; LayerNorm 1/0.
-[[nodiscard]] inference::ViTWeights initial_weights(const inference::ViTConfig& config, std::uint64_t seed);
-
 struct TrainOptions {
   std::filesystem::path data;     // the image folder
   std::filesystem::path out;      // the Hugging Face folder written at the end
-  std::string arch = "vit-ti16";
+  std::string arch = "vit-ti16";   // training::architecture
   int image_size = 224;
   std::filesystem::path init;     // continue from this Hugging Face folder instead of random weights
   int epochs = 30;

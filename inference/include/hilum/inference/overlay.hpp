@@ -19,6 +19,16 @@ struct RgbImage {
 // A patch-grid map (values in [0, 1]) brought to width x height (bicubic, clamped to [0, 1]).
 [[nodiscard]] std::vector<float> upsample_map(const Matrix& grid_map, int width, int height);
 
+// The map as a layer to paint over any rendering of the image (a viewer whose window changes):
+// premultiplied RGBA, alpha = map value, colour = colour map(map value) x map value. Painting it
+// with opacity a over grey g gives g (1 - a v) + colour(v) a v, exactly attention_overlay's mix.
+struct RgbaImage {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> rgba;  // row-major, 4 bytes per pixel, premultiplied alpha
+};
+[[nodiscard]] RgbaImage attention_layer(const Matrix& grid_map, int width, int height, ColourMap colours = ColourMap::Jet);
+
 // The map over the grey display image (values in [0, 1], row-major): each pixel mixes the colour
 // of its map value into the grey with weight opacity x map value, so low-attention regions keep
 // the radiograph as it is and `opacity` 0 gives the plain image.

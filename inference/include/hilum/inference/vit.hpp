@@ -182,6 +182,15 @@ void linear(const Matrix& x, const Linear& l, Matrix& out);  // out = x W^T + b
 float gelu(float x, bool tanh_approximation);
 // Position embeddings for a gh x gw patch grid (bicubic, align_corners=false, as PyTorch).
 [[nodiscard]] Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w);
+// The same interpolation as a linear map over the patch rows: output row `out` = sum over its 16
+// taps (consecutive in the vector) of weight * position row `in` (rows counted with the CLS row
+// at 0, which is copied). The trainer's backward pass applies its transpose.
+struct PositionTap {
+  Eigen::Index out = 0;
+  Eigen::Index in = 0;
+  double weight = 0.0;
+};
+[[nodiscard]] std::vector<PositionTap> position_interpolation_taps(int old_grid, int grid_h, int grid_w);
 
 // ---- Attention maps ----------------------------------------------------------------------
 

@@ -487,48 +487,8 @@ void unfold_patches(const std::vector<Image>& batch, int P, Mat<T>& patches) {
 }
 
 // ---- Position embeddings ---------------------------------------------------------------------------
-// The bicubic interpolation (PyTorch, A = -0.75, align_corners=false, taps clamped to the edge) as
+// The bicubic interpolation (inference::position_interpolation_taps: PyTorch, A = -0.75, align_corners=false) as
 // a linear map: out.row(1 + y*gw + x) = sum of weight * position.row(1 + src). The CLS row is copied.
-
-struct Tap {
-  Index out;
-  Index in;
-  double weight;
-};
-
-inline std::vector<Tap> interpolation_taps(int old_grid, int grid_h, int grid_w) {
-  const auto cubic = [](double t, double w[4]) {
-    const double A = -0.75;
-    const auto c1 = [A](double x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };
-    const auto c2 = [A](double x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };
-    w[0] = c2(t + 1);
-    w[1] = c1(t);
-    w[2] = c1(1 - t);
-    w[3] = c2(2 - t);
-  };
-  const auto taps = [&](int dst, int out_size, int idx[4], double w[4]) {
-    const double scale = static_cast<double>(old_grid) / out_size;
-    const double src = (dst + 0.5) * scale - 0.5;
-    const double f = std::floor(src);
-    cubic(src - f, w);
-    for (int k = 0; k < 4; ++k) idx[k] = std::clamp(static_cast<int>(f) - 1 + k, 0, old_grid - 1);
-  };
-  std::vector<Tap> out;
-  out.reserve(static_cast<std::size_t>(grid_h) * grid_w * 16);
-  for (int y = 0; y < grid_h; ++y) {
-    int iy[4];
-    double wy[4];
-    taps(y, grid_h, iy, wy);
-    for (int x = 0; x < grid_w; ++x) {
-      int ix[4];
-      double wx[4];
-      taps(x, grid_w, ix, wx);
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < 4; ++b) out.push_back({1 + static_cast<Index>(y) * grid_w + x, 1 + static_cast<Index>(iy[a]) * old_grid + ix[b], wy[a] * wx[b]});
-    }
-  }
-  return out;
-}
 
 inline int position_grid(Index position_rows) {
   return static_cast<int>(std::lround(std::sqrt(static_cast<double>(position_rows - 1))));
@@ -545,7 +505,7 @@ void positions_forward(const Mat<T>& position, int grid_h, int grid_w, Mat<T>& o
   const Index D = position.cols();
   out.resize(1 + static_cast<Index>(grid_h) * grid_w, D);
   out.row(0) = position.row(0);
-  const std::vector<Tap> taps = interpolation_taps(old, grid_h, grid_w);
+  const std::vector<inference::PositionTap> taps = inference::position_interpolation_taps(old, grid_h, grid_w);
   Eigen::VectorXd acc(D);
   for (std::size_t i = 0; i < taps.size(); i += 16) {
     acc.setZero();
@@ -562,7 +522,7 @@ void positions_backward(const Mat<T>& dout, int old_grid, int grid_h, int grid_w
     return;
   }
   dposition.row(0) += dout.row(0);
-  for (const Tap& t : interpolation_taps(old_grid, grid_h, grid_w)) dposition.row(t.in) += static_cast<T>(t.weight) * dout.row(t.out);
+  for (const inference::PositionTap& t : inference::position_interpolation_taps(old_grid, grid_h, grid_w)) dposition.row(t.in) += static_cast<T>(t.weight) * dout.row(t.out);
 }
 
 // ---- Token assembly: x = [cls; patch embeddings] + positions, per image ------------------------------
