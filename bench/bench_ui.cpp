@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
   const int images = argc > 1 ? std::max(3, std::atoi(argv[1])) : 8;
   const fs::path dir = uitest::make_temp_dir("hilum-bench-ui");
   const fs::path db = dir / "hilum.db";
-  std::printf("writing %d 2000x2500 16-bit CR phantoms and a random ViT-Ti/16...\n", images);
+  const auto builtin = app::builtin_model_dir();
+  std::printf("writing %d 2000x2500 16-bit CR phantoms; model: %s\n", images,
+              builtin.empty() ? "a random ViT-Ti/16 at 224 (no built-in model)" : ("the built-in " + builtin.filename().string()).c_str());
   std::vector<fs::path> files;
   for (int k = 0; k < images; ++k) {
     testdata::DicomSpec spec;
@@ -69,9 +71,12 @@ int main(int argc, char** argv) {
     files.push_back(dir / ("cr_" + std::to_string(k) + ".dcm"));
     testdata::write_dicom(files.back(), spec);
   }
-  uitest::write_random_vit(dir / "vit", {192, 12, 3, 768, 224, 16});
   uitest::import_into(db, {files});
-  uitest::register_model(db, dir / "vit", "random-vit-ti16");
+  // The built-in model (registered by the session on first run), else a random ViT-Ti/16 at 224.
+  if (builtin.empty()) {
+    uitest::write_random_vit(dir / "vit", {192, 12, 3, 768, 224, 16});
+    uitest::register_model(db, dir / "vit", "random-vit-ti16");
+  }
 
   auto session = ui::Session::open(db, "bench");
   if (!session) return 2;

@@ -126,19 +126,37 @@ int cmd_finetune(const Global& global, const Args& args) {
 
 int cmd_evaluate(const Global& global, const Args& args) {
   std::string model;
-  fs::path csv;
+  fs::path csv, data;
+  std::uint64_t seed = 1;
   bool json = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--json") json = true;
     else if (a == "--model" && i + 1 < args.size()) model = args[++i];
     else if (a == "--labels" && i + 1 < args.size()) csv = args[++i];
-    else return usage_error("evaluate: unknown argument " + a + " (evaluate --model ID [--labels CSV] [--json])");
+    else if (a == "--data" && i + 1 < args.size()) data = args[++i];
+    else if (a == "--seed" && i + 1 < args.size()) {
+      auto x = parse_number<std::uint64_t>(args[++i]);
+      if (!x) return usage_error("evaluate: --seed takes a number");
+      seed = *x;
+    } else {
+      return usage_error("evaluate: unknown argument " + a + " (evaluate --model ID [--labels CSV | --data DIR [--seed N]] [--json])");
+    }
   }
-  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!data.empty() && !csv.empty()) return usage_error("evaluate: --labels and --data are alternatives");
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
   InterruptGuard guard;
-  auto r = app::evaluate(*catalog, model, csv, {}, InterruptGuard::flag());
+  const auto run = [&]() -> app::Result<app::EvaluationReport> {
+    if (data.empty()) return app::evaluate(*catalog, model, csv, {}, InterruptGuard::flag());
+    // The validation patients `train --data DIR --seed N` held out.
+    auto loaded = app::load_model(*catalog, model);
+    if (!loaded) return loaded.error();
+    auto report = app::evaluate_folder(loaded->model, data, seed, app::TrainOptions{}.validation_fraction, InterruptGuard::flag());
+    if (report) report->model_version = loaded->record.version.empty() ? fs::path(model).filename().string() : loaded->record.version;
+    return report;
+  };
+  auto r = run();
   if (!r) return report_error(r.error());
   if (json) std::cout << app::evaluation_json(*r) << '\n';
   else print_report(*r);

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "hilum/app/classify.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/labels_csv.hpp"
 
@@ -74,6 +75,11 @@ std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mod
   if (!catalog) {
     std::fprintf(stderr, "hilum-cli: %s\n", catalog.error().message.c_str());
     return std::nullopt;
+  }
+  if (mode != app::Catalog::Mode::ReadOnly) {
+    auto builtin = app::register_builtin_model(*catalog);
+    if (!builtin) std::fprintf(stderr, "hilum-cli: warning: %s\n", builtin.error().message.c_str());
+    else if (*builtin) std::fprintf(stderr, "hilum-cli: first run: registered the built-in model %s as the active model\n", (*builtin)->version.c_str());
   }
   return std::move(catalog.value());
 }

@@ -137,10 +137,8 @@ int cmd_heatmap(const Global& global, const Args& args) {
     else return usage_error("heatmap: one IMAGE at a time");
   }
   if (!image || !output) return usage_error("heatmap: IMAGE -o OUT.png");
-  if (method == "class" || !finding.empty()) {
-    return usage_error("heatmap: class-specific maps (--method class, --finding) need the backward pass of training/, which is not built yet; use --method rollout");
-  }
-  if (method != "rollout") return usage_error("heatmap: --method is rollout or class");
+  if (method != "rollout" && method != "class") return usage_error("heatmap: --method is rollout or class");
+  if (method == "rollout" && !finding.empty()) return usage_error("heatmap: --finding goes with --method class (rollout is the same for every finding)");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
   auto model = app::load_model(*catalog, model_spec);
@@ -152,12 +150,23 @@ int cmd_heatmap(const Global& global, const Args& args) {
     if (!found->has_value()) return report_error(app::Error{app::ErrorKind::NotFound, "no such image: " + *image});
     file = (*found)->stored_path.empty() ? (*found)->path : (*found)->stored_path;
   }
-  auto h = app::heatmap(*model, file, static_cast<float>(opacity), static_cast<float>(discard), max_size);
+  app::HeatmapOptions options;
+  options.method = method == "class" ? app::HeatmapMethod::ClassSpecific : app::HeatmapMethod::Rollout;
+  options.finding = finding;
+  options.opacity = static_cast<float>(opacity);
+  options.discard_ratio = static_cast<float>(discard);
+  options.max_side = max_size;
+  auto h = app::heatmap(*model, file, options);
   if (!h) return report_error(h.error());
   const std::string error = app::write_png_rgb8(*output, h->overlay.width, h->overlay.height, h->overlay.rgb);
   if (!error.empty()) {
     std::fprintf(stderr, "hilum-cli: %s\n", error.c_str());
     return kExitFailures;
+  }
+  if (!h->finding.empty()) {
+    double p = 0.0;
+    for (const auto& [name, prob] : h->probabilities) p = name == h->finding ? prob : p;
+    std::printf("%s: class-specific map for %s (probability %.3f)\n", output->c_str(), h->finding.c_str(), p);
   }
   return kExitOk;
 }

@@ -45,7 +45,9 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   finetune [--strategy auto|head|last-k|full] [--epochs N] [--k K] [--batch N] [--lr X]
         [--model ID] [--seed N] [--tolerance T] [--no-promote] [--json]
                           train a new version on the current labels; promoted only if not worse
-  evaluate --model ID [--labels CSV] [--json]   per-finding AUROC (95% CI), ECE, thresholds
+  evaluate --model ID [--labels CSV | --data DIR [--seed N]] [--json]
+                          per-finding AUROC (95% CI), ECE, thresholds: on the catalog's labels (or a
+                          CSV), or on the patients `train --data DIR --seed N` held out for validation
   train --data DIR --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
         [--batch N] [--lr X] [--weight-decay X] [--drop-path X] [--warmup-epochs N] [--seed N]
         [--init DIR] [--max-images N] [--f32] [--json]
@@ -53,8 +55,10 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
                           checkpoints every epoch and resumes; writes a Hugging Face folder
   classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
                           probabilities per finding; stored in the catalog per model version
-  heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout] [--opacity A] [--discard R]
-        [--max-size PIXELS]  attention rollout drawn over the displayed image
+  heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout|class] [--finding NAME] [--opacity A]
+        [--discard R] [--max-size PIXELS]
+                          attention map drawn over the displayed image: rollout (where the model looked)
+                          or class (what raised one finding's output; the most probable without --finding)
 
   --help, --version
 )";

@@ -1,12 +1,20 @@
 #include "hilum/app/classify.hpp"
 
+#include <unistd.h>
+
+#include <array>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
+#include "hilum/training/explain.hpp"
+#include "text.hpp"
 
 namespace fs = std::filesystem;
 
@@ -73,6 +81,55 @@ Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const st
   return catalog.register_model(record, c.labels);
 }
 
+fs::path builtin_model_dir() {
+  if (const char* env = std::getenv("HILUM_BUILTIN_MODEL"); env != nullptr && *env != '\0') {
+    if (std::string(env) == "none") return {};
+    return env;
+  }
+  std::error_code ec;
+  std::vector<fs::path> candidates;
+  std::array<char, 4096> exe{};
+  const ssize_t n = ::readlink("/proc/self/exe", exe.data(), exe.size() - 1);
+  if (n > 0) candidates.push_back(fs::path(std::string(exe.data(), static_cast<std::size_t>(n))).parent_path().parent_path() / "share" / "hilum" / "models" / HILUM_BUILTIN_MODEL_NAME);
+  candidates.push_back(fs::path(HILUM_SOURCE_RESOURCES) / "models" / HILUM_BUILTIN_MODEL_NAME);
+  for (const auto& dir : candidates) {
+    if (fs::is_regular_file(dir / "config.json", ec) && fs::is_regular_file(dir / "model.safetensors", ec)) return dir;
+  }
+  return {};
+}
+
+Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
+  auto models = catalog.models();
+  if (!models) return models.error();
+  if (!models->empty()) return std::optional<ModelRecord>{};
+  const fs::path dir = builtin_model_dir();
+  if (dir.empty()) return std::optional<ModelRecord>{};
+  auto model = inference::ViTModel::load(dir);
+  if (!model) return Error{ErrorKind::Invalid, "the built-in model " + dir.string() + ": " + model.error().message};
+  std::error_code ec;
+  ModelRecord record;
+  record.version = dir.filename().string();
+  record.name = record.version;
+  record.strategy = "builtin";
+  record.path = fs::canonical(dir, ec).string();
+  record.status = "active";
+  record.status_reason = "built-in model, registered on first run";
+  // The recipe and the validation of its training run (training_report.json), when shipped.
+  std::ifstream in(dir / "training_report.json");
+  const auto report = nlohmann::json::parse(in, nullptr, false);
+  if (report.is_object()) {
+    nlohmann::json hp = report;
+    hp.erase("validation");
+    hp.erase("history");
+    hp.erase("data");
+    record.hyperparameters = hp.dump();
+    if (report.contains("validation")) record.metrics = report["validation"].dump();
+  }
+  auto registered = catalog.register_model(record, model->config().labels);
+  if (!registered) return registered.error();
+  return std::optional<ModelRecord>(std::move(registered.value()));
+}
+
 namespace {
 
 // Row `row` of the forward pass's probabilities, named by the model's labels.
@@ -137,18 +194,46 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
   return out;
 }
 
-Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, float opacity, float discard_ratio, int max_side) {
+Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, const HeatmapOptions& options) {
   auto display = display_image(file);
   if (!display) return display.error();
-  const auto image = inference::preprocess(display->grey.data(), display->width, display->height, model.model.config());
-  auto result = model.model.forward({image}, {true, false});
+  const auto& config = model.model.config();
+  const auto image = inference::preprocess(display->grey.data(), display->width, display->height, config);
+  const bool rollout = options.method == HeatmapMethod::Rollout;
+  auto result = model.model.forward({image}, {rollout, false});
   if (!result) return from_inference(result.error());
   Heatmap h;
-  h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, discard_ratio, result->grid_h, result->grid_w);
   h.probabilities = named_probabilities(model, *result, 0);
+  if (rollout) {
+    h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, options.discard_ratio, result->grid_h,
+                                          result->grid_w);
+  } else {
+    if (h.probabilities.empty()) return Error{ErrorKind::Invalid, "class-specific maps need a model with outputs; this one is a backbone"};
+    std::size_t label = 0;
+    if (options.finding.empty()) {
+      for (std::size_t k = 1; k < h.probabilities.size(); ++k) {
+        if (h.probabilities[k].second > h.probabilities[label].second) label = k;
+      }
+    } else {
+      const std::string wanted = lower(options.finding);
+      while (label < h.probabilities.size() && lower(h.probabilities[label].first) != wanted) ++label;
+      if (label == h.probabilities.size()) {
+        std::string names;
+        for (const auto& [name, p] : h.probabilities) names += (names.empty() ? "" : ", ") + name;
+        return Error{ErrorKind::NotFound, "the model has no output \"" + options.finding + "\" (it has " + names + ")"};
+      }
+    }
+    h.finding = h.probabilities[label].first;
+    try {
+      const auto gradients = training::attention_gradients(config, model.model.weights(), image, static_cast<int>(label));
+      h.grid = training::class_relevance(gradients);
+    } catch (const std::exception& e) {
+      return Error{ErrorKind::Invalid, std::string("class-specific map: ") + e.what()};
+    }
+  }
   FloatImage shown{display->width, display->height, std::move(display->grey)};
-  shown = downscale_to_fit(std::move(shown), max_side);
-  h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, opacity);
+  shown = downscale_to_fit(std::move(shown), options.max_side);
+  h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, options.opacity);
   return h;
 }
 

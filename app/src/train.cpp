@@ -97,6 +97,29 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
   return out;
 }
 
+// Samples in a seeded order (a subset for small runs), each patient in the validation split or
+// not by a keyed hash of the seed and the patient: stable across runs, never both sides.
+std::vector<detail::Sample> split_samples(const FolderDataset& data, std::uint64_t seed, double validation_fraction, int max_images) {
+  std::vector<std::size_t> order(data.files.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::mt19937_64 pick(seed);
+  std::shuffle(order.begin(), order.end(), pick);
+  if (max_images > 0 && static_cast<std::size_t>(max_images) < order.size()) order.resize(static_cast<std::size_t>(max_images));
+  const std::string split_key = "train-split-" + std::to_string(seed);
+  std::vector<detail::Sample> kept;
+  kept.reserve(order.size());
+  for (std::size_t i : order) {
+    detail::Sample s;
+    s.path = data.files[i].string();
+    s.patient = data.patients[i];
+    s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < validation_fraction * 10000.0;
+    s.target = data.targets[i];
+    s.mask.assign(s.target.size(), 1.0f);
+    kept.push_back(std::move(s));
+  }
+  return kept;
+}
+
 }  // namespace
 
 std::string patient_from_file_name(const std::string& stem) {
@@ -154,6 +177,33 @@ Result<FolderDataset> scan_image_folder(const fs::path& dir) {
   return data;
 }
 
+Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, std::uint64_t seed, double validation_fraction,
+                                         const std::atomic<bool>* cancel) {
+  auto data = scan_image_folder(dir);
+  if (!data) return data.error();
+  const auto& config = model.config();
+  if (config.labels != data->findings) {
+    std::string have, want;
+    for (const auto& l : config.labels) have += (have.empty() ? "" : ", ") + l;
+    for (const auto& l : data->findings) want += (want.empty() ? "" : ", ") + l;
+    return Error{ErrorKind::Invalid, "the model's outputs (" + have + ") are not the folder's findings (" + want + ")"};
+  }
+  std::vector<detail::Sample> samples = split_samples(*data, seed, validation_fraction, 0);
+  std::erase_if(samples, [](const detail::Sample& s) { return !s.validation; });
+  std::vector<detail::Sample*> all;
+  for (auto& s : samples) all.push_back(&s);
+  std::vector<std::string> problems;
+  auto loaded = detail::load_images(all, config, read_grey_image, cancel, problems);
+  if (!loaded) return loaded.error();
+  std::erase_if(samples, [](const detail::Sample& s) { return s.grey.empty(); });
+  if (samples.empty()) return Error{ErrorKind::Invalid, dir.string() + ": no validation images"};
+  std::vector<const detail::Sample*> validation;
+  for (const auto& s : samples) validation.push_back(&s);
+  auto p = detail::predict(model, validation, cancel);
+  if (!p) return p.error();
+  return detail::evaluate_probabilities(config.labels, validation, *p, config.labels);
+}
+
 Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
   const auto t0 = std::chrono::steady_clock::now();
   auto data = scan_image_folder(o.data);
@@ -175,25 +225,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     weights = training::initial_weights(config, o.seed);
   }
 
-  // Samples, patient-level split (a hash of the seed and the patient), a subset for small runs.
-  std::vector<detail::Sample> samples(data->files.size());
-  std::vector<std::size_t> order(samples.size());
-  for (std::size_t i = 0; i < samples.size(); ++i) order[i] = i;
-  std::mt19937_64 pick(o.seed);
-  std::shuffle(order.begin(), order.end(), pick);
-  if (o.max_images > 0 && static_cast<std::size_t>(o.max_images) < order.size()) order.resize(static_cast<std::size_t>(o.max_images));
-  const std::string split_key = "train-split-" + std::to_string(o.seed);
-  std::vector<detail::Sample> kept;
-  kept.reserve(order.size());
-  for (std::size_t i : order) {
-    detail::Sample s;
-    s.path = data->files[i].string();
-    s.patient = data->patients[i];
-    s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < o.validation_fraction * 10000.0;
-    s.target = data->targets[i];
-    s.mask.assign(s.target.size(), 1.0f);
-    kept.push_back(std::move(s));
-  }
+  std::vector<detail::Sample> kept = split_samples(*data, o.seed, o.validation_fraction, o.max_images);
   FinetuneProgress state;
   state.phase = "preparing";
   if (progress) progress(state);
@@ -259,7 +291,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     validation_json["findings"][j]["accuracy"] = accuracy;  // at the Youden threshold
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json r = {{"data", fs::absolute(o.data).string()},
+  json r = {{"data", o.data.lexically_normal().string()},  // as given: no machine paths in shipped reports
             {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.string()},
             {"image_size", config.input_width},
             {"epochs", o.epochs},

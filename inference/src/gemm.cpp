@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -174,6 +175,40 @@ HILUM_AVX512 void tile_f32(const float* a, std::size_t lda, const float* b, int 
   }
 }
 
+// tile_f32 with the input given transposed: element (r, kk) of the tile at a[kk * lda + r] (the
+// MR values of one k step are contiguous), for products A^T B without transposing A first.
+template <int MR>
+HILUM_AVX512 void tile_f32_t(const float* a, std::size_t lda, const float* b, int steps, float* c, std::size_t ldc, const float* bias,
+                             bool load_c, __mmask16 m0, __mmask16 m1) {
+  __m512 acc0[MR], acc1[MR];
+  const __m512 bias0 = _mm512_load_ps(bias), bias1 = _mm512_load_ps(bias + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (load_c) {
+      acc0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), bias0);
+      acc1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), bias1);
+    } else {
+      acc0[r] = bias0;
+      acc1[r] = bias1;
+    }
+  }
+  for (int kk = 0; kk < steps; ++kk) {
+    const __m512 b0 = _mm512_load_ps(b + kk * kPanel), b1 = _mm512_load_ps(b + kk * kPanel + 16);
+    const float* ak = a + static_cast<std::size_t>(kk) * lda;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(ak[r]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+
 template <int MR>
 HILUM_AVX512BF16 void tile_bf16(const std::uint32_t* a, std::size_t lda, const std::uint32_t* b, int steps, float* c, std::size_t ldc,
                                 const float* bias, bool load_c, __mmask16 m0, __mmask16 m1) {
@@ -215,10 +250,15 @@ constexpr std::array<TileF32, sizeof...(I)> f32_tiles(std::index_sequence<I...>)
   return {&tile_f32<static_cast<int>(I) + 1>...};
 }
 template <std::size_t... I>
+constexpr std::array<TileF32, sizeof...(I)> f32_tiles_t(std::index_sequence<I...>) {
+  return {&tile_f32_t<static_cast<int>(I) + 1>...};
+}
+template <std::size_t... I>
 constexpr std::array<TileBF16, sizeof...(I)> bf16_tiles(std::index_sequence<I...>) {
   return {&tile_bf16<static_cast<int>(I) + 1>...};
 }
 constexpr auto kTilesF32 = f32_tiles(std::make_index_sequence<kMaxRows>{});
+constexpr auto kTilesF32T = f32_tiles_t(std::make_index_sequence<kMaxRows>{});
 constexpr auto kTilesBF16 = bf16_tiles(std::make_index_sequence<kMaxRows>{});
 
 // Rows [r0, r1) of x (m x k floats) to bfloat16 pairs, row stride ldb (in 16-bit units, a
@@ -243,11 +283,15 @@ thread_local AlignedVector<std::uint16_t> t_bf16_input;
 }  // namespace
 #endif
 
-void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
-              Activation activation, int threads) {
+namespace {
+
+// x_transposed: x is given as its transpose (k x m, row stride ldx); F32 only.
+void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, const PackedWeights& w, float* y, std::size_t ldy,
+                   bool accumulate, Activation activation, int threads) {
 #if HILUM_X86
   if (m <= 0 || w.n <= 0) return;
   const bool bf16 = w.format == Format::BF16;
+  if (bf16 && x_transposed) throw std::logic_error("gemm::multiply_transposed: F32 weights only");
   const int tiles = (m + kMaxRows - 1) / kMaxRows;
 #ifdef _OPENMP
   if (omp_in_parallel()) threads = 1;
@@ -301,7 +345,7 @@ void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, fl
             kTilesBF16[static_cast<std::size_t>(rows - 1)](a, ldb / 2, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c,
                                                            ldy, bias, accumulate, m0, m1);
           } else {
-            kTilesF32[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * ldx, ldx,
+            (x_transposed ? kTilesF32T : kTilesF32)[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * (x_transposed ? 1 : ldx), ldx,
                                                           w.f32.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c, ldy, bias,
                                                           accumulate, m0, m1);
           }
@@ -323,8 +367,20 @@ void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, fl
 #endif
   }
 #else
-  (void)x, (void)ldx, (void)m, (void)w, (void)y, (void)ldy, (void)accumulate, (void)activation, (void)threads;
+  (void)x, (void)ldx, (void)x_transposed, (void)m, (void)w, (void)y, (void)ldy, (void)accumulate, (void)activation, (void)threads;
 #endif
+}
+
+}  // namespace
+
+void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+              Activation activation, int threads) {
+  multiply_impl(x, ldx, false, m, w, y, ldy, accumulate, activation, threads);
+}
+
+void multiply_transposed(const float* xt, std::size_t ldxt, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+                         int threads) {
+  multiply_impl(xt, ldxt, true, m, w, y, ldy, accumulate, Activation::None, threads);
 }
 
 }  // namespace hilum::inference::gemm

@@ -78,6 +78,11 @@ enum class Activation { None, Gelu, GeluTanh };
 void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
               Activation activation, int threads);
 
+// The same product with x given transposed: xt is k x m (row stride ldxt), so y = xt^T W^T + b.
+// F32 weights only (throws std::logic_error for BF16).
+void multiply_transposed(const float* xt, std::size_t ldxt, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+                         int threads);
+
 // F32 -> bfloat16, round to nearest even (NaN stays NaN); and back.
 [[nodiscard]] std::uint16_t to_bf16(float f);
 [[nodiscard]] float from_bf16(std::uint16_t h);

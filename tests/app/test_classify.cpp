@@ -2,11 +2,17 @@
 // identical to running the engine by hand on the displayed image, heatmaps.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
+#include "hilum/training/explain.hpp"
 
 namespace hilum::test {
 namespace {
@@ -113,7 +119,7 @@ TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
   const app::Instance a = add_phantom("a.dcm", 21);
   auto model = app::load_model(*catalog_, kTiny.string());
   ASSERT_TRUE(model.ok()) << model.error().message;
-  auto h = app::heatmap(*model, a.path, 0.5f, 0.0f);
+  auto h = app::heatmap(*model, a.path, {app::HeatmapMethod::Rollout, "", 0.5f, 0.0f});
   ASSERT_TRUE(h.ok()) << h.error().message;
   EXPECT_EQ(h->grid.rows(), 4);
   EXPECT_EQ(h->grid.cols(), 4);
@@ -122,7 +128,7 @@ TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
   EXPECT_EQ(h->overlay.height, a.rows);
   ASSERT_EQ(h->overlay.rgb.size(), static_cast<std::size_t>(a.columns) * a.rows * 3);
   // Opacity 0 is the plain grey rendering (R = G = B everywhere).
-  auto plain = app::heatmap(*model, a.path, 0.0f, 0.0f, 64);
+  auto plain = app::heatmap(*model, a.path, {app::HeatmapMethod::Rollout, "", 0.0f, 0.0f, 64});
   ASSERT_TRUE(plain.ok());
   EXPECT_LE(std::max(plain->overlay.width, plain->overlay.height), 64);
   for (std::size_t i = 0; i < plain->overlay.rgb.size(); i += 3) {
@@ -133,6 +139,119 @@ TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
   bool coloured = false;
   for (std::size_t i = 0; i < h->overlay.rgb.size() && !coloured; i += 3) coloured = h->overlay.rgb[i] != h->overlay.rgb[i + 2];
   EXPECT_TRUE(coloured);
+}
+
+// The class-specific map is training::class_relevance of the image the model sees, for the chosen
+// output (or the most probable one); another finding gives another map; an unknown one is an error.
+TEST_F(ClassifyTest, ClassSpecificHeatmapExplainsOneFinding) {
+  const app::Instance a = add_phantom("a.dcm", 23);
+  auto model = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  app::HeatmapOptions o;
+  o.method = app::HeatmapMethod::ClassSpecific;
+  o.finding = "effusion";
+  auto h = app::heatmap(*model, a.path, o);
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_EQ(h->finding, "Effusion");
+  EXPECT_EQ(h->overlay.width, a.columns);
+  auto display = app::display_image(fs::path(a.path));
+  ASSERT_TRUE(display.ok());
+  const auto& config = model->model.config();
+  const auto image = inference::preprocess(display->grey.data(), display->width, display->height, config);
+  const auto want = training::class_relevance(training::attention_gradients(config, model->model.weights(), image, 2));
+  ASSERT_EQ(h->grid.rows(), want.rows());
+  ASSERT_EQ(h->grid.cols(), want.cols());
+  EXPECT_LT((h->grid - want).cwiseAbs().maxCoeff(), 1e-6f);
+  EXPECT_FLOAT_EQ(h->grid.maxCoeff(), 1.0f);
+
+  o.finding = "Atelectasis";
+  auto other = app::heatmap(*model, a.path, o);
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  EXPECT_GT((other->grid - h->grid).cwiseAbs().maxCoeff(), 1e-3f) << "two findings, one map";
+
+  o.finding.clear();  // the most probable output
+  auto top = app::heatmap(*model, a.path, o);
+  ASSERT_TRUE(top.ok()) << top.error().message;
+  const auto best = std::max_element(top->probabilities.begin(), top->probabilities.end(),
+                                     [](const auto& x, const auto& y) { return x.second < y.second; });
+  EXPECT_EQ(top->finding, best->first);
+
+  o.finding = "Fracture";
+  auto unknown = app::heatmap(*model, a.path, o);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().kind, app::ErrorKind::NotFound);
+  EXPECT_NE(unknown.error().message.find("Effusion"), std::string::npos) << unknown.error().message;
+}
+
+// Sets an environment variable for one test (CTest runs these tests with HILUM_BUILTIN_MODEL=none).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// First run: a catalog without models registers the built-in model as its active model, once,
+// with its training recipe and validation metrics; a broken built-in model is an error that
+// leaves the catalog as it was; "none" turns it off.
+TEST_F(ClassifyTest, BuiltinModelIsRegisteredOnFirstRun) {
+  {
+    ScopedEnv off("HILUM_BUILTIN_MODEL", "none");
+    EXPECT_TRUE(app::builtin_model_dir().empty());
+    auto r = app::register_builtin_model(*catalog_);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_FALSE(r->has_value());
+  }
+  const fs::path builtin = path("models") / "hilum-test-builtin";
+  fs::create_directories(builtin);
+  fs::copy_file(kTiny / "config.json", builtin / "config.json");
+  fs::copy_file(kTiny / "model.safetensors", builtin / "model.safetensors");
+  {
+    std::ofstream report(builtin / "training_report.json");
+    report << R"({"architecture": "vit-ti16", "epochs": 3, "seed": 1, "data": "/somewhere", "history": [],
+                 "validation": {"findings": [{"finding": "Effusion", "auroc": 0.9}]}})";
+  }
+  ScopedEnv on("HILUM_BUILTIN_MODEL", builtin.string());
+  EXPECT_EQ(app::builtin_model_dir(), builtin);
+  auto r = app::register_builtin_model(*catalog_);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->version, "hilum-test-builtin");
+  EXPECT_EQ((*r)->strategy, "builtin");
+  EXPECT_EQ((*r)->status, "active");
+  EXPECT_NE((*r)->hyperparameters.find("\"architecture\":\"vit-ti16\""), std::string::npos) << (*r)->hyperparameters;
+  EXPECT_EQ((*r)->hyperparameters.find("somewhere"), std::string::npos) << "the training machine's paths stay out";
+  EXPECT_NE((*r)->metrics.find("\"auroc\":0.9"), std::string::npos) << (*r)->metrics;
+  auto active = catalog_->active_model();
+  ASSERT_TRUE(active.ok() && active->has_value());
+  EXPECT_EQ((*active)->id, (*r)->id);
+  auto loaded = app::load_model(*catalog_, "");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_EQ(loaded->model.config().labels.size(), 6u);
+  // Only on the first run: a catalog with a model is left alone.
+  auto again = app::register_builtin_model(*catalog_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());
+  EXPECT_EQ(catalog_->models()->size(), 1u);
+  // A damaged built-in model: an error naming it, and nothing registered.
+  auto other = app::Catalog::open(path("other.db"));
+  ASSERT_TRUE(other.ok());
+  fs::resize_file(builtin / "model.safetensors", fs::file_size(builtin / "model.safetensors") / 2);
+  auto broken = app::register_builtin_model(*other);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("hilum-test-builtin"), std::string::npos) << broken.error().message;
+  EXPECT_TRUE(other->models()->empty());
 }
 
 }  // namespace

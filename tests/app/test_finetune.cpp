@@ -344,6 +344,19 @@ TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   std::string head(4096, '\0');
   st.read(head.data(), static_cast<std::streamsize>(head.size()));
   EXPECT_NE(head.find("\"F16\""), std::string::npos);
+  // The same held-out patients, recomputed from the folder and the seed, give the run's figures
+  // (within the F16 rounding of the written weights).
+  auto again = app::evaluate_folder(*model, path("data"), o.seed, o.validation_fraction);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->images, r->validation_images);
+  EXPECT_EQ(again->patients, r->validation_patients);
+  ASSERT_EQ(again->findings.size(), 1u);
+  ASSERT_TRUE(again->findings[0].auroc.has_value());
+  EXPECT_NEAR(*again->findings[0].auroc, *r->validation.findings[0].auroc, 0.02);
+  auto other_seed = app::evaluate_folder(*model, path("data"), o.seed + 1, o.validation_fraction);
+  ASSERT_TRUE(other_seed.ok());
+  EXPECT_NE(other_seed->images, again->images) << "another seed holds out other patients";
+  EXPECT_FALSE(app::evaluate_folder(*model, path("nowhere"), o.seed).ok());
 }
 
 }  // namespace

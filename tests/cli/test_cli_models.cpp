@@ -1,8 +1,12 @@
 // End-to-end: hilum-cli models / classify / heatmap with a golden tiny ViT.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "temp_dir_test.hpp"
 #include "cli_runner.hpp"
@@ -56,14 +60,47 @@ TEST_F(CliModels, ImportActivateClassifyAndStore) {
   EXPECT_EQ(run_cli(db_ + " classify").status, 2);
 }
 
+// First run: the built-in model (here the tiny golden, named by HILUM_BUILTIN_MODEL) becomes the
+// active model of a new catalog, and the command says so once.
+TEST_F(CliModels, FirstRunRegistersTheBuiltinModel) {
+  ::setenv("HILUM_BUILTIN_MODEL", kTiny.c_str(), 1);
+  const auto first = run_cli(db_ + " models list", true);
+  const auto second = run_cli(db_ + " models list", true);
+  ::setenv("HILUM_BUILTIN_MODEL", "none", 1);
+  ASSERT_EQ(first.status, 0) << first.out;
+  EXPECT_NE(first.out.find("first run: registered the built-in model tiny_multilabel"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("active"), std::string::npos) << first.out;
+  ASSERT_EQ(second.status, 0);
+  EXPECT_EQ(second.out.find("first run"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("tiny_multilabel"), std::string::npos) << second.out;
+  const auto r = run_cli(db_ + " classify " + quote((dir_ / "chest.dcm").string()) + " --json");
+  EXPECT_EQ(r.status, 0) << "classify uses the built-in model without --model";
+}
+
 TEST_F(CliModels, HeatmapWritesAnOverlay) {
   const std::string out = (dir_ / "heat.png").string();
   const auto r = run_cli(db_ + " heatmap " + quote((dir_ / "chest.dcm").string()) + " -o " + quote(out) + " --model " + quote(kTiny) + " --max-size 100");
   ASSERT_EQ(r.status, 0);
   ASSERT_TRUE(fs::exists(out));
   EXPECT_GT(fs::file_size(out), 1000u);
-  EXPECT_EQ(run_cli(db_ + " heatmap " + quote((dir_ / "chest.dcm").string()) + " -o " + quote(out) + " --method class --model " + quote(kTiny)).status, 2);
-  EXPECT_EQ(run_cli(db_ + " heatmap " + quote((dir_ / "chest.dcm").string()) + " --model " + quote(kTiny)).status, 2);
+  const std::string chest = quote((dir_ / "chest.dcm").string());
+  // The class-specific map of one finding: another picture, and the command says which finding.
+  const std::string nodule = (dir_ / "nodule.png").string();
+  const auto c = run_cli(db_ + " heatmap " + chest + " -o " + quote(nodule) + " --method class --finding nodule --max-size 100 --model " + quote(kTiny));
+  ASSERT_EQ(c.status, 0) << c.out;
+  EXPECT_NE(c.out.find("class-specific map for Nodule"), std::string::npos) << c.out;
+  ASSERT_TRUE(fs::exists(nodule));
+  const auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_NE(bytes(nodule), bytes(out));
+  const auto unknown = run_cli(db_ + " heatmap " + chest + " -o " + quote(nodule) + " --method class --finding Fracture --model " + quote(kTiny), true);
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.out.find("no output \"Fracture\""), std::string::npos) << unknown.out;
+  EXPECT_EQ(run_cli(db_ + " heatmap " + chest + " -o " + quote(out) + " --method gradcam --model " + quote(kTiny)).status, 2);
+  EXPECT_EQ(run_cli(db_ + " heatmap " + chest + " -o " + quote(out) + " --finding Nodule --model " + quote(kTiny)).status, 2);
+  EXPECT_EQ(run_cli(db_ + " heatmap " + chest + " --model " + quote(kTiny)).status, 2);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gemm.hpp"
+#include "hilum/inference/matmul.hpp"
 #include "hilum/inference/safetensors.hpp"
 #include "hilum/inference/vit.hpp"
 
@@ -94,6 +95,56 @@ TEST(GemmKernel, F32MatchesNaiveProduct) {
   for (const Shape& s : kShapes)
     for (int threads : {1, 2})
       for (bool accumulate : {false, true}) check_kernel(gemm::Format::F32, s, accumulate, !accumulate && s.k % 2 == 1, threads);
+}
+
+// The public products the trainer uses (matmul.hpp): A B^T + bias, A B and A^T B, against double
+// loops, overwriting and accumulating, on odd shapes (and k = 0: only the bias, or nothing).
+TEST(Matmul, ThreeProductsMatchDoubleLoops) {
+  if (!inf::matmul_available()) {
+    std::vector<float> c(1);
+    const float one = 1.0f;
+    EXPECT_THROW(inf::matmul_ab(&one, 1, 1, &one, 1, c.data(), false), std::logic_error);
+    return;
+  }
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const auto fill = [&](std::size_t n) {
+    std::vector<float> v(n);
+    for (float& f : v) f = dist(rng);
+    return v;
+  };
+  for (const Shape& s : kShapes) {
+    for (int which = 0; which < 3; ++which) {
+      for (bool accumulate : {false, true}) {
+        const auto sz = [](int r, int c) { return static_cast<std::size_t>(r) * static_cast<std::size_t>(c); };
+        // which 0: A m x k, B n x k (+ bias); 1: A m x k, B k x n; 2: A k x m, B k x n.
+        const std::vector<float> a = fill(sz(s.m, s.k)), b = fill(sz(s.n, s.k)), bias = fill(static_cast<std::size_t>(s.n)), c0 = fill(sz(s.m, s.n));
+        std::vector<float> c = c0;
+        if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), accumulate);
+        else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), accumulate);
+        else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), accumulate);
+        for (int i = 0; i < s.m; ++i)
+          for (int j = 0; j < s.n; ++j) {
+            double want = (accumulate ? c0[sz(i, s.n) + static_cast<std::size_t>(j)] : 0.0) + (which == 0 ? bias[static_cast<std::size_t>(j)] : 0.0f);
+            double mag = std::abs(want);
+            for (int kk = 0; kk < s.k; ++kk) {
+              const double x = which == 2 ? a[sz(kk, s.m) + static_cast<std::size_t>(i)] : a[sz(i, s.k) + static_cast<std::size_t>(kk)];
+              const double y = which == 0 ? b[sz(j, s.k) + static_cast<std::size_t>(kk)] : b[sz(kk, s.n) + static_cast<std::size_t>(j)];
+              want += x * y;
+              mag += std::abs(x * y);
+            }
+            ASSERT_NEAR(c[sz(i, s.n) + static_cast<std::size_t>(j)], want, 1e-6 * (mag + 1.0))
+                << "product " << which << " m=" << s.m << " n=" << s.n << " k=" << s.k << (accumulate ? " accumulate" : "") << " at (" << i << ", " << j << ")";
+          }
+      }
+    }
+  }
+  std::vector<float> c(6, 5.0f);
+  const std::vector<float> bias = {1.0f, 2.0f, 3.0f};
+  inf::matmul_abt(nullptr, 2, 0, nullptr, 3, bias.data(), c.data(), false);
+  EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 1, 2, 3}));
+  inf::matmul_atb(nullptr, 0, 2, nullptr, 3, c.data(), true);
+  EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 1, 2, 3}));
 }
 
 TEST(GemmKernel, BF16MatchesNaiveProductOnRoundedInputs) {

@@ -10,6 +10,13 @@ ViTs it writes, into OUT/<case>/:
                                    trainable parameter: d(sum(logits * dlogits))/d(parameter);
                                    metadata: first_trainable_block, seeds, torch version
 
+relevance cases (`relevance_*`) whose relevance.safetensors holds, for one image and one output
+`label` (metadata): pixel_values [1,C,H,W], logits [1,L], grad_probs.<block> [H,T,T] =
+d(logits[0, label])/d(attention probabilities of that block), and relevance [gh,gw]: Chefer, Gur &
+Wolf's class-specific relevance (ICCV 2021, "Generic Attention-model Explainability", eqs. 5-6:
+R = I; R += mean_h((grad * A)^+) R per block; the CLS row over the patches, divided by its maximum),
+accumulated in float64;
+
 and one optimizer case (`adamw_bce`) whose grad.safetensors holds pixel_values, targets [B,L],
 pos_weight [L] and losses [10]: ten steps of torch.optim.AdamW on BCEWithLogitsLoss(pos_weight)
 (weight decay only on the ".weight" matrices, as ParamRef::decay), the loss of each step before
@@ -94,6 +101,14 @@ CASES = {
     "frozen_prefix": (config_for(32, 3, 4, 64, 32, 8, 3, True, LABELS[:4]), 504, 604, (32, 32), 2, 2),
 }
 
+# name: (config, weight seed, input seed, (H, W), label)
+RELEVANCE = {
+    # erf GELU, qkv bias, 4x4 grid, 3 blocks
+    "relevance_erf": (config_for(32, 3, 4, 64, 32, 8, 3, True, LABELS[:4]), 511, 611, (32, 32), 2),
+    # tanh GELU, no q/k/v bias, positions interpolated to a 5x3 grid, 1 channel
+    "relevance_interpolated": (config_for(24, 2, 4, 48, 32, 8, 1, False, LABELS[:3], "gelu_pytorch_tanh"), 512, 612, (40, 24), 0),
+}
+
 ADAMW = dict(config=config_for(32, 2, 4, 64, 32, 8, 3, True, LABELS[:6]), weight_seed=505, input_seed=605,
              batch=4, steps=10, lr=1e-3, weight_decay=0.05, beta1=0.9, beta2=0.999, eps=1e-8)
 
@@ -125,6 +140,36 @@ def write_grad_case(outdir, config, wseed, iseed, hw, batch, first):
             "weight_seed": wseed, "input_seed": iseed, "first_trainable_block": first,
             "loss": "sum(logits * dlogits)"}
     ref.write_safetensors(os.path.join(outdir, "grad.safetensors"), out, meta)
+
+
+def write_relevance_case(outdir, config, wseed, iseed, hw, label):
+    model = build(config, wseed)
+    write_model(outdir, config, model)
+    g = torch.Generator().manual_seed(iseed)
+    pixels = torch.randn(1, config["num_channels"], hw[0], hw[1], generator=g)
+    out = model(pixels)
+    blocks = config["num_hidden_layers"]
+    probs = [out[f"attention.{i}"] for i in range(blocks)]
+    for p in probs:
+        p.retain_grad()
+    out["logits"][0, label].backward()
+    t = probs[0].shape[-1]
+    r = torch.eye(t, dtype=torch.float64)
+    for p in probs:
+        cam = (p.grad[0].double() * p[0].detach().double()).clamp(min=0).mean(0)
+        r = r + cam @ r
+    patch = config["patch_size"]
+    rel = r[0, 1:].reshape(hw[0] // patch, hw[1] // patch)
+    if rel.max() > 0:
+        rel = rel / rel.max()
+    tensors = {"pixel_values": pixels, "logits": out["logits"].detach().contiguous(),
+               "relevance": rel.float().contiguous()}
+    for i, p in enumerate(probs):
+        tensors[f"grad_probs.{i}"] = p.grad[0].detach().contiguous()
+    meta = {"format": "pt", "generator": "tests/reference/make_grad_reference.py", "torch": torch.__version__,
+            "weight_seed": wseed, "input_seed": iseed, "label": label,
+            "relevance": "Chefer et al. 2021 eqs. 5-6, float64, CLS row / max"}
+    ref.write_safetensors(os.path.join(outdir, "relevance.safetensors"), tensors, meta)
 
 
 def write_adamw_case(outdir):
@@ -169,6 +214,12 @@ def main():
     for name, (config, wseed, iseed, hw, batch, first) in CASES.items():
         d = os.path.join(args.out, name)
         write_grad_case(d, config, wseed, iseed, hw, batch, first)
+        size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+        total += size
+        print(f"{name:18s} {size / 1024:7.1f} KiB")
+    for name, (config, wseed, iseed, hw, label) in RELEVANCE.items():
+        d = os.path.join(args.out, name)
+        write_relevance_case(d, config, wseed, iseed, hw, label)
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
         total += size
         print(f"{name:18s} {size / 1024:7.1f} KiB")

@@ -4,7 +4,9 @@
 //   to 1e-4 relative per tensor, also with activation checkpointing (identical, fewer Tape bytes);
 // - frozen prefix: forward_from(frozen_prefix(...)) == forward, and the trainable gradients equal a
 //   full backward's; drop_path = 0 is the plain model; a reused Tape gives the same gradients;
-// - ten AdamW steps on BCE (training/src/loss.cpp + optim.cpp) give PyTorch's ten losses.
+// - ten AdamW steps on BCE (training/src/loss.cpp + optim.cpp) give PyTorch's ten losses;
+// - the class-specific relevance map (training/explain.hpp): every block's d(logit)/d(attention)
+//   and the map equal PyTorch autograd's and Chefer et al.'s rule computed there in float64.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "hilum/inference/safetensors.hpp"
+#include "hilum/training/explain.hpp"
 #include "hilum/training/loss.hpp"
 #include "hilum/training/optim.hpp"
 #include "test_backprop_common.hpp"
@@ -358,6 +361,145 @@ TEST(BackpropTraining, TenAdamWStepsMatchPyTorchLosses) {
     opt.step(w, grads, ao.lr);
   }
   EXPECT_LT((*losses)[9], (*losses)[0] * 0.9f) << "the golden run should learn something";
+}
+
+// ---- Class-specific relevance against PyTorch autograd ------------------------------------------
+
+class RelevanceMatchesPyTorch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RelevanceMatchesPyTorch, AttentionGradientsAndMap) {
+  const fs::path dir = kGradDir / GetParam();
+  auto model = inf::ViTModel::load(dir);
+  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+  auto ref = inf::SafetensorsFile::open(dir / "relevance.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  const auto batch = images_from(*ref);
+  ASSERT_EQ(batch.size(), 1u);
+  const int label = std::stoi(ref->metadata().at("label"));
+  const auto& c = model->config();
+  const AttentionGradients a = attention_gradients(c, model->weights(), batch[0], label);
+  ASSERT_EQ(a.gradients.size(), static_cast<std::size_t>(c.num_layers));
+  ASSERT_EQ(a.probabilities.size(), a.gradients.size());
+  EXPECT_EQ(a.label, label);
+
+  const Matrix want_logits = matrix_from(*ref, "logits");
+  ASSERT_EQ(want_logits.cols(), a.logits.size());
+  const Comparison lc = compare(a.logits.data(), want_logits.data(), static_cast<std::size_t>(a.logits.size()));
+  EXPECT_LT(lc.rel, 1e-5) << GetParam() << ": logits";
+
+  const Eigen::Index T = static_cast<Eigen::Index>(a.grid_h) * a.grid_w + 1, H = c.num_heads;
+  for (int b = 0; b < c.num_layers; ++b) {
+    const std::string key = "grad_probs." + std::to_string(b);
+    const inf::TensorInfo* t = ref->find(key);
+    ASSERT_NE(t, nullptr) << key;
+    ASSERT_EQ(t->shape, (std::vector<std::int64_t>{H, T, T})) << key;
+    auto want = ref->read_f32(key);
+    ASSERT_TRUE(want.ok()) << key;
+    const bool last = b == c.num_layers - 1;
+    const Eigen::Index rows = last ? 1 : T;  // the last block keeps its CLS row only
+    const Matrix& ours = a.gradients[static_cast<std::size_t>(b)];
+    ASSERT_EQ(ours.rows(), H * rows) << key;
+    ASSERT_EQ(ours.cols(), T) << key;
+    ASSERT_EQ(a.probabilities[static_cast<std::size_t>(b)].rows(), H * rows) << key;
+    Matrix theirs(H * rows, T);
+    for (Eigen::Index h = 0; h < H; ++h)
+      for (Eigen::Index r = 0; r < T; ++r)
+        for (Eigen::Index k = 0; k < T; ++k) {
+          const float v = (*want)[static_cast<std::size_t>((h * T + r) * T + k)];
+          if (r < rows) theirs(h * rows + r, k) = v;
+          else ASSERT_EQ(v, 0.0f) << key << ": PyTorch's last block has a gradient outside the CLS row";
+        }
+    const Comparison g = compare(ours.data(), theirs.data(), static_cast<std::size_t>(ours.size()));
+    EXPECT_GT(g.max_ref, 0.0) << key;
+    EXPECT_LT(g.rel, 1e-4) << GetParam() << ": " << key << ": max relative error " << g.rel << " at element " << g.worst << " (ours "
+                           << g.ours << ", PyTorch " << g.theirs << ")";
+  }
+
+  const Matrix map = class_relevance(a);
+  const Matrix want_map = matrix_from(*ref, "relevance");
+  ASSERT_EQ(map.rows(), want_map.rows());
+  ASSERT_EQ(map.cols(), want_map.cols());
+  const Comparison m = compare(map.data(), want_map.data(), static_cast<std::size_t>(map.size()));
+  EXPECT_NEAR(map.maxCoeff(), 1.0f, 1e-6f);
+  EXPECT_LT(m.rel, 1e-4) << GetParam() << ": relevance map: max error " << m.rel << " at patch " << m.worst << " (ours " << m.ours
+                         << ", PyTorch " << m.theirs << ")";
+  std::printf("%s: label %d, %d blocks, relevance map %dx%d, worst error %.2e\n", GetParam().c_str(), label, c.num_layers, a.grid_h,
+              a.grid_w, m.rel);
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, RelevanceMatchesPyTorch, ::testing::Values("relevance_erf", "relevance_interpolated"));
+
+// The map belongs to an output: another label gives another map from the same attentions, and an
+// output whose classifier row is negated gets exactly the negated attention gradients.
+TEST(Relevance, DependsOnTheOutput) {
+  auto model = inf::ViTModel::load(kGradDir / "relevance_erf");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  auto ref = inf::SafetensorsFile::open(kGradDir / "relevance_erf" / "relevance.safetensors");
+  ASSERT_TRUE(ref.ok());
+  const auto batch = images_from(*ref);
+  ASSERT_EQ(batch.size(), 1u);
+  const auto& c = model->config();
+  ViTWeights w = model->weights();
+  const AttentionGradients a0 = attention_gradients(c, w, batch[0], 0);
+  const AttentionGradients a1 = attention_gradients(c, w, batch[0], 1);
+  for (std::size_t b = 0; b < a0.probabilities.size(); ++b) EXPECT_EQ(a0.probabilities[b], a1.probabilities[b]) << "block " << b;
+  EXPECT_GT((class_relevance(a0) - class_relevance(a1)).cwiseAbs().maxCoeff(), 0.05f) << "two outputs, one map";
+
+  w.classifier.w.row(1) = -w.classifier.w.row(1);
+  w.classifier.b(1) = -w.classifier.b(1);
+  const AttentionGradients neg = attention_gradients(c, w, batch[0], 1);
+  EXPECT_FLOAT_EQ(neg.logits(1), -a1.logits(1));
+  for (std::size_t b = 0; b < neg.gradients.size(); ++b) {
+    EXPECT_LT((neg.gradients[b] + a1.gradients[b]).cwiseAbs().maxCoeff(), 1e-6f * (1.0f + a1.gradients[b].cwiseAbs().maxCoeff()))
+        << "block " << b;
+  }
+}
+
+// The float linear layers run on inference's packed kernels when the CPU has AVX-512 (the goldens
+// above check that path against PyTorch); the Eigen path gives the same gradients.
+TEST(PackedLinear, SameGradientsAsTheEigenPath) {
+  auto model = inf::ViTModel::load(kGradDir / "tiny_erf");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  auto ref = inf::SafetensorsFile::open(kGradDir / "tiny_erf" / "grad.safetensors");
+  ASSERT_TRUE(ref.ok());
+  const auto batch = images_from(*ref);
+  const Matrix dlogits = matrix_from(*ref, "dlogits");
+  const bool available = ops::packed_linear();
+  EXPECT_EQ(available, inf::matmul_available());
+  std::map<std::string, std::vector<float>> by_path[2];
+  Matrix logits[2];
+  for (int path = 0; path < 2; ++path) {
+    ops::packed_linear() = path == 0 && available;
+    Tape tape;
+    ViTWeights grads = zeros_like(model->weights());
+    logits[path] = forward(model->config(), model->weights(), batch, {}, tape).logits;
+    backward(model->config(), model->weights(), tape, dlogits, grads);
+    by_path[path] = grads_by_name(grads);
+  }
+  ops::packed_linear() = available;
+  EXPECT_LT((logits[0] - logits[1]).cwiseAbs().maxCoeff(), 1e-5f);
+  for (const auto& [name, g] : by_path[0]) {
+    const auto& other = by_path[1].at(name);
+    const Comparison c = compare(g.data(), other.data(), g.size());
+    if (name.find("attention.key.bias") != std::string::npos) continue;  // analytically zero: rounding noise only
+    EXPECT_LT(c.rel, 1e-5) << name;
+  }
+}
+
+TEST(Relevance, RejectsBadRequests) {
+  auto model = inf::ViTModel::load(kGradDir / "relevance_erf");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const auto& c = model->config();
+  const auto images = random_images(1, c.num_channels, 32, 32, 7);
+  EXPECT_THROW((void)attention_gradients(c, model->weights(), images[0], -1), std::invalid_argument);
+  EXPECT_THROW((void)attention_gradients(c, model->weights(), images[0], static_cast<int>(c.labels.size())), std::invalid_argument);
+  const auto odd = random_images(1, c.num_channels, 30, 32, 7);
+  EXPECT_THROW((void)attention_gradients(c, model->weights(), odd[0], 0), std::invalid_argument);
+  ViTWeights backbone = model->weights();
+  backbone.has_classifier = false;
+  EXPECT_THROW((void)attention_gradients(c, backbone, images[0], 0), std::invalid_argument);
+  AttentionGradients incomplete;
+  EXPECT_THROW((void)class_relevance(incomplete), std::invalid_argument);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
@@ -84,8 +85,11 @@ int main(int argc, char** argv) {
   testdata::write_not_dicom(extra / "notes.txt");
   testdata::write_basic_text_sr(extra / "report_sr.dcm");
   testdata::write_truncated(extra / "truncated.dcm", 1024);
-  uitest::write_random_vit(dir / "vit-ti16", {192, 12, 3, 768, 224, 16});
-  uitest::register_model(db, dir / "vit-ti16", "hilum-vit-ti16-random-1");
+  // The built-in model (the session registers it on first run), else a random ViT-Ti/16.
+  if (app::builtin_model_dir().empty()) {
+    uitest::write_random_vit(dir / "vit-ti16", {192, 12, 3, 768, 224, 16});
+    uitest::register_model(db, dir / "vit-ti16", "hilum-vit-ti16-random-1");
+  }
 
   auto session = ui::Session::open(db, "dr.lee");
   if (!session) return 2;
@@ -142,6 +146,13 @@ int main(int argc, char** argv) {
   window->ai()->findChild<QSlider*>("aiOpacity")->setValue(40);
   wait_for([] { return false; }, 300);  // the smooth downscale lands
   save(window.get(), out, "main");
+  // The class-specific map of the same finding.
+  window->ai()->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(1);
+  check(wait_for([&] { return heat.count() > 1; }, 60000), "class-specific map shown");
+  wait_for([] { return false; }, 300);
+  save(window.get(), out, "main_class_specific");
+  window->ai()->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(0);
+  check(wait_for([&] { return heat.count() > 2; }, 60000), "rollout shown again");
 
   // The viewer alone with a narrow window, inverted, at 1:1.
   key(Qt::Key_H);

@@ -197,6 +197,54 @@ class Workstation : public QObject {
     QCOMPARE(v->tool(), ui::ImageView::Tool::Pan);  // back to panning after a label
   }
 
+  // G, three clicks and Enter: a polygon region for the selected finding, stored in image
+  // coordinates; Escape abandons a polygon in progress (and the tool); a double-click closes one too.
+  void drawsAPolygonRegion() {
+    auto* v = window_->viewer();
+    window_->labels()->select_finding("Mass");
+    key(Qt::Key_G);
+    QCOMPARE(v->tool(), ui::ImageView::Tool::Polygon);
+    const std::vector<QPointF> corners = {{40, 50}, {150, 60}, {90, 160}};
+    // Two points, then Escape: nothing is stored.
+    const auto before = label_of("Mass");
+    QTest::mouseClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(corners[0]).toPoint());
+    QTest::mouseClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(corners[1]).toPoint());
+    QTest::keyClick(v, Qt::Key_Escape);
+    QTest::keyClick(v, Qt::Key_Return);
+    const auto after_escape = label_of("Mass");
+    QCOMPARE(after_escape.has_value(), before.has_value());
+    if (before) QCOMPARE(after_escape->id, before->id);
+    QCOMPARE(v->tool(), ui::ImageView::Tool::Pan);  // Escape cancels the drawing and its tool
+    key(Qt::Key_G);
+    for (const auto& c : corners) QTest::mouseClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(c).toPoint());
+    QTest::keyClick(v, Qt::Key_Return);
+    const auto mass = label_of("Mass");
+    QVERIFY(mass.has_value());
+    // A region makes its finding present, unless it was marked uncertain.
+    const bool was_uncertain = before && before->value == app::LabelValue::Uncertain;
+    QCOMPARE(mass->value, was_uncertain ? app::LabelValue::Uncertain : app::LabelValue::Present);
+    QVERIFY(mass->region.has_value());
+    QCOMPARE(mass->region->shape, app::Region::Shape::Polygon);
+    QCOMPARE(mass->region->points.size(), corners.size());
+    for (std::size_t i = 0; i < corners.size(); ++i) {
+      QVERIFY2(std::abs(mass->region->points[i].first - corners[i].x()) <= 2 && std::abs(mass->region->points[i].second - corners[i].y()) <= 2,
+               qPrintable(QString("point %1 is (%2, %3)").arg(i).arg(mass->region->points[i].first).arg(mass->region->points[i].second)));
+    }
+    QCOMPARE(v->tool(), ui::ImageView::Tool::Pan);
+    // A double-click closes a polygon as Enter does (four points here).
+    window_->labels()->select_finding("Nodule");
+    key(Qt::Key_G);
+    const std::vector<QPointF> quad = {{60, 60}, {120, 60}, {120, 120}};
+    for (const auto& c : quad) QTest::mouseClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(c).toPoint());
+    // A real double-click: the first click adds the last corner, the double-click event closes.
+    QTest::mouseClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(QPointF(60, 120)).toPoint());
+    QTest::mouseDClick(v, Qt::LeftButton, Qt::NoModifier, v->to_widget(QPointF(60, 120)).toPoint());
+    const auto nodule = label_of("Nodule");
+    QVERIFY(nodule.has_value() && nodule->region.has_value());
+    QCOMPARE(nodule->region->shape, app::Region::Shape::Polygon);
+    QCOMPARE(nodule->region->points.size(), std::size_t{4});
+  }
+
   void showsAnAttentionMap() {
     auto* bar = window_->ai()->bar("Effusion");
     QVERIFY(bar != nullptr);
@@ -209,12 +257,21 @@ class Workstation : public QObject {
     QVERIFY(!window_->viewer()->heatmap_visible());
     key(Qt::Key_H);
     QVERIFY(window_->viewer()->heatmap_visible());
-    // Class-specific maps are not in app/ yet: the panel says so.
-    QSignalSpy failed(window_.get(), &ui::MainWindow::heatmapFailed);
+    const QImage rollout = window_->viewer()->heatmap();
+    // The class-specific map of the same finding is another map, and the panel names the method.
     window_->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(1);
-    QTRY_VERIFY_WITH_TIMEOUT(failed.count() == 1, 5000);
-    QVERIFY(window_->findChild<QLabel*>("aiHeatmapStatus")->text().contains("rollout"));
+    QTRY_VERIFY_WITH_TIMEOUT(shown.count() == 2, 20000);
+    QVERIFY(window_->findChild<QLabel*>("aiHeatmapStatus")->text().contains("class-specific"));
+    const QImage effusion = window_->viewer()->heatmap();
+    QVERIFY(!effusion.isNull());
+    QVERIFY(effusion != rollout);
+    // Another finding's class-specific map differs from this one.
+    QTest::mouseClick(window_->ai()->bar("Atelectasis"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(shown.count() == 3, 20000);
+    QVERIFY(window_->viewer()->heatmap() != effusion);
     window_->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(0);
+    QTRY_VERIFY_WITH_TIMEOUT(shown.count() == 4, 20000);
+    QVERIFY(window_->findChild<QLabel*>("aiHeatmapStatus")->text().contains("rollout"));
   }
 
   void nextAndPreviousFollowTheFilteredWorklist() {

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "hilum/training/explain.hpp"
 #include "hilum/training/ops.hpp"
 
 namespace hilum::training {
@@ -65,6 +66,9 @@ struct State {
   Vec<T> meanF, rstdF;
   Mat<T> cls_ln;                     // classifier input (B x D)
   Work<T> work;
+  // When set, backward also stores d(loss)/d(attention probabilities) of every trainable block
+  // (index i - first), shaped as BlockSave::probs (training::attention_gradients).
+  std::vector<Mat<T>>* probability_gradients = nullptr;
 
   [[nodiscard]] std::size_t bytes() const {
     if (!valid) return 0;
@@ -317,6 +321,19 @@ void forward_tokens(const ViTConfig& c, const W& w, const std::vector<Matrix>& t
   trainable_forward<T>(c, w, st, logits);
 }
 
+// d(loss)/d(probabilities) of one block from d(loss)/d(context) (B*Tq x D) and its values
+// (B*Tk x D): per image and head, dP = dC V^T, in BlockSave::probs' layout ((B*H*Tq) x Tk).
+template <typename T>
+void probability_gradient(const Mat<T>& dctx, const Mat<T>& v, Index B, Index Tq, Index Tk, int H, Mat<T>& out) {
+  const Index dh = v.cols() / H;
+  out.resize(B * H * Tq, Tk);
+  for (Index b = 0; b < B; ++b)
+    for (int hd = 0; hd < H; ++hd) {
+      out.middleRows((b * H + hd) * Tq, Tq).noalias() =
+          dctx.block(b * Tq, hd * dh, Tq, dh) * v.block(b * Tk, hd * dh, Tk, dh).transpose();
+    }
+}
+
 template <typename T, typename W>
 void backward_impl(const ViTConfig& c, const W& w, State<T>& st, const Mat<T>& dlogits, W& g) {
   if (!st.valid) throw std::logic_error("backward: no forward on this tape");
@@ -342,15 +359,19 @@ void backward_impl(const ViTConfig& c, const W& w, State<T>& st, const Mat<T>& d
     const BlockSave<T>& last = st.blocks[static_cast<std::size_t>(L - 1 - first)];
     last_block_backward<T>(d, w.blocks[static_cast<std::size_t>(L - 1)], last, last.x, wk, g.blocks[static_cast<std::size_t>(L - 1)],
                            wk.dxcls, wk.dx);
+    if (st.probability_gradients != nullptr) {
+      st.probability_gradients->resize(static_cast<std::size_t>(L - first));
+      probability_gradient<T>(wk.dctx_small, last.v, d.B, 1, d.Tn, d.H, st.probability_gradients->back());
+    }
   }
   for (int i = L - 2; i >= first; --i) {
     const BlockSave<T>& own = st.blocks[static_cast<std::size_t>(i - first)];
     const auto& bw = w.blocks[static_cast<std::size_t>(i)];
-    if (o.checkpoint_activations) {
-      block_forward<T>(d, bw, i, o, own.x, st.scratch, wk, wk.out);
-      block_backward<T>(d, bw, st.scratch, own.x, wk, g.blocks[static_cast<std::size_t>(i)], wk.dx);
-    } else {
-      block_backward<T>(d, bw, own, own.x, wk, g.blocks[static_cast<std::size_t>(i)], wk.dx);
+    const BlockSave<T>& saved = o.checkpoint_activations ? st.scratch : own;
+    if (o.checkpoint_activations) block_forward<T>(d, bw, i, o, own.x, st.scratch, wk, wk.out);
+    block_backward<T>(d, bw, saved, own.x, wk, g.blocks[static_cast<std::size_t>(i)], wk.dx);
+    if (st.probability_gradients != nullptr) {
+      probability_gradient<T>(wk.dctx, saved.v, d.B, d.Tn, d.Tn, d.H, (*st.probability_gradients)[static_cast<std::size_t>(i - first)]);
     }
   }
   if (first == 0 && st.from_images) {
@@ -453,6 +474,30 @@ TrainOutput forward_from(const ViTConfig& config, const ViTWeights& weights, con
 void backward(const ViTConfig& config, const ViTWeights& weights, Tape& tape, const Matrix& dlogits, ViTWeights& grads) {
   if (!tape.state) throw std::logic_error("backward: no forward on this tape");
   engine::backward_impl<float>(config, weights, tape.state->f, dlogits, grads);
+}
+
+AttentionGradients attention_gradients(const ViTConfig& config, const ViTWeights& weights, const Image& image, int label) {
+  if (!weights.has_classifier || weights.classifier.w.rows() == 0) throw std::invalid_argument("attention_gradients: the model has no classifier");
+  if (label < 0 || label >= weights.classifier.w.rows()) throw std::invalid_argument("attention_gradients: no output " + std::to_string(label));
+  engine::State<float> st;
+  Matrix logits;
+  engine::forward_images<float>(config, weights, {image}, TrainOptions{}, st, logits);
+  Matrix dlogits = Matrix::Zero(1, logits.cols());
+  dlogits(0, label) = 1.0f;
+  std::vector<Matrix> grads;
+  st.probability_gradients = &grads;
+  ViTWeights g = zeros_like(weights);
+  engine::backward_impl<float>(config, weights, st, dlogits, g);
+  AttentionGradients out;
+  out.label = label;
+  out.grid_h = st.gh;
+  out.grid_w = st.gw;
+  out.heads = config.num_heads;
+  out.logits = logits.row(0).transpose();
+  out.gradients = std::move(grads);
+  out.probabilities.reserve(st.blocks.size());
+  for (const auto& b : st.blocks) out.probabilities.push_back(b.probs);
+  return out;
 }
 
 namespace ops {

@@ -86,6 +86,7 @@ class ImageView : public QWidget {
   void set_heatmap(const QImage& overlay);  // ARGB32 premultiplied, any size, stretched over the image
   void clear_heatmap();
   [[nodiscard]] bool has_heatmap() const { return !heatmap_.isNull(); }
+  [[nodiscard]] const QImage& heatmap() const { return heatmap_; }
   void set_heatmap_opacity(double opacity);
   void set_heatmap_visible(bool visible);
   [[nodiscard]] bool heatmap_visible() const { return heatmap_visible_; }

@@ -475,24 +475,22 @@ void MainWindow::request_heatmap(const QString& finding) {
     Q_EMIT heatmapFailed(tr("no model"));
     return;
   }
-  if (ai_->method() == AiPanel::Method::ClassSpecific) {
-    // app/ computes attention rollout only until the backward pass lands (app::heatmap).
-    const QString why = tr("Class-specific maps are not available yet: app::heatmap computes attention rollout only "
-                           "(class-specific maps need the trainer's backward pass). Choose \"Attention rollout\".");
-    ai_->set_heatmap_status(why);
-    viewer_->clear_heatmap();
-    Q_EMIT heatmapFailed(why);
-    return;
-  }
+  app::HeatmapOptions options;
+  options.method = ai_->method() == AiPanel::Method::ClassSpecific ? app::HeatmapMethod::ClassSpecific : app::HeatmapMethod::Rollout;
+  options.finding = finding.toStdString();
+  options.opacity = 1.0f;  // the viewer applies the panel's opacity to the layer
+  options.max_side = 64;   // only the grid is used here
   const int generation = ++heatmap_generation_;
-  ai_->set_heatmap_status(tr("Computing the attention map for %1…").arg(finding));
+  const bool class_specific = options.method == app::HeatmapMethod::ClassSpecific;
+  ai_->set_heatmap_status(class_specific ? tr("Computing the class-specific map for %1…").arg(finding)
+                                         : tr("Computing the attention map for %1…").arg(finding));
   const auto db = session_->path();
   auto cache = session_->models();
   const std::string path = current_->path;
   const int columns = current_->columns, rows = current_->rows;
   run_async(
       this, ai_pool(),
-      [db, cache, path, columns, rows]() {
+      [db, cache, path, columns, rows, options]() {
         HeatmapOutcome out;
         const auto t0 = std::chrono::steady_clock::now();
         auto worker = open_worker_model(db, *cache);
@@ -501,7 +499,7 @@ void MainWindow::request_heatmap(const QString& finding) {
           return out;
         }
         const auto& loaded = worker->model;
-        auto h = app::heatmap(*loaded, path, 1.0f, 0.9f, 64);
+        auto h = app::heatmap(*loaded, path, options);
         if (!h) {
           out.error = qstr(h.error().message);
           return out;
@@ -510,7 +508,7 @@ void MainWindow::request_heatmap(const QString& finding) {
         out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return out;
       },
-      [this, generation, finding](HeatmapOutcome out) {
+      [this, generation, finding, class_specific](HeatmapOutcome out) {
         if (generation != heatmap_generation_) return;
         if (!out.error.isEmpty()) {
           ai_->set_heatmap_status(tr("No attention map: %1").arg(out.error));
@@ -520,9 +518,11 @@ void MainWindow::request_heatmap(const QString& finding) {
         viewer_->set_heatmap(out.layer);
         viewer_->set_heatmap_opacity(ai_->opacity());
         ai_->set_heatmap_shown(true);
-        ai_->set_heatmap_status(tr("%1: attention rollout (the same map for every finding), %2 ms. H hides it.")
-                                    .arg(finding)
-                                    .arg(out.ms, 0, 'f', 0));
+        ai_->set_heatmap_status(
+            (class_specific ? tr("%1: class-specific map (what raised this finding's score, Chefer et al. 2021), %2 ms. H hides it.")
+                            : tr("%1: attention rollout (where the model looked; the same map for every finding), %2 ms. H hides it."))
+                .arg(finding)
+                .arg(out.ms, 0, 'f', 0));
         Q_EMIT heatmapShown(finding);
       });
 }

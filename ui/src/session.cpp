@@ -81,6 +81,10 @@ Session::~Session() = default;
 app::Result<std::unique_ptr<Session>> Session::open(const std::filesystem::path& path, const QString& author, QObject* parent) {
   auto catalog = app::Catalog::open(path);
   if (!catalog) return catalog.error();
+  // First run: the built-in model becomes the active model (a failure leaves the catalog without one).
+  if (auto builtin = app::register_builtin_model(*catalog); !builtin) {
+    qWarning("hilum: the built-in model was not registered: %s", builtin.error().message.c_str());
+  }
   return std::unique_ptr<Session>(new Session(std::move(catalog.value()), path, author, parent));
 }
 

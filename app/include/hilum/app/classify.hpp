@@ -38,6 +38,17 @@ struct DisplayImage {
 [[nodiscard]] Result<ModelRecord> import_model(Catalog& catalog, const std::filesystem::path& dir, const std::string& version,
                                                bool activate);
 
+// The built-in model shipped in resources/models/ (installed as share/hilum/models/): the folder
+// named by $HILUM_BUILTIN_MODEL ("none" turns it off), else share/hilum/models/<name> beside the
+// executable's bin/, else the source tree's resources/models/<name>. Empty when none exists.
+[[nodiscard]] std::filesystem::path builtin_model_dir();
+
+// First run: a catalog without any model registers the built-in model as its active model
+// (strategy "builtin", its training recipe as hyperparameters and its validation as metrics).
+// Returns the new record, or nullopt when the catalog already has a model or there is no
+// built-in model.
+[[nodiscard]] Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog);
+
 struct ImagePrediction {
   std::string sop_instance_uid;
   std::string path;
@@ -60,15 +71,28 @@ using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)
                                                             const ClassifyProgress& progress = {},
                                                             const std::atomic<bool>* cancel = nullptr);
 
+enum class HeatmapMethod {
+  Rollout,        // attention rollout (Abnar & Zuidema 2020): where the model looked, one map for every finding
+  ClassSpecific,  // gradient-weighted rollout (Chefer et al. 2021) of one finding's logit: what raised that output
+};
+
+struct HeatmapOptions {
+  HeatmapMethod method = HeatmapMethod::Rollout;
+  std::string finding;           // ClassSpecific: one of the model's outputs (case-insensitive); empty = the most probable
+  float opacity = 0.5f;          // of the colour overlay
+  float discard_ratio = 0.9f;    // Rollout: the lowest fraction of fused attentions dropped per layer
+  int max_side = 0;              // > 0: the overlay shrunk to fit this many pixels
+};
+
 struct Heatmap {
   inference::Matrix grid;       // patch-grid map in [0, 1]
   inference::RgbImage overlay;  // at the radiograph's full size (or shrunk to max_side)
   std::vector<std::pair<std::string, double>> probabilities;
+  std::string finding;          // ClassSpecific: the output the map explains
 };
 
-// Attention rollout of one file (mean head fusion, discard ratio 0.9 by default) drawn over its
-// display rendering. Class-specific maps need the backward pass of training/ (not yet).
-[[nodiscard]] Result<Heatmap> heatmap(const LoadedModel& model, const std::filesystem::path& file, float opacity = 0.5f,
-                                      float discard_ratio = 0.9f, int max_side = 0);
+// An attention map of one file drawn over its display rendering (the image the model sees).
+// ClassSpecific needs a model with outputs; an unknown finding is an error that lists the outputs.
+[[nodiscard]] Result<Heatmap> heatmap(const LoadedModel& model, const std::filesystem::path& file, const HeatmapOptions& options = {});
 
 }  // namespace hilum::app

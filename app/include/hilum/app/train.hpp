@@ -65,4 +65,10 @@ struct TrainReport {
 [[nodiscard]] Result<TrainReport> train_from_folder(const TrainOptions& options, const FinetuneCallback& progress = {},
                                                     const std::atomic<bool>* cancel = nullptr);
 
+// A trained model on the validation patients train_from_folder held out of `data` with this
+// seed and fraction (the same split, recomputed): per-finding AUROC (CI), ECE, thresholds.
+[[nodiscard]] Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const std::filesystem::path& data,
+                                                       std::uint64_t seed, double validation_fraction = 0.15,
+                                                       const std::atomic<bool>* cancel = nullptr);
+
 }  // namespace hilum::app

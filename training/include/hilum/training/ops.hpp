@@ -5,8 +5,10 @@
 // [b*T, (b+1)*T) belong to image b). Every backward *adds* into the weight gradients (dW, db,
 // dgamma, ...), which may be null for a frozen layer. Input gradients are added too, unless a
 // function says `accumulate = false` (then they are overwritten). Work is spread over the cores
-// with OpenMP: GEMMs split by output columns (each thread runs Eigen's single-threaded GEMM on
-// its slice), attention by (image, head) pairs, row-wise ops by rows. Reductions over rows (bias
+// with OpenMP: in float, the linear layers' three products run on the inference engine's packed
+// AVX-512 kernels (inference/matmul.hpp, split by output panels) when the CPU has them; otherwise
+// (and in double) GEMMs split by output columns, each thread running Eigen's single-threaded GEMM
+// on its slice; attention by (image, head) pairs, row-wise ops by rows. Reductions over rows (bias
 // and LayerNorm parameter gradients) are summed per thread over fixed row ranges and then in
 // thread order, so results are deterministic for a given thread count.
 #pragma once
@@ -19,12 +21,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "hilum/inference/matmul.hpp"
 #include "hilum/training/backprop.hpp"
 
 namespace hilum::training::ops {
@@ -193,10 +197,24 @@ inline void row_range(Index rows, int t, int n, Index& r0, Index& r1) {
 
 // ---- Linear: out = x W^T (+ b) ---------------------------------------------------------------
 
+// Whether float linear layers use inference's packed kernels (true when the CPU allows; the tests
+// switch it off to compare with the Eigen path).
+inline bool& packed_linear() {
+  static bool on = inference::matmul_available();
+  return on;
+}
+
 template <typename T>
 void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& out) {
   const Index n_out = w.rows();
   out.resize(x.rows(), n_out);
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed_linear()) {
+      inference::matmul_abt(x.data(), static_cast<int>(x.rows()), static_cast<int>(x.cols()), w.data(), static_cast<int>(n_out),
+                            b.size() > 0 ? b.data() : nullptr, out.data(), false);
+      return;
+    }
+  }
   split_columns(n_out, static_cast<double>(x.rows()) * static_cast<double>(n_out) * static_cast<double>(x.cols()),
                 [&](Index c0, Index n) {
                   out.middleCols(c0, n).noalias() = x * w.middleRows(c0, n).transpose();
@@ -208,6 +226,20 @@ void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& o
 template <typename T>
 void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T>* dx, bool accumulate_dx, Mat<T>* dw, Vec<T>* db) {
   const double work = static_cast<double>(dout.rows()) * static_cast<double>(w.rows()) * static_cast<double>(w.cols());
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed_linear()) {
+      const int rows = static_cast<int>(dout.rows()), n_out = static_cast<int>(w.rows()), n_in = static_cast<int>(w.cols());
+      if (dw != nullptr) inference::matmul_atb(dout.data(), rows, n_out, x.data(), n_in, dw->data(), true);
+      if (db != nullptr && db->size() > 0) {
+        split_columns(n_out, work, [&](Index c0, Index n) { db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose(); });
+      }
+      if (dx != nullptr) {
+        if (!accumulate_dx) dx->resize(rows, n_in);
+        inference::matmul_ab(dout.data(), rows, n_out, w.data(), n_in, dx->data(), accumulate_dx);
+      }
+      return;
+    }
+  }
   if (dw != nullptr || db != nullptr) {
     split_columns(w.rows(), work, [&](Index c0, Index n) {
       if (dw != nullptr) dw->middleRows(c0, n).noalias() += dout.middleCols(c0, n).transpose() * x;
