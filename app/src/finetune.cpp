@@ -164,53 +164,56 @@ Result<DisplayImage> read_display(const fs::path& file) { return display_image(f
 
 
 
-// The gate: compare mean AUROC on the findings both models have an AUROC for; with none shared,
-// the candidate must beat chance (its mean lower confidence bound above 0.5).
+// The gate. Findings both models have an AUROC for: the candidate's mean AUROC must not be worse
+// than the active model's beyond the tolerance. Findings only the candidate has (new outputs, or
+// ones the active model could not be measured on): their mean 95% lower bound must be above chance,
+// so that a version never adds outputs that say nothing. With no shared finding only the second
+// rule applies.
 std::pair<bool, std::string> gate(const EvaluationReport& candidate, const std::optional<EvaluationReport>& active, double tolerance) {
   if (!candidate.mean_auroc) {
     return {false, "no validation AUROC: the validation patients need positive and negative labels for at least one finding"};
   }
-  double new_sum = 0.0, old_sum = 0.0;
-  int shared = 0;
-  if (active) {
-    for (const auto& f : candidate.findings) {
-      if (!f.auroc) continue;
+  double new_sum = 0.0, old_sum = 0.0, fresh_low = 0.0, fresh_auroc = 0.0;
+  int shared = 0, fresh = 0;
+  std::string fresh_names;
+  for (const auto& f : candidate.findings) {
+    if (!f.auroc) continue;
+    const FindingMetrics* old = nullptr;
+    if (active) {
       for (const auto& g : active->findings) {
-        if (g.finding == f.finding && g.auroc) {
-          new_sum += *f.auroc;
-          old_sum += *g.auroc;
-          ++shared;
-        }
+        if (g.finding == f.finding && g.auroc) old = &g;
       }
     }
+    if (old != nullptr) {
+      new_sum += *f.auroc;
+      old_sum += *old->auroc;
+      ++shared;
+    } else {
+      fresh_low += f.auroc_low;
+      fresh_auroc += *f.auroc;
+      fresh_names += (fresh_names.empty() ? "" : ", ") + f.finding;
+      ++fresh;
+    }
   }
-  char buf[256];
+  char buf[512];
+  std::string reason;
+  bool pass = true;
   if (shared > 0) {
     const double a = new_sum / shared, b = old_sum / shared;
-    if (a >= b - tolerance) {
-      std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): not worse beyond %.3f", a, b, shared, tolerance);
-      return {true, buf};
-    }
-    std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): worse by more than %.3f", a, b, shared, tolerance);
-    return {false, buf};
+    pass = a >= b - tolerance;
+    std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): %s %.3f", a, b, shared,
+                  pass ? "not worse beyond" : "worse by more than", tolerance);
+    reason = buf;
   }
-  double low = 0.0;
-  int n = 0;
-  for (const auto& f : candidate.findings) {
-    if (f.auroc) {
-      low += f.auroc_low;
-      ++n;
-    }
+  if (fresh > 0) {
+    const double low = fresh_low / fresh, auroc = fresh_auroc / fresh;
+    const bool above = low > 0.5;
+    std::snprintf(buf, sizeof buf, "%s %s (%s): mean AUROC %.4f, 95%% lower bound %.4f %s chance", shared > 0 ? "; new" : "no finding shared with the active model;",
+                  fresh == 1 ? "finding" : "findings", fresh_names.c_str(), auroc, low, above ? "above" : "not above");
+    reason += buf;
+    pass = pass && above;
   }
-  low /= std::max(1, n);
-  if (low > 0.5) {
-    std::snprintf(buf, sizeof buf, "no finding shared with the active model; mean AUROC %.4f, 95%% lower bound %.4f above chance",
-                  *candidate.mean_auroc, low);
-    return {true, buf};
-  }
-  std::snprintf(buf, sizeof buf, "no finding shared with the active model and mean AUROC %.4f is not above chance (95%% lower bound %.4f)",
-                *candidate.mean_auroc, low);
-  return {false, buf};
+  return {pass, reason};
 }
 
 // ---- Models ------------------------------------------------------------------------------------

@@ -208,6 +208,43 @@ TEST_F(FinetuneTest, EvaluateReportsPerFindingMetrics) {
   EXPECT_FALSE(base->mean_auroc.has_value());
 }
 
+// A version that keeps the shared findings but adds an output that says nothing is not promoted:
+// "Speckle" is labelled independently of the images (every other patient), so its AUROC on the
+// validation patients cannot be above chance, while Pattern stays as good as before.
+TEST_F(FinetuneTest, GateRefusesANewOutputAtChance) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::Head;
+  auto first = app::finetune(*catalog_, o);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  ASSERT_TRUE(first->promoted) << first->reason;
+  EXPECT_NE(first->reason.find("(Pattern)"), std::string::npos) << first->reason;
+
+  ASSERT_TRUE(catalog_->add_finding("Speckle", "labelled at random (test)").ok());
+  std::vector<app::LabelInput> labels;
+  for (const auto& in : instances_) {
+    app::LabelInput l;
+    l.image = in.sop_instance_uid;
+    l.finding = "Speckle";
+    l.value = in.patient_id.back() % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
+    l.author = "tester";
+    labels.push_back(l);
+  }
+  ASSERT_TRUE(catalog_->add_labels(labels).ok());
+  auto second = app::finetune(*catalog_, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  const auto* pattern = metric(second->metrics, "Pattern");
+  const auto* speckle = metric(second->metrics, "Speckle");
+  ASSERT_TRUE(pattern && pattern->auroc && speckle && speckle->auroc);
+  EXPECT_GT(*pattern->auroc, 0.85);
+  EXPECT_LE(speckle->auroc_low, 0.5);
+  EXPECT_FALSE(second->promoted) << second->reason;
+  EXPECT_NE(second->reason.find("not worse"), std::string::npos) << second->reason;
+  EXPECT_NE(second->reason.find("new finding (Speckle)"), std::string::npos) << second->reason;
+  EXPECT_NE(second->reason.find("not above chance"), std::string::npos) << second->reason;
+  EXPECT_EQ(catalog_->active_model().value()->version, first->model.version);
+}
+
 TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;
