@@ -144,7 +144,9 @@ namespace {
 
 // One register tile: rows x 32 outputs over all of k. `a` points at the tile's first input row
 // (floats for F32, bf16 pairs for BF16; row stride lda in those units), `b` at the panel.
-template <int MR>
+// Transposed (F32 only): the input is given transposed, element (r, kk) at a[kk * lda + r] (the
+// MR values of one k step are contiguous), for products A^T B without transposing A first.
+template <int MR, bool Transposed = false>
 HILUM_AVX512 void tile_f32(const float* a, std::size_t lda, const float* b, int steps, float* c, std::size_t ldc, const float* bias,
                            bool load_c, __mmask16 m0, __mmask16 m1) {
   __m512 acc0[MR], acc1[MR];
@@ -163,41 +165,8 @@ HILUM_AVX512 void tile_f32(const float* a, std::size_t lda, const float* b, int 
     const __m512 b0 = _mm512_load_ps(b + kk * kPanel), b1 = _mm512_load_ps(b + kk * kPanel + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + static_cast<std::size_t>(kk)]);
-      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
-  }
-}
-
-// tile_f32 with the input given transposed: element (r, kk) of the tile at a[kk * lda + r] (the
-// MR values of one k step are contiguous), for products A^T B without transposing A first.
-template <int MR>
-HILUM_AVX512 void tile_f32_t(const float* a, std::size_t lda, const float* b, int steps, float* c, std::size_t ldc, const float* bias,
-                             bool load_c, __mmask16 m0, __mmask16 m1) {
-  __m512 acc0[MR], acc1[MR];
-  const __m512 bias0 = _mm512_load_ps(bias), bias1 = _mm512_load_ps(bias + 16);
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    if (load_c) {
-      acc0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), bias0);
-      acc1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), bias1);
-    } else {
-      acc0[r] = bias0;
-      acc1[r] = bias1;
-    }
-  }
-  for (int kk = 0; kk < steps; ++kk) {
-    const __m512 b0 = _mm512_load_ps(b + kk * kPanel), b1 = _mm512_load_ps(b + kk * kPanel + 16);
-    const float* ak = a + static_cast<std::size_t>(kk) * lda;
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(ak[r]);
+      const __m512 av = _mm512_set1_ps(Transposed ? a[static_cast<std::size_t>(kk) * lda + static_cast<std::size_t>(r)]
+                                                  : a[r * lda + static_cast<std::size_t>(kk)]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
@@ -251,7 +220,7 @@ constexpr std::array<TileF32, sizeof...(I)> f32_tiles(std::index_sequence<I...>)
 }
 template <std::size_t... I>
 constexpr std::array<TileF32, sizeof...(I)> f32_tiles_t(std::index_sequence<I...>) {
-  return {&tile_f32_t<static_cast<int>(I) + 1>...};
+  return {&tile_f32<static_cast<int>(I) + 1, true>...};
 }
 template <std::size_t... I>
 constexpr std::array<TileBF16, sizeof...(I)> bf16_tiles(std::index_sequence<I...>) {
