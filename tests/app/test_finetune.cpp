@@ -1,7 +1,8 @@
 // Fine-tuning from the catalog end to end: generated radiographs whose label depends on a visible
 // pattern, imported and labelled through the catalog, a tiny random ViT as the active model, then
 // each strategy trains a new version; its AUROC must be clearly above chance, the gate must
-// refuse a version trained on shuffled labels, and an interrupted run must resume.
+// refuse a version trained on labels that contradict the images (and one whose new output is at
+// chance), and an interrupted run must resume.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -116,7 +117,7 @@ class FinetuneTest : public CatalogTest {
   std::vector<app::Instance> instances_;
 };
 
-TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesShuffledLabels) {
+TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesAWorseVersion) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;
   o.strategy = app::Strategy::Head;
@@ -147,14 +148,15 @@ TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesShuffledLabels) {
   // Embeddings are cached per backbone: the second refit computes none.
   EXPECT_EQ(catalog_->embeddings("tiny-base")->size(), instances_.size());
 
-  // Shuffle the labels of the training patients only (validation keeps the truth), stratified so
-  // that they carry no information about the pattern: within the images with the pattern and
-  // within those without, every other one is labelled present. The new version learns nothing
-  // and the gate keeps it as a candidate.
-  std::map<bool, int> seen;
+  // Labels that contradict the images on the training patients (validation keeps the truth): the
+  // new version ranks the validation images the wrong way round and the gate keeps it as a
+  // candidate. (Shuffled labels are not used here: on this synthetic pattern, which dominates the
+  // tiny ViT's embeddings, a head fitted to uninformative labels still ranks the validation images
+  // almost perfectly in either direction, depending on the catalog's random patient split, so
+  // whether it is worse is a coin toss.)
   label([&](const app::Instance& in, bool truth) {
     const bool validation = app::in_validation_split(*catalog_, in).value();
-    return validation ? truth : (seen[truth]++ % 2) == 0;
+    return validation ? truth : !truth;
   });
   auto second = app::finetune(*catalog_, o);
   ASSERT_TRUE(second.ok()) << second.error().message;
@@ -163,10 +165,11 @@ TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesShuffledLabels) {
   EXPECT_NE(second->reason.find("worse"), std::string::npos) << second->reason;
   EXPECT_EQ(catalog_->active_model().value()->version, "tiny-base-ft1");
   ASSERT_TRUE(second->parent_metrics.has_value());
-  const auto* shuffled = metric(second->metrics, "Pattern");
+  const auto* wrong = metric(second->metrics, "Pattern");
   const auto* active = metric(*second->parent_metrics, "Pattern");
-  ASSERT_TRUE(shuffled && active && shuffled->auroc && active->auroc);
-  EXPECT_LT(*shuffled->auroc, *active->auroc);
+  ASSERT_TRUE(wrong && active && wrong->auroc && active->auroc);
+  EXPECT_LT(*wrong->auroc, 0.5);
+  EXPECT_LT(*wrong->auroc, *active->auroc);
 
   // The registry: the candidate records its parent, strategy, labels used and metrics; it can be
   // promoted by hand and rolled back; export writes a folder the engine loads.
