@@ -212,8 +212,9 @@ TEST_F(FinetuneTest, EvaluateReportsPerFindingMetrics) {
 }
 
 // A version that keeps the shared findings but adds an output that says nothing is not promoted:
-// "Speckle" is labelled independently of the images (every other patient), so its AUROC on the
-// validation patients cannot be above chance, while Pattern stays as good as before.
+// "Speckle" is labelled independently of the images (every other image, on both sides of the
+// split), so its AUROC on the validation patients is not above chance, while Pattern stays as good
+// as before.
 TEST_F(FinetuneTest, GateRefusesANewOutputAtChance) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;
@@ -225,11 +226,12 @@ TEST_F(FinetuneTest, GateRefusesANewOutputAtChance) {
 
   ASSERT_TRUE(catalog_->add_finding("Speckle", "labelled at random (test)").ok());
   std::vector<app::LabelInput> labels;
+  std::map<bool, int> seen;  // every other image present, within the validation split and within training
   for (const auto& in : instances_) {
     app::LabelInput l;
     l.image = in.sop_instance_uid;
     l.finding = "Speckle";
-    l.value = in.patient_id.back() % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
+    l.value = seen[app::in_validation_split(*catalog_, in).value()]++ % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
     l.author = "tester";
     labels.push_back(l);
   }
