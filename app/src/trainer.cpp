@@ -276,6 +276,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
     double loss_sum = 0.0;
     int loss_n = 0;
     state.epoch = epoch;
+    state.validation_auroc.reset();  // this epoch's comes after its validation
     for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(batch_size)) {
       if (cancel != nullptr && cancel->load()) {
         return Error{ErrorKind::Interrupted, "training cancelled during epoch " + std::to_string(epoch) +
@@ -334,6 +335,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
       if (!p) return p.error();
       rec.validation_auroc = evaluate_probabilities(outputs, validation, *p, config.labels).mean_auroc;
       state.validation_auroc = rec.validation_auroc;
+      report("validating");  // now with this epoch's AUROC
     }
     result.history.push_back(rec);
     auto saved = write_checkpoint(checkpoint_dir, epoch, config, weights, optimizer, result.history);

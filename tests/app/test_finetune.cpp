@@ -386,6 +386,30 @@ TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   std::string head(4096, '\0');
   st.read(head.data(), static_cast<std::streamsize>(head.size()));
   EXPECT_NE(head.find("\"F16\""), std::string::npos);
+  // A fresh run of two epochs: progress gives each epoch its own validation AUROC (the history's),
+  // never the previous epoch's while the next one trains.
+  std::vector<std::pair<int, double>> reported;
+  std::set<int> validating;  // epochs whose validation phase has been reported
+  int early = 0;             // reports carrying an AUROC before their epoch's validation
+  app::TrainOptions fresh = o;
+  fresh.out = path("model-fresh");
+  auto f = app::train_from_folder(fresh, [&](const app::FinetuneProgress& p) {
+    if (p.phase == "validating") validating.insert(p.epoch);
+    if (!p.validation_auroc) return;
+    reported.emplace_back(p.epoch, *p.validation_auroc);
+    if (validating.count(p.epoch) == 0) ++early;
+  });
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(early, 0) << "progress carried an AUROC into an epoch before that epoch was validated";
+  std::set<int> epochs_reported;
+  for (const auto& [epoch, auroc] : reported) {
+    ASSERT_GE(epoch, 1);
+    ASSERT_LE(epoch, 2);
+    ASSERT_TRUE(f->history[static_cast<std::size_t>(epoch - 1)].validation_auroc.has_value());
+    EXPECT_EQ(auroc, *f->history[static_cast<std::size_t>(epoch - 1)].validation_auroc) << "epoch " << epoch;
+    epochs_reported.insert(epoch);
+  }
+  EXPECT_EQ(epochs_reported, (std::set<int>{1, 2}));
   // The same held-out patients, recomputed from the folder and the seed, give the run's figures
   // (within the F16 rounding of the written weights).
   auto again = app::evaluate_folder(*model, path("data"), o.seed, o.validation_fraction);
