@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <vector>
 
-#include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "main_window.hpp"
 #include "ui_fixtures.hpp"
@@ -49,9 +48,7 @@ int main(int argc, char** argv) {
   const int images = argc > 1 ? std::max(3, std::atoi(argv[1])) : 8;
   const fs::path dir = uitest::make_temp_dir("hilum-bench-ui");
   const fs::path db = dir / "hilum.db";
-  const auto builtin = app::builtin_model_dir();
-  std::printf("writing %d 2000x2500 16-bit CR phantoms; model: %s\n", images,
-              builtin.empty() ? "a random ViT-Ti/16 at 224 (no built-in model)" : ("the built-in " + builtin.filename().string()).c_str());
+  std::printf("writing %d 2000x2500 16-bit CR phantoms\n", images);
   std::vector<fs::path> files;
   for (int k = 0; k < images; ++k) {
     testdata::DicomSpec spec;
@@ -72,11 +69,7 @@ int main(int argc, char** argv) {
     testdata::write_dicom(files.back(), spec);
   }
   uitest::import_into(db, {files});
-  // The built-in model (registered by the session on first run), else a random ViT-Ti/16 at 224.
-  if (builtin.empty()) {
-    uitest::write_random_vit(dir / "vit", {192, 12, 3, 768, 224, 16});
-    uitest::register_model(db, dir / "vit", "random-vit-ti16");
-  }
+  std::printf("model: %s\n", uitest::builtin_or_random_model(db, dir).c_str());
 
   auto session = ui::Session::open(db, "bench");
   if (!session) return 2;

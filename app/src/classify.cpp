@@ -62,23 +62,35 @@ Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
   return LoadedModel{std::move(record), std::move(model.value())};
 }
 
-Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const std::string& version, bool activate) {
+namespace {
+
+// Checks that `dir` loads as a ViT with outputs and registers `record` for it (path and, unless
+// given, the architecture as hyperparameters filled in).
+Result<ModelRecord> register_folder(Catalog& catalog, const fs::path& dir, ModelRecord record) {
   auto model = inference::ViTModel::load(dir);
   if (!model) return from_inference(model.error());
   if (!model->weights().has_classifier) return Error{ErrorKind::Invalid, dir.string() + " is a backbone without a classifier"};
   std::error_code ec;
+  record.name = record.version;
+  record.path = fs::canonical(dir, ec).string();
+  const auto& c = model->config();
+  if (record.hyperparameters == "{}") {
+    JsonObject hp;
+    hp.add("hidden_size", c.hidden_size).add("layers", c.num_layers).add("heads", c.num_heads).add("image_size", c.image_size).add("patch_size", c.patch_size);
+    record.hyperparameters = hp.str();
+  }
+  return catalog.register_model(record, c.labels);
+}
+
+}  // namespace
+
+Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const std::string& version, bool activate) {
   ModelRecord record;
   record.version = version.empty() ? dir.filename().string() : version;
-  record.name = record.version;
   record.strategy = "imported";
-  record.path = fs::canonical(dir, ec).string();
   record.status = activate ? "active" : "candidate";
   record.status_reason = activate ? "imported and activated" : "imported";
-  const auto& c = model->config();
-  JsonObject hp;
-  hp.add("hidden_size", c.hidden_size).add("layers", c.num_layers).add("heads", c.num_heads).add("image_size", c.image_size).add("patch_size", c.patch_size);
-  record.hyperparameters = hp.str();
-  return catalog.register_model(record, c.labels);
+  return register_folder(catalog, dir, std::move(record));
 }
 
 fs::path builtin_model_dir() {
@@ -104,14 +116,9 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
   if (!models->empty()) return std::optional<ModelRecord>{};
   const fs::path dir = builtin_model_dir();
   if (dir.empty()) return std::optional<ModelRecord>{};
-  auto model = inference::ViTModel::load(dir);
-  if (!model) return Error{ErrorKind::Invalid, "the built-in model " + dir.string() + ": " + model.error().message};
-  std::error_code ec;
   ModelRecord record;
   record.version = dir.filename().string();
-  record.name = record.version;
   record.strategy = "builtin";
-  record.path = fs::canonical(dir, ec).string();
   record.status = "active";
   record.status_reason = "built-in model, registered on first run";
   // The recipe and the validation of its training run (training_report.json), when shipped.
@@ -125,8 +132,12 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
     record.hyperparameters = hp.dump();
     if (report.contains("validation")) record.metrics = report["validation"].dump();
   }
-  auto registered = catalog.register_model(record, model->config().labels);
-  if (!registered) return registered.error();
+  auto registered = register_folder(catalog, dir, std::move(record));
+  if (!registered) {
+    Error e = registered.error();
+    e.message = "the built-in model " + dir.string() + ": " + e.message;
+    return e;
+  }
   return std::optional<ModelRecord>(std::move(registered.value()));
 }
 

@@ -20,7 +20,6 @@ how); the script prints which BLAS it loaded.
 import argparse
 import importlib.util
 import os
-import re
 import resource
 import statistics
 import sys
@@ -31,32 +30,21 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True   # importing the reference script must leave no __pycache__ in the repo
 
-VARIANTS = {
-    "b16": dict(d=768, layers=12, heads=12, inter=3072),
-    "ti16": dict(d=192, layers=12, heads=3, inter=768),
-}
-
-
-def _reference_module():
-    path = os.path.join(HERE, "..", "..", "tests", "reference", "make_vit_reference.py")
-    spec = importlib.util.spec_from_file_location("make_vit_reference", path)
+def _sibling(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, name + ".py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def loaded_blas():
-    try:
-        with open("/proc/self/maps") as f:
-            libs = set(re.findall(r"(/\S*blas\S*\.so[\w.]*)", f.read()))
-    except OSError:
-        return "unknown"
-    return ", ".join(sorted(libs)) if libs else "none loaded"
+# torch_bench.py's BLAS probe; export_onnx.py's loader of tests/reference/make_vit_reference.py.
+torch_bench = _sibling("torch_bench")
+loaded_blas = torch_bench.loaded_blas
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", choices=sorted(VARIANTS), default="ti16")
+    ap.add_argument("--variant", choices=("b16", "ti16"), default="ti16")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -65,8 +53,8 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    ref = _reference_module()
-    v = VARIANTS[args.variant]
+    ref = torch_bench._export_module().load_reference_module()
+    v = ref.BENCH[args.variant]   # the shapes make_vit_reference.py --bench writes
     config = ref.make_config(ref.CLS, v["d"], v["layers"], v["heads"], v["inter"], 224, 16, 3, True,
                              ref.CHESTXRAY14, "multi_label_classification")
     model = ref.build_model(config)

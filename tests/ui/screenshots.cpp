@@ -17,7 +17,6 @@
 
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
-#include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
@@ -85,11 +84,7 @@ int main(int argc, char** argv) {
   testdata::write_not_dicom(extra / "notes.txt");
   testdata::write_basic_text_sr(extra / "report_sr.dcm");
   testdata::write_truncated(extra / "truncated.dcm", 1024);
-  // The built-in model (the session registers it on first run), else a random ViT-Ti/16.
-  if (app::builtin_model_dir().empty()) {
-    uitest::write_random_vit(dir / "vit-ti16", {192, 12, 3, 768, 224, 16});
-    uitest::register_model(db, dir / "vit-ti16", "hilum-vit-ti16-random-1");
-  }
+  std::printf("model: %s\n", uitest::builtin_or_random_model(db, dir).c_str());
 
   auto session = ui::Session::open(db, "dr.lee");
   if (!session) return 2;

@@ -95,6 +95,14 @@ void register_model(const fs::path& db, const fs::path& model_dir, const std::st
   if (!r) die("model: " + r.error().message);
 }
 
+std::string builtin_or_random_model(const fs::path& db, const fs::path& dir) {
+  const fs::path builtin = app::builtin_model_dir();
+  if (!builtin.empty()) return "the built-in " + builtin.filename().string();
+  write_random_vit(dir / "vit-ti16", {192, 12, 3, 768, 224, 16});
+  register_model(db, dir / "vit-ti16", "hilum-vit-ti16-random-1");
+  return "a random ViT-Ti/16 at 224 (no built-in model)";
+}
+
 fs::path make_temp_dir(const std::string& prefix) {
   std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
   if (mkdtemp(templ.data()) == nullptr) die("mkdtemp failed");

@@ -36,6 +36,11 @@ void import_into(const std::filesystem::path& db, const std::vector<std::filesys
 // Registers (and activates) the model folder in the catalog at `db`.
 void register_model(const std::filesystem::path& db, const std::filesystem::path& model_dir, const std::string& version);
 
+// The model a window under test runs: the built-in model when there is one (the session registers
+// it on first run; nothing to do), else a random ViT-Ti/16 at 224 written under `dir` and
+// registered. Returns a description for the log.
+std::string builtin_or_random_model(const std::filesystem::path& db, const std::filesystem::path& dir);
+
 // A fresh temporary folder (removed by the caller).
 std::filesystem::path make_temp_dir(const std::string& prefix);
 

@@ -68,7 +68,8 @@ struct TrainReport {
 // A trained model on the validation patients train_from_folder held out of `data` with this
 // seed and fraction (the same split, recomputed): per-finding AUROC (CI), ECE, thresholds.
 [[nodiscard]] Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const std::filesystem::path& data,
-                                                       std::uint64_t seed, double validation_fraction = 0.15,
+                                                       std::uint64_t seed,
+                                                       double validation_fraction = TrainOptions{}.validation_fraction,
                                                        const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace hilum::app

@@ -226,28 +226,22 @@ void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& o
 template <typename T>
 void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T>* dx, bool accumulate_dx, Mat<T>* dw, Vec<T>* db) {
   const double work = static_cast<double>(dout.rows()) * static_cast<double>(w.rows()) * static_cast<double>(w.cols());
+  if (db != nullptr && db->size() > 0) {
+    split_columns(w.rows(), work, [&](Index c0, Index n) { db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose(); });
+  }
+  if (!accumulate_dx && dx != nullptr) dx->resize(dout.rows(), w.cols());
   if constexpr (std::is_same_v<T, float>) {
     if (packed_linear()) {
       const int rows = static_cast<int>(dout.rows()), n_out = static_cast<int>(w.rows()), n_in = static_cast<int>(w.cols());
       if (dw != nullptr) inference::matmul_atb(dout.data(), rows, n_out, x.data(), n_in, dw->data(), true);
-      if (db != nullptr && db->size() > 0) {
-        split_columns(n_out, work, [&](Index c0, Index n) { db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose(); });
-      }
-      if (dx != nullptr) {
-        if (!accumulate_dx) dx->resize(rows, n_in);
-        inference::matmul_ab(dout.data(), rows, n_out, w.data(), n_in, dx->data(), accumulate_dx);
-      }
+      if (dx != nullptr) inference::matmul_ab(dout.data(), rows, n_out, w.data(), n_in, dx->data(), accumulate_dx);
       return;
     }
   }
-  if (dw != nullptr || db != nullptr) {
-    split_columns(w.rows(), work, [&](Index c0, Index n) {
-      if (dw != nullptr) dw->middleRows(c0, n).noalias() += dout.middleCols(c0, n).transpose() * x;
-      if (db != nullptr && db->size() > 0) db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose();
-    });
+  if (dw != nullptr) {
+    split_columns(w.rows(), work, [&](Index c0, Index n) { dw->middleRows(c0, n).noalias() += dout.middleCols(c0, n).transpose() * x; });
   }
   if (dx != nullptr) {
-    if (!accumulate_dx) dx->resize(dout.rows(), w.cols());
     split_columns(w.cols(), work, [&](Index c0, Index n) {
       if (accumulate_dx) dx->middleCols(c0, n).noalias() += dout * w.middleCols(c0, n);
       else dx->middleCols(c0, n).noalias() = dout * w.middleCols(c0, n);
