@@ -2,7 +2,7 @@
 // AdamW update) on random weights generated here: images/s and peak RSS.
 //
 //   build/bench/bench_train --variant ti16|b16 [--batch 8] [--steps 5] [--warmup 2] [--checkpoint]
-//                           [--first-trainable K] [--optimizer]
+//                           [--first-trainable K] [--optimizer] [--precision f32|bf16]
 //
 // One variant per process so that the peak RSS is that variant's. Threads: OMP_NUM_THREADS (2 on
 // the project's machine). Prints one line per timed step, then the median and the best.
@@ -13,10 +13,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "hilum/inference/matmul.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/init.hpp"
 #include "hilum/training/optim.hpp"
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   std::string variant = "ti16";
   int batch = 8, steps = 5, warmup = 2, first = 0;
   bool checkpoint = false, optimizer = false;
+  std::string precision = "f32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -61,13 +64,14 @@ int main(int argc, char** argv) {
     else if (a == "--first-trainable") first = std::atoi(next().c_str());
     else if (a == "--checkpoint") checkpoint = true;
     else if (a == "--optimizer") optimizer = true;
+    else if (a == "--precision") precision = next();
     else {
-      std::fprintf(stderr, "usage: %s --variant ti16|b16 [--batch N] [--steps N] [--warmup N] [--checkpoint] [--first-trainable K] [--optimizer]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s --variant ti16|b16 [--batch N] [--steps N] [--warmup N] [--checkpoint] [--first-trainable K] [--optimizer] [--precision f32|bf16]\n", argv[0]);
       return 2;
     }
   }
-  if ((variant != "ti16" && variant != "b16") || batch < 1 || steps < 1) {
-    std::fprintf(stderr, "bench_train: --variant ti16|b16, positive --batch and --steps\n");
+  if ((variant != "ti16" && variant != "b16") || batch < 1 || steps < 1 || (precision != "f32" && precision != "bf16")) {
+    std::fprintf(stderr, "bench_train: --variant ti16|b16, --precision f32|bf16, positive --batch and --steps\n");
     return 2;
   }
   const training::ViTConfig config = make_config(variant);
@@ -87,16 +91,21 @@ int main(int argc, char** argv) {
   training::TrainOptions options;
   options.checkpoint_activations = checkpoint;
   options.first_trainable_block = first;
+  options.precision = precision == "bf16" ? inference::Precision::BF16 : inference::Precision::F32;
+  // What runs: BF16 needs the packed kernels and AVX512_BF16, else the step is F32.
+  const bool bf16_runs = precision == "bf16" && inference::matmul_available() && inference::matmul_bf16_available();
   training::ViTWeights grads = training::zeros_like(weights);
   training::AdamWOptions ao;
   ao.lr = 1e-6f;
-  training::AdamW* opt = optimizer ? new training::AdamW(weights, ao) : nullptr;
+  std::optional<training::AdamW> opt;
+  if (optimizer) opt.emplace(weights, ao);
   training::Tape tape;
   int threads = 1;
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  std::printf("bench_train: %s, 224x224, batch %d, %d threads, %s%s%s\n", variant.c_str(), batch, threads,
+  std::printf("bench_train: %s, 224x224, batch %d, %d threads, %s linear layers, %s%s%s\n", variant.c_str(), batch, threads,
+              bf16_runs ? "BF16 mixed-precision" : "F32",
               checkpoint ? "checkpointed activations" : "all activations kept", first > 0 ? (", first trainable block " + std::to_string(first)).c_str() : "",
               optimizer ? ", AdamW step" : ", no optimizer");
   std::vector<double> times;
@@ -107,17 +116,16 @@ int main(int argc, char** argv) {
     const auto t1 = std::chrono::steady_clock::now();
     training::backward(config, weights, tape, dlogits, grads);
     const auto t2 = std::chrono::steady_clock::now();
-    if (opt != nullptr) opt->step(weights, grads, ao.lr);
+    if (opt) opt->step(weights, grads, ao.lr);
     const auto t3 = std::chrono::steady_clock::now();
     const auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     std::printf("%s step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f), tape %.1f MiB\n", s < warmup ? "warm-up" : "timed", s,
                 ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3), static_cast<double>(tape.bytes()) / 1048576.0);
     if (s >= warmup) times.push_back(ms(t0, t3));
   }
-  delete opt;
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2], best = times.front();
-  std::printf("RESULT variant=%s batch=%d median_ms=%.1f best_ms=%.1f images_per_s_median=%.2f images_per_s_best=%.2f peak_rss_mib=%.0f\n",
-              variant.c_str(), batch, median, best, 1000.0 * batch / median, 1000.0 * batch / best, peak_rss_mib());
+  std::printf("RESULT variant=%s precision=%s batch=%d median_ms=%.1f best_ms=%.1f images_per_s_median=%.2f images_per_s_best=%.2f peak_rss_mib=%.0f\n",
+              variant.c_str(), bf16_runs ? "bf16" : "f32", batch, median, best, 1000.0 * batch / median, 1000.0 * batch / best, peak_rss_mib());
   return 0;
 }

@@ -24,6 +24,13 @@ std::optional<T> parse_number(const std::string& s) {
   return v;
 }
 
+// --precision f32|bf16: the arithmetic of the trained layers' matrix products.
+std::optional<inference::Precision> parse_precision(const std::string& s) {
+  if (s == "f32") return inference::Precision::F32;
+  if (s == "bf16") return inference::Precision::BF16;
+  return std::nullopt;
+}
+
 void print_report(const app::EvaluationReport& r) {
   std::printf("%s on %d image(s) of %d patient(s)\n", r.model_version.c_str(), r.images, r.patients);
   std::printf("  %-20s %5s %5s  %-22s %6s %9s %6s %6s\n", "finding", "pos", "neg", "AUROC (95% CI)", "ECE", "threshold", "sens", "spec");
@@ -83,6 +90,11 @@ int cmd_finetune(const Global& global, const Args& args) {
       o.gate_tolerance = *x;
     } else if (a == "--no-promote") {
       o.allow_promotion = false;
+    } else if (a == "--precision") {
+      auto v = value();
+      auto p = v ? parse_precision(*v) : std::nullopt;
+      if (!p) return usage_error("finetune: --precision takes f32 or bf16");
+      o.precision = *p;
     } else {
       return usage_error("finetune: unknown argument " + a);
     }
@@ -193,6 +205,10 @@ int cmd_train(const Global&, const Args& args) {
       auto x = parse_number<std::uint64_t>(args[++i]);
       if (!x) return usage_error("train: --seed takes a number");
       o.seed = *x;
+    } else if (a == "--precision" && has_value) {
+      auto p = parse_precision(args[++i]);
+      if (!p) return usage_error("train: --precision takes f32 or bf16");
+      o.precision = *p;
     } else {
       return usage_error("train: unknown argument " + a);
     }

@@ -43,16 +43,18 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models rollback         re-activate the active model's parent
   models export ID|VERSION DIR   write it as a Hugging Face folder (loads in transformers)
   finetune [--strategy auto|head|last-k|full] [--epochs N] [--k K] [--batch N] [--lr X]
-        [--model ID] [--seed N] [--tolerance T] [--no-promote] [--json]
+        [--model ID] [--seed N] [--tolerance T] [--no-promote] [--precision bf16|f32] [--json]
                           train a new version on the current labels; promoted only if not worse
+                          (bf16, the default: mixed precision when the CPU has AVX512_BF16)
   evaluate --model ID [--labels CSV | --data DIR [--seed N]] [--json]
                           per-finding AUROC (95% CI), ECE, thresholds: on the catalog's labels (or a
                           CSV), or on the patients `train --data DIR --seed N` held out for validation
   train --data DIR --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
         [--batch N] [--lr X] [--weight-decay X] [--drop-path X] [--warmup-epochs N] [--seed N]
-        [--init DIR] [--max-images N] [--f32] [--json]
+        [--init DIR] [--max-images N] [--precision bf16|f32] [--f32] [--json]
                           train a ViT on a folder with one sub-folder per class (NORMAL, PNEUMONIA, ...);
                           checkpoints every epoch and resumes; writes a Hugging Face folder
+                          (--precision: the step's arithmetic; --f32: F32 weights instead of F16)
   classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
                           probabilities per finding; stored in the catalog per model version
   heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout|class] [--finding NAME] [--opacity A]

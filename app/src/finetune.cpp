@@ -458,6 +458,7 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
   lo.augment = strategy == Strategy::Full;
   lo.first_trainable_block = strategy == Strategy::Full ? 0 : layers - k;
   lo.seed = o.seed;
+  lo.precision = o.precision;
   auto loop = detail::run_training(t.config, t.weights, train, fresh.size() + replay, plan, validation, data.outputs, lo, checkpoint_dir,
                                    run.state, run.progress, run.cancel);
   if (!loop) return loop.error();
@@ -472,6 +473,7 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
                        {"warmup_steps", loop->warmup_steps},
                        {"gradient_clip", lo.gradient_clip},
                        {"activation_checkpointing", lo.checkpoint_activations},
+                       {"precision", detail::precision_name(lo.precision)},
                        {"augment", lo.augment},
                        {"seed", o.seed},
                        {"train_images", train.size()},

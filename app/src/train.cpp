@@ -254,6 +254,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   lo.drop_path = o.drop_path;
   lo.augment = true;
   lo.seed = o.seed;
+  lo.precision = o.precision;
   const std::int64_t steps_per_epoch = static_cast<std::int64_t>((train.size() + static_cast<std::size_t>(lo.batch_size) - 1) / static_cast<std::size_t>(lo.batch_size));
   lo.warmup_steps = std::max<std::int64_t>(1, steps_per_epoch * o.warmup_epochs);
   auto plan = [&](int, std::mt19937_64& rng) {
@@ -300,6 +301,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"weight_decay", o.weight_decay},
             {"drop_path", o.drop_path},
             {"warmup_epochs", o.warmup_epochs},
+            {"precision", detail::precision_name(o.precision)},
             {"seed", o.seed},
             {"train_images", report.train_images},
             {"validation_images", report.validation_images},

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/inference/matmul.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/loss.hpp"
 #include "hilum/training/metrics.hpp"
@@ -27,6 +28,10 @@ using Clock = std::chrono::steady_clock;
 
 Error from_inference(const inference::Error& e) {
   return Error{e.kind == inference::ErrorKind::NotFound ? ErrorKind::NotFound : ErrorKind::Invalid, e.message};
+}
+
+std::string precision_name(inference::Precision requested) {
+  return requested == inference::Precision::BF16 && inference::matmul_available() && inference::matmul_bf16_available() ? "bf16" : "f32";
 }
 
 EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs, const std::vector<const Sample*>& samples,
@@ -235,6 +240,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
   to.first_trainable_block = o.first_trainable_block;
   to.drop_path = o.drop_path;
   to.checkpoint_activations = o.checkpoint_activations;
+  to.precision = o.precision;
   training::AdamWOptions ao;
   ao.lr = o.learning_rate;
   ao.weight_decay = o.weight_decay;

@@ -76,7 +76,12 @@ struct LoopOptions {
   int first_trainable_block = 0;   // > 0: blocks before it frozen, their outputs cached once (no augmentation then)
   std::int64_t warmup_steps = -1;  // -1: 5% of the steps
   std::uint64_t seed = 1;
+  inference::Precision precision = inference::Precision::F32;  // training::TrainOptions::precision
 };
+
+// The arithmetic a run with `requested` precision uses on this CPU, as recorded in reports
+// ("bf16" or "f32").
+[[nodiscard]] std::string precision_name(inference::Precision requested);
 
 struct LoopResult {
   std::vector<EpochRecord> history;

@@ -3,7 +3,7 @@
 Hilum's bench_train (training/src/backprop.cpp).
 
   LD_LIBRARY_PATH=<OpenBLAS openmp dir> /usr/bin/python3 bench/compare/torch_train_bench.py \
-      --variant ti16|b16 [--batch 8] [--steps 5] [--warmup 2] [--optimizer] [--threads 2]
+      --variant ti16|b16 [--batch 8] [--steps 5] [--warmup 2] [--optimizer] [--threads 2] [--precision f32|bf16]
 
 The module is the plain-PyTorch ViTForImageClassification of tests/reference/make_vit_reference.py
 (Hugging Face layout; its forward also returns every block's output and attention map, which
@@ -50,6 +50,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--optimizer", action="store_true", help="include torch.optim.AdamW.step")
+    ap.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's mixed precision: "
+                         "linear layers and matmuls in bfloat16 through oneDNN, F32 master weights)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -67,13 +70,14 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6) if args.optimizer else None
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, BLAS: {loaded_blas()}")
     print(f"torch_train_bench: {args.variant}, 224x224, batch {args.batch}, "
-          f"{'AdamW step' if opt else 'no optimizer'}")
+          f"{'AdamW step' if opt else 'no optimizer'}, precision {args.precision}")
     times = []
     for s in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         model.zero_grad(set_to_none=False)
-        out = model(x)
-        loss = loss_fn(out["logits"], targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            out = model(x)
+        loss = loss_fn(out["logits"].float(), targets)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -88,7 +92,7 @@ def main():
             times.append((t3 - t0) * 1e3)
     med, best = statistics.median(times), min(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"RESULT variant={args.variant} batch={args.batch} median_ms={med:.1f} best_ms={best:.1f} "
+    print(f"RESULT variant={args.variant} precision={args.precision} batch={args.batch} median_ms={med:.1f} best_ms={best:.1f} "
           f"images_per_s_median={1000 * args.batch / med:.2f} images_per_s_best={1000 * args.batch / best:.2f} "
           f"peak_rss_mib={rss:.0f}")
     return 0

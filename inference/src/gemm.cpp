@@ -178,7 +178,8 @@ HILUM_AVX512 void tile_f32(const float* a, std::size_t lda, const float* b, int 
   }
 }
 
-template <int MR>
+// Transposed: pair (r, s) at a[s * lda + r] (xt's rows 2s and 2s+1 interleaved, see interleave_pairs).
+template <int MR, bool Transposed = false>
 HILUM_AVX512BF16 void tile_bf16(const std::uint32_t* a, std::size_t lda, const std::uint32_t* b, int steps, float* c, std::size_t ldc,
                                 const float* bias, bool load_c, __mmask16 m0, __mmask16 m1) {
   __m512 acc0[MR], acc1[MR];
@@ -198,7 +199,8 @@ HILUM_AVX512BF16 void tile_bf16(const std::uint32_t* a, std::size_t lda, const s
     const auto b1 = reinterpret_cast<__m512bh>(_mm512_load_si512(b + kk * kPanel + 16));
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const auto av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[r * lda + static_cast<std::size_t>(kk)])));
+      const auto av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(
+          Transposed ? a[static_cast<std::size_t>(kk) * lda + static_cast<std::size_t>(r)] : a[r * lda + static_cast<std::size_t>(kk)])));
       acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
       acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
     }
@@ -226,9 +228,14 @@ template <std::size_t... I>
 constexpr std::array<TileBF16, sizeof...(I)> bf16_tiles(std::index_sequence<I...>) {
   return {&tile_bf16<static_cast<int>(I) + 1>...};
 }
+template <std::size_t... I>
+constexpr std::array<TileBF16, sizeof...(I)> bf16_tiles_t(std::index_sequence<I...>) {
+  return {&tile_bf16<static_cast<int>(I) + 1, true>...};
+}
 constexpr auto kTilesF32 = f32_tiles(std::make_index_sequence<kMaxRows>{});
 constexpr auto kTilesF32T = f32_tiles_t(std::make_index_sequence<kMaxRows>{});
 constexpr auto kTilesBF16 = bf16_tiles(std::make_index_sequence<kMaxRows>{});
+constexpr auto kTilesBF16T = bf16_tiles_t(std::make_index_sequence<kMaxRows>{});
 
 // Rows [r0, r1) of x (m x k floats) to bfloat16 pairs, row stride ldb (in 16-bit units, a
 // multiple of 32), zero beyond k.
@@ -247,38 +254,123 @@ HILUM_AVX512BF16 void convert_rows(const float* x, std::size_t ldx, int k, int r
   }
 }
 
+// Pairs along a column: for s in [s0, s1), dst[s * ldd + j] = (bf16(src[2s][j]), bf16(src[2s+1][j]))
+// for j < cols (src has `rows` rows of row stride ld; a missing row 2s+1 counts as zeros), and zero
+// for cols <= j < width (a multiple of 16).
+HILUM_AVX512BF16 void interleave_pairs(const float* src, std::size_t ld, int rows, int cols, int s0, int s1, std::uint32_t* dst,
+                                       std::size_t ldd, int width) {
+  // Word 2j <- word j (row 2s), word 2j + 1 <- word 16 + j (row 2s + 1).
+  alignas(64) static constexpr std::uint16_t kOrder[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i order = _mm512_load_si512(kOrder);
+  for (int s = s0; s < s1; ++s) {
+    const float* lo_row = src + static_cast<std::size_t>(2 * s) * ld;
+    const float* hi_row = 2 * s + 1 < rows ? lo_row + ld : nullptr;
+    std::uint32_t* out = dst + static_cast<std::size_t>(s) * ldd;
+    for (int j = 0; j < width; j += 16) {
+      const int left = std::max(0, cols - j);
+      const auto m = static_cast<__mmask16>(left >= 16 ? 0xffffu : (1u << left) - 1u);
+      const __m512 lo = _mm512_maskz_loadu_ps(m, lo_row + j);
+      const __m512 hi = hi_row != nullptr ? _mm512_maskz_loadu_ps(m, hi_row + j) : _mm512_setzero_ps();
+      const auto both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+      _mm512_storeu_si512(out + j, _mm512_permutexvar_epi16(order, both));
+    }
+  }
+}
+
 thread_local AlignedVector<std::uint16_t> t_bf16_input;
+thread_local AlignedVector<std::uint16_t> t_bf16_rows;  // pack_bf16's rows of one panel
 
 }  // namespace
 #endif
 
+void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out) {
+  out.format = Format::BF16;
+  out.n = n;
+  out.k = k;
+  out.k_steps = (k + 1) / 2;
+  out.panels = (n + kPanel - 1) / kPanel;
+  const auto panels = static_cast<std::size_t>(out.panels), steps = static_cast<std::size_t>(out.k_steps);
+  out.bias.assign(panels * kPanel, 0.0f);
+  out.bf16.resize(panels * steps * kPanel);
+  out.f32.clear();
+#if HILUM_X86
+  if (!cpu_has_avx512_bf16()) throw std::logic_error("gemm::pack_bf16: this CPU has no AVX512_BF16");
+  // Rows of one panel in bfloat16 (by_rows): row stride a multiple of 32 elements.
+  const std::size_t ldb = (2 * steps + 31) / 32 * 32;
+  const auto pack_panel = [&](std::size_t p, std::uint16_t* rows) {
+    const std::size_t col0 = p * kPanel, cols = std::min<std::size_t>(kPanel, static_cast<std::size_t>(n) - col0);
+    std::uint32_t* dst = out.bf16.data() + p * steps * kPanel;
+    if (by_rows) {
+      // Each row's bfloat16 sequence read as 32-bit words is its pairs along k.
+      convert_rows(w + col0 * ld, ld, k, 0, static_cast<int>(cols), rows, ldb);
+      for (std::size_t j = 0; j < kPanel; ++j) {
+        const auto* row = reinterpret_cast<const std::uint32_t*>(rows + j * ldb);
+        for (std::size_t st = 0; st < steps; ++st) dst[st * kPanel + j] = j < cols ? row[st] : 0u;
+      }
+    } else {
+      interleave_pairs(w + col0, ld, k, static_cast<int>(cols), 0, static_cast<int>(steps), dst, kPanel, kPanel);
+    }
+  };
+  const int nthreads =
+#ifdef _OPENMP
+      omp_in_parallel() ? 1 : std::min(omp_get_max_threads(), out.panels);
+#else
+      1;
+#endif
+  const std::size_t row_units = by_rows ? kPanel * ldb : 0;
+  if (nthreads <= 1 || panels * steps < 4096) {
+    if (t_bf16_rows.size() < row_units) t_bf16_rows.resize(row_units);
+    for (std::size_t p = 0; p < panels; ++p) pack_panel(p, t_bf16_rows.data());
+    return;
+  }
+#pragma omp parallel num_threads(nthreads)
+  {
+    if (t_bf16_rows.size() < row_units) t_bf16_rows.resize(row_units);
+#pragma omp for schedule(static)
+    for (std::size_t p = 0; p < panels; ++p) pack_panel(p, t_bf16_rows.data());
+  }
+#else
+  (void)w, (void)ld, (void)by_rows;
+  throw std::logic_error("gemm::pack_bf16: needs x86-64 with AVX512_BF16");
+#endif
+}
+
 namespace {
 
-// x_transposed: x is given as its transpose (k x m, row stride ldx); F32 only.
+// x_transposed: x is given as its transpose (k x m, row stride ldx).
 void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, const PackedWeights& w, float* y, std::size_t ldy,
                    bool accumulate, Activation activation, int threads) {
 #if HILUM_X86
   if (m <= 0 || w.n <= 0) return;
   const bool bf16 = w.format == Format::BF16;
-  if (bf16 && x_transposed) throw std::logic_error("gemm::multiply_transposed: F32 weights only");
   const int tiles = (m + kMaxRows - 1) / kMaxRows;
 #ifdef _OPENMP
   if (omp_in_parallel()) threads = 1;
 #endif
   threads = std::max(1, std::min(threads, w.panels * tiles));
   // BF16 input: row stride a multiple of 32 elements, plus 32 so that rows do not share cache sets.
+  // Transposed: k_steps rows of m pairs (32-bit words), row stride ldt words (a multiple of 16, plus 16).
   const std::size_t ldb = static_cast<std::size_t>((2 * w.k_steps + 31) / 32 * 32 + 32);
+  const std::size_t ldt = static_cast<std::size_t>((m + 15) / 16 * 16 + 16);
   std::uint16_t* xb = nullptr;
   if (bf16) {
-    if (t_bf16_input.size() < static_cast<std::size_t>(m) * ldb) t_bf16_input.resize(static_cast<std::size_t>(m) * ldb);
+    const std::size_t units = x_transposed ? 2 * ldt * static_cast<std::size_t>(w.k_steps) : static_cast<std::size_t>(m) * ldb;
+    if (t_bf16_input.size() < units) t_bf16_input.resize(units);
     xb = t_bf16_input.data();
   }
   // Work split: by panels when there are enough of them, else by row tiles.
   const bool by_panels = w.panels >= 2 * threads || w.panels >= tiles;
   const auto run = [&](int t, int nthreads) {
     if (bf16) {
-      const int r0 = static_cast<int>(static_cast<long>(m) * t / nthreads), r1 = static_cast<int>(static_cast<long>(m) * (t + 1) / nthreads);
-      convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
+      if (x_transposed) {
+        const int s0 = static_cast<int>(static_cast<long>(w.k_steps) * t / nthreads);
+        const int s1 = static_cast<int>(static_cast<long>(w.k_steps) * (t + 1) / nthreads);
+        interleave_pairs(x, ldx, w.k, m, s0, s1, reinterpret_cast<std::uint32_t*>(xb), ldt, static_cast<int>(ldt));
+      } else {
+        const int r0 = static_cast<int>(static_cast<long>(m) * t / nthreads), r1 = static_cast<int>(static_cast<long>(m) * (t + 1) / nthreads);
+        convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
+      }
 #ifdef _OPENMP
       if (nthreads > 1) {
 #pragma omp barrier
@@ -310,9 +402,14 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
           const int rows = std::min(kMaxRows, m - row0);
           float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
           if (bf16) {
-            const auto* a = reinterpret_cast<const std::uint32_t*>(xb + static_cast<std::size_t>(row0) * ldb);
-            kTilesBF16[static_cast<std::size_t>(rows - 1)](a, ldb / 2, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c,
-                                                           ldy, bias, accumulate, m0, m1);
+            const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
+            const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel;
+            if (x_transposed) {
+              kTilesBF16T[static_cast<std::size_t>(rows - 1)](words + row0, ldt, packed, w.k_steps, c, ldy, bias, accumulate, m0, m1);
+            } else {
+              kTilesBF16[static_cast<std::size_t>(rows - 1)](words + static_cast<std::size_t>(row0) * (ldb / 2), ldb / 2, packed, w.k_steps, c,
+                                                             ldy, bias, accumulate, m0, m1);
+            }
           } else {
             (x_transposed ? kTilesF32T : kTilesF32)[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * (x_transposed ? 1 : ldx), ldx,
                                                           w.f32.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c, ldy, bias,

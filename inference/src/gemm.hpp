@@ -69,6 +69,11 @@ struct PackedWeights {
 // k x n with row stride ld (y = x V). No bias.
 void pack_f32(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out);
 
+// The same in BF16 (pairs along k, as pack() makes them), for a matrix that changes every call
+// (the trainer's weights and, for a weight gradient, its layer input). k odd: the last pair's
+// second half is zero.
+void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out);
+
 enum class Activation { None, Gelu, GeluTanh };
 
 // y[m x n] (row stride ldy) = (accumulate ? y : 0) + x[m x k] (row stride ldx) W^T + b, then the
@@ -79,7 +84,7 @@ void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, fl
               Activation activation, int threads);
 
 // The same product with x given transposed: xt is k x m (row stride ldxt), so y = xt^T W^T + b.
-// F32 weights only (throws std::logic_error for BF16).
+// BF16 converts xt into bfloat16 pairs along k (rows 2s and 2s+1 interleaved) first.
 void multiply_transposed(const float* xt, std::size_t ldxt, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
                          int threads);
 

@@ -42,27 +42,35 @@ void run(const float* a, int m, int k, const gemm::PackedWeights& p, float* c, i
 
 thread_local gemm::PackedWeights packed;
 
+// Packs B (n x k by rows, else k x n) in the requested precision, F32 when the CPU has no AVX512_BF16.
+void pack(const float* b, std::size_t ld, int n, int k, bool by_rows, Precision precision) {
+  if (precision == Precision::BF16 && gemm::cpu_has_avx512_bf16()) gemm::pack_bf16(b, ld, n, k, by_rows, packed);
+  else gemm::pack_f32(b, ld, n, k, by_rows, packed);
+}
+
 }  // namespace
 
 bool matmul_available() { return gemm::cpu_has_avx512(); }
+bool matmul_bf16_available() { return gemm::cpu_has_avx512_bf16(); }
 
-void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate) {
+void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate, Precision precision) {
   check(m, k, n);
-  gemm::pack_f32(b, static_cast<std::size_t>(k), n, k, true, packed);
+  pack(b, static_cast<std::size_t>(k), n, k, true, precision);
   if (bias != nullptr) std::copy(bias, bias + n, packed.bias.begin());
   run(a, m, k, packed, c, n, accumulate);
 }
 
-void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate) {
+void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate, Precision precision) {
   check(m, k, n);
-  gemm::pack_f32(b, static_cast<std::size_t>(n), n, k, false, packed);
+  pack(b, static_cast<std::size_t>(n), n, k, false, precision);
   run(a, m, k, packed, c, n, accumulate);
 }
 
-void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate) {
+void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate, Precision precision) {
   check(m, k, n);
-  // The kernel reads A^T's tiles straight from A (k x m): no transposed copy.
-  gemm::pack_f32(b, static_cast<std::size_t>(n), n, k, false, packed);
+  // The kernel reads A^T's tiles straight from A (k x m): no transposed copy (in BF16, A's rows are
+  // interleaved in pairs instead).
+  pack(b, static_cast<std::size_t>(n), n, k, false, precision);
   if (m == 0 || n == 0) return;
   if (k == 0) {
     run(nullptr, m, 0, packed, c, n, accumulate);

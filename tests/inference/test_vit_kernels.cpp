@@ -98,7 +98,10 @@ TEST(GemmKernel, F32MatchesNaiveProduct) {
 }
 
 // The public products the trainer uses (matmul.hpp): A B^T + bias, A B and A^T B, against double
-// loops, overwriting and accumulating, on odd shapes (and k = 0: only the bias, or nothing).
+// loops, overwriting and accumulating, on odd shapes (and k = 0: only the bias, or nothing). In
+// BF16 the loops multiply the operands rounded to bfloat16 (the F32 operands' products differ from
+// those by ~1e-3 relative, far beyond the tolerance), unless the CPU lacks AVX512_BF16 and BF16
+// runs as F32.
 TEST(Matmul, ThreeProductsMatchDoubleLoops) {
   if (!inf::matmul_available()) {
     std::vector<float> c(1);
@@ -113,6 +116,9 @@ TEST(Matmul, ThreeProductsMatchDoubleLoops) {
     for (float& f : v) f = dist(rng);
     return v;
   };
+  for (const inf::Precision precision : {inf::Precision::F32, inf::Precision::BF16}) {
+  const bool rounded = precision == inf::Precision::BF16 && inf::matmul_bf16_available();
+  const auto round_operand = [&](float x) { return rounded ? gemm::from_bf16(gemm::to_bf16(x)) : x; };
   for (const Shape& s : kShapes) {
     for (int which = 0; which < 3; ++which) {
       for (bool accumulate : {false, true}) {
@@ -120,24 +126,26 @@ TEST(Matmul, ThreeProductsMatchDoubleLoops) {
         // which 0: A m x k, B n x k (+ bias); 1: A m x k, B k x n; 2: A k x m, B k x n.
         const std::vector<float> a = fill(sz(s.m, s.k)), b = fill(sz(s.n, s.k)), bias = fill(static_cast<std::size_t>(s.n)), c0 = fill(sz(s.m, s.n));
         std::vector<float> c = c0;
-        if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), accumulate);
-        else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), accumulate);
-        else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), accumulate);
+        if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), accumulate, precision);
+        else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), accumulate, precision);
+        else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), accumulate, precision);
         for (int i = 0; i < s.m; ++i)
           for (int j = 0; j < s.n; ++j) {
             double want = (accumulate ? c0[sz(i, s.n) + static_cast<std::size_t>(j)] : 0.0) + (which == 0 ? bias[static_cast<std::size_t>(j)] : 0.0f);
             double mag = std::abs(want);
             for (int kk = 0; kk < s.k; ++kk) {
-              const double x = which == 2 ? a[sz(kk, s.m) + static_cast<std::size_t>(i)] : a[sz(i, s.k) + static_cast<std::size_t>(kk)];
-              const double y = which == 0 ? b[sz(j, s.k) + static_cast<std::size_t>(kk)] : b[sz(kk, s.n) + static_cast<std::size_t>(j)];
+              const double x = round_operand(which == 2 ? a[sz(kk, s.m) + static_cast<std::size_t>(i)] : a[sz(i, s.k) + static_cast<std::size_t>(kk)]);
+              const double y = round_operand(which == 0 ? b[sz(j, s.k) + static_cast<std::size_t>(kk)] : b[sz(kk, s.n) + static_cast<std::size_t>(j)]);
               want += x * y;
               mag += std::abs(x * y);
             }
             ASSERT_NEAR(c[sz(i, s.n) + static_cast<std::size_t>(j)], want, 1e-6 * (mag + 1.0))
-                << "product " << which << " m=" << s.m << " n=" << s.n << " k=" << s.k << (accumulate ? " accumulate" : "") << " at (" << i << ", " << j << ")";
+                << (rounded ? "BF16" : "F32") << " product " << which << " m=" << s.m << " n=" << s.n << " k=" << s.k
+                << (accumulate ? " accumulate" : "") << " at (" << i << ", " << j << ")";
           }
       }
     }
+  }
   }
   std::vector<float> c(6, 5.0f);
   const std::vector<float> bias = {1.0f, 2.0f, 3.0f};

@@ -486,6 +486,111 @@ TEST(PackedLinear, SameGradientsAsTheEigenPath) {
   }
 }
 
+// ---- BF16 mixed precision -------------------------------------------------------------------------
+// TrainOptions::precision = BF16 rounds both operands of every block's linear products (forward,
+// dX and dW) to bfloat16 (8 significant bits) and accumulates in F32. Its gradients cannot equal
+// PyTorch's F32 ones to 1e-4; they must stay within bfloat16's rounding of them. On a CPU without
+// AVX512_BF16 (or without the packed kernels) BF16 runs as F32 and must then give F32's answers.
+
+// Calibrated on the goldens with a margin of about 3x: the worst gradient tensor was 9.4e-3 off
+// PyTorch's F32 (tiny_erf), the worst of the ten losses 1.0e-4 (both printed by the tests).
+constexpr double kBf16GradientTolerance = 3e-2;
+constexpr double kBf16LossTolerance = 3e-4;
+
+bool bf16_runs() { return ops::packed_linear() && inf::matmul_available() && inf::matmul_bf16_available(); }
+
+TEST(MixedPrecision, GradientsStayWithinBf16RoundingOfPyTorchs) {
+  for (const char* name : {"tiny_erf", "odd_tanh_nobias", "interpolated", "frozen_prefix"}) {
+    const fs::path dir = kGradDir / name;
+    auto model = inf::ViTModel::load(dir);
+    ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+    auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
+    ASSERT_TRUE(ref.ok()) << ref.error().message;
+    const auto batch = images_from(*ref);
+    const Matrix dlogits = matrix_from(*ref, "dlogits");
+    TrainOptions o;
+    o.first_trainable_block = std::stoi(ref->metadata().at("first_trainable_block"));
+    Tape tape;
+    const Matrix f32_logits = forward(model->config(), model->weights(), batch, o, tape).logits;
+    o.precision = inf::Precision::BF16;
+    ViTWeights grads = zeros_like(model->weights());
+    const TrainOutput out = forward(model->config(), model->weights(), batch, o, tape);
+    backward(model->config(), model->weights(), tape, dlogits, grads);
+    const Comparison lc = compare(out.logits.data(), f32_logits.data(), static_cast<std::size_t>(f32_logits.size()));
+    EXPECT_LT(lc.rel, kBf16GradientTolerance) << name << ": BF16 logits against F32: max relative error " << lc.rel;
+    double worst = 0.0;
+    std::string worst_name;
+    int compared = 0;
+    for (const ParamRef& p : parameters(grads)) {
+      if (p.name.find("attention.key.bias") != std::string::npos) continue;  // analytically zero: rounding noise only
+      auto want = ref->read_f32("grad." + p.name);
+      if (!want.ok()) continue;  // frozen (checked for F32 above)
+      ASSERT_EQ(want->size(), p.size) << name << ": " << p.name;
+      const Comparison c = compare(p.data, want->data(), p.size);
+      EXPECT_LT(c.rel, kBf16GradientTolerance) << name << ": BF16 gradient of " << p.name << ": max relative error " << c.rel << " at element "
+                                               << c.worst << " (ours " << c.ours << ", PyTorch F32 " << c.theirs << ")";
+      if (c.rel > worst) {
+        worst = c.rel;
+        worst_name = p.name;
+      }
+      ++compared;
+    }
+    EXPECT_GT(compared, 10) << name;
+    std::printf("%s (BF16, %s): %d gradient tensors, worst relative error against PyTorch's F32 %.2e (%s)\n", name,
+                bf16_runs() ? "AVX512_BF16" : "runs as F32 on this CPU", compared, worst, worst_name.c_str());
+    // BF16 must really have run: its rounding shows far above the F32 path's 1e-4 agreement (and
+    // without AVX512_BF16 the F32 path's agreement must hold).
+    if (bf16_runs()) {
+      EXPECT_GT(worst, 1e-4) << name << ": BF16 gave F32's gradients; was it used?";
+    } else {
+      EXPECT_LT(worst, 1e-4) << name;
+    }
+  }
+}
+
+TEST(MixedPrecision, TenAdamWStepsFollowPyTorchsF32Losses) {
+  const fs::path dir = kGradDir / "adamw_bce";
+  auto model = inf::ViTModel::load(dir);
+  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
+  auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  const auto batch = images_from(*ref);
+  const Matrix targets = matrix_from(*ref, "targets");
+  auto pos_weight = ref->read_f32("pos_weight");
+  auto losses = ref->read_f32("losses");
+  ASSERT_TRUE(pos_weight.ok() && losses.ok());
+  const auto& meta = ref->metadata();
+  AdamWOptions ao;
+  ao.lr = std::stof(meta.at("lr"));
+  ao.weight_decay = std::stof(meta.at("weight_decay"));
+  ao.beta1 = std::stof(meta.at("beta1"));
+  ao.beta2 = std::stof(meta.at("beta2"));
+  ao.eps = std::stof(meta.at("eps"));
+  ao.layer_decay = 1.0f;
+  ViTWeights w = model->weights();
+  AdamW opt(w, ao);
+  ViTWeights grads = zeros_like(w);
+  const Matrix mask = Matrix::Ones(targets.rows(), targets.cols());
+  TrainOptions o;
+  o.precision = inf::Precision::BF16;
+  Tape tape;
+  double worst = 0.0;
+  std::vector<double> ours;
+  for (std::size_t step = 0; step < losses->size(); ++step) {
+    const TrainOutput out = forward(model->config(), w, batch, o, tape);
+    const LossResult l = bce_with_logits(out.logits, targets, mask, *pos_weight);
+    const double want = (*losses)[step];
+    worst = std::max(worst, std::abs(l.loss - want) / std::abs(want));
+    ours.push_back(l.loss);
+    EXPECT_NEAR(l.loss, want, kBf16LossTolerance * std::abs(want)) << "step " << step << ": BF16 loss " << l.loss << ", PyTorch F32 " << want;
+    set_zero(grads);
+    backward(model->config(), w, tape, l.dlogits, grads);
+    opt.step(w, grads, ao.lr);
+  }
+  std::printf("ten AdamW steps in BF16: worst relative loss difference from PyTorch's F32 %.2e\n", worst);
+  EXPECT_LT(ours.back(), ours.front() * 0.9) << "BF16 training should learn what F32 learns";
+}
+
 TEST(Relevance, RejectsBadRequests) {
   auto model = inf::ViTModel::load(kGradDir / "relevance_erf");
   ASSERT_TRUE(model.ok()) << model.error().message;

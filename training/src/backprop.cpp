@@ -85,10 +85,12 @@ struct Dims {
   int H = 1, L = 0;
   double eps = 1e-12;
   bool tanh = false;
+  inference::Precision precision = inference::Precision::F32;  // the blocks' linear layers (TrainOptions::precision)
 };
 
-Dims dims(const ViTConfig& c, Index B, Index Tn) {
+Dims dims(const ViTConfig& c, Index B, Index Tn, inference::Precision precision) {
   Dims d;
+  d.precision = precision;
   d.B = B;
   d.Tn = Tn;
   d.H = c.num_heads;
@@ -113,16 +115,16 @@ void block_forward(const Dims& d, const BW& w, int index, const TrainOptions& o,
   drop_path_scales(o, d.L, index, 0, d.B, s.scale_attn);
   drop_path_scales(o, d.L, index, 1, d.B, s.scale_mlp);
   layernorm_forward<T>(x, w.ln_before.gamma, w.ln_before.beta, d.eps, wk.ln, s.mean1, s.rstd1);
-  linear_forward<T>(wk.ln, w.query.w, w.query.b, s.q);
-  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k);
-  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v);
+  linear_forward<T>(wk.ln, w.query.w, w.query.b, s.q, d.precision);
+  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k, d.precision);
+  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v, d.precision);
   attention_forward<T>(s.q, s.k, s.v, d.B, d.Tn, d.H, s.probs, s.ctx);
-  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp);
+  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp, d.precision);
   residual_forward<T>(x, wk.tmp, s.scale_attn, d.Tn, s.x1);
   layernorm_forward<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, d.eps, wk.ln, s.mean2, s.rstd2);
-  linear_forward<T>(wk.ln, w.fc1.w, w.fc1.b, s.h);
+  linear_forward<T>(wk.ln, w.fc1.w, w.fc1.b, s.h, d.precision);
   gelu_forward<T>(s.h, wk.g, d.tanh);
-  linear_forward<T>(wk.g, w.fc2.w, w.fc2.b, wk.tmp);
+  linear_forward<T>(wk.g, w.fc2.w, w.fc2.b, wk.tmp, d.precision);
   residual_forward<T>(s.x1, wk.tmp, s.scale_mlp, d.Tn, out);
 }
 
@@ -136,10 +138,10 @@ void block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, const Mat
     df = &wk.dbr;
   }
   gelu_forward<T>(s.h, wk.g, d.tanh);
-  linear_backward<T>(wk.g, w.fc2.w, *df, &wk.dg, false, &g.fc2.w, &g.fc2.b);
+  linear_backward<T>(wk.g, w.fc2.w, *df, &wk.dg, false, &g.fc2.w, &g.fc2.b, d.precision);
   gelu_backward_inplace<T>(s.h, wk.dg, d.tanh);
   layernorm_apply<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, s.mean2, s.rstd2, wk.ln);
-  linear_backward<T>(wk.ln, w.fc1.w, wk.dg, &wk.dln, false, &g.fc1.w, &g.fc1.b);
+  linear_backward<T>(wk.ln, w.fc1.w, wk.dg, &wk.dln, false, &g.fc1.w, &g.fc1.b, d.precision);
   layernorm_backward<T>(s.x1, s.mean2, s.rstd2, w.ln_after.gamma, wk.dln, dx, &g.ln_after.gamma, &g.ln_after.beta);
   // Attention branch: x1 = x + s * attn_out(attention(q, k, v of ln_before(x))).
   const Mat<T>* da = &dx;
@@ -147,12 +149,12 @@ void block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, const Mat
     residual_backward_branch<T>(dx, s.scale_attn, d.Tn, wk.dbr);
     da = &wk.dbr;
   }
-  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx, false, &g.attn_out.w, &g.attn_out.b);
+  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx, false, &g.attn_out.w, &g.attn_out.b, d.precision);
   attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx, d.B, d.Tn, d.H, wk.dq, wk.dk, wk.dv, false);
   layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
-  linear_backward<T>(wk.ln, w.query.w, wk.dq, &wk.dln, false, &g.query.w, &g.query.b);
-  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, true, &g.key.w, &g.key.b);
-  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b);
+  linear_backward<T>(wk.ln, w.query.w, wk.dq, &wk.dln, false, &g.query.w, &g.query.b, d.precision);
+  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, true, &g.key.w, &g.key.b, d.precision);
+  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b, d.precision);
   layernorm_backward<T>(x, s.mean1, s.rstd1, w.ln_before.gamma, wk.dln, dx, &g.ln_before.gamma, &g.ln_before.beta);
 }
 
@@ -164,18 +166,18 @@ void last_block_forward(const Dims& d, const BW& w, int index, const TrainOption
   drop_path_scales(o, d.L, index, 0, d.B, s.scale_attn);
   drop_path_scales(o, d.L, index, 1, d.B, s.scale_mlp);
   layernorm_forward<T>(x, w.ln_before.gamma, w.ln_before.beta, d.eps, wk.ln, s.mean1, s.rstd1);
-  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k);
-  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v);
+  linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k, d.precision);
+  linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v, d.precision);
   gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
-  linear_forward<T>(wk.ln_cls, w.query.w, w.query.b, s.q);
+  linear_forward<T>(wk.ln_cls, w.query.w, w.query.b, s.q, d.precision);
   attention_forward<T>(s.q, s.k, s.v, d.B, 1, d.Tn, d.H, s.probs, s.ctx);
-  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp_small);
+  linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp_small, d.precision);
   gather_rows<T>(x, d.B, d.Tn, wk.xq);
   residual_forward<T>(wk.xq, wk.tmp_small, s.scale_attn, 1, s.x1);
   layernorm_forward<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, d.eps, wk.ln_small, s.mean2, s.rstd2);
-  linear_forward<T>(wk.ln_small, w.fc1.w, w.fc1.b, s.h);
+  linear_forward<T>(wk.ln_small, w.fc1.w, w.fc1.b, s.h, d.precision);
   gelu_forward<T>(s.h, wk.g_small, d.tanh);
-  linear_forward<T>(wk.g_small, w.fc2.w, w.fc2.b, wk.tmp_small);
+  linear_forward<T>(wk.g_small, w.fc2.w, w.fc2.b, wk.tmp_small, d.precision);
   residual_forward<T>(s.x1, wk.tmp_small, s.scale_mlp, 1, out);
 }
 
@@ -188,23 +190,23 @@ void last_block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, cons
     df = &wk.dbr_small;
   }
   gelu_forward<T>(s.h, wk.g_small, d.tanh);
-  linear_backward<T>(wk.g_small, w.fc2.w, *df, &wk.dg_small, false, &g.fc2.w, &g.fc2.b);
+  linear_backward<T>(wk.g_small, w.fc2.w, *df, &wk.dg_small, false, &g.fc2.w, &g.fc2.b, d.precision);
   gelu_backward_inplace<T>(s.h, wk.dg_small, d.tanh);
   layernorm_apply<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, s.mean2, s.rstd2, wk.ln_small);
-  linear_backward<T>(wk.ln_small, w.fc1.w, wk.dg_small, &wk.dln_cls, false, &g.fc1.w, &g.fc1.b);
+  linear_backward<T>(wk.ln_small, w.fc1.w, wk.dg_small, &wk.dln_cls, false, &g.fc1.w, &g.fc1.b, d.precision);
   layernorm_backward<T>(s.x1, s.mean2, s.rstd2, w.ln_after.gamma, wk.dln_cls, dxo, &g.ln_after.gamma, &g.ln_after.beta);
   const Mat<T>* da = &dxo;
   if (!s.scale_attn.empty()) {
     residual_backward_branch<T>(dxo, s.scale_attn, 1, wk.dbr_small);
     da = &wk.dbr_small;
   }
-  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx_small, false, &g.attn_out.w, &g.attn_out.b);
+  linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx_small, false, &g.attn_out.w, &g.attn_out.b, d.precision);
   attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx_small, d.B, 1, d.Tn, d.H, wk.dq_small, wk.dk, wk.dv, false);
   layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
   gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
-  linear_backward<T>(wk.ln_cls, w.query.w, wk.dq_small, &wk.dln_cls, false, &g.query.w, &g.query.b);
-  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, false, &g.key.w, &g.key.b);
-  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b);
+  linear_backward<T>(wk.ln_cls, w.query.w, wk.dq_small, &wk.dln_cls, false, &g.query.w, &g.query.b, d.precision);
+  linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, false, &g.key.w, &g.key.b, d.precision);
+  linear_backward<T>(wk.ln, w.value.w, wk.dv, &wk.dln, true, &g.value.w, &g.value.b, d.precision);
   dx.setZero(d.B * d.Tn, x.cols());
   for (Index b = 0; b < d.B; ++b) {
     wk.dln.row(b * d.Tn) += wk.dln_cls.row(b);
@@ -250,7 +252,7 @@ void prefix(const ViTConfig& c, const W& w, const std::vector<Image>& batch, int
   positions_forward<T>(w.position, st.gh, st.gw, wk.positions);
   tokens_forward<T>(wk.embedded, w.cls_token, wk.positions, st.B, x);
   if (!keep_patches) wk.patches.resize(0, 0);
-  const Dims d = dims(c, st.B, st.Tn);
+  const Dims d = dims(c, st.B, st.Tn, st.options.precision);
   TrainOptions none;  // no drop-path in frozen blocks
   for (int i = 0; i < n_blocks; ++i) block_forward<T>(d, w.blocks[static_cast<std::size_t>(i)], i, none, x, st.scratch, wk, x);
 }
@@ -261,7 +263,7 @@ template <typename T, typename W>
 void trainable_forward(const ViTConfig& c, const W& w, State<T>& st, Mat<T>& logits) {
   const TrainOptions& o = st.options;
   const int first = o.first_trainable_block, L = c.num_layers;
-  const Dims d = dims(c, st.B, st.Tn);
+  const Dims d = dims(c, st.B, st.Tn, st.options.precision);
   Work<T>& wk = st.work;
   for (int i = first; i < L; ++i) {
     BlockSave<T>& own = st.blocks[static_cast<std::size_t>(i - first)];
@@ -354,7 +356,7 @@ void backward_impl(const ViTConfig& c, const W& w, State<T>& st, const Mat<T>& d
   layernorm_backward<T>(st.xcls, st.meanF, st.rstdF, w.final_ln.gamma, wk.dcls, wk.dxcls, &g.final_ln.gamma, &g.final_ln.beta);
   st.used = true;
   if (first == L) return;
-  const Dims d = dims(c, st.B, st.Tn);
+  const Dims d = dims(c, st.B, st.Tn, st.options.precision);
   {
     const BlockSave<T>& last = st.blocks[static_cast<std::size_t>(L - 1 - first)];
     last_block_backward<T>(d, w.blocks[static_cast<std::size_t>(L - 1)], last, last.x, wk, g.blocks[static_cast<std::size_t>(L - 1)],

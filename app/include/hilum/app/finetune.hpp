@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/inference/precision.hpp"
 
 namespace hilum::app {
 
@@ -30,6 +31,9 @@ struct FinetuneOptions {
   double gate_tolerance = 0.005;       // promoted when mean AUROC >= active's - tolerance
   bool allow_promotion = true;         // false: always kept as a candidate
   std::string author = "hilum";        // who started the run (recorded in the version's hyperparameters)
+  // Arithmetic of the trained blocks' linear layers (training::TrainOptions::precision): BF16 mixed
+  // precision when the CPU has AVX512_BF16, else F32.
+  inference::Precision precision = inference::Precision::BF16;
 };
 
 struct FinetuneProgress {

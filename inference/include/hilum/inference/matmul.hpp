@@ -1,22 +1,31 @@
-// Row-major single-precision matrix products on the engine's packed AVX-512 F32 kernels, for
+// Row-major single-precision matrix products on the engine's packed AVX-512 kernels, for
 // code outside the forward pass (the trainer's linear layers and their backward passes). Every
 // matrix is contiguous (row stride = its column count). The right-hand matrix is packed per call
 // into a per-thread buffer; both cores are used unless called from inside an OpenMP region.
+//
+// Precision::BF16 (mixed precision) rounds both operands to bfloat16 and accumulates in F32: the
+// results are those of the F32 product of the rounded operands, up to summation order. It needs
+// matmul_bf16_available(); without it BF16 runs as F32.
 #pragma once
+
+#include "hilum/inference/precision.hpp"
 
 namespace hilum::inference {
 
 // True when the CPU has AVX-512 (F, BW, VL, DQ); otherwise callers use their own path.
 [[nodiscard]] bool matmul_available();
+// True when it also has AVX512_BF16.
+[[nodiscard]] bool matmul_bf16_available();
 
 // C[m x n] = (accumulate ? C : 0) + A[m x k] B^T + bias, with B n x k (a linear layer's weight)
 // and bias n floats or nullptr.
-void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate);
+void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate,
+                Precision precision = Precision::F32);
 
 // C[m x n] = (accumulate ? C : 0) + A[m x k] B, with B k x n.
-void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate);
+void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate, Precision precision = Precision::F32);
 
 // C[m x n] = (accumulate ? C : 0) + A^T B, with A k x m and B k x n (a weight's gradient).
-void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate);
+void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate, Precision precision = Precision::F32);
 
 }  // namespace hilum::inference

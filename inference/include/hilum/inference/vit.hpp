@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hilum/inference/error.hpp"
+#include "hilum/inference/precision.hpp"
 #include "hilum/inference/safetensors.hpp"
 
 namespace hilum::inference {
@@ -80,11 +81,10 @@ struct Image {
   std::vector<float> data;
 };
 
-// Arithmetic of the linear layers (QKV, attention output, MLP). F32 is the reference (PyTorch's
-// answers to 1e-5). BF16 rounds the weights and each layer's input to bfloat16 and accumulates in
-// F32 (AVX512_BF16); LayerNorm, softmax, GELU, attention, the patch embedding and the classifier stay
-// F32. On a CPU without AVX512_BF16, BF16 runs as F32.
-enum class Precision { F32, BF16 };
+// Precision (precision.hpp) sets the arithmetic of the linear layers (QKV, attention output, MLP).
+// F32 is the reference (PyTorch's answers to 1e-5). BF16 rounds the weights and each layer's input
+// to bfloat16 and accumulates in F32; LayerNorm, softmax, GELU, attention, the patch embedding and
+// the classifier stay F32.
 
 struct ForwardOptions {
   bool keep_attentions = false;     // per image, per layer, per head: tokens x tokens

@@ -204,17 +204,20 @@ inline bool& packed_linear() {
   return on;
 }
 
+// `precision` (float on the packed path only): BF16 rounds both operands of each product to
+// bfloat16 and accumulates in F32 (mixed precision; weights, gradients and outputs stay float).
 template <typename T>
-void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& out) {
+void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& out, inference::Precision precision = inference::Precision::F32) {
   const Index n_out = w.rows();
   out.resize(x.rows(), n_out);
   if constexpr (std::is_same_v<T, float>) {
     if (packed_linear()) {
       inference::matmul_abt(x.data(), static_cast<int>(x.rows()), static_cast<int>(x.cols()), w.data(), static_cast<int>(n_out),
-                            b.size() > 0 ? b.data() : nullptr, out.data(), false);
+                            b.size() > 0 ? b.data() : nullptr, out.data(), false, precision);
       return;
     }
   }
+  (void)precision;
   split_columns(n_out, static_cast<double>(x.rows()) * static_cast<double>(n_out) * static_cast<double>(x.cols()),
                 [&](Index c0, Index n) {
                   out.middleCols(c0, n).noalias() = x * w.middleRows(c0, n).transpose();
@@ -224,7 +227,8 @@ void linear_forward(const Mat<T>& x, const Mat<T>& w, const Vec<T>& b, Mat<T>& o
 
 // dW += dout^T x, db += column sums of dout (each when not null), dx (+)= dout W (when not null).
 template <typename T>
-void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T>* dx, bool accumulate_dx, Mat<T>* dw, Vec<T>* db) {
+void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T>* dx, bool accumulate_dx, Mat<T>* dw, Vec<T>* db,
+                     inference::Precision precision = inference::Precision::F32) {
   const double work = static_cast<double>(dout.rows()) * static_cast<double>(w.rows()) * static_cast<double>(w.cols());
   if (db != nullptr && db->size() > 0) {
     split_columns(w.rows(), work, [&](Index c0, Index n) { db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose(); });
@@ -233,11 +237,12 @@ void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T
   if constexpr (std::is_same_v<T, float>) {
     if (packed_linear()) {
       const int rows = static_cast<int>(dout.rows()), n_out = static_cast<int>(w.rows()), n_in = static_cast<int>(w.cols());
-      if (dw != nullptr) inference::matmul_atb(dout.data(), rows, n_out, x.data(), n_in, dw->data(), true);
-      if (dx != nullptr) inference::matmul_ab(dout.data(), rows, n_out, w.data(), n_in, dx->data(), accumulate_dx);
+      if (dw != nullptr) inference::matmul_atb(dout.data(), rows, n_out, x.data(), n_in, dw->data(), true, precision);
+      if (dx != nullptr) inference::matmul_ab(dout.data(), rows, n_out, w.data(), n_in, dx->data(), accumulate_dx, precision);
       return;
     }
   }
+  (void)precision;
   if (dw != nullptr) {
     split_columns(w.rows(), work, [&](Index c0, Index n) { dw->middleRows(c0, n).noalias() += dout.middleCols(c0, n).transpose() * x; });
   }
