@@ -41,6 +41,13 @@ training::ViTConfig make_config(const std::string& variant) {
   return *c;
 }
 
+// Minor page faults so far: fresh pages the kernel hands out (memory freed and allocated again).
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
 double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -110,6 +117,7 @@ int main(int argc, char** argv) {
               optimizer ? ", AdamW step" : ", no optimizer");
   std::vector<double> times;
   for (int s = 0; s < warmup + steps; ++s) {
+    const long faults0 = minor_faults();
     const auto t0 = std::chrono::steady_clock::now();
     training::set_zero(grads);
     (void)training::forward(config, weights, images, options, tape);
@@ -119,8 +127,8 @@ int main(int argc, char** argv) {
     if (opt) opt->step(weights, grads, ao.lr);
     const auto t3 = std::chrono::steady_clock::now();
     const auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-    std::printf("%s step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f), tape %.1f MiB\n", s < warmup ? "warm-up" : "timed", s,
-                ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3), static_cast<double>(tape.bytes()) / 1048576.0);
+    std::printf("%s step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f), tape %.1f MiB, %ld page faults\n", s < warmup ? "warm-up" : "timed",
+                s, ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3), static_cast<double>(tape.bytes()) / 1048576.0, minor_faults() - faults0);
     if (s >= warmup) times.push_back(ms(t0, t3));
   }
   std::sort(times.begin(), times.end());

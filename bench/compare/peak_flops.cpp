@@ -8,7 +8,9 @@
 // independent accumulators hide the FMA latency (4 cycles) on two FMA pipes.  Each thread runs
 // the same number of iterations; GFLOP/s = total flops / wall time from a common start to the
 // last thread's end.  Best of the trials: on a shared machine a short trial is more likely to
-// find both cores free than a long one.  The last line is `peak_gflops threads=T value=X` for run.sh.
+// find both cores free than a long one.  The line `peak_gflops threads=T value=X` is for run.sh.
+// With AVX512_BF16 it then measures the BF16 peak the same way: vdpbf16ps multiplies 16 lanes x 2
+// bfloat16 pairs and adds them into F32 (64 flops per instruction), `peak_bf16_gflops ...`.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -71,10 +73,28 @@ float kernel(long iters, float seed) {
 }
 
 
+#if defined(__AVX512BF16__)
+// acc += 2 * (1e-3 * 1e-3) per lane and iteration: no overflow, no denormals.
+float kernel_bf16(long iters, float seed) {
+  const __m512 small = _mm512_set1_ps(1e-3f);
+  const __m512bh a = _mm512_cvtne2ps_pbh(small, small);
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(seed + 0.01f * static_cast<float>(i));
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, a);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  return vsum(s);
+}
+#endif
+
 using Clock = std::chrono::steady_clock;
+using Kernel = float (*)(long, float);
 
 // Runs `threads` threads of `iters` iterations each; returns wall seconds.
-double trial(int threads, long iters, float* sink) {
+double trial(Kernel kernel, int threads, long iters, float* sink) {
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> pool;
@@ -97,7 +117,29 @@ double trial(int threads, long iters, float* sink) {
   return s;
 }
 
-double flops_per_iter() { return 2.0 * kLanes * kChains; }
+// Calibrates on one thread (iterations for `seconds` per trial), then the best 1-thread and
+// `threads`-thread GFLOP/s over the trials.
+struct Peak {
+  long iters = 0;
+  double one = 0, all = 0;
+};
+Peak measure(Kernel kernel, double flops_per_iter, int threads, double seconds, int trials, float* sink) {
+  Peak p;
+  p.iters = 1 << 20;
+  for (;;) {
+    const double s = trial(kernel, 1, p.iters, sink);
+    if (s > 0.05) {
+      p.iters = static_cast<long>(static_cast<double>(p.iters) * seconds / s);
+      break;
+    }
+    p.iters *= 4;
+  }
+  for (int k = 0; k < trials; ++k) {
+    p.one = std::max(p.one, flops_per_iter * static_cast<double>(p.iters) / trial(kernel, 1, p.iters, sink) / 1e9);
+    p.all = std::max(p.all, flops_per_iter * static_cast<double>(p.iters) * threads / trial(kernel, threads, p.iters, sink) / 1e9);
+  }
+  return p;
+}
 
 }  // namespace
 
@@ -110,26 +152,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   float sink = 0;
-  // Calibrate on one thread: iterations for `seconds` per trial.
-  long iters = 1 << 20;
-  for (;;) {
-    const double s = trial(1, iters, &sink);
-    if (s > 0.05) {
-      iters = static_cast<long>(static_cast<double>(iters) * seconds / s);
-      break;
-    }
-    iters *= 4;
-  }
-  std::printf("%s, %d accumulators, %ld iterations per thread per trial\n", kIsa, kChains, iters);
-  double best1 = 0, best = 0;
-  for (int k = 0; k < trials; ++k) {
-    const double g1 = flops_per_iter() * static_cast<double>(iters) / trial(1, iters, &sink) / 1e9;
-    const double gt = flops_per_iter() * static_cast<double>(iters) * threads / trial(threads, iters, &sink) / 1e9;
-    best1 = std::max(best1, g1);
-    best = std::max(best, gt);
-  }
-  std::printf("1 thread: %.1f GFLOP/s; %d threads: %.1f GFLOP/s (best of %d; checksum %g)\n", best1, threads, best,
-              trials, static_cast<double>(sink));
-  std::printf("peak_gflops threads=%d value=%.3f\n", threads, best);
+  const Peak f32 = measure(kernel, 2.0 * kLanes * kChains, threads, seconds, trials, &sink);
+  std::printf("%s, %d accumulators, %ld iterations per thread per trial\n", kIsa, kChains, f32.iters);
+  std::printf("1 thread: %.1f GFLOP/s; %d threads: %.1f GFLOP/s (best of %d; checksum %g)\n", f32.one, threads, f32.all, trials,
+              static_cast<double>(sink));
+  std::printf("peak_gflops threads=%d value=%.3f\n", threads, f32.all);
+#if defined(__AVX512BF16__)
+  const Peak bf16 = measure(kernel_bf16, 4.0 * 16 * kChains, threads, seconds, trials, &sink);
+  std::printf("BF16 (zmm vdpbf16ps), %d accumulators: 1 thread %.1f GFLOP/s; %d threads: %.1f GFLOP/s (checksum %g)\n", kChains, bf16.one,
+              threads, bf16.all, static_cast<double>(sink));
+  std::printf("peak_bf16_gflops threads=%d value=%.3f\n", threads, bf16.all);
+#endif
   return 0;
 }

@@ -86,22 +86,17 @@ if ! ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save --no-audit --no-fund --
 fi
 ORT_VERSION="$(node -p "require('$TMP/ort/node_modules/onnxruntime-node/package.json').version")"
 
-# 3. BLAS for PyTorch.  Debian's torch calls whatever libblas.so.3 the system alternative gives,
-#    by default the reference BLAS (~1 GFLOP/s: a ViT-B/16 batch of 8 takes minutes).  Unless
-#    --torch-blas system, unpack Debian's OpenBLAS (OpenMP build, so it shares torch's OpenMP
-#    threads) into the temp dir and put it first on LD_LIBRARY_PATH for the PyTorch processes
-#    only.  Nothing is installed on the system.
+# 3. BLAS for PyTorch (openblas.sh): unless --torch-blas system, Debian's OpenBLAS (OpenMP build)
+#    unpacked into the temp dir and put first on LD_LIBRARY_PATH for the PyTorch processes only.
 TORCH_LD=""
 TORCH_LABEL="PyTorch $("$PY" -c 'import torch; print(torch.__version__)')"
 if [ "$TORCH_BLAS" = openmp ]; then
-  mkdir -p "$TMP/openblas"
-  if (cd "$TMP/openblas" && apt-get download libopenblas0-openmp) >"$TMP/openblas.log" 2>&1 \
-     && dpkg -x "$TMP"/openblas/libopenblas0-openmp_*.deb "$TMP/openblas/root"; then
-    TORCH_LD="$(dirname "$(find "$TMP/openblas/root" -name libblas.so.3 | head -n 1)")"
-    ob_version="$(basename "$TMP"/openblas/libopenblas0-openmp_*.deb | sed 's/^libopenblas0-openmp_\([^+_-]*\).*/\1/')"
-    TORCH_LABEL="$TORCH_LABEL + OpenBLAS $ob_version"
+  # shellcheck source=openblas.sh
+  . "$HERE/openblas.sh"
+  if fetch_openblas "$TMP/openblas"; then
+    TORCH_LD="$OPENBLAS_LIB"
+    TORCH_LABEL="$TORCH_LABEL + $OPENBLAS_LABEL"
   else
-    cat "$TMP/openblas.log" >&2
     log "WARNING: could not fetch libopenblas0-openmp; PyTorch runs on the system libblas (slow)"
   fi
 fi

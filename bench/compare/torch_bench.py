@@ -17,6 +17,7 @@ The last lines are `RESULT {json}` for run.sh.
 """
 
 import argparse
+import ctypes
 import importlib.util
 import json
 import os
@@ -45,7 +46,20 @@ def loaded_blas():
     except OSError:
         return "unknown"
     main = sorted(l for l in libs if "blas" in os.path.basename(l))
-    return ", ".join(main) if main else "none loaded"
+    if not main:
+        return "none loaded"
+    # OpenBLAS picks its kernels by CPU model at load time (DYNAMIC_ARCH); a CPU newer than the
+    # build (0.3.21 predates AMD Zen 5) gets an older family's kernels, which decides its speed.
+    core = ""
+    for lib in main:
+        try:
+            handle = ctypes.CDLL(lib)
+            handle.openblas_get_corename.restype = ctypes.c_char_p
+            core = f" (OpenBLAS kernels: {handle.openblas_get_corename().decode()})"
+            break
+        except (OSError, AttributeError):
+            continue
+    return ", ".join(main) + core
 
 
 def main():

@@ -28,16 +28,20 @@ void check(int m, int k, int n) {
   if (!gemm::cpu_has_avx512()) throw std::logic_error("matmul: this CPU has no AVX-512 (check matmul_available())");
 }
 
+std::size_t stride(std::size_t given, int cols) { return given != 0 ? given : static_cast<std::size_t>(cols); }
+
 // C = (accumulate ? C : 0) + A P with P packed (and its bias); k == 0 is a product of nothing.
-void run(const float* a, int m, int k, const gemm::PackedWeights& p, float* c, int n, bool accumulate) {
+// A has row stride lda, C ldc.
+void run(const float* a, std::size_t lda, int m, int k, const gemm::PackedWeights& p, float* c, std::size_t ldc, int n, bool accumulate) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (!accumulate) std::fill(c, c + static_cast<std::size_t>(m) * static_cast<std::size_t>(n), 0.0f);
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < n; ++j) c[static_cast<std::size_t>(i) * static_cast<std::size_t>(n) + static_cast<std::size_t>(j)] += p.bias[static_cast<std::size_t>(j)];
+    for (int i = 0; i < m; ++i) {
+      float* row = c + static_cast<std::size_t>(i) * ldc;
+      for (int j = 0; j < n; ++j) row[j] = (accumulate ? row[j] : 0.0f) + p.bias[static_cast<std::size_t>(j)];
+    }
     return;
   }
-  gemm::multiply(a, static_cast<std::size_t>(k), m, p, c, static_cast<std::size_t>(n), accumulate, gemm::Activation::None, threads());
+  gemm::multiply(a, lda, m, p, c, ldc, accumulate, gemm::Activation::None, threads());
 }
 
 thread_local gemm::PackedWeights packed;
@@ -53,30 +57,31 @@ void pack(const float* b, std::size_t ld, int n, int k, bool by_rows, Precision 
 bool matmul_available() { return gemm::cpu_has_avx512(); }
 bool matmul_bf16_available() { return gemm::cpu_has_avx512_bf16(); }
 
-void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate, Precision precision) {
+void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate, Precision precision,
+                Strides strides) {
   check(m, k, n);
-  pack(b, static_cast<std::size_t>(k), n, k, true, precision);
+  pack(b, stride(strides.b, k), n, k, true, precision);
   if (bias != nullptr) std::copy(bias, bias + n, packed.bias.begin());
-  run(a, m, k, packed, c, n, accumulate);
+  run(a, stride(strides.a, k), m, k, packed, c, stride(strides.c, n), n, accumulate);
 }
 
-void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate, Precision precision) {
+void matmul_ab(const float* a, int m, int k, const float* b, int n, float* c, bool accumulate, Precision precision, Strides strides) {
   check(m, k, n);
-  pack(b, static_cast<std::size_t>(n), n, k, false, precision);
-  run(a, m, k, packed, c, n, accumulate);
+  pack(b, stride(strides.b, n), n, k, false, precision);
+  run(a, stride(strides.a, k), m, k, packed, c, stride(strides.c, n), n, accumulate);
 }
 
-void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate, Precision precision) {
+void matmul_atb(const float* a, int k, int m, const float* b, int n, float* c, bool accumulate, Precision precision, Strides strides) {
   check(m, k, n);
   // The kernel reads A^T's tiles straight from A (k x m): no transposed copy (in BF16, A's rows are
   // interleaved in pairs instead).
-  pack(b, static_cast<std::size_t>(n), n, k, false, precision);
+  pack(b, stride(strides.b, n), n, k, false, precision);
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    run(nullptr, m, 0, packed, c, n, accumulate);
+    run(nullptr, 0, m, 0, packed, c, stride(strides.c, n), n, accumulate);
     return;
   }
-  gemm::multiply_transposed(a, static_cast<std::size_t>(m), m, packed, c, static_cast<std::size_t>(n), accumulate, threads());
+  gemm::multiply_transposed(a, stride(strides.a, m), m, packed, c, stride(strides.c, n), accumulate, threads());
 }
 
 }  // namespace hilum::inference

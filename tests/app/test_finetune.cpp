@@ -17,6 +17,7 @@
 #include "hilum/app/import.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
+#include "hilum/inference/matmul.hpp"
 #include "hilum/testdata/phantom.hpp"
 
 namespace hilum::test {
@@ -264,11 +265,16 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   EXPECT_LT(lastk->history.back().train_loss, lastk->history.front().train_loss);
   EXPECT_FALSE(lastk->promoted);
   EXPECT_EQ(lastk->model.status, "candidate");
+  // The default arithmetic is BF16 mixed precision where the CPU has it; the version records what ran.
+  const bool bf16 = inference::matmul_available() && inference::matmul_bf16_available();
+  EXPECT_NE(lastk->model.hyperparameters.find(bf16 ? "\"precision\":\"bf16\"" : "\"precision\":\"f32\""), std::string::npos)
+      << lastk->model.hyperparameters;
 
   // Full fine-tuning, cancelled during the second epoch, then run again: it resumes after the
   // first epoch (its history comes back from the checkpoint) and finishes.
   o.strategy = app::Strategy::Full;
   o.epochs = 2;
+  o.precision = inference::Precision::F32;
   std::atomic<bool> cancel{false};
   auto stop_in_epoch_2 = [&](const app::FinetuneProgress& p) {
     if (p.phase == "training" && p.epoch == 2) cancel = true;
@@ -287,6 +293,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   ASSERT_EQ(resumed->history.size(), 2u);
   EXPECT_EQ(resumed->history[0].epoch, 1);
   EXPECT_EQ(resumed->strategy, "full");
+  EXPECT_NE(resumed->model.hyperparameters.find("\"precision\":\"f32\""), std::string::npos) << resumed->model.hyperparameters;
   EXPECT_TRUE(fs::is_empty(checkpoints));
   auto loaded = app::load_model(*catalog_, resumed->model.version);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;

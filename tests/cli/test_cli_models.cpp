@@ -153,6 +153,7 @@ TEST_F(CliFinetune, FinetuneEvaluateShowRollbackExport) {
   ASSERT_EQ(run_cli(db_ + " label --from-csv " + quote((dir_ / "labels.csv").string()) + " --author tester").status, 0);
   EXPECT_EQ(run_cli(db_ + " finetune --strategy sideways").status, 2);
   EXPECT_EQ(run_cli(db_ + " finetune --epochs 0").status, 2);
+  EXPECT_EQ(run_cli(db_ + " finetune --precision f16").status, 2);
 
   const auto r = run_cli(db_ + " finetune --strategy head --json");
   ASSERT_EQ(r.status, 0) << r.out;

@@ -98,10 +98,11 @@ TEST(GemmKernel, F32MatchesNaiveProduct) {
 }
 
 // The public products the trainer uses (matmul.hpp): A B^T + bias, A B and A^T B, against double
-// loops, overwriting and accumulating, on odd shapes (and k = 0: only the bias, or nothing). In
-// BF16 the loops multiply the operands rounded to bfloat16 (the F32 operands' products differ from
-// those by ~1e-3 relative, far beyond the tolerance), unless the CPU lacks AVX512_BF16 and BF16
-// runs as F32.
+// loops, overwriting and accumulating, contiguous and with row strides (a head's columns inside a
+// wider matrix; the padding must stay untouched), on odd shapes (and k = 0: only the bias, or
+// nothing). In BF16 the loops multiply the operands rounded to bfloat16 (the F32 operands'
+// products differ from those by ~1e-3 relative, far beyond the tolerance), unless the CPU lacks
+// AVX512_BF16 and BF16 runs as F32.
 TEST(Matmul, ThreeProductsMatchDoubleLoops) {
   if (!inf::matmul_available()) {
     std::vector<float> c(1);
@@ -116,43 +117,60 @@ TEST(Matmul, ThreeProductsMatchDoubleLoops) {
     for (float& f : v) f = dist(rng);
     return v;
   };
+  const auto sz = [](std::size_t r, std::size_t c) { return r * c; };
+  int checked = 0;
   for (const inf::Precision precision : {inf::Precision::F32, inf::Precision::BF16}) {
-  const bool rounded = precision == inf::Precision::BF16 && inf::matmul_bf16_available();
-  const auto round_operand = [&](float x) { return rounded ? gemm::from_bf16(gemm::to_bf16(x)) : x; };
-  for (const Shape& s : kShapes) {
-    for (int which = 0; which < 3; ++which) {
-      for (bool accumulate : {false, true}) {
-        const auto sz = [](int r, int c) { return static_cast<std::size_t>(r) * static_cast<std::size_t>(c); };
-        // which 0: A m x k, B n x k (+ bias); 1: A m x k, B k x n; 2: A k x m, B k x n.
-        const std::vector<float> a = fill(sz(s.m, s.k)), b = fill(sz(s.n, s.k)), bias = fill(static_cast<std::size_t>(s.n)), c0 = fill(sz(s.m, s.n));
-        std::vector<float> c = c0;
-        if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), accumulate, precision);
-        else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), accumulate, precision);
-        else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), accumulate, precision);
-        for (int i = 0; i < s.m; ++i)
-          for (int j = 0; j < s.n; ++j) {
-            double want = (accumulate ? c0[sz(i, s.n) + static_cast<std::size_t>(j)] : 0.0) + (which == 0 ? bias[static_cast<std::size_t>(j)] : 0.0f);
-            double mag = std::abs(want);
-            for (int kk = 0; kk < s.k; ++kk) {
-              const double x = round_operand(which == 2 ? a[sz(kk, s.m) + static_cast<std::size_t>(i)] : a[sz(i, s.k) + static_cast<std::size_t>(kk)]);
-              const double y = round_operand(which == 0 ? b[sz(j, s.k) + static_cast<std::size_t>(kk)] : b[sz(kk, s.n) + static_cast<std::size_t>(j)]);
-              want += x * y;
-              mag += std::abs(x * y);
+    const bool rounded = precision == inf::Precision::BF16 && inf::matmul_bf16_available();
+    const auto round_operand = [&](float x) { return rounded ? gemm::from_bf16(gemm::to_bf16(x)) : x; };
+    for (const Shape& s : kShapes) {
+      for (int which = 0; which < 3; ++which) {
+        for (bool accumulate : {false, true}) {
+          for (bool strided : {false, true}) {
+            // which 0: A m x k, B n x k (+ bias); 1: A m x k, B k x n; 2: A k x m, B k x n.
+            const std::size_t a_rows = which == 2 ? s.k : s.m, a_cols = which == 2 ? s.m : s.k;
+            const std::size_t b_rows = which == 0 ? s.n : s.k, b_cols = which == 0 ? s.k : s.n;
+            const std::size_t lda = a_cols + (strided ? 3 : 0), ldb = b_cols + (strided ? 5 : 0), ldc = s.n + (strided ? 2 : 0);
+            const inf::Strides strides = strided ? inf::Strides{lda, ldb, ldc} : inf::Strides{};
+            const std::vector<float> a = fill(sz(a_rows, lda)), b = fill(sz(b_rows, ldb)), bias = fill(static_cast<std::size_t>(s.n)),
+                                     c0 = fill(sz(s.m, ldc));
+            std::vector<float> c = c0;
+            if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), accumulate, precision, strides);
+            else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), accumulate, precision, strides);
+            else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), accumulate, precision, strides);
+            const std::string what = std::string(rounded ? "BF16" : "F32") + " product " + std::to_string(which) + " m=" + std::to_string(s.m) +
+                                     " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) + (accumulate ? " accumulate" : "") +
+                                     (strided ? " strided" : "");
+            for (std::size_t i = 0; i < static_cast<std::size_t>(s.m); ++i) {
+              for (std::size_t j = 0; j < static_cast<std::size_t>(s.n); ++j) {
+                double want = (accumulate ? c0[i * ldc + j] : 0.0) + (which == 0 ? bias[j] : 0.0f);
+                double mag = std::abs(want);
+                for (std::size_t kk = 0; kk < static_cast<std::size_t>(s.k); ++kk) {
+                  const double x = round_operand(which == 2 ? a[kk * lda + i] : a[i * lda + kk]);
+                  const double y = round_operand(which == 0 ? b[j * ldb + kk] : b[kk * ldb + j]);
+                  want += x * y;
+                  mag += std::abs(x * y);
+                }
+                ASSERT_NEAR(c[i * ldc + j], want, 1e-6 * (mag + 1.0)) << what << " at (" << i << ", " << j << ")";
+              }
+              for (std::size_t j = static_cast<std::size_t>(s.n); j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << what << ": wrote into the padding";
             }
-            ASSERT_NEAR(c[sz(i, s.n) + static_cast<std::size_t>(j)], want, 1e-6 * (mag + 1.0))
-                << (rounded ? "BF16" : "F32") << " product " << which << " m=" << s.m << " n=" << s.n << " k=" << s.k
-                << (accumulate ? " accumulate" : "") << " at (" << i << ", " << j << ")";
+            ++checked;
           }
+        }
       }
     }
   }
-  }
+  EXPECT_EQ(checked, 2 * static_cast<int>(kShapes.size()) * 3 * 2 * 2);
   std::vector<float> c(6, 5.0f);
   const std::vector<float> bias = {1.0f, 2.0f, 3.0f};
   inf::matmul_abt(nullptr, 2, 0, nullptr, 3, bias.data(), c.data(), false);
   EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 1, 2, 3}));
   inf::matmul_atb(nullptr, 0, 2, nullptr, 3, c.data(), true);
   EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 1, 2, 3}));
+  // k = 0 with a row stride: only the bias, and the padding stays.
+  std::vector<float> padded(8, 5.0f);
+  inf::matmul_abt(nullptr, 2, 0, nullptr, 3, bias.data(), padded.data(), true, inf::Precision::F32, {0, 0, 4});
+  EXPECT_EQ(padded, (std::vector<float>{6, 7, 8, 5, 6, 7, 8, 5}));
 }
 
 TEST(GemmKernel, BF16MatchesNaiveProductOnRoundedInputs) {

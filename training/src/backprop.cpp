@@ -118,7 +118,7 @@ void block_forward(const Dims& d, const BW& w, int index, const TrainOptions& o,
   linear_forward<T>(wk.ln, w.query.w, w.query.b, s.q, d.precision);
   linear_forward<T>(wk.ln, w.key.w, w.key.b, s.k, d.precision);
   linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v, d.precision);
-  attention_forward<T>(s.q, s.k, s.v, d.B, d.Tn, d.H, s.probs, s.ctx);
+  attention_forward<T>(s.q, s.k, s.v, d.B, d.Tn, d.H, s.probs, s.ctx, d.precision);
   linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp, d.precision);
   residual_forward<T>(x, wk.tmp, s.scale_attn, d.Tn, s.x1);
   layernorm_forward<T>(s.x1, w.ln_after.gamma, w.ln_after.beta, d.eps, wk.ln, s.mean2, s.rstd2);
@@ -150,7 +150,7 @@ void block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, const Mat
     da = &wk.dbr;
   }
   linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx, false, &g.attn_out.w, &g.attn_out.b, d.precision);
-  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx, d.B, d.Tn, d.H, wk.dq, wk.dk, wk.dv, false);
+  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx, d.B, d.Tn, d.H, wk.dq, wk.dk, wk.dv, false, d.precision);
   layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
   linear_backward<T>(wk.ln, w.query.w, wk.dq, &wk.dln, false, &g.query.w, &g.query.b, d.precision);
   linear_backward<T>(wk.ln, w.key.w, wk.dk, &wk.dln, true, &g.key.w, &g.key.b, d.precision);
@@ -170,7 +170,7 @@ void last_block_forward(const Dims& d, const BW& w, int index, const TrainOption
   linear_forward<T>(wk.ln, w.value.w, w.value.b, s.v, d.precision);
   gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
   linear_forward<T>(wk.ln_cls, w.query.w, w.query.b, s.q, d.precision);
-  attention_forward<T>(s.q, s.k, s.v, d.B, 1, d.Tn, d.H, s.probs, s.ctx);
+  attention_forward<T>(s.q, s.k, s.v, d.B, 1, d.Tn, d.H, s.probs, s.ctx, d.precision);
   linear_forward<T>(s.ctx, w.attn_out.w, w.attn_out.b, wk.tmp_small, d.precision);
   gather_rows<T>(x, d.B, d.Tn, wk.xq);
   residual_forward<T>(wk.xq, wk.tmp_small, s.scale_attn, 1, s.x1);
@@ -201,7 +201,7 @@ void last_block_backward(const Dims& d, const BW& w, const BlockSave<T>& s, cons
     da = &wk.dbr_small;
   }
   linear_backward<T>(s.ctx, w.attn_out.w, *da, &wk.dctx_small, false, &g.attn_out.w, &g.attn_out.b, d.precision);
-  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx_small, d.B, 1, d.Tn, d.H, wk.dq_small, wk.dk, wk.dv, false);
+  attention_backward<T>(s.q, s.k, s.v, s.probs, wk.dctx_small, d.B, 1, d.Tn, d.H, wk.dq_small, wk.dk, wk.dv, false, d.precision);
   layernorm_apply<T>(x, w.ln_before.gamma, w.ln_before.beta, s.mean1, s.rstd1, wk.ln);
   gather_rows<T>(wk.ln, d.B, d.Tn, wk.ln_cls);
   linear_backward<T>(wk.ln_cls, w.query.w, wk.dq_small, &wk.dln_cls, false, &g.query.w, &g.query.b, d.precision);

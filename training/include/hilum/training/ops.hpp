@@ -197,8 +197,8 @@ inline void row_range(Index rows, int t, int n, Index& r0, Index& r1) {
 
 // ---- Linear: out = x W^T (+ b) ---------------------------------------------------------------
 
-// Whether float linear layers use inference's packed kernels (true when the CPU allows; the tests
-// switch it off to compare with the Eigen path).
+// Whether float linear layers and attention products use inference's packed kernels (true when
+// the CPU allows; the tests switch it off to compare with the Eigen path).
 inline bool& packed_linear() {
   static bool on = inference::matmul_available();
   return on;
@@ -231,7 +231,11 @@ void linear_backward(const Mat<T>& x, const Mat<T>& w, const Mat<T>& dout, Mat<T
                      inference::Precision precision = inference::Precision::F32) {
   const double work = static_cast<double>(dout.rows()) * static_cast<double>(w.rows()) * static_cast<double>(w.cols());
   if (db != nullptr && db->size() > 0) {
-    split_columns(w.rows(), work, [&](Index c0, Index n) { db->segment(c0, n) += dout.middleCols(c0, n).colwise().sum().transpose(); });
+    // Row by row (dout is row-major): contiguous adds, where a column-wise sum strides through it.
+    split_columns(w.rows(), work, [&](Index c0, Index n) {
+      auto sum = db->segment(c0, n);
+      for (Index r = 0; r < dout.rows(); ++r) sum += dout.row(r).segment(c0, n).transpose();
+    });
   }
   if (!accumulate_dx && dx != nullptr) dx->resize(dout.rows(), w.cols());
   if constexpr (std::is_same_v<T, float>) {
@@ -387,38 +391,75 @@ void gelu_backward_inplace(const Mat<T>& x, Mat<T>& d, bool tanh_approximation) 
 // the softmax of (image b, head h) in rows [(b*H+h)*Tq, +Tq). ctx: (B*Tq) x D. Tq < Tk serves a
 // block whose output is only needed at the CLS token (Tq = 1: its query row alone).
 
+// In float with packed_linear(), the six products per (image, head) pair (QK^T and PV forward;
+// dP = dC V^T, dV = P^T dC, dQ = dS K, dK = dS^T Q backward) run on inference's packed kernels in
+// `precision` (BF16: operands rounded to bfloat16, F32 accumulation, as torch.autocast does for
+// bmm), reading each head's columns in place; otherwise on Eigen.
+
+namespace detail {
+
+// Column offset pointer of image b's head hd: rows [row0, ...), columns [hd * dh, ...).
+template <typename T>
+const T* head(const Mat<T>& m, Index row0, Index col0) {
+  return m.data() + row0 * m.cols() + col0;
+}
+template <typename T>
+T* head(Mat<T>& m, Index row0, Index col0) {
+  return m.data() + row0 * m.cols() + col0;
+}
+
+}  // namespace detail
+
 template <typename T>
 void attention_forward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, Index B, Index Tq, Index Tk, int H, Mat<T>& probs,
-                       Mat<T>& ctx) {
+                       Mat<T>& ctx, inference::Precision precision = inference::Precision::F32) {
   const Index D = q.cols(), dh = D / H;
   const T scale = T(1) / std::sqrt(static_cast<T>(dh));
   probs.resize(B * H * Tq, Tk);
   ctx.resize(B * Tq, D);
   const long pairs = static_cast<long>(B) * H;
+  const bool packed = std::is_same_v<T, float> && packed_linear();
 #pragma omp parallel for schedule(static) if (pairs > 1 && Tq * Tk * dh > 4000)
   for (long p = 0; p < pairs; ++p) {
     const Index b = p / H, hd = p % H;
     auto S = probs.middleRows(p * Tq, Tq);
-    S.noalias() = (q.block(b * Tq, hd * dh, Tq, dh) * k.block(b * Tk, hd * dh, Tk, dh).transpose()) * scale;
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed) {
+        const auto ld = static_cast<std::size_t>(D);
+        inference::matmul_abt(detail::head(q, b * Tq, hd * dh), static_cast<int>(Tq), static_cast<int>(dh), detail::head(k, b * Tk, hd * dh),
+                              static_cast<int>(Tk), nullptr, S.data(), false, precision, {ld, ld, static_cast<std::size_t>(Tk)});
+        S *= scale;
+      }
+    }
+    if (!packed) S.noalias() = (q.block(b * Tq, hd * dh, Tq, dh) * k.block(b * Tk, hd * dh, Tk, dh).transpose()) * scale;
     for (Index r = 0; r < Tq; ++r) {
       auto row = S.row(r);
       const T mx = row.maxCoeff();
       row = (row.array() - mx).exp();
       row /= row.sum();
     }
-    ctx.block(b * Tq, hd * dh, Tq, dh).noalias() = S * v.block(b * Tk, hd * dh, Tk, dh);
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed) {
+        const auto ld = static_cast<std::size_t>(D);
+        inference::matmul_ab(S.data(), static_cast<int>(Tq), static_cast<int>(Tk), detail::head(v, b * Tk, hd * dh), static_cast<int>(dh),
+                             detail::head(ctx, b * Tq, hd * dh), false, precision, {static_cast<std::size_t>(Tk), ld, ld});
+      }
+    }
+    if (!packed) ctx.block(b * Tq, hd * dh, Tq, dh).noalias() = S * v.block(b * Tk, hd * dh, Tk, dh);
   }
 }
 
 template <typename T>
-void attention_forward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, Index B, Index Tn, int H, Mat<T>& probs, Mat<T>& ctx) {
-  attention_forward<T>(q, k, v, B, Tn, Tn, H, probs, ctx);
+void attention_forward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, Index B, Index Tn, int H, Mat<T>& probs, Mat<T>& ctx,
+                       inference::Precision precision = inference::Precision::F32) {
+  attention_forward<T>(q, k, v, B, Tn, Tn, H, probs, ctx, precision);
 }
 
 // dq, dk, dv (+)= the gradients given dctx.
 template <typename T>
 void attention_backward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const Mat<T>& probs, const Mat<T>& dctx, Index B, Index Tq,
-                        Index Tk, int H, Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, bool accumulate) {
+                        Index Tk, int H, Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, bool accumulate,
+                        inference::Precision precision = inference::Precision::F32) {
   const Index D = q.cols(), dh = D / H;
   const T scale = T(1) / std::sqrt(static_cast<T>(dh));
   if (!accumulate) {
@@ -427,6 +468,7 @@ void attention_backward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const
     dv.resize(v.rows(), D);
   }
   const long pairs = static_cast<long>(B) * H;
+  const bool packed = std::is_same_v<T, float> && packed_linear();
 #pragma omp parallel if (pairs > 1 && Tq * Tk * dh > 4000)
   {
     Mat<T> dS(Tq, Tk);
@@ -434,23 +476,45 @@ void attention_backward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const
     for (long p = 0; p < pairs; ++p) {
       const Index b = p / H, hd = p % H;
       const auto P = probs.middleRows(p * Tq, Tq);
-      const auto dC = dctx.block(b * Tq, hd * dh, Tq, dh);
-      const auto qb = q.block(b * Tq, hd * dh, Tq, dh);
-      const auto kb = k.block(b * Tk, hd * dh, Tk, dh);
-      const auto vb = v.block(b * Tk, hd * dh, Tk, dh);
-      dS.noalias() = dC * vb.transpose();  // dP
-      if (accumulate) dv.block(b * Tk, hd * dh, Tk, dh).noalias() += P.transpose() * dC;
-      else dv.block(b * Tk, hd * dh, Tk, dh).noalias() = P.transpose() * dC;
+      if constexpr (std::is_same_v<T, float>) {
+        if (packed) {
+          const auto ld = static_cast<std::size_t>(D), ldp = static_cast<std::size_t>(Tk);
+          const int tq = static_cast<int>(Tq), tk = static_cast<int>(Tk), n = static_cast<int>(dh);
+          const float* dC = detail::head(dctx, b * Tq, hd * dh);
+          inference::matmul_abt(dC, tq, n, detail::head(v, b * Tk, hd * dh), tk, nullptr, dS.data(), false, precision, {ld, ld, ldp});  // dP
+          inference::matmul_atb(P.data(), tq, tk, dC, n, detail::head(dv, b * Tk, hd * dh), accumulate, precision, {ldp, ld, ld});
+        }
+      }
+      if (!packed) {
+        const auto dC = dctx.block(b * Tq, hd * dh, Tq, dh);
+        dS.noalias() = dC * v.block(b * Tk, hd * dh, Tk, dh).transpose();  // dP
+        if (accumulate) dv.block(b * Tk, hd * dh, Tk, dh).noalias() += P.transpose() * dC;
+        else dv.block(b * Tk, hd * dh, Tk, dh).noalias() = P.transpose() * dC;
+      }
       for (Index r = 0; r < Tq; ++r) {
         const T dot = (P.row(r).array() * dS.row(r).array()).sum();
         dS.row(r).array() = P.row(r).array() * (dS.row(r).array() - dot) * scale;
       }
-      if (accumulate) {
-        dq.block(b * Tq, hd * dh, Tq, dh).noalias() += dS * kb;
-        dk.block(b * Tk, hd * dh, Tk, dh).noalias() += dS.transpose() * qb;
-      } else {
-        dq.block(b * Tq, hd * dh, Tq, dh).noalias() = dS * kb;
-        dk.block(b * Tk, hd * dh, Tk, dh).noalias() = dS.transpose() * qb;
+      if constexpr (std::is_same_v<T, float>) {
+        if (packed) {
+          const auto ld = static_cast<std::size_t>(D), ldp = static_cast<std::size_t>(Tk);
+          const int tq = static_cast<int>(Tq), tk = static_cast<int>(Tk), n = static_cast<int>(dh);
+          inference::matmul_ab(dS.data(), tq, tk, detail::head(k, b * Tk, hd * dh), n, detail::head(dq, b * Tq, hd * dh), accumulate, precision,
+                               {ldp, ld, ld});
+          inference::matmul_atb(dS.data(), tq, tk, detail::head(q, b * Tq, hd * dh), n, detail::head(dk, b * Tk, hd * dh), accumulate, precision,
+                                {ldp, ld, ld});
+        }
+      }
+      if (!packed) {
+        const auto qb = q.block(b * Tq, hd * dh, Tq, dh);
+        const auto kb = k.block(b * Tk, hd * dh, Tk, dh);
+        if (accumulate) {
+          dq.block(b * Tq, hd * dh, Tq, dh).noalias() += dS * kb;
+          dk.block(b * Tk, hd * dh, Tk, dh).noalias() += dS.transpose() * qb;
+        } else {
+          dq.block(b * Tq, hd * dh, Tq, dh).noalias() = dS * kb;
+          dk.block(b * Tk, hd * dh, Tk, dh).noalias() = dS.transpose() * qb;
+        }
       }
     }
   }
@@ -458,8 +522,8 @@ void attention_backward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const
 
 template <typename T>
 void attention_backward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const Mat<T>& probs, const Mat<T>& dctx, Index B, Index Tn,
-                        int H, Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, bool accumulate) {
-  attention_backward<T>(q, k, v, probs, dctx, B, Tn, Tn, H, dq, dk, dv, accumulate);
+                        int H, Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, bool accumulate, inference::Precision precision = inference::Precision::F32) {
+  attention_backward<T>(q, k, v, probs, dctx, B, Tn, Tn, H, dq, dk, dv, accumulate, precision);
 }
 
 // Rows b*stride of x (one per image: the CLS tokens) into out (B x cols).
