@@ -4,11 +4,11 @@
 # greyscale JPEG-baseline DICOM files (PIL + DCMTK's img2dcm, patient key as PatientID), are
 # imported, labelled from a CSV (Pneumonia present/absent), and fine-tuned from MODEL_DIR.
 #
-#   bench/finetune_e2e.sh HILUM_CLI MODEL_DIR [N=1000] [EPOCHS=1] [K=2]
+#   bench/finetune_e2e.sh HILUM_CLI MODEL_DIR [N=1000] [EPOCHS=1] [K=2] [PRECISION=bf16|f32]
 #
 # Prints the wall time of each stage; the work folder is removed at the end.
 set -euo pipefail
-cli=$(realpath "$1"); model=$(realpath "$2"); n=${3:-1000}; epochs=${4:-1}; k=${5:-2}
+cli=$(realpath "$1"); model=$(realpath "$2"); n=${3:-1000}; epochs=${4:-1}; k=${5:-2}; precision=${6:-bf16}
 data=$(realpath "$(dirname "$0")/../../shared/data/cxr-pneumonia-224/train")
 work=$(mktemp -d /tmp/hilum-finetune-e2e.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -44,8 +44,8 @@ t2=$(date +%s.%N)
 "$cli" --db "$db" label --from-csv "$work/labels.csv" --author bench > /dev/null
 "$cli" --db "$db" models import "$model" --version base --activate > /dev/null
 t3=$(date +%s.%N)
-/usr/bin/time -f "peak RSS %M KiB" "$cli" --db "$db" finetune --strategy last-k --k "$k" --epochs "$epochs" 2>&1 | tail -n 12
+/usr/bin/time -f "peak RSS %M KiB" "$cli" --db "$db" finetune --strategy last-k --k "$k" --epochs "$epochs" --precision "$precision" 2>&1 | tail -n 40
 t4=$(date +%s.%N)
 tail -n 1 "$work/import.log"
-printf 'images %d: to DICOM %.1f s, import %.1f s, label + register %.1f s, finetune last-k (k=%d, %d epoch(s)) %.1f s\n' \
-  "$n" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" "$k" "$epochs" "$(echo "$t4 - $t3" | bc)"
+printf 'images %d: to DICOM %.1f s, import %.1f s, label + register %.1f s, finetune last-k (k=%d, %d epoch(s), %s) %.1f s\n' \
+  "$n" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" "$k" "$epochs" "$precision" "$(echo "$t4 - $t3" | bc)"

@@ -264,7 +264,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
       std::vector<inference::Image> batch;
       const std::size_t end = std::min(train.size(), start + 8);
       for (std::size_t i = start; i < end; ++i) batch.push_back(inference::normalise(train[i]->grey.data(), config));
-      auto tokens = training::frozen_prefix(config, weights, batch, o.first_trainable_block);
+      auto tokens = training::frozen_prefix(config, weights, batch, o.first_trainable_block, o.precision);
       for (std::size_t i = start; i < end; ++i) frozen.emplace(train[i], std::move(tokens[i - start]));
     }
   }

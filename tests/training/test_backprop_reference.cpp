@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "hilum/inference/safetensors.hpp"
@@ -100,20 +101,42 @@ INSTANTIATE_TEST_SUITE_P(Goldens, ForwardMatchesInference,
 
 // ---- Gradients equal PyTorch's --------------------------------------------------------------------
 
-class GradientsMatchPyTorch : public ::testing::TestWithParam<std::string> {};
+// A golden gradient case of make_grad_reference.py: the model, PyTorch's tensors, the batch and
+// d(loss)/d(logits).
+struct GradCase {
+  std::optional<inf::ViTModel> model;
+  std::optional<inf::SafetensorsFile> ref;
+  std::vector<Image> batch;
+  Matrix dlogits;
+  int first_trainable_block = 0;
+};
 
-TEST_P(GradientsMatchPyTorch, EveryTensor) {
-  const fs::path dir = kGradDir / GetParam();
+void load_grad_case(const std::string& name, GradCase& out) {
+  const fs::path dir = kGradDir / name;
   auto model = inf::ViTModel::load(dir);
   ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
   auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
   ASSERT_TRUE(ref.ok()) << ref.error().message;
-  const auto batch = images_from(*ref);
-  ASSERT_FALSE(batch.empty());
-  const Matrix dlogits = matrix_from(*ref, "dlogits");
-  ASSERT_EQ(dlogits.rows(), static_cast<Eigen::Index>(batch.size()));
+  out.batch = images_from(*ref);
+  ASSERT_FALSE(out.batch.empty()) << name;
+  out.dlogits = matrix_from(*ref, "dlogits");
+  ASSERT_EQ(out.dlogits.rows(), static_cast<Eigen::Index>(out.batch.size())) << name;
+  out.first_trainable_block = std::stoi(ref->metadata().at("first_trainable_block"));
+  out.model.emplace(std::move(*model));
+  out.ref.emplace(std::move(*ref));
+}
+
+class GradientsMatchPyTorch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GradientsMatchPyTorch, EveryTensor) {
+  GradCase gc;
+  ASSERT_NO_FATAL_FAILURE(load_grad_case(GetParam(), gc));
+  auto& model = gc.model;
+  auto& ref = gc.ref;
+  const auto& batch = gc.batch;
+  const Matrix& dlogits = gc.dlogits;
   TrainOptions o;
-  o.first_trainable_block = std::stoi(ref->metadata().at("first_trainable_block"));
+  o.first_trainable_block = gc.first_trainable_block;
 
   std::map<std::string, std::vector<float>> plain;
   std::size_t plain_bytes = 0;
@@ -327,7 +350,13 @@ TEST(BackpropModel, ParametersAreNamedLikeHuggingFace) {
 
 // ---- Ten AdamW steps against PyTorch --------------------------------------------------------------
 
-TEST(BackpropTraining, TenAdamWStepsMatchPyTorchLosses) {
+// Ten AdamW steps on BCE from the adamw_bce golden's weights and batch, in `precision`: our losses
+// beside PyTorch's (F32, make_grad_reference.py).
+struct LossCurves {
+  std::vector<double> ours, pytorch;
+};
+
+void ten_adamw_steps(inf::Precision precision, LossCurves& out) {
   const fs::path dir = kGradDir / "adamw_bce";
   auto model = inf::ViTModel::load(dir);
   ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
@@ -350,17 +379,27 @@ TEST(BackpropTraining, TenAdamWStepsMatchPyTorchLosses) {
   AdamW opt(w, ao);
   ViTWeights grads = zeros_like(w);
   const Matrix mask = Matrix::Ones(targets.rows(), targets.cols());
+  TrainOptions o;
+  o.precision = precision;
   Tape tape;
+  out.pytorch.assign(losses->begin(), losses->end());
   for (std::size_t step = 0; step < losses->size(); ++step) {
-    const TrainOutput out = forward(model->config(), w, batch, {}, tape);
-    const LossResult l = bce_with_logits(out.logits, targets, mask, *pos_weight);
-    const double want = (*losses)[step];
-    EXPECT_NEAR(l.loss, want, 1e-4 * std::abs(want)) << "step " << step << ": loss " << l.loss << ", PyTorch " << want;
+    const TrainOutput fw = forward(model->config(), w, batch, o, tape);
+    const LossResult l = bce_with_logits(fw.logits, targets, mask, *pos_weight);
+    out.ours.push_back(l.loss);
     set_zero(grads);
     backward(model->config(), w, tape, l.dlogits, grads);
     opt.step(w, grads, ao.lr);
   }
-  EXPECT_LT((*losses)[9], (*losses)[0] * 0.9f) << "the golden run should learn something";
+}
+
+TEST(BackpropTraining, TenAdamWStepsMatchPyTorchLosses) {
+  LossCurves c;
+  ASSERT_NO_FATAL_FAILURE(ten_adamw_steps(inf::Precision::F32, c));
+  ASSERT_EQ(c.ours.size(), 10u);
+  for (std::size_t step = 0; step < c.ours.size(); ++step)
+    EXPECT_NEAR(c.ours[step], c.pytorch[step], 1e-4 * std::abs(c.pytorch[step])) << "step " << step << ": loss " << c.ours[step] << ", PyTorch " << c.pytorch[step];
+  EXPECT_LT(c.pytorch[9], c.pytorch[0] * 0.9) << "the golden run should learn something";
 }
 
 // ---- Class-specific relevance against PyTorch autograd ------------------------------------------
@@ -501,15 +540,14 @@ bool bf16_runs() { return ops::packed_linear() && inf::matmul_available() && inf
 
 TEST(MixedPrecision, GradientsStayWithinBf16RoundingOfPyTorchs) {
   for (const char* name : {"tiny_erf", "odd_tanh_nobias", "interpolated", "frozen_prefix"}) {
-    const fs::path dir = kGradDir / name;
-    auto model = inf::ViTModel::load(dir);
-    ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
-    auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
-    ASSERT_TRUE(ref.ok()) << ref.error().message;
-    const auto batch = images_from(*ref);
-    const Matrix dlogits = matrix_from(*ref, "dlogits");
+    GradCase gc;
+    ASSERT_NO_FATAL_FAILURE(load_grad_case(name, gc));
+    const auto& model = gc.model;
+    const auto& ref = gc.ref;
+    const auto& batch = gc.batch;
+    const Matrix& dlogits = gc.dlogits;
     TrainOptions o;
-    o.first_trainable_block = std::stoi(ref->metadata().at("first_trainable_block"));
+    o.first_trainable_block = gc.first_trainable_block;
     Tape tape;
     const Matrix f32_logits = forward(model->config(), model->weights(), batch, o, tape).logits;
     o.precision = inf::Precision::BF16;
@@ -548,47 +586,41 @@ TEST(MixedPrecision, GradientsStayWithinBf16RoundingOfPyTorchs) {
   }
 }
 
-TEST(MixedPrecision, TenAdamWStepsFollowPyTorchsF32Losses) {
-  const fs::path dir = kGradDir / "adamw_bce";
-  auto model = inf::ViTModel::load(dir);
-  ASSERT_TRUE(model.ok()) << dir << ": " << model.error().message;
-  auto ref = inf::SafetensorsFile::open(dir / "grad.safetensors");
-  ASSERT_TRUE(ref.ok()) << ref.error().message;
-  const auto batch = images_from(*ref);
-  const Matrix targets = matrix_from(*ref, "targets");
-  auto pos_weight = ref->read_f32("pos_weight");
-  auto losses = ref->read_f32("losses");
-  ASSERT_TRUE(pos_weight.ok() && losses.ok());
-  const auto& meta = ref->metadata();
-  AdamWOptions ao;
-  ao.lr = std::stof(meta.at("lr"));
-  ao.weight_decay = std::stof(meta.at("weight_decay"));
-  ao.beta1 = std::stof(meta.at("beta1"));
-  ao.beta2 = std::stof(meta.at("beta2"));
-  ao.eps = std::stof(meta.at("eps"));
-  ao.layer_decay = 1.0f;
-  ViTWeights w = model->weights();
-  AdamW opt(w, ao);
-  ViTWeights grads = zeros_like(w);
-  const Matrix mask = Matrix::Ones(targets.rows(), targets.cols());
+// The cached frozen part (last-k fine-tuning) runs in the precision it is asked for: in BF16,
+// forward_from(frozen_prefix) gives what forward gives with the same blocks frozen, bit for bit.
+TEST(MixedPrecision, FrozenPrefixRunsInTheRequestedPrecision) {
+  const Tiny t;
   TrainOptions o;
+  o.first_trainable_block = 2;
   o.precision = inf::Precision::BF16;
+  Matrix logits;
+  (void)run(t, o, &logits);
+  const std::vector<Matrix> bf16 = frozen_prefix(t.config, t.weights, t.images, 2, inf::Precision::BF16);
+  const std::vector<Matrix> f32 = frozen_prefix(t.config, t.weights, t.images, 2);
   Tape tape;
+  const TrainOutput from = forward_from(t.config, t.weights, bf16, o, tape);
+  EXPECT_EQ(compare(from.logits.data(), logits.data(), static_cast<std::size_t>(logits.size())).rel, 0.0);
+  const Comparison tokens = compare(bf16[0].data(), f32[0].data(), static_cast<std::size_t>(f32[0].size()));
+  EXPECT_LT(tokens.rel, kBf16GradientTolerance);
+  if (bf16_runs()) {
+    EXPECT_GT(tokens.rel, 0.0) << "the BF16 prefix gave the F32 tokens";
+  } else {
+    EXPECT_EQ(tokens.rel, 0.0);
+  }
+}
+
+TEST(MixedPrecision, TenAdamWStepsFollowPyTorchsF32Losses) {
+  LossCurves c;
+  ASSERT_NO_FATAL_FAILURE(ten_adamw_steps(inf::Precision::BF16, c));
+  ASSERT_EQ(c.ours.size(), 10u);
   double worst = 0.0;
-  std::vector<double> ours;
-  for (std::size_t step = 0; step < losses->size(); ++step) {
-    const TrainOutput out = forward(model->config(), w, batch, o, tape);
-    const LossResult l = bce_with_logits(out.logits, targets, mask, *pos_weight);
-    const double want = (*losses)[step];
-    worst = std::max(worst, std::abs(l.loss - want) / std::abs(want));
-    ours.push_back(l.loss);
-    EXPECT_NEAR(l.loss, want, kBf16LossTolerance * std::abs(want)) << "step " << step << ": BF16 loss " << l.loss << ", PyTorch F32 " << want;
-    set_zero(grads);
-    backward(model->config(), w, tape, l.dlogits, grads);
-    opt.step(w, grads, ao.lr);
+  for (std::size_t step = 0; step < c.ours.size(); ++step) {
+    worst = std::max(worst, std::abs(c.ours[step] - c.pytorch[step]) / std::abs(c.pytorch[step]));
+    EXPECT_NEAR(c.ours[step], c.pytorch[step], kBf16LossTolerance * std::abs(c.pytorch[step]))
+        << "step " << step << ": BF16 loss " << c.ours[step] << ", PyTorch F32 " << c.pytorch[step];
   }
   std::printf("ten AdamW steps in BF16: worst relative loss difference from PyTorch's F32 %.2e\n", worst);
-  EXPECT_LT(ours.back(), ours.front() * 0.9) << "BF16 training should learn what F32 learns";
+  EXPECT_LT(c.ours.back(), c.ours.front() * 0.9) << "BF16 training should learn what F32 learns";
 }
 
 TEST(Relevance, RejectsBadRequests) {

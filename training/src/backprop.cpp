@@ -452,11 +452,14 @@ TrainOutput forward(const ViTConfig& config, const ViTWeights& weights, const st
   return output(tape.state->f, std::move(logits));
 }
 
-std::vector<Matrix> frozen_prefix(const ViTConfig& config, const ViTWeights& weights, const std::vector<Image>& batch, int n_blocks) {
+std::vector<Matrix> frozen_prefix(const ViTConfig& config, const ViTWeights& weights, const std::vector<Image>& batch, int n_blocks,
+                                  inference::Precision precision) {
   TrainOptions o;
   o.first_trainable_block = n_blocks;
+  o.precision = precision;
   engine::check_model(config, weights, o);
   engine::State<float> st;
+  st.options = o;
   Matrix x;
   engine::prefix<float>(config, weights, batch, n_blocks, st, false, x);
   std::vector<Matrix> out;

@@ -84,9 +84,10 @@ struct TrainOutput {
 // The frozen prefix alone, without a tape: embeddings and blocks [0, n_blocks), returning each
 // image's tokens ((1 + grid) x hidden) as they enter block n_blocks. Used to cache the frozen
 // part's outputs once (last-k fine-tuning) and to compute CLS embeddings (n_blocks = L gives the
-// tokens before the final LayerNorm).
+// tokens before the final LayerNorm). `precision` as TrainOptions::precision.
 [[nodiscard]] std::vector<Matrix> frozen_prefix(const ViTConfig& config, const ViTWeights& weights,
-                                                const std::vector<Image>& batch, int n_blocks);
+                                                const std::vector<Image>& batch, int n_blocks,
+                                                inference::Precision precision = inference::Precision::F32);
 
 // Forward from cached tokens entering block `first_block` (== options.first_trainable_block).
 [[nodiscard]] TrainOutput forward_from(const ViTConfig& config, const ViTWeights& weights, const std::vector<Matrix>& tokens,
