@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "hilum/inference/matmul.hpp"
+#include "hilum/inference/precision.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/init.hpp"
 #include "hilum/training/optim.hpp"
@@ -99,8 +99,7 @@ int main(int argc, char** argv) {
   options.checkpoint_activations = checkpoint;
   options.first_trainable_block = first;
   options.precision = precision == "bf16" ? inference::Precision::BF16 : inference::Precision::F32;
-  // What runs: BF16 needs the packed kernels and AVX512_BF16, else the step is F32.
-  const bool bf16_runs = precision == "bf16" && inference::matmul_available() && inference::matmul_bf16_available();
+  const bool bf16_runs = inference::available_precision(options.precision) == inference::Precision::BF16;
   training::ViTWeights grads = training::zeros_like(weights);
   training::AdamWOptions ao;
   ao.lr = 1e-6f;
@@ -111,7 +110,7 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  std::printf("bench_train: %s, 224x224, batch %d, %d threads, %s linear layers, %s%s%s\n", variant.c_str(), batch, threads,
+  std::printf("bench_train: %s, 224x224, batch %d, %d threads, %s products, %s%s%s\n", variant.c_str(), batch, threads,
               bf16_runs ? "BF16 mixed-precision" : "F32",
               checkpoint ? "checkpointed activations" : "all activations kept", first > 0 ? (", first trainable block " + std::to_string(first)).c_str() : "",
               optimizer ? ", AdamW step" : ", no optimizer");

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   const double rss_loaded = peak_rss_mib();
   g_model = &model.value();
   if (!precision_arg.empty()) model->set_precision(precision_arg == "bf16" ? inf::Precision::BF16 : inf::Precision::F32);
-  const bool bf16 = model->precision() == inf::Precision::BF16 && inf::cpu_has_bf16_kernels();
+  const bool bf16 = inf::available_precision(model->precision()) == inf::Precision::BF16;
   const bool avx512 = inf::cpu_has_avx512_kernels();
   std::printf("engine: %s GEMMs, %s\n", avx512 ? "AVX-512 packed" : "Eigen (no AVX-512)", bf16 ? "BF16 (AVX512_BF16, F32 accumulation)" : "F32");
   const auto& c = model->config();

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "hilum/core/atomic_file.hpp"
-#include "hilum/inference/matmul.hpp"
+#include "hilum/inference/precision.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/loss.hpp"
 #include "hilum/training/metrics.hpp"
@@ -31,7 +31,7 @@ Error from_inference(const inference::Error& e) {
 }
 
 std::string precision_name(inference::Precision requested) {
-  return requested == inference::Precision::BF16 && inference::matmul_available() && inference::matmul_bf16_available() ? "bf16" : "f32";
+  return inference::available_precision(requested) == inference::Precision::BF16 ? "bf16" : "f32";
 }
 
 EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs, const std::vector<const Sample*>& samples,

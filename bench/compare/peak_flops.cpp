@@ -57,36 +57,34 @@ inline float vsum(Vec v) {
 
 constexpr int kChains = 16;
 
-// acc = acc * a + b converges to b / (1 - a) = 1: no overflow, no denormals, nothing to fold.
-float kernel(long iters, float seed) {
-  const Vec a = vset(0.999999f);
-  const Vec b = vset(1e-6f);
+// kChains independent chains acc[i] = step(acc[i]) in registers, summed at the end.
+template <typename Step>
+float chains(long iters, float seed, Step step) {
   Vec acc[kChains];
   for (int i = 0; i < kChains; ++i) acc[i] = vset(seed + 0.01f * static_cast<float>(i));
   for (long it = 0; it < iters; ++it) {
 #pragma GCC unroll 16
-    for (int i = 0; i < kChains; ++i) acc[i] = vfma(acc[i], a, b);
+    for (int i = 0; i < kChains; ++i) acc[i] = step(acc[i]);
   }
   Vec s = acc[0];
   for (int i = 1; i < kChains; ++i) s = vadd(s, acc[i]);
   return vsum(s);
 }
 
+// acc = acc * a + b converges to b / (1 - a) = 1: no overflow, no denormals, nothing to fold.
+float kernel(long iters, float seed) {
+  const Vec a = vset(0.999999f);
+  const Vec b = vset(1e-6f);
+  return chains(iters, seed, [&](Vec acc) { return vfma(acc, a, b); });
+}
 
 #if defined(__AVX512BF16__)
-// acc += 2 * (1e-3 * 1e-3) per lane and iteration: no overflow, no denormals.
+// acc += 2 * (1e-3 * 1e-3) per lane and iteration: no overflow, no denormals. (AVX512_BF16
+// implies AVX-512F, so Vec is __m512 here.)
 float kernel_bf16(long iters, float seed) {
   const __m512 small = _mm512_set1_ps(1e-3f);
   const __m512bh a = _mm512_cvtne2ps_pbh(small, small);
-  __m512 acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(seed + 0.01f * static_cast<float>(i));
-  for (long it = 0; it < iters; ++it) {
-#pragma GCC unroll 16
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, a);
-  }
-  __m512 s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
-  return vsum(s);
+  return chains(iters, seed, [&](Vec acc) { return _mm512_dpbf16_ps(acc, a, a); });
 }
 #endif
 

@@ -48,8 +48,8 @@ def loaded_blas():
     main = sorted(l for l in libs if "blas" in os.path.basename(l))
     if not main:
         return "none loaded"
-    # OpenBLAS picks its kernels by CPU model at load time (DYNAMIC_ARCH); a CPU newer than the
-    # build (0.3.21 predates AMD Zen 5) gets an older family's kernels, which decides its speed.
+    # OpenBLAS picks its kernels at load time (DYNAMIC_ARCH), from the CPU or from
+    # OPENBLAS_CORETYPE; which ones decides its speed.
     core = ""
     for lib in main:
         try:

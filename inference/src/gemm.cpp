@@ -71,42 +71,23 @@ void gelu_inplace(float* y, std::size_t ldy, int rows, int cols, bool tanh_appro
 }
 
 PackedWeights pack(const std::vector<Part>& parts, int k, Format format) {
-  PackedWeights p;
-  p.format = format;
-  p.k = k;
-  for (const Part& part : parts) p.n += part.rows;
-  p.panels = (p.n + kPanel - 1) / kPanel;
-  p.k_steps = format == Format::F32 ? k : (k + 1) / 2;
-  const auto panels = static_cast<std::size_t>(p.panels), steps = static_cast<std::size_t>(p.k_steps);
-  p.bias.assign(panels * kPanel, 0.0f);
-  // Row j of the stacked matrix.
-  std::vector<const float*> rows(static_cast<std::size_t>(p.n));
-  {
-    std::size_t j = 0;
-    for (const Part& part : parts) {
-      for (int r = 0; r < part.rows; ++r, ++j) {
-        rows[j] = part.w + static_cast<std::size_t>(r) * static_cast<std::size_t>(k);
-        if (part.bias != nullptr) p.bias[j] = part.bias[r];
-      }
-    }
+  int n = 0;
+  for (const Part& part : parts) n += part.rows;
+  // The parts stacked into one n x k matrix (a single part is used in place).
+  std::vector<float> stacked;
+  const float* w = parts.size() == 1 ? parts[0].w : nullptr;
+  if (w == nullptr) {
+    stacked.reserve(static_cast<std::size_t>(n) * static_cast<std::size_t>(k));
+    for (const Part& part : parts) stacked.insert(stacked.end(), part.w, part.w + static_cast<std::size_t>(part.rows) * static_cast<std::size_t>(k));
+    w = stacked.data();
   }
-  if (format == Format::F32) {
-    p.f32.assign(panels * steps * kPanel, 0.0f);
-    for (std::size_t j = 0; j < rows.size(); ++j) {
-      float* dst = p.f32.data() + (j / kPanel) * steps * kPanel + j % kPanel;
-      for (std::size_t kk = 0; kk < steps; ++kk) dst[kk * kPanel] = rows[j][kk];
-    }
-  } else {
-    p.bf16.assign(panels * steps * kPanel, 0u);
-    for (std::size_t j = 0; j < rows.size(); ++j) {
-      std::uint32_t* dst = p.bf16.data() + (j / kPanel) * steps * kPanel + j % kPanel;
-      for (std::size_t s = 0; s < steps; ++s) {
-        const std::size_t k0 = 2 * s, k1 = 2 * s + 1;
-        const std::uint32_t lo = to_bf16(rows[j][k0]);
-        const std::uint32_t hi = k1 < static_cast<std::size_t>(k) ? to_bf16(rows[j][k1]) : 0u;
-        dst[s * kPanel] = lo | (hi << 16);
-      }
-    }
+  PackedWeights p;
+  if (format == Format::F32) pack_f32(w, static_cast<std::size_t>(k), n, k, true, p);
+  else pack_bf16(w, static_cast<std::size_t>(k), n, k, true, p);
+  std::size_t j = 0;
+  for (const Part& part : parts) {
+    if (part.bias != nullptr) std::copy(part.bias, part.bias + part.rows, p.bias.begin() + static_cast<std::ptrdiff_t>(j));
+    j += static_cast<std::size_t>(part.rows);
   }
   return p;
 }

@@ -62,16 +62,16 @@ struct PackedWeights {
   [[nodiscard]] std::size_t bytes() const { return f32.size() * 4 + bf16.size() * 4 + bias.size() * 4; }
 };
 
+// A stored weight's parts stacked and packed (with their biases) by pack_f32 / pack_bf16.
 [[nodiscard]] PackedWeights pack(const std::vector<Part>& parts, int k, Format format);
 
-// F32 packing of a matrix that is not a stored weight (attention: K_h and V_h), into `out`
-// (its storage is reused). by_rows: W is n x k with row stride ld (y = x W^T); else W^T is given,
-// k x n with row stride ld (y = x V). No bias.
+// F32 packing into `out` (its storage is reused), also of matrices that change every call
+// (attention's K_h and V_h, the trainer's operands). by_rows: W is n x k with row stride ld
+// (y = x W^T); else W^T is given, k x n with row stride ld (y = x V). Bias zero.
 void pack_f32(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out);
 
-// The same in BF16 (pairs along k, as pack() makes them), for a matrix that changes every call
-// (the trainer's weights and, for a weight gradient, its layer input). k odd: the last pair's
-// second half is zero.
+// The same in BF16 (rounded to nearest even, pairs along k; k odd: the last pair's second half is
+// zero). Requires cpu_has_avx512_bf16().
 void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, PackedWeights& out);
 
 enum class Activation { None, Gelu, GeluTanh };

@@ -46,16 +46,15 @@ void run(const float* a, std::size_t lda, int m, int k, const gemm::PackedWeight
 
 thread_local gemm::PackedWeights packed;
 
-// Packs B (n x k by rows, else k x n) in the requested precision, F32 when the CPU has no AVX512_BF16.
+// Packs B (n x k by rows, else k x n) in the precision that runs for the requested one.
 void pack(const float* b, std::size_t ld, int n, int k, bool by_rows, Precision precision) {
-  if (precision == Precision::BF16 && gemm::cpu_has_avx512_bf16()) gemm::pack_bf16(b, ld, n, k, by_rows, packed);
+  if (available_precision(precision) == Precision::BF16) gemm::pack_bf16(b, ld, n, k, by_rows, packed);
   else gemm::pack_f32(b, ld, n, k, by_rows, packed);
 }
 
 }  // namespace
 
 bool matmul_available() { return gemm::cpu_has_avx512(); }
-bool matmul_bf16_available() { return gemm::cpu_has_avx512_bf16(); }
 
 void matmul_abt(const float* a, int m, int k, const float* b, int n, const float* bias, float* c, bool accumulate, Precision precision,
                 Strides strides) {

@@ -435,6 +435,9 @@ Matrix interpolate_positions(const Matrix& position, int grid_h, int grid_w) {
 
 bool cpu_has_avx512_kernels() { return gemm::cpu_has_avx512(); }
 bool cpu_has_bf16_kernels() { return gemm::cpu_has_avx512_bf16(); }
+Precision available_precision(Precision requested) {
+  return requested == Precision::BF16 && cpu_has_bf16_kernels() ? Precision::BF16 : Precision::F32;
+}
 
 Precision ViTModel::default_precision() { return Precision::BF16; }
 
@@ -638,7 +641,7 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
   std::shared_ptr<const detail::PackedModel> packed;
   if (kernels_ == Kernels::Auto && gemm::cpu_has_avx512()) {
     const Precision wanted = precision_;
-    const Precision use = wanted == Precision::BF16 && gemm::cpu_has_avx512_bf16() ? Precision::BF16 : Precision::F32;
+    const Precision use = available_precision(wanted);
     if (pack_.has_state()) {
       std::lock_guard lock(pack_.state().mutex);
       auto& cached = pack_.state().packed;

@@ -17,7 +17,7 @@
 #include "hilum/app/import.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
-#include "hilum/inference/matmul.hpp"
+#include "hilum/inference/precision.hpp"
 #include "hilum/testdata/phantom.hpp"
 
 namespace hilum::test {
@@ -266,7 +266,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   EXPECT_FALSE(lastk->promoted);
   EXPECT_EQ(lastk->model.status, "candidate");
   // The default arithmetic is BF16 mixed precision where the CPU has it; the version records what ran.
-  const bool bf16 = inference::matmul_available() && inference::matmul_bf16_available();
+  const bool bf16 = inference::available_precision(inference::Precision::BF16) == inference::Precision::BF16;
   EXPECT_NE(lastk->model.hyperparameters.find(bf16 ? "\"precision\":\"bf16\"" : "\"precision\":\"f32\""), std::string::npos)
       << lastk->model.hyperparameters;
 

@@ -120,7 +120,7 @@ TEST(Matmul, ThreeProductsMatchDoubleLoops) {
   const auto sz = [](std::size_t r, std::size_t c) { return r * c; };
   int checked = 0;
   for (const inf::Precision precision : {inf::Precision::F32, inf::Precision::BF16}) {
-    const bool rounded = precision == inf::Precision::BF16 && inf::matmul_bf16_available();
+    const bool rounded = inf::available_precision(precision) == inf::Precision::BF16;
     const auto round_operand = [&](float x) { return rounded ? gemm::from_bf16(gemm::to_bf16(x)) : x; };
     for (const Shape& s : kShapes) {
       for (int which = 0; which < 3; ++which) {

@@ -536,7 +536,7 @@ TEST(PackedLinear, SameGradientsAsTheEigenPath) {
 constexpr double kBf16GradientTolerance = 3e-2;
 constexpr double kBf16LossTolerance = 3e-4;
 
-bool bf16_runs() { return ops::packed_linear() && inf::matmul_available() && inf::matmul_bf16_available(); }
+bool bf16_runs() { return ops::packed_linear() && inf::available_precision(inf::Precision::BF16) == inf::Precision::BF16; }
 
 TEST(MixedPrecision, GradientsStayWithinBf16RoundingOfPyTorchs) {
   for (const char* name : {"tiny_erf", "odd_tanh_nobias", "interpolated", "frozen_prefix"}) {

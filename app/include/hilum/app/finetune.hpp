@@ -31,8 +31,8 @@ struct FinetuneOptions {
   double gate_tolerance = 0.005;       // promoted when mean AUROC >= active's - tolerance
   bool allow_promotion = true;         // false: always kept as a candidate
   std::string author = "hilum";        // who started the run (recorded in the version's hyperparameters)
-  // Arithmetic of the trained blocks' linear layers (training::TrainOptions::precision): BF16 mixed
-  // precision when the CPU has AVX512_BF16, else F32.
+  // Arithmetic of the blocks' matrix products, frozen prefix included (training::TrainOptions::
+  // precision): BF16 mixed precision when the CPU has AVX512_BF16, else F32.
   inference::Precision precision = inference::Precision::BF16;
 };
 

@@ -49,8 +49,8 @@ struct TrainOptions {
   std::uint64_t seed = 1;
   int max_images = 0;             // 0 = all (small runs for tests)
   inference::DType dtype = inference::DType::F16;  // of the written weights
-  // Arithmetic of the training step's linear layers: BF16 mixed precision (F32 weights, bfloat16
-  // products accumulated in F32; training::TrainOptions::precision) when the CPU has AVX512_BF16.
+  // Arithmetic of the training step's matrix products: BF16 mixed precision (F32 weights, bfloat16
+  // operands accumulated in F32; training::TrainOptions::precision) when the CPU has AVX512_BF16.
   inference::Precision precision = inference::Precision::BF16;
 };
 

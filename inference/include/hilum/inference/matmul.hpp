@@ -6,8 +6,8 @@
 // OpenMP region (then the call runs on its own thread).
 //
 // Precision::BF16 (mixed precision) rounds both operands to bfloat16 and accumulates in F32: the
-// results are those of the F32 product of the rounded operands, up to summation order. It needs
-// matmul_bf16_available(); without it BF16 runs as F32.
+// results are those of the F32 product of the rounded operands, up to summation order. Without
+// cpu_has_bf16_kernels() it runs as F32 (available_precision, precision.hpp).
 #pragma once
 
 #include <cstddef>
@@ -23,8 +23,6 @@ struct Strides {
 
 // True when the CPU has AVX-512 (F, BW, VL, DQ); otherwise callers use their own path.
 [[nodiscard]] bool matmul_available();
-// True when it also has AVX512_BF16.
-[[nodiscard]] bool matmul_bf16_available();
 
 // C[m x n] = (accumulate ? C : 0) + A[m x k] B^T + bias, with B n x k (a linear layer's weight)
 // and bias n floats or nullptr.

@@ -9,4 +9,11 @@ namespace hilum::inference {
 // and everything around the products stay F32. On a CPU without AVX512_BF16, BF16 runs as F32.
 enum class Precision { F32, BF16 };
 
+// True when the running CPU has the BF16 kernels (AVX-512 with AVX512_BF16).
+[[nodiscard]] bool cpu_has_bf16_kernels();
+
+// The arithmetic that runs when `requested` is asked for: BF16 only where cpu_has_bf16_kernels(),
+// else F32. The forward pass, the public products (matmul.hpp) and the trainer's reports use it.
+[[nodiscard]] Precision available_precision(Precision requested);
+
 }  // namespace hilum::inference

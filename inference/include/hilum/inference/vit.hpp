@@ -95,9 +95,8 @@ struct ForwardOptions {
 // or Eigen's GEMM on the weights as stored (what a CPU without AVX-512 runs; always F32).
 enum class Kernels { Auto, Eigen };
 
-// What the running CPU lets the engine use: the AVX-512 F32 kernels, and BF16 dot products.
+// What the running CPU lets the engine use: the AVX-512 F32 kernels (BF16: precision.hpp).
 [[nodiscard]] bool cpu_has_avx512_kernels();
-[[nodiscard]] bool cpu_has_bf16_kernels();
 
 namespace detail {
 // The weights packed for the GEMM kernels (built by the first forward after a load or a weight

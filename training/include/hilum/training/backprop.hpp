@@ -53,10 +53,11 @@ struct TrainOptions {
   std::uint64_t seed = 0;  // drives drop-path
   // Activation checkpointing: keep only each block's input; recompute the block in backward.
   bool checkpoint_activations = false;
-  // Arithmetic of the blocks' linear layers, forward and backward (all three products). BF16 is
-  // mixed precision, as torch.autocast(dtype=bfloat16) does it: each product's operands rounded to
-  // bfloat16, accumulated in F32; the weights, gradients, optimizer state, LayerNorm, softmax,
-  // GELU, attention, patch embedding and classifier stay F32. Without AVX512_BF16 it runs as F32.
+  // Arithmetic of the blocks' matrix products, forward and backward: the linear layers' three
+  // products and attention's six. BF16 is mixed precision, as torch.autocast(dtype=bfloat16) does
+  // it for linear and matmul: each product's operands rounded to bfloat16, accumulated in F32; the
+  // weights, gradients, optimizer state, activations, LayerNorm, softmax, GELU, patch embedding
+  // and classifier stay F32. What runs: inference::available_precision (F32 without AVX512_BF16).
   inference::Precision precision = inference::Precision::F32;
 };
 

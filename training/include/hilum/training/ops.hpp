@@ -398,13 +398,9 @@ void gelu_backward_inplace(const Mat<T>& x, Mat<T>& d, bool tanh_approximation) 
 
 namespace detail {
 
-// Column offset pointer of image b's head hd: rows [row0, ...), columns [hd * dh, ...).
-template <typename T>
-const T* head(const Mat<T>& m, Index row0, Index col0) {
-  return m.data() + row0 * m.cols() + col0;
-}
-template <typename T>
-T* head(Mat<T>& m, Index row0, Index col0) {
+// Where element (row0, col0) of a row-major matrix is: a head's block starts there.
+template <typename M>
+auto head(M& m, Index row0, Index col0) {
   return m.data() + row0 * m.cols() + col0;
 }
 
