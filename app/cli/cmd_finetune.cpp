@@ -62,7 +62,7 @@ int cmd_finetune(const Global& global, const Args& args) {
     } else if (a == "--strategy") {
       auto v = value();
       auto s = v ? app::parse_strategy(*v) : std::nullopt;
-      if (!s) return usage_error("finetune: --strategy takes auto, head, last-k or full");
+      if (!s) return usage_error("finetune: --strategy takes auto, head, last-k, full or calibrate");
       o.strategy = *s;
     } else if (a == "--epochs" || a == "--k" || a == "--batch") {
       auto v = value();
@@ -164,7 +164,8 @@ int cmd_evaluate(const Global& global, const Args& args) {
     // The validation patients `train --data DIR --seed N` held out.
     auto loaded = app::load_model(*catalog, model);
     if (!loaded) return loaded.error();
-    auto report = app::evaluate_folder(loaded->model, data, seed, app::TrainOptions{}.validation_fraction, InterruptGuard::flag());
+    auto report = app::evaluate_folder(loaded->model, data, seed, app::TrainOptions{}.validation_fraction, InterruptGuard::flag(),
+                                       loaded->extras.calibration);
     if (report) report->model_version = loaded->record.version.empty() ? fs::path(model).filename().string() : loaded->record.version;
     return report;
   };
@@ -186,7 +187,37 @@ int cmd_train(const Global&, const Args& args) {
     } else if (a == "--f32") {
       f32 = true;
     } else if (a == "--data" && has_value) {
-      o.data = args[++i];
+      o.data.push_back(app::DataSource::folder(args[++i]));
+    } else if ((a == "--repeat" || a == "--population" || a == "--ages") && has_value) {
+      if (o.data.empty()) return usage_error("train: " + a + " applies to the --data before it");
+      app::DataSource& src = o.data.back();
+      const std::string v = args[++i];
+      if (a == "--repeat") {
+        auto n = parse_number<int>(v);
+        if (!n || *n < 1 || *n > 100) return usage_error("train: --repeat takes 1..100");
+        src.repeat = *n;
+      } else if (a == "--population") {
+        src.population = v;
+      } else {
+        const auto dash = v.find('-');
+        auto lo = dash == std::string::npos ? std::nullopt : parse_number<double>(v.substr(0, dash));
+        auto hi = dash == std::string::npos ? std::nullopt : parse_number<double>(v.substr(dash + 1));
+        if (!lo || !hi || *lo < 0 || *hi < *lo || *hi > 150) return usage_error("train: --ages takes MIN-MAX in years, e.g. 1-5");
+        src.min_age_years = *lo;
+        src.max_age_years = *hi;
+      }
+    } else if (a == "--outputs" && has_value) {
+      std::string list = args[++i];
+      std::size_t start = 0;
+      while (start <= list.size()) {
+        const auto comma = list.find(',', start);
+        std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        while (!name.empty() && name.front() == ' ') name.erase(name.begin());
+        while (!name.empty() && name.back() == ' ') name.pop_back();
+        if (!name.empty()) o.outputs.push_back(name);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
     } else if ((a == "--out" || a == "-o") && has_value) {
       o.out = args[++i];
     } else if (a == "--arch" && has_value) {
@@ -231,6 +262,10 @@ int cmd_train(const Global&, const Args& args) {
     std::cout << r->report_json << '\n';
   } else {
     print_report(r->validation);
+    for (const auto& pop : r->populations) {
+      std::printf("population %s:\n", pop.population.c_str());
+      print_report(pop.validation);
+    }
     for (std::size_t j = 0; j < r->accuracy.size(); ++j) std::printf("  accuracy at threshold (%s): %.4f\n", r->validation.findings[j].finding.c_str(), r->accuracy[j]);
     std::printf("wrote %s (%d training images of %d patients, %d validation images of %d patients, %.0f s)\n", o.out.c_str(), r->train_images,
                 r->train_patients, r->validation_images, r->validation_patients, r->seconds);

@@ -102,11 +102,16 @@ int cmd_classify(const Global& global, const Args& args) {
         JsonObject p;
         for (const auto& [name, prob] : r.probabilities) p.add(name, prob);
         o.add("ok", true).add_raw("probabilities", p.str()).add("milliseconds", r.milliseconds);
+        o.add("in_domain", r.domain.in_domain);
+        if (r.domain.score) o.add("domain_score", *r.domain.score);
+        else o.add_raw("domain_score", "null");
+        o.add("domain_reason", r.domain.reason);
       }
       std::cout << o.str() << '\n';
     } else {
       std::printf("%s  (%s)\n", r.path.c_str(), r.sop_instance_uid.empty() ? "not catalogued" : r.sop_instance_uid.c_str());
       if (!r.error.empty()) std::printf("  error: %s\n", r.error.c_str());
+      if (r.error.empty() && !r.domain.in_domain) std::printf("  OUT OF DOMAIN: %s\n", r.domain.reason.c_str());
       for (const auto& [name, prob] : r.probabilities) std::printf("  %-20s %6.3f\n", name.c_str(), prob);
     }
   }

@@ -42,21 +42,27 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models activate|promote ID|VERSION
   models rollback         re-activate the active model's parent
   models export ID|VERSION DIR   write it as a Hugging Face folder (loads in transformers)
-  finetune [--strategy auto|head|last-k|full] [--epochs N] [--k K] [--batch N] [--lr X]
+  finetune [--strategy auto|head|last-k|full|calibrate] [--epochs N] [--k K] [--batch N] [--lr X]
         [--model ID] [--seed N] [--tolerance T] [--no-promote] [--precision bf16|f32] [--json]
-                          train a new version on the current labels; promoted only if not worse
+                          train a new version on the current labels (calibrate: the same weights,
+                          probabilities and thresholds fitted to this site); promoted only if not worse
                           (bf16, the default: mixed precision when the CPU has AVX512_BF16)
   evaluate --model ID [--labels CSV | --data DIR [--seed N]] [--json]
                           per-finding AUROC (95% CI), ECE, thresholds: on the catalog's labels (or a
                           CSV), or on the patients `train --data DIR --seed N` held out for validation
-  train --data DIR --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
+  train --data DIR [--repeat N] [--population NAME] [--ages MIN-MAX] [--data DIR ...] --out DIR
+        [--outputs F1,F2,...] [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
         [--batch N] [--lr X] [--weight-decay X] [--drop-path X] [--warmup-epochs N] [--seed N]
         [--init DIR] [--max-images N] [--precision bf16|f32] [--f32] [--json]
-                          train a ViT on a folder with one sub-folder per class (NORMAL, PNEUMONIA, ...);
-                          checkpoints every epoch and resumes; writes a Hugging Face folder
-                          (--precision: the step's arithmetic; --f32: F32 weights instead of F16)
+                          train a ViT on folders with one sub-folder per class (NORMAL, PNEUMONIA, ...)
+                          or a labels.csv (image, patient_id, age, one 1/0/empty column per finding);
+                          --repeat/--population/--ages describe the --data before them; checkpoints
+                          every epoch and resumes; writes a Hugging Face folder with its calibration
+                          and domain reference (--precision: the step's arithmetic; --f32: F32 weights)
   classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
-                          probabilities per finding; stored in the catalog per model version
+                          calibrated probabilities per finding and whether the image is within what
+                          the model was trained on (in_domain, domain_score, domain_reason); stored
+                          in the catalog per model version
   heatmap IMAGE -o OUT.png [--model DIR|ID] [--method rollout|class] [--finding NAME] [--opacity A]
         [--discard R] [--max-size PIXELS]
                           attention map drawn over the displayed image: rollout (where the model looked)

@@ -381,6 +381,19 @@ CREATE TABLE pseudonyms (
   UNIQUE (kind, pseudonym)
 );
 )SQL");
+    // 3 -> 4: the domain check stored with each image's predictions.
+    steps.emplace_back(R"SQL(
+CREATE TABLE prediction_domain (
+  instance_ref INTEGER NOT NULL REFERENCES instances(id),
+  model_ref INTEGER NOT NULL REFERENCES models(id),
+  in_domain INTEGER NOT NULL CHECK (in_domain IN (0, 1)),
+  score REAL,
+  pixel_check INTEGER NOT NULL CHECK (pixel_check IN (0, 1)),
+  reason TEXT NOT NULL,
+  computed_at TEXT NOT NULL,
+  PRIMARY KEY (instance_ref, model_ref)
+);
+)SQL");
     return steps;
   }();
   return m;
@@ -1131,7 +1144,8 @@ Status Catalog::activate_model(std::int64_t id, const std::string& reason) {
 }
 
 Status Catalog::put_predictions(const std::string& sop_instance_uid, std::int64_t model_id,
-                                const std::vector<std::pair<std::string, double>>& probabilities) {
+                                const std::vector<std::pair<std::string, double>>& probabilities,
+                                const std::optional<DomainCheck>& domain) {
   auto found = find_instance(sop_instance_uid);
   if (!found) return found.error();
   if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + sop_instance_uid};
@@ -1149,8 +1163,38 @@ Status Catalog::put_predictions(const std::string& sop_instance_uid, std::int64_
       s.bind(1, instance).bind(2, model_id).bind(3, finding).bind(4, p).bind(5, now);
       if (!s.run()) return s.error()->kind == ErrorKind::Invalid ? invalid("cannot store the prediction for " + finding + ": " + s.error()->message) : *s.error();
     }
+    if (domain) {
+      sql::Stmt d(impl_->db,
+                  "INSERT INTO prediction_domain(instance_ref, model_ref, in_domain, score, pixel_check, reason, computed_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance_ref, model_ref) DO UPDATE SET in_domain = excluded.in_domain, "
+                  "score = excluded.score, pixel_check = excluded.pixel_check, reason = excluded.reason, computed_at = excluded.computed_at");
+      if (!d.ok()) return *d.prepare_error();
+      d.bind(1, instance).bind(2, model_id).bind(3, std::int64_t{domain->in_domain ? 1 : 0});
+      if (domain->score) d.bind(4, *domain->score);
+      else d.bind_null(4);
+      d.bind(5, std::int64_t{domain->pixel_check ? 1 : 0}).bind(6, domain->reason).bind(7, now);
+      if (!d.run()) return *d.error();
+    }
     return core::Done{};
   });
+}
+
+Result<std::optional<DomainCheck>> Catalog::prediction_domain(const std::string& sop_instance_uid, std::int64_t model_id) {
+  sql::Stmt s(impl_->db,
+              "SELECT d.in_domain, d.score, d.pixel_check, d.reason FROM prediction_domain d JOIN instances i ON i.id = d.instance_ref "
+              "WHERE i.sop_uid = ? AND d.model_ref = ?");
+  s.bind(1, sop_instance_uid).bind(2, model_id);
+  std::optional<DomainCheck> out;
+  if (s.step()) {
+    DomainCheck d;
+    d.in_domain = s.int64(0) != 0;
+    if (!s.is_null(1)) d.score = s.real(1);
+    d.pixel_check = s.int64(2) != 0;
+    d.reason = s.text(3);
+    out = std::move(d);
+  }
+  if (s.error()) return *s.error();
+  return out;
 }
 
 Result<std::vector<PredictionRow>> Catalog::predictions(const std::string& sop_instance_uid, std::int64_t model_id) {

@@ -11,6 +11,7 @@
 
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
+#include "hilum/app/train.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/training/explain.hpp"
@@ -59,7 +60,14 @@ Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
   auto model = inference::ViTModel::load(record.path);
   if (!model) return from_inference(model.error());
   if (!model->weights().has_classifier) return Error{ErrorKind::Invalid, record.path + " is a backbone without a classifier"};
-  return LoadedModel{std::move(record), std::move(model.value())};
+  auto extras = inference::read_model_extras(record.path, model->config());
+  if (!extras) return from_inference(extras.error());
+  return LoadedModel{std::move(record), std::move(model.value()), std::move(extras.value())};
+}
+
+inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result) {
+  if (!model.model.config().multi_label()) return result.probabilities;
+  return inference::calibrated_probabilities(result.logits, model.extras.calibration);
 }
 
 namespace {
@@ -70,6 +78,7 @@ Result<ModelRecord> register_folder(Catalog& catalog, const fs::path& dir, Model
   auto model = inference::ViTModel::load(dir);
   if (!model) return from_inference(model.error());
   if (!model->weights().has_classifier) return Error{ErrorKind::Invalid, dir.string() + " is a backbone without a classifier"};
+  if (auto extras = inference::read_model_extras(dir, model->config()); !extras) return from_inference(extras.error());
   std::error_code ec;
   record.name = record.version;
   record.path = fs::canonical(dir, ec).string();
@@ -143,23 +152,31 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
 
 namespace {
 
-// Row `row` of the forward pass's probabilities, named by the model's labels.
-std::vector<std::pair<std::string, double>> named_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
+// Row `row` of the shown probabilities, named by the model's labels.
+std::vector<std::pair<std::string, double>> named_probabilities(const LoadedModel& model, const inference::Matrix& probabilities,
                                                                  Eigen::Index row) {
   const auto& labels = model.model.config().labels;
   std::vector<std::pair<std::string, double>> out;
-  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], result.probabilities(row, static_cast<Eigen::Index>(k)));
+  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], probabilities(row, static_cast<Eigen::Index>(k)));
   return out;
+}
+
+DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header) {
+  const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header);
 }
 
 }  // namespace
 
-Result<std::vector<std::pair<std::string, double>>> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
+Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
   auto display = display_image(image);
   if (!display) return display.error();
   auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
   if (!result) return from_inference(result.error());
-  return named_probabilities(model, *result, 0);
+  RadiographPrediction out;
+  out.probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  out.domain = domain_of(model, *result, 0, &image);
+  return out;
 }
 
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
@@ -172,30 +189,54 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     const std::size_t end = std::min(images.size(), start + static_cast<std::size_t>(batch_size));
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
+    std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
       p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
-      auto display = display_image(p.path);
+      const std::string ext = lower(fs::path(p.path).extension().string());
+      if (images[i].id == 0 && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
+        // A loose picture (not catalogued): classified from its grey values, with no header to check.
+        auto picture = read_grey_image(p.path);
+        if (!picture) {
+          p.error = picture.error().message;
+        } else {
+          batch.push_back(inference::preprocess(picture->grey.data(), picture->width, picture->height, model.model.config()));
+          rows.push_back(out.size());
+          headers.emplace_back();
+        }
+        out.push_back(std::move(p));
+        continue;
+      }
+      dicom::ReadOptions read_options;
+      read_options.decoder_threads = 1;
+      auto image = dicom::read_radiograph(p.path, read_options);
+      auto display = image ? display_image(image.value()) : Result<DisplayImage>(Error{ErrorKind::Invalid, image.error().message});
       if (!display) {
         p.error = display.error().message;
       } else {
         batch.push_back(inference::preprocess(display->grey.data(), display->width, display->height, model.model.config()));
         rows.push_back(out.size());
+        dicom::Radiograph header = std::move(image.value());
+        header.stored = {};
+        header.modality = {};
+        headers.emplace_back(std::move(header));
       }
       out.push_back(std::move(p));
     }
     if (!batch.empty()) {
       auto result = model.model.forward(batch);
       if (!result) return from_inference(result.error());
+      const inference::Matrix shown = shown_probabilities(model, *result);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
                         static_cast<double>(end - start);
       for (std::size_t b = 0; b < rows.size(); ++b) {
         ImagePrediction& p = out[rows[b]];
-        p.probabilities = named_probabilities(model, *result, static_cast<Eigen::Index>(b));
+        p.probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
+        p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr);
         p.milliseconds = ms;
         if (model.record.id > 0 && images[rows[b]].id > 0) {
-          auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities);
+          auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
           if (!stored) return stored.error();
         }
       }
@@ -214,7 +255,7 @@ Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, const He
   auto result = model.model.forward({image}, {rollout, false});
   if (!result) return from_inference(result.error());
   Heatmap h;
-  h.probabilities = named_probabilities(model, *result, 0);
+  h.probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
   if (rollout) {
     h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, options.discard_ratio, result->grid_h,
                                           result->grid_w);

@@ -26,7 +26,9 @@
 #include "hilum/app/labels_csv.hpp"
 #include "trainer.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/training/augment.hpp"
+#include "hilum/training/calibrate.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/head.hpp"
 #include "hilum/training/loss.hpp"
@@ -45,6 +47,7 @@ const char* to_string(Strategy s) {
     case Strategy::Head: return "head";
     case Strategy::LastK: return "last-k";
     case Strategy::Full: return "full";
+    case Strategy::Calibrate: return "calibrate";
   }
   return "auto";
 }
@@ -54,6 +57,7 @@ std::optional<Strategy> parse_strategy(const std::string& s) {
   if (s == "head") return Strategy::Head;
   if (s == "last-k" || s == "lastk" || s == "last_k") return Strategy::LastK;
   if (s == "full") return Strategy::Full;
+  if (s == "calibrate") return Strategy::Calibrate;
   return std::nullopt;
 }
 
@@ -250,13 +254,17 @@ Result<std::string> next_version(Catalog& catalog, const std::string& parent_ver
 fs::path models_dir(Catalog& catalog) { return catalog.path().parent_path() / "models"; }
 
 // Writes the model folder atomically: into a temporary folder, then renamed into place.
-Status save_model_folder(const inference::ViTModel& model, const fs::path& dir) {
+Status save_model_folder(const inference::ViTModel& model, const inference::ModelExtras& extras, const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir.parent_path(), ec);
   const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".partial");
   fs::remove_all(tmp, ec);
   auto saved = model.save(tmp, inference::DType::F32);
   if (!saved) return from_inference(saved.error());
+  if (extras.calibration || extras.domain) {
+    auto written = inference::write_model_extras(tmp, extras);
+    if (!written) return from_inference(written.error());
+  }
   fs::rename(tmp, dir, ec);
   if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + dir.string() + ": " + ec.message()};
   return core::Done{};
@@ -536,8 +544,15 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   std::error_code ec;
 
   std::vector<std::string> problems;
-  Result<Trained> trained = strategy == Strategy::Head ? train_head(run, *base, *data, problems)
-                                                       : train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
+  Result<Trained> trained = Error{ErrorKind::Invalid, "no strategy"};
+  if (strategy == Strategy::Calibrate) {
+    // The same weights; only the calibration (and so the thresholds) is fitted to this site's labels.
+    trained = Trained{base->model.config(), base->model.weights(), {}, json{{"strategy", "calibrate"}, {"backbone_version", backbone_of(base->record)}}};
+  } else if (strategy == Strategy::Head) {
+    trained = train_head(run, *base, *data, problems);
+  } else {
+    trained = train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
+  }
   if (!trained) {
     if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", json{{"error", trained.error().message}}.dump());
     return trained.error();
@@ -565,6 +580,8 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   }
   EvaluationReport metrics;
   std::optional<EvaluationReport> active_metrics;
+  inference::ModelExtras extras;
+  Matrix validation_embeddings(0, trained->config.hidden_size);
   if (!validation.empty()) {
     std::vector<Sample*> need;
     for (auto& s : data->samples) {
@@ -573,14 +590,48 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     auto loaded = load_images(need, trained->config, read_display, cancel, problems);
     if (!loaded) return loaded.error();
     std::erase_if(validation, [](const Sample* s) { return s->grey.empty(); });
-    auto p = predict(*candidate, validation, cancel);
-    if (!p) return p.error();
-    metrics = evaluate_probabilities(data->outputs, validation, *p, trained->config.labels);
+    auto out = forward_samples(*candidate, validation, cancel);
+    if (!out) return out.error();
+    // Calibrated on this site's validation patients; the metrics (thresholds included) are of the
+    // calibrated probabilities a reader will see.
+    extras.calibration = fit_calibration(trained->config.labels, validation, out->logits,
+                                         "Platt scaling on " + std::to_string(validation.size()) + " validation images of this catalog");
+    metrics = evaluate_probabilities(data->outputs, validation, inference::calibrated_probabilities(out->logits, extras.calibration),
+                                     trained->config.labels);
+    validation_embeddings = std::move(out->embeddings);
     if (active_model) {
-      auto q = predict(active_model->model, validation, cancel);
+      auto q = forward_samples(active_model->model, validation, cancel);
       if (!q) return q.error();
-      active_metrics = evaluate_probabilities(data->outputs, validation, *q, active_model->model.config().labels);
+      const Matrix shown = active_model->model.config().multi_label()
+                               ? inference::calibrated_probabilities(q->logits, active_model->extras.calibration)
+                               : q->probabilities;
+      active_metrics = evaluate_probabilities(data->outputs, validation, shown, active_model->model.config().labels);
       active_metrics->model_version = active_model->record.version;
+    }
+  }
+  // The domain reference: a frozen backbone keeps its parent's; a trained one is described anew by
+  // its embeddings of the training images (when there are enough of them to say anything).
+  if (strategy == Strategy::Head || strategy == Strategy::Calibrate) {
+    extras.domain = base->extras.domain;
+  } else {
+    std::vector<Sample*> train_need;
+    std::vector<const Sample*> train_samples;
+    for (auto& s : data->samples) {
+      if (s.validation) continue;
+      if (s.grey.empty()) train_need.push_back(&s);
+      train_samples.push_back(&s);
+    }
+    if (train_samples.size() >= 20) {
+      auto loaded = load_images(train_need, trained->config, read_display, cancel, problems);
+      if (!loaded) return loaded.error();
+      std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
+      auto out = forward_samples(*candidate, train_samples, cancel);
+      if (!out) return out.error();
+      extras.domain = training::fit_domain_reference(out->embeddings, validation_embeddings);
+      if (base->extras.domain) {
+        extras.domain->populations = base->extras.domain->populations;
+        extras.domain->modalities = base->extras.domain->modalities;
+      }
     }
   }
 
@@ -588,7 +639,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   if (!version) return version.error();
   metrics.model_version = *version;
   const fs::path dir = models_dir(catalog) / *version;
-  auto saved = save_model_folder(*candidate, dir);
+  auto saved = save_model_folder(*candidate, extras, dir);
   if (!saved) return saved.error();
 
   auto [pass, reason] = gate(metrics, active_metrics, options.gate_tolerance);

@@ -9,16 +9,6 @@
 #include <sstream>
 
 namespace hilum::app {
-namespace {
-
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
-
-}  // namespace
 
 Result<std::vector<std::vector<std::string>>> parse_csv(const std::string& text) {
   std::vector<std::vector<std::string>> rows;

@@ -5,7 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
 #include <csetjmp>
 #include <cstdio>
 #include <map>
@@ -16,8 +21,11 @@
 
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
+#include "hilum/app/labels_csv.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/inference/model_extras.hpp"
+#include "hilum/training/calibrate.hpp"
 #include "hilum/training/init.hpp"
 #include "trainer.hpp"
 #include "text.hpp"
@@ -114,7 +122,8 @@ std::vector<detail::Sample> split_samples(const FolderDataset& data, std::uint64
     s.patient = data.patients[i];
     s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < validation_fraction * 10000.0;
     s.target = data.targets[i];
-    s.mask.assign(s.target.size(), 1.0f);
+    if (i < data.masks.size()) s.mask = data.masks[i];
+    else s.mask.assign(s.target.size(), 1.0f);
     kept.push_back(std::move(s));
   }
   return kept;
@@ -142,9 +151,85 @@ Result<DisplayImage> read_grey_image(const fs::path& file) {
   return display_image(file);
 }
 
+namespace {
+
+bool is_image_extension(const std::string& ext) { return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".dcm" || ext.empty(); }
+
+// One image per row of DIR/labels.csv (train.hpp).
+Result<FolderDataset> scan_label_table(const fs::path& dir) {
+  const fs::path csv = dir / "labels.csv";
+  std::ifstream in(csv, std::ios::binary);
+  if (!in) return Error{ErrorKind::Io, "cannot read " + csv.string()};
+  std::stringstream text;
+  text << in.rdbuf();
+  auto rows = parse_csv(text.str());
+  if (!rows) return rows.error();
+  if (rows->empty()) return Error{ErrorKind::Invalid, csv.string() + ": empty"};
+  const auto& header = rows->front();
+  int image_col = -1, patient_col = -1, age_col = -1;
+  std::vector<std::pair<std::size_t, std::string>> finding_cols;
+  for (std::size_t c = 0; c < header.size(); ++c) {
+    const std::string name = trim(header[c]);
+    const std::string l = lower(name);
+    if (l == "image" || l == "image index") image_col = static_cast<int>(c);
+    else if (l == "patient_id" || l == "patient id") patient_col = static_cast<int>(c);
+    else if (l == "age" || l == "patient age") age_col = static_cast<int>(c);
+    else if (l == "sex" || l == "view" || l == "patient gender" || l == "view position") continue;
+    else if (!name.empty()) finding_cols.emplace_back(c, name);
+  }
+  if (image_col < 0) return Error{ErrorKind::Invalid, csv.string() + ": no `image` column"};
+  if (finding_cols.empty()) return Error{ErrorKind::Invalid, csv.string() + ": no finding columns"};
+  FolderDataset data;
+  data.class_folders = false;
+  for (const auto& [c, name] : finding_cols) data.findings.push_back(name);
+  for (std::size_t r = 1; r < rows->size(); ++r) {
+    const auto& row = (*rows)[r];
+    if (row.size() == 1 && trim(row[0]).empty()) continue;  // blank line
+    if (row.size() != header.size()) {
+      return Error{ErrorKind::Invalid, csv.string() + ": line " + std::to_string(r + 1) + " has " + std::to_string(row.size()) + " fields, the header " +
+                                           std::to_string(header.size())};
+    }
+    const std::string image = trim(row[static_cast<std::size_t>(image_col)]);
+    const fs::path file = dir / fs::path(image).filename();  // names only: never a path out of the folder
+    if (image.empty() || fs::path(image).filename() != fs::path(image)) {
+      return Error{ErrorKind::Invalid, csv.string() + ": line " + std::to_string(r + 1) + ": `image` must be a file name in the folder"};
+    }
+    std::vector<float> target(finding_cols.size(), 0.0f), mask(finding_cols.size(), 0.0f);
+    for (std::size_t j = 0; j < finding_cols.size(); ++j) {
+      const std::string v = lower(trim(row[finding_cols[j].first]));
+      if (v.empty()) continue;
+      if (v == "1" || v == "1.0" || v == "present" || v == "yes") target[j] = 1.0f;
+      else if (!(v == "0" || v == "0.0" || v == "absent" || v == "no")) {
+        return Error{ErrorKind::Invalid, csv.string() + ": line " + std::to_string(r + 1) + ": \"" + row[finding_cols[j].first].substr(0, 40) +
+                                             "\" for " + finding_cols[j].second + " is not 1, 0 or empty"};
+      }
+      mask[j] = 1.0f;
+    }
+    double age = std::numeric_limits<double>::quiet_NaN();
+    if (age_col >= 0) {
+      const std::string a = trim(row[static_cast<std::size_t>(age_col)]);
+      double years = 0.0;
+      const auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), years);
+      if (ec == std::errc{} && end == a.data() + a.size() && years >= 0.0 && years < 150.0) age = years;
+    }
+    const std::string patient = patient_col >= 0 ? trim(row[static_cast<std::size_t>(patient_col)]) : patient_from_file_name(file.stem().string());
+    data.files.push_back(file);
+    // Keyed by the folder too: patient numbers of two tables never collide.
+    data.patients.push_back(dir.filename().string() + "/" + patient);
+    data.targets.push_back(std::move(target));
+    data.masks.push_back(std::move(mask));
+    data.ages.push_back(age);
+  }
+  if (data.files.empty()) return Error{ErrorKind::Invalid, csv.string() + ": no images"};
+  return data;
+}
+
+}  // namespace
+
 Result<FolderDataset> scan_image_folder(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, dir.string() + " is not a folder"};
+  if (fs::is_regular_file(dir / "labels.csv", ec)) return scan_label_table(dir);
   std::vector<std::pair<std::string, fs::path>> classes;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.is_directory()) classes.emplace_back(entry.path().filename().string(), entry.path());
@@ -159,8 +244,7 @@ Result<FolderDataset> scan_image_folder(const fs::path& dir) {
     std::vector<fs::path> files;
     for (const auto& entry : fs::recursive_directory_iterator(path, ec)) {
       if (!entry.is_regular_file()) continue;
-      const std::string ext = lower(entry.path().extension().string());
-      if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".dcm" || ext.empty()) files.push_back(entry.path());
+      if (is_image_extension(lower(entry.path().extension().string()))) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
     std::vector<float> target(data.findings.size(), 0.0f);
@@ -171,24 +255,114 @@ Result<FolderDataset> scan_image_folder(const fs::path& dir) {
       data.files.push_back(f);
       data.patients.push_back(patient_from_file_name(f.stem().string()));
       data.targets.push_back(target);
+      data.masks.emplace_back(target.size(), 1.0f);
+      data.ages.push_back(std::numeric_limits<double>::quiet_NaN());
     }
   }
   if (data.files.empty()) return Error{ErrorKind::Invalid, dir.string() + ": no images"};
   return data;
 }
 
-Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, std::uint64_t seed, double validation_fraction,
-                                         const std::atomic<bool>* cancel) {
-  auto data = scan_image_folder(dir);
-  if (!data) return data.error();
-  const auto& config = model.config();
-  if (config.labels != data->findings) {
-    std::string have, want;
-    for (const auto& l : config.labels) have += (have.empty() ? "" : ", ") + l;
-    for (const auto& l : data->findings) want += (want.empty() ? "" : ", ") + l;
-    return Error{ErrorKind::Invalid, "the model's outputs (" + have + ") are not the folder's findings (" + want + ")"};
+Result<MergedDataset> merge_sources(const std::vector<DataSource>& sources, const std::vector<std::string>& wanted) {
+  if (sources.empty()) return Error{ErrorKind::Invalid, "no data folder"};
+  std::vector<FolderDataset> sets;
+  for (const auto& src : sources) {
+    auto d = scan_image_folder(src.dir);
+    if (!d) return d.error();
+    sets.push_back(std::move(d.value()));
   }
-  std::vector<detail::Sample> samples = split_samples(*data, seed, validation_fraction, 0);
+  std::vector<std::string> outputs = wanted;
+  if (outputs.empty()) {
+    auto add = [&](const std::string& f) {
+      if (std::find(outputs.begin(), outputs.end(), f) == outputs.end()) outputs.push_back(f);
+    };
+    for (const auto& d : sets) {
+      for (const auto& f : d.findings) add(f);
+    }
+  }
+  MergedDataset out;
+  out.data.findings = outputs;
+  out.data.class_folders = sets.size() == 1 && sets.front().class_folders;
+  const std::size_t n_out = outputs.size();
+  for (std::size_t k = 0; k < sets.size(); ++k) {
+    const FolderDataset& d = sets[k];
+    std::vector<bool> used(d.findings.size(), false);
+    for (std::size_t i = 0; i < d.files.size(); ++i) {
+      std::vector<float> target(n_out, 0.0f), mask(n_out, 0.0f);
+      bool positive = false;
+      for (std::size_t f = 0; f < d.findings.size(); ++f) positive = positive || (d.targets[i][f] > 0.5f && d.findings[f] != "No Finding");
+      for (std::size_t j = 0; j < n_out; ++j) {
+        const auto at = std::find(d.findings.begin(), d.findings.end(), outputs[j]);
+        if (at != d.findings.end()) {
+          const auto f = static_cast<std::size_t>(at - d.findings.begin());
+          target[j] = d.targets[i][f];
+          mask[j] = d.masks[i][f];
+          used[f] = true;
+        } else if (d.class_folders) {
+          // A class folder assesses everything for its negative images, and "No Finding" for all.
+          if (outputs[j] == "No Finding") {
+            target[j] = positive ? 0.0f : 1.0f;
+            mask[j] = 1.0f;
+          } else if (!positive) {
+            mask[j] = 1.0f;
+          }
+        } else if (const auto nf = std::find(d.findings.begin(), d.findings.end(), "No Finding");
+                   nf != d.findings.end() && d.targets[i][static_cast<std::size_t>(nf - d.findings.begin())] > 0.5f) {
+          mask[j] = 1.0f;  // "No Finding" present: every finding absent
+        }
+      }
+      out.data.files.push_back(d.files[i]);
+      out.data.patients.push_back(d.patients[i]);
+      out.data.targets.push_back(std::move(target));
+      out.data.masks.push_back(std::move(mask));
+      out.data.ages.push_back(d.ages[i]);
+      out.source.push_back(static_cast<int>(k));
+      std::string population = sources[k].population;
+      if (population.empty()) population = std::isnan(d.ages[i]) ? sources[k].dir.filename().string() : d.ages[i] < 18.0 ? "pediatric" : "adult";
+      out.population.push_back(std::move(population));
+    }
+    if (!wanted.empty()) {
+      bool any = false;
+      for (bool u : used) any = any || u;
+      if (!any && !d.class_folders) return Error{ErrorKind::Invalid, sources[k].dir.string() + " has none of the outputs"};
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The folder's samples at the seed's split, with their populations and repeats.
+std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std::vector<DataSource>& sources, std::uint64_t seed,
+                                         double validation_fraction, int max_images) {
+  std::vector<detail::Sample> kept = split_samples(merged.data, seed, validation_fraction, max_images);
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < merged.data.files.size(); ++i) index[merged.data.files[i].string()] = i;
+  for (auto& s : kept) {
+    const std::size_t i = index[s.path];
+    s.population = merged.population[i];
+    s.repeat = std::max(1, sources[static_cast<std::size_t>(merged.source[i])].repeat);
+  }
+  return kept;
+}
+
+std::vector<std::string> populations_of(const std::vector<const detail::Sample*>& samples) {
+  std::vector<std::string> out;
+  for (const auto* s : samples) {
+    if (std::find(out.begin(), out.end(), s->population) == out.end()) out.push_back(s->population);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, std::uint64_t seed, double validation_fraction,
+                                         const std::atomic<bool>* cancel, const std::optional<inference::Calibration>& calibration) {
+  const auto& config = model.config();
+  // The folder's findings the model has: what it assesses of them is scored.
+  auto merged = merge_sources({DataSource::folder(dir)}, config.labels);
+  if (!merged) return merged.error();
+  std::vector<detail::Sample> samples = split_merged(*merged, {DataSource::folder(dir)}, seed, validation_fraction, 0);
   std::erase_if(samples, [](const detail::Sample& s) { return !s.validation; });
   std::vector<detail::Sample*> all;
   for (auto& s : samples) all.push_back(&s);
@@ -199,33 +373,56 @@ Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const
   if (samples.empty()) return Error{ErrorKind::Invalid, dir.string() + ": no validation images"};
   std::vector<const detail::Sample*> validation;
   for (const auto& s : samples) validation.push_back(&s);
-  auto p = detail::predict(model, validation, cancel);
-  if (!p) return p.error();
-  return detail::evaluate_probabilities(config.labels, validation, *p, config.labels);
+  auto out = detail::forward_samples(model, validation, cancel);
+  if (!out) return out.error();
+  const inference::Matrix p = config.multi_label() ? inference::calibrated_probabilities(out->logits, calibration) : out->probabilities;
+  return detail::evaluate_probabilities(config.labels, validation, p, config.labels);
 }
 
 Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto data = scan_image_folder(o.data);
-  if (!data) return data.error();
+  auto merged = merge_sources(o.data, o.outputs);
+  if (!merged) return merged.error();
+  const FolderDataset& data = merged->data;
 
   inference::ViTConfig config;
   inference::ViTWeights weights;
   if (!o.init.empty()) {
     auto model = inference::ViTModel::load(o.init);
     if (!model) return detail::from_inference(model.error());
-    if (model->config().labels != data->findings) return Error{ErrorKind::Invalid, o.init.string() + " has other outputs than the folder's findings"};
     config = model->config();
     weights = model->weights();
+    if (config.labels != data.findings) {
+      // Continued with other outputs: rows of outputs it has are kept, new ones start at zero.
+      if (!weights.has_classifier) {
+        weights.has_classifier = true;
+        weights.classifier.w = inference::Matrix::Zero(0, config.hidden_size);
+        weights.classifier.b = inference::Vector::Zero(0);
+        config.labels.clear();
+      }
+      inference::Linear head;
+      head.w = inference::Matrix::Zero(static_cast<Eigen::Index>(data.findings.size()), config.hidden_size);
+      head.b = inference::Vector::Zero(static_cast<Eigen::Index>(data.findings.size()));
+      for (std::size_t j = 0; j < data.findings.size(); ++j) {
+        const auto at = std::find(config.labels.begin(), config.labels.end(), data.findings[j]);
+        if (at == config.labels.end()) continue;
+        const auto from = static_cast<Eigen::Index>(at - config.labels.begin());
+        head.w.row(static_cast<Eigen::Index>(j)) = weights.classifier.w.row(from);
+        head.b(static_cast<Eigen::Index>(j)) = weights.classifier.b(from);
+      }
+      weights.classifier = std::move(head);
+      config.labels = data.findings;
+      config.problem_type = "multi_label_classification";
+    }
   } else {
     auto c = training::architecture(o.arch, o.image_size);
     if (!c) return detail::from_inference(c.error());
     config = *c;
-    config.labels = data->findings;
+    config.labels = data.findings;
     weights = training::initial_weights(config, o.seed);
   }
 
-  std::vector<detail::Sample> kept = split_samples(*data, o.seed, o.validation_fraction, o.max_images);
+  std::vector<detail::Sample> kept = split_merged(*merged, o.data, o.seed, o.validation_fraction, o.max_images);
   FinetuneProgress state;
   state.phase = "preparing";
   if (progress) progress(state);
@@ -239,9 +436,11 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   }
   std::vector<const detail::Sample*> train, validation;
   std::set<std::string> train_patients, validation_patients;
+  std::size_t per_epoch = 0;
   for (const auto& s : kept) {
     (s.validation ? validation : train).push_back(&s);
     (s.validation ? validation_patients : train_patients).insert(s.patient);
+    if (!s.validation) per_epoch += static_cast<std::size_t>(s.repeat);
   }
   if (train.empty() || validation.empty()) return Error{ErrorKind::Invalid, "too few images for a training and a validation split"};
 
@@ -255,25 +454,78 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   lo.augment = true;
   lo.seed = o.seed;
   lo.precision = o.precision;
-  const std::int64_t steps_per_epoch = static_cast<std::int64_t>((train.size() + static_cast<std::size_t>(lo.batch_size) - 1) / static_cast<std::size_t>(lo.batch_size));
+  const std::int64_t steps_per_epoch = static_cast<std::int64_t>((per_epoch + static_cast<std::size_t>(lo.batch_size) - 1) / static_cast<std::size_t>(lo.batch_size));
   lo.warmup_steps = std::max<std::int64_t>(1, steps_per_epoch * o.warmup_epochs);
   auto plan = [&](int, std::mt19937_64& rng) {
-    std::vector<const detail::Sample*> epoch = train;
+    std::vector<const detail::Sample*> epoch;
+    epoch.reserve(per_epoch);
+    for (const auto* s : train) {
+      for (int r = 0; r < s->repeat; ++r) epoch.push_back(s);
+    }
     std::shuffle(epoch.begin(), epoch.end(), rng);
     return epoch;
   };
   fs::path checkpoints = o.out;
   checkpoints += ".checkpoints";
-  auto loop = detail::run_training(config, weights, train, train.size(), plan, validation, config.labels, lo, checkpoints, state, progress, cancel);
+  auto loop = detail::run_training(config, weights, train, per_epoch, plan, validation, config.labels, lo, checkpoints, state, progress, cancel);
   if (!loop) return loop.error();
 
   auto model = inference::ViTModel::from_weights(config, weights);
   if (!model) return detail::from_inference(model.error());
-  auto p = detail::predict(*model, validation, cancel);
-  if (!p) return p.error();
+  state.phase = "calibrating";
+  if (progress) progress(state);
+  auto val_out = detail::forward_samples(*model, validation, cancel);
+  if (!val_out) return val_out.error();
+  auto train_out = detail::forward_samples(*model, train, cancel);
+  if (!train_out) return train_out.error();
+
+  // Calibration on the validation patients, and the domain reference of the training films.
+  inference::ModelExtras extras;
+  extras.calibration = detail::fit_calibration(config.labels, validation, val_out->logits,
+                                               "Platt scaling on the " + std::to_string(validation.size()) + " validation images of " +
+                                                   std::to_string(validation_patients.size()) + " patients held out of training");
+  extras.domain = training::fit_domain_reference(train_out->embeddings, val_out->embeddings);
+  extras.domain->modalities = {"CR", "DX"};
+  for (const auto& name : populations_of(train)) {
+    inference::Population pop;
+    pop.name = name;
+    double lo_age = std::numeric_limits<double>::infinity(), hi_age = 0.0;
+    for (std::size_t i = 0; i < data.files.size(); ++i) {
+      if (merged->population[i] != name) continue;
+      const DataSource& src = o.data[static_cast<std::size_t>(merged->source[i])];
+      const double a = data.ages[i];
+      if (!std::isnan(a)) {
+        lo_age = std::min(lo_age, a);
+        hi_age = std::max(hi_age, a);
+      } else if (src.max_age_years > 0.0) {
+        lo_age = std::min(lo_age, src.min_age_years);
+        hi_age = std::max(hi_age, src.max_age_years);
+      }
+    }
+    pop.min_age_years = std::isfinite(lo_age) ? lo_age : 0.0;
+    pop.max_age_years = std::isfinite(lo_age) ? hi_age : 0.0;
+    for (const auto* s : train) pop.images += s->population == name ? 1 : 0;
+    extras.domain->populations.push_back(pop);
+  }
+  const inference::Matrix calibrated = inference::calibrated_probabilities(val_out->logits, extras.calibration);
+  const inference::Matrix cross = detail::cross_fitted_probabilities(config.labels, validation, val_out->logits);
+
   TrainReport report;
-  report.validation = detail::evaluate_probabilities(config.labels, validation, *p, config.labels);
+  report.validation = detail::evaluate_probabilities(config.labels, validation, calibrated, config.labels);
   report.validation.model_version = o.out.filename().string();
+  for (const auto& name : populations_of(validation)) {
+    PopulationReport pr;
+    pr.population = name;
+    auto [rows, cal] = detail::population_rows(validation, calibrated, name);
+    pr.validation = detail::evaluate_probabilities(config.labels, rows, cal, config.labels);
+    const auto plain = detail::population_rows(validation, val_out->probabilities, name).second;
+    const auto crossed = detail::population_rows(validation, cross, name).second;
+    const auto un = detail::evaluate_probabilities(config.labels, rows, plain, config.labels);
+    const auto cf = detail::evaluate_probabilities(config.labels, rows, crossed, config.labels);
+    for (const auto& f : un.findings) pr.ece_uncalibrated.push_back(f.ece);
+    for (const auto& f : cf.findings) pr.ece_cross_fitted.push_back(f.ece);
+    report.populations.push_back(std::move(pr));
+  }
   report.history = loop->history;
   report.train_images = static_cast<int>(train.size());
   report.validation_images = static_cast<int>(validation.size());
@@ -282,18 +534,38 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   json validation_json = detail::to_json(report.validation);
   for (std::size_t j = 0; j < report.validation.findings.size(); ++j) {
     const auto& f = report.validation.findings[j];
-    int correct = 0;
+    const auto col = static_cast<std::size_t>(std::find(config.labels.begin(), config.labels.end(), f.finding) - config.labels.begin());
+    int correct = 0, counted = 0;
     for (std::size_t i = 0; i < validation.size(); ++i) {
-      const bool predicted = (*p)(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) >= f.threshold;
-      correct += predicted == (validation[i]->target[j] > 0.5f) ? 1 : 0;
+      if (validation[i]->mask[col] <= 0.0f) continue;
+      const bool predicted = calibrated(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(col)) >= f.threshold;
+      correct += predicted == (validation[i]->target[col] > 0.5f) ? 1 : 0;
+      ++counted;
     }
-    const double accuracy = static_cast<double>(correct) / static_cast<double>(validation.size());
+    const double accuracy = counted > 0 ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
     report.accuracy.push_back(accuracy);
     validation_json["findings"][j]["accuracy"] = accuracy;  // at the Youden threshold
   }
+  json populations_json = json::array();
+  for (const auto& pr : report.populations) {
+    json pj = detail::to_json(pr.validation);
+    pj["population"] = pr.population;
+    for (std::size_t j = 0; j < pr.validation.findings.size(); ++j) {
+      pj["findings"][j]["ece_uncalibrated"] = pr.ece_uncalibrated[j];
+      pj["findings"][j]["ece_cross_fitted"] = pr.ece_cross_fitted[j];
+    }
+    populations_json.push_back(std::move(pj));
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json r = {{"data", o.data.lexically_normal().string()},  // as given: no machine paths in shipped reports
-            {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.string()},
+  json data_json = json::array();
+  for (const auto& src : o.data) {
+    json d = {{"folder", src.dir.lexically_normal().string()}, {"repeat", src.repeat}};  // as given: no machine paths in shipped reports
+    if (!src.population.empty()) d["population"] = src.population;
+    data_json.push_back(std::move(d));
+  }
+  json r = {{"data", data_json},
+            {"outputs", config.labels},
+            {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.filename().string()},
             {"image_size", config.input_width},
             {"epochs", o.epochs},
             {"batch_size", o.batch_size},
@@ -309,7 +581,11 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"validation_patients", report.validation_patients},
             {"seconds", report.seconds},
             {"validation", validation_json},
+            {"populations", populations_json},
+            {"domain", {{"threshold", extras.domain->threshold}, {"quantile", extras.domain->threshold_quantile}, {"axes", extras.domain->axes.rows()},
+                        {"images", extras.domain->images}}},
             {"history", detail::to_json(report.history)}};
+  if (!problems.empty()) r["unreadable"] = problems;
   report.report_json = r.dump(2);
 
   std::error_code ec;
@@ -317,6 +593,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   fs::remove_all(tmp, ec);
   auto saved = model->save(tmp, o.dtype);
   if (!saved) return detail::from_inference(saved.error());
+  if (auto written = inference::write_model_extras(tmp, extras); !written) return detail::from_inference(written.error());
   const std::string failure = core::write_file_atomically(tmp / "training_report.json", report.report_json);
   if (!failure.empty()) return Error{ErrorKind::Io, failure};
   fs::remove_all(o.out, ec);

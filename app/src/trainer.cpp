@@ -12,7 +12,10 @@
 #include <thread>
 
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/precision.hpp"
+#include "hilum/training/calibrate.hpp"
 #include "hilum/training/backprop.hpp"
 #include "hilum/training/loss.hpp"
 #include "hilum/training/metrics.hpp"
@@ -79,8 +82,9 @@ EvaluationReport evaluate_probabilities(const std::vector<std::string>& outputs,
 
 Result<SampleOutputs> forward_samples(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
                                       const std::atomic<bool>* cancel) {
-  SampleOutputs out{Matrix(static_cast<Eigen::Index>(samples.size()), static_cast<Eigen::Index>(model.config().labels.size())),
-                    Matrix(static_cast<Eigen::Index>(samples.size()), model.config().hidden_size)};
+  const auto n = static_cast<Eigen::Index>(samples.size());
+  const auto labels = static_cast<Eigen::Index>(model.config().labels.size());
+  SampleOutputs out{Matrix(n, labels), Matrix(n, labels), Matrix(n, model.config().hidden_size)};
   for (std::size_t start = 0; start < samples.size(); start += 8) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "cancelled"};
     std::vector<inference::Image> batch;
@@ -89,10 +93,65 @@ Result<SampleOutputs> forward_samples(const inference::ViTModel& model, const st
     auto r = model.forward(batch);
     if (!r) return from_inference(r.error());
     const auto rows = static_cast<Eigen::Index>(end - start);
+    out.logits.middleRows(static_cast<Eigen::Index>(start), rows) = r->logits;
     out.probabilities.middleRows(static_cast<Eigen::Index>(start), rows) = r->probabilities;
     out.embeddings.middleRows(static_cast<Eigen::Index>(start), rows) = r->embeddings;
   }
   return out;
+}
+
+inference::Calibration fit_calibration(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples, const Matrix& logits,
+                                       const std::string& fitted_on) {
+  inference::Calibration c;
+  c.labels = labels;
+  c.fitted_on = fitted_on;
+  c.images = static_cast<int>(samples.size());
+  for (std::size_t j = 0; j < labels.size(); ++j) {
+    std::vector<double> z;
+    std::vector<int> y;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (j >= samples[i]->mask.size() || samples[i]->mask[j] <= 0.0f) continue;
+      z.push_back(logits(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)));
+      y.push_back(samples[i]->target[j] > 0.5f ? 1 : 0);
+    }
+    c.scaling.push_back(training::fit_platt(z, y));
+  }
+  return c;
+}
+
+Matrix cross_fitted_probabilities(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples, const Matrix& logits) {
+  std::vector<const Sample*> half[2];
+  std::vector<Eigen::Index> rows[2];
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const int h = static_cast<int>(keyed_hash("calibration-halves", "patient", samples[i]->patient) & 1u);
+    half[h].push_back(samples[i]);
+    rows[h].push_back(static_cast<Eigen::Index>(i));
+  }
+  Matrix out(logits.rows(), logits.cols());
+  for (int h = 0; h < 2; ++h) {
+    const int other = 1 - h;
+    Matrix other_logits(static_cast<Eigen::Index>(rows[other].size()), logits.cols());
+    for (std::size_t r = 0; r < rows[other].size(); ++r) other_logits.row(static_cast<Eigen::Index>(r)) = logits.row(rows[other][r]);
+    const auto c = fit_calibration(labels, half[other], other_logits, "");
+    Matrix mine(static_cast<Eigen::Index>(rows[h].size()), logits.cols());
+    for (std::size_t r = 0; r < rows[h].size(); ++r) mine.row(static_cast<Eigen::Index>(r)) = logits.row(rows[h][r]);
+    const Matrix p = inference::calibrated_probabilities(mine, c);
+    for (std::size_t r = 0; r < rows[h].size(); ++r) out.row(rows[h][r]) = p.row(static_cast<Eigen::Index>(r));
+  }
+  return out;
+}
+
+std::pair<std::vector<const Sample*>, Matrix> population_rows(const std::vector<const Sample*>& samples, const Matrix& m, const std::string& name) {
+  std::vector<const Sample*> kept;
+  std::vector<Eigen::Index> rows;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i]->population != name) continue;
+    kept.push_back(samples[i]);
+    rows.push_back(static_cast<Eigen::Index>(i));
+  }
+  Matrix out(static_cast<Eigen::Index>(rows.size()), m.cols());
+  for (std::size_t r = 0; r < rows.size(); ++r) out.row(static_cast<Eigen::Index>(r)) = m.row(rows[r]);
+  return {std::move(kept), std::move(out)};
 }
 
 Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples, const std::atomic<bool>* cancel) {

@@ -27,6 +27,8 @@ struct Sample {
   std::string patient;
   bool validation = false;
   bool is_new = true;  // has a label event newer than the parent's snapshot
+  std::string population;  // "pediatric", "adult", ... (reports per population)
+  int repeat = 1;          // times seen per epoch
   std::vector<float> target;
   std::vector<float> mask;
   std::vector<float> grey;  // display image at the model's input size (loaded on demand)
@@ -41,8 +43,10 @@ using ImageReader = std::function<Result<DisplayImage>(const std::filesystem::pa
 [[nodiscard]] Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& config, const ImageReader& reader,
                                  const std::atomic<bool>* cancel, std::vector<std::string>& problems);
 
-// The inference engine over samples (batches of 8): probabilities and CLS embeddings, one row each.
+// The inference engine over samples (batches of 8): logits, probabilities (uncalibrated) and CLS
+// embeddings, one row each.
 struct SampleOutputs {
+  inference::Matrix logits;
   inference::Matrix probabilities;
   inference::Matrix embeddings;
 };
@@ -60,6 +64,18 @@ struct SampleOutputs {
 // Probabilities of a model on samples (the inference engine, batches of 8).
 [[nodiscard]] Result<inference::Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
                                                 const std::atomic<bool>* cancel);
+
+// Platt scaling of each output fitted on samples' logits (rows = samples, columns = labels),
+// over the samples that assess it.
+[[nodiscard]] inference::Calibration fit_calibration(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
+                                                     const inference::Matrix& logits, const std::string& fitted_on);
+// Calibrated probabilities where each sample's calibration was fitted on the other half of the
+// patients (split by a hash of the patient): an honest estimate of calibration on new patients.
+[[nodiscard]] inference::Matrix cross_fitted_probabilities(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
+                                                           const inference::Matrix& logits);
+// The samples whose `population` is `name`, with their rows of `m`.
+[[nodiscard]] std::pair<std::vector<const Sample*>, inference::Matrix> population_rows(const std::vector<const Sample*>& samples,
+                                                                                      const inference::Matrix& m, const std::string& name);
 
 struct LoopOptions {
   int epochs = 5;

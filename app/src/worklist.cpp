@@ -29,6 +29,7 @@ constexpr const char* kJoins = R"SQL(
 FROM instances i JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref
 JOIN patients p ON p.id = st.patient_ref
 LEFT JOIN lab ON lab.instance_ref = i.id LEFT JOIN pr ON pr.instance_ref = i.id LEFT JOIN dis ON dis.instance_ref = i.id
+LEFT JOIN prediction_domain pd ON pd.instance_ref = i.id AND pd.model_ref = ?2
 )SQL";
 
 constexpr const char* kPatientOrder = "p.patient_id, st.study_date, st.study_uid, se.series_number, se.series_uid, i.id";
@@ -91,7 +92,8 @@ Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery
   q += "SELECT i.id, i.sop_uid, CASE WHEN i.stored_path <> '' THEN i.stored_path ELSE i.path END, p.patient_id, p.name, "
        "p.sex, i.patient_age, st.study_uid, st.study_date, st.description, st.accession_number, se.series_uid, "
        "se.series_number, se.description, se.modality, i.view_position, i.rows, i.columns, "
-       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(lab.mine, 0), pr.n IS NOT NULL, pr.unc, coalesce(dis.n, 0), ";
+       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(lab.mine, 0), pr.n IS NOT NULL, pr.unc, coalesce(dis.n, 0), "
+       "pd.in_domain, coalesce(pd.reason, ''), ";
   q += query.with_thumbnails ? "i.thumbnail" : "NULL";
   q += kJoins;
   q += " WHERE 1=1";
@@ -102,6 +104,7 @@ Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery
     case WorklistQuery::Show::NotLabelledBy: q += " AND coalesce(lab.mine, 0) = 0"; break;
     case WorklistQuery::Show::Disagreement: q += " AND dis.n IS NOT NULL"; break;
   }
+  if (query.hide_out_of_domain) q += " AND coalesce(pd.in_domain, 1) = 1";
   if (params->finding >= 0) {
     q += " AND (EXISTS (SELECT 1 FROM cl WHERE cl.instance_ref = i.id AND cl.finding_ref = ?4 AND cl.value = 'present')"
          " OR (NOT EXISTS (SELECT 1 FROM cl WHERE cl.instance_ref = i.id AND cl.finding_ref = ?4)"
@@ -148,7 +151,9 @@ Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery
     w.has_predictions = s.int64(21) != 0;
     if (auto u = s.opt_real(22)) w.uncertainty = std::clamp(*u, 0.0, 1.0);
     w.disagreements = static_cast<int>(s.int64(23));
-    if (!s.is_null(24)) w.thumbnail_png = s.blob(24);
+    if (!s.is_null(24)) w.in_domain = s.int64(24) != 0;
+    w.domain_reason = s.text(25);
+    if (!s.is_null(26)) w.thumbnail_png = s.blob(26);
     out.push_back(std::move(w));
   }
   if (s.error()) return *s.error();
@@ -161,7 +166,7 @@ Result<WorklistCounts> worklist_counts(Catalog& catalog, const WorklistQuery& qu
   std::string q = kAggregates;
   q += "SELECT count(*), coalesce(sum(lab.n IS NULL), 0), coalesce(sum(lab.n IS NOT NULL), 0), "
        "coalesce(sum(coalesce(lab.mine, 0) = 1), 0), coalesce(sum(coalesce(lab.mine, 0) = 0), 0), "
-       "coalesce(sum(pr.n IS NOT NULL), 0), coalesce(sum(dis.n IS NOT NULL), 0)";
+       "coalesce(sum(pr.n IS NOT NULL), 0), coalesce(sum(dis.n IS NOT NULL), 0), coalesce(sum(pd.in_domain = 0), 0)";
   q += kJoins;
   sql::Stmt s(catalog.handle(), q);
   if (!s.ok()) return *s.prepare_error();
@@ -178,6 +183,7 @@ Result<WorklistCounts> worklist_counts(Catalog& catalog, const WorklistQuery& qu
   c.not_labelled_by_author = static_cast<int>(s.int64(4));
   c.with_predictions = static_cast<int>(s.int64(5));
   c.disagreements = static_cast<int>(s.int64(6));
+  c.out_of_domain = static_cast<int>(s.int64(7));
   return c;
 }
 

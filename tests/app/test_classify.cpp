@@ -105,10 +105,10 @@ TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
   // A radiograph the viewer already decoded gives the same probabilities, in the same order.
   auto from_radiograph = app::classify_radiograph(*model, image.value());
   ASSERT_TRUE(from_radiograph.ok()) << from_radiograph.error().message;
-  ASSERT_EQ(from_radiograph->size(), 6u);
+  ASSERT_EQ(from_radiograph->probabilities.size(), 6u);
   for (std::size_t k = 0; k < 6; ++k) {
-    EXPECT_EQ(from_radiograph->at(k).first, results->at(0).probabilities[k].first);
-    EXPECT_NEAR(from_radiograph->at(k).second, results->at(0).probabilities[k].second, 1e-6);
+    EXPECT_EQ(from_radiograph->probabilities.at(k).first, results->at(0).probabilities[k].first);
+    EXPECT_NEAR(from_radiograph->probabilities.at(k).second, results->at(0).probabilities[k].second, 1e-6);
   }
   // Classifying again replaces, it does not duplicate.
   ASSERT_TRUE(app::classify(*catalog_, *model, {a}).ok());

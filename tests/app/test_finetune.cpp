@@ -4,6 +4,7 @@
 // refuse a version trained on labels that contradict the images (and one whose new output is at
 // chance), and an interrupted run must resume.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <map>
@@ -17,6 +18,7 @@
 #include "hilum/app/import.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/precision.hpp"
 #include "hilum/testdata/phantom.hpp"
 
@@ -117,6 +119,38 @@ class FinetuneTest : public CatalogTest {
   std::map<std::string, bool> truth_;
   std::vector<app::Instance> instances_;
 };
+
+// `calibrate`: the same weights, a calibration fitted to the site's validation patients; the
+// ranking (AUROC) cannot change, so the gate lets it through, and what is shown changes.
+TEST_F(FinetuneTest, CalibrateKeepsTheWeightsAndFitsTheProbabilitiesToTheSite) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::Head;
+  auto head = app::finetune(*catalog_, o);
+  ASSERT_TRUE(head.ok()) << head.error().message;
+  o.strategy = app::Strategy::Calibrate;
+  auto cal = app::finetune(*catalog_, o);
+  ASSERT_TRUE(cal.ok()) << cal.error().message;
+  EXPECT_EQ(cal->strategy, "calibrate");
+  ASSERT_TRUE(cal->parent.has_value());
+  EXPECT_EQ(cal->parent->version, head->model.version);
+  const auto* before = metric(head->metrics, "Pattern");
+  const auto* after = metric(cal->metrics, "Pattern");
+  ASSERT_TRUE(before && after && before->auroc && after->auroc);
+  EXPECT_NEAR(*after->auroc, *before->auroc, 1e-9) << "calibration must not change the ranking";
+  EXPECT_TRUE(cal->promoted) << cal->reason;
+  auto parent = app::load_model(*catalog_, head->model.version);
+  auto child = app::load_model(*catalog_, cal->model.version);
+  ASSERT_TRUE(parent.ok() && child.ok());
+  EXPECT_TRUE(parent->model.weights().classifier.w.isApprox(child->model.weights().classifier.w)) << "the same weights";
+  ASSERT_TRUE(child->extras.calibration.has_value());
+  const auto labels = child->model.config().labels;
+  const auto at = static_cast<std::size_t>(std::find(labels.begin(), labels.end(), "Pattern") - labels.begin());
+  ASSERT_LT(at, labels.size());
+  const auto s = child->extras.calibration->scaling[at];
+  EXPECT_TRUE(s.a != 1.0 || s.b != 0.0) << "a fitted scaling, not the identity";
+  EXPECT_EQ(cal->history.size(), 0u) << "nothing was trained";
+}
 
 TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesAWorseVersion) {
   label([](const app::Instance&, bool truth) { return truth; });
@@ -352,10 +386,156 @@ TEST_F(TrainFolderTest, ScansClassesAndPatients) {
   EXPECT_FALSE(app::scan_image_folder(path("empty")).ok());  // no finding folder
 }
 
+// A labels.csv folder beside a class folder: what each source does not say is "not assessed".
+TEST_F(TrainFolderTest, MergesClassFoldersAndLabelTablesKeepingNotAssessedApart) {
+  write_folder(4);
+  fs::create_directories(path("adult"));
+  std::vector<std::uint8_t> px(32 * 32, 90);
+  for (const std::string name : {"a1.png", "a2.png", "a3.png"}) ASSERT_EQ(app::write_png_gray8(path("adult") / name, 32, 32, px), "");
+  {
+    std::ofstream csv(path("adult") / "labels.csv");
+    csv << "image,patient_id,age,sex,view,No Finding,Pneumonia,Effusion\n"
+           "a1.png,7,40,F,PA,1,0,0\n"
+           "a2.png,7,41,F,PA,0,1,\n"   // Effusion not assessed
+           "a3.png,8,70,M,AP,0,0,1\n";
+  }
+  auto table = app::scan_image_folder(path("adult"));
+  ASSERT_TRUE(table.ok()) << table.error().message;
+  EXPECT_FALSE(table->class_folders);
+  EXPECT_EQ(table->findings, (std::vector<std::string>{"No Finding", "Pneumonia", "Effusion"}));
+  EXPECT_EQ(table->patients[0], "adult/7");
+  EXPECT_EQ(table->patients[1], "adult/7");
+  EXPECT_EQ(table->ages[2], 70.0);
+  EXPECT_EQ(table->masks[1][2], 0.0f);
+
+  std::vector<app::DataSource> sources = {app::DataSource::folder(path("data")), app::DataSource::folder(path("adult"))};
+  sources[0].population = "pediatric";
+  auto merged = app::merge_sources(sources, {"Pneumonia", "No Finding", "Effusion"});
+  ASSERT_TRUE(merged.ok()) << merged.error().message;
+  const auto& d = merged->data;
+  ASSERT_EQ(d.files.size(), 11u);
+  auto row = [&](const std::string& stem) {
+    for (std::size_t i = 0; i < d.files.size(); ++i) {
+      if (d.files[i].stem() == stem) return i;
+    }
+    ADD_FAILURE() << "no " << stem;
+    return std::size_t{0};
+  };
+  // A NORMAL film: every output assessed, No Finding present.
+  const auto normal = row("IM-1000-0000");
+  EXPECT_EQ(d.targets[normal], (std::vector<float>{0, 1, 0}));
+  EXPECT_EQ(d.masks[normal], (std::vector<float>{1, 1, 1}));
+  EXPECT_EQ(merged->population[normal], "pediatric");
+  // A PNEUMONIA film: Pneumonia present, No Finding absent, Effusion not assessed.
+  const auto pneumonia = row("person0_bacteria_0");
+  EXPECT_EQ(d.targets[pneumonia], (std::vector<float>{1, 0, 0}));
+  EXPECT_EQ(d.masks[pneumonia], (std::vector<float>{1, 1, 0}));
+  // The table's rows as written; its population from the ages.
+  const auto a2 = row("a2");
+  EXPECT_EQ(d.targets[a2], (std::vector<float>{1, 0, 0}));
+  EXPECT_EQ(d.masks[a2], (std::vector<float>{1, 1, 0}));
+  EXPECT_EQ(merged->population[a2], "adult");
+  EXPECT_EQ(d.masks[row("a1")], (std::vector<float>{1, 1, 1}));
+
+  // A bad cell is an error that names the line, and file names may not leave the folder.
+  { std::ofstream(path("adult") / "labels.csv") << "image,Pneumonia\na1.png,maybe\n"; }
+  auto bad = app::scan_image_folder(path("adult"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("line 2"), std::string::npos) << bad.error().message;
+  { std::ofstream(path("adult") / "labels.csv") << "image,Pneumonia\n../data/x.png,1\n"; }
+  EXPECT_FALSE(app::scan_image_folder(path("adult")).ok());
+}
+
+// Training on two sources writes the calibration and the domain reference beside the weights,
+// and reports each population on its own.
+TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
+  write_folder(24);
+  fs::create_directories(path("adult"));
+  {
+    std::ofstream csv(path("adult") / "labels.csv");
+    csv << "image,patient_id,age,No Finding,Pneumonia\n";
+    std::mt19937 rng(9);
+    std::uniform_int_distribution<int> noise(60, 140);
+    for (int i = 0; i < 40; ++i) {
+      std::vector<std::uint8_t> px(32 * 32);
+      for (auto& v : px) v = static_cast<std::uint8_t>(noise(rng));
+      const bool sick = i % 2 == 1;
+      if (sick) {
+        for (int r = 16; r < 30; ++r)
+          for (int c = 2; c < 16; ++c) px[static_cast<std::size_t>(r * 32 + c)] = 250;
+      }
+      const std::string name = "adult" + std::to_string(i) + ".png";
+      ASSERT_EQ(app::write_png_gray8(path("adult") / name, 32, 32, px), "");
+      csv << name << "," << i / 2 << "," << 30 + i << "," << (sick ? "0,1" : "1,0") << "\n";
+    }
+  }
+  app::TrainOptions o;
+  o.data = {app::DataSource::folder(path("data")), app::DataSource::folder(path("adult"))};
+  o.data[0].population = "pediatric";
+  o.data[0].min_age_years = 1;
+  o.data[0].max_age_years = 5;
+  o.data[1].repeat = 2;
+  o.outputs = {"Pneumonia", "No Finding"};
+  o.out = path("model");
+  o.arch = "vit-ti16-d6";
+  o.image_size = 32;
+  o.epochs = 2;
+  o.batch_size = 16;
+  o.learning_rate = 1e-3f;
+  o.warmup_epochs = 1;
+  o.validation_fraction = 0.3;
+  o.drop_path = 0.0f;
+  std::int64_t steps = 0;
+  auto r = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { steps = p.steps; });
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_GT(steps, 0);
+  ASSERT_EQ(r->populations.size(), 2u);
+  std::set<std::string> names;
+  for (const auto& pop : r->populations) {
+    names.insert(pop.population);
+    EXPECT_EQ(pop.ece_cross_fitted.size(), pop.validation.findings.size());
+    EXPECT_EQ(pop.ece_uncalibrated.size(), pop.validation.findings.size());
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"pediatric", "adult"}));
+  auto model = inference::ViTModel::load(path("model"));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  EXPECT_EQ(model->config().labels, (std::vector<std::string>{"Pneumonia", "No Finding"}));
+  auto extras = inference::read_model_extras(path("model"), model->config());
+  ASSERT_TRUE(extras.ok()) << extras.error().message;
+  ASSERT_TRUE(extras->calibration.has_value());
+  ASSERT_TRUE(extras->domain.has_value());
+  EXPECT_EQ(extras->domain->mean.size(), model->config().hidden_size);
+  EXPECT_GT(extras->domain->threshold, 0.0);
+  ASSERT_EQ(extras->domain->populations.size(), 2u);
+  for (const auto& pop : extras->domain->populations) {
+    if (pop.name == "pediatric") {
+      EXPECT_EQ(pop.min_age_years, 1.0);
+      EXPECT_EQ(pop.max_age_years, 5.0);
+    } else {
+      EXPECT_EQ(pop.name, "adult");
+      EXPECT_GE(pop.min_age_years, 30.0);
+      EXPECT_LE(pop.max_age_years, 69.0);
+    }
+  }
+  std::ifstream report(path("model") / "training_report.json");
+  const auto j = nlohmann::json::parse(report);
+  EXPECT_EQ(j["populations"].size(), 2u);
+  EXPECT_EQ(j["outputs"].size(), 2u);
+  // The steps of one epoch count each adult training film twice.
+  int adult_validation = 0;
+  for (const auto& pop : r->populations) {
+    if (pop.population == "adult") adult_validation = pop.validation.images;
+  }
+  const int adult_train = 40 - adult_validation;
+  ASSERT_GT(adult_train, 0);
+  const int epoch_images = r->train_images + adult_train;
+  EXPECT_EQ(steps, o.epochs * ((epoch_images + o.batch_size - 1) / o.batch_size));
+}
+
 TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   write_folder(24);
   app::TrainOptions o;
-  o.data = path("data");
+  o.data = {app::DataSource::folder(path("data"))};
   o.out = path("model");
   o.arch = "vit-ti16-d6";
   o.image_size = 32;

@@ -47,6 +47,22 @@ TEST_F(CliModels, ImportActivateClassifyAndStore) {
   EXPECT_NE(l[0].find("\"model\":\"tiny-1\""), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"probabilities\":{\"Atelectasis\":"), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"Nodule\":"), std::string::npos) << l[0];
+  // The domain check's three fields: the golden model has no reference of its training films.
+  EXPECT_NE(l[0].find("\"in_domain\":true"), std::string::npos) << l[0];
+  EXPECT_NE(l[0].find("\"domain_score\":null"), std::string::npos) << l[0];
+  EXPECT_NE(l[0].find("\"domain_reason\":\"the model carries no reference of its training films, so the pixel check is unavailable\""),
+            std::string::npos) << l[0];
+  // An MR header: out of the domain, said in the JSON and in plain text.
+  testdata::DicomSpec mr;
+  mr.modality = "MR";
+  mr.sop_instance_uid = "1.2.826.0.1.3680043.9.4242";
+  testdata::write_dicom(dir_ / "mr.dcm", mr);
+  const auto m = run_cli(db_ + " classify " + quote((dir_ / "mr.dcm").string()) + " --json");
+  ASSERT_EQ(m.status, 0) << m.out;
+  EXPECT_NE(m.out.find("\"in_domain\":false"), std::string::npos) << m.out;
+  EXPECT_NE(m.out.find("modality MR (magnetic resonance)"), std::string::npos) << m.out;
+  const auto text = run_cli(db_ + " classify " + quote((dir_ / "mr.dcm").string()));
+  EXPECT_NE(text.out.find("OUT OF DOMAIN: "), std::string::npos) << text.out;
   // An explicit folder works without the catalog knowing it.
   const auto direct = run_cli(db_ + " classify --model " + quote(kTiny) + " " + quote((dir_ / "chest.dcm").string()) + " --json");
   ASSERT_EQ(direct.status, 0);

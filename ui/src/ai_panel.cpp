@@ -98,7 +98,13 @@ AiPanel::AiPanel(QWidget* parent) : QWidget(parent) {
   status_ = new QLabel(this);
   status_->setObjectName("aiStatus");
   status_->setWordWrap(true);
+  domain_ = new QLabel(this);
+  domain_->setObjectName("aiDomain");
+  domain_->setWordWrap(true);
+  domain_->setTextFormat(Qt::PlainText);
+  domain_->hide();
   layout->addWidget(model_);
+  layout->addWidget(domain_);
   layout->addWidget(status_);
 
   bars_box_ = new QWidget(this);
@@ -141,6 +147,9 @@ void AiPanel::clear_bars() {
     delete item;
   }
   probabilities_.clear();
+  out_of_domain_ = false;
+  domain_->hide();
+  domain_->clear();
 }
 
 FindingBar* AiPanel::bar(const QString& finding) const {
@@ -166,12 +175,25 @@ void AiPanel::show_computing(const app::ModelRecord& model) {
 }
 
 void AiPanel::show_predictions(const app::ModelRecord& model, const std::vector<std::pair<std::string, double>>& probabilities,
-                               const QString& timing) {
+                               const QString& timing, const std::optional<app::DomainCheck>& domain) {
   clear_bars();
   version_ = qstr(model.version);
   thresholds_ = model_thresholds(model);
   model_->setText(tr("Model: %1").arg(model_title(model)));
   status_->setText(timing);
+  if (domain && !domain->in_domain) {
+    out_of_domain_ = true;
+    domain_->setText(tr("Outside what this model knows: %1. No findings are suggested for this image.").arg(qstr(domain->reason)));
+    domain_->setStyleSheet("QLabel { background: #5a1d1d; color: #ffd7d7; border: 1px solid #c0392b; padding: 6px; font-weight: bold; }");
+    domain_->show();
+    return;
+  }
+  if (domain) {
+    domain_->setText(domain->pixel_check ? tr("Within the model's training domain (score %1; above 1 is outside).").arg(*domain->score, 0, 'f', 2)
+                                         : tr("Domain check unavailable: %1.").arg(qstr(domain->reason)));
+    domain_->setStyleSheet(domain->pixel_check ? "QLabel { color: #8fbc8f; }" : "QLabel { color: #d4a017; }");
+    domain_->show();
+  }
   probabilities_ = probabilities;
   for (const auto& [name, p] : probabilities) {
     const QString finding = qstr(name);

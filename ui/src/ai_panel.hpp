@@ -12,6 +12,8 @@
 #include <QVBoxLayout>
 #include <QWidget>
 
+#include <optional>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,8 +61,11 @@ class AiPanel : public QWidget {
 
   void show_no_model(const QString& why = {});
   void show_computing(const app::ModelRecord& model);
+  // An image outside the model's domain gets no finding bars: the panel says why instead, and
+  // probabilities() stays empty so that nothing is offered as a suggestion.
   void show_predictions(const app::ModelRecord& model, const std::vector<std::pair<std::string, double>>& probabilities,
-                        const QString& timing);
+                        const QString& timing, const std::optional<app::DomainCheck>& domain = std::nullopt);
+  [[nodiscard]] bool out_of_domain() const { return out_of_domain_; }
   void show_error(const app::ModelRecord& model, const QString& message);
   void clear_for_image();
   void set_heatmap_status(const QString& text);
@@ -87,6 +92,8 @@ class AiPanel : public QWidget {
 
   QLabel* model_ = nullptr;
   QLabel* status_ = nullptr;
+  QLabel* domain_ = nullptr;
+  bool out_of_domain_ = false;
   QWidget* bars_box_ = nullptr;
   QVBoxLayout* bars_ = nullptr;
   QComboBox* method_ = nullptr;

@@ -60,6 +60,7 @@ FinetuneDialog::FinetuneDialog(Session* session, QWidget* parent) : QDialog(pare
   strategy_->addItem(tr("Classifier head only (fast)"), static_cast<int>(app::Strategy::Head));
   strategy_->addItem(tr("Last blocks"), static_cast<int>(app::Strategy::LastK));
   strategy_->addItem(tr("Full network"), static_cast<int>(app::Strategy::Full));
+  strategy_->addItem(tr("Recalibrate to this site (same weights)"), static_cast<int>(app::Strategy::Calibrate));
   epochs_ = new QSpinBox(this);
   epochs_->setObjectName("finetuneEpochs");
   epochs_->setRange(0, 200);

@@ -28,6 +28,7 @@ constexpr const char* kFinetuneMark = "ui.auto_finetune.after_event";
 
 struct PredictionOutcome {
   std::vector<std::pair<std::string, double>> probabilities;
+  app::DomainCheck domain;
   double queued_ms = 0.0;  // from the request to the worker starting
   double engine_ms = 0.0;  // app::classify's decode + preprocess + forward
   double total_ms = 0.0;   // on the worker, catalog connection and model look-up included
@@ -392,8 +393,10 @@ void MainWindow::request_predictions() {
   if (cached && !cached->empty()) {
     std::vector<std::pair<std::string, double>> probabilities;
     for (const auto& row : cached.value()) probabilities.emplace_back(row.finding, row.probability);
-    ai_->show_predictions(*model, probabilities, tr("From the catalog (computed %1)").arg(qstr(cached->front().computed_at).left(19).replace('T', ' ')));
-    labeller_->set_model(qstr(model->version), probabilities, thresholds);
+    auto domain = session_->catalog().prediction_domain(current_->sop_instance_uid, model->id);
+    ai_->show_predictions(*model, probabilities, tr("From the catalog (computed %1)").arg(qstr(cached->front().computed_at).left(19).replace('T', ' ')),
+                          domain ? domain.value() : std::nullopt);
+    labeller_->set_model(qstr(model->version), ai_->probabilities(), thresholds);
     Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
     return;
   }
@@ -441,12 +444,13 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
           return out;
         }
         out.engine_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
-        auto stored = catalog.put_predictions(uid, model_id, probabilities.value());  // cached for the next time
+        auto stored = catalog.put_predictions(uid, model_id, probabilities->probabilities, probabilities->domain);  // cached for the next time
         if (!stored) {
           out.error = qstr(stored.error().message);
           return out;
         }
-        out.probabilities = std::move(probabilities.value());
+        out.probabilities = std::move(probabilities->probabilities);
+        out.domain = std::move(probabilities->domain);
         out.total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return out;
       },
@@ -459,8 +463,8 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
           ai_->show_error(model, out.error);
         } else {
           ai_->show_predictions(model, out.probabilities,
-                                tr("Computed in %1 ms (display values, preprocessing, forward pass)").arg(out.engine_ms, 0, 'f', 0));
-          labeller_->set_model(qstr(model.version), out.probabilities, thresholds);
+                                tr("Computed in %1 ms (display values, preprocessing, forward pass)").arg(out.engine_ms, 0, 'f', 0), out.domain);
+          labeller_->set_model(qstr(model.version), ai_->probabilities(), thresholds);
         }
         Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
       });

@@ -37,8 +37,9 @@ QString status_text(const app::WorklistItem& w) {
   QStringList parts;
   if (w.current_labels == 0) parts << QObject::tr("unlabelled");
   else parts << QObject::tr("%1 lab.").arg(w.current_labels) + (w.labelled_by_author ? QObject::tr(" (me)") : QString());
-  if (w.disagreements > 0) parts << QObject::tr("AI≠%1").arg(w.disagreements);
-  if (w.uncertainty) parts << QObject::tr("u %1").arg(*w.uncertainty, 0, 'f', 2);
+  if (w.in_domain && !*w.in_domain) parts << QObject::tr("outside AI domain");
+  else if (w.disagreements > 0) parts << QObject::tr("AI≠%1").arg(w.disagreements);
+  if (w.uncertainty && w.in_domain.value_or(true)) parts << QObject::tr("u %1").arg(*w.uncertainty, 0, 'f', 2);
   return parts.join(" · ");
 }
 
@@ -47,6 +48,7 @@ QString status_tooltip(const app::WorklistItem& w) {
   if (w.has_predictions) t += QObject::tr("\nAI uncertainty %1 (1 = a finding right at its threshold)").arg(w.uncertainty.value_or(0.0), 0, 'f', 2);
   else t += QObject::tr("\nno predictions by the active model yet");
   if (w.disagreements > 0) t += QObject::tr("\n%1 finding(s) where your label and the AI disagree").arg(w.disagreements);
+  if (w.in_domain && !*w.in_domain) t += QObject::tr("\nOutside what the model knows: %1").arg(qstr(w.domain_reason));
   return t;
 }
 
@@ -80,6 +82,10 @@ WorklistPanel::WorklistPanel(Session* session, QWidget* parent) : QWidget(parent
   form->addRow(tr("Show"), show_);
   form->addRow(tr("Finding"), finding_);
   form->addRow(tr("Sort"), sort_);
+  hide_out_of_domain_ = new QCheckBox(tr("Hide images outside the AI's domain"), this);
+  hide_out_of_domain_->setObjectName("worklistHideOutOfDomain");
+  hide_out_of_domain_->setToolTip(tr("Images the model was not trained on (other modalities, body parts, or films unlike its training films)"));
+  form->addRow(QString(), hide_out_of_domain_);
   layout->addLayout(form);
 
   counts_ = new QLabel(this);
@@ -105,6 +111,7 @@ WorklistPanel::WorklistPanel(Session* session, QWidget* parent) : QWidget(parent
   connect(show_, &QComboBox::currentIndexChanged, this, [this] { refresh(); });
   connect(sort_, &QComboBox::currentIndexChanged, this, [this] { refresh(); });
   connect(finding_, &QComboBox::currentIndexChanged, this, [this] { refresh(); });
+  connect(hide_out_of_domain_, &QCheckBox::toggled, this, [this] { refresh(); });
   connect(tree_, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
     if (building_ || item == nullptr) return;
     const QVariant index = item->data(0, Qt::UserRole + 1);
@@ -135,6 +142,7 @@ app::WorklistQuery WorklistPanel::query() const {
   q.author = sstr(session_->author());
   q.finding = sstr(finding_->currentData().toString());
   q.search = sstr(search_->text().trimmed());
+  q.hide_out_of_domain = hide_out_of_domain_->isChecked();
   return q;
 }
 
@@ -240,12 +248,13 @@ void WorklistPanel::build(std::vector<app::WorklistItem> items, std::vector<QIma
   items_ = std::move(ordered);
   current_ = -1;
   const int left = counts.not_labelled_by_author;
-  counts_->setText(tr("<b>%1</b> shown of %2 images  ·  <b>%3</b> left for you  ·  %4 unlabelled  ·  %5 disagree with the AI")
+  counts_->setText(tr("<b>%1</b> shown of %2 images  ·  <b>%3</b> left for you  ·  %4 unlabelled  ·  %5 disagree with the AI  ·  %6 outside its domain")
                        .arg(items_.size())
                        .arg(counts.images)
                        .arg(left)
                        .arg(counts.unlabelled)
-                       .arg(counts.disagreements));
+                       .arg(counts.disagreements)
+                       .arg(counts.out_of_domain));
   for (std::size_t k = 0; k < items_.size(); ++k) {
     if (qstr(items_[k].sop_instance_uid) == want_selected_) {
       current_ = static_cast<int>(k);

@@ -4,6 +4,7 @@
 // or accession, and the counts of what is left. Queries run on a worker thread (app::worklist).
 #pragma once
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QImage>
 #include <QLabel>
@@ -39,6 +40,7 @@ class WorklistPanel : public QWidget {
   QComboBox* show_box() const { return show_; }
   QComboBox* sort_box() const { return sort_; }
   QLineEdit* search_box() const { return search_; }
+  QCheckBox* hide_out_of_domain_box() const { return hide_out_of_domain_; }
 
  Q_SIGNALS:
   void imageActivated(const hilum::app::WorklistItem& item);
@@ -53,6 +55,7 @@ class WorklistPanel : public QWidget {
   QComboBox* show_ = nullptr;
   QComboBox* sort_ = nullptr;
   QComboBox* finding_ = nullptr;
+  QCheckBox* hide_out_of_domain_ = nullptr;
   QLineEdit* search_ = nullptr;
   QLabel* counts_ = nullptr;
   QTreeWidget* tree_ = nullptr;

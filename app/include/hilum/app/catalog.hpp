@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "hilum/app/domain_check.hpp"
 #include "hilum/core/expected.hpp"
 
 struct sqlite3;
@@ -287,9 +288,14 @@ class Catalog {
   // Makes `id` the one active model (the previous active one becomes a candidate), in one transaction.
   [[nodiscard]] Status activate_model(std::int64_t id, const std::string& reason);
   // Stores (replaces) one image's predictions by one model.
+  // With `domain`, the domain check's verdict is stored (replaced) in the same transaction.
   [[nodiscard]] Status put_predictions(const std::string& sop_instance_uid, std::int64_t model_id,
-                                       const std::vector<std::pair<std::string, double>>& probabilities);
+                                       const std::vector<std::pair<std::string, double>>& probabilities,
+                                       const std::optional<DomainCheck>& domain = std::nullopt);
   [[nodiscard]] Result<std::vector<PredictionRow>> predictions(const std::string& sop_instance_uid, std::int64_t model_id);
+  // The domain check stored with an image's predictions by one model (none before it was classified
+  // by a version that checks, or by one older than the check).
+  [[nodiscard]] Result<std::optional<DomainCheck>> prediction_domain(const std::string& sop_instance_uid, std::int64_t model_id);
 
   // ---- Cached embeddings: the CLS vector of an image under a backbone version (head refits
   // need no forward pass for images seen before). Stored (replaced) in one transaction.

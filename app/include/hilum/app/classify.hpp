@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/domain.hpp"
 #include "hilum/dicom/radiograph.hpp"
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/overlay.hpp"
 #include "hilum/inference/vit.hpp"
 
@@ -19,7 +21,12 @@ namespace hilum::app {
 struct LoadedModel {
   ModelRecord record;  // id 0 when the model was loaded from a folder that is not registered
   inference::ViTModel model;
+  inference::ModelExtras extras;  // calibration and domain reference (hilum.json), when the folder has them
 };
+
+// The probabilities a user sees for a forward pass's logits: calibrated (Platt scaling stored with
+// the model) for multi-label models, the plain sigmoid / softmax otherwise.
+[[nodiscard]] inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result);
 
 // The display image of a file as the viewer shows it by default and the model sees it: the DICOM
 // display pipeline with the default VOI, values in [0, 1] (1 = white), row-major.
@@ -53,14 +60,19 @@ struct ImagePrediction {
   std::string sop_instance_uid;
   std::string path;
   std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
+  DomainCheck domain;         // whether the image is within what the model was trained on
   double milliseconds = 0.0;  // decode + preprocess + forward, per image
   std::string error;          // why this image has no prediction
 };
 
+struct RadiographPrediction {
+  std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
+  DomainCheck domain;
+};
+
 // One radiograph already decoded (the viewer's): what classify() computes from its file, without
-// reading it again and without touching the catalog. In the model's label order.
-[[nodiscard]] Result<std::vector<std::pair<std::string, double>>> classify_radiograph(const LoadedModel& model,
-                                                                                    const dicom::Radiograph& image);
+// reading it again and without touching the catalog.
+[[nodiscard]] Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image);
 
 using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)>;
 

@@ -16,8 +16,11 @@
 
 namespace hilum::app {
 
-enum class Strategy { Auto, Head, LastK, Full };
-[[nodiscard]] const char* to_string(Strategy s);                      // "auto", "head", "last-k", "full"
+// Calibrate: the same weights, with the calibration (Platt scaling) and so the thresholds fitted
+// anew on this catalog's validation patients -- a site's own labels making the probabilities mean
+// what they say there. Every other strategy also ends with that fit.
+enum class Strategy { Auto, Head, LastK, Full, Calibrate };
+[[nodiscard]] const char* to_string(Strategy s);                      // "auto", "head", "last-k", "full", "calibrate"
 [[nodiscard]] std::optional<Strategy> parse_strategy(const std::string& s);
 
 struct FinetuneOptions {

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "hilum/app/classify.hpp"
 #include "hilum/app/finetune.hpp"
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/vit.hpp"
 
 namespace hilum::app {
@@ -20,13 +22,47 @@ namespace hilum::app {
 // The patient of an image comes from its file name: the part before the first '_'
 // ("person1000_bacteria_2931" -> "person1000"), else everything before the last '-'
 // ("IM-0115-0001" -> "IM-0115", "NORMAL2-IM-1427-0001" -> "NORMAL2-IM-1427").
+//
+// A folder with a `labels.csv` is read instead as one image per row: `image` (a file name in the
+// folder), optional `patient_id` (else from the file name), `age` (years), `sex` and `view`, and
+// one column per finding with 1 (present), 0 (absent) or an empty cell (not assessed) -- the
+// layout of ChestX-ray14's table, e.g. ../shared/data/cxr-nih-adult-512.
 struct FolderDataset {
   std::vector<std::string> findings;
   std::vector<std::filesystem::path> files;
   std::vector<std::string> patients;
   std::vector<std::vector<float>> targets;  // per file, per finding
+  std::vector<std::vector<float>> masks;    // per file, per finding: 1 assessed, 0 not assessed
+  std::vector<double> ages;                 // per file, years; NaN when unknown
+  bool class_folders = true;                // one sub-folder per class (false: labels.csv)
 };
 [[nodiscard]] Result<FolderDataset> scan_image_folder(const std::filesystem::path& dir);
+
+// One data source of a training run.
+struct DataSource {
+  std::filesystem::path dir;
+  int repeat = 1;              // how often each of its training images is seen per epoch (a small population's weight)
+  std::string population;      // "pediatric", "adult", ...; empty: from the ages (under 18: pediatric), else the folder's name
+  double min_age_years = 0.0;  // the population's ages when its files carry none (0 = unknown)
+  double max_age_years = 0.0;
+  [[nodiscard]] static DataSource folder(std::filesystem::path dir) {
+    DataSource s;
+    s.dir = std::move(dir);
+    return s;
+  }
+};
+
+// Several sources as one data set with the model's `outputs` (empty: every source's findings, in
+// order, plus "No Finding" when a labels.csv has it). What a source does not say is "not
+// assessed": a class folder's negative images are absent for every output and "No Finding"
+// present; its positive images are present for their finding, absent for "No Finding" and the
+// other class folders' findings, and not assessed for findings only other sources have.
+struct MergedDataset {
+  FolderDataset data;                 // findings = the outputs
+  std::vector<int> source;            // per file: index into the sources
+  std::vector<std::string> population;  // per file
+};
+[[nodiscard]] Result<MergedDataset> merge_sources(const std::vector<DataSource>& sources, const std::vector<std::string>& outputs);
 [[nodiscard]] std::string patient_from_file_name(const std::string& stem);
 
 // Reads an image file as grey values in [0, 1]: 8/16-bit PNG, JPEG (libjpeg; colour is
@@ -34,7 +70,8 @@ struct FolderDataset {
 [[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
 
 struct TrainOptions {
-  std::filesystem::path data;     // the image folder
+  std::vector<DataSource> data;   // the image folders (at least one)
+  std::vector<std::string> outputs;  // the model's findings; empty = every source's (merge_sources)
   std::filesystem::path out;      // the Hugging Face folder written at the end
   std::string arch = "vit-ti16";   // training::architecture
   int image_size = 224;
@@ -54,8 +91,16 @@ struct TrainOptions {
   inference::Precision precision = inference::Precision::BF16;
 };
 
+struct PopulationReport {
+  std::string population;
+  EvaluationReport validation;    // calibrated probabilities
+  std::vector<double> ece_uncalibrated;  // per finding of `validation`
+  std::vector<double> ece_cross_fitted;  // calibration fitted on the other half of the validation patients
+};
+
 struct TrainReport {
-  EvaluationReport validation;    // per finding: AUROC (CI), ECE, Youden threshold, sensitivity, specificity
+  EvaluationReport validation;    // per finding: AUROC (CI), ECE, Youden threshold, sensitivity, specificity (calibrated)
+  std::vector<PopulationReport> populations;
   std::vector<double> accuracy;   // per finding, at its threshold
   std::vector<EpochRecord> history;
   int train_images = 0, validation_images = 0, train_patients = 0, validation_patients = 0;
@@ -64,15 +109,20 @@ struct TrainReport {
 };
 
 // Trains, checkpointing every epoch beside `out` (OUT.checkpoints/, resumed when present),
-// then writes `out` (config.json, model.safetensors in `dtype`, training_report.json).
+// then fits the calibration (Platt scaling on the validation patients) and the domain reference
+// (the training films' embeddings) and writes `out` (config.json, model.safetensors in `dtype`,
+// hilum.json, training_report.json).
 [[nodiscard]] Result<TrainReport> train_from_folder(const TrainOptions& options, const FinetuneCallback& progress = {},
                                                     const std::atomic<bool>* cancel = nullptr);
 
 // A trained model on the validation patients train_from_folder held out of `data` with this
 // seed and fraction (the same split, recomputed): per-finding AUROC (CI), ECE, thresholds.
+// The model's probabilities are calibrated with `calibration` when given (LoadedModel::extras).
+// Findings of the folder the model lacks are left out; outputs the folder does not assess too.
 [[nodiscard]] Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const std::filesystem::path& data,
                                                        std::uint64_t seed,
                                                        double validation_fraction = TrainOptions{}.validation_fraction,
-                                                       const std::atomic<bool>* cancel = nullptr);
+                                                       const std::atomic<bool>* cancel = nullptr,
+                                                       const std::optional<inference::Calibration>& calibration = std::nullopt);
 
 }  // namespace hilum::app

@@ -38,6 +38,9 @@ struct WorklistQuery {
   std::string finding;
   // Case-insensitive substring of the patient ID, patient name or accession number; empty = any.
   std::string search;
+  // Leave out images the model's domain check found outside what it was trained on (their
+  // predictions are not suggestions).
+  bool hide_out_of_domain = false;
   bool with_thumbnails = true;
 };
 
@@ -69,6 +72,8 @@ struct WorklistItem {
   // exactly on the threshold, 0 = every probability is 0 or 1). Empty without predictions.
   std::optional<double> uncertainty;
   int disagreements = 0;            // findings whose current label and prediction disagree
+  std::optional<bool> in_domain;    // the model's domain check; empty when not checked
+  std::string domain_reason;
   std::vector<std::uint8_t> thumbnail_png;
 };
 
@@ -80,6 +85,7 @@ struct WorklistCounts {
   int not_labelled_by_author = 0;
   int with_predictions = 0;
   int disagreements = 0;  // images with at least one disagreement
+  int out_of_domain = 0;  // images the model found outside what it was trained on
 };
 
 // The images matching `query`, in its order. Errors: the catalog's own.

@@ -1,0 +1,29 @@
+// Hilum app: is this image within what the model was trained on? Every prediction says so, from
+// the pixels (the image's embedding against the training films' reference stored with the model,
+// inference/model_extras.hpp) and from the DICOM header where it helps (modality, SOP class, body
+// part, patient age against the model's populations). Headers lie or are missing: they can only
+// take an image out of the domain, never vouch for one whose pixels look foreign.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "hilum/app/domain_check.hpp"
+#include "hilum/dicom/radiograph.hpp"
+#include "hilum/inference/model_extras.hpp"
+
+namespace hilum::app {
+
+// What the header says against the model's domain (empty: nothing against it). `domain` may be
+// absent (the generic chest radiograph rules still apply).
+[[nodiscard]] std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain);
+
+// The verdict for one image: `embedding` is its CLS embedding (hidden values), `header` its DICOM
+// header when it came from a DICOM file.
+[[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
+                                       const dicom::Radiograph* header);
+
+// "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
+[[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);
+
+}  // namespace hilum::app

@@ -1,0 +1,118 @@
+#include "hilum/app/domain.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+#include "text.hpp"
+
+namespace hilum::app {
+namespace {
+
+std::string upper_trimmed(std::string s) {
+  s = trim(s);
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Modalities that are never a chest radiograph, with what they are.
+const char* foreign_modality(const std::string& m) {
+  static const std::array<std::pair<const char*, const char*>, 22> table{{
+      {"CT", "computed tomography"}, {"MR", "magnetic resonance"}, {"US", "ultrasound"}, {"MG", "mammography"},
+      {"NM", "nuclear medicine"}, {"PT", "PET"}, {"XA", "angiography"}, {"RF", "fluoroscopy"}, {"IO", "intra-oral radiography"},
+      {"PX", "panoramic dental radiography"}, {"ES", "endoscopy"}, {"XC", "external-camera photography"}, {"OP", "ophthalmic photography"},
+      {"SM", "slide microscopy"}, {"GM", "general microscopy"}, {"OPT", "ophthalmic tomography"}, {"IVUS", "intravascular ultrasound"},
+      {"IVOCT", "intravascular OCT"}, {"BMD", "bone densitometry"}, {"DG", "diaphanography"}, {"TG", "thermography"}, {"ECG", "electrocardiography"},
+  }};
+  for (const auto& [code, name] : table) {
+    if (m == code) return name;
+  }
+  return nullptr;
+}
+
+bool chest_body_part(const std::string& part) {
+  for (const char* p : {"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_TO_ABDOMEN", "CHESTABDOMEN", "RIB", "RIBS", "PORT CHEST", "TORSO"}) {
+    if (part == p) return true;
+  }
+  return part.find("CHEST") != std::string::npos || part.find("THORA") != std::string::npos || part.find("LUNG") != std::string::npos;
+}
+
+std::string format_years(double years) {
+  if (years < 1.0) return fixed(years * 12.0, 0) + " months";
+  return fixed(years, years < 10.0 ? 1 : 0) + " years";
+}
+
+}  // namespace
+
+std::optional<double> age_in_years(const std::string& age_string) {
+  const std::string s = upper_trimmed(age_string);
+  if (s.size() < 2) return std::nullopt;
+  const char unit = s.back();
+  int value = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, value);
+  if (ec != std::errc{} || end != s.data() + s.size() - 1 || value < 0) return std::nullopt;
+  switch (unit) {
+    case 'Y': return value;
+    case 'M': return value / 12.0;
+    case 'W': return value * 7.0 / 365.25;
+    case 'D': return value / 365.25;
+    default: return std::nullopt;
+  }
+}
+
+std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain) {
+  std::vector<std::string> problems;
+  const std::string modality = upper_trimmed(header.meta.modality);
+  if (const char* what = foreign_modality(modality)) {
+    problems.push_back("the header says modality " + modality + " (" + what + "), not a chest radiograph");
+  }
+  const std::string sop = header.meta.sop_class_uid;
+  if (sop.rfind("1.2.840.10008.5.1.4.1.1.1.2", 0) == 0) problems.push_back("the header says it is a mammogram (" + header.meta.sop_class_name + ")");
+  if (sop.rfind("1.2.840.10008.5.1.4.1.1.1.3", 0) == 0) problems.push_back("the header says it is an intra-oral radiograph");
+  const std::string part = upper_trimmed(header.meta.body_part_examined);
+  if (!part.empty() && !chest_body_part(part)) problems.push_back("the header says body part " + part + ", not the chest");
+  if (header.number_of_frames > 1) problems.push_back("a multi-frame image (" + std::to_string(header.number_of_frames) + " frames), not a radiograph");
+  if (domain != nullptr && !domain->populations.empty()) {
+    double youngest = domain->populations.front().min_age_years;
+    for (const auto& p : domain->populations) youngest = std::min(youngest, p.min_age_years);
+    const auto age = age_in_years(header.meta.patient_age);
+    if (age && youngest > 0.0 && *age < youngest) {
+      problems.push_back("the patient is " + format_years(*age) + " old, younger than any training film (" + format_years(youngest) + ")");
+    }
+  }
+  std::string out;
+  for (const auto& p : problems) out += (out.empty() ? "" : "; ") + p;
+  return out;
+}
+
+DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header) {
+  DomainCheck out;
+  const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
+  const std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
+  std::string pixels;
+  bool pixels_ok = true;
+  if (domain != nullptr && embedding != nullptr) {
+    out.pixel_check = true;
+    const double score = inference::domain_distance(*domain, embedding, dim) / domain->threshold;
+    out.score = std::isfinite(score) ? score : 1e9;
+    pixels_ok = *out.score <= 1.0;
+    pixels = pixels_ok ? "the image looks like the training films (domain score " + fixed(*out.score, 2) + "; above 1 is outside)"
+                       : "the image does not look like the chest films the model was trained on (domain score " + fixed(*out.score, 2) +
+                             "; above 1 is outside)";
+  } else {
+    pixels = "the model carries no reference of its training films, so the pixel check is unavailable";
+  }
+  out.in_domain = pixels_ok && header_problem.empty();
+  if (out.in_domain) {
+    out.reason = pixels;
+  } else if (!pixels_ok && !header_problem.empty()) {
+    out.reason = pixels + "; " + header_problem;
+  } else {
+    out.reason = pixels_ok ? header_problem : pixels;
+  }
+  return out;
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""Builds the image sets that measure the domain check (README.md beside this file).
+
+Out of domain, each written twice: with its true header, and re-labelled as a chest DX
+("lying header": Modality DX, Body Part Examined CHEST, DX SOP class) so that only the pixels can
+give it away; photographs also as plain PNG files (no header at all).
+  - the greyscale CT, MR, NM and OT images among pydicom's test files (Debian python3-pydicom);
+  - the photographs, micrographs and fundus images shipped with scikit-image (Debian
+    python3-skimage), in grey.
+In domain: real chest films nobody here trained on, listed from ../shared/data (never copied):
+the adult unlabelled films (TB and COVID-19 sources), and the real chest DICOM files.
+
+Usage: make_sets.py OUT_DIR SHARED_DATA_DIR   (writes OUT_DIR/{ood_true,ood_lying,ood_png}/ and
+OUT_DIR/chest_*.txt lists)
+"""
+import os
+import sys
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+import skimage.color
+import skimage.io
+
+PYDICOM_FILES = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+SKIMAGE_DATA = "/usr/lib/python3/dist-packages/skimage/data"
+# Distinct greyscale non-chest images among pydicom's files (the other variants repeat their pixels).
+PYDICOM_NON_CHEST = ["693_J2KI.dcm", "CT_small.dcm", "J2K_pixelrep_mismatch.dcm", "JPEG2000.dcm", "MR_small.dcm",
+                     "image_dfl.dcm", "liver_1frame.dcm"]
+SKIMAGE_PICTURES = ["astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",
+                    "coins.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png", "logo.png",
+                    "microaneurysms.png", "moon.png", "motorcycle_left.png", "page.png", "phantom.png", "retina.jpg",
+                    "rocket.jpg", "text.png"]
+
+
+def dx_chest(pixels, name, modality="DX", body_part="CHEST", sop_class="1.2.840.10008.5.1.4.1.1.1.1"):
+    """A DICOM dataset of 16-bit greyscale `pixels` carrying the header given."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "DOMAIN-" + os.path.splitext(os.path.basename(name))[0]
+    ds.PatientName = "Domain^Test"
+    ds.Modality = modality
+    ds.BodyPartExamined = body_part
+    ds.ViewPosition = "PA"
+    ds.PatientAge = "045Y"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.is_little_endian = True
+    ds.is_implicit_VR = False
+    return ds
+
+
+def as_uint16(array):
+    a = np.asarray(array, dtype=np.float64)
+    lo, hi = np.percentile(a, 0.5), np.percentile(a, 99.5)
+    if hi <= lo:
+        hi = lo + 1
+    return np.clip((a - lo) / (hi - lo) * 4095.0, 0, 4095).astype(np.uint16)
+
+
+def main():
+    out, shared = sys.argv[1], sys.argv[2]
+    for sub in ("ood_true", "ood_lying", "ood_png"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    for name in PYDICOM_NON_CHEST:
+        src = os.path.join(PYDICOM_FILES, name)
+        link = os.path.join(out, "ood_true", name)
+        if not os.path.exists(link):
+            os.symlink(src, link)
+        ds = pydicom.dcmread(src)
+        pixels = ds.pixel_array
+        if pixels.ndim == 3:
+            pixels = pixels[0]
+        dx_chest(as_uint16(pixels), name).save_as(os.path.join(out, "ood_lying", name), write_like_original=False)
+    for name in SKIMAGE_PICTURES:
+        image = skimage.io.imread(os.path.join(SKIMAGE_DATA, name))
+        if image.ndim == 3:
+            image = skimage.color.rgb2gray(image[..., :3])
+        grey = as_uint16(image)
+        stem = os.path.splitext(name)[0]
+        # True header: a photograph (XC, no body part); lying: a chest DX.
+        dx_chest(grey, stem, modality="XC", body_part="", sop_class="1.2.840.10008.5.1.4.1.1.7").save_as(
+            os.path.join(out, "ood_true", stem + ".dcm"), write_like_original=False)
+        dx_chest(grey, stem).save_as(os.path.join(out, "ood_lying", stem + ".dcm"), write_like_original=False)
+        skimage.io.imsave(os.path.join(out, "ood_png", stem + ".png"), (grey // 16).astype(np.uint8), check_contrast=False)
+    adult = os.path.join(shared, "cxr-adult-unlabelled-512")
+    with open(os.path.join(out, "chest_adult_unseen.txt"), "w") as f:
+        for name in sorted(os.listdir(adult)):
+            if name.endswith(".jpg"):
+                f.write(os.path.join(adult, name) + "\n")
+    dicoms = os.path.join(shared, "dicom")
+    with open(os.path.join(out, "chest_dicom.txt"), "w") as f:
+        for name in sorted(os.listdir(dicoms)):
+            if name.endswith(".dcm") and name not in ("vlut_04.dcm", "mlut_18.dcm"):  # those two are not chest films
+                f.write(os.path.join(dicoms, name) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Measures the domain check of a model folder (README.md beside this file):
+#   bench/domain/run.sh MODEL_DIR [SHARED_DATA_DIR]     (from the repository's root, after a build)
+# Prints, per set, how many images the model calls out of its domain.
+set -euo pipefail
+model="${1:?usage: run.sh MODEL_DIR [SHARED_DATA_DIR]}"
+shared="${2:-../shared/data}"
+cli="${HILUM_CLI:-build/app/hilum-cli}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+/usr/bin/python3 "$(dirname "$0")/make_sets.py" "$work/sets" "$shared" 2>/dev/null
+export HILUM_BUILTIN_MODEL=none
+classify() {  # NAME FILE...
+  local name="$1"; shift
+  "$cli" --db "$work/catalog.db" classify --model "$model" --batch 8 --json "$@" > "$work/$name.jsonl" 2>/dev/null || true
+}
+classify ood_true "$work"/sets/ood_true/*
+classify ood_lying "$work"/sets/ood_lying/*
+classify ood_png "$work"/sets/ood_png/*
+mapfile -t adult < "$work/sets/chest_adult_unseen.txt"
+classify chest_adult_unseen "${adult[@]}"
+mapfile -t dicoms < "$work/sets/chest_dicom.txt"
+classify chest_dicom "${dicoms[@]}"
+/usr/bin/python3 - "$work" <<'PY'
+import json, math, os, sys
+work = sys.argv[1]
+def wilson(k, n):
+    if n == 0:
+        return (0.0, 1.0)
+    z = 1.96
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+print(f"{'set':<22} {'images':>6} {'flagged':>7} {'share':>7}  95% CI          expected")
+for name, expected in [("ood_true", "all"), ("ood_lying", "all"), ("ood_png", "all"), ("chest_adult_unseen", "none"), ("chest_dicom", "none")]:
+    rows = [json.loads(l) for l in open(os.path.join(work, name + ".jsonl")) if l.strip()]
+    ok = [r for r in rows if r.get("ok")]
+    flagged = [r for r in ok if not r["in_domain"]]
+    lo, hi = wilson(len(flagged), len(ok))
+    share = len(flagged) / len(ok) if ok else float("nan")
+    print(f"{name:<22} {len(ok):>6} {len(flagged):>7} {share:>7.3f}  ({lo:.3f}-{hi:.3f})  {expected}")
+    if expected == "all":
+        for r in ok:
+            if r["in_domain"]:
+                print(f"    missed: {os.path.basename(r['path'])} score {r['domain_score']}")
+    else:
+        scores = sorted(r["domain_score"] for r in ok if r["domain_score"] is not None)
+        if scores:
+            print(f"    scores: median {scores[len(scores)//2]:.2f}, 95th {scores[int(0.95*(len(scores)-1))]:.2f}, max {scores[-1]:.2f}")
+        for r in flagged[:5]:
+            print(f"    flagged: {os.path.basename(r['path'])}: {r['domain_reason']}")
+PY

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""Per-population figures of a model on the patients `hilum-cli train --seed S` held out, computed
+from `hilum-cli classify --json` outside the C++ code that trained it (an independent check of the
+model card; README.md beside this file).
+
+  bench/model/population_report.py MODEL_DIR [--shared ../shared/data] [--seed 1] [--cli build/app/hilum-cli]
+
+Pediatric: ../shared/data/cxr-pneumonia-224/train (NORMAL vs PNEUMONIA folders). Adult:
+../shared/data/cxr-nih-adult-512 (labels.csv): Pneumonia vs the rest, and Pneumonia vs No Finding
+(films that are one or the other), No Finding vs any finding. AUROC with 95% intervals by
+bootstrap over patients (2,000 resamples), ECE with 10 bins.
+"""
+import argparse
+import csv
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+
+
+def in_validation(patient, seed, fraction=0.15):
+    digest = hmac.new(f"train-split-{seed}".encode(), b"patient\0" + patient.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % 10000 < fraction * 10000
+
+
+def patient_from_file_name(stem):
+    u = stem.find("_")
+    if u > 0:
+        return stem[:u]
+    d = stem.rfind("-")
+    return stem[:d] if d > 0 else stem
+
+
+def auroc(scores, labels):
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+
+def bootstrap(scores, labels, patients, rounds=2000, seed=1):
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    keys = list(groups)
+    values = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(keys), len(keys))
+        idx = [i for k in pick for i in groups[keys[k]]]
+        a = auroc([scores[i] for i in idx], [labels[i] for i in idx])
+        if not np.isnan(a):
+            values.append(a)
+    return np.percentile(values, 2.5), np.percentile(values, 97.5)
+
+
+def ece(probabilities, labels, bins=10):
+    p, y = np.asarray(probabilities), np.asarray(labels)
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        m = (p >= lo) & ((p < hi) if b < bins - 1 else (p <= hi))
+        if m.any():
+            total += m.sum() / len(p) * abs(y[m].mean() - p[m].mean())
+    return total
+
+
+def classify(cli, model, files):
+    out = {}
+    with tempfile.TemporaryDirectory() as work:
+        env = dict(os.environ, HILUM_BUILTIN_MODEL="none")
+        for start in range(0, len(files), 200):
+            r = subprocess.run([cli, "--db", os.path.join(work, "c.db"), "classify", "--model", model, "--json"] + files[start:start + 200],
+                               capture_output=True, text=True, env=env)
+            for line in r.stdout.splitlines():
+                row = json.loads(line)
+                if row.get("ok"):
+                    out[row["path"]] = row
+    return out
+
+
+def line(name, scores, labels, patients):
+    a = auroc(scores, labels)
+    lo, hi = bootstrap(scores, labels, patients)
+    n_pos = int(sum(labels))
+    return f"| {name} | {n_pos} / {len(labels) - n_pos} | {a:.3f} ({lo:.3f}-{hi:.3f}) | {ece(scores, labels):.3f} |"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--shared", default="../shared/data")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cli", default="build/app/hilum-cli")
+    a = ap.parse_args()
+    print("| population, output | positives / negatives | AUROC (95% CI, bootstrap by patient) | ECE |")
+    print("|---|---:|---:|---:|")
+    # Pediatric.
+    root = os.path.join(a.shared, "cxr-pneumonia-224", "train")
+    files, truth, patients = [], [], []
+    for cls in ("NORMAL", "PNEUMONIA"):
+        for name in sorted(os.listdir(os.path.join(root, cls))):
+            p = patient_from_file_name(os.path.splitext(name)[0])
+            if in_validation(p, a.seed):
+                files.append(os.path.join(root, cls, name))
+                truth.append(1 if cls == "PNEUMONIA" else 0)
+                patients.append(p)
+    rows = classify(a.cli, a.model, files)
+    kept = [i for i, f in enumerate(files) if f in rows]
+    pn = [rows[files[i]]["probabilities"]["Pneumonia"] for i in kept]
+    print(line("pediatric, Pneumonia", pn, [truth[i] for i in kept], [patients[i] for i in kept]))
+    if "No Finding" in rows[files[kept[0]]]["probabilities"]:
+        nf = [rows[files[i]]["probabilities"]["No Finding"] for i in kept]
+        print(line("pediatric, No Finding", nf, [1 - truth[i] for i in kept], [patients[i] for i in kept]))
+    ped_flagged = sum(1 for i in kept if not rows[files[i]].get("in_domain", True))
+    # Adult.
+    root = os.path.join(a.shared, "cxr-nih-adult-512")
+    table = list(csv.DictReader(open(os.path.join(root, "labels.csv"))))
+    chosen = [r for r in table if in_validation("cxr-nih-adult-512/" + r["patient_id"], a.seed)]
+    files = [os.path.join(root, r["image"]) for r in chosen]
+    rows = classify(a.cli, a.model, files)
+    chosen = [r for r, f in zip(chosen, files) if f in rows]
+    files = [f for f in files if f in rows]
+    pats = [r["patient_id"] for r in chosen]
+    prob = lambda f, k: rows[f]["probabilities"].get(k)
+    print(line("adult, Pneumonia (vs every other film)", [prob(f, "Pneumonia") for f in files], [int(r["Pneumonia"]) for r in chosen], pats))
+    pair = [i for i, r in enumerate(chosen) if r["Pneumonia"] == "1" or r["No Finding"] == "1"]
+    print(line("adult, Pneumonia vs No Finding", [prob(files[i], "Pneumonia") for i in pair], [int(chosen[i]["Pneumonia"]) for i in pair],
+               [pats[i] for i in pair]))
+    if prob(files[0], "No Finding") is not None:
+        print(line("adult, No Finding (normal vs abnormal)", [prob(f, "No Finding") for f in files], [int(r["No Finding"]) for r in chosen], pats))
+    for k in ("Infiltration", "Atelectasis", "Edema", "Effusion"):
+        if prob(files[0], k) is not None:
+            y = [int(r[k]) for r in chosen]
+            if 0 < sum(y) < len(y):
+                print(line(f"adult, {k}", [prob(f, k) for f in files], y, pats))
+    adult_flagged = sum(1 for f in files if not rows[f].get("in_domain", True))
+    print()
+    print(f"held-out films flagged out of domain: pediatric {ped_flagged} of {len(kept)}, adult {adult_flagged} of {len(files)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+// The domain check on every prediction: header rules, the pixel check against the reference stored
+// with the model, lying headers, models without a reference, the catalog and the worklist.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+
+#include "catalog_support.hpp"
+#include "hilum/app/classify.hpp"
+#include "hilum/app/domain.hpp"
+#include "hilum/app/worklist.hpp"
+#include "hilum/dicom/reader.hpp"
+#include "hilum/inference/model_extras.hpp"
+#include "hilum/testdata/phantom.hpp"
+#include "hilum/training/calibrate.hpp"
+
+namespace hilum::test {
+namespace {
+
+const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
+
+TEST(DomainHeader, AgesParseAsDicomAgeStrings) {
+  EXPECT_EQ(app::age_in_years("045Y"), 45.0);
+  EXPECT_NEAR(*app::age_in_years("006M"), 0.5, 1e-12);
+  EXPECT_NEAR(*app::age_in_years("010D"), 10 / 365.25, 1e-12);
+  EXPECT_FALSE(app::age_in_years("").has_value());
+  EXPECT_FALSE(app::age_in_years("4X5Y").has_value());
+  EXPECT_FALSE(app::age_in_years("045").has_value());
+}
+
+TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {
+  dicom::Radiograph r;
+  r.meta.modality = "DX";
+  r.meta.body_part_examined = "CHEST";
+  r.meta.patient_age = "034Y";
+  inference::DomainReference domain;
+  domain.populations = {{"pediatric", 1.0, 5.0, 10}, {"adult", 18.0, 90.0, 10}};
+  EXPECT_EQ(app::header_out_of_domain(r, &domain), "");
+  r.meta.modality = "MR";
+  EXPECT_NE(app::header_out_of_domain(r, &domain).find("modality MR (magnetic resonance)"), std::string::npos);
+  r.meta.modality = "CR";
+  r.meta.body_part_examined = "SKULL";
+  EXPECT_NE(app::header_out_of_domain(r, &domain).find("body part SKULL"), std::string::npos);
+  r.meta.body_part_examined = "";  // missing: nothing against it
+  r.meta.patient_age = "003M";
+  const std::string young = app::header_out_of_domain(r, &domain);
+  EXPECT_NE(young.find("3 months"), std::string::npos) << young;
+  EXPECT_NE(young.find("1.0 years"), std::string::npos) << young;
+  r.meta.patient_age = "";
+  r.meta.sop_class_uid = "1.2.840.10008.5.1.4.1.1.1.2";
+  EXPECT_NE(app::header_out_of_domain(r, &domain).find("mammogram"), std::string::npos);
+  // Without a reference the generic rules still hold, ages are not judged.
+  r.meta.sop_class_uid.clear();
+  r.meta.patient_age = "003M";
+  EXPECT_EQ(app::header_out_of_domain(r, nullptr), "");
+}
+
+class DomainTest : public CatalogTest {
+ protected:
+  void SetUp() override {
+    CatalogTest::SetUp();
+    catalog_.emplace(open_catalog());
+  }
+  fs::path phantom(const std::string& name, std::uint32_t seed, const std::function<void(testdata::DicomSpec&)>& edit = {}) {
+    testdata::DicomSpec spec;
+    spec.phantom.seed = seed;
+    spec.sop_instance_uid = "1.2.826.0.1.3680043.9.77." + std::to_string(seed);
+    spec.patient_id = "P" + std::to_string(seed);
+    if (edit) edit(spec);
+    const fs::path file = path(name);
+    testdata::write_dicom(file, spec);
+    return file;
+  }
+  app::Instance catalogue(const fs::path& file) {
+    auto r = dicom::read_radiograph(file);
+    EXPECT_TRUE(r.ok());
+    app::InstanceRecord rec = record(r->meta.sop_instance_uid);
+    rec.path = file.string();
+    rec.rows = r->rows;
+    rec.columns = r->columns;
+    EXPECT_TRUE(catalog_->put_instances({rec}).ok());
+    return catalog_->find_instance(rec.sop_instance_uid).value().value();
+  }
+  // CLS embeddings of files under `model`.
+  inference::Matrix embeddings(const app::LoadedModel& model, const std::vector<fs::path>& files) {
+    inference::Matrix out(static_cast<Eigen::Index>(files.size()), model.model.config().hidden_size);
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      auto d = app::display_image(files[i]);
+      EXPECT_TRUE(d.ok());
+      auto f = model.model.forward({inference::preprocess(d->grey.data(), d->width, d->height, model.model.config())});
+      EXPECT_TRUE(f.ok());
+      out.row(static_cast<Eigen::Index>(i)) = f->embeddings.row(0);
+    }
+    return out;
+  }
+  std::optional<app::Catalog> catalog_;
+};
+
+// A checkerboard with the header of a chest DX: the pixels give it away.
+void checkerboard(testdata::DicomSpec& spec) {
+  spec.draw = [](std::vector<std::int32_t>& stored, int rows, int columns) {
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < columns; ++c) stored[static_cast<std::size_t>(r * columns + c)] = ((r / 8 + c / 8) % 2) * 4000;
+  };
+}
+
+TEST_F(DomainTest, ThePixelsDecideAndTheHeaderCanOnlyTakeAnImageOut) {
+  // A model folder with a domain reference fitted on phantom chest films.
+  fs::copy(kTiny, path("model"), fs::copy_options::recursive);
+  auto plain = app::load_model(*catalog_, path("model").string());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  std::vector<fs::path> train, held;
+  for (std::uint32_t s = 1; s <= 40; ++s) train.push_back(phantom("train" + std::to_string(s) + ".dcm", s));
+  for (std::uint32_t s = 41; s <= 60; ++s) held.push_back(phantom("held" + std::to_string(s) + ".dcm", s));
+  inference::ModelExtras extras;
+  extras.domain = training::fit_domain_reference(embeddings(*plain, train), embeddings(*plain, held), 8, 1.0, 1.5);
+  extras.domain->populations = {{"adult", 18.0, 90.0, 40}};
+  ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
+  auto record = app::import_model(*catalog_, path("model"), "tiny-domain", true);
+  ASSERT_TRUE(record.ok()) << record.error().message;
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  ASSERT_TRUE(model->extras.domain.has_value());
+
+  const auto chest = catalogue(phantom("chest.dcm", 99));
+  const auto board = catalogue(phantom("board.dcm", 100, checkerboard));
+  const auto mr = catalogue(phantom("mr.dcm", 101, [](testdata::DicomSpec& s) { s.modality = "MR"; }));
+  auto results = app::classify(*catalog_, *model, {chest, board, mr});
+  ASSERT_TRUE(results.ok()) << results.error().message;
+  const auto& r = results.value();
+  ASSERT_EQ(r.size(), 3u);
+  // A chest film like the training films.
+  EXPECT_TRUE(r[0].domain.in_domain) << r[0].domain.reason;
+  ASSERT_TRUE(r[0].domain.score.has_value());
+  EXPECT_LE(*r[0].domain.score, 1.0);
+  EXPECT_NE(r[0].domain.reason.find("looks like the training films"), std::string::npos);
+  // A checkerboard labelled DX CHEST: out, from the pixels.
+  EXPECT_FALSE(r[1].domain.in_domain);
+  EXPECT_GT(*r[1].domain.score, 1.0);
+  EXPECT_NE(r[1].domain.reason.find("does not look like"), std::string::npos) << r[1].domain.reason;
+  // A chest phantom whose header says MR: out, from the header (the pixels alone would pass).
+  EXPECT_FALSE(r[2].domain.in_domain);
+  EXPECT_LE(*r[2].domain.score, 1.0);
+  EXPECT_NE(r[2].domain.reason.find("modality MR"), std::string::npos) << r[2].domain.reason;
+
+  // Stored with the predictions, and the worklist can leave them out.
+  auto stored = catalog_->prediction_domain(board.sop_instance_uid, record->id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_FALSE((*stored)->in_domain);
+  EXPECT_EQ((*stored)->reason, r[1].domain.reason);
+  EXPECT_NEAR(*(*stored)->score, *r[1].domain.score, 1e-12);
+  app::WorklistQuery q;
+  q.with_thumbnails = false;
+  auto all = app::worklist(*catalog_, q);
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  EXPECT_EQ(all->size(), 3u);
+  int flagged = 0;
+  for (const auto& w : all.value()) flagged += w.in_domain && !*w.in_domain ? 1 : 0;
+  EXPECT_EQ(flagged, 2);
+  q.hide_out_of_domain = true;
+  auto kept = app::worklist(*catalog_, q);
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 1u);
+  EXPECT_EQ(kept->front().sop_instance_uid, chest.sop_instance_uid);
+  auto counts = app::worklist_counts(*catalog_, q);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->out_of_domain, 2);
+
+  // The viewer's path gives the same verdicts.
+  auto image = dicom::read_radiograph(board.path);
+  ASSERT_TRUE(image.ok());
+  auto direct = app::classify_radiograph(*model, image.value());
+  ASSERT_TRUE(direct.ok());
+  EXPECT_FALSE(direct->domain.in_domain);
+  EXPECT_NEAR(*direct->domain.score, *r[1].domain.score, 1e-6);
+}
+
+TEST_F(DomainTest, AModelWithoutAReferenceSaysTheCheckIsUnavailable) {
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  const auto chest = catalogue(phantom("chest.dcm", 5));
+  const auto mr = catalogue(phantom("mr.dcm", 6, [](testdata::DicomSpec& s) { s.modality = "MR"; }));
+  auto r = app::classify(*catalog_, *model, {chest, mr});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)[0].domain.in_domain);
+  EXPECT_FALSE((*r)[0].domain.pixel_check);
+  EXPECT_FALSE((*r)[0].domain.score.has_value());
+  EXPECT_NE((*r)[0].domain.reason.find("unavailable"), std::string::npos);
+  EXPECT_EQ((*r)[0].probabilities.size(), 6u);  // it still classifies
+  EXPECT_FALSE((*r)[1].domain.in_domain);        // the header rules still apply
+}
+
+TEST_F(DomainTest, CalibrationStoredWithTheModelChangesWhatIsShown) {
+  fs::copy(kTiny, path("model"), fs::copy_options::recursive);
+  inference::ModelExtras extras;
+  inference::Calibration c;
+  c.labels = {"Effusion"};
+  c.scaling = {{-1.0, 0.5}};
+  extras.calibration = c;
+  ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
+  auto calibrated = app::load_model(*catalog_, path("model").string());
+  auto plain = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(calibrated.ok() && plain.ok());
+  const auto file = phantom("chest.dcm", 3);
+  auto image = dicom::read_radiograph(file);
+  ASSERT_TRUE(image.ok());
+  auto a = app::classify_radiograph(*calibrated, image.value());
+  auto b = app::classify_radiograph(*plain, image.value());
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (std::size_t k = 0; k < 6; ++k) {
+    const double p = b->probabilities[k].second;
+    if (b->probabilities[k].first == "Effusion") {
+      const double logit = std::log(p / (1.0 - p));
+      EXPECT_NEAR(a->probabilities[k].second, 1.0 / (1.0 + std::exp(-(-logit + 0.5))), 1e-5);
+    } else {
+      EXPECT_NEAR(a->probabilities[k].second, p, 1e-7);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hilum::test

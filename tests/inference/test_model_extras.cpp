@@ -1,0 +1,125 @@
+// hilum.json beside a model's weights: calibration and domain reference survive a round trip,
+// are aligned with the model's outputs, and a damaged or mismatched file is refused with a reason.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "hilum/inference/model_extras.hpp"
+#include "temp_dir_test.hpp"
+
+namespace hilum::test {
+namespace {
+
+namespace fs = std::filesystem;
+using inference::Calibration;
+using inference::DomainReference;
+using inference::ModelExtras;
+
+inference::ViTConfig config3() {
+  inference::ViTConfig c;
+  c.hidden_size = 4;
+  c.labels = {"Pneumonia", "No Finding", "Effusion"};
+  c.problem_type = "multi_label_classification";
+  return c;
+}
+
+ModelExtras sample_extras() {
+  ModelExtras e;
+  Calibration c;
+  c.labels = {"Effusion", "Pneumonia"};  // not in the model's order, and one output missing
+  c.scaling = {{2.0, -0.5}, {0.5, 1.0}};
+  c.fitted_on = "test";
+  c.images = 10;
+  e.calibration = c;
+  DomainReference d;
+  d.mean = inference::Vector::Zero(4);
+  d.mean(0) = 1.0f;
+  d.axes = inference::Matrix::Zero(2, 4);
+  d.axes(0, 0) = 1.0f;
+  d.axes(1, 1) = 1.0f;
+  d.variances = inference::Vector(2);
+  d.variances << 4.0f, 1.0f;
+  d.residual_variance = 0.25;
+  d.threshold = 1.5;
+  d.images = 100;
+  d.modalities = {"CR", "DX"};
+  d.populations = {{"pediatric", 1.0, 5.0, 60}, {"adult", 18.0, 90.0, 40}};
+  e.domain = d;
+  return e;
+}
+
+class ModelExtrasTest : public TempDirTest {};
+
+TEST_F(ModelExtrasTest, NoFileMeansNoExtras) {
+  auto e = inference::read_model_extras(dir_, config3());
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(e->calibration.has_value());
+  EXPECT_FALSE(e->domain.has_value());
+}
+
+TEST_F(ModelExtrasTest, RoundTripAlignsCalibrationWithTheOutputs) {
+  ASSERT_TRUE(inference::write_model_extras(dir_, sample_extras()).ok());
+  auto e = inference::read_model_extras(dir_, config3());
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  ASSERT_TRUE(e->calibration.has_value());
+  ASSERT_EQ(e->calibration->scaling.size(), 3u);
+  EXPECT_EQ(e->calibration->labels, config3().labels);
+  EXPECT_EQ(e->calibration->scaling[0].a, 0.5);   // Pneumonia
+  EXPECT_EQ(e->calibration->scaling[1].a, 1.0);   // No Finding: none given, identity
+  EXPECT_EQ(e->calibration->scaling[1].b, 0.0);
+  EXPECT_EQ(e->calibration->scaling[2].a, 2.0);   // Effusion
+  EXPECT_EQ(e->calibration->scaling[2].b, -0.5);
+  // Calibrated probabilities use each output's own scaling.
+  inference::Matrix logits(1, 3);
+  logits << 1.0f, 1.0f, 1.0f;
+  const auto p = inference::calibrated_probabilities(logits, e->calibration);
+  EXPECT_NEAR(p(0, 0), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
+  EXPECT_NEAR(p(0, 1), 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(p(0, 2), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
+  ASSERT_TRUE(e->domain.has_value());
+  EXPECT_EQ(e->domain->threshold, 1.5);
+  EXPECT_EQ(e->domain->populations.size(), 2u);
+  EXPECT_EQ(e->domain->populations[1].min_age_years, 18.0);
+  EXPECT_EQ(e->domain->modalities, (std::vector<std::string>{"CR", "DX"}));
+  // Distances: along the first axis over its variance, off the axes over the residual variance.
+  const float at_mean[4] = {1.0f, 0.0f, 0.0f, 0.0f};
+  EXPECT_NEAR(inference::domain_distance(*e->domain, at_mean, 4), 0.0, 1e-9);
+  const float along[4] = {3.0f, 0.0f, 0.0f, 0.0f};  // 2 / sqrt(4) = 1 -> sqrt(1 / 4)
+  EXPECT_NEAR(inference::domain_distance(*e->domain, along, 4), 0.5, 1e-6);
+  const float off[4] = {1.0f, 0.0f, 1.0f, 0.0f};  // 1 / 0.25 = 4 -> sqrt(4 / 4)
+  EXPECT_NEAR(inference::domain_distance(*e->domain, off, 4), 1.0, 1e-6);
+}
+
+TEST_F(ModelExtrasTest, DamagedOrMismatchedFilesAreRefusedWithAReason) {
+  ASSERT_TRUE(inference::write_model_extras(dir_, sample_extras()).ok());
+  // Another model's width.
+  inference::ViTConfig wide = config3();
+  wide.hidden_size = 8;
+  auto w = inference::read_model_extras(dir_, wide);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.error().message.find("hidden size 8"), std::string::npos) << w.error().message;
+  // Calibration for an output the model lacks.
+  inference::ViTConfig other = config3();
+  other.labels = {"Pneumonia", "No Finding"};
+  auto o = inference::read_model_extras(dir_, other);
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.error().message.find("Effusion"), std::string::npos) << o.error().message;
+  // Truncated, non-finite, too deep.
+  auto write = [&](const std::string& text) { std::ofstream(dir_ / "hilum.json", std::ios::binary | std::ios::trunc) << text; };
+  std::ifstream in(dir_ / "hilum.json");
+  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write(good.substr(0, good.size() / 2));
+  EXPECT_FALSE(inference::read_model_extras(dir_, config3()).ok());
+  write(R"({"domain": {"mean": [0,0,0,0], "axes": [], "variances": [], "residual_variance": -1, "threshold": 1}})");
+  auto neg = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(neg.ok());
+  EXPECT_NE(neg.error().message.find("residual_variance"), std::string::npos);
+  write(std::string(10000, '[') + std::string(10000, ']'));
+  auto deep = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.error().message.find("nested"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hilum::test
