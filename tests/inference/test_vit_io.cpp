@@ -176,6 +176,50 @@ TEST_F(ModelIo, LoaderRejectsMissingUnexpectedAndMisshapenTensors) {
   EXPECT_EQ(inf::ViTModel::load(dir_ / "nowhere").error().kind, inf::ErrorKind::NotFound);
 }
 
+// Issue 16, defect 5: config.json is bounded (size, nesting) before it is parsed, and what was read
+// is kept as bytes, never re-serialised from a parsed tree (which a deep nesting made overflow the stack).
+TEST_F(ModelIo, ConfigIsBoundedBeforeParsingAndKeptAsRead) {
+  const auto model = random_model(tiny_config());
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  const auto write_config = [&](const std::string& text) {
+    std::ofstream(dir_ / "m" / "config.json", std::ios::binary | std::ios::trunc) << text;
+  };
+  const std::string base = R"({"model_type": "vit", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+ "intermediate_size": 32, "image_size": 16, "patch_size": 4, "id2label": {"0": "Effusion", "1": "Nodule", "2": "No Finding"})";
+  const auto nested = [](int depth) { return std::string(static_cast<std::size_t>(depth), '[') + std::string(static_cast<std::size_t>(depth), ']'); };
+
+  // Deep nesting (the reproducer: 100,000 levels in 200 KB) is refused with a reason, quickly and without a crash.
+  for (const int depth : {65, 100000}) {
+    write_config(base + R"(, "extra": )" + nested(depth) + "}");
+    auto r = inf::read_config(dir_ / "m");
+    ASSERT_FALSE(r.ok()) << "depth " << depth;
+    EXPECT_NE(r.error().message.find("more than 64 levels deep"), std::string::npos) << r.error().message;
+  }
+  // Brackets inside strings are text, not nesting.
+  write_config(base + R"(, "note": ")" + std::string(200, '[') + R"(\"[{"})");
+  EXPECT_TRUE(inf::read_config(dir_ / "m").ok());
+  // More than 1 MiB is refused before parsing.
+  write_config(base + R"(, "note": ")" + std::string(std::size_t{1} << 20, 'x') + R"("})");
+  auto big = inf::read_config(dir_ / "m");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error().message.find("larger than 1048576 bytes"), std::string::npos) << big.error().message;
+
+  // Within the bounds, the bytes are kept as read (a dump would have rewritten 1.10, the order and the spacing),
+  // and unknown fields survive a save.
+  const std::string kept = base + R"(, "custom": {"b": 1.10, "a": )" + nested(60) + "}}\n";
+  write_config(kept);
+  auto c = inf::read_config(dir_ / "m");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->original_json, kept);
+  auto loaded = inf::ViTModel::load(dir_ / "m");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_TRUE(loaded->save(dir_ / "again").ok());
+  auto again = inf::read_config(dir_ / "again");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_NE(again->original_json.find(R"("custom")"), std::string::npos);
+  EXPECT_EQ(again->labels, tiny_config().labels);
+}
+
 TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
   auto c = tiny_config();
   c.input_width = c.input_height = 16;
