@@ -315,6 +315,12 @@ Result<std::vector<float>> SafetensorsFile::read_f32(const std::string& name, co
       return Error{ErrorKind::Unsupported, path_.filename().string() + ": tensor " + name + " is " + to_string(t->dtype) +
                                                " (weights must be F32, F16 or BF16)"};
   }
+  // A NaN or an infinity is never a weight: it would make every output NaN (or 0 or 1) and look like an answer.
+  if (const auto bad = std::find_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }); bad != out.end()) {
+    return Error{ErrorKind::Invalid, path_.filename().string() + ": tensor " + name + " holds a value that is not finite (" +
+                                         (std::isnan(*bad) ? std::string("NaN") : std::string(*bad > 0 ? "+inf" : "-inf")) + " at index " +
+                                         std::to_string(bad - out.begin()) + ")"};
+  }
   return out;
 }
 
