@@ -792,14 +792,27 @@ Result<std::vector<Finding>> Catalog::findings() {
   return out;
 }
 
+std::string finding_name_problem(std::string_view name) {
+  if (name.empty()) return "a finding needs a name";
+  if (name.size() > 200) return "a finding name has at most 200 bytes (this one has " + std::to_string(name.size()) + ")";
+  const std::string shown(name);
+  if (std::string_view("=+-@").find(name.front()) != std::string_view::npos) {
+    return "a finding name cannot begin with '=', '+', '-' or '@' (a spreadsheet would run it as a formula): " + shown;
+  }
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '|' || c == '=' || c == ',' || u < 0x20 || u == 0x7f) {
+      return "a finding name cannot contain '|', '=', ',' or control characters: " + shown;
+    }
+  }
+  return {};
+}
+
 Result<Finding> Catalog::add_finding(const std::string& name, const std::string& description) {
   std::string trimmed = name;
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.erase(trimmed.begin());
-  if (trimmed.empty()) return invalid("a finding needs a name");
-  if (trimmed.find_first_of("|=,\n\r\t") != std::string::npos) {
-    return invalid("a finding name cannot contain '|', '=', ',' or control characters: " + trimmed);
-  }
+  if (std::string problem = finding_name_problem(trimmed); !problem.empty()) return invalid(problem);
   {
     sql::Stmt s(impl_->db, "SELECT name FROM findings WHERE name = ?");
     s.bind(1, trimmed);
@@ -1065,6 +1078,10 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
       if (s.step()) return invalid("a model version " + model.version + " is already registered");
     }
     for (const auto& label : labels) {
+      // The model's outputs join the vocabulary: the same rules as for a finding added by hand.
+      if (std::string problem = finding_name_problem(label); !problem.empty()) {
+        return invalid("the model's output \"" + label + "\" cannot be a finding: " + problem);
+      }
       sql::Stmt f(impl_->db, "INSERT OR IGNORE INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?)");
       f.bind(1, label).bind(2, "output of model " + model.version).bind(3, utc_now());
       if (!f.run()) return *f.error();

@@ -120,7 +120,10 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
 
   CsvLabelReport report;
   if (finding_labels_col < 0) {
-    for (const auto& u : unknown_columns) report.problems.push_back({1, "unknown finding column \"" + u + "\" ignored"});
+    for (const auto& u : unknown_columns) {
+      const std::string why = finding_name_problem(u);
+      report.problems.push_back({1, "unknown finding column \"" + u + "\" ignored" + (why.empty() ? "" : " (" + why + ")")});
+    }
   }
   valid.clear();
   std::vector<int> valid_lines;
@@ -166,7 +169,8 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
         if (!name.empty()) {
           auto it = canonical.find(lower(name));
           if (it == canonical.end()) {
-            problem = "unknown finding \"" + name + "\"";
+            const std::string why = finding_name_problem(name);
+            problem = "unknown finding \"" + name + "\"" + (why.empty() ? "" : " (" + why + ")");
             break;
           }
           present.insert(it->second);

@@ -458,6 +458,40 @@ TEST_F(ExportTest, CsvFieldsAreQuotedAsRfc4180Says) {
   EXPECT_EQ(rows[1][3], "ID,with \"quotes\"");
 }
 
+// Issue 16, defect 8: a text cell a spreadsheet would run as a formula is neutralised (OWASP: a
+// single quote before it, the field quoted); numbers Hilum wrote stay numbers.
+TEST_F(ExportTest, CsvCellsThatLookLikeFormulasAreNeutralised) {
+  EXPECT_EQ(app::csv_field("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"");
+  EXPECT_EQ(app::csv_field("+SUM(A1:A9)"), "\"'+SUM(A1:A9)\"");
+  EXPECT_EQ(app::csv_field("-2+3"), "\"'-2+3\"");
+  EXPECT_EQ(app::csv_field("@HYPERLINK(\"x\")"), "\"'@HYPERLINK(\"\"x\"\")\"");
+  EXPECT_EQ(app::csv_field("\t=1"), "\"'\t=1\"");
+  EXPECT_EQ(app::csv_field("\r=1"), "\"'\r=1\"");
+  EXPECT_EQ(app::csv_field("a=b+c"), "a=b+c");  // only the first character starts a formula
+  EXPECT_EQ(app::csv_line({"-x", app::CsvCell::number("-0.5"), "y"}), "\"'-x\",-0.5,y\r\n");
+
+  // A Patient ID planted in a DICOM file reaches a non-de-identified export as text, not as a formula.
+  add_record("=cmd|' /C calc'!A0", "1.2.3.8", "1.2.3.8.1", "20240101");
+  add_record("@SUM(1+1)*cmd|' /C calc'!A0", "1.2.3.7", "1.2.3.7.1", "20240101");
+  label("1.2.3.8.1", "Effusion", app::LabelValue::Present, rect(10, 20, 30, 40));
+  label("1.2.3.7.1", "Mass", app::LabelValue::Present);
+  const fs::path out = dir_ / "out";
+  run(out, app::ExportFormat::Csv, false, false);
+  const std::string entries = read_file(out / "Data_Entry_2017.csv");
+  EXPECT_NE(entries.find(",\"'=cmd|' /C calc'!A0\","), std::string::npos) << entries;
+  for (const auto& file : {"Data_Entry_2017.csv", "BBox_List_2017.csv"}) {
+    for (const auto& row : parse_csv(read_file(out / file))) {
+      for (const auto& field : row) {
+        EXPECT_TRUE(field.empty() || std::string("=+-@\t\r").find(field[0]) == std::string::npos) << file << ": " << field;
+      }
+    }
+  }
+  const auto by = rows_by_index(out / "Data_Entry_2017.csv");
+  ASSERT_EQ(by.count("1.2.3.8.1.png"), 1u);
+  EXPECT_EQ(by.at("1.2.3.8.1.png")[3], "'=cmd|' /C calc'!A0");
+  EXPECT_EQ(by.at("1.2.3.7.1.png")[3], "'@SUM(1+1)*cmd|' /C calc'!A0");
+}
+
 TEST_F(ExportTest, JsonHoldsEveryCurrentLabelWithItsProvenance) {
   add_record("PAT-J", "1.2.5.1", "1.2.5.1.1", "20240101");
   add_record("PAT-J", "1.2.5.1", "1.2.5.1.2", "20240101");

@@ -156,6 +156,29 @@ TEST_F(LabelsTest, TheVocabularyGrows) {
   EXPECT_TRUE(c().add_labels({label("7.1", "Tube malposition", LabelValue::Present)}).ok());
 }
 
+// Issue 16, defect 8: a finding name that a spreadsheet would run as a formula is refused, whether
+// added by hand or brought in as a model's output.
+TEST_F(LabelsTest, FindingNamesThatLookLikeFormulasAreRefused) {
+  for (const std::string name : {"=1+1", "+SUM(A1)", "-2+3", "@HYPERLINK(\"x\")", "Tube=1", "a\x01b"}) {
+    auto r = c().add_finding(name, "");
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.error().kind, app::ErrorKind::Invalid);
+    EXPECT_FALSE(app::finding_name_problem(name).empty()) << name;
+  }
+  EXPECT_NE(c().add_finding("@cmd", "").error().message.find("cannot begin with"), std::string::npos);
+  EXPECT_TRUE(app::finding_name_problem("Pleural_Thickening").empty());
+  EXPECT_TRUE(c().add_finding("Line-tube malposition (+/-)", "").ok());  // inside a name they are harmless
+  app::ModelRecord m;
+  m.version = "formula-model";
+  auto registered = c().register_model(m, {"Effusion", "-cmd|' /C calc'!A0"});
+  ASSERT_FALSE(registered.ok());
+  EXPECT_NE(registered.error().message.find("cannot be a finding"), std::string::npos) << registered.error().message;
+  EXPECT_FALSE(c().find_model("formula-model").value().has_value());
+  const auto vocabulary = c().findings();
+  ASSERT_TRUE(vocabulary.ok());
+  for (const auto& f : vocabulary.value()) EXPECT_EQ(app::finding_name_problem(f.name), "") << f.name;
+}
+
 TEST_F(LabelsTest, LabelledFiltersFollowTheCurrentLabels) {
   ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
   app::InstanceFilter labelled;
