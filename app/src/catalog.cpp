@@ -30,6 +30,13 @@ constexpr int kBusyTimeoutMs = 5000;
 
 Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
 
+// Text entering the catalog (from a person, a command line or a file) is printed later as JSON and
+// CSV: it must be well-formed UTF-8, checked here at the boundary.
+std::optional<Error> text_problem(const std::string& what, std::string_view value) {
+  if (valid_utf8(value)) return std::nullopt;
+  return invalid(what + " is not valid UTF-8 text (" + std::to_string(value.size()) + " bytes; save it as UTF-8)");
+}
+
 std::string random_hex(std::size_t bytes) {
   std::random_device rd;  // getrandom(2) on Linux
   static const char* digits = "0123456789abcdef";
@@ -794,6 +801,7 @@ Result<std::vector<Finding>> Catalog::findings() {
 
 std::string finding_name_problem(std::string_view name) {
   if (name.empty()) return "a finding needs a name";
+  if (!valid_utf8(name)) return "a finding name must be valid UTF-8 text";
   if (name.size() > 200) return "a finding name has at most 200 bytes (this one has " + std::to_string(name.size()) + ")";
   const std::string shown(name);
   if (std::string_view("=+-@").find(name.front()) != std::string_view::npos) {
@@ -813,6 +821,7 @@ Result<Finding> Catalog::add_finding(const std::string& name, const std::string&
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.erase(trimmed.begin());
   if (std::string problem = finding_name_problem(trimmed); !problem.empty()) return invalid(problem);
+  if (auto e = text_problem("the description of " + trimmed, description)) return *e;
   {
     sql::Stmt s(impl_->db, "SELECT name FROM findings WHERE name = ?");
     s.bind(1, trimmed);
@@ -869,6 +878,14 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
     const LabelInput& in = labels[k];
     const std::string where = "label " + std::to_string(k + 1) + " (" + in.image + ", " + in.finding + "): ";
     if (in.author.empty()) return invalid(where + "an author is required");
+    const std::string model_version = in.model_version.value_or("");
+    for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"the author", in.author}, {"the comment", in.comment},
+                                     {"the source", in.source}, {"the model version", model_version}}) {
+      if (auto e = text_problem(where + what, text)) return *e;
+    }
+    if (std::any_of(in.author.begin(), in.author.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      return invalid(where + "an author name cannot hold control characters");
+    }
     auto image_it = images.find(in.image);
     if (image_it == images.end()) {
       auto found = find_instance(in.image);
@@ -1069,6 +1086,8 @@ ModelRecord read_model(const sql::Stmt& s) {
 
 Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std::vector<std::string>& labels) {
   if (model.version.empty()) return invalid("a model needs a version");
+  if (auto e = text_problem("the model version", model.version)) return *e;
+  if (auto e = text_problem("the model name", model.name)) return *e;
   if (model.status != "active" && model.status != "candidate" && model.status != "retired") return invalid("unknown model status " + model.status);
   ModelRecord out = model;
   Status status = transaction([&]() -> Status {

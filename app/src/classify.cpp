@@ -130,8 +130,8 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
     hp.erase("validation");
     hp.erase("history");
     hp.erase("data");
-    record.hyperparameters = hp.dump();
-    if (report.contains("validation")) record.metrics = report["validation"].dump();
+    record.hyperparameters = dump_json(hp);
+    if (report.contains("validation")) record.metrics = dump_json(report["validation"]);
   }
   auto registered = register_folder(catalog, dir, std::move(record));
   if (!registered) {

@@ -500,7 +500,7 @@ json labelled_summary(const Dataset& data) {
 
 }  // namespace
 
-std::string evaluation_json(const EvaluationReport& report) { return detail::to_json(report).dump(); }
+std::string evaluation_json(const EvaluationReport& report) { return dump_json(detail::to_json(report)); }
 
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
                                 const std::atomic<bool>* cancel) {
@@ -522,13 +522,13 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   json params = {{"base", base->record.version}, {"strategy", to_string(strategy)}, {"epochs", options.epochs}, {"k", options.k},
                  {"batch_size", options.batch_size}, {"learning_rate", options.learning_rate}, {"seed", options.seed},
                  {"labels_up_to", data->max_event_id}};
-  auto job = catalog.unfinished_job("finetune", params.dump());
+  auto job = catalog.unfinished_job("finetune", dump_json(params));
   if (!job) return job.error();
   std::int64_t job_id = 0;
   if (job->has_value()) {
     job_id = (*job)->id;
   } else {
-    auto created = catalog.create_job("finetune", params.dump(), {});
+    auto created = catalog.create_job("finetune", dump_json(params), {});
     if (!created) return created.error();
     job_id = *created;
   }
@@ -539,7 +539,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   Result<Trained> trained = strategy == Strategy::Head ? train_head(run, *base, *data, problems)
                                                        : train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
   if (!trained) {
-    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", json{{"error", trained.error().message}}.dump());
+    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", dump_json(json{{"error", trained.error().message}}));
     return trained.error();
   }
 
@@ -611,15 +611,15 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
   record.name = *version;
   record.strategy = to_string(strategy);
-  record.hyperparameters = trained->hyperparameters.dump();
-  record.label_snapshot = snapshot.dump();
-  record.metrics = metrics_json.dump();
+  record.hyperparameters = dump_json(trained->hyperparameters);
+  record.label_snapshot = dump_json(snapshot);
+  record.metrics = dump_json(metrics_json);
   record.status = pass ? "active" : "candidate";
   record.status_reason = reason;
   record.path = fs::absolute(dir, ec).string();
   auto registered = catalog.register_model(record, trained->config.labels);
   if (!registered) return registered.error();
-  (void)catalog.set_job_status(job_id, "done", json{{"model", *version}, {"promoted", pass}}.dump());
+  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", *version}, {"promoted", pass}}));
   fs::remove_all(checkpoint_dir, ec);
 
   FinetuneResult result;

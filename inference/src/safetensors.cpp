@@ -346,7 +346,7 @@ Status write_safetensors(const fs::path& path, const std::vector<TensorToWrite>&
     header[t->name] = {{"dtype", to_string(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  std::string text = header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');
 
   const fs::path tmp = core::temporary_path_beside(path);

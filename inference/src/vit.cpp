@@ -488,7 +488,7 @@ Status ViTModel::save(const fs::path& dir, DType dtype) const {
   j["label2id"] = label2id;
   j["torch_dtype"] = dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
   if (auto s = write_safetensors(dir / "model.safetensors", t); !s) return s;
-  if (auto s = write_text_atomically(dir / "config.json", j.dump(2) + "\n"); !s) return s;
+  if (auto s = write_text_atomically(dir / "config.json", j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"); !s) return s;
   json pre = {{"do_normalize", true}, {"do_rescale", true}, {"do_resize", true}, {"rescale_factor", 1.0 / 255.0},
               {"image_mean", c.image_mean}, {"image_std", c.image_std}, {"resample", 2},
               {"size", {{"height", c.input_height}, {"width", c.input_width}}}, {"image_processor_type", "ViTImageProcessor"}};

@@ -4,7 +4,10 @@
 #include <sqlite3.h>
 
 #include "catalog_support.hpp"
+#include "hilum/app/json.hpp"
 #include "hilum/app/labels_csv.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace hilum::test {
 namespace {
@@ -177,6 +180,44 @@ TEST_F(LabelsTest, FindingNamesThatLookLikeFormulasAreRefused) {
   const auto vocabulary = c().findings();
   ASSERT_TRUE(vocabulary.ok());
   for (const auto& f : vocabulary.value()) EXPECT_EQ(app::finding_name_problem(f.name), "") << f.name;
+}
+
+// Issue 16, defect 9: text entering the catalog is well-formed UTF-8 (checked at the boundary), so
+// that the JSON and CSV printed from it are text.
+TEST_F(LabelsTest, TextEnteringTheCatalogMustBeUtf8) {
+  const std::string invalid[] = {"Dr. \xff\xfe", "M\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80"};
+  for (const auto& bytes : invalid) {
+    auto r = c().add_labels({label("7.1", "Effusion", LabelValue::Present, bytes)});
+    ASSERT_FALSE(r.ok()) << "author " << bytes;
+    EXPECT_EQ(r.error().kind, app::ErrorKind::Invalid);
+    EXPECT_NE(r.error().message.find("the author is not valid UTF-8"), std::string::npos) << r.error().message;
+    auto commented = label("7.1", "Effusion", LabelValue::Present);
+    commented.comment = "seen " + bytes;
+    EXPECT_FALSE(c().add_labels({commented}).ok());
+    EXPECT_FALSE(c().add_finding("Nodule " + bytes, "").ok());
+    EXPECT_FALSE(c().add_finding("Tube", "bad " + bytes).ok());
+  }
+  EXPECT_FALSE(c().add_labels({label("7.1", "Effusion", LabelValue::Present, "Dr.\tA")}).ok());  // control characters
+  EXPECT_TRUE(c().label_history("7.1")->empty());
+  EXPECT_EQ(c().findings()->size(), 15u);
+  // Well-formed text in any script is welcome.
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present, "Dr. M\xc3\xbcller \xe6\x9d\x8e \xf0\x9f\xa9\xbb")}).ok());
+  EXPECT_EQ(c().label_history("7.1")->at(0).author, "Dr. M\xc3\xbcller \xe6\x9d\x8e \xf0\x9f\xa9\xbb");
+}
+
+// Issue 16, defect 9: whatever bytes a value holds (a DICOM string, an older catalog), the JSON
+// Hilum prints parses: invalid UTF-8 becomes U+FFFD, valid text is kept.
+TEST(Json, WhatHilumPrintsAlwaysParses) {
+  const std::string line = app::JsonObject()
+                               .add("author", std::string("Dr.\xff\xc3("))
+                               .add("kept", "M\xc3\xbcller \xf0\x9f\xa9\xbb")
+                               .add("control", std::string("a\x01\x7f\xed\xa0\x80z"))
+                               .str();
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << line;
+  EXPECT_EQ(j["author"], "Dr.\xef\xbf\xbd\xef\xbf\xbd(");
+  EXPECT_EQ(j["kept"], "M\xc3\xbcller \xf0\x9f\xa9\xbb");
+  EXPECT_EQ(j["control"], "a\x01\x7f\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
 }
 
 TEST_F(LabelsTest, LabelledFiltersFollowTheCurrentLabels) {
