@@ -803,7 +803,7 @@ std::string finding_name_problem(std::string_view name) {
   if (name.empty()) return "a finding needs a name";
   if (!valid_utf8(name)) return "a finding name must be valid UTF-8 text";
   if (name.size() > 200) return "a finding name has at most 200 bytes (this one has " + std::to_string(name.size()) + ")";
-  const std::string shown(name);
+  const std::string shown = quoted_excerpt(name);
   if (std::string_view("=+-@").find(name.front()) != std::string_view::npos) {
     return "a finding name cannot begin with '=', '+', '-' or '@' (a spreadsheet would run it as a formula): " + shown;
   }

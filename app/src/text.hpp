@@ -46,6 +46,15 @@ inline bool valid_utf8(std::string_view s) {
   return true;
 }
 
+// A value from a file quoted in a message: at most `limit` bytes of it (cut between characters),
+// then how long it was, so that a megabyte-long field is never echoed whole ("\"abc...\"... (1048576 bytes)").
+inline std::string quoted_excerpt(std::string_view value, std::size_t limit = 60) {
+  if (value.size() <= limit) return "\"" + std::string(value) + "\"";
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+  return "\"" + std::string(value.substr(0, cut)) + "\"... (" + std::to_string(value.size()) + " bytes)";
+}
+
 // nlohmann::json's dump for documents that may hold bytes from files: invalid UTF-8 becomes U+FFFD
 // instead of an exception, so that what Hilum writes always parses.
 template <typename Json>

@@ -273,6 +273,42 @@ TEST_F(LabelsTest, CsvWithOneColumnPerFinding) {
   EXPECT_TRUE(c().current_labels("7.3")->empty());
 }
 
+// Issue 16, defect 10: a megabyte-long field is named in a message by its first characters and its
+// length, never echoed whole.
+TEST_F(LabelsTest, CsvMessagesCutLongValues) {
+  const std::string huge(std::size_t{1} << 20, 'A');
+  {
+    std::ofstream out(path("columns.csv"), std::ios::binary);
+    out << "image,Effusion," << huge << "\n"
+        << huge << ",present,\n"        // unknown image
+        << "7.3,\"" << huge << "\",\n";  // unreadable value
+  }
+  auto report = app::import_label_csv(c(), path("columns.csv"), "dr.csv");
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ASSERT_EQ(report->problems.size(), 3u);
+  {
+    std::ofstream out(path("list.csv"), std::ios::binary);
+    out << "Image Index,Finding Labels\n7.1,Effusion|" << huge << "\n";  // unknown finding
+  }
+  auto list = app::import_label_csv(c(), path("list.csv"), "dr.csv");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->problems.size(), 1u);
+  report->problems.push_back(list->problems[0]);
+  for (const auto& p : report->problems) {
+    EXPECT_LT(p.message.size(), 300u) << p.message.substr(0, 300);
+    EXPECT_NE(p.message.find("\"" + std::string(60, 'A') + "\"... (1048576 bytes)"), std::string::npos) << p.message.substr(0, 300);
+  }
+  EXPECT_NE(report->problems[1].message.find("unknown image"), std::string::npos);
+  EXPECT_NE(report->problems[2].message.find("unreadable value"), std::string::npos);
+  EXPECT_NE(report->problems[3].message.find("unknown finding"), std::string::npos);
+  // A short value is quoted whole.
+  std::ofstream(path("short.csv"), std::ios::binary) << "image,Effusion\n9.9.9,present\n";
+  auto short_report = app::import_label_csv(c(), path("short.csv"), "dr.csv");
+  ASSERT_TRUE(short_report.ok());
+  ASSERT_EQ(short_report->problems.size(), 1u);
+  EXPECT_EQ(short_report->problems[0].message, "unknown image \"9.9.9\"");
+}
+
 TEST_F(LabelsTest, CsvInChestXray14Layout) {
   {
     std::ofstream out(path("Data_Entry.csv"));
