@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "hilum/app/json.hpp"
+#include "hilum/core/numbers.hpp"
 #include "sqlite.hpp"
 #include "text.hpp"
 
@@ -125,11 +126,7 @@ fs::path default_catalog_path() {
 // ---- Regions -----------------------------------------------------------------------------
 
 std::string Region::to_json() const {
-  char buf[64];
-  const auto num = [&buf](double v) {
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return std::string(buf);
-  };
+  const auto num = [](double v) { return core::format_number(v, 6); };  // never "120,5", whatever the locale
   if (shape == Shape::Rectangle) {
     return "{\"type\":\"rect\",\"x\":" + num(x) + ",\"y\":" + num(y) + ",\"w\":" + num(w) + ",\"h\":" + num(h) + "}";
   }
@@ -146,9 +143,7 @@ std::optional<Region> Region::from_json(const std::string& json) {
   const auto number_after = [&json](const std::string& key, double& out) {
     const auto pos = json.find("\"" + key + "\":");
     if (pos == std::string::npos) return false;
-    char* end = nullptr;
-    out = std::strtod(json.c_str() + pos + key.size() + 3, &end);
-    return end != json.c_str() + pos + key.size() + 3;
+    return core::parse_number_prefix(json.data() + pos + key.size() + 3, json.data() + json.size(), out) != nullptr;
   };
   Region r;
   if (json.find("\"type\":\"rect\"") != std::string::npos) {
@@ -164,13 +159,14 @@ std::optional<Region> Region::from_json(const std::string& json) {
     while (pos < json.size()) {
       pos = json.find('[', pos);
       if (pos == std::string::npos) break;
-      char* end = nullptr;
-      const double px = std::strtod(json.c_str() + pos + 1, &end);
-      if (*end != ',') break;
-      const double py = std::strtod(end + 1, &end);
-      if (*end != ']') break;
+      const char* last = json.data() + json.size();
+      double px = 0.0, py = 0.0;
+      const char* end = core::parse_number_prefix(json.data() + pos + 1, last, px);
+      if (end == nullptr || end == last || *end != ',') break;
+      end = core::parse_number_prefix(end + 1, last, py);
+      if (end == nullptr || end == last || *end != ']') break;
       r.points.emplace_back(px, py);
-      pos = static_cast<std::size_t>(end - json.c_str()) + 1;
+      pos = static_cast<std::size_t>(end - json.data()) + 1;
     }
     if (r.points.size() < 3) return std::nullopt;
     return r;

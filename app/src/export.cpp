@@ -26,6 +26,7 @@
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/dicom/deidentify.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "text.hpp"
@@ -49,12 +50,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string format_number(double v) {
-  if (!std::isfinite(v)) return {};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+std::string format_number(double v) { return core::format_number(v, 10); }  // whatever the locale
 
 
 

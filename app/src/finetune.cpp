@@ -24,6 +24,7 @@
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/labels_csv.hpp"
+#include "hilum/core/numbers.hpp"
 #include "trainer.hpp"
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/training/augment.hpp"
@@ -195,22 +196,21 @@ std::pair<bool, std::string> gate(const EvaluationReport& candidate, const std::
       ++fresh;
     }
   }
-  char buf[512];
   std::string reason;
   bool pass = true;
   if (shared > 0) {
     const double a = new_sum / shared, b = old_sum / shared;
     pass = a >= b - tolerance;
-    std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): %s %.3f", a, b, shared,
-                  pass ? "not worse beyond" : "worse by more than", tolerance);
-    reason = buf;
+    // Stored in the catalog: numbers through core::format_fixed, never the locale's decimal comma.
+    reason = "mean AUROC " + core::format_fixed(a, 4) + " vs active " + core::format_fixed(b, 4) + " on " + std::to_string(shared) +
+             " shared finding(s): " + (pass ? "not worse beyond " : "worse by more than ") + core::format_fixed(tolerance, 3);
   }
   if (fresh > 0) {
     const double low = fresh_low / fresh, auroc = fresh_auroc / fresh;
     const bool above = low > 0.5;
-    std::snprintf(buf, sizeof buf, "%s %s (%s): mean AUROC %.4f, 95%% lower bound %.4f %s chance", shared > 0 ? "; new" : "no finding shared with the active model;",
-                  fresh == 1 ? "finding" : "findings", fresh_names.c_str(), auroc, low, above ? "above" : "not above");
-    reason += buf;
+    reason += std::string(shared > 0 ? "; new" : "no finding shared with the active model;") + " " + (fresh == 1 ? "finding" : "findings") +
+              " (" + fresh_names + "): mean AUROC " + core::format_fixed(auroc, 4) + ", 95% lower bound " + core::format_fixed(low, 4) + " " +
+              (above ? "above" : "not above") + " chance";
     pass = pass && above;
   }
   return {pass, reason};

@@ -1,4 +1,5 @@
 #include "hilum/app/json.hpp"
+#include "hilum/core/numbers.hpp"
 #include "text.hpp"
 
 #include <cmath>
@@ -60,9 +61,7 @@ JsonObject& JsonObject::add(std::string_view k, double value) {
   if (!std::isfinite(value)) {
     body_ += "null";
   } else {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.10g", value);
-    body_ += buf;
+    body_ += core::format_number(value, 10);  // the locale's decimal comma is not JSON
   }
   return *this;
 }

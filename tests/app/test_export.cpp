@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <clocale>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -490,6 +491,28 @@ TEST_F(ExportTest, CsvCellsThatLookLikeFormulasAreNeutralised) {
   ASSERT_EQ(by.count("1.2.3.8.1.png"), 1u);
   EXPECT_EQ(by.at("1.2.3.8.1.png")[3], "'=cmd|' /C calc'!A0");
   EXPECT_EQ(by.at("1.2.3.7.1.png")[3], "'@SUM(1+1)*cmd|' /C calc'!A0");
+}
+
+// Issue 16, defect 12: the CSV and JSON exports write numbers the same way under a decimal-comma
+// locale (the GUI runs under the user's locale), and they read back as the same numbers.
+TEST_F(ExportTest, NumbersDoNotDependOnTheLocale) {
+  const std::string previous = std::setlocale(LC_ALL, nullptr);
+  if (std::setlocale(LC_ALL, "de_DE.UTF-8") == nullptr) GTEST_SKIP() << "the de_DE.UTF-8 locale is not installed (scripts/setup generates it)";
+  add_record("P-LOCALE", "1.2.3.6", "1.2.3.6.1", "20240101");
+  label("1.2.3.6.1", "Effusion", app::LabelValue::Present, rect(10.5, 20.25, 30.5, 40.125));
+  run(dir_ / "csv", app::ExportFormat::Csv, false, false);
+  run(dir_ / "json", app::ExportFormat::Json, false, false);
+  std::setlocale(LC_ALL, previous.c_str());
+
+  const auto boxes = parse_csv(read_file(dir_ / "csv" / "BBox_List_2017.csv"));
+  ASSERT_EQ(boxes.size(), 2u);
+  EXPECT_EQ(boxes[1], (std::vector<std::string>{"1.2.3.6.1.png", "Effusion", "10.5", "20.25", "30.5", "40.125"}));
+  const std::string json = read_file(dir_ / "json" / "labels.json");
+  EXPECT_TRUE(JsonChecker(json).valid()) << json;
+  EXPECT_NE(json.find("10.5"), std::string::npos) << json;
+  EXPECT_NE(json.find("0.75"), std::string::npos) << json;  // the model probability
+  EXPECT_EQ(json.find("10,5"), std::string::npos) << json;
+  EXPECT_EQ(json.find("0,75"), std::string::npos) << json;
 }
 
 TEST_F(ExportTest, JsonHoldsEveryCurrentLabelWithItsProvenance) {

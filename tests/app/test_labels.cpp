@@ -9,6 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <clocale>
+#include <cstdio>
+
+#include "hilum/core/numbers.hpp"
+
 namespace hilum::test {
 namespace {
 
@@ -218,6 +223,58 @@ TEST(Json, WhatHilumPrintsAlwaysParses) {
   EXPECT_EQ(j["author"], "Dr.\xef\xbf\xbd\xef\xbf\xbd(");
   EXPECT_EQ(j["kept"], "M\xc3\xbcller \xf0\x9f\xa9\xbb");
   EXPECT_EQ(j["control"], "a\x01\x7f\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+}
+
+// Runs a test under a decimal-comma locale (as the GUI does once Qt has called setlocale), and
+// restores the previous one.
+class GermanLocale {
+ public:
+  GermanLocale() : previous_(std::setlocale(LC_ALL, nullptr)) { active_ = std::setlocale(LC_ALL, "de_DE.UTF-8") != nullptr; }
+  ~GermanLocale() { std::setlocale(LC_ALL, previous_.c_str()); }
+  GermanLocale(const GermanLocale&) = delete;
+  GermanLocale& operator=(const GermanLocale&) = delete;
+  [[nodiscard]] bool active() const { return active_; }
+
+ private:
+  std::string previous_;
+  bool active_ = false;
+};
+
+// Issue 16, defect 12: numbers written to the catalog and to JSON do not depend on the locale: under
+// de_DE.UTF-8 a region's 120.5 is stored as "120.5" (not "120,5") and reads back as 120.5.
+TEST_F(LabelsTest, NumbersDoNotDependOnTheLocale) {
+  GermanLocale german;
+  if (!german.active()) GTEST_SKIP() << "the de_DE.UTF-8 locale is not installed (scripts/setup generates it)";
+  char printed[32];
+  std::snprintf(printed, sizeof printed, "%.1f", 120.5);
+  ASSERT_STREQ(printed, "120,5") << "the locale does not use a decimal comma: the test would prove nothing";
+
+  app::Region rect{app::Region::Shape::Rectangle, 120.5, 80.25, 30.5, 10.125, {}};
+  EXPECT_EQ(rect.to_json(), R"({"type":"rect","x":120.5,"y":80.25,"w":30.5,"h":10.125})");
+  app::Region polygon{app::Region::Shape::Polygon, 0, 0, 0, 0, {{10.5, 20.25}, {60.75, 20.5}, {30.125, 70.5}}};
+  const auto back = app::Region::from_json(polygon.to_json());
+  ASSERT_TRUE(back.has_value()) << polygon.to_json();
+  EXPECT_EQ(back->points, polygon.points);
+
+  auto in = label("7.1", "Effusion", LabelValue::Present);
+  in.region = rect;
+  in.model_version = "vit-1";
+  in.model_probability = 0.8125;
+  ASSERT_TRUE(c().add_labels({in}).ok());
+  auto current = c().current_labels("7.1");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 1u);
+  ASSERT_TRUE(current->at(0).region.has_value());
+  EXPECT_EQ(current->at(0).region->x, 120.5);
+  EXPECT_EQ(current->at(0).region->h, 10.125);
+  EXPECT_EQ(current->at(0).model_probability.value_or(0.0), 0.8125);
+
+  const std::string line = app::JsonObject().add("probability", 0.8125).add("x", -120.5).add("tiny", 1e-7).str();
+  EXPECT_EQ(line, R"({"probability":0.8125,"x":-120.5,"tiny":1e-07})");
+  EXPECT_EQ(nlohmann::json::parse(line)["x"], -120.5);
+  EXPECT_EQ(hilum::core::format_fixed(0.81234, 4), "0.8123");
+  EXPECT_EQ(hilum::core::parse_number("120.5").value_or(0.0), 120.5);
+  EXPECT_FALSE(hilum::core::parse_number("120,5").has_value());
 }
 
 TEST_F(LabelsTest, LabelledFiltersFollowTheCurrentLabels) {
