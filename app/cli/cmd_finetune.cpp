@@ -8,6 +8,7 @@
 #include "hilum/app/finetune.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/train.hpp"
+#include "hilum/core/numbers.hpp"
 
 namespace fs = std::filesystem;
 
@@ -111,7 +112,7 @@ int cmd_finetune(const Global& global, const Args& args) {
     if (p.phase == "training" && p.epoch != last_epoch && p.step > 0 && p.steps > 0 && p.step % std::max<std::int64_t>(1, p.steps / p.epochs) == 0) {
       last_epoch = p.epoch;
       std::fprintf(stderr, "finetune: epoch %d/%d  loss %.4f  %.1f images/s  ETA %.0f s%s\n", p.epoch, p.epochs, p.loss, p.images_per_second,
-                   p.eta_seconds, p.validation_auroc ? ("  validation AUROC " + std::to_string(*p.validation_auroc)).c_str() : "");
+                   p.eta_seconds, p.validation_auroc ? ("  validation AUROC " + hilum::core::format_fixed(*p.validation_auroc, 4)).c_str() : "");
     }
   };
   auto r = app::finetune(*catalog, o, progress, InterruptGuard::flag());

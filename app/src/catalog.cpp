@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "hilum/app/json.hpp"
+#include "hilum/core/numbers.hpp"
 #include "sqlite.hpp"
 #include "text.hpp"
 
@@ -29,6 +30,13 @@ constexpr int kApplicationId = 0x48494C4D;  // "HILM": marks a file as a Hilum c
 constexpr int kBusyTimeoutMs = 5000;
 
 Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
+
+// Text entering the catalog (from a person, a command line or a file) is printed later as JSON and
+// CSV: it must be well-formed UTF-8, checked here at the boundary.
+std::optional<Error> text_problem(const std::string& what, std::string_view value) {
+  if (valid_utf8(value)) return std::nullopt;
+  return invalid(what + " is not valid UTF-8 text (" + std::to_string(value.size()) + " bytes; save it as UTF-8)");
+}
 
 std::string random_hex(std::size_t bytes) {
   std::random_device rd;  // getrandom(2) on Linux
@@ -118,11 +126,7 @@ fs::path default_catalog_path() {
 // ---- Regions -----------------------------------------------------------------------------
 
 std::string Region::to_json() const {
-  char buf[64];
-  const auto num = [&buf](double v) {
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return std::string(buf);
-  };
+  const auto num = [](double v) { return core::format_number(v, 6); };  // never "120,5", whatever the locale
   if (shape == Shape::Rectangle) {
     return "{\"type\":\"rect\",\"x\":" + num(x) + ",\"y\":" + num(y) + ",\"w\":" + num(w) + ",\"h\":" + num(h) + "}";
   }
@@ -139,9 +143,7 @@ std::optional<Region> Region::from_json(const std::string& json) {
   const auto number_after = [&json](const std::string& key, double& out) {
     const auto pos = json.find("\"" + key + "\":");
     if (pos == std::string::npos) return false;
-    char* end = nullptr;
-    out = std::strtod(json.c_str() + pos + key.size() + 3, &end);
-    return end != json.c_str() + pos + key.size() + 3;
+    return core::parse_number_prefix(json.data() + pos + key.size() + 3, json.data() + json.size(), out) != nullptr;
   };
   Region r;
   if (json.find("\"type\":\"rect\"") != std::string::npos) {
@@ -157,13 +159,14 @@ std::optional<Region> Region::from_json(const std::string& json) {
     while (pos < json.size()) {
       pos = json.find('[', pos);
       if (pos == std::string::npos) break;
-      char* end = nullptr;
-      const double px = std::strtod(json.c_str() + pos + 1, &end);
-      if (*end != ',') break;
-      const double py = std::strtod(end + 1, &end);
-      if (*end != ']') break;
+      const char* last = json.data() + json.size();
+      double px = 0.0, py = 0.0;
+      const char* end = core::parse_number_prefix(json.data() + pos + 1, last, px);
+      if (end == nullptr || end == last || *end != ',') break;
+      end = core::parse_number_prefix(end + 1, last, py);
+      if (end == nullptr || end == last || *end != ']') break;
       r.points.emplace_back(px, py);
-      pos = static_cast<std::size_t>(end - json.c_str()) + 1;
+      pos = static_cast<std::size_t>(end - json.data()) + 1;
     }
     if (r.points.size() < 3) return std::nullopt;
     return r;
@@ -805,14 +808,29 @@ Result<std::vector<Finding>> Catalog::findings() {
   return out;
 }
 
+std::string finding_name_problem(std::string_view name) {
+  if (name.empty()) return "a finding needs a name";
+  if (!valid_utf8(name)) return "a finding name must be valid UTF-8 text";
+  if (name.size() > 200) return "a finding name has at most 200 bytes (this one has " + std::to_string(name.size()) + ")";
+  const std::string shown = quoted_excerpt(name);
+  if (std::string_view("=+-@").find(name.front()) != std::string_view::npos) {
+    return "a finding name cannot begin with '=', '+', '-' or '@' (a spreadsheet would run it as a formula): " + shown;
+  }
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '|' || c == '=' || c == ',' || u < 0x20 || u == 0x7f) {
+      return "a finding name cannot contain '|', '=', ',' or control characters: " + shown;
+    }
+  }
+  return {};
+}
+
 Result<Finding> Catalog::add_finding(const std::string& name, const std::string& description) {
   std::string trimmed = name;
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
   while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.erase(trimmed.begin());
-  if (trimmed.empty()) return invalid("a finding needs a name");
-  if (trimmed.find_first_of("|=,\n\r\t") != std::string::npos) {
-    return invalid("a finding name cannot contain '|', '=', ',' or control characters: " + trimmed);
-  }
+  if (std::string problem = finding_name_problem(trimmed); !problem.empty()) return invalid(problem);
+  if (auto e = text_problem("the description of " + trimmed, description)) return *e;
   {
     sql::Stmt s(impl_->db, "SELECT name FROM findings WHERE name = ?");
     s.bind(1, trimmed);
@@ -869,6 +887,14 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
     const LabelInput& in = labels[k];
     const std::string where = "label " + std::to_string(k + 1) + " (" + in.image + ", " + in.finding + "): ";
     if (in.author.empty()) return invalid(where + "an author is required");
+    const std::string model_version = in.model_version.value_or("");
+    for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"the author", in.author}, {"the comment", in.comment},
+                                     {"the source", in.source}, {"the model version", model_version}}) {
+      if (auto e = text_problem(where + what, text)) return *e;
+    }
+    if (std::any_of(in.author.begin(), in.author.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      return invalid(where + "an author name cannot hold control characters");
+    }
     auto image_it = images.find(in.image);
     if (image_it == images.end()) {
       auto found = find_instance(in.image);
@@ -1069,6 +1095,8 @@ ModelRecord read_model(const sql::Stmt& s) {
 
 Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std::vector<std::string>& labels) {
   if (model.version.empty()) return invalid("a model needs a version");
+  if (auto e = text_problem("the model version", model.version)) return *e;
+  if (auto e = text_problem("the model name", model.name)) return *e;
   if (model.status != "active" && model.status != "candidate" && model.status != "retired") return invalid("unknown model status " + model.status);
   ModelRecord out = model;
   Status status = transaction([&]() -> Status {
@@ -1078,6 +1106,10 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
       if (s.step()) return invalid("a model version " + model.version + " is already registered");
     }
     for (const auto& label : labels) {
+      // The model's outputs join the vocabulary: the same rules as for a finding added by hand.
+      if (std::string problem = finding_name_problem(label); !problem.empty()) {
+        return invalid("the model's output \"" + label + "\" cannot be a finding: " + problem);
+      }
       sql::Stmt f(impl_->db, "INSERT OR IGNORE INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?)");
       f.bind(1, label).bind(2, "output of model " + model.version).bind(3, utc_now());
       if (!f.run()) return *f.error();

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -138,8 +139,8 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
     hp.erase("validation");
     hp.erase("history");
     hp.erase("data");
-    record.hyperparameters = hp.dump();
-    if (report.contains("validation")) record.metrics = report["validation"].dump();
+    record.hyperparameters = dump_json(hp);
+    if (report.contains("validation")) record.metrics = dump_json(report["validation"]);
   }
   auto registered = register_folder(catalog, dir, std::move(record));
   if (!registered) {
@@ -152,12 +153,20 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
 
 namespace {
 
-// Row `row` of the shown probabilities, named by the model's labels.
-std::vector<std::pair<std::string, double>> named_probabilities(const LoadedModel& model, const inference::Matrix& probabilities,
-                                                                 Eigen::Index row) {
+// Row `row` of the shown probabilities, named by the model's labels; an error when one of them is
+// not a finite number (a damaged model), which must never be reported as an answer.
+Result<std::vector<std::pair<std::string, double>>> named_probabilities(const LoadedModel& model, const inference::Matrix& probabilities,
+                                                                        Eigen::Index row) {
   const auto& labels = model.model.config().labels;
   std::vector<std::pair<std::string, double>> out;
-  for (std::size_t k = 0; k < labels.size(); ++k) out.emplace_back(labels[k], probabilities(row, static_cast<Eigen::Index>(k)));
+  for (std::size_t k = 0; k < labels.size(); ++k) {
+    const double p = probabilities(row, static_cast<Eigen::Index>(k));
+    if (!std::isfinite(p)) {
+      return Error{ErrorKind::Invalid, "the model's output for " + labels[k] + " is not a number (" + (std::isnan(p) ? "NaN" : "infinite") +
+                                           "): the model " + model.record.version + " is damaged; no probabilities were stored"};
+    }
+    out.emplace_back(labels[k], p);
+  }
   return out;
 }
 
@@ -173,8 +182,10 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!display) return display.error();
   auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
   if (!result) return from_inference(result.error());
+  auto probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  if (!probabilities) return probabilities.error();
   RadiographPrediction out;
-  out.probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  out.probabilities = std::move(probabilities.value());
   out.domain = domain_of(model, *result, 0, &image);
   return out;
 }
@@ -232,9 +243,14 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
                         static_cast<double>(end - start);
       for (std::size_t b = 0; b < rows.size(); ++b) {
         ImagePrediction& p = out[rows[b]];
-        p.probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
+        auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
         p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr);
         p.milliseconds = ms;
+        if (!probabilities) {
+          p.error = probabilities.error().message;
+          continue;
+        }
+        p.probabilities = std::move(probabilities.value());
         if (model.record.id > 0 && images[rows[b]].id > 0) {
           auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
           if (!stored) return stored.error();
@@ -255,7 +271,9 @@ Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, const He
   auto result = model.model.forward({image}, {rollout, false});
   if (!result) return from_inference(result.error());
   Heatmap h;
-  h.probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  auto probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  if (!probabilities) return probabilities.error();
+  h.probabilities = std::move(probabilities.value());
   if (rollout) {
     h.grid = inference::attention_rollout(result->attentions[0], inference::HeadFusion::Mean, options.discard_ratio, result->grid_h,
                                           result->grid_w);

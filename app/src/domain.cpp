@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "hilum/core/numbers.hpp"
 #include "text.hpp"
 
 namespace hilum::app {
@@ -40,8 +41,8 @@ bool chest_body_part(const std::string& part) {
 }
 
 std::string format_years(double years) {
-  if (years < 1.0) return fixed(years * 12.0, 0) + " months";
-  return fixed(years, years < 10.0 ? 1 : 0) + " years";
+  if (years < 1.0) return core::format_fixed(years * 12.0, 0) + " months";
+  return core::format_fixed(years, years < 10.0 ? 1 : 0) + " years";
 }
 
 }  // namespace
@@ -98,8 +99,8 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
     const double score = inference::domain_distance(*domain, embedding, dim) / domain->threshold;
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;
-    pixels = pixels_ok ? "the image looks like the training films (domain score " + fixed(*out.score, 2) + "; above 1 is outside)"
-                       : "the image does not look like the chest films the model was trained on (domain score " + fixed(*out.score, 2) +
+    pixels = pixels_ok ? "the image looks like the training films (domain score " + core::format_fixed(*out.score, 2) + "; above 1 is outside)"
+                       : "the image does not look like the chest films the model was trained on (domain score " + core::format_fixed(*out.score, 2) +
                              "; above 1 is outside)";
   } else {
     pixels = "the model carries no reference of its training films, so the pixel check is unavailable";

@@ -26,6 +26,7 @@
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/dicom/deidentify.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "text.hpp"
@@ -49,12 +50,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string format_number(double v) {
-  if (!std::isfinite(v)) return {};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+std::string format_number(double v) { return core::format_number(v, 10); }  // whatever the locale
 
 
 
@@ -194,15 +190,6 @@ std::string gender(const std::string& sex) {
   if (s == "m") return "M";
   if (s == "f") return "F";
   return {};
-}
-
-std::string csv_line(const std::vector<std::string>& fields) {
-  std::string line;
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    if (i) line += ',';
-    line += csv_field(fields[i]);
-  }
-  return line + kCrlf;
 }
 
 // Modality value = PNG value * slope + offset. The identity for the common unsigned images;
@@ -389,13 +376,23 @@ std::optional<int> age_in_years(const std::string& dicom_age, const std::string&
 }
 
 std::string csv_field(std::string_view value) {
-  if (value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
-  std::string out = "\"";
+  const bool formula = !value.empty() && std::string_view("=+-@\t\r").find(value.front()) != std::string_view::npos;
+  if (!formula && value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
+  std::string out = formula ? "\"'" : "\"";
   for (const char c : value) {
     if (c == '"') out += "\"\"";
     else out.push_back(c);
   }
   return out + "\"";
+}
+
+std::string csv_line(const std::vector<CsvCell>& cells) {
+  std::string line;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    if (i) line += ',';
+    line += cells[i].numeric ? cells[i].value : csv_field(cells[i].value);
+  }
+  return line + kCrlf;
 }
 
 // ---- The export. ----
@@ -624,7 +621,8 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
     std::string scaling = std::string(kScalingHeader) + kCrlf;
     for (const ImageRow& row : rows) {
       if (row.png.empty()) continue;
-      scaling += csv_line({row.image_index, format_number(row.offset), format_number(row.slope), row.instance.photometric});
+      scaling += csv_line({row.image_index, CsvCell::number(format_number(row.offset)), CsvCell::number(format_number(row.slope)),
+                           row.instance.photometric});
     }
     if (auto s = write(std::string(kImagesDir) + "/" + kScalingFile, scaling); !s) return s.error();
     sync_folder(images_dir);
@@ -637,16 +635,16 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
       const Instance& in = row.instance;
       const auto age = age_in_years(in.patient_age, in.patient_birth_date, in.study_date);
       const bool spacing = in.pixel_spacing_row && in.pixel_spacing_column;
-      entries += csv_line({row.image_index, finding_labels(row), std::to_string(row.follow_up), row.patient_id,
-                           age ? std::to_string(*age) : std::string(), gender(in.patient_sex), in.view_position,
-                           std::to_string(in.columns), std::to_string(in.rows),
-                           spacing ? format_number(*in.pixel_spacing_column) : std::string(),
-                           spacing ? format_number(*in.pixel_spacing_row) : std::string(), to_string(row.split)});
+      entries += csv_line({row.image_index, finding_labels(row), CsvCell::number(std::to_string(row.follow_up)), row.patient_id,
+                           CsvCell::number(age ? std::to_string(*age) : std::string()), gender(in.patient_sex), in.view_position,
+                           CsvCell::number(std::to_string(in.columns)), CsvCell::number(std::to_string(in.rows)),
+                           CsvCell::number(spacing ? format_number(*in.pixel_spacing_column) : std::string()),
+                           CsvCell::number(spacing ? format_number(*in.pixel_spacing_row) : std::string()), to_string(row.split)});
       for (const auto& l : row.labels) {
         if (l.value != LabelValue::Present || !l.region) continue;
         const Region box = l.region->bounding_box();
-        boxes += csv_line({row.image_index, l.finding, format_number(box.x), format_number(box.y), format_number(box.w),
-                           format_number(box.h)});
+        boxes += csv_line({row.image_index, l.finding, CsvCell::number(format_number(box.x)), CsvCell::number(format_number(box.y)),
+                           CsvCell::number(format_number(box.w)), CsvCell::number(format_number(box.h))});
       }
     }
     if (auto s = write(kDataEntryFile, entries); !s) return s.error();

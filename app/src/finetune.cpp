@@ -24,6 +24,7 @@
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/labels_csv.hpp"
+#include "hilum/core/numbers.hpp"
 #include "trainer.hpp"
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/inference/model_extras.hpp"
@@ -199,22 +200,21 @@ std::pair<bool, std::string> gate(const EvaluationReport& candidate, const std::
       ++fresh;
     }
   }
-  char buf[512];
   std::string reason;
   bool pass = true;
   if (shared > 0) {
     const double a = new_sum / shared, b = old_sum / shared;
     pass = a >= b - tolerance;
-    std::snprintf(buf, sizeof buf, "mean AUROC %.4f vs active %.4f on %d shared finding(s): %s %.3f", a, b, shared,
-                  pass ? "not worse beyond" : "worse by more than", tolerance);
-    reason = buf;
+    // Stored in the catalog: numbers through core::format_fixed, never the locale's decimal comma.
+    reason = "mean AUROC " + core::format_fixed(a, 4) + " vs active " + core::format_fixed(b, 4) + " on " + std::to_string(shared) +
+             " shared finding(s): " + (pass ? "not worse beyond " : "worse by more than ") + core::format_fixed(tolerance, 3);
   }
   if (fresh > 0) {
     const double low = fresh_low / fresh, auroc = fresh_auroc / fresh;
     const bool above = low > 0.5;
-    std::snprintf(buf, sizeof buf, "%s %s (%s): mean AUROC %.4f, 95%% lower bound %.4f %s chance", shared > 0 ? "; new" : "no finding shared with the active model;",
-                  fresh == 1 ? "finding" : "findings", fresh_names.c_str(), auroc, low, above ? "above" : "not above");
-    reason += buf;
+    reason += std::string(shared > 0 ? "; new" : "no finding shared with the active model;") + " " + (fresh == 1 ? "finding" : "findings") +
+              " (" + fresh_names + "): mean AUROC " + core::format_fixed(auroc, 4) + ", 95% lower bound " + core::format_fixed(low, 4) + " " +
+              (above ? "above" : "not above") + " chance";
     pass = pass && above;
   }
   return {pass, reason};
@@ -508,7 +508,7 @@ json labelled_summary(const Dataset& data) {
 
 }  // namespace
 
-std::string evaluation_json(const EvaluationReport& report) { return detail::to_json(report).dump(); }
+std::string evaluation_json(const EvaluationReport& report) { return dump_json(detail::to_json(report)); }
 
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
                                 const std::atomic<bool>* cancel) {
@@ -530,13 +530,13 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   json params = {{"base", base->record.version}, {"strategy", to_string(strategy)}, {"epochs", options.epochs}, {"k", options.k},
                  {"batch_size", options.batch_size}, {"learning_rate", options.learning_rate}, {"seed", options.seed},
                  {"labels_up_to", data->max_event_id}};
-  auto job = catalog.unfinished_job("finetune", params.dump());
+  auto job = catalog.unfinished_job("finetune", dump_json(params));
   if (!job) return job.error();
   std::int64_t job_id = 0;
   if (job->has_value()) {
     job_id = (*job)->id;
   } else {
-    auto created = catalog.create_job("finetune", params.dump(), {});
+    auto created = catalog.create_job("finetune", dump_json(params), {});
     if (!created) return created.error();
     job_id = *created;
   }
@@ -554,7 +554,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     trained = train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
   }
   if (!trained) {
-    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", json{{"error", trained.error().message}}.dump());
+    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", dump_json(json{{"error", trained.error().message}}));
     return trained.error();
   }
 
@@ -662,15 +662,15 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
   record.name = *version;
   record.strategy = to_string(strategy);
-  record.hyperparameters = trained->hyperparameters.dump();
-  record.label_snapshot = snapshot.dump();
-  record.metrics = metrics_json.dump();
+  record.hyperparameters = dump_json(trained->hyperparameters);
+  record.label_snapshot = dump_json(snapshot);
+  record.metrics = dump_json(metrics_json);
   record.status = pass ? "active" : "candidate";
   record.status_reason = reason;
   record.path = fs::absolute(dir, ec).string();
   auto registered = catalog.register_model(record, trained->config.labels);
   if (!registered) return registered.error();
-  (void)catalog.set_job_status(job_id, "done", json{{"model", *version}, {"promoted", pass}}.dump());
+  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", *version}, {"promoted", pass}}));
   fs::remove_all(checkpoint_dir, ec);
 
   FinetuneResult result;

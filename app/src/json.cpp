@@ -1,4 +1,6 @@
 #include "hilum/app/json.hpp"
+#include "hilum/core/numbers.hpp"
+#include "text.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -7,8 +9,21 @@ namespace hilum::app {
 
 std::string json_escape(std::string_view s) {
   std::string out = "\"";
-  for (const char ch : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x80) {
+      // Values may come from files (DICOM strings, an older catalog): a byte that is not part of
+      // well-formed UTF-8 becomes U+FFFD, so that the document always parses.
+      const std::size_t n = utf8_sequence(s, i);
+      if (n == 0) {
+        out += "\xEF\xBF\xBD";
+      } else {
+        out.append(s.substr(i, n));
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -46,9 +61,7 @@ JsonObject& JsonObject::add(std::string_view k, double value) {
   if (!std::isfinite(value)) {
     body_ += "null";
   } else {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.10g", value);
-    body_ += buf;
+    body_ += core::format_number(value, 10);  // the locale's decimal comma is not JSON
   }
   return *this;
 }

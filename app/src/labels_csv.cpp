@@ -110,7 +110,10 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
 
   CsvLabelReport report;
   if (finding_labels_col < 0) {
-    for (const auto& u : unknown_columns) report.problems.push_back({1, "unknown finding column \"" + u + "\" ignored"});
+    for (const auto& u : unknown_columns) {
+      const std::string why = finding_name_problem(u);
+      report.problems.push_back({1, "unknown finding column " + quoted_excerpt(u) + " ignored" + (why.empty() ? "" : " (" + why + ")")});
+    }
   }
   valid.clear();
   std::vector<int> valid_lines;
@@ -131,7 +134,7 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
       if (!found) return found.error();
     }
     if (!found->has_value()) {
-      report.problems.push_back({line, "unknown image " + image});
+      report.problems.push_back({line, "unknown image " + quoted_excerpt(image)});
       continue;
     }
     const std::string uid = (*found)->sop_instance_uid;
@@ -156,7 +159,8 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
         if (!name.empty()) {
           auto it = canonical.find(lower(name));
           if (it == canonical.end()) {
-            problem = "unknown finding \"" + name + "\"";
+            const std::string why = finding_name_problem(name);
+            problem = "unknown finding " + quoted_excerpt(name) + (why.empty() ? "" : " (" + why + ")");
             break;
           }
           present.insert(it->second);
@@ -178,7 +182,7 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
         if (v.empty()) continue;
         auto value = parse_label_value(v);
         if (!value) {
-          problem = "unreadable value \"" + v + "\" for " + name + " (present, absent, uncertain)";
+          problem = "unreadable value " + quoted_excerpt(v) + " for " + name + " (present, absent, uncertain)";
           break;
         }
         add(name, *value);

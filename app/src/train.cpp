@@ -586,7 +586,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
                         {"images", extras.domain->images}}},
             {"history", detail::to_json(report.history)}};
   if (!problems.empty()) r["unreadable"] = problems;
-  report.report_json = r.dump(2);
+  report.report_json = dump_json(r, 2);
 
   std::error_code ec;
   const fs::path tmp = o.out.parent_path() / (o.out.filename().string() + ".partial");

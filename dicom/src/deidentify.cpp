@@ -87,6 +87,7 @@ enum class Action {
   PatientName,  // D: plan.pseudonym("patient_name", ...)
   PatientId,    // D: plan.pseudonym("patient_id", ...)
   Accession,    // D or Z: plan.pseudonym("accession", ...)
+  CodeMeaning,  // D: the code it names, "<Code Value> (<Coding Scheme Designator>)" (free text otherwise)
   ByVr,         // decided by the value representation (UIDs, dates, free text, person names)
 };
 
@@ -112,6 +113,12 @@ const std::map<std::uint32_t, Action>& attribute_table() {
       {key(0x0008, 0x009D), Action::Remove},      // Consulting Physician Identification Sequence
       {key(0x0008, 0x0201), Action::Remove},      // Timezone Offset From UTC
       {key(0x0008, 0x0300), Action::Remove},      // Private Data Element Characteristics Sequence
+      // Coded entries, in the items of any sequence at any depth (Anatomic Region Sequence and its
+      // modifiers, Concept Name Code Sequence, ...): the code is kept; its meaning is text a person
+      // may have typed (a name, a story), so it is replaced by the code it names.
+      {key(0x0008, 0x0104), Action::CodeMeaning},  // Code Meaning
+      {key(0x0008, 0x0119), Action::Keep},         // Long Code Value (UC: a code, not free text)
+      {key(0x0008, 0x0120), Action::Keep},         // URN Code Value (UR: a code, not a link)
       {key(0x0008, 0x1010), Action::Remove},      // Station Name
       {key(0x0008, 0x1030), Action::Remove},      // Study Description
       {key(0x0008, 0x1032), Action::Remove},      // Procedure Code Sequence
@@ -299,6 +306,8 @@ class Deidentifier {
         return replace_with_pseudonym(element, "patient_id", 64, false);
       case Action::Accession:
         return replace_with_pseudonym(element, "accession", 16, true);
+      case Action::CodeMeaning:
+        return replace_code_meaning(item, element);
       case Action::ByVr:
         break;
     }
@@ -381,6 +390,21 @@ class Deidentifier {
       return make_error(ErrorKind::Unsupported, "the pseudonym for " + kind + " equals the original value");
     }
     return checked(element.putString(value.c_str()), "replace", element);
+  }
+
+  // The code an item's Code Meaning stands for, as its meaning: "51185008 (SCT)"; empty when the
+  // item names no code. The code's own attributes are kept by the table, whatever their order.
+  static std::optional<Error> replace_code_meaning(DcmItem& item, DcmElement& element) {
+    OFString code, scheme;
+    for (const DcmTagKey& tag : {DCM_CodeValue, DCM_LongCodeValue, DCM_URNCodeValue}) {
+      if (item.findAndGetOFStringArray(tag, code).good() && !code.empty()) break;
+      code.clear();
+    }
+    (void)item.findAndGetOFStringArray(DCM_CodingSchemeDesignator, scheme);
+    std::string meaning = trim(code.c_str());
+    if (!meaning.empty() && !trim(scheme.c_str()).empty()) meaning += " (" + trim(scheme.c_str()) + ")";
+    if (meaning.size() > 64) meaning.clear();  // LO holds 64 characters
+    return checked(element.putString(meaning.c_str()), "replace", element);
   }
 
   std::optional<Error> replace_uids(DcmElement& element) {

@@ -315,6 +315,12 @@ Result<std::vector<float>> SafetensorsFile::read_f32(const std::string& name, co
       return Error{ErrorKind::Unsupported, path_.filename().string() + ": tensor " + name + " is " + to_string(t->dtype) +
                                                " (weights must be F32, F16 or BF16)"};
   }
+  // A NaN or an infinity is never a weight: it would make every output NaN (or 0 or 1) and look like an answer.
+  if (const auto bad = std::find_if(out.begin(), out.end(), [](float x) { return !std::isfinite(x); }); bad != out.end()) {
+    return Error{ErrorKind::Invalid, path_.filename().string() + ": tensor " + name + " holds a value that is not finite (" +
+                                         (std::isnan(*bad) ? std::string("NaN") : std::string(*bad > 0 ? "+inf" : "-inf")) + " at index " +
+                                         std::to_string(bad - out.begin()) + ")"};
+  }
   return out;
 }
 
@@ -340,7 +346,7 @@ Status write_safetensors(const fs::path& path, const std::vector<TensorToWrite>&
     header[t->name] = {{"dtype", to_string(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  std::string text = header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');
 
   const fs::path tmp = core::temporary_path_beside(path);

@@ -6,13 +6,15 @@
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
-#include <sstream>
+#include <string_view>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
@@ -30,16 +32,63 @@ namespace {
 
 Error invalid(std::string m) { return {ErrorKind::Invalid, std::move(m)}; }
 
-Result<json> read_json(const fs::path& path) {
+// Model folders come from anywhere: a JSON file is read only when it is small and shallow, so that
+// neither the parser nor anything walking the tree recursively can be made to exhaust memory or stack.
+constexpr std::uintmax_t kMaxJsonBytes = 1u << 20;  // 1 MiB: Hugging Face configs are a few KB
+constexpr int kMaxJsonDepth = 64;                   // real configs nest 2 or 3 levels
+
+// The deepest nesting of arrays and objects in `text` (brackets inside strings do not count), or
+// -1 as soon as it exceeds `limit`. A linear scan that needs no stack.
+int json_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char ch : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (ch == '\\') escaped = true;
+      else if (ch == '"') in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > limit) return -1;
+      deepest = std::max(deepest, depth);
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// Parses `text` (named `what` in messages) after checking its size and nesting depth.
+Result<json> parse_bounded_json(const std::string& text, const std::string& what) {
+  if (text.size() > kMaxJsonBytes) {
+    return invalid(what + " is " + std::to_string(text.size()) + " bytes; at most " + std::to_string(kMaxJsonBytes) + " are accepted");
+  }
+  if (json_depth(text, kMaxJsonDepth) < 0) {
+    return invalid(what + " nests arrays or objects more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+  }
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    return invalid(what + " is not valid JSON: " + e.what());
+  }
+}
+
+// Reads a JSON file (bounded, see above); `text` receives its bytes as they are.
+Result<json> read_json(const fs::path& path, std::string* text = nullptr) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{ErrorKind::NotFound, "cannot read " + path.string()};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    return invalid(path.filename().string() + " is not valid JSON: " + e.what());
+  // Read at most one byte past the limit: a huge file is refused without being loaded.
+  std::string bytes(kMaxJsonBytes + 1, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  if (in.bad()) return Error{ErrorKind::Io, "cannot read " + path.string()};
+  if (bytes.size() > kMaxJsonBytes) {
+    return invalid(path.filename().string() + " is larger than " + std::to_string(kMaxJsonBytes) + " bytes (the most accepted)");
   }
+  auto j = parse_bounded_json(bytes, path.filename().string());
+  if (j && text != nullptr) *text = std::move(bytes);
+  return j;
 }
 
 Status write_text_atomically(const fs::path& path, const std::string& text) {
@@ -47,87 +96,198 @@ Status write_text_atomically(const fs::path& path, const std::string& text) {
   return core::Done{};
 }
 
-template <typename T>
-bool get(const json& j, const char* key, T& out) {
-  if (!j.contains(key) || j[key].is_null()) return false;
-  out = j[key].get<T>();
-  return true;
+// A value as a message shows it: short, and valid UTF-8 whatever the file held.
+std::string shown(const json& v) {
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 40) s = s.substr(0, 40) + "...";
+  return s;
 }
+
+// The fields of one JSON object of `file`, each checked against its allowed range when read: a
+// number that is out of range, not integral where an integer is wanted, or of the wrong type is an
+// error naming the field, its range and the value (never truncated, wrapped or cast with overflow).
+class Fields {
+ public:
+  Fields(const json& object, std::string file, std::string prefix = "") : v_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
+
+  // An integral JSON number in lo..hi (16.0 is accepted; 16.5, 4294967304 and 1e30 are not).
+  void integer(const char* key, int lo, int hi, int& out) {
+    const json* x = find(key);
+    if (x == nullptr) return;
+    const auto fail = [&] { fail_with(key, "must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + shown(*x)); };
+    if (x->is_number_unsigned()) {
+      const auto u = x->get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(hi) || static_cast<std::int64_t>(u) < lo) return fail();
+      out = static_cast<int>(u);
+    } else if (x->is_number_integer()) {
+      const auto i = x->get<std::int64_t>();
+      if (i < lo || i > hi) return fail();
+      out = static_cast<int>(i);
+    } else if (x->is_number_float()) {
+      const double d = x->get<double>();
+      if (!(d >= lo && d <= hi) || d != std::floor(d)) return fail();
+      out = static_cast<int>(d);
+    } else {
+      return fail();
+    }
+  }
+  // A finite number in lo..hi (open at lo when lo_open); `range` says so in the message.
+  void number(const char* key, double lo, double hi, bool lo_open, const std::string& range, double& out) {
+    const json* x = find(key);
+    if (x != nullptr) out = number_value(*x, key, lo, hi, lo_open, range);
+  }
+  double number_value(const json& x, const std::string& name, double lo, double hi, bool lo_open, const std::string& range) {
+    const double d = x.is_number() ? x.get<double>() : std::nan("");
+    if (!std::isfinite(d) || d < lo || d > hi || (lo_open && d == lo)) {
+      fail_with(name, "must be " + range + ", got " + shown(x));
+      return 0.0;
+    }
+    return d;
+  }
+  void text(const char* key, std::string& out) {
+    const json* x = find(key);
+    if (x == nullptr) return;
+    if (!x->is_string()) return fail_with(key, "must be a string, got " + shown(*x));
+    out = x->get<std::string>();
+  }
+  void boolean(const char* key, bool& out) {
+    const json* x = find(key);
+    if (x == nullptr) return;
+    if (!x->is_boolean()) return fail_with(key, "must be true or false, got " + shown(*x));
+    out = x->get<bool>();
+  }
+  void fail_with(const std::string& key, const std::string& rule) {
+    if (!error) error = invalid(file_ + ": " + prefix_ + key + " " + rule);
+  }
+  // Absent or null: the default stays.
+  [[nodiscard]] const json* find(const char* key) const {
+    const auto it = v_.find(key);
+    return it == v_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  std::optional<Error> error;
+
+ private:
+  const json& v_;
+  std::string file_, prefix_;
+};
+
+// The allowed ranges. Sizes are those of any ViT that fits in memory; input sides are those of
+// an image worth classifying.
+constexpr int kMaxHidden = 16384, kMaxLayers = 256, kMaxHeads = 256, kMaxIntermediate = 65536, kMaxPatch = 1024;
+constexpr int kMinSide = 16, kMaxSide = 4096;
+constexpr int kMaxLabels = 100000;
 
 }  // namespace
 
 // ---- Config ------------------------------------------------------------------------------
 
 Result<ViTConfig> read_config(const fs::path& dir) {
-  auto j = read_json(dir / "config.json");
-  if (!j) return j.error();
   ViTConfig c;
-  try {
-    const json& v = j.value();
-    if (!v.is_object()) return invalid("config.json is not a JSON object");
-    if (v.contains("model_type") && v["model_type"] != "vit") {
-      return Error{ErrorKind::Unsupported, "config.json: model_type " + v["model_type"].dump() + " is not a ViT"};
-    }
-    get(v, "hidden_size", c.hidden_size);
-    get(v, "num_hidden_layers", c.num_layers);
-    get(v, "num_attention_heads", c.num_heads);
-    get(v, "intermediate_size", c.intermediate_size);
-    get(v, "image_size", c.image_size);
-    get(v, "patch_size", c.patch_size);
-    get(v, "num_channels", c.num_channels);
-    get(v, "layer_norm_eps", c.layer_norm_eps);
-    get(v, "hidden_act", c.hidden_act);
-    get(v, "qkv_bias", c.qkv_bias);
-    get(v, "problem_type", c.problem_type);
-    if (v.contains("id2label") && v["id2label"].is_object()) {
-      std::vector<std::pair<int, std::string>> labels;
-      for (auto it = v["id2label"].begin(); it != v["id2label"].end(); ++it) labels.emplace_back(std::stoi(it.key()), it.value().get<std::string>());
-      std::sort(labels.begin(), labels.end());
-      for (std::size_t i = 0; i < labels.size(); ++i) {
-        if (labels[i].first != static_cast<int>(i)) return invalid("config.json: id2label must number its labels 0..n-1");
-        c.labels.push_back(labels[i].second);
-      }
-    }
-    c.original_json = v.dump(2);
-  } catch (const std::exception& e) {
-    return invalid(std::string("config.json: ") + e.what());
+  auto j = read_json(dir / "config.json", &c.original_json);
+  if (!j) return j.error();
+  const json& v = j.value();
+  if (!v.is_object()) return invalid("config.json is not a JSON object");
+  if (v.contains("model_type") && v["model_type"] != "vit") {
+    return Error{ErrorKind::Unsupported, "config.json: model_type " + shown(v["model_type"]) + " is not a ViT"};
   }
-  const auto bad = [](int x, int lo, int hi) { return x < lo || x > hi; };
-  if (bad(c.hidden_size, 1, 16384) || bad(c.num_layers, 1, 256) || bad(c.num_heads, 1, 256) || bad(c.intermediate_size, 1, 65536) ||
-      bad(c.image_size, 1, 8192) || bad(c.patch_size, 1, 1024) || bad(c.num_channels, 1, 3) || c.hidden_size % c.num_heads != 0 ||
-      c.image_size % c.patch_size != 0 || !(c.layer_norm_eps > 0)) {
-    return invalid("config.json: implausible or inconsistent sizes (hidden " + std::to_string(c.hidden_size) + ", heads " +
-                   std::to_string(c.num_heads) + ", image " + std::to_string(c.image_size) + ", patch " + std::to_string(c.patch_size) + ")");
+  Fields f(v, "config.json");
+  f.integer("hidden_size", 1, kMaxHidden, c.hidden_size);
+  f.integer("num_hidden_layers", 1, kMaxLayers, c.num_layers);
+  f.integer("num_attention_heads", 1, kMaxHeads, c.num_heads);
+  f.integer("intermediate_size", 1, kMaxIntermediate, c.intermediate_size);
+  f.integer("image_size", kMinSide, kMaxSide, c.image_size);
+  f.integer("patch_size", 1, kMaxPatch, c.patch_size);
+  f.integer("num_channels", 1, 3, c.num_channels);
+  f.number("layer_norm_eps", 0.0, 1.0, true, "a number in (0, 1]", c.layer_norm_eps);
+  f.text("hidden_act", c.hidden_act);
+  f.boolean("qkv_bias", c.qkv_bias);
+  f.text("problem_type", c.problem_type);
+  if (f.error) return *f.error;
+  if (c.hidden_size % c.num_heads != 0) {
+    return invalid("config.json: inconsistent sizes: num_attention_heads " + std::to_string(c.num_heads) + " does not divide hidden_size " +
+                   std::to_string(c.hidden_size));
+  }
+  if (c.image_size % c.patch_size != 0) {
+    return invalid("config.json: inconsistent sizes: patch_size " + std::to_string(c.patch_size) + " does not divide image_size " +
+                   std::to_string(c.image_size));
   }
   if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh") {
-    return Error{ErrorKind::Unsupported, "config.json: activation " + c.hidden_act + " is not supported (gelu, gelu_new)"};
+    return Error{ErrorKind::Unsupported, "config.json: activation " + shown(json(c.hidden_act)) + " is not supported (gelu, gelu_new)"};
+  }
+  if (const json* id2label = f.find("id2label"); id2label != nullptr) {
+    if (!id2label->is_object()) return invalid("config.json: id2label must be an object, got " + shown(*id2label));
+    if (id2label->size() > static_cast<std::size_t>(kMaxLabels)) {
+      return invalid("config.json: id2label may name at most " + std::to_string(kMaxLabels) + " labels, got " + std::to_string(id2label->size()));
+    }
+    std::vector<std::pair<int, std::string>> labels;
+    for (auto it = id2label->begin(); it != id2label->end(); ++it) {
+      const std::string& key = it.key();
+      int id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc{} || end != key.data() + key.size() || id < 0 || id >= kMaxLabels) {
+        return invalid("config.json: id2label's keys must be integers in 0.." + std::to_string(kMaxLabels - 1) + ", got " + shown(json(key)));
+      }
+      if (!it.value().is_string()) return invalid("config.json: id2label[" + key + "] must be a string, got " + shown(it.value()));
+      labels.emplace_back(id, it.value().get<std::string>());
+    }
+    std::sort(labels.begin(), labels.end());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i].first != static_cast<int>(i)) return invalid("config.json: id2label must number its labels 0..n-1");
+      c.labels.push_back(labels[i].second);
+    }
   }
   c.input_height = c.input_width = c.image_size;
   if (fs::exists(dir / "preprocessor_config.json")) {
     auto p = read_json(dir / "preprocessor_config.json");
     if (!p) return p.error();
-    try {
-      const json& v = p.value();
-      if (v.contains("image_mean") && v["image_mean"].is_array()) {
-        for (std::size_t i = 0; i < 3 && i < v["image_mean"].size(); ++i) c.image_mean[i] = v["image_mean"][i].get<float>();
+    const json& pv = p.value();
+    if (!pv.is_object()) return invalid("preprocessor_config.json is not a JSON object");
+    Fields pf(pv, "preprocessor_config.json");
+    // image_mean and image_std: one number per channel (or one for all).
+    const auto per_channel = [&](const char* key, double lo, double hi, bool lo_open, const std::string& range, std::array<float, 3>& out) {
+      const json* x = pf.find(key);
+      if (x == nullptr) return;
+      if (x->is_number()) {
+        out.fill(static_cast<float>(pf.number_value(*x, key, lo, hi, lo_open, range)));
+        return;
       }
-      if (v.contains("image_std") && v["image_std"].is_array()) {
-        for (std::size_t i = 0; i < 3 && i < v["image_std"].size(); ++i) c.image_std[i] = v["image_std"][i].get<float>();
+      if (!x->is_array() || (x->size() != 1 && x->size() != 3 && x->size() != static_cast<std::size_t>(c.num_channels))) {
+        return pf.fail_with(key, "must be a number or an array of 1 or 3 numbers, got " + shown(*x));
       }
-      if (v.contains("size")) {
-        if (v["size"].is_number_integer()) {
-          c.input_height = c.input_width = v["size"].get<int>();
-        } else if (v["size"].is_object()) {
-          get(v["size"], "height", c.input_height);
-          get(v["size"], "width", c.input_width);
-        }
+      for (std::size_t i = 0; i < 3; ++i) {
+        const json& e = (*x)[std::min(i, x->size() - 1)];
+        out[i] = static_cast<float>(pf.number_value(e, std::string(key) + "[" + std::to_string(std::min(i, x->size() - 1)) + "]", lo, hi, lo_open, range));
       }
-    } catch (const std::exception& e) {
-      return invalid(std::string("preprocessor_config.json: ") + e.what());
+    };
+    per_channel("image_mean", -1000.0, 1000.0, false, "a number in -1000..1000", c.image_mean);
+    per_channel("image_std", 1e-6, 1000.0, false, "a number in 1e-06..1000", c.image_std);
+    // size: one side for both, or {height, width}; a side the model's patches tile.
+    const auto side = [&](Fields& fields, const char* key, int& out) {
+      const json* x = fields.find(key);
+      if (x == nullptr) return;
+      int value = 0;
+      fields.integer(key, kMinSide, kMaxSide, value);
+      if (fields.error) return;
+      if (value % c.patch_size != 0) {
+        return fields.fail_with(key, "must be divisible by patch_size " + std::to_string(c.patch_size) + ", got " + std::to_string(value));
+      }
+      out = value;
+    };
+    if (const json* size = pf.find("size"); size != nullptr) {
+      if (size->is_object()) {
+        Fields sf(*size, "preprocessor_config.json", "size.");
+        side(sf, "height", c.input_height);
+        side(sf, "width", c.input_width);
+        if (sf.error) return *sf.error;
+      } else if (size->is_number()) {
+        side(pf, "size", c.input_height);
+        c.input_width = c.input_height;
+      } else {
+        pf.fail_with("size", "must be an integer or {\"height\": H, \"width\": W}, got " + shown(*size));
+      }
     }
-    for (float s : c.image_std) {
-      if (!(s > 0)) return invalid("preprocessor_config.json: image_std must be positive");
-    }
+    if (pf.error) return *pf.error;
   }
   return c;
 }
@@ -299,11 +459,8 @@ Status ViTModel::save(const fs::path& dir, DType dtype) const {
   // config.json: the original fields, updated with what we know.
   json j = json::object();
   if (!c.original_json.empty()) {
-    try {
-      j = json::parse(c.original_json);
-    } catch (const json::exception&) {
-      j = json::object();
-    }
+    // The bytes read_config kept (bounded there); bounded again, since a ViTConfig can be built by hand.
+    if (auto original = parse_bounded_json(c.original_json, "config.json"); original && original->is_object()) j = std::move(original.value());
   }
   j["model_type"] = "vit";
   j["architectures"] = {w.has_classifier ? "ViTForImageClassification" : "ViTModel"};
@@ -331,7 +488,7 @@ Status ViTModel::save(const fs::path& dir, DType dtype) const {
   j["label2id"] = label2id;
   j["torch_dtype"] = dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
   if (auto s = write_safetensors(dir / "model.safetensors", t); !s) return s;
-  if (auto s = write_text_atomically(dir / "config.json", j.dump(2) + "\n"); !s) return s;
+  if (auto s = write_text_atomically(dir / "config.json", j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"); !s) return s;
   json pre = {{"do_normalize", true}, {"do_rescale", true}, {"do_resize", true}, {"rescale_factor", 1.0 / 255.0},
               {"image_mean", c.image_mean}, {"image_std", c.image_std}, {"resample", 2},
               {"size", {{"height", c.input_height}, {"width", c.input_width}}}, {"image_processor_type", "ViTImageProcessor"}};

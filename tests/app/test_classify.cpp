@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -113,6 +114,38 @@ TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
   // Classifying again replaces, it does not duplicate.
   ASSERT_TRUE(app::classify(*catalog_, *model, {a}).ok());
   EXPECT_EQ(catalog_->predictions(a.sop_instance_uid, registered->id)->size(), 6u);
+}
+
+// Issue 16, defect 7: a folder with a NaN weight is refused at import, naming the tensor; a model
+// that nevertheless answers NaN gets an error per image, never "ok" with a probability.
+TEST_F(ClassifyTest, NonFiniteWeightsAreRefusedAndNonFiniteOutputsAreErrors) {
+  auto good = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  inference::ViTWeights w = good->model.weights();
+  w.blocks[1].fc2.w(3, 5) = std::nanf("");
+  auto damaged = inference::ViTModel::from_weights(good->model.config(), w);
+  ASSERT_TRUE(damaged.ok());
+  ASSERT_TRUE(damaged->save(path("nan-model")).ok());
+  auto imported = app::import_model(*catalog_, path("nan-model"), "nan", true);
+  ASSERT_FALSE(imported.ok());
+  EXPECT_NE(imported.error().message.find("vit.encoder.layer.1.output.dense.weight holds a value that is not finite"), std::string::npos)
+      << imported.error().message;
+  EXPECT_TRUE(catalog_->models()->empty());
+
+  const app::Instance a = add_phantom("a.dcm", 11);
+  auto registered = app::import_model(*catalog_, kTiny, "tiny-1", true);
+  ASSERT_TRUE(registered.ok());
+  app::LoadedModel loaded{registered.value(), std::move(damaged.value())};
+  auto results = app::classify(*catalog_, loaded, {a});
+  ASSERT_TRUE(results.ok()) << results.error().message;
+  ASSERT_EQ(results->size(), 1u);
+  EXPECT_NE(results->at(0).error.find("is not a number"), std::string::npos) << results->at(0).error;
+  EXPECT_TRUE(results->at(0).probabilities.empty());
+  EXPECT_TRUE(catalog_->predictions(a.sop_instance_uid, registered->id)->empty());  // nothing stored
+  auto image = dicom::read_radiograph(a.path);
+  ASSERT_TRUE(image.ok());
+  EXPECT_FALSE(app::classify_radiograph(loaded, image.value()).ok());
+  EXPECT_FALSE(app::heatmap(loaded, a.path, {}).ok());
 }
 
 TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <clocale>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -456,6 +457,62 @@ TEST_F(ExportTest, CsvFieldsAreQuotedAsRfc4180Says) {
   ASSERT_EQ(rows.size(), 2u);
   ASSERT_EQ(rows[1].size(), 12u);
   EXPECT_EQ(rows[1][3], "ID,with \"quotes\"");
+}
+
+// Issue 16, defect 8: a text cell a spreadsheet would run as a formula is neutralised (OWASP: a
+// single quote before it, the field quoted); numbers Hilum wrote stay numbers.
+TEST_F(ExportTest, CsvCellsThatLookLikeFormulasAreNeutralised) {
+  EXPECT_EQ(app::csv_field("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"");
+  EXPECT_EQ(app::csv_field("+SUM(A1:A9)"), "\"'+SUM(A1:A9)\"");
+  EXPECT_EQ(app::csv_field("-2+3"), "\"'-2+3\"");
+  EXPECT_EQ(app::csv_field("@HYPERLINK(\"x\")"), "\"'@HYPERLINK(\"\"x\"\")\"");
+  EXPECT_EQ(app::csv_field("\t=1"), "\"'\t=1\"");
+  EXPECT_EQ(app::csv_field("\r=1"), "\"'\r=1\"");
+  EXPECT_EQ(app::csv_field("a=b+c"), "a=b+c");  // only the first character starts a formula
+  EXPECT_EQ(app::csv_line({"-x", app::CsvCell::number("-0.5"), "y"}), "\"'-x\",-0.5,y\r\n");
+
+  // A Patient ID planted in a DICOM file reaches a non-de-identified export as text, not as a formula.
+  add_record("=cmd|' /C calc'!A0", "1.2.3.8", "1.2.3.8.1", "20240101");
+  add_record("@SUM(1+1)*cmd|' /C calc'!A0", "1.2.3.7", "1.2.3.7.1", "20240101");
+  label("1.2.3.8.1", "Effusion", app::LabelValue::Present, rect(10, 20, 30, 40));
+  label("1.2.3.7.1", "Mass", app::LabelValue::Present);
+  const fs::path out = dir_ / "out";
+  run(out, app::ExportFormat::Csv, false, false);
+  const std::string entries = read_file(out / "Data_Entry_2017.csv");
+  EXPECT_NE(entries.find(",\"'=cmd|' /C calc'!A0\","), std::string::npos) << entries;
+  for (const auto& file : {"Data_Entry_2017.csv", "BBox_List_2017.csv"}) {
+    for (const auto& row : parse_csv(read_file(out / file))) {
+      for (const auto& field : row) {
+        EXPECT_TRUE(field.empty() || std::string("=+-@\t\r").find(field[0]) == std::string::npos) << file << ": " << field;
+      }
+    }
+  }
+  const auto by = rows_by_index(out / "Data_Entry_2017.csv");
+  ASSERT_EQ(by.count("1.2.3.8.1.png"), 1u);
+  EXPECT_EQ(by.at("1.2.3.8.1.png")[3], "'=cmd|' /C calc'!A0");
+  EXPECT_EQ(by.at("1.2.3.7.1.png")[3], "'@SUM(1+1)*cmd|' /C calc'!A0");
+}
+
+// Issue 16, defect 12: the CSV and JSON exports write numbers the same way under a decimal-comma
+// locale (the GUI runs under the user's locale), and they read back as the same numbers.
+TEST_F(ExportTest, NumbersDoNotDependOnTheLocale) {
+  const std::string previous = std::setlocale(LC_ALL, nullptr);
+  if (std::setlocale(LC_ALL, "de_DE.UTF-8") == nullptr) GTEST_SKIP() << "the de_DE.UTF-8 locale is not installed (scripts/setup generates it)";
+  add_record("P-LOCALE", "1.2.3.6", "1.2.3.6.1", "20240101");
+  label("1.2.3.6.1", "Effusion", app::LabelValue::Present, rect(10.5, 20.25, 30.5, 40.125));
+  run(dir_ / "csv", app::ExportFormat::Csv, false, false);
+  run(dir_ / "json", app::ExportFormat::Json, false, false);
+  std::setlocale(LC_ALL, previous.c_str());
+
+  const auto boxes = parse_csv(read_file(dir_ / "csv" / "BBox_List_2017.csv"));
+  ASSERT_EQ(boxes.size(), 2u);
+  EXPECT_EQ(boxes[1], (std::vector<std::string>{"1.2.3.6.1.png", "Effusion", "10.5", "20.25", "30.5", "40.125"}));
+  const std::string json = read_file(dir_ / "json" / "labels.json");
+  EXPECT_TRUE(JsonChecker(json).valid()) << json;
+  EXPECT_NE(json.find("10.5"), std::string::npos) << json;
+  EXPECT_NE(json.find("0.75"), std::string::npos) << json;  // the model probability
+  EXPECT_EQ(json.find("10,5"), std::string::npos) << json;
+  EXPECT_EQ(json.find("0,75"), std::string::npos) << json;
 }
 
 TEST_F(ExportTest, JsonHoldsEveryCurrentLabelWithItsProvenance) {

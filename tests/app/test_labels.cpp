@@ -4,7 +4,15 @@
 #include <sqlite3.h>
 
 #include "catalog_support.hpp"
+#include "hilum/app/json.hpp"
 #include "hilum/app/labels_csv.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <clocale>
+#include <cstdio>
+
+#include "hilum/core/numbers.hpp"
 
 namespace hilum::test {
 namespace {
@@ -156,6 +164,119 @@ TEST_F(LabelsTest, TheVocabularyGrows) {
   EXPECT_TRUE(c().add_labels({label("7.1", "Tube malposition", LabelValue::Present)}).ok());
 }
 
+// Issue 16, defect 8: a finding name that a spreadsheet would run as a formula is refused, whether
+// added by hand or brought in as a model's output.
+TEST_F(LabelsTest, FindingNamesThatLookLikeFormulasAreRefused) {
+  for (const std::string name : {"=1+1", "+SUM(A1)", "-2+3", "@HYPERLINK(\"x\")", "Tube=1", "a\x01b"}) {
+    auto r = c().add_finding(name, "");
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.error().kind, app::ErrorKind::Invalid);
+    EXPECT_FALSE(app::finding_name_problem(name).empty()) << name;
+  }
+  EXPECT_NE(c().add_finding("@cmd", "").error().message.find("cannot begin with"), std::string::npos);
+  EXPECT_TRUE(app::finding_name_problem("Pleural_Thickening").empty());
+  EXPECT_TRUE(c().add_finding("Line-tube malposition (+/-)", "").ok());  // inside a name they are harmless
+  app::ModelRecord m;
+  m.version = "formula-model";
+  auto registered = c().register_model(m, {"Effusion", "-cmd|' /C calc'!A0"});
+  ASSERT_FALSE(registered.ok());
+  EXPECT_NE(registered.error().message.find("cannot be a finding"), std::string::npos) << registered.error().message;
+  EXPECT_FALSE(c().find_model("formula-model").value().has_value());
+  const auto vocabulary = c().findings();
+  ASSERT_TRUE(vocabulary.ok());
+  for (const auto& f : vocabulary.value()) EXPECT_EQ(app::finding_name_problem(f.name), "") << f.name;
+}
+
+// Issue 16, defect 9: text entering the catalog is well-formed UTF-8 (checked at the boundary), so
+// that the JSON and CSV printed from it are text.
+TEST_F(LabelsTest, TextEnteringTheCatalogMustBeUtf8) {
+  const std::string invalid[] = {"Dr. \xff\xfe", "M\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80"};
+  for (const auto& bytes : invalid) {
+    auto r = c().add_labels({label("7.1", "Effusion", LabelValue::Present, bytes)});
+    ASSERT_FALSE(r.ok()) << "author " << bytes;
+    EXPECT_EQ(r.error().kind, app::ErrorKind::Invalid);
+    EXPECT_NE(r.error().message.find("the author is not valid UTF-8"), std::string::npos) << r.error().message;
+    auto commented = label("7.1", "Effusion", LabelValue::Present);
+    commented.comment = "seen " + bytes;
+    EXPECT_FALSE(c().add_labels({commented}).ok());
+    EXPECT_FALSE(c().add_finding("Nodule " + bytes, "").ok());
+    EXPECT_FALSE(c().add_finding("Tube", "bad " + bytes).ok());
+  }
+  EXPECT_FALSE(c().add_labels({label("7.1", "Effusion", LabelValue::Present, "Dr.\tA")}).ok());  // control characters
+  EXPECT_TRUE(c().label_history("7.1")->empty());
+  EXPECT_EQ(c().findings()->size(), 15u);
+  // Well-formed text in any script is welcome.
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present, "Dr. M\xc3\xbcller \xe6\x9d\x8e \xf0\x9f\xa9\xbb")}).ok());
+  EXPECT_EQ(c().label_history("7.1")->at(0).author, "Dr. M\xc3\xbcller \xe6\x9d\x8e \xf0\x9f\xa9\xbb");
+}
+
+// Issue 16, defect 9: whatever bytes a value holds (a DICOM string, an older catalog), the JSON
+// Hilum prints parses: invalid UTF-8 becomes U+FFFD, valid text is kept.
+TEST(Json, WhatHilumPrintsAlwaysParses) {
+  const std::string line = app::JsonObject()
+                               .add("author", std::string("Dr.\xff\xc3("))
+                               .add("kept", "M\xc3\xbcller \xf0\x9f\xa9\xbb")
+                               .add("control", std::string("a\x01\x7f\xed\xa0\x80z"))
+                               .str();
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << line;
+  EXPECT_EQ(j["author"], "Dr.\xef\xbf\xbd\xef\xbf\xbd(");
+  EXPECT_EQ(j["kept"], "M\xc3\xbcller \xf0\x9f\xa9\xbb");
+  EXPECT_EQ(j["control"], "a\x01\x7f\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+}
+
+// Runs a test under a decimal-comma locale (as the GUI does once Qt has called setlocale), and
+// restores the previous one.
+class GermanLocale {
+ public:
+  GermanLocale() : previous_(std::setlocale(LC_ALL, nullptr)) { active_ = std::setlocale(LC_ALL, "de_DE.UTF-8") != nullptr; }
+  ~GermanLocale() { std::setlocale(LC_ALL, previous_.c_str()); }
+  GermanLocale(const GermanLocale&) = delete;
+  GermanLocale& operator=(const GermanLocale&) = delete;
+  [[nodiscard]] bool active() const { return active_; }
+
+ private:
+  std::string previous_;
+  bool active_ = false;
+};
+
+// Issue 16, defect 12: numbers written to the catalog and to JSON do not depend on the locale: under
+// de_DE.UTF-8 a region's 120.5 is stored as "120.5" (not "120,5") and reads back as 120.5.
+TEST_F(LabelsTest, NumbersDoNotDependOnTheLocale) {
+  GermanLocale german;
+  if (!german.active()) GTEST_SKIP() << "the de_DE.UTF-8 locale is not installed (scripts/setup generates it)";
+  char printed[32];
+  std::snprintf(printed, sizeof printed, "%.1f", 120.5);
+  ASSERT_STREQ(printed, "120,5") << "the locale does not use a decimal comma: the test would prove nothing";
+
+  app::Region rect{app::Region::Shape::Rectangle, 120.5, 80.25, 30.5, 10.125, {}};
+  EXPECT_EQ(rect.to_json(), R"({"type":"rect","x":120.5,"y":80.25,"w":30.5,"h":10.125})");
+  app::Region polygon{app::Region::Shape::Polygon, 0, 0, 0, 0, {{10.5, 20.25}, {60.75, 20.5}, {30.125, 70.5}}};
+  const auto back = app::Region::from_json(polygon.to_json());
+  ASSERT_TRUE(back.has_value()) << polygon.to_json();
+  EXPECT_EQ(back->points, polygon.points);
+
+  auto in = label("7.1", "Effusion", LabelValue::Present);
+  in.region = rect;
+  in.model_version = "vit-1";
+  in.model_probability = 0.8125;
+  ASSERT_TRUE(c().add_labels({in}).ok());
+  auto current = c().current_labels("7.1");
+  ASSERT_TRUE(current.ok());
+  ASSERT_EQ(current->size(), 1u);
+  ASSERT_TRUE(current->at(0).region.has_value());
+  EXPECT_EQ(current->at(0).region->x, 120.5);
+  EXPECT_EQ(current->at(0).region->h, 10.125);
+  EXPECT_EQ(current->at(0).model_probability.value_or(0.0), 0.8125);
+
+  const std::string line = app::JsonObject().add("probability", 0.8125).add("x", -120.5).add("tiny", 1e-7).str();
+  EXPECT_EQ(line, R"({"probability":0.8125,"x":-120.5,"tiny":1e-07})");
+  EXPECT_EQ(nlohmann::json::parse(line)["x"], -120.5);
+  EXPECT_EQ(hilum::core::format_fixed(0.81234, 4), "0.8123");
+  EXPECT_EQ(hilum::core::parse_number("120.5").value_or(0.0), 120.5);
+  EXPECT_FALSE(hilum::core::parse_number("120,5").has_value());
+}
+
 TEST_F(LabelsTest, LabelledFiltersFollowTheCurrentLabels) {
   ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
   app::InstanceFilter labelled;
@@ -207,6 +328,42 @@ TEST_F(LabelsTest, CsvWithOneColumnPerFinding) {
   EXPECT_EQ(current->at(1).author, "dr.csv");
   EXPECT_EQ(current->at(1).source, "csv");
   EXPECT_TRUE(c().current_labels("7.3")->empty());
+}
+
+// Issue 16, defect 10: a megabyte-long field is named in a message by its first characters and its
+// length, never echoed whole.
+TEST_F(LabelsTest, CsvMessagesCutLongValues) {
+  const std::string huge(std::size_t{1} << 20, 'A');
+  {
+    std::ofstream out(path("columns.csv"), std::ios::binary);
+    out << "image,Effusion," << huge << "\n"
+        << huge << ",present,\n"        // unknown image
+        << "7.3,\"" << huge << "\",\n";  // unreadable value
+  }
+  auto report = app::import_label_csv(c(), path("columns.csv"), "dr.csv");
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ASSERT_EQ(report->problems.size(), 3u);
+  {
+    std::ofstream out(path("list.csv"), std::ios::binary);
+    out << "Image Index,Finding Labels\n7.1,Effusion|" << huge << "\n";  // unknown finding
+  }
+  auto list = app::import_label_csv(c(), path("list.csv"), "dr.csv");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->problems.size(), 1u);
+  report->problems.push_back(list->problems[0]);
+  for (const auto& p : report->problems) {
+    EXPECT_LT(p.message.size(), 300u) << p.message.substr(0, 300);
+    EXPECT_NE(p.message.find("\"" + std::string(60, 'A') + "\"... (1048576 bytes)"), std::string::npos) << p.message.substr(0, 300);
+  }
+  EXPECT_NE(report->problems[1].message.find("unknown image"), std::string::npos);
+  EXPECT_NE(report->problems[2].message.find("unreadable value"), std::string::npos);
+  EXPECT_NE(report->problems[3].message.find("unknown finding"), std::string::npos);
+  // A short value is quoted whole.
+  std::ofstream(path("short.csv"), std::ios::binary) << "image,Effusion\n9.9.9,present\n";
+  auto short_report = app::import_label_csv(c(), path("short.csv"), "dr.csv");
+  ASSERT_TRUE(short_report.ok());
+  ASSERT_EQ(short_report->problems.size(), 1u);
+  EXPECT_EQ(short_report->problems[0].message, "unknown image \"9.9.9\"");
 }
 
 TEST_F(LabelsTest, CsvInChestXray14Layout) {

@@ -14,6 +14,8 @@
 #include "cli_runner.hpp"
 #include "hilum/testdata/phantom.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace fs = std::filesystem;
 namespace td = hilum::testdata;
 
@@ -56,6 +58,23 @@ TEST_F(Cli, InfoPrintsOneJsonLinePerFileAndFailsWhenOneFails) {
   EXPECT_NE(l[1].find("\"ok\":false"), std::string::npos);
   EXPECT_NE(l[1].find("not an image: Basic Text SR"), std::string::npos) << l[1];
   EXPECT_NE(l[2].find("file not found"), std::string::npos) << l[2];
+}
+
+// Issue 16, defect 9: a DICOM string that is not UTF-8 still gives a line of JSON that parses.
+TEST_F(Cli, InfoPrintsJsonThatParsesWhateverBytesTheFileHolds) {
+  td::DicomSpec spec;
+  spec.encoding = td::Encoding::ExplicitLittle;
+  spec.windows = {{2048.0, 4096.0, "LUNG\xff\xfe\xc3"}};
+  spec.series_description = "Chest\x80";
+  td::write_dicom(dir_ / "latin.dcm", spec);
+  const CliRun r = run_cli("info " + q(dir_ / "latin.dcm"));
+  EXPECT_EQ(r.status, 0);
+  const auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 1u) << r.out;
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(l[0])) << l[0];
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_NE(l[0].find("LUNG\xef\xbf\xbd"), std::string::npos) << l[0];
 }
 
 TEST_F(Cli, RenderWritesTheDisplayedImage) {

@@ -8,6 +8,7 @@
 // also parses the copy back to check its top-level attributes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -424,6 +425,72 @@ TEST_F(DeidentifyTest, CopyReadsBackWithSamePixelsAndNoIdentifyingBytes) {
     ++files;
   }
   EXPECT_EQ(files, 2);
+}
+
+// Issue 16, defect 11: the profile's actions apply in every item of every sequence, at any depth,
+// and the free text of a coded entry (Code Meaning) is not left as typed: identifiers planted at
+// four levels of nested sequences (Anatomic Region Sequence, its modifier, a structure, its
+// modifier) leave not one byte, while the codes themselves are kept.
+TEST_F(DeidentifyTest, IdentifiersNestedAtEveryDepthAreRemoved) {
+  const std::vector<std::pair<std::uint16_t, std::uint16_t>> nesting = {
+      {0x0008, 0x2218}, {0x0008, 0x2220}, {0x0008, 0x2228}, {0x0008, 0x2230}};
+  const std::vector<std::string> codes = {"51185008", "7771000", "39607008", "24028007"};
+  std::vector<std::string> needles;
+  std::vector<std::string> uids;
+  std::optional<RawElement> inner;
+  for (std::size_t d = nesting.size(); d-- > 0;) {
+    const std::string level = "L" + std::to_string(d + 1);
+    const std::string uid = "1.2.826.0.1.3680043.10.9911.6" + std::to_string(d + 1);
+    std::vector<RawElement> item = {
+        text(0x0008, 0x0020, "DA", "2025122" + std::to_string(d + 1)),
+        text(0x0008, 0x0080, "LO", level + " Institution QZX"),
+        text(0x0008, 0x0100, "SH", codes[d]),
+        text(0x0008, 0x0102, "SH", "SCT"),
+        text(0x0008, 0x0104, "LO", "Chest of Quirinius " + level + "-MEANINGQZX"),
+        text(0x0008, 0x1050, "PN", level + "^Performer^QZX"),
+        text(0x0008, 0x1155, "UI", uid),
+        text(0x0010, 0x1000, "LO", level + "-OTHERID-QZX"),
+        text(0x0011, 0x0010, "LO", level + "QZXPRIV"),
+        text(0x0011, 0x1001, "LO", level + "-PRIVATE-QZX"),
+        text(0x0020, 0x4000, "LT", level + " comment QZX"),
+    };
+    if (inner) item.push_back(*inner);
+    std::sort(item.begin(), item.end(), [](const RawElement& a, const RawElement& b) { return a.tag() < b.tag(); });
+    inner = sequence(nesting[d].first, nesting[d].second, {item});
+    for (const char* suffix : {"-MEANINGQZX", " Institution QZX", "^Performer^QZX", "-OTHERID-QZX", "QZXPRIV", "-PRIVATE-QZX", " comment QZX"}) {
+      needles.push_back(level + suffix);
+    }
+    needles.push_back("2025122" + std::to_string(d + 1));
+    needles.push_back(uid);
+    uids.push_back(uid);
+  }
+  needles.push_back("Quirinius");
+  const fs::path in = path("nested.dcm");
+  td::write_dicom(in, spec());
+  {
+    DicomEditor editor(in);
+    ASSERT_EQ(editor.error(), "");
+    editor.set(*inner);
+    editor.save(in);
+  }
+  const std::string in_bytes = read_bytes(in);
+  for (const auto& n : needles) ASSERT_NE(in_bytes.find(n), std::string::npos) << n;
+
+  FakePseudonyms pseudonyms;
+  ASSERT_TRUE(dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-100)).ok());
+  const std::string out_bytes = read_bytes(path("out.dcm"));
+  EXPECT_TRUE(no_identifying_bytes(out_bytes, needles));
+  for (const auto& uid : uids) EXPECT_TRUE(pseudonyms.lookup("uid", uid).has_value()) << "nested UID not mapped: " << uid;
+  // The coded anatomy is kept at every depth: the codes, and a meaning that names the code.
+  DicomEditor parsed(path("out.dcm"));
+  ASSERT_EQ(parsed.error(), "");
+  const RawElement* region = parsed.find(0x0008, 0x2218);
+  ASSERT_NE(region, nullptr) << "the Anatomic Region Sequence is kept";
+  for (const auto& code : codes) {
+    EXPECT_NE(region->value.find(code), std::string::npos) << "code " << code << " lost";
+    EXPECT_NE(region->value.find(code + " (SCT)"), std::string::npos) << "Code Meaning of " << code;
+  }
+  EXPECT_TRUE(dcm::read_radiograph(path("out.dcm")).ok());
 }
 
 TEST_F(DeidentifyTest, SameMappingGivesSameUids) {

@@ -70,6 +70,33 @@ TEST_F(Safetensors, WritesAndReadsBackEveryDtype) {
   EXPECT_EQ(missing.error().kind, inf::ErrorKind::NotFound);
 }
 
+// Issue 16, defect 7: a NaN or an infinity is never a weight; the error names the tensor, in every dtype.
+TEST_F(Safetensors, NonFiniteValuesAreRefusedNamingTheTensor) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  const std::vector<float> with_nan{1.0f, 2.0f, nan, 4.0f}, with_inf{1.0f, inf, 3.0f, 4.0f}, with_minus_inf{-inf, 2.0f, 3.0f, 4.0f};
+  const std::vector<float> fine{1.0f, 2.0f, 3.0f, 4.0f};
+  const fs::path p = dir_ / "w.safetensors";
+  ASSERT_TRUE(inf::write_safetensors(p, {{"bad.f32", {4}, with_nan.data(), inf::DType::F32},
+                                         {"bad.f16", {4}, with_minus_inf.data(), inf::DType::F16},
+                                         {"bad.bf16", {2, 2}, with_inf.data(), inf::DType::BF16},
+                                         {"good", {4}, fine.data(), inf::DType::F32}}).ok());
+  auto f = inf::SafetensorsFile::open(p);
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  const struct {
+    const char* name;
+    const char* message;
+  } cases[] = {{"bad.f32", "tensor bad.f32 holds a value that is not finite (NaN at index 2)"},
+               {"bad.f16", "tensor bad.f16 holds a value that is not finite (-inf at index 0)"},
+               {"bad.bf16", "tensor bad.bf16 holds a value that is not finite (+inf at index 1)"}};
+  for (const auto& c : cases) {
+    auto r = f->read_f32(c.name);
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().kind, inf::ErrorKind::Invalid);
+    EXPECT_NE(r.error().message.find(c.message), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(f->read_f32("good").ok());
+}
+
 TEST(HalfPrecision, ConversionsRoundToNearestEven) {
   EXPECT_EQ(inf::float_to_half(1.0f), 0x3C00);
   EXPECT_EQ(inf::float_to_half(-2.0f), 0xC000);

@@ -176,6 +176,109 @@ TEST_F(ModelIo, LoaderRejectsMissingUnexpectedAndMisshapenTensors) {
   EXPECT_EQ(inf::ViTModel::load(dir_ / "nowhere").error().kind, inf::ErrorKind::NotFound);
 }
 
+// Issue 16, defect 5: config.json is bounded (size, nesting) before it is parsed, and what was read
+// is kept as bytes, never re-serialised from a parsed tree (which a deep nesting made overflow the stack).
+TEST_F(ModelIo, ConfigIsBoundedBeforeParsingAndKeptAsRead) {
+  const auto model = random_model(tiny_config());
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  const auto write_config = [&](const std::string& text) {
+    std::ofstream(dir_ / "m" / "config.json", std::ios::binary | std::ios::trunc) << text;
+  };
+  const std::string base = R"({"model_type": "vit", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+ "intermediate_size": 32, "image_size": 16, "patch_size": 4, "id2label": {"0": "Effusion", "1": "Nodule", "2": "No Finding"})";
+  const auto nested = [](int depth) { return std::string(static_cast<std::size_t>(depth), '[') + std::string(static_cast<std::size_t>(depth), ']'); };
+
+  // Deep nesting (the reproducer: 100,000 levels in 200 KB) is refused with a reason, quickly and without a crash.
+  for (const int depth : {65, 100000}) {
+    write_config(base + R"(, "extra": )" + nested(depth) + "}");
+    auto r = inf::read_config(dir_ / "m");
+    ASSERT_FALSE(r.ok()) << "depth " << depth;
+    EXPECT_NE(r.error().message.find("more than 64 levels deep"), std::string::npos) << r.error().message;
+  }
+  // Brackets inside strings are text, not nesting.
+  write_config(base + R"(, "note": ")" + std::string(200, '[') + R"(\"[{"})");
+  EXPECT_TRUE(inf::read_config(dir_ / "m").ok());
+  // More than 1 MiB is refused before parsing.
+  write_config(base + R"(, "note": ")" + std::string(std::size_t{1} << 20, 'x') + R"("})");
+  auto big = inf::read_config(dir_ / "m");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error().message.find("larger than 1048576 bytes"), std::string::npos) << big.error().message;
+
+  // Within the bounds, the bytes are kept as read (a dump would have rewritten 1.10, the order and the spacing),
+  // and unknown fields survive a save.
+  const std::string kept = base + R"(, "custom": {"b": 1.10, "a": )" + nested(60) + "}}\n";
+  write_config(kept);
+  auto c = inf::read_config(dir_ / "m");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->original_json, kept);
+  auto loaded = inf::ViTModel::load(dir_ / "m");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_TRUE(loaded->save(dir_ / "again").ok());
+  auto again = inf::read_config(dir_ / "again");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_NE(again->original_json.find(R"("custom")"), std::string::npos);
+  EXPECT_EQ(again->labels, tiny_config().labels);
+}
+
+// Issue 16, defect 6: every number of config.json and preprocessor_config.json is checked at load
+// against its range (never truncated, wrapped or cast with overflow), and the message gives the range.
+TEST_F(ModelIo, EveryConfigNumberIsCheckedAgainstItsRange) {
+  const auto model = random_model(tiny_config());
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  const std::string cfg_head = R"({"model_type": "vit", "num_hidden_layers": 2, "intermediate_size": 32, "patch_size": 4, )";
+  const std::string good_cfg = cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 16})";
+  const auto load_with = [&](const std::string& config, const std::string& preprocessor) {
+    std::ofstream(dir_ / "m" / "config.json", std::ios::trunc) << config;
+    std::ofstream(dir_ / "m" / "preprocessor_config.json", std::ios::trunc) << preprocessor;
+    return inf::ViTModel::load(dir_ / "m");
+  };
+  const std::string good_pre = R"({"size": {"height": 16, "width": 16}})";
+  {
+    auto ok = load_with(good_cfg, good_pre);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
+  }
+  const struct {
+    std::string config, preprocessor, message;
+  } cases[] = {
+      {cfg_head + R"("hidden_size": 4294967304, "num_attention_heads": 2, "image_size": 16})", good_pre,
+       "config.json: hidden_size must be an integer in 1..16384, got 4294967304"},
+      {cfg_head + R"("hidden_size": 1e30, "num_attention_heads": 2, "image_size": 16})", good_pre,
+       "config.json: hidden_size must be an integer in 1..16384, got 1e+30"},
+      {cfg_head + R"("hidden_size": 16.5, "num_attention_heads": 2, "image_size": 16})", good_pre, "hidden_size must be an integer in 1..16384, got 16.5"},
+      {cfg_head + R"("hidden_size": "16", "num_attention_heads": 2, "image_size": 16})", good_pre, "hidden_size must be an integer in 1..16384, got \"16\""},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": -2, "image_size": 16})", good_pre, "num_attention_heads must be an integer in 1..256, got -2"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 100000})", good_pre, "image_size must be an integer in 16..4096, got 100000"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 18})", good_pre, "patch_size 4 does not divide image_size 18"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 3, "image_size": 16})", good_pre, "num_attention_heads 3 does not divide hidden_size 16"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 16, "layer_norm_eps": 0})", good_pre,
+       "layer_norm_eps must be a number in (0, 1], got 0"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 16, "layer_norm_eps": 1e400})", good_pre, "is not valid JSON"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 16, "qkv_bias": 1})", good_pre, "qkv_bias must be true or false, got 1"},
+      {cfg_head + R"("hidden_size": 16, "num_attention_heads": 2, "image_size": 16, "id2label": {"x": "A"}})", good_pre,
+       "id2label's keys must be integers in 0..99999, got \"x\""},
+      {good_cfg, R"({"size": -5})", "preprocessor_config.json: size must be an integer in 16..4096, got -5"},
+      {good_cfg, R"({"size": 100000})", "preprocessor_config.json: size must be an integer in 16..4096, got 100000"},
+      {good_cfg, R"({"size": {"height": 16, "width": 18}})", "size.width must be divisible by patch_size 4, got 18"},
+      {good_cfg, R"({"size": {"height": 4294967312, "width": 16}})", "size.height must be an integer in 16..4096, got 4294967312"},
+      {good_cfg, R"({"size": "big"})", "size must be an integer or"},
+      {good_cfg, R"({"image_std": [0.5, 0, 0.5]})", "image_std[1] must be a number in 1e-06..1000, got 0"},
+      {good_cfg, R"({"image_std": [0.5, 0.5]})", "image_std must be a number or an array of 1 or 3 numbers"},
+      {good_cfg, R"({"image_mean": [0.5, 1e300, 0.5]})", "image_mean[1] must be a number in -1000..1000, got 1e+300"},
+      {good_cfg, R"({"image_mean": null, "image_std": "wide"})", "image_std must be a number or an array of 1 or 3 numbers, got \"wide\""},
+  };
+  for (const auto& k : cases) {
+    auto r = load_with(k.config, k.preprocessor);
+    ASSERT_FALSE(r.ok()) << k.config << " / " << k.preprocessor;
+    EXPECT_NE(r.error().message.find(k.message), std::string::npos) << r.error().message << "\n  expected: " << k.message;
+  }
+  // Integral floats are integers; one mean or std serves every channel.
+  auto r = load_with(cfg_head + R"("hidden_size": 16.0, "num_attention_heads": 2, "image_size": 16})", R"({"size": 32, "image_std": [0.25]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->config().hidden_size, 16);
+  EXPECT_EQ(r->config().input_width, 32);
+  EXPECT_EQ(r->config().image_std[2], 0.25f);
+}
+
 TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
   auto c = tiny_config();
   c.input_width = c.input_height = 16;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -327,6 +328,11 @@ class Catalog {
 
 // The ChestX-ray14 vocabulary Hilum starts with: 14 findings and "No Finding".
 [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& builtin_findings();
+
+// Why `name` cannot name a finding, or "" when it can. A finding name is written into CSV files
+// that spreadsheets open: it cannot begin with a character that starts a formula (= + - @), nor hold
+// '|' (the ChestX-ray14 list separator), '=', ',' or control characters.
+[[nodiscard]] std::string finding_name_problem(std::string_view name);
 
 // Current UTC time as ISO 8601 with milliseconds ("2026-11-25T12:00:00.123Z").
 [[nodiscard]] std::string utc_now();

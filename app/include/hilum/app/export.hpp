@@ -115,9 +115,28 @@ struct ExportReport {
 [[nodiscard]] std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date = {},
                                               const std::string& study_date = {});
 
-// One CSV field as RFC 4180 wants it: quoted (with doubled quotes) when it holds a comma, a quote,
-// CR or LF, else as it is.
+// One CSV text cell as RFC 4180 wants it: quoted (with doubled quotes) when it holds a comma, a
+// quote, CR or LF, else as it is. A cell a spreadsheet would take for a formula (beginning with
+// = + - @ TAB or CR: a Patient ID "=cmd|' /C calc'!A0") is neutralised as OWASP recommends: a
+// single quote before it, and the whole field quoted.
 [[nodiscard]] std::string csv_field(std::string_view value);
+
+// One cell of a CSV line: text (through csv_field) or a number Hilum formatted, written as it is
+// (so that -0.5 stays a number).
+struct CsvCell {
+  CsvCell(std::string text) : value(std::move(text)) {}  // NOLINT(google-explicit-constructor): text is the usual cell
+  CsvCell(const char* text) : value(text) {}              // NOLINT(google-explicit-constructor)
+  static CsvCell number(std::string formatted) {
+    CsvCell c(std::move(formatted));
+    c.numeric = true;
+    return c;
+  }
+  std::string value;
+  bool numeric = false;
+};
+
+// One CSV record, CRLF-terminated.
+[[nodiscard]] std::string csv_line(const std::vector<CsvCell>& cells);
 
 // The exact header lines of the ChestX-ray14 files.
 inline constexpr const char* kDataEntryHeader =

@@ -8,7 +8,8 @@
 
 namespace hilum::app {
 
-[[nodiscard]] std::string json_escape(std::string_view s);  // with the surrounding quotes
+// With the surrounding quotes; bytes that are not well-formed UTF-8 become U+FFFD (the output always parses).
+[[nodiscard]] std::string json_escape(std::string_view s);
 
 class JsonObject {
  public:

@@ -50,7 +50,8 @@ class SafetensorsFile {
   // touched): a loader that has copied a tensor calls this so that the weights are never held
   // twice at the peak.
   void release(const TensorInfo& t) const;
-  // The tensor converted to F32 (F32, F16 and BF16 are accepted), checked against `shape` when given.
+  // The tensor converted to F32 (F32, F16 and BF16 are accepted), checked against `shape` when given;
+  // a tensor holding a NaN or an infinity is an error naming it (no weight or state is ever non-finite).
   [[nodiscard]] Result<std::vector<float>> read_f32(const std::string& name,
                                                     const std::vector<std::int64_t>& expected_shape = {}) const;
 

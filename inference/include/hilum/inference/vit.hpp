@@ -39,7 +39,7 @@ struct ViTConfig {
   std::array<float, 3> image_std{0.5f, 0.5f, 0.5f};
   int input_height = 224;
   int input_width = 224;
-  std::string original_json;  // config.json as read: unknown fields are written back unchanged
+  std::string original_json;  // config.json's bytes as read (never a re-serialised tree): unknown fields are written back
 
   [[nodiscard]] bool multi_label() const { return problem_type != "single_label_classification"; }
   [[nodiscard]] int head_dim() const { return hidden_size / num_heads; }
