@@ -135,7 +135,7 @@ TEST_F(ClassifyTest, NonFiniteWeightsAreRefusedAndNonFiniteOutputsAreErrors) {
   const app::Instance a = add_phantom("a.dcm", 11);
   auto registered = app::import_model(*catalog_, kTiny, "tiny-1", true);
   ASSERT_TRUE(registered.ok());
-  app::LoadedModel loaded{registered.value(), std::move(damaged.value())};
+  app::LoadedModel loaded{registered.value(), std::move(damaged.value()), {}};
   auto results = app::classify(*catalog_, loaded, {a});
   ASSERT_TRUE(results.ok()) << results.error().message;
   ASSERT_EQ(results->size(), 1u);
