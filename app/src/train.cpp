@@ -211,12 +211,22 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   inference::ViTConfig config;
   inference::ViTWeights weights;
+  bool new_head = false;
   if (!o.init.empty()) {
     auto model = inference::ViTModel::load(o.init);
     if (!model) return detail::from_inference(model.error());
-    if (model->config().labels != data->findings) return Error{ErrorKind::Invalid, o.init.string() + " has other outputs than the folder's findings"};
     config = model->config();
     weights = model->weights();
+    if (config.labels != data->findings || !weights.has_classifier) {
+      // A backbone (pretrain's output) or a model for other findings: its encoder, and a classifier
+      // initialised afresh for the folder's findings (as training::initial_weights does).
+      config.labels = data->findings;
+      config.problem_type = "multi_label_classification";
+      const inference::ViTWeights fresh = training::initial_weights(config, o.seed);
+      weights.has_classifier = true;
+      weights.classifier = fresh.classifier;
+      new_head = true;
+    }
   } else {
     auto c = training::architecture(o.arch, o.image_size);
     if (!c) return detail::from_inference(c.error());
@@ -293,7 +303,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   json r = {{"data", o.data.lexically_normal().string()},  // as given: no machine paths in shipped reports
-            {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.string()},
+            {"architecture", o.init.empty() ? o.arch : (new_head ? "encoder of " : "continued from ") + o.init.string()},
             {"image_size", config.input_width},
             {"epochs", o.epochs},
             {"batch_size", o.batch_size},

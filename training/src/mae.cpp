@@ -391,9 +391,7 @@ inference::Result<LoadedDecoder> load_decoder(const std::filesystem::path& file,
   } catch (const std::invalid_argument& e) {
     return Error{ErrorKind::Invalid, file.string() + ": " + e.what()};
   }
-  std::size_t expected = 0;
   for (const ParamRef& p : decoder_parameters(out.weights)) {
-    ++expected;
     const inference::TensorInfo* info = f->find(p.name);
     if (info == nullptr) return Error{ErrorKind::Invalid, file.string() + ": missing " + p.name};
     std::int64_t n = 1;
@@ -403,7 +401,6 @@ inference::Result<LoadedDecoder> load_decoder(const std::filesystem::path& file,
     if (!data) return data.error();
     std::copy(data->begin(), data->end(), p.data);
   }
-  (void)expected;
   return out;
 }
 
