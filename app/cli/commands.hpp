@@ -62,6 +62,7 @@ int cmd_models(const Global& global, const Args& args);   // cmd_models.cpp
 int cmd_finetune(const Global& global, const Args& args); // cmd_finetune.cpp
 int cmd_evaluate(const Global& global, const Args& args); // cmd_finetune.cpp
 int cmd_train(const Global& global, const Args& args);    // cmd_finetune.cpp
+int cmd_pretrain(const Global& global, const Args& args); // cmd_pretrain.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;

@@ -59,6 +59,12 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
                           --repeat/--population/--ages describe the --data before them; checkpoints
                           every epoch and resumes; writes a Hugging Face folder with its calibration
                           and domain reference (--precision: the step's arithmetic; --f32: F32 weights)
+  pretrain (--data DIR [DIR...] | --catalog) --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16]
+        [--image-size N] [--epochs N] [--batch N] [--lr X] [--mask-ratio R] [--seed N] [--init DIR]
+        [--max-images N] [--precision bf16|f32] [--json]
+                          self-supervised masked-autoencoder pre-training of the encoder on unlabelled
+                          films (image folders, or the catalog's own); checkpoints every epoch and
+                          resumes; writes a ViT backbone folder for `train --init` (no classifier)
   classify [--model DIR|ID] (--all | IMAGE...) [--batch N] [--json]
                           calibrated probabilities per finding and whether the image is within what
                           the model was trained on (in_domain, domain_score, domain_reason); stored
@@ -121,6 +127,7 @@ int main(int argc, char** argv) {
   if (command == "finetune") return cmd_finetune(global, args);
   if (command == "evaluate") return cmd_evaluate(global, args);
   if (command == "train") return cmd_train(global, args);
+  if (command == "pretrain") return cmd_pretrain(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

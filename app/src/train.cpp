@@ -387,32 +387,32 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   inference::ViTConfig config;
   inference::ViTWeights weights;
+  bool new_head = false;
   if (!o.init.empty()) {
     auto model = inference::ViTModel::load(o.init);
     if (!model) return detail::from_inference(model.error());
     config = model->config();
     weights = model->weights();
-    if (config.labels != data.findings) {
-      // Continued with other outputs: rows of outputs it has are kept, new ones start at zero.
-      if (!weights.has_classifier) {
-        weights.has_classifier = true;
-        weights.classifier.w = inference::Matrix::Zero(0, config.hidden_size);
-        weights.classifier.b = inference::Vector::Zero(0);
-        config.labels.clear();
-      }
-      inference::Linear head;
-      head.w = inference::Matrix::Zero(static_cast<Eigen::Index>(data.findings.size()), config.hidden_size);
-      head.b = inference::Vector::Zero(static_cast<Eigen::Index>(data.findings.size()));
-      for (std::size_t j = 0; j < data.findings.size(); ++j) {
-        const auto at = std::find(config.labels.begin(), config.labels.end(), data.findings[j]);
-        if (at == config.labels.end()) continue;
-        const auto from = static_cast<Eigen::Index>(at - config.labels.begin());
-        head.w.row(static_cast<Eigen::Index>(j)) = weights.classifier.w.row(from);
-        head.b(static_cast<Eigen::Index>(j)) = weights.classifier.b(from);
-      }
-      weights.classifier = std::move(head);
+    if (config.labels != data.findings || !weights.has_classifier) {
+      // A backbone (pretrain's output) or a model for other findings: its encoder, and a classifier
+      // initialised afresh for the outputs (as training::initial_weights does), except the rows of
+      // outputs the model already has, which are kept.
+      std::vector<std::string> had = weights.has_classifier ? config.labels : std::vector<std::string>{};
+      const inference::Linear old = weights.classifier;
       config.labels = data.findings;
       config.problem_type = "multi_label_classification";
+      weights.classifier = training::initial_weights(config, o.seed).classifier;
+      weights.has_classifier = true;
+      for (std::size_t j = 0; j < data.findings.size(); ++j) {
+        const auto at = std::find(had.begin(), had.end(), data.findings[j]);
+        if (at == had.end()) {
+          new_head = true;
+          continue;
+        }
+        const auto from = static_cast<Eigen::Index>(at - had.begin());
+        weights.classifier.w.row(static_cast<Eigen::Index>(j)) = old.w.row(from);
+        weights.classifier.b(static_cast<Eigen::Index>(j)) = old.b(from);
+      }
     }
   } else {
     auto c = training::architecture(o.arch, o.image_size);
@@ -565,7 +565,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   }
   json r = {{"data", data_json},
             {"outputs", config.labels},
-            {"architecture", o.init.empty() ? o.arch : "continued from " + o.init.filename().string()},
+            {"architecture", o.init.empty() ? o.arch : (new_head ? "encoder of " : "continued from ") + o.init.filename().string()},
             {"image_size", config.input_width},
             {"epochs", o.epochs},
             {"batch_size", o.batch_size},

@@ -75,7 +75,10 @@ struct TrainOptions {
   std::filesystem::path out;      // the Hugging Face folder written at the end
   std::string arch = "vit-ti16";   // training::architecture
   int image_size = 224;
-  std::filesystem::path init;     // continue from this Hugging Face folder instead of random weights
+  // Continue from this Hugging Face folder instead of random weights. A backbone without classifier
+  // (pretrain's output) or a model for other findings gives its encoder; the classifier is then
+  // initialised afresh for the folder's findings.
+  std::filesystem::path init;
   int epochs = 30;
   int batch_size = 32;
   float learning_rate = 5e-4f;

@@ -30,6 +30,7 @@
 
 #include "hilum/inference/matmul.hpp"
 #include "hilum/training/backprop.hpp"
+#include "hilum/training/mae.hpp"
 
 namespace hilum::training::ops {
 
@@ -641,6 +642,151 @@ void tokens_backward(const Mat<T>& dx, Index B, Index Tn, Vec<T>* dcls, Mat<T>* 
   }
 }
 
+// ---- Masked-autoencoder ops (training/mae.hpp) -------------------------------------------------
+// `keep[b]` holds image b's kept patch indices (each row of the N-patch grid at most once, the
+// same count K for every image). An image's encoder tokens are [CLS; its K kept patches], in
+// keep's order; its decoder tokens are [CLS; all N patches].
+
+// Rows keep[b][j] of image b's N rows of `rows` ((B*N) x C) into out ((B*K) x C).
+template <typename T>
+void gather_kept(const Mat<T>& rows, const std::vector<std::vector<int>>& keep, Index N, Mat<T>& out) {
+  const auto B = static_cast<Index>(keep.size());
+  const Index K = B > 0 ? static_cast<Index>(keep[0].size()) : 0;
+  out.resize(B * K, rows.cols());
+  for (Index b = 0; b < B; ++b)
+    for (Index j = 0; j < K; ++j) out.row(b * K + j) = rows.row(b * N + keep[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)]);
+}
+
+// Encoder tokens: x = [cls + positions[0]; embedded kept patch j + positions[1 + keep[b][j]]].
+// embedded: (B*K) x D, positions: (1 + N) x D, x: (B*(1+K)) x D.
+template <typename T>
+void masked_tokens_forward(const Mat<T>& embedded, const Vec<T>& cls, const Mat<T>& positions, const std::vector<std::vector<int>>& keep,
+                           Mat<T>& x) {
+  const auto B = static_cast<Index>(keep.size());
+  const Index K = static_cast<Index>(keep[0].size()), Tk = K + 1, D = positions.cols();
+  x.resize(B * Tk, D);
+  for (Index b = 0; b < B; ++b) {
+    x.row(b * Tk) = cls.transpose() + positions.row(0);
+    for (Index j = 0; j < K; ++j) {
+      x.row(b * Tk + 1 + j) = embedded.row(b * K + j) + positions.row(1 + keep[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)]);
+    }
+  }
+}
+
+// dcls += the CLS rows, dpositions ((1+N) x D) += each row at its position, dembedded = the
+// patch rows (overwritten, (B*K) x D).
+template <typename T>
+void masked_tokens_backward(const Mat<T>& dx, const std::vector<std::vector<int>>& keep, Vec<T>* dcls, Mat<T>* dpositions,
+                            Mat<T>& dembedded) {
+  const auto B = static_cast<Index>(keep.size());
+  const Index K = static_cast<Index>(keep[0].size()), Tk = K + 1;
+  dembedded.resize(B * K, dx.cols());
+  for (Index b = 0; b < B; ++b) {
+    if (dcls != nullptr) *dcls += dx.row(b * Tk).transpose();
+    if (dpositions != nullptr) dpositions->row(0) += dx.row(b * Tk);
+    for (Index j = 0; j < K; ++j) {
+      dembedded.row(b * K + j) = dx.row(b * Tk + 1 + j);
+      if (dpositions != nullptr) dpositions->row(1 + keep[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)]) += dx.row(b * Tk + 1 + j);
+    }
+  }
+}
+
+// The decoder's input: per image, y's CLS row and kept rows ((B*(1+K)) x Dd) put back at their
+// patches, the mask token at every other patch, plus the positions ((1+N) x Dd): out is
+// (B*(1+N)) x Dd.
+template <typename T>
+void unshuffle_forward(const Mat<T>& y, const Vec<T>& mask_token, const Mat<T>& positions, const std::vector<std::vector<int>>& keep,
+                       Mat<T>& out) {
+  const auto B = static_cast<Index>(keep.size());
+  const Index K = static_cast<Index>(keep[0].size()), Tk = K + 1, Tn = positions.rows(), Dd = y.cols();
+  out.resize(B * Tn, Dd);
+  for (Index b = 0; b < B; ++b) {
+    out.row(b * Tn) = y.row(b * Tk) + positions.row(0);
+    for (Index n = 1; n < Tn; ++n) out.row(b * Tn + n) = mask_token.transpose() + positions.row(n);
+    for (Index j = 0; j < K; ++j) {
+      const Index n = keep[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)];
+      out.row(b * Tn + 1 + n) = y.row(b * Tk + 1 + j) + positions.row(1 + n);
+    }
+  }
+}
+
+// dy ((B*(1+K)) x Dd, overwritten) = the rows of dout where y went; dmask_token += the masked rows.
+template <typename T>
+void unshuffle_backward(const Mat<T>& dout, const std::vector<std::vector<int>>& keep, Index Tn, Mat<T>& dy, Vec<T>* dmask_token) {
+  const auto B = static_cast<Index>(keep.size());
+  const Index K = static_cast<Index>(keep[0].size()), Tk = K + 1;
+  dy.resize(B * Tk, dout.cols());
+  std::vector<char> kept(static_cast<std::size_t>(Tn - 1));
+  for (Index b = 0; b < B; ++b) {
+    std::fill(kept.begin(), kept.end(), 0);
+    dy.row(b * Tk) = dout.row(b * Tn);
+    for (Index j = 0; j < K; ++j) {
+      const Index n = keep[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)];
+      dy.row(b * Tk + 1 + j) = dout.row(b * Tn + 1 + n);
+      kept[static_cast<std::size_t>(n)] = 1;
+    }
+    if (dmask_token != nullptr) {
+      for (Index n = 0; n + 1 < Tn; ++n)
+        if (kept[static_cast<std::size_t>(n)] == 0) *dmask_token += dout.row(b * Tn + 1 + n).transpose();
+    }
+  }
+}
+
+// MAE's patchify: image b's patch (py, px) as row b*gh*gw + py*gw + px of P*P*C values in the
+// order (row, column, channel); with norm_pix, each row minus its mean over sqrt(unbiased
+// variance + 1e-6) (MAE's target).
+template <typename T>
+void patch_targets(const std::vector<Image>& batch, int P, bool norm_pix, Mat<T>& target) {
+  const int C = batch[0].channels, gh = batch[0].height / P, gw = batch[0].width / P;
+  const Index N = static_cast<Index>(gh) * gw, K = static_cast<Index>(C) * P * P;
+  target.resize(static_cast<Index>(batch.size()) * N, K);
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    const Image& image = batch[b];
+    for (int py = 0; py < gh; ++py)
+      for (int px = 0; px < gw; ++px) {
+        T* row = target.row(static_cast<Index>(b) * N + py * gw + px).data();
+        for (int y = 0; y < P; ++y)
+          for (int xx = 0; xx < P; ++xx)
+            for (int ch = 0; ch < C; ++ch) {
+              row[(y * P + xx) * C + ch] =
+                  static_cast<T>(image.data[(static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P + xx]);
+            }
+        if (norm_pix) {
+          double mean = 0.0;
+          for (Index k = 0; k < K; ++k) mean += static_cast<double>(row[k]);
+          mean /= static_cast<double>(K);
+          double var = 0.0;
+          for (Index k = 0; k < K; ++k) var += (static_cast<double>(row[k]) - mean) * (static_cast<double>(row[k]) - mean);
+          var /= static_cast<double>(std::max<Index>(1, K - 1));
+          const double inv = 1.0 / std::sqrt(var + 1e-6);
+          for (Index k = 0; k < K; ++k) row[k] = static_cast<T>((static_cast<double>(row[k]) - mean) * inv);
+        }
+      }
+  }
+}
+
+// MAE's loss: the mean over rows with masked[r] != 0 of the mean over columns of (pred - target)^2.
+// dpred (overwritten) is its gradient (zero on the other rows). Returns the loss (0 without masked rows).
+template <typename T>
+double masked_mse(const Mat<T>& pred, const Mat<T>& target, const std::vector<char>& masked, Mat<T>& dpred) {
+  const Index rows = pred.rows(), K = pred.cols();
+  Index n = 0;
+  for (Index r = 0; r < rows; ++r) n += masked[static_cast<std::size_t>(r)] != 0 ? 1 : 0;
+  dpred.setZero(rows, K);
+  if (n == 0) return 0.0;
+  const T scale = static_cast<T>(2.0 / (static_cast<double>(n) * static_cast<double>(K)));
+  double sum = 0.0;
+  for (Index r = 0; r < rows; ++r) {
+    if (masked[static_cast<std::size_t>(r)] == 0) continue;
+    const auto diff = (pred.row(r) - target.row(r)).eval();
+    double row_sum = 0.0;
+    for (Index k = 0; k < K; ++k) row_sum += static_cast<double>(diff[k]) * static_cast<double>(diff[k]);
+    sum += row_sum / static_cast<double>(K);
+    dpred.row(r) = scale * diff;
+  }
+  return sum / static_cast<double>(n);
+}
+
 // ---- Double-precision twin of the model (for the finite-difference tests) ---------------------------
 // The same engine as training::forward / backward, instantiated for double. The Tape keeps a
 // separate double state.
@@ -653,5 +799,13 @@ void backward_double(const ViTConfig& config, const WeightsT<double>& weights, T
 // Stochastic depth's per-image scale for (block, branch 0 = attention / 1 = MLP, image): 0 when
 // dropped, 1 / (1 - p) when kept, with p = drop_path * block / (L - 1). Deterministic in the seed.
 [[nodiscard]] double drop_path_scale(const TrainOptions& options, int num_layers, int block, int branch, int image);
+
+// The MAE (training/mae.hpp) in double: the loss of mae_forward, and mae_backward. The MaeTape
+// keeps a separate double state.
+[[nodiscard]] double mae_forward_double(const ViTConfig& config, const WeightsT<double>& encoder, const MaeConfig& mae,
+                                        const WeightsT<double>& decoder, const std::vector<Image>& batch,
+                                        const std::vector<std::vector<int>>& keep, const TrainOptions& options, MaeTape& tape);
+void mae_backward_double(const ViTConfig& config, const WeightsT<double>& encoder, const WeightsT<double>& decoder, MaeTape& tape,
+                         WeightsT<double>& encoder_grads, WeightsT<double>& decoder_grads);
 
 }  // namespace hilum::training::ops

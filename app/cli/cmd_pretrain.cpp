@@ -1,0 +1,102 @@
+// hilum-cli pretrain: masked-autoencoder pre-training of a ViT encoder on unlabelled films.
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "hilum/app/pretrain.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::cli {
+namespace {
+
+template <typename T>
+std::optional<T> number(const std::string& s) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+int cmd_pretrain(const Global& global, const Args& args) {
+  app::PretrainOptions o;
+  bool catalog = false, json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if (a == "--catalog") {
+      catalog = true;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--data" && has_value) {
+      o.data.emplace_back(args[++i]);
+      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) o.data.emplace_back(args[++i]);  // --data DIR [DIR...]
+    } else if ((a == "--out" || a == "-o") && has_value) {
+      o.out = args[++i];
+    } else if (a == "--arch" && has_value) {
+      o.arch = args[++i];
+    } else if (a == "--init" && has_value) {
+      o.init = args[++i];
+    } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--max-images" || a == "--warmup-epochs") && has_value) {
+      auto n = number<int>(args[++i]);
+      if (!n || *n < (a == "--max-images" || a == "--warmup-epochs" ? 0 : 1)) return usage_error("pretrain: " + a + " takes a number");
+      (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--max-images" ? o.max_images : o.warmup_epochs) = *n;
+    } else if ((a == "--lr" || a == "--weight-decay") && has_value) {
+      auto x = number<float>(args[++i]);
+      if (!x || *x < 0.0f || *x > 1.0f) return usage_error("pretrain: " + a + " takes a value in [0, 1]");
+      (a == "--lr" ? o.learning_rate : o.weight_decay) = *x;
+    } else if (a == "--mask-ratio" && has_value) {
+      auto x = number<float>(args[++i]);
+      if (!x || !(*x > 0.0f && *x < 1.0f)) return usage_error("pretrain: --mask-ratio takes a value in (0, 1)");
+      o.mae.mask_ratio = *x;
+    } else if (a == "--seed" && has_value) {
+      auto x = number<std::uint64_t>(args[++i]);
+      if (!x) return usage_error("pretrain: --seed takes a number");
+      o.seed = *x;
+    } else if (a == "--precision" && has_value) {
+      const std::string p = args[++i];
+      if (p != "f32" && p != "bf16") return usage_error("pretrain: --precision takes f32 or bf16");
+      o.precision = p == "f32" ? inference::Precision::F32 : inference::Precision::BF16;
+    } else {
+      return usage_error("pretrain: unknown argument " + a);
+    }
+  }
+  if (o.out.empty()) return usage_error("pretrain: --out DIR is required");
+  if (catalog == !o.data.empty()) return usage_error("pretrain: give --data DIR [DIR...] or --catalog");
+  InterruptGuard guard;
+  int last_epoch = 0;
+  auto progress = [&](const app::FinetuneProgress& p) {
+    if (json) return;
+    if (p.phase == "training" && p.epoch != last_epoch) {
+      last_epoch = p.epoch;
+      std::fprintf(stderr, "pretrain: epoch %d/%d started (%.1f images/s, ETA %.0f s)\n", p.epoch, p.epochs, p.images_per_second, p.eta_seconds);
+    }
+    if (p.phase == "epoch done") std::fprintf(stderr, "pretrain: epoch %d/%d loss %.4f\n", p.epoch, p.epochs, p.loss);
+  };
+  app::Result<app::PretrainReport> r = app::Error{app::ErrorKind::Invalid, "not run"};
+  if (catalog) {
+    auto c = open_catalog(global, app::Catalog::Mode::ReadOnly);
+    if (!c) return kExitCatalog;
+    r = app::pretrain_from_catalog(*c, o, progress, InterruptGuard::flag());
+  } else {
+    r = app::pretrain_from_folders(o, progress, InterruptGuard::flag());
+  }
+  if (!r) return report_error(r.error());
+  for (const auto& s : r->skipped) std::fprintf(stderr, "pretrain: skipped %s\n", s.c_str());
+  for (const auto& s : r->refused_checkpoints) std::fprintf(stderr, "pretrain: %s\n", s.c_str());
+  if (json) {
+    std::cout << r->report_json << '\n';
+  } else {
+    if (r->resumed_after_epoch > 0) std::printf("resumed after epoch %d\n", r->resumed_after_epoch);
+    for (std::size_t e = 0; e < r->loss.size(); ++e) std::printf("  epoch %zu loss %.4f\n", e + 1, r->loss[e]);
+    std::printf("wrote %s (a ViT backbone pre-trained on %d images, %zu skipped, %.0f s)\n", o.out.c_str(), r->images, r->skipped.size(),
+                r->seconds);
+  }
+  return kExitOk;
+}
+
+}  // namespace hilum::cli

@@ -1,0 +1,63 @@
+// Hilum app: self-supervised masked-autoencoder pre-training (training/mae.hpp) of a ViT encoder on
+// unlabelled films -- image folders, or the catalog's own films, so that a site can adapt the
+// encoder to its scanners -- giving a backbone that `train --init` and fine-tuning start from.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/finetune.hpp"
+#include "hilum/inference/vit.hpp"
+#include "hilum/training/mae.hpp"
+
+namespace hilum::app {
+
+struct PretrainOptions {
+  std::vector<std::filesystem::path> data;  // image folders, searched recursively (JPEG, PNG, DICOM)
+  std::filesystem::path out;                // the backbone folder written at the end
+  std::string arch = "vit-ti16";             // training::architecture
+  int image_size = 160;
+  std::filesystem::path init;               // continue from this Hugging Face folder (its encoder;
+                                            // its mae_decoder.safetensors too when present)
+  int epochs = 10;
+  int batch_size = 32;
+  float learning_rate = 1.5e-4f;            // peak, after a linear warm-up; cosine to 0
+  float weight_decay = 0.05f;
+  int warmup_epochs = 1;
+  training::MaeConfig mae;                  // mask ratio 0.9, decoder 128 wide, 2 blocks, 4 heads
+  std::uint64_t seed = 1;
+  int max_images = 0;                       // 0 = all (small runs for tests)
+  // Arithmetic of the step's matrix products (training::TrainOptions::precision).
+  inference::Precision precision = inference::Precision::BF16;
+};
+
+struct PretrainReport {
+  std::vector<double> loss;               // mean masked-patch loss per epoch (the whole run's, resumed epochs included)
+  int images = 0;                         // images trained on
+  std::vector<std::string> skipped;       // files that could not be read, with the reason
+  std::vector<std::string> refused_checkpoints;  // damaged checkpoints passed over, with the reason
+  int resumed_after_epoch = 0;            // 0 = a fresh start
+  double seconds = 0.0;
+  std::string report_json;                // also written to OUT/pretrain_report.json
+};
+
+// Pre-trains with random-resized crops (area 0.5-1.0) and a fresh random mask per image and step.
+// Checkpoints every epoch into OUT.checkpoints/ (epoch-N/: encoder, decoder, both optimizers and
+// a checksummed checkpoint.json; state.json names the newest; the one before is kept) and resumes
+// from there when run again with the same settings; a damaged or truncated checkpoint is refused
+// with its reason and the newest good one used (none good: an error, nothing deleted). Writes OUT/
+// atomically: config.json + model.safetensors (a ViTModel backbone, F32, no classifier),
+// mae_decoder.safetensors (the decoder, to continue pre-training) and pretrain_report.json.
+// Progress: phase "preparing" then "training" with epoch, step and the epoch's running loss.
+[[nodiscard]] Result<PretrainReport> pretrain_from_folders(const PretrainOptions& options, const FinetuneCallback& progress = {},
+                                                           const std::atomic<bool>* cancel = nullptr);
+
+// The same over every film in the catalog (no labels needed); options.data is ignored.
+[[nodiscard]] Result<PretrainReport> pretrain_from_catalog(Catalog& catalog, const PretrainOptions& options,
+                                                           const FinetuneCallback& progress = {}, const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace hilum::app

@@ -1,0 +1,180 @@
+// app::pretrain_from_folders (masked-autoencoder pre-training) on a few generated PNGs: the
+// backbone folder and report it writes, unreadable files skipped and reported, cancel and resume,
+// damaged checkpoints refused with a reason and the last good one used, and train --init from the
+// backbone (a fresh classifier for the folder's findings on the pre-trained encoder).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "hilum/app/png.hpp"
+#include "hilum/app/pretrain.hpp"
+#include "hilum/app/train.hpp"
+#include "temp_dir_test.hpp"
+
+namespace fs = std::filesystem;
+
+namespace hilum::test {
+namespace {
+
+class PretrainTest : public TempDirTest {
+ protected:
+  // `n` 32x32 grey PNGs in films/ (two sub-folders: the search is recursive), one broken PNG and a
+  // text file.
+  void write_films(int n) {
+    std::mt19937 rng(9);
+    std::uniform_int_distribution<int> noise(30, 200);
+    for (int i = 0; i < n; ++i) {
+      const fs::path dir = path("films") / (i % 2 == 0 ? "a" : "b");
+      fs::create_directories(dir);
+      std::vector<std::uint8_t> px(32 * 32);
+      for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) px[static_cast<std::size_t>(y * 32 + x)] = static_cast<std::uint8_t>((x * 4 + noise(rng)) / 2);
+      ASSERT_EQ(app::write_png_gray8(dir / ("film" + std::to_string(i) + ".png"), 32, 32, px), "");
+    }
+    std::ofstream(path("films") / "broken.png") << "not a png";
+    std::ofstream(path("films") / "README.txt") << "notes";
+  }
+  app::PretrainOptions options() const {
+    app::PretrainOptions o;
+    o.data = {path("films")};
+    o.out = path("backbone");
+    o.arch = "vit-ti16-d6";
+    o.image_size = 32;
+    o.epochs = 2;
+    o.batch_size = 4;
+    o.learning_rate = 1e-3f;
+    o.mae.mask_ratio = 0.75f;  // 4 patches: 1 kept
+    o.mae.decoder_hidden = 16;
+    o.mae.decoder_heads = 2;
+    o.mae.decoder_layers = 1;
+    o.mae.decoder_intermediate = 32;
+    o.precision = inference::Precision::F32;
+    return o;
+  }
+  fs::path checkpoints() const { return path("backbone.checkpoints"); }
+};
+
+TEST_F(PretrainTest, WritesABackboneADecoderAndTheLossCurve) {
+  write_films(8);
+  auto r = app::pretrain_from_folders(options());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->images, 8);
+  ASSERT_EQ(r->skipped.size(), 1u);
+  EXPECT_NE(r->skipped[0].find("broken.png"), std::string::npos) << r->skipped[0];
+  ASSERT_EQ(r->loss.size(), 2u);
+  for (double l : r->loss) EXPECT_TRUE(std::isfinite(l) && l > 0.0) << l;
+  EXPECT_EQ(r->resumed_after_epoch, 0);
+  auto model = inference::ViTModel::load(path("backbone"));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  EXPECT_FALSE(model->weights().has_classifier);
+  EXPECT_EQ(model->config().num_layers, 6);
+  EXPECT_EQ(model->config().input_width, 32);
+  auto decoder = training::load_decoder(path("backbone") / "mae_decoder.safetensors", model->config());
+  ASSERT_TRUE(decoder.ok()) << decoder.error().message;
+  EXPECT_EQ(decoder->mae.decoder_hidden, 16);
+  std::ifstream in(path("backbone") / "pretrain_report.json");
+  const auto report = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(report.is_object());
+  ASSERT_EQ(report["loss"].size(), 2u);
+  EXPECT_DOUBLE_EQ(report["loss"][1]["loss"].get<double>(), r->loss[1]);
+  EXPECT_EQ(report["images"], 8);
+  EXPECT_EQ(report["skipped"], 1);
+  // The last two epochs' checkpoints stay, so that a damaged newest one has a fallback.
+  EXPECT_TRUE(fs::exists(checkpoints() / "epoch-1" / "checkpoint.json"));
+  EXPECT_TRUE(fs::exists(checkpoints() / "epoch-2" / "checkpoint.json"));
+  // Nothing readable: an error, not an empty model.
+  fs::create_directories(path("empty"));
+  std::ofstream(path("empty") / "x.png") << "junk";
+  app::PretrainOptions none = options();
+  none.data = {path("empty")};
+  none.out = path("none");
+  EXPECT_FALSE(app::pretrain_from_folders(none).ok());
+}
+
+TEST_F(PretrainTest, ResumesAfterCancelAndRefusesDamagedCheckpoints) {
+  write_films(8);
+  app::PretrainOptions o = options();
+  std::atomic<bool> cancel{false};
+  auto first = app::pretrain_from_folders(o, [&](const app::FinetuneProgress& p) { if (p.epoch == 2) cancel = true; }, &cancel);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().kind, app::ErrorKind::Interrupted);
+  EXPECT_FALSE(fs::exists(path("backbone")));
+  auto resumed = app::pretrain_from_folders(o);
+  ASSERT_TRUE(resumed.ok()) << resumed.error().message;
+  EXPECT_EQ(resumed->resumed_after_epoch, 1);
+  ASSERT_EQ(resumed->loss.size(), 2u);
+  EXPECT_TRUE(resumed->refused_checkpoints.empty());
+
+  // Truncate the newest checkpoint's weights: refused with its reason, epoch 1's used instead.
+  const fs::path weights = checkpoints() / "epoch-2" / "model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) / 2);
+  auto again = app::pretrain_from_folders(o);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->resumed_after_epoch, 1);
+  ASSERT_EQ(again->refused_checkpoints.size(), 1u);
+  EXPECT_NE(again->refused_checkpoints[0].find("epoch-2"), std::string::npos) << again->refused_checkpoints[0];
+  EXPECT_NE(again->refused_checkpoints[0].find("checksum"), std::string::npos) << again->refused_checkpoints[0];
+  EXPECT_DOUBLE_EQ(again->loss[0], resumed->loss[0]) << "epoch 1's loss comes from its checkpoint";
+
+  // A flipped byte in both checkpoints' decoders and a damaged state.json: nothing good is left,
+  // so the run is refused and the checkpoints are left alone.
+  for (const char* e : {"epoch-1", "epoch-2"}) {
+    std::fstream f(checkpoints() / e / "mae_decoder.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  std::ofstream(checkpoints() / "state.json") << "{\"epo";
+  auto refused = app::pretrain_from_folders(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("state.json"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("mae_decoder.safetensors does not match its checksum"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(fs::exists(checkpoints() / "epoch-1" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(checkpoints() / "epoch-2" / "model.safetensors"));
+}
+
+TEST_F(PretrainTest, TrainInitFromTheBackboneGetsAFreshClassifier) {
+  write_films(4);
+  app::PretrainOptions p = options();
+  p.epochs = 1;
+  auto pre = app::pretrain_from_folders(p);
+  ASSERT_TRUE(pre.ok()) << pre.error().message;
+  auto backbone = inference::ViTModel::load(path("backbone"));
+  ASSERT_TRUE(backbone.ok());
+  // A labelled folder: NORMAL and PNEUMONIA.
+  for (const std::string cls : {"NORMAL", "PNEUMONIA"}) {
+    fs::create_directories(path("labelled") / cls);
+    for (int i = 0; i < 8; ++i) {
+      std::vector<std::uint8_t> px(32 * 32, static_cast<std::uint8_t>(cls == "NORMAL" ? 60 + i : 180 + i));
+      ASSERT_EQ(app::write_png_gray8(path("labelled") / cls / ("p" + std::to_string(i) + "_x.png"), 32, 32, px), "");
+    }
+  }
+  app::TrainOptions t;
+  t.data = {app::DataSource::folder(path("labelled"))};
+  t.out = path("classifier");
+  t.init = path("backbone");
+  t.epochs = 1;
+  t.batch_size = 8;
+  t.learning_rate = 0.0f;  // no update: the written encoder must be the backbone's exactly
+  t.validation_fraction = 0.3;
+  t.dtype = inference::DType::F32;
+  t.precision = inference::Precision::F32;
+  auto r = app::train_from_folder(t);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto model = inference::ViTModel::load(path("classifier"));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  EXPECT_EQ(model->config().labels, std::vector<std::string>{"Pneumonia"});
+  ASSERT_TRUE(model->weights().has_classifier);
+  EXPECT_EQ(model->weights().classifier.w.rows(), 1);
+  EXPECT_GT(model->weights().classifier.w.norm(), 0.0f) << "the classifier is initialised, not zero";
+  EXPECT_EQ(model->weights().blocks[3].fc1.w, backbone->weights().blocks[3].fc1.w);
+  EXPECT_EQ(model->weights().position, backbone->weights().position);
+  EXPECT_NE(r->report_json.find("encoder of"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hilum::test
