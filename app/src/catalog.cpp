@@ -602,6 +602,57 @@ std::string patient_key(const InstanceRecord& r) {
   return "study:" + r.study_instance_uid;  // nothing identifies the patient: one per study
 }
 
+std::string study_uid_of(const InstanceRecord& r) {
+  return r.study_instance_uid.empty() ? "unknown-study:" + r.sop_instance_uid : r.study_instance_uid;
+}
+std::string series_uid_of(const InstanceRecord& r) {
+  return r.series_instance_uid.empty() ? "unknown-series:" + study_uid_of(r) : r.series_instance_uid;
+}
+
+std::string describe_patient(const std::string& id, const std::string& name) {
+  if (!id.empty()) return "patient ID '" + id + "'";
+  if (!name.empty()) return "no patient ID (name '" + name + "')";
+  return "no patient ID";
+}
+
+// Why `r` cannot join the catalog's hierarchy: its study is another patient's, or its series is
+// in another study. nullopt when it fits (or is new).
+Result<std::optional<std::string>> hierarchy_conflict(sqlite3* db, const InstanceRecord& r, const std::string& pkey) {
+  const std::string study_uid = study_uid_of(r);
+  sql::Stmt study(db,
+                  "SELECT p.patient_key, p.patient_id, p.name FROM studies st JOIN patients p ON p.id = st.patient_ref "
+                  "WHERE st.study_uid = ?");
+  if (!study.ok()) return *study.prepare_error();
+  study.bind(1, study_uid);
+  if (study.step()) {
+    if (study.text(0) != pkey) {
+      return std::optional<std::string>(
+          "Study Instance UID " + study_uid + " is already in the catalog for " + describe_patient(study.text(1), study.text(2)) +
+          ", but this file is of " + describe_patient(r.patient_id, r.patient_name) +
+          ": a study UID reused across patients; the image was not attached to the other patient");
+    }
+  } else if (study.error()) {
+    return *study.error();
+  }
+  const std::string series_uid = series_uid_of(r);
+  sql::Stmt series(db,
+                   "SELECT st.study_uid, p.patient_id, p.name FROM series se JOIN studies st ON st.id = se.study_ref "
+                   "JOIN patients p ON p.id = st.patient_ref WHERE se.series_uid = ?");
+  if (!series.ok()) return *series.prepare_error();
+  series.bind(1, series_uid);
+  if (series.step()) {
+    if (series.text(0) != study_uid) {
+      return std::optional<std::string>(
+          "Series Instance UID " + series_uid + " is already in the catalog in study " + series.text(0) + " of " +
+          describe_patient(series.text(1), series.text(2)) + ", but this file names study " + study_uid + " of " +
+          describe_patient(r.patient_id, r.patient_name) + ": a series UID reused across studies; the image was not attached");
+    }
+  } else if (series.error()) {
+    return *series.error();
+  }
+  return std::optional<std::string>();
+}
+
 // INSERT OR IGNORE a row keyed by a unique text, then return its id.
 Result<std::int64_t> upsert_id(sqlite3* db, const char* insert_sql, const char* select_sql,
                                const std::function<void(sql::Stmt&)>& bind_insert, const std::string& key) {
@@ -641,13 +692,19 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
       }
       if (existing.error()) return *existing.error();
       const std::string pkey = patient_key(r);
+      auto conflict = hierarchy_conflict(db, r, pkey);
+      if (!conflict) return conflict.error();
+      if (conflict->has_value()) {
+        outcomes.push_back(PutOutcome::PatientConflict);
+        continue;
+      }
       auto patient = upsert_id(
           db, "INSERT OR IGNORE INTO patients(patient_key, patient_id, name, birth_date, sex) VALUES (?,?,?,?,?)",
           "SELECT id FROM patients WHERE patient_key = ?",
           [&](sql::Stmt& s) { s.bind(1, pkey).bind(2, r.patient_id).bind(3, r.patient_name).bind(4, r.patient_birth_date).bind(5, r.patient_sex); },
           pkey);
       if (!patient) return patient.error();
-      const std::string study_uid = r.study_instance_uid.empty() ? "unknown-study:" + r.sop_instance_uid : r.study_instance_uid;
+      const std::string study_uid = study_uid_of(r);
       auto study = upsert_id(
           db,
           "INSERT OR IGNORE INTO studies(study_uid, patient_ref, study_date, study_time, description, accession_number) "
@@ -658,7 +715,7 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
           },
           study_uid);
       if (!study) return study.error();
-      const std::string series_uid = r.series_instance_uid.empty() ? "unknown-series:" + study_uid : r.series_instance_uid;
+      const std::string series_uid = series_uid_of(r);
       auto series = upsert_id(
           db, "INSERT OR IGNORE INTO series(series_uid, study_ref, modality, series_number, description) VALUES (?,?,?,?,?)",
           "SELECT id FROM series WHERE series_uid = ?",
@@ -688,6 +745,10 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
   });
   if (!status) return status.error();
   return outcomes;
+}
+
+Result<std::optional<std::string>> Catalog::attach_conflict(const InstanceRecord& record) {
+  return hierarchy_conflict(impl_->db, record, patient_key(record));
 }
 
 Result<std::optional<Instance>> Catalog::find_instance(const std::string& uid_or_path) {

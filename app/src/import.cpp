@@ -602,6 +602,13 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
           } else if (o->value() == PutOutcome::AlreadyPresent) {
             item.status = kPresent;
             ++out.counts.already_present;
+          } else if (o->value() == PutOutcome::PatientConflict) {
+            item.status = kConflict;
+            auto why = catalog_.attach_conflict(rec);
+            if (!why) return why.error();
+            item.reason = why->value_or("the image's study or series is another patient's in the catalog; not imported");
+            ++out.counts.conflicts;
+            out.conflicts.push_back({file.path, rec.sop_instance_uid, item.reason, {}, false});
           } else {
             item.status = kConflict;
             std::string existing;

@@ -268,6 +268,20 @@ TEST_F(CatalogTest, InstancesBuildTheHierarchyAndDetectConflicts) {
   auto p2 = c.list_instances(only_p2);
   ASSERT_TRUE(p2.ok());
   EXPECT_EQ(p2->size(), 2u);
+  // A study UID of another patient: never attached to that patient (issue 16), and said why.
+  auto reused = c.put_instances({record("6.5", "P3", "1.1", "3.1.1")});
+  ASSERT_TRUE(reused.ok());
+  EXPECT_EQ(reused.value(), std::vector<app::PutOutcome>{app::PutOutcome::PatientConflict});
+  auto why = c.attach_conflict(record("6.5", "P3", "1.1", "3.1.1"));
+  ASSERT_TRUE(why.ok() && why->has_value());
+  EXPECT_NE(why->value().find("'P1'"), std::string::npos) << why->value();
+  EXPECT_NE(why->value().find("'P3'"), std::string::npos) << why->value();
+  auto fits = c.attach_conflict(record("6.6", "P1", "1.1", "1.1.1"));
+  ASSERT_TRUE(fits.ok());
+  EXPECT_FALSE(fits->has_value());
+  auto merged = c.find_instance("6.5");
+  ASSERT_TRUE(merged.ok());
+  EXPECT_FALSE(merged->has_value());
   // A batch that fails part-way writes nothing.
   auto bad = c.put_instances({record("6.9"), record("")});
   ASSERT_FALSE(bad.ok());

@@ -309,6 +309,58 @@ TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {
   EXPECT_EQ(both.conflicts[0].path, fs::weakly_canonical(path("b/one.dcm")).string());
 }
 
+// Issue 16, defect 2: a Study Instance UID reused for another patient merged the two patients.
+TEST_F(ImportTest, StudyUidOfAnotherPatientIsAConflictAndNeverMergesPatients) {
+  fs::create_directories(path("in"));
+  const std::string study = uid("2", 20);
+  td::write_dicom(path("in/a1.dcm"), small_spec("PAT-ALPHA", study, uid("3", 20), uid("4", 20, 1), 1));
+  td::write_dicom(path("in/a2.dcm"), small_spec("PAT-ALPHA", study, uid("3", 20), uid("4", 20, 2), 2));  // same patient
+  td::write_dicom(path("in/b1.dcm"), small_spec("PAT-BRAVO", study, uid("3", 21), uid("4", 21, 1), 3));  // reused study UID
+  td::write_dicom(path("in/c1.dcm"), small_spec("PAT-ALPHA", uid("2", 22), uid("3", 20), uid("4", 22, 1), 4));  // reused series UID
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("in")}, options());
+  ASSERT_TRUE(r.ok()) << r.error->message;
+  EXPECT_EQ(r.counts.imported, 2u);
+  EXPECT_EQ(r.counts.conflicts, 2u) << "a study (or series) UID of another patient was taken as the same study";
+  ASSERT_EQ(r.conflicts.size(), 2u);
+  std::map<std::string, app::ImportIssue> by_path;
+  for (const auto& i : r.conflicts) by_path[fs::path(i.path).filename().string()] = i;
+  ASSERT_EQ(by_path.count("b1.dcm"), 1u);
+  const std::string& why = by_path["b1.dcm"].reason;
+  EXPECT_NE(why.find("PAT-ALPHA"), std::string::npos) << why;
+  EXPECT_NE(why.find("PAT-BRAVO"), std::string::npos) << why;
+  EXPECT_NE(why.find(study), std::string::npos) << why;
+  EXPECT_EQ(by_path["b1.dcm"].sop_instance_uid, uid("4", 21, 1));
+  ASSERT_EQ(by_path.count("c1.dcm"), 1u);
+  EXPECT_NE(by_path["c1.dcm"].reason.find("Series Instance UID"), std::string::npos) << by_path["c1.dcm"].reason;
+  EXPECT_EQ(items_by_status(c, r.job_id)[by_path["b1.dcm"].path], "conflict");
+
+  // Nothing of the second patient is attached to the first one.
+  auto b = c.find_instance(uid("4", 21, 1));
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->has_value()) << "PAT-BRAVO's image is listed under " << b->value().patient_id;
+  auto instances = c.list_instances();
+  ASSERT_TRUE(instances.ok());
+  ASSERT_EQ(instances->size(), 2u);
+  for (const auto& i : instances.value()) EXPECT_EQ(i.patient_id, "PAT-ALPHA");
+  auto studies = c.list_studies();
+  ASSERT_TRUE(studies.ok());
+  ASSERT_EQ(studies->size(), 1u);
+  EXPECT_EQ(studies->at(0).patient_id, "PAT-ALPHA");
+  EXPECT_EQ(studies->at(0).images, 2);
+
+  // The same in a later import, and in the other order: whoever came first keeps the study.
+  Catalog other = open_catalog("other.db");
+  ASSERT_TRUE(app::import_paths(other, {path("in/b1.dcm")}, options()).ok());
+  const ImportReport later = app::import_paths(other, {path("in/a1.dcm")}, options());
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later.counts.imported, 0u);
+  EXPECT_EQ(later.counts.conflicts, 1u);
+  auto a = other.find_instance(uid("4", 20, 1));
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->has_value());
+}
+
 TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
   fs::create_directories(path("in/sub"));
   td::write_dicom(path("in/a.dcm"), small_spec("P", uid("2", 1), uid("3", 1), uid("4", 1), 1));
