@@ -120,7 +120,11 @@ Expansion expand_inputs(const std::vector<fs::path>& given) {
         out.failures.emplace_back(path.string(), images.error().message);
         continue;
       }
-      for (const auto& image : images.value()) out.files.push_back(absolute_path(image.file).string());
+      for (const auto& image : images.value()) {
+        // A reference that leads outside the medium is never opened: it fails with its reason.
+        if (!image.refused.empty()) out.failures.emplace_back(path.string() + " (" + image.file_id + ")", image.refused);
+        else out.files.push_back(absolute_path(image.file).string());
+      }
     } else {
       out.files.push_back(path.string());
     }

@@ -434,6 +434,27 @@ TEST_F(ImportTest, DicomdirInputImportsTheReferencedImagesAndFolderWalksSkipIt) 
   EXPECT_EQ(walk.counts.skipped, 0u);
 }
 
+// Issue 16, defect 3: a DICOMDIR pointing at a DICOM file outside its medium imported it.
+TEST_F(ImportTest, DicomdirReferencesOutsideTheMediumFailAndTheRestImports) {
+  const auto sops = td::write_dicomdir_media(path("media"), 2);
+  ASSERT_EQ(sops.size(), 4u);
+  fs::create_directories(path("elsewhere"));
+  const std::string stranger = uid("4", 99);
+  td::write_dicom(path("elsewhere/X.dcm"), small_spec("STRANGER", uid("2", 99), uid("3", 99), stranger, 9));
+  td::set_dicomdir_file_id(path("media/DICOMDIR"), 1, "..\\elsewhere\\X.dcm");
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("media/DICOMDIR")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 3u);
+  EXPECT_EQ(r.counts.failed, 1u);
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_NE(r.failed[0].reason.find("..\\elsewhere\\X.dcm"), std::string::npos) << r.failed[0].reason;
+  EXPECT_NE(r.failed[0].reason.find("refused"), std::string::npos) << r.failed[0].reason;
+  auto found = c.find_instance(stranger);
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value()) << "a file outside the medium was imported";
+}
+
 TEST_F(ImportTest, CancelledImportLeavesAConsistentCatalogAndTheSameImportFinishesIt) {
   write_studies(path("in"), 4, 1, 1, 10);  // 40 files
   Catalog c = open_catalog();
