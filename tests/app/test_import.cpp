@@ -377,13 +377,16 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
   EXPECT_EQ(r.files, 6u);  // 5 visible files + the missing input; hidden ones never looked at
   EXPECT_EQ(r.counts.imported, 2u);
   EXPECT_EQ(r.counts.skipped, 1u);
-  EXPECT_EQ(r.counts.failed, 3u);
+  EXPECT_EQ(r.counts.failed, 2u);
+  EXPECT_EQ(r.counts.not_dicom, 1u);  // c-notes.txt, met walking the folder
   ASSERT_EQ(r.skipped.size(), 1u);
   EXPECT_NE(r.skipped[0].path.find("b-report.dcm"), std::string::npos);
   EXPECT_EQ(r.skipped[0].reason, "not an image: Basic Text SR");
-  ASSERT_EQ(r.failed.size(), 3u);
+  ASSERT_EQ(r.failed.size(), 2u);
+  ASSERT_EQ(r.not_dicom.size(), 1u);
   std::map<std::string, std::string> reasons;
   for (const auto& f : r.failed) reasons[fs::path(f.path).filename().string()] = f.reason;
+  for (const auto& f : r.not_dicom) reasons[fs::path(f.path).filename().string()] = f.reason;
   EXPECT_NE(reasons["missing-folder"].find("no such file or folder"), std::string::npos) << reasons["missing-folder"];
   EXPECT_NE(reasons["c-notes.txt"].find("not a DICOM file"), std::string::npos) << reasons["c-notes.txt"];
   EXPECT_NE(reasons["d-cut.dcm"].find("truncated"), std::string::npos) << reasons["d-cut.dcm"];
@@ -399,11 +402,44 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
     const std::string name = fs::path(item.path).filename().string();
     if (name == "a.dcm" || name == "e.dcm") EXPECT_EQ(item.status, "imported") << name;
     else if (name == "b-report.dcm") EXPECT_EQ(item.status, "skipped");
+    else if (name == "c-notes.txt") EXPECT_EQ(item.status, "not-dicom");
     else {
       EXPECT_EQ(item.status, "failed") << name;
       EXPECT_EQ(item.reason, reasons[name]);
     }
   }
+}
+
+// Issue 16, defect 14: a README, a CSV or thumbnails beside the images made a folder import fail.
+TEST_F(ImportTest, FilesThatAreNotDicomInAWalkedFolderAreCountedNotFailed) {
+  fs::create_directories(path("study/thumbs"));
+  td::write_dicom(path("study/IM1.dcm"), small_spec("P", uid("2", 30), uid("3", 30), uid("4", 30), 1));
+  std::ofstream(path("study/README")) << "Exported by the PACS on 2026-01-01\n";
+  std::ofstream(path("study/index.csv")) << "file,patient\nIM1.dcm,P\n";
+  std::ofstream(path("study/thumbs/IM1.png"), std::ios::binary) << std::string("\x89PNG\r\n\x1a\n", 8) << "not really";
+  td::write_truncated(path("study/IM2.dcm"), 100);  // DICOM, but broken: still a failure
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("study")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 1u);
+  EXPECT_EQ(r.counts.not_dicom, 3u);
+  EXPECT_EQ(r.counts.failed, 1u) << "files that are not DICOM were counted as failures";
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_EQ(fs::path(r.failed[0].path).filename(), "IM2.dcm");
+  ASSERT_EQ(r.not_dicom.size(), 3u);
+  std::set<std::string> left_out;
+  for (const auto& i : r.not_dicom) left_out.insert(fs::path(i.path).filename().string());
+  EXPECT_EQ(left_out, (std::set<std::string>{"README", "index.csv", "IM1.png"}));
+  EXPECT_EQ(items_by_status(c, r.job_id)[fs::weakly_canonical(path("study/README")).string()], "not-dicom");
+  EXPECT_NE(app::to_json(r.counts).find("\"not_dicom\":3"), std::string::npos) << app::to_json(r.counts);
+
+  // Named explicitly, the same file is an error.
+  const ImportReport named = app::import_paths(c, {path("study/README")}, options());
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named.counts.not_dicom, 0u);
+  EXPECT_EQ(named.counts.failed, 1u);
+  ASSERT_EQ(named.failed.size(), 1u);
+  EXPECT_NE(named.failed[0].reason.find("not a DICOM file"), std::string::npos) << named.failed[0].reason;
 }
 
 TEST_F(ImportTest, DicomdirInputImportsTheReferencedImagesAndFolderWalksSkipIt) {
