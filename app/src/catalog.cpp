@@ -11,6 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <map>
 #include <random>
 #include <set>
@@ -409,6 +412,40 @@ const fs::path& Catalog::path() const { return impl_->path; }
 int Catalog::schema_version() const { return impl_->schema_version; }
 sqlite3* Catalog::handle() { return impl_->db; }
 
+namespace {
+
+// Whether this process cannot write the catalog's storage: a read-only file system (a CD, a
+// read-only share or mount), or no write permission on the file or its folder (which root
+// ignores; a read-only mount it does not).
+bool storage_read_only(const fs::path& file) {
+  std::error_code ec;
+  fs::path folder = fs::absolute(file, ec).parent_path();
+  if (folder.empty()) folder = ".";
+  struct statvfs vfs {};
+  if (::statvfs(folder.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0) return true;
+  if (::access(folder.c_str(), W_OK) != 0) return true;
+  return fs::exists(file, ec) && ::access(file.c_str(), W_OK) != 0;
+}
+
+// A "file:" URI for sqlite3_open_v2 (SQLITE_OPEN_URI): the path with '%', '?' and '#' escaped.
+std::string file_uri(const fs::path& path, bool immutable) {
+  std::error_code ec;
+  const std::string p = fs::absolute(path, ec).string();
+  std::string uri = "file:";
+  for (const char c : p) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      uri += buf;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?mode=ro" + (immutable ? "&immutable=1" : "");
+}
+
+}  // namespace
+
 Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
   std::error_code ec;
   if (path.empty()) return Error{ErrorKind::CannotOpen, "no catalog path given"};
@@ -422,26 +459,48 @@ Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
     fs::create_directories(parent, ec);
     if (ec) return Error{ErrorKind::CannotOpen, "cannot create the catalog folder " + parent.string() + ": " + ec.message()};
   }
+  if (exists && mode != Mode::ReadOnly && storage_read_only(path)) {
+    return Error{ErrorKind::ReadOnly, "the catalog " + path.string() +
+                                          " is on read-only storage or not writable: browsing (list, labels history, "
+                                          "models list) works, but this needs a writable catalog (copy it to a writable folder)"};
+  }
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY
-                                            : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
-                    SQLITE_OPEN_FULLMUTEX;
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr);
-  if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
-  sqlite3_extended_result_codes(impl->db, 1);
-  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
   const std::string where = "opening the catalog " + path.string();
-
-  // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
+  // Read-only: SQLite's "mode=ro"; on storage that cannot be written also "immutable=1", without
+  // which a WAL catalog cannot even be read there (SQLite could not create its -shm file). When
+  // that file cannot be created for another reason, the catalog is read as immutable too.
+  bool immutable = mode == Mode::ReadOnly && storage_read_only(path);
   int app_id = 0;
+  for (;;) {
+    const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+                                              : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
+                      SQLITE_OPEN_FULLMUTEX;
+    const std::string name = mode == Mode::ReadOnly ? file_uri(path, immutable) : path.string();
+    if (impl->db != nullptr) {
+      sqlite3_close_v2(impl->db);
+      impl->db = nullptr;
+    }
+    int rc = sqlite3_open_v2(name.c_str(), &impl->db, flags, nullptr);
+    if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
+    sqlite3_extended_result_codes(impl->db, 1);
+    sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
+
+    // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
+    sql::Stmt s(impl->db, "PRAGMA application_id");
+    if (s.ok() && s.step()) {
+      app_id = static_cast<int>(s.int64(0));
+      break;
+    }
+    const int code = s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB;
+    if (mode == Mode::ReadOnly && !immutable && (code & 0xff) == SQLITE_CANTOPEN) {
+      immutable = true;
+      continue;
+    }
+    return sql::error_from(impl->db, code, where);
+  }
   int user_version = 0;
   int table_count = 0;
-  {
-    sql::Stmt s(impl->db, "PRAGMA application_id");
-    if (!s.ok() || !s.step()) return sql::error_from(impl->db, s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB, where);
-    app_id = static_cast<int>(s.int64(0));
-  }
   {
     sql::Stmt s(impl->db, "PRAGMA user_version");
     if (!s.ok() || !s.step()) return *s.error();

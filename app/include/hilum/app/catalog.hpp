@@ -223,6 +223,9 @@ class Catalog {
   // Opens (creating the file and its folder with ReadWriteCreate), sets WAL mode, foreign keys
   // and a busy timeout, checks it is a Hilum catalog and runs pending migrations in one
   // transaction. A damaged file is reported (ErrorKind::Corrupt) and never overwritten.
+  // ReadOnly works on read-only storage too (a CD, a read-only share): the catalog is then read
+  // as immutable. The other modes refuse a catalog whose file or folder cannot be written
+  // (ErrorKind::ReadOnly, saying that browsing works read-only) before touching it.
   static Result<Catalog> open(const std::filesystem::path& path, Mode mode = Mode::ReadWriteCreate);
 
   Catalog(Catalog&&) noexcept;
