@@ -128,6 +128,7 @@ std::string report_json(const app::ImportReport& r) {
   o.add("conflicts", static_cast<std::int64_t>(r.counts.conflicts));
   o.add("skipped", static_cast<std::int64_t>(r.counts.skipped));
   o.add("failed", static_cast<std::int64_t>(r.counts.failed));
+  o.add("not_dicom", static_cast<std::int64_t>(r.counts.not_dicom));
   o.add("pending", static_cast<std::int64_t>(r.files - r.counts.total() - r.earlier.total()));
   o.add_raw("earlier", app::to_json(r.earlier));
   o.add("seconds", r.seconds);
@@ -142,8 +143,8 @@ std::string report_json(const app::ImportReport& r) {
 void print_report(const app::ImportReport& r) {
   std::string line = "imported " + thousands(r.counts.imported) + ", already present " +
                      thousands(r.counts.already_present) + ", conflicts " + thousands(r.counts.conflicts) +
-                     ", skipped " + thousands(r.counts.skipped) + ", failed " + thousands(r.counts.failed) + " (" +
-                     thousands(r.files) + " files";
+                     ", skipped " + thousands(r.counts.skipped) + ", failed " + thousands(r.counts.failed) +
+                     ", not DICOM " + thousands(r.counts.not_dicom) + " (" + thousands(r.files) + " files";
   char timing[64];
   std::snprintf(timing, sizeof timing, ", %.1f s, %.1f files/s)", r.seconds, r.files_per_second);
   line += timing;
@@ -153,7 +154,7 @@ void print_report(const app::ImportReport& r) {
     std::cout << "continued an interrupted import: " << thousands(e.total()) << " files were done before (imported "
               << thousands(e.imported) << ", already present " << thousands(e.already_present) << ", conflicts "
               << thousands(e.conflicts) << ", skipped " << thousands(e.skipped) << ", failed " << thousands(e.failed)
-              << ")\n";
+              << ", not DICOM " << thousands(e.not_dicom) << ")\n";
   }
   for (const auto& c : r.conflicts) {
     std::cout << "conflict: " << c.path;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <system_error>
 
 #include "commands.hpp"
 #include "hilum/app/classify.hpp"
@@ -69,9 +70,15 @@ int label_from_csv(app::Catalog& catalog, const std::string& file, const std::st
 
 }  // namespace
 
-std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode) {
+std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode, bool browsing) {
   const auto path = global.db.empty() ? app::default_catalog_path() : global.db;
   auto catalog = app::Catalog::open(path, mode);
+  std::error_code ec;
+  if (!catalog && browsing && mode != app::Catalog::Mode::ReadOnly && std::filesystem::exists(path, ec) &&
+      (catalog.error().kind == app::ErrorKind::ReadOnly || catalog.error().kind == app::ErrorKind::CannotOpen)) {
+    mode = app::Catalog::Mode::ReadOnly;  // cannot be written (read-only storage): browsing needs no more
+    catalog = app::Catalog::open(path, mode);
+  }
   if (!catalog) {
     std::fprintf(stderr, "hilum-cli: %s\n", catalog.error().message.c_str());
     return std::nullopt;
@@ -209,7 +216,7 @@ int cmd_labels(const Global& global, const Args& args) {
     else return usage_error("labels: too many arguments");
   }
   if (sub == "list") {
-    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate, true);
     if (!catalog) return kExitCatalog;
     auto findings = catalog->findings();
     if (!findings) return report_error(findings.error());
@@ -233,7 +240,7 @@ int cmd_labels(const Global& global, const Args& args) {
     return kExitOk;
   }
   if (sub == "history") {
-    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+    auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite, true);
     if (!catalog) return kExitCatalog;
     auto events = catalog->label_history(name.value_or(""));
     if (!events) return report_error(events.error());

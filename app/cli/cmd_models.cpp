@@ -194,7 +194,7 @@ int cmd_models(const Global& global, const Args& args) {
     else if (sub == "export" && !second) second = a;
     else return usage_error("models: too many arguments");
   }
-  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate, sub == "list" || sub == "show");
   if (!catalog) return kExitCatalog;
   if (sub == "list") {
     auto models = catalog->models();

@@ -176,6 +176,12 @@ int cmd_info(const Args& args) {
         continue;
       }
       for (const auto& image : images.value()) {
+        if (!image.refused.empty()) {
+          ++failures;
+          std::cout << JsonObject().add("path", file.string()).add("file_id", image.file_id).add("ok", false)
+                           .add("error", image.refused).str() << '\n';
+          continue;
+        }
         auto result = dcm::read_radiograph(image.file, options);
         if (!result) ++failures;
         std::cout << info_json(image.file, result, pixels) << '\n';
@@ -298,7 +304,8 @@ int cmd_dicomdir(const Args& args) {
       o.add("study_description", im.study_description).add("accession_number", im.accession_number);
       o.add("series_instance_uid", im.series_instance_uid).add("series_number", im.series_number).add("modality", im.modality);
       o.add("sop_instance_uid", im.sop_instance_uid).add("instance_number", im.instance_number);
-      o.add("path", im.file.string()).add("exists", im.file_exists);
+      o.add("file_id", im.file_id).add("path", im.file.string()).add("exists", im.file_exists);
+      if (!im.refused.empty()) o.add("refused", im.refused);
       std::cout << o.str() << '\n';
       continue;
     }
@@ -314,9 +321,13 @@ int cmd_dicomdir(const Args& args) {
       series = im.series_instance_uid;
       std::cout << "    series " << im.series_number << "  " << im.modality << "  " << im.series_instance_uid << '\n';
     }
+    if (!im.refused.empty()) {
+      std::cout << "      image " << im.instance_number << "  (refused: " << im.refused << ")\n";
+      continue;
+    }
     std::cout << "      image " << im.instance_number << "  " << im.file.string() << (im.file_exists ? "" : "  (missing)") << '\n';
   }
-  if (missing > 0) std::fprintf(stderr, "hilum-cli: %d referenced file(s) missing\n", missing);
+  if (missing > 0) std::fprintf(stderr, "hilum-cli: %d referenced file(s) missing or refused\n", missing);
   return missing == 0 ? kExitOk : kExitFailures;
 }
 

@@ -43,7 +43,9 @@ class InterruptGuard {
 };
 
 // Opens the catalog for a command; prints the reason and returns nothing when it cannot.
-std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode);
+// `browsing` (commands that only read): a catalog that cannot be written (read-only storage) is
+// opened read-only instead of refused.
+std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mode mode, bool browsing = false);
 
 // Reader commands (no catalog).
 int cmd_info(const Args& args);

@@ -11,6 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <map>
 #include <random>
 #include <set>
@@ -425,6 +428,40 @@ const fs::path& Catalog::path() const { return impl_->path; }
 int Catalog::schema_version() const { return impl_->schema_version; }
 sqlite3* Catalog::handle() { return impl_->db; }
 
+namespace {
+
+// Whether this process cannot write the catalog's storage: a read-only file system (a CD, a
+// read-only share or mount), or no write permission on the file or its folder (which root
+// ignores; a read-only mount it does not).
+bool storage_read_only(const fs::path& file) {
+  std::error_code ec;
+  fs::path folder = fs::absolute(file, ec).parent_path();
+  if (folder.empty()) folder = ".";
+  struct statvfs vfs {};
+  if (::statvfs(folder.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0) return true;
+  if (::access(folder.c_str(), W_OK) != 0) return true;
+  return fs::exists(file, ec) && ::access(file.c_str(), W_OK) != 0;
+}
+
+// A "file:" URI for sqlite3_open_v2 (SQLITE_OPEN_URI): the path with '%', '?' and '#' escaped.
+std::string file_uri(const fs::path& path, bool immutable) {
+  std::error_code ec;
+  const std::string p = fs::absolute(path, ec).string();
+  std::string uri = "file:";
+  for (const char c : p) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      uri += buf;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?mode=ro" + (immutable ? "&immutable=1" : "");
+}
+
+}  // namespace
+
 Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
   std::error_code ec;
   if (path.empty()) return Error{ErrorKind::CannotOpen, "no catalog path given"};
@@ -438,26 +475,48 @@ Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
     fs::create_directories(parent, ec);
     if (ec) return Error{ErrorKind::CannotOpen, "cannot create the catalog folder " + parent.string() + ": " + ec.message()};
   }
+  if (exists && mode != Mode::ReadOnly && storage_read_only(path)) {
+    return Error{ErrorKind::ReadOnly, "the catalog " + path.string() +
+                                          " is on read-only storage or not writable: browsing (list, labels history, "
+                                          "models list) works, but this needs a writable catalog (copy it to a writable folder)"};
+  }
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY
-                                            : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
-                    SQLITE_OPEN_FULLMUTEX;
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr);
-  if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
-  sqlite3_extended_result_codes(impl->db, 1);
-  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
   const std::string where = "opening the catalog " + path.string();
-
-  // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
+  // Read-only: SQLite's "mode=ro"; on storage that cannot be written also "immutable=1", without
+  // which a WAL catalog cannot even be read there (SQLite could not create its -shm file). When
+  // that file cannot be created for another reason, the catalog is read as immutable too.
+  bool immutable = mode == Mode::ReadOnly && storage_read_only(path);
   int app_id = 0;
+  for (;;) {
+    const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+                                              : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
+                      SQLITE_OPEN_FULLMUTEX;
+    const std::string name = mode == Mode::ReadOnly ? file_uri(path, immutable) : path.string();
+    if (impl->db != nullptr) {
+      sqlite3_close_v2(impl->db);
+      impl->db = nullptr;
+    }
+    int rc = sqlite3_open_v2(name.c_str(), &impl->db, flags, nullptr);
+    if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
+    sqlite3_extended_result_codes(impl->db, 1);
+    sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
+
+    // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
+    sql::Stmt s(impl->db, "PRAGMA application_id");
+    if (s.ok() && s.step()) {
+      app_id = static_cast<int>(s.int64(0));
+      break;
+    }
+    const int code = s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB;
+    if (mode == Mode::ReadOnly && !immutable && (code & 0xff) == SQLITE_CANTOPEN) {
+      immutable = true;
+      continue;
+    }
+    return sql::error_from(impl->db, code, where);
+  }
   int user_version = 0;
   int table_count = 0;
-  {
-    sql::Stmt s(impl->db, "PRAGMA application_id");
-    if (!s.ok() || !s.step()) return sql::error_from(impl->db, s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB, where);
-    app_id = static_cast<int>(s.int64(0));
-  }
   {
     sql::Stmt s(impl->db, "PRAGMA user_version");
     if (!s.ok() || !s.step()) return *s.error();
@@ -618,6 +677,57 @@ std::string patient_key(const InstanceRecord& r) {
   return "study:" + r.study_instance_uid;  // nothing identifies the patient: one per study
 }
 
+std::string study_uid_of(const InstanceRecord& r) {
+  return r.study_instance_uid.empty() ? "unknown-study:" + r.sop_instance_uid : r.study_instance_uid;
+}
+std::string series_uid_of(const InstanceRecord& r) {
+  return r.series_instance_uid.empty() ? "unknown-series:" + study_uid_of(r) : r.series_instance_uid;
+}
+
+std::string describe_patient(const std::string& id, const std::string& name) {
+  if (!id.empty()) return "patient ID '" + id + "'";
+  if (!name.empty()) return "no patient ID (name '" + name + "')";
+  return "no patient ID";
+}
+
+// Why `r` cannot join the catalog's hierarchy: its study is another patient's, or its series is
+// in another study. nullopt when it fits (or is new).
+Result<std::optional<std::string>> hierarchy_conflict(sqlite3* db, const InstanceRecord& r, const std::string& pkey) {
+  const std::string study_uid = study_uid_of(r);
+  sql::Stmt study(db,
+                  "SELECT p.patient_key, p.patient_id, p.name FROM studies st JOIN patients p ON p.id = st.patient_ref "
+                  "WHERE st.study_uid = ?");
+  if (!study.ok()) return *study.prepare_error();
+  study.bind(1, study_uid);
+  if (study.step()) {
+    if (study.text(0) != pkey) {
+      return std::optional<std::string>(
+          "Study Instance UID " + study_uid + " is already in the catalog for " + describe_patient(study.text(1), study.text(2)) +
+          ", but this file is of " + describe_patient(r.patient_id, r.patient_name) +
+          ": a study UID reused across patients; the image was not attached to the other patient");
+    }
+  } else if (study.error()) {
+    return *study.error();
+  }
+  const std::string series_uid = series_uid_of(r);
+  sql::Stmt series(db,
+                   "SELECT st.study_uid, p.patient_id, p.name FROM series se JOIN studies st ON st.id = se.study_ref "
+                   "JOIN patients p ON p.id = st.patient_ref WHERE se.series_uid = ?");
+  if (!series.ok()) return *series.prepare_error();
+  series.bind(1, series_uid);
+  if (series.step()) {
+    if (series.text(0) != study_uid) {
+      return std::optional<std::string>(
+          "Series Instance UID " + series_uid + " is already in the catalog in study " + series.text(0) + " of " +
+          describe_patient(series.text(1), series.text(2)) + ", but this file names study " + study_uid + " of " +
+          describe_patient(r.patient_id, r.patient_name) + ": a series UID reused across studies; the image was not attached");
+    }
+  } else if (series.error()) {
+    return *series.error();
+  }
+  return std::optional<std::string>();
+}
+
 // INSERT OR IGNORE a row keyed by a unique text, then return its id.
 Result<std::int64_t> upsert_id(sqlite3* db, const char* insert_sql, const char* select_sql,
                                const std::function<void(sql::Stmt&)>& bind_insert, const std::string& key) {
@@ -657,13 +767,19 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
       }
       if (existing.error()) return *existing.error();
       const std::string pkey = patient_key(r);
+      auto conflict = hierarchy_conflict(db, r, pkey);
+      if (!conflict) return conflict.error();
+      if (conflict->has_value()) {
+        outcomes.push_back(PutOutcome::PatientConflict);
+        continue;
+      }
       auto patient = upsert_id(
           db, "INSERT OR IGNORE INTO patients(patient_key, patient_id, name, birth_date, sex) VALUES (?,?,?,?,?)",
           "SELECT id FROM patients WHERE patient_key = ?",
           [&](sql::Stmt& s) { s.bind(1, pkey).bind(2, r.patient_id).bind(3, r.patient_name).bind(4, r.patient_birth_date).bind(5, r.patient_sex); },
           pkey);
       if (!patient) return patient.error();
-      const std::string study_uid = r.study_instance_uid.empty() ? "unknown-study:" + r.sop_instance_uid : r.study_instance_uid;
+      const std::string study_uid = study_uid_of(r);
       auto study = upsert_id(
           db,
           "INSERT OR IGNORE INTO studies(study_uid, patient_ref, study_date, study_time, description, accession_number) "
@@ -674,7 +790,7 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
           },
           study_uid);
       if (!study) return study.error();
-      const std::string series_uid = r.series_instance_uid.empty() ? "unknown-series:" + study_uid : r.series_instance_uid;
+      const std::string series_uid = series_uid_of(r);
       auto series = upsert_id(
           db, "INSERT OR IGNORE INTO series(series_uid, study_ref, modality, series_number, description) VALUES (?,?,?,?,?)",
           "SELECT id FROM series WHERE series_uid = ?",
@@ -704,6 +820,10 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
   });
   if (!status) return status.error();
   return outcomes;
+}
+
+Result<std::optional<std::string>> Catalog::attach_conflict(const InstanceRecord& record) {
+  return hierarchy_conflict(impl_->db, record, patient_key(record));
 }
 
 Result<std::optional<Instance>> Catalog::find_instance(const std::string& uid_or_path) {

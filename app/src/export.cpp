@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -104,9 +105,49 @@ bool is_leftover_tmp(const std::string& name, Accepts accepts) {
   return !base.empty() && accepts(base);
 }
 
+// The export's manifest: every file an export of this folder may have written, one relative path a
+// line after a header. Only files it lists are ever replaced or removed; anything else in the folder
+// belongs to someone else, and the folder is refused.
+constexpr const char* kManifestFile = ".hilum-export-manifest";
+constexpr const char* kManifestHeader = "hilum-export-manifest 1";
+
+// A path an export writes: a label file, or an image file in images/ (no other folder, no "..").
+bool is_export_path(const std::string& relative) {
+  const std::string prefix = std::string(kImagesDir) + "/";
+  if (relative.compare(0, prefix.size(), prefix) == 0) {
+    const std::string name = relative.substr(prefix.size());
+    return !name.empty() && name.find('/') == std::string::npos && name[0] != '.' && is_image_file(name);
+  }
+  return is_label_file(relative);
+}
+
+Result<std::set<std::string>> read_manifest(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return io_error("cannot read " + file.string());
+  std::string line;
+  if (!std::getline(in, line) || line != kManifestHeader)
+    return Error{ErrorKind::Invalid, "the export manifest " + file.string() + " is not one Hilum wrote"};
+  std::set<std::string> files;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (!is_export_path(line))
+      return Error{ErrorKind::Invalid, "the export manifest " + file.string() + " names a file Hilum does not write"};
+    files.insert(line);
+  }
+  if (in.bad()) return io_error("cannot read " + file.string());
+  return files;
+}
+
+std::string manifest_text(const std::set<std::string>& files) {
+  std::string text = std::string(kManifestHeader) + "\n";
+  for (const auto& f : files) text += f + "\n";
+  return text;
+}
+
 struct ExistingExport {
-  std::vector<std::string> files;  // relative paths of an earlier export's files
-  std::vector<std::string> tmp;    // leftover temporary files
+  std::set<std::string> listed;    // the earlier export's manifest
+  std::vector<std::string> files;  // files of the folder that the manifest lists
+  std::vector<std::string> tmp;    // leftover temporary files of those (or of the manifest)
 };
 
 Result<ExistingExport> inspect_output_folder(const fs::path& out) {
@@ -114,26 +155,37 @@ Result<ExistingExport> inspect_output_folder(const fs::path& out) {
   std::error_code ec;
   if (!fs::exists(out, ec)) return existing;
   if (!fs::is_directory(out, ec)) return Error{ErrorKind::Invalid, "the output path is not a folder: " + out.string()};
+  const fs::path manifest = out / kManifestFile;
+  if (fs::is_regular_file(manifest, ec)) {
+    auto listed = read_manifest(manifest);
+    if (!listed) return listed.error();
+    existing.listed = std::move(*listed);
+  }
   const auto foreign = [&](const std::string& name) {
-    return Error{ErrorKind::Invalid, "the output folder " + out.string() + " holds files that are not a Hilum export (" +
+    return Error{ErrorKind::Invalid, "the output folder " + out.string() + " holds files that Hilum did not export (" +
                                          name + "); choose a new or empty folder"};
   };
+  const auto listed = [&](const std::string& relative) { return existing.listed.count(relative) > 0; };
   for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     std::error_code type_ec;
-    if (name == kImagesDir && it->is_directory(type_ec)) {
+    if (name == kImagesDir && it->is_directory(type_ec) && !it->is_symlink(type_ec)) {
+      const std::string prefix = std::string(kImagesDir) + "/";
+      const auto listed_image = [&](const std::string& base) { return listed(prefix + base); };
       for (fs::directory_iterator jt(it->path(), ec), jend; !ec && jt != jend; jt.increment(ec)) {
         const std::string image = jt->path().filename().string();
-        if (!jt->is_regular_file(type_ec)) return foreign(std::string(kImagesDir) + "/" + image);
-        if (is_image_file(image)) existing.files.push_back(std::string(kImagesDir) + "/" + image);
-        else if (is_leftover_tmp(image, is_image_file)) existing.tmp.push_back(std::string(kImagesDir) + "/" + image);
-        else return foreign(std::string(kImagesDir) + "/" + image);
+        const bool regular = jt->is_regular_file(type_ec) && !jt->is_symlink(type_ec);
+        if (regular && listed(prefix + image)) existing.files.push_back(prefix + image);
+        else if (regular && is_leftover_tmp(image, listed_image)) existing.tmp.push_back(prefix + image);
+        else return foreign(prefix + image);
       }
       continue;
     }
-    if (!it->is_regular_file(type_ec)) return foreign(name);
-    if (is_label_file(name)) existing.files.push_back(name);
-    else if (is_leftover_tmp(name, is_label_file)) existing.tmp.push_back(name);
+    const bool regular = it->is_regular_file(type_ec) && !it->is_symlink(type_ec);
+    const auto is_manifest = [](const std::string& base) { return base == kManifestFile; };
+    if (regular && name == kManifestFile) continue;
+    if (regular && listed(name)) existing.files.push_back(name);
+    else if (regular && (is_leftover_tmp(name, listed) || is_leftover_tmp(name, is_manifest))) existing.tmp.push_back(name);
     else return foreign(name);
   }
   if (ec) return io_error("cannot list " + out.string() + ": " + ec.message());
@@ -532,6 +584,24 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
   fs::create_directories(out, ec);
   if (ec) return io_error("cannot create " + out.string() + ": " + ec.message());
   for (const auto& tmp : existing->tmp) fs::remove(out / tmp, ec);
+  // The manifest first: the earlier export's files and every file this one may write, so that
+  // whatever an interrupted run leaves behind is known to be ours the next time.
+  std::set<std::string> planned = existing->listed;
+  if (options.images) {
+    planned.insert(std::string(kImagesDir) + "/" + kScalingFile);
+    for (const ImageRow& row : rows) {
+      planned.insert(std::string(kImagesDir) + "/" + row.stem + ".png");
+      if (deid && options.format == ExportFormat::Json) planned.insert(std::string(kImagesDir) + "/" + row.stem + ".dcm");
+    }
+  }
+  if (options.format == ExportFormat::Csv) {
+    planned.insert(kDataEntryFile);
+    planned.insert(kBBoxFile);
+  } else {
+    planned.insert(kJsonFile);
+  }
+  if (const std::string error = core::write_file_atomically(out / kManifestFile, manifest_text(planned)); !error.empty())
+    return io_error(error);
   std::set<std::string> written;
   const auto record = [&](const std::string& relative) {
     report.files.push_back(relative);
@@ -671,13 +741,16 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
     if (auto s = write(kJsonFile, json); !s) return s.error();
   }
 
-  // ---- Files of an earlier export that this one did not write again.
+  // ---- Files of an earlier export (listed in its manifest) that this one did not write again;
+  // then the manifest names exactly what is there.
   for (const auto& old : existing->files) {
     if (written.count(old)) continue;
     if (fs::remove(out / old, ec)) report.removed.push_back(old);
     else if (ec) return io_error("cannot remove the stale " + (out / old).string() + ": " + ec.message());
   }
   if (!options.images && fs::is_directory(images_dir, ec) && fs::is_empty(images_dir, ec)) fs::remove(images_dir, ec);
+  if (const std::string error = core::write_file_atomically(out / kManifestFile, manifest_text(written)); !error.empty())
+    return io_error(error);
   sync_folder(out);
   return report;
 }

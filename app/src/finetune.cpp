@@ -21,6 +21,8 @@
 #include <system_error>
 #include <thread>
 
+#include <unistd.h>
+
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/labels_csv.hpp"
@@ -234,7 +236,9 @@ std::int64_t snapshot_of(const ModelRecord& record) {
   return 0;
 }
 
-Result<std::string> next_version(Catalog& catalog, const std::string& parent_version) {
+// The next free version after `parent_version`'s family ("<root>-ftN"): above every registered
+// one, and whose folder in `models` is not taken (a folder left by someone else is never reused).
+Result<std::string> next_version(Catalog& catalog, const std::string& parent_version, const fs::path& models) {
   static const std::regex suffix("-ft[0-9]+$");
   const std::string root = std::regex_replace(parent_version, suffix, "");
   auto all = catalog.models();
@@ -248,16 +252,51 @@ Result<std::string> next_version(Catalog& catalog, const std::string& parent_ver
       }
     }
   }
+  std::error_code ec;
+  while (fs::exists(models / (root + "-ft" + std::to_string(n + 1)), ec)) ++n;
   return root + "-ft" + std::to_string(n + 1);
 }
 
-fs::path models_dir(Catalog& catalog) { return catalog.path().parent_path() / "models"; }
+constexpr const char* kModelsFolderSetting = "models_folder";
 
-// Writes the model folder atomically: into a temporary folder, then renamed into place.
-Status save_model_folder(const inference::ViTModel& model, const inference::ModelExtras& extras, const fs::path& dir) {
+// The catalog's own folder for its model versions and checkpoints, beside the catalog file:
+// "<catalog stem>.models" (or "<stem>.models-2", ... when a folder of that name already exists
+// and is not this catalog's), chosen once and recorded in the catalog's settings (relative, so the
+// pair can be moved together). Two catalogs in one folder never share it. Versions made before
+// (in "models/") keep working: the catalog records each version's path.
+Result<fs::path> models_dir(Catalog& catalog) {
+  const fs::path folder = catalog.path().parent_path();
+  auto recorded = catalog.setting(kModelsFolderSetting);
+  if (!recorded) return recorded.error();
   std::error_code ec;
-  fs::create_directories(dir.parent_path(), ec);
-  const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".partial");
+  if (recorded->has_value() && !(*recorded)->empty()) {
+    const fs::path dir = folder / **recorded;
+    fs::create_directories(dir, ec);
+    if (ec) return Error{ErrorKind::Io, "cannot create the models folder " + dir.string() + ": " + ec.message()};
+    return dir;
+  }
+  const std::string stem = catalog.path().stem().string();
+  fs::create_directories(folder, ec);
+  for (int n = 1; n <= 1000; ++n) {
+    const std::string name = stem + ".models" + (n == 1 ? std::string() : "-" + std::to_string(n));
+    // create_directory says whether it made the folder: one that exists belongs to someone else.
+    if (!fs::create_directory(folder / name, ec)) {
+      if (ec) return Error{ErrorKind::Io, "cannot create the models folder " + (folder / name).string() + ": " + ec.message()};
+      continue;
+    }
+    if (auto s = catalog.set_setting(kModelsFolderSetting, name); !s) {
+      fs::remove(folder / name, ec);
+      return s.error();
+    }
+    return folder / name;
+  }
+  return Error{ErrorKind::Io, "no free name for the models folder of " + catalog.path().string()};
+}
+
+// Writes the model folder (weights, and its calibration and domain reference when it has them)
+// into `tmp` (a name of this run alone), to be moved into place later.
+Status save_model_folder(const inference::ViTModel& model, const inference::ModelExtras& extras, const fs::path& tmp) {
+  std::error_code ec;
   fs::remove_all(tmp, ec);
   auto saved = model.save(tmp, inference::DType::F32);
   if (!saved) return from_inference(saved.error());
@@ -265,8 +304,6 @@ Status save_model_folder(const inference::ViTModel& model, const inference::Mode
     auto written = inference::write_model_extras(tmp, extras);
     if (!written) return from_inference(written.error());
   }
-  fs::rename(tmp, dir, ec);
-  if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + dir.string() + ": " + ec.message()};
   return core::Done{};
 }
 
@@ -540,7 +577,9 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     if (!created) return created.error();
     job_id = *created;
   }
-  const fs::path checkpoint_dir = models_dir(catalog) / ".checkpoints" / ("job-" + std::to_string(job_id));
+  auto models = models_dir(catalog);
+  if (!models) return models.error();
+  const fs::path checkpoint_dir = *models / ".checkpoints" / ("job-" + std::to_string(job_id));
   std::error_code ec;
 
   std::vector<std::string> problems;
@@ -635,46 +674,73 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     }
   }
 
-  auto version = next_version(catalog, base->record.version);
-  if (!version) return version.error();
-  metrics.model_version = *version;
-  const fs::path dir = models_dir(catalog) / *version;
-  auto saved = save_model_folder(*candidate, extras, dir);
-  if (!saved) return saved.error();
+  // The trained model is saved first under a name of this run alone, then moved to a free version
+  // name and registered: a name taken meanwhile (another run, a folder left behind) costs nothing
+  // but the next name, and if no name can be had the folder stays where it is, said so.
+  const fs::path partial = *models / (".partial-job-" + std::to_string(job_id) + "-" + std::to_string(::getpid()));
+  if (auto saved = save_model_folder(*candidate, extras, partial); !saved) return saved.error();
 
   auto [pass, reason] = gate(metrics, active_metrics, options.gate_tolerance);
   if (!options.allow_promotion) {
     pass = false;
     reason = "kept as a candidate (promotion not allowed for this run); " + reason;
   }
-  if (strategy != Strategy::Head) trained->hyperparameters["backbone_version"] = *version;  // a trained backbone is its own
   trained->hyperparameters["strategy"] = to_string(strategy);
   trained->hyperparameters["started_by"] = options.author;
   auto snapshot = labelled_summary(*data);
-  json metrics_json = to_json(metrics);
-  if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
-  metrics_json["history"] = detail::to_json(trained->history);
-  metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
-  if (!problems.empty()) metrics_json["unreadable_images"] = problems;
 
-  ModelRecord record;
-  record.version = *version;
-  record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
-  record.name = *version;
-  record.strategy = to_string(strategy);
-  record.hyperparameters = dump_json(trained->hyperparameters);
-  record.label_snapshot = dump_json(snapshot);
-  record.metrics = dump_json(metrics_json);
-  record.status = pass ? "active" : "candidate";
-  record.status_reason = reason;
-  record.path = fs::absolute(dir, ec).string();
-  auto registered = catalog.register_model(record, trained->config.labels);
-  if (!registered) return registered.error();
-  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", *version}, {"promoted", pass}}));
+  std::optional<Result<ModelRecord>> registered;
+  std::string version;
+  for (int attempt = 0; attempt < 100 && !registered; ++attempt) {
+    auto next = next_version(catalog, base->record.version, *models);
+    if (!next) return next.error();
+    version = *next;
+    const fs::path dir = *models / version;
+    fs::rename(partial, dir, ec);
+    if (ec) {
+      if (ec == std::errc::directory_not_empty || ec == std::errc::file_exists || ec == std::errc::not_a_directory) continue;
+      return Error{ErrorKind::Io, "cannot move " + partial.string() + " to " + dir.string() + ": " + ec.message() +
+                                      "; the trained model is kept in " + partial.string()};
+    }
+    metrics.model_version = version;
+    if (strategy != Strategy::Head && strategy != Strategy::Calibrate) trained->hyperparameters["backbone_version"] = version;  // a trained backbone is its own
+    json metrics_json = to_json(metrics);
+    if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
+    metrics_json["history"] = detail::to_json(trained->history);
+    metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
+    if (!problems.empty()) metrics_json["unreadable_images"] = problems;
+
+    ModelRecord record;
+    record.version = version;
+    record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
+    record.name = version;
+    record.strategy = to_string(strategy);
+    record.hyperparameters = dump_json(trained->hyperparameters);
+    record.label_snapshot = dump_json(snapshot);
+    record.metrics = dump_json(metrics_json);
+    record.status = pass ? "active" : "candidate";
+    record.status_reason = reason;
+    record.path = fs::absolute(dir, ec).string();
+    auto done = catalog.register_model(record, trained->config.labels);
+    if (!done) {
+      // Registered meanwhile by another run of this catalog: take the folder back, try the next name.
+      auto taken = catalog.find_model(version);
+      if (taken && taken->has_value() && !fs::exists(partial, ec)) {
+        fs::rename(dir, partial, ec);
+        if (!ec) continue;
+      }
+      return Error{done.error().kind, done.error().message + "; the trained model is kept in " + dir.string()};
+    }
+    registered = std::move(done);
+  }
+  if (!registered) {
+    return Error{ErrorKind::Io, "no free version name for the trained model; it is kept in " + partial.string()};
+  }
+  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", version}, {"promoted", pass}}));
   fs::remove_all(checkpoint_dir, ec);
 
   FinetuneResult result;
-  result.model = *registered;
+  result.model = **registered;
   if (base->record.id > 0) result.parent = base->record;
   result.strategy = to_string(strategy);
   result.metrics = std::move(metrics);

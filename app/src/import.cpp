@@ -47,6 +47,7 @@ constexpr const char* kPresent = "present";
 constexpr const char* kConflict = "conflict";
 constexpr const char* kSkipped = "skipped";
 constexpr const char* kFailed = "failed";
+constexpr const char* kNotDicom = "not-dicom";
 
 fs::path absolute_path(const fs::path& p) {
   std::error_code ec;
@@ -120,7 +121,11 @@ Expansion expand_inputs(const std::vector<fs::path>& given) {
         out.failures.emplace_back(path.string(), images.error().message);
         continue;
       }
-      for (const auto& image : images.value()) out.files.push_back(absolute_path(image.file).string());
+      for (const auto& image : images.value()) {
+        // A reference that leads outside the medium is never opened: it fails with its reason.
+        if (!image.refused.empty()) out.failures.emplace_back(path.string() + " (" + image.file_id + ")", image.refused);
+        else out.files.push_back(absolute_path(image.file).string());
+      }
     } else {
       out.files.push_back(path.string());
     }
@@ -258,12 +263,13 @@ StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const 
 // ---- One file, on a worker thread.
 
 struct WorkResult {
-  enum class Kind { Record, Present, Skipped, Failed };
+  enum class Kind { Record, Present, Skipped, Failed, NotDicom };
   Kind kind = Kind::Failed;
   InstanceRecord record;       // Kind::Record
   std::string reason;          // Kind::Skipped / Failed
   std::string sop_instance_uid;
   bool created_store_file = false;
+  bool not_dicom = false;      // Kind::Failed because the file is not DICOM at all
 };
 
 using Stamps = std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>>;
@@ -307,6 +313,7 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   if (!image) {
     WorkResult r;
     r.kind = image.error().kind == dcm::ErrorKind::NotAnImage ? WorkResult::Kind::Skipped : WorkResult::Kind::Failed;
+    r.not_dicom = image.error().kind == dcm::ErrorKind::NotDicom;
     r.reason = image.error().message;
     return r;
   }
@@ -354,6 +361,7 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
 struct PendingFile {
   std::string path;
   std::int64_t item_id = 0;
+  bool walked = false;  // met while walking a folder input (not named, not referenced by a DICOMDIR)
 };
 
 struct Reporter {
@@ -390,6 +398,7 @@ std::string to_json(const ImportCounts& c) {
   o.add("conflicts", static_cast<std::int64_t>(c.conflicts));
   o.add("skipped", static_cast<std::int64_t>(c.skipped));
   o.add("failed", static_cast<std::int64_t>(c.failed));
+  o.add("not_dicom", static_cast<std::int64_t>(c.not_dicom));
   return o.str();
 }
 
@@ -401,13 +410,14 @@ void count_status(ImportCounts& c, const std::string& status) {
   else if (status == kConflict) ++c.conflicts;
   else if (status == kSkipped) ++c.skipped;
   else if (status == kFailed) ++c.failed;
+  else if (status == kNotDicom) ++c.not_dicom;
 }
 
 // What one committed batch adds to the report.
 struct BatchOutcome {
   std::vector<JobItem> items;
   ImportCounts counts;
-  std::vector<ImportIssue> conflicts, skipped, failed;
+  std::vector<ImportIssue> conflicts, skipped, failed, not_dicom;
   std::vector<std::string> stored_to_remove;  // store copies of records the catalog did not keep
 };
 
@@ -467,6 +477,7 @@ bool Importer::start_job(const std::vector<fs::path>& inputs, std::vector<Pendin
       if (item.status == kConflict) report_.conflicts.push_back(std::move(issue));
       else if (item.status == kSkipped) report_.skipped.push_back(std::move(issue));
       else if (item.status == kFailed) report_.failed.push_back(std::move(issue));
+      else if (item.status == kNotDicom) report_.not_dicom.push_back(std::move(issue));
     }
     if (auto s = catalog_.set_job_status(report_.job_id, "running"); !s) {
       fail(s.error());
@@ -583,6 +594,12 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
           ++out.counts.failed;
           out.failed.push_back({file.path, r.sop_instance_uid, r.reason, {}, false});
           break;
+        case WorkResult::Kind::NotDicom:
+          item.status = kNotDicom;
+          item.reason = r.reason;
+          ++out.counts.not_dicom;
+          out.not_dicom.push_back({file.path, {}, r.reason, {}, false});
+          break;
         case WorkResult::Kind::Record: {
           const InstanceRecord& rec = records[next_record++];
           const auto& o = outcomes[i];
@@ -602,6 +619,13 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
           } else if (o->value() == PutOutcome::AlreadyPresent) {
             item.status = kPresent;
             ++out.counts.already_present;
+          } else if (o->value() == PutOutcome::PatientConflict) {
+            item.status = kConflict;
+            auto why = catalog_.attach_conflict(rec);
+            if (!why) return why.error();
+            item.reason = why->value_or("the image's study or series is another patient's in the catalog; not imported");
+            ++out.counts.conflicts;
+            out.conflicts.push_back({file.path, rec.sop_instance_uid, item.reason, {}, false});
           } else {
             item.status = kConflict;
             std::string existing;
@@ -642,7 +666,9 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
   c.conflicts += out.counts.conflicts;
   c.skipped += out.counts.skipped;
   c.failed += out.counts.failed;
+  c.not_dicom += out.counts.not_dicom;
   for (auto& i : out.conflicts) report_.conflicts.push_back(std::move(i));
+  for (auto& i : out.not_dicom) report_.not_dicom.push_back(std::move(i));
   for (auto& i : out.skipped) report_.skipped.push_back(std::move(i));
   for (auto& i : out.failed) report_.failed.push_back(std::move(i));
   return true;
@@ -688,6 +714,9 @@ void Importer::process(std::vector<PendingFile> pending) {
       } catch (const std::exception& e) {
         result = failed(std::string("cannot import: ") + e.what());
       }
+      // Not DICOM at all, met while walking a folder: left out, not a failure.
+      if (result.kind == WorkResult::Kind::Failed && result.not_dicom && pending[index].walked)
+        result.kind = WorkResult::Kind::NotDicom;
       {
         std::lock_guard lock(mutex);
         results[index] = std::make_unique<WorkResult>(std::move(result));
@@ -797,6 +826,25 @@ ImportReport Importer::run(const std::vector<fs::path>& inputs) {
 
   std::vector<PendingFile> pending;
   if (start_job(inputs, pending)) {
+    // Which files were met walking a folder input, from the inputs alone (so a resumed job knows
+    // too): below a folder input, and not an input themselves.
+    std::unordered_set<std::string> named;
+    std::vector<std::string> folders;
+    for (const fs::path& input : inputs) {
+      const fs::path abs = absolute_path(input);
+      named.insert(abs.string());
+      std::error_code ec;
+      if (fs::is_directory(abs, ec)) {
+        std::string prefix = abs.string();
+        if (prefix.empty() || prefix.back() != '/') prefix += '/';
+        folders.push_back(std::move(prefix));
+      }
+    }
+    for (PendingFile& file : pending) {
+      if (named.count(file.path)) continue;
+      file.walked = std::any_of(folders.begin(), folders.end(),
+                                [&](const std::string& prefix) { return file.path.compare(0, prefix.size(), prefix) == 0; });
+    }
     auto stamps = catalog_.file_stamps();
     if (!stamps) {
       fail(stamps.error());

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <system_error>
 
 #include <dcmtk/config/osconfig.h>
@@ -65,6 +66,34 @@ fs::path resolve(const fs::path& base, const std::string& file_id, bool& exists)
   return p;
 }
 
+// Why a Referenced File ID cannot be followed by itself: components that climb ("..") or that
+// are not one name. Empty when it is acceptable.
+std::string unsafe_file_id(const std::string& file_id) {
+  std::size_t start = 0;
+  while (start <= file_id.size()) {
+    const std::size_t end = file_id.find('\\', start);
+    const std::string part = file_id.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (part == "." || part == "..") return "its component '" + part + "' is not allowed (PS3.10 file IDs name files below the DICOMDIR)";
+    if (part.find('/') != std::string::npos || part.find('\0') != std::string::npos)
+      return "its component '" + part + "' is not a single file name";
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return {};
+}
+
+// True when `path` is `root` or below it, comparing whole components (so /media/cd2 is not
+// inside /media/cd).
+bool within(const fs::path& root, const fs::path& path) {
+  auto r = root.begin();
+  auto p = path.begin();
+  for (; r != root.end(); ++r, ++p) {
+    if (r->empty() && std::next(r) == root.end()) break;  // a trailing separator
+    if (p == path.end() || *p != *r) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool is_dicomdir(const fs::path& path) {
@@ -88,6 +117,9 @@ Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
     return Error{ErrorKind::Corrupt, std::string("cannot read DICOMDIR: ") + dir.error().text()};
   }
   const fs::path base = fs::absolute(path, ec).parent_path();
+  // The folder the references must stay in, its symbolic links resolved.
+  const fs::path root = fs::weakly_canonical(base, ec);
+  if (ec) return Error{ErrorKind::FileNotFound, "cannot resolve the folder of " + path.string() + ": " + ec.message()};
   std::vector<DicomdirImage> images;
   // Walk the whole record tree: IMAGE records anywhere below the root, their patient / study /
   // series attributes taken from the nearest ancestor that has them. This also copes with media
@@ -120,7 +152,22 @@ Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
         out.modality = from_ancestors(DCM_Modality);
         out.sop_instance_uid = str(*sub, DCM_ReferencedSOPInstanceUIDInFile);
         out.instance_number = str(*sub, DCM_InstanceNumber);
-        out.file = resolve(base, file_id, out.file_exists);
+        out.file_id = file_id;
+        const auto refuse = [&](const std::string& why) {
+          out.refused = "the Referenced File ID '" + file_id + "' of the DICOMDIR " + path.string() + " is refused: " + why;
+          out.file.clear();
+          out.file_exists = false;
+        };
+        if (const std::string unsafe = unsafe_file_id(file_id); !unsafe.empty()) {
+          refuse(unsafe);
+        } else {
+          out.file = resolve(base, file_id, out.file_exists);
+          std::error_code rec;
+          const fs::path real = fs::weakly_canonical(out.file, rec);
+          if (rec) refuse("cannot resolve " + out.file.string() + ": " + rec.message());
+          else if (!within(root, real) || real == root)
+            refuse("it leads to " + real.string() + ", outside the DICOMDIR's folder " + root.string());
+        }
         images.push_back(std::move(out));
         continue;
       }

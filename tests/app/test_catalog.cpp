@@ -217,6 +217,52 @@ TEST_F(CatalogTest, ReadOnlyCatalogRefusesWritesAndLosesNothing) {
   EXPECT_EQ(label.error().kind, ErrorKind::ReadOnly);
 }
 
+// Issue 16, defect 13: on read-only storage a (WAL) catalog could not even be read: SQLite could
+// not create its -shm file. A dangling symbolic link in that file's place stands in for such
+// storage here (chmod does not stop root, who runs the tests).
+TEST_F(CatalogTest, ReadOnlyStorageIsBrowsedAndWritesAreRefused) {
+  {
+    auto c = open_catalog();
+    ASSERT_TRUE(c.put_instances({record("4.1"), record("4.2")}).ok());
+    app::LabelInput in{"4.1", "Effusion", app::LabelValue::Present, std::nullopt, "dr", std::nullopt, std::nullopt, "", "cli"};
+    ASSERT_TRUE(c.add_labels({in}).ok());
+  }
+  ASSERT_FALSE(fs::exists(path("hilum.db-shm")));
+  fs::create_symlink(path("no-such-folder") / "shm", path("hilum.db-shm"));
+  auto ro = Catalog::open(path("hilum.db"), Catalog::Mode::ReadOnly);
+  ASSERT_TRUE(ro.ok()) << ro.error().message;
+  auto list = ro->list_instances();
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  EXPECT_EQ(list->size(), 2u);
+  auto history = ro->label_history("4.1");
+  ASSERT_TRUE(history.ok()) << history.error().message;
+  EXPECT_EQ(history->size(), 1u);
+  auto models = ro->models();
+  ASSERT_TRUE(models.ok()) << models.error().message;
+  auto put = ro->put_instances({record("4.3")});
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.error().kind, ErrorKind::ReadOnly) << put.error().message;
+}
+
+// The same through file permissions, which only a user other than root can try.
+TEST_F(CatalogTest, AFolderWithoutWritePermissionIsBrowsedAndWritingNeedsAWritableCatalog) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root, whom permissions do not stop (see ReadOnlyStorageIsBrowsedAndWritesAreRefused)";
+  {
+    auto c = open_catalog();
+    ASSERT_TRUE(c.put_instances({record("4.1")}).ok());
+  }
+  fs::permissions(path("hilum.db"), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
+  auto ro = Catalog::open(path("hilum.db"), Catalog::Mode::ReadOnly);
+  auto rw = Catalog::open(path("hilum.db"), Catalog::Mode::ReadWrite);
+  fs::permissions(dir_, fs::perms::owner_all);
+  ASSERT_TRUE(ro.ok()) << ro.error().message;
+  EXPECT_EQ(ro->list_instances()->size(), 1u);
+  ASSERT_FALSE(rw.ok());
+  EXPECT_EQ(rw.error().kind, ErrorKind::ReadOnly);
+  EXPECT_NE(rw.error().message.find("writable"), std::string::npos) << rw.error().message;
+}
+
 TEST_F(CatalogTest, ALockedCatalogGivesAClearErrorAndCommitsNothing) {
   auto c = open_catalog();
   ASSERT_TRUE(c.put_instances({record("5.1")}).ok());
@@ -268,6 +314,20 @@ TEST_F(CatalogTest, InstancesBuildTheHierarchyAndDetectConflicts) {
   auto p2 = c.list_instances(only_p2);
   ASSERT_TRUE(p2.ok());
   EXPECT_EQ(p2->size(), 2u);
+  // A study UID of another patient: never attached to that patient (issue 16), and said why.
+  auto reused = c.put_instances({record("6.5", "P3", "1.1", "3.1.1")});
+  ASSERT_TRUE(reused.ok());
+  EXPECT_EQ(reused.value(), std::vector<app::PutOutcome>{app::PutOutcome::PatientConflict});
+  auto why = c.attach_conflict(record("6.5", "P3", "1.1", "3.1.1"));
+  ASSERT_TRUE(why.ok() && why->has_value());
+  EXPECT_NE(why->value().find("'P1'"), std::string::npos) << why->value();
+  EXPECT_NE(why->value().find("'P3'"), std::string::npos) << why->value();
+  auto fits = c.attach_conflict(record("6.6", "P1", "1.1", "1.1.1"));
+  ASSERT_TRUE(fits.ok());
+  EXPECT_FALSE(fits->has_value());
+  auto merged = c.find_instance("6.5");
+  ASSERT_TRUE(merged.ok());
+  EXPECT_FALSE(merged->has_value());
   // A batch that fails part-way writes nothing.
   auto bad = c.put_instances({record("6.9"), record("")});
   ASSERT_FALSE(bad.ok());

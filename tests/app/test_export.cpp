@@ -437,7 +437,9 @@ TEST_F(ExportTest, CsvFollowsTheChestXray14Layout) {
 
   // Files named in the report, no temporary files, no JSON for a CSV export.
   EXPECT_EQ(report.files, (std::vector<std::string>{"Data_Entry_2017.csv", "BBox_List_2017.csv"}));
-  EXPECT_EQ(all_files(out).size(), 2u);
+  EXPECT_EQ(all_files(out).size(), 3u);  // and the manifest
+  EXPECT_EQ(read_file(out / ".hilum-export-manifest"),
+            "hilum-export-manifest 1\nBBox_List_2017.csv\nData_Entry_2017.csv\n");
 }
 
 TEST_F(ExportTest, CsvFieldsAreQuotedAsRfc4180Says) {
@@ -553,7 +555,7 @@ TEST_F(ExportTest, JsonHoldsEveryCurrentLabelWithItsProvenance) {
   EXPECT_NE(first.find("\"created_at\":\"20"), std::string::npos);
   EXPECT_NE(records[1].find("\"finding\":\"Effusion\",\"value\":\"present\""), std::string::npos) << records[1];
   EXPECT_EQ(records[1].find("\"value\":\"absent\""), std::string::npos) << "a superseded label was exported";
-  EXPECT_EQ(all_files(out).size(), 1u);
+  EXPECT_EQ(all_files(out).size(), 2u);  // labels.json and the manifest
 }
 
 // ---- Splits and follow-ups. ----
@@ -774,7 +776,8 @@ TEST_F(ExportTest, DeidentifiedExportHoldsNoIdentifyingByte) {
         EXPECT_EQ(fs::relative(file, root).string().find(secret), std::string::npos) << file;
     }
   }
-  EXPECT_EQ(scanned, (2u + 6u) + (1u + 11u));  // csv: 2 + 5 PNG + scaling; json: 1 + 5 PNG + 5 DCM + scaling
+  // csv: 2 + 5 PNG + scaling; json: 1 + 5 PNG + 5 DCM + scaling; each with its manifest
+  EXPECT_EQ(scanned, (2u + 6u + 1u) + (1u + 11u + 1u));
 
   // The pseudonymous records are consistent: same patient, same pseudonym; the Image Index names
   // the DICOM copy, whose SOP Instance UID it is.
@@ -899,7 +902,7 @@ TEST_F(ExportTest, OutputFolderMustBeEmptyOrAnEarlierExport) {
   EXPECT_FALSE(fs::exists(out / "images"));
   EXPECT_FALSE(fs::exists(out / "labels.json"));
   EXPECT_FALSE(fs::exists(out / ".labels.json.tmp-123-456"));
-  EXPECT_EQ(all_files(out).size(), 2u);
+  EXPECT_EQ(all_files(out).size(), 3u);  // the two CSV files and the manifest
   EXPECT_EQ(second.removed.size(), 3u);  // labels.json, the PNG, pixel_scaling.csv
 
   // Not a folder at all.
@@ -908,6 +911,88 @@ TEST_F(ExportTest, OutputFolderMustBeEmptyOrAnEarlierExport) {
   EXPECT_FALSE(app::export_labels(*catalog_, o).ok());
   o.out_dir.clear();
   EXPECT_FALSE(app::export_labels(*catalog_, o).ok());
+}
+
+// Issue 16, defect 1: export removed every *.png/*.dcm in images/, its own or not.
+TEST_F(ExportTest, ExportNeverRemovesFilesItDidNotWrite) {
+  ImageSpec s;
+  s.name = "a.dcm";
+  s.sop_uid = "1.2.12.1";
+  const fs::path source = add_image(s);
+  label("1.2.12.1", "Effusion", app::LabelValue::Present);
+
+  // The user's own DICOM files in images/, and no Hilum file: refused, and left as they were.
+  const fs::path mine = dir_ / "mine";
+  fs::create_directories(mine / "images");
+  fs::copy_file(source, mine / "images" / "scan-0001.dcm");
+  std::ofstream(mine / "images" / "scan-0002.png") << "my picture";
+  app::ExportOptions o;
+  o.out_dir = mine;
+  o.format = app::ExportFormat::Json;
+  o.images = true;
+  auto refused = app::export_labels(*catalog_, o);
+  ASSERT_FALSE(refused.ok()) << "export used a folder holding the user's own images";
+  EXPECT_EQ(refused.error().kind, app::ErrorKind::Invalid);
+  EXPECT_NE(refused.error().message.find("images/scan-000"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(read_file(mine / "images" / "scan-0001.dcm"), read_file(source));
+  EXPECT_EQ(read_file(mine / "images" / "scan-0002.png"), "my picture");
+  EXPECT_EQ(all_files(mine).size(), 2u);
+
+  // A file added to an earlier export's images/ is not the export's: refused, nothing removed.
+  const fs::path out = dir_ / "out";
+  run(out, app::ExportFormat::Json, false, true);
+  const auto before = all_files(out);
+  ASSERT_EQ(before.size(), 4u);  // labels.json, the PNG, pixel_scaling.csv, the manifest
+  std::ofstream(out / "images" / "added.dcm") << "not Hilum's";
+  o.out_dir = out;
+  o.format = app::ExportFormat::Csv;
+  o.images = false;
+  refused = app::export_labels(*catalog_, o);
+  ASSERT_FALSE(refused.ok()) << "export went on beside a file it did not write";
+  EXPECT_NE(refused.error().message.find("images/added.dcm"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(read_file(out / "images" / "added.dcm"), "not Hilum's");
+  EXPECT_EQ(all_files(out).size(), before.size() + 1);
+
+  // Once the user moves it away, the earlier export is replaced as a whole.
+  fs::remove(out / "images" / "added.dcm");
+  const auto second = run(out, app::ExportFormat::Csv, false, false);
+  EXPECT_EQ(second.removed.size(), 3u);
+  EXPECT_FALSE(fs::exists(out / "images"));
+
+  // A manifest that names a file outside what export writes is refused, and removes nothing.
+  std::ofstream(out / ".hilum-export-manifest", std::ios::trunc) << "hilum-export-manifest 1\n../hilum.db\n";
+  o.format = app::ExportFormat::Json;
+  refused = app::export_labels(*catalog_, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, app::ErrorKind::Invalid);
+  EXPECT_TRUE(fs::exists(dir_ / "hilum.db"));
+  EXPECT_TRUE(fs::exists(out / "Data_Entry_2017.csv"));
+}
+
+TEST_F(ExportTest, InterruptedExportIsRecognisedAsOurs) {
+  ImageSpec s;
+  s.name = "a.dcm";
+  s.sop_uid = "1.2.13.1";
+  add_image(s);
+  label("1.2.13.1", "Effusion", app::LabelValue::Present);
+  const fs::path out = dir_ / "out";
+  // Cancelled before the first image; what the run might have written is in its manifest.
+  std::atomic<bool> cancel{true};
+  app::ExportOptions o;
+  o.out_dir = out;
+  o.images = true;
+  auto r = app::export_labels(*catalog_, o, {}, &cancel);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->interrupted);
+  const std::string planned = read_file(out / ".hilum-export-manifest");
+  EXPECT_NE(planned.find("images/1.2.13.1.png"), std::string::npos) << planned;
+  // A half-written PNG of that run is recognised and cleared, and the export goes through.
+  std::ofstream(out / "images" / ".1.2.13.1.png.tmp-1-2") << "half";
+  const auto done = run(out, app::ExportFormat::Csv, false, true);
+  EXPECT_EQ(done.pngs, 1u);
+  EXPECT_FALSE(fs::exists(out / "images" / ".1.2.13.1.png.tmp-1-2"));
+  EXPECT_EQ(read_file(out / ".hilum-export-manifest"),
+            "hilum-export-manifest 1\nBBox_List_2017.csv\nData_Entry_2017.csv\nimages/1.2.13.1.png\nimages/pixel_scaling.csv\n");
 }
 
 TEST_F(ExportTest, CancelledExportWritesNoLabelFile) {

@@ -316,7 +316,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   auto interrupted = app::finetune(*catalog_, o, stop_in_epoch_2, &cancel);
   ASSERT_FALSE(interrupted.ok());
   EXPECT_EQ(interrupted.error().kind, app::ErrorKind::Interrupted);
-  const fs::path checkpoints = path("models") / ".checkpoints";
+  const fs::path checkpoints = path("hilum.models") / ".checkpoints";  // the catalog's own models folder
   ASSERT_TRUE(fs::exists(checkpoints));
   int first_epoch_seen = 0;
   auto resumed = app::finetune(*catalog_, o, [&](const app::FinetuneProgress& p) {
@@ -331,6 +331,56 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   EXPECT_TRUE(fs::is_empty(checkpoints));
   auto loaded = app::load_model(*catalog_, resumed->model.version);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+}
+
+// Issue 16, defect 4: two catalogs in one folder shared models/, and the second one's fine-tune
+// failed at the final rename ("Directory not empty") and lost the run.
+TEST_F(FinetuneTest, CatalogsInOneFolderKeepTheirOwnModelsAndACollisionCostsNoRun) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::Head;
+  o.epochs = 1;
+  auto first = app::finetune(*catalog_, o);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->model.version, "tiny-base-ft1");
+
+  // A second catalog beside the first, with the same images, base model and labels: its first
+  // version has the same name, and must neither fail nor touch the first catalog's folder.
+  app::Catalog other = open_catalog("other.db");
+  auto report = app::import_paths(other, {path("images")}, app::ImportOptions{});
+  ASSERT_TRUE(report.ok());
+  ASSERT_TRUE(app::import_model(other, path("base"), "tiny-base", true).ok());
+  ASSERT_TRUE(other.add_finding("Pattern", "a bright square (test)").ok());
+  std::vector<app::LabelInput> labels;
+  for (const auto& [uid, truth] : truth_) {
+    app::LabelInput l;
+    l.image = uid;
+    l.finding = "Pattern";
+    l.value = truth ? app::LabelValue::Present : app::LabelValue::Absent;
+    l.author = "tester";
+    labels.push_back(l);
+  }
+  ASSERT_TRUE(other.add_labels(labels).ok());
+  const std::string first_weights = file_bytes(fs::path(first->model.path) / "model.safetensors");
+  auto second = app::finetune(other, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ(second->model.version, "tiny-base-ft1");
+  EXPECT_NE(fs::weakly_canonical(first->model.path), fs::weakly_canonical(second->model.path));
+  EXPECT_TRUE(fs::equivalent(fs::path(first->model.path).parent_path(), path("hilum.models"))) << first->model.path;
+  EXPECT_TRUE(fs::equivalent(fs::path(second->model.path).parent_path(), path("other.models"))) << second->model.path;
+  EXPECT_EQ(file_bytes(fs::path(first->model.path) / "model.safetensors"), first_weights);
+  ASSERT_TRUE(app::load_model(*catalog_, first->model.version).ok());
+  ASSERT_TRUE(app::load_model(other, second->model.version).ok());
+
+  // A folder already named like the next version (left by someone else): the run takes the next
+  // free name, and the folder is left alone.
+  fs::create_directories(path("hilum.models") / "tiny-base-ft2");
+  std::ofstream(path("hilum.models") / "tiny-base-ft2" / "notes.txt") << "not a model";
+  auto third = app::finetune(*catalog_, o);
+  ASSERT_TRUE(third.ok()) << third.error().message;
+  EXPECT_EQ(third->model.version, "tiny-base-ft3");
+  EXPECT_EQ(file_bytes(path("hilum.models") / "tiny-base-ft2" / "notes.txt"), "not a model");
+  ASSERT_TRUE(app::load_model(*catalog_, third->model.version).ok());
 }
 
 }  // namespace

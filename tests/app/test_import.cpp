@@ -309,6 +309,58 @@ TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {
   EXPECT_EQ(both.conflicts[0].path, fs::weakly_canonical(path("b/one.dcm")).string());
 }
 
+// Issue 16, defect 2: a Study Instance UID reused for another patient merged the two patients.
+TEST_F(ImportTest, StudyUidOfAnotherPatientIsAConflictAndNeverMergesPatients) {
+  fs::create_directories(path("in"));
+  const std::string study = uid("2", 20);
+  td::write_dicom(path("in/a1.dcm"), small_spec("PAT-ALPHA", study, uid("3", 20), uid("4", 20, 1), 1));
+  td::write_dicom(path("in/a2.dcm"), small_spec("PAT-ALPHA", study, uid("3", 20), uid("4", 20, 2), 2));  // same patient
+  td::write_dicom(path("in/b1.dcm"), small_spec("PAT-BRAVO", study, uid("3", 21), uid("4", 21, 1), 3));  // reused study UID
+  td::write_dicom(path("in/c1.dcm"), small_spec("PAT-ALPHA", uid("2", 22), uid("3", 20), uid("4", 22, 1), 4));  // reused series UID
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("in")}, options());
+  ASSERT_TRUE(r.ok()) << r.error->message;
+  EXPECT_EQ(r.counts.imported, 2u);
+  EXPECT_EQ(r.counts.conflicts, 2u) << "a study (or series) UID of another patient was taken as the same study";
+  ASSERT_EQ(r.conflicts.size(), 2u);
+  std::map<std::string, app::ImportIssue> by_path;
+  for (const auto& i : r.conflicts) by_path[fs::path(i.path).filename().string()] = i;
+  ASSERT_EQ(by_path.count("b1.dcm"), 1u);
+  const std::string& why = by_path["b1.dcm"].reason;
+  EXPECT_NE(why.find("PAT-ALPHA"), std::string::npos) << why;
+  EXPECT_NE(why.find("PAT-BRAVO"), std::string::npos) << why;
+  EXPECT_NE(why.find(study), std::string::npos) << why;
+  EXPECT_EQ(by_path["b1.dcm"].sop_instance_uid, uid("4", 21, 1));
+  ASSERT_EQ(by_path.count("c1.dcm"), 1u);
+  EXPECT_NE(by_path["c1.dcm"].reason.find("Series Instance UID"), std::string::npos) << by_path["c1.dcm"].reason;
+  EXPECT_EQ(items_by_status(c, r.job_id)[by_path["b1.dcm"].path], "conflict");
+
+  // Nothing of the second patient is attached to the first one.
+  auto b = c.find_instance(uid("4", 21, 1));
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->has_value()) << "PAT-BRAVO's image is listed under " << b->value().patient_id;
+  auto instances = c.list_instances();
+  ASSERT_TRUE(instances.ok());
+  ASSERT_EQ(instances->size(), 2u);
+  for (const auto& i : instances.value()) EXPECT_EQ(i.patient_id, "PAT-ALPHA");
+  auto studies = c.list_studies();
+  ASSERT_TRUE(studies.ok());
+  ASSERT_EQ(studies->size(), 1u);
+  EXPECT_EQ(studies->at(0).patient_id, "PAT-ALPHA");
+  EXPECT_EQ(studies->at(0).images, 2);
+
+  // The same in a later import, and in the other order: whoever came first keeps the study.
+  Catalog other = open_catalog("other.db");
+  ASSERT_TRUE(app::import_paths(other, {path("in/b1.dcm")}, options()).ok());
+  const ImportReport later = app::import_paths(other, {path("in/a1.dcm")}, options());
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later.counts.imported, 0u);
+  EXPECT_EQ(later.counts.conflicts, 1u);
+  auto a = other.find_instance(uid("4", 20, 1));
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->has_value());
+}
+
 TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
   fs::create_directories(path("in/sub"));
   td::write_dicom(path("in/a.dcm"), small_spec("P", uid("2", 1), uid("3", 1), uid("4", 1), 1));
@@ -325,13 +377,16 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
   EXPECT_EQ(r.files, 6u);  // 5 visible files + the missing input; hidden ones never looked at
   EXPECT_EQ(r.counts.imported, 2u);
   EXPECT_EQ(r.counts.skipped, 1u);
-  EXPECT_EQ(r.counts.failed, 3u);
+  EXPECT_EQ(r.counts.failed, 2u);
+  EXPECT_EQ(r.counts.not_dicom, 1u);  // c-notes.txt, met walking the folder
   ASSERT_EQ(r.skipped.size(), 1u);
   EXPECT_NE(r.skipped[0].path.find("b-report.dcm"), std::string::npos);
   EXPECT_EQ(r.skipped[0].reason, "not an image: Basic Text SR");
-  ASSERT_EQ(r.failed.size(), 3u);
+  ASSERT_EQ(r.failed.size(), 2u);
+  ASSERT_EQ(r.not_dicom.size(), 1u);
   std::map<std::string, std::string> reasons;
   for (const auto& f : r.failed) reasons[fs::path(f.path).filename().string()] = f.reason;
+  for (const auto& f : r.not_dicom) reasons[fs::path(f.path).filename().string()] = f.reason;
   EXPECT_NE(reasons["missing-folder"].find("no such file or folder"), std::string::npos) << reasons["missing-folder"];
   EXPECT_NE(reasons["c-notes.txt"].find("not a DICOM file"), std::string::npos) << reasons["c-notes.txt"];
   EXPECT_NE(reasons["d-cut.dcm"].find("truncated"), std::string::npos) << reasons["d-cut.dcm"];
@@ -347,11 +402,44 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
     const std::string name = fs::path(item.path).filename().string();
     if (name == "a.dcm" || name == "e.dcm") EXPECT_EQ(item.status, "imported") << name;
     else if (name == "b-report.dcm") EXPECT_EQ(item.status, "skipped");
+    else if (name == "c-notes.txt") EXPECT_EQ(item.status, "not-dicom");
     else {
       EXPECT_EQ(item.status, "failed") << name;
       EXPECT_EQ(item.reason, reasons[name]);
     }
   }
+}
+
+// Issue 16, defect 14: a README, a CSV or thumbnails beside the images made a folder import fail.
+TEST_F(ImportTest, FilesThatAreNotDicomInAWalkedFolderAreCountedNotFailed) {
+  fs::create_directories(path("study/thumbs"));
+  td::write_dicom(path("study/IM1.dcm"), small_spec("P", uid("2", 30), uid("3", 30), uid("4", 30), 1));
+  std::ofstream(path("study/README")) << "Exported by the PACS on 2026-01-01\n";
+  std::ofstream(path("study/index.csv")) << "file,patient\nIM1.dcm,P\n";
+  std::ofstream(path("study/thumbs/IM1.png"), std::ios::binary) << std::string("\x89PNG\r\n\x1a\n", 8) << "not really";
+  td::write_truncated(path("study/IM2.dcm"), 100);  // DICOM, but broken: still a failure
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("study")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 1u);
+  EXPECT_EQ(r.counts.not_dicom, 3u);
+  EXPECT_EQ(r.counts.failed, 1u) << "files that are not DICOM were counted as failures";
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_EQ(fs::path(r.failed[0].path).filename(), "IM2.dcm");
+  ASSERT_EQ(r.not_dicom.size(), 3u);
+  std::set<std::string> left_out;
+  for (const auto& i : r.not_dicom) left_out.insert(fs::path(i.path).filename().string());
+  EXPECT_EQ(left_out, (std::set<std::string>{"README", "index.csv", "IM1.png"}));
+  EXPECT_EQ(items_by_status(c, r.job_id)[fs::weakly_canonical(path("study/README")).string()], "not-dicom");
+  EXPECT_NE(app::to_json(r.counts).find("\"not_dicom\":3"), std::string::npos) << app::to_json(r.counts);
+
+  // Named explicitly, the same file is an error.
+  const ImportReport named = app::import_paths(c, {path("study/README")}, options());
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named.counts.not_dicom, 0u);
+  EXPECT_EQ(named.counts.failed, 1u);
+  ASSERT_EQ(named.failed.size(), 1u);
+  EXPECT_NE(named.failed[0].reason.find("not a DICOM file"), std::string::npos) << named.failed[0].reason;
 }
 
 TEST_F(ImportTest, DicomdirInputImportsTheReferencedImagesAndFolderWalksSkipIt) {
@@ -380,6 +468,27 @@ TEST_F(ImportTest, DicomdirInputImportsTheReferencedImagesAndFolderWalksSkipIt) 
   EXPECT_EQ(walk.files, 4u);
   EXPECT_EQ(walk.counts.already_present, 4u);
   EXPECT_EQ(walk.counts.skipped, 0u);
+}
+
+// Issue 16, defect 3: a DICOMDIR pointing at a DICOM file outside its medium imported it.
+TEST_F(ImportTest, DicomdirReferencesOutsideTheMediumFailAndTheRestImports) {
+  const auto sops = td::write_dicomdir_media(path("media"), 2);
+  ASSERT_EQ(sops.size(), 4u);
+  fs::create_directories(path("elsewhere"));
+  const std::string stranger = uid("4", 99);
+  td::write_dicom(path("elsewhere/X.dcm"), small_spec("STRANGER", uid("2", 99), uid("3", 99), stranger, 9));
+  td::set_dicomdir_file_id(path("media/DICOMDIR"), 1, "..\\elsewhere\\X.dcm");
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("media/DICOMDIR")}, options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 3u);
+  EXPECT_EQ(r.counts.failed, 1u);
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_NE(r.failed[0].reason.find("..\\elsewhere\\X.dcm"), std::string::npos) << r.failed[0].reason;
+  EXPECT_NE(r.failed[0].reason.find("refused"), std::string::npos) << r.failed[0].reason;
+  auto found = c.find_instance(stranger);
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value()) << "a file outside the medium was imported";
 }
 
 TEST_F(ImportTest, CancelledImportLeavesAConsistentCatalogAndTheSameImportFinishesIt) {

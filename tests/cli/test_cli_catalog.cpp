@@ -65,6 +65,30 @@ TEST_F(CliCatalog, LabelSetsAndShowsCurrentLabels) {
   EXPECT_EQ(effusion->author, "dr.two");
 }
 
+// Issue 16, defect 13: a catalog on read-only storage could not even be listed. SQLite cannot
+// create the catalog's -shm file there (as on a CD or a read-only mount); a dangling symbolic link
+// in its place stands in for that storage, since chmod does not stop root, who runs the tests.
+TEST_F(CliCatalog, ACatalogOnReadOnlyStorageCanBeBrowsed) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.who").status, 0);
+  ASSERT_FALSE(fs::exists(dir_ / "hilum.db-shm"));
+  fs::create_symlink(dir_ / "no-such-folder" / "shm", dir_ / "hilum.db-shm");
+  const auto list = run_cli(db() + " list --json", true);
+  EXPECT_EQ(list.status, 0) << list.out;
+  EXPECT_EQ(lines(list.out).size(), 2u) << list.out;
+  const auto history = run_cli(db() + " labels history 8.1 --json", true);
+  EXPECT_EQ(history.status, 0) << history.out;
+  EXPECT_NE(history.out.find("\"finding\":\"Effusion\""), std::string::npos) << history.out;
+  const auto models = run_cli(db() + " models list", true);
+  EXPECT_EQ(models.status, 0) << models.out;
+  // A writing command still needs a writable catalog, and changes nothing.
+  const auto write = run_cli(db() + " label 8.2 --set Effusion=absent --author dr.who", true);
+  EXPECT_EQ(write.status, 3) << write.out;
+  fs::remove(dir_ / "hilum.db-shm");
+  auto c = app::Catalog::open(db_, app::Catalog::Mode::ReadOnly);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->current_labels("8.2")->empty());
+}
+
 TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value

@@ -161,7 +161,8 @@ TEST_F(CliExport, CsvExportWritesTheChestXray14Files) {
   EXPECT_EQ(entries.find("777.2.1.2"), std::string::npos) << "the unlabelled image was exported";
   EXPECT_EQ(read_file(out / "BBox_List_2017.csv"),
             "Image Index,Finding Label,Bbox [x,y,w,h]\r\n1.2.826.0.1.3680043.10.777.1.1.1.png,Effusion,12,34,56,78\r\n");
-  EXPECT_EQ(count_files(out), 2u);
+  EXPECT_EQ(count_files(out), 3u);  // and the manifest of what export wrote
+  EXPECT_TRUE(fs::exists(out / ".hilum-export-manifest"));
 }
 
 TEST_F(CliExport, JsonSummaryAndDeidentifiedImages) {
@@ -181,7 +182,7 @@ TEST_F(CliExport, JsonSummaryAndDeidentifiedImages) {
   EXPECT_NE(l[0].find("\"deidentified\":true"), std::string::npos) << l[0];
   EXPECT_TRUE(fs::exists(out / "labels.json"));
   EXPECT_TRUE(fs::exists(out / "images" / "pixel_scaling.csv"));
-  EXPECT_EQ(count_files(out), 6u);  // labels.json, 2 PNG, 2 DICOM, pixel_scaling.csv
+  EXPECT_EQ(count_files(out), 7u);  // labels.json, 2 PNG, 2 DICOM, pixel_scaling.csv, the manifest
   // Nothing identifying in any file, nor in the summary's file names.
   std::vector<std::string> secrets = {"Quillon", "Ysolde", "Brannock", "Odalys", "PID-YSQ-1187", "PID-ODB-2290",
                                       "ACC-PID", "1.2.826.0.1.3680043.10.777", "19700101", dir_.string()};
@@ -223,6 +224,22 @@ TEST_F(CliExport, MissingImageFileFailsWithStatusOne) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("cannot read the image"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(out / "Data_Entry_2017.csv")) << "the labels are exported anyway";
+}
+
+// Issue 16, defect 1: "stale files removed: 2" for the user's own DICOM files in DIR/images/.
+TEST_F(CliExport, UsersOwnImagesInTheOutputFolderAreLeftAlone) {
+  populate();
+  const fs::path out = dir_ / "out";
+  fs::create_directories(out / "images");
+  fs::copy_file(files_[0], out / "images" / "IM0001.dcm");
+  fs::copy_file(files_[1], out / "images" / "IM0002.dcm");
+  const CliRun r = run_cli(db() + "export --out " + quote(out.string()) + " --format json --images", true);
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("images/IM000"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("stale files removed"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(out / "images" / "IM0001.dcm"), read_file(files_[0]));
+  EXPECT_EQ(read_file(out / "images" / "IM0002.dcm"), read_file(files_[1]));
+  EXPECT_EQ(count_files(out), 2u);
 }
 
 TEST_F(CliExport, BadCommandLinesAndCatalogsGiveTheirExitStatus) {

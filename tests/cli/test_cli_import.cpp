@@ -163,11 +163,21 @@ TEST_F(CliImport, ExitStatuses) {
   EXPECT_EQ(run_cli(db() + "list").status, 3);
 
   EXPECT_EQ(run_cli(db() + "import " + quote((dir_ / "good").string())).status, 0);
-  // A file that is not DICOM: 1, the rest imported.
-  const CliRun bad = run_cli(db() + "import " + quote((dir_ / "bad").string()) + " --json");
+  // A folder holding a file that is not DICOM: 0 (every DICOM file imported), the file counted
+  // as not DICOM (issue 16, defect 14).
+  const CliRun walked = run_cli(db() + "import " + quote((dir_ / "bad").string()) + " --json");
+  EXPECT_EQ(walked.status, 0) << walked.out;
+  EXPECT_EQ(json_int(walked.out, "imported"), 1);
+  EXPECT_EQ(json_int(walked.out, "failed"), 0);
+  EXPECT_EQ(json_int(walked.out, "not_dicom"), 1);
+  const CliRun walked_human = run_cli(db() + "import " + quote((dir_ / "bad").string()));
+  EXPECT_EQ(walked_human.status, 0) << walked_human.out;
+  EXPECT_NE(walked_human.out.find("not DICOM 1"), std::string::npos) << walked_human.out;
+  // The same file named explicitly: 1.
+  const CliRun bad = run_cli(db() + "import " + quote((dir_ / "bad" / "notes.txt").string()) + " --json");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_EQ(json_int(bad.out, "imported"), 1);
   EXPECT_EQ(json_int(bad.out, "failed"), 1);
+  EXPECT_EQ(json_int(bad.out, "not_dicom"), 0);
   EXPECT_TRUE(json_has(bad.out, "\"path\":\"" + fs::weakly_canonical(dir_ / "bad" / "notes.txt").string() + "\""));
   EXPECT_TRUE(json_has(bad.out, "not a DICOM file")) << bad.out;
 

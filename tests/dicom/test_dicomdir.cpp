@@ -2,6 +2,7 @@
 // referenced files are found (case-insensitively) and read.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -99,6 +100,62 @@ TEST_F(DicomdirTest, MissingReferencedFileIsReportedNotFatal) {
   EXPECT_FALSE((*listed)[1].file_exists);
   EXPECT_EQ((*listed)[1].sop_instance_uid, uids[1]);
   EXPECT_TRUE((*listed)[2].file_exists);
+}
+
+// Issue 16, defect 3: a Referenced File ID that climbs out of the medium (directly or through a
+// symbolic link) made Hilum open files outside it. Such references are refused with a reason;
+// the other records are listed as usual.
+TEST_F(DicomdirTest, ReferencesOutsideTheMediumAreRefused) {
+  const fs::path media = path("outer") / "MEDIA";
+  const auto uids = td::write_dicomdir_media(media, 2);
+  ASSERT_EQ(uids.size(), 4u);
+  const fs::path outside = path("outer") / "OUTSIDE";
+  fs::create_directories(outside);
+  fs::copy_file(media / "IMAGES" / "IM000002", outside / "IM002");
+  fs::copy_file(media / "IMAGES" / "IM000003", outside / "IM000003");
+  fs::create_directory_symlink(outside, media / "IMAGES" / "LINK");
+  const fs::path dicomdir = media / "DICOMDIR";
+  td::set_dicomdir_file_id(dicomdir, 0, "..\\..\\..\\..\\..\\..\\etc\\passwd");
+  td::set_dicomdir_file_id(dicomdir, 1, "..\\OUTSIDE\\IM002");       // a DICOM file beside the medium
+  td::set_dicomdir_file_id(dicomdir, 2, "IMAGES\\LINK\\IM000003");   // out through a symbolic link
+
+  auto listed = dcm::read_dicomdir(dicomdir);
+  ASSERT_TRUE(listed.ok()) << describe(listed);
+  ASSERT_EQ(listed->size(), 4u);
+  const fs::path root = fs::canonical(media);
+  const auto inside = [&](const fs::path& p) {
+    const fs::path real = fs::weakly_canonical(p);
+    const auto [r, q] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+    return r == root.end() && q != real.end();
+  };
+  for (std::size_t i = 0; i < 3; ++i) {
+    const dcm::DicomdirImage& im = (*listed)[i];
+    SCOPED_TRACE("record " + std::to_string(i) + ": " + im.file.string());
+    EXPECT_FALSE(im.file_exists && !inside(im.file)) << "a file outside the medium is offered to be opened";
+    EXPECT_FALSE(im.file_exists);
+    EXPECT_TRUE(im.file.empty());
+    EXPECT_NE(im.refused.find(im.file_id), std::string::npos) << im.refused;
+    EXPECT_EQ(im.sop_instance_uid, uids[i]);
+  }
+  EXPECT_EQ((*listed)[0].file_id, "..\\..\\..\\..\\..\\..\\etc\\passwd");
+  EXPECT_NE((*listed)[0].refused.find("'..'"), std::string::npos) << (*listed)[0].refused;
+  EXPECT_NE((*listed)[2].refused.find("outside the DICOMDIR's folder"), std::string::npos) << (*listed)[2].refused;
+  // The rest of the medium is as it was.
+  const dcm::DicomdirImage& good = (*listed)[3];
+  EXPECT_TRUE(good.refused.empty()) << good.refused;
+  EXPECT_TRUE(good.file_exists);
+  EXPECT_TRUE(inside(good.file)) << good.file;
+  EXPECT_TRUE(fs::equivalent(good.file, media / "IMAGES" / "IM000004"));
+
+  // A medium whose own folder is reached through a symbolic link still works: only what the
+  // references lead to, once resolved, must stay inside.
+  const fs::path alias = path("alias");
+  fs::create_directory_symlink(media, alias);
+  auto via_link = dcm::read_dicomdir(alias / "DICOMDIR");
+  ASSERT_TRUE(via_link.ok()) << describe(via_link);
+  ASSERT_EQ(via_link->size(), 4u);
+  EXPECT_TRUE((*via_link)[3].file_exists) << (*via_link)[3].refused;
+  EXPECT_FALSE((*via_link)[1].file_exists);
 }
 
 TEST_F(DicomdirTest, IsDicomdirTellsDirectoriesFromImages) {

@@ -16,6 +16,8 @@
 #include <dcmtk/config/osconfig.h>  // must come first
 #include <dcmtk/dcmdata/dcddirif.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdicdir.h>
+#include <dcmtk/dcmdata/dcdirrec.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
@@ -620,6 +622,28 @@ std::vector<std::string> write_dicomdir_media(const std::filesystem::path& folde
     check(ddir.addDicomFile(rel.c_str(), folder.c_str()), "cannot add " + rel + " to the DICOMDIR");
   check(ddir.writeDicomDir(), "cannot write " + dicomdir.string());
   return sop_uids;
+}
+
+void set_dicomdir_file_id(const std::filesystem::path& dicomdir, std::size_t image, const std::string& file_id) {
+  DcmDicomDir dir(dicomdir.c_str());
+  check(dir.error(), "cannot read " + dicomdir.string());
+  std::size_t seen = 0;
+  DcmDirectoryRecord* target = nullptr;
+  const auto visit = [&](auto&& self, DcmDirectoryRecord& record) -> void {
+    for (unsigned long i = 0; i < record.cardSub() && target == nullptr; ++i) {
+      DcmDirectoryRecord* sub = record.getSub(i);
+      if (sub == nullptr) continue;
+      if (sub->getRecordType() == ERT_Image) {
+        if (seen++ == image) target = sub;
+        continue;
+      }
+      self(self, *sub);
+    }
+  };
+  visit(visit, dir.getRootRecord());
+  if (target == nullptr) throw std::runtime_error("set_dicomdir_file_id: no IMAGE record " + std::to_string(image));
+  check(target->putAndInsertString(DCM_ReferencedFileID, file_id.c_str()), "cannot set the Referenced File ID");
+  check(dir.write(), "cannot write " + dicomdir.string());
 }
 
 }  // namespace hilum::testdata

@@ -138,6 +138,7 @@ void ImportDialog::on_done(app::ImportReport report) {
                .arg(c.failed)
                .arg(duration_text(report.seconds))
                .arg(report.files_per_second, 0, 'f', 1);
+    if (c.not_dicom > 0) text += tr(" %1 files in the folders were not DICOM and were left out.").arg(c.not_dicom);
     if (report.resumed) text += tr(" (an interrupted import of the same items was resumed)");
   }
   numbers_->setText(tr("%1 files").arg(report.files));
@@ -158,6 +159,7 @@ void ImportDialog::on_done(app::ImportReport report) {
   add(tr("failed"), report.failed);
   add(tr("skipped"), report.skipped);
   add(tr("conflict"), report.conflicts);
+  add(tr("not DICOM"), report.not_dicom);
   issues_->setVisible(issues_->rowCount() > 0);
   report_ = std::make_unique<app::ImportReport>(std::move(report));
   session_->notify_catalog_changed();

@@ -99,7 +99,11 @@ struct Instance : InstanceRecord {
   std::string imported_at;        // ISO 8601 UTC
 };
 
-enum class PutOutcome { Inserted, AlreadyPresent, Conflict };
+// Conflict: the SOP Instance UID is in the catalog with different content. PatientConflict: the
+// record's Study Instance UID belongs to another patient in the catalog (or its Series Instance UID
+// to another study), as when a modality or an anonymiser reuses UIDs; the image is never attached
+// to another patient's study (Catalog::attach_conflict says why).
+enum class PutOutcome { Inserted, AlreadyPresent, Conflict, PatientConflict };
 
 struct Finding {
   std::int64_t id = 0;
@@ -221,6 +225,9 @@ class Catalog {
   // Opens (creating the file and its folder with ReadWriteCreate), sets WAL mode, foreign keys
   // and a busy timeout, checks it is a Hilum catalog and runs pending migrations in one
   // transaction. A damaged file is reported (ErrorKind::Corrupt) and never overwritten.
+  // ReadOnly works on read-only storage too (a CD, a read-only share): the catalog is then read
+  // as immutable. The other modes refuse a catalog whose file or folder cannot be written
+  // (ErrorKind::ReadOnly, saying that browsing works read-only) before touching it.
   static Result<Catalog> open(const std::filesystem::path& path, Mode mode = Mode::ReadWriteCreate);
 
   Catalog(Catalog&&) noexcept;
@@ -238,8 +245,12 @@ class Catalog {
 
   // ---- Instances.
   // Inserts a batch in one transaction. Same SOP Instance UID and same content hash: AlreadyPresent
-  // (the row is kept as it is); same UID, different content: Conflict (nothing replaced).
+  // (the row is kept as it is); same UID, different content: Conflict (nothing replaced); a study
+  // UID of another patient (or a series UID of another study): PatientConflict (nothing written).
   [[nodiscard]] Result<std::vector<PutOutcome>> put_instances(const std::vector<InstanceRecord>& records);
+  // Why put_instances would not attach `record` to the catalog's hierarchy (its study belongs to
+  // another patient, its series to another study), naming both patient IDs; nullopt when it fits.
+  [[nodiscard]] Result<std::optional<std::string>> attach_conflict(const InstanceRecord& record);
   // By SOP Instance UID, else by path (as given, then made absolute).
   [[nodiscard]] Result<std::optional<Instance>> find_instance(const std::string& uid_or_path);
   [[nodiscard]] Result<std::vector<Instance>> list_instances(const InstanceFilter& filter = {});

@@ -23,9 +23,12 @@
 // burned-in identity (Burned In Annotation YES, or a Secondary Capture without it) are exported
 // without pixels (report.skipped says which).
 //
-// The output folder must be new, empty, or an earlier Hilum export: files of an earlier export
-// that this one does not write again (stale images, the other format's label file) are removed,
-// so a folder never mixes two exports.
+// The output folder must be new, empty, or an earlier Hilum export. Every export keeps a manifest
+// of the files it wrote (.hilum-export-manifest, one relative path a line); only files that
+// manifest lists are replaced or removed. Files of an earlier export that this one does not write
+// again (stale images, the other format's label file) are removed, so a folder never mixes two
+// exports; a folder holding any file the manifest does not list (the user's own DICOM files in
+// images/, a file added to an earlier export) is refused and left as it is.
 #pragma once
 
 #include <atomic>

@@ -98,7 +98,10 @@ struct FinetuneResult {
 
 // Trains a new version from the catalog's current labels (patient-level split, stable across runs),
 // evaluates it and the parent on the same validation patients, registers it with its metrics and
-// applies the promotion gate. Interrupted runs resume from their last checkpoint.
+// applies the promotion gate. Interrupted runs resume from their last checkpoint. Versions and
+// checkpoints live in the catalog's own models folder beside it ("<catalog stem>.models", recorded
+// in the catalog's settings); a version name whose folder or registration is taken moves on to the
+// next free name, so a finished run is never lost to a name collision.
 [[nodiscard]] Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options,
                                               const FinetuneCallback& progress = {},
                                               const std::atomic<bool>* cancel = nullptr);

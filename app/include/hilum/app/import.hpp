@@ -2,7 +2,10 @@
 // that the CLI and the GUI both call (the GUI on a worker thread).
 //
 // - Inputs: files, folders (recursive, in sorted order, hidden entries and files named DICOMDIR
-//   left out) and DICOMDIRs (their referenced images). Paths are stored absolute.
+//   left out) and DICOMDIRs (their referenced images). Paths are stored absolute. A file met while
+//   walking a folder that is not DICOM at all (a README, a CSV, a thumbnail) is counted as
+//   not_dicom, not as a failure; a file named explicitly (or referenced by a DICOMDIR) that is not
+//   DICOM is a failure.
 // - Resumable: the import is a catalog job whose parameters are the sorted absolute inputs and
 //   the options; each batch of files is committed in one transaction together with the outcome
 //   of its job items, so a crash or a kill at any moment leaves a consistent catalog and running
@@ -40,8 +43,10 @@ struct ImportCounts {
   std::size_t already_present = 0;  // same SOP Instance UID and same content already there
   std::size_t conflicts = 0;        // same SOP Instance UID, different content: nothing replaced
   std::size_t skipped = 0;          // DICOM objects that are not images (SR, presentation states)
-  std::size_t failed = 0;           // unreadable, not DICOM, truncated, ...
-  [[nodiscard]] std::size_t total() const { return imported + already_present + conflicts + skipped + failed; }
+  std::size_t failed = 0;           // unreadable, truncated, not DICOM when named explicitly, ...
+  std::size_t not_dicom = 0;        // files met while walking a folder that are not DICOM (a README,
+                                    // a CSV, thumbnails): left out, not a failure
+  [[nodiscard]] std::size_t total() const { return imported + already_present + conflicts + skipped + failed + not_dicom; }
 };
 
 // A file that was not imported, and why.
@@ -75,6 +80,7 @@ struct ImportReport {
   std::vector<ImportIssue> conflicts;  // earlier runs' first, then this run's, in file order
   std::vector<ImportIssue> skipped;
   std::vector<ImportIssue> failed;
+  std::vector<ImportIssue> not_dicom;  // files of walked folders that are not DICOM
   double seconds = 0.0;
   double files_per_second = 0.0;  // files given an outcome in this run per second
   std::optional<Error> error;     // the catalog could not be read or written: the import stopped
@@ -90,7 +96,7 @@ struct ImportReport {
 
 // The catalog record of a decoded radiograph read from `path` (file fields, hash and thumbnail
 // left to the caller). Exposed for tests and tools.
-// {"imported":N,"already_present":N,"conflicts":N,"skipped":N,"failed":N}
+// {"imported":N,"already_present":N,"conflicts":N,"skipped":N,"failed":N,"not_dicom":N}
 [[nodiscard]] std::string to_json(const ImportCounts& counts);
 
 [[nodiscard]] InstanceRecord instance_record(const dicom::Radiograph& image, const std::filesystem::path& path);

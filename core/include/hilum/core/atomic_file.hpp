@@ -1,5 +1,6 @@
 // Hilum core: writing a file so that a crash never leaves a half-written one behind (temporary
-// file beside the target, written, fsync'ed, renamed over it). POSIX; header-only.
+// file beside the target, written, fsync'ed, renamed over it, the folder fsync'ed so that the
+// rename is durable too). POSIX; header-only.
 #pragma once
 
 #include <fcntl.h>
@@ -22,13 +23,44 @@ inline std::filesystem::path temporary_path_beside(const std::filesystem::path& 
          ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
 }
 
-// Renames a finished temporary file over `path`; removes it on failure. Returns "" or the reason.
+// Flushes a folder's entries (a rename into it) to the disk: fsync of the folder opened
+// O_RDONLY | O_DIRECTORY. Returns 0 or the errno value. A file system that cannot sync a folder
+// (EINVAL) has nothing to flush and counts as done.
+inline int fsync_folder(const std::filesystem::path& folder) {
+  const std::filesystem::path dir = folder.empty() ? std::filesystem::path(".") : folder;
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int error = 0;
+  while (::fsync(fd) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EINVAL) error = errno;
+    break;
+  }
+  ::close(fd);
+  return error;
+}
+
+// The folder sync replace_with_temporary calls after its rename: fsync_folder, unless a test
+// puts another function here (to see that it is called, or to make it fail).
+using FolderSyncFn = int (*)(const std::filesystem::path& folder);
+inline FolderSyncFn folder_sync = &fsync_folder;
+
+// Renames a finished temporary file over `path`, then syncs the folder so that the rename itself
+// survives a power loss; removes the temporary file when the rename fails. Returns "" or the
+// reason (when only the folder sync failed, the new content is in place but may not be durable).
 inline std::string replace_with_temporary(const std::filesystem::path& tmp, const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (!ec) return {};
-  std::filesystem::remove(tmp, ec);
-  return "cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message();
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return "cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message();
+  }
+  if (const int error = folder_sync(path.parent_path()); error != 0) {
+    const std::filesystem::path folder = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    return "cannot flush the folder " + folder.string() + " after writing " + path.filename().string() + ": " +
+           std::strerror(error);
+  }
+  return {};
 }
 
 // Writes `content` to `path` atomically and durably. Returns "" or the reason.

@@ -3,6 +3,7 @@
 // and `hilum-make-phantoms OUTDIR`, so that nothing depends on ../shared on a fresh clone.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -146,5 +147,9 @@ void write_absurd_dimensions(const std::filesystem::path& path); // Rows/Columns
 // (e.g. DIR/IMAGES/IM000001), two patients with one study and one series each, `per_series`
 // images each. Returns the SOP Instance UIDs of the images in DICOMDIR order.
 std::vector<std::string> write_dicomdir_media(const std::filesystem::path& folder, int per_series = 2);
+
+// Rewrites the Referenced File ID of the `image`-th IMAGE record (0-based, DICOMDIR order) of an
+// existing DICOMDIR, as a hostile or broken medium would carry it (e.g. "..\\..\\etc\\passwd").
+void set_dicomdir_file_id(const std::filesystem::path& dicomdir, std::size_t image, const std::string& file_id);
 
 }  // namespace hilum::testdata
