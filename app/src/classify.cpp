@@ -170,9 +170,10 @@ Result<std::vector<std::pair<std::string, double>>> named_probabilities(const Lo
   return out;
 }
 
-DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header) {
+DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header,
+                      const std::vector<float>& thumbnail) {
   const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
-  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header);
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &thumbnail);
 }
 
 }  // namespace
@@ -186,7 +187,8 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image);
+  out.domain = domain_of(model, *result, 0, &image,
+                         domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
   return out;
 }
 
@@ -201,6 +203,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
+    std::vector<std::vector<float>> thumbnails;             // each batch image's domain thumbnail
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -215,6 +218,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
           batch.push_back(inference::preprocess(picture->grey.data(), picture->width, picture->height, model.model.config()));
           rows.push_back(out.size());
           headers.emplace_back();
+          thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), picture->grey.data(), picture->width, picture->height));
         }
         out.push_back(std::move(p));
         continue;
@@ -228,6 +232,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       } else {
         batch.push_back(inference::preprocess(display->grey.data(), display->width, display->height, model.model.config()));
         rows.push_back(out.size());
+        thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
         dicom::Radiograph header = std::move(image.value());
         header.stored = {};
         header.modality = {};
@@ -244,7 +249,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       for (std::size_t b = 0; b < rows.size(); ++b) {
         ImagePrediction& p = out[rows[b]];
         auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-        p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr);
+        p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
         p.milliseconds = ms;
         if (!probabilities) {
           p.error = probabilities.error().message;

@@ -88,7 +88,15 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   return out;
 }
 
-DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header) {
+std::vector<float> domain_thumbnail_of(const inference::ModelExtras& extras, const inference::ViTConfig& config, const float* grey, int width,
+                                       int height) {
+  if (!extras.domain || extras.domain->thumbnail_side <= 0) return {};
+  const std::vector<float> input = inference::resize_antialiased(grey, width, height, config.input_width, config.input_height);
+  return inference::domain_thumbnail(input.data(), config.input_width, config.input_height, extras.domain->thumbnail_side);
+}
+
+DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
+                         const std::vector<float>* thumbnail) {
   DomainCheck out;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
   const std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
@@ -96,7 +104,10 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   bool pixels_ok = true;
   if (domain != nullptr && embedding != nullptr) {
     out.pixel_check = true;
-    const double score = inference::domain_distance(*domain, embedding, dim) / domain->threshold;
+    double score = inference::domain_distance(*domain, embedding, dim) / domain->threshold;
+    if (domain->thumbnail_side > 0 && thumbnail != nullptr && !thumbnail->empty()) {
+      score = std::max(score, inference::thumbnail_distance(*domain, *thumbnail) / domain->thumbnail_threshold);
+    }
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;
     pixels = pixels_ok ? "the image looks like the training films (domain score " + core::format_fixed(*out.score, 2) + "; above 1 is outside)"

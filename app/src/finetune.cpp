@@ -666,7 +666,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
       std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
       auto out = forward_samples(*candidate, train_samples, cancel);
       if (!out) return out.error();
-      extras.domain = training::fit_domain_reference(out->embeddings, validation_embeddings);
+      extras.domain = fit_domain(trained->config, train_samples, out->embeddings, validation, validation_embeddings);
       if (base->extras.domain) {
         extras.domain->populations = base->extras.domain->populations;
         extras.domain->modalities = base->extras.domain->modalities;

@@ -484,7 +484,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   extras.calibration = detail::fit_calibration(config.labels, validation, val_out->logits,
                                                "Platt scaling on the " + std::to_string(validation.size()) + " validation images of " +
                                                    std::to_string(validation_patients.size()) + " patients held out of training");
-  extras.domain = training::fit_domain_reference(train_out->embeddings, val_out->embeddings);
+  extras.domain = detail::fit_domain(config, train, train_out->embeddings, validation, val_out->embeddings);
   extras.domain->modalities = {"CR", "DX"};
   for (const auto& name : populations_of(train)) {
     inference::Population pop;
@@ -583,6 +583,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"validation", validation_json},
             {"populations", populations_json},
             {"domain", {{"threshold", extras.domain->threshold}, {"quantile", extras.domain->threshold_quantile}, {"axes", extras.domain->axes.rows()},
+                        {"thumbnail_side", extras.domain->thumbnail_side}, {"thumbnail_threshold", extras.domain->thumbnail_threshold},
                         {"images", extras.domain->images}}},
             {"history", detail::to_json(report.history)}};
   if (!problems.empty()) r["unreadable"] = problems;

@@ -73,6 +73,14 @@ struct SampleOutputs {
 // patients (split by a hash of the patient): an honest estimate of calibration on new patients.
 [[nodiscard]] inference::Matrix cross_fitted_probabilities(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
                                                            const inference::Matrix& logits);
+// The domain thumbnails (inference::domain_thumbnail) of samples' images at the model's input size.
+[[nodiscard]] inference::Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side);
+// The domain reference of a model: its training samples' embeddings and thumbnails, thresholds
+// from the validation samples'.
+[[nodiscard]] inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train,
+                                                    const inference::Matrix& train_embeddings, const std::vector<const Sample*>& validation,
+                                                    const inference::Matrix& validation_embeddings);
+
 // The samples whose `population` is `name`, with their rows of `m`.
 [[nodiscard]] std::pair<std::vector<const Sample*>, inference::Matrix> population_rows(const std::vector<const Sample*>& samples,
                                                                                       const inference::Matrix& m, const std::string& name);

@@ -7,6 +7,7 @@ give it away; photographs also as plain PNG files (no header at all).
   - the greyscale CT, MR, NM and OT images among pydicom's test files (Debian python3-pydicom);
   - the photographs, micrographs and fundus images shipped with scikit-image (Debian
     python3-skimage), in grey.
+  - the real radiographs of other body parts in ../shared/data/dicom (a leg, a dental panoramic).
 In domain: real chest films nobody here trained on, listed from ../shared/data (never copied):
 the adult unlabelled films (TB and COVID-19 sources), and the real chest DICOM files.
 
@@ -28,6 +29,8 @@ SKIMAGE_DATA = "/usr/lib/python3/dist-packages/skimage/data"
 # Distinct greyscale non-chest images among pydicom's files (the other variants repeat their pixels).
 PYDICOM_NON_CHEST = ["693_J2KI.dcm", "CT_small.dcm", "J2K_pixelrep_mismatch.dcm", "JPEG2000.dcm", "MR_small.dcm",
                      "image_dfl.dcm", "liver_1frame.dcm"]
+# Radiographs in ../shared/data/dicom that are not of the chest (looked at: a leg; a dental panoramic).
+NOT_CHEST_RADIOGRAPHS = ["RG3_J2KR.dcm", "CR-ModalitySequenceLUT.dcm"]
 SKIMAGE_PICTURES = ["astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",
                     "coins.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png", "logo.png",
                     "microaneurysms.png", "moon.png", "motorcycle_left.png", "page.png", "phantom.png", "retina.jpg",
@@ -97,6 +100,14 @@ def main():
             os.path.join(out, "ood_true", stem + ".dcm"), write_like_original=False)
         dx_chest(grey, stem).save_as(os.path.join(out, "ood_lying", stem + ".dcm"), write_like_original=False)
         skimage.io.imsave(os.path.join(out, "ood_png", stem + ".png"), (grey // 16).astype(np.uint8), check_contrast=False)
+    for name in NOT_CHEST_RADIOGRAPHS:
+        src = os.path.join(shared, "dicom", name)
+        link = os.path.join(out, "ood_true", name)
+        if not os.path.exists(link):
+            os.symlink(os.path.abspath(src), link)
+        ds = pydicom.dcmread(src)
+        ds.BodyPartExamined = "CHEST"
+        ds.save_as(os.path.join(out, "ood_lying", name))
     adult = os.path.join(shared, "cxr-adult-unlabelled-512")
     with open(os.path.join(out, "chest_adult_unseen.txt"), "w") as f:
         for name in sorted(os.listdir(adult)):
@@ -105,7 +116,7 @@ def main():
     dicoms = os.path.join(shared, "dicom")
     with open(os.path.join(out, "chest_dicom.txt"), "w") as f:
         for name in sorted(os.listdir(dicoms)):
-            if name.endswith(".dcm") and name not in ("vlut_04.dcm", "mlut_18.dcm"):  # those two are not chest films
+            if name.endswith(".dcm") and name not in NOT_CHEST_RADIOGRAPHS + ["vlut_04.dcm", "mlut_18.dcm"]:
                 f.write(os.path.join(dicoms, name) + "\n")
 
 

@@ -149,6 +149,41 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
         if (m.is_string()) ref.modalities.push_back(m.get<std::string>());
       }
     }
+    if (d.contains("thumbnail")) {
+      const json& t = d["thumbnail"];
+      if (!t.is_object() || !t.contains("side") || !t["side"].is_number_integer()) return invalid(file, "domain thumbnail needs its side");
+      const int side = t["side"].get<int>();
+      if (side < 2 || side > 64) return invalid(file, "domain thumbnail side must be 2..64");
+      auto tm = numbers(t.value("mean", json()), file, "thumbnail mean");
+      if (!tm) return tm.error();
+      const Eigen::Index n = static_cast<Eigen::Index>(side) * side;
+      if (static_cast<Eigen::Index>(tm->size()) != n) return invalid(file, "thumbnail mean of the wrong size");
+      auto tv = numbers(t.value("variances", json()), file, "thumbnail variances");
+      if (!tv) return tv.error();
+      const auto tk = static_cast<Eigen::Index>(tv->size());
+      const json taxes = t.value("axes", json());
+      if (tk > n || !taxes.is_array() || static_cast<Eigen::Index>(taxes.size()) != tk) return invalid(file, "thumbnail axes and variances differ in number");
+      ref.thumbnail_side = side;
+      ref.thumbnail_mean = Vector(n);
+      for (Eigen::Index i = 0; i < n; ++i) ref.thumbnail_mean(i) = static_cast<float>((*tm)[static_cast<std::size_t>(i)]);
+      ref.thumbnail_axes = Matrix(tk, n);
+      ref.thumbnail_variances = Vector(tk);
+      for (Eigen::Index a = 0; a < tk; ++a) {
+        auto row = numbers(taxes[static_cast<std::size_t>(a)], file, "thumbnail axis");
+        if (!row) return row.error();
+        if (static_cast<Eigen::Index>(row->size()) != n) return invalid(file, "a thumbnail axis of the wrong size");
+        for (Eigen::Index i = 0; i < n; ++i) ref.thumbnail_axes(a, i) = static_cast<float>((*row)[static_cast<std::size_t>(i)]);
+        if (!((*tv)[static_cast<std::size_t>(a)] > 0.0)) return invalid(file, "thumbnail variances must be positive");
+        ref.thumbnail_variances(a) = static_cast<float>((*tv)[static_cast<std::size_t>(a)]);
+      }
+      for (const char* key : {"residual_variance", "threshold"}) {
+        if (!t.contains(key) || !finite_number(t[key]) || !(t[key].get<double>() > 0.0)) {
+          return invalid(file, std::string("thumbnail ") + key + " must be a positive number");
+        }
+      }
+      ref.thumbnail_residual_variance = t["residual_variance"].get<double>();
+      ref.thumbnail_threshold = t["threshold"].get<double>();
+    }
     if (d.contains("populations") && d["populations"].is_array()) {
       for (const auto& p : d["populations"]) {
         if (!p.is_object()) return invalid(file, "domain populations must be objects");
@@ -195,6 +230,17 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
                    {"residual_variance", d.residual_variance}, {"threshold", d.threshold},
                    {"threshold_quantile", d.threshold_quantile}, {"images", d.images},
                    {"modalities", d.modalities},   {"populations", pops}};
+    if (d.thumbnail_side > 0) {
+      json taxes = json::array();
+      for (Eigen::Index a = 0; a < d.thumbnail_axes.rows(); ++a) {
+        json row = json::array();
+        for (Eigen::Index i = 0; i < d.thumbnail_axes.cols(); ++i) row.push_back(static_cast<double>(d.thumbnail_axes(a, i)));
+        taxes.push_back(std::move(row));
+      }
+      j["domain"]["thumbnail"] = {{"side", d.thumbnail_side}, {"mean", to_json(d.thumbnail_mean)}, {"axes", taxes},
+                                  {"variances", to_json(d.thumbnail_variances)}, {"residual_variance", d.thumbnail_residual_variance},
+                                  {"threshold", d.thumbnail_threshold}};
+    }
   }
   const std::string failure = core::write_file_atomically(dir / kFile, j.dump(1) + "\n");
   if (!failure.empty()) return Error{ErrorKind::Io, failure};
@@ -214,21 +260,48 @@ Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibr
   return p;
 }
 
-double domain_distance(const DomainReference& r, const float* embedding, int dim) {
-  const Eigen::Index n = r.mean.size();
-  if (dim != n || n == 0) return std::numeric_limits<double>::infinity();
+namespace {
+
+double subspace_distance(const Vector& mean, const Matrix& axes, const Vector& variances, double residual_variance, const float* x_in, Eigen::Index n) {
+  if (mean.size() != n || n == 0) return std::numeric_limits<double>::infinity();
   Eigen::VectorXd x(n);
-  for (Eigen::Index i = 0; i < n; ++i) x(i) = static_cast<double>(embedding[i]) - static_cast<double>(r.mean(i));
+  for (Eigen::Index i = 0; i < n; ++i) x(i) = static_cast<double>(x_in[i]) - static_cast<double>(mean(i));
   double along = 0.0;
   Eigen::VectorXd off = x;
-  for (Eigen::Index a = 0; a < r.axes.rows(); ++a) {
-    const Eigen::VectorXd axis = r.axes.row(a).transpose().cast<double>();
+  for (Eigen::Index a = 0; a < axes.rows(); ++a) {
+    const Eigen::VectorXd axis = axes.row(a).transpose().cast<double>();
     const double z = axis.dot(x);
-    along += z * z / static_cast<double>(r.variances(a));
+    along += z * z / static_cast<double>(variances(a));
     off -= z * axis;
   }
-  const double d2 = along + off.squaredNorm() / r.residual_variance;
+  const double d2 = along + off.squaredNorm() / residual_variance;
   return std::sqrt(d2 / static_cast<double>(n));
+}
+
+}  // namespace
+
+double domain_distance(const DomainReference& r, const float* embedding, int dim) {
+  return subspace_distance(r.mean, r.axes, r.variances, r.residual_variance, embedding, dim);
+}
+
+std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side) {
+  std::vector<float> t = resize_antialiased(grey, width, height, side, side);
+  double sum = 0.0, sq = 0.0;
+  for (float v : t) {
+    sum += v;
+    sq += static_cast<double>(v) * v;
+  }
+  const double n = static_cast<double>(t.size());
+  const double mean = sum / n;
+  const double sd = std::sqrt(std::max(sq / n - mean * mean, 0.0));
+  for (float& v : t) v = static_cast<float>(sd > 1e-6 ? (v - mean) / sd : 0.0);
+  return t;
+}
+
+double thumbnail_distance(const DomainReference& r, const std::vector<float>& thumbnail) {
+  if (r.thumbnail_side <= 0) return std::numeric_limits<double>::infinity();
+  return subspace_distance(r.thumbnail_mean, r.thumbnail_axes, r.thumbnail_variances, r.thumbnail_residual_variance, thumbnail.data(),
+                           static_cast<Eigen::Index>(thumbnail.size()));
 }
 
 }  // namespace hilum::inference

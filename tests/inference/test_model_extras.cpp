@@ -45,6 +45,13 @@ ModelExtras sample_extras() {
   d.images = 100;
   d.modalities = {"CR", "DX"};
   d.populations = {{"pediatric", 1.0, 5.0, 60}, {"adult", 18.0, 90.0, 40}};
+  d.thumbnail_side = 2;
+  d.thumbnail_mean = inference::Vector::Zero(4);
+  d.thumbnail_axes = inference::Matrix::Zero(1, 4);
+  d.thumbnail_axes(0, 3) = 1.0f;
+  d.thumbnail_variances = inference::Vector::Constant(1, 9.0f);
+  d.thumbnail_residual_variance = 1.0;
+  d.thumbnail_threshold = 2.0;
   e.domain = d;
   return e;
 }
@@ -89,6 +96,34 @@ TEST_F(ModelExtrasTest, RoundTripAlignsCalibrationWithTheOutputs) {
   EXPECT_NEAR(inference::domain_distance(*e->domain, along, 4), 0.5, 1e-6);
   const float off[4] = {1.0f, 0.0f, 1.0f, 0.0f};  // 1 / 0.25 = 4 -> sqrt(4 / 4)
   EXPECT_NEAR(inference::domain_distance(*e->domain, off, 4), 1.0, 1e-6);
+  // The pixel reference survives too, and measures thumbnails the same way.
+  ASSERT_EQ(e->domain->thumbnail_side, 2);
+  EXPECT_EQ(e->domain->thumbnail_threshold, 2.0);
+  EXPECT_NEAR(inference::thumbnail_distance(*e->domain, {0.0f, 0.0f, 0.0f, 3.0f}), std::sqrt(1.0 / 4.0), 1e-6);  // along the axis
+  EXPECT_NEAR(inference::thumbnail_distance(*e->domain, {2.0f, 0.0f, 0.0f, 0.0f}), std::sqrt(4.0 / 4.0), 1e-6);  // off it
+  EXPECT_TRUE(std::isinf(inference::thumbnail_distance(*e->domain, {1.0f, 2.0f})));  // another size
+}
+
+TEST(DomainThumbnail, IsStandardisedSoExposureDoesNotCount) {
+  std::vector<float> grey(64 * 48), brighter(64 * 48);
+  for (int y = 0; y < 48; ++y)
+    for (int x = 0; x < 64; ++x) {
+      grey[static_cast<std::size_t>(y * 64 + x)] = 0.1f + 0.005f * static_cast<float>(x + y);
+      brighter[static_cast<std::size_t>(y * 64 + x)] = 0.3f + 2.0f * grey[static_cast<std::size_t>(y * 64 + x)] * 0.5f;
+    }
+  const auto a = inference::domain_thumbnail(grey.data(), 64, 48, 8);
+  const auto b = inference::domain_thumbnail(brighter.data(), 64, 48, 8);
+  ASSERT_EQ(a.size(), 64u);
+  double sum = 0.0, sq = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    sum += a[i];
+    sq += static_cast<double>(a[i]) * a[i];
+    EXPECT_NEAR(a[i], b[i], 1e-4);
+  }
+  EXPECT_NEAR(sum / 64.0, 0.0, 1e-5);
+  EXPECT_NEAR(sq / 64.0, 1.0, 1e-4);
+  const std::vector<float> flat(100, 0.5f);
+  for (float v : inference::domain_thumbnail(flat.data(), 10, 10, 4)) EXPECT_EQ(v, 0.0f);
 }
 
 TEST_F(ModelExtrasTest, DamagedOrMismatchedFilesAreRefusedWithAReason) {

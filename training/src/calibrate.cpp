@@ -109,4 +109,15 @@ inference::DomainReference fit_domain_reference(const inference::Matrix& embeddi
   return r;
 }
 
+void fit_thumbnail_reference(inference::DomainReference& reference, int side, const inference::Matrix& thumbnails,
+                             const inference::Matrix& held_out, int axes, double quantile, double margin) {
+  const inference::DomainReference t = fit_domain_reference(thumbnails, held_out, axes, quantile, margin);
+  reference.thumbnail_side = side;
+  reference.thumbnail_mean = t.mean;
+  reference.thumbnail_axes = t.axes;
+  reference.thumbnail_variances = t.variances;
+  reference.thumbnail_residual_variance = t.residual_variance;
+  reference.thumbnail_threshold = t.threshold;
+}
+
 }  // namespace hilum::training

@@ -53,6 +53,15 @@ struct DomainReference {
   int images = 0;                    // training films the reference was fitted on
   std::vector<Population> populations;
   std::vector<std::string> modalities;  // DICOM Modality values of films like the training films ("CR", "DX")
+  // The same description of the pixels themselves: the model's input image shrunk to a
+  // thumbnail_side x thumbnail_side thumbnail, standardised (domain_thumbnail), so that an image
+  // whose embedding happens to fall among the chest films' still has to look like one.
+  int thumbnail_side = 0;  // 0: no pixel reference
+  Vector thumbnail_mean;
+  Matrix thumbnail_axes;
+  Vector thumbnail_variances;
+  double thumbnail_residual_variance = 1.0;
+  double thumbnail_threshold = 1.0;
 };
 
 struct ModelExtras {
@@ -74,5 +83,12 @@ struct ModelExtras {
 // principal axes + squared distance off them over the residual variance), divided by sqrt(hidden)
 // so that a typical training film is near 1 whatever the model's width.
 [[nodiscard]] double domain_distance(const DomainReference& reference, const float* embedding, int dim);
+
+// The thumbnail the pixel reference describes: grey values (any size) shrunk to side x side
+// (antialiased), then standardised to mean 0 and standard deviation 1 (exposure does not count).
+[[nodiscard]] std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side);
+// Distance of a thumbnail from the training films' thumbnails (as domain_distance); infinite when
+// the reference has none of that size.
+[[nodiscard]] double thumbnail_distance(const DomainReference& reference, const std::vector<float>& thumbnail);
 
 }  // namespace hilum::inference

@@ -22,4 +22,9 @@ namespace hilum::training {
 [[nodiscard]] inference::DomainReference fit_domain_reference(const inference::Matrix& embeddings, const inference::Matrix& held_out,
                                                               int axes = 64, double quantile = 0.99, double margin = 1.0);
 
+// Adds the pixel part to `reference`: the same fit on thumbnails (rows = films, side * side values
+// from inference::domain_thumbnail), its threshold from `held_out`'s thumbnails.
+void fit_thumbnail_reference(inference::DomainReference& reference, int side, const inference::Matrix& thumbnails,
+                             const inference::Matrix& held_out, int axes = 32, double quantile = 0.99, double margin = 1.0);
+
 }  // namespace hilum::training
