@@ -49,6 +49,13 @@ for name, expected in [("ood_true", "all"), ("ood_lying", "all"), ("ood_png", "a
         scores = sorted(r["domain_score"] for r in ok if r["domain_score"] is not None)
         if scores:
             print(f"    scores: median {scores[len(scores)//2]:.2f}, 95th {scores[int(0.95*(len(scores)-1))]:.2f}, max {scores[-1]:.2f}")
+        sources = {}
+        for r in ok:
+            src = os.path.basename(r["path"]).split("-")[0]
+            n, f = sources.get(src, (0, 0))
+            sources[src] = (n + 1, f + (0 if r["in_domain"] else 1))
+        if len(sources) > 1:
+            print("    by source: " + ", ".join(f"{s} {f}/{n} ({f / n:.3f})" for s, (n, f) in sorted(sources.items())))
         for r in flagged[:5]:
             print(f"    flagged: {os.path.basename(r['path'])}: {r['domain_reason']}")
 PY

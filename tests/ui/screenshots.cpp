@@ -149,6 +149,21 @@ int main(int argc, char** argv) {
   window->ai()->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(0);
   check(wait_for([&] { return heat.count() > 2; }, 60000), "rollout shown again");
 
+  // A radiograph that is not a chest film (the dental panoramic among the shared files): the AI
+  // panel says it is outside the model's domain and shows no finding bars.
+  QString pan;
+  for (const auto& item : worklist->items())
+    if (item.path.find("CR-ModalitySequenceLUT") != std::string::npos) pan = QString::fromStdString(item.sop_instance_uid);
+  if (!pan.isEmpty()) {
+    const auto before = predicted.count();
+    worklist->select(pan);
+    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "out-of-domain prediction shown");
+    wait_for([] { return false; }, 300);
+    save(window.get(), out, "main_out_of_domain");
+    worklist->select(uid);
+    check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
+  }
+
   // The viewer alone with a narrow window, inverted, at 1:1.
   key(Qt::Key_H);
   key(Qt::Key_Escape);
