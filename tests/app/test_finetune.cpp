@@ -398,6 +398,21 @@ TEST(TrainFolder, PatientsComeFromFileNames) {
 
 class TrainFolderTest : public TempDirTest {
  protected:
+  // A small, quick run: a 6-block Ti at 32 pixels, two epochs, into path("model").
+  app::TrainOptions small_run(std::vector<app::DataSource> data, double validation_fraction) {
+    app::TrainOptions o;
+    o.data = std::move(data);
+    o.out = path("model");
+    o.arch = "vit-ti16-d6";
+    o.image_size = 32;
+    o.epochs = 2;
+    o.batch_size = 16;
+    o.learning_rate = 1e-3f;
+    o.warmup_epochs = 1;
+    o.validation_fraction = validation_fraction;
+    o.drop_path = 0.0f;
+    return o;
+  }
   // NORMAL/ and PNEUMONIA/ with 32x32 PNGs; pneumonia images carry a bright lower-left block.
   // Two images per patient, named like the Kermany data set.
   void write_folder(int per_class) {
@@ -519,22 +534,12 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
       csv << name << "," << i / 2 << "," << 30 + i << "," << (sick ? "0,1" : "1,0") << "\n";
     }
   }
-  app::TrainOptions o;
-  o.data = {app::DataSource::folder(path("data")), app::DataSource::folder(path("adult"))};
+  app::TrainOptions o = small_run({app::DataSource::folder(path("data")), app::DataSource::folder(path("adult"))}, 0.3);
   o.data[0].population = "pediatric";
   o.data[0].min_age_years = 1;
   o.data[0].max_age_years = 5;
   o.data[1].repeat = 2;
   o.outputs = {"Pneumonia", "No Finding"};
-  o.out = path("model");
-  o.arch = "vit-ti16-d6";
-  o.image_size = 32;
-  o.epochs = 2;
-  o.batch_size = 16;
-  o.learning_rate = 1e-3f;
-  o.warmup_epochs = 1;
-  o.validation_fraction = 0.3;
-  o.drop_path = 0.0f;
   std::int64_t steps = 0;
   auto r = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { steps = p.steps; });
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -584,17 +589,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
 
 TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   write_folder(24);
-  app::TrainOptions o;
-  o.data = {app::DataSource::folder(path("data"))};
-  o.out = path("model");
-  o.arch = "vit-ti16-d6";
-  o.image_size = 32;
-  o.epochs = 2;
-  o.batch_size = 16;
-  o.learning_rate = 1e-3f;
-  o.warmup_epochs = 1;
-  o.validation_fraction = 0.25;
-  o.drop_path = 0.0f;
+  app::TrainOptions o = small_run({app::DataSource::folder(path("data"))}, 0.25);
   // Cancel in epoch 2, then run again: it resumes after epoch 1.
   std::atomic<bool> cancel{false};
   auto first = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { if (p.epoch == 2) cancel = true; }, &cancel);
