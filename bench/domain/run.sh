@@ -6,6 +6,10 @@ set -euo pipefail
 model="${1:?usage: run.sh MODEL_DIR [SHARED_DATA_DIR]}"
 shared="${2:-../shared/data}"
 cli="${HILUM_CLI:-build/app/hilum-cli}"
+if ! /usr/bin/python3 -c "import pydicom, skimage" 2>/dev/null; then
+  echo "run.sh: needs Debian's python3-pydicom and python3-skimage (apt-get install python3-pydicom python3-skimage)" >&2
+  exit 2
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 /usr/bin/python3 "$(dirname "$0")/make_sets.py" "$work/sets" "$shared" 2>/dev/null
