@@ -17,21 +17,6 @@ namespace {
 
 using app::JsonObject;
 
-template <typename T>
-std::optional<T> parse_number(const std::string& s) {
-  T v{};
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-// --precision f32|bf16: the arithmetic of the trained layers' matrix products.
-std::optional<inference::Precision> parse_precision(const std::string& s) {
-  if (s == "f32") return inference::Precision::F32;
-  if (s == "bf16") return inference::Precision::BF16;
-  return std::nullopt;
-}
-
 void print_report(const app::EvaluationReport& r) {
   std::printf("%s on %d image(s) of %d patient(s)\n", r.model_version.c_str(), r.images, r.patients);
   std::printf("  %-20s %5s %5s  %-22s %6s %9s %6s %6s\n", "finding", "pos", "neg", "AUROC (95% CI)", "ECE", "threshold", "sens", "spec");

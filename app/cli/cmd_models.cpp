@@ -17,13 +17,6 @@ namespace {
 
 using app::JsonObject;
 
-std::optional<double> number(const std::string& s) {
-  double v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 std::string model_json(const app::ModelRecord& m) {
   JsonObject o;
   o.add("id", m.id).add("version", m.version).add("status", m.status).add("strategy", m.strategy).add("path", m.path);
@@ -49,7 +42,7 @@ int cmd_classify(const Global& global, const Args& args) {
     } else if (a == "--json") {
       json = true;
     } else if (a == "--batch") {
-      const auto n = i + 1 < args.size() ? number(args[++i]) : std::nullopt;
+      const auto n = i + 1 < args.size() ? parse_number<double>(args[++i]) : std::nullopt;
       if (!n || *n < 1 || *n > 256) return usage_error("classify: --batch takes 1..256");
       batch = static_cast<int>(*n);
     } else if (a.rfind("--", 0) == 0) {
@@ -132,7 +125,7 @@ int cmd_heatmap(const Global& global, const Args& args) {
     else if (a == "--finding") finding = next().value_or("");
     else if (a == "--opacity" || a == "--discard" || a == "--max-size") {
       const auto v = next();
-      const auto n = v ? number(*v) : std::nullopt;
+      const auto n = v ? parse_number<double>(*v) : std::nullopt;
       if (!n || *n < 0 || (a != "--max-size" && *n > 1)) return usage_error("heatmap: " + a + " takes a number (0..1; pixels for --max-size)");
       if (a == "--opacity") opacity = *n;
       else if (a == "--discard") discard = *n;

@@ -1,5 +1,4 @@
 // hilum-cli pretrain: masked-autoencoder pre-training of a ViT encoder on unlabelled films.
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,17 +9,6 @@
 namespace fs = std::filesystem;
 
 namespace hilum::cli {
-namespace {
-
-template <typename T>
-std::optional<T> number(const std::string& s) {
-  T v{};
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-}  // namespace
 
 int cmd_pretrain(const Global& global, const Args& args) {
   app::PretrainOptions o;
@@ -42,25 +30,25 @@ int cmd_pretrain(const Global& global, const Args& args) {
     } else if (a == "--init" && has_value) {
       o.init = args[++i];
     } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--max-images" || a == "--warmup-epochs") && has_value) {
-      auto n = number<int>(args[++i]);
+      auto n = parse_number<int>(args[++i]);
       if (!n || *n < (a == "--max-images" || a == "--warmup-epochs" ? 0 : 1)) return usage_error("pretrain: " + a + " takes a number");
       (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--max-images" ? o.max_images : o.warmup_epochs) = *n;
     } else if ((a == "--lr" || a == "--weight-decay") && has_value) {
-      auto x = number<float>(args[++i]);
+      auto x = parse_number<float>(args[++i]);
       if (!x || *x < 0.0f || *x > 1.0f) return usage_error("pretrain: " + a + " takes a value in [0, 1]");
       (a == "--lr" ? o.learning_rate : o.weight_decay) = *x;
     } else if (a == "--mask-ratio" && has_value) {
-      auto x = number<float>(args[++i]);
+      auto x = parse_number<float>(args[++i]);
       if (!x || !(*x > 0.0f && *x < 1.0f)) return usage_error("pretrain: --mask-ratio takes a value in (0, 1)");
       o.mae.mask_ratio = *x;
     } else if (a == "--seed" && has_value) {
-      auto x = number<std::uint64_t>(args[++i]);
+      auto x = parse_number<std::uint64_t>(args[++i]);
       if (!x) return usage_error("pretrain: --seed takes a number");
       o.seed = *x;
     } else if (a == "--precision" && has_value) {
-      const std::string p = args[++i];
-      if (p != "f32" && p != "bf16") return usage_error("pretrain: --precision takes f32 or bf16");
-      o.precision = p == "f32" ? inference::Precision::F32 : inference::Precision::BF16;
+      const auto p = parse_precision(args[++i]);
+      if (!p) return usage_error("pretrain: --precision takes f32 or bf16");
+      o.precision = *p;
     } else {
       return usage_error("pretrain: unknown argument " + a);
     }

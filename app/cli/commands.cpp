@@ -331,4 +331,10 @@ int cmd_dicomdir(const Args& args) {
   return missing == 0 ? kExitOk : kExitFailures;
 }
 
+std::optional<inference::Precision> parse_precision(const std::string& s) {
+  if (s == "f32") return inference::Precision::F32;
+  if (s == "bf16") return inference::Precision::BF16;
+  return std::nullopt;
+}
+
 }  // namespace hilum::cli

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <charconv>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/inference/precision.hpp"
 
 namespace hilum::cli {
 
@@ -22,6 +24,18 @@ struct Global {
 
 // Prints "hilum-cli: MESSAGE (see hilum-cli --help)" and returns kExitUsage.
 int usage_error(const std::string& message);
+
+// The whole of `s` as a number of type T ('.' whatever the locale), or nothing.
+template <typename T>
+std::optional<T> parse_number(const std::string& s) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// --precision f32|bf16: the arithmetic of the trained layers' matrix products.
+std::optional<inference::Precision> parse_precision(const std::string& s);
 
 // Prints a catalog/workflow error and returns its exit status: 1 for bad input (unknown image,
 // invalid label, ...), 130 for an interruption, 3 for the catalog itself (locked, damaged, ...).

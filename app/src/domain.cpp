@@ -104,9 +104,10 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   bool pixels_ok = true;
   if (domain != nullptr && embedding != nullptr) {
     out.pixel_check = true;
-    double score = inference::domain_distance(*domain, embedding, dim) / domain->threshold;
+    double score = inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold;
     if (domain->thumbnail_side > 0 && thumbnail != nullptr && !thumbnail->empty()) {
-      score = std::max(score, inference::thumbnail_distance(*domain, *thumbnail) / domain->thumbnail_threshold);
+      score = std::max(score, inference::distance(domain->thumbnail, thumbnail->data(), static_cast<Eigen::Index>(thumbnail->size())) /
+                                  domain->thumbnail.threshold);
     }
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -24,6 +23,7 @@
 #include "hilum/app/labels_csv.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/inference/model_extras.hpp"
 #include "hilum/training/calibrate.hpp"
 #include "hilum/training/init.hpp"
@@ -196,21 +196,21 @@ Result<FolderDataset> scan_label_table(const fs::path& dir) {
     }
     std::vector<float> target(finding_cols.size(), 0.0f), mask(finding_cols.size(), 0.0f);
     for (std::size_t j = 0; j < finding_cols.size(); ++j) {
-      const std::string v = lower(trim(row[finding_cols[j].first]));
-      if (v.empty()) continue;
-      if (v == "1" || v == "1.0" || v == "present" || v == "yes") target[j] = 1.0f;
-      else if (!(v == "0" || v == "0.0" || v == "absent" || v == "no")) {
-        return Error{ErrorKind::Invalid, csv.string() + ": line " + std::to_string(r + 1) + ": \"" + row[finding_cols[j].first].substr(0, 40) +
-                                             "\" for " + finding_cols[j].second + " is not 1, 0 or empty"};
+      const std::string cell = trim(row[finding_cols[j].first]);
+      if (cell.empty()) continue;  // not assessed
+      const auto value = parse_label_value(cell);
+      if (!value) {
+        return Error{ErrorKind::Invalid, csv.string() + ": line " + std::to_string(r + 1) + ": " + quoted_excerpt(cell) + " for " +
+                                             finding_cols[j].second + " is not 1, 0 or empty"};
       }
+      if (*value != LabelValue::Present && *value != LabelValue::Absent) continue;  // uncertain: not assessed either
+      target[j] = *value == LabelValue::Present ? 1.0f : 0.0f;
       mask[j] = 1.0f;
     }
     double age = std::numeric_limits<double>::quiet_NaN();
     if (age_col >= 0) {
-      const std::string a = trim(row[static_cast<std::size_t>(age_col)]);
-      double years = 0.0;
-      const auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), years);
-      if (ec == std::errc{} && end == a.data() + a.size() && years >= 0.0 && years < 150.0) age = years;
+      const auto years = core::parse_number(trim(row[static_cast<std::size_t>(age_col)]));
+      if (years && *years >= 0.0 && *years < 150.0) age = *years;
     }
     const std::string patient = patient_col >= 0 ? trim(row[static_cast<std::size_t>(patient_col)]) : patient_from_file_name(file.stem().string());
     data.files.push_back(file);
@@ -582,9 +582,9 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"seconds", report.seconds},
             {"validation", validation_json},
             {"populations", populations_json},
-            {"domain", {{"threshold", extras.domain->threshold}, {"quantile", extras.domain->threshold_quantile}, {"axes", extras.domain->axes.rows()},
-                        {"thumbnail_side", extras.domain->thumbnail_side}, {"thumbnail_threshold", extras.domain->thumbnail_threshold},
-                        {"images", extras.domain->images}}},
+            {"domain", {{"threshold", extras.domain->embedding.threshold}, {"quantile", extras.domain->embedding.quantile},
+                        {"axes", extras.domain->embedding.axes.rows()}, {"thumbnail_side", extras.domain->thumbnail_side},
+                        {"thumbnail_threshold", extras.domain->thumbnail.threshold}, {"images", extras.domain->embedding.images}}},
             {"history", detail::to_json(report.history)}};
   if (!problems.empty()) r["unreadable"] = problems;
   report.report_json = dump_json(r, 2);

@@ -159,9 +159,10 @@ inference::DomainReference fit_domain(const inference::ViTConfig& config, const 
   // of non-chest images).
   constexpr int kSide = 16;
   constexpr double kQuantile = 0.99, kMargin = 1.1;
-  inference::DomainReference r = training::fit_domain_reference(train_embeddings, validation_embeddings, 64, kQuantile, kMargin);
-  training::fit_thumbnail_reference(r, kSide, thumbnails_of(train, config, kSide), thumbnails_of(validation, config, kSide), 32, kQuantile,
-                                    kMargin);
+  inference::DomainReference r;
+  r.embedding = training::fit_subspace(train_embeddings, validation_embeddings, 64, kQuantile, kMargin);
+  r.thumbnail_side = kSide;
+  r.thumbnail = training::fit_subspace(thumbnails_of(train, config, kSide), thumbnails_of(validation, config, kSide), 32, kQuantile, kMargin);
   return r;
 }
 

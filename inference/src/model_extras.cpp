@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
 
 #include "hilum/core/atomic_file.hpp"
+#include "json_file.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -41,36 +40,71 @@ json to_json(const Vector& v) {
   return a;
 }
 
+// A subspace description from `o` (the domain object or its "thumbnail"), `n` values wide.
+Result<Subspace> read_subspace(const json& o, Eigen::Index n, const fs::path& file, const std::string& what) {
+  Subspace sub;
+  auto mean = numbers(o.value("mean", json()), file, what + " mean");
+  if (!mean) return mean.error();
+  if (static_cast<Eigen::Index>(mean->size()) != n) {
+    return invalid(file, what + " of width " + std::to_string(mean->size()) + " where " + std::to_string(n) + " values were expected");
+  }
+  sub.mean = Vector(n);
+  for (Eigen::Index i = 0; i < n; ++i) sub.mean(i) = static_cast<float>((*mean)[static_cast<std::size_t>(i)]);
+  auto variances = numbers(o.value("variances", json()), file, what + " variances");
+  if (!variances) return variances.error();
+  const auto k = static_cast<Eigen::Index>(variances->size());
+  const json axes = o.value("axes", json());
+  if (k > n || !axes.is_array() || static_cast<Eigen::Index>(axes.size()) != k) return invalid(file, what + " axes and variances differ in number");
+  sub.axes = Matrix(k, n);
+  sub.variances = Vector(k);
+  for (Eigen::Index a = 0; a < k; ++a) {
+    auto row = numbers(axes[static_cast<std::size_t>(a)], file, what + " axis");
+    if (!row) return row.error();
+    if (static_cast<Eigen::Index>(row->size()) != n) return invalid(file, "a " + what + " axis of the wrong width");
+    for (Eigen::Index i = 0; i < n; ++i) sub.axes(a, i) = static_cast<float>((*row)[static_cast<std::size_t>(i)]);
+    const double v = (*variances)[static_cast<std::size_t>(a)];
+    if (!(v > 0.0)) return invalid(file, what + " variances must be positive");
+    sub.variances(a) = static_cast<float>(v);
+  }
+  for (const char* key : {"residual_variance", "threshold"}) {
+    if (!o.contains(key) || !finite_number(o[key]) || !(o[key].get<double>() > 0.0)) {
+      return invalid(file, what + " " + key + " must be a positive number");
+    }
+  }
+  sub.residual_variance = o["residual_variance"].get<double>();
+  sub.threshold = o["threshold"].get<double>();
+  sub.quantile = o.value("threshold_quantile", 0.99);
+  sub.images = o.value("images", 0);
+  return sub;
+}
+
+void write_subspace(json& o, const Subspace& sub) {
+  json axes = json::array();
+  for (Eigen::Index a = 0; a < sub.axes.rows(); ++a) {
+    json row = json::array();
+    for (Eigen::Index i = 0; i < sub.axes.cols(); ++i) row.push_back(static_cast<double>(sub.axes(a, i)));
+    axes.push_back(std::move(row));
+  }
+  o["mean"] = to_json(sub.mean);
+  o["axes"] = std::move(axes);
+  o["variances"] = to_json(sub.variances);
+  o["residual_variance"] = sub.residual_variance;
+  o["threshold"] = sub.threshold;
+  o["threshold_quantile"] = sub.quantile;
+  o["images"] = sub.images;
+}
+
 }  // namespace
 
 Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& config) {
   const fs::path file = dir / kFile;
   std::error_code ec;
   if (!fs::exists(file, ec)) return ModelExtras{};
-  const auto size = fs::file_size(file, ec);
-  if (ec) return Error{ErrorKind::Io, "cannot read " + file.string() + ": " + ec.message()};
-  if (size > kMaxBytes) return Error{ErrorKind::TooLarge, file.string() + " is larger than 64 MB"};
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) return Error{ErrorKind::Io, "cannot read " + file.string()};
-  // Nesting is bounded by the format: refuse anything deeper before building a tree of it.
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text.str()) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') deepest = std::max(deepest, ++depth);
-    else if (c == '}' || c == ']') --depth;
-  }
-  if (deepest > 8) return invalid(file, "nested deeper than the format allows");
-  const json j = json::parse(text.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return invalid(file, "not a JSON object");
+  // The format nests 4 levels (domain > thumbnail > axes > row); a B/16 reference is a few MB.
+  auto parsed = detail::read_json(file, nullptr, detail::JsonLimits{kMaxBytes, 8});
+  if (!parsed) return Error{parsed.error().kind, file.string() + ": " + parsed.error().message};
+  const json& j = *parsed;
+  if (!j.is_object()) return invalid(file, "not a JSON object");
 
   ModelExtras out;
   if (j.contains("calibration")) {
@@ -112,77 +146,26 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
     DomainReference ref;
     ref.features = d.value("features", "cls");
     if (ref.features != "cls") return invalid(file, "unknown domain features \"" + ref.features + "\" (this version knows cls)");
-    auto mean = numbers(d.value("mean", json()), file, "domain mean");
-    if (!mean) return mean.error();
-    const auto dim = static_cast<Eigen::Index>(mean->size());
-    if (dim != config.hidden_size) return invalid(file, "domain reference of width " + std::to_string(dim) + " for a model of hidden size " + std::to_string(config.hidden_size));
-    ref.mean = Vector(dim);
-    for (Eigen::Index i = 0; i < dim; ++i) ref.mean(i) = static_cast<float>((*mean)[static_cast<std::size_t>(i)]);
-    auto variances = numbers(d.value("variances", json()), file, "domain variances");
-    if (!variances) return variances.error();
-    const auto k = static_cast<Eigen::Index>(variances->size());
-    if (k > dim) return invalid(file, "more domain axes than dimensions");
-    const json axes = d.value("axes", json());
-    if (!axes.is_array() || static_cast<Eigen::Index>(axes.size()) != k) return invalid(file, "domain axes and variances differ in number");
-    ref.axes = Matrix(k, dim);
-    ref.variances = Vector(k);
-    for (Eigen::Index a = 0; a < k; ++a) {
-      auto row = numbers(axes[static_cast<std::size_t>(a)], file, "domain axis");
-      if (!row) return row.error();
-      if (static_cast<Eigen::Index>(row->size()) != dim) return invalid(file, "a domain axis of the wrong width");
-      for (Eigen::Index i = 0; i < dim; ++i) ref.axes(a, i) = static_cast<float>((*row)[static_cast<std::size_t>(i)]);
-      const double v = (*variances)[static_cast<std::size_t>(a)];
-      if (!(v > 0.0)) return invalid(file, "domain variances must be positive");
-      ref.variances(a) = static_cast<float>(v);
+    if (const json m = d.value("mean", json()); m.is_array() && static_cast<int>(m.size()) != config.hidden_size) {
+      return invalid(file, "domain reference of width " + std::to_string(m.size()) + " for a model of hidden size " + std::to_string(config.hidden_size));
     }
-    for (const char* key : {"residual_variance", "threshold"}) {
-      if (!d.contains(key) || !finite_number(d[key]) || !(d[key].get<double>() > 0.0)) {
-        return invalid(file, std::string("domain ") + key + " must be a positive number");
-      }
-    }
-    ref.residual_variance = d["residual_variance"].get<double>();
-    ref.threshold = d["threshold"].get<double>();
-    ref.threshold_quantile = d.value("threshold_quantile", 0.99);
-    ref.images = d.value("images", 0);
-    if (d.contains("modalities") && d["modalities"].is_array()) {
-      for (const auto& m : d["modalities"]) {
-        if (m.is_string()) ref.modalities.push_back(m.get<std::string>());
-      }
-    }
+    auto embedding = read_subspace(d, config.hidden_size, file, "domain");
+    if (!embedding) return embedding.error();
+    ref.embedding = std::move(embedding.value());
     if (d.contains("thumbnail")) {
       const json& t = d["thumbnail"];
       if (!t.is_object() || !t.contains("side") || !t["side"].is_number_integer()) return invalid(file, "domain thumbnail needs its side");
       const int side = t["side"].get<int>();
       if (side < 2 || side > 64) return invalid(file, "domain thumbnail side must be 2..64");
-      auto tm = numbers(t.value("mean", json()), file, "thumbnail mean");
-      if (!tm) return tm.error();
-      const Eigen::Index n = static_cast<Eigen::Index>(side) * side;
-      if (static_cast<Eigen::Index>(tm->size()) != n) return invalid(file, "thumbnail mean of the wrong size");
-      auto tv = numbers(t.value("variances", json()), file, "thumbnail variances");
-      if (!tv) return tv.error();
-      const auto tk = static_cast<Eigen::Index>(tv->size());
-      const json taxes = t.value("axes", json());
-      if (tk > n || !taxes.is_array() || static_cast<Eigen::Index>(taxes.size()) != tk) return invalid(file, "thumbnail axes and variances differ in number");
+      auto thumbnail = read_subspace(t, static_cast<Eigen::Index>(side) * side, file, "thumbnail");
+      if (!thumbnail) return thumbnail.error();
       ref.thumbnail_side = side;
-      ref.thumbnail_mean = Vector(n);
-      for (Eigen::Index i = 0; i < n; ++i) ref.thumbnail_mean(i) = static_cast<float>((*tm)[static_cast<std::size_t>(i)]);
-      ref.thumbnail_axes = Matrix(tk, n);
-      ref.thumbnail_variances = Vector(tk);
-      for (Eigen::Index a = 0; a < tk; ++a) {
-        auto row = numbers(taxes[static_cast<std::size_t>(a)], file, "thumbnail axis");
-        if (!row) return row.error();
-        if (static_cast<Eigen::Index>(row->size()) != n) return invalid(file, "a thumbnail axis of the wrong size");
-        for (Eigen::Index i = 0; i < n; ++i) ref.thumbnail_axes(a, i) = static_cast<float>((*row)[static_cast<std::size_t>(i)]);
-        if (!((*tv)[static_cast<std::size_t>(a)] > 0.0)) return invalid(file, "thumbnail variances must be positive");
-        ref.thumbnail_variances(a) = static_cast<float>((*tv)[static_cast<std::size_t>(a)]);
+      ref.thumbnail = std::move(thumbnail.value());
+    }
+    if (d.contains("modalities") && d["modalities"].is_array()) {
+      for (const auto& m : d["modalities"]) {
+        if (m.is_string()) ref.modalities.push_back(m.get<std::string>());
       }
-      for (const char* key : {"residual_variance", "threshold"}) {
-        if (!t.contains(key) || !finite_number(t[key]) || !(t[key].get<double>() > 0.0)) {
-          return invalid(file, std::string("thumbnail ") + key + " must be a positive number");
-        }
-      }
-      ref.thumbnail_residual_variance = t["residual_variance"].get<double>();
-      ref.thumbnail_threshold = t["threshold"].get<double>();
     }
     if (d.contains("populations") && d["populations"].is_array()) {
       for (const auto& p : d["populations"]) {
@@ -215,32 +198,18 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
   }
   if (extras.domain) {
     const DomainReference& d = *extras.domain;
-    json axes = json::array();
-    for (Eigen::Index a = 0; a < d.axes.rows(); ++a) {
-      json row = json::array();
-      for (Eigen::Index i = 0; i < d.axes.cols(); ++i) row.push_back(static_cast<double>(d.axes(a, i)));
-      axes.push_back(std::move(row));
-    }
     json pops = json::array();
     for (const auto& p : d.populations) {
       pops.push_back({{"name", p.name}, {"min_age_years", p.min_age_years}, {"max_age_years", p.max_age_years}, {"images", p.images}});
     }
-    j["domain"] = {{"features", d.features},       {"mean", to_json(d.mean)},
-                   {"axes", axes},                 {"variances", to_json(d.variances)},
-                   {"residual_variance", d.residual_variance}, {"threshold", d.threshold},
-                   {"threshold_quantile", d.threshold_quantile}, {"images", d.images},
-                   {"modalities", d.modalities},   {"populations", pops}};
+    json o = {{"features", d.features}, {"modalities", d.modalities}, {"populations", pops}};
+    write_subspace(o, d.embedding);
     if (d.thumbnail_side > 0) {
-      json taxes = json::array();
-      for (Eigen::Index a = 0; a < d.thumbnail_axes.rows(); ++a) {
-        json row = json::array();
-        for (Eigen::Index i = 0; i < d.thumbnail_axes.cols(); ++i) row.push_back(static_cast<double>(d.thumbnail_axes(a, i)));
-        taxes.push_back(std::move(row));
-      }
-      j["domain"]["thumbnail"] = {{"side", d.thumbnail_side}, {"mean", to_json(d.thumbnail_mean)}, {"axes", taxes},
-                                  {"variances", to_json(d.thumbnail_variances)}, {"residual_variance", d.thumbnail_residual_variance},
-                                  {"threshold", d.thumbnail_threshold}};
+      json t = {{"side", d.thumbnail_side}};
+      write_subspace(t, d.thumbnail);
+      o["thumbnail"] = std::move(t);
     }
+    j["domain"] = std::move(o);
   }
   const std::string failure = core::write_file_atomically(dir / kFile, j.dump(1) + "\n");
   if (!failure.empty()) return Error{ErrorKind::Io, failure};
@@ -260,28 +229,20 @@ Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibr
   return p;
 }
 
-namespace {
-
-double subspace_distance(const Vector& mean, const Matrix& axes, const Vector& variances, double residual_variance, const float* x_in, Eigen::Index n) {
-  if (mean.size() != n || n == 0) return std::numeric_limits<double>::infinity();
+double distance(const Subspace& sub, const float* x_in, Eigen::Index n) {
+  if (sub.mean.size() != n || n == 0) return std::numeric_limits<double>::infinity();
   Eigen::VectorXd x(n);
-  for (Eigen::Index i = 0; i < n; ++i) x(i) = static_cast<double>(x_in[i]) - static_cast<double>(mean(i));
+  for (Eigen::Index i = 0; i < n; ++i) x(i) = static_cast<double>(x_in[i]) - static_cast<double>(sub.mean(i));
   double along = 0.0;
   Eigen::VectorXd off = x;
-  for (Eigen::Index a = 0; a < axes.rows(); ++a) {
-    const Eigen::VectorXd axis = axes.row(a).transpose().cast<double>();
+  for (Eigen::Index a = 0; a < sub.axes.rows(); ++a) {
+    const Eigen::VectorXd axis = sub.axes.row(a).transpose().cast<double>();
     const double z = axis.dot(x);
-    along += z * z / static_cast<double>(variances(a));
+    along += z * z / static_cast<double>(sub.variances(a));
     off -= z * axis;
   }
-  const double d2 = along + off.squaredNorm() / residual_variance;
+  const double d2 = along + off.squaredNorm() / sub.residual_variance;
   return std::sqrt(d2 / static_cast<double>(n));
-}
-
-}  // namespace
-
-double domain_distance(const DomainReference& r, const float* embedding, int dim) {
-  return subspace_distance(r.mean, r.axes, r.variances, r.residual_variance, embedding, dim);
 }
 
 std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side) {
@@ -296,12 +257,6 @@ std::vector<float> domain_thumbnail(const float* grey, int width, int height, in
   const double sd = std::sqrt(std::max(sq / n - mean * mean, 0.0));
   for (float& v : t) v = static_cast<float>(sd > 1e-6 ? (v - mean) / sd : 0.0);
   return t;
-}
-
-double thumbnail_distance(const DomainReference& r, const std::vector<float>& thumbnail) {
-  if (r.thumbnail_side <= 0) return std::numeric_limits<double>::infinity();
-  return subspace_distance(r.thumbnail_mean, r.thumbnail_axes, r.thumbnail_variances, r.thumbnail_residual_variance, thumbnail.data(),
-                           static_cast<Eigen::Index>(thumbnail.size()));
 }
 
 }  // namespace hilum::inference

@@ -2,6 +2,7 @@
 #include "hilum/inference/vit.hpp"
 
 #include "hilum/core/atomic_file.hpp"
+#include "json_file.hpp"
 
 #include "gemm.hpp"
 
@@ -32,64 +33,8 @@ namespace {
 
 Error invalid(std::string m) { return {ErrorKind::Invalid, std::move(m)}; }
 
-// Model folders come from anywhere: a JSON file is read only when it is small and shallow, so that
-// neither the parser nor anything walking the tree recursively can be made to exhaust memory or stack.
-constexpr std::uintmax_t kMaxJsonBytes = 1u << 20;  // 1 MiB: Hugging Face configs are a few KB
-constexpr int kMaxJsonDepth = 64;                   // real configs nest 2 or 3 levels
-
-// The deepest nesting of arrays and objects in `text` (brackets inside strings do not count), or
-// -1 as soon as it exceeds `limit`. A linear scan that needs no stack.
-int json_depth(std::string_view text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (const char ch : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (ch == '\\') escaped = true;
-      else if (ch == '"') in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      if (++depth > limit) return -1;
-      deepest = std::max(deepest, depth);
-    } else if (ch == ']' || ch == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
-// Parses `text` (named `what` in messages) after checking its size and nesting depth.
-Result<json> parse_bounded_json(const std::string& text, const std::string& what) {
-  if (text.size() > kMaxJsonBytes) {
-    return invalid(what + " is " + std::to_string(text.size()) + " bytes; at most " + std::to_string(kMaxJsonBytes) + " are accepted");
-  }
-  if (json_depth(text, kMaxJsonDepth) < 0) {
-    return invalid(what + " nests arrays or objects more than " + std::to_string(kMaxJsonDepth) + " levels deep");
-  }
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    return invalid(what + " is not valid JSON: " + e.what());
-  }
-}
-
-// Reads a JSON file (bounded, see above); `text` receives its bytes as they are.
-Result<json> read_json(const fs::path& path, std::string* text = nullptr) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{ErrorKind::NotFound, "cannot read " + path.string()};
-  // Read at most one byte past the limit: a huge file is refused without being loaded.
-  std::string bytes(kMaxJsonBytes + 1, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  bytes.resize(static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) return Error{ErrorKind::Io, "cannot read " + path.string()};
-  if (bytes.size() > kMaxJsonBytes) {
-    return invalid(path.filename().string() + " is larger than " + std::to_string(kMaxJsonBytes) + " bytes (the most accepted)");
-  }
-  auto j = parse_bounded_json(bytes, path.filename().string());
-  if (j && text != nullptr) *text = std::move(bytes);
-  return j;
-}
+using detail::parse_bounded_json;
+using detail::read_json;
 
 Status write_text_atomically(const fs::path& path, const std::string& text) {
   if (std::string error = core::write_file_atomically(path, text); !error.empty()) return Error{ErrorKind::Io, error};

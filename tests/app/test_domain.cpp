@@ -113,7 +113,8 @@ TEST_F(DomainTest, ThePixelsDecideAndTheHeaderCanOnlyTakeAnImageOut) {
   for (std::uint32_t s = 1; s <= 40; ++s) train.push_back(phantom("train" + std::to_string(s) + ".dcm", s));
   for (std::uint32_t s = 41; s <= 60; ++s) held.push_back(phantom("held" + std::to_string(s) + ".dcm", s));
   inference::ModelExtras extras;
-  extras.domain = training::fit_domain_reference(embeddings(*plain, train), embeddings(*plain, held), 8, 1.0, 1.5);
+  extras.domain = inference::DomainReference{};
+  extras.domain->embedding = training::fit_subspace(embeddings(*plain, train), embeddings(*plain, held), 8, 1.0, 1.5);
   extras.domain->populations = {{"adult", 18.0, 90.0, 40}};
   ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
   auto record = app::import_model(*catalog_, path("model"), "tiny-domain", true);

@@ -559,8 +559,8 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   ASSERT_TRUE(extras.ok()) << extras.error().message;
   ASSERT_TRUE(extras->calibration.has_value());
   ASSERT_TRUE(extras->domain.has_value());
-  EXPECT_EQ(extras->domain->mean.size(), model->config().hidden_size);
-  EXPECT_GT(extras->domain->threshold, 0.0);
+  EXPECT_EQ(extras->domain->embedding.mean.size(), model->config().hidden_size);
+  EXPECT_GT(extras->domain->embedding.threshold, 0.0);
   ASSERT_EQ(extras->domain->populations.size(), 2u);
   for (const auto& pop : extras->domain->populations) {
     if (pop.name == "pediatric") {

@@ -33,25 +33,25 @@ ModelExtras sample_extras() {
   c.images = 10;
   e.calibration = c;
   DomainReference d;
-  d.mean = inference::Vector::Zero(4);
-  d.mean(0) = 1.0f;
-  d.axes = inference::Matrix::Zero(2, 4);
-  d.axes(0, 0) = 1.0f;
-  d.axes(1, 1) = 1.0f;
-  d.variances = inference::Vector(2);
-  d.variances << 4.0f, 1.0f;
-  d.residual_variance = 0.25;
-  d.threshold = 1.5;
-  d.images = 100;
+  d.embedding.mean = inference::Vector::Zero(4);
+  d.embedding.mean(0) = 1.0f;
+  d.embedding.axes = inference::Matrix::Zero(2, 4);
+  d.embedding.axes(0, 0) = 1.0f;
+  d.embedding.axes(1, 1) = 1.0f;
+  d.embedding.variances = inference::Vector(2);
+  d.embedding.variances << 4.0f, 1.0f;
+  d.embedding.residual_variance = 0.25;
+  d.embedding.threshold = 1.5;
+  d.embedding.images = 100;
   d.modalities = {"CR", "DX"};
   d.populations = {{"pediatric", 1.0, 5.0, 60}, {"adult", 18.0, 90.0, 40}};
   d.thumbnail_side = 2;
-  d.thumbnail_mean = inference::Vector::Zero(4);
-  d.thumbnail_axes = inference::Matrix::Zero(1, 4);
-  d.thumbnail_axes(0, 3) = 1.0f;
-  d.thumbnail_variances = inference::Vector::Constant(1, 9.0f);
-  d.thumbnail_residual_variance = 1.0;
-  d.thumbnail_threshold = 2.0;
+  d.thumbnail.mean = inference::Vector::Zero(4);
+  d.thumbnail.axes = inference::Matrix::Zero(1, 4);
+  d.thumbnail.axes(0, 3) = 1.0f;
+  d.thumbnail.variances = inference::Vector::Constant(1, 9.0f);
+  d.thumbnail.residual_variance = 1.0;
+  d.thumbnail.threshold = 2.0;
   e.domain = d;
   return e;
 }
@@ -85,23 +85,24 @@ TEST_F(ModelExtrasTest, RoundTripAlignsCalibrationWithTheOutputs) {
   EXPECT_NEAR(p(0, 1), 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
   EXPECT_NEAR(p(0, 2), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
   ASSERT_TRUE(e->domain.has_value());
-  EXPECT_EQ(e->domain->threshold, 1.5);
+  EXPECT_EQ(e->domain->embedding.threshold, 1.5);
   EXPECT_EQ(e->domain->populations.size(), 2u);
   EXPECT_EQ(e->domain->populations[1].min_age_years, 18.0);
   EXPECT_EQ(e->domain->modalities, (std::vector<std::string>{"CR", "DX"}));
   // Distances: along the first axis over its variance, off the axes over the residual variance.
   const float at_mean[4] = {1.0f, 0.0f, 0.0f, 0.0f};
-  EXPECT_NEAR(inference::domain_distance(*e->domain, at_mean, 4), 0.0, 1e-9);
+  EXPECT_NEAR(inference::distance(e->domain->embedding, at_mean, 4), 0.0, 1e-9);
   const float along[4] = {3.0f, 0.0f, 0.0f, 0.0f};  // 2 / sqrt(4) = 1 -> sqrt(1 / 4)
-  EXPECT_NEAR(inference::domain_distance(*e->domain, along, 4), 0.5, 1e-6);
+  EXPECT_NEAR(inference::distance(e->domain->embedding, along, 4), 0.5, 1e-6);
   const float off[4] = {1.0f, 0.0f, 1.0f, 0.0f};  // 1 / 0.25 = 4 -> sqrt(4 / 4)
-  EXPECT_NEAR(inference::domain_distance(*e->domain, off, 4), 1.0, 1e-6);
+  EXPECT_NEAR(inference::distance(e->domain->embedding, off, 4), 1.0, 1e-6);
   // The pixel reference survives too, and measures thumbnails the same way.
   ASSERT_EQ(e->domain->thumbnail_side, 2);
-  EXPECT_EQ(e->domain->thumbnail_threshold, 2.0);
-  EXPECT_NEAR(inference::thumbnail_distance(*e->domain, {0.0f, 0.0f, 0.0f, 3.0f}), std::sqrt(1.0 / 4.0), 1e-6);  // along the axis
-  EXPECT_NEAR(inference::thumbnail_distance(*e->domain, {2.0f, 0.0f, 0.0f, 0.0f}), std::sqrt(4.0 / 4.0), 1e-6);  // off it
-  EXPECT_TRUE(std::isinf(inference::thumbnail_distance(*e->domain, {1.0f, 2.0f})));  // another size
+  const auto thumb_distance = [&](std::vector<float> t) { return inference::distance(e->domain->thumbnail, t.data(), static_cast<Eigen::Index>(t.size())); };
+  EXPECT_EQ(e->domain->thumbnail.threshold, 2.0);
+  EXPECT_NEAR(thumb_distance({0.0f, 0.0f, 0.0f, 3.0f}), std::sqrt(1.0 / 4.0), 1e-6);  // along the axis
+  EXPECT_NEAR(thumb_distance({2.0f, 0.0f, 0.0f, 0.0f}), std::sqrt(4.0 / 4.0), 1e-6);  // off it
+  EXPECT_TRUE(std::isinf(thumb_distance({1.0f, 2.0f})));  // another size
 }
 
 TEST(DomainThumbnail, IsStandardisedSoExposureDoesNotCount) {

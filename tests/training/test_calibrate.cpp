@@ -90,7 +90,7 @@ TEST(DomainReference, ThresholdIsTheHeldOutQuantileAndFarPointsAreOutside) {
   const int d = 24;
   const auto train = gaussian(800, d, 2.0, 1);
   const auto held_out = gaussian(400, d, 2.0, 2);
-  const auto r = fit_domain_reference(train, held_out, 8, 0.95);
+  const auto r = fit_subspace(train, held_out, 8, 0.95);
   ASSERT_EQ(r.mean.size(), d);
   EXPECT_EQ(r.axes.rows(), 8);
   EXPECT_NEAR(r.mean(0), 3.0, 0.3);
@@ -103,21 +103,21 @@ TEST(DomainReference, ThresholdIsTheHeldOutQuantileAndFarPointsAreOutside) {
   int outside = 0;
   for (int i = 0; i < fresh.rows(); ++i) {
     const Eigen::VectorXf row = fresh.row(i).transpose();
-    outside += inference::domain_distance(r, row.data(), d) > r.threshold ? 1 : 0;
+    outside += inference::distance(r, row.data(), d) > r.threshold ? 1 : 0;
   }
   EXPECT_NEAR(outside / 2000.0, 0.05, 0.025);
   const auto shifted = gaussian(200, d, 2.0, 4, 0.6);
   int shifted_outside = 0;
   for (int i = 0; i < shifted.rows(); ++i) {
     const Eigen::VectorXf row = shifted.row(i).transpose();
-    shifted_outside += inference::domain_distance(r, row.data(), d) > r.threshold ? 1 : 0;
+    shifted_outside += inference::distance(r, row.data(), d) > r.threshold ? 1 : 0;
   }
   EXPECT_GE(shifted_outside, 196);
 }
 
 TEST(DomainReference, FewFilmsGetFewAxes) {
   const auto train = gaussian(20, 16, 1.0, 5);
-  const auto r = fit_domain_reference(train, inference::Matrix(0, 16), 64, 0.99);
+  const auto r = fit_subspace(train, inference::Matrix(0, 16), 64, 0.99);
   EXPECT_EQ(r.axes.rows(), 5);  // a quarter of the films
   EXPECT_GT(r.threshold, 0.0);
   EXPECT_GT(r.residual_variance, 0.0);

@@ -64,12 +64,12 @@ inference::PlattScaling fit_platt(const std::vector<double>& logits, const std::
   return inference::PlattScaling{a, b};
 }
 
-inference::DomainReference fit_domain_reference(const inference::Matrix& embeddings, const inference::Matrix& held_out, int axes,
+inference::Subspace fit_subspace(const inference::Matrix& embeddings, const inference::Matrix& held_out, int axes,
                                                 double quantile, double margin) {
-  inference::DomainReference r;
+  inference::Subspace r;
   const Eigen::Index n = embeddings.rows(), d = embeddings.cols();
   r.images = static_cast<int>(n);
-  r.threshold_quantile = quantile;
+  r.quantile = quantile;
   if (n < 2 || d == 0) return r;
   const Eigen::MatrixXd x = embeddings.cast<double>();
   const Eigen::RowVectorXd mean = x.colwise().mean();
@@ -98,7 +98,7 @@ inference::DomainReference fit_domain_reference(const inference::Matrix& embeddi
   distances.reserve(static_cast<std::size_t>(reference.rows()));
   for (Eigen::Index i = 0; i < reference.rows(); ++i) {
     const Eigen::VectorXf row = reference.row(i).transpose();
-    distances.push_back(inference::domain_distance(r, row.data(), static_cast<int>(d)));
+    distances.push_back(inference::distance(r, row.data(), d));
   }
   std::sort(distances.begin(), distances.end());
   const double position = std::clamp(quantile, 0.0, 1.0) * static_cast<double>(distances.size() - 1);
@@ -107,17 +107,6 @@ inference::DomainReference fit_domain_reference(const inference::Matrix& embeddi
   const double q = distances[below] + (position - static_cast<double>(below)) * (distances[above] - distances[below]);
   r.threshold = std::max(q * margin, 1e-9);
   return r;
-}
-
-void fit_thumbnail_reference(inference::DomainReference& reference, int side, const inference::Matrix& thumbnails,
-                             const inference::Matrix& held_out, int axes, double quantile, double margin) {
-  const inference::DomainReference t = fit_domain_reference(thumbnails, held_out, axes, quantile, margin);
-  reference.thumbnail_side = side;
-  reference.thumbnail_mean = t.mean;
-  reference.thumbnail_axes = t.axes;
-  reference.thumbnail_variances = t.variances;
-  reference.thumbnail_residual_variance = t.residual_variance;
-  reference.thumbnail_threshold = t.threshold;
 }
 
 }  // namespace hilum::training

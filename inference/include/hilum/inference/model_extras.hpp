@@ -40,28 +40,29 @@ struct Population {
   int images = 0;
 };
 
-struct DomainReference {
-  std::string features = "cls";  // the embedding the reference describes: the CLS token after the final LayerNorm
-  Vector mean;                   // hidden
-  Matrix axes;                   // k x hidden, orthonormal rows (principal axes of the training embeddings)
-  Vector variances;              // k: variance along each axis
+// How a set of feature vectors (the training films') is spread: their mean, leading principal
+// axes with the variance along each, and the variance left over. An image's distance from it is
+// distance() below; `threshold` is the distance at which an image counts as outside.
+struct Subspace {
+  Vector mean;                     // n
+  Matrix axes;                     // k x n, orthonormal rows
+  Vector variances;                // k: variance along each axis
   double residual_variance = 1.0;  // mean variance per dimension off those axes
-  // The raw distance (see domain_distance) at which an image counts as outside; domain_score is
-  // the distance divided by it, so a score above 1 is outside.
-  double threshold = 1.0;
-  double threshold_quantile = 0.99;  // of the held-out training-domain films' distances
-  int images = 0;                    // training films the reference was fitted on
-  std::vector<Population> populations;
-  std::vector<std::string> modalities;  // DICOM Modality values of films like the training films ("CR", "DX")
-  // The same description of the pixels themselves: the model's input image shrunk to a
+  double threshold = 1.0;          // the `quantile` of held-out films' distances (times a margin)
+  double quantile = 0.99;
+  int images = 0;                  // films the description was fitted on
+};
+
+struct DomainReference {
+  std::string features = "cls";  // what `embedding` describes: the CLS token after the final LayerNorm
+  Subspace embedding;            // of the training films' embeddings (hidden values)
+  // The same of the pixels themselves: the model's input image shrunk to a
   // thumbnail_side x thumbnail_side thumbnail, standardised (domain_thumbnail), so that an image
   // whose embedding happens to fall among the chest films' still has to look like one.
-  int thumbnail_side = 0;  // 0: no pixel reference
-  Vector thumbnail_mean;
-  Matrix thumbnail_axes;
-  Vector thumbnail_variances;
-  double thumbnail_residual_variance = 1.0;
-  double thumbnail_threshold = 1.0;
+  int thumbnail_side = 0;  // 0: no pixel part
+  Subspace thumbnail;
+  std::vector<Population> populations;
+  std::vector<std::string> modalities;  // DICOM Modality values of films like the training films ("CR", "DX")
 };
 
 struct ModelExtras {
@@ -79,16 +80,13 @@ struct ModelExtras {
 // calibration does not cover keep the plain sigmoid; no calibration = the plain sigmoid.
 [[nodiscard]] Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibration>& calibration);
 
-// Distance of one embedding from the training films: sqrt of (Mahalanobis distance along the
-// principal axes + squared distance off them over the residual variance), divided by sqrt(hidden)
-// so that a typical training film is near 1 whatever the model's width.
-[[nodiscard]] double domain_distance(const DomainReference& reference, const float* embedding, int dim);
+// Distance of a vector from a subspace description: sqrt of (Mahalanobis distance along the axes +
+// squared distance off them over the residual variance), divided by sqrt(n) so that a typical
+// training film is near 1 whatever the width. Infinite when the width differs.
+[[nodiscard]] double distance(const Subspace& subspace, const float* x, Eigen::Index n);
 
-// The thumbnail the pixel reference describes: grey values (any size) shrunk to side x side
+// The thumbnail the pixel part describes: grey values (any size) shrunk to side x side
 // (antialiased), then standardised to mean 0 and standard deviation 1 (exposure does not count).
 [[nodiscard]] std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side);
-// Distance of a thumbnail from the training films' thumbnails (as domain_distance); infinite when
-// the reference has none of that size.
-[[nodiscard]] double thumbnail_distance(const DomainReference& reference, const std::vector<float>& thumbnail);
 
 }  // namespace hilum::inference

@@ -15,16 +15,11 @@ namespace hilum::training {
 // calibration never reverses (or flattens) the order of the images.
 [[nodiscard]] inference::PlattScaling fit_platt(const std::vector<double>& logits, const std::vector<int>& labels);
 
-// The domain reference of embeddings (rows = training films): mean, the `axes` leading principal
-// axes (fewer when there are not enough films), the residual variance, and the threshold as the
-// `quantile` of the distances of `held_out` (films of the training domain the reference was not
-// fitted on; the training films themselves when it is empty) times `margin`.
-[[nodiscard]] inference::DomainReference fit_domain_reference(const inference::Matrix& embeddings, const inference::Matrix& held_out,
-                                                              int axes = 64, double quantile = 0.99, double margin = 1.0);
-
-// Adds the pixel part to `reference`: the same fit on thumbnails (rows = films, side * side values
-// from inference::domain_thumbnail), its threshold from `held_out`'s thumbnails.
-void fit_thumbnail_reference(inference::DomainReference& reference, int side, const inference::Matrix& thumbnails,
-                             const inference::Matrix& held_out, int axes = 32, double quantile = 0.99, double margin = 1.0);
+// How `rows` (one feature vector per training film: embeddings or thumbnails) are spread: mean, the
+// `axes` leading principal axes (fewer when there are not enough films), the residual variance, and
+// the threshold as the `quantile` of the distances of `held_out` (films of the training domain the
+// description was not fitted on; the training films themselves when it is empty) times `margin`.
+[[nodiscard]] inference::Subspace fit_subspace(const inference::Matrix& rows, const inference::Matrix& held_out, int axes = 64,
+                                               double quantile = 0.99, double margin = 1.0);
 
 }  // namespace hilum::training
