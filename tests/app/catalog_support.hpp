@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "temp_dir_test.hpp"
 
 namespace hilum::test {
@@ -55,6 +56,18 @@ inline app::InstanceRecord record(const std::string& sop, const std::string& pat
   r.view_position = "PA";
   r.thumbnail_png = {0x89, 'P', 'N', 'G'};
   return r;
+}
+
+// Catalogues a DICOM file as it is (UID and size from the reader, the rest from record()).
+inline app::Instance catalogue_file(app::Catalog& catalog, const fs::path& file) {
+  auto r = dicom::read_radiograph(file);
+  EXPECT_TRUE(r.ok()) << file;
+  app::InstanceRecord rec = record(r->meta.sop_instance_uid);
+  rec.path = file.string();
+  rec.rows = r->rows;
+  rec.columns = r->columns;
+  EXPECT_TRUE(catalog.put_instances({rec}).ok());
+  return catalog.find_instance(rec.sop_instance_uid).value().value();
 }
 
 inline std::string file_bytes(const fs::path& p) {

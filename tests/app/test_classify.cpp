@@ -29,14 +29,7 @@ class ClassifyTest : public CatalogTest {
     spec.sop_instance_uid = "1.2.826.0.1.3680043.9." + std::to_string(seed);
     const fs::path file = path(name);
     testdata::write_dicom(file, spec);
-    auto r = dicom::read_radiograph(file);
-    EXPECT_TRUE(r.ok());
-    app::InstanceRecord rec = record(r->meta.sop_instance_uid);
-    rec.path = file.string();
-    rec.rows = r->rows;
-    rec.columns = r->columns;
-    EXPECT_TRUE(catalog_->put_instances({rec}).ok());
-    return catalog_->find_instance(rec.sop_instance_uid).value().value();
+    return catalogue_file(*catalog_, file);
   }
   void SetUp() override {
     CatalogTest::SetUp();

@@ -71,16 +71,7 @@ class DomainTest : public CatalogTest {
     testdata::write_dicom(file, spec);
     return file;
   }
-  app::Instance catalogue(const fs::path& file) {
-    auto r = dicom::read_radiograph(file);
-    EXPECT_TRUE(r.ok());
-    app::InstanceRecord rec = record(r->meta.sop_instance_uid);
-    rec.path = file.string();
-    rec.rows = r->rows;
-    rec.columns = r->columns;
-    EXPECT_TRUE(catalog_->put_instances({rec}).ok());
-    return catalog_->find_instance(rec.sop_instance_uid).value().value();
-  }
+  app::Instance catalogue(const fs::path& file) { return catalogue_file(*catalog_, file); }
   // CLS embeddings of files under `model`.
   inference::Matrix embeddings(const app::LoadedModel& model, const std::vector<fs::path>& files) {
     inference::Matrix out(static_cast<Eigen::Index>(files.size()), model.model.config().hidden_size);
