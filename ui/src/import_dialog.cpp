@@ -138,7 +138,10 @@ void ImportDialog::on_done(app::ImportReport report) {
                .arg(c.failed)
                .arg(duration_text(report.seconds))
                .arg(report.files_per_second, 0, 'f', 1);
-    if (c.not_dicom > 0) text += tr(" %1 files in the folders were not DICOM and were left out.").arg(c.not_dicom);
+    if (c.not_dicom > 0) {
+      text += c.not_dicom == 1 ? tr(" 1 file in the folders was not DICOM and was left out.")
+                               : tr(" %1 files in the folders were not DICOM and were left out.").arg(c.not_dicom);
+    }
     if (report.resumed) text += tr(" (an interrupted import of the same items was resumed)");
   }
   numbers_->setText(tr("%1 files").arg(report.files));

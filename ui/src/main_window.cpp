@@ -465,6 +465,7 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
           ai_->show_predictions(model, out.probabilities,
                                 tr("Computed in %1 ms (display values, preprocessing, forward pass)").arg(out.engine_ms, 0, 'f', 0), out.domain);
           labeller_->set_model(qstr(model.version), ai_->probabilities(), thresholds);
+          if (!out.domain.in_domain) worklist_->refresh();  // its mark and the count of images outside the domain
         }
         Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
       });
