@@ -151,7 +151,7 @@ int cmd_evaluate(const Global& global, const Args& args) {
     auto loaded = app::load_model(*catalog, model);
     if (!loaded) return loaded.error();
     auto report = app::evaluate_folder(loaded->model, data, seed, app::TrainOptions{}.validation_fraction, InterruptGuard::flag(),
-                                       loaded->extras.calibration);
+                                       &loaded->extras);
     if (report) report->model_version = loaded->record.version.empty() ? fs::path(model).filename().string() : loaded->record.version;
     return report;
   };

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+#include "hilum/app/domain.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
@@ -66,9 +67,10 @@ Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
   return LoadedModel{std::move(record), std::move(model.value()), std::move(extras.value())};
 }
 
-inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result) {
+inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
+                                      const std::vector<std::optional<double>>& ages) {
   if (!model.model.config().multi_label()) return result.probabilities;
-  return inference::calibrated_probabilities(result.logits, model.extras.calibration);
+  return inference::calibrated_probabilities(model.extras, result.logits, result.embeddings, ages);
 }
 
 namespace {
@@ -183,7 +185,7 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!display) return display.error();
   auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
   if (!result) return from_inference(result.error());
-  auto probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
+  auto probabilities = named_probabilities(model, shown_probabilities(model, *result, {age_in_years(image.meta.patient_age)}), 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
@@ -243,7 +245,9 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     if (!batch.empty()) {
       auto result = model.model.forward(batch);
       if (!result) return from_inference(result.error());
-      const inference::Matrix shown = shown_probabilities(model, *result);
+      std::vector<std::optional<double>> ages;
+      for (const auto& h : headers) ages.push_back(h ? age_in_years(h->meta.patient_age) : std::nullopt);
+      const inference::Matrix shown = shown_probabilities(model, *result, ages);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
                         static_cast<double>(end - start);
       for (std::size_t b = 0; b < rows.size(); ++b) {

@@ -642,7 +642,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
       auto q = forward_samples(active_model->model, validation, cancel);
       if (!q) return q.error();
       const Matrix shown = active_model->model.config().multi_label()
-                               ? inference::calibrated_probabilities(q->logits, active_model->extras.calibration)
+                               ? shown_probabilities(active_model->extras, validation, *q)
                                : q->probabilities;
       active_metrics = evaluate_probabilities(data->outputs, validation, shown, active_model->model.config().labels);
       active_metrics->model_version = active_model->record.version;
@@ -672,6 +672,11 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
         extras.domain->modalities = base->extras.domain->modalities;
       }
     }
+  }
+  // This site's calibration replaces the parent's populations' own: they were fitted to the
+  // parent's outputs on other sites' films.
+  if (extras.domain) {
+    for (auto& pop : extras.domain->populations) pop.calibration.reset();
   }
 
   // The trained model is saved first under a name of this run alone, then moved to a free version

@@ -122,6 +122,7 @@ std::vector<detail::Sample> split_samples(const FolderDataset& data, std::uint64
     s.patient = data.patients[i];
     s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < validation_fraction * 10000.0;
     s.target = data.targets[i];
+    if (i < data.ages.size() && std::isfinite(data.ages[i])) s.age_years = data.ages[i];
     if (i < data.masks.size()) s.mask = data.masks[i];
     else s.mask.assign(s.target.size(), 1.0f);
     kept.push_back(std::move(s));
@@ -357,7 +358,7 @@ std::vector<std::string> populations_of(const std::vector<const detail::Sample*>
 }  // namespace
 
 Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, std::uint64_t seed, double validation_fraction,
-                                         const std::atomic<bool>* cancel, const std::optional<inference::Calibration>& calibration) {
+                                         const std::atomic<bool>* cancel, const inference::ModelExtras* extras) {
   const auto& config = model.config();
   // The folder's findings the model has: what it assesses of them is scored.
   auto merged = merge_sources({DataSource::folder(dir)}, config.labels);
@@ -375,7 +376,9 @@ Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const
   for (const auto& s : samples) validation.push_back(&s);
   auto out = detail::forward_samples(model, validation, cancel);
   if (!out) return out.error();
-  const inference::Matrix p = config.multi_label() ? inference::calibrated_probabilities(out->logits, calibration) : out->probabilities;
+  const inference::Matrix p = config.multi_label() && extras != nullptr ? detail::shown_probabilities(*extras, validation, *out)
+                              : config.multi_label()                    ? inference::calibrated_probabilities(out->logits, std::nullopt)
+                                                                        : out->probabilities;
   return detail::evaluate_probabilities(config.labels, validation, p, config.labels);
 }
 
@@ -481,9 +484,6 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   // Calibration on the validation patients, and the domain reference of the training films.
   inference::ModelExtras extras;
-  extras.calibration = detail::fit_calibration(config.labels, validation, val_out->logits,
-                                               "Platt scaling on the " + std::to_string(validation.size()) + " validation images of " +
-                                                   std::to_string(validation_patients.size()) + " patients held out of training");
   extras.domain = detail::fit_domain(config, train, train_out->embeddings, validation, val_out->embeddings);
   extras.domain->modalities = {"CR", "DX"};
   for (const auto& name : populations_of(train)) {
@@ -504,11 +504,25 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     }
     pop.min_age_years = std::isfinite(lo_age) ? lo_age : 0.0;
     pop.max_age_years = std::isfinite(lo_age) ? hi_age : 0.0;
-    for (const auto* s : train) pop.images += s->population == name ? 1 : 0;
+    pop.centroid = inference::Vector::Zero(config.hidden_size);
+    for (std::size_t i = 0; i < train.size(); ++i) {
+      if (train[i]->population != name) continue;
+      pop.centroid += train_out->embeddings.row(static_cast<Eigen::Index>(i)).transpose();
+      ++pop.images;
+    }
+    if (pop.images > 0) pop.centroid /= static_cast<float>(pop.images);
     extras.domain->populations.push_back(pop);
   }
-  const inference::Matrix calibrated = inference::calibrated_probabilities(val_out->logits, extras.calibration);
-  const inference::Matrix cross = detail::cross_fitted_probabilities(config.labels, validation, val_out->logits);
+  // Calibration on the validation patients: the model's, and each population's own (a probability
+  // fitted on children's films does not mean the same on adults'); a reader's image gets the one of
+  // the population its age, or else its embedding, points to.
+  detail::fit_calibrations(extras, config.labels, validation, val_out->logits,
+                           "Platt scaling on the " + std::to_string(validation.size()) + " validation images of " +
+                               std::to_string(validation_patients.size()) + " patients held out of training",
+                           o.min_population_calibration_images);
+  const inference::Matrix calibrated = detail::shown_probabilities(extras, validation, *val_out);
+  const inference::Matrix cross =
+      detail::cross_fitted_probabilities(extras, config.labels, validation, *val_out, o.min_population_calibration_images);
 
   TrainReport report;
   report.validation = detail::evaluate_probabilities(config.labels, validation, calibrated, config.labels);
@@ -550,6 +564,17 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   for (const auto& pr : report.populations) {
     json pj = detail::to_json(pr.validation);
     pj["population"] = pr.population;
+    // How often a validation image of this population gets its own population's calibration (by
+    // its age when the data gives one, else by its embedding).
+    int own = 0, of = 0;
+    for (std::size_t i = 0; i < validation.size(); ++i) {
+      if (validation[i]->population != pr.population) continue;
+      const Eigen::VectorXf e = val_out->embeddings.row(static_cast<Eigen::Index>(i)).transpose();
+      const int chosen = inference::choose_population(extras, e.data(), e.size(), validation[i]->age_years);
+      own += chosen >= 0 && extras.domain->populations[static_cast<std::size_t>(chosen)].name == pr.population ? 1 : 0;
+      ++of;
+    }
+    pj["population_recognised"] = of > 0 ? static_cast<double>(own) / of : 0.0;
     for (std::size_t j = 0; j < pr.validation.findings.size(); ++j) {
       pj["findings"][j]["ece_uncalibrated"] = pr.ece_uncalibrated[j];
       pj["findings"][j]["ece_cross_fitted"] = pr.ece_cross_fitted[j];

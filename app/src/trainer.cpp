@@ -120,26 +120,63 @@ inference::Calibration fit_calibration(const std::vector<std::string>& labels, c
   return c;
 }
 
-Matrix cross_fitted_probabilities(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples, const Matrix& logits) {
-  std::vector<const Sample*> half[2];
+void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
+                      const Matrix& logits, const std::string& fitted_on, int min_population_images) {
+  extras.calibration = fit_calibration(labels, samples, logits, fitted_on);
+  if (!extras.domain) return;
+  auto& populations = extras.domain->populations;
+  for (auto& pop : populations) {
+    pop.calibration.reset();
+    if (populations.size() < 2) continue;
+    auto [rows, own] = population_rows(samples, logits, pop.name);
+    if (static_cast<int>(rows.size()) < std::max(1, min_population_images)) continue;
+    pop.calibration = fit_calibration(labels, rows, own,
+                                      fitted_on.empty() ? "" : "Platt scaling on the " + std::to_string(rows.size()) + " " + pop.name + " images of those");
+  }
+}
+
+Matrix shown_probabilities(const inference::ModelExtras& extras, const std::vector<const Sample*>& samples, const SampleOutputs& out) {
+  std::vector<std::optional<double>> ages;
+  ages.reserve(samples.size());
+  for (const auto* s : samples) ages.push_back(s->age_years);
+  return inference::calibrated_probabilities(extras, out.logits, out.embeddings, ages);
+}
+
+namespace {
+
+std::pair<std::vector<const Sample*>, SampleOutputs> rows_of(const std::vector<const Sample*>& samples, const SampleOutputs& out,
+                                                             const std::vector<Eigen::Index>& rows) {
+  std::pair<std::vector<const Sample*>, SampleOutputs> r;
+  r.second.logits.resize(static_cast<Eigen::Index>(rows.size()), out.logits.cols());
+  r.second.embeddings.resize(static_cast<Eigen::Index>(rows.size()), out.embeddings.cols());
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    r.first.push_back(samples[static_cast<std::size_t>(rows[k])]);
+    r.second.logits.row(static_cast<Eigen::Index>(k)) = out.logits.row(rows[k]);
+    r.second.embeddings.row(static_cast<Eigen::Index>(k)) = out.embeddings.row(rows[k]);
+  }
+  return r;
+}
+
+}  // namespace
+
+Matrix cross_fitted_probabilities(const inference::ModelExtras& extras, const std::vector<std::string>& labels,
+                                  const std::vector<const Sample*>& samples, const SampleOutputs& out, int min_population_images) {
   std::vector<Eigen::Index> rows[2];
   for (std::size_t i = 0; i < samples.size(); ++i) {
     const int h = static_cast<int>(keyed_hash("calibration-halves", "patient", samples[i]->patient) & 1u);
-    half[h].push_back(samples[i]);
     rows[h].push_back(static_cast<Eigen::Index>(i));
   }
-  Matrix out(logits.rows(), logits.cols());
+  Matrix p(out.logits.rows(), out.logits.cols());
   for (int h = 0; h < 2; ++h) {
-    const int other = 1 - h;
-    Matrix other_logits(static_cast<Eigen::Index>(rows[other].size()), logits.cols());
-    for (std::size_t r = 0; r < rows[other].size(); ++r) other_logits.row(static_cast<Eigen::Index>(r)) = logits.row(rows[other][r]);
-    const auto c = fit_calibration(labels, half[other], other_logits, "");
-    Matrix mine(static_cast<Eigen::Index>(rows[h].size()), logits.cols());
-    for (std::size_t r = 0; r < rows[h].size(); ++r) mine.row(static_cast<Eigen::Index>(r)) = logits.row(rows[h][r]);
-    const Matrix p = inference::calibrated_probabilities(mine, c);
-    for (std::size_t r = 0; r < rows[h].size(); ++r) out.row(rows[h][r]) = p.row(static_cast<Eigen::Index>(r));
+    const auto [other, other_out] = rows_of(samples, out, rows[1 - h]);
+    inference::ModelExtras fitted = extras;
+    // Half the images: half the minimum, so that the halves are calibrated as the whole is.
+    fit_calibrations(fitted, labels, other, other_out.logits, "", (min_population_images + 1) / 2);
+    const auto [mine, mine_out] = rows_of(samples, out, rows[h]);
+    const Matrix q = shown_probabilities(fitted, mine, mine_out);
+    for (std::size_t r = 0; r < rows[h].size(); ++r) p.row(rows[h][r]) = q.row(static_cast<Eigen::Index>(r));
   }
-  return out;
+  return p;
 }
 
 Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side) {

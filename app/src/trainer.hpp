@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ struct Sample {
   bool validation = false;
   bool is_new = true;  // has a label event newer than the parent's snapshot
   std::string population;  // "pediatric", "adult", ... (reports per population)
+  std::optional<double> age_years;  // the patient's age when the data gives it
   int repeat = 1;          // times seen per epoch
   std::vector<float> target;
   std::vector<float> mask;
@@ -69,10 +71,20 @@ struct SampleOutputs {
 // over the samples that assess it.
 [[nodiscard]] inference::Calibration fit_calibration(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
                                                      const inference::Matrix& logits, const std::string& fitted_on);
-// Calibrated probabilities where each sample's calibration was fitted on the other half of the
-// patients (split by a hash of the patient): an honest estimate of calibration on new patients.
-[[nodiscard]] inference::Matrix cross_fitted_probabilities(const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
-                                                           const inference::Matrix& logits);
+// The model's calibration (fit_calibration on all samples) and, when the model has more than one
+// population (extras.domain->populations, by name), each population's own, fitted on its own
+// samples when it has at least `min_population_images` of them.
+void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::string>& labels, const std::vector<const Sample*>& samples,
+                      const inference::Matrix& logits, const std::string& fitted_on, int min_population_images);
+// The calibrated probabilities a reader would see for samples: each by the calibration of the
+// population inference::choose_population picks from its age or its embedding.
+[[nodiscard]] inference::Matrix shown_probabilities(const inference::ModelExtras& extras, const std::vector<const Sample*>& samples,
+                                                    const SampleOutputs& out);
+// The same where each sample's calibrations were fitted on the other half of the patients (split
+// by a hash of the patient): an honest estimate of calibration on new patients.
+[[nodiscard]] inference::Matrix cross_fitted_probabilities(const inference::ModelExtras& extras, const std::vector<std::string>& labels,
+                                                           const std::vector<const Sample*>& samples, const SampleOutputs& out,
+                                                           int min_population_images);
 // The domain thumbnails (inference::domain_thumbnail) of samples' images at the model's input size.
 [[nodiscard]] inference::Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side);
 // The domain reference of a model: its training samples' embeddings and thumbnails, thresholds

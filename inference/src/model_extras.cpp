@@ -94,6 +94,41 @@ void write_subspace(json& o, const Subspace& sub) {
   o["images"] = sub.images;
 }
 
+
+// A calibration object (`what` names it in messages), aligned with the model's outputs: an output
+// without parameters keeps the plain sigmoid.
+Result<Calibration> read_calibration(const json& c, const ViTConfig& config, const fs::path& file, const std::string& what) {
+  if (!c.is_object() || !c.contains("labels") || !c.contains("parameters")) return invalid(file, what + " needs labels and parameters");
+  Calibration cal;
+  cal.method = c.value("method", "platt");
+  if (cal.method != "platt") return invalid(file, "unknown " + what + " method \"" + cal.method + "\" (this version knows platt)");
+  cal.fitted_on = c.value("fitted_on", "");
+  cal.images = c.value("images", 0);
+  if (!c["labels"].is_array() || !c["parameters"].is_array() || c["labels"].size() != c["parameters"].size()) {
+    return invalid(file, what + " labels and parameters differ in length");
+  }
+  Calibration aligned = cal;
+  aligned.labels = config.labels;
+  aligned.scaling.assign(config.labels.size(), PlattScaling{});
+  for (std::size_t i = 0; i < c["labels"].size(); ++i) {
+    if (!c["labels"][i].is_string()) return invalid(file, what + " labels must be strings");
+    const std::string label = c["labels"][i].get<std::string>();
+    const auto at = std::find(config.labels.begin(), config.labels.end(), label);
+    if (at == config.labels.end()) return invalid(file, what + " for \"" + label + "\", which is not one of the model's outputs");
+    auto ab = numbers(c["parameters"][i], file, what + " parameters");
+    if (!ab) return ab.error();
+    if (ab->size() != 2) return invalid(file, what + " parameters are pairs [a, b]");
+    aligned.scaling[static_cast<std::size_t>(at - config.labels.begin())] = PlattScaling{(*ab)[0], (*ab)[1]};
+  }
+  return aligned;
+}
+
+json calibration_json(const Calibration& c) {
+  json params = json::array();
+  for (const auto& s : c.scaling) params.push_back({s.a, s.b});
+  return {{"method", c.method}, {"labels", c.labels}, {"parameters", params}, {"fitted_on", c.fitted_on}, {"images", c.images}};
+}
+
 }  // namespace
 
 Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& config) {
@@ -108,37 +143,9 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
 
   ModelExtras out;
   if (j.contains("calibration")) {
-    const json& c = j["calibration"];
-    if (!c.is_object() || !c.contains("labels") || !c.contains("parameters")) return invalid(file, "calibration needs labels and parameters");
-    Calibration cal;
-    cal.method = c.value("method", "platt");
-    if (cal.method != "platt") return invalid(file, "unknown calibration method \"" + cal.method + "\" (this version knows platt)");
-    cal.fitted_on = c.value("fitted_on", "");
-    cal.images = c.value("images", 0);
-    if (!c["labels"].is_array() || !c["parameters"].is_array() || c["labels"].size() != c["parameters"].size()) {
-      return invalid(file, "calibration labels and parameters differ in length");
-    }
-    for (std::size_t i = 0; i < c["labels"].size(); ++i) {
-      if (!c["labels"][i].is_string()) return invalid(file, "calibration labels must be strings");
-      const std::string label = c["labels"][i].get<std::string>();
-      if (std::find(config.labels.begin(), config.labels.end(), label) == config.labels.end()) {
-        return invalid(file, "calibration for \"" + label + "\", which is not one of the model's outputs");
-      }
-      auto ab = numbers(c["parameters"][i], file, "calibration parameters");
-      if (!ab) return ab.error();
-      if (ab->size() != 2) return invalid(file, "calibration parameters are pairs [a, b]");
-      cal.labels.push_back(label);
-      cal.scaling.push_back(PlattScaling{(*ab)[0], (*ab)[1]});
-    }
-    // Aligned with the model's outputs; an output without parameters keeps the plain sigmoid.
-    Calibration aligned = cal;
-    aligned.labels = config.labels;
-    aligned.scaling.assign(config.labels.size(), PlattScaling{});
-    for (std::size_t i = 0; i < cal.labels.size(); ++i) {
-      const auto at = std::find(config.labels.begin(), config.labels.end(), cal.labels[i]) - config.labels.begin();
-      aligned.scaling[static_cast<std::size_t>(at)] = cal.scaling[i];
-    }
-    out.calibration = std::move(aligned);
+    auto cal = read_calibration(j["calibration"], config, file, "calibration");
+    if (!cal) return cal.error();
+    out.calibration = std::move(cal.value());
   }
   if (j.contains("domain")) {
     const json& d = j["domain"];
@@ -179,6 +186,20 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
             pop.max_age_years < pop.min_age_years) {
           return invalid(file, "population \"" + pop.name + "\" has an impossible age range");
         }
+        if (p.contains("centroid")) {
+          auto centroid = numbers(p["centroid"], file, "population centroid");
+          if (!centroid) return centroid.error();
+          if (static_cast<int>(centroid->size()) != config.hidden_size) {
+            return invalid(file, "population \"" + pop.name + "\" has a centroid of width " + std::to_string(centroid->size()) +
+                                     " for a model of hidden size " + std::to_string(config.hidden_size));
+          }
+          pop.centroid = Eigen::Map<const Eigen::VectorXd>(centroid->data(), static_cast<Eigen::Index>(centroid->size())).cast<float>();
+        }
+        if (p.contains("calibration")) {
+          auto cal = read_calibration(p["calibration"], config, file, "population \"" + pop.name + "\" calibration");
+          if (!cal) return cal.error();
+          pop.calibration = std::move(cal.value());
+        }
         ref.populations.push_back(std::move(pop));
       }
     }
@@ -191,16 +212,16 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
   json j = json::object();
   j["format"] = 1;
   if (extras.calibration) {
-    const Calibration& c = *extras.calibration;
-    json params = json::array();
-    for (const auto& s : c.scaling) params.push_back({s.a, s.b});
-    j["calibration"] = {{"method", c.method}, {"labels", c.labels}, {"parameters", params}, {"fitted_on", c.fitted_on}, {"images", c.images}};
+    j["calibration"] = calibration_json(*extras.calibration);
   }
   if (extras.domain) {
     const DomainReference& d = *extras.domain;
     json pops = json::array();
     for (const auto& p : d.populations) {
-      pops.push_back({{"name", p.name}, {"min_age_years", p.min_age_years}, {"max_age_years", p.max_age_years}, {"images", p.images}});
+      json pj = {{"name", p.name}, {"min_age_years", p.min_age_years}, {"max_age_years", p.max_age_years}, {"images", p.images}};
+      if (p.centroid.size() > 0) pj["centroid"] = to_json(p.centroid);
+      if (p.calibration) pj["calibration"] = calibration_json(*p.calibration);
+      pops.push_back(std::move(pj));
     }
     json o = {{"features", d.features}, {"modalities", d.modalities}, {"populations", pops}};
     write_subspace(o, d.embedding);
@@ -225,6 +246,58 @@ Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibr
       const double z = s.a * static_cast<double>(logits(i, j)) + s.b;
       p(i, j) = static_cast<float>(1.0 / (1.0 + std::exp(-z)));
     }
+  }
+  return p;
+}
+
+int choose_population(const ModelExtras& extras, const float* embedding, Eigen::Index n, std::optional<double> age_years) {
+  if (!extras.domain || extras.domain->populations.empty()) return -1;
+  const auto& pops = extras.domain->populations;
+  int best = -1;
+  double best_gap = std::numeric_limits<double>::infinity();
+  if (age_years && std::isfinite(*age_years)) {
+    for (std::size_t i = 0; i < pops.size(); ++i) {
+      if (pops[i].max_age_years <= 0.0) continue;  // ages unknown
+      const double gap = *age_years < pops[i].min_age_years ? pops[i].min_age_years - *age_years
+                         : *age_years > pops[i].max_age_years ? *age_years - pops[i].max_age_years
+                                                                : 0.0;
+      if (gap < best_gap) {
+        best_gap = gap;
+        best = static_cast<int>(i);
+      }
+    }
+    if (best >= 0) return best;
+  }
+  if (embedding == nullptr) return pops.size() == 1 ? 0 : -1;
+  const Eigen::Map<const Eigen::VectorXf> x(embedding, n);
+  for (std::size_t i = 0; i < pops.size(); ++i) {
+    if (pops[i].centroid.size() != n) continue;
+    const double d = (x - pops[i].centroid).squaredNorm();
+    if (d < best_gap) {
+      best_gap = d;
+      best = static_cast<int>(i);
+    }
+  }
+  return best >= 0 ? best : (pops.size() == 1 ? 0 : -1);
+}
+
+const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int population) {
+  if (extras.domain && population >= 0 && static_cast<std::size_t>(population) < extras.domain->populations.size()) {
+    const auto& own = extras.domain->populations[static_cast<std::size_t>(population)].calibration;
+    if (own) return own;
+  }
+  return extras.calibration;
+}
+
+Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
+                                const std::vector<std::optional<double>>& ages) {
+  Matrix p(logits.rows(), logits.cols());
+  for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+    const std::optional<double> age = static_cast<std::size_t>(i) < ages.size() ? ages[static_cast<std::size_t>(i)] : std::nullopt;
+    const bool has_embedding = i < embeddings.rows() && embeddings.cols() > 0;
+    const Eigen::VectorXf e = has_embedding ? Eigen::VectorXf(embeddings.row(i).transpose()) : Eigen::VectorXf();
+    const int population = choose_population(extras, has_embedding ? e.data() : nullptr, e.size(), age);
+    p.row(i) = calibrated_probabilities(logits.row(i), calibration_for(extras, population));
   }
   return p;
 }

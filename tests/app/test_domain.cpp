@@ -17,6 +17,15 @@
 namespace hilum::test {
 namespace {
 
+inference::Population population(const std::string& name, double min_age, double max_age, int images) {
+  inference::Population p;
+  p.name = name;
+  p.min_age_years = min_age;
+  p.max_age_years = max_age;
+  p.images = images;
+  return p;
+}
+
 const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
 
 TEST(DomainHeader, AgesParseAsDicomAgeStrings) {
@@ -34,7 +43,7 @@ TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {
   r.meta.body_part_examined = "CHEST";
   r.meta.patient_age = "034Y";
   inference::DomainReference domain;
-  domain.populations = {{"pediatric", 1.0, 5.0, 10}, {"adult", 18.0, 90.0, 10}};
+  domain.populations = {population("pediatric", 1.0, 5.0, 10), population("adult", 18.0, 90.0, 10)};
   EXPECT_EQ(app::header_out_of_domain(r, &domain), "");
   r.meta.modality = "MR";
   EXPECT_NE(app::header_out_of_domain(r, &domain).find("modality MR (magnetic resonance)"), std::string::npos);
@@ -106,7 +115,7 @@ TEST_F(DomainTest, ThePixelsDecideAndTheHeaderCanOnlyTakeAnImageOut) {
   inference::ModelExtras extras;
   extras.domain = inference::DomainReference{};
   extras.domain->embedding = training::fit_subspace(embeddings(*plain, train), embeddings(*plain, held), 8, 1.0, 1.5);
-  extras.domain->populations = {{"adult", 18.0, 90.0, 40}};
+  extras.domain->populations = {population("adult", 18.0, 90.0, 40)};
   ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
   auto record = app::import_model(*catalog_, path("model"), "tiny-domain", true);
   ASSERT_TRUE(record.ok()) << record.error().message;

@@ -128,6 +128,30 @@ TEST_F(FinetuneTest, CalibrateKeepsTheWeightsAndFitsTheProbabilitiesToTheSite) {
   o.strategy = app::Strategy::Head;
   auto head = app::finetune(*catalog_, o);
   ASSERT_TRUE(head.ok()) << head.error().message;
+  {
+    // The parent carries populations with calibrations of their own (as the built-in model does):
+    // the site's calibration must replace them, not sit under them.
+    auto loaded = app::load_model(*catalog_, head->model.version);
+    ASSERT_TRUE(loaded.ok());
+    inference::ModelExtras extras = loaded->extras;
+    if (!extras.domain) {
+      extras.domain.emplace();
+      const auto n = static_cast<Eigen::Index>(loaded->model.config().hidden_size);
+      extras.domain->embedding.mean = inference::Vector::Zero(n);
+      extras.domain->embedding.axes = inference::Matrix(0, n);
+      extras.domain->embedding.variances = inference::Vector(0);
+    }
+    inference::Calibration shifted;
+    shifted.labels = loaded->model.config().labels;
+    shifted.scaling.assign(shifted.labels.size(), inference::PlattScaling{1.0, 5.0});
+    for (const char* name : {"pediatric", "adult"}) {
+      inference::Population pop;
+      pop.name = name;
+      pop.calibration = shifted;
+      extras.domain->populations.push_back(pop);
+    }
+    ASSERT_TRUE(inference::write_model_extras(loaded->record.path, extras).ok());
+  }
   o.strategy = app::Strategy::Calibrate;
   auto cal = app::finetune(*catalog_, o);
   ASSERT_TRUE(cal.ok()) << cal.error().message;
@@ -149,6 +173,9 @@ TEST_F(FinetuneTest, CalibrateKeepsTheWeightsAndFitsTheProbabilitiesToTheSite) {
   ASSERT_LT(at, labels.size());
   const auto s = child->extras.calibration->scaling[at];
   EXPECT_TRUE(s.a != 1.0 || s.b != 0.0) << "a fitted scaling, not the identity";
+  ASSERT_TRUE(child->extras.domain.has_value());
+  ASSERT_EQ(child->extras.domain->populations.size(), 2u);
+  for (const auto& pop : child->extras.domain->populations) EXPECT_FALSE(pop.calibration.has_value()) << pop.name;
   EXPECT_EQ(cal->history.size(), 0u) << "nothing was trained";
 }
 
@@ -540,6 +567,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   o.data[0].max_age_years = 5;
   o.data[1].repeat = 2;
   o.outputs = {"Pneumonia", "No Finding"};
+  o.min_population_calibration_images = 3;
   std::int64_t steps = 0;
   auto r = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { steps = p.steps; });
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -563,6 +591,12 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   EXPECT_GT(extras->domain->embedding.threshold, 0.0);
   ASSERT_EQ(extras->domain->populations.size(), 2u);
   for (const auto& pop : extras->domain->populations) {
+    // Each population has its own calibration (fitted on its own validation images) and the
+    // centroid of its training films' embeddings, by which an image without an age is placed.
+    ASSERT_TRUE(pop.calibration.has_value()) << pop.name;
+    EXPECT_EQ(pop.calibration->labels, model->config().labels);
+    EXPECT_LT(pop.calibration->images, extras->calibration->images);
+    EXPECT_EQ(pop.centroid.size(), model->config().hidden_size);
     if (pop.name == "pediatric") {
       EXPECT_EQ(pop.min_age_years, 1.0);
       EXPECT_EQ(pop.max_age_years, 5.0);
@@ -576,6 +610,15 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   const auto j = nlohmann::json::parse(report);
   EXPECT_EQ(j["populations"].size(), 2u);
   EXPECT_EQ(j["outputs"].size(), 2u);
+  for (const auto& pj : j["populations"]) {
+    const double recognised = pj["population_recognised"].get<double>();
+    EXPECT_GE(recognised, 0.0);
+    EXPECT_LE(recognised, 1.0);
+    // The adults' ages are in their table, and the age decides.
+    if (pj["population"] == "adult") {
+      EXPECT_EQ(recognised, 1.0);
+    }
+  }
   // The steps of one epoch count each adult training film twice.
   int adult_validation = 0;
   for (const auto& pop : r->populations) {

@@ -15,6 +15,7 @@ namespace fs = std::filesystem;
 using inference::Calibration;
 using inference::DomainReference;
 using inference::ModelExtras;
+using inference::Population;
 
 inference::ViTConfig config3() {
   inference::ViTConfig c;
@@ -44,7 +45,16 @@ ModelExtras sample_extras() {
   d.embedding.threshold = 1.5;
   d.embedding.images = 100;
   d.modalities = {"CR", "DX"};
-  d.populations = {{"pediatric", 1.0, 5.0, 60}, {"adult", 18.0, 90.0, 40}};
+  Population children, adults;
+  children.name = "pediatric";
+  children.min_age_years = 1.0;
+  children.max_age_years = 5.0;
+  children.images = 60;
+  adults.name = "adult";
+  adults.min_age_years = 18.0;
+  adults.max_age_years = 90.0;
+  adults.images = 40;
+  d.populations = {children, adults};
   d.thumbnail_side = 2;
   d.thumbnail.mean = inference::Vector::Zero(4);
   d.thumbnail.axes = inference::Matrix::Zero(1, 4);
@@ -155,6 +165,82 @@ TEST_F(ModelExtrasTest, DamagedOrMismatchedFilesAreRefusedWithAReason) {
   auto deep = inference::read_model_extras(dir_, config3());
   ASSERT_FALSE(deep.ok());
   EXPECT_NE(deep.error().message.find("nested"), std::string::npos);
+}
+
+
+// Each population may carry its own calibration; an image gets its population's, chosen by the
+// patient's age when known and else by the nearest centroid of its embedding.
+TEST_F(ModelExtrasTest, PopulationsCarryTheirOwnCalibrationChosenByAgeOrEmbedding) {
+  ModelExtras e = sample_extras();
+  auto& pops = e.domain->populations;
+  pops[0].centroid = inference::Vector::Zero(4);
+  pops[0].centroid(0) = -1.0f;
+  pops[1].centroid = inference::Vector::Zero(4);
+  pops[1].centroid(0) = 1.0f;
+  Calibration adult;
+  adult.labels = {"Pneumonia"};
+  adult.scaling = {{1.0, -3.0}};  // adults: far fewer pneumonias at the same logit
+  adult.fitted_on = "adult validation films";
+  adult.images = 70;
+  pops[1].calibration = adult;
+  ASSERT_TRUE(inference::write_model_extras(dir_, e).ok());
+  auto r = inference::read_model_extras(dir_, config3());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->domain->populations.size(), 2u);
+  EXPECT_FALSE(r->domain->populations[0].calibration.has_value());
+  ASSERT_TRUE(r->domain->populations[1].calibration.has_value());
+  EXPECT_EQ(r->domain->populations[1].calibration->scaling[0].b, -3.0);  // aligned: Pneumonia is output 0
+  EXPECT_EQ(r->domain->populations[1].calibration->scaling[1].a, 1.0);   // not given: identity
+  ASSERT_EQ(r->domain->populations[1].centroid.size(), 4);
+  EXPECT_EQ(r->domain->populations[1].centroid(0), 1.0f);
+
+  inference::Vector children(4), adults(4);
+  children << -0.8f, 0.1f, 0.0f, 0.0f;
+  adults << 0.9f, -0.2f, 0.0f, 0.0f;
+  const float* near_children = children.data();
+  const float* near_adults = adults.data();
+  // By age first: the range that holds it, else the nearest range; the embedding decides without one.
+  EXPECT_EQ(inference::choose_population(*r, near_adults, 4, 3.0), 0);
+  EXPECT_EQ(inference::choose_population(*r, near_children, 4, 45.0), 1);
+  EXPECT_EQ(inference::choose_population(*r, near_children, 4, 8.0), 0);   // 3 years from 5, 10 from 18
+  EXPECT_EQ(inference::choose_population(*r, near_children, 4, 14.0), 1);  // 9 from 5, 4 from 18
+  EXPECT_EQ(inference::choose_population(*r, near_children, 4, std::nullopt), 0);
+  EXPECT_EQ(inference::choose_population(*r, near_adults, 4, std::nullopt), 1);
+  EXPECT_EQ(inference::choose_population(ModelExtras{}, near_adults, 4, 45.0), -1);
+
+  // Row by row: the child gets the model's calibration, the adult its population's.
+  inference::Matrix logits(2, 3);
+  logits << 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f;
+  inference::Matrix embeddings(2, 4);
+  embeddings.row(0) = children.transpose();
+  embeddings.row(1) = adults.transpose();
+  const auto p = inference::calibrated_probabilities(*r, logits, embeddings, {});
+  EXPECT_NEAR(p(0, 0), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);  // the model's: 0.5 * 1 + 1
+  EXPECT_NEAR(p(1, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);   // the adults': 1 * 1 - 3
+  EXPECT_NEAR(p(1, 1), 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
+  // An age overrides the embedding.
+  const auto q = inference::calibrated_probabilities(*r, logits, embeddings, {std::optional<double>(60.0), std::optional<double>(2.0)});
+  EXPECT_NEAR(q(0, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);
+  EXPECT_NEAR(q(1, 0), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
+}
+
+TEST_F(ModelExtrasTest, APopulationCalibrationForAnUnknownOutputOrACentroidOfTheWrongWidthIsRefused) {
+  ModelExtras e = sample_extras();
+  e.domain->populations[0].centroid = inference::Vector::Zero(3);
+  ASSERT_TRUE(inference::write_model_extras(dir_, e).ok());
+  auto r = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("centroid of width 3"), std::string::npos) << r.error().message;
+
+  e = sample_extras();
+  Calibration c;
+  c.labels = {"Cardiomegaly"};
+  c.scaling = {{1.0, 0.0}};
+  e.domain->populations[1].calibration = c;
+  ASSERT_TRUE(inference::write_model_extras(dir_, e).ok());
+  r = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("Cardiomegaly"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

@@ -25,8 +25,11 @@ struct LoadedModel {
 };
 
 // The probabilities a user sees for a forward pass's logits: calibrated (Platt scaling stored with
-// the model) for multi-label models, the plain sigmoid / softmax otherwise.
-[[nodiscard]] inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result);
+// the model, each image by its own population's when the model has one: by the patient's age in
+// `ages` (per row; may be shorter) or else the image's embedding) for multi-label models, the
+// plain sigmoid / softmax otherwise.
+[[nodiscard]] inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
+                                                    const std::vector<std::optional<double>>& ages = {});
 
 // The display image of a file as the viewer shows it by default and the model sees it: the DICOM
 // display pipeline with the default VOI, values in [0, 1] (1 = white), row-major.

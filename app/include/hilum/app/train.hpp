@@ -88,6 +88,9 @@ struct TrainOptions {
   double validation_fraction = 0.15;  // of the patients
   std::uint64_t seed = 1;
   int max_images = 0;             // 0 = all (small runs for tests)
+  // A population (of two or more) gets a calibration of its own when it has at least this many
+  // validation images; with fewer it keeps the model's.
+  int min_population_calibration_images = 30;
   inference::DType dtype = inference::DType::F16;  // of the written weights
   // Arithmetic of the training step's matrix products: BF16 mixed precision (F32 weights, bfloat16
   // operands accumulated in F32; training::TrainOptions::precision) when the CPU has AVX512_BF16.
@@ -120,12 +123,13 @@ struct TrainReport {
 
 // A trained model on the validation patients train_from_folder held out of `data` with this
 // seed and fraction (the same split, recomputed): per-finding AUROC (CI), ECE, thresholds.
-// The model's probabilities are calibrated with `calibration` when given (LoadedModel::extras).
+// The model's probabilities are calibrated by `extras` when given (LoadedModel::extras: each image
+// by its population's calibration, chosen from its age or embedding as for a reader).
 // Findings of the folder the model lacks are left out; outputs the folder does not assess too.
 [[nodiscard]] Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const std::filesystem::path& data,
                                                        std::uint64_t seed,
                                                        double validation_fraction = TrainOptions{}.validation_fraction,
                                                        const std::atomic<bool>* cancel = nullptr,
-                                                       const std::optional<inference::Calibration>& calibration = std::nullopt);
+                                                       const inference::ModelExtras* extras = nullptr);
 
 }  // namespace hilum::app

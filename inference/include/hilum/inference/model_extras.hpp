@@ -32,12 +32,15 @@ struct Calibration {
   int images = 0;                            // how many validation images they were fitted on
 };
 
-// A population the model was trained on (for the header check and the model card).
+// A population the model was trained on (for the header check, the model card, and its own
+// calibration: a probability fitted on children's films is not what it means on adults').
 struct Population {
   std::string name;            // "pediatric", "adult"
   double min_age_years = 0.0;  // ages seen in its training films (0 when unknown)
   double max_age_years = 0.0;
   int images = 0;
+  Vector centroid;                        // mean CLS embedding of its training films (empty: unknown)
+  std::optional<Calibration> calibration;  // fitted on its own validation films (none: the model's)
 };
 
 // How a set of feature vectors (the training films') is spread: their mean, leading principal
@@ -79,6 +82,19 @@ struct ModelExtras {
 // Calibrated probabilities from logits (rows = images, columns = the model's labels). Outputs the
 // calibration does not cover keep the plain sigmoid; no calibration = the plain sigmoid.
 [[nodiscard]] Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibration>& calibration);
+
+// Which of the model's populations an image belongs to (an index into domain->populations, -1
+// when there is none to choose): by the patient's age when the header gives one (the population
+// whose age range holds it, else the nearest range), otherwise by the nearest centroid of the
+// image's CLS embedding (`embedding`, n values; may be null).
+[[nodiscard]] int choose_population(const ModelExtras& extras, const float* embedding, Eigen::Index n, std::optional<double> age_years);
+// The calibration an image of that population gets: its population's own when it has one, else
+// the model's.
+[[nodiscard]] const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int population);
+// Calibrated probabilities of a batch, each row by the calibration of its own population
+// (choose_population with row i of `embeddings` and ages[i]; `ages` may be shorter: unknown).
+[[nodiscard]] Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
+                                              const std::vector<std::optional<double>>& ages);
 
 // Distance of a vector from a subspace description: sqrt of (Mahalanobis distance along the axes +
 // squared distance off them over the residual variance), divided by sqrt(n) so that a typical
