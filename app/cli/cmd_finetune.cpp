@@ -210,9 +210,11 @@ int cmd_train(const Global&, const Args& args) {
       o.arch = args[++i];
     } else if (a == "--init" && has_value) {
       o.init = args[++i];
+    } else if (a == "--reference-data" && has_value) {
+      o.reference_data.emplace_back(args[++i]);
     } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--warmup-epochs" || a == "--max-images") && has_value) {
       auto n = parse_number<int>(args[++i]);
-      if (!n || *n < (a == "--warmup-epochs" || a == "--max-images" ? 0 : 1)) return usage_error("train: " + a + " takes a number");
+      if (!n || *n < (a == "--warmup-epochs" || a == "--max-images" || a == "--epochs" ? 0 : 1)) return usage_error("train: " + a + " takes a number");
       (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--warmup-epochs" ? o.warmup_epochs : o.max_images) = *n;
     } else if ((a == "--lr" || a == "--weight-decay" || a == "--drop-path") && has_value) {
       auto x = parse_number<float>(args[++i]);
@@ -231,6 +233,7 @@ int cmd_train(const Global&, const Args& args) {
     }
   }
   if (o.data.empty() || o.out.empty()) return usage_error("train: --data DIR and --out DIR are required");
+  if (o.epochs == 0 && o.init.empty()) return usage_error("train: --epochs 0 (no training: refit calibration and domain reference) needs --init DIR");
   if (f32) o.dtype = inference::DType::F32;
   InterruptGuard guard;
   int last_epoch = 0;

@@ -53,12 +53,14 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   train --data DIR [--repeat N] [--population NAME] [--ages MIN-MAX] [--data DIR ...] --out DIR
         [--outputs F1,F2,...] [--arch vit-ti16|vit-ti16-d6|vit-s16] [--image-size N] [--epochs N]
         [--batch N] [--lr X] [--weight-decay X] [--drop-path X] [--warmup-epochs N] [--seed N]
-        [--init DIR] [--max-images N] [--precision bf16|f32] [--f32] [--json]
+        [--init DIR] [--max-images N] [--precision bf16|f32] [--f32] [--reference-data DIR]... [--json]
                           train a ViT on folders with one sub-folder per class (NORMAL, PNEUMONIA, ...)
                           or a labels.csv (image, patient_id, age, one 1/0/empty column per finding);
                           --repeat/--population/--ages describe the --data before them; checkpoints
                           every epoch and resumes; writes a Hugging Face folder with its calibration
-                          and domain reference (--precision: the step's arithmetic; --f32: F32 weights)
+                          and domain reference (--precision: the step's arithmetic; --f32: F32 weights;
+                          --epochs 0 --init DIR: no training, refits DIR's calibration and reference;
+                          --reference-data: unlabelled films the domain reference describes too)
   pretrain (--data DIR [DIR...] | --catalog) --out DIR [--arch vit-ti16|vit-ti16-d6|vit-s16]
         [--image-size N] [--epochs N] [--batch N] [--lr X] [--mask-ratio R] [--seed N] [--init DIR]
         [--max-images N] [--precision bf16|f32] [--json]

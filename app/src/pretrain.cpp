@@ -169,11 +169,6 @@ Result<int> resume(const fs::path& dir, Run& run, training::AdamW& opt_e, traini
 
 // ---- The run ------------------------------------------------------------------------------------
 
-bool image_extension(const fs::path& p) {
-  const std::string ext = lower(p.extension().string());
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".dcm" || ext == ".dicom" || ext.empty();
-}
-
 Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, const detail::ImageReader& reader, const std::string& source,
                                        const PretrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
   const auto t0 = Clock::now();
@@ -372,14 +367,7 @@ Result<PretrainReport> pretrain_from_folders(const PretrainOptions& o, const Fin
   for (const fs::path& dir : o.data) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, dir.string() + " is not a folder"};
-    std::vector<fs::path> files;
-    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec); it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
-      if (ec) break;
-      if (it->is_regular_file(ec) && image_extension(it->path())) files.push_back(it->path());
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
+    for (const auto& f : detail::image_files(dir)) {
       detail::Sample s;
       s.path = f.string();
       samples.push_back(std::move(s));

@@ -482,9 +482,51 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   auto train_out = detail::forward_samples(*model, train, cancel);
   if (!train_out) return train_out.error();
 
-  // Calibration on the validation patients, and the domain reference of the training films.
+  // The domain reference of the training films (and of the reference folders' films), limits from
+  // the held-out ones.
+  std::vector<detail::Sample> reference;
+  json reference_json = json::array();
+  for (const auto& dir : o.reference_data) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, "--reference-data " + dir.string() + " is not a folder"};
+    const auto files = detail::image_files(dir);
+    if (files.empty()) return Error{ErrorKind::Invalid, "--reference-data " + dir.string() + " holds no images"};
+    for (const auto& f : files) {
+      detail::Sample s;
+      s.path = f.string();
+      s.validation = keyed_hash("reference-split", "file", f.filename().string()) % 100u < 15u;
+      reference.push_back(std::move(s));
+    }
+    reference_json.push_back({{"folder", dir.lexically_normal().string()}, {"images", files.size()}});
+  }
+  std::vector<const detail::Sample*> domain_train = train, domain_validation = validation;
+  inference::Matrix domain_train_embeddings = train_out->embeddings, domain_validation_embeddings = val_out->embeddings;
+  if (!reference.empty()) {
+    state.phase = "describing the reference films";
+    if (progress) progress(state);
+    std::vector<detail::Sample*> all;
+    for (auto& s : reference) all.push_back(&s);
+    auto loaded = detail::load_images(all, config, read_grey_image, cancel, problems);
+    if (!loaded) return loaded.error();
+    std::erase_if(reference, [](const detail::Sample& s) { return s.grey.empty(); });
+    const auto append = [&](std::vector<const detail::Sample*>& to, inference::Matrix& embeddings, bool held_out) -> Status {
+      std::vector<const detail::Sample*> part;
+      for (const auto& s : reference) {
+        if (s.validation == held_out) part.push_back(&s);
+      }
+      auto out = detail::forward_samples(*model, part, cancel);
+      if (!out) return out.error();
+      const Eigen::Index before = embeddings.rows();
+      embeddings.conservativeResize(before + out->embeddings.rows(), Eigen::NoChange);
+      embeddings.bottomRows(out->embeddings.rows()) = out->embeddings;
+      to.insert(to.end(), part.begin(), part.end());
+      return core::Done{};
+    };
+    if (auto a = append(domain_train, domain_train_embeddings, false); !a) return a.error();
+    if (auto a = append(domain_validation, domain_validation_embeddings, true); !a) return a.error();
+  }
   inference::ModelExtras extras;
-  extras.domain = detail::fit_domain(config, train, train_out->embeddings, validation, val_out->embeddings);
+  extras.domain = detail::fit_domain(config, domain_train, domain_train_embeddings, domain_validation, domain_validation_embeddings);
   extras.domain->modalities = {"CR", "DX"};
   for (const auto& name : populations_of(train)) {
     inference::Population pop;
@@ -609,7 +651,8 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"populations", populations_json},
             {"domain", {{"threshold", extras.domain->embedding.threshold}, {"quantile", extras.domain->embedding.quantile},
                         {"axes", extras.domain->embedding.axes.rows()}, {"thumbnail_side", extras.domain->thumbnail_side},
-                        {"thumbnail_threshold", extras.domain->thumbnail.threshold}, {"images", extras.domain->embedding.images}}},
+                        {"thumbnail_threshold", extras.domain->thumbnail.threshold}, {"images", extras.domain->embedding.images},
+                        {"reference_data", reference_json}}},
             {"history", detail::to_json(report.history)}};
   if (!problems.empty()) r["unreadable"] = problems;
   report.report_json = dump_json(r, 2);

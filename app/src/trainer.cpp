@@ -472,4 +472,20 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
   return result;
 }
 
+std::vector<fs::path> image_files(const fs::path& dir) {
+  const auto is_image = [](const fs::path& p) {
+    const std::string ext = lower(p.extension().string());
+    return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".dcm" || ext == ".dicom" || ext.empty();
+  };
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (ec) break;
+    if (it->is_regular_file(ec) && is_image(it->path())) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 }  // namespace hilum::app::detail

@@ -55,6 +55,9 @@ struct SampleOutputs {
 [[nodiscard]] Result<SampleOutputs> forward_samples(const inference::ViTModel& model, const std::vector<const Sample*>& samples,
                                                     const std::atomic<bool>* cancel);
 
+// The image files (JPEG, PNG, DICOM or no extension) under `dir`, recursively, sorted.
+[[nodiscard]] std::vector<std::filesystem::path> image_files(const std::filesystem::path& dir);
+
 // JSON of an evaluation (stored in model records and printed by the CLI) and of a run's history.
 [[nodiscard]] nlohmann::json to_json(const EvaluationReport& report);
 [[nodiscard]] nlohmann::json to_json(const std::vector<EpochRecord>& history);

@@ -568,6 +568,19 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   o.data[1].repeat = 2;
   o.outputs = {"Pneumonia", "No Finding"};
   o.min_population_calibration_images = 3;
+  // Unlabelled films the domain reference describes too (most fitted, some only set the limits).
+  fs::create_directories(path("reference") / "site");
+  {
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> noise(40, 200);
+    for (int i = 0; i < 20; ++i) {
+      std::vector<std::uint8_t> px(32 * 32);
+      for (auto& v : px) v = static_cast<std::uint8_t>(noise(rng));
+      ASSERT_EQ(app::write_png_gray8(path("reference") / "site" / ("film" + std::to_string(i) + ".png"), 32, 32, px), "");
+    }
+    std::ofstream(path("reference") / "manifest.csv") << "image,source\n";  // not an image: not read
+  }
+  o.reference_data = {path("reference")};
   std::int64_t steps = 0;
   auto r = app::train_from_folder(o, [&](const app::FinetuneProgress& p) { steps = p.steps; });
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -588,6 +601,8 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   ASSERT_TRUE(extras->calibration.has_value());
   ASSERT_TRUE(extras->domain.has_value());
   EXPECT_EQ(extras->domain->embedding.mean.size(), model->config().hidden_size);
+  EXPECT_GT(extras->domain->embedding.images, r->train_images) << "the reference films are described too";
+  EXPECT_LT(extras->domain->embedding.images, r->train_images + 20) << "some reference films only set the limits";
   EXPECT_GT(extras->domain->embedding.threshold, 0.0);
   ASSERT_EQ(extras->domain->populations.size(), 2u);
   for (const auto& pop : extras->domain->populations) {
@@ -610,6 +625,8 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   const auto j = nlohmann::json::parse(report);
   EXPECT_EQ(j["populations"].size(), 2u);
   EXPECT_EQ(j["outputs"].size(), 2u);
+  ASSERT_EQ(j["domain"]["reference_data"].size(), 1u);
+  EXPECT_EQ(j["domain"]["reference_data"][0]["images"], 20);
   for (const auto& pj : j["populations"]) {
     const double recognised = pj["population_recognised"].get<double>();
     EXPECT_GE(recognised, 0.0);

@@ -72,6 +72,11 @@ struct MergedDataset {
 struct TrainOptions {
   std::vector<DataSource> data;   // the image folders (at least one)
   std::vector<std::string> outputs;  // the model's findings; empty = every source's (merge_sources)
+  // Image folders (no labels are read) whose films the domain reference describes too: more
+  // chest films of other scanners and sites than the labelled ones, so that a film of a new site
+  // is not called foreign for its look alone. 15% of them (by a hash of the file name) only set
+  // the limits, as the validation patients do.
+  std::vector<std::filesystem::path> reference_data;
   std::filesystem::path out;      // the Hugging Face folder written at the end
   std::string arch = "vit-ti16";   // training::architecture
   int image_size = 224;
