@@ -132,6 +132,12 @@ void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::str
     if (static_cast<int>(rows.size()) < std::max(1, min_population_images)) continue;
     pop.calibration = fit_calibration(labels, rows, own,
                                       fitted_on.empty() ? "" : "Platt scaling on the " + std::to_string(rows.size()) + " " + pop.name + " images of those");
+    // An output the population cannot calibrate (no positives or no negatives of its own, or a
+    // slope that would reverse its ranking: fit_platt's identity) keeps the model's calibration.
+    for (std::size_t j = 0; j < pop.calibration->scaling.size(); ++j) {
+      const auto& s = pop.calibration->scaling[j];
+      if (s.a == 1.0 && s.b == 0.0) pop.calibration->scaling[j] = extras.calibration->scaling[j];
+    }
   }
 }
 

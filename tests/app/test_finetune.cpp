@@ -545,7 +545,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   fs::create_directories(path("adult"));
   {
     std::ofstream csv(path("adult") / "labels.csv");
-    csv << "image,patient_id,age,No Finding,Pneumonia\n";
+    csv << "image,patient_id,age,No Finding,Pneumonia,Effusion\n";
     std::mt19937 rng(9);
     std::uniform_int_distribution<int> noise(60, 140);
     for (int i = 0; i < 40; ++i) {
@@ -558,7 +558,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
       }
       const std::string name = "adult" + std::to_string(i) + ".png";
       ASSERT_EQ(app::write_png_gray8(path("adult") / name, 32, 32, px), "");
-      csv << name << "," << i / 2 << "," << 30 + i << "," << (sick ? "0,1" : "1,0") << "\n";
+      csv << name << "," << i / 2 << "," << 30 + i << "," << (sick ? "0,1,1" : "1,0,0") << "\n";
     }
   }
   app::TrainOptions o = small_run({app::DataSource::folder(path("data")), app::DataSource::folder(path("adult"))}, 0.3);
@@ -566,7 +566,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   o.data[0].min_age_years = 1;
   o.data[0].max_age_years = 5;
   o.data[1].repeat = 2;
-  o.outputs = {"Pneumonia", "No Finding"};
+  o.outputs = {"Pneumonia", "No Finding", "Effusion"};  // Effusion: only the adults have it
   o.min_population_calibration_images = 3;
   // Unlabelled films the domain reference describes too (most fitted, some only set the limits).
   fs::create_directories(path("reference") / "site");
@@ -595,7 +595,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   EXPECT_EQ(names, (std::set<std::string>{"pediatric", "adult"}));
   auto model = inference::ViTModel::load(path("model"));
   ASSERT_TRUE(model.ok()) << model.error().message;
-  EXPECT_EQ(model->config().labels, (std::vector<std::string>{"Pneumonia", "No Finding"}));
+  EXPECT_EQ(model->config().labels, (std::vector<std::string>{"Pneumonia", "No Finding", "Effusion"}));
   auto extras = inference::read_model_extras(path("model"), model->config());
   ASSERT_TRUE(extras.ok()) << extras.error().message;
   ASSERT_TRUE(extras->calibration.has_value());
@@ -613,6 +613,10 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
     EXPECT_LT(pop.calibration->images, extras->calibration->images);
     EXPECT_EQ(pop.centroid.size(), model->config().hidden_size);
     if (pop.name == "pediatric") {
+      // The children have no effusion to calibrate it on: that output keeps the model's calibration.
+      EXPECT_EQ(pop.calibration->scaling[2].a, extras->calibration->scaling[2].a);
+      EXPECT_EQ(pop.calibration->scaling[2].b, extras->calibration->scaling[2].b);
+      EXPECT_NE(pop.calibration->scaling[0].a, extras->calibration->scaling[0].a) << "Pneumonia: the children's own";
       EXPECT_EQ(pop.min_age_years, 1.0);
       EXPECT_EQ(pop.max_age_years, 5.0);
     } else {
@@ -624,7 +628,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   std::ifstream report(path("model") / "training_report.json");
   const auto j = nlohmann::json::parse(report);
   EXPECT_EQ(j["populations"].size(), 2u);
-  EXPECT_EQ(j["outputs"].size(), 2u);
+  EXPECT_EQ(j["outputs"].size(), 3u);
   ASSERT_EQ(j["domain"]["reference_data"].size(), 1u);
   EXPECT_EQ(j["domain"]["reference_data"][0]["images"], 20);
   for (const auto& pj : j["populations"]) {

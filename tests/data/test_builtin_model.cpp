@@ -44,12 +44,12 @@ Builtin load_builtin() {
   return Builtin{dir, std::move(model.value()), std::move(extras.value()), std::move(report)};
 }
 
-// The report's figure for `finding` in `population`.
-double stated_auroc(const nlohmann::json& report, const std::string& population, const std::string& finding) {
+// The report's figure (`what`: "auroc", "ece") for `finding` in `population`.
+double stated(const nlohmann::json& report, const std::string& population, const std::string& finding, const char* what = "auroc") {
   for (const auto& p : report.at("populations")) {
     if (p.at("population") != population) continue;
     for (const auto& f : p.at("findings")) {
-      if (f.at("finding") == finding) return f.at("auroc").get<double>();
+      if (f.at("finding") == finding) return f.at(what).get<double>();
     }
   }
   ADD_FAILURE() << "the report has no " << finding << " for " << population;
@@ -75,11 +75,14 @@ TEST(BuiltinModel, ReproducesItsFiguresPerPopulationOnHeldOutPatients) {
       const auto* f = metrics_of(*r, finding);
       ASSERT_NE(f, nullptr) << finding;
       ASSERT_TRUE(f->auroc.has_value());
-      const double stated = stated_auroc(b.report, population, finding);
-      std::printf("built-in model %s, %s, %s: AUROC %.4f (%.4f-%.4f), ECE %.3f on %d held-out images of %d patients; report says %.4f\n",
+      const double auroc = stated(b.report, population, finding);
+      const double ece = stated(b.report, population, finding, "ece");
+      std::printf("built-in model %s, %s, %s: AUROC %.4f (%.4f-%.4f), ECE %.3f on %d held-out images of %d patients; report says %.4f, %.3f\n",
                   b.dir.filename().c_str(), population.c_str(), finding.c_str(), *f->auroc, f->auroc_low, f->auroc_high, f->ece, r->images,
-                  r->patients, stated);
-      EXPECT_NEAR(*f->auroc, stated, 0.003) << "the shipped F16 weights do not give the figures of their training report";
+                  r->patients, auroc, ece);
+      EXPECT_NEAR(*f->auroc, auroc, 0.003) << "the shipped F16 weights do not give the figures of their training report";
+      // Each image calibrated by the population its age or embedding points to, as for a reader.
+      EXPECT_NEAR(f->ece, ece, 0.01) << "the shipped calibration does not give the report's ECE";
     }
     if (population == "pediatric") {
       EXPECT_GE(*metrics_of(*r, "Pneumonia")->auroc, 0.96) << "the pediatric goal";
