@@ -12,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <system_error>
 
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "finetune_detail.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
+#include "hilum/app/labels_csv.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/core/numbers.hpp"
@@ -108,50 +108,20 @@ std::string string_field(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// A CSV line as labels.csv writes it (csv_line): fields, quoted ones with doubled quotes.
-std::vector<std::string> parse_csv_line(const std::string& line) {
-  std::vector<std::string> out(1);
-  bool quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        out.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        out.back() += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.emplace_back();
-    } else if (c != '\r') {
-      out.back() += c;
-    }
-  }
-  return out;
-}
-
 Result<std::vector<Row>> read_labels(const fs::path& file, const std::vector<std::string>& outputs) {
   auto text = read_bounded(file, kMaxLabelBytes);
   if (!text) return text.error();
-  std::istringstream in(*text);
-  std::string line;
+  auto parsed = parse_csv(*text);
+  if (!parsed) return parsed.error();
+  if (parsed->empty() || parsed->front().size() != outputs.size() + 3) {
+    return invalid(file.string() + ": its columns are not the manifest's outputs");
+  }
   std::vector<Row> rows;
-  bool header = true;
-  while (std::getline(in, line)) {
-    if (line.empty() || line == "\r") continue;
-    auto f = parse_csv_line(line);
-    if (header) {
-      header = false;
-      if (f.size() != outputs.size() + 3) return invalid(file.string() + ": its columns are not the manifest's outputs");
-      continue;
-    }
+  for (std::size_t i = 1; i < parsed->size(); ++i) {
+    const auto& f = (*parsed)[i];
+    if (f.size() == 1 && f[0].empty()) continue;
     if (f.size() != outputs.size() + 3) return invalid(file.string() + ": a row with " + std::to_string(f.size()) + " fields");
-    Row r{f[0], f[1], f[2], {f.begin() + 3, f.end()}};
-    rows.push_back(std::move(r));
+    rows.push_back(Row{f[0], f[1], f[2], {f.begin() + 3, f.end()}});
   }
   return rows;
 }
