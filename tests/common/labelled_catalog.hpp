@@ -34,11 +34,12 @@ inline inference::ViTConfig tiny_cluster_config() {
   return c;
 }
 
-// Returns "" or what went wrong. Images go to work/images, the model to work/tiny-base.
-inline std::string make_labelled_catalog(app::Catalog& catalog, const std::filesystem::path& work, int patients, unsigned seed = 7) {
-  namespace fs = std::filesystem;
+// Writes `patients` patients with two 96 x 96 DX phantoms each into `dir` (img<N>.dcm, SOP Instance
+// UID 1.2.826.0.1.3680043.10.2.<N>); about half carry a bright square in the upper left quarter.
+// Returns (SOP Instance UID, has the square) per image, in image order.
+inline std::vector<std::pair<std::string, bool>> write_pattern_phantoms(const std::filesystem::path& dir, int patients, unsigned seed = 7) {
   std::mt19937 rng(seed);
-  fs::create_directories(work / "images");
+  std::filesystem::create_directories(dir);
   std::vector<std::pair<std::string, bool>> truth;
   for (int p = 0; p < patients; ++p) {
     for (int k = 0; k < 2; ++k) {
@@ -59,10 +60,16 @@ inline std::string make_labelled_catalog(app::Catalog& catalog, const std::files
             for (int c = 8; c < cols / 2; ++c) v[static_cast<std::size_t>(r * cols + c)] = 4095;
         };
       }
-      testdata::write_dicom(work / "images" / ("img" + std::to_string(index) + ".dcm"), spec);
+      testdata::write_dicom(dir / ("img" + std::to_string(index) + ".dcm"), spec);
       truth.emplace_back(spec.sop_instance_uid, pattern);
     }
   }
+  return truth;
+}
+
+// Returns "" or what went wrong. Images go to work/images, the model to work/tiny-base.
+inline std::string make_labelled_catalog(app::Catalog& catalog, const std::filesystem::path& work, int patients, unsigned seed = 7) {
+  const auto truth = write_pattern_phantoms(work / "images", patients, seed);
   app::ImportOptions io;
   auto report = app::import_paths(catalog, {work / "images"}, io);
   if (report.error) return report.error->message;
