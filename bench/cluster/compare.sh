@@ -45,16 +45,17 @@ start=$(date +%s)
 echo "local fine-tune: $(( $(date +%s) - start )) s"
 
 # Both versions' gate metrics, side by side.
-"$cli" --db "$db" models list --json | /usr/bin/python3 -c '
+"$cli" --db "$db" models list --json > "$work/models.jsonl"
+/usr/bin/python3 - "$work/models.jsonl" <<'PY'
 import json, sys
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     m = json.loads(line)
     if m["strategy"] not in ("cluster", "full"):
         continue
     metrics = m["metrics"]
-    print(f"{m[\"version\"]} ({m[\"trained_on\"]}): mean AUROC {metrics[\"mean_auroc\"]:.3f} on {metrics[\"images\"]} validation images")
+    print("%s (%s): mean AUROC %.3f on %d validation images" % (m["version"], m["trained_on"], metrics["mean_auroc"], metrics["images"]))
     for f in metrics["findings"]:
         if f.get("auroc") is not None:
             lo, hi = f["auroc_ci"]
-            print(f"  {f[\"finding\"]:<20} {f[\"auroc\"]:.3f} [{lo:.3f}, {hi:.3f}]  ({f[\"positives\"]}+ / {f[\"negatives\"]}-)")
-'
+            print("  %-20s %.3f [%.3f, %.3f]  (%d+ / %d-)" % (f["finding"], f["auroc"], lo, hi, f["positives"], f["negatives"]))
+PY
