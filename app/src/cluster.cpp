@@ -311,8 +311,12 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
   if (auto e = core::write_file_atomically(tmp / kLabels, labels); !e.empty()) return fail(Error{ErrorKind::Io, e});
   if (auto saved = base->model.save(tmp / "model", inference::DType::F32); !saved) return fail(detail::from_inference(saved.error()));
 
-  report.snapshot_sha256 = sha_of(snapshot_text(data->outputs, kept));
-  report.split_sha256 = sha_of(split_text(kept));
+  // The snapshot is of the catalog's labels (images left out included), so that an import can tell
+  // a catalog that changed from one that did not.
+  report.snapshot_sha256 = sha_of(snapshot_text(data->outputs, *rows));
+  report.split_sha256 = sha_of(split_text(*rows));
+  json left_out = json::array();
+  for (const auto& s : report.skipped) left_out.push_back({{"image", s.image}, {"reason", s.reason}});
   json files = json::array();
   for (const auto& f : files_under(tmp)) {
     std::string error;
@@ -335,6 +339,7 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
                               {"train", {{"patients", report.train.patients}, {"images", report.train.images}}},
                               {"validation", {{"patients", report.validation.patients}, {"images", report.validation.images}}}}},
                    {"base_model", {{"version", base->record.version}, {"folder", "model"}}},
+                   {"left_out", left_out},
                    {"files", files}};
   const std::string manifest_text = dump_json(manifest, 2) + "\n";
   if (auto e = core::write_file_atomically(tmp / kManifest, manifest_text); !e.empty()) return fail(Error{ErrorKind::Io, e});
@@ -460,16 +465,22 @@ Result<ClusterImportResult> import_cluster_model(Catalog& catalog, const fs::pat
       sha_of(split_text(*now)) != string_field(*manifest, "split_sha256")) {
     std::map<std::string, const Row*> now_by_image;
     for (const auto& r : *now) now_by_image[r.image] = &r;
+    std::set<std::string> left_out;  // labelled at the export, pixels not exported
+    if (auto l = manifest->find("left_out"); l != manifest->end() && l->is_array()) {
+      for (const auto& e : *l) {
+        if (e.is_object()) left_out.insert(string_field(e, "image"));
+      }
+    }
     int added = 0, removed = 0, relabelled = 0, resplit = 0;
     for (const auto& [image, row] : now_by_image) {
       auto it = exported_by_image.find(image);
-      if (it == exported_by_image.end()) ++added;
+      if (it == exported_by_image.end()) added += left_out.count(image) == 0 ? 1 : 0;
       else if (it->second->cells != row->cells) ++relabelled;
       if (it != exported_by_image.end() && it->second->split != row->split) ++resplit;
     }
     for (const auto& [image, row] : exported_by_image) removed += now_by_image.count(image) == 0 ? 1 : 0;
     if (added > 0) result.changes.push_back(std::to_string(added) + " labelled image(s) added since the export");
-    if (removed > 0) result.changes.push_back(std::to_string(removed) + " exported image(s) no longer labelled (or left out of the export)");
+    if (removed > 0) result.changes.push_back(std::to_string(removed) + " exported image(s) no longer labelled");
     if (relabelled > 0) result.changes.push_back(std::to_string(relabelled) + " image(s) relabelled since the export");
     if (resplit > 0) result.changes.push_back(std::to_string(resplit) + " image(s) whose patient changed split");
     if (result.changes.empty()) result.changes.push_back("the label snapshot differs from the export's");

@@ -12,6 +12,8 @@
 #include "catalog_support.hpp"
 #include "hilum/app/cluster.hpp"
 #include "hilum/app/hash.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "labelled_catalog.hpp"
 
 namespace hilum::test {
@@ -134,6 +136,53 @@ TEST_F(ClusterTest, ExportNamesEveryFileWithItsChecksumAndKeepsNotAssessedApart)
   EXPECT_EQ(slurp(path("export") / "labels.csv"), slurp(path("export2") / "labels.csv"));
   o.out_dir = path("export");
   EXPECT_FALSE(app::export_dataset(*catalog_, o).ok());
+}
+
+// A film with burned-in annotation is left out (named in the manifest, not in labels.csv),
+// an import does not count it as a change, and --dicom writes de-identified copies of the others.
+TEST_F(ClusterTest, BurnedInFilmsAreLeftOutAndDicomCopiesAreDeidentified) {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = spec.phantom.columns = 64;
+  spec.patient_id = "PAT-SC";
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.10.3.1";
+  fs::create_directories(path("sc"));
+  (void)testdata::write_dicom(path("sc") / "sc.dcm", spec);
+  // (0028,0301) CS "NO" -> "YES " in the explicit little endian file (as test_export does).
+  std::string bytes = slurp(path("sc") / "sc.dcm");
+  const std::string from("\x28\x00\x01\x03" "CS\x02\x00" "NO", 10);
+  const auto at = bytes.find(from);
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, from.size(), std::string("\x28\x00\x01\x03" "CS\x04\x00" "YES ", 12));
+  spit(path("sc") / "sc.dcm", bytes);
+  ASSERT_TRUE(app::import_paths(*catalog_, {path("sc")}).ok());
+  app::LabelInput l;
+  l.image = spec.sop_instance_uid;
+  l.finding = "Pattern";
+  l.value = app::LabelValue::Absent;
+  l.author = "tester";
+  ASSERT_TRUE(catalog_->add_labels({l}).ok());
+  app::DatasetExportOptions o;
+  o.out_dir = path("with-dicom");
+  o.dicom = true;
+  auto r = app::export_dataset(*catalog_, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->skipped.size(), 1u);
+  EXPECT_NE(r->skipped[0].reason.find("burned-in"), std::string::npos);
+  const json manifest = json::parse(slurp(path("with-dicom") / "manifest.json"));
+  ASSERT_EQ(manifest["left_out"].size(), 1u);
+  const std::string sc = manifest["left_out"][0]["image"];
+  EXPECT_EQ(slurp(path("with-dicom") / "labels.csv").find(sc), std::string::npos);
+  EXPECT_EQ(r->dicoms, 30u);
+  const auto rows_out = rows(path("with-dicom"));
+  auto copy = dicom::read_radiograph(path("with-dicom") / "images" / (rows_out[0][0] + ".dcm"));
+  ASSERT_TRUE(copy.ok()) << copy.error().message;
+  EXPECT_EQ(copy->meta.patient_id, rows_out[0][1]) << "the pseudonym of labels.csv, not the patient's ID";
+  // A folder trained on this set comes back with nothing changed (the left-out film is not "added").
+  fs::remove_all(path("export"));
+  fs::rename(path("with-dicom"), path("export"));
+  auto back = app::import_cluster_model(*catalog_, trained_folder());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_TRUE(back->changes.empty()) << back->changes[0];
 }
 
 TEST_F(ClusterTest, SplitIsTheFinetuneGates) {

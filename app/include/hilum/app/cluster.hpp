@@ -5,8 +5,9 @@
 // The training set (export_dataset), written to a temporary folder beside out_dir and renamed
 // into place when complete (out_dir must not exist, or be an empty folder):
 //   manifest.json   what the export is: format "hilum-training-set" 1, the catalog's identity, the
-//                   label snapshot's and the split's SHA-256, the outputs, the split counts, the
-//                   starting model, and every other file with its size and SHA-256
+//                   SHA-256 of the label snapshot and of the split (of every labelled image, those
+//                   left out included), the outputs, the split counts, the starting model, the
+//                   images left out and why, and every other file with its size and SHA-256
 //   labels.csv      image,patient,split,<one column per output>: 1 present, 0 absent, empty = not
 //                   assessed (no label, or uncertain); split is train or validation (the fine-tune
 //                   gate's split: 20% of patients by HMAC of the catalog secret, stable across
