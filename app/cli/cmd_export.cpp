@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "commands.hpp"
+#include "hilum/app/cluster.hpp"
 #include "hilum/app/export.hpp"
 #include "hilum/app/json.hpp"
 
@@ -58,22 +59,67 @@ std::string split_json(const app::SplitCounts& c) {
       .str();
 }
 
+// export --format dataset: the training set for cluster/train.py (cluster.hpp).
+int export_dataset(const Global& global, const std::string& out, bool dicom, const std::string& base_model, bool json) {
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);  // pseudonyms are created on first use
+  if (!catalog) return kExitCatalog;
+  const InterruptGuard guard;
+  app::DatasetExportOptions options;
+  options.out_dir = out;
+  options.dicom = dicom;
+  options.base_model = base_model;
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
+  auto result = app::export_dataset(*catalog, options, [&](const app::ExportProgress& p) {
+    if (terminal && p.total > 0) std::fprintf(stderr, "\rexport: %zu of %zu images", p.done, p.total);
+    if (terminal && p.done == p.total) std::fputc('\n', stderr);
+  }, InterruptGuard::flag());
+  if (!result) return export_error(result.error());
+  const app::DatasetExportReport& r = *result;
+  for (const auto& s : r.skipped) std::fprintf(stderr, "hilum-cli: export: %s: left out: %s\n", s.image.c_str(), s.reason.c_str());
+  if (json) {
+    JsonObject o;
+    o.add("ok", true).add("out", r.out_dir.string()).add("format", "dataset").add("catalog_id", r.catalog_id);
+    o.add("manifest_sha256", r.manifest_sha256).add("snapshot_sha256", r.snapshot_sha256).add("split_sha256", r.split_sha256);
+    o.add("base_model", r.base_model).add_raw("outputs", strings_json(r.outputs));
+    o.add_raw("splits", JsonObject().add_raw("train", split_json(r.train)).add_raw("validation", split_json(r.validation)).str());
+    o.add("dicoms", static_cast<std::int64_t>(r.dicoms)).add_raw("skipped", issues_json(r.skipped)).add_raw("files", strings_json(r.files));
+    std::cout << o.str() << '\n';
+  } else {
+    std::printf("training set of %zu images (train %zu images of %zu patients, validation %zu of %zu) from %s to %s\n",
+                r.train.images + r.validation.images, r.train.images, r.train.patients, r.validation.images, r.validation.patients,
+                r.base_model.c_str(), r.out_dir.string().c_str());
+    std::printf("manifest sha256 %s, label snapshot %s, split %s\n", r.manifest_sha256.c_str(), r.snapshot_sha256.c_str(),
+                r.split_sha256.c_str());
+    if (!r.skipped.empty()) std::printf("left out: %zu image(s)\n", r.skipped.size());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_export(const Global& global, const Args& args) {
   app::ExportOptions options;
   std::optional<std::string> out;
   std::optional<app::ExportFormat> format;
-  bool json = false;
+  bool json = false, dataset = false, dicom = false;
+  std::string base_model;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--out" || a == "-o") {
+    if (a == "--format" && i + 1 < args.size() && args[i + 1] == "dataset") {
+      dataset = true;
+      ++i;
+    } else if (a == "--dicom") {
+      dicom = true;
+    } else if (a == "--model") {
+      if (i + 1 >= args.size()) return usage_error("export: --model needs a version or id");
+      base_model = args[++i];
+    } else if (a == "--out" || a == "-o") {
       if (i + 1 >= args.size()) return usage_error("export: --out needs a folder");
       out = args[++i];
     } else if (a == "--format") {
-      if (i + 1 >= args.size()) return usage_error("export: --format needs csv or json");
+      if (i + 1 >= args.size()) return usage_error("export: --format needs csv, json or dataset");
       format = app::parse_export_format(args[++i]);
-      if (!format) return usage_error("export: --format is csv or json, not '" + args[i] + "'");
+      if (!format) return usage_error("export: --format is csv, json or dataset, not '" + args[i] + "'");
     } else if (a == "--deidentify") {
       options.deidentify = true;
     } else if (a == "--images") {
@@ -85,7 +131,12 @@ int cmd_export(const Global& global, const Args& args) {
     }
   }
   if (!out || out->empty()) return usage_error("export: no output folder (--out DIR)");
-  if (!format) return usage_error("export: no format (--format csv|json)");
+  if (dataset) {
+    if (format || options.deidentify || options.images) return usage_error("export: --format dataset is always de-identified with images; it takes --dicom and --model");
+    return export_dataset(global, *out, dicom, base_model, json);
+  }
+  if (dicom || !base_model.empty()) return usage_error("export: --dicom and --model go with --format dataset");
+  if (!format) return usage_error("export: no format (--format csv|json|dataset)");
   options.out_dir = *out;
   options.format = *format;
 

@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/cluster.hpp"
 #include "hilum/app/finetune.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
@@ -20,7 +21,7 @@ using app::JsonObject;
 std::string model_json(const app::ModelRecord& m) {
   JsonObject o;
   o.add("id", m.id).add("version", m.version).add("status", m.status).add("strategy", m.strategy).add("path", m.path);
-  o.add("created_at", m.created_at).add_raw("metrics", m.metrics.empty() ? "{}" : m.metrics);
+  o.add("created_at", m.created_at).add("trained_on", app::trained_on(m)).add_raw("metrics", m.metrics.empty() ? "{}" : m.metrics);
   if (m.parent_id) o.add("parent_id", *m.parent_id);
   return o.str();
 }
@@ -172,13 +173,20 @@ int cmd_heatmap(const Global& global, const Args& args) {
 int cmd_models(const Global& global, const Args& args) {
   if (args.empty()) return usage_error("models: list, show ID, import DIR, activate|promote ID, rollback or export ID DIR");
   const std::string sub = args[0];
-  bool json = false, activate = false;
+  bool json = false, activate = false, promote = true;
+  double tolerance = 0.005;
   std::string version;
   std::optional<std::string> target, second;
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--json") json = true;
     else if (a == "--activate") activate = true;
+    else if (a == "--no-promote") promote = false;
+    else if (a == "--tolerance") {
+      const auto t = i + 1 < args.size() ? parse_number<double>(args[++i]) : std::nullopt;
+      if (!t || *t < 0 || *t > 1) return usage_error("models import: --tolerance takes 0..1");
+      tolerance = *t;
+    }
     else if (a == "--version") {
       if (i + 1 >= args.size()) return usage_error("models import: --version takes a name");
       version = args[++i];
@@ -200,6 +208,26 @@ int cmd_models(const Global& global, const Args& args) {
   }
   if (sub == "import") {
     if (!target) return usage_error("models import: DIR is required");
+    if (app::is_cluster_model_folder(*target)) {
+      if (activate || !version.empty()) return usage_error("models import: a cluster-trained folder is promoted by the gate, and named like a fine-tune");
+      const InterruptGuard guard;
+      app::ClusterImportOptions options;
+      options.gate_tolerance = tolerance;
+      options.allow_promotion = promote;
+      auto r = app::import_cluster_model(*catalog, *target, options, {}, InterruptGuard::flag());
+      if (!r) return report_error(r.error());
+      for (const auto& c : r->changes) std::fprintf(stderr, "hilum-cli: models import: since the export: %s\n", c.c_str());
+      if (json) {
+        std::cout << model_json(r->result.model) << '\n';
+      } else {
+        std::printf("registered %s (%s), trained on %s\n", r->result.model.version.c_str(), r->result.model.status.c_str(),
+                    app::trained_on(r->result.model).c_str());
+        std::printf("our engine vs PyTorch on %d validation images: largest difference %.2e\n", r->compared_images,
+                    r->max_probability_difference);
+        std::printf("gate: %s\n", r->result.reason.c_str());
+      }
+      return kExitOk;
+    }
     auto m = app::import_model(*catalog, *target, version, activate);
     if (!m) return report_error(m.error());
     if (json) std::cout << model_json(m.value()) << '\n';
@@ -230,16 +258,16 @@ int cmd_models(const Global& global, const Args& args) {
     if (json) {
       JsonObject o;
       o.add("id", r.id).add("version", r.version).add("status", r.status).add("status_reason", r.status_reason);
-      o.add("strategy", r.strategy).add("parent", parent).add("path", r.path).add("created_at", r.created_at);
+      o.add("strategy", r.strategy).add("trained_on", app::trained_on(r)).add("parent", parent).add("path", r.path).add("created_at", r.created_at);
       o.add_raw("hyperparameters", r.hyperparameters.empty() ? "{}" : r.hyperparameters);
       o.add_raw("label_snapshot", r.label_snapshot.empty() ? "{}" : r.label_snapshot);
       o.add_raw("metrics", r.metrics.empty() ? "{}" : r.metrics);
       std::cout << o.str() << '\n';
     } else {
-      std::printf("version:         %s (id %lld)\nstatus:          %s (%s)\nstrategy:        %s\nparent:          %s\n"
+      std::printf("version:         %s (id %lld)\nstatus:          %s (%s)\nstrategy:        %s\ntrained on:      %s\nparent:          %s\n"
                   "created:         %s\nfolder:          %s\nhyperparameters: %s\nlabels used:     %s\nmetrics:         %s\n",
                   r.version.c_str(), static_cast<long long>(r.id), r.status.c_str(), r.status_reason.c_str(), r.strategy.c_str(),
-                  parent.empty() ? "-" : parent.c_str(), r.created_at.c_str(), r.path.c_str(), r.hyperparameters.c_str(),
+                  app::trained_on(r).c_str(), parent.empty() ? "-" : parent.c_str(), r.created_at.c_str(), r.path.c_str(), r.hyperparameters.c_str(),
                   r.label_snapshot.c_str(), r.metrics.c_str());
     }
     return kExitOk;

@@ -34,11 +34,18 @@ the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
   labels add NAME [--description TEXT]
   labels history [IMAGE] [--json]   every label event (the audit trail)
   export --out DIR --format csv|json [--deidentify] [--images] [--json]
+  export --out DIR --format dataset [--dicom] [--model ID] [--json]
+                          training set for cluster/train.py: de-identified PNGs (and DICOM), labels
+                          (present/absent/not assessed), the gate's patient split, the starting model,
+                          manifest.json with checksums
 
 the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models list [--json]    registered model versions
   models show ID|VERSION [--json]   parent, strategy, hyperparameters, labels used, metrics
-  models import DIR [--version V] [--activate]
+  models import DIR [--version V] [--activate] [--no-promote] [--tolerance T]
+                          a folder of cluster/train.py (training_report.json) is checked against the
+                          catalog, evaluated on the gate's validation patients and promoted only if not
+                          worse, as a fine-tune; any other folder is registered as it is
   models activate|promote ID|VERSION
   models rollback         re-activate the active model's parent
   models export ID|VERSION DIR   write it as a Hugging Face folder (loads in transformers)

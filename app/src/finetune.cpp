@@ -27,6 +27,7 @@
 #include "hilum/app/hash.hpp"
 #include "hilum/app/labels_csv.hpp"
 #include "hilum/core/numbers.hpp"
+#include "finetune_detail.hpp"
 #include "trainer.hpp"
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/inference/model_extras.hpp"
@@ -82,17 +83,8 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // ---- Samples ---------------------------------------------------------------------------------
 
-struct Dataset {
-  std::vector<std::string> outputs;  // the new model's labels (base labels + grown ones)
-  std::vector<Sample> samples;
-  std::int64_t max_event_id = 0;
-  int patients = 0;
-  int validation_patients = 0;
-};
-
-bool is_validation_patient(const std::string& secret, const std::string& patient) {
-  return keyed_hash(secret, "finetune-split", patient) % 5u == 0u;
-}
+using Dataset = detail::TrainingData;
+using detail::is_validation_patient;
 
 // Builds the samples from label events (the catalog's current labels, or a CSV's).
 Result<Dataset> build_dataset(Catalog& catalog, const std::vector<std::string>& base_labels, const std::vector<LabelEvent>& events,
@@ -545,6 +537,191 @@ json labelled_summary(const Dataset& data) {
 
 }  // namespace
 
+namespace detail {
+
+Result<std::vector<LabelEvent>> training_labels(Catalog& catalog) { return catalog.current_labels(); }
+
+bool is_validation_patient(const std::string& secret, const std::string& patient) {
+  return keyed_hash(secret, "finetune-split", patient) % 5u == 0u;
+}
+
+Result<TrainingData> training_data(Catalog& catalog, const std::vector<std::string>& base_labels, std::int64_t parent_snapshot,
+                                   bool grow) {
+  auto events = training_labels(catalog);
+  if (!events) return events.error();
+  return build_dataset(catalog, base_labels, *events, parent_snapshot, grow);
+}
+
+Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& base, Candidate& c, TrainingData& data,
+                                          const FinetuneOptions& options, std::vector<std::string>& problems,
+                                          const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
+  const auto report_phase = [&](const char* phase) {
+    FinetuneProgress p;
+    p.phase = phase;
+    if (progress) progress(p);
+  };
+  std::error_code ec;
+  auto models = models_dir(catalog);
+  if (!models) return models.error();
+  // Validation of the new version and of the active model on the same images.
+  report_phase("validating");
+  std::vector<const Sample*> validation;
+  for (const auto& s : data.samples) {
+    if (s.validation) validation.push_back(&s);
+  }
+  auto candidate = inference::ViTModel::from_weights(c.config, c.weights);
+  if (!candidate) return from_inference(candidate.error());
+  auto active = catalog.active_model();
+  if (!active) return active.error();
+  std::optional<LoadedModel> active_model;
+  if (active->has_value()) {
+    if ((*active)->id == base.record.id) {
+      active_model = base;
+    } else {
+      auto loaded = load_model(catalog, (*active)->version);
+      if (!loaded) return loaded.error();
+      active_model = std::move(loaded.value());
+    }
+  }
+  EvaluationReport metrics;
+  std::optional<EvaluationReport> active_metrics;
+  inference::ModelExtras extras;
+  Matrix validation_embeddings(0, c.config.hidden_size);
+  if (!validation.empty()) {
+    std::vector<Sample*> need;
+    for (auto& s : data.samples) {
+      if (s.validation && s.grey.empty()) need.push_back(&s);
+    }
+    auto loaded = load_images(need, c.config, read_display, cancel, problems);
+    if (!loaded) return loaded.error();
+    std::erase_if(validation, [](const Sample* s) { return s->grey.empty(); });
+    auto out = forward_samples(*candidate, validation, cancel);
+    if (!out) return out.error();
+    // Calibrated on this site's validation patients; the metrics (thresholds included) are of the
+    // calibrated probabilities a reader will see.
+    extras.calibration = fit_calibration(c.config.labels, validation, out->logits,
+                                         "Platt scaling on " + std::to_string(validation.size()) + " validation images of this catalog");
+    metrics = evaluate_probabilities(data.outputs, validation, inference::calibrated_probabilities(out->logits, extras.calibration),
+                                     c.config.labels);
+    validation_embeddings = std::move(out->embeddings);
+    if (active_model) {
+      auto q = forward_samples(active_model->model, validation, cancel);
+      if (!q) return q.error();
+      const Matrix shown = active_model->model.config().multi_label()
+                               ? shown_probabilities(active_model->extras, validation, *q)
+                               : q->probabilities;
+      active_metrics = evaluate_probabilities(data.outputs, validation, shown, active_model->model.config().labels);
+      active_metrics->model_version = active_model->record.version;
+    }
+  }
+  // The domain reference: a frozen backbone keeps its parent's; a trained one is described anew by
+  // its embeddings of the training images (when there are enough of them to say anything).
+  if (!c.backbone_trained) {
+    extras.domain = base.extras.domain;
+  } else {
+    std::vector<Sample*> train_need;
+    std::vector<const Sample*> train_samples;
+    for (auto& s : data.samples) {
+      if (s.validation) continue;
+      if (s.grey.empty()) train_need.push_back(&s);
+      train_samples.push_back(&s);
+    }
+    if (train_samples.size() >= 20) {
+      auto loaded = load_images(train_need, c.config, read_display, cancel, problems);
+      if (!loaded) return loaded.error();
+      std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
+      auto out = forward_samples(*candidate, train_samples, cancel);
+      if (!out) return out.error();
+      extras.domain = fit_domain(c.config, train_samples, out->embeddings, validation, validation_embeddings);
+      if (base.extras.domain) {
+        extras.domain->populations = base.extras.domain->populations;
+        extras.domain->modalities = base.extras.domain->modalities;
+      }
+    }
+  }
+  // This site's calibration replaces the parent's populations' own: they were fitted to the
+  // parent's outputs on other sites' films.
+  if (extras.domain) {
+    for (auto& pop : extras.domain->populations) pop.calibration.reset();
+  }
+
+  // The trained model is saved first under a name of this run alone, then moved to a free version
+  // name and registered: a name taken meanwhile (another run, a folder left behind) costs nothing
+  // but the next name, and if no name can be had the folder stays where it is, said so.
+  const fs::path partial = *models / (".partial-" + c.run_name + "-" + std::to_string(::getpid()));
+  if (auto saved = save_model_folder(*candidate, extras, partial); !saved) return saved.error();
+
+  auto [pass, reason] = gate(metrics, active_metrics, options.gate_tolerance);
+  if (!options.allow_promotion) {
+    pass = false;
+    reason = "kept as a candidate (promotion not allowed for this run); " + reason;
+  }
+  c.hyperparameters["strategy"] = c.strategy;
+  c.hyperparameters["started_by"] = options.author;
+  auto snapshot = labelled_summary(data);
+
+  std::optional<Result<ModelRecord>> registered;
+  std::string version;
+  for (int attempt = 0; attempt < 100 && !registered; ++attempt) {
+    auto next = next_version(catalog, base.record.version, *models);
+    if (!next) return next.error();
+    version = *next;
+    const fs::path dir = *models / version;
+    fs::rename(partial, dir, ec);
+    if (ec) {
+      if (ec == std::errc::directory_not_empty || ec == std::errc::file_exists || ec == std::errc::not_a_directory) continue;
+      return Error{ErrorKind::Io, "cannot move " + partial.string() + " to " + dir.string() + ": " + ec.message() +
+                                      "; the trained model is kept in " + partial.string()};
+    }
+    metrics.model_version = version;
+    if (c.backbone_trained) c.hyperparameters["backbone_version"] = version;  // a trained backbone is its own
+    json metrics_json = to_json(metrics);
+    if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
+    metrics_json["history"] = detail::to_json(c.history);
+    metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
+    if (!problems.empty()) metrics_json["unreadable_images"] = problems;
+    for (const auto& [key, value] : c.extra_metrics.items()) metrics_json[key] = value;
+
+    ModelRecord record;
+    record.version = version;
+    record.parent_id = base.record.id > 0 ? std::optional<std::int64_t>(base.record.id) : std::nullopt;
+    record.name = version;
+    record.strategy = c.strategy;
+    record.hyperparameters = dump_json(c.hyperparameters);
+    record.label_snapshot = dump_json(snapshot);
+    record.metrics = dump_json(metrics_json);
+    record.status = pass ? "active" : "candidate";
+    record.status_reason = reason;
+    record.path = fs::absolute(dir, ec).string();
+    auto done = catalog.register_model(record, c.config.labels);
+    if (!done) {
+      // Registered meanwhile by another run of this catalog: take the folder back, try the next name.
+      auto taken = catalog.find_model(version);
+      if (taken && taken->has_value() && !fs::exists(partial, ec)) {
+        fs::rename(dir, partial, ec);
+        if (!ec) continue;
+      }
+      return Error{done.error().kind, done.error().message + "; the trained model is kept in " + dir.string()};
+    }
+    registered = std::move(done);
+  }
+  if (!registered) {
+    return Error{ErrorKind::Io, "no free version name for the trained model; it is kept in " + partial.string()};
+  }
+  FinetuneResult result;
+  result.model = **registered;
+  if (base.record.id > 0) result.parent = base.record;
+  result.strategy = c.strategy;
+  result.metrics = std::move(metrics);
+  result.parent_metrics = std::move(active_metrics);
+  result.promoted = pass;
+  result.reason = reason;
+  result.history = c.history;
+  return result;
+}
+
+}  // namespace detail
+
 std::string evaluation_json(const EvaluationReport& report) { return dump_json(detail::to_json(report)); }
 
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
@@ -556,7 +733,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   if (!base->model.config().multi_label()) {
     return Error{ErrorKind::Invalid, "fine-tuning needs a multi-label model; " + base->record.version + " is single-label"};
   }
-  auto events = catalog.current_labels();
+  auto events = detail::training_labels(catalog);
   if (!events) return events.error();
   auto data = build_dataset(catalog, base->model.config().labels, *events, snapshot_of(base->record), true);
   if (!data) return data.error();
@@ -597,163 +774,15 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     return trained.error();
   }
 
-  // Validation of the new version and of the active model on the same images.
-  run.report("validating");
-  std::vector<const Sample*> validation;
-  for (const auto& s : data->samples) {
-    if (s.validation) validation.push_back(&s);
-  }
-  auto candidate = inference::ViTModel::from_weights(trained->config, trained->weights);
-  if (!candidate) return from_inference(candidate.error());
-  auto active = catalog.active_model();
-  if (!active) return active.error();
-  std::optional<LoadedModel> active_model;
-  if (active->has_value()) {
-    if ((*active)->id == base->record.id) {
-      active_model = *base;
-    } else {
-      auto loaded = load_model(catalog, (*active)->version);
-      if (!loaded) return loaded.error();
-      active_model = std::move(loaded.value());
-    }
-  }
-  EvaluationReport metrics;
-  std::optional<EvaluationReport> active_metrics;
-  inference::ModelExtras extras;
-  Matrix validation_embeddings(0, trained->config.hidden_size);
-  if (!validation.empty()) {
-    std::vector<Sample*> need;
-    for (auto& s : data->samples) {
-      if (s.validation && s.grey.empty()) need.push_back(&s);
-    }
-    auto loaded = load_images(need, trained->config, read_display, cancel, problems);
-    if (!loaded) return loaded.error();
-    std::erase_if(validation, [](const Sample* s) { return s->grey.empty(); });
-    auto out = forward_samples(*candidate, validation, cancel);
-    if (!out) return out.error();
-    // Calibrated on this site's validation patients; the metrics (thresholds included) are of the
-    // calibrated probabilities a reader will see.
-    extras.calibration = fit_calibration(trained->config.labels, validation, out->logits,
-                                         "Platt scaling on " + std::to_string(validation.size()) + " validation images of this catalog");
-    metrics = evaluate_probabilities(data->outputs, validation, inference::calibrated_probabilities(out->logits, extras.calibration),
-                                     trained->config.labels);
-    validation_embeddings = std::move(out->embeddings);
-    if (active_model) {
-      auto q = forward_samples(active_model->model, validation, cancel);
-      if (!q) return q.error();
-      const Matrix shown = active_model->model.config().multi_label()
-                               ? shown_probabilities(active_model->extras, validation, *q)
-                               : q->probabilities;
-      active_metrics = evaluate_probabilities(data->outputs, validation, shown, active_model->model.config().labels);
-      active_metrics->model_version = active_model->record.version;
-    }
-  }
-  // The domain reference: a frozen backbone keeps its parent's; a trained one is described anew by
-  // its embeddings of the training images (when there are enough of them to say anything).
-  if (strategy == Strategy::Head || strategy == Strategy::Calibrate) {
-    extras.domain = base->extras.domain;
-  } else {
-    std::vector<Sample*> train_need;
-    std::vector<const Sample*> train_samples;
-    for (auto& s : data->samples) {
-      if (s.validation) continue;
-      if (s.grey.empty()) train_need.push_back(&s);
-      train_samples.push_back(&s);
-    }
-    if (train_samples.size() >= 20) {
-      auto loaded = load_images(train_need, trained->config, read_display, cancel, problems);
-      if (!loaded) return loaded.error();
-      std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
-      auto out = forward_samples(*candidate, train_samples, cancel);
-      if (!out) return out.error();
-      extras.domain = fit_domain(trained->config, train_samples, out->embeddings, validation, validation_embeddings);
-      if (base->extras.domain) {
-        extras.domain->populations = base->extras.domain->populations;
-        extras.domain->modalities = base->extras.domain->modalities;
-      }
-    }
-  }
-  // This site's calibration replaces the parent's populations' own: they were fitted to the
-  // parent's outputs on other sites' films.
-  if (extras.domain) {
-    for (auto& pop : extras.domain->populations) pop.calibration.reset();
-  }
-
-  // The trained model is saved first under a name of this run alone, then moved to a free version
-  // name and registered: a name taken meanwhile (another run, a folder left behind) costs nothing
-  // but the next name, and if no name can be had the folder stays where it is, said so.
-  const fs::path partial = *models / (".partial-job-" + std::to_string(job_id) + "-" + std::to_string(::getpid()));
-  if (auto saved = save_model_folder(*candidate, extras, partial); !saved) return saved.error();
-
-  auto [pass, reason] = gate(metrics, active_metrics, options.gate_tolerance);
-  if (!options.allow_promotion) {
-    pass = false;
-    reason = "kept as a candidate (promotion not allowed for this run); " + reason;
-  }
-  trained->hyperparameters["strategy"] = to_string(strategy);
-  trained->hyperparameters["started_by"] = options.author;
-  auto snapshot = labelled_summary(*data);
-
-  std::optional<Result<ModelRecord>> registered;
-  std::string version;
-  for (int attempt = 0; attempt < 100 && !registered; ++attempt) {
-    auto next = next_version(catalog, base->record.version, *models);
-    if (!next) return next.error();
-    version = *next;
-    const fs::path dir = *models / version;
-    fs::rename(partial, dir, ec);
-    if (ec) {
-      if (ec == std::errc::directory_not_empty || ec == std::errc::file_exists || ec == std::errc::not_a_directory) continue;
-      return Error{ErrorKind::Io, "cannot move " + partial.string() + " to " + dir.string() + ": " + ec.message() +
-                                      "; the trained model is kept in " + partial.string()};
-    }
-    metrics.model_version = version;
-    if (strategy != Strategy::Head && strategy != Strategy::Calibrate) trained->hyperparameters["backbone_version"] = version;  // a trained backbone is its own
-    json metrics_json = to_json(metrics);
-    if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
-    metrics_json["history"] = detail::to_json(trained->history);
-    metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
-    if (!problems.empty()) metrics_json["unreadable_images"] = problems;
-
-    ModelRecord record;
-    record.version = version;
-    record.parent_id = base->record.id > 0 ? std::optional<std::int64_t>(base->record.id) : std::nullopt;
-    record.name = version;
-    record.strategy = to_string(strategy);
-    record.hyperparameters = dump_json(trained->hyperparameters);
-    record.label_snapshot = dump_json(snapshot);
-    record.metrics = dump_json(metrics_json);
-    record.status = pass ? "active" : "candidate";
-    record.status_reason = reason;
-    record.path = fs::absolute(dir, ec).string();
-    auto done = catalog.register_model(record, trained->config.labels);
-    if (!done) {
-      // Registered meanwhile by another run of this catalog: take the folder back, try the next name.
-      auto taken = catalog.find_model(version);
-      if (taken && taken->has_value() && !fs::exists(partial, ec)) {
-        fs::rename(dir, partial, ec);
-        if (!ec) continue;
-      }
-      return Error{done.error().kind, done.error().message + "; the trained model is kept in " + dir.string()};
-    }
-    registered = std::move(done);
-  }
-  if (!registered) {
-    return Error{ErrorKind::Io, "no free version name for the trained model; it is kept in " + partial.string()};
-  }
-  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", version}, {"promoted", pass}}));
+  detail::Candidate candidate{std::move(trained->config), std::move(trained->weights), std::move(trained->history),
+                              std::move(trained->hyperparameters), to_string(strategy),
+                              strategy != Strategy::Head && strategy != Strategy::Calibrate, json::object(),
+                              "job-" + std::to_string(job_id)};
+  auto result = detail::register_candidate(catalog, *base, candidate, *data, options, problems, progress, cancel);
+  if (!result) return result.error();
+  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", result->model.version}, {"promoted", result->promoted}}));
   fs::remove_all(checkpoint_dir, ec);
-
-  FinetuneResult result;
-  result.model = **registered;
-  if (base->record.id > 0) result.parent = base->record;
-  result.strategy = to_string(strategy);
-  result.metrics = std::move(metrics);
-  result.parent_metrics = std::move(active_metrics);
-  result.promoted = pass;
-  result.reason = reason;
-  result.history = trained->history;
-  result.seconds = seconds_since(run.t0);
+  result->seconds = seconds_since(run.t0);
   run.report("done");
   return result;
 }
@@ -781,7 +810,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
       events.push_back(std::move(e));
     }
   } else {
-    auto current = catalog.current_labels();
+    auto current = detail::training_labels(catalog);
     if (!current) return current.error();
     events = std::move(current.value());
   }

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "catalog_support.hpp"
+#include "labelled_catalog.hpp"
 #include "random_vit.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/finetune.hpp"
@@ -55,31 +56,7 @@ class FinetuneTest : public CatalogTest {
     CatalogTest::SetUp();
     catalog_.emplace(open_catalog());
     // Two images per patient; about half carry a bright square in the upper left quarter.
-    std::mt19937 rng(7);
-    fs::create_directories(path("images"));
-    for (int p = 0; p < kPatients; ++p) {
-      for (int k = 0; k < 2; ++k) {
-        const int index = 2 * p + k;
-        const bool pattern = (rng() % 2) == 0;
-        testdata::DicomSpec spec;
-        spec.phantom.rows = 96;
-        spec.phantom.columns = 96;
-        spec.phantom.collimator_border = false;
-        spec.phantom.seed = static_cast<std::uint32_t>(100 + index);
-        spec.patient_id = "PAT" + std::to_string(p);
-        spec.patient_name = "Patient^" + std::to_string(p);
-        spec.study_instance_uid = "1.2.826.0.1.3680043.10.1." + std::to_string(p);
-        spec.sop_instance_uid = "1.2.826.0.1.3680043.10.2." + std::to_string(index);
-        if (pattern) {
-          spec.draw = [](std::vector<std::int32_t>& v, int rows, int cols) {
-            for (int r = 8; r < rows / 2; ++r)
-              for (int c = 8; c < cols / 2; ++c) v[static_cast<std::size_t>(r * cols + c)] = 4095;
-          };
-        }
-        testdata::write_dicom(path("images") / ("img" + std::to_string(index) + ".dcm"), spec);
-        truth_[spec.sop_instance_uid] = pattern;
-      }
-    }
+    for (const auto& [uid, pattern] : write_pattern_phantoms(path("images"), kPatients)) truth_[uid] = pattern;
     app::ImportOptions io;
     auto report = app::import_paths(*catalog_, {path("images")}, io);
     ASSERT_TRUE(report.ok()) << report.error->message;

@@ -250,6 +250,14 @@ TEST_F(CliExport, BadCommandLinesAndCatalogsGiveTheirExitStatus) {
   EXPECT_EQ(run_cli(db() + "export --out " + out + " --format xml").status, 2);
   EXPECT_EQ(run_cli(db() + "export --out " + out + " --format csv --bogus").status, 2);
   EXPECT_EQ(run_cli(db() + "export --out").status, 2);
+  // The training set (--format dataset) is always de-identified with images; --dicom and --model are its own.
+  EXPECT_EQ(run_cli(db() + "export --out " + out + " --format dataset --images").status, 2);
+  EXPECT_EQ(run_cli(db() + "export --out " + out + " --format csv --dicom").status, 2);
+  EXPECT_EQ(run_cli(db() + "export --out " + out + " --format json --model m").status, 2);
+  // No model in this catalog to start from: said so, nothing written.
+  const CliRun no_model = run_cli(db() + "export --out " + out + " --format dataset", true);
+  EXPECT_NE(no_model.status, 0);
+  EXPECT_NE(no_model.out.find("no active model"), std::string::npos) << no_model.out;
   EXPECT_FALSE(fs::exists(dir_ / "out"));
   // No catalog there (export never creates one).
   const CliRun missing = run_cli("--db " + quote((dir_ / "none" / "x.db").string()) + " export --out " + out + " --format csv", true);

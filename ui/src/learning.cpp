@@ -20,6 +20,7 @@
 
 #include "async.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/cluster.hpp"
 #include "session.hpp"
 
 namespace hilum::ui {
@@ -310,12 +311,12 @@ ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent),
   resize(900, 520);
   auto* layout = new QVBoxLayout(this);
   auto* split = new QSplitter(Qt::Vertical, this);
-  table_ = new QTableWidget(0, 8, split);
+  table_ = new QTableWidget(0, 9, split);
   table_->setObjectName("modelTable");
-  table_->setHorizontalHeaderLabels({tr("Version"), tr("Status"), tr("Parent"), tr("Strategy"), tr("Mean AUROC"),
+  table_->setHorizontalHeaderLabels({tr("Version"), tr("Status"), tr("Parent"), tr("Strategy"), tr("Trained on"), tr("Mean AUROC"),
                                      tr("Labelled images"), tr("Created"), tr("Why")});
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
-  table_->horizontalHeader()->setSectionResizeMode(7, QHeaderView::Stretch);
+  table_->horizontalHeader()->setSectionResizeMode(8, QHeaderView::Stretch);
   table_->setWordWrap(false);
   table_->setTextElideMode(Qt::ElideRight);
   table_->verticalHeader()->setVisible(false);
@@ -402,6 +403,7 @@ void ModelManager::refresh() {
                             qstr(m.status),
                             m.parent_id ? versions[*m.parent_id] : QString("–"),
                             qstr(m.strategy),
+                            qstr(app::trained_on(m)),
                             auroc_text(mean),
                             images ? QString::number(*images) : QString("–"),
                             qstr(m.created_at).left(19).replace('T', ' '),
@@ -437,9 +439,9 @@ void ModelManager::show_details() {
     const auto doc = QJsonDocument::fromJson(QByteArray::fromStdString(json));
     return doc.isNull() ? qstr(json) : QString::fromUtf8(doc.toJson(QJsonDocument::Indented));
   };
-  details_->setPlainText(tr("%1 — %2\nFolder: %3\n\nHyperparameters:\n%4\nLabels used:\n%5\nMetrics:\n%6")
-                             .arg(qstr(r.version), qstr(r.name), qstr(r.path), pretty(r.hyperparameters), pretty(r.label_snapshot),
-                                  pretty(r.metrics)));
+  details_->setPlainText(tr("%1 — %2\nTrained on: %3\nFolder: %4\n\nHyperparameters:\n%5\nLabels used:\n%6\nMetrics:\n%7")
+                             .arg(qstr(r.version), qstr(r.name), qstr(app::trained_on(r)), qstr(r.path), pretty(r.hyperparameters),
+                                  pretty(r.label_snapshot), pretty(r.metrics)));
 }
 
 void ModelManager::import_folder(const std::filesystem::path& dir, const QString& version, bool activate) {
@@ -450,6 +452,12 @@ void ModelManager::import_folder(const std::filesystem::path& dir, const QString
       [db, dir, version, activate]() -> app::Result<app::ModelRecord> {
         auto catalog = Session::open_worker_catalog(db);
         if (!catalog) return catalog.error();
+        // A folder trained by cluster/train.py goes through the fine-tune gate, which decides.
+        if (app::is_cluster_model_folder(dir)) {
+          auto r = app::import_cluster_model(catalog.value(), dir);
+          if (!r) return r.error();
+          return r->result.model;
+        }
         return app::import_model(catalog.value(), dir, sstr(version), activate);
       },
       [this](const app::Result<app::ModelRecord>& r) {
@@ -466,6 +474,10 @@ void ModelManager::import_folder(const std::filesystem::path& dir, const QString
 void ModelManager::import_interactively() {
   const QString dir = QFileDialog::getExistingDirectory(this, tr("A Hugging Face ViT folder (config.json + model.safetensors)"));
   if (dir.isEmpty()) return;
+  if (app::is_cluster_model_folder(sstr(dir))) {  // named and promoted like a fine-tune
+    import_folder(sstr(dir), QString(), false);
+    return;
+  }
   bool ok = false;
   const QString version = QInputDialog::getText(this, tr("Version"), tr("Version name for this model:"), QLineEdit::Normal,
                                                 QFileInfo(dir).fileName(), &ok);
