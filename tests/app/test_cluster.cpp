@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <clocale>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -278,6 +279,21 @@ TEST_F(ClusterTest, ProbabilitiesOurEngineDoesNotReproduceAreRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("does not reproduce PyTorch's probabilities"), std::string::npos) << r.error().message;
   EXPECT_EQ(model_count(), before);
+}
+
+// The GUI imports under the user's locale: what is stored reads back as the same numbers.
+TEST_F(ClusterTest, NumbersDoNotDependOnTheLocale) {
+  const fs::path dir = trained_folder();
+  const std::string previous = std::setlocale(LC_ALL, nullptr);
+  if (std::setlocale(LC_ALL, "de_DE.UTF-8") == nullptr) GTEST_SKIP() << "the de_DE.UTF-8 locale is not installed (scripts/setup generates it)";
+  auto r = app::import_cluster_model(*catalog_, dir);
+  std::setlocale(LC_ALL, previous.c_str());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const json hp = json::parse(r->result.model.hyperparameters);
+  EXPECT_DOUBLE_EQ(hp["learning_rate"].get<double>(), 1e-4);
+  const json metrics = json::parse(r->result.model.metrics);
+  EXPECT_DOUBLE_EQ(metrics["gate"]["tolerance"].get<double>(), 0.005);
+  EXPECT_NE(r->result.reason.find("0.005"), std::string::npos) << r->result.reason;
 }
 
 TEST_F(ClusterTest, OtherTrainingReportsAreNotClusterFolders) {

@@ -30,18 +30,8 @@ using inference::Matrix;
 
 // A tiny random ViT (1 channel, 32x32 input, patch 8, D=32, 2 blocks) with two outputs.
 inference::ViTModel tiny_vit(std::uint32_t seed) {
-  inference::ViTConfig c;
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.intermediate_size = 64;
-  c.image_size = 32;
-  c.patch_size = 8;
-  c.num_channels = 1;
-  c.layer_norm_eps = 1e-6;
+  inference::ViTConfig c = tiny_cluster_config();
   c.labels = {"Effusion", "Mass"};
-  c.problem_type = "multi_label_classification";
-  c.input_height = c.input_width = 32;
   inference::ViTWeights w = random_vit_weights(c, seed, 0.2f);
   auto m = inference::ViTModel::from_weights(c, std::move(w));
   EXPECT_TRUE(m.ok());

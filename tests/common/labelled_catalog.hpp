@@ -18,6 +18,7 @@
 
 namespace hilum::test {
 
+// The tiny ViT of the fine-tune and cluster tests (outputs Effusion and Pattern).
 inline inference::ViTConfig tiny_cluster_config() {
   inference::ViTConfig c;
   c.hidden_size = 32;

@@ -377,6 +377,11 @@ class Workstation : public QObject {
     manager->import_folder(dir_ / "vit", "random-vit-2", true);
     QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
     QVERIFY(window_->findChild<QLabel*>("aiModel")->text().contains("random-vit-2"));
+    // The manager says where each version was trained (an imported folder: "imported").
+    auto* table = manager->findChild<QTableWidget*>("modelTable");
+    QCOMPARE(table->horizontalHeaderItem(4)->text(), QString("Trained on"));
+    QTRY_VERIFY_WITH_TIMEOUT(table->rowCount() == 1, 5000);
+    QCOMPARE(table->item(0, 4)->text(), QString("imported"));
     window_.reset();
   }
 };
