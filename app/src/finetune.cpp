@@ -556,7 +556,11 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   if (!base->model.config().multi_label()) {
     return Error{ErrorKind::Invalid, "fine-tuning needs a multi-label model; " + base->record.version + " is single-label"};
   }
-  auto events = catalog.current_labels();
+  // The consensus of the readers (Catalog::consensus_labels), never one reader's labels.
+  auto policy = catalog.consensus_policy();
+  if (!policy) return policy.error();
+  const std::string labels_used = "consensus: " + policy->describe();
+  auto events = catalog.consensus_labels();
   if (!events) return events.error();
   auto data = build_dataset(catalog, base->model.config().labels, *events, snapshot_of(base->record), true);
   if (!data) return data.error();
@@ -688,6 +692,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   trained->hyperparameters["strategy"] = to_string(strategy);
   trained->hyperparameters["started_by"] = options.author;
   auto snapshot = labelled_summary(*data);
+  snapshot["labels"] = labels_used;
 
   std::optional<Result<ModelRecord>> registered;
   std::string version;
@@ -703,6 +708,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
                                       "; the trained model is kept in " + partial.string()};
     }
     metrics.model_version = version;
+    metrics.labels = labels_used;
     if (strategy != Strategy::Head && strategy != Strategy::Calibrate) trained->hyperparameters["backbone_version"] = version;  // a trained backbone is its own
     json metrics_json = to_json(metrics);
     if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
@@ -758,6 +764,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
   auto model = load_model(catalog, model_spec);
   if (!model) return model.error();
   std::vector<LabelEvent> events;
+  std::string labels_used;
   if (!labels_csv.empty()) {
     std::vector<LabelInput> inputs;
     auto read = read_label_csv(catalog, labels_csv, "evaluate", inputs);
@@ -775,8 +782,12 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
       e.value = in.value;
       events.push_back(std::move(e));
     }
+    labels_used = "csv: " + labels_csv.string();
   } else {
-    auto current = catalog.current_labels();
+    auto policy = catalog.consensus_policy();
+    if (!policy) return policy.error();
+    labels_used = "consensus: " + policy->describe();
+    auto current = catalog.consensus_labels();
     if (!current) return current.error();
     events = std::move(current.value());
   }
@@ -798,6 +809,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
   if (!probabilities) return probabilities.error();
   auto report = evaluate_probabilities(data->outputs, samples, *probabilities, model->model.config().labels);
   report.model_version = model->record.version;
+  report.labels = labels_used;
   return report;
 }
 

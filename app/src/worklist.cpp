@@ -12,9 +12,14 @@ namespace {
 // Per-image aggregates are computed once (GROUP BY) and LEFT JOINed, so the cost stays linear in
 // the number of label events and predictions.
 constexpr const char* kAggregates = R"SQL(
-WITH cl AS (SELECT instance_ref, finding_ref, value, author FROM current_labels),
-lab AS (SELECT instance_ref, count(*) AS n, sum(value = 'present') AS np, max(author = ?1) AS mine
-        FROM cl GROUP BY instance_ref),
+WITH cl AS (SELECT instance_ref, finding_ref, value FROM consensus_labels),
+rl AS (SELECT instance_ref, finding_ref, value, author FROM reader_labels),
+lab AS (SELECT instance_ref, count(*) AS n, sum(value = 'present') AS np FROM cl GROUP BY instance_ref),
+rd AS (SELECT instance_ref, count(DISTINCT author) AS readers, max(author = ?1) AS mine FROM rl GROUP BY instance_ref),
+rdis AS (SELECT instance_ref, count(*) AS n FROM
+           (SELECT instance_ref, finding_ref FROM rl GROUP BY instance_ref, finding_ref HAVING count(DISTINCT value) > 1) d
+         WHERE NOT EXISTS (SELECT 1 FROM adjudicated_labels a WHERE a.instance_ref = d.instance_ref AND a.finding_ref = d.finding_ref)
+         GROUP BY instance_ref),
 pr AS (SELECT instance_ref, count(*) AS n,
               1.0 - min(CASE WHEN probability >= ?3 THEN (probability - ?3) / (1.0 - ?3)
                              ELSE (?3 - probability) / ?3 END) AS unc
@@ -28,9 +33,13 @@ dis AS (SELECT cl.instance_ref, count(*) AS n FROM cl
 constexpr const char* kJoins = R"SQL(
 FROM instances i JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref
 JOIN patients p ON p.id = st.patient_ref
-LEFT JOIN lab ON lab.instance_ref = i.id LEFT JOIN pr ON pr.instance_ref = i.id LEFT JOIN dis ON dis.instance_ref = i.id
+LEFT JOIN lab ON lab.instance_ref = i.id LEFT JOIN rd ON rd.instance_ref = i.id LEFT JOIN rdis ON rdis.instance_ref = i.id
+LEFT JOIN pr ON pr.instance_ref = i.id LEFT JOIN dis ON dis.instance_ref = i.id
 LEFT JOIN prediction_domain pd ON pd.instance_ref = i.id AND pd.model_ref = ?2
 )SQL";
+
+// No reader's label and no consensus (an adjudication) on the image.
+constexpr const char* kUnlabelled = "(lab.n IS NULL AND rd.readers IS NULL)";
 
 constexpr const char* kPatientOrder = "p.patient_id, st.study_date, st.study_uid, se.series_number, se.series_uid, i.id";
 
@@ -92,17 +101,18 @@ Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery
   q += "SELECT i.id, i.sop_uid, CASE WHEN i.stored_path <> '' THEN i.stored_path ELSE i.path END, p.patient_id, p.name, "
        "p.sex, i.patient_age, st.study_uid, st.study_date, st.description, st.accession_number, se.series_uid, "
        "se.series_number, se.description, se.modality, i.view_position, i.rows, i.columns, "
-       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(lab.mine, 0), pr.n IS NOT NULL, pr.unc, coalesce(dis.n, 0), "
-       "pd.in_domain, coalesce(pd.reason, ''), ";
+       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(rd.mine, 0), pr.n IS NOT NULL, pr.unc, coalesce(dis.n, 0), "
+       "pd.in_domain, coalesce(pd.reason, ''), coalesce(rd.readers, 0), coalesce(rdis.n, 0), ";
   q += query.with_thumbnails ? "i.thumbnail" : "NULL";
   q += kJoins;
   q += " WHERE 1=1";
   switch (query.show) {
     case WorklistQuery::Show::All: break;
-    case WorklistQuery::Show::Unlabelled: q += " AND lab.n IS NULL"; break;
-    case WorklistQuery::Show::LabelledBy: q += " AND coalesce(lab.mine, 0) = 1"; break;
-    case WorklistQuery::Show::NotLabelledBy: q += " AND coalesce(lab.mine, 0) = 0"; break;
+    case WorklistQuery::Show::Unlabelled: q += std::string(" AND ") + kUnlabelled; break;
+    case WorklistQuery::Show::LabelledBy: q += " AND coalesce(rd.mine, 0) = 1"; break;
+    case WorklistQuery::Show::NotLabelledBy: q += " AND coalesce(rd.mine, 0) = 0"; break;
     case WorklistQuery::Show::Disagreement: q += " AND dis.n IS NOT NULL"; break;
+    case WorklistQuery::Show::ReadersDisagree: q += " AND rdis.n IS NOT NULL"; break;
   }
   if (query.hide_out_of_domain) q += " AND coalesce(pd.in_domain, 1) = 1";
   if (params->finding >= 0) {
@@ -153,7 +163,9 @@ Result<std::vector<WorklistItem>> worklist(Catalog& catalog, const WorklistQuery
     w.disagreements = static_cast<int>(s.int64(23));
     if (!s.is_null(24)) w.in_domain = s.int64(24) != 0;
     w.domain_reason = s.text(25);
-    if (!s.is_null(26)) w.thumbnail_png = s.blob(26);
+    w.readers = static_cast<int>(s.int64(26));
+    w.reader_disagreements = static_cast<int>(s.int64(27));
+    if (!s.is_null(28)) w.thumbnail_png = s.blob(28);
     out.push_back(std::move(w));
   }
   if (s.error()) return *s.error();
@@ -164,9 +176,10 @@ Result<WorklistCounts> worklist_counts(Catalog& catalog, const WorklistQuery& qu
   auto params = params_of(catalog, query, false);
   if (!params) return params.error();
   std::string q = kAggregates;
-  q += "SELECT count(*), coalesce(sum(lab.n IS NULL), 0), coalesce(sum(lab.n IS NOT NULL), 0), "
-       "coalesce(sum(coalesce(lab.mine, 0) = 1), 0), coalesce(sum(coalesce(lab.mine, 0) = 0), 0), "
-       "coalesce(sum(pr.n IS NOT NULL), 0), coalesce(sum(dis.n IS NOT NULL), 0), coalesce(sum(pd.in_domain = 0), 0)";
+  q += std::string("SELECT count(*), coalesce(sum(") + kUnlabelled + "), 0), coalesce(sum(NOT " + kUnlabelled + "), 0), "
+       "coalesce(sum(coalesce(rd.mine, 0) = 1), 0), coalesce(sum(coalesce(rd.mine, 0) = 0), 0), "
+       "coalesce(sum(pr.n IS NOT NULL), 0), coalesce(sum(dis.n IS NOT NULL), 0), coalesce(sum(pd.in_domain = 0), 0), "
+       "coalesce(sum(rdis.n IS NOT NULL), 0)";
   q += kJoins;
   sql::Stmt s(catalog.handle(), q);
   if (!s.ok()) return *s.prepare_error();
@@ -184,6 +197,7 @@ Result<WorklistCounts> worklist_counts(Catalog& catalog, const WorklistQuery& qu
   c.with_predictions = static_cast<int>(s.int64(5));
   c.disagreements = static_cast<int>(s.int64(6));
   c.out_of_domain = static_cast<int>(s.int64(7));
+  c.readers_disagree = static_cast<int>(s.int64(8));
   return c;
 }
 

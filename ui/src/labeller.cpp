@@ -58,7 +58,8 @@ void Labeller::set_model(const QString& version, std::vector<std::pair<std::stri
 void Labeller::reload() {
   states_.clear();
   if (image_.isEmpty()) return;
-  auto current = session_->catalog().current_labels(sstr(image_));
+  // The reader edits their own labels (each reader has their own; see Catalog::reader_labels).
+  auto current = session_->catalog().reader_labels(sstr(image_), sstr(session_->author()));
   if (!current) {
     Q_EMIT failed(qstr(current.error().message));
     return;

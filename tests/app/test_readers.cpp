@@ -1,0 +1,169 @@
+// Several readers, one catalog: each reader's own current label, the consensus policy, the
+// adjudication queue and decisions, blinded reading, who recorded what, concurrent labelling.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "catalog_support.hpp"
+
+namespace hilum::test {
+namespace {
+
+using app::LabelInput;
+using app::LabelValue;
+
+LabelInput reading(const std::string& image, const std::string& finding, LabelValue v, const std::string& author) {
+  LabelInput in;
+  in.image = image;
+  in.finding = finding;
+  in.value = v;
+  in.author = author;
+  return in;
+}
+
+class Readers : public CatalogTest {
+ protected:
+  void SetUp() override {
+    CatalogTest::SetUp();
+    catalog_.emplace(open_catalog());
+    ASSERT_TRUE(catalog_->put_instances({record("7.1"), record("7.2"), record("7.3", "P2", "2.2", "2.2.1")}).ok());
+  }
+  app::Catalog& c() { return *catalog_; }
+  void read(const std::string& image, const std::string& finding, LabelValue v, const std::string& author) {
+    auto r = c().add_labels({reading(image, finding, v, author)});
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  std::optional<app::LabelEvent> consensus(const std::string& image, const std::string& finding) {
+    auto all = c().current_labels(image);
+    EXPECT_TRUE(all.ok());
+    for (const auto& e : all.value())
+      if (e.finding == finding) return e;
+    return std::nullopt;
+  }
+  std::optional<app::Catalog> catalog_;
+};
+
+// Before several readers, the newest event of any author won: a second reader's "absent" silently
+// replaced the first reader's "present".
+TEST_F(Readers, ASecondReaderDoesNotReplaceTheFirst) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Effusion", LabelValue::Absent, "dr.b");
+  EXPECT_FALSE(consensus("7.1", "Effusion").has_value()) << "a 1-1 split has no consensus";
+  auto own = c().reader_labels("7.1", "dr.a");
+  ASSERT_TRUE(own.ok());
+  ASSERT_EQ(own->size(), 1u);
+  EXPECT_EQ(own->at(0).value, LabelValue::Present);
+  EXPECT_EQ(c().reader_labels("7.1")->size(), 2u);
+}
+
+TEST_F(Readers, TheMajorityDecidesAndSaysSo) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Effusion", LabelValue::Present, "dr.b");
+  read("7.1", "Effusion", LabelValue::Absent, "dr.c");  // the newest event, but outvoted
+  auto e = consensus("7.1", "Effusion");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->value, LabelValue::Present);
+  EXPECT_EQ(e->basis, "majority");
+  EXPECT_EQ(e->readers, 3);
+  EXPECT_EQ(e->agreeing, 2);
+  // A reader changing their mind replaces only their own label: now 1 present, 2 absent.
+  read("7.1", "Effusion", LabelValue::Absent, "dr.b");
+  ASSERT_TRUE(consensus("7.1", "Effusion").has_value());
+  EXPECT_EQ(consensus("7.1", "Effusion")->value, LabelValue::Absent);
+  EXPECT_EQ(c().label_history("7.1")->size(), 4u);
+}
+
+TEST_F(Readers, ThePolicyIsConfigurable) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Effusion", LabelValue::Present, "dr.b");
+  read("7.1", "Effusion", LabelValue::Absent, "dr.c");
+  read("7.2", "Mass", LabelValue::Present, "dr.a");
+  EXPECT_EQ(c().consensus_policy()->describe(), "adjudicated > unanimous > majority (at least 1 reader)");
+  app::ConsensusPolicy unanimous;
+  unanimous.rule = app::ConsensusPolicy::Rule::Unanimous;
+  unanimous.min_readers = 2;
+  ASSERT_TRUE(c().set_consensus_policy(unanimous).ok());
+  EXPECT_EQ(c().consensus_policy()->rule, app::ConsensusPolicy::Rule::Unanimous);
+  EXPECT_EQ(c().consensus_policy()->min_readers, 2);
+  EXPECT_FALSE(consensus("7.1", "Effusion").has_value()) << "2 of 3 is not unanimous";
+  EXPECT_FALSE(consensus("7.2", "Mass").has_value()) << "one reader is fewer than 2";
+  read("7.2", "Mass", LabelValue::Present, "dr.b");
+  ASSERT_TRUE(consensus("7.2", "Mass").has_value());
+  EXPECT_EQ(consensus("7.2", "Mass")->basis, "unanimous");
+  app::ConsensusPolicy bad;
+  bad.min_readers = 0;
+  EXPECT_FALSE(c().set_consensus_policy(bad).ok());
+}
+
+TEST_F(Readers, NoFindingIsExclusivePerReaderAndInTheConsensus) {
+  read("7.1", "No Finding", LabelValue::Present, "dr.a");
+  read("7.1", "Nodule", LabelValue::Present, "dr.b");  // another reader may disagree
+  auto own = c().add_labels({reading("7.1", "Mass", LabelValue::Present, "dr.a")});
+  ASSERT_FALSE(own.ok()) << "but not with themselves";
+  EXPECT_NE(own.error().message.find("exclusive"), std::string::npos);
+  EXPECT_FALSE(consensus("7.1", "No Finding").has_value()) << "No Finding beside a present finding";
+  ASSERT_TRUE(consensus("7.1", "Nodule").has_value());
+  auto queue = c().disagreements();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  ASSERT_EQ(queue->at(0).findings.size(), 1u);
+  EXPECT_EQ(queue->at(0).findings[0].finding, "No Finding");
+}
+
+TEST_F(Readers, EveryEventRecordsTheOsUserWhoEnteredIt) {
+  const std::string me = app::current_os_user();
+  ASSERT_FALSE(me.empty());
+  LabelInput mine = reading("7.1", "Effusion", LabelValue::Present, "");
+  ASSERT_TRUE(c().add_labels({mine}).ok());
+  read("7.1", "Mass", LabelValue::Present, "dr.imported");
+  auto history = c().label_history("7.1");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ(history->at(0).author, me) << "no author: the OS user";
+  EXPECT_EQ(history->at(0).recorded_by, me);
+  EXPECT_EQ(history->at(1).author, "dr.imported");
+  EXPECT_EQ(history->at(1).recorded_by, me) << "entered by the OS user on behalf of dr.imported";
+  EXPECT_EQ(history->at(1).kind, app::LabelKind::Reading);
+}
+
+// Eight processes label one catalog at once: every label is there afterwards, none failed.
+TEST_F(Readers, EightProcessesLabellingAtOnceLoseNothing) {
+  constexpr int kProcesses = 8;
+  constexpr int kLabels = 40;
+  const auto db = path("hilum.db");
+  catalog_.reset();
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int failures = 0;
+      auto cat = app::Catalog::open(db, app::Catalog::Mode::ReadWrite);
+      if (!cat) ::_exit(100);
+      const char* findings[] = {"Effusion", "Mass", "Nodule", "Atelectasis"};
+      for (int k = 0; k < kLabels; ++k) {
+        const std::string image = k % 2 ? "7.1" : "7.2";
+        auto r = cat->add_labels({reading(image, findings[k % 4], k % 3 ? LabelValue::Present : LabelValue::Absent,
+                                          "reader" + std::to_string(p))});
+        if (!r) ++failures;
+      }
+      ::_exit(failures > 99 ? 99 : failures);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "a process saw a failure (database is locked?)";
+  }
+  catalog_.emplace(open_catalog());
+  EXPECT_EQ(c().label_history()->size(), static_cast<std::size_t>(kProcesses * kLabels));
+  EXPECT_EQ(c().reader_labels()->size(), static_cast<std::size_t>(kProcesses * 4));  // 4 (image, finding) pairs per reader
+}
+
+}  // namespace
+}  // namespace hilum::test
