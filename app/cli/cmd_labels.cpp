@@ -200,9 +200,78 @@ int cmd_label(const Global& global, const Args& args) {
   return kExitOk;
 }
 
+namespace {
+
+// labels policy [--rule majority|unanimous] [--min-readers N] [--json]
+int labels_policy(const Global& global, const Args& args) {
+  std::optional<app::ConsensusPolicy::Rule> rule;
+  std::optional<int> min_readers;
+  bool json = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--rule" && i + 1 < args.size()) {
+      const std::string v = args[++i];
+      if (v == "majority") rule = app::ConsensusPolicy::Rule::Majority;
+      else if (v == "unanimous") rule = app::ConsensusPolicy::Rule::Unanimous;
+      else return usage_error("labels policy: --rule takes majority or unanimous");
+    } else if (a == "--min-readers" && i + 1 < args.size()) {
+      min_readers = parse_number<int>(args[++i]);
+      if (!min_readers || *min_readers < 1 || *min_readers > 100) return usage_error("labels policy: --min-readers takes 1 to 100");
+    } else {
+      return usage_error("labels policy: unknown option " + a);
+    }
+  }
+  const bool change = rule || min_readers;
+  auto catalog = open_catalog(global, change ? app::Catalog::Mode::ReadWrite : app::Catalog::Mode::ReadWriteCreate, !change);
+  if (!catalog) return kExitCatalog;
+  auto policy = catalog->consensus_policy();
+  if (!policy) return report_error(policy.error());
+  if (change) {
+    if (rule) policy->rule = *rule;
+    if (min_readers) policy->min_readers = *min_readers;
+    if (auto s = catalog->set_consensus_policy(*policy); !s) return report_error(s.error());
+  }
+  if (json) {
+    std::cout << JsonObject()
+                     .add("rule", policy->rule == app::ConsensusPolicy::Rule::Majority ? "majority" : "unanimous")
+                     .add("min_readers", policy->min_readers)
+                     .add("policy", policy->describe())
+                     .str()
+              << '\n';
+  } else {
+    std::printf("consensus: %s\n", policy->describe().c_str());
+  }
+  return kExitOk;
+}
+
+// labels blinding [off|labels|labels+ai]
+int labels_blinding(const Global& global, const Args& args) {
+  if (args.size() > 2) return usage_error("labels blinding takes one of off, labels, labels+ai");
+  std::optional<app::Blinding> mode;
+  if (args.size() == 2) {
+    mode = app::parse_blinding(args[1]);
+    if (!mode) return usage_error("labels blinding: off, labels or labels+ai");
+  }
+  auto catalog = open_catalog(global, mode ? app::Catalog::Mode::ReadWrite : app::Catalog::Mode::ReadWriteCreate, !mode);
+  if (!catalog) return kExitCatalog;
+  if (mode) {
+    if (auto s = catalog->set_blinding(*mode); !s) return report_error(s.error());
+  }
+  auto now = catalog->blinding();
+  if (!now) return report_error(now.error());
+  std::printf("blinding: %s\n", app::to_string(*now));
+  return kExitOk;
+}
+
+}  // namespace
+
 int cmd_labels(const Global& global, const Args& args) {
-  if (args.empty()) return usage_error("labels: list, add NAME or history [IMAGE]");
+  if (args.empty()) return usage_error("labels: list, add NAME, history [IMAGE], policy or blinding");
   const std::string sub = args[0];
+  if (sub == "policy") return labels_policy(global, args);
+  if (sub == "blinding") return labels_blinding(global, args);
   bool json = false;
   std::optional<std::string> name, description;
   for (std::size_t i = 1; i < args.size(); ++i) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include "catalog_support.hpp"
@@ -127,6 +128,90 @@ TEST_F(Readers, EveryEventRecordsTheOsUserWhoEnteredIt) {
   EXPECT_EQ(history->at(1).author, "dr.imported");
   EXPECT_EQ(history->at(1).recorded_by, me) << "entered by the OS user on behalf of dr.imported";
   EXPECT_EQ(history->at(1).kind, app::LabelKind::Reading);
+}
+
+TEST_F(Readers, AnAdjudicatorsDecisionWinsAndIsRecordedAsSuch) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Effusion", LabelValue::Present, "dr.b");
+  read("7.1", "Effusion", LabelValue::Absent, "dr.c");
+  read("7.2", "Mass", LabelValue::Present, "dr.a");
+  read("7.2", "Mass", LabelValue::Absent, "dr.b");
+  auto queue = c().disagreements();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 2u);
+  EXPECT_EQ(queue->at(0).sop_instance_uid, "7.2") << "no consensus comes first";
+  EXPECT_FALSE(queue->at(0).findings[0].consensus.has_value());
+  ASSERT_TRUE(queue->at(1).findings[0].consensus.has_value());
+  EXPECT_EQ(*queue->at(1).findings[0].consensus, LabelValue::Present);
+  ASSERT_EQ(queue->at(1).findings[0].readers.size(), 3u);
+
+  // The adjudicator overrules the majority.
+  auto done = c().adjudicate("7.1", {{"Effusion", LabelValue::Absent}}, "dr.chief", "pleural thickening, not fluid",
+                             queue->at(1).newest_event_id);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  auto e = consensus("7.1", "Effusion");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->value, LabelValue::Absent);
+  EXPECT_EQ(e->basis, "adjudicated");
+  EXPECT_EQ(e->author, "dr.chief");
+  EXPECT_EQ(e->kind, app::LabelKind::Adjudication);
+  EXPECT_EQ(e->readers, 3);
+  EXPECT_EQ(e->agreeing, 1);
+  EXPECT_EQ(c().label_history("7.1")->back().kind, app::LabelKind::Adjudication);
+  EXPECT_EQ(c().reader_labels("7.1")->size(), 3u) << "an adjudication is no reading";
+  queue = c().disagreements();
+  ASSERT_EQ(queue->size(), 1u);
+  EXPECT_EQ(queue->at(0).sop_instance_uid, "7.2");
+  // A newer reading does not undo the decision; clearing the adjudication gives the readers back.
+  read("7.1", "Effusion", LabelValue::Present, "dr.d");
+  EXPECT_EQ(consensus("7.1", "Effusion")->value, LabelValue::Absent);
+  ASSERT_TRUE(c().adjudicate("7.1", {{"Effusion", LabelValue::Cleared}}, "dr.chief", {}, std::numeric_limits<std::int64_t>::max()).ok());
+  EXPECT_EQ(consensus("7.1", "Effusion")->value, LabelValue::Present);
+  EXPECT_EQ(consensus("7.1", "Effusion")->basis, "majority");
+  // add_labels never records an adjudication (it would skip the check below).
+  LabelInput sneaky = reading("7.2", "Mass", LabelValue::Present, "dr.x");
+  sneaky.kind = app::LabelKind::Adjudication;
+  EXPECT_FALSE(c().add_labels({sneaky}).ok());
+}
+
+// Two adjudicators decide the same image at once: the first wins, the second is told and
+// nothing of theirs is written.
+TEST_F(Readers, TwoAdjudicatorsAtOnceOneWinsTheOtherIsTold) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Effusion", LabelValue::Absent, "dr.b");
+  const std::int64_t seen = c().disagreements()->at(0).newest_event_id;
+  auto other = app::Catalog::open(path("hilum.db"), app::Catalog::Mode::ReadWrite);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(c().adjudicate("7.1", {{"Effusion", LabelValue::Present}}, "dr.first", {}, seen).ok());
+  auto late = other->adjudicate("7.1", {{"Effusion", LabelValue::Absent}}, "dr.second", {}, seen);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().kind, app::ErrorKind::Conflict);
+  EXPECT_NE(late.error().message.find("dr.first"), std::string::npos) << late.error().message;
+  EXPECT_EQ(consensus("7.1", "Effusion")->author, "dr.first");
+
+  // Really at once, from two threads with their own connections, on another image.
+  read("7.2", "Mass", LabelValue::Present, "dr.a");
+  read("7.2", "Mass", LabelValue::Absent, "dr.b");
+  std::atomic<int> ready{0};
+  std::atomic<int> won{0}, told{0};
+  const auto adjudicator = [&](const std::string& name, LabelValue v) {
+    auto cat = app::Catalog::open(path("hilum.db"), app::Catalog::Mode::ReadWrite);
+    if (!cat) return;
+    ++ready;
+    while (ready.load() < 2) std::this_thread::yield();
+    auto r = cat->adjudicate("7.2", {{"Mass", v}}, name);
+    if (r) ++won;
+    else if (r.error().kind == app::ErrorKind::Conflict) ++told;
+  };
+  std::thread t1(adjudicator, "dr.one", LabelValue::Present);
+  std::thread t2(adjudicator, "dr.two", LabelValue::Absent);
+  t1.join();
+  t2.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(told.load(), 1);
+  int adjudications = 0;
+  for (const auto& e : c().label_history("7.2").value()) adjudications += e.kind == app::LabelKind::Adjudication;
+  EXPECT_EQ(adjudications, 1);
 }
 
 // Eight processes label one catalog at once: every label is there afterwards, none failed.

@@ -92,6 +92,47 @@ TEST_F(CliCatalog, ACatalogOnReadOnlyStorageCanBeBrowsed) {
   EXPECT_TRUE(c->current_labels("8.2")->empty());
 }
 
+TEST_F(CliCatalog, AdjudicateListsDisagreementsAndRecordsOneDecision) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=absent --author dr.b").status, 0);
+  const auto list = run_cli(db() + " adjudicate list --json");
+  ASSERT_EQ(list.status, 0) << list.out;
+  ASSERT_EQ(lines(list.out).size(), 1u) << list.out;
+  EXPECT_NE(list.out.find("\"sop_instance_uid\":\"8.1\""), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("\"readers\":{\"dr.a\":\"present\",\"dr.b\":\"absent\"}"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("\"consensus\":null"), std::string::npos) << list.out;
+  const auto decided = run_cli(db() + " adjudicate 8.1 --set Effusion=present --json");
+  ASSERT_EQ(decided.status, 0) << decided.out;
+  EXPECT_NE(decided.out.find("\"basis\":\"adjudicated\""), std::string::npos) << decided.out;
+  // A second adjudicator (who saw the list before the first decided) is refused and told who decided.
+  const auto second = run_cli(db() + " adjudicate 8.1 --set Effusion=absent", true);
+  EXPECT_EQ(second.status, 1) << second.out;
+  EXPECT_NE(second.out.find("was adjudicated by"), std::string::npos) << second.out;
+  EXPECT_TRUE(lines(run_cli(db() + " adjudicate list --json").out).empty());
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  const auto history = c->label_history("8.1");
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ(history->back().kind, app::LabelKind::Adjudication);
+  EXPECT_EQ(history->back().author, app::current_os_user());
+  EXPECT_EQ(c->current_labels("8.1")->at(0).value, app::LabelValue::Present);
+}
+
+TEST_F(CliCatalog, ConsensusPolicyAndBlindingAreSettings) {
+  const auto shown = run_cli(db() + " labels policy --json");
+  ASSERT_EQ(shown.status, 0) << shown.out;
+  EXPECT_NE(shown.out.find("\"rule\":\"majority\""), std::string::npos) << shown.out;
+  ASSERT_EQ(run_cli(db() + " labels policy --rule unanimous --min-readers 2").status, 0);
+  EXPECT_EQ(run_cli(db() + " labels policy --min-readers 0").status, 2);
+  ASSERT_EQ(run_cli(db() + " labels blinding labels+ai").status, 0);
+  EXPECT_EQ(run_cli(db() + " labels blinding sometimes").status, 2);
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->consensus_policy()->rule, app::ConsensusPolicy::Rule::Unanimous);
+  EXPECT_EQ(c->consensus_policy()->min_readers, 2);
+  EXPECT_EQ(*c->blinding(), app::Blinding::LabelsAndAi);
+}
+
 TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value
