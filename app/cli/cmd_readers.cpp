@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "hilum/app/agreement.hpp"
 #include "hilum/app/json.hpp"
+#include "hilum/core/numbers.hpp"
 
 namespace hilum::cli {
 namespace {
@@ -128,9 +130,55 @@ int cmd_adjudicate(const Global& global, const Args& args) {
 namespace hilum::cli {
 
 int cmd_agreement(const Global& global, const Args& args) {
-  (void)global;
-  (void)args;
-  return usage_error("agreement: not available yet");
+  app::AgreementOptions options;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--finding" && has_value) {
+      options.finding = args[++i];
+    } else if (a == "--threshold" && has_value) {
+      auto t = parse_number<double>(args[++i]);
+      if (!t || !(*t > 0.0 && *t < 1.0)) return usage_error("agreement: --threshold takes a number between 0 and 1");
+      options.threshold = *t;
+    } else if (a == "--bootstrap" && has_value) {
+      auto n = parse_number<int>(args[++i]);
+      if (!n || *n < 0 || *n > 100000) return usage_error("agreement: --bootstrap takes 0 to 100000 resamples");
+      options.bootstrap = *n;
+    } else if (a == "--seed" && has_value) {
+      auto s = parse_number<std::uint64_t>(args[++i]);
+      if (!s) return usage_error("agreement: --seed takes a whole number");
+      options.seed = *s;
+    } else {
+      return usage_error("agreement: unknown option " + a);
+    }
+  }
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite, true);
+  if (!catalog) return kExitCatalog;
+  auto report = app::agreement(*catalog, options);
+  if (!report) return report_error(report.error());
+  if (json) {
+    std::cout << app::agreement_json(*report) << '\n';
+    return kExitOk;
+  }
+  const auto show = [](const app::AgreementValue& v) {
+    if (!v.value) return std::string("undefined");
+    std::string s = core::format_fixed(*v.value, 3);
+    if (v.low && v.high) s += " (" + core::format_fixed(*v.low, 3) + " to " + core::format_fixed(*v.high, 3) + ")";
+    return s + ", " + std::to_string(v.images) + " images";
+  };
+  std::printf("labels: %s\nAI: %s\n", report->labels.c_str(), report->model_version.empty() ? "none" : report->model_version.c_str());
+  for (const auto& f : report->findings) {
+    std::printf("%s: %d image(s) of %d patient(s), %zu reader(s)\n", f.finding.c_str(), f.images, f.patients, f.readers.size());
+    for (const auto& p : f.cohen_kappa)
+      std::printf("  Cohen's kappa %s / %s: %s\n", p.reader_a.c_str(), p.reader_b.c_str(), show(p.cohen_kappa).c_str());
+    std::printf("  Fleiss' kappa: %s\n  Krippendorff's alpha: %s\n", show(f.fleiss_kappa).c_str(), show(f.krippendorff_alpha).c_str());
+    for (const auto& r : f.vs_consensus) std::printf("  %s vs consensus: %s\n", r.reader.c_str(), show(r.cohen_kappa).c_str());
+    for (const auto& r : f.vs_ai) std::printf("  %s vs AI: %s\n", r.reader.c_str(), show(r.cohen_kappa).c_str());
+  }
+  return kExitOk;
 }
 
 }  // namespace hilum::cli

@@ -8,7 +8,11 @@
 #include <limits>
 #include <thread>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "catalog_support.hpp"
+#include "hilum/app/agreement.hpp"
 
 namespace hilum::test {
 namespace {
@@ -212,6 +216,84 @@ TEST_F(Readers, TwoAdjudicatorsAtOnceOneWinsTheOtherIsTold) {
   int adjudications = 0;
   for (const auto& e : c().label_history("7.2").value()) adjudications += e.kind == app::LabelKind::Adjudication;
   EXPECT_EQ(adjudications, 1);
+}
+
+// The catalog's agreement report on the reference ratings (tests/reference/golden_agreement, whose
+// values scikit-learn and NumPy computed) matches them to 1e-9, under the names the JSON promises.
+TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
+  std::ifstream in(std::string(HILUM_AGREEMENT_GOLDEN_DIR) + "/agreement.json");
+  ASSERT_TRUE(in.good());
+  const auto g = nlohmann::json::parse(in);
+  const auto rows = g["ratings"].get<std::vector<std::vector<int>>>();
+  const auto patients = g["patients"].get<std::vector<int>>();
+  const auto readers = g["readers"].get<std::vector<std::string>>();
+  std::vector<app::InstanceRecord> records;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::string p = std::to_string(patients[i]);
+    records.push_back(record("9." + std::to_string(i), "RP" + p, "9.9." + p, "9.9." + p + ".1"));
+  }
+  ASSERT_TRUE(c().put_instances(records).ok());
+  app::ModelRecord m;
+  m.version = "ai-1";
+  m.status = "active";
+  m.path = "/models/ai-1";
+  auto model = c().register_model(m, {"Effusion"});
+  ASSERT_TRUE(model.ok());
+  std::vector<LabelInput> labels;
+  const LabelValue values[] = {LabelValue::Absent, LabelValue::Present, LabelValue::Uncertain};
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::string image = "9." + std::to_string(i);
+    for (std::size_t r = 0; r < readers.size(); ++r) {
+      if (rows[i][r] >= 0) labels.push_back(reading(image, "Effusion", values[rows[i][r]], readers[r]));
+    }
+    // The AI says what reader0 says (0.3 where reader0 did not read it): their kappa is 1.
+    const double p = rows[i][0] == 1 ? 0.9 : rows[i][0] == 0 ? 0.1 : 0.3;
+    ASSERT_TRUE(c().put_predictions(image, model->id, {{"Effusion", p}}).ok());
+  }
+  ASSERT_TRUE(c().add_labels(labels).ok());
+
+  app::AgreementOptions options;
+  options.finding = "effusion";
+  options.bootstrap = 200;
+  auto report = app::agreement(c(), options);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ASSERT_EQ(report->findings.size(), 1u);
+  const auto& f = report->findings[0];
+  EXPECT_EQ(f.readers, readers);
+  EXPECT_EQ(f.images, 40);
+  EXPECT_EQ(f.patients, 20);
+  ASSERT_EQ(f.cohen_kappa.size(), 6u);
+  for (std::size_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(g["cohen_kappa"][k]["readers"][0], f.cohen_kappa[k].reader_a);
+    EXPECT_EQ(g["cohen_kappa"][k]["readers"][1], f.cohen_kappa[k].reader_b);
+    ASSERT_TRUE(f.cohen_kappa[k].cohen_kappa.value.has_value());
+    EXPECT_NEAR(*f.cohen_kappa[k].cohen_kappa.value, g["cohen_kappa"][k]["cohen_kappa"].get<double>(), 1e-9);
+    ASSERT_TRUE(f.cohen_kappa[k].cohen_kappa.low.has_value());
+    EXPECT_LE(*f.cohen_kappa[k].cohen_kappa.low, *f.cohen_kappa[k].cohen_kappa.high);
+  }
+  EXPECT_NEAR(f.fleiss_kappa.value.value_or(-9), g["fleiss_kappa"].get<double>(), 1e-9);
+  EXPECT_EQ(f.fleiss_kappa.images, g["fleiss_complete_items"].get<int>());
+  EXPECT_NEAR(f.krippendorff_alpha.value.value_or(-9), g["krippendorff_alpha"].get<double>(), 1e-9);
+  ASSERT_EQ(f.vs_ai.size(), 4u);
+  EXPECT_NEAR(f.vs_ai[0].cohen_kappa.value.value_or(-9), 1.0, 1e-12);
+  ASSERT_EQ(f.vs_consensus.size(), 4u);
+  EXPECT_TRUE(f.vs_consensus[0].cohen_kappa.value.has_value());
+
+  const auto j = nlohmann::json::parse(app::agreement_json(*report));
+  EXPECT_EQ(j["model"], "ai-1");
+  EXPECT_EQ(j["bootstrap"]["unit"], "patient");
+  const auto& jf = j["findings"][0];
+  EXPECT_EQ(jf["readers"][0], "reader0");
+  EXPECT_EQ(jf["cohen_kappa"][0]["readers"][1], "reader1");
+  EXPECT_NEAR(jf["cohen_kappa"][0]["value"].get<double>(), g["cohen_kappa"][0]["cohen_kappa"].get<double>(), 1e-9);
+  EXPECT_NEAR(jf["fleiss_kappa"]["value"].get<double>(), g["fleiss_kappa"].get<double>(), 1e-9);
+  EXPECT_NEAR(jf["krippendorff_alpha"]["value"].get<double>(), g["krippendorff_alpha"].get<double>(), 1e-9);
+  EXPECT_EQ(jf["krippendorff_alpha"]["ci95"].size(), 2u);
+  EXPECT_EQ(jf["reader_vs_ai"][0]["reader"], "reader0");
+  EXPECT_EQ(jf["reader_vs_consensus"][3]["reader"], "reader3");
+
+  options.finding = "Dragons";
+  EXPECT_EQ(app::agreement(c(), options).error().kind, app::ErrorKind::NotFound);
 }
 
 // Eight processes label one catalog at once: every label is there afterwards, none failed.

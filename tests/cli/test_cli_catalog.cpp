@@ -133,6 +133,21 @@ TEST_F(CliCatalog, ConsensusPolicyAndBlindingAreSettings) {
   EXPECT_EQ(*c->blinding(), app::Blinding::LabelsAndAi);
 }
 
+TEST_F(CliCatalog, AgreementNamesEachStatisticAndTheReaders) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=absent --author dr.b").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.2 --set Effusion=absent --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.2 --set Effusion=absent --author dr.b").status, 0);
+  const auto r = run_cli(db() + " agreement --finding Effusion --bootstrap 20 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* field : {"\"cohen_kappa\":[{\"readers\":[\"dr.a\",\"dr.b\"],\"value\":0,", "\"fleiss_kappa\":{\"value\":",
+                            "\"krippendorff_alpha\":{\"value\":", "\"reader_vs_consensus\":[{\"reader\":\"dr.a\"",
+                            "\"readers\":[\"dr.a\",\"dr.b\"]"}) {
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << " in " << r.out;
+  }
+  EXPECT_EQ(run_cli(db() + " agreement --threshold 2").status, 2);
+}
+
 TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value
