@@ -36,7 +36,7 @@ std::string event_json(const app::LabelEvent& e) {
   o.add("id", e.id).add("sop_instance_uid", e.sop_instance_uid).add("finding", e.finding).add("value", app::to_string(e.value));
   if (e.region) o.add_raw("region", e.region->to_json());
   else o.add_null("region");
-  o.add("author", e.author).add("created_at", e.created_at);
+  o.add("author", e.author).add("created_at", e.created_at).add("kind", app::to_string(e.kind)).add("recorded_by", e.recorded_by);
   if (e.model_version) o.add("model_version", *e.model_version);
   if (e.model_probability) o.add("model_probability", *e.model_probability);
   if (!e.comment.empty()) o.add("comment", e.comment);
@@ -153,7 +153,9 @@ int cmd_label(const Global& global, const Args& args) {
       return usage_error("label: one IMAGE at a time");
     }
   }
-  if (!author) return usage_error("label: --author NAME is required (every label records who set it)");
+  // The reader is the OS user; --author NAME records another reader's labels, entered by the OS user
+  // on their behalf (each event keeps both: author and recorded_by).
+  if (!author) author = app::current_os_user();
   if (csv) {
     if (image || !sets.empty() || region) return usage_error("label: --from-csv takes no IMAGE, --set or --region");
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
@@ -186,12 +188,16 @@ int cmd_label(const Global& global, const Args& args) {
   if (!catalog) return kExitCatalog;
   auto ids = catalog->add_labels(inputs);
   if (!ids) return report_error(ids.error());
-  auto current = catalog->current_labels(*image);
+  // One command is one complete reading: it is submitted (blinded reading then shows the others').
+  if (auto submitted = catalog->submit_reading(*image, *author); !submitted) return report_error(submitted.error());
+  auto current = catalog->reader_labels(*image, *author);
   if (!current) return report_error(current.error());
   if (json) {
     for (const auto& e : current.value()) std::cout << event_json(e) << '\n';
   } else {
-    std::printf("%zu label(s) recorded. Current labels of %s:\n", ids->size(), image->c_str());
+    const std::string me = app::current_os_user();
+    std::printf("%zu label(s) recorded%s. Current labels of %s by %s:\n", ids->size(),
+                *author == me ? "" : (" by " + me + " on behalf of " + *author).c_str(), image->c_str(), author->c_str());
     for (const auto& e : current.value()) {
       std::printf("  %-20s %-10s %s, %s%s\n", e.finding.c_str(), app::to_string(e.value), e.author.c_str(), e.created_at.c_str(),
                   e.region ? ("  region " + e.region->to_json()).c_str() : "");
@@ -317,7 +323,9 @@ int cmd_labels(const Global& global, const Args& args) {
       if (json) {
         std::cout << event_json(e) << '\n';
       } else {
-        std::printf("%s  %-12s %-20s %-10s %s%s\n", e.created_at.c_str(), e.author.c_str(), e.finding.c_str(),
+        const std::string who = e.author + (e.kind == app::LabelKind::Adjudication ? " (adjudicator)" : "") +
+                                (e.recorded_by.empty() || e.recorded_by == e.author ? "" : " (entered by " + e.recorded_by + ")");
+        std::printf("%s  %-12s %-20s %-10s %s%s\n", e.created_at.c_str(), who.c_str(), e.finding.c_str(),
                     app::to_string(e.value), e.sop_instance_uid.c_str(), e.comment.empty() ? "" : ("  \"" + e.comment + "\"").c_str());
       }
     }

@@ -27,9 +27,11 @@ reading DICOM (no catalog):
 the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
   import PATH...          import files, folders (recursive) and DICOMDIRs  [--jobs N] [--copy] [--json]
   list                    what the catalog holds  [--studies|--images] [--unlabeled|--labeled] [--json]
-  label IMAGE --set FINDING=present|absent|uncertain... --author NAME [--region x,y,w,h]
+  label IMAGE --set FINDING=present|absent|uncertain... [--author NAME] [--region x,y,w,h]
         [--comment TEXT] [--json]
-  label --from-csv FILE --author NAME [--json]
+                          the reader is the OS user; --author NAME records another reader's labels,
+                          entered by the OS user on their behalf; one command submits the reading
+  label --from-csv FILE [--author NAME] [--json]
   labels list [--json]    the vocabulary
   labels add NAME [--description TEXT]
   labels history [IMAGE] [--json]   every label event (the audit trail)

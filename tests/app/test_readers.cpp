@@ -296,6 +296,43 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   EXPECT_EQ(app::agreement(c(), options).error().kind, app::ErrorKind::NotFound);
 }
 
+TEST_F(Readers, BlindedReadingWithholdsOthersLabelsUntilSubmitted) {
+  read("7.1", "Effusion", LabelValue::Present, "dr.a");
+  read("7.1", "Mass", LabelValue::Absent, "dr.b");
+  auto open_view = c().reader_view("7.1", "dr.b");
+  ASSERT_TRUE(open_view.ok());
+  EXPECT_FALSE(open_view->blinded) << "blinding is off by default";
+  EXPECT_EQ(open_view->others.size(), 1u);
+
+  ASSERT_TRUE(c().set_blinding(app::Blinding::LabelsAndAi).ok());
+  auto view = c().reader_view("7.1", "dr.b");
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(view->blinded);
+  EXPECT_TRUE(view->ai_hidden);
+  EXPECT_FALSE(view->submitted);
+  ASSERT_EQ(view->own.size(), 1u);
+  EXPECT_EQ(view->own[0].finding, "Mass");
+  EXPECT_TRUE(view->others.empty()) << "dr.a's label before dr.b submitted";
+  EXPECT_TRUE(view->consensus.empty());
+
+  ASSERT_TRUE(c().submit_reading("7.1", "dr.b").ok());
+  ASSERT_TRUE(c().submit_reading("7.1", "dr.b").ok()) << "submitting twice is harmless";
+  view = c().reader_view("7.1", "dr.b");
+  EXPECT_TRUE(view->submitted);
+  EXPECT_FALSE(view->blinded);
+  EXPECT_FALSE(view->ai_hidden);
+  ASSERT_EQ(view->others.size(), 1u);
+  EXPECT_EQ(view->others[0].author, "dr.a");
+  EXPECT_EQ(view->consensus.size(), 2u);
+  // Another reader who has not submitted is still blinded, for labels only with Labels.
+  ASSERT_TRUE(c().set_blinding(app::Blinding::Labels).ok());
+  view = c().reader_view("7.1", "dr.c");
+  EXPECT_TRUE(view->blinded);
+  EXPECT_FALSE(view->ai_hidden);
+  EXPECT_TRUE(view->own.empty());
+  EXPECT_TRUE(view->others.empty());
+}
+
 // Eight processes label one catalog at once: every label is there afterwards, none failed.
 TEST_F(Readers, EightProcessesLabellingAtOnceLoseNothing) {
   constexpr int kProcesses = 8;

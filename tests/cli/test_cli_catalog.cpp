@@ -148,8 +148,34 @@ TEST_F(CliCatalog, AgreementNamesEachStatisticAndTheReaders) {
   EXPECT_EQ(run_cli(db() + " agreement --threshold 2").status, 2);
 }
 
+// The reader is the OS user; --author NAME (also for --from-csv) is recorded as entered by the OS
+// user on behalf of NAME.
+TEST_F(CliCatalog, TheReaderIsTheOsUserAndImportsSayWhoEnteredThem) {
+  const std::string me = app::current_os_user();
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 0);
+  const auto behalf = run_cli(db() + " label 8.1 --set Effusion=absent --author dr.other");
+  ASSERT_EQ(behalf.status, 0) << behalf.out;
+  EXPECT_NE(behalf.out.find("by " + me + " on behalf of dr.other"), std::string::npos) << behalf.out;
+  {
+    std::ofstream csv(dir_ / "other.csv");
+    csv << "image,Mass\n8.2,present\n";
+  }
+  ASSERT_EQ(run_cli(db() + " label --from-csv " + quote((dir_ / "other.csv").string()) + " --author dr.csv").status, 0);
+  const auto h = run_cli(db() + " labels history --json");
+  ASSERT_EQ(h.status, 0);
+  const auto l = lines(h.out);
+  ASSERT_EQ(l.size(), 3u) << h.out;
+  EXPECT_NE(l[0].find("\"author\":\"" + me + "\""), std::string::npos) << l[0];
+  EXPECT_NE(l[1].find("\"author\":\"dr.other\""), std::string::npos) << l[1];
+  EXPECT_NE(l[2].find("\"author\":\"dr.csv\""), std::string::npos) << l[2];
+  for (const auto& line : l) EXPECT_NE(line.find("\"recorded_by\":\"" + me + "\""), std::string::npos) << line;
+  // Each reader's own label stays theirs.
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->reader_labels("8.1")->size(), 2u);
+}
+
 TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
-  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=maybe --author a").status, 2);         // bad value
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --region 1,2,3 --author a").status, 2);
