@@ -105,11 +105,10 @@ int cmd_label(const Global& global, const Args& args) {
     };
     if (a == "--set") {
       auto v = value();
-      const auto eq = v ? v->rfind('=') : std::string::npos;
-      if (eq == std::string::npos) return usage_error("label: --set takes FINDING=present|absent|uncertain|cleared");
-      auto parsed = app::parse_label_value(v->substr(eq + 1));
-      if (!parsed) return usage_error("label: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
-      sets.emplace_back(v->substr(0, eq), *parsed);
+      std::string problem;
+      auto set = parse_finding_value(v.value_or(""), problem);
+      if (!set) return usage_error("label: " + problem);
+      sets.push_back(std::move(*set));
     } else if (a == "--author") {
       author = value();
       if (!author || author->empty()) return usage_error("label: --author takes a NAME");

@@ -59,11 +59,10 @@ int cmd_adjudicate(const Global& global, const Args& args) {
       replace = true;
     } else if (a == "--set") {
       auto v = value();
-      const auto eq = v ? v->rfind('=') : std::string::npos;
-      if (eq == std::string::npos) return usage_error("adjudicate: --set takes FINDING=present|absent|uncertain|cleared");
-      auto parsed = app::parse_label_value(v->substr(eq + 1));
-      if (!parsed) return usage_error("adjudicate: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
-      sets.emplace_back(v->substr(0, eq), *parsed);
+      std::string problem;
+      auto set = parse_finding_value(v.value_or(""), problem);
+      if (!set) return usage_error("adjudicate: " + problem);
+      sets.push_back(std::move(*set));
     } else if (a == "--seen") {
       auto v = value();
       auto n = v ? parse_number<std::int64_t>(*v) : std::nullopt;

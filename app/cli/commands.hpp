@@ -34,6 +34,9 @@ std::optional<T> parse_number(const std::string& s) {
   return v;
 }
 
+// --set FINDING=present|absent|uncertain|cleared (label, adjudicate); nothing, with `problem` set, when bad.
+std::optional<std::pair<std::string, app::LabelValue>> parse_finding_value(const std::string& s, std::string& problem);
+
 // --precision f32|bf16: the arithmetic of the trained layers' matrix products.
 std::optional<inference::Precision> parse_precision(const std::string& s);
 

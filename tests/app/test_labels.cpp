@@ -21,12 +21,7 @@ using app::LabelInput;
 using app::LabelValue;
 
 LabelInput label(const std::string& image, const std::string& finding, LabelValue v, const std::string& author = "dr.a") {
-  LabelInput in;
-  in.image = image;
-  in.finding = finding;
-  in.value = v;
-  in.author = author;
-  return in;
+  return reading(image, finding, v, author);
 }
 
 class LabelsTest : public CatalogTest {

@@ -20,15 +20,6 @@ namespace {
 using app::LabelInput;
 using app::LabelValue;
 
-LabelInput reading(const std::string& image, const std::string& finding, LabelValue v, const std::string& author) {
-  LabelInput in;
-  in.image = image;
-  in.finding = finding;
-  in.value = v;
-  in.author = author;
-  return in;
-}
-
 class Readers : public CatalogTest {
  protected:
   void SetUp() override {
