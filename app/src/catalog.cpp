@@ -22,6 +22,7 @@
 
 #include "hilum/app/json.hpp"
 #include "hilum/core/numbers.hpp"
+#include "catalog_impl.hpp"
 #include "sqlite.hpp"
 #include "text.hpp"
 
@@ -463,15 +464,6 @@ int Catalog::latest_schema_version() { return static_cast<int>(catalog_migration
 
 // ---- Catalog -----------------------------------------------------------------------------
 
-struct Catalog::Impl {
-  sqlite3* db = nullptr;
-  fs::path path;
-  int schema_version = 0;
-  int depth = 0;  // transaction nesting
-  ~Impl() {
-    if (db != nullptr) sqlite3_close_v2(db);
-  }
-};
 
 Catalog::Catalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Catalog::Catalog(Catalog&&) noexcept = default;

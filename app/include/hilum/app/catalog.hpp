@@ -23,6 +23,12 @@ struct sqlite3;
 
 namespace hilum::app {
 
+// The worklist's types (hilum/app/worklist.hpp, which callers include).
+struct WorklistQuery;
+struct WorklistItem;
+struct WorklistCounts;
+struct LabelActivity;
+
 enum class ErrorKind {
   CannotOpen,    // missing folder, permissions, not a database
   Locked,        // another process holds the write lock beyond the busy timeout
@@ -423,7 +429,14 @@ class Catalog {
   // calls (put_instances inside a caller's transaction) become savepoints of the outer one.
   [[nodiscard]] Status transaction(const std::function<Status()>& body);
 
-  // For workflows inside app/ only (import jobs, export): the raw connection.
+  // ---- The worklist's queries (called through app::worklist, worklist_counts, label_activity in
+  // hilum/app/worklist.hpp, which documents them).
+  [[nodiscard]] Result<std::vector<WorklistItem>> worklist(const WorklistQuery& query);
+  [[nodiscard]] Result<WorklistCounts> worklist_counts(const WorklistQuery& query);
+  [[nodiscard]] Result<LabelActivity> label_activity(std::int64_t after_id);
+
+  // The raw SQLite connection, for tests that check what the database itself enforces (append-only
+  // triggers, damaged files). No workflow uses it: every SQL statement lives behind this class.
   [[nodiscard]] sqlite3* handle();
 
  private:
