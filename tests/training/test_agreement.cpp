@@ -70,6 +70,8 @@ TEST(Agreement, PatientBootstrapIsDeterministicAndBracketsTheEstimate) {
   EXPECT_LT(a->low, estimate);
   EXPECT_GT(a->high, estimate);
   EXPECT_LT(a->high - a->low, 1.0);
+  // One patient: no interval (resampling one cluster says nothing about the spread).
+  EXPECT_FALSE(cluster_bootstrap(std::vector<std::size_t>(rows.size(), 0), 100, 7, stat).has_value());
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ std::optional<Interval> cluster_bootstrap(const std::vector<std::size_t>& cluste
                                           const std::function<std::optional<double>(const std::vector<std::size_t>& items)>& statistic) {
   std::map<std::size_t, std::vector<std::size_t>> members;
   for (std::size_t i = 0; i < cluster_of_item.size(); ++i) members[cluster_of_item[i]].push_back(i);
-  if (members.empty() || resamples <= 0) return std::nullopt;
+  if (members.size() < 2 || resamples <= 0) return std::nullopt;  // one patient: nothing to resample
   std::vector<const std::vector<std::size_t>*> clusters;
   for (const auto& [id, items] : members) clusters.push_back(&items);
   std::mt19937_64 rng(seed);

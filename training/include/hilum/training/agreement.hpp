@@ -35,8 +35,8 @@ struct Interval {
 // Percentile 95% interval of `statistic` over `resamples` bootstrap samples that draw clusters
 // (cluster_of_item[i] is item i's cluster, e.g. its patient) with replacement and take all their
 // items; `statistic` receives the item indices of one sample (repeated as drawn). Deterministic for
-// a seed (std::mt19937_64, index = draw mod clusters). Empty when fewer than half of the samples
-// give a value.
+// a seed (std::mt19937_64, index = draw mod clusters). Empty with fewer than two clusters, or when
+// fewer than half of the samples give a value.
 [[nodiscard]] std::optional<Interval> cluster_bootstrap(
     const std::vector<std::size_t>& cluster_of_item, int resamples, std::uint64_t seed,
     const std::function<std::optional<double>(const std::vector<std::size_t>& items)>& statistic);
