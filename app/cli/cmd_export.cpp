@@ -171,6 +171,7 @@ int cmd_export(const Global& global, const Args& args) {
     o.add("deidentified", options.deidentify);
     o.add("images", static_cast<std::int64_t>(r.images));
     o.add("labels", static_cast<std::int64_t>(r.labels));
+    o.add("labels_used", r.labels_used);
     o.add("bounding_boxes", static_cast<std::int64_t>(r.bounding_boxes));
     o.add("patients", static_cast<std::int64_t>(r.patients));
     o.add_raw("splits", JsonObject()
@@ -190,6 +191,7 @@ int cmd_export(const Global& global, const Args& args) {
     std::printf("exported %zu labels of %zu images (%zu patients: train %zu, validation %zu, test %zu) to %s%s\n",
                 r.labels, r.images, r.patients, r.train.patients, r.validation.patients, r.test.patients,
                 r.out_dir.string().c_str(), options.deidentify ? ", de-identified" : "");
+    std::printf("labels: %s\n", r.labels_used.c_str());
     if (options.format == app::ExportFormat::Csv) std::printf("bounding boxes: %zu\n", r.bounding_boxes);
     if (options.images) {
       std::printf("images: %zu PNG, %zu DICOM, %zu skipped, %zu failed\n", r.pngs, r.dicoms, r.skipped.size(),

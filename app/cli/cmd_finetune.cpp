@@ -19,6 +19,7 @@ using app::JsonObject;
 
 void print_report(const app::EvaluationReport& r) {
   std::printf("%s on %d image(s) of %d patient(s)\n", r.model_version.c_str(), r.images, r.patients);
+  if (!r.labels.empty()) std::printf("  labels: %s\n", r.labels.c_str());
   std::printf("  %-20s %5s %5s  %-22s %6s %9s %6s %6s\n", "finding", "pos", "neg", "AUROC (95% CI)", "ECE", "threshold", "sens", "spec");
   for (const auto& f : r.findings) {
     if (f.auroc) {

@@ -36,7 +36,7 @@ std::string event_json(const app::LabelEvent& e) {
   o.add("id", e.id).add("sop_instance_uid", e.sop_instance_uid).add("finding", e.finding).add("value", app::to_string(e.value));
   if (e.region) o.add_raw("region", e.region->to_json());
   else o.add_null("region");
-  o.add("author", e.author).add("created_at", e.created_at);
+  o.add("author", e.author).add("created_at", e.created_at).add("kind", app::to_string(e.kind)).add("recorded_by", e.recorded_by);
   if (e.model_version) o.add("model_version", *e.model_version);
   if (e.model_probability) o.add("model_probability", *e.model_probability);
   if (!e.comment.empty()) o.add("comment", e.comment);
@@ -105,11 +105,10 @@ int cmd_label(const Global& global, const Args& args) {
     };
     if (a == "--set") {
       auto v = value();
-      const auto eq = v ? v->rfind('=') : std::string::npos;
-      if (eq == std::string::npos) return usage_error("label: --set takes FINDING=present|absent|uncertain|cleared");
-      auto parsed = app::parse_label_value(v->substr(eq + 1));
-      if (!parsed) return usage_error("label: unknown value \"" + v->substr(eq + 1) + "\" (present, absent, uncertain, cleared)");
-      sets.emplace_back(v->substr(0, eq), *parsed);
+      std::string problem;
+      auto set = parse_finding_value(v.value_or(""), problem);
+      if (!set) return usage_error("label: " + problem);
+      sets.push_back(std::move(*set));
     } else if (a == "--author") {
       author = value();
       if (!author || author->empty()) return usage_error("label: --author takes a NAME");
@@ -153,7 +152,9 @@ int cmd_label(const Global& global, const Args& args) {
       return usage_error("label: one IMAGE at a time");
     }
   }
-  if (!author) return usage_error("label: --author NAME is required (every label records who set it)");
+  // The reader is the OS user; --author NAME records another reader's labels, entered by the OS user
+  // on their behalf (each event keeps both: author and recorded_by).
+  if (!author) author = app::current_os_user();
   if (csv) {
     if (image || !sets.empty() || region) return usage_error("label: --from-csv takes no IMAGE, --set or --region");
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
@@ -186,12 +187,16 @@ int cmd_label(const Global& global, const Args& args) {
   if (!catalog) return kExitCatalog;
   auto ids = catalog->add_labels(inputs);
   if (!ids) return report_error(ids.error());
-  auto current = catalog->current_labels(*image);
+  // One command is one complete reading: it is submitted (blinded reading then shows the others').
+  if (auto submitted = catalog->submit_reading(*image, *author); !submitted) return report_error(submitted.error());
+  auto current = catalog->reader_labels(*image, *author);
   if (!current) return report_error(current.error());
   if (json) {
     for (const auto& e : current.value()) std::cout << event_json(e) << '\n';
   } else {
-    std::printf("%zu label(s) recorded. Current labels of %s:\n", ids->size(), image->c_str());
+    const std::string me = app::current_os_user();
+    std::printf("%zu label(s) recorded%s. Current labels of %s by %s:\n", ids->size(),
+                *author == me ? "" : (" by " + me + " on behalf of " + *author).c_str(), image->c_str(), author->c_str());
     for (const auto& e : current.value()) {
       std::printf("  %-20s %-10s %s, %s%s\n", e.finding.c_str(), app::to_string(e.value), e.author.c_str(), e.created_at.c_str(),
                   e.region ? ("  region " + e.region->to_json()).c_str() : "");
@@ -200,9 +205,78 @@ int cmd_label(const Global& global, const Args& args) {
   return kExitOk;
 }
 
+namespace {
+
+// labels policy [--rule majority|unanimous] [--min-readers N] [--json]
+int labels_policy(const Global& global, const Args& args) {
+  std::optional<app::ConsensusPolicy::Rule> rule;
+  std::optional<int> min_readers;
+  bool json = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--rule" && i + 1 < args.size()) {
+      const std::string v = args[++i];
+      if (v == "majority") rule = app::ConsensusPolicy::Rule::Majority;
+      else if (v == "unanimous") rule = app::ConsensusPolicy::Rule::Unanimous;
+      else return usage_error("labels policy: --rule takes majority or unanimous");
+    } else if (a == "--min-readers" && i + 1 < args.size()) {
+      min_readers = parse_number<int>(args[++i]);
+      if (!min_readers || *min_readers < 1 || *min_readers > 100) return usage_error("labels policy: --min-readers takes 1 to 100");
+    } else {
+      return usage_error("labels policy: unknown option " + a);
+    }
+  }
+  const bool change = rule || min_readers;
+  auto catalog = open_catalog(global, change ? app::Catalog::Mode::ReadWrite : app::Catalog::Mode::ReadWriteCreate, !change);
+  if (!catalog) return kExitCatalog;
+  auto policy = catalog->consensus_policy();
+  if (!policy) return report_error(policy.error());
+  if (change) {
+    if (rule) policy->rule = *rule;
+    if (min_readers) policy->min_readers = *min_readers;
+    if (auto s = catalog->set_consensus_policy(*policy); !s) return report_error(s.error());
+  }
+  if (json) {
+    std::cout << JsonObject()
+                     .add("rule", policy->rule == app::ConsensusPolicy::Rule::Majority ? "majority" : "unanimous")
+                     .add("min_readers", policy->min_readers)
+                     .add("policy", policy->describe())
+                     .str()
+              << '\n';
+  } else {
+    std::printf("consensus: %s\n", policy->describe().c_str());
+  }
+  return kExitOk;
+}
+
+// labels blinding [off|labels|labels+ai]
+int labels_blinding(const Global& global, const Args& args) {
+  if (args.size() > 2) return usage_error("labels blinding takes one of off, labels, labels+ai");
+  std::optional<app::Blinding> mode;
+  if (args.size() == 2) {
+    mode = app::parse_blinding(args[1]);
+    if (!mode) return usage_error("labels blinding: off, labels or labels+ai");
+  }
+  auto catalog = open_catalog(global, mode ? app::Catalog::Mode::ReadWrite : app::Catalog::Mode::ReadWriteCreate, !mode);
+  if (!catalog) return kExitCatalog;
+  if (mode) {
+    if (auto s = catalog->set_blinding(*mode); !s) return report_error(s.error());
+  }
+  auto now = catalog->blinding();
+  if (!now) return report_error(now.error());
+  std::printf("blinding: %s\n", app::to_string(*now));
+  return kExitOk;
+}
+
+}  // namespace
+
 int cmd_labels(const Global& global, const Args& args) {
-  if (args.empty()) return usage_error("labels: list, add NAME or history [IMAGE]");
+  if (args.empty()) return usage_error("labels: list, add NAME, history [IMAGE], policy or blinding");
   const std::string sub = args[0];
+  if (sub == "policy") return labels_policy(global, args);
+  if (sub == "blinding") return labels_blinding(global, args);
   bool json = false;
   std::optional<std::string> name, description;
   for (std::size_t i = 1; i < args.size(); ++i) {
@@ -248,7 +322,9 @@ int cmd_labels(const Global& global, const Args& args) {
       if (json) {
         std::cout << event_json(e) << '\n';
       } else {
-        std::printf("%s  %-12s %-20s %-10s %s%s\n", e.created_at.c_str(), e.author.c_str(), e.finding.c_str(),
+        const std::string who = e.author + (e.kind == app::LabelKind::Adjudication ? " (adjudicator)" : "") +
+                                (e.recorded_by.empty() || e.recorded_by == e.author ? "" : " (entered by " + e.recorded_by + ")");
+        std::printf("%s  %-12s %-20s %-10s %s%s\n", e.created_at.c_str(), who.c_str(), e.finding.c_str(),
                     app::to_string(e.value), e.sop_instance_uid.c_str(), e.comment.empty() ? "" : ("  \"" + e.comment + "\"").c_str());
       }
     }

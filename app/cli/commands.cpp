@@ -25,6 +25,20 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
+std::optional<std::pair<std::string, app::LabelValue>> parse_finding_value(const std::string& s, std::string& problem) {
+  const auto eq = s.rfind('=');
+  if (eq == std::string::npos) {
+    problem = "--set takes FINDING=present|absent|uncertain|cleared";
+    return std::nullopt;
+  }
+  auto parsed = app::parse_label_value(s.substr(eq + 1));
+  if (!parsed) {
+    problem = "unknown value \"" + s.substr(eq + 1) + "\" (present, absent, uncertain, cleared)";
+    return std::nullopt;
+  }
+  return std::make_pair(s.substr(0, eq), *parsed);
+}
+
 int report_error(const app::Error& error) {
   std::fprintf(stderr, "hilum-cli: %s\n", error.message.c_str());
   switch (error.kind) {

@@ -34,6 +34,9 @@ std::optional<T> parse_number(const std::string& s) {
   return v;
 }
 
+// --set FINDING=present|absent|uncertain|cleared (label, adjudicate); nothing, with `problem` set, when bad.
+std::optional<std::pair<std::string, app::LabelValue>> parse_finding_value(const std::string& s, std::string& problem);
+
 // --precision f32|bf16: the arithmetic of the trained layers' matrix products.
 std::optional<inference::Precision> parse_precision(const std::string& s);
 
@@ -79,6 +82,8 @@ int cmd_finetune(const Global& global, const Args& args); // cmd_finetune.cpp
 int cmd_evaluate(const Global& global, const Args& args); // cmd_finetune.cpp
 int cmd_train(const Global& global, const Args& args);    // cmd_finetune.cpp
 int cmd_pretrain(const Global& global, const Args& args); // cmd_pretrain.cpp
+int cmd_adjudicate(const Global& global, const Args& args);  // cmd_readers.cpp
+int cmd_agreement(const Global& global, const Args& args);   // cmd_readers.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;

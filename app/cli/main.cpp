@@ -27,9 +27,11 @@ reading DICOM (no catalog):
 the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
   import PATH...          import files, folders (recursive) and DICOMDIRs  [--jobs N] [--copy] [--json]
   list                    what the catalog holds  [--studies|--images] [--unlabeled|--labeled] [--json]
-  label IMAGE --set FINDING=present|absent|uncertain... --author NAME [--region x,y,w,h]
+  label IMAGE --set FINDING=present|absent|uncertain... [--author NAME] [--region x,y,w,h]
         [--comment TEXT] [--json]
-  label --from-csv FILE --author NAME [--json]
+                          the reader is the OS user; --author NAME records another reader's labels,
+                          entered by the OS user on their behalf; one command submits the reading
+  label --from-csv FILE [--author NAME] [--json]
   labels list [--json]    the vocabulary
   labels add NAME [--description TEXT]
   labels history [IMAGE] [--json]   every label event (the audit trail)
@@ -38,6 +40,18 @@ the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
                           training set for cluster/train.py: de-identified PNGs (and DICOM), labels
                           (present/absent/not assessed), the gate's patient split, the starting model,
                           manifest.json with checksums
+  labels policy [--rule majority|unanimous] [--min-readers N] [--json]
+                          how the consensus of several readers is derived (adjudicated > unanimous >
+                          majority); fine-tuning, evaluation, export and the worklist use the consensus
+  labels blinding [off|labels|labels+ai]   blinded reading: others' labels (and the AI's) stay hidden
+                          from a reader until they submit their own reading
+  adjudicate list [--json]   images where readers disagree (each with its seen_up_to)
+  adjudicate IMAGE --set FINDING=VALUE... [--seen N | --replace] [--comment TEXT] [--json]
+                          the OS user's decision as adjudicator; refused when another adjudicator
+                          decided these findings after event N (without --seen: at all)
+  agreement [--finding F] [--threshold T] [--bootstrap N] [--seed S] [--json]
+                          per finding: Cohen's kappa per reader pair, Fleiss' kappa, Krippendorff's
+                          alpha, each reader against the consensus and the AI, 95% CIs by patient
 
 the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models list [--json]    registered model versions
@@ -137,6 +151,8 @@ int main(int argc, char** argv) {
   if (command == "evaluate") return cmd_evaluate(global, args);
   if (command == "train") return cmd_train(global, args);
   if (command == "pretrain") return cmd_pretrain(global, args);
+  if (command == "adjudicate") return cmd_adjudicate(global, args);
+  if (command == "agreement") return cmd_agreement(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

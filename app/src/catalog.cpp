@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include <pwd.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <map>
@@ -21,6 +22,7 @@
 
 #include "hilum/app/json.hpp"
 #include "hilum/core/numbers.hpp"
+#include "catalog_impl.hpp"
 #include "sqlite.hpp"
 #include "text.hpp"
 
@@ -30,7 +32,7 @@ namespace hilum::app {
 namespace {
 
 constexpr int kApplicationId = 0x48494C4D;  // "HILM": marks a file as a Hilum catalog
-constexpr int kBusyTimeoutMs = 5000;
+constexpr int kBusyTimeoutMs = 30000;  // several readers labelling at once wait, not fail
 
 Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
 
@@ -400,6 +402,59 @@ CREATE TABLE prediction_domain (
   PRIMARY KEY (instance_ref, model_ref)
 );
 )SQL");
+    // 4 -> 5: several readers. Each event says whether it is a reading or an adjudication and which
+    // OS user entered it; each reader has their own current label, the consensus is derived by the
+    // policy in settings (consensus.rule, consensus.min_readers); readings can be submitted (blinding).
+    steps.emplace_back(R"SQL(
+ALTER TABLE label_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'reading' CHECK (kind IN ('reading','adjudication'));
+ALTER TABLE label_events ADD COLUMN recorded_by TEXT NOT NULL DEFAULT '';
+DROP VIEW current_labels;
+CREATE INDEX label_events_reader ON label_events(instance_ref, finding_ref, kind, author, id);
+CREATE VIEW reader_labels AS
+  SELECT e.* FROM label_events e
+  WHERE e.kind = 'reading'
+    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
+                AND x.kind = 'reading' AND x.author = e.author)
+    AND e.value <> 'cleared';
+CREATE VIEW adjudicated_labels AS
+  SELECT e.* FROM label_events e
+  WHERE e.kind = 'adjudication'
+    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
+                AND x.kind = 'adjudication')
+    AND e.value <> 'cleared';
+CREATE VIEW consensus_labels AS
+  WITH policy AS (
+    SELECT coalesce((SELECT value FROM settings WHERE key = 'consensus.rule'), 'majority') AS rule,
+           coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'consensus.min_readers'), 1) AS min_readers),
+  tally AS (SELECT instance_ref, finding_ref, count(*) AS readers, count(DISTINCT value) AS distinct_values
+            FROM reader_labels GROUP BY instance_ref, finding_ref),
+  votes AS (SELECT instance_ref, finding_ref, value, count(*) AS n, max(id) AS newest
+            FROM reader_labels GROUP BY instance_ref, finding_ref, value),
+  decided AS (
+    SELECT a.id AS event_ref, 'adjudicated' AS basis, coalesce(t.readers, 0) AS readers,
+           coalesce((SELECT v.n FROM votes v WHERE v.instance_ref = a.instance_ref AND v.finding_ref = a.finding_ref
+                     AND v.value = a.value), 0) AS agreeing
+    FROM adjudicated_labels a LEFT JOIN tally t ON t.instance_ref = a.instance_ref AND t.finding_ref = a.finding_ref
+    UNION ALL
+    SELECT v.newest, CASE WHEN t.distinct_values = 1 THEN 'unanimous' ELSE 'majority' END, t.readers, v.n
+    FROM votes v JOIN tally t ON t.instance_ref = v.instance_ref AND t.finding_ref = v.finding_ref, policy
+    WHERE t.readers >= policy.min_readers
+      AND (t.distinct_values = 1 OR (policy.rule = 'majority' AND 2 * v.n > t.readers))
+      AND NOT EXISTS (SELECT 1 FROM adjudicated_labels a WHERE a.instance_ref = v.instance_ref AND a.finding_ref = v.finding_ref))
+  SELECT e.*, d.basis AS basis, d.readers AS readers, d.agreeing AS agreeing
+  FROM decided d JOIN label_events e ON e.id = d.event_ref
+  WHERE NOT (d.basis <> 'adjudicated' AND e.value = 'present'
+             AND e.finding_ref = (SELECT id FROM findings WHERE name = 'No Finding')
+             AND EXISTS (SELECT 1 FROM decided d2 JOIN label_events e2 ON e2.id = d2.event_ref
+                         WHERE e2.instance_ref = e.instance_ref AND e2.finding_ref <> e.finding_ref AND e2.value = 'present'));
+CREATE TABLE reading_submissions (
+  instance_ref INTEGER NOT NULL REFERENCES instances(id),
+  author TEXT NOT NULL,
+  recorded_by TEXT NOT NULL,
+  submitted_at TEXT NOT NULL,
+  PRIMARY KEY (instance_ref, author)
+);
+)SQL");
     return steps;
   }();
   return m;
@@ -409,15 +464,6 @@ int Catalog::latest_schema_version() { return static_cast<int>(catalog_migration
 
 // ---- Catalog -----------------------------------------------------------------------------
 
-struct Catalog::Impl {
-  sqlite3* db = nullptr;
-  fs::path path;
-  int schema_version = 0;
-  int depth = 0;  // transaction nesting
-  ~Impl() {
-    if (db != nullptr) sqlite3_close_v2(db);
-  }
-};
 
 Catalog::Catalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Catalog::Catalog(Catalog&&) noexcept = default;
@@ -843,10 +889,15 @@ Result<std::optional<Instance>> Catalog::find_instance(const std::string& uid_or
 }
 
 namespace {
+// An image is labelled when any reader's current label or an adjudication is on it.
+constexpr const char* kLabelledImage =
+    "(EXISTS (SELECT 1 FROM reader_labels c WHERE c.instance_ref = i.id) OR "
+    "EXISTS (SELECT 1 FROM adjudicated_labels c WHERE c.instance_ref = i.id))";
+
 std::string filter_sql(const InstanceFilter& f, std::vector<std::string>& binds) {
   std::string where = " WHERE 1=1";
-  if (f.labelled == InstanceFilter::Labelled::Labelled) where += " AND EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id)";
-  if (f.labelled == InstanceFilter::Labelled::Unlabelled) where += " AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id)";
+  if (f.labelled == InstanceFilter::Labelled::Labelled) where += std::string(" AND ") + kLabelledImage;
+  if (f.labelled == InstanceFilter::Labelled::Unlabelled) where += std::string(" AND NOT ") + kLabelledImage;
   if (f.study_instance_uid) {
     where += " AND st.study_uid = ?";
     binds.push_back(*f.study_instance_uid);
@@ -878,7 +929,7 @@ Result<std::vector<StudySummary>> Catalog::list_studies(const InstanceFilter& fi
   std::vector<std::string> binds;
   const std::string q =
       "SELECT st.study_uid, p.patient_id, p.name, st.study_date, st.description, st.accession_number, count(i.id), "
-      "sum(CASE WHEN EXISTS (SELECT 1 FROM current_labels c WHERE c.instance_ref = i.id) THEN 1 ELSE 0 END)" +
+      "sum(CASE WHEN " + std::string(kLabelledImage) + " THEN 1 ELSE 0 END)" +
       std::string(kInstanceJoins) + filter_sql(filter, binds) +
       " GROUP BY st.id ORDER BY p.patient_id, st.study_date, st.study_uid";
   sql::Stmt s(impl_->db, q);
@@ -965,14 +1016,52 @@ Result<Finding> Catalog::add_finding(const std::string& name, const std::string&
 
 // ---- Labels ------------------------------------------------------------------------------
 
+const char* to_string(LabelKind k) { return k == LabelKind::Adjudication ? "adjudication" : "reading"; }
+
+const char* to_string(Blinding b) {
+  switch (b) {
+    case Blinding::Off: return "off";
+    case Blinding::Labels: return "labels";
+    case Blinding::LabelsAndAi: return "labels+ai";
+  }
+  return "off";
+}
+
+std::optional<Blinding> parse_blinding(const std::string& s) {
+  const std::string v = lower(s);
+  if (v == "off" || v == "none") return Blinding::Off;
+  if (v == "labels" || v == "on") return Blinding::Labels;
+  if (v == "labels+ai" || v == "all") return Blinding::LabelsAndAi;
+  return std::nullopt;
+}
+
+std::string ConsensusPolicy::describe() const {
+  return std::string(rule == Rule::Majority ? "adjudicated > unanimous > majority" : "adjudicated > unanimous") + " (at least " +
+         std::to_string(min_readers) + (min_readers == 1 ? " reader)" : " readers)");
+}
+
+std::string current_os_user() {
+  const uid_t uid = ::geteuid();
+  std::vector<char> buffer(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) == 0 && found != nullptr && found->pw_name != nullptr &&
+      *found->pw_name != '\0') {
+    return found->pw_name;
+  }
+  if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') return user;
+  return "uid-" + std::to_string(uid);
+}
+
 namespace {
 constexpr const char* kNoFinding = "No Finding";
 
+// Columns 0-13 of every event query; consensus queries add basis, readers and agreeing (14-16).
 constexpr const char* kEventColumns =
     "SELECT e.id, e.instance_ref, i.sop_uid, f.name, e.value, e.region, e.author, e.created_at, e.model_version, "
-    "e.model_probability, e.comment, e.source FROM ";
+    "e.model_probability, e.comment, e.source, e.kind, e.recorded_by";
 
-LabelEvent read_event(const sql::Stmt& s) {
+LabelEvent read_event(const sql::Stmt& s, bool consensus) {
   LabelEvent e;
   e.id = s.int64(0);
   e.instance_id = s.int64(1);
@@ -986,12 +1075,60 @@ LabelEvent read_event(const sql::Stmt& s) {
   e.model_probability = s.opt_real(9);
   e.comment = s.text(10);
   e.source = s.text(11);
+  e.kind = s.text(12) == "adjudication" ? LabelKind::Adjudication : LabelKind::Reading;
+  e.recorded_by = s.text(13);
+  if (consensus) {
+    e.basis = s.text(14);
+    e.readers = static_cast<int>(s.int64(15));
+    e.agreeing = static_cast<int>(s.int64(16));
+  }
   return e;
+}
+
+Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sqlite3* db, const std::string& from, const std::string& uid_or_path,
+                                             const std::string& author = {}) {
+  const bool consensus = from == "consensus_labels";
+  std::string q = std::string(kEventColumns) + (consensus ? ", e.basis, e.readers, e.agreeing" : "") + " FROM " + from +
+                  " e JOIN instances i ON i.id = e.instance_ref JOIN findings f ON f.id = e.finding_ref WHERE 1=1";
+  std::optional<std::int64_t> instance;
+  if (!uid_or_path.empty()) {
+    auto found = catalog.find_instance(uid_or_path);
+    if (!found) return found.error();
+    if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
+    instance = (*found)->id;
+    q += " AND e.instance_ref = ?1";
+  }
+  if (!author.empty()) q += " AND e.author = ?2";
+  q += " ORDER BY e.instance_ref, f.id, e.author, e.id";
+  if (from == "label_events") q = q.substr(0, q.rfind(" ORDER BY")) + " ORDER BY e.id";
+  sql::Stmt s(db, q);
+  if (!s.ok()) return *s.prepare_error();
+  if (instance) s.bind(1, *instance);
+  if (!author.empty()) s.bind(2, author);
+  std::vector<LabelEvent> out;
+  while (s.step()) out.push_back(read_event(s, consensus));
+  if (s.error()) return *s.error();
+  return out;
+}
+
+// "No Finding" present beside another present finding in `values`: why it cannot be, else "".
+std::string no_finding_clash(const std::map<std::string, LabelValue>& values) {
+  const auto nf = values.find(kNoFinding);
+  if (nf == values.end() || nf->second != LabelValue::Present) return {};
+  for (const auto& [name, value] : values) {
+    if (name != kNoFinding && value == LabelValue::Present) {
+      return "\"No Finding\" is exclusive: " + name + " would be present on the same image; set it absent or clear it in the same change";
+    }
+  }
+  return {};
 }
 }  // namespace
 
-Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInput>& labels) {
+// Checks and appends `labels` (all of one kind) in one transaction; `inside` runs first inside it
+// (adjudicate's check that no other adjudicator was first).
+Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<LabelInput>& labels, const std::function<Status()>& inside) {
   if (labels.empty()) return std::vector<std::int64_t>{};
+  const std::string recorder = current_os_user();
   // 1. Check everything before writing anything.
   auto vocabulary = findings();
   if (!vocabulary) return vocabulary.error();
@@ -1000,19 +1137,20 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
   struct Resolved {
     std::int64_t instance = 0;
     const Finding* finding = nullptr;
+    std::string author;
   };
   std::vector<Resolved> resolved;
   std::map<std::string, Instance> images;
   for (std::size_t k = 0; k < labels.size(); ++k) {
     const LabelInput& in = labels[k];
     const std::string where = "label " + std::to_string(k + 1) + " (" + in.image + ", " + in.finding + "): ";
-    if (in.author.empty()) return invalid(where + "an author is required");
+    const std::string author = in.author.empty() ? recorder : in.author;
     const std::string model_version = in.model_version.value_or("");
-    for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"the author", in.author}, {"the comment", in.comment},
+    for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"the author", author}, {"the comment", in.comment},
                                      {"the source", in.source}, {"the model version", model_version}}) {
       if (auto e = text_problem(where + what, text)) return *e;
     }
-    if (std::any_of(in.author.begin(), in.author.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    if (std::any_of(author.begin(), author.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
       return invalid(where + "an author name cannot hold control characters");
     }
     auto image_it = images.find(in.image);
@@ -1037,32 +1175,38 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
       }
       if (in.value == LabelValue::Cleared || in.value == LabelValue::Absent) return invalid(where + "only a present or uncertain finding has a region");
     }
-    resolved.push_back({image_it->second.id, f->second});
+    resolved.push_back({image_it->second.id, f->second, author});
   }
-  // "No Finding" is exclusive: after this batch no image may have it present with another finding.
-  std::map<std::int64_t, std::map<std::string, LabelValue>> state;
-  for (const auto& [key, image] : images) {
-    auto current = current_labels(image.sop_instance_uid);
-    if (!current) return current.error();
-    for (const auto& e : current.value()) state[image.id][e.finding] = e.value;
-  }
-  for (std::size_t k = 0; k < labels.size(); ++k) state[resolved[k].instance][resolved[k].finding->name] = labels[k].value;
-  for (const auto& [instance, values] : state) {
-    const auto nf = values.find(kNoFinding);
-    if (nf == values.end() || nf->second != LabelValue::Present) continue;
-    for (const auto& [name, value] : values) {
-      if (name != kNoFinding && value == LabelValue::Present) {
-        return invalid("\"No Finding\" is exclusive: " + name + " would be present on the same image; set it absent or clear it in the same change");
-      }
-    }
-  }
-  // 2. Append, in one transaction.
+  // 2. Inside one transaction: "No Finding" stays exclusive among each reader's own labels (and
+  // among the adjudicated consensus), then the events are appended.
   std::vector<std::int64_t> ids;
   const std::string now = utc_now();
   Status status = transaction([&]() -> Status {
+    if (inside) {
+      if (auto s = inside(); !s) return s.error();
+    }
+    std::map<std::pair<std::int64_t, std::string>, std::map<std::string, LabelValue>> state;  // (image, author) -> finding -> value
+    for (std::size_t k = 0; k < labels.size(); ++k) {
+      const auto key = std::make_pair(resolved[k].instance, labels[k].kind == LabelKind::Reading ? resolved[k].author : std::string());
+      if (state.count(key)) continue;
+      const std::string uid = std::find_if(images.begin(), images.end(), [&](const auto& kv) {
+                                return kv.second.id == resolved[k].instance;
+                              })->second.sop_instance_uid;
+      auto current = labels[k].kind == LabelKind::Reading ? reader_labels(uid, resolved[k].author) : consensus_labels(uid);
+      if (!current) return current.error();
+      auto& values = state[key];
+      for (const auto& e : current.value()) values[e.finding] = e.value;
+    }
+    for (std::size_t k = 0; k < labels.size(); ++k) {
+      const auto key = std::make_pair(resolved[k].instance, labels[k].kind == LabelKind::Reading ? resolved[k].author : std::string());
+      state[key][resolved[k].finding->name] = labels[k].value;
+    }
+    for (const auto& [key, values] : state) {
+      if (std::string clash = no_finding_clash(values); !clash.empty()) return invalid(clash);
+    }
     sql::Stmt s(impl_->db,
                 "INSERT INTO label_events(instance_ref, finding_ref, value, region, author, created_at, model_version, "
-                "model_probability, comment, source) VALUES (?,?,?,?,?,?,?,?,?,?)");
+                "model_probability, comment, source, kind, recorded_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!s.ok()) return *s.prepare_error();
     for (std::size_t k = 0; k < labels.size(); ++k) {
       const LabelInput& in = labels[k];
@@ -1070,7 +1214,8 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
       s.bind(1, resolved[k].instance).bind(2, resolved[k].finding->id).bind(3, to_string(in.value));
       if (in.region) s.bind(4, in.region->to_json());
       else s.bind_null(4);
-      s.bind(5, in.author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment).bind(10, in.source);
+      s.bind(5, resolved[k].author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment);
+      s.bind(10, in.source).bind(11, to_string(in.kind)).bind(12, recorder);
       if (!s.run()) return *s.error();
       ids.push_back(sqlite3_last_insert_rowid(impl_->db));
     }
@@ -1080,35 +1225,205 @@ Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInp
   return ids;
 }
 
-namespace {
-Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sqlite3* db, const std::string& from, const std::string& uid_or_path) {
-  std::string q = std::string(kEventColumns) + from +
-                  " e JOIN instances i ON i.id = e.instance_ref JOIN findings f ON f.id = e.finding_ref";
-  std::optional<std::int64_t> instance;
-  if (!uid_or_path.empty()) {
-    auto found = catalog.find_instance(uid_or_path);
-    if (!found) return found.error();
-    if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
-    instance = (*found)->id;
-    q += " WHERE e.instance_ref = ?";
+Result<std::vector<std::int64_t>> Catalog::add_labels(const std::vector<LabelInput>& labels) {
+  for (const auto& in : labels) {
+    if (in.kind != LabelKind::Reading) return invalid("an adjudication is recorded with adjudicate(), which checks that no one else decided first");
   }
-  q += " ORDER BY e.id";
-  sql::Stmt s(db, q);
-  if (!s.ok()) return *s.prepare_error();
-  if (instance) s.bind(1, *instance);
-  std::vector<LabelEvent> out;
-  while (s.step()) out.push_back(read_event(s));
-  if (s.error()) return *s.error();
-  return out;
+  return append_labels(labels, {});
 }
-}  // namespace
 
 Result<std::vector<LabelEvent>> Catalog::label_history(const std::string& uid_or_path) {
   return query_events(*this, impl_->db, "label_events", uid_or_path);
 }
 
-Result<std::vector<LabelEvent>> Catalog::current_labels(const std::string& uid_or_path) {
-  return query_events(*this, impl_->db, "current_labels", uid_or_path);
+Result<std::vector<LabelEvent>> Catalog::reader_labels(const std::string& uid_or_path, const std::string& author) {
+  return query_events(*this, impl_->db, "reader_labels", uid_or_path, author);
+}
+
+Result<std::vector<LabelEvent>> Catalog::consensus_labels(const std::string& uid_or_path) {
+  return query_events(*this, impl_->db, "consensus_labels", uid_or_path);
+}
+
+Result<ConsensusPolicy> Catalog::consensus_policy() {
+  ConsensusPolicy p;
+  auto rule = setting("consensus.rule");
+  if (!rule) return rule.error();
+  if (rule->value_or("majority") == "unanimous") p.rule = ConsensusPolicy::Rule::Unanimous;
+  auto min = setting("consensus.min_readers");
+  if (!min) return min.error();
+  if (min->has_value()) {
+    if (auto n = core::parse_number(**min); n && *n >= 1 && *n <= 100) p.min_readers = static_cast<int>(*n);
+  }
+  return p;
+}
+
+Status Catalog::set_consensus_policy(const ConsensusPolicy& policy) {
+  if (policy.min_readers < 1 || policy.min_readers > 100) return invalid("the consensus needs between 1 and 100 readers");
+  return transaction([&]() -> Status {
+    if (auto s = set_setting("consensus.rule", policy.rule == ConsensusPolicy::Rule::Majority ? "majority" : "unanimous"); !s) return s;
+    return set_setting("consensus.min_readers", std::to_string(policy.min_readers));
+  });
+}
+
+// ---- Adjudication ------------------------------------------------------------------------
+
+Result<std::vector<DisagreementItem>> Catalog::disagreements() {
+  auto readings = reader_labels();
+  if (!readings) return readings.error();
+  auto adjudicated = query_events(*this, impl_->db, "adjudicated_labels", {});
+  if (!adjudicated) return adjudicated.error();
+  auto consensus = consensus_labels();
+  if (!consensus) return consensus.error();
+  std::set<std::pair<std::int64_t, std::string>> settled;
+  for (const auto& e : adjudicated.value()) settled.emplace(e.instance_id, e.finding);
+  std::map<std::pair<std::int64_t, std::string>, LabelValue> decided;
+  for (const auto& e : consensus.value()) decided[{e.instance_id, e.finding}] = e.value;
+  // image -> finding -> (author, value)
+  std::map<std::int64_t, std::map<std::string, std::vector<std::pair<std::string, LabelValue>>>> by_image;
+  std::map<std::int64_t, std::string> uid_of;
+  for (const auto& e : readings.value()) {
+    by_image[e.instance_id][e.finding].emplace_back(e.author, e.value);
+    uid_of[e.instance_id] = e.sop_instance_uid;
+  }
+  std::vector<DisagreementItem> out;
+  for (auto& [instance, findings] : by_image) {
+    DisagreementItem item;
+    // A reader's "No Finding" against another reader's present finding.
+    std::set<std::string> says_normal, says_abnormal;
+    for (const auto& [finding, votes] : findings) {
+      for (const auto& [author, value] : votes) {
+        if (value != LabelValue::Present) continue;
+        (finding == kNoFinding ? says_normal : says_abnormal).insert(author);
+      }
+    }
+    for (auto& [finding, votes] : findings) {
+      if (settled.count({instance, finding})) continue;
+      std::set<LabelValue> values;
+      for (const auto& v : votes) values.insert(v.second);
+      const bool normal_clash = finding == kNoFinding && !says_normal.empty() && !says_abnormal.empty() &&
+                                !(says_normal.size() == 1 && says_abnormal == says_normal);
+      if (values.size() < 2 && !normal_clash) continue;
+      Disagreement d;
+      d.finding = finding;
+      d.readers = votes;
+      if (auto it = decided.find({instance, finding}); it != decided.end()) d.consensus = it->second;
+      item.findings.push_back(std::move(d));
+    }
+    if (item.findings.empty()) continue;
+    auto image = find_instance(uid_of[instance]);
+    if (!image) return image.error();
+    if (!image->has_value()) continue;
+    item.instance_id = instance;
+    item.sop_instance_uid = (*image)->sop_instance_uid;
+    item.patient_id = (*image)->patient_id;
+    item.study_instance_uid = (*image)->study_instance_uid;
+    sql::Stmt s(impl_->db, "SELECT coalesce(max(id), 0) FROM label_events WHERE instance_ref = ?");
+    s.bind(1, instance);
+    if (!s.step()) return s.error() ? *s.error() : Error{ErrorKind::Io, "catalog query returned nothing"};
+    item.newest_event_id = s.int64(0);
+    out.push_back(std::move(item));
+  }
+  // Images without any consensus on a disputed finding first, then in the catalog's order.
+  const auto open = [](const DisagreementItem& i) {
+    return std::any_of(i.findings.begin(), i.findings.end(), [](const Disagreement& d) { return !d.consensus; });
+  };
+  std::stable_sort(out.begin(), out.end(), [&](const DisagreementItem& a, const DisagreementItem& b) { return open(a) && !open(b); });
+  return out;
+}
+
+Result<std::vector<std::int64_t>> Catalog::adjudicate(const std::string& uid_or_path,
+                                                      const std::vector<std::pair<std::string, LabelValue>>& decisions,
+                                                      const std::string& adjudicator, const std::string& comment,
+                                                      std::optional<std::int64_t> seen_up_to) {
+  if (decisions.empty()) return invalid("nothing to decide (--set FINDING=VALUE)");
+  auto image = find_instance(uid_or_path);
+  if (!image) return image.error();
+  if (!image->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
+  const Instance im = **image;
+  std::vector<LabelInput> inputs;
+  for (const auto& [finding, value] : decisions) {
+    LabelInput in;
+    in.image = im.sop_instance_uid;
+    in.finding = finding;
+    in.value = value;
+    in.author = adjudicator;
+    in.comment = comment;
+    in.source = "adjudication";
+    in.kind = LabelKind::Adjudication;
+    inputs.push_back(std::move(in));
+  }
+  const auto check = [&]() -> Status {
+    // Inside the write transaction: another adjudicator's decision on these findings, recorded
+    // after what this one saw, wins; this one is told and writes nothing.
+    sql::Stmt s(impl_->db,
+                "SELECT e.author, e.created_at, f.name FROM label_events e JOIN findings f ON f.id = e.finding_ref "
+                "WHERE e.instance_ref = ? AND e.kind = 'adjudication' AND e.id > ? AND f.name = ? COLLATE NOCASE ORDER BY e.id DESC LIMIT 1");
+    if (!s.ok()) return *s.prepare_error();
+    for (const auto& [finding, value] : decisions) {
+      (void)value;
+      s.reset();
+      s.bind(1, im.id).bind(2, seen_up_to.value_or(0)).bind(3, finding);
+      if (s.step()) {
+        return Error{ErrorKind::Conflict, s.text(2) + " on " + im.sop_instance_uid + " was adjudicated by " + s.text(0) + " at " +
+                                              s.text(1) + " (after what you saw); nothing was written: look again (hilum-cli adjudicate list)"};
+      }
+      if (s.error()) return *s.error();
+    }
+    return core::Done{};
+  };
+  return append_labels(inputs, check);
+}
+
+// ---- Blinded reading ---------------------------------------------------------------------
+
+Result<Blinding> Catalog::blinding() {
+  auto v = setting("blinding");
+  if (!v) return v.error();
+  return parse_blinding(v->value_or("off")).value_or(Blinding::Off);
+}
+
+Status Catalog::set_blinding(Blinding b) { return set_setting("blinding", to_string(b)); }
+
+Status Catalog::submit_reading(const std::string& uid_or_path, const std::string& reader) {
+  auto image = find_instance(uid_or_path);
+  if (!image) return image.error();
+  if (!image->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
+  const std::string who = reader.empty() ? current_os_user() : reader;
+  if (auto e = text_problem("the reader", who)) return *e;
+  sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO reading_submissions(instance_ref, author, recorded_by, submitted_at) VALUES (?,?,?,?)");
+  s.bind(1, (*image)->id).bind(2, who).bind(3, current_os_user()).bind(4, utc_now());
+  if (!s.run()) return *s.error();
+  return core::Done{};
+}
+
+Result<ReaderView> Catalog::reader_view(const std::string& uid_or_path, const std::string& reader) {
+  const std::string who = reader.empty() ? current_os_user() : reader;
+  auto image = find_instance(uid_or_path);
+  if (!image) return image.error();
+  if (!image->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
+  auto mode = blinding();
+  if (!mode) return mode.error();
+  ReaderView view;
+  {
+    sql::Stmt s(impl_->db, "SELECT 1 FROM reading_submissions WHERE instance_ref = ? AND author = ?");
+    s.bind(1, (*image)->id).bind(2, who);
+    view.submitted = s.step();
+    if (s.error()) return *s.error();
+  }
+  view.blinded = *mode != Blinding::Off && !view.submitted;
+  view.ai_hidden = *mode == Blinding::LabelsAndAi && !view.submitted;
+  auto all = reader_labels((*image)->sop_instance_uid);
+  if (!all) return all.error();
+  for (auto& e : all.value()) {
+    if (e.author == who) view.own.push_back(std::move(e));
+    else if (!view.blinded) view.others.push_back(std::move(e));
+  }
+  if (!view.blinded) {
+    auto consensus = consensus_labels((*image)->sop_instance_uid);
+    if (!consensus) return consensus.error();
+    view.consensus = std::move(consensus.value());
+  }
+  return view;
 }
 
 // ---- Jobs --------------------------------------------------------------------------------

@@ -196,7 +196,8 @@ Result<ExistingExport> inspect_output_folder(const fs::path& out) {
 
 struct ImageRow {
   Instance instance;
-  std::vector<LabelEvent> labels;  // by finding name
+  std::vector<LabelEvent> labels;    // the consensus labels, by finding name
+  std::vector<LabelEvent> readings;  // each reader's current labels
   std::string key;                 // patient key
   Split split = Split::Train;
   int follow_up = 0;
@@ -219,14 +220,27 @@ struct ImageRow {
 
 bool is_no_finding(const std::string& finding) { return lower(finding) == "no finding"; }
 
-std::string finding_labels(const ImageRow& row) {
+// ChestX-ray14's "Finding Labels": the present findings; "No Finding" only when it was labelled
+// itself or every other finding of the vocabulary was assessed absent; else empty (not assessed:
+// "Pneumonia absent" alone says nothing about the other findings).
+std::string finding_labels(const ImageRow& row, const std::vector<std::string>& vocabulary) {
   std::vector<std::string> present;
-  bool uncertain = false;
+  std::set<std::string> absent;
+  bool no_finding = false;
   for (const auto& l : row.labels) {
-    if (l.value == LabelValue::Present && !is_no_finding(l.finding)) present.push_back(l.finding);
-    if (l.value == LabelValue::Uncertain && !is_no_finding(l.finding)) uncertain = true;
+    if (is_no_finding(l.finding)) {
+      no_finding = no_finding || l.value == LabelValue::Present;
+      continue;
+    }
+    if (l.value == LabelValue::Present) present.push_back(l.finding);
+    if (l.value == LabelValue::Absent) absent.insert(l.finding);
   }
-  if (present.empty()) return uncertain ? std::string() : std::string("No Finding");
+  if (present.empty()) {
+    if (no_finding) return "No Finding";
+    for (const auto& f : vocabulary)
+      if (!is_no_finding(f) && !absent.count(f)) return {};
+    return "No Finding";
+  }
   std::sort(present.begin(), present.end());
   present.erase(std::unique(present.begin(), present.end()), present.end());
   std::string out;
@@ -311,7 +325,28 @@ std::string label_json(const LabelEvent& l, const ImageRow& row, bool deidentify
   return o.str();
 }
 
-std::string image_json(const ImageRow& row, bool deidentify) {
+// Every finding of the vocabulary: its consensus status (present, absent, uncertain, or
+// not_assessed), how the consensus was reached, and each reader's current value.
+std::string assessment_json(const ImageRow& row, const std::vector<std::string>& vocabulary) {
+  JsonObject o;
+  for (const auto& f : vocabulary) {
+    JsonObject a;
+    const auto c = std::find_if(row.labels.begin(), row.labels.end(), [&](const LabelEvent& l) { return l.finding == f; });
+    if (c != row.labels.end()) {
+      a.add("status", to_string(c->value)).add("basis", c->basis);
+    } else {
+      a.add("status", "not_assessed");
+    }
+    JsonObject readers;
+    for (const auto& r : row.readings)
+      if (r.finding == f) readers.add(r.author, to_string(r.value));
+    a.add_raw("readers", readers.str());
+    o.add_raw(f, a.str());
+  }
+  return o.str();
+}
+
+std::string image_json(const ImageRow& row, bool deidentify, const std::vector<std::string>& vocabulary) {
   const Instance& in = row.instance;
   JsonObject o;
   o.add("image_index", row.image_index);
@@ -357,6 +392,7 @@ std::string image_json(const ImageRow& row, bool deidentify) {
   }
   labels += "]";
   o.add_raw("labels", labels);
+  o.add_raw("assessment", assessment_json(row, vocabulary));
   return o.str();
 }
 
@@ -461,11 +497,24 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
   auto existing = inspect_output_folder(out);
   if (!existing) return existing.error();
 
-  // ---- What to export: images with at least one current label.
-  auto current = catalog.current_labels();
+  // ---- What to export: images with at least one consensus label (the readers' consensus under the
+  // catalog's policy, never one reader's labels), and each reader's labels beside it (JSON).
+  auto policy = catalog.consensus_policy();
+  if (!policy) return policy.error();
+  report.labels_used = "consensus: " + policy->describe();
+  auto current = catalog.consensus_labels();
   if (!current) return current.error();
   std::map<std::string, std::vector<LabelEvent>> by_image;
   for (auto& l : current.value()) by_image[l.sop_instance_uid].push_back(std::move(l));
+  auto readings = catalog.reader_labels();
+  if (!readings) return readings.error();
+  std::map<std::string, std::vector<LabelEvent>> readings_of;
+  for (auto& l : readings.value())
+    if (by_image.count(l.sop_instance_uid)) readings_of[l.sop_instance_uid].push_back(std::move(l));
+  auto findings = catalog.findings();
+  if (!findings) return findings.error();
+  std::vector<std::string> vocabulary;
+  for (const auto& f : findings.value()) vocabulary.push_back(f.name);
 
   InstanceFilter labelled;
   labelled.labelled = InstanceFilter::Labelled::Labelled;
@@ -509,6 +558,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
   for (auto& [uid, instance] : instance_of) {
     ImageRow row;
     row.labels = std::move(by_image[uid]);
+    row.readings = std::move(readings_of[uid]);
     std::sort(row.labels.begin(), row.labels.end(),
               [](const LabelEvent& a, const LabelEvent& b) { return a.finding < b.finding; });
     row.instance = std::move(instance);
@@ -705,7 +755,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
       const Instance& in = row.instance;
       const auto age = age_in_years(in.patient_age, in.patient_birth_date, in.study_date);
       const bool spacing = in.pixel_spacing_row && in.pixel_spacing_column;
-      entries += csv_line({row.image_index, finding_labels(row), CsvCell::number(std::to_string(row.follow_up)), row.patient_id,
+      entries += csv_line({row.image_index, finding_labels(row, vocabulary), CsvCell::number(std::to_string(row.follow_up)), row.patient_id,
                            CsvCell::number(age ? std::to_string(*age) : std::string()), gender(in.patient_sex), in.view_position,
                            CsvCell::number(std::to_string(in.columns)), CsvCell::number(std::to_string(in.rows)),
                            CsvCell::number(spacing ? format_number(*in.pixel_spacing_column) : std::string()),
@@ -720,21 +770,19 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
     if (auto s = write(kDataEntryFile, entries); !s) return s.error();
     if (auto s = write(kBBoxFile, boxes); !s) return s.error();
   } else {
-    auto findings = catalog.findings();
-    if (!findings) return findings.error();
-    std::string vocabulary = "[";
-    for (std::size_t i = 0; i < findings->size(); ++i) {
-      if (i) vocabulary += ",";
-      vocabulary += json_escape((*findings)[i].name);
+    std::string names = "[";
+    for (std::size_t i = 0; i < vocabulary.size(); ++i) {
+      if (i) names += ",";
+      names += json_escape(vocabulary[i]);
     }
-    vocabulary += "]";
-    std::string json = "{\"format\":\"hilum-labels\",\"version\":1,\"deidentified\":";
+    names += "]";
+    std::string json = "{\"format\":\"hilum-labels\",\"version\":2,\"labels\":" + json_escape(report.labels_used) + ",\"deidentified\":";
     json += deid ? "true" : "false";
     json += ",\"dates\":";
     json += json_escape(deid ? "shifted by a per-patient number of days" : "as recorded");
-    json += ",\"findings\":" + vocabulary + ",\"images\":[\n";
+    json += ",\"findings\":" + names + ",\"images\":[\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
-      json += image_json(rows[i], deid);
+      json += image_json(rows[i], deid, vocabulary);
       json += i + 1 < rows.size() ? ",\n" : "\n";
     }
     json += "]}\n";

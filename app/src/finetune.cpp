@@ -539,7 +539,13 @@ json labelled_summary(const Dataset& data) {
 
 namespace detail {
 
-Result<std::vector<LabelEvent>> training_labels(Catalog& catalog) { return catalog.current_labels(); }
+Result<std::vector<LabelEvent>> training_labels(Catalog& catalog) { return catalog.consensus_labels(); }
+
+Result<std::string> training_labels_used(Catalog& catalog) {
+  auto policy = catalog.consensus_policy();
+  if (!policy) return policy.error();
+  return "consensus: " + policy->describe();
+}
 
 bool is_validation_patient(const std::string& secret, const std::string& patient) {
   return keyed_hash(secret, "finetune-split", patient) % 5u == 0u;
@@ -659,6 +665,9 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
   c.hyperparameters["strategy"] = c.strategy;
   c.hyperparameters["started_by"] = options.author;
   auto snapshot = labelled_summary(data);
+  auto labels_used = training_labels_used(catalog);
+  if (!labels_used) return labels_used.error();
+  snapshot["labels"] = *labels_used;
 
   std::optional<Result<ModelRecord>> registered;
   std::string version;
@@ -674,6 +683,7 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
                                       "; the trained model is kept in " + partial.string()};
     }
     metrics.model_version = version;
+    metrics.labels = *labels_used;
     if (c.backbone_trained) c.hyperparameters["backbone_version"] = version;  // a trained backbone is its own
     json metrics_json = to_json(metrics);
     if (active_metrics) metrics_json["active_at_training"] = to_json(*active_metrics);
@@ -792,6 +802,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
   auto model = load_model(catalog, model_spec);
   if (!model) return model.error();
   std::vector<LabelEvent> events;
+  std::string labels_used;
   if (!labels_csv.empty()) {
     std::vector<LabelInput> inputs;
     auto read = read_label_csv(catalog, labels_csv, "evaluate", inputs);
@@ -809,7 +820,11 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
       e.value = in.value;
       events.push_back(std::move(e));
     }
+    labels_used = "csv: " + labels_csv.string();
   } else {
+    auto used = detail::training_labels_used(catalog);
+    if (!used) return used.error();
+    labels_used = *used;
     auto current = detail::training_labels(catalog);
     if (!current) return current.error();
     events = std::move(current.value());
@@ -832,6 +847,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
   if (!probabilities) return probabilities.error();
   auto report = evaluate_probabilities(data->outputs, samples, *probabilities, model->model.config().labels);
   report.model_version = model->record.version;
+  report.labels = labels_used;
   return report;
 }
 

@@ -17,10 +17,11 @@
 
 namespace hilum::app::detail {
 
-// The labels training uses: today each image's current label per finding (Catalog::
-// current_labels). Fine-tuning, evaluation and the training-set export all read them here, so that
-// a consensus of several readers can take their place in this one function.
+// The labels training uses: the consensus of the readers per image and finding (Catalog::
+// consensus_labels, never one reader's labels). Fine-tuning, evaluation and the training-set export
+// all read them here; `labels_used` says which they were ("consensus: <policy>").
 [[nodiscard]] Result<std::vector<LabelEvent>> training_labels(Catalog& catalog);
+[[nodiscard]] Result<std::string> training_labels_used(Catalog& catalog);
 
 // Whether a patient (patient_key) is in the fine-tuning gate's validation split: 20% of patients,
 // by HMAC(catalog secret, "finetune-split", patient) -- stable across runs, never by image.

@@ -9,7 +9,7 @@ Error error_from(sqlite3* db, int rc, std::string_view what) {
   switch (primary) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return {ErrorKind::Locked, std::string(what) + ": the catalog is locked by another program (waited 5 s); " +
+      return {ErrorKind::Locked, std::string(what) + ": the catalog is locked by another program (waited 30 s); " +
                                      "close the other Hilum window or command and try again"};
     case SQLITE_READONLY:
       return {ErrorKind::ReadOnly, std::string(what) + ": the catalog or its folder is read-only (" + detail + ")"};

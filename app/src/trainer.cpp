@@ -262,6 +262,7 @@ Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& co
 
 json to_json(const EvaluationReport& r) {
   json j = {{"model", r.model_version}, {"images", r.images}, {"patients", r.patients}};
+  if (!r.labels.empty()) j["labels"] = r.labels;
   j["mean_auroc"] = r.mean_auroc ? json(*r.mean_auroc) : json(nullptr);
   json findings = json::array();
   for (const auto& f : r.findings) {

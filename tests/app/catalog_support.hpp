@@ -58,6 +58,16 @@ inline app::InstanceRecord record(const std::string& sop, const std::string& pat
   return r;
 }
 
+// One reader's label of an image.
+inline app::LabelInput reading(const std::string& image, const std::string& finding, app::LabelValue v, const std::string& author) {
+  app::LabelInput in;
+  in.image = image;
+  in.finding = finding;
+  in.value = v;
+  in.author = author;
+  return in;
+}
+
 // Catalogues a DICOM file as it is (UID and size from the reader, the rest from record()).
 inline app::Instance catalogue_file(app::Catalog& catalog, const fs::path& file) {
   auto r = dicom::read_radiograph(file);

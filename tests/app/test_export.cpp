@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <iterator>
 #include <map>
 #include <set>
@@ -382,7 +383,7 @@ TEST_F(ExportTest, CsvFollowsTheChestXray14Layout) {
   polygon.points = {{10, 10}, {50, 12}, {30, 60}};
   label("1.2.3.300.1.1", "Pneumothorax", app::LabelValue::Present, polygon);
   label("1.2.3.300.1.1", "Effusion", app::LabelValue::Absent);
-  label("1.2.3.300.1.2", "Effusion", app::LabelValue::Absent);  // only absent -> "No Finding"
+  label("1.2.3.300.1.2", "Effusion", app::LabelValue::Absent);  // only one finding assessed: not "No Finding"
   label("1.2.3.500.1.1", "Effusion", app::LabelValue::Present);
   label("1.2.3.500.1.1", "Effusion", app::LabelValue::Cleared);
 
@@ -420,7 +421,7 @@ TEST_F(ExportTest, CsvFollowsTheChestXray14Layout) {
   EXPECT_EQ(a1[11], a2[11]) << "one patient, one split";
   EXPECT_EQ(by["1.2.3.300.1.1.png"][1], "Pneumothorax");
   EXPECT_EQ(by["1.2.3.300.1.1.png"][2], "0");
-  EXPECT_EQ(by["1.2.3.300.1.2.png"][1], "No Finding");
+  EXPECT_EQ(by["1.2.3.300.1.2.png"][1], "") << "Effusion absent says nothing of the other findings";
   EXPECT_EQ(by["1.2.3.300.1.2.png"][2], "0") << "same study, same follow-up number";
   EXPECT_EQ(by.count("1.2.3.400.1.1.png"), 0u) << "unlabelled image exported";
   EXPECT_EQ(by.count("1.2.3.500.1.1.png"), 0u) << "an image whose label was cleared has no current label";
@@ -556,6 +557,50 @@ TEST_F(ExportTest, JsonHoldsEveryCurrentLabelWithItsProvenance) {
   EXPECT_NE(records[1].find("\"finding\":\"Effusion\",\"value\":\"present\""), std::string::npos) << records[1];
   EXPECT_EQ(records[1].find("\"value\":\"absent\""), std::string::npos) << "a superseded label was exported";
   EXPECT_EQ(all_files(out).size(), 2u);  // labels.json and the manifest
+}
+
+// Issue 15: "Pneumonia absent" alone was exported as "No Finding", claiming the 13 other findings
+// were assessed absent (a retraining pipeline would learn false negatives from it).
+TEST_F(ExportTest, NoFindingOnlyWhenEveryFindingWasAssessedAbsent) {
+  add_record("PAT-N", "1.2.9.1", "1.2.9.1.1", "20240101");
+  add_record("PAT-N", "1.2.9.1", "1.2.9.1.2", "20240101");
+  add_record("PAT-N", "1.2.9.1", "1.2.9.1.3", "20240101");
+  label("1.2.9.1.1", "Pneumonia", app::LabelValue::Absent);
+  auto vocabulary = catalog_->findings();
+  ASSERT_TRUE(vocabulary.ok());
+  std::vector<app::LabelInput> all_absent;
+  for (const auto& f : vocabulary.value()) {
+    if (f.name == "No Finding") continue;
+    app::LabelInput in;
+    in.image = "1.2.9.1.2";
+    in.finding = f.name;
+    in.value = app::LabelValue::Absent;
+    in.author = "Dr. Reader";
+    all_absent.push_back(in);
+  }
+  ASSERT_TRUE(catalog_->add_labels(all_absent).ok());
+  label("1.2.9.1.3", "No Finding", app::LabelValue::Present);
+
+  const fs::path csv = dir_ / "csv";
+  run(csv, app::ExportFormat::Csv, false, false);
+  auto by = rows_by_index(csv / "Data_Entry_2017.csv");
+  EXPECT_EQ(by["1.2.9.1.1.png"][1], "") << "only Pneumonia was assessed";
+  EXPECT_EQ(by["1.2.9.1.2.png"][1], "No Finding") << "every finding assessed absent";
+  EXPECT_EQ(by["1.2.9.1.3.png"][1], "No Finding");
+
+  const fs::path js = dir_ / "json";
+  const auto report = run(js, app::ExportFormat::Json, false, false);
+  EXPECT_EQ(report.labels_used, "consensus: adjudicated > unanimous > majority (at least 1 reader)");
+  const auto doc = nlohmann::json::parse(read_file(js / "labels.json"));
+  EXPECT_EQ(doc["labels"], report.labels_used);
+  for (const auto& image : doc["images"]) {
+    if (image["sop_instance_uid"] != "1.2.9.1.1") continue;
+    EXPECT_EQ(image["assessment"]["Pneumonia"]["status"], "absent");
+    EXPECT_EQ(image["assessment"]["Pneumonia"]["basis"], "unanimous");
+    EXPECT_EQ(image["assessment"]["Pneumonia"]["readers"]["Dr. Reader"], "absent");
+    EXPECT_EQ(image["assessment"]["Effusion"]["status"], "not_assessed");
+    EXPECT_TRUE(image["assessment"]["Effusion"]["readers"].empty());
+  }
 }
 
 // ---- Splits and follow-ups. ----

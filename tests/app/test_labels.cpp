@@ -21,12 +21,7 @@ using app::LabelInput;
 using app::LabelValue;
 
 LabelInput label(const std::string& image, const std::string& finding, LabelValue v, const std::string& author = "dr.a") {
-  LabelInput in;
-  in.image = image;
-  in.finding = finding;
-  in.value = v;
-  in.author = author;
-  return in;
+  return reading(image, finding, v, author);
 }
 
 class LabelsTest : public CatalogTest {
@@ -62,17 +57,26 @@ TEST_F(LabelsTest, HistoryIsAppendOnlyAndCurrentIsTheLatest) {
   EXPECT_EQ(history->at(1).finding, "Effusion");
   EXPECT_FALSE(history->at(0).created_at.empty());
 
+  // Each reader keeps their own current label; dr.a and dr.b disagree on Effusion, so the
+  // consensus (current_labels) has only Nodule.
+  auto readers = c().reader_labels("7.1");
+  ASSERT_TRUE(readers.ok());
+  ASSERT_EQ(readers->size(), 3u);
+  EXPECT_EQ(readers->at(0).finding, "Effusion");
+  EXPECT_EQ(readers->at(0).author, "dr.a");
+  EXPECT_EQ(readers->at(0).value, LabelValue::Present);
+  EXPECT_EQ(readers->at(1).author, "dr.b");
+  EXPECT_EQ(readers->at(1).value, LabelValue::Absent);
   auto current = c().current_labels("7.1");
   ASSERT_TRUE(current.ok());
-  ASSERT_EQ(current->size(), 2u);
-  EXPECT_EQ(current->at(0).finding, "Effusion");
-  EXPECT_EQ(current->at(0).value, LabelValue::Absent);
-  EXPECT_EQ(current->at(0).author, "dr.b");
-  EXPECT_EQ(current->at(1).finding, "Nodule");
+  ASSERT_EQ(current->size(), 1u);
+  EXPECT_EQ(current->at(0).finding, "Nodule");
+  EXPECT_EQ(current->at(0).basis, "unanimous");
 
   // Clearing removes it from the current labels but not from the history.
-  ASSERT_TRUE(c().add_labels({label("7.1", "Nodule", LabelValue::Cleared, "dr.c")}).ok());
-  EXPECT_EQ(c().current_labels("7.1")->size(), 1u);
+  ASSERT_TRUE(c().add_labels({label("7.1", "Nodule", LabelValue::Cleared, "dr.b")}).ok());
+  EXPECT_EQ(c().current_labels("7.1")->size(), 0u);
+  EXPECT_EQ(c().reader_labels("7.1")->size(), 2u);
   EXPECT_EQ(c().label_history("7.1")->size(), 4u);
 
   // The database itself refuses to rewrite history, whoever asks.
@@ -89,7 +93,7 @@ TEST_F(LabelsTest, ABatchWithOneBadLabelWritesNothing) {
   const std::vector<std::vector<LabelInput>> bad_batches{
       {label("7.1", "Effusion", LabelValue::Present), label("9.9.9", "Effusion", LabelValue::Present)},  // unknown image
       {label("7.1", "Effusion", LabelValue::Present), label("7.1", "Dragons", LabelValue::Present)},     // unknown finding
-      {label("7.1", "Effusion", LabelValue::Present), label("7.2", "Mass", LabelValue::Present, "")},    // no author
+      {label("7.1", "Effusion", LabelValue::Present), label("7.2", "Mass", LabelValue::Present, "dr\x01b")},  // control character
   };
   for (const auto& batch : bad_batches) {
     auto r = c().add_labels(batch);

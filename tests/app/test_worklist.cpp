@@ -104,15 +104,20 @@ TEST_F(Worklist, FiltersByLabelStateAndAuthorAndCountsWhatIsLeft) {
   q.show = WorklistQuery::Show::NotLabelledBy;
   EXPECT_EQ(uids(q), (std::vector<std::string>{"1.2", "2.1", "3.1"}));
 
-  // The latest event decides who labelled it: dr.kim takes over Effusion on 1.1.
+  // Each reader keeps their own label: dr.kim's opposite Effusion on 1.1 does not take dr.lee's
+  // over; the readers now disagree on it, so the consensus has only Nodule.
   label("1.1", "Effusion", app::LabelValue::Absent, "dr.kim");
   q.show = WorklistQuery::Show::LabelledBy;
-  EXPECT_TRUE(uids(q).empty());
+  EXPECT_EQ(uids(q), (std::vector<std::string>{"1.1"}));
+  q.show = WorklistQuery::Show::ReadersDisagree;
+  EXPECT_EQ(uids(q), (std::vector<std::string>{"1.1"}));
 
   q.show = WorklistQuery::Show::All;
   auto list = app::worklist(cat(), q);
   ASSERT_TRUE(list.ok());
-  EXPECT_EQ((*list)[0].current_labels, 2);
+  EXPECT_EQ((*list)[0].current_labels, 1);
+  EXPECT_EQ((*list)[0].readers, 2);
+  EXPECT_EQ((*list)[0].reader_disagreements, 1);
   EXPECT_EQ((*list)[0].present_findings, 0);
   EXPECT_EQ((*list)[2].present_findings, 1);
 
@@ -121,8 +126,9 @@ TEST_F(Worklist, FiltersByLabelStateAndAuthorAndCountsWhatIsLeft) {
   EXPECT_EQ(counts->images, 4);
   EXPECT_EQ(counts->unlabelled, 2);
   EXPECT_EQ(counts->labelled, 2);
-  EXPECT_EQ(counts->labelled_by_author, 0);
-  EXPECT_EQ(counts->not_labelled_by_author, 4);
+  EXPECT_EQ(counts->labelled_by_author, 1);
+  EXPECT_EQ(counts->not_labelled_by_author, 3);
+  EXPECT_EQ(counts->readers_disagree, 1);
   EXPECT_EQ(counts->with_predictions, 0);
 }
 

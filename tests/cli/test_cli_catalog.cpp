@@ -56,13 +56,16 @@ TEST_F(CliCatalog, LabelSetsAndShowsCurrentLabels) {
   EXPECT_EQ(lines(h.out).size(), 3u);
   auto c = app::Catalog::open(db_);
   ASSERT_TRUE(c.ok());
+  // dr.two's label is dr.two's own: dr.who's stays, and the two readers disagree on Effusion.
+  auto mine = c->reader_labels("8.1", "dr.two");
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->size(), 1u);
+  EXPECT_EQ(mine->at(0).value, app::LabelValue::Uncertain);
+  EXPECT_EQ(c->reader_labels("8.1", "dr.who")->size(), 2u);
   auto current = c->current_labels("8.1");
   ASSERT_TRUE(current.ok());
-  ASSERT_EQ(current->size(), 2u);
-  const auto effusion = std::find_if(current->begin(), current->end(), [](const auto& e) { return e.finding == "Effusion"; });
-  ASSERT_NE(effusion, current->end());
-  EXPECT_EQ(effusion->value, app::LabelValue::Uncertain);
-  EXPECT_EQ(effusion->author, "dr.two");
+  ASSERT_EQ(current->size(), 1u);
+  EXPECT_EQ(current->at(0).finding, "Nodule");
 }
 
 // Issue 16, defect 13: a catalog on read-only storage could not even be listed. SQLite cannot
@@ -89,8 +92,90 @@ TEST_F(CliCatalog, ACatalogOnReadOnlyStorageCanBeBrowsed) {
   EXPECT_TRUE(c->current_labels("8.2")->empty());
 }
 
+TEST_F(CliCatalog, AdjudicateListsDisagreementsAndRecordsOneDecision) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=absent --author dr.b").status, 0);
+  const auto list = run_cli(db() + " adjudicate list --json");
+  ASSERT_EQ(list.status, 0) << list.out;
+  ASSERT_EQ(lines(list.out).size(), 1u) << list.out;
+  EXPECT_NE(list.out.find("\"sop_instance_uid\":\"8.1\""), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("\"readers\":{\"dr.a\":\"present\",\"dr.b\":\"absent\"}"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("\"consensus\":null"), std::string::npos) << list.out;
+  const auto decided = run_cli(db() + " adjudicate 8.1 --set Effusion=present --json");
+  ASSERT_EQ(decided.status, 0) << decided.out;
+  EXPECT_NE(decided.out.find("\"basis\":\"adjudicated\""), std::string::npos) << decided.out;
+  // A second adjudicator (who saw the list before the first decided) is refused and told who decided.
+  const auto second = run_cli(db() + " adjudicate 8.1 --set Effusion=absent", true);
+  EXPECT_EQ(second.status, 1) << second.out;
+  EXPECT_NE(second.out.find("was adjudicated by"), std::string::npos) << second.out;
+  EXPECT_TRUE(lines(run_cli(db() + " adjudicate list --json").out).empty());
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  const auto history = c->label_history("8.1");
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ(history->back().kind, app::LabelKind::Adjudication);
+  EXPECT_EQ(history->back().author, app::current_os_user());
+  EXPECT_EQ(c->current_labels("8.1")->at(0).value, app::LabelValue::Present);
+}
+
+TEST_F(CliCatalog, ConsensusPolicyAndBlindingAreSettings) {
+  const auto shown = run_cli(db() + " labels policy --json");
+  ASSERT_EQ(shown.status, 0) << shown.out;
+  EXPECT_NE(shown.out.find("\"rule\":\"majority\""), std::string::npos) << shown.out;
+  ASSERT_EQ(run_cli(db() + " labels policy --rule unanimous --min-readers 2").status, 0);
+  EXPECT_EQ(run_cli(db() + " labels policy --min-readers 0").status, 2);
+  ASSERT_EQ(run_cli(db() + " labels blinding labels+ai").status, 0);
+  EXPECT_EQ(run_cli(db() + " labels blinding sometimes").status, 2);
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->consensus_policy()->rule, app::ConsensusPolicy::Rule::Unanimous);
+  EXPECT_EQ(c->consensus_policy()->min_readers, 2);
+  EXPECT_EQ(*c->blinding(), app::Blinding::LabelsAndAi);
+}
+
+TEST_F(CliCatalog, AgreementNamesEachStatisticAndTheReaders) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=absent --author dr.b").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.2 --set Effusion=absent --author dr.a").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.2 --set Effusion=absent --author dr.b").status, 0);
+  const auto r = run_cli(db() + " agreement --finding Effusion --bootstrap 20 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* field : {"\"cohen_kappa\":[{\"readers\":[\"dr.a\",\"dr.b\"],\"value\":0,", "\"fleiss_kappa\":{\"value\":",
+                            "\"krippendorff_alpha\":{\"value\":", "\"reader_vs_consensus\":[{\"reader\":\"dr.a\"",
+                            "\"readers\":[\"dr.a\",\"dr.b\"]"}) {
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << " in " << r.out;
+  }
+  EXPECT_EQ(run_cli(db() + " agreement --threshold 2").status, 2);
+}
+
+// The reader is the OS user; --author NAME (also for --from-csv) is recorded as entered by the OS
+// user on behalf of NAME.
+TEST_F(CliCatalog, TheReaderIsTheOsUserAndImportsSayWhoEnteredThem) {
+  const std::string me = app::current_os_user();
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 0);
+  const auto behalf = run_cli(db() + " label 8.1 --set Effusion=absent --author dr.other");
+  ASSERT_EQ(behalf.status, 0) << behalf.out;
+  EXPECT_NE(behalf.out.find("by " + me + " on behalf of dr.other"), std::string::npos) << behalf.out;
+  {
+    std::ofstream csv(dir_ / "other.csv");
+    csv << "image,Mass\n8.2,present\n";
+  }
+  ASSERT_EQ(run_cli(db() + " label --from-csv " + quote((dir_ / "other.csv").string()) + " --author dr.csv").status, 0);
+  const auto h = run_cli(db() + " labels history --json");
+  ASSERT_EQ(h.status, 0);
+  const auto l = lines(h.out);
+  ASSERT_EQ(l.size(), 3u) << h.out;
+  EXPECT_NE(l[0].find("\"author\":\"" + me + "\""), std::string::npos) << l[0];
+  EXPECT_NE(l[1].find("\"author\":\"dr.other\""), std::string::npos) << l[1];
+  EXPECT_NE(l[2].find("\"author\":\"dr.csv\""), std::string::npos) << l[2];
+  for (const auto& line : l) EXPECT_NE(line.find("\"recorded_by\":\"" + me + "\""), std::string::npos) << line;
+  // Each reader's own label stays theirs.
+  auto c = app::Catalog::open(db_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->reader_labels("8.1")->size(), 2u);
+}
+
 TEST_F(CliCatalog, BadLabelCommandsChangeNothing) {
-  EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present").status, 2);                  // no author
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion --author a").status, 2);               // no value
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=maybe --author a").status, 2);         // bad value
   EXPECT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --region 1,2,3 --author a").status, 2);

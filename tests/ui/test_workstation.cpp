@@ -365,6 +365,55 @@ class Workstation : public QObject {
     dialog->close();
   }
 
+  // Several readers: the title bar names the reader; with blinded reading (labels and AI), the
+  // label panel withholds other readers' labels and the AI panel its findings until the reader
+  // submits their reading.
+  void blindedReadingHidesOthersUntilSubmitted() {
+    window_.reset();
+    const fs::path db = dir_ / "blind.db";
+    uitest::import_into(db, {dir_ / "dicom"});
+    uitest::register_model(db, dir_ / "vit", "random-vit-3");
+    {
+      auto c = app::Catalog::open(db);
+      QVERIFY(c.ok());
+      QVERIFY(c->set_blinding(app::Blinding::LabelsAndAi).ok());
+    }
+    window_ = open_window(db);
+    QTRY_VERIFY_WITH_TIMEOUT(window_->viewer()->has_image(), 10000);
+    QVERIFY(window_->windowTitle().contains("reader: dr.test"));
+    const std::string uid = window_->current_item()->sop_instance_uid;
+    {
+      auto c = app::Catalog::open(db);
+      app::LabelInput in;
+      in.image = uid;
+      in.finding = "Effusion";
+      in.value = app::LabelValue::Present;
+      in.author = "dr.other";
+      QVERIFY(c->add_labels({in}).ok());
+    }
+    QTRY_VERIFY_WITH_TIMEOUT(window_->findChild<QLabel*>("aiModel")->text().contains("withheld"), 10000);
+    QVERIFY(window_->ai()->probabilities().empty());
+    auto* panel = window_->labels();
+    const auto row_of = [&](const QString& finding) {
+      for (int r = 0; r < panel->table()->rowCount(); ++r)
+        if (panel->table()->item(r, ui::LabelPanel::kFinding)->text() == finding) return r;
+      return -1;
+    };
+    const int effusion = row_of("Effusion");
+    QVERIFY(effusion >= 0);
+    panel->select_finding("Mass");
+    key(Qt::Key_A);  // the reader's own label, then the submission
+    QVERIFY(panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("hidden until you submit"));
+    QVERIFY(!panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("dr.other"));
+    auto* submit = window_->findChild<QPushButton*>("submitReadingButton");
+    QVERIFY(submit != nullptr && submit->isEnabled());
+    QTest::mouseClick(submit, Qt::LeftButton);
+    QVERIFY(!submit->isEnabled());
+    QVERIFY(panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("dr.other: present"));
+    QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
+    window_.reset();
+  }
+
   void saysPlainlyWhenThereIsNoModel() {
     window_.reset();
     const fs::path db = dir_ / "nomodel.db";

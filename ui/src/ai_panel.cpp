@@ -165,6 +165,15 @@ void AiPanel::show_no_model(const QString& why) {
   heatmap_status_->clear();
 }
 
+void AiPanel::show_withheld(const QString& why) {
+  clear_bars();
+  version_.clear();
+  thresholds_.clear();
+  model_->setText(tr("AI findings withheld"));
+  status_->setText(why);
+  heatmap_status_->clear();
+}
+
 void AiPanel::show_computing(const app::ModelRecord& model) {
   clear_bars();
   version_ = qstr(model.version);

@@ -60,6 +60,8 @@ class AiPanel : public QWidget {
   explicit AiPanel(QWidget* parent = nullptr);
 
   void show_no_model(const QString& why = {});
+  // Blinded reading: no findings shown, and why.
+  void show_withheld(const QString& why);
   void show_computing(const app::ModelRecord& model);
   // An image outside the model's domain gets no finding bars: the panel says why instead, and
   // probabilities() stays empty so that nothing is offered as a suggestion.

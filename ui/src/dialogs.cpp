@@ -35,7 +35,9 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
   form->addRow(tr("Catalog database"), db_row);
   author_ = new QLineEdit(preferences.author, this);
   author_->setObjectName("settingsAuthor");
-  form->addRow(tr("Your name on labels"), author_);
+  author_->setReadOnly(true);  // the OS user: who is reading is not a field anyone can change
+  author_->setToolTip(tr("Labels are recorded as the user logged in to this computer"));
+  form->addRow(tr("You read as"), author_);
   threads_ = new QSpinBox(this);
   threads_->setObjectName("settingsThreads");
   threads_->setRange(0, 256);
@@ -67,7 +69,7 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
 Preferences SettingsDialog::preferences() const {
   Preferences p = base_;
   p.database = database_->text().trimmed();
-  p.author = author_->text().trimmed().isEmpty() ? base_.author : author_->text().trimmed();
+  p.author = base_.author;
   p.threads = threads_->value();
   p.auto_finetune_after = auto_finetune_->value();
   return p;

@@ -49,6 +49,11 @@ LabelPanel::LabelPanel(Labeller* labeller, QWidget* parent) : QWidget(parent), l
   redo_->setText(tr("Redo"));
   redo_->setFocusPolicy(Qt::NoFocus);
   tools->addWidget(accept_);
+  submit_ = new QPushButton(tr("Submit my reading"), this);
+  submit_->setObjectName("submitReadingButton");
+  submit_->setFocusPolicy(Qt::NoFocus);
+  submit_->setToolTip(tr("Blinded reading: other readers' labels (and, if so configured, the AI's findings) are shown once you submit"));
+  tools->addWidget(submit_);
   tools->addWidget(box);
   tools->addWidget(poly);
   tools->addStretch(1);
@@ -85,6 +90,7 @@ LabelPanel::LabelPanel(Labeller* labeller, QWidget* parent) : QWidget(parent), l
     Q_EMIT selectedFindingChanged(selected_finding());
   });
   connect(accept_, &QPushButton::clicked, this, &LabelPanel::acceptAiRequested);
+  connect(submit_, &QPushButton::clicked, this, [this] { labeller_->submit(); });
   connect(box, &QToolButton::clicked, this, [this] { Q_EMIT toolRequested(2); });
   connect(poly, &QToolButton::clicked, this, [this] { Q_EMIT toolRequested(3); });
   connect(undo_, &QToolButton::clicked, labeller_->undo_stack(), &QUndoStack::undo);
@@ -140,9 +146,15 @@ void LabelPanel::refresh() {
     QFont f = table_->item(r, kFinding)->font();
     f.setBold(s.value != app::LabelValue::Cleared);
     table_->item(r, kFinding)->setFont(f);
-    table_->item(r, kFinding)->setToolTip(s.author.isEmpty() ? QString()
-                                                              : tr("by %1, model on screen: %2").arg(s.author, s.model_version.isEmpty() ? tr("none") : s.model_version));
+    QString tip = s.author.isEmpty() ? QString()
+                                     : tr("by %1, model on screen: %2").arg(s.author, s.model_version.isEmpty() ? tr("none") : s.model_version);
+    const QStringList others = labeller_->others(finding);
+    if (labeller_->blinded()) tip += (tip.isEmpty() ? "" : "\n") + tr("Other readers' labels are hidden until you submit your reading");
+    else if (!others.isEmpty()) tip += (tip.isEmpty() ? "" : "\n") + tr("Other readers: %1").arg(others.join(", "));
+    table_->item(r, kFinding)->setToolTip(tip);
   }
+  submit_->setEnabled(!labeller_->image().isEmpty() && !labeller_->submitted());
+  submit_->setText(labeller_->submitted() ? tr("Reading submitted") : tr("Submit my reading"));
   load_comment();
 }
 

@@ -46,6 +46,7 @@ class LabelPanel : public QWidget {
   QLabel* comment_label_ = nullptr;
   QLabel* saved_ = nullptr;
   QPushButton* accept_ = nullptr;
+  QPushButton* submit_ = nullptr;
   QToolButton* undo_ = nullptr;
   QToolButton* redo_ = nullptr;
   QString comment_finding_;

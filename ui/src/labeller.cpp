@@ -57,13 +57,21 @@ void Labeller::set_model(const QString& version, std::vector<std::pair<std::stri
 
 void Labeller::reload() {
   states_.clear();
+  others_.clear();
+  blinded_ = ai_hidden_ = submitted_ = false;
   if (image_.isEmpty()) return;
-  auto current = session_->catalog().current_labels(sstr(image_));
-  if (!current) {
-    Q_EMIT failed(qstr(current.error().message));
+  // The reader edits their own labels (each reader has their own; see Catalog::reader_labels) and
+  // sees the others' only as blinded reading allows.
+  auto view = session_->catalog().reader_view(sstr(image_), sstr(session_->author()));
+  if (!view) {
+    Q_EMIT failed(qstr(view.error().message));
     return;
   }
-  for (const auto& e : current.value()) {
+  blinded_ = view->blinded;
+  ai_hidden_ = view->ai_hidden;
+  submitted_ = view->submitted;
+  for (const auto& e : view->others) others_[qstr(e.finding)] << QStringLiteral("%1: %2").arg(qstr(e.author), qstr(app::to_string(e.value)));
+  for (const auto& e : view->own) {
     LabelState s;
     s.value = e.value;
     s.region = e.region;
@@ -72,6 +80,24 @@ void Labeller::reload() {
     s.model_version = qstr(e.model_version.value_or(""));
     states_[qstr(e.finding)] = s;
   }
+}
+
+QStringList Labeller::others(const QString& finding) const {
+  const auto it = others_.find(finding);
+  return it == others_.end() ? QStringList() : it->second;
+}
+
+bool Labeller::submit() {
+  if (image_.isEmpty()) return false;
+  auto done = session_->catalog().submit_reading(sstr(image_), sstr(session_->author()));
+  if (!done) {
+    Q_EMIT failed(qstr(done.error().message));
+    return false;
+  }
+  reload();
+  Q_EMIT changed();
+  Q_EMIT readingSubmitted();
+  return true;
 }
 
 LabelState Labeller::state(const QString& finding) const {

@@ -46,6 +46,14 @@ class Labeller : public QObject {
   [[nodiscard]] QStringList findings() const { return findings_; }
   [[nodiscard]] LabelState state(const QString& finding) const;
   [[nodiscard]] const std::map<QString, LabelState>& states() const { return states_; }
+  // Several readers: the states above are this reader's own labels. Other readers' current labels
+  // per finding ("dr.a: present"), empty while blinded reading withholds them.
+  [[nodiscard]] QStringList others(const QString& finding) const;
+  [[nodiscard]] bool blinded() const { return blinded_; }      // others' labels withheld
+  [[nodiscard]] bool ai_hidden() const { return ai_hidden_; }  // and the AI's findings
+  [[nodiscard]] bool submitted() const { return submitted_; }
+  // Submits this reader's reading of the image (blinded reading then shows the rest).
+  bool submit();
 
   // Each returns false (and emits failed with the reason) when nothing was written.
   bool set_value(const QString& finding, app::LabelValue value);
@@ -59,6 +67,7 @@ class Labeller : public QObject {
 
  Q_SIGNALS:
   void changed();                          // labels of the current image changed (written)
+  void readingSubmitted();                 // the reader submitted the reading of the current image
   void saved(const QString& description);  // e.g. "Effusion: present"
   void failed(const QString& message);
 
@@ -75,6 +84,10 @@ class Labeller : public QObject {
   QString image_;
   QStringList findings_;
   std::map<QString, LabelState> states_;
+  std::map<QString, QStringList> others_;
+  bool blinded_ = false;
+  bool ai_hidden_ = false;
+  bool submitted_ = false;
   QString model_version_;
   std::vector<std::pair<std::string, double>> probabilities_;
   std::map<std::string, double> thresholds_;

@@ -70,7 +70,7 @@ QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_h
 MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences, QWidget* parent)
     : QMainWindow(parent), session_(std::move(session)), preferences_(std::move(preferences)) {
   setObjectName("mainWindow");
-  setWindowTitle(tr("Hilum — %1").arg(qstr(session_->path().string())));
+  setWindowTitle(tr("Hilum — %1 — reader: %2").arg(qstr(session_->path().string()), session_->author()));
   resize(1600, 1000);
   if (preferences_.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, preferences_.threads));
 
@@ -131,6 +131,7 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   connect(labels_, &LabelPanel::toolRequested, this, [this](int tool) { set_tool(static_cast<ImageView::Tool>(tool)); });
   connect(labels_, &LabelPanel::acceptAiRequested, this, [this] { labeller_->accept_ai(); });
   connect(labeller_, &Labeller::changed, this, &MainWindow::on_labels_changed);
+  connect(labeller_, &Labeller::readingSubmitted, this, &MainWindow::request_predictions);
   connect(labeller_, &Labeller::saved, this, [this](const QString& what) { statusBar()->showMessage(tr("Saved: %1").arg(what), 4000); });
   connect(labeller_, &Labeller::failed, this, [this](const QString& why) { statusBar()->showMessage(tr("Not saved: %1").arg(why), 8000); });
   connect(session_.get(), &Session::catalogChanged, this, [this] {
@@ -372,7 +373,7 @@ void MainWindow::open_item(const app::WorklistItem& item) {
   labels_->set_enabled_for_image(true);
   ai_->clear_for_image();
   viewer_->clear(tr("Loading %1…").arg(path));
-  setWindowTitle(tr("Hilum — %1 %2").arg(qstr(item.patient_name).replace('^', ' '), qstr(item.patient_id)));
+  setWindowTitle(tr("Hilum — %1 %2 — reader: %3").arg(qstr(item.patient_name).replace('^', ' '), qstr(item.patient_id), session_->author()));
   request_predictions();
 }
 
@@ -381,6 +382,11 @@ void MainWindow::request_predictions() {
   const auto model = session_->active_model();
   labeller_->set_model({}, {}, {});
   pending_model_.reset();
+  if (labeller_->ai_hidden()) {  // blinded reading: the AI's findings after the reader's own
+    ai_->show_withheld(tr("Blinded reading: the AI's findings are shown once you submit your reading"));
+    Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+    return;
+  }
   if (!model) {
     ai_->show_no_model();
     Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));

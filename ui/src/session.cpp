@@ -36,9 +36,8 @@ Preferences Preferences::load() {
   QSettings s;
   Preferences p;
   p.database = s.value("database").toString();
-  QString login = qEnvironmentVariable("USER");
-  if (login.isEmpty()) login = "radiologist";
-  p.author = s.value("author", login).toString();
+  // The reader is the OS user, never a free-text setting anyone could change.
+  p.author = qstr(app::current_os_user());
   p.threads = s.value("threads", 0).toInt();
   p.auto_finetune_after = s.value("auto_finetune_after", 0).toInt();
   return p;
@@ -47,7 +46,6 @@ Preferences Preferences::load() {
 void Preferences::save() const {
   QSettings s;
   s.setValue("database", database);
-  s.setValue("author", author);
   s.setValue("threads", threads);
   s.setValue("auto_finetune_after", auto_finetune_after);
 }

@@ -22,7 +22,7 @@ namespace hilum::ui {
 // The workstation's own preferences (QSettings, not the catalog).
 struct Preferences {
   QString database;               // empty = app::default_catalog_path()
-  QString author;                 // recorded on every label; default: the login name
+  QString author;                 // recorded on every label: the OS user (app::current_os_user), not a setting
   int threads = 0;                // worker threads for decode/inference/import; 0 = one per core
   int auto_finetune_after = 0;    // start a fine-tune after this many new labels; 0 = never
   static Preferences load();

@@ -70,6 +70,7 @@ WorklistPanel::WorklistPanel(Session* session, QWidget* parent) : QWidget(parent
   show_->addItem(tr("Unlabelled"), static_cast<int>(app::WorklistQuery::Show::Unlabelled));
   show_->addItem(tr("Labelled by me"), static_cast<int>(app::WorklistQuery::Show::LabelledBy));
   show_->addItem(tr("Label and AI disagree"), static_cast<int>(app::WorklistQuery::Show::Disagreement));
+  show_->addItem(tr("Readers disagree"), static_cast<int>(app::WorklistQuery::Show::ReadersDisagree));
   sort_ = new QComboBox(this);
   sort_->setObjectName("worklistSort");
   sort_->addItem(tr("Patient, study"), static_cast<int>(app::WorklistQuery::Sort::Patient));

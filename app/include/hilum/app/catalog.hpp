@@ -1,6 +1,7 @@
 // Hilum app: the catalog, one SQLite file holding patients, studies, series and instances (the
 // files stay where they are), the label vocabulary, every label ever set (an append-only audit
-// trail; "current label" is derived from it), predictions, models, cached embeddings and jobs.
+// trail; each reader's current label and the consensus are derived from it), predictions, models,
+// cached embeddings and jobs.
 // The one place in Hilum that talks SQL. Not thread-safe: one Catalog per thread.
 #pragma once
 
@@ -21,6 +22,12 @@
 struct sqlite3;
 
 namespace hilum::app {
+
+// The worklist's types (hilum/app/worklist.hpp, which callers include).
+struct WorklistQuery;
+struct WorklistItem;
+struct WorklistCounts;
+struct LabelActivity;
 
 enum class ErrorKind {
   CannotOpen,    // missing folder, permissions, not a database
@@ -117,6 +124,29 @@ enum class LabelValue { Present, Absent, Uncertain, Cleared };
 [[nodiscard]] const char* to_string(LabelValue v);
 [[nodiscard]] std::optional<LabelValue> parse_label_value(const std::string& s);  // "present", ...
 
+// What a label event is: one reader's reading of the image, or an adjudicator's decision (which
+// settles the consensus whatever the readers said; "cleared" withdraws it).
+enum class LabelKind { Reading, Adjudication };
+[[nodiscard]] const char* to_string(LabelKind k);  // "reading", "adjudication"
+
+// How the consensus label of an image and finding is derived from the readers' current labels:
+// an adjudicator's decision first; else the value all readers gave (unanimous); else, with the
+// Majority rule, the value more than half of them gave. Fewer than `min_readers` readers, a tie,
+// or (Unanimous rule) any disagreement: no consensus (the finding is not assessed in the
+// consensus; the image is in the adjudication queue). "No Finding" present by consensus is left
+// out when another finding is present by consensus. Stored in the catalog's settings.
+struct ConsensusPolicy {
+  enum class Rule { Majority, Unanimous };
+  Rule rule = Rule::Majority;
+  int min_readers = 1;
+  // "adjudicated > unanimous > majority (at least 1 reader)": said by every workflow that uses labels.
+  [[nodiscard]] std::string describe() const;
+};
+
+// The reader at this computer: the OS user (getpwuid of the effective uid; $USER when the
+// password database does not know it). Every label event records it as `recorded_by`.
+[[nodiscard]] std::string current_os_user();
+
 // A region in image pixel coordinates: a rectangle (x, y, w, h) or a polygon.
 struct Region {
   enum class Shape { Rectangle, Polygon };
@@ -134,11 +164,14 @@ struct LabelInput {
   std::string finding;            // a name in the vocabulary (case-insensitive)
   LabelValue value = LabelValue::Present;
   std::optional<Region> region;
-  std::string author;             // required
+  // The reader (or adjudicator) whose label this is; empty = the OS user. Another name is allowed
+  // (importing a colleague's labels) and recorded as entered by the OS user on behalf of it.
+  std::string author;
   std::optional<std::string> model_version;    // the model shown when the label was set
   std::optional<double> model_probability;     // and its probability for this finding
   std::string comment;
   std::string source = "cli";     // cli, csv, gui
+  LabelKind kind = LabelKind::Reading;
 };
 
 struct LabelEvent {
@@ -154,7 +187,48 @@ struct LabelEvent {
   std::optional<double> model_probability;
   std::string comment;
   std::string source;
+  LabelKind kind = LabelKind::Reading;
+  std::string recorded_by;        // the OS user who entered it ("" before catalog schema 5)
+  // Consensus labels only: how it was reached ("adjudicated", "unanimous", "majority"), how many
+  // readers labelled the finding and how many of them gave this value. The other fields are those
+  // of the event that carries the value (the adjudication, or the newest agreeing reading).
+  std::string basis;
+  int readers = 0;
+  int agreeing = 0;
 };
+
+// An image and finding where readers gave different values (or one reader said "No Finding" while
+// another marked a finding present), not yet adjudicated.
+struct Disagreement {
+  std::string finding;
+  std::vector<std::pair<std::string, LabelValue>> readers;  // author -> current value, by author
+  std::optional<LabelValue> consensus;                      // what the policy decides anyway (majority)
+};
+struct DisagreementItem {
+  std::int64_t instance_id = 0;
+  std::string sop_instance_uid;
+  std::string patient_id;
+  std::string study_instance_uid;
+  std::int64_t newest_event_id = 0;  // the newest label event of the image (for adjudicate's check)
+  std::vector<Disagreement> findings;
+};
+
+// What a reader may see of an image's labels under blinded reading (see Catalog::reader_view).
+struct ReaderView {
+  std::vector<LabelEvent> own;        // the reader's current labels
+  std::vector<LabelEvent> others;     // the other readers' current labels (empty while blinded)
+  std::vector<LabelEvent> consensus;  // the consensus (empty while blinded)
+  bool submitted = false;             // the reader submitted a reading of the image
+  bool blinded = false;               // others' labels are withheld
+  bool ai_hidden = false;             // the model's predictions are withheld too
+};
+
+// Blinded double reading, a catalog setting: Off (everyone sees everything), Labels (a reader sees
+// no other reader's labels, nor the consensus, before submitting their own reading), LabelsAndAi
+// (nor the model's predictions).
+enum class Blinding { Off, Labels, LabelsAndAi };
+[[nodiscard]] const char* to_string(Blinding b);  // "off", "labels", "labels+ai"
+[[nodiscard]] std::optional<Blinding> parse_blinding(const std::string& s);
 
 struct InstanceFilter {
   enum class Labelled { Any, Labelled, Unlabelled };
@@ -264,12 +338,43 @@ class Catalog {
   [[nodiscard]] Result<Finding> add_finding(const std::string& name, const std::string& description);
 
   // ---- Labels (append-only: nothing is ever updated or deleted).
-  // All-or-nothing: every input is checked first (image known, finding known, author set, region
-  // valid, "No Finding" exclusive), then all are written in one transaction.
+  // All-or-nothing: every input is checked first (image known, finding known, region valid, "No
+  // Finding" exclusive among the author's own labels), then all are written in one transaction.
+  // Each event records the OS user as recorded_by. Adjudications go through adjudicate().
   [[nodiscard]] Result<std::vector<std::int64_t>> add_labels(const std::vector<LabelInput>& labels);
   [[nodiscard]] Result<std::vector<LabelEvent>> label_history(const std::string& uid_or_path = {});
-  // The latest event per (image, finding), Cleared ones left out. Empty uid: every image.
-  [[nodiscard]] Result<std::vector<LabelEvent>> current_labels(const std::string& uid_or_path = {});
+  // Each reader's current label: the reader's latest reading event per (image, finding), Cleared
+  // ones left out. Empty uid: every image; empty author: every reader.
+  [[nodiscard]] Result<std::vector<LabelEvent>> reader_labels(const std::string& uid_or_path = {}, const std::string& author = {});
+  // The consensus label per (image, finding) under the catalog's policy (LabelEvent::basis says
+  // how). What fine-tuning, evaluation, export and the worklist use. Empty uid: every image.
+  [[nodiscard]] Result<std::vector<LabelEvent>> consensus_labels(const std::string& uid_or_path = {});
+  // The same as consensus_labels (the name before several readers).
+  [[nodiscard]] Result<std::vector<LabelEvent>> current_labels(const std::string& uid_or_path = {}) {
+    return consensus_labels(uid_or_path);
+  }
+  [[nodiscard]] Result<ConsensusPolicy> consensus_policy();
+  [[nodiscard]] Status set_consensus_policy(const ConsensusPolicy& policy);
+
+  // ---- Adjudication.
+  // Images where readers disagree and no adjudicator has decided, those without any consensus first.
+  [[nodiscard]] Result<std::vector<DisagreementItem>> disagreements();
+  // Records an adjudicator's decisions on one image (kind Adjudication) in one transaction, which
+  // first checks that no other adjudication of these findings was recorded after event
+  // `seen_up_to` (the newest event the adjudicator saw; empty: none may exist at all): when
+  // another adjudicator was first, ErrorKind::Conflict names them and nothing is written.
+  [[nodiscard]] Result<std::vector<std::int64_t>> adjudicate(const std::string& uid_or_path,
+                                                             const std::vector<std::pair<std::string, LabelValue>>& decisions,
+                                                             const std::string& adjudicator, const std::string& comment = {},
+                                                             std::optional<std::int64_t> seen_up_to = std::nullopt);
+
+  // ---- Blinded reading.
+  [[nodiscard]] Result<Blinding> blinding();
+  [[nodiscard]] Status set_blinding(Blinding b);
+  // Marks `reader`'s reading of the image as submitted (idempotent).
+  [[nodiscard]] Status submit_reading(const std::string& uid_or_path, const std::string& reader);
+  // What `reader` may see of the image's labels now.
+  [[nodiscard]] Result<ReaderView> reader_view(const std::string& uid_or_path, const std::string& reader);
 
   // ---- De-identification support: a keyed, consistent mapping kept only in the catalog.
   // The pseudonym of `original` in namespace `kind` ("patient", "uid", "accession", ...), created
@@ -324,12 +429,20 @@ class Catalog {
   // calls (put_instances inside a caller's transaction) become savepoints of the outer one.
   [[nodiscard]] Status transaction(const std::function<Status()>& body);
 
-  // For workflows inside app/ only (import jobs, export): the raw connection.
+  // ---- The worklist's queries (called through app::worklist, worklist_counts, label_activity in
+  // hilum/app/worklist.hpp, which documents them).
+  [[nodiscard]] Result<std::vector<WorklistItem>> worklist(const WorklistQuery& query);
+  [[nodiscard]] Result<WorklistCounts> worklist_counts(const WorklistQuery& query);
+  [[nodiscard]] Result<LabelActivity> label_activity(std::int64_t after_id);
+
+  // The raw SQLite connection, for tests that check what the database itself enforces (append-only
+  // triggers, damaged files). No workflow uses it: every SQL statement lives behind this class.
   [[nodiscard]] sqlite3* handle();
 
  private:
   struct Impl;
   explicit Catalog(std::unique_ptr<Impl> impl);
+  Result<std::vector<std::int64_t>> append_labels(const std::vector<LabelInput>& labels, const std::function<Status()>& inside);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -3,9 +3,17 @@
 //
 // What is written into options.out_dir (each file atomically: temporary file in the same folder,
 // fsync, rename; label files last, so they never name an image that is not there):
+// The labels are the consensus of the readers (Catalog::consensus_labels, under the catalog's
+// ConsensusPolicy; report.labels_used and labels.json's "labels" say which), never one reader's.
 // - csv:  Data_Entry_2017.csv (the ChestX-ray14 layout, plus a Split column) and
 //         BBox_List_2017.csv (present labels with a region; polygons as their bounding box).
-// - json: labels.json, one record per image with every current label and the image's attributes.
+//         "Finding Labels" lists the present findings; "No Finding" only when "No Finding" itself is
+//         the consensus or every other finding of the vocabulary was assessed absent; empty when
+//         nothing is present but not everything was assessed ("Pneumonia absent" alone).
+// - json: labels.json (format version 2), one record per image with every consensus label
+//         ("labels"), an "assessment" of every finding of the vocabulary ({"status": present |
+//         absent | uncertain | not_assessed, "basis": how the consensus was reached, "readers":
+//         {reader: value}}) and the image's attributes.
 // - images (--images): images/<image>.png, a 16-bit grayscale PNG of the modality values
 //         (modality value = PNG value * Slope + Offset, per image in images/pixel_scaling.csv);
 //         with deidentify and json also images/<image>.dcm, a de-identified DICOM copy
@@ -81,7 +89,8 @@ struct ExportReport {
   std::vector<std::string> files;      // written, relative to out_dir, in the order written
   std::vector<std::string> removed;    // stale files of an earlier export, removed
   std::size_t images = 0;              // images with at least one current label
-  std::size_t labels = 0;              // current labels exported
+  std::size_t labels = 0;              // consensus labels exported
+  std::string labels_used;             // "consensus: adjudicated > unanimous > majority (...)"
   std::size_t bounding_boxes = 0;      // present labels with a region
   std::size_t patients = 0;
   SplitCounts train, validation, test;

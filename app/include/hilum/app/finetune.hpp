@@ -67,6 +67,9 @@ struct FindingMetrics {
 
 struct EvaluationReport {
   std::string model_version;
+  // Which labels it was measured against: "consensus: adjudicated > unanimous > majority (...)"
+  // (the catalog's consensus, Catalog::consensus_labels) or "csv: FILE".
+  std::string labels;
   int images = 0;
   int patients = 0;
   std::vector<FindingMetrics> findings;

@@ -1,6 +1,7 @@
 // Hilum app: the radiologist's worklist, read-only queries over the catalog that the workstation's
-// study browser needs beyond Catalog's own listings: who labelled what, where the current labels
-// and a model's stored predictions disagree, which images the model is least sure about, search
+// study browser needs beyond Catalog's own listings: who labelled what, where the consensus labels
+// (Catalog::consensus_labels: the policy's consensus of the readers, not any one reader's label)
+// and a model's stored predictions disagree, where readers disagree with each other, which images the model is least sure about, search
 // by patient or accession, and the counts of what is left. One row per image, with its patient,
 // study and series, so the caller can group them as it likes.
 #pragma once
@@ -17,10 +18,11 @@ namespace hilum::app {
 struct WorklistQuery {
   enum class Show {
     All,
-    Unlabelled,     // no current label at all
-    LabelledBy,     // at least one current label whose latest event is by `author`
-    NotLabelledBy,  // no current label by `author` (what is left for me)
-    Disagreement,   // a current present/absent label on the other side of `threshold` from the model
+    Unlabelled,     // no reader's label and no adjudication at all
+    LabelledBy,     // `author` has at least one current label of their own on the image
+    NotLabelledBy,  // `author` has no current label on the image (what is left for me)
+    Disagreement,   // a consensus present/absent label on the other side of `threshold` from the model
+    ReadersDisagree,  // readers gave different values for a finding that no adjudicator decided
   };
   enum class Sort {
     Patient,        // patient, study date, study, series, image (the catalog's order)
@@ -33,7 +35,7 @@ struct WorklistQuery {
   std::string author;                    // for LabelledBy / NotLabelledBy (and WorklistItem::labelled_by_author)
   std::optional<std::int64_t> model_id;  // the model whose predictions count; empty = the active model
   double threshold = 0.5;                // decision threshold for Disagreement and Uncertainty
-  // Only images where this finding is labelled present (current label), or, with no label for it,
+  // Only images where this finding is labelled present (consensus label), or, with no label for it,
   // predicted at or above `threshold` by the model. Case-insensitive; empty = any.
   std::string finding;
   // Case-insensitive substring of the patient ID, patient name or accession number; empty = any.
@@ -63,15 +65,17 @@ struct WorklistItem {
   std::string view_position;
   int rows = 0;
   int columns = 0;
-  int current_labels = 0;           // current (not cleared) labels on the image
+  int current_labels = 0;           // consensus labels on the image
   int present_findings = 0;         // of which present
-  bool labelled_by_author = false;  // at least one current label's latest event is by the query's author
+  bool labelled_by_author = false;  // the query's author has a current label of their own on the image
+  int readers = 0;                  // readers with a current label on the image
+  int reader_disagreements = 0;     // findings the readers disagree on, not adjudicated
   bool has_predictions = false;     // the model has stored predictions for the image
   // How unsure the model is about the image, in [0, 1]: 1 - min over findings of the distance of the
   // probability from the threshold, scaled so that 0 and 1 are at distance 1 (1 = some finding sits
   // exactly on the threshold, 0 = every probability is 0 or 1). Empty without predictions.
   std::optional<double> uncertainty;
-  int disagreements = 0;            // findings whose current label and prediction disagree
+  int disagreements = 0;            // findings whose consensus label and prediction disagree
   std::optional<bool> in_domain;    // the model's domain check; empty when not checked
   std::string domain_reason;
   std::vector<std::uint8_t> thumbnail_png;
@@ -86,6 +90,7 @@ struct WorklistCounts {
   int with_predictions = 0;
   int disagreements = 0;  // images with at least one disagreement
   int out_of_domain = 0;  // images the model found outside what it was trained on
+  int readers_disagree = 0;  // images where readers disagree on a finding no adjudicator decided
 };
 
 // The images matching `query`, in its order. Errors: the catalog's own.

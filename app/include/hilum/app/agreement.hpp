@@ -1,0 +1,74 @@
+// Hilum app: agreement between the readers of a catalog, per finding: Cohen's kappa for every
+// reader pair, Fleiss' kappa and Krippendorff's alpha (nominal) across the readers, and each
+// reader's Cohen's kappa against the consensus and against the AI (the model's stored predictions
+// thresholded), each with a 95% percentile interval from a bootstrap that resamples patients.
+// Values are the nominal categories present / absent / uncertain of each reader's current label
+// (Catalog::reader_labels); against the AI, a reader's "uncertain" is left out.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::app {
+
+struct AgreementOptions {
+  std::string finding;                   // one finding (case-insensitive); empty = every labelled finding
+  std::optional<std::int64_t> model_id;  // whose predictions are "the AI"; empty = the active model
+  double threshold = 0.5;                // prediction >= threshold: present
+  int bootstrap = 1000;                  // resamples (0: no intervals)
+  std::uint64_t seed = 1;
+};
+
+struct AgreementValue {
+  std::optional<double> value;  // empty when undefined (one category only, nothing to compare)
+  std::optional<double> low, high;  // 95% interval by patient bootstrap
+  int images = 0;               // images the value is computed on
+};
+
+struct PairAgreement {
+  std::string reader_a, reader_b;
+  AgreementValue cohen_kappa;
+};
+
+struct ReaderAgreement {
+  std::string reader;
+  AgreementValue cohen_kappa;
+};
+
+struct FindingAgreement {
+  std::string finding;
+  int images = 0;    // images with at least one reader's label of the finding
+  int patients = 0;
+  std::vector<std::string> readers;
+  std::vector<PairAgreement> cohen_kappa;
+  AgreementValue fleiss_kappa;        // images every reader labelled
+  AgreementValue krippendorff_alpha;  // images with at least two readers' labels
+  std::vector<ReaderAgreement> vs_consensus;
+  std::vector<ReaderAgreement> vs_ai;  // empty without a model
+};
+
+struct AgreementReport {
+  std::string labels;         // "each reader's current label; consensus: ..."
+  std::string model_version;  // "" without a model
+  double threshold = 0.5;
+  int bootstrap = 0;
+  std::uint64_t seed = 1;
+  std::vector<std::string> readers;
+  std::vector<FindingAgreement> findings;
+};
+
+[[nodiscard]] Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& options);
+
+// {"labels", "model", "threshold", "bootstrap": {"resamples", "unit": "patient", "seed"}, "readers",
+//  "findings": [{"finding", "images", "patients", "readers",
+//    "cohen_kappa": [{"readers": [A, B], "value", "ci95": [low, high], "images"}],
+//    "fleiss_kappa": {"value", "ci95", "images"}, "krippendorff_alpha": {...},
+//    "reader_vs_consensus": [{"reader", "cohen_kappa": {...}}], "reader_vs_ai": [...]}]}
+// Undefined values are null; numbers with 17 significant digits, whatever the locale.
+[[nodiscard]] std::string agreement_json(const AgreementReport& report);
+
+}  // namespace hilum::app
