@@ -647,6 +647,14 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
                       "burned-in annotation: " + why + ", so the pixels may show the patient's identity; not de-identified");
   }
 
+  // Patient Name and Patient ID are Type 2: a file without them gets them too, replaced like empty
+  // ones (their pseudonyms), so that every de-identified copy names its pseudonymous patient
+  // (found by fuzzing, tests/fuzz/regressions/dicom).
+  for (const DcmTagKey& tag : {DCM_PatientName, DCM_PatientID}) {
+    if (ds->tagExists(tag)) continue;
+    cond = ds->insertEmptyElement(tag);
+    if (cond.bad()) return make_error(ErrorKind::Corrupt, "cannot add " + tag_text(tag) + ": " + cond.text());
+  }
   Deidentifier deidentifier(plan);
   if (auto error = deidentifier.process(*ds)) return *error;
   if (auto error = clear_unused_bits(*ds, xfer)) return *error;

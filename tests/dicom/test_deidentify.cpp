@@ -524,6 +524,30 @@ TEST_F(DeidentifyTest, SameMappingGivesSameUids) {
   EXPECT_NE(c->meta.sop_instance_uid, a->meta.sop_instance_uid);
 }
 
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-no-patient-elements.dcm): a file without
+// Patient Name and Patient ID gave a de-identified copy without them, naming no pseudonymous patient.
+TEST_F(DeidentifyTest, AFileWithoutPatientNameAndIdGetsTheirPseudonyms) {
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, spec()).empty());
+  DicomEditor editor(in);
+  ASSERT_EQ(editor.error(), "");
+  ASSERT_NE(editor.find(0x0010, 0x0010), nullptr);
+  editor.remove(0x0010, 0x0010);
+  editor.remove(0x0010, 0x0020);
+  editor.save(in);
+  auto original = dcm::read_radiograph(in);
+  ASSERT_TRUE(original.ok()) << describe(original);
+  ASSERT_EQ(original->meta.patient_id, "");
+
+  FakePseudonyms pseudonyms;
+  ASSERT_TRUE(dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30)).ok());
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_EQ(copy->meta.patient_id, pseudonyms.lookup("patient_id", "").value_or("(never asked)"));
+  EXPECT_EQ(copy->meta.patient_name, pseudonyms.lookup("patient_name", "").value_or("(never asked)"));
+  EXPECT_FALSE(copy->meta.patient_id.empty());
+}
+
 TEST_F(DeidentifyTest, WithoutShiftDatesAndTimesAreRemoved) {
   const fs::path in = rich_file("in.dcm", spec());
   FakePseudonyms pseudonyms;
