@@ -16,6 +16,24 @@ const OptionSpec kJson{"--json", "", "", "machine-readable output: one JSON obje
 const OptionSpec kPrecision{"--precision", "", "bf16|f32",
                             "arithmetic of the trained layers' products (bf16, the default: mixed precision when the CPU has AVX512_BF16)"};
 
+// The options train and pretrain share, after their own; `init` says what --init starts from.
+std::vector<OptionSpec> with_training_options(std::vector<OptionSpec> own, std::string_view init) {
+  const std::vector<OptionSpec> shared{{"--arch", "", "vit-ti16|vit-ti16-d6|vit-s16", "the architecture"},
+                                       {"--image-size", "", "N", "input side in pixels"},
+                                       {"--epochs", "", "N", "passes over the images"},
+                                       {"--batch", "", "N", "images per step"},
+                                       {"--lr", "", "X", "learning rate [0, 1]"},
+                                       {"--weight-decay", "", "X", "AdamW weight decay [0, 1]"},
+                                       {"--warmup-epochs", "", "N", "epochs of learning-rate warm-up"},
+                                       {"--seed", "", "N", "random seed (train: also chooses the validation patients)"},
+                                       {"--init", "", "DIR", init},
+                                       {"--max-images", "", "N", "use at most N images (0: all)"},
+                                       kPrecision,
+                                       kJson};
+  own.insert(own.end(), shared.begin(), shared.end());
+  return own;
+}
+
 std::vector<CommandSpec> make_table() {
   std::vector<CommandSpec> t;
   // ---- reading DICOM
@@ -133,47 +151,25 @@ std::vector<CommandSpec> make_table() {
                "train a ViT on folders with one sub-folder per class (NORMAL, PNEUMONIA, ...) or a labels.csv (image, "
                "patient_id, age, one 1/0/empty column per finding); checkpoints every epoch and resumes; writes a Hugging "
                "Face folder with its calibration and domain reference",
-               {{"--data", "", "DIR", "a source of training images (repeat for several)"},
-                {"--repeat", "", "N", "the --data before it counts N times (1..100)"},
-                {"--population", "", "NAME", "the population of the --data before it"},
-                {"--ages", "", "MIN-MAX", "the age range in years of the --data before it"},
-                {"--out", "-o", "DIR", "the model folder to write", true},
-                {"--outputs", "", "F1,F2,...", "the findings the model outputs"},
-                {"--arch", "", "vit-ti16|vit-ti16-d6|vit-s16", "the architecture"},
-                {"--image-size", "", "N", "input side in pixels"},
-                {"--epochs", "", "N", "passes over the training images"},
-                {"--batch", "", "N", "images per step"},
-                {"--lr", "", "X", "learning rate [0, 1]"},
-                {"--weight-decay", "", "X", "AdamW weight decay [0, 1]"},
-                {"--drop-path", "", "X", "stochastic depth rate [0, 1]"},
-                {"--warmup-epochs", "", "N", "epochs of learning-rate warm-up"},
-                {"--seed", "", "N", "random seed (also chooses the validation patients)"},
-                {"--init", "", "DIR", "start from this model or pre-trained backbone"},
-                {"--max-images", "", "N", "use at most N images (0: all)"},
-                kPrecision,
-                {"--f32", "", "", "write F32 weights"},
-                kJson},
+               with_training_options({{"--data", "", "DIR", "a source of training images (repeat for several)"},
+                                      {"--repeat", "", "N", "the --data before it counts N times (1..100)"},
+                                      {"--population", "", "NAME", "the population of the --data before it"},
+                                      {"--ages", "", "MIN-MAX", "the age range in years of the --data before it"},
+                                      {"--out", "-o", "DIR", "the model folder to write", true},
+                                      {"--outputs", "", "F1,F2,...", "the findings the model outputs"},
+                                      {"--drop-path", "", "X", "stochastic depth rate [0, 1]"},
+                                      {"--f32", "", "", "write F32 weights"}},
+                                     "start from this model or pre-trained backbone"),
                {},
                cmd_train});
   t.push_back({"pretrain", kClassifier, "",
                "self-supervised masked-autoencoder pre-training of the encoder on unlabelled films (image folders, or the "
                "catalog's own); checkpoints every epoch and resumes; writes a ViT backbone folder for `train --init`",
-               {{"--data", "", "DIR [DIR...]", "folders of unlabelled images"},
-                {"--catalog", "", "", "the catalog's own images instead of --data"},
-                {"--out", "-o", "DIR", "the backbone folder to write", true},
-                {"--arch", "", "vit-ti16|vit-ti16-d6|vit-s16", "the architecture"},
-                {"--image-size", "", "N", "input side in pixels"},
-                {"--epochs", "", "N", "passes over the images"},
-                {"--batch", "", "N", "images per step"},
-                {"--lr", "", "X", "learning rate [0, 1]"},
-                {"--weight-decay", "", "X", "AdamW weight decay [0, 1]"},
-                {"--warmup-epochs", "", "N", "epochs of learning-rate warm-up"},
-                {"--mask-ratio", "", "R", "the share of patches masked (0, 1)"},
-                {"--seed", "", "N", "random seed"},
-                {"--init", "", "DIR", "continue from this backbone"},
-                {"--max-images", "", "N", "use at most N images (0: all)"},
-                kPrecision,
-                kJson},
+               with_training_options({{"--data", "", "DIR [DIR...]", "folders of unlabelled images"},
+                                      {"--catalog", "", "", "the catalog's own images instead of --data"},
+                                      {"--out", "-o", "DIR", "the backbone folder to write", true},
+                                      {"--mask-ratio", "", "R", "the share of patches masked (0, 1)"}},
+                                     "continue from this backbone"),
                {},
                cmd_pretrain});
   t.push_back({"classify", kClassifier, "[IMAGE...]",
@@ -267,7 +263,7 @@ std::string option_line(const OptionSpec& o) {
   else if (!o.alias.empty()) s += std::string(o.name) + ", " + std::string(o.alias);
   else s += std::string(o.name);
   if (!o.value.empty()) s += " " + std::string(o.value);
-  append_wrapped(s, o.help, kHelpColumn);
+  append_wrapped(s, o.required ? std::string(o.help) + " (required)" : std::string(o.help), kHelpColumn);
   return s;
 }
 

@@ -101,26 +101,25 @@ TEST_F(CliHelp, GlobalUsageListsExactlyTheTablesCommandsAndOptions) {
 }
 
 TEST_F(CliHelp, EveryCommandAnswersHelpWithItsOwnOptions) {
+  // `line --help` succeeds with a usage naming `line` and lists exactly `spec`'s options; its text.
+  const auto check = [&](const std::string& line, const cli::CommandSpec& spec) {
+    const CliRun r = run(line + " --help");
+    EXPECT_EQ(r.status, 0) << line << ":\n" << r.out;
+    EXPECT_EQ(r.out.rfind("usage: hilum-cli [--db PATH] " + line, 0), 0u) << r.out;
+    auto expected = long_names(spec.options);
+    expected.insert("--help");
+    EXPECT_EQ(options_in(options_section(r.out)), expected) << line << ":\n" << r.out;
+    return r.out;
+  };
   for (const auto& c : cli::command_table()) {
     const std::string name(c.name);
-    const CliRun r = run(name + " --help");
-    EXPECT_EQ(r.status, 0) << name << ":\n" << r.out;
-    EXPECT_EQ(r.out.rfind("usage: hilum-cli [--db PATH] " + name, 0), 0u) << r.out;
-    auto expected = long_names(c.options);
-    expected.insert("--help");
-    EXPECT_EQ(options_in(options_section(r.out)), expected) << name << ":\n" << r.out;
-    EXPECT_EQ(run(name + " -h").out, r.out) << name;
-    EXPECT_EQ(run("help " + name).out, r.out) << name;
+    const std::string help = check(name, c);
+    EXPECT_EQ(run(name + " -h").out, help) << name;
+    EXPECT_EQ(run("help " + name).out, help) << name;
     for (const auto& s : c.subcommands) {
-      const std::string sub = name + " " + std::string(s.name);
-      const CliRun rs = run(sub + " --help");
-      EXPECT_EQ(rs.status, 0) << sub << ":\n" << rs.out;
-      EXPECT_EQ(rs.out.rfind("usage: hilum-cli [--db PATH] " + sub, 0), 0u) << rs.out;
-      auto expected_sub = long_names(s.options);
-      expected_sub.insert("--help");
-      EXPECT_EQ(options_in(options_section(rs.out)), expected_sub) << sub << ":\n" << rs.out;
+      check(name + " " + std::string(s.name), s);
       // The command's help names each subcommand.
-      EXPECT_NE(r.out.find("\n  " + std::string(s.name)), std::string::npos) << sub;
+      EXPECT_NE(help.find("\n  " + std::string(s.name)), std::string::npos) << name << " " << s.name;
     }
   }
 }

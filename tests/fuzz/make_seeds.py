@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzz harnesses' seed corpus (corpus/NAME) and the reproducers of issue 16's defects
-(regressions/NAME). Run from anywhere: tests/fuzz/make_seeds.py. Needs Python 3 and DCMTK's
+(regressions/NAME; inputs found by campaigns are added there by hand and kept). Run from anywhere:
+tests/fuzz/make_seeds.py. Needs Python 3 and DCMTK's
 command-line tools (dump2dcm, dcmcrle, dcmcjpeg, dcmcjpls, dcmmkdir; Debian's `dcmtk`); gdcmconv
 (`libgdcm-tools`) for JPEG 2000 when present. Every file is small (a few KiB) and deterministic."""
 import json
@@ -90,33 +91,38 @@ def read(path):
 
 WINDOW = "(0028,1050) DS [2048]\n(0028,1051) DS [4096]\n(0028,1055) LO [FULL]"
 RESCALE = "(0028,1052) DS [-1024]\n(0028,1053) DS [2]\n(0028,1054) LO [HU]"
-VOI_LUT = """(0028,3010) SQ (Sequence with explicit length #=1)
-  (fffe,e000) na (Item with explicit length #=3)
-    (0028,3002) US 4\\0\\16
-    (0028,3003) LO [LUT]
-    (0028,3006) US 0\\1000\\2000\\4095
-  (fffe,e00d) na (ItemDelimitationItem for re-encoding)
-(fffe,e0dd) na (SequenceDelimitationItem for re-encoding)"""
-MODALITY_LUT = """(0028,3000) SQ (Sequence with explicit length #=1)
-  (fffe,e000) na (Item with explicit length #=3)
-    (0028,3002) US 4\\0\\16
-    (0028,3004) LO [MLUT]
-    (0028,3006) US 10\\20\\30\\40
-  (fffe,e00d) na (ItemDelimitationItem for re-encoding)
-(fffe,e0dd) na (SequenceDelimitationItem for re-encoding)"""
+def sequence(tag, *items):
+    """A dump2dcm sequence of explicit length holding `items` (each a dump text)."""
+    out = [f"{tag} SQ (Sequence with explicit length #={len(items)})"]
+    for item in items:
+        out.append("  (fffe,e000) na (Item with explicit length)")
+        out += ["    " + line for line in item.splitlines()]
+        out.append("  (fffe,e00d) na (ItemDelimitationItem)")
+    out.append("(fffe,e0dd) na (SequenceDelimitationItem)")
+    return "\n".join(out)
+
+
+VOI_LUT = sequence("(0028,3010)", "(0028,3002) US 4\\0\\16\n(0028,3003) LO [LUT]\n(0028,3006) US 0\\1000\\2000\\4095")
+MODALITY_LUT = sequence("(0028,3000)", "(0028,3002) US 4\\0\\16\n(0028,3004) LO [MLUT]\n(0028,3006) US 10\\20\\30\\40")
 
 
 def nested_code_meaning(depth, meaning):
-    """An Anatomic Region Sequence whose Code Meaning (free text) holds `meaning`, `depth` levels down."""
+    """An Anatomic Region Sequence whose Code Meaning (free text) holds `meaning`, `depth` levels down
+    (Anatomic Region Sequence, then Anatomic Region Modifier Sequences)."""
     text = f"(0008,0100) SH [T-D3000]\n(0008,0102) SH [SRT]\n(0008,0104) LO [{meaning}]"
     for level in range(depth):
-        text = (f"(0008,2218) SQ (Sequence with explicit length #=1)\n  (fffe,e000) na (Item with explicit length #=1)\n"
-                + "\n".join("    " + line for line in text.splitlines())
-                + "\n  (fffe,e00d) na (ItemDelimitationItem)\n(fffe,e0dd) na (SequenceDelimitationItem)") if level == 0 else (
-                f"(0008,2220) SQ (Sequence with explicit length #=1)\n  (fffe,e000) na (Item with explicit length #=1)\n"
-                + "\n".join("    " + line for line in text.splitlines())
-                + "\n  (fffe,e00d) na (ItemDelimitationItem)\n(fffe,e0dd) na (SequenceDelimitationItem)")
+        text = sequence("(0008,2218)" if level == depth - 1 else "(0008,2220)", text)
     return text
+
+
+def fixed_media_uid(data):
+    """dcmmkdir gives each DICOMDIR a new Media Storage SOP Instance UID: replaced by a fixed one of the
+    same length (the DICOMDIR's record offsets stay right), so that the seeds are the same every run."""
+    at = data.index(b"\x02\x00\x03\x00UI") + 6
+    length = struct.unpack("<H", data[at:at + 2])[0]
+    uid = b"1.2.826.0.1.3680043.10.1138.9."
+    uid = (uid + b"1" * length)[:length - 1] + (b"1" if data[at + 2 + length - 1:at + 2 + length] != b"\x00" else b"\x00")
+    return data[:at + 2] + uid + data[at + 2 + length:]
 
 
 def make_dicom(tmp):
@@ -139,7 +145,7 @@ def make_dicom(tmp):
     base = os.path.join(tmp, "explicit-le-window.dcm")
     base8 = os.path.join(tmp, "8-bit.dcm")
     for name, cmd in {"rle.dcm": ["dcmcrle", base], "jpeg-lossless.dcm": ["dcmcjpeg", "+e1", base],
-                      "jpeg-baseline.dcm": ["dcmcjpeg", "+eb", base8], "jpeg-ls.dcm": ["dcmcjpls", base]}.items():
+                      "jpeg-baseline.dcm": ["dcmcjpeg", "+eb", "+un", base8], "jpeg-ls.dcm": ["dcmcjpls", base]}.items():
         path = os.path.join(tmp, name)
         run(*cmd, path)
         out("corpus", "dicom", name, read(path))
@@ -155,7 +161,7 @@ def make_dicom(tmp):
     dump2dcm(dicom_dump(sop="1.2.826.0.1.3680043.10.1138.100.2"), os.path.join(media, "IMAGES", "IM000002"), "+te")
     subprocess.run(["dcmmkdir", "--recurse", "+I", "IMAGES"], cwd=media, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    dicomdir = read(os.path.join(media, "DICOMDIR"))
+    dicomdir = fixed_media_uid(read(os.path.join(media, "DICOMDIR")))
     out("corpus", "dicom", "dicomdir", dicomdir)
     # Issue 16, defect 3: a Referenced File ID that climbs out of the medium (same length, so the
     # DICOMDIR's offsets stay right: IMAGES\IM000001 -> ..\..\..\..\ETC\PASSWD would not fit, so
@@ -307,11 +313,7 @@ def make_csv():
 
 
 def main():
-    for kind in ("corpus", "regressions"):
-        for folder in ("dicom", "model", "labels_csv"):
-            path = os.path.join(HERE, kind, folder)
-            shutil.rmtree(path, ignore_errors=True)
-            os.makedirs(path)
+    # Files are (re)written, never removed: regressions/ also holds inputs found by fuzzing.
     with tempfile.TemporaryDirectory() as tmp:
         make_dicom(tmp)
     make_model()

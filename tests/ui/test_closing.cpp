@@ -130,27 +130,7 @@ class Closing : public QObject {
   }
 
   void closingDuringAFinetuneCancelsIt() {
-    {
-      auto c = app::Catalog::open(db_);
-      std::vector<app::LabelInput> labels;
-      int k = 0;
-      const auto images = c->list_instances({});
-      QVERIFY(images.ok());
-      for (const auto& im : images.value()) {
-        for (const char* f : {"Effusion", "Nodule"}) {
-          app::LabelInput in;
-          in.image = im.sop_instance_uid;
-          in.finding = f;
-          in.value = (k + (f[0] == 'N' ? 1 : 0)) % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
-          in.author = "dr.test";
-          labels.push_back(in);
-        }
-        ++k;
-      }
-      const auto added = c->add_labels(labels);
-      const std::string why = added.ok() ? std::string() : added.error().message;
-      QVERIFY2(added.ok(), why.c_str());
-    }
+    uitest::label_every_image(db_);
     auto w = open_window(db_);
     QStringList questions;
     w->set_quit_question([&](const QString& q) {
