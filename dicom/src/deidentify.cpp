@@ -301,11 +301,14 @@ class Deidentifier {
         if (vr == EVR_SQ) return checked(element.clear(), "empty", element);
         return checked(element.putString(""), "empty", element);
       case Action::PatientName:
-        return replace_with_pseudonym(element, "patient_name", 64, false);
       case Action::PatientId:
-        return replace_with_pseudonym(element, "patient_id", 64, false);
-      case Action::Accession:
-        return replace_with_pseudonym(element, "accession", 16, true);
+      case Action::Accession: {
+        DcmElement* target = &element;
+        if (auto error = as_text_element(item, index, target)) return error;
+        if (action == Action::PatientName) return replace_with_pseudonym(*target, "patient_name", 64, false);
+        if (action == Action::PatientId) return replace_with_pseudonym(*target, "patient_id", 64, false);
+        return replace_with_pseudonym(*target, "accession", 16, true);
+      }
       case Action::CodeMeaning:
         return replace_code_meaning(item, element);
       case Action::ByVr:
@@ -363,6 +366,25 @@ class Deidentifier {
       error_ = make_error(ErrorKind::Unsupported, "pseudonym mapping failed for " + kind + ": " + e.what());
     } catch (...) {
       error_ = make_error(ErrorKind::Unsupported, "pseudonym mapping failed for " + kind);
+    }
+    return std::nullopt;
+  }
+
+  // An element whose VR in the file is not a text VR (a damaged or non-standard VR read as bytes) is
+  // replaced by one of its dictionary VR holding the same text, so that a pseudonym can be written
+  // into it (found by fuzzing: the Patient ID became the bytes of its pseudonym read as hex).
+  std::optional<Error> as_text_element(DcmItem& item, unsigned long index, DcmElement*& element) {
+    if (element->isaString()) return std::nullopt;
+    const DcmTagKey tag = element->getTag();
+    OFString bytes;
+    Uint8* raw = nullptr;
+    if (element->getLength() > 0 && element->getUint8Array(raw).good() && raw != nullptr) {
+      bytes.assign(reinterpret_cast<const char*>(raw), element->getLength());
+    }
+    delete item.remove(index);
+    const std::string text = trim(std::string(bytes.c_str(), bytes.length()).c_str());
+    if (item.putAndInsertString(tag, text.c_str()).bad() || item.findAndGetElement(tag, element).bad() || element == nullptr) {
+      return make_error(ErrorKind::Corrupt, "cannot rewrite " + tag_text(tag) + " with its standard VR");
     }
     return std::nullopt;
   }

@@ -548,6 +548,30 @@ TEST_F(DeidentifyTest, AFileWithoutPatientNameAndIdGetsTheirPseudonyms) {
   EXPECT_FALSE(copy->meta.patient_id.empty());
 }
 
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-patient-id-bad-vr.dcm): an element whose VR
+// is not a VR ("L\xad") was read as bytes of unknown type; the Patient ID was then written as those bytes
+// instead of its pseudonym, and a person's name in such an element was kept.
+TEST_F(DeidentifyTest, ElementsWithAnUnknownVrAreReplacedOrRemoved) {
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, spec()).empty());
+  DicomEditor editor(in);
+  ASSERT_EQ(editor.error(), "");
+  editor.set(RawElement{0x0010, 0x0020, "L\xad", padded("LO", "PID-UNKNOWN-VR")});
+  editor.set(RawElement{0x0008, 0x1050, "Z\x01", padded("PN", "Surgeon^Secret")});  // Performing Physician's Name
+  editor.save(in);
+  ASSERT_NE(read_bytes(in).find("Surgeon^Secret"), std::string::npos);
+
+  FakePseudonyms pseudonyms;
+  const auto done = dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30));
+  ASSERT_TRUE(done.ok()) << describe(done);
+  const std::string out = read_bytes(path("out.dcm"));
+  EXPECT_EQ(out.find("Surgeon^Secret"), std::string::npos);
+  EXPECT_EQ(out.find("PID-UNKNOWN-VR"), std::string::npos);
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_TRUE(copy->meta.patient_id.rfind("ANON-", 0) == 0) << copy->meta.patient_id;
+}
+
 TEST_F(DeidentifyTest, WithoutShiftDatesAndTimesAreRemoved) {
   const fs::path in = rich_file("in.dcm", spec());
   FakePseudonyms pseudonyms;
