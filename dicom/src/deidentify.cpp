@@ -681,6 +681,13 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
   if (auto error = deidentifier.process(*ds)) return *error;
   if (auto error = clear_unused_bits(*ds, xfer)) return *error;
   if (auto error = add_deidentification_attributes(*ds, plan)) return *error;
+  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation for
+  // MONOCHROME2; the copy has a meta header, so it says so, and reads as the original did (found by fuzzing).
+  const DcmMetaInfo* original_meta = ff.getMetaInfo();
+  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) &&
+      !ds->tagExists(DCM_PhotometricInterpretation)) {
+    if (auto e = put(*ds, DCM_PhotometricInterpretation, "MONOCHROME2")) return *e;
+  }
 
   // The meta header is rebuilt from the data set: Media Storage SOP Instance UID = the new SOP
   // Instance UID, and nothing of the original (source AE title, private information) survives.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -570,6 +571,36 @@ TEST_F(DeidentifyTest, ElementsWithAnUnknownVrAreReplacedOrRemoved) {
   auto copy = dcm::read_radiograph(path("out.dcm"));
   ASSERT_TRUE(copy.ok()) << describe(copy);
   EXPECT_TRUE(copy->meta.patient_id.rfind("ANON-", 0) == 0) << copy->meta.patient_id;
+}
+
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-acr-nema-no-photometric.dcm): an ACR-NEMA
+// file without Photometric Interpretation reads (MONOCHROME2 is its default), but its de-identified
+// copy, which has a meta header, did not.
+TEST_F(DeidentifyTest, AnAcrNemaFileWithoutPhotometricGivesACopyThatReads) {
+  td::DicomSpec s = spec();
+  s.part10 = false;
+  s.encoding = td::Encoding::ImplicitLittle;
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, s).empty());
+  // Drop (0028,0004) from the data set (implicit VR little endian: tag, 4-byte length, value).
+  std::string bytes = read_bytes(in);
+  const std::string tag("\x28\x00\x04\x00", 4);
+  const auto at = bytes.find(tag);
+  ASSERT_NE(at, std::string::npos);
+  std::uint32_t length = 0;
+  std::memcpy(&length, bytes.data() + at + 4, 4);
+  bytes.erase(at, 8 + length);
+  std::ofstream(in, std::ios::binary | std::ios::trunc) << bytes;
+  auto original = dcm::read_radiograph(in);
+  ASSERT_TRUE(original.ok()) << describe(original);
+  ASSERT_FALSE(original->meta.has_part10_header);
+
+  FakePseudonyms pseudonyms;
+  ASSERT_TRUE(dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30)).ok());
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_EQ(copy->photometric, original->photometric);
+  EXPECT_EQ(copy->rows, original->rows);
 }
 
 TEST_F(DeidentifyTest, WithoutShiftDatesAndTimesAreRemoved) {
