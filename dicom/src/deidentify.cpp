@@ -636,7 +636,7 @@ std::optional<std::string> shift_dicom_date(const std::string& date, int shift_d
   return std::string(buf);
 }
 
-Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
+static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
   register_codecs();  // keeps DCMTK's log quiet
   if (!plan.pseudonym) return make_error(ErrorKind::Unsupported, "de-identification needs a pseudonym mapping");
   std::error_code ec;
@@ -709,6 +709,10 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
   if (std::string e = core::replace_with_temporary(tmp, out); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   if (std::string e = sync_path(folder, true); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   return core::Done{};
+}
+
+Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
+  return detail::guarded(in, [&] { return write_deidentified_unguarded(in, out, plan); });
 }
 
 }  // namespace hilum::dicom
