@@ -344,7 +344,7 @@ struct Run {
   Clock::time_point t0 = Clock::now();
   FinetuneProgress state;
 
-  void report(const std::string& phase) {
+  void report(Phase phase) {
     state.phase = phase;
     if (progress) progress(state);
   }
@@ -376,7 +376,7 @@ Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std
     if (it == cached->end() || static_cast<int>(it->second.size()) != base.model.config().hidden_size) missing.push_back(&s);
   }
   run.state.steps = static_cast<std::int64_t>(missing.size());
-  run.report("embedding");
+  run.report(Phase::Embedding);
   if (!missing.empty()) {
     auto loaded = load_images(missing, base.model.config(), read_display, run.cancel, problems);
     if (!loaded) return loaded.error();
@@ -415,7 +415,7 @@ Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std
       m(r, j) = train[i]->mask[static_cast<std::size_t>(j)];
     }
   }
-  run.report("training");
+  run.report(Phase::Training);
   training::HeadOptions ho;
   const auto fit = training::fit_head(x, y, m, ho);
 
@@ -456,7 +456,7 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
 
   std::vector<Sample*> all;
   for (auto& s : data.samples) all.push_back(&s);
-  run.report("preparing");
+  run.report(Phase::Preparing);
   auto loaded = load_images(all, t.config, read_display, run.cancel, problems);
   if (!loaded) return loaded.error();
   std::erase_if(data.samples, [&](const Sample& s) { return s.grey.empty(); });
@@ -550,7 +550,7 @@ std::string evaluation_json(const EvaluationReport& report) { return dump_json(d
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
                                 const std::atomic<bool>* cancel) {
   Run run{catalog, options, progress, cancel, Clock::now(), {}};
-  run.report("preparing");
+  run.report(Phase::Preparing);
   auto base = load_model(catalog, options.base_model);
   if (!base) return base.error();
   if (!base->model.config().multi_label()) {
@@ -598,7 +598,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   }
 
   // Validation of the new version and of the active model on the same images.
-  run.report("validating");
+  run.report(Phase::Validating);
   std::vector<const Sample*> validation;
   for (const auto& s : data->samples) {
     if (s.validation) validation.push_back(&s);
@@ -749,7 +749,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   result.reason = reason;
   result.history = trained->history;
   result.seconds = seconds_since(run.t0);
-  run.report("done");
+  run.report(Phase::Done);
   return result;
 }
 
@@ -787,7 +787,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
     if (!labels_csv.empty() || s.validation) chosen.push_back(&s);
   }
   FinetuneProgress p;
-  p.phase = "validating";
+  p.phase = Phase::Validating;
   p.steps = static_cast<std::int64_t>(chosen.size());
   if (progress) progress(p);
   std::vector<std::string> problems;

@@ -424,7 +424,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   std::vector<detail::Sample> kept = split_merged(*merged, o.data, o.seed, o.validation_fraction, o.max_images);
   FinetuneProgress state;
-  state.phase = "preparing";
+  state.phase = Phase::Preparing;
   if (progress) progress(state);
   std::vector<std::string> problems;
   {
@@ -472,7 +472,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   auto model = inference::ViTModel::from_weights(config, weights);
   if (!model) return detail::from_inference(model.error());
-  state.phase = "calibrating";
+  state.phase = Phase::Calibrating;
   if (progress) progress(state);
   auto val_out = detail::forward_samples(*model, validation, cancel);
   if (!val_out) return val_out.error();
