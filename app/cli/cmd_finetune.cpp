@@ -90,12 +90,12 @@ int cmd_finetune(const Global& global, const Args& args) {
   if (!catalog) return kExitCatalog;
   InterruptGuard guard;
   int last_epoch = -1;
-  std::string last_phase;
+  std::optional<app::Phase> last_phase;
   auto progress = [&](const app::FinetuneProgress& p) {
     if (json) return;
-    if (p.phase != last_phase && p.phase != "training") std::fprintf(stderr, "finetune: %s\n", p.phase.c_str());
+    if (p.phase != last_phase && p.phase != app::Phase::Training) std::fprintf(stderr, "finetune: %s\n", app::to_string(p.phase));
     last_phase = p.phase;
-    if (p.phase == "training" && p.epoch != last_epoch && p.step > 0 && p.steps > 0 && p.step % std::max<std::int64_t>(1, p.steps / p.epochs) == 0) {
+    if (p.phase == app::Phase::Training && p.epoch != last_epoch && p.step > 0 && p.steps > 0 && p.step % std::max<std::int64_t>(1, p.steps / p.epochs) == 0) {
       last_epoch = p.epoch;
       std::fprintf(stderr, "finetune: epoch %d/%d  loss %.4f  %.1f images/s  ETA %.0f s%s\n", p.epoch, p.epochs, p.loss, p.images_per_second,
                    p.eta_seconds, p.validation_auroc ? ("  validation AUROC " + hilum::core::format_fixed(*p.validation_auroc, 4)).c_str() : "");
@@ -240,11 +240,11 @@ int cmd_train(const Global&, const Args& args) {
   int last_epoch = 0;
   auto progress = [&](const app::FinetuneProgress& p) {
     if (json) return;
-    if (p.phase == "training" && p.epoch != last_epoch && p.epoch > 0) {
+    if (p.phase == app::Phase::Training && p.epoch != last_epoch && p.epoch > 0) {
       last_epoch = p.epoch;
       std::fprintf(stderr, "train: epoch %d/%d started (%.1f images/s, ETA %.0f s)\n", p.epoch, p.epochs, p.images_per_second, p.eta_seconds);
     }
-    if (p.phase == "validating" && p.validation_auroc) std::fprintf(stderr, "train: loss %.4f, validation AUROC %.4f\n", p.loss, *p.validation_auroc);
+    if (p.phase == app::Phase::Validating && p.validation_auroc) std::fprintf(stderr, "train: loss %.4f, validation AUROC %.4f\n", p.loss, *p.validation_auroc);
   };
   auto r = app::train_from_folder(o, progress, InterruptGuard::flag());
   if (!r) return report_error(r.error());

@@ -59,11 +59,11 @@ int cmd_pretrain(const Global& global, const Args& args) {
   int last_epoch = 0;
   auto progress = [&](const app::FinetuneProgress& p) {
     if (json) return;
-    if (p.phase == "training" && p.epoch != last_epoch) {
+    if (p.phase == app::Phase::Training && p.epoch != last_epoch) {
       last_epoch = p.epoch;
       std::fprintf(stderr, "pretrain: epoch %d/%d started (%.1f images/s, ETA %.0f s)\n", p.epoch, p.epochs, p.images_per_second, p.eta_seconds);
     }
-    if (p.phase == "epoch done") std::fprintf(stderr, "pretrain: epoch %d/%d loss %.4f\n", p.epoch, p.epochs, p.loss);
+    if (p.phase == app::Phase::EpochDone) std::fprintf(stderr, "pretrain: epoch %d/%d loss %.4f\n", p.epoch, p.epochs, p.loss);
   };
   app::Result<app::PretrainReport> r = app::Error{app::ErrorKind::Invalid, "not run"};
   if (catalog) {

@@ -336,7 +336,7 @@ struct Run {
   Clock::time_point t0 = Clock::now();
   FinetuneProgress state;
 
-  void report(const std::string& phase) {
+  void report(Phase phase) {
     state.phase = phase;
     if (progress) progress(state);
   }
@@ -368,7 +368,7 @@ Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std
     if (it == cached->end() || static_cast<int>(it->second.size()) != base.model.config().hidden_size) missing.push_back(&s);
   }
   run.state.steps = static_cast<std::int64_t>(missing.size());
-  run.report("embedding");
+  run.report(Phase::Embedding);
   if (!missing.empty()) {
     auto loaded = load_images(missing, base.model.config(), read_display, run.cancel, problems);
     if (!loaded) return loaded.error();
@@ -407,7 +407,7 @@ Result<Trained> train_head(Run& run, const LoadedModel& base, Dataset& data, std
       m(r, j) = train[i]->mask[static_cast<std::size_t>(j)];
     }
   }
-  run.report("training");
+  run.report(Phase::Training);
   training::HeadOptions ho;
   const auto fit = training::fit_head(x, y, m, ho);
 
@@ -448,7 +448,7 @@ Result<Trained> train_blocks(Run& run, const LoadedModel& base, Dataset& data, S
 
   std::vector<Sample*> all;
   for (auto& s : data.samples) all.push_back(&s);
-  run.report("preparing");
+  run.report(Phase::Preparing);
   auto loaded = load_images(all, t.config, read_display, run.cancel, problems);
   if (!loaded) return loaded.error();
   std::erase_if(data.samples, [&](const Sample& s) { return s.grey.empty(); });
@@ -561,7 +561,7 @@ Result<TrainingData> training_data(Catalog& catalog, const std::vector<std::stri
 Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& base, Candidate& c, TrainingData& data,
                                           const FinetuneOptions& options, std::vector<std::string>& problems,
                                           const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
-  const auto report_phase = [&](const char* phase) {
+  const auto report_phase = [&](Phase phase) {
     FinetuneProgress p;
     p.phase = phase;
     if (progress) progress(p);
@@ -570,7 +570,7 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
   auto models = models_dir(catalog);
   if (!models) return models.error();
   // Validation of the new version and of the active model on the same images.
-  report_phase("validating");
+  report_phase(Phase::Validating);
   std::vector<const Sample*> validation;
   for (const auto& s : data.samples) {
     if (s.validation) validation.push_back(&s);
@@ -737,7 +737,7 @@ std::string evaluation_json(const EvaluationReport& report) { return dump_json(d
 Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options, const FinetuneCallback& progress,
                                 const std::atomic<bool>* cancel) {
   Run run{catalog, options, progress, cancel, Clock::now(), {}};
-  run.report("preparing");
+  run.report(Phase::Preparing);
   auto base = load_model(catalog, options.base_model);
   if (!base) return base.error();
   if (!base->model.config().multi_label()) {
@@ -793,7 +793,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
   (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", result->model.version}, {"promoted", result->promoted}}));
   fs::remove_all(checkpoint_dir, ec);
   result->seconds = seconds_since(run.t0);
-  run.report("done");
+  run.report(Phase::Done);
   return result;
 }
 
@@ -836,7 +836,7 @@ Result<EvaluationReport> evaluate(Catalog& catalog, const std::string& model_spe
     if (!labels_csv.empty() || s.validation) chosen.push_back(&s);
   }
   FinetuneProgress p;
-  p.phase = "validating";
+  p.phase = Phase::Validating;
   p.steps = static_cast<std::int64_t>(chosen.size());
   if (progress) progress(p);
   std::vector<std::string> problems;

@@ -216,7 +216,7 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
   }
 
   FinetuneProgress state;
-  state.phase = "preparing";
+  state.phase = Phase::Preparing;
   if (progress) progress(state);
   PretrainReport report;
   if (o.max_images > 0 && samples.size() > static_cast<std::size_t>(o.max_images)) {
@@ -304,13 +304,13 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
       const auto done = static_cast<double>(state.step - first_step);
       state.images_per_second = elapsed > 0 ? done * batch_size / elapsed : 0.0;
       state.eta_seconds = done > 0 ? static_cast<double>(total - state.step) * elapsed / done : 0.0;
-      state.phase = "training";
+      state.phase = Phase::Training;
       if (progress) progress(state);
     }
     run.losses.push_back(loss_n > 0 ? loss_sum / loss_n : 0.0);
     auto saved = write_checkpoint(checkpoints, epoch, run, opt_e, opt_d);
     if (!saved) return saved.error();
-    state.phase = "epoch done";
+    state.phase = Phase::EpochDone;
     if (progress) progress(state);
   }
 

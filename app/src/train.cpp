@@ -427,7 +427,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   std::vector<detail::Sample> kept = split_merged(*merged, o.data, o.seed, o.validation_fraction, o.max_images);
   FinetuneProgress state;
-  state.phase = "preparing";
+  state.phase = Phase::Preparing;
   if (progress) progress(state);
   std::vector<std::string> problems;
   {
@@ -475,7 +475,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
 
   auto model = inference::ViTModel::from_weights(config, weights);
   if (!model) return detail::from_inference(model.error());
-  state.phase = "calibrating";
+  state.phase = Phase::Calibrating;
   if (progress) progress(state);
   auto val_out = detail::forward_samples(*model, validation, cancel);
   if (!val_out) return val_out.error();
@@ -502,7 +502,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   std::vector<const detail::Sample*> domain_train = train, domain_validation = validation;
   inference::Matrix domain_train_embeddings = train_out->embeddings, domain_validation_embeddings = val_out->embeddings;
   if (!reference.empty()) {
-    state.phase = "describing the reference films";
+    state.phase = Phase::Calibrating;  // and describing the reference films
     if (progress) progress(state);
     std::vector<detail::Sample*> all;
     for (auto& s : reference) all.push_back(&s);

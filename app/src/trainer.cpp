@@ -343,7 +343,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
                                 std::size_t samples_per_epoch, const EpochPlan& plan, const std::vector<const Sample*>& validation,
                                 const std::vector<std::string>& outputs, const LoopOptions& o, const fs::path& checkpoint_dir,
                                 FinetuneProgress& state, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
-  const auto report = [&](const std::string& phase) {
+  const auto report = [&](Phase phase) {
     state.phase = phase;
     if (progress) progress(state);
   };
@@ -386,7 +386,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
   // Frozen prefix: its outputs are computed once per training image (SlimFit-style).
   std::map<const Sample*, Matrix> frozen;
   if (o.first_trainable_block > 0) {
-    report("embedding");
+    report(Phase::Embedding);
     for (std::size_t start = 0; start < train.size(); start += 8) {
       if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "training cancelled"};
       std::vector<inference::Image> batch;
@@ -458,23 +458,23 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
       const auto done = static_cast<double>(state.step - first_step);
       state.images_per_second = elapsed > 0 ? done * batch_size / elapsed : 0.0;
       state.eta_seconds = done > 0 ? static_cast<double>(result.steps - state.step) * elapsed / done : 0.0;
-      report("training");
+      report(Phase::Training);
     }
     EpochRecord rec{epoch, loss_n > 0 ? loss_sum / loss_n : 0.0, std::nullopt};
     if (!validation.empty()) {
-      report("validating");
+      report(Phase::Validating);
       auto model = inference::ViTModel::from_weights(config, weights);
       if (!model) return from_inference(model.error());
       auto p = predict(*model, validation, cancel);
       if (!p) return p.error();
       rec.validation_auroc = evaluate_probabilities(outputs, validation, *p, config.labels).mean_auroc;
       state.validation_auroc = rec.validation_auroc;
-      report("validating");  // now with this epoch's AUROC
+      report(Phase::Validating);  // now with this epoch's AUROC
     }
     result.history.push_back(rec);
     auto saved = write_checkpoint(checkpoint_dir, epoch, config, weights, optimizer, result.history);
     if (!saved) return saved.error();
-    report("training");
+    report(Phase::Training);
   }
   return result;
 }

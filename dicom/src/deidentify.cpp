@@ -301,11 +301,14 @@ class Deidentifier {
         if (vr == EVR_SQ) return checked(element.clear(), "empty", element);
         return checked(element.putString(""), "empty", element);
       case Action::PatientName:
-        return replace_with_pseudonym(element, "patient_name", 64, false);
       case Action::PatientId:
-        return replace_with_pseudonym(element, "patient_id", 64, false);
-      case Action::Accession:
-        return replace_with_pseudonym(element, "accession", 16, true);
+      case Action::Accession: {
+        DcmElement* target = &element;
+        if (auto error = as_text_element(item, index, target)) return error;
+        if (action == Action::PatientName) return replace_with_pseudonym(*target, "patient_name", 64, false);
+        if (action == Action::PatientId) return replace_with_pseudonym(*target, "patient_id", 64, false);
+        return replace_with_pseudonym(*target, "accession", 16, true);
+      }
       case Action::CodeMeaning:
         return replace_code_meaning(item, element);
       case Action::ByVr:
@@ -363,6 +366,25 @@ class Deidentifier {
       error_ = make_error(ErrorKind::Unsupported, "pseudonym mapping failed for " + kind + ": " + e.what());
     } catch (...) {
       error_ = make_error(ErrorKind::Unsupported, "pseudonym mapping failed for " + kind);
+    }
+    return std::nullopt;
+  }
+
+  // An element whose VR in the file is not a text VR (a damaged or non-standard VR read as bytes) is
+  // replaced by one of its dictionary VR holding the same text, so that a pseudonym can be written
+  // into it (found by fuzzing: the Patient ID became the bytes of its pseudonym read as hex).
+  std::optional<Error> as_text_element(DcmItem& item, unsigned long index, DcmElement*& element) {
+    if (element->isaString()) return std::nullopt;
+    const DcmTagKey tag = element->getTag();
+    OFString bytes;
+    Uint8* raw = nullptr;
+    if (element->getLength() > 0 && element->getUint8Array(raw).good() && raw != nullptr) {
+      bytes.assign(reinterpret_cast<const char*>(raw), element->getLength());
+    }
+    delete item.remove(index);
+    const std::string text = trim(std::string(bytes.c_str(), bytes.length()).c_str());
+    if (item.putAndInsertString(tag, text.c_str()).bad() || item.findAndGetElement(tag, element).bad() || element == nullptr) {
+      return make_error(ErrorKind::Corrupt, "cannot rewrite " + tag_text(tag) + " with its standard VR");
     }
     return std::nullopt;
   }
@@ -614,7 +636,7 @@ std::optional<std::string> shift_dicom_date(const std::string& date, int shift_d
   return std::string(buf);
 }
 
-Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
+static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
   register_codecs();  // keeps DCMTK's log quiet
   if (!plan.pseudonym) return make_error(ErrorKind::Unsupported, "de-identification needs a pseudonym mapping");
   std::error_code ec;
@@ -647,10 +669,25 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
                       "burned-in annotation: " + why + ", so the pixels may show the patient's identity; not de-identified");
   }
 
+  // Patient Name and Patient ID are Type 2: a file without them gets them too, replaced like empty
+  // ones (their pseudonyms), so that every de-identified copy names its pseudonymous patient
+  // (found by fuzzing, tests/fuzz/regressions/dicom).
+  for (const DcmTagKey& tag : {DCM_PatientName, DCM_PatientID}) {
+    if (ds->tagExists(tag)) continue;
+    cond = ds->insertEmptyElement(tag);
+    if (cond.bad()) return make_error(ErrorKind::Corrupt, "cannot add " + tag_text(tag) + ": " + cond.text());
+  }
   Deidentifier deidentifier(plan);
   if (auto error = deidentifier.process(*ds)) return *error;
   if (auto error = clear_unused_bits(*ds, xfer)) return *error;
   if (auto error = add_deidentification_attributes(*ds, plan)) return *error;
+  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation for
+  // MONOCHROME2; the copy has a meta header, so it says so, and reads as the original did (found by fuzzing).
+  const DcmMetaInfo* original_meta = ff.getMetaInfo();
+  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) &&
+      !ds->tagExists(DCM_PhotometricInterpretation)) {
+    if (auto e = put(*ds, DCM_PhotometricInterpretation, "MONOCHROME2")) return *e;
+  }
 
   // The meta header is rebuilt from the data set: Media Storage SOP Instance UID = the new SOP
   // Instance UID, and nothing of the original (source AE title, private information) survives.
@@ -672,6 +709,10 @@ Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, c
   if (std::string e = core::replace_with_temporary(tmp, out); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   if (std::string e = sync_path(folder, true); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   return core::Done{};
+}
+
+Result<core::Done> write_deidentified(const fs::path& in, const fs::path& out, const DeidentifyPlan& plan) {
+  return detail::guarded(in, [&] { return write_deidentified_unguarded(in, out, plan); });
 }
 
 }  // namespace hilum::dicom

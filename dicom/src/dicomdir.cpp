@@ -1,5 +1,6 @@
 // DICOMDIR media: walk PATIENT -> STUDY -> SERIES -> IMAGE records and resolve Referenced File IDs.
 #include "hilum/dicom/dicomdir.hpp"
+#include "internal.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -100,12 +101,16 @@ bool is_dicomdir(const fs::path& path) {
   register_codecs();
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return false;
-  DcmFileFormat ff;
-  if (ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
-  return str(*ff.getMetaInfo(), DCM_MediaStorageSOPClassUID) == UID_MediaStorageDirectoryStorage;
+  try {  // DCMTK's parser can throw on hostile input (internal.hpp, guarded)
+    DcmFileFormat ff;
+    if (ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad()) return false;
+    return str(*ff.getMetaInfo(), DCM_MediaStorageSOPClassUID) == UID_MediaStorageDirectoryStorage;
+  } catch (...) {
+    return false;
+  }
 }
 
-Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
+static Result<std::vector<DicomdirImage>> read_dicomdir_unguarded(const fs::path& path) {
   register_codecs();
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return Error{ErrorKind::FileNotFound, "file not found: " + path.string()};
@@ -178,6 +183,10 @@ Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
   };
   visit(visit, dir.getRootRecord(), 0);
   return images;
+}
+
+Result<std::vector<DicomdirImage>> read_dicomdir(const fs::path& path) {
+  return detail::guarded(path, [&] { return read_dicomdir_unguarded(path); });
 }
 
 }  // namespace hilum::dicom

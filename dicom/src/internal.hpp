@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,20 @@ struct J2kFrame {
 };
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
                                           int columns, std::uint64_t max_pixels, int threads);
+
+// Runs `f` (returning a Result) and turns an exception into a Corrupt error about `path`: DCMTK 3.6.7's
+// parser can throw on hostile input (std::out_of_range from DcmByteString::verify while reading a
+// directory record, found by fuzzing), and the public functions promise errors as values.
+template <typename F>
+auto guarded(const std::filesystem::path& path, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Error{ErrorKind::Corrupt, "cannot parse DICOM data in " + path.string() + ": " + e.what()};
+  } catch (...) {
+    return Error{ErrorKind::Corrupt, "cannot parse DICOM data in " + path.string()};
+  }
+}
 
 // Without leading/trailing spaces, NULs, tabs and line ends (DICOM pads values with them).
 [[nodiscard]] std::string trim(std::string s);

@@ -280,7 +280,7 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
 
 }  // namespace
 
-Result<Radiograph> read_radiograph(const fs::path& path, const ReadOptions& options) {
+static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const ReadOptions& options) {
   register_codecs();
   std::error_code ec;
   const auto status = fs::status(path, ec);
@@ -524,6 +524,10 @@ std::vector<TransferSyntaxInfo> supported_transfer_syntaxes() {
     }
   }
   return out;
+}
+
+Result<Radiograph> read_radiograph(const fs::path& path, const ReadOptions& options) {
+  return detail::guarded(path, [&] { return read_radiograph_unguarded(path, options); });
 }
 
 }  // namespace hilum::dicom

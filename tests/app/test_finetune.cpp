@@ -305,7 +305,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   o.precision = inference::Precision::F32;
   std::atomic<bool> cancel{false};
   auto stop_in_epoch_2 = [&](const app::FinetuneProgress& p) {
-    if (p.phase == "training" && p.epoch == 2) cancel = true;
+    if (p.phase == app::Phase::Training && p.epoch == 2) cancel = true;
   };
   auto interrupted = app::finetune(*catalog_, o, stop_in_epoch_2, &cancel);
   ASSERT_FALSE(interrupted.ok());
@@ -314,7 +314,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   ASSERT_TRUE(fs::exists(checkpoints));
   int first_epoch_seen = 0;
   auto resumed = app::finetune(*catalog_, o, [&](const app::FinetuneProgress& p) {
-    if (p.phase == "training" && first_epoch_seen == 0 && p.epoch > 0) first_epoch_seen = p.epoch;
+    if (p.phase == app::Phase::Training && first_epoch_seen == 0 && p.epoch > 0) first_epoch_seen = p.epoch;
   });
   ASSERT_TRUE(resumed.ok()) << resumed.error().message;
   EXPECT_EQ(first_epoch_seen, 2);
@@ -657,7 +657,7 @@ TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   app::TrainOptions fresh = o;
   fresh.out = path("model-fresh");
   auto f = app::train_from_folder(fresh, [&](const app::FinetuneProgress& p) {
-    if (p.phase == "validating") validating.insert(p.epoch);
+    if (p.phase == app::Phase::Validating) validating.insert(p.epoch);
     if (!p.validation_auroc) return;
     reported.emplace_back(p.epoch, *p.validation_auroc);
     if (validating.count(p.epoch) == 0) ++early;

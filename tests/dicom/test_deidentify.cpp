@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -522,6 +523,84 @@ TEST_F(DeidentifyTest, SameMappingGivesSameUids) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->meta.study_instance_uid, a->meta.study_instance_uid);
   EXPECT_NE(c->meta.sop_instance_uid, a->meta.sop_instance_uid);
+}
+
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-no-patient-elements.dcm): a file without
+// Patient Name and Patient ID gave a de-identified copy without them, naming no pseudonymous patient.
+TEST_F(DeidentifyTest, AFileWithoutPatientNameAndIdGetsTheirPseudonyms) {
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, spec()).empty());
+  DicomEditor editor(in);
+  ASSERT_EQ(editor.error(), "");
+  ASSERT_NE(editor.find(0x0010, 0x0010), nullptr);
+  editor.remove(0x0010, 0x0010);
+  editor.remove(0x0010, 0x0020);
+  editor.save(in);
+  auto original = dcm::read_radiograph(in);
+  ASSERT_TRUE(original.ok()) << describe(original);
+  ASSERT_EQ(original->meta.patient_id, "");
+
+  FakePseudonyms pseudonyms;
+  ASSERT_TRUE(dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30)).ok());
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_EQ(copy->meta.patient_id, pseudonyms.lookup("patient_id", "").value_or("(never asked)"));
+  EXPECT_EQ(copy->meta.patient_name, pseudonyms.lookup("patient_name", "").value_or("(never asked)"));
+  EXPECT_FALSE(copy->meta.patient_id.empty());
+}
+
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-patient-id-bad-vr.dcm): an element whose VR
+// is not a VR ("L\xad") was read as bytes of unknown type; the Patient ID was then written as those bytes
+// instead of its pseudonym, and a person's name in such an element was kept.
+TEST_F(DeidentifyTest, ElementsWithAnUnknownVrAreReplacedOrRemoved) {
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, spec()).empty());
+  DicomEditor editor(in);
+  ASSERT_EQ(editor.error(), "");
+  editor.set(RawElement{0x0010, 0x0020, "L\xad", padded("LO", "PID-UNKNOWN-VR")});
+  editor.set(RawElement{0x0008, 0x1050, "Z\x01", padded("PN", "Surgeon^Secret")});  // Performing Physician's Name
+  editor.save(in);
+  ASSERT_NE(read_bytes(in).find("Surgeon^Secret"), std::string::npos);
+
+  FakePseudonyms pseudonyms;
+  const auto done = dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30));
+  ASSERT_TRUE(done.ok()) << describe(done);
+  const std::string out = read_bytes(path("out.dcm"));
+  EXPECT_EQ(out.find("Surgeon^Secret"), std::string::npos);
+  EXPECT_EQ(out.find("PID-UNKNOWN-VR"), std::string::npos);
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_TRUE(copy->meta.patient_id.rfind("ANON-", 0) == 0) << copy->meta.patient_id;
+}
+
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-acr-nema-no-photometric.dcm): an ACR-NEMA
+// file without Photometric Interpretation reads (MONOCHROME2 is its default), but its de-identified
+// copy, which has a meta header, did not.
+TEST_F(DeidentifyTest, AnAcrNemaFileWithoutPhotometricGivesACopyThatReads) {
+  td::DicomSpec s = spec();
+  s.part10 = false;
+  s.encoding = td::Encoding::ImplicitLittle;
+  const fs::path in = path("in.dcm");
+  ASSERT_FALSE(td::write_dicom(in, s).empty());
+  // Drop (0028,0004) from the data set (implicit VR little endian: tag, 4-byte length, value).
+  std::string bytes = read_bytes(in);
+  const std::string tag("\x28\x00\x04\x00", 4);
+  const auto at = bytes.find(tag);
+  ASSERT_NE(at, std::string::npos);
+  std::uint32_t length = 0;
+  std::memcpy(&length, bytes.data() + at + 4, 4);
+  bytes.erase(at, 8 + length);
+  std::ofstream(in, std::ios::binary | std::ios::trunc) << bytes;
+  auto original = dcm::read_radiograph(in);
+  ASSERT_TRUE(original.ok()) << describe(original);
+  ASSERT_FALSE(original->meta.has_part10_header);
+
+  FakePseudonyms pseudonyms;
+  ASSERT_TRUE(dcm::write_deidentified(in, path("out.dcm"), pseudonyms.plan(-30)).ok());
+  auto copy = dcm::read_radiograph(path("out.dcm"));
+  ASSERT_TRUE(copy.ok()) << describe(copy);
+  EXPECT_EQ(copy->photometric, original->photometric);
+  EXPECT_EQ(copy->rows, original->rows);
 }
 
 TEST_F(DeidentifyTest, WithoutShiftDatesAndTimesAreRemoved) {

@@ -7,6 +7,8 @@
 #include <iterator>
 #include <string>
 
+#include "hilum/dicom/deidentify.hpp"
+#include "hilum/dicom/dicomdir.hpp"
 #include "support.hpp"
 
 namespace hilum::test {
@@ -38,6 +40,23 @@ TEST_F(BadInputTest, TruncatedPixelDataSaysHowMuchIsMissing) {
     EXPECT_TRUE(mentions_number(m, expected_bytes)) << "expected byte count missing: " << m;
     EXPECT_TRUE(mentions_number(m, keep)) << "found byte count (" << keep << ") missing: " << m;
   }
+}
+
+// Found by fuzzing (tests/fuzz/regressions/dicom): DCMTK 3.6.7 throws std::out_of_range while parsing a
+// damaged directory record; the exception left read_radiograph and ended the process (hilum-cli info,
+// an import). Every public reader function answers with an error instead.
+TEST_F(BadInputTest, AParserExceptionInDcmtkIsAnError) {
+  const fs::path file = HILUM_FUZZ_REGRESSIONS "/dicom/dcmtk-throws-in-directory-record.dcm";
+  ASSERT_TRUE(fs::exists(file));
+  const auto r = dcm::read_radiograph(file);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, dcm::ErrorKind::Corrupt);
+  EXPECT_NE(r.error().message.find("cannot parse DICOM data"), std::string::npos) << r.error().message;
+  EXPECT_FALSE(dcm::read_dicomdir(file).ok());
+  (void)dcm::is_dicomdir(file);
+  dcm::DeidentifyPlan plan;
+  plan.pseudonym = [](const std::string&, const std::string&) { return std::string("X"); };
+  EXPECT_FALSE(dcm::write_deidentified(file, path("out.dcm"), plan).ok());
 }
 
 TEST_F(BadInputTest, TextFileIsNotDicom) {

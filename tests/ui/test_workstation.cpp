@@ -324,24 +324,7 @@ class Workstation : public QObject {
 
   void finetunesAndListsTheNewVersion() {
     // Labels on every image: Effusion present on half the patients.
-    {
-      auto c = app::Catalog::open(db_);
-      auto images = c->list_instances({});
-      std::vector<app::LabelInput> labels;
-      int k = 0;
-      for (const auto& im : images.value()) {
-        for (const char* f : {"Effusion", "Nodule"}) {
-          app::LabelInput in;
-          in.image = im.sop_instance_uid;
-          in.finding = f;
-          in.value = (k + (f[0] == 'N' ? 1 : 0)) % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
-          in.author = "dr.test";
-          labels.push_back(in);
-        }
-        ++k;
-      }
-      QVERIFY(c->add_labels(labels).ok());
-    }
+    uitest::label_every_image(db_);
     auto* dialog = window_->show_finetune();
     app::FinetuneOptions options;
     options.strategy = app::Strategy::Head;

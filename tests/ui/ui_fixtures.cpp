@@ -88,6 +88,28 @@ void import_into(const fs::path& db, const std::vector<fs::path>& inputs) {
   if (!report.ok()) die("import: " + report.error->message);
 }
 
+void label_every_image(const fs::path& db) {
+  auto catalog = app::Catalog::open(db);
+  if (!catalog) die("catalog: " + catalog.error().message);
+  const auto images = catalog->list_instances({});
+  if (!images) die("list: " + images.error().message);
+  std::vector<app::LabelInput> labels;
+  int k = 0;
+  for (const auto& im : images.value()) {
+    for (const char* f : {"Effusion", "Nodule"}) {
+      app::LabelInput in;
+      in.image = im.sop_instance_uid;
+      in.finding = f;
+      in.value = (k + (f[0] == 'N' ? 1 : 0)) % 2 == 0 ? app::LabelValue::Present : app::LabelValue::Absent;
+      in.author = "dr.test";
+      labels.push_back(in);
+    }
+    ++k;
+  }
+  const auto added = catalog->add_labels(labels);
+  if (!added) die("labels: " + added.error().message);
+}
+
 void register_model(const fs::path& db, const fs::path& model_dir, const std::string& version) {
   auto catalog = app::Catalog::open(db);
   if (!catalog) die("catalog: " + catalog.error().message);

@@ -33,6 +33,10 @@ std::vector<std::filesystem::path> write_phantoms(const std::filesystem::path& d
 // Imports `inputs` into the catalog at `db` (created); aborts with a message on failure.
 void import_into(const std::filesystem::path& db, const std::vector<std::filesystem::path>& inputs);
 
+// Labels every image of the catalog at `db` with Effusion and Nodule, present and absent in turn
+// (Effusion present on every other image, Nodule on the others), by dr.test.
+void label_every_image(const std::filesystem::path& db);
+
 // Registers (and activates) the model folder in the catalog at `db`.
 void register_model(const std::filesystem::path& db, const std::filesystem::path& model_dir, const std::string& version);
 

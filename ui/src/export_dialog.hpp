@@ -25,6 +25,9 @@ class ExportDialog : public QDialog {
   explicit ExportDialog(Session* session, QWidget* parent = nullptr);
   void start();
   [[nodiscard]] bool running() const { return running_; }
+  void cancel() {
+    if (running_) cancel_button_->click();
+  }
   QLineEdit* folder() const { return folder_; }
 
  Q_SIGNALS:

@@ -27,6 +27,10 @@ class ImportDialog : public QDialog {
   ImportDialog(Session* session, std::vector<std::filesystem::path> inputs, QWidget* parent = nullptr);
   void start();
   [[nodiscard]] bool running() const { return running_; }
+  // Asks the running import to stop (what was read is kept; importing the same items again finishes it).
+  void cancel() {
+    if (running_) cancel_button_->click();
+  }
   [[nodiscard]] const app::ImportReport* report() const { return report_.get(); }
 
  Q_SIGNALS:

@@ -199,7 +199,7 @@ void FinetuneDialog::start() {
 
 void FinetuneDialog::on_progress(const app::FinetuneProgress& p) {
   if (!running_) return;
-  QString text = tr("Phase: %1").arg(qstr(p.phase));
+  QString text = tr("Phase: %1").arg(QString::fromUtf8(app::to_string(p.phase)));
   if (p.epochs > 0 && p.epoch > 0) text += tr("  ·  epoch %1 of %2").arg(p.epoch).arg(p.epochs);
   if (p.epoch > 0) text += tr("  ·  loss %1").arg(p.loss, 0, 'f', 4);
   if (p.validation_auroc) text += tr("  ·  validation AUROC %1").arg(*p.validation_auroc, 0, 'f', 3);
@@ -212,7 +212,7 @@ void FinetuneDialog::on_progress(const app::FinetuneProgress& p) {
   } else {
     bar_->setRange(0, 0);
   }
-  if (p.epoch > 0 && p.phase == "training") loss_[p.epoch] = p.loss;
+  if (p.epoch > 0 && p.phase == app::Phase::Training) loss_[p.epoch] = p.loss;
   if (p.epoch > 0 && p.validation_auroc) auroc_[p.epoch] = *p.validation_auroc;
   replot();
 }

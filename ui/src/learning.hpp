@@ -41,6 +41,10 @@ class FinetuneDialog : public QDialog {
   void set_options(const app::FinetuneOptions& options);  // tests: a short run
   void start();
   [[nodiscard]] bool running() const { return running_; }
+  // Asks the running fine-tune to stop at its next step (running it again resumes from the last checkpoint).
+  void cancel() {
+    if (running_) cancel_button_->click();
+  }
   [[nodiscard]] const std::optional<app::FinetuneResult>& result() const { return result_; }
   [[nodiscard]] const QString& error() const { return error_; }
 

@@ -9,6 +9,7 @@
 #include <QSplitter>
 #include <QStatusBar>
 #include <QThreadPool>
+#include <QTimer>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include "async.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/inference/overlay.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
@@ -159,7 +161,9 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
 }
 
 MainWindow::~MainWindow() {
-  // Let background work that reports to this window finish before the widgets go away.
+  // Let background work that reports to this window finish before the widgets go away; long jobs
+  // are asked to stop first, so that this never waits for a whole import or fine-tune.
+  cancel_jobs();
   display_pool()->waitForDone();
   ai_pool()->waitForDone();
   QThreadPool::globalInstance()->waitForDone();
@@ -559,8 +563,13 @@ void MainWindow::on_labels_changed() {
 void MainWindow::maybe_auto_finetune() {
   if (preferences_.auto_finetune_after <= 0 || (finetune_ && finetune_->running())) return;
   if (!session_->active_model()) return;
+  // A stored mark that is not a whole number (damaged, or written by another version) counts as 0.
   auto mark_text = session_->catalog().setting(kFinetuneMark);
-  const std::int64_t mark = mark_text && mark_text->has_value() ? std::stoll(**mark_text) : 0;
+  std::int64_t mark = 0;
+  if (mark_text && mark_text->has_value()) {
+    const auto n = core::parse_number(**mark_text);
+    if (n && *n >= 0 && *n < 9.0e15 && std::floor(*n) == *n) mark = static_cast<std::int64_t>(*n);
+  }
   auto activity = app::label_activity(session_->catalog(), mark);
   if (!activity || activity->events_after < preferences_.auto_finetune_after) return;
   (void)session_->catalog().set_setting(kFinetuneMark, std::to_string(activity->newest_event_id));
@@ -587,6 +596,7 @@ void MainWindow::import_interactive(int kind) {
 ImportDialog* MainWindow::import_paths(const std::vector<std::filesystem::path>& inputs) {
   auto* d = new ImportDialog(session_.get(), inputs, this);
   d->setAttribute(Qt::WA_DeleteOnClose);
+  connect(d, &ImportDialog::finished_import, this, &MainWindow::close_when_jobs_stopped);
   import_ = d;
   d->show();
   d->start();
@@ -596,6 +606,7 @@ ImportDialog* MainWindow::import_paths(const std::vector<std::filesystem::path>&
 ExportDialog* MainWindow::show_export() {
   if (!export_) {
     export_ = new ExportDialog(session_.get(), this);
+    connect(export_, &ExportDialog::finished_export, this, &MainWindow::close_when_jobs_stopped);
   }
   export_->show();
   export_->raise();
@@ -610,6 +621,7 @@ FinetuneDialog* MainWindow::show_finetune() {
       if (auto a = app::label_activity(session_->catalog(), 0)) {
         (void)session_->catalog().set_setting(kFinetuneMark, std::to_string(a->newest_event_id));
       }
+      close_when_jobs_stopped();
     });
   }
   finetune_->show();
@@ -623,6 +635,57 @@ ModelManager* MainWindow::show_models() {
   models_->show();
   models_->raise();
   return models_;
+}
+
+QStringList MainWindow::running_jobs() const {
+  QStringList jobs;
+  int imports = 0;
+  for (const auto* d : findChildren<ImportDialog*>()) imports += d->running() ? 1 : 0;
+  if (imports == 1) jobs << tr("an import");
+  if (imports > 1) jobs << tr("%1 imports").arg(imports);
+  if (finetune_ && finetune_->running()) jobs << tr("a fine-tune");
+  if (export_ && export_->running()) jobs << tr("an export");
+  return jobs;
+}
+
+void MainWindow::cancel_jobs() {
+  for (auto* d : findChildren<ImportDialog*>()) d->cancel();
+  if (finetune_) finetune_->cancel();
+  if (export_) export_->cancel();
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  const QStringList jobs = running_jobs();
+  if (jobs.isEmpty()) {
+    QMainWindow::closeEvent(event);
+    return;
+  }
+  event->ignore();
+  if (quitting_) return;  // already stopping: the window closes when the jobs have
+  QString question = tr("Hilum is running %1. Stop and quit?").arg(jobs.join(tr(" and ")));
+  question += tr("\n\nNothing done so far is lost: an import keeps the files it has read (importing the same items again "
+                 "finishes it), a fine-tune resumes from its last checkpoint when it is run again.");
+  bool stop = false;
+  if (ask_quit_) {
+    stop = ask_quit_(question);
+  } else {
+    QMessageBox box(QMessageBox::Question, tr("Quit Hilum"), question, QMessageBox::NoButton, this);
+    auto* quit = box.addButton(tr("Stop and quit"), QMessageBox::AcceptRole);
+    box.setDefaultButton(box.addButton(tr("Keep working"), QMessageBox::RejectRole));
+    box.exec();
+    stop = box.clickedButton() == quit;
+  }
+  if (!stop) return;
+  quitting_ = true;
+  status_job_->setText(tr("Stopping %1…").arg(jobs.join(tr(" and "))));
+  cancel_jobs();
+  close_when_jobs_stopped();
+}
+
+void MainWindow::close_when_jobs_stopped() {
+  if (!quitting_ || !running_jobs().isEmpty()) return;
+  // After the job's own completion handler has returned.
+  QTimer::singleShot(0, this, [this] { close(); });
 }
 
 SettingsDialog* MainWindow::show_settings() {

@@ -8,7 +8,9 @@
 #include <QLabel>
 #include <QMainWindow>
 #include <QPointer>
+#include <QStringList>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -65,6 +67,15 @@ class MainWindow : public QMainWindow {
   [[nodiscard]] const PredictionTiming& last_prediction_timing() const { return last_timing_; }
   void request_heatmap(const QString& finding);
 
+  // Quitting while an import, a fine-tune or an export runs asks first: `ask` gets the question and
+  // answers true for "stop them and quit" (default: a message box). The jobs are then cancelled and
+  // the window closes as soon as they have stopped (each keeps what it has done and resumes when run
+  // again); false keeps the window open and the jobs running.
+  void set_quit_question(std::function<bool(const QString&)> ask) { ask_quit_ = std::move(ask); }
+  // The jobs running now, in words ("an import", "a fine-tune", "an export").
+  [[nodiscard]] QStringList running_jobs() const;
+  [[nodiscard]] bool quitting() const { return quitting_; }
+
  Q_SIGNALS:
   void imageShown(const QString& sop_instance_uid);        // decoded and on screen
   void predictionsShown(const QString& sop_instance_uid);  // the AI panel shows this image's predictions (or why not)
@@ -82,6 +93,9 @@ class MainWindow : public QMainWindow {
   void maybe_auto_finetune();
   void set_tool(ImageView::Tool tool);
   void import_interactive(int kind);  // 0 files, 1 folder, 2 DICOMDIR
+  void closeEvent(QCloseEvent* event) override;
+  void cancel_jobs();
+  void close_when_jobs_stopped();
 
   std::unique_ptr<Session> session_;
   Preferences preferences_;
@@ -104,6 +118,8 @@ class MainWindow : public QMainWindow {
   QPointer<ModelManager> models_;
   QPointer<ExportDialog> export_;
   QPointer<ImportDialog> import_;
+  std::function<bool(const QString&)> ask_quit_;
+  bool quitting_ = false;  // the user chose to quit: close once the cancelled jobs have stopped
 };
 
 }  // namespace hilum::ui

@@ -38,8 +38,15 @@ Preferences Preferences::load() {
   p.database = s.value("database").toString();
   // The reader is the OS user, never a free-text setting anyone could change.
   p.author = qstr(app::current_os_user());
-  p.threads = s.value("threads", 0).toInt();
-  p.auto_finetune_after = s.value("auto_finetune_after", 0).toInt();
+  // A stored value that is not a number, or out of range (edited by hand, another version), falls
+  // back to the default instead of reaching the thread pools.
+  const auto number = [&s](const char* key, int lo, int hi) {
+    bool ok = false;
+    const int v = s.value(key, 0).toInt(&ok);
+    return ok && v >= lo && v <= hi ? v : 0;
+  };
+  p.threads = number("threads", 0, 256);
+  p.auto_finetune_after = number("auto_finetune_after", 0, 1000000);
   return p;
 }
 

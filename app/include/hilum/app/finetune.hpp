@@ -39,8 +39,24 @@ struct FinetuneOptions {
   inference::Precision precision = inference::Precision::BF16;
 };
 
+// Where a training run is (fine-tune, train, pretrain), as its progress reports it.
+enum class Phase { Preparing, Embedding, Training, Validating, Calibrating, EpochDone, Done };
+// "preparing", "embedding", "training", "validating", "calibrating", "epoch done", "done".
+[[nodiscard]] inline const char* to_string(Phase phase) {
+  switch (phase) {
+    case Phase::Preparing: return "preparing";
+    case Phase::Embedding: return "embedding";
+    case Phase::Training: return "training";
+    case Phase::Validating: return "validating";
+    case Phase::Calibrating: return "calibrating";
+    case Phase::EpochDone: return "epoch done";
+    case Phase::Done: return "done";
+  }
+  return "?";
+}
+
 struct FinetuneProgress {
-  std::string phase;         // "preparing", "embedding", "training", "validating", "done"
+  Phase phase = Phase::Preparing;
   int epoch = 0;             // 1-based while training
   int epochs = 0;
   std::int64_t step = 0;     // within the whole run

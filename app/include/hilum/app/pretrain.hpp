@@ -52,7 +52,8 @@ struct PretrainReport {
 // with its reason and the newest good one used (none good: an error, nothing deleted). Writes OUT/
 // atomically: config.json + model.safetensors (a ViTModel backbone, F32, no classifier),
 // mae_decoder.safetensors (the decoder, to continue pre-training) and pretrain_report.json.
-// Progress: phase "preparing" then "training" with epoch, step and the epoch's running loss.
+// Progress: Phase::Preparing, then Phase::Training with epoch, step and the epoch's running loss, and
+// Phase::EpochDone at the end of each epoch.
 [[nodiscard]] Result<PretrainReport> pretrain_from_folders(const PretrainOptions& options, const FinetuneCallback& progress = {},
                                                            const std::atomic<bool>* cancel = nullptr);
 

@@ -5,7 +5,7 @@
 //
 // What happens to the data set (at every nesting level, sequences included):
 // - Patient Name and Patient ID: replaced through plan.pseudonym("patient_name" / "patient_id",
-//   original); Accession Number through plan.pseudonym("accession", original) (zero length when the
+//   original), and added (pseudonym of an empty original) when the file has none; Accession Number through plan.pseudonym("accession", original) (zero length when the
 //   mapping returns nothing or more than 16 characters); Patient Birth Date, Referring Physician's
 //   Name, Study ID: zero length. Every other patient attribute (other IDs and names, address,
 //   telephone, birth time, ethnic group, occupation, history, comments, ...) is removed.
