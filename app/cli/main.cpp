@@ -34,6 +34,9 @@ the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
   labels add NAME [--description TEXT]
   labels history [IMAGE] [--json]   every label event (the audit trail)
   export --out DIR --format csv|json [--deidentify] [--images] [--json]
+  export --out DIR --format sr [IMAGE...] [--json]
+                          one DICOM Structured Report (TID 1500) per image: the readers' labels
+                          (who, when, region) and the active model's probabilities
 
 the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
   models list [--json]    registered model versions
@@ -73,6 +76,17 @@ the classifier (a Hugging Face ViT folder: config.json + model.safetensors):
         [--discard R] [--max-size PIXELS]
                           attention map drawn over the displayed image: rollout (where the model looked)
                           or class (what raised one finding's output; the most probable without --finding)
+
+the hospital network (AE titles: 1-16 characters; peers as AET@HOST:PORT):
+  listen --port N [--aet AET] [--allow AET[@HOST]]... [--max-associations N] [--max-size-mb N]
+        [--timeout S]     Storage SCP in the foreground until Ctrl-C/SIGTERM: files every CR/DX/
+                          Secondary Capture instance it receives as an import does, one line each;
+                          only allowed calling AE titles (and hosts) are accepted
+  pacs echo --peer AET@HOST:PORT [--aet OURS]
+  pacs find --peer ... [--patient-id ID] [--patient-name NAME] [--accession A] [--from YYYYMMDD]
+        [--to YYYYMMDD] [--modality M] [--json]      study-level C-FIND
+  pacs retrieve --peer ... STUDY_UID...              C-GET into the catalog (progress; Ctrl-C cancels)
+  pacs send --peer ... (--all | IMAGE...)            the images' structured reports, by C-STORE
 
   --help, --version
 )";
@@ -128,6 +142,8 @@ int main(int argc, char** argv) {
   if (command == "evaluate") return cmd_evaluate(global, args);
   if (command == "train") return cmd_train(global, args);
   if (command == "pretrain") return cmd_pretrain(global, args);
+  if (command == "listen") return cmd_listen(global, args);
+  if (command == "pacs") return cmd_pacs(global, args);
   std::fprintf(stderr, "hilum-cli: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

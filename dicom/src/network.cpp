@@ -126,7 +126,7 @@ OFCondition next_pdv(T_ASC_Association* assoc, int timeout, DUL_PDV* pdv) {
   OFCondition c = DUL_NextPDV(&assoc->DULassociation, pdv);
   if (c.good() || c != DUL_NOPDVS) return c;
   c = DUL_ReadPDVs(&assoc->DULassociation, nullptr, DUL_NOBLOCK, timeout);
-  if (c.bad()) return c;
+  if (c.bad() && c != DUL_PDATAPDUARRIVED) return c;  // "arrived" is how DUL says it has data
   return DUL_NextPDV(&assoc->DULassociation, pdv);
 }
 
