@@ -22,6 +22,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dimse.h>
+#include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/scu.h>
 
@@ -431,6 +432,8 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     return net_error(ErrorKind::Io, "the incoming folder does not exist: " + options.incoming.string());
   }
 
+  // The allow-list compares addresses, never names from reverse DNS (which a peer can control).
+  dcmDisableGethostbyaddr.set(OFTrue);
   T_ASC_Network* network = nullptr;
   OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, options.port, limits.acse_timeout_seconds, &network);
   if (c.bad()) return net_error(ErrorKind::Network, "cannot listen on port " + std::to_string(options.port) + ": " + condition_text(c));

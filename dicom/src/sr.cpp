@@ -30,7 +30,7 @@ namespace {
 
 Error corrupt(const std::string& what, const OFCondition& c) { return Error{ErrorKind::Corrupt, what + ": " + c.text()}; }
 
-// "2026-11-25T12:00:00.123Z" -> "20261125120000.123+0000" (DICOM DT); "" when it is not that.
+// "2026-11-25T12:00:00.123Z" -> "20261125120000.123" (DICOM DT, UTC); "" when it is not that.
 std::string to_dicom_datetime(const std::string& iso) {
   if (iso.size() < 19 || iso[4] != '-' || iso[7] != '-' || iso[10] != 'T' || iso[13] != ':' || iso[16] != ':') return {};
   std::string dt = iso.substr(0, 4) + iso.substr(5, 2) + iso.substr(8, 2) + iso.substr(11, 2) + iso.substr(14, 2) + iso.substr(17, 2);
@@ -41,7 +41,7 @@ std::string to_dicom_datetime(const std::string& iso) {
     for (++i; i < iso.size() && std::isdigit(static_cast<unsigned char>(iso[i])) && frac.size() < 6; ++i) frac += iso[i];
     if (!frac.empty()) dt += "." + frac;
   }
-  return dt + "+0000";
+  return dt;  // UTC: the dataset says so once (Timezone Offset From UTC "+0000")
 }
 
 std::string now_iso() {
@@ -249,6 +249,7 @@ Result<core::Done> write_report(const Report& report, const fs::path& out) {
   DcmDataset* ds = ff.getDataset();
   if (!report.series_instance_uid.empty()) ds->putAndInsertString(DCM_SeriesInstanceUID, report.series_instance_uid.c_str());
   if (!report.sop_instance_uid.empty()) ds->putAndInsertString(DCM_SOPInstanceUID, report.sop_instance_uid.c_str());
+  ds->putAndInsertString(DCM_TimezoneOffsetFromUTC, "+0000");
 
   const fs::path tmp = core::temporary_path_beside(out);
   c = ff.saveFile(OFFilename(tmp.c_str()), EXS_LittleEndianExplicit);

@@ -37,7 +37,8 @@ struct Peer {
 [[nodiscard]] Result<Peer> parse_peer(const std::string& text);
 [[nodiscard]] std::string to_string(const Peer& peer);
 
-// An allow-list entry: "AET" (any host) or "AET@HOST" (that host or address only).
+// An allow-list entry: "AET" (any host) or "AET@HOST" (that address only: an IPv4/IPv6 address
+// as the peer connects from, or "localhost" for the loopback addresses; names are not resolved).
 struct AllowedPeer {
   std::string ae_title;
   std::string host;  // empty: any host
