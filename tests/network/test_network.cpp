@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/hash.hpp"
 #include "hilum/app/import.hpp"
 #include "hilum/app/network.hpp"
 #include "hilum/app/sr_export.hpp"
@@ -277,6 +278,53 @@ TEST_F(NetworkTest, SenderKilledMidTransferLeavesNothing) {
   EXPECT_TRUE(listener.arrivals.empty());
   EXPECT_EQ(catalog.count_instances().value(), 0);
   EXPECT_EQ(files_below(path("store")), 0U) << "a partial file was left";
+}
+
+TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  testdata::DicomSpec spec;
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.7777.2.1";
+  spec.patient_id = "NET-C";
+  spec.phantom.seed = 1;
+  testdata::write_dicom(path("first.dcm"), spec);
+  spec.phantom.seed = 2;  // other pixels, same SOP Instance UID
+  testdata::write_dicom(path("second.dcm"), spec);
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  EXPECT_EQ(storescu("STORESCU", port, path("first.dcm")).first, 0);
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
+  const auto before = catalog.list_instances().value();
+  ASSERT_EQ(before.size(), 1U);
+  const std::string stored_hash = app::sha256_file(before[0].path);
+  auto [rc, out] = run({HILUM_STORESCU, "-v", "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port),
+                        path("second.dcm").string()},
+                       path("storescu.log"));
+  EXPECT_NE(out.find("Received Store Response (Error: CannotUnderstand)"), std::string::npos) << out;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 2; }));
+  EXPECT_EQ(listener.arrivals[1].filed.outcome, app::ReceivedFile::Outcome::Conflict);
+  EXPECT_NE(listener.arrivals[1].filed.reason.find("different content"), std::string::npos);
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 1U);
+  EXPECT_EQ(instances[0].path, before[0].path);
+  EXPECT_EQ(app::sha256_file(instances[0].path), stored_hash);
+  EXPECT_EQ(instances[0].content_hash, stored_hash);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 1U);
+}
+
+TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
+  auto catalog = open_catalog();
+  // A listener process that acknowledged an instance and was killed before filing it.
+  const pid_t dead = spawn({"/bin/true"}, path("true.log"));
+  wait_exit(dead);
+  const fs::path left = path("store") / ".incoming" / std::to_string(dead);
+  fs::create_directories(left);
+  write_phantom(left / "queued-1.dcm", "NET-R");
+  std::ofstream(left / ".hilum-rx-1-2-3.dcm") << "a partial transfer";
+  Listener listener(catalog, path("store"), free_port(), {{"STORESCU", "127.0.0.1"}});
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
+  EXPECT_EQ(listener.arrivals[0].filed.outcome, app::ReceivedFile::Outcome::Imported) << listener.arrivals[0].filed.reason;
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+  EXPECT_FALSE(fs::exists(left)) << "the dead listener's folder (and its partial transfer) is left";
 }
 
 // ---- Structured reports.

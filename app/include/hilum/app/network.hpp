@@ -10,7 +10,7 @@
 
 #include <atomic>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,20 +32,35 @@ using ArrivalFn = std::function<void(const Arrival&)>;
 // 0xC000 (cannot understand, with the reason) for conflicts, non-images and unreadable data.
 [[nodiscard]] dicom::net::StoreVerdict verdict_of(const ReceivedFile& filed);
 
-// Files received instances into one catalog, one at a time (thread-safe: the SCP calls it from
-// every association's thread).
+// Files received instances into one catalog (thread-safe: the SCP calls it from every
+// association's thread).
+//
+// Direct mode (retrieve): each instance is filed before the peer gets its status.
+// Queued mode (the listener): the checks a status needs are made at once -- a SOP Instance UID
+// already catalogued (or queued) with other content is refused (0xC000, conflict), the same
+// content is acknowledged without filing it again -- then the synced file is renamed to
+// `queued-*.dcm` in the incoming folder, the peer gets success, and a worker thread files it
+// while the next instance arrives. An acknowledged file is never lost: a process killed before
+// filing it leaves it queued, and the next filer that starts on the store files it (from the
+// folder of the dead process). Other problems found while filing (pixels that do not decode, a
+// study of another patient) are reported through on_arrival.
 class InstanceFiler {
  public:
-  InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn on_arrival = {});
+  InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn on_arrival = {}, bool queued = false);
+  ~InstanceFiler();  // files what is queued, then stops the worker
+  InstanceFiler(const InstanceFiler&) = delete;
+  InstanceFiler& operator=(const InstanceFiler&) = delete;
+
   dicom::net::StoreVerdict operator()(const dicom::net::ReceivedInstance& instance);
-  // The folder received files are written to first (created; folders of dead processes removed).
+  // The folder received files are written to first (created; what dead processes left there is
+  // removed, their queued files are moved here and queued again).
   [[nodiscard]] Result<std::filesystem::path> prepare_incoming();
+  // Waits until every queued instance is filed.
+  void drain();
 
  private:
-  Catalog& catalog_;
-  ImportOptions options_;
-  ArrivalFn on_arrival_;
-  std::mutex mutex_;
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 struct ListenOptions {
