@@ -327,6 +327,30 @@ TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
   EXPECT_FALSE(fs::exists(left)) << "the dead listener's folder (and its partial transfer) is left";
 }
 
+TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "NET-CLI");
+  const fs::path out = path("listen.out");
+  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
+                                "HILUM", "--allow", "STORESCU@localhost"},
+                               out);
+  bool sent = false;
+  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
+  }
+  EXPECT_TRUE(sent);
+  ::kill(listener, SIGTERM);
+  EXPECT_EQ(wait_exit(listener), 0);
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("imported "), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find(" from STORESCU@127.0.0.1"), std::string::npos) << text.str();
+  auto catalog = open_catalog();
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
 // ---- Structured reports.
 
 class ReportTest : public NetworkTest {
