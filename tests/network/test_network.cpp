@@ -16,10 +16,15 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/assoc.h>
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/hash.hpp"
@@ -97,12 +102,14 @@ std::string write_phantom(const fs::path& path, const std::string& patient, cons
 // Our listener (app::listen, the same as `hilum-cli listen`) on a thread, with its events.
 class Listener {
  public:
-  Listener(app::Catalog& catalog, const fs::path& store, int port, std::vector<net::AllowedPeer> allow) {
+  Listener(app::Catalog& catalog, const fs::path& store, int port, std::vector<net::AllowedPeer> allow,
+           std::optional<net::Limits> limits = std::nullopt) {
     app::ListenOptions o;
     o.scp.ae_title = "HILUM";
     o.scp.port = port;
     o.scp.allow = std::move(allow);
     o.scp.limits.dimse_timeout_seconds = 10;
+    if (limits) o.scp.limits = *limits;
     o.import.store = store;
     thread_ = std::thread([this, &catalog, o]() {
       auto r = app::listen(
@@ -349,6 +356,44 @@ TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
   EXPECT_NE(text.str().find(" from STORESCU@127.0.0.1"), std::string::npos) << text.str();
   auto catalog = open_catalog();
   EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+TEST_F(NetworkTest, DatasetAboveTheSizeCapAbortsTheAssociationAndKeepsNothing) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("big.dcm"), "NET-BIG", {}, 1024, 1024);  // 2 MiB of pixels
+  net::Limits limits;
+  limits.max_dataset_bytes = 1 << 20;
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, limits);
+  auto [rc, out] = storescu("STORESCU", port, path("big.dcm"));
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Aborted, "larger than the limit"); })) << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store")), 0U);
+}
+
+TEST_F(NetworkTest, AssociationThatNeverReleasesIsAbortedAfterTheTimeout) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  net::Limits limits;
+  limits.dimse_timeout_seconds = 2;
+  Listener listener(catalog, path("store"), port, {{"IDLER", "127.0.0.1"}}, limits);
+  // A peer that associates and then says nothing (a raw DCMTK association, never released).
+  T_ASC_Network* network = nullptr;
+  ASSERT_TRUE(ASC_initializeNetwork(NET_REQUESTOR, 0, 10, &network).good());
+  T_ASC_Parameters* params = nullptr;
+  ASSERT_TRUE(ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU).good());
+  ASC_setAPTitles(params, "IDLER", "HILUM", nullptr);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  ASC_setPresentationAddresses(params, "localhost", address.c_str());
+  const char* syntaxes[] = {UID_LittleEndianImplicitTransferSyntax};
+  ASC_addPresentationContext(params, 1, UID_VerificationSOPClass, syntaxes, 1);
+  T_ASC_Association* assoc = nullptr;
+  ASSERT_TRUE(ASC_requestAssociation(network, params, &assoc).good());
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Aborted, "idle for"); }, 10)) << listener.event_text();
+  ASC_dropAssociation(assoc);
+  ASC_destroyAssociation(&assoc);
+  ASC_dropNetwork(&network);
 }
 
 // ---- Structured reports.
