@@ -6,6 +6,7 @@
 #include <QFileDialog>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QRegularExpression>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QThreadPool>
@@ -155,9 +156,11 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   if (!session_->active_model()) ai_->show_no_model();
   session_->reload_model();
   worklist_->refresh();
+  apply_network();
 }
 
 MainWindow::~MainWindow() {
+  listener_.reset();  // reports to this window: stopped first
   // Let background work that reports to this window finish before the widgets go away.
   display_pool()->waitForDone();
   ai_pool()->waitForDone();
@@ -630,6 +633,7 @@ SettingsDialog* MainWindow::show_settings() {
     session_->set_author(p.author);
     if (p.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, p.threads));
     worklist_->refresh();
+    apply_network();
     if (moved) statusBar()->showMessage(tr("The new catalog location is used from the next start."), 8000);
   });
   d->show();
@@ -648,6 +652,30 @@ AboutDialog* MainWindow::show_about() {
   d->setAttribute(Qt::WA_DeleteOnClose);
   d->show();
   return d;
+}
+
+}  // namespace hilum::ui
+
+namespace hilum::ui {
+
+void MainWindow::apply_network() {
+  listener_.reset();
+  if (!preferences_.listen) return;
+  app::ListenOptions options;
+  options.scp.ae_title = sstr(preferences_.listen_aet);
+  options.scp.port = preferences_.listen_port;
+  for (const QString& entry : preferences_.listen_allow.split(QRegularExpression("[\\s,]+"), Qt::SkipEmptyParts)) {
+    auto allowed = dicom::net::parse_allowed(sstr(entry));
+    if (!allowed) {
+      statusBar()->showMessage(tr("Network: %1").arg(qstr(allowed.error().message)), 8000);
+      return;
+    }
+    options.scp.allow.push_back(*allowed);
+  }
+  listener_ = std::make_unique<BackgroundListener>(session_->path(), options, this, [this](const QString& line, bool arrival) {
+    statusBar()->showMessage(line, 8000);
+    if (arrival) worklist_->refresh();
+  });
 }
 
 }  // namespace hilum::ui

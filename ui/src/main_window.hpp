@@ -19,6 +19,7 @@
 #include "image_view.hpp"
 #include "label_panel.hpp"
 #include "labeller.hpp"
+#include "network.hpp"
 #include "session.hpp"
 #include "worklist_panel.hpp"
 
@@ -104,6 +105,8 @@ class MainWindow : public QMainWindow {
   QPointer<ModelManager> models_;
   QPointer<ExportDialog> export_;
   QPointer<ImportDialog> import_;
+  std::unique_ptr<BackgroundListener> listener_;  // File > Settings > Network
+  void apply_network();
 };
 
 }  // namespace hilum::ui

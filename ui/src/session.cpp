@@ -41,6 +41,10 @@ Preferences Preferences::load() {
   p.author = s.value("author", login).toString();
   p.threads = s.value("threads", 0).toInt();
   p.auto_finetune_after = s.value("auto_finetune_after", 0).toInt();
+  p.listen = s.value("network/listen", false).toBool();
+  p.listen_port = s.value("network/port", 11112).toInt();
+  p.listen_aet = s.value("network/aet", "HILUM").toString();
+  p.listen_allow = s.value("network/allow").toString();
   return p;
 }
 
@@ -50,6 +54,10 @@ void Preferences::save() const {
   s.setValue("author", author);
   s.setValue("threads", threads);
   s.setValue("auto_finetune_after", auto_finetune_after);
+  s.setValue("network/listen", listen);
+  s.setValue("network/port", listen_port);
+  s.setValue("network/aet", listen_aet);
+  s.setValue("network/allow", listen_allow);
 }
 
 app::Result<std::shared_ptr<const app::LoadedModel>> ModelCache::active(app::Catalog& catalog) {
