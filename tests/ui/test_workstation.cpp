@@ -4,10 +4,17 @@
 #include <QApplication>
 #include <QLabel>
 #include <QMouseEvent>
+#include <QProcess>
 #include <QPushButton>
+#include <QStandardPaths>
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QtTest>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -378,6 +385,46 @@ class Workstation : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
     QVERIFY(window_->findChild<QLabel*>("aiModel")->text().contains("random-vit-2"));
     window_.reset();
+  }
+
+  // File > Settings > Network: the listener runs in the background and what arrives appears in
+  // the worklist (sent with DCMTK's storescu when it is installed).
+  void receivesInTheBackgroundWhenTheNetworkIsOn() {
+    const QString storescu = QStandardPaths::findExecutable("storescu");
+    if (storescu.isEmpty()) QSKIP("storescu (Debian dcmtk) is not installed");
+    const fs::path db = dir_ / "network.db";
+    auto session = ui::Session::open(db, "dr.test");
+    QVERIFY(session.ok());
+    ui::Preferences prefs;
+    prefs.author = "dr.test";
+    prefs.listen = true;
+    {  // a free port on loopback
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      QCOMPARE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+      socklen_t len = sizeof(a);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      ::close(fd);
+      prefs.listen_port = ntohs(a.sin_port);
+    }
+    prefs.listen_aet = "HILUM";
+    prefs.listen_allow = "STORESCU@localhost";
+    window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+    window_->show();
+    QCOMPARE(window_->worklist()->items().size(), std::size_t{0});
+    const auto files = uitest::write_phantoms(dir_ / "incoming", 1);
+    const QStringList args = {"-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", QString::number(prefs.listen_port),
+                              QString::fromStdString(files.at(0).string())};
+    int rc = -1;
+    for (int attempt = 0; attempt < 50 && rc != 0; ++attempt) {  // until the listener's port is open
+      QTest::qWait(100);
+      rc = QProcess::execute(storescu, args);
+    }
+    QCOMPARE(rc, 0);
+    QTRY_COMPARE_WITH_TIMEOUT(window_->worklist()->items().size(), std::size_t{1}, 10000);
+    window_.reset();  // stops the listener
   }
 };
 
