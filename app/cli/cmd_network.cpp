@@ -137,7 +137,8 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
   const InterruptGuard guard;
   std::size_t problems = 0;
   auto on_arrival = [&](const app::Arrival& a) {
-    if (a.filed.outcome != app::ReceivedFile::Outcome::Imported && a.filed.outcome != app::ReceivedFile::Outcome::AlreadyPresent) ++problems;
+    // A study's non-image instances (reports, presentation states) are left out, not a problem.
+    if (a.filed.outcome == app::ReceivedFile::Outcome::Conflict || a.filed.outcome == app::ReceivedFile::Outcome::Failed) ++problems;
     std::printf("%s\n", arrival_line(a).c_str());
     std::fflush(stdout);
   };
@@ -148,9 +149,9 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
   };
   auto r = app::retrieve(*catalog, scu_options(n), studies, {}, on_arrival, progress, InterruptGuard::flag());
   if (!r) return network_error("pacs retrieve", r.error());
-  std::printf("retrieved %llu instances (%llu refused)\n", static_cast<unsigned long long>(r->received),
+  std::printf("retrieved %llu instances (%llu not kept)\n", static_cast<unsigned long long>(r->received),
               static_cast<unsigned long long>(r->refused));
-  return problems == 0 && r->refused == 0 ? kExitOk : kExitFailures;
+  return problems == 0 ? kExitOk : kExitFailures;
 }
 
 int cmd_pacs_send(const Global& global, const NetArgs& n) {

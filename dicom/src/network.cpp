@@ -26,6 +26,7 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/scu.h>
 
+#include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
 
 namespace fs = std::filesystem;
@@ -421,6 +422,7 @@ bool is_image_storage_sop_class(const std::string& uid) {
 
 Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& on_instance, const LogFn& log,
                                    const std::atomic<bool>* stop) {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (!valid_ae_title(options.ae_title)) return net_error(ErrorKind::Refused, "not a valid AE title: '" + cut(options.ae_title, 32) + "'");
   if (options.port < 1 || options.port > 65535) return net_error(ErrorKind::Refused, "port out of range: " + std::to_string(options.port));
   const Limits& limits = options.limits;
@@ -716,6 +718,7 @@ std::string status_text(Uint16 status) {
 }  // namespace
 
 Result<core::Done> echo(const ScuOptions& options) {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
   DcmSCU scu;
   configure(scu, options);
@@ -731,6 +734,7 @@ Result<core::Done> echo(const ScuOptions& options) {
 }
 
 Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const StudyQuery& q, const std::atomic<bool>* cancel) {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
   std::vector<StudyMatch> out;
   FindScu scu(out, cancel);
@@ -774,14 +778,21 @@ Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const St
 
 Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<std::string>& study_uids, const fs::path& incoming,
                                    const InstanceFn& on_instance, const RetrieveProgressFn& progress, const std::atomic<bool>* cancel) {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
   std::error_code ec;
   if (!fs::is_directory(incoming, ec)) return net_error(ErrorKind::Io, "the incoming folder does not exist: " + incoming.string());
   GetScu scu(incoming, on_instance, progress, cancel, options.peer.ae_title, options.peer.host);
   configure(scu, options);
   scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
-  // C-GET brings the instances back on this association: we take the SCP role for the storage classes.
+  // C-GET brings the instances back on this association: we take the SCP role for the storage
+  // classes. The structured report classes too, so that a study holding reports (ours) can be
+  // retrieved: on_instance says what it keeps (a PACS may fail the whole C-GET over one class
+  // nobody negotiated).
   for (const auto& cls : image_storage_sop_classes()) scu.addPresentationContext(cls.c_str(), transfer_syntax_list(), ASC_SC_ROLE_SCP);
+  for (const char* cls : {UID_BasicTextSRStorage, UID_EnhancedSRStorage, UID_ComprehensiveSRStorage}) {
+    scu.addPresentationContext(cls, transfer_syntax_list(true), ASC_SC_ROLE_SCP);
+  }
   if (auto e = connect(scu, options)) return *e;
   const T_ASC_PresentationContextID pid = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
   if (pid == 0) {
@@ -816,6 +827,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
 
 Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::path>& files, const SendProgressFn& progress,
                               const std::atomic<bool>* cancel) {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
   SendReport report;
   // One presentation context per (SOP class, transfer syntax) the files have.

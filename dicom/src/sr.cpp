@@ -21,6 +21,7 @@
 
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/core/numbers.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
 
 namespace fs = std::filesystem;
@@ -120,6 +121,7 @@ Code finding_code(const std::string& name) {
 }
 
 Result<core::Done> write_report(const Report& report, const fs::path& out) {
+  register_codecs();  // keeps DCMTK's log quiet
   const SourceImage& im = report.image;
   if (im.sop_instance_uid.empty() || im.sop_class_uid.empty() || im.study_instance_uid.empty() || im.series_instance_uid.empty()) {
     return Error{ErrorKind::Corrupt, "the source image has no SOP/Study/Series UID: no report"};

@@ -573,6 +573,26 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   EXPECT_EQ(after->at(0).instances, 3) << "the report is not in the study";
   EXPECT_NE(after->at(0).modalities.find("SR"), std::string::npos) << after->at(0).modalities;
 
+  // The same through the CLI: echo, find --json, retrieve into another catalog, send.
+  const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
+  const std::string db = path("cli.db").string();
+  auto [erc, eout] = run({HILUM_CLI, "pacs", "echo", "--peer", peer, "--aet", "HILUM"}, path("cli-echo.log"));
+  EXPECT_EQ(erc, 0) << eout;
+  auto [frc, fout] = run({HILUM_CLI, "pacs", "find", "--peer", peer, "--aet", "HILUM", "--patient-id", "ORTH-1", "--json"},
+                         path("cli-find.log"));
+  EXPECT_EQ(frc, 0) << fout;
+  EXPECT_NE(fout.find("\"study_instance_uid\":\"" + study + "\""), std::string::npos) << fout;
+  EXPECT_NE(fout.find("\"instances\":3"), std::string::npos) << fout;
+  auto [rrc, rout] = run({HILUM_CLI, "--db", db, "pacs", "retrieve", "--peer", peer, "--aet", "HILUM", study}, path("cli-get.log"));
+  EXPECT_EQ(rrc, 0) << rout;
+  // The study now holds our report too: the images are kept, the report left out (not an image).
+  EXPECT_NE(rout.find("retrieved 2 instances (1 not kept)"), std::string::npos) << rout;
+  EXPECT_EQ(rout.find("I: "), std::string::npos) << "DCMTK's log is not quiet:\n" << rout;
+  auto [urc, uout] = run({HILUM_CLI, "--db", db, "pacs", "send", "--peer", peer}, path("cli-send-usage.log"));
+  EXPECT_EQ(urc, 2) << uout;  // --all or UIDs
+  auto [bad, bout] = run({HILUM_CLI, "pacs", "echo", "--peer", "ORTHANC@127.0.0.1"}, path("cli-bad-peer.log"));
+  EXPECT_EQ(bad, 2) << bout;  // no port
+
   // A peer that does not answer: a clear network error, not a hang.
   net::ScuOptions nobody = orthanc.scu();
   nobody.peer.port = free_port();
