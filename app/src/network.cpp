@@ -236,10 +236,12 @@ Result<core::Done> listen(Catalog& catalog, ListenOptions options, const Arrival
 Result<net::RetrieveReport> retrieve(Catalog& catalog, const net::ScuOptions& scu, const std::vector<std::string>& study_uids,
                                      const ImportOptions& import, const ArrivalFn& on_arrival,
                                      const net::RetrieveProgressFn& progress, const std::atomic<bool>* cancel) {
-  InstanceFiler filer(catalog, import, on_arrival);
+  // Queued, as the listener: the PACS sends the next instance while the last one is filed.
+  InstanceFiler filer(catalog, import, on_arrival, true);
   auto incoming = filer.prepare_incoming();
   if (!incoming) return incoming.error();
   auto got = net::get_studies(scu, study_uids, *incoming, std::ref(filer), progress, cancel);
+  filer.drain();
   if (!got) return from_dicom(got.error());
   return got.value();
 }

@@ -670,9 +670,12 @@ class GetScu : public DcmSCU {
     const std::string sop_class = string_of(incoming, DCM_SOPClassUID);
     const std::string sop_instance = string_of(incoming, DCM_SOPInstanceUID);
     const fs::path file = incoming_name(incoming_);
-    OFCondition c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown);
     StoreVerdict verdict;
-    if (c.bad() || !sync_file(file)) {
+    OFCondition c = EC_Normal;
+    if (!is_image_storage_sop_class(sop_class)) {
+      // As on the SCP: only the image classes are kept (reports and others of the study are not).
+      verdict = {kStatusSopClassNotSupported, "not a SOP class Hilum keeps: " + detail::sop_class_display_name(sop_class)};
+    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || !sync_file(file)) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string()};
     } else {
       ReceivedInstance inst{file, sop_class, sop_instance, peer_ae_, peer_host_, 0};

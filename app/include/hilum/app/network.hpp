@@ -35,8 +35,8 @@ using ArrivalFn = std::function<void(const Arrival&)>;
 // Files received instances into one catalog (thread-safe: the SCP calls it from every
 // association's thread).
 //
-// Direct mode (retrieve): each instance is filed before the peer gets its status.
-// Queued mode (the listener): the checks a status needs are made at once -- a SOP Instance UID
+// Direct mode: each instance is filed before the peer gets its status.
+// Queued mode (the listener and retrieve): the checks a status needs are made at once -- a SOP Instance UID
 // already catalogued (or queued) with other content is refused (0xC000, conflict), the same
 // content is acknowledged without filing it again -- then the synced file is renamed to
 // `queued-*.dcm` in the incoming folder, the peer gets success, and a worker thread files it
@@ -72,7 +72,8 @@ struct ListenOptions {
 [[nodiscard]] Result<core::Done> listen(Catalog& catalog, ListenOptions options, const ArrivalFn& on_arrival,
                                         const dicom::net::LogFn& log, const std::atomic<bool>* stop);
 
-// C-GET of whole studies from a PACS into the catalog.
+// C-GET of whole studies from a PACS into the catalog (queued filing; returns once every
+// received instance is filed). Non-image instances of the studies are refused (0122), not kept.
 [[nodiscard]] Result<dicom::net::RetrieveReport> retrieve(Catalog& catalog, const dicom::net::ScuOptions& scu,
                                                           const std::vector<std::string>& study_uids,
                                                           const ImportOptions& import, const ArrivalFn& on_arrival,
