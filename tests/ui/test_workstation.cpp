@@ -3,6 +3,7 @@
 // a short fine-tune that lists a new version.
 #include <QApplication>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMouseEvent>
 #include <QProcess>
 #include <QPushButton>
@@ -424,6 +425,18 @@ class Workstation : public QObject {
     }
     QCOMPARE(rc, 0);
     QTRY_COMPARE_WITH_TIMEOUT(window_->worklist()->items().size(), std::size_t{1}, 10000);
+
+    // File > Query PACS: a peer written wrongly, and a peer that is not there, each say why.
+    auto* query = window_->show_query_pacs();
+    query->findChild<QLineEdit*>("pacsPeer")->setText("PACS@127.0.0.1");
+    query->search();
+    QVERIFY(query->status().contains("AET@HOST:PORT"));
+    // Our own listener's port answers, but it is no C-FIND SCP: refused with a reason, no rows.
+    query->findChild<QLineEdit*>("pacsPeer")->setText(QString("HILUM@127.0.0.1:%1").arg(prefs.listen_port));
+    query->search();
+    QTRY_VERIFY_WITH_TIMEOUT(query->findChild<QPushButton*>("pacsSearch")->isEnabled(), 20000);
+    QCOMPARE(query->results(), 0);
+    QVERIFY2(!query->status().isEmpty() && !query->status().startsWith("Searching"), qPrintable(query->status()));
     window_.reset();  // stops the listener
   }
 };

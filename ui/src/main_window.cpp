@@ -191,6 +191,7 @@ void MainWindow::build_actions() {
   add_action("actionImportDicomdir", tr("Import DICOMDIR…"), {}, [this] { import_interactive(2); });
   add_action("actionExport", tr("Export labels…"), {K(Qt::CTRL | Qt::Key_E)}, [this] { show_export(); });
   add_action("actionSettings", tr("Settings…"), {K(Qt::CTRL | Qt::Key_Comma)}, [this] { show_settings(); });
+  add_action("actionQueryPacs", tr("Query PACS…"), {}, [this] { show_query_pacs(); });
   add_action("actionQuit", tr("Quit"), {K(Qt::CTRL | Qt::Key_Q)}, [this] { close(); });
   // Worklist.
   add_action("actionNextImage", tr("Next image"), {K(Qt::Key_PageDown), K(Qt::ALT | Qt::Key_Right)}, [this] { worklist_->step(+1); });
@@ -269,6 +270,7 @@ void MainWindow::build_menus() {
   for (const char* n : {"actionImportFiles", "actionImportFolder", "actionImportDicomdir"}) file->addAction(action(n));
   file->addSeparator();
   file->addAction(action("actionExport"));
+  file->addAction(action("actionQueryPacs"));
   file->addSeparator();
   file->addAction(action("actionSettings"));
   file->addAction(action("actionQuit"));
@@ -636,6 +638,14 @@ SettingsDialog* MainWindow::show_settings() {
     apply_network();
     if (moved) statusBar()->showMessage(tr("The new catalog location is used from the next start."), 8000);
   });
+  d->show();
+  return d;
+}
+
+QueryPacsDialog* MainWindow::show_query_pacs() {
+  auto* d = new QueryPacsDialog(session_->path(), this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  connect(d, &QueryPacsDialog::retrieved, this, [this] { worklist_->refresh(); });
   d->show();
   return d;
 }

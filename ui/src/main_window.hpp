@@ -20,6 +20,7 @@
 #include "label_panel.hpp"
 #include "labeller.hpp"
 #include "network.hpp"
+#include "pacs_dialog.hpp"
 #include "session.hpp"
 #include "worklist_panel.hpp"
 
@@ -52,6 +53,7 @@ class MainWindow : public QMainWindow {
   FinetuneDialog* show_finetune();
   ModelManager* show_models();
   SettingsDialog* show_settings();
+  QueryPacsDialog* show_query_pacs();
   ShortcutsDialog* show_shortcuts();
   AboutDialog* show_about();
 
