@@ -13,6 +13,7 @@
 #include "hilum/app/cluster.hpp"
 #include "hilum/app/export.hpp"
 #include "hilum/app/json.hpp"
+#include "hilum/app/sr_export.hpp"
 
 namespace hilum::cli {
 namespace {
@@ -97,7 +98,56 @@ int export_dataset(const Global& global, const std::string& out, bool dicom, con
 
 }  // namespace
 
+namespace {
+
+// export --format sr: one structured report per image.
+int export_sr(const Global& global, const Args& args) {
+  app::SrExportOptions options;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--out" || a == "-o") {
+      if (i + 1 >= args.size()) return usage_error("export: --out needs a folder");
+      options.out_dir = args[++i];
+    } else if (a == "--format") {
+      ++i;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a.rfind("--", 0) == 0) {
+      return usage_error("export: unknown argument '" + a + "' with --format sr");
+    } else {
+      options.images.push_back(a);
+    }
+  }
+  if (options.out_dir.empty()) return usage_error("export: no output folder (--out DIR)");
+  auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
+  if (!catalog) return kExitCatalog;
+  const InterruptGuard guard;
+  auto r = app::export_reports(*catalog, options, InterruptGuard::flag());
+  if (!r) return export_error(r.error());
+  for (const auto& [image, reason] : r->failed) std::fprintf(stderr, "hilum-cli: export: %s: %s\n", image.c_str(), reason.c_str());
+  if (json) {
+    std::vector<std::string> files;
+    for (const auto& f : r->files) files.push_back(f.string());
+    JsonObject o;
+    o.add("ok", r->failed.empty());
+    o.add("format", "sr");
+    o.add("reports", static_cast<std::int64_t>(r->files.size()));
+    o.add_raw("files", strings_json(files));
+    std::cout << o.str() << '\n';
+  } else {
+    std::printf("wrote %zu structured reports to %s (%zu failed)\n", r->files.size(), options.out_dir.string().c_str(), r->failed.size());
+  }
+  std::cout.flush();
+  return r->failed.empty() ? kExitOk : kExitFailures;
+}
+
+}  // namespace
+
 int cmd_export(const Global& global, const Args& args) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--format" && args[i + 1] == "sr") return export_sr(global, args);
+  }
   app::ExportOptions options;
   std::optional<std::string> out;
   std::optional<app::ExportFormat> format;

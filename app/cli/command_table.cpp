@@ -8,6 +8,7 @@ namespace {
 constexpr std::string_view kReading = "reading DICOM (no catalog)";
 constexpr std::string_view kCatalog = "the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db)";
 constexpr std::string_view kClassifier = "the classifier (a Hugging Face ViT folder: config.json + model.safetensors)";
+constexpr std::string_view kNetwork = "the hospital network (AE titles: 1-16 characters; peers as AET@HOST:PORT)";
 
 constexpr std::size_t kWidth = 100;       // lines are wrapped to this many characters
 constexpr std::size_t kHelpColumn = 26;   // where descriptions start
@@ -125,12 +126,13 @@ std::vector<CommandSpec> make_table() {
                 kJson},
                {},
                cmd_agreement});
-  t.push_back({"export", kCatalog, "",
+  t.push_back({"export", kCatalog, "[IMAGE...]",
                "write the labels for retraining (ChestX-ray14-style CSV or JSON), with a manifest; removes only files an "
                "earlier export's manifest lists",
                {{"--out", "-o", "DIR", "the folder to write", true},
-                {"--format", "", "csv|json|dataset",
-                 "the label file's format; dataset: a training set for cluster/train.py (de-identified PNGs, labels with "
+                {"--format", "", "csv|json|sr|dataset",
+                 "the label file's format; sr: one DICOM Structured Report (TID 1500) per image (of the IMAGEs given, else "
+                 "all) with the readers' labels and the active model's probabilities; dataset: a training set for cluster/train.py (de-identified PNGs, labels with "
                  "not assessed kept apart, the gate's patient split, the starting model, manifest.json with checksums)",
                  true},
                 {"--dicom", "", "", "dataset: de-identified DICOM copies too"},
@@ -235,6 +237,38 @@ std::vector<CommandSpec> make_table() {
                 {"--max-size", "", "PIXELS", "shrink so that neither side exceeds PIXELS"}},
                {},
                cmd_heatmap});
+  // ---- the hospital network
+  t.push_back({"listen", kNetwork, "",
+               "Storage SCP in the foreground until Ctrl-C/SIGTERM: files every CR/DX/Secondary Capture instance it receives "
+               "as an import does, one line each; only allowed calling AE titles (and hosts) are accepted",
+               {{"--port", "", "N", "the TCP port to listen on", true},
+                {"--aet", "", "AET", "our AE title"},
+                {"--allow", "", "AET[@HOST]", "a calling AE title (from HOST only) that may send; repeat for several"},
+                {"--max-associations", "", "N", "associations at once"},
+                {"--max-size-mb", "", "N", "the largest instance accepted"},
+                {"--timeout", "", "S", "seconds an association may stay idle"}},
+               {},
+               cmd_listen});
+  const OptionSpec peer{"--peer", "", "AET@HOST:PORT", "the PACS", true};
+  const OptionSpec ours{"--aet", "", "OURS", "our AE title"};
+  t.push_back({"pacs", kNetwork, "SUBCOMMAND", "query, retrieve from and send to a PACS",
+               {},
+               {{"echo", kNetwork, "", "C-ECHO: is the peer there and does it accept us", {peer, ours}, {}, nullptr},
+                {"find", kNetwork, "", "study-level C-FIND",
+                 {peer, ours,
+                  {"--patient-id", "", "ID", "the Patient ID"},
+                  {"--patient-name", "", "NAME", "the Patient's Name (wildcards * and ? allowed)"},
+                  {"--accession", "", "A", "the Accession Number"},
+                  {"--from", "", "YYYYMMDD", "studies from this date"},
+                  {"--to", "", "YYYYMMDD", "studies up to this date"},
+                  {"--modality", "", "M", "a modality in the study"},
+                  kJson},
+                 {}, nullptr},
+                {"retrieve", kNetwork, "STUDY_UID...", "C-GET the studies into the catalog (progress; Ctrl-C cancels)", {peer, ours}, {},
+                 nullptr},
+                {"send", kNetwork, "[IMAGE...]", "the images' structured reports, by C-STORE",
+                 {peer, ours, {"--all", "", "", "every image's report"}}, {}, nullptr}},
+               cmd_pacs});
   return t;
 }
 
@@ -312,7 +346,7 @@ std::string option_line(const OptionSpec& o) {
 }  // namespace
 
 const std::vector<std::string_view>& sections() {
-  static const std::vector<std::string_view> s{kReading, kCatalog, kClassifier};
+  static const std::vector<std::string_view> s{kReading, kCatalog, kClassifier, kNetwork};
   return s;
 }
 

@@ -84,6 +84,8 @@ int cmd_train(const Global& global, const Args& args);    // cmd_finetune.cpp
 int cmd_pretrain(const Global& global, const Args& args); // cmd_pretrain.cpp
 int cmd_adjudicate(const Global& global, const Args& args);  // cmd_readers.cpp
 int cmd_agreement(const Global& global, const Args& args);   // cmd_readers.cpp
+int cmd_listen(const Global& global, const Args& args);   // cmd_network.cpp
+int cmd_pacs(const Global& global, const Args& args);     // cmd_network.cpp
 
 // Exit statuses shared by every command.
 inline constexpr int kExitOk = 0;

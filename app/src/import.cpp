@@ -215,7 +215,10 @@ struct StoreCopy {
 // Puts a copy of `source` (content hash `hash`) into `folder` as `<sop>.dcm`, atomically and
 // without ever replacing a file: a file already there with the same content is reused; one with
 // different content (a conflicting instance) makes the copy go to `<sop>.<hash prefix>.dcm`.
-StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const std::string& sop, const std::string& hash) {
+// With `link_source` (a received file of ours, already synced, on the store's file system), the
+// source itself is linked under the name instead of copied.
+StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const std::string& sop, const std::string& hash,
+                          bool link_source = false) {
   StoreCopy result;
   std::error_code ec;
   fs::create_directories(folder, ec);
@@ -236,13 +239,21 @@ StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const 
         }
         break;  // different content: try the next name
       }
-      const fs::path tmp = folder / ("." + base + ".tmp-" + std::to_string(rng()));
-      result.error = copy_and_sync(source, tmp);
-      if (!result.error.empty()) return result;
-      // link() never replaces an existing file: two workers racing for one name cannot clobber.
-      const int rc = ::link(tmp.c_str(), target.c_str());
-      const int link_errno = errno;
-      ::unlink(tmp.c_str());
+      int rc = -1;
+      int link_errno = EXDEV;
+      if (link_source) {
+        rc = ::link(source.c_str(), target.c_str());
+        link_errno = errno;
+      }
+      if (rc != 0 && link_errno == EXDEV) {
+        const fs::path tmp = folder / ("." + base + ".tmp-" + std::to_string(rng()));
+        result.error = copy_and_sync(source, tmp);
+        if (!result.error.empty()) return result;
+        // link() never replaces an existing file: two workers racing for one name cannot clobber.
+        rc = ::link(tmp.c_str(), target.c_str());
+        link_errno = errno;
+        ::unlink(tmp.c_str());
+      }
       if (rc == 0) {
         sync_folder(folder);
         result.path = target.string();
@@ -279,7 +290,23 @@ struct WorkContext {
   bool copy_to_store = false;
   fs::path store;
   int thumbnail_side = 128;
+  bool received = false;  // a file received over the network: linked into the store, catalogued there
 };
+
+// A DICOM UID as PS3.5 9.1 has it (digits and dots, 64 characters at most): what a received
+// instance's UIDs must be before they name a folder or a file of the store.
+bool valid_uid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
+  for (std::size_t i = 0; i < uid.size(); ++i) {
+    const char c = uid[i];
+    if (c == '.') {
+      if (uid[i - 1] == '.') return false;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return true;
+}
 
 WorkResult failed(std::string reason) {
   WorkResult r;
@@ -346,12 +373,17 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   r.record.content_hash = sha256_file(path, &error);
   if (r.record.content_hash.empty()) return failed(error);
 
-  if (ctx.copy_to_store) {
+  if (ctx.received && (!valid_uid(r.record.study_instance_uid) || !valid_uid(r.record.sop_instance_uid))) {
+    return failed("not a valid DICOM UID in the Study or SOP Instance UID: the instance cannot be stored");
+  }
+  if (ctx.copy_to_store || ctx.received) {
     StoreCopy copy = copy_into_store(path, ctx.store / safe_name(r.record.study_instance_uid),
-                                     r.record.sop_instance_uid, r.record.content_hash);
+                                     r.record.sop_instance_uid, r.record.content_hash, ctx.received);
     if (!copy.error.empty()) return failed(copy.error);
     r.record.stored_path = copy.path;
     r.created_store_file = copy.created;
+    // A received file has no place of its own: the catalog points at the store.
+    if (ctx.received) r.record.path = copy.path;
   }
   return r;
 }
@@ -429,6 +461,8 @@ class Importer {
   }
 
   ImportReport run(const std::vector<fs::path>& inputs);
+  // One received file, through the same reading and commit as run()'s files, without a job.
+  ReceivedFile receive(const fs::path& file);
 
  private:
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
@@ -446,7 +480,55 @@ class Importer {
   Reporter reporter_;
   ImportReport report_;
   Stamps stamps_;
+  bool record_items_ = true;  // false: no job (received files)
 };
+
+ReceivedFile Importer::receive(const fs::path& file) {
+  record_items_ = false;
+  if (options_.store.empty()) options_.store = catalog_.path().parent_path() / "store";
+  options_.store = absolute_path(options_.store);
+  WorkContext ctx;
+  ctx.store = options_.store;
+  ctx.thumbnail_side = options_.thumbnail_side;
+  ctx.received = true;
+  const PendingFile pending{file.string(), 0, false};
+  WorkResult result;
+  try {
+    result = process_file(pending.path, ctx);
+  } catch (const std::exception& e) {
+    result = failed(std::string("cannot import: ") + e.what());
+  }
+  ReceivedFile out;
+  out.sop_instance_uid = result.sop_instance_uid;
+  out.stored_path = result.record.stored_path;
+  std::vector<std::pair<const PendingFile*, WorkResult>> batch;
+  batch.emplace_back(&pending, std::move(result));
+  const bool committed = commit(batch);
+  std::error_code ec;
+  fs::remove(file, ec);  // linked into the store, or not kept: the received file itself goes
+  const ImportCounts& c = report_.counts;
+  auto reason_of = [](const std::vector<ImportIssue>& issues) { return issues.empty() ? std::string() : issues.back().reason; };
+  if (!committed) {
+    out.outcome = ReceivedFile::Outcome::Failed;
+    out.reason = report_.error ? report_.error->message : "not written to the catalog";
+  } else if (c.imported == 1) {
+    out.outcome = ReceivedFile::Outcome::Imported;
+  } else if (c.already_present == 1) {
+    out.outcome = ReceivedFile::Outcome::AlreadyPresent;
+    out.reason = "already in the catalog";
+  } else if (c.conflicts == 1) {
+    out.outcome = ReceivedFile::Outcome::Conflict;
+    out.reason = reason_of(report_.conflicts);
+  } else if (c.skipped == 1) {
+    out.outcome = ReceivedFile::Outcome::Skipped;
+    out.reason = reason_of(report_.skipped);
+  } else {
+    out.outcome = ReceivedFile::Outcome::Failed;
+    out.reason = reason_of(report_.failed);
+  }
+  if (out.outcome != ReceivedFile::Outcome::Imported && out.outcome != ReceivedFile::Outcome::AlreadyPresent) out.stored_path.clear();
+  return out;
+}
 
 bool Importer::start_job(const std::vector<fs::path>& inputs, std::vector<PendingFile>& pending) {
   const std::string params = import_job_params(inputs, options_);
@@ -643,6 +725,7 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
       }
       out.items.push_back(std::move(item));
     }
+    if (!record_items_) return core::Done{};
     return catalog_.finish_job_items(out.items);
   });
 
@@ -932,6 +1015,31 @@ std::string import_job_params(const std::vector<fs::path>& inputs, const ImportO
   if (options.copy_to_store && !options.store.empty()) o.add("store", absolute_path(options.store).string());
   o.add("thumbnail_side", options.thumbnail_side);
   return o.str();
+}
+
+ReceivedFile import_received(Catalog& catalog, const fs::path& file, const ImportOptions& options) {
+  static const ProgressFn none;
+  Importer importer(catalog, options, none, nullptr);
+  try {
+    return importer.receive(file);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove(file, ec);
+    ReceivedFile out;
+    out.reason = std::string("import stopped: ") + e.what();
+    return out;
+  }
+}
+
+const char* to_string(ReceivedFile::Outcome outcome) {
+  switch (outcome) {
+    case ReceivedFile::Outcome::Imported: return "imported";
+    case ReceivedFile::Outcome::AlreadyPresent: return "already-present";
+    case ReceivedFile::Outcome::Conflict: return "conflict";
+    case ReceivedFile::Outcome::Skipped: return "skipped";
+    case ReceivedFile::Outcome::Failed: return "failed";
+  }
+  return "failed";
 }
 
 ImportReport import_paths(Catalog& catalog, const std::vector<fs::path>& inputs, const ImportOptions& options,

@@ -48,6 +48,10 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::Corrupt: return "corrupt";
     case ErrorKind::TooLarge: return "too-large";
     case ErrorKind::DecodeFailed: return "decode-failed";
+    case ErrorKind::Network: return "network";
+    case ErrorKind::Refused: return "refused";
+    case ErrorKind::Io: return "io";
+    case ErrorKind::Cancelled: return "cancelled";
   }
   return "error";
 }

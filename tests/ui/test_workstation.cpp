@@ -3,11 +3,19 @@
 // a short fine-tune that lists a new version.
 #include <QApplication>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMouseEvent>
+#include <QProcess>
 #include <QPushButton>
+#include <QStandardPaths>
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QtTest>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -415,6 +423,58 @@ class Workstation : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(table->rowCount() == 1, 5000);
     QCOMPARE(table->item(0, 4)->text(), QString("imported"));
     window_.reset();
+  }
+
+  // File > Settings > Network: the listener runs in the background and what arrives appears in
+  // the worklist (sent with DCMTK's storescu when it is installed).
+  void receivesInTheBackgroundWhenTheNetworkIsOn() {
+    const QString storescu = QStandardPaths::findExecutable("storescu");
+    if (storescu.isEmpty()) QSKIP("storescu (Debian dcmtk) is not installed");
+    const fs::path db = dir_ / "network.db";
+    auto session = ui::Session::open(db, "dr.test");
+    QVERIFY(session.ok());
+    ui::Preferences prefs;
+    prefs.author = "dr.test";
+    prefs.listen = true;
+    {  // a free port on loopback
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      QCOMPARE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+      socklen_t len = sizeof(a);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      ::close(fd);
+      prefs.listen_port = ntohs(a.sin_port);
+    }
+    prefs.listen_aet = "HILUM";
+    prefs.listen_allow = "STORESCU@localhost";
+    window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+    window_->show();
+    QCOMPARE(window_->worklist()->items().size(), std::size_t{0});
+    const auto files = uitest::write_phantoms(dir_ / "incoming", 1);
+    const QStringList args = {"-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", QString::number(prefs.listen_port),
+                              QString::fromStdString(files.at(0).string())};
+    int rc = -1;
+    for (int attempt = 0; attempt < 50 && rc != 0; ++attempt) {  // until the listener's port is open
+      QTest::qWait(100);
+      rc = QProcess::execute(storescu, args);
+    }
+    QCOMPARE(rc, 0);
+    QTRY_COMPARE_WITH_TIMEOUT(window_->worklist()->items().size(), std::size_t{1}, 10000);
+
+    // File > Query PACS: a peer written wrongly, and a peer that is not there, each say why.
+    auto* query = window_->show_query_pacs();
+    query->findChild<QLineEdit*>("pacsPeer")->setText("PACS@127.0.0.1");
+    query->search();
+    QVERIFY(query->status().contains("AET@HOST:PORT"));
+    // Our own listener's port answers, but it is no C-FIND SCP: refused with a reason, no rows.
+    query->findChild<QLineEdit*>("pacsPeer")->setText(QString("HILUM@127.0.0.1:%1").arg(prefs.listen_port));
+    query->search();
+    QTRY_VERIFY_WITH_TIMEOUT(query->findChild<QPushButton*>("pacsSearch")->isEnabled(), 20000);
+    QCOMPARE(query->results(), 0);
+    QVERIFY2(!query->status().isEmpty() && !query->status().startsWith("Searching"), qPrintable(query->status()));
+    window_.reset();  // stops the listener
   }
 };
 

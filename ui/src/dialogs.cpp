@@ -4,6 +4,7 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFormLayout>
+#include <QGroupBox>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QJsonDocument>
@@ -22,7 +23,7 @@ namespace hilum::ui {
 SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) : QDialog(parent), base_(preferences) {
   setObjectName("settingsDialog");
   setWindowTitle(tr("Settings"));
-  resize(620, 260);
+  resize(620, 420);
   auto* layout = new QVBoxLayout(this);
   auto* form = new QFormLayout;
   auto* db_row = new QHBoxLayout;
@@ -52,6 +53,28 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
   auto_finetune_->setValue(preferences.auto_finetune_after);
   form->addRow(tr("Fine-tune automatically after"), auto_finetune_);
   layout->addLayout(form);
+  // Network: receive from modalities and the PACS while Hilum is open.
+  auto* network = new QGroupBox(tr("Network"), this);
+  network->setObjectName("settingsNetwork");
+  auto* net_form = new QFormLayout(network);
+  listen_ = new QCheckBox(tr("Receive images (DICOM Storage SCP) in the background"), network);
+  listen_->setObjectName("settingsListen");
+  listen_->setChecked(preferences.listen);
+  net_form->addRow(listen_);
+  listen_port_ = new QSpinBox(network);
+  listen_port_->setObjectName("settingsListenPort");
+  listen_port_->setRange(1, 65535);
+  listen_port_->setValue(preferences.listen_port);
+  net_form->addRow(tr("Port"), listen_port_);
+  listen_aet_ = new QLineEdit(preferences.listen_aet, network);
+  listen_aet_->setObjectName("settingsListenAet");
+  listen_aet_->setMaxLength(16);
+  net_form->addRow(tr("Our AE title"), listen_aet_);
+  listen_allow_ = new QLineEdit(preferences.listen_allow, network);
+  listen_allow_->setObjectName("settingsListenAllow");
+  listen_allow_->setPlaceholderText(tr("MODALITY1@10.0.0.5 PACS"));
+  net_form->addRow(tr("Accept from (AET or AET@address)"), listen_allow_);
+  layout->addWidget(network);
   auto* note = new QLabel(tr("A new catalog location takes effect when Hilum starts again."), this);
   note->setWordWrap(true);
   layout->addWidget(note);
@@ -72,6 +95,10 @@ Preferences SettingsDialog::preferences() const {
   p.author = base_.author;
   p.threads = threads_->value();
   p.auto_finetune_after = auto_finetune_->value();
+  p.listen = listen_->isChecked();
+  p.listen_port = listen_port_->value();
+  p.listen_aet = listen_aet_->text().trimmed().isEmpty() ? base_.listen_aet : listen_aet_->text().trimmed();
+  p.listen_allow = listen_allow_->text().trimmed();
   return p;
 }
 

@@ -2,6 +2,7 @@
 // keyboard shortcut sheet, and About with the active model's card.
 #pragma once
 
+#include <QCheckBox>
 #include <QDialog>
 #include <QLineEdit>
 #include <QSpinBox>
@@ -26,6 +27,10 @@ class SettingsDialog : public QDialog {
   QLineEdit* author_ = nullptr;
   QSpinBox* threads_ = nullptr;
   QSpinBox* auto_finetune_ = nullptr;
+  QCheckBox* listen_ = nullptr;
+  QSpinBox* listen_port_ = nullptr;
+  QLineEdit* listen_aet_ = nullptr;
+  QLineEdit* listen_allow_ = nullptr;
 };
 
 // (keys, what they do) rows, grouped by section titles (rows whose keys are empty).

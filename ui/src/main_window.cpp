@@ -6,6 +6,7 @@
 #include <QFileDialog>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QRegularExpression>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QThreadPool>
@@ -158,9 +159,11 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   if (!session_->active_model()) ai_->show_no_model();
   session_->reload_model();
   worklist_->refresh();
+  apply_network();
 }
 
 MainWindow::~MainWindow() {
+  listener_.reset();  // reports to this window: stopped first
   // Let background work that reports to this window finish before the widgets go away; long jobs
   // are asked to stop first, so that this never waits for a whole import or fine-tune.
   cancel_jobs();
@@ -193,6 +196,7 @@ void MainWindow::build_actions() {
   add_action("actionImportDicomdir", tr("Import DICOMDIR…"), {}, [this] { import_interactive(2); });
   add_action("actionExport", tr("Export labels…"), {K(Qt::CTRL | Qt::Key_E)}, [this] { show_export(); });
   add_action("actionSettings", tr("Settings…"), {K(Qt::CTRL | Qt::Key_Comma)}, [this] { show_settings(); });
+  add_action("actionQueryPacs", tr("Query PACS…"), {}, [this] { show_query_pacs(); });
   add_action("actionQuit", tr("Quit"), {K(Qt::CTRL | Qt::Key_Q)}, [this] { close(); });
   // Worklist.
   add_action("actionNextImage", tr("Next image"), {K(Qt::Key_PageDown), K(Qt::ALT | Qt::Key_Right)}, [this] { worklist_->step(+1); });
@@ -271,6 +275,7 @@ void MainWindow::build_menus() {
   for (const char* n : {"actionImportFiles", "actionImportFolder", "actionImportDicomdir"}) file->addAction(action(n));
   file->addSeparator();
   file->addAction(action("actionExport"));
+  file->addAction(action("actionQueryPacs"));
   file->addSeparator();
   file->addAction(action("actionSettings"));
   file->addAction(action("actionQuit"));
@@ -699,8 +704,17 @@ SettingsDialog* MainWindow::show_settings() {
     session_->set_author(p.author);
     if (p.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, p.threads));
     worklist_->refresh();
+    apply_network();
     if (moved) statusBar()->showMessage(tr("The new catalog location is used from the next start."), 8000);
   });
+  d->show();
+  return d;
+}
+
+QueryPacsDialog* MainWindow::show_query_pacs() {
+  auto* d = new QueryPacsDialog(session_->path(), this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  connect(d, &QueryPacsDialog::retrieved, this, [this] { worklist_->refresh(); });
   d->show();
   return d;
 }
@@ -717,6 +731,30 @@ AboutDialog* MainWindow::show_about() {
   d->setAttribute(Qt::WA_DeleteOnClose);
   d->show();
   return d;
+}
+
+}  // namespace hilum::ui
+
+namespace hilum::ui {
+
+void MainWindow::apply_network() {
+  listener_.reset();
+  if (!preferences_.listen) return;
+  app::ListenOptions options;
+  options.scp.ae_title = sstr(preferences_.listen_aet);
+  options.scp.port = preferences_.listen_port;
+  for (const QString& entry : preferences_.listen_allow.split(QRegularExpression("[\\s,]+"), Qt::SkipEmptyParts)) {
+    auto allowed = dicom::net::parse_allowed(sstr(entry));
+    if (!allowed) {
+      statusBar()->showMessage(tr("Network: %1").arg(qstr(allowed.error().message)), 8000);
+      return;
+    }
+    options.scp.allow.push_back(*allowed);
+  }
+  listener_ = std::make_unique<BackgroundListener>(session_->path(), options, this, [this](const QString& line, bool arrival) {
+    statusBar()->showMessage(line, 8000);
+    if (arrival) worklist_->refresh();
+  });
 }
 
 }  // namespace hilum::ui

@@ -21,6 +21,8 @@
 #include "image_view.hpp"
 #include "label_panel.hpp"
 #include "labeller.hpp"
+#include "network.hpp"
+#include "pacs_dialog.hpp"
 #include "session.hpp"
 #include "worklist_panel.hpp"
 
@@ -53,6 +55,7 @@ class MainWindow : public QMainWindow {
   FinetuneDialog* show_finetune();
   ModelManager* show_models();
   SettingsDialog* show_settings();
+  QueryPacsDialog* show_query_pacs();
   ShortcutsDialog* show_shortcuts();
   AboutDialog* show_about();
 
@@ -120,6 +123,8 @@ class MainWindow : public QMainWindow {
   QPointer<ImportDialog> import_;
   std::function<bool(const QString&)> ask_quit_;
   bool quitting_ = false;  // the user chose to quit: close once the cancelled jobs have stopped
+  std::unique_ptr<BackgroundListener> listener_;  // File > Settings > Network
+  void apply_network();
 };
 
 }  // namespace hilum::ui

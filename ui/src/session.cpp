@@ -47,6 +47,14 @@ Preferences Preferences::load() {
   };
   p.threads = number("threads", 0, 256);
   p.auto_finetune_after = number("auto_finetune_after", 0, 1000000);
+  p.listen = s.value("network/listen", false).toBool();
+  {
+    bool ok = false;
+    const int port = s.value("network/port", 11112).toInt(&ok);
+    p.listen_port = ok && port > 0 && port < 65536 ? port : 11112;
+  }
+  p.listen_aet = s.value("network/aet", "HILUM").toString();
+  p.listen_allow = s.value("network/allow").toString();
   return p;
 }
 
@@ -55,6 +63,10 @@ void Preferences::save() const {
   s.setValue("database", database);
   s.setValue("threads", threads);
   s.setValue("auto_finetune_after", auto_finetune_after);
+  s.setValue("network/listen", listen);
+  s.setValue("network/port", listen_port);
+  s.setValue("network/aet", listen_aet);
+  s.setValue("network/allow", listen_allow);
 }
 
 app::Result<std::shared_ptr<const app::LoadedModel>> ModelCache::active(app::Catalog& catalog) {

@@ -25,6 +25,11 @@ struct Preferences {
   QString author;                 // recorded on every label: the OS user (app::current_os_user), not a setting
   int threads = 0;                // worker threads for decode/inference/import; 0 = one per core
   int auto_finetune_after = 0;    // start a fine-tune after this many new labels; 0 = never
+  // Network: the Storage SCP in the background (see network.hpp).
+  bool listen = false;
+  int listen_port = 11112;
+  QString listen_aet = "HILUM";
+  QString listen_allow;           // "AET[@HOST]" entries, separated by spaces or commas
   static Preferences load();
   void save() const;
 };

@@ -94,6 +94,24 @@ struct ImportReport {
                                         const ImportOptions& options = {}, const ProgressFn& progress = {},
                                         const std::atomic<bool>* cancel = nullptr);
 
+// One instance received over the network (a complete, synced file that the caller hands over):
+// read, checked and filed exactly as a folder import with copy_to_store files its files (dedupe by
+// SOP Instance UID and content, conflicts reported and nothing replaced, one transaction), but
+// without a job, and with the file linked into the store (copied when on another file system)
+// rather than copied: the catalog records the store path. Both its Study and SOP Instance UIDs
+// must be valid DICOM UIDs (they name the store's folder and file). The received file is removed
+// in every case.
+struct ReceivedFile {
+  enum class Outcome { Imported, AlreadyPresent, Conflict, Skipped, Failed };
+  Outcome outcome = Outcome::Failed;
+  std::string sop_instance_uid;
+  std::string reason;       // why not imported ("already in the catalog" for AlreadyPresent)
+  std::string stored_path;  // Imported / AlreadyPresent: the file in the store
+};
+[[nodiscard]] const char* to_string(ReceivedFile::Outcome outcome);  // "imported", "already-present", ...
+[[nodiscard]] ReceivedFile import_received(Catalog& catalog, const std::filesystem::path& file,
+                                           const ImportOptions& options = {});
+
 // The catalog record of a decoded radiograph read from `path` (file fields, hash and thumbnail
 // left to the caller). Exposed for tests and tools.
 // {"imported":N,"already_present":N,"conflicts":N,"skipped":N,"failed":N,"not_dicom":N}

@@ -17,6 +17,10 @@ enum class ErrorKind {
   Corrupt,        // inconsistent or invalid attributes
   TooLarge,       // declared dimensions beyond the limits (protects memory)
   DecodeFailed,   // the codec rejected the compressed pixel data
+  Network,        // peer unreachable, association rejected or broken off, timeout
+  Refused,        // the peer answered with a failure status; invalid network options
+  Io,             // a file could not be written (received instances, SR objects)
+  Cancelled,      // stopped by the caller
 };
 
 [[nodiscard]] const char* to_string(ErrorKind kind);

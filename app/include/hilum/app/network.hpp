@@ -1,0 +1,86 @@
+// Hilum app: the catalog on the hospital network. What arrives (on our Storage SCP, or retrieved
+// from a PACS by C-GET) is filed through import_received: the same reading, dedupe, conflict
+// checks, store and commit as a folder import (see import.hpp). The DICOM side lives in dicom/
+// (hilum/dicom/network.hpp).
+//
+// Received files are first written to `<store>/.incoming/<pid>/` (same file system as the store,
+// so filing them is a link, not a copy); what a killed process left there is removed by the next
+// one that starts.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/dicom/network.hpp"
+
+namespace hilum::app {
+
+// One instance that arrived, and what the catalog made of it.
+struct Arrival {
+  dicom::net::ReceivedInstance instance;
+  ReceivedFile filed;
+};
+// Called on the thread that received the instance, one at a time (under the filer's lock).
+using ArrivalFn = std::function<void(const Arrival&)>;
+
+// The DIMSE status a peer gets for a filed instance: success for imported and already present,
+// 0xC000 (cannot understand, with the reason) for conflicts, non-images and unreadable data.
+[[nodiscard]] dicom::net::StoreVerdict verdict_of(const ReceivedFile& filed);
+
+// Files received instances into one catalog (thread-safe: the SCP calls it from every
+// association's thread).
+//
+// Direct mode: each instance is filed before the peer gets its status.
+// Queued mode (the listener and retrieve): the checks a status needs are made at once -- a SOP Instance UID
+// already catalogued (or queued) with other content is refused (0xC000, conflict), the same
+// content is acknowledged without filing it again -- then the synced file is renamed to
+// `queued-*.dcm` in the incoming folder, the peer gets success, and a worker thread files it
+// while the next instance arrives. An acknowledged file is never lost: a process killed before
+// filing it leaves it queued, and the next filer that starts on the store files it (from the
+// folder of the dead process). Other problems found while filing (pixels that do not decode, a
+// study of another patient) are reported through on_arrival.
+class InstanceFiler {
+ public:
+  InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn on_arrival = {}, bool queued = false);
+  ~InstanceFiler();  // files what is queued, then stops the worker
+  InstanceFiler(const InstanceFiler&) = delete;
+  InstanceFiler& operator=(const InstanceFiler&) = delete;
+
+  dicom::net::StoreVerdict operator()(const dicom::net::ReceivedInstance& instance);
+  // The folder received files are written to first (created; what dead processes left there is
+  // removed, their queued files are moved here and queued again).
+  [[nodiscard]] Result<std::filesystem::path> prepare_incoming();
+  // Waits until every queued instance is filed.
+  void drain();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+struct ListenOptions {
+  dicom::net::ScpOptions scp;   // scp.incoming is set by listen()
+  ImportOptions import;         // import.store: empty = "store" beside the catalog
+};
+
+// Runs the Storage SCP until *stop, filing every instance in `catalog`.
+[[nodiscard]] Result<core::Done> listen(Catalog& catalog, ListenOptions options, const ArrivalFn& on_arrival,
+                                        const dicom::net::LogFn& log, const std::atomic<bool>* stop);
+
+// C-GET of whole studies from a PACS into the catalog (queued filing; returns once every
+// received instance is filed). Non-image instances of the studies are refused (0122), not kept.
+[[nodiscard]] Result<dicom::net::RetrieveReport> retrieve(Catalog& catalog, const dicom::net::ScuOptions& scu,
+                                                          const std::vector<std::string>& study_uids,
+                                                          const ImportOptions& import, const ArrivalFn& on_arrival,
+                                                          const dicom::net::RetrieveProgressFn& progress,
+                                                          const std::atomic<bool>* cancel);
+
+// A dicom/ error as the app's (network failures are Io; cancellation is Interrupted).
+[[nodiscard]] Error from_dicom(const dicom::Error& error);
+
+}  // namespace hilum::app

@@ -1,0 +1,249 @@
+#include "hilum/app/network.hpp"
+
+#include "hilum/app/hash.hpp"
+#include "hilum/core/atomic_file.hpp"
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+
+#include <signal.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+namespace net = hilum::dicom::net;
+
+namespace hilum::app {
+namespace {
+
+fs::path store_folder(const Catalog& catalog, const ImportOptions& options) {
+  return options.store.empty() ? catalog.path().parent_path() / "store" : options.store;
+}
+
+}  // namespace
+
+Error from_dicom(const dicom::Error& error) {
+  switch (error.kind) {
+    case dicom::ErrorKind::Cancelled: return Error{ErrorKind::Interrupted, error.message};
+    case dicom::ErrorKind::Refused: return Error{ErrorKind::Invalid, error.message};
+    default: return Error{ErrorKind::Io, error.message};
+  }
+}
+
+net::StoreVerdict verdict_of(const ReceivedFile& filed) {
+  switch (filed.outcome) {
+    case ReceivedFile::Outcome::Imported: return {};
+    case ReceivedFile::Outcome::AlreadyPresent: return {net::kStatusSuccess, filed.reason};
+    case ReceivedFile::Outcome::Conflict:
+    case ReceivedFile::Outcome::Skipped:
+    case ReceivedFile::Outcome::Failed: return {net::kStatusCannotUnderstand, filed.reason};
+  }
+  return {net::kStatusCannotUnderstand, filed.reason};
+}
+
+struct InstanceFiler::State {
+  Catalog& catalog;
+  ImportOptions options;
+  ArrivalFn on_arrival;
+  bool queued = false;
+  fs::path incoming;
+
+  std::mutex catalog_mutex;  // the catalog and on_arrival: one user at a time
+  std::mutex lookup_mutex;   // the second connection, for the checks made before a status
+  std::optional<Catalog> lookup;
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::condition_variable idle_cv;
+  std::deque<net::ReceivedInstance> queue;
+  std::unordered_map<std::string, std::string> pending;  // SOP Instance UID -> content hash, queued
+  bool busy = false;
+  bool stopping = false;
+  std::thread worker;
+  std::uint64_t counter = 0;
+
+  State(Catalog& c, ImportOptions o, ArrivalFn a, bool q) : catalog(c), options(std::move(o)), on_arrival(std::move(a)), queued(q) {}
+
+  void file(const net::ReceivedInstance& instance) {
+    const std::lock_guard lock(catalog_mutex);
+    Arrival arrival{instance, import_received(catalog, instance.file, options)};
+    if (on_arrival) on_arrival(arrival);
+  }
+
+  void run() {
+    for (;;) {
+      net::ReceivedInstance next;
+      {
+        std::unique_lock lock(queue_mutex);
+        queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        next = std::move(queue.front());
+        queue.pop_front();
+        busy = true;
+      }
+      file(next);
+      {
+        const std::lock_guard lock(queue_mutex);
+        pending.erase(next.sop_instance_uid);
+        busy = false;
+      }
+      idle_cv.notify_all();
+    }
+  }
+
+  void enqueue(net::ReceivedInstance instance, const std::string& hash) {
+    {
+      const std::lock_guard lock(queue_mutex);
+      if (!hash.empty()) pending[instance.sop_instance_uid] = hash;
+      queue.push_back(std::move(instance));
+      if (!worker.joinable()) worker = std::thread([this] { run(); });
+    }
+    queue_cv.notify_one();
+  }
+};
+
+InstanceFiler::InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn on_arrival, bool queued)
+    : state_(std::make_unique<State>(catalog, std::move(options), std::move(on_arrival), queued)) {
+  state_->options.store = store_folder(catalog, state_->options);
+}
+
+InstanceFiler::~InstanceFiler() {
+  {
+    const std::lock_guard lock(state_->queue_mutex);
+    state_->stopping = true;
+  }
+  state_->queue_cv.notify_all();
+  if (state_->worker.joinable()) state_->worker.join();
+}
+
+void InstanceFiler::drain() {
+  std::unique_lock lock(state_->queue_mutex);
+  state_->idle_cv.wait(lock, [&] { return state_->queue.empty() && !state_->busy; });
+}
+
+Result<fs::path> InstanceFiler::prepare_incoming() {
+  // One folder per process, so that a listener and a retrieve (two processes, or two filers in
+  // the GUI) never clean each other's transfers.
+  const fs::path root = state_->options.store / ".incoming";
+  const fs::path incoming = root / std::to_string(::getpid());
+  std::error_code ec;
+  fs::create_directories(incoming, ec);
+  if (ec) return Error{ErrorKind::Io, "cannot create " + incoming.string() + ": " + ec.message()};
+  state_->incoming = incoming;
+  // Folders of processes that are gone: their partial transfers go, their acknowledged
+  // (queued) instances are filed here.
+  std::vector<fs::path> recovered;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto pid = std::strtol(name.c_str(), nullptr, 10);
+    if (pid <= 0 || std::to_string(pid) != name || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rec;
+    for (fs::directory_iterator f(it->path(), rec), fend; !rec && f != fend; f.increment(rec)) {
+      const std::string file = f->path().filename().string();
+      if (file.rfind("queued-", 0) != 0) continue;
+      const fs::path moved = incoming / ("recovered-" + name + "-" + file);
+      std::error_code mec;
+      fs::rename(f->path(), moved, mec);
+      if (!mec) recovered.push_back(moved);
+    }
+    fs::remove_all(it->path(), rec);
+  }
+  if (ec) return Error{ErrorKind::Io, "cannot read " + root.string() + ": " + ec.message()};
+  for (const fs::path& f : recovered) {
+    net::ReceivedInstance instance;
+    instance.file = f;
+    instance.calling_ae = "(recovered)";
+    state_->file(instance);
+  }
+  return incoming;
+}
+
+net::StoreVerdict InstanceFiler::operator()(const net::ReceivedInstance& instance) {
+  State& s = *state_;
+  if (!s.queued) {
+    const std::lock_guard lock(s.catalog_mutex);
+    Arrival arrival{instance, import_received(s.catalog, instance.file, s.options)};
+    if (s.on_arrival) s.on_arrival(arrival);
+    return verdict_of(arrival.filed);
+  }
+  // Checks the status needs: the same SOP Instance UID catalogued or queued with other content.
+  std::string error;
+  const std::string hash = sha256_file(instance.file, &error);
+  if (hash.empty()) return {net::kStatusOutOfResources, error};
+  auto answer_now = [&](ReceivedFile::Outcome outcome, std::string reason) {
+    std::error_code ec;
+    fs::remove(instance.file, ec);
+    const std::lock_guard lock(s.catalog_mutex);
+    Arrival arrival{instance, ReceivedFile{outcome, instance.sop_instance_uid, std::move(reason), {}}};
+    if (s.on_arrival) s.on_arrival(arrival);
+    return verdict_of(arrival.filed);
+  };
+  std::optional<std::string> known;
+  {
+    const std::lock_guard lock(s.queue_mutex);
+    if (auto it = s.pending.find(instance.sop_instance_uid); it != s.pending.end()) known = it->second;
+  }
+  if (!known) {
+    // On a connection of its own (WAL: it never waits for the worker's import to commit).
+    const std::lock_guard lock(s.lookup_mutex);
+    if (!s.lookup) {
+      auto opened = Catalog::open(s.catalog.path(), Catalog::Mode::ReadWrite);
+      if (!opened) return {net::kStatusOutOfResources, opened.error().message};
+      s.lookup.emplace(std::move(opened.value()));
+    }
+    auto found = s.lookup->find_instance(instance.sop_instance_uid);
+    if (!found) return {net::kStatusOutOfResources, found.error().message};
+    if (found->has_value()) known = found->value().content_hash;
+  }
+  if (known && *known == hash) return answer_now(ReceivedFile::Outcome::AlreadyPresent, "already in the catalog");
+  if (known) {
+    return answer_now(ReceivedFile::Outcome::Conflict, "SOP Instance UID " + instance.sop_instance_uid +
+                                                           " is already in the catalog with different content; nothing was replaced");
+  }
+  // Acknowledged from here on: a name the recovery of a killed process knows.
+  net::ReceivedInstance queued = instance;
+  {
+    const std::lock_guard lock(s.queue_mutex);
+    queued.file = s.incoming / ("queued-" + std::to_string(++s.counter) + ".dcm");
+  }
+  std::error_code ec;
+  fs::rename(instance.file, queued.file, ec);
+  if (ec) return {net::kStatusOutOfResources, "cannot queue the instance: " + ec.message()};
+  if (const int e = core::fsync_folder(s.incoming); e != 0) return {net::kStatusOutOfResources, std::string("cannot queue the instance: ") + std::strerror(e)};
+  s.enqueue(std::move(queued), hash);
+  return {};
+}
+
+Result<core::Done> listen(Catalog& catalog, ListenOptions options, const ArrivalFn& on_arrival, const net::LogFn& log,
+                          const std::atomic<bool>* stop) {
+  InstanceFiler filer(catalog, options.import, on_arrival, true);
+  auto incoming = filer.prepare_incoming();
+  if (!incoming) return incoming.error();
+  options.scp.incoming = *incoming;
+  auto run = net::run_storage_scp(options.scp, std::ref(filer), log, stop);
+  filer.drain();  // every acknowledged instance is filed before returning
+  if (!run) return from_dicom(run.error());
+  return core::Done{};
+}
+
+Result<net::RetrieveReport> retrieve(Catalog& catalog, const net::ScuOptions& scu, const std::vector<std::string>& study_uids,
+                                     const ImportOptions& import, const ArrivalFn& on_arrival,
+                                     const net::RetrieveProgressFn& progress, const std::atomic<bool>* cancel) {
+  // Queued, as the listener: the PACS sends the next instance while the last one is filed.
+  InstanceFiler filer(catalog, import, on_arrival, true);
+  auto incoming = filer.prepare_incoming();
+  if (!incoming) return incoming.error();
+  auto got = net::get_studies(scu, study_uids, *incoming, std::ref(filer), progress, cancel);
+  filer.drain();
+  if (!got) return from_dicom(got.error());
+  return got.value();
+}
+
+}  // namespace hilum::app

@@ -1,0 +1,200 @@
+// Hilum dicom/: the hospital network (DICOM upper layer, DCMTK's dcmnet), as plain functions.
+//
+// - run_storage_scp: a Storage SCP (C-ECHO; C-STORE of the projection radiography SOP classes and
+//   Secondary Capture). It runs on the calling thread until `stop` becomes true; each association
+//   gets its own thread. Only calling AE titles (and hosts) in the allow-list are accepted; others
+//   are rejected at association. Bounded: at most `max_associations` at once (more are rejected
+//   as "local limit exceeded"), the PDU size, ACSE/DIMSE timeouts (an association idle for the
+//   DIMSE timeout is aborted) and a cap on one dataset's size (a larger one aborts the association).
+//   Each instance is written to a new file in `incoming` whose name Hilum makes up (never from a
+//   value the peer sent), synced, then handed to `on_instance`, which must move or delete it and
+//   says which DIMSE status the peer gets. A transfer that breaks off (peer killed, abort, timeout,
+//   stop) leaves no file behind.
+// - echo / find_studies / get_studies / send_files: the SCU side (C-ECHO, study-level C-FIND,
+//   C-GET, C-STORE), each with cancel. Retrieval is by C-GET: the instances come back on the
+//   association Hilum opened, so the PACS needs no route (AE title, host, port) to the workstation
+//   and nothing has to listen on it (works through NAT and firewalls).
+// Every DCMTK condition becomes a dicom::Error (kind Network, Refused, Io, Cancelled, ...).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hilum/dicom/error.hpp"
+
+namespace hilum::dicom::net {
+
+// A remote application entity: "AET@HOST:PORT".
+struct Peer {
+  std::string ae_title;
+  std::string host;
+  int port = 104;
+};
+[[nodiscard]] Result<Peer> parse_peer(const std::string& text);
+[[nodiscard]] std::string to_string(const Peer& peer);
+
+// An allow-list entry: "AET" (any host) or "AET@HOST" (that address only: an IPv4/IPv6 address
+// as the peer connects from, or "localhost" for the loopback addresses; names are not resolved).
+struct AllowedPeer {
+  std::string ae_title;
+  std::string host;  // empty: any host
+};
+[[nodiscard]] Result<AllowedPeer> parse_allowed(const std::string& text);
+
+// Whether an AE title is one DICOM allows (1-16 characters of the default repertoire, no
+// backslash or control characters, not only spaces).
+[[nodiscard]] bool valid_ae_title(const std::string& ae);
+
+struct Limits {
+  int max_associations = 4;                          // concurrent (SCP)
+  std::uint32_t max_pdu = 65536;                      // bytes, the PDU size we announce
+  int acse_timeout_seconds = 30;                      // association set-up and release
+  int dimse_timeout_seconds = 60;                     // a message or an idle association
+  int connect_timeout_seconds = 10;                   // SCU: TCP connection
+  std::uint64_t max_dataset_bytes = std::uint64_t{1} << 30;  // one instance (1 GiB)
+};
+
+// One instance received (C-STORE on our SCP, or a C-GET sub-operation).
+struct ReceivedInstance {
+  std::filesystem::path file;   // a complete, synced Part 10 file in the incoming folder
+  std::string sop_class_uid;
+  std::string sop_instance_uid; // as the peer announced it (check it before using it)
+  std::string calling_ae;       // the peer
+  std::string peer_host;
+  std::uint64_t bytes = 0;
+};
+
+// The DIMSE status for the peer (0 = success) and a comment (sent as Error Comment, logged).
+struct StoreVerdict {
+  std::uint16_t status = 0;
+  std::string comment;
+};
+inline constexpr std::uint16_t kStatusSuccess = 0x0000;
+inline constexpr std::uint16_t kStatusSopClassNotSupported = 0x0122;  // refused: not an image class we keep
+inline constexpr std::uint16_t kStatusOutOfResources = 0xA700;
+inline constexpr std::uint16_t kStatusDataSetMismatch = 0xA900;       // dataset does not match the request
+inline constexpr std::uint16_t kStatusCannotUnderstand = 0xC000;      // malformed, conflicting, ...
+
+// Called on the association's thread (several may run at once): must move or delete the file.
+using InstanceFn = std::function<StoreVerdict(const ReceivedInstance&)>;
+
+enum class EventKind {
+  Listening,            // the port is open (message: "AET on port N")
+  AssociationAccepted,
+  AssociationRejected,  // allow-list, called AE title, too many associations
+  Echo,
+  Stored,               // an instance was received and handed over (message: the verdict)
+  Refused,              // a C-STORE answered with a failure status (message: why)
+  Released,
+  Aborted,              // broken off (peer gone, timeout, too large, stop): nothing kept
+  Progress,             // bytes of the current dataset (SCU and SCP)
+  Error,
+};
+[[nodiscard]] const char* to_string(EventKind kind);
+
+struct Event {
+  EventKind kind = EventKind::Error;
+  std::string peer;     // "AET@host", when known
+  std::string message;
+  std::uint64_t bytes = 0;
+};
+// Called from any thread (the listener's or an association's); must be thread-safe.
+using LogFn = std::function<void(const Event&)>;
+
+struct ScpOptions {
+  std::string ae_title = "HILUM";    // our AE title; associations calling another one are rejected
+  int port = 11112;
+  std::vector<AllowedPeer> allow;    // empty: nobody is accepted
+  Limits limits;
+  std::filesystem::path incoming;    // where received files are written first (must exist)
+};
+
+// SOP classes the SCP takes: CR, DX for presentation and for processing, Digital X-Ray (the
+// projection radiography classes Hilum reads) and Secondary Capture.
+[[nodiscard]] const std::vector<std::string>& image_storage_sop_classes();
+[[nodiscard]] bool is_image_storage_sop_class(const std::string& uid);
+
+// Listens until *stop (polled about once a second) and returns once every association has ended.
+// Error: the port cannot be opened (Network), options invalid (Invalid AE title: Refused).
+[[nodiscard]] Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& on_instance,
+                                                 const LogFn& log, const std::atomic<bool>* stop);
+
+// ---- SCU.
+
+struct ScuOptions {
+  Peer peer;
+  std::string our_ae = "HILUM";
+  Limits limits;
+};
+
+[[nodiscard]] Result<core::Done> echo(const ScuOptions& options);
+
+// Study-level C-FIND (Study Root). Empty fields are not matched. Dates are YYYYMMDD.
+struct StudyQuery {
+  std::string patient_id;
+  std::string patient_name;    // DICOM wildcards (* ?) allowed
+  std::string accession_number;
+  std::string date_from;
+  std::string date_to;
+  std::string modality;        // Modalities in Study
+};
+
+struct StudyMatch {
+  std::string study_instance_uid;
+  std::string patient_id;
+  std::string patient_name;
+  std::string study_date;
+  std::string study_time;
+  std::string accession_number;
+  std::string study_description;
+  std::string modalities;      // "CR\DX"
+  int series = -1;             // -1: the PACS did not say
+  int instances = -1;
+};
+
+// Errors: Network, Refused (the PACS answered with a failure status), Cancelled.
+[[nodiscard]] Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const StudyQuery& query,
+                                                           const std::atomic<bool>* cancel = nullptr);
+
+struct RetrieveProgress {
+  std::string study_instance_uid;
+  int completed = 0;    // sub-operations, as the PACS counts them
+  int remaining = -1;
+  int failed = 0;
+  int warning = 0;
+  std::uint64_t received = 0;  // instances received in this call
+};
+using RetrieveProgressFn = std::function<void(const RetrieveProgress&)>;
+
+struct RetrieveReport {
+  std::uint64_t received = 0;  // instances handed to on_instance
+  std::uint64_t refused = 0;   // instances on_instance refused, or the PACS could not send
+};
+
+// C-GET of whole studies; each instance goes through `on_instance` as on the SCP (written to a
+// new file in `incoming` first). Cancel sends C-CANCEL and stops.
+[[nodiscard]] Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<std::string>& study_uids,
+                                                 const std::filesystem::path& incoming, const InstanceFn& on_instance,
+                                                 const RetrieveProgressFn& progress = {},
+                                                 const std::atomic<bool>* cancel = nullptr);
+
+struct SendFailure {
+  std::filesystem::path file;
+  std::string reason;
+};
+struct SendReport {
+  std::uint64_t sent = 0;
+  std::vector<SendFailure> failed;
+};
+using SendProgressFn = std::function<void(std::size_t done, std::size_t total, const std::filesystem::path& file)>;
+
+// C-STORE of Part 10 files, in their own transfer syntax (one association).
+[[nodiscard]] Result<SendReport> send_files(const ScuOptions& options, const std::vector<std::filesystem::path>& files,
+                                            const SendProgressFn& progress = {},
+                                            const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace hilum::dicom::net

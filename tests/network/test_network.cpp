@@ -1,0 +1,604 @@
+// The hospital network with real peers on loopback (label `network`): DCMTK's storescu against
+// our Storage SCP and catalog, a real Orthanc (started here with its own configuration and
+// storage) for echo / find / C-GET / sending reports back, and dciodvfy / dsrdump on the reports.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/assoc.h>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/app/network.hpp"
+#include "hilum/app/sr_export.hpp"
+#include "hilum/dicom/network.hpp"
+#include "hilum/testdata/phantom.hpp"
+#include "temp_dir_test.hpp"
+
+namespace fs = std::filesystem;
+namespace net = hilum::dicom::net;
+using namespace hilum;
+
+namespace {
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return 0;
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Starts a program with its output in `log`; returns its pid.
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f != nullptr) {
+      ::dup2(::fileno(f), 1);
+      ::dup2(::fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs a program to the end: exit status and output.
+std::pair<int, std::string> run(const std::vector<std::string>& argv, const fs::path& log) {
+  const int rc = wait_exit(spawn(argv, log));
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {rc, ss.str()};
+}
+
+std::string write_phantom(const fs::path& path, const std::string& patient, const std::string& study_uid = {},
+                          int rows = 320, int columns = 256) {
+  testdata::DicomSpec spec;
+  spec.patient_id = patient;
+  spec.study_instance_uid = study_uid;
+  spec.phantom.rows = rows;
+  spec.phantom.columns = columns;
+  spec.phantom.seed = static_cast<std::uint32_t>(std::hash<std::string>{}(path.string()));
+  testdata::write_dicom(path, spec);
+  return path.string();
+}
+
+// Our listener (app::listen, the same as `hilum-cli listen`) on a thread, with its events.
+class Listener {
+ public:
+  Listener(app::Catalog& catalog, const fs::path& store, int port, std::vector<net::AllowedPeer> allow,
+           std::optional<net::Limits> limits = std::nullopt) {
+    app::ListenOptions o;
+    o.scp.ae_title = "HILUM";
+    o.scp.port = port;
+    o.scp.allow = std::move(allow);
+    o.scp.limits.dimse_timeout_seconds = 10;
+    if (limits) o.scp.limits = *limits;
+    o.import.store = store;
+    thread_ = std::thread([this, &catalog, o]() {
+      auto r = app::listen(
+          catalog, o,
+          [this](const app::Arrival& a) {
+            std::lock_guard lock(mutex_);
+            arrivals.push_back(a);
+            cv_.notify_all();
+          },
+          [this](const net::Event& e) {
+            if (on_event) on_event(e);
+            std::lock_guard lock(mutex_);
+            events.push_back(e);
+            cv_.notify_all();
+          },
+          &stop_);
+      std::lock_guard lock(mutex_);
+      ok = r.ok();
+      finished = true;
+      cv_.notify_all();
+    });
+    EXPECT_TRUE(wait_for([&] { return has(net::EventKind::Listening) || finished; })) << "the listener did not start";
+  }
+  ~Listener() {
+    stop_ = true;
+    thread_.join();
+  }
+  bool has(net::EventKind kind, const std::string& text = {}) {
+    for (const auto& e : events) {
+      if (e.kind == kind && e.message.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+  template <typename F>
+  bool wait_for(F done, int seconds = 20) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, std::chrono::seconds(seconds), done);
+  }
+  std::string event_text() {
+    std::lock_guard lock(mutex_);
+    std::string s;
+    for (const auto& e : events) s += std::string(net::to_string(e.kind)) + " " + e.peer + ": " + e.message + "\n";
+    return s;
+  }
+
+  std::vector<app::Arrival> arrivals;
+  std::vector<net::Event> events;
+  std::function<void(const net::Event&)> on_event;  // called before the event is recorded
+  bool ok = false;
+  bool finished = false;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::size_t files_below(const fs::path& folder, const std::string& ext = {}) {
+  std::size_t n = 0;
+  std::error_code ec;
+  if (!fs::exists(folder, ec)) return 0;
+  for (const auto& e : fs::recursive_directory_iterator(folder, ec)) {
+    if (e.is_regular_file() && (ext.empty() || e.path().extension() == ext)) ++n;
+  }
+  return n;
+}
+
+class NetworkTest : public test::TempDirTest {
+ protected:
+  app::Catalog open_catalog() {
+    auto c = app::Catalog::open(path("hilum.db"));
+    if (!c) {
+      ADD_FAILURE() << c.error().message;
+      std::abort();
+    }
+    return std::move(c.value());
+  }
+  std::pair<int, std::string> storescu(const std::string& aet, int port, const fs::path& file) {
+    return run({HILUM_STORESCU, "-aet", aet, "-aec", "HILUM", "127.0.0.1", std::to_string(port), file.string()},
+               path("storescu-" + std::to_string(counter_++) + ".log"));
+  }
+  int counter_ = 0;
+};
+
+TEST_F(NetworkTest, StorescuInstanceIsCataloguedAndASecondSendDedupes) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const fs::path file = path("dx.dcm");
+  write_phantom(file, "NET-1");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  auto [rc, out] = storescu("STORESCU", port, file);
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
+  EXPECT_EQ(listener.arrivals[0].filed.outcome, app::ReceivedFile::Outcome::Imported) << listener.arrivals[0].filed.reason;
+  auto [rc2, out2] = storescu("STORESCU", port, file);
+  EXPECT_EQ(rc2, 0) << out2;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 2; }));
+  EXPECT_EQ(listener.arrivals[1].filed.outcome, app::ReceivedFile::Outcome::AlreadyPresent);
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 1U);
+  EXPECT_EQ(instances[0].patient_id, "NET-1");
+  // Catalogued in the store, under a name from the (checked) UIDs, never from the AE.
+  EXPECT_EQ(fs::path(instances[0].path).parent_path().parent_path(), fs::weakly_canonical(path("store")));
+  EXPECT_TRUE(fs::exists(instances[0].path));
+  EXPECT_EQ(instances[0].path, instances[0].stored_path);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 1U);
+  EXPECT_EQ(files_below(path("store") / ".incoming"), 0U);
+}
+
+TEST_F(NetworkTest, CallingAeOutsideTheAllowListIsRejectedAtAssociation) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const fs::path file = path("dx.dcm");
+  write_phantom(file, "NET-2");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  auto [rc, out] = storescu("INTRUDER", port, file);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("Calling AE Title Not Recognized"), std::string::npos) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::AssociationRejected, "allow-list"); }));
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 0U);
+}
+
+TEST_F(NetworkTest, AllowedAeFromAnotherHostIsRejected) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const fs::path file = path("dx.dcm");
+  write_phantom(file, "NET-3");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "10.0.0.9"}});
+  auto [rc, out] = storescu("STORESCU", port, file);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::AssociationRejected, "allow-list"); }));
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+}
+
+TEST_F(NetworkTest, NonImageSopClassIsRefusedWithAStatus) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const fs::path file = path("sr.dcm");
+  testdata::write_basic_text_sr(file);
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "localhost"}});
+  auto [rc, out] = run({HILUM_STORESCU, "-v", "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port), file.string()},
+                       path("storescu.log"));
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("Received Store Response (Refused: SOPClassNotSupported)"), std::string::npos) << out;  // status 0122
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Refused, "Basic Text SR"); })) << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store")), 0U);
+}
+
+TEST_F(NetworkTest, SenderKilledMidTransferLeavesNothing) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const fs::path file = path("large.dcm");
+  write_phantom(file, "NET-KILL", {}, 4096, 4096);  // 32 MiB of pixels
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  std::atomic<pid_t> sender{0};
+  std::atomic<bool> killed{false};
+  // At the first progress report (4 MiB in) the SCP's thread is inside this call, so the sender
+  // is blocked on a full socket with most of the file still to send: kill -9 it there.
+  listener.on_event = [&](const net::Event& e) {
+    if (e.kind == net::EventKind::Progress && !killed.exchange(true)) {
+      ::kill(sender.load(), SIGKILL);
+    }
+  };
+  sender = spawn({HILUM_STORESCU, "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port), file.string()},
+                 path("storescu.log"));
+  EXPECT_EQ(wait_exit(sender), 128 + SIGKILL);
+  EXPECT_TRUE(killed.load());
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Aborted, "nothing kept"); })) << listener.event_text();
+  EXPECT_TRUE(listener.arrivals.empty());
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store")), 0U) << "a partial file was left";
+}
+
+TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  testdata::DicomSpec spec;
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.7777.2.1";
+  spec.patient_id = "NET-C";
+  spec.phantom.seed = 1;
+  testdata::write_dicom(path("first.dcm"), spec);
+  spec.phantom.seed = 2;  // other pixels, same SOP Instance UID
+  testdata::write_dicom(path("second.dcm"), spec);
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  EXPECT_EQ(storescu("STORESCU", port, path("first.dcm")).first, 0);
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
+  const auto before = catalog.list_instances().value();
+  ASSERT_EQ(before.size(), 1U);
+  const std::string stored_hash = app::sha256_file(before[0].path);
+  auto [rc, out] = run({HILUM_STORESCU, "-v", "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port),
+                        path("second.dcm").string()},
+                       path("storescu.log"));
+  EXPECT_NE(out.find("Received Store Response (Error: CannotUnderstand)"), std::string::npos) << out;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 2; }));
+  EXPECT_EQ(listener.arrivals[1].filed.outcome, app::ReceivedFile::Outcome::Conflict);
+  EXPECT_NE(listener.arrivals[1].filed.reason.find("different content"), std::string::npos);
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 1U);
+  EXPECT_EQ(instances[0].path, before[0].path);
+  EXPECT_EQ(app::sha256_file(instances[0].path), stored_hash);
+  EXPECT_EQ(instances[0].content_hash, stored_hash);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 1U);
+}
+
+TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
+  auto catalog = open_catalog();
+  // A listener process that acknowledged an instance and was killed before filing it.
+  const pid_t dead = spawn({"/bin/true"}, path("true.log"));
+  wait_exit(dead);
+  const fs::path left = path("store") / ".incoming" / std::to_string(dead);
+  fs::create_directories(left);
+  write_phantom(left / "queued-1.dcm", "NET-R");
+  std::ofstream(left / ".hilum-rx-1-2-3.dcm") << "a partial transfer";
+  Listener listener(catalog, path("store"), free_port(), {{"STORESCU", "127.0.0.1"}});
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
+  EXPECT_EQ(listener.arrivals[0].filed.outcome, app::ReceivedFile::Outcome::Imported) << listener.arrivals[0].filed.reason;
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+  EXPECT_FALSE(fs::exists(left)) << "the dead listener's folder (and its partial transfer) is left";
+}
+
+TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "NET-CLI");
+  const fs::path out = path("listen.out");
+  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
+                                "HILUM", "--allow", "STORESCU@localhost"},
+                               out);
+  bool sent = false;
+  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
+  }
+  EXPECT_TRUE(sent);
+  ::kill(listener, SIGTERM);
+  EXPECT_EQ(wait_exit(listener), 0);
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("imported "), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find(" from STORESCU@127.0.0.1"), std::string::npos) << text.str();
+  auto catalog = open_catalog();
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+TEST_F(NetworkTest, DatasetAboveTheSizeCapAbortsTheAssociationAndKeepsNothing) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("big.dcm"), "NET-BIG", {}, 1024, 1024);  // 2 MiB of pixels
+  net::Limits limits;
+  limits.max_dataset_bytes = 1 << 20;
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, limits);
+  auto [rc, out] = storescu("STORESCU", port, path("big.dcm"));
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Aborted, "larger than the limit"); })) << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store")), 0U);
+}
+
+TEST_F(NetworkTest, AssociationThatNeverReleasesIsAbortedAfterTheTimeout) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  net::Limits limits;
+  limits.dimse_timeout_seconds = 2;
+  Listener listener(catalog, path("store"), port, {{"IDLER", "127.0.0.1"}}, limits);
+  // A peer that associates and then says nothing (a raw DCMTK association, never released).
+  T_ASC_Network* network = nullptr;
+  ASSERT_TRUE(ASC_initializeNetwork(NET_REQUESTOR, 0, 10, &network).good());
+  T_ASC_Parameters* params = nullptr;
+  ASSERT_TRUE(ASC_createAssociationParameters(&params, ASC_DEFAULTMAXPDU).good());
+  ASC_setAPTitles(params, "IDLER", "HILUM", nullptr);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  ASC_setPresentationAddresses(params, "localhost", address.c_str());
+  const char* syntaxes[] = {UID_LittleEndianImplicitTransferSyntax};
+  ASC_addPresentationContext(params, 1, UID_VerificationSOPClass, syntaxes, 1);
+  T_ASC_Association* assoc = nullptr;
+  ASSERT_TRUE(ASC_requestAssociation(network, params, &assoc).good());
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Aborted, "idle for"); }, 10)) << listener.event_text();
+  ASC_dropAssociation(assoc);
+  ASC_destroyAssociation(&assoc);
+  ASC_dropNetwork(&network);
+}
+
+// ---- Structured reports.
+
+class ReportTest : public NetworkTest {
+ protected:
+  // One image in the catalog with labels (one with a region) and predictions of an active model.
+  std::string catalogue_labelled_image(app::Catalog& catalog) {
+    const fs::path file = path("image.dcm");
+    write_phantom(file, "SR-1");
+    auto report = app::import_paths(catalog, {file});
+    EXPECT_TRUE(report.ok());
+    const auto instances = catalog.list_instances().value();
+    EXPECT_EQ(instances.size(), 1U);
+    const std::string uid = instances.at(0).sop_instance_uid;
+    app::LabelInput effusion{uid, "Effusion", app::LabelValue::Present, app::Region{app::Region::Shape::Rectangle, 12, 34, 56, 78, {}},
+                             "Lee^Ann", std::nullopt, std::nullopt, "", "cli"};
+    app::LabelInput nodule{uid, "Nodule", app::LabelValue::Uncertain, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", "cli"};
+    EXPECT_TRUE(catalog.add_labels({effusion, nodule}).ok());
+    app::ModelRecord m;
+    m.version = "hilum-test-7";
+    m.name = "Hilum test ViT";
+    m.status = "active";
+    m.path = "/models/test";
+    auto model = catalog.register_model(m, {"Effusion", "Nodule"});
+    EXPECT_TRUE(model.ok());
+    EXPECT_TRUE(catalog.put_predictions(uid, model->id, {{"Effusion", 0.8125}, {"Nodule", 0.25}}).ok());
+    return uid;
+  }
+};
+
+TEST_F(ReportTest, StructuredReportPassesDciodvfyAndReadsBackInDsrdump) {
+  auto catalog = open_catalog();
+  const std::string uid = catalogue_labelled_image(catalog);
+  app::SrExportOptions o;
+  o.out_dir = path("sr");
+  auto written = app::export_reports(catalog, o);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  ASSERT_EQ(written->files.size(), 1U);
+  EXPECT_TRUE(written->failed.empty());
+  const fs::path sr = written->files[0];
+
+  auto [vrc, verify] = run({HILUM_DCIODVFY, sr.string()}, path("dciodvfy.log"));
+  EXPECT_EQ(verify.find("Error"), std::string::npos) << verify;
+  EXPECT_NE(verify.find("ComprehensiveSR"), std::string::npos) << verify;
+
+  auto [drc, dump] = run({HILUM_DSRDUMP, "+Pc", "+Pu", "+Pl", sr.string()}, path("dsrdump.log"));
+  ASSERT_EQ(drc, 0) << dump;
+  for (const char* expected : {"126000,DCM,\"Imaging Measurement Report\"", "60046008,SCT,\"Pleural effusion\"",
+                               "52101004,SCT,\"Present\"", "42425007,SCT,\"Equivocal\"", "\"Lee^Ann\"", "\"0.8125\"", "\"0.25\"",
+                               "\"Hilum test ViT\"", "\"hilum-test-7\"", "111001,DCM,\"Algorithm Name\"",
+                               "122157,DCM,\"Probability\"", "POLYLINE,12/34,68/34,68/112,12/112,12/34"}) {
+    EXPECT_NE(dump.find(expected), std::string::npos) << expected << " not in\n" << dump;
+  }
+  EXPECT_NE(dump.find(uid), std::string::npos) << "the report does not reference its image";
+
+  // The same results give the same report (same UID, same file); a new label gives a new one.
+  auto again = app::export_reports(catalog, o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->files, written->files);
+  app::LabelInput mass{uid, "Mass", app::LabelValue::Absent, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", "cli"};
+  ASSERT_TRUE(catalog.add_labels({mass}).ok());
+  auto changed = app::export_reports(catalog, o);
+  ASSERT_TRUE(changed.ok());
+  ASSERT_EQ(changed->files.size(), 1U);
+  EXPECT_NE(changed->files[0], written->files[0]);
+}
+
+// ---- A real PACS: Orthanc.
+
+class Orthanc {
+ public:
+  explicit Orthanc(const fs::path& dir, int hilum_port) : dir_(dir) {
+    dicom_port = free_port();
+    http_port = free_port();
+    fs::create_directories(dir / "storage");
+    std::ofstream cfg(dir / "orthanc.json");
+    cfg << "{\n"
+        << "  \"Name\": \"hilum-test\",\n"
+        << "  \"StorageDirectory\": \"" << (dir / "storage").string() << "\",\n"
+        << "  \"IndexDirectory\": \"" << (dir / "storage").string() << "\",\n"
+        << "  \"DicomAet\": \"ORTHANC\",\n"
+        << "  \"DicomPort\": " << dicom_port << ",\n"
+        << "  \"HttpPort\": " << http_port << ",\n"
+        << "  \"RemoteAccessAllowed\": false,\n"
+        << "  \"AuthenticationEnabled\": false,\n"
+        << "  \"Plugins\": [],\n"
+        << "  \"DicomCheckCalledAet\": true,\n"
+        << "  \"DicomModalities\": { \"hilum\": { \"AET\": \"HILUM\", \"Host\": \"127.0.0.1\", \"Port\": " << hilum_port
+        << ", \"AllowEcho\": true, \"AllowFind\": true, \"AllowGet\": true, \"AllowMove\": false, \"AllowStore\": true } }\n"
+        << "}\n";
+    cfg.close();
+    pid_ = spawn({HILUM_ORTHANC, "--no-jobs", (dir / "orthanc.json").string()}, dir / "orthanc.log");
+    for (int i = 0; i < 100 && !ready; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ready = net::echo(scu()).ok();
+    }
+  }
+  ~Orthanc() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      wait_exit(pid_);
+    }
+  }
+  net::ScuOptions scu() const {
+    net::ScuOptions o;
+    o.peer = {"ORTHANC", "127.0.0.1", dicom_port};
+    o.our_ae = "HILUM";
+    return o;
+  }
+  std::string log() const {
+    std::ifstream in(dir_ / "orthanc.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  int dicom_port = 0;
+  int http_port = 0;
+  bool ready = false;
+
+ private:
+  fs::path dir_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
+  Orthanc orthanc(path("orthanc"), free_port());
+  ASSERT_TRUE(orthanc.ready) << orthanc.log();
+  // The PACS holds one study of two images for patient ORTH-1 (sent with DCMTK's storescu).
+  const std::string study = "1.2.826.0.1.3680043.9.7777.1";
+  write_phantom(path("a.dcm"), "ORTH-1", study);
+  write_phantom(path("b.dcm"), "ORTH-1", study);
+  write_phantom(path("other.dcm"), "ORTH-2");
+  for (const char* f : {"a.dcm", "b.dcm", "other.dcm"}) {
+    auto [rc, out] = run({HILUM_STORESCU, "-aet", "HILUM", "-aec", "ORTHANC", "127.0.0.1", std::to_string(orthanc.dicom_port),
+                          path(f).string()},
+                         path(std::string(f) + ".log"));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  EXPECT_TRUE(net::echo(orthanc.scu()).ok());
+
+  net::StudyQuery q;
+  q.patient_id = "ORTH-1";
+  auto found = net::find_studies(orthanc.scu(), q);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_EQ(found->size(), 1U);
+  EXPECT_EQ(found->at(0).study_instance_uid, study);
+  EXPECT_EQ(found->at(0).patient_id, "ORTH-1");
+  EXPECT_EQ(found->at(0).instances, 2);
+
+  auto catalog = open_catalog();
+  std::vector<net::RetrieveProgress> progress;
+  auto got = app::retrieve(catalog, orthanc.scu(), {study}, {}, {}, [&](const net::RetrieveProgress& p) { progress.push_back(p); },
+                           nullptr);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->received, 2U);
+  EXPECT_EQ(got->refused, 0U);
+  EXPECT_FALSE(progress.empty());
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 2U);
+  for (const auto& i : instances) {
+    EXPECT_EQ(i.study_instance_uid, study);
+    EXPECT_TRUE(fs::exists(i.stored_path));
+  }
+
+  // Results back to the PACS as a structured report, in the image's study.
+  app::LabelInput label{instances[0].sop_instance_uid, "Effusion", app::LabelValue::Present, std::nullopt, "Lee^Ann",
+                        std::nullopt, std::nullopt, "", "cli"};
+  ASSERT_TRUE(catalog.add_labels({label}).ok());
+  auto sent = app::send_reports(catalog, orthanc.scu(), {});
+  ASSERT_TRUE(sent.ok()) << sent.error().message;
+  EXPECT_EQ(sent->sent, 1U);
+  EXPECT_TRUE(sent->failed.empty());
+  auto after = net::find_studies(orthanc.scu(), q);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 1U);
+  EXPECT_EQ(after->at(0).instances, 3) << "the report is not in the study";
+  EXPECT_NE(after->at(0).modalities.find("SR"), std::string::npos) << after->at(0).modalities;
+
+  // The same through the CLI: echo, find --json, retrieve into another catalog, send.
+  const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
+  const std::string db = path("cli.db").string();
+  auto [erc, eout] = run({HILUM_CLI, "pacs", "echo", "--peer", peer, "--aet", "HILUM"}, path("cli-echo.log"));
+  EXPECT_EQ(erc, 0) << eout;
+  auto [frc, fout] = run({HILUM_CLI, "pacs", "find", "--peer", peer, "--aet", "HILUM", "--patient-id", "ORTH-1", "--json"},
+                         path("cli-find.log"));
+  EXPECT_EQ(frc, 0) << fout;
+  EXPECT_NE(fout.find("\"study_instance_uid\":\"" + study + "\""), std::string::npos) << fout;
+  EXPECT_NE(fout.find("\"instances\":3"), std::string::npos) << fout;
+  auto [rrc, rout] = run({HILUM_CLI, "--db", db, "pacs", "retrieve", "--peer", peer, "--aet", "HILUM", study}, path("cli-get.log"));
+  EXPECT_EQ(rrc, 0) << rout;
+  // The study now holds our report too: the images are kept, the report left out (not an image).
+  EXPECT_NE(rout.find("retrieved 2 instances (1 not kept)"), std::string::npos) << rout;
+  EXPECT_EQ(rout.find("I: "), std::string::npos) << "DCMTK's log is not quiet:\n" << rout;
+  auto [urc, uout] = run({HILUM_CLI, "--db", db, "pacs", "send", "--peer", peer}, path("cli-send-usage.log"));
+  EXPECT_EQ(urc, 2) << uout;  // --all or UIDs
+  auto [bad, bout] = run({HILUM_CLI, "pacs", "echo", "--peer", "ORTHANC@127.0.0.1"}, path("cli-bad-peer.log"));
+  EXPECT_EQ(bad, 2) << bout;  // no port
+
+  // A peer that does not answer: a clear network error, not a hang.
+  net::ScuOptions nobody = orthanc.scu();
+  nobody.peer.port = free_port();
+  auto refused = net::echo(nobody);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, dicom::ErrorKind::Network);
+}
+
+}  // namespace
