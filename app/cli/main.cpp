@@ -25,7 +25,8 @@ reading DICOM (no catalog):
   dicomdir DICOMDIR       list patients / studies / series / images of a DICOMDIR  [--json]
 
 the catalog (--db PATH, else $HILUM_DB, else ~/.local/share/Hilum/hilum.db):
-  import PATH...          import files, folders (recursive) and DICOMDIRs  [--jobs N] [--copy] [--json]
+  import PATH...          import files, folders (recursive) and DICOMDIRs  [--jobs N] [--copy] [--no-classify] [--json]
+                          (new images are classified by the active model as they are imported)
   list                    what the catalog holds  [--studies|--images] [--unlabeled|--labeled] [--json]
   label IMAGE --set FINDING=present|absent|uncertain... --author NAME [--region x,y,w,h]
         [--comment TEXT] [--json]

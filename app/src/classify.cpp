@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "hilum/app/json.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
 #include "hilum/dicom/display.hpp"
@@ -178,24 +179,89 @@ DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& 
 
 }  // namespace
 
+namespace {
+
+InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
+
+// The domain thumbnail of an image already at the model's input size (what domain_thumbnail_of
+// computes after its own resize).
+std::vector<float> thumbnail_of_input(const LoadedModel& model, const std::vector<float>& input) {
+  const auto& domain = model.extras.domain;
+  if (!domain || domain->thumbnail_side <= 0) return {};
+  const auto& c = model.model.config();
+  return inference::domain_thumbnail(input.data(), c.input_width, c.input_height, domain->thumbnail_side);
+}
+
+}  // namespace
+
 Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
   auto display = display_image(image);
   if (!display) return display.error();
-  auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
+  const auto& config = model.model.config();
+  const std::vector<float> input = model_input_of(display->grey.data(), display->width, display->height, input_size_of(config));
+  auto result = model.model.forward({inference::normalise(input.data(), config)});
   if (!result) return from_inference(result.error());
   auto probabilities = named_probabilities(model, shown_probabilities(model, *result), 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image,
-                         domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
+  out.domain = domain_of(model, *result, 0, &image, thumbnail_of_input(model, input));
   return out;
+}
+
+PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::path& cache_dir) {
+  PreparedInput p;
+  const std::string path = instance.stored_path.empty() ? instance.path : instance.stored_path;
+  const std::string ext = lower(fs::path(path).extension().string());
+  if (instance.id == 0 && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
+    // A loose picture (not catalogued): classified from its grey values, with no header to check.
+    auto picture = read_grey_image(path);
+    if (!picture) {
+      p.error = picture.error().message;
+    } else {
+      p.input = model_input_of(picture->grey.data(), picture->width, picture->height, size);
+    }
+    return p;
+  }
+  dicom::ReadOptions read_options;
+  read_options.decoder_threads = 1;
+  const bool cacheable = instance.id > 0 && !cache_dir.empty() && !instance.content_hash.empty();
+  if (cacheable) {
+    if (auto cached = read_cached_input(cache_dir, instance.content_hash, size)) {
+      // The header alone (no pixels) for the domain check's header rules.
+      read_options.decode_pixels = false;
+      auto header = dicom::read_radiograph(path, read_options);
+      if (header) {
+        p.input = std::move(cached);
+        p.header = std::move(header.value());
+        p.from_cache = true;
+        return p;
+      }
+      read_options.decode_pixels = true;  // let the full read say what is wrong
+    }
+  }
+  auto image = dicom::read_radiograph(path, read_options);
+  auto display = image ? display_image(image.value()) : Result<DisplayImage>(Error{ErrorKind::Invalid, image.error().message});
+  if (!display) {
+    p.error = display.error().message;
+    return p;
+  }
+  p.input = model_input_of(display->grey.data(), display->width, display->height, size);
+  if (cacheable) p.cache_error = write_cached_input(cache_dir, instance.content_hash, size, *p.input);
+  dicom::Radiograph header = std::move(image.value());
+  header.stored = {};
+  header.modality = {};
+  p.header = std::move(header);
+  return p;
 }
 
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
                                               int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
   std::vector<ImagePrediction> out;
   batch_size = std::max(1, batch_size);
+  const auto& config = model.model.config();
+  const InputSize size = input_size_of(config);
+  const fs::path cache_dir = model_input_cache_dir(catalog.path());
   for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};
     const auto t0 = std::chrono::steady_clock::now();
@@ -208,35 +274,15 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
       p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
-      const std::string ext = lower(fs::path(p.path).extension().string());
-      if (images[i].id == 0 && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
-        // A loose picture (not catalogued): classified from its grey values, with no header to check.
-        auto picture = read_grey_image(p.path);
-        if (!picture) {
-          p.error = picture.error().message;
-        } else {
-          batch.push_back(inference::preprocess(picture->grey.data(), picture->width, picture->height, model.model.config()));
-          rows.push_back(out.size());
-          headers.emplace_back();
-          thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), picture->grey.data(), picture->width, picture->height));
-        }
-        out.push_back(std::move(p));
-        continue;
-      }
-      dicom::ReadOptions read_options;
-      read_options.decoder_threads = 1;
-      auto image = dicom::read_radiograph(p.path, read_options);
-      auto display = image ? display_image(image.value()) : Result<DisplayImage>(Error{ErrorKind::Invalid, image.error().message});
-      if (!display) {
-        p.error = display.error().message;
+      PreparedInput prepared = prepare_input(images[i], size, cache_dir);
+      p.from_cache = prepared.from_cache;
+      if (!prepared.input) {
+        p.error = std::move(prepared.error);
       } else {
-        batch.push_back(inference::preprocess(display->grey.data(), display->width, display->height, model.model.config()));
+        batch.push_back(inference::normalise(prepared.input->data(), config));
         rows.push_back(out.size());
-        thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
-        dicom::Radiograph header = std::move(image.value());
-        header.stored = {};
-        header.modality = {};
-        headers.emplace_back(std::move(header));
+        thumbnails.push_back(thumbnail_of_input(model, *prepared.input));
+        headers.push_back(std::move(prepared.header));
       }
       out.push_back(std::move(p));
     }

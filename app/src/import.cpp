@@ -22,6 +22,7 @@
 
 #include "hilum/app/hash.hpp"
 #include "hilum/app/json.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/app/thumbnail.hpp"
 #include "hilum/dicom/dicomdir.hpp"
 #include "hilum/dicom/display.hpp"
@@ -270,6 +271,7 @@ struct WorkResult {
   std::string sop_instance_uid;
   bool created_store_file = false;
   bool not_dicom = false;      // Kind::Failed because the file is not DICOM at all
+  std::string model_input_error;  // the model input could not be cached (the import goes on)
 };
 
 using Stamps = std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>>;
@@ -279,6 +281,8 @@ struct WorkContext {
   bool copy_to_store = false;
   fs::path store;
   int thumbnail_side = 128;
+  InputSize model_input;  // also cache the model's input (model_input.hpp), from the pixels decoded here
+  fs::path cache_dir;
 };
 
 WorkResult failed(std::string reason) {
@@ -340,11 +344,19 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   // A preview that cannot be made does not keep the image out of the catalog.
   r.record.thumbnail_png = make_thumbnail(im, automatic, ctx.thumbnail_side);
   if (r.record.thumbnail_png.empty()) r.record.thumbnail_png = make_thumbnail(im, ctx.thumbnail_side);
+  // The model's input from the same pixels (the display image, default VOI, at the input size),
+  // so that classification never decodes this film again. Best effort: a film whose display image
+  // cannot be made is still catalogued (classify will say why).
+  std::vector<float> model_input;
+  if (!ctx.model_input.empty() && !ctx.cache_dir.empty()) {
+    if (auto grey = dcm::render_float(im)) model_input = model_input_of(grey->data(), im.columns, im.rows, ctx.model_input);
+  }
   image = dcm::Error{};  // free the decoded pixels before hashing and copying
 
   std::string error;
   r.record.content_hash = sha256_file(path, &error);
   if (r.record.content_hash.empty()) return failed(error);
+  if (!model_input.empty()) r.model_input_error = write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
 
   if (ctx.copy_to_store) {
     StoreCopy copy = copy_into_store(path, ctx.store / safe_name(r.record.study_instance_uid),
@@ -419,6 +431,7 @@ struct BatchOutcome {
   ImportCounts counts;
   std::vector<ImportIssue> conflicts, skipped, failed, not_dicom;
   std::vector<std::string> stored_to_remove;  // store copies of records the catalog did not keep
+  std::vector<std::string> imported;          // SOP Instance UIDs new in the catalog
 };
 
 class Importer {
@@ -616,6 +629,7 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
           if (o->value() == PutOutcome::Inserted) {
             item.status = kImported;
             ++out.counts.imported;
+            out.imported.push_back(rec.sop_instance_uid);
           } else if (o->value() == PutOutcome::AlreadyPresent) {
             item.status = kPresent;
             ++out.counts.already_present;
@@ -671,6 +685,10 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
   for (auto& i : out.not_dicom) report_.not_dicom.push_back(std::move(i));
   for (auto& i : out.skipped) report_.skipped.push_back(std::move(i));
   for (auto& i : out.failed) report_.failed.push_back(std::move(i));
+  // On the calling thread, while the workers read the next batches: what runs here (the model on
+  // the films just imported) overlaps their decoding.
+  if (options_.on_committed && !out.imported.empty()) options_.on_committed(out.imported);
+  for (auto& uid : out.imported) report_.imported.push_back(std::move(uid));
   return true;
 }
 
@@ -685,6 +703,8 @@ void Importer::process(std::vector<PendingFile> pending) {
   ctx.copy_to_store = options_.copy_to_store;
   ctx.store = options_.store;
   ctx.thumbnail_side = options_.thumbnail_side;
+  ctx.model_input = options_.model_input;
+  ctx.cache_dir = model_input_cache_dir(catalog_.path());
 
   // Shared with the workers, guarded by `mutex`.
   std::mutex mutex;

@@ -10,6 +10,8 @@
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
@@ -107,6 +109,99 @@ TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
   // Classifying again replaces, it does not duplicate.
   ASSERT_TRUE(app::classify(*catalog_, *model, {a}).ok());
   EXPECT_EQ(catalog_->predictions(a.sop_instance_uid, registered->id)->size(), 6u);
+}
+
+// Issue 18: a catalogued film is decoded once; classifying it again reads its cached model input
+// (store/model-inputs beside the catalog) and gives the very same probabilities; a damaged or
+// truncated cache file is ignored (the film is decoded again and the file rewritten).
+TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
+  testdata::DicomSpec spec;
+  spec.phantom.seed = 21;
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.21";
+  const fs::path file = path("c.dcm");
+  testdata::write_dicom(file, spec);
+  auto r = dicom::read_radiograph(file);
+  ASSERT_TRUE(r.ok());
+  app::InstanceRecord rec = record(r->meta.sop_instance_uid);
+  rec.path = file.string();
+  rec.content_hash = app::sha256_file(file);
+  ASSERT_TRUE(catalog_->put_instances({rec}).ok());
+  const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny-1", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const app::InputSize size{model->model.config().input_width, model->model.config().input_height};
+  const fs::path cached = app::cached_input_path(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+
+  auto first = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(first.ok() && first->at(0).error.empty());
+  EXPECT_FALSE(first->at(0).from_cache);
+  ASSERT_TRUE(fs::is_regular_file(cached)) << cached;
+  const auto expect_same = [&](const app::ImagePrediction& p, bool from_cache, const char* what) {
+    EXPECT_EQ(p.from_cache, from_cache) << what;
+    ASSERT_TRUE(p.error.empty()) << what << ": " << p.error;
+    EXPECT_EQ(p.probabilities, first->at(0).probabilities) << what;  // bit for bit
+    EXPECT_EQ(p.domain.in_domain, first->at(0).domain.in_domain) << what;
+  };
+  auto second = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(second.ok());
+  expect_same(second->at(0), true, "cached");
+
+  // The lowest mantissa bit of a mid-grey value changed (still a value in [0, 1]): the checksum
+  // refuses it; decoded again, and the file rewritten.
+  const auto values = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+  ASSERT_TRUE(values.has_value());
+  const auto mid = static_cast<std::size_t>(std::find_if(values->begin(), values->end(), [](float v) { return v > 0.2f && v < 0.8f; }) - values->begin());
+  ASSERT_LT(mid, values->size());
+  std::string bytes = file_bytes(cached);
+  const std::size_t at = bytes.size() - 4 * values->size() + 4 * mid;
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+  std::ofstream(cached, std::ios::binary | std::ios::trunc) << bytes;
+  auto damaged = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(damaged.ok());
+  expect_same(damaged->at(0), false, "damaged cache");
+  auto rewritten = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(rewritten.ok());
+  expect_same(rewritten->at(0), true, "rewritten cache");
+
+  // Truncated, and missing: the same.
+  fs::resize_file(cached, fs::file_size(cached) / 2);
+  auto truncated = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(truncated.ok());
+  expect_same(truncated->at(0), false, "truncated cache");
+  fs::remove(cached);
+  auto missing = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(missing.ok());
+  expect_same(missing->at(0), false, "missing cache");
+}
+
+TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
+  const fs::path cache = path("store") / "model-inputs";
+  const std::string hash(64, 'a');
+  const app::InputSize size{4, 3};
+  std::vector<float> input(12);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i) / 11.0f;
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  const auto back = app::read_cached_input(cache, hash, size);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, input);
+  EXPECT_FALSE(app::read_cached_input(cache, hash, {3, 4}).has_value());        // another key (input size)
+  EXPECT_FALSE(app::read_cached_input(cache, std::string(64, 'b'), size).has_value());  // another film
+  // Not a hash (a path, say): never written, never read.
+  EXPECT_NE(app::write_cached_input(cache, "../../escape", size, input), "");
+  EXPECT_FALSE(app::read_cached_input(cache, "../../escape", size).has_value());
+  // A changed bit, a trailing byte, or a value outside [0, 1] with a matching checksum, is not accepted.
+  const fs::path file = app::cached_input_path(cache, hash, size);
+  std::string bytes = file_bytes(file);
+  bytes[bytes.size() - 8] = static_cast<char>(bytes[bytes.size() - 8] ^ 0x01);  // value 10 of 12, in [0, 1] either way
+  { std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes; }
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  { std::ofstream(file, std::ios::binary | std::ios::app) << 'x'; }
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+  input[5] = 2.0f;
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
 }
 
 // Issue 16, defect 7: a folder with a NaN weight is refused at import, naming the tensor; a model
