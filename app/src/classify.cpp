@@ -225,6 +225,7 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
   }
   dicom::ReadOptions read_options;
   read_options.decoder_threads = 1;
+  read_options.min_side = std::max(size.width, size.height);  // JPEG 2000: a reduced level suffices
   const bool cacheable = instance.id > 0 && !cache_dir.empty() && !instance.content_hash.empty();
   if (cacheable) {
     if (auto cached = read_cached_input(cache_dir, instance.content_hash, size)) {

@@ -313,6 +313,9 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   dcm::ReadOptions options;
   options.decode_pixels = true;
   options.decoder_threads = 1;  // one file per worker; parallelism comes from the workers
+  // Nothing here needs more pixels than the thumbnail and the model input: a JPEG 2000 film twice
+  // that size or more is decoded at a reduced resolution level (the record keeps the file's size).
+  options.min_side = std::max({ctx.thumbnail_side, ctx.model_input.width, ctx.model_input.height});
   auto image = dcm::read_radiograph(path, options);
   if (!image) {
     WorkResult r;
@@ -918,8 +921,8 @@ InstanceRecord instance_record(const dcm::Radiograph& image, const fs::path& pat
   r.modality = m.modality;
   r.transfer_syntax_uid = m.transfer_syntax_uid;
   r.photometric = dcm::to_string(image.photometric);
-  r.rows = image.rows;
-  r.columns = image.columns;
+  r.rows = image.full_rows > 0 ? image.full_rows : image.rows;  // the file's size, also when read reduced
+  r.columns = image.full_columns > 0 ? image.full_columns : image.columns;
   r.bits_stored = image.bits_stored;
   r.view_position = m.view_position;
   r.body_part = m.body_part_examined;

@@ -204,6 +204,59 @@ TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
 }
 
+// Issue 18: a lossless JPEG 2000 film much larger than the model input is decoded at a reduced
+// resolution level; its model input is close to the one made from the full decode. Lossy films,
+// and films less than four times the needed side, are decoded in full.
+TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = 1100;
+  spec.phantom.columns = 900;
+  spec.encoding = testdata::Encoding::J2kLossless;
+  const fs::path file = path("big.dcm");
+  testdata::write_dicom(file, spec);
+  dicom::ReadOptions full_options, reduced_options;
+  reduced_options.min_side = 160;
+  auto full = dicom::read_radiograph(file, full_options);
+  auto reduced = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(full.ok() && reduced.ok());
+  EXPECT_EQ(full->reduction, 0);
+  EXPECT_EQ(reduced->reduction, 1);  // 900 / 2 = 450 >= 2 x 160 > 900 / 4
+  EXPECT_EQ(reduced->rows, 550);
+  EXPECT_EQ(reduced->columns, 450);
+  EXPECT_EQ(reduced->full_rows, 1100);
+  EXPECT_EQ(reduced->full_columns, 900);
+  const app::InputSize size{160, 160};
+  const auto a = app::display_image(full.value());
+  const auto b = app::display_image(reduced.value());
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto fa = app::model_input_of(a->grey.data(), a->width, a->height, size);
+  const auto fb = app::model_input_of(b->grey.data(), b->width, b->height, size);
+  double mean = 0, worst = 0;
+  for (std::size_t i = 0; i < fa.size(); ++i) {
+    const double d = std::abs(static_cast<double>(fa[i]) - fb[i]);
+    mean += d;
+    worst = std::max(worst, d);
+  }
+  mean /= static_cast<double>(fa.size());
+  EXPECT_LT(mean, 0.006);  // 0.004 measured (display values in [0, 1])
+  EXPECT_LT(worst, 0.08);  // 0.05 measured, at the collimator edge
+  EXPECT_GT(worst, 0.0) << "the two reads gave the same input: no reduction happened";
+  // A film less than four times the needed side is decoded in full.
+  reduced_options.min_side = 300;
+  auto whole = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->reduction, 0);
+  EXPECT_EQ(whole->rows, 1100);
+  // Lossy JPEG 2000: in full.
+  spec.encoding = testdata::Encoding::J2kLossy;
+  testdata::write_dicom(file, spec);
+  reduced_options.min_side = 160;
+  auto lossy = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(lossy.ok());
+  EXPECT_EQ(lossy->reduction, 0);
+  EXPECT_EQ(lossy->columns, 900);
+}
+
 // Issue 16, defect 7: a folder with a NaN weight is refused at import, naming the tensor; a model
 // that nevertheless answers NaN gets an error per image, never "ok" with a probability.
 TEST_F(ClassifyTest, NonFiniteWeightsAreRefusedAndNonFiniteOutputsAreErrors) {
