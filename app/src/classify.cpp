@@ -4,6 +4,9 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -256,16 +259,92 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
   return p;
 }
 
+namespace {
+
+// Reads and prepares the images on worker threads, in order, at most `window` images ahead of the
+// one the caller has taken: the decoding of the next films overlaps the model on this batch, and
+// memory stays bounded (`window` prepared inputs plus one film being decoded per worker).
+class Prefetcher {
+ public:
+  Prefetcher(const std::vector<Instance>& images, InputSize size, fs::path cache_dir, std::size_t window, int workers)
+      : images_(images), size_(size), cache_dir_(std::move(cache_dir)), window_(window), slots_(images.size()) {
+    limit_ = std::min(images.size(), window_);
+    const int n = std::max(1, std::min<int>(workers, static_cast<int>(images.size())));
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+  }
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+  ~Prefetcher() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  // Image i's prepared input (taken in order); nullopt when `cancel` became true while waiting.
+  std::optional<PreparedInput> take(std::size_t i, const std::atomic<bool>* cancel) {
+    std::unique_lock lock(mutex_);
+    while (!slots_[i]) {
+      if (cancel != nullptr && cancel->load()) return std::nullopt;
+      done_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    std::optional<PreparedInput> out = std::move(slots_[i]);
+    slots_[i].reset();
+    limit_ = std::min(images_.size(), i + 1 + window_);
+    lock.unlock();
+    work_cv_.notify_all();
+    return out;
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::size_t i = 0;
+      {
+        std::unique_lock lock(mutex_);
+        work_cv_.wait(lock, [&] { return stop_ || (next_ < images_.size() && next_ < limit_); });
+        if (stop_) return;
+        i = next_++;
+      }
+      PreparedInput p = prepare_input(images_[i], size_, cache_dir_);
+      {
+        std::lock_guard lock(mutex_);
+        slots_[i] = std::move(p);
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  const std::vector<Instance>& images_;
+  const InputSize size_;
+  const fs::path cache_dir_;
+  const std::size_t window_;
+  std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  std::vector<std::optional<PreparedInput>> slots_;
+  std::size_t next_ = 0, limit_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
                                               int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
   std::vector<ImagePrediction> out;
+  if (images.empty()) return out;
   batch_size = std::max(1, batch_size);
   const auto& config = model.model.config();
   const InputSize size = input_size_of(config);
-  const fs::path cache_dir = model_input_cache_dir(catalog.path());
+  // Decoding on one thread per core, two batches ahead, while this thread runs the model and writes
+  // the catalog.
+  const int workers = static_cast<int>(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
+  Prefetcher prefetch(images, size, model_input_cache_dir(catalog.path()), 2 * static_cast<std::size_t>(batch_size), workers);
+  auto t0 = std::chrono::steady_clock::now();
   for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};
-    const auto t0 = std::chrono::steady_clock::now();
     const std::size_t end = std::min(images.size(), start + static_cast<std::size_t>(batch_size));
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
@@ -275,15 +354,16 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
       p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
-      PreparedInput prepared = prepare_input(images[i], size, cache_dir);
-      p.from_cache = prepared.from_cache;
-      if (!prepared.input) {
-        p.error = std::move(prepared.error);
+      std::optional<PreparedInput> prepared = prefetch.take(i, cancel);
+      if (!prepared) return Error{ErrorKind::Interrupted, "classification cancelled"};
+      p.from_cache = prepared->from_cache;
+      if (!prepared->input) {
+        p.error = std::move(prepared->error);
       } else {
-        batch.push_back(inference::normalise(prepared.input->data(), config));
+        batch.push_back(inference::normalise(prepared->input->data(), config));
         rows.push_back(out.size());
-        thumbnails.push_back(thumbnail_of_input(model, *prepared.input));
-        headers.push_back(std::move(prepared.header));
+        thumbnails.push_back(thumbnail_of_input(model, *prepared->input));
+        headers.push_back(std::move(prepared->header));
       }
       out.push_back(std::move(p));
     }
@@ -291,8 +371,10 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       auto result = model.model.forward(batch);
       if (!result) return from_inference(result.error());
       const inference::Matrix shown = shown_probabilities(model, *result);
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-                        static_cast<double>(end - start);
+      // Wall time of this batch (its wait for the prefetched inputs, the forward) per image.
+      const auto now = std::chrono::steady_clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - t0).count() / static_cast<double>(end - start);
+      t0 = now;
       for (std::size_t b = 0; b < rows.size(); ++b) {
         ImagePrediction& p = out[rows[b]];
         auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));

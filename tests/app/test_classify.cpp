@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -255,6 +256,55 @@ TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
   ASSERT_TRUE(lossy.ok());
   EXPECT_EQ(lossy->reduction, 0);
   EXPECT_EQ(lossy->columns, 900);
+}
+
+// Issue 18: classify decodes ahead on worker threads while the model runs; the results keep the
+// images' order whatever the batch size, and cancelling stops after the batch under way.
+TEST_F(ClassifyTest, PipelineKeepsOrderAndStopsWhenCancelled) {
+  std::vector<app::Instance> images;
+  for (std::uint32_t seed = 31; seed < 36; ++seed) images.push_back(add_phantom("p" + std::to_string(seed) + ".dcm", seed));
+  app::Instance missing = images[0];
+  missing.id = 0;
+  missing.path = path("gone.dcm").string();
+  images.insert(images.begin() + 2, missing);
+  auto registered = app::import_model(*catalog_, kTiny, "tiny-1", true);
+  ASSERT_TRUE(registered.ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  auto one = app::classify(*catalog_, *model, images, 1);
+  auto four = app::classify(*catalog_, *model, images, 4);
+  ASSERT_TRUE(one.ok() && four.ok());
+  ASSERT_EQ(one->size(), images.size());
+  ASSERT_EQ(four->size(), images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    EXPECT_EQ(four->at(i).path, images[i].path) << i;
+    EXPECT_EQ(four->at(i).error.empty(), i != 2) << i;
+    ASSERT_EQ(four->at(i).probabilities.size(), one->at(i).probabilities.size()) << i;
+    for (std::size_t k = 0; k < one->at(i).probabilities.size(); ++k) {
+      EXPECT_NEAR(four->at(i).probabilities[k].second, one->at(i).probabilities[k].second, 1e-5) << i;
+    }
+  }
+  EXPECT_NE(four->at(0).probabilities, four->at(1).probabilities);
+
+  // Cancelled after the first batch (2 images): those stay stored, the rest are not classified.
+  auto second = app::import_model(*catalog_, kTiny, "tiny-2", true);
+  ASSERT_TRUE(second.ok());
+  auto model2 = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model2.ok());
+  std::atomic<bool> cancel{false};
+  std::vector<std::size_t> seen;
+  auto cancelled = app::classify(
+      *catalog_, *model2, images, 2,
+      [&](std::size_t done, std::size_t) {
+        seen.push_back(done);
+        cancel = true;
+      },
+      &cancel);
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.error().kind, app::ErrorKind::Interrupted);
+  EXPECT_EQ(seen, std::vector<std::size_t>{2});
+  EXPECT_EQ(catalog_->predictions(images[0].sop_instance_uid, second->id)->size(), 6u);
+  EXPECT_TRUE(catalog_->predictions(images[3].sop_instance_uid, second->id)->empty());
 }
 
 // Issue 16, defect 7: a folder with a NaN weight is refused at import, naming the tensor; a model

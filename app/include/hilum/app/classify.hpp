@@ -95,6 +95,10 @@ using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)
 
 // Classifies the images (batches of `batch_size`) and stores every prediction in the catalog
 // when the model is registered. An image that cannot be read gets its error; the rest go on.
+// Pipelined: worker threads (one per core) prepare the inputs in order, at most two batches
+// ahead (prepare_input: the cached model input, else a decode), while the calling thread runs the
+// model and writes the catalog. `progress` after every batch; `cancel` is polled, also while
+// waiting for a decode (Interrupted; the batches done so far stay stored).
 [[nodiscard]] Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model,
                                                             const std::vector<Instance>& images, int batch_size = 8,
                                                             const ClassifyProgress& progress = {},
