@@ -234,7 +234,7 @@ int cmd_import(const Global& global, const Args& args) {
         auto found = catalog->find_instance(uid);
         if (found && found->has_value()) todo.push_back(std::move(**found));
       }
-      auto results = app::classify(*catalog, *model, todo);
+      auto results = app::classify(*catalog, *model, todo, 8, {}, nullptr, 1);  // one thread: the import's workers decode
       if (!results) {
         classify_error = results.error().message;
         return;

@@ -332,7 +332,8 @@ class Prefetcher {
 }  // namespace
 
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
-                                              int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
+                                              int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel,
+                                              int forward_threads) {
   std::vector<ImagePrediction> out;
   if (images.empty()) return out;
   batch_size = std::max(1, batch_size);
@@ -350,6 +351,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     std::vector<std::vector<float>> thumbnails;             // each batch image's domain thumbnail
+    std::size_t decoded = 0;                                // images of this batch not read from the cache
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -357,6 +359,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       std::optional<PreparedInput> prepared = prefetch.take(i, cancel);
       if (!prepared) return Error{ErrorKind::Interrupted, "classification cancelled"};
       p.from_cache = prepared->from_cache;
+      if (!prepared->from_cache) ++decoded;
       if (!prepared->input) {
         p.error = std::move(prepared->error);
       } else {
@@ -368,7 +371,13 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       out.push_back(std::move(p));
     }
     if (!batch.empty()) {
-      auto result = model.model.forward(batch);
+      // While the workers decode (a batch that was not all cached, or the caller's own decoders),
+      // the model keeps to one thread: an OpenMP team sharing its cores with decoders loses most of
+      // a core at every barrier.
+      inference::ForwardOptions forward_options;
+      if (forward_threads > 0) forward_options.threads = forward_threads;
+      else if (decoded > 0) forward_options.threads = 1;
+      auto result = model.model.forward(batch, forward_options);
       if (!result) return from_inference(result.error());
       const inference::Matrix shown = shown_probabilities(model, *result);
       // Wall time of this batch (its wait for the prefetched inputs, the forward) per image.
