@@ -471,30 +471,8 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
     // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while this thread's panels pass.
     const std::size_t row_bytes = bf16 ? ldb * 2 : static_cast<std::size_t>(w.k) * 4;
     const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * static_cast<std::size_t>(tile_rows))));
-    if (amx) {
-      amx_configure();
-      alignas(64) float out[32 * 32];
-      for (int tb = t0; tb < t1; tb += block) {
-        const int te = std::min(t1, tb + block);
-        for (int p = p0; p < p1; ++p) {
-          const int col0 = p * kPanel;
-          const int cols = std::min(kPanel, w.n - col0);
-          const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
-          const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
-          const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel;
-          for (int tt = tb; tt < te; ++tt) {
-            const int row0 = tt * 32;
-            const int rows = std::min(32, m - row0);
-            float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
-            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, packed, w.k_steps, out);
-            amx_store(out, rows, c, ldy, w.bias.data() + col0, accumulate, m0, m1);
-            if (activation != Activation::None) gelu_inplace(c, ldy, rows, cols, activation == Activation::GeluTanh);
-          }
-        }
-      }
-      amx_release();
-      return;
-    }
+    alignas(64) float amx_out[32 * 32];  // one AMX block of y before its epilogue
+    if (amx) amx_configure();
     for (int tb = t0; tb < t1; tb += block) {
       const int te = std::min(t1, tb + block);
       for (int p = p0; p < p1; ++p) {
@@ -504,10 +482,14 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
         const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
         const float* bias = w.bias.data() + col0;
         for (int tt = tb; tt < te; ++tt) {
-          const int row0 = tt * kMaxRows;
-          const int rows = std::min(kMaxRows, m - row0);
+          const int row0 = tt * tile_rows;
+          const int rows = std::min(tile_rows, m - row0);
           float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
-          if (bf16) {
+          if (amx) {
+            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps,
+                      amx_out);
+            amx_store(amx_out, rows, c, ldy, bias, accumulate, m0, m1);
+          } else if (bf16) {
             const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
             const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel;
             if (x_transposed) {
@@ -525,6 +507,7 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
         }
       }
     }
+    if (amx) amx_release();
   };
   if (threads == 1) {
     run(0, 1);
