@@ -271,7 +271,6 @@ struct WorkResult {
   std::string sop_instance_uid;
   bool created_store_file = false;
   bool not_dicom = false;      // Kind::Failed because the file is not DICOM at all
-  std::string model_input_error;  // the model input could not be cached (the import goes on)
 };
 
 using Stamps = std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>>;
@@ -313,8 +312,9 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   dcm::ReadOptions options;
   options.decode_pixels = true;
   options.decoder_threads = 1;  // one file per worker; parallelism comes from the workers
-  // Nothing here needs more pixels than the thumbnail and the model input: a JPEG 2000 film twice
-  // that size or more is decoded at a reduced resolution level (the record keeps the file's size).
+  // Nothing here needs more pixels than the thumbnail and the model input: a lossless JPEG 2000
+  // film four times that size or more is decoded at a reduced resolution level (ReadOptions::
+  // min_side; the record keeps the file's size).
   options.min_side = std::max({ctx.thumbnail_side, ctx.model_input.width, ctx.model_input.height});
   auto image = dcm::read_radiograph(path, options);
   if (!image) {
@@ -359,7 +359,8 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   std::string error;
   r.record.content_hash = sha256_file(path, &error);
   if (r.record.content_hash.empty()) return failed(error);
-  if (!model_input.empty()) r.model_input_error = write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
+  // A cache that cannot be written costs a decode later, nothing else: the import goes on.
+  if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
 
   if (ctx.copy_to_store) {
     StoreCopy copy = copy_into_store(path, ctx.store / safe_name(r.record.study_instance_uid),

@@ -91,8 +91,10 @@ std::optional<std::vector<float>> read_cached_input(const fs::path& cache_dir, c
   if (static_cast<std::size_t>(in.gcount()) != count * sizeof(float)) return std::nullopt;
   if (in.peek() != std::ifstream::traits_type::eof()) return std::nullopt;  // trailing bytes: not ours
   if (sha256_hex(values.data(), count * sizeof(float)) != hash) return std::nullopt;
+  // Display values resized: [0, 1] up to the filter's rounding (a white field can come out at
+  // 1 + 1e-7); anything further out (or not a number) is not an input Hilum wrote.
   for (float v : values) {
-    if (!(v >= 0.0f && v <= 1.0f)) return std::nullopt;
+    if (!(v >= -1e-3f && v <= 1.001f)) return std::nullopt;
   }
   return values;
 }

@@ -42,7 +42,7 @@ struct InputSize {
                                              const std::vector<float>& input);
 
 // The cached input, or nullopt when there is none or it is damaged (wrong size, key or checksum,
-// values outside [0, 1]).
+// values outside [0, 1] beyond rounding).
 [[nodiscard]] std::optional<std::vector<float>> read_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash,
                                                                   InputSize size);
 
