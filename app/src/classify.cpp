@@ -384,21 +384,26 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       const auto now = std::chrono::steady_clock::now();
       const double ms = std::chrono::duration<double, std::milli>(now - t0).count() / static_cast<double>(end - start);
       t0 = now;
-      for (std::size_t b = 0; b < rows.size(); ++b) {
-        ImagePrediction& p = out[rows[b]];
-        auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-        p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
-        p.milliseconds = ms;
-        if (!probabilities) {
-          p.error = probabilities.error().message;
-          continue;
+      // The batch's predictions in one transaction (one sync of the catalog, not one per image).
+      auto stored = catalog.transaction([&]() -> Status {
+        for (std::size_t b = 0; b < rows.size(); ++b) {
+          ImagePrediction& p = out[rows[b]];
+          auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
+          p.milliseconds = ms;
+          if (!probabilities) {
+            p.error = probabilities.error().message;
+            continue;
+          }
+          p.probabilities = std::move(probabilities.value());
+          if (model.record.id > 0 && images[rows[b]].id > 0) {
+            auto put = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
+            if (!put) return put.error();
+          }
         }
-        p.probabilities = std::move(probabilities.value());
-        if (model.record.id > 0 && images[rows[b]].id > 0) {
-          auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
-          if (!stored) return stored.error();
-        }
-      }
+        return core::Done{};
+      });
+      if (!stored) return stored.error();
     }
     if (progress) progress(end, images.size());
   }
