@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
 #include "commands.hpp"
+#include "hilum/app/classify.hpp"
 #include "hilum/app/import.hpp"
 #include "hilum/app/json.hpp"
 
@@ -176,7 +178,7 @@ void print_report(const app::ImportReport& r) {
 int cmd_import(const Global& global, const Args& args) {
   std::vector<fs::path> inputs;
   app::ImportOptions options;
-  bool json = false;
+  bool json = false, classify_new = true;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--jobs" || a == "-j") {
@@ -189,6 +191,8 @@ int cmd_import(const Global& global, const Args& args) {
       options.jobs = n;
     } else if (a == "--copy") {
       options.copy_to_store = true;
+    } else if (a == "--no-classify") {
+      classify_new = false;
     } else if (a == "--json") {
       json = true;
     } else if (a == "--") {
@@ -204,6 +208,40 @@ int cmd_import(const Global& global, const Args& args) {
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWriteCreate);
   if (!catalog) return kExitCatalog;
 
+  // With an active model, each new film is classified right after its batch is committed, from the
+  // model input the import made from the pixels it decoded (nothing is decoded twice), while the
+  // workers read the next files.
+  std::optional<app::LoadedModel> model;
+  std::size_t classified = 0, unclassified = 0;
+  std::string classify_error;
+  if (classify_new) {
+    auto active = catalog->active_model();
+    if (active && active->has_value()) {
+      auto loaded = app::load_model(*catalog, "");
+      if (loaded) {
+        model.emplace(std::move(loaded.value()));
+        options.model_input = {model->model.config().input_width, model->model.config().input_height};
+      } else {
+        std::fprintf(stderr, "hilum-cli: warning: the active model cannot be loaded; nothing is classified: %s\n", loaded.error().message.c_str());
+      }
+    }
+  }
+  if (model) {
+    options.on_committed = [&](const std::vector<std::string>& uids) {
+      if (!classify_error.empty()) return;
+      std::vector<app::Instance> todo;
+      for (const auto& uid : uids) {
+        auto found = catalog->find_instance(uid);
+        if (found && found->has_value()) todo.push_back(std::move(**found));
+      }
+      auto results = app::classify(*catalog, *model, todo, 8, {}, nullptr, 1);  // one thread: the import's workers decode
+      if (!results) {
+        classify_error = results.error().message;
+        return;
+      }
+      for (const auto& r : results.value()) ++(r.error.empty() ? classified : unclassified);
+    };
+  }
   ProgressPrinter printer;
   app::ImportReport report;
   {
@@ -212,11 +250,25 @@ int cmd_import(const Global& global, const Args& args) {
   }
   printer.finish();
   if (json) {
-    std::cout << report_json(report) << '\n';
+    std::string line = report_json(report);
+    if (model) {
+      JsonObject c;
+      c.add("model", model->record.version).add("classified", static_cast<std::int64_t>(classified)).add("unclassified", static_cast<std::int64_t>(unclassified));
+      if (!classify_error.empty()) c.add("error", classify_error);
+      line.pop_back();  // the closing brace
+      line += ",\"classification\":" + c.str() + "}";
+    }
+    std::cout << line << '\n';
     std::cout.flush();
   } else {
     print_report(report);
+    if (model) {
+      std::cout << "classified " << thousands(classified) << " new images with " << model->record.version;
+      if (unclassified > 0) std::cout << " (" << thousands(unclassified) << " could not be)";
+      std::cout << '\n';
+    }
   }
+  if (!classify_error.empty()) std::fprintf(stderr, "hilum-cli: import: classification stopped: %s\n", classify_error.c_str());
   if (report.error) {
     std::fprintf(stderr, "hilum-cli: import: %s\n", report.error->message.c_str());
     return kExitCatalog;

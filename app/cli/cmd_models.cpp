@@ -79,10 +79,14 @@ int cmd_classify(const Global& global, const Args& args) {
       }
     }
   }
-  auto results = app::classify(*catalog, *model, todo, batch, [&](std::size_t done, std::size_t total) {
-    if (total > 1) std::fprintf(stderr, "\rclassified %zu / %zu", done, total);
-    if (total > 1 && done == total) std::fputc('\n', stderr);
-  });
+  InterruptGuard guard;  // Ctrl-C: what was classified stays stored
+  auto results = app::classify(
+      *catalog, *model, todo, batch,
+      [&](std::size_t done, std::size_t total) {
+        if (total > 1) std::fprintf(stderr, "\rclassified %zu / %zu", done, total);
+        if (total > 1 && done == total) std::fputc('\n', stderr);
+      },
+      InterruptGuard::flag());
   if (!results) return report_error(results.error());
   int failures = 0;
   for (const auto& r : results.value()) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "hilum/app/classify.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/network.hpp"
 #include "hilum/app/sr_export.hpp"
@@ -231,6 +232,13 @@ int cmd_listen(const Global& global, const Args& args) {
                  e.peer.c_str(), e.message.c_str());
     std::fflush(stderr);
   };
+  // Each received film's model input is cached from the pixels decoded to file it (model_input.hpp),
+  // so that classifying it later decodes nothing.
+  if (auto active = catalog->active_model(); active && active->has_value()) {
+    if (auto loaded = app::load_model(*catalog, ""); loaded) {
+      options.import.model_input = {loaded->model.config().input_width, loaded->model.config().input_height};
+    }
+  }
   auto r = app::listen(*catalog, options, on_arrival, log, InterruptGuard::flag());
   if (!r) return network_error("listen", r.error());
   return kExitOk;

@@ -64,6 +64,7 @@ std::vector<CommandSpec> make_table() {
                "import files, folders (recursive) and DICOMDIRs; resumes an interrupted import of the same paths",
                {{"--jobs", "-j", "N", "threads reading files (1..256)"},
                 {"--copy", "", "", "copy the files into the catalog's store"},
+                {"--no-classify", "", "", "do not classify the new images (else the active model does, as they are imported)"},
                 kJson},
                {},
                cmd_import});

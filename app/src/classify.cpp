@@ -4,6 +4,9 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -12,6 +15,7 @@
 
 #include "hilum/app/domain.hpp"
 #include "hilum/app/json.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
 #include "hilum/dicom/display.hpp"
@@ -180,91 +184,230 @@ DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& 
 
 }  // namespace
 
+namespace {
+
+InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
+
+// The domain thumbnail of an image already at the model's input size (what domain_thumbnail_of
+// computes after its own resize).
+std::vector<float> thumbnail_of_input(const LoadedModel& model, const std::vector<float>& input) {
+  const auto& domain = model.extras.domain;
+  if (!domain || domain->thumbnail_side <= 0) return {};
+  const auto& c = model.model.config();
+  return inference::domain_thumbnail(input.data(), c.input_width, c.input_height, domain->thumbnail_side);
+}
+
+}  // namespace
+
 Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
   auto display = display_image(image);
   if (!display) return display.error();
-  auto result = model.model.forward({inference::preprocess(display->grey.data(), display->width, display->height, model.model.config())});
+  const auto& config = model.model.config();
+  const std::vector<float> input = model_input_of(display->grey.data(), display->width, display->height, input_size_of(config));
+  auto result = model.model.forward({inference::normalise(input.data(), config)});
   if (!result) return from_inference(result.error());
   auto probabilities = named_probabilities(model, shown_probabilities(model, *result, {age_in_years(image.meta.patient_age)}), 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image,
-                         domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
+  out.domain = domain_of(model, *result, 0, &image, thumbnail_of_input(model, input));
   return out;
 }
 
+PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::path& cache_dir) {
+  PreparedInput p;
+  const std::string path = instance.stored_path.empty() ? instance.path : instance.stored_path;
+  const std::string ext = lower(fs::path(path).extension().string());
+  if (instance.id == 0 && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
+    // A loose picture (not catalogued): classified from its grey values, with no header to check.
+    auto picture = read_grey_image(path);
+    if (!picture) {
+      p.error = picture.error().message;
+    } else {
+      p.input = model_input_of(picture->grey.data(), picture->width, picture->height, size);
+    }
+    return p;
+  }
+  dicom::ReadOptions read_options;
+  read_options.decoder_threads = 1;
+  read_options.min_side = std::max(size.width, size.height);  // JPEG 2000: a reduced level suffices
+  const bool cacheable = instance.id > 0 && !cache_dir.empty() && !instance.content_hash.empty();
+  if (cacheable) {
+    if (auto cached = read_cached_input(cache_dir, instance.content_hash, size)) {
+      // The header alone (no pixels) for the domain check's header rules.
+      read_options.decode_pixels = false;
+      auto header = dicom::read_radiograph(path, read_options);
+      if (header) {
+        p.input = std::move(cached);
+        p.header = std::move(header.value());
+        p.from_cache = true;
+        return p;
+      }
+      read_options.decode_pixels = true;  // let the full read say what is wrong
+    }
+  }
+  auto image = dicom::read_radiograph(path, read_options);
+  auto display = image ? display_image(image.value()) : Result<DisplayImage>(Error{ErrorKind::Invalid, image.error().message});
+  if (!display) {
+    p.error = display.error().message;
+    return p;
+  }
+  p.input = model_input_of(display->grey.data(), display->width, display->height, size);
+  if (cacheable) p.cache_error = write_cached_input(cache_dir, instance.content_hash, size, *p.input);
+  dicom::Radiograph header = std::move(image.value());
+  header.stored = {};
+  header.modality = {};
+  p.header = std::move(header);
+  return p;
+}
+
+namespace {
+
+// Reads and prepares the images on worker threads, in order, at most `window` images ahead of the
+// one the caller has taken: the decoding of the next films overlaps the model on this batch, and
+// memory stays bounded (`window` prepared inputs plus one film being decoded per worker).
+class Prefetcher {
+ public:
+  Prefetcher(const std::vector<Instance>& images, InputSize size, fs::path cache_dir, std::size_t window, int workers)
+      : images_(images), size_(size), cache_dir_(std::move(cache_dir)), window_(window), slots_(images.size()) {
+    limit_ = std::min(images.size(), window_);
+    const int n = std::max(1, std::min<int>(workers, static_cast<int>(images.size())));
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+  }
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+  ~Prefetcher() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  // Image i's prepared input (taken in order); nullopt when `cancel` became true while waiting.
+  std::optional<PreparedInput> take(std::size_t i, const std::atomic<bool>* cancel) {
+    std::unique_lock lock(mutex_);
+    while (!slots_[i]) {
+      if (cancel != nullptr && cancel->load()) return std::nullopt;
+      done_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    std::optional<PreparedInput> out = std::move(slots_[i]);
+    slots_[i].reset();
+    limit_ = std::min(images_.size(), i + 1 + window_);
+    lock.unlock();
+    work_cv_.notify_all();
+    return out;
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::size_t i = 0;
+      {
+        std::unique_lock lock(mutex_);
+        work_cv_.wait(lock, [&] { return stop_ || (next_ < images_.size() && next_ < limit_); });
+        if (stop_) return;
+        i = next_++;
+      }
+      PreparedInput p = prepare_input(images_[i], size_, cache_dir_);
+      {
+        std::lock_guard lock(mutex_);
+        slots_[i] = std::move(p);
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  const std::vector<Instance>& images_;
+  const InputSize size_;
+  const fs::path cache_dir_;
+  const std::size_t window_;
+  std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  std::vector<std::optional<PreparedInput>> slots_;
+  std::size_t next_ = 0, limit_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
 Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model, const std::vector<Instance>& images,
-                                              int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel) {
+                                              int batch_size, const ClassifyProgress& progress, const std::atomic<bool>* cancel,
+                                              int forward_threads) {
   std::vector<ImagePrediction> out;
+  if (images.empty()) return out;
   batch_size = std::max(1, batch_size);
+  const auto& config = model.model.config();
+  const InputSize size = input_size_of(config);
+  // Decoding on one thread per core, two batches ahead, while this thread runs the model and writes
+  // the catalog.
+  const int workers = static_cast<int>(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
+  Prefetcher prefetch(images, size, model_input_cache_dir(catalog.path()), 2 * static_cast<std::size_t>(batch_size), workers);
+  auto t0 = std::chrono::steady_clock::now();
   for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};
-    const auto t0 = std::chrono::steady_clock::now();
     const std::size_t end = std::min(images.size(), start + static_cast<std::size_t>(batch_size));
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     std::vector<std::vector<float>> thumbnails;             // each batch image's domain thumbnail
+    std::size_t decoded = 0;                                // images of this batch not read from the cache
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
       p.path = images[i].stored_path.empty() ? images[i].path : images[i].stored_path;
-      const std::string ext = lower(fs::path(p.path).extension().string());
-      if (images[i].id == 0 && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) {
-        // A loose picture (not catalogued): classified from its grey values, with no header to check.
-        auto picture = read_grey_image(p.path);
-        if (!picture) {
-          p.error = picture.error().message;
-        } else {
-          batch.push_back(inference::preprocess(picture->grey.data(), picture->width, picture->height, model.model.config()));
-          rows.push_back(out.size());
-          headers.emplace_back();
-          thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), picture->grey.data(), picture->width, picture->height));
-        }
-        out.push_back(std::move(p));
-        continue;
-      }
-      dicom::ReadOptions read_options;
-      read_options.decoder_threads = 1;
-      auto image = dicom::read_radiograph(p.path, read_options);
-      auto display = image ? display_image(image.value()) : Result<DisplayImage>(Error{ErrorKind::Invalid, image.error().message});
-      if (!display) {
-        p.error = display.error().message;
+      std::optional<PreparedInput> prepared = prefetch.take(i, cancel);
+      if (!prepared) return Error{ErrorKind::Interrupted, "classification cancelled"};
+      p.from_cache = prepared->from_cache;
+      if (!prepared->from_cache) ++decoded;
+      if (!prepared->input) {
+        p.error = std::move(prepared->error);
       } else {
-        batch.push_back(inference::preprocess(display->grey.data(), display->width, display->height, model.model.config()));
+        batch.push_back(inference::normalise(prepared->input->data(), config));
         rows.push_back(out.size());
-        thumbnails.push_back(domain_thumbnail_of(model.extras, model.model.config(), display->grey.data(), display->width, display->height));
-        dicom::Radiograph header = std::move(image.value());
-        header.stored = {};
-        header.modality = {};
-        headers.emplace_back(std::move(header));
+        thumbnails.push_back(thumbnail_of_input(model, *prepared->input));
+        headers.push_back(std::move(prepared->header));
       }
       out.push_back(std::move(p));
     }
     if (!batch.empty()) {
-      auto result = model.model.forward(batch);
+      // While the workers decode (a batch that was not all cached, or the caller's own decoders),
+      // the model keeps to one thread: an OpenMP team sharing its cores with decoders loses most of
+      // a core at every barrier.
+      inference::ForwardOptions forward_options;
+      if (forward_threads > 0) forward_options.threads = forward_threads;
+      else if (decoded > 0) forward_options.threads = 1;
+      auto result = model.model.forward(batch, forward_options);
       if (!result) return from_inference(result.error());
-      std::vector<std::optional<double>> ages;
+      std::vector<std::optional<double>> ages;  // a header's age chooses the population's calibration
       for (const auto& h : headers) ages.push_back(h ? age_in_years(h->meta.patient_age) : std::nullopt);
       const inference::Matrix shown = shown_probabilities(model, *result, ages);
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-                        static_cast<double>(end - start);
-      for (std::size_t b = 0; b < rows.size(); ++b) {
-        ImagePrediction& p = out[rows[b]];
-        auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-        p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
-        p.milliseconds = ms;
-        if (!probabilities) {
-          p.error = probabilities.error().message;
-          continue;
+      // Wall time of this batch (its wait for the prefetched inputs, the forward) per image.
+      const auto now = std::chrono::steady_clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - t0).count() / static_cast<double>(end - start);
+      t0 = now;
+      // The batch's predictions in one transaction (one sync of the catalog, not one per image).
+      auto stored = catalog.transaction([&]() -> Status {
+        for (std::size_t b = 0; b < rows.size(); ++b) {
+          ImagePrediction& p = out[rows[b]];
+          auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
+          p.milliseconds = ms;
+          if (!probabilities) {
+            p.error = probabilities.error().message;
+            continue;
+          }
+          p.probabilities = std::move(probabilities.value());
+          if (model.record.id > 0 && images[rows[b]].id > 0) {
+            auto put = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
+            if (!put) return put.error();
+          }
         }
-        p.probabilities = std::move(probabilities.value());
-        if (model.record.id > 0 && images[rows[b]].id > 0) {
-          auto stored = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
-          if (!stored) return stored.error();
-        }
-      }
+        return core::Done{};
+      });
+      if (!stored) return stored.error();
     }
     if (progress) progress(end, images.size());
   }

@@ -22,6 +22,7 @@
 
 #include "hilum/app/hash.hpp"
 #include "hilum/app/json.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/app/thumbnail.hpp"
 #include "hilum/dicom/dicomdir.hpp"
 #include "hilum/dicom/display.hpp"
@@ -291,6 +292,8 @@ struct WorkContext {
   fs::path store;
   int thumbnail_side = 128;
   bool received = false;  // a file received over the network: linked into the store, catalogued there
+  InputSize model_input;  // also cache the model's input (model_input.hpp), from the pixels decoded here
+  fs::path cache_dir;
 };
 
 // A DICOM UID as PS3.5 9.1 has it (digits and dots, 64 characters at most): what a received
@@ -336,6 +339,10 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   dcm::ReadOptions options;
   options.decode_pixels = true;
   options.decoder_threads = 1;  // one file per worker; parallelism comes from the workers
+  // Nothing here needs more pixels than the thumbnail and the model input: a lossless JPEG 2000
+  // film four times that size or more is decoded at a reduced resolution level (ReadOptions::
+  // min_side; the record keeps the file's size).
+  options.min_side = std::max({ctx.thumbnail_side, ctx.model_input.width, ctx.model_input.height});
   auto image = dcm::read_radiograph(path, options);
   if (!image) {
     WorkResult r;
@@ -367,11 +374,20 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   // A preview that cannot be made does not keep the image out of the catalog.
   r.record.thumbnail_png = make_thumbnail(im, automatic, ctx.thumbnail_side);
   if (r.record.thumbnail_png.empty()) r.record.thumbnail_png = make_thumbnail(im, ctx.thumbnail_side);
+  // The model's input from the same pixels (the display image, default VOI, at the input size),
+  // so that classification never decodes this film again. Best effort: a film whose display image
+  // cannot be made is still catalogued (classify will say why).
+  std::vector<float> model_input;
+  if (!ctx.model_input.empty() && !ctx.cache_dir.empty()) {
+    if (auto grey = dcm::render_float(im)) model_input = model_input_of(grey->data(), im.columns, im.rows, ctx.model_input);
+  }
   image = dcm::Error{};  // free the decoded pixels before hashing and copying
 
   std::string error;
   r.record.content_hash = sha256_file(path, &error);
   if (r.record.content_hash.empty()) return failed(error);
+  // A cache that cannot be written costs a decode later, nothing else: the import goes on.
+  if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
 
   if (ctx.received && (!valid_uid(r.record.study_instance_uid) || !valid_uid(r.record.sop_instance_uid))) {
     return failed("not a valid DICOM UID in the Study or SOP Instance UID: the instance cannot be stored");
@@ -451,6 +467,7 @@ struct BatchOutcome {
   ImportCounts counts;
   std::vector<ImportIssue> conflicts, skipped, failed, not_dicom;
   std::vector<std::string> stored_to_remove;  // store copies of records the catalog did not keep
+  std::vector<std::string> imported;          // SOP Instance UIDs new in the catalog
 };
 
 class Importer {
@@ -491,6 +508,8 @@ ReceivedFile Importer::receive(const fs::path& file) {
   ctx.store = options_.store;
   ctx.thumbnail_side = options_.thumbnail_side;
   ctx.received = true;
+  ctx.model_input = options_.model_input;  // the model's input too, from the pixels decoded here
+  ctx.cache_dir = model_input_cache_dir(catalog_.path());
   const PendingFile pending{file.string(), 0, false};
   WorkResult result;
   try {
@@ -698,6 +717,7 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
           if (o->value() == PutOutcome::Inserted) {
             item.status = kImported;
             ++out.counts.imported;
+            out.imported.push_back(rec.sop_instance_uid);
           } else if (o->value() == PutOutcome::AlreadyPresent) {
             item.status = kPresent;
             ++out.counts.already_present;
@@ -754,6 +774,10 @@ bool Importer::commit(std::vector<std::pair<const PendingFile*, WorkResult>>& ba
   for (auto& i : out.not_dicom) report_.not_dicom.push_back(std::move(i));
   for (auto& i : out.skipped) report_.skipped.push_back(std::move(i));
   for (auto& i : out.failed) report_.failed.push_back(std::move(i));
+  // On the calling thread, while the workers read the next batches: what runs here (the model on
+  // the films just imported) overlaps their decoding.
+  if (options_.on_committed && !out.imported.empty()) options_.on_committed(out.imported);
+  for (auto& uid : out.imported) report_.imported.push_back(std::move(uid));
   return true;
 }
 
@@ -768,6 +792,8 @@ void Importer::process(std::vector<PendingFile> pending) {
   ctx.copy_to_store = options_.copy_to_store;
   ctx.store = options_.store;
   ctx.thumbnail_side = options_.thumbnail_side;
+  ctx.model_input = options_.model_input;
+  ctx.cache_dir = model_input_cache_dir(catalog_.path());
 
   // Shared with the workers, guarded by `mutex`.
   std::mutex mutex;
@@ -981,8 +1007,8 @@ InstanceRecord instance_record(const dcm::Radiograph& image, const fs::path& pat
   r.modality = m.modality;
   r.transfer_syntax_uid = m.transfer_syntax_uid;
   r.photometric = dcm::to_string(image.photometric);
-  r.rows = image.rows;
-  r.columns = image.columns;
+  r.rows = image.full_rows > 0 ? image.full_rows : image.rows;  // the file's size, also when read reduced
+  r.columns = image.full_columns > 0 ? image.full_columns : image.columns;
   r.bits_stored = image.bits_stored;
   r.view_position = m.view_position;
   r.body_part = m.body_part_examined;

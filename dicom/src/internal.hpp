@@ -14,13 +14,18 @@ namespace hilum::dicom::detail {
 
 // Decodes one JPEG 2000 frame (J2K codestream or JP2 file) with OpenJPEG. The result holds the
 // sample values (sign included) row-major; the frame must be single-component rows x columns.
+// min_side > 0: decoded at the lowest resolution level whose sides stay >= min_side (rows and
+// columns of the frame say the decoded size, reduction the level).
 struct J2kFrame {
   std::vector<std::int32_t> samples;
   int precision = 0;
   bool is_signed = false;
+  int rows = 0;
+  int columns = 0;
+  int reduction = 0;
 };
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
-                                          int columns, std::uint64_t max_pixels, int threads);
+                                          int columns, std::uint64_t max_pixels, int threads, int min_side = 0);
 
 // Runs `f` (returning a Result) and turns an exception into a Corrupt error about `path`: DCMTK 3.6.7's
 // parser can throw on hostile input (std::out_of_range from DcmByteString::verify while reading a

@@ -63,7 +63,7 @@ struct ImageDeleter { void operator()(opj_image_t* i) const { opj_image_destroy(
 }  // namespace
 
 Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows, int columns,
-                            std::uint64_t max_pixels, int threads) {
+                            std::uint64_t max_pixels, int threads, int min_side) {
   static const std::uint8_t jp2_magic[12] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A};
   static const std::uint8_t j2k_magic[4] = {0xFF, 0x4F, 0xFF, 0x51};
   OPJ_CODEC_FORMAT format;
@@ -115,17 +115,41 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
                                          " but the DICOM header says " + std::to_string(columns) + " x " +
                                          std::to_string(rows)};
   }
+  // Reduced resolution: level k has sides ceil(side / 2^k) (image origin 0 in DICOM), and the
+  // codestream offers numresolutions - 1 levels below the full one. Only reversible (5/3,
+  // lossless) codestreams, and only down to twice min_side: the consumer's own resize then does
+  // the last octave, and the display image stays within a few thousandths of the full decode
+  // (tests/app ClassifyTest.ReducedJpeg2000...). Lossy (9/7) films are decoded in full: their
+  // ringing at the collimator edge moves the automatic window by several percent when reduced.
+  std::uint32_t reduce = 0;
+  if (min_side > 0 && image->x0 == 0 && image->y0 == 0) {
+    std::uint32_t levels = 0;
+    if (opj_codestream_info_v2_t* info = opj_get_cstr_info(codec.get())) {
+      const opj_tccp_info_t* tccp = info->m_default_tile_info.tccp_info;
+      if (tccp != nullptr && tccp[0].numresolutions > 0 && tccp[0].qmfbid == 1) levels = tccp[0].numresolutions - 1;
+      opj_destroy_cstr_info(&info);
+    }
+    const auto side = 2 * static_cast<std::uint64_t>(min_side);
+    while (reduce < levels && reduce < 16 && ((w + (2ull << reduce) - 1) >> (reduce + 1)) >= side && ((h + (2ull << reduce) - 1) >> (reduce + 1)) >= side) {
+      ++reduce;
+    }
+    if (reduce > 0 && !opj_set_decoded_resolution_factor(codec.get(), reduce)) reduce = 0;
+  }
+  const std::uint64_t out_w = (w + (1ull << reduce) - 1) >> reduce, out_h = (h + (1ull << reduce) - 1) >> reduce;
   if (!opj_decode(codec.get(), stream.get(), image.get()) || !opj_end_decompress(codec.get(), stream.get())) {
     return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed" + (message.empty() ? std::string() : ": " + message)};
   }
   const opj_image_comp_t& comp = image->comps[0];
-  if (comp.data == nullptr || comp.w != w || comp.h != h) {
+  if (comp.data == nullptr || comp.w != out_w || comp.h != out_h) {
     return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed: incomplete image"};
   }
   J2kFrame frame;
+  frame.rows = static_cast<int>(out_h);
+  frame.columns = static_cast<int>(out_w);
+  frame.reduction = static_cast<int>(reduce);
   frame.precision = static_cast<int>(comp.prec);
   frame.is_signed = comp.sgnd != 0;
-  frame.samples.assign(comp.data, comp.data + w * h);
+  frame.samples.assign(comp.data, comp.data + out_w * out_h);
   return frame;
 }
 

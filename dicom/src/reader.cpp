@@ -258,8 +258,12 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
   if (stream.empty()) return make_error(ErrorKind::Truncated, "truncated pixel data: empty JPEG 2000 fragment");
   auto frame = detail::decode_j2k(stream.data(), stream.size(), r.rows, r.columns, options.limits.max_pixels,
                                  options.decoder_threads > 0 ? options.decoder_threads
-                                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+                                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+                                 options.min_side);
   if (!frame) return frame.error();
+  r.rows = frame->rows;
+  r.columns = frame->columns;
+  r.reduction = frame->reduction;
   if (frame->precision > 16) {
     return make_error(ErrorKind::Unsupported, "JPEG 2000 precision " + std::to_string(frame->precision) +
                                                   " bits is not supported (at most 16)");
@@ -364,6 +368,8 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   if (!ba) return make_error(ErrorKind::Corrupt, "missing Bits Allocated");
   r.rows = static_cast<int>(*rows);
   r.columns = static_cast<int>(*cols);
+  r.full_rows = r.rows;
+  r.full_columns = r.columns;
   r.bits_allocated = static_cast<int>(*ba);
   r.bits_stored = static_cast<int>(get_int(ds, DCM_BitsStored).value_or(*ba));
   r.high_bit = static_cast<int>(get_int(ds, DCM_HighBit).value_or(r.bits_stored - 1));
@@ -379,7 +385,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
                                               ", bits stored " + std::to_string(r.bits_stored) + ", high bit " +
                                               std::to_string(r.high_bit));
   }
-  const std::uint64_t pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);
+  std::uint64_t pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);
   if (r.rows > options.limits.max_rows || r.columns > options.limits.max_columns || pixels > options.limits.max_pixels) {
     return make_error(ErrorKind::TooLarge, "image too large: " + std::to_string(r.columns) + " x " + std::to_string(r.rows) +
                                                " pixels (limit " + std::to_string(options.limits.max_columns) + " x " +
@@ -449,6 +455,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
       auto samples = decode_j2k_pixels(*pixel_data, xfer, r, options);
       if (!samples) return samples.error();
       r.stored = std::move(samples.value());
+      pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);  // reduced (min_side)
     } else {
       if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit)) {
         return make_error(ErrorKind::Unsupported, "unsupported transfer syntax " + r.meta.transfer_syntax_name + " (" +

@@ -6,15 +6,23 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define HILUM_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 #ifdef _OPENMP
@@ -24,6 +32,7 @@
 #if HILUM_X86
 #define HILUM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define HILUM_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define HILUM_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 #endif
 
 namespace hilum::inference::gemm {
@@ -50,6 +59,32 @@ bool cpu_has_avx512_bf16() {
   return false;
 #endif
 }
+
+bool cpu_has_amx_bf16() {
+#if HILUM_X86 && defined(__linux__)
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!cpu_has_avx512_bf16() || __get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+    if ((d & (1u << 22)) == 0 || (d & (1u << 24)) == 0) return false;  // AMX-BF16, AMX-TILE
+    // Linux hands out the tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+    constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+namespace {
+std::atomic<bool> g_amx_enabled{[] {
+  const char* env = std::getenv("HILUM_AMX");
+  return env == nullptr || std::string_view(env) != "0";
+}()};
+}  // namespace
+
+void set_amx_enabled(bool enabled) { g_amx_enabled.store(enabled); }
+bool amx_enabled() { return g_amx_enabled.load(std::memory_order_relaxed); }
 
 std::uint16_t to_bf16(float f) {
   auto u = std::bit_cast<std::uint32_t>(f);
@@ -259,6 +294,67 @@ HILUM_AVX512BF16 void interleave_pairs(const float* src, std::size_t ld, int row
   }
 }
 
+// AMX: eight tiles of 16 rows x 64 bytes. Tiles 0-3 accumulate a 32 x 32 block of y (F32), 4-5
+// hold 32 rows of x (16 bf16 pairs each), 6-7 the panel's two halves over 16 k steps; the packed
+// BF16 panel ([k_steps][32] words) is read in place with a row stride of 128 bytes.
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+HILUM_AMX void amx_configure() {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+}
+
+HILUM_AMX void amx_release() { _tile_release(); }
+
+// out (32 x 32 floats, row stride 32) = a (32 rows of bf16, row stride lda elements) times the
+// panel b over `steps` pairs (a multiple of 16).
+HILUM_AMX void amx_block(const std::uint16_t* a, std::size_t lda, const std::uint32_t* b, int steps, float* out) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const auto stride_a = static_cast<long>(lda * 2);
+  const std::uint16_t* a1 = a + 16 * lda;
+  for (int s = 0; s < steps; s += 16) {
+    const std::size_t off = static_cast<std::size_t>(s);
+    _tile_loadd(4, a + 2 * off, stride_a);
+    _tile_loadd(5, a1 + 2 * off, stride_a);
+    _tile_loadd(6, b + off * kPanel, 128);
+    _tile_loadd(7, b + off * kPanel + 16, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 128);
+  _tile_stored(1, out + 16, 128);
+  _tile_stored(2, out + 16 * 32, 128);
+  _tile_stored(3, out + 16 * 32 + 16, 128);
+}
+
+// The epilogue of one AMX block: y rows = block + bias (+ y).
+HILUM_AVX512 void amx_store(const float* block, int rows, float* c, std::size_t ldc, const float* bias, bool load_c, __mmask16 m0,
+                            __mmask16 m1) {
+  const __m512 bias0 = _mm512_load_ps(bias), bias1 = _mm512_load_ps(bias + 16);
+  for (int r = 0; r < rows; ++r) {
+    __m512 v0 = _mm512_add_ps(_mm512_load_ps(block + r * 32), bias0);
+    __m512 v1 = _mm512_add_ps(_mm512_load_ps(block + r * 32 + 16), bias1);
+    float* row = c + static_cast<std::size_t>(r) * ldc;
+    if (load_c) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
+    }
+    _mm512_mask_storeu_ps(row, m0, v0);
+    _mm512_mask_storeu_ps(row + 16, m1, v1);
+  }
+}
+
 thread_local AlignedVector<std::uint16_t> t_bf16_input;
 thread_local AlignedVector<std::uint16_t> t_bf16_rows;  // pack_bf16's rows of one panel
 
@@ -325,7 +421,10 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
 #if HILUM_X86
   if (m <= 0 || w.n <= 0) return;
   const bool bf16 = w.format == Format::BF16;
-  const int tiles = (m + kMaxRows - 1) / kMaxRows;
+  // AMX: blocks of 32 rows x one panel, k in whole tiles (16 pairs).
+  const bool amx = bf16 && !x_transposed && w.k_steps % 16 == 0 && amx_enabled() && cpu_has_amx_bf16();
+  const int tile_rows = amx ? 32 : kMaxRows;
+  const int tiles = (m + tile_rows - 1) / tile_rows;
 #ifdef _OPENMP
   if (omp_in_parallel()) threads = 1;
 #endif
@@ -336,7 +435,9 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
   const std::size_t ldt = static_cast<std::size_t>((m + 15) / 16 * 16 + 16);
   std::uint16_t* xb = nullptr;
   if (bf16) {
-    const std::size_t units = x_transposed ? 2 * ldt * static_cast<std::size_t>(w.k_steps) : static_cast<std::size_t>(m) * ldb;
+    // AMX reads whole 16-row tiles: rows up to the next multiple of 32 exist (their values unused).
+    const std::size_t units = x_transposed ? 2 * ldt * static_cast<std::size_t>(w.k_steps)
+                                           : static_cast<std::size_t>(tiles * tile_rows) * ldb;
     if (t_bf16_input.size() < units) t_bf16_input.resize(units);
     xb = t_bf16_input.data();
   }
@@ -369,7 +470,9 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
     const auto steps = static_cast<std::size_t>(w.k_steps);
     // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while this thread's panels pass.
     const std::size_t row_bytes = bf16 ? ldb * 2 : static_cast<std::size_t>(w.k) * 4;
-    const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * kMaxRows)));
+    const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * static_cast<std::size_t>(tile_rows))));
+    alignas(64) float amx_out[32 * 32];  // one AMX block of y before its epilogue
+    if (amx) amx_configure();
     for (int tb = t0; tb < t1; tb += block) {
       const int te = std::min(t1, tb + block);
       for (int p = p0; p < p1; ++p) {
@@ -379,10 +482,14 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
         const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
         const float* bias = w.bias.data() + col0;
         for (int tt = tb; tt < te; ++tt) {
-          const int row0 = tt * kMaxRows;
-          const int rows = std::min(kMaxRows, m - row0);
+          const int row0 = tt * tile_rows;
+          const int rows = std::min(tile_rows, m - row0);
           float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
-          if (bf16) {
+          if (amx) {
+            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps,
+                      amx_out);
+            amx_store(amx_out, rows, c, ldy, bias, accumulate, m0, m1);
+          } else if (bf16) {
             const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
             const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel;
             if (x_transposed) {
@@ -400,6 +507,7 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
         }
       }
     }
+    if (amx) amx_release();
   };
   if (threads == 1) {
     run(0, 1);

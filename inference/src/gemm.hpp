@@ -39,6 +39,13 @@ constexpr int kPanel = 32;  // output columns per packed panel (two zmm register
 
 bool cpu_has_avx512();       // avx512f + avx512bw + avx512vl + avx512dq, and the OS saves zmm state
 bool cpu_has_avx512_bf16();  // the above + avx512_bf16
+// AMX (amx_tile + amx_bf16) present and granted by the kernel (arch_prctl XCOMP_PERM); BF16 products
+// whose k is a multiple of 32 then run on 16 x 16 tiles (TDPBF16PS), F32 accumulation as vdpbf16ps.
+bool cpu_has_amx_bf16();
+// Turns the AMX path off (true by default; HILUM_AMX=0 in the environment starts it off): for tests
+// and benchmarks that compare it with the AVX-512 BF16 kernel.
+void set_amx_enabled(bool enabled);
+[[nodiscard]] bool amx_enabled();
 
 enum class Format { F32, BF16 };
 

@@ -727,6 +727,18 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
   const ViTConfig& c = config_;
   const ViTWeights& w = weights_;
   if (batch.empty()) return invalid("an empty batch");
+#ifdef _OPENMP
+  // The calling thread's team size for every parallel region below, restored on return.
+  struct TeamSize {
+    int saved = omp_get_max_threads();
+    explicit TeamSize(int n) {
+      if (n > 0) omp_set_num_threads(std::min(n, saved));
+    }
+    ~TeamSize() { omp_set_num_threads(saved); }
+    TeamSize(const TeamSize&) = delete;
+    TeamSize& operator=(const TeamSize&) = delete;
+  } team(options.threads);
+#endif
   const int P = c.patch_size, C = c.num_channels;
   const int gh = batch[0].height / P, gw = batch[0].width / P;
   for (const Image& im : batch) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +11,8 @@
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
@@ -107,6 +110,201 @@ TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
   // Classifying again replaces, it does not duplicate.
   ASSERT_TRUE(app::classify(*catalog_, *model, {a}).ok());
   EXPECT_EQ(catalog_->predictions(a.sop_instance_uid, registered->id)->size(), 6u);
+}
+
+// Issue 18: a catalogued film is decoded once; classifying it again reads its cached model input
+// (store/model-inputs beside the catalog) and gives the very same probabilities; a damaged or
+// truncated cache file is ignored (the film is decoded again and the file rewritten).
+TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
+  testdata::DicomSpec spec;
+  spec.phantom.seed = 21;
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.21";
+  const fs::path file = path("c.dcm");
+  testdata::write_dicom(file, spec);
+  auto r = dicom::read_radiograph(file);
+  ASSERT_TRUE(r.ok());
+  app::InstanceRecord rec = record(r->meta.sop_instance_uid);
+  rec.path = file.string();
+  rec.content_hash = app::sha256_file(file);
+  ASSERT_TRUE(catalog_->put_instances({rec}).ok());
+  const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny-1", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const app::InputSize size{model->model.config().input_width, model->model.config().input_height};
+  const fs::path cached = app::cached_input_path(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+
+  auto first = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(first.ok() && first->at(0).error.empty());
+  EXPECT_FALSE(first->at(0).from_cache);
+  ASSERT_TRUE(fs::is_regular_file(cached)) << cached;
+  const auto expect_same = [&](const app::ImagePrediction& p, bool from_cache, const char* what) {
+    EXPECT_EQ(p.from_cache, from_cache) << what;
+    ASSERT_TRUE(p.error.empty()) << what << ": " << p.error;
+    EXPECT_EQ(p.probabilities, first->at(0).probabilities) << what;  // bit for bit
+    EXPECT_EQ(p.domain.in_domain, first->at(0).domain.in_domain) << what;
+  };
+  auto second = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(second.ok());
+  expect_same(second->at(0), true, "cached");
+
+  // The lowest mantissa bit of a mid-grey value changed (still a value in [0, 1]): the checksum
+  // refuses it; decoded again, and the file rewritten.
+  const auto values = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+  ASSERT_TRUE(values.has_value());
+  const auto mid = static_cast<std::size_t>(std::find_if(values->begin(), values->end(), [](float v) { return v > 0.2f && v < 0.8f; }) - values->begin());
+  ASSERT_LT(mid, values->size());
+  std::string bytes = file_bytes(cached);
+  const std::size_t at = bytes.size() - 4 * values->size() + 4 * mid;
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+  std::ofstream(cached, std::ios::binary | std::ios::trunc) << bytes;
+  auto damaged = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(damaged.ok());
+  expect_same(damaged->at(0), false, "damaged cache");
+  auto rewritten = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(rewritten.ok());
+  expect_same(rewritten->at(0), true, "rewritten cache");
+
+  // Truncated, and missing: the same.
+  fs::resize_file(cached, fs::file_size(cached) / 2);
+  auto truncated = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(truncated.ok());
+  expect_same(truncated->at(0), false, "truncated cache");
+  fs::remove(cached);
+  auto missing = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(missing.ok());
+  expect_same(missing->at(0), false, "missing cache");
+}
+
+TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
+  const fs::path cache = path("store") / "model-inputs";
+  const std::string hash(64, 'a');
+  const app::InputSize size{4, 3};
+  std::vector<float> input(12);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i) / 11.0f;
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  const auto back = app::read_cached_input(cache, hash, size);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, input);
+  EXPECT_FALSE(app::read_cached_input(cache, hash, {3, 4}).has_value());        // another key (input size)
+  EXPECT_FALSE(app::read_cached_input(cache, std::string(64, 'b'), size).has_value());  // another film
+  // Not a hash (a path, say): never written, never read.
+  EXPECT_NE(app::write_cached_input(cache, "../../escape", size, input), "");
+  EXPECT_FALSE(app::read_cached_input(cache, "../../escape", size).has_value());
+  // A changed bit, a trailing byte, or a value outside [0, 1] with a matching checksum, is not accepted.
+  const fs::path file = app::cached_input_path(cache, hash, size);
+  std::string bytes = file_bytes(file);
+  bytes[bytes.size() - 8] = static_cast<char>(bytes[bytes.size() - 8] ^ 0x01);  // value 10 of 12, in [0, 1] either way
+  { std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes; }
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  { std::ofstream(file, std::ios::binary | std::ios::app) << 'x'; }
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+  input[5] = 2.0f;
+  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+}
+
+// Issue 18: a lossless JPEG 2000 film much larger than the model input is decoded at a reduced
+// resolution level; its model input is close to the one made from the full decode. Lossy films,
+// and films less than four times the needed side, are decoded in full.
+TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = 1100;
+  spec.phantom.columns = 900;
+  spec.encoding = testdata::Encoding::J2kLossless;
+  const fs::path file = path("big.dcm");
+  testdata::write_dicom(file, spec);
+  dicom::ReadOptions full_options, reduced_options;
+  reduced_options.min_side = 160;
+  auto full = dicom::read_radiograph(file, full_options);
+  auto reduced = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(full.ok() && reduced.ok());
+  EXPECT_EQ(full->reduction, 0);
+  EXPECT_EQ(reduced->reduction, 1);  // 900 / 2 = 450 >= 2 x 160 > 900 / 4
+  EXPECT_EQ(reduced->rows, 550);
+  EXPECT_EQ(reduced->columns, 450);
+  EXPECT_EQ(reduced->full_rows, 1100);
+  EXPECT_EQ(reduced->full_columns, 900);
+  const app::InputSize size{160, 160};
+  const auto a = app::display_image(full.value());
+  const auto b = app::display_image(reduced.value());
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto fa = app::model_input_of(a->grey.data(), a->width, a->height, size);
+  const auto fb = app::model_input_of(b->grey.data(), b->width, b->height, size);
+  double mean = 0, worst = 0;
+  for (std::size_t i = 0; i < fa.size(); ++i) {
+    const double d = std::abs(static_cast<double>(fa[i]) - fb[i]);
+    mean += d;
+    worst = std::max(worst, d);
+  }
+  mean /= static_cast<double>(fa.size());
+  EXPECT_LT(mean, 0.006);  // 0.004 measured (display values in [0, 1])
+  EXPECT_LT(worst, 0.08);  // 0.05 measured, at the collimator edge
+  EXPECT_GT(worst, 0.0) << "the two reads gave the same input: no reduction happened";
+  // A film less than four times the needed side is decoded in full.
+  reduced_options.min_side = 300;
+  auto whole = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->reduction, 0);
+  EXPECT_EQ(whole->rows, 1100);
+  // Lossy JPEG 2000: in full.
+  spec.encoding = testdata::Encoding::J2kLossy;
+  testdata::write_dicom(file, spec);
+  reduced_options.min_side = 160;
+  auto lossy = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(lossy.ok());
+  EXPECT_EQ(lossy->reduction, 0);
+  EXPECT_EQ(lossy->columns, 900);
+}
+
+// Issue 18: classify decodes ahead on worker threads while the model runs; the results keep the
+// images' order whatever the batch size, and cancelling stops after the batch under way.
+TEST_F(ClassifyTest, PipelineKeepsOrderAndStopsWhenCancelled) {
+  std::vector<app::Instance> images;
+  for (std::uint32_t seed = 31; seed < 36; ++seed) images.push_back(add_phantom("p" + std::to_string(seed) + ".dcm", seed));
+  app::Instance missing = images[0];
+  missing.id = 0;
+  missing.path = path("gone.dcm").string();
+  images.insert(images.begin() + 2, missing);
+  auto registered = app::import_model(*catalog_, kTiny, "tiny-1", true);
+  ASSERT_TRUE(registered.ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  auto one = app::classify(*catalog_, *model, images, 1);
+  auto four = app::classify(*catalog_, *model, images, 4);
+  ASSERT_TRUE(one.ok() && four.ok());
+  ASSERT_EQ(one->size(), images.size());
+  ASSERT_EQ(four->size(), images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    EXPECT_EQ(four->at(i).path, images[i].path) << i;
+    EXPECT_EQ(four->at(i).error.empty(), i != 2) << i;
+    ASSERT_EQ(four->at(i).probabilities.size(), one->at(i).probabilities.size()) << i;
+    for (std::size_t k = 0; k < one->at(i).probabilities.size(); ++k) {
+      EXPECT_NEAR(four->at(i).probabilities[k].second, one->at(i).probabilities[k].second, 1e-5) << i;
+    }
+  }
+  EXPECT_NE(four->at(0).probabilities, four->at(1).probabilities);
+
+  // Cancelled after the first batch (2 images): those stay stored, the rest are not classified.
+  auto second = app::import_model(*catalog_, kTiny, "tiny-2", true);
+  ASSERT_TRUE(second.ok());
+  auto model2 = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model2.ok());
+  std::atomic<bool> cancel{false};
+  std::vector<std::size_t> seen;
+  auto cancelled = app::classify(
+      *catalog_, *model2, images, 2,
+      [&](std::size_t done, std::size_t) {
+        seen.push_back(done);
+        cancel = true;
+      },
+      &cancel);
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.error().kind, app::ErrorKind::Interrupted);
+  EXPECT_EQ(seen, std::vector<std::size_t>{2});
+  EXPECT_EQ(catalog_->predictions(images[0].sop_instance_uid, second->id)->size(), 6u);
+  EXPECT_TRUE(catalog_->predictions(images[3].sop_instance_uid, second->id)->empty());
 }
 
 // Issue 16, defect 7: a folder with a NaN weight is refused at import, naming the tensor; a model

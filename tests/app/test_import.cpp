@@ -12,6 +12,7 @@
 #include "catalog_support.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/import.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/thumbnail.hpp"
 #include "hilum/dicom/display.hpp"
@@ -270,6 +271,45 @@ TEST_F(ImportTest, ReimportIsAllAlreadyPresentWithOrWithoutTheFastPath) {
   auto count = c.count_instances();
   ASSERT_TRUE(count.ok());
   EXPECT_EQ(count.value(), 6);
+}
+
+// Issue 18: a large lossless JPEG 2000 film is read at a reduced resolution level (all the import
+// needs is a thumbnail and the model input), but the catalog records the file's own size; with
+// model_input set, the model input is cached from those pixels and equals what classify would make.
+TEST_F(ImportTest, ReducedJpeg2000ReadKeepsTheFilesSizeAndCachesTheModelInput) {
+  fs::create_directories(path("in"));
+  td::DicomSpec spec = small_spec("P", uid("2", 9), uid("3", 9), uid("4", 9), 9);
+  spec.phantom.rows = 1100;
+  spec.phantom.columns = 900;
+  spec.encoding = td::Encoding::J2kLossless;
+  td::write_dicom(path("in/big.dcm"), spec);
+  Catalog c = open_catalog();
+  ImportOptions o = options();
+  o.model_input = {160, 160};
+  int callbacks = 0;
+  o.on_committed = [&](const std::vector<std::string>& uids) {
+    ++callbacks;
+    EXPECT_EQ(uids, std::vector<std::string>{uid("4", 9)});
+  };
+  const ImportReport r = app::import_paths(c, {path("in")}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 1u);
+  EXPECT_EQ(callbacks, 1);
+  EXPECT_EQ(r.imported, std::vector<std::string>{uid("4", 9)});
+  auto found = c.find_instance(uid("4", 9));
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->rows, 1100);
+  EXPECT_EQ((*found)->columns, 900);
+  const auto cached = app::read_cached_input(app::model_input_cache_dir(c.path()), (*found)->content_hash, o.model_input);
+  ASSERT_TRUE(cached.has_value());
+  dicom::ReadOptions reduced;
+  reduced.min_side = 160;
+  auto image = dicom::read_radiograph(path("in/big.dcm"), reduced);
+  ASSERT_TRUE(image.ok());
+  EXPECT_GT(image->reduction, 0);
+  auto grey = dicom::render_float(image.value());
+  ASSERT_TRUE(grey.ok());
+  EXPECT_EQ(*cached, app::model_input_of(grey->data(), image->columns, image->rows, o.model_input));
 }
 
 TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {

@@ -76,6 +76,46 @@ TEST_F(CliModels, ImportActivateClassifyAndStore) {
   EXPECT_EQ(run_cli(db_ + " classify").status, 2);
 }
 
+// Issue 18: with an active model, import classifies each new film from the model input it made of
+// the pixels it decoded (cached in store/model-inputs beside the catalog); `classify --all` later
+// reads that input and gives the same probabilities; --no-classify leaves the predictions out.
+TEST_F(CliModels, ImportClassifiesNewFilmsFromTheirCachedInput) {
+  ASSERT_EQ(run_cli(db_ + " models import " + quote(kTiny) + " --version tiny-1 --activate").status, 0);
+  const auto imported = run_cli(db_ + " import " + quote((dir_ / "chest.dcm").string()) + " --json");
+  ASSERT_EQ(imported.status, 0) << imported.out;
+  EXPECT_NE(imported.out.find("\"classification\":{\"model\":\"tiny-1\",\"classified\":1,\"unclassified\":0}"), std::string::npos)
+      << imported.out;
+  std::size_t cached = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "store" / "model-inputs")) cached += e.path().extension() == ".f32" ? 1 : 0;
+  EXPECT_EQ(cached, 1u);
+  const auto all = run_cli(db_ + " classify --all --json");
+  ASSERT_EQ(all.status, 0) << all.out;
+  const auto direct = run_cli(db_ + " classify --model " + quote(kTiny) + " " + quote((dir_ / "chest.dcm").string()) + " --json");
+  ASSERT_EQ(direct.status, 0) << direct.out;
+  const auto probabilities = [](const std::string& line) {
+    const auto start = line.find("\"probabilities\"");
+    return start == std::string::npos ? std::string() : line.substr(start, line.find('}', start) - start);
+  };
+  EXPECT_FALSE(probabilities(all.out).empty()) << all.out;
+  EXPECT_EQ(probabilities(all.out), probabilities(direct.out));
+  // The prediction stored at import is the one `classify --all` stored again.
+  auto catalog = app::Catalog::open(dir_ / "hilum.db", app::Catalog::Mode::ReadOnly);
+  ASSERT_TRUE(catalog.ok());
+  auto model = catalog->find_model("tiny-1");
+  ASSERT_TRUE(model.ok() && model->has_value());
+  auto stored = catalog->predictions("1.2.826.0.1.3680043.9.77", (*model)->id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->size(), 6u);
+
+  testdata::DicomSpec other;
+  other.sop_instance_uid = "1.2.826.0.1.3680043.9.78";
+  testdata::write_dicom(dir_ / "other.dcm", other);
+  const auto quiet = run_cli(db_ + " import --no-classify " + quote((dir_ / "other.dcm").string()) + " --json");
+  ASSERT_EQ(quiet.status, 0) << quiet.out;
+  EXPECT_EQ(quiet.out.find("classification"), std::string::npos) << quiet.out;
+  EXPECT_TRUE(catalog->predictions("1.2.826.0.1.3680043.9.78", (*model)->id)->empty());
+}
+
 // First run: the built-in model (here the tiny golden, named by HILUM_BUILTIN_MODEL) becomes the
 // active model of a new catalog, and the command says so once.
 TEST_F(CliModels, FirstRunRegistersTheBuiltinModel) {

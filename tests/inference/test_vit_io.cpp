@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "hilum/inference/overlay.hpp"
 #include "random_vit.hpp"
@@ -337,4 +340,27 @@ TEST(Overlay, LayerIsTheMapPremultipliedAndTheOverlayIsItsComposite) {
     if (half.rgb[i * 3] != plain.rgb[i * 3] || half.rgb[i * 3 + 2] != plain.rgb[i * 3 + 2]) ++coloured;
   }
   EXPECT_GT(coloured, w * h / 2);  // the map shows where it is high
+}
+
+// Issue 18: ForwardOptions::threads limits the OpenMP team of one call (the classifier's pipeline
+// runs the model on one thread while its workers decode), gives the same answer, and leaves the
+// caller's team size as it was.
+TEST(Forward, ThreadsOptionGivesTheSameAnswerAndRestoresTheTeamSize) {
+  const auto c = tiny_config();
+  const auto model = random_model(c);
+  const std::vector<inf::Image> batch = {random_image(c, 1), random_image(c, 2), random_image(c, 3)};
+#ifdef _OPENMP
+  omp_set_num_threads(2);
+  const int before = omp_get_max_threads();
+#endif
+  auto all = model.forward(batch);
+  inf::ForwardOptions one_thread;
+  one_thread.threads = 1;
+  auto one = model.forward(batch, one_thread);
+  ASSERT_TRUE(all.ok() && one.ok());
+  EXPECT_EQ(all->probabilities, one->probabilities);
+  EXPECT_EQ(all->embeddings, one->embeddings);
+#ifdef _OPENMP
+  EXPECT_EQ(omp_get_max_threads(), before);
+#endif
 }

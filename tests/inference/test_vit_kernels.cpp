@@ -180,6 +180,40 @@ TEST(GemmKernel, BF16MatchesNaiveProductOnRoundedInputs) {
       for (bool accumulate : {false, true}) check_kernel(gemm::Format::BF16, s, accumulate, !accumulate && s.k % 2 == 1, threads);
 }
 
+// Shapes whose k is a whole number of AMX tiles (32 bf16): 32-row blocks with tails in m and n.
+TEST(GemmKernel, BF16AmxShapesMatchNaiveProduct) {
+  if (!gemm::cpu_has_avx512_bf16()) GTEST_SKIP() << "this CPU has no AVX512_BF16: BF16 runs as F32";
+  for (const bool amx : {true, false}) {
+    gemm::set_amx_enabled(amx);
+    for (const Shape& s : std::vector<Shape>{{1, 32, 32}, {17, 40, 64}, {33, 96, 96}, {197, 70, 192}, {64, 33, 768}})
+      for (int threads : {1, 2})
+        for (bool accumulate : {false, true}) check_kernel(gemm::Format::BF16, s, accumulate, !accumulate, threads);
+  }
+  gemm::set_amx_enabled(true);
+}
+
+// The AMX path (where the CPU has it) and the AVX-512 BF16 kernel multiply the same bfloat16
+// operands: the same sums in another order.
+TEST(GemmKernel, AmxAgreesWithAvx512BF16) {
+  if (!gemm::cpu_has_amx_bf16()) GTEST_SKIP() << "this CPU (or kernel) gives no AMX-BF16";
+  const int m = 197, n = 96, k = 768;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(m) * k), w(static_cast<std::size_t>(n) * k);
+  for (float& f : x) f = dist(rng);
+  for (float& f : w) f = dist(rng);
+  const gemm::PackedWeights packed = gemm::pack({gemm::Part{w.data(), n, nullptr}}, k, gemm::Format::BF16);
+  std::vector<float> with(static_cast<std::size_t>(m) * n), without(with.size());
+  gemm::multiply(x.data(), k, m, packed, with.data(), n, false, gemm::Activation::None, 2);
+  gemm::set_amx_enabled(false);
+  gemm::multiply(x.data(), k, m, packed, without.data(), n, false, gemm::Activation::None, 2);
+  gemm::set_amx_enabled(true);
+  double worst = 0;
+  for (std::size_t i = 0; i < with.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(with[i] - without[i])));
+  EXPECT_LT(worst, 1e-3);  // sums of 768 products of magnitude ~1: F32 rounding only
+  EXPECT_GT(worst, 0.0) << "the two paths gave identical bits: AMX did not run";
+}
+
 TEST(GemmKernel, BF16RoundsToNearestEven) {
   EXPECT_EQ(gemm::to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(gemm::to_bf16(std::bit_cast<float>(0x3f808000u)), 0x3f80);  // tie, even stays

@@ -6,11 +6,13 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/domain.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/dicom/radiograph.hpp"
 #include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/overlay.hpp"
@@ -66,6 +68,7 @@ struct ImagePrediction {
   DomainCheck domain;         // whether the image is within what the model was trained on
   double milliseconds = 0.0;  // decode + preprocess + forward, per image
   std::string error;          // why this image has no prediction
+  bool from_cache = false;    // its model input came from the catalog's cache (model_input.hpp): not decoded
 };
 
 struct RadiographPrediction {
@@ -77,14 +80,34 @@ struct RadiographPrediction {
 // reading it again and without touching the catalog.
 [[nodiscard]] Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image);
 
+// What the model needs of one image before its forward pass: the display image at the model's
+// input size (model_input.hpp) and the DICOM header (pixels released) for the domain check.
+struct PreparedInput {
+  std::optional<std::vector<float>> input;  // none: see error
+  std::optional<dicom::Radiograph> header;  // none for a loose picture
+  std::string error;                        // why there is no input
+  bool from_cache = false;                  // read from the cache, not decoded
+  std::string cache_error;                  // decoded, but the cache could not be written (not fatal)
+};
+
+// Reads the cached input of a catalogued film (id > 0, content hash known) from `cache_dir`, else
+// decodes the file (and writes the cache when `cache_dir` is not empty). Thread-safe.
+[[nodiscard]] PreparedInput prepare_input(const Instance& instance, InputSize size, const std::filesystem::path& cache_dir);
+
 using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)>;
 
 // Classifies the images (batches of `batch_size`) and stores every prediction in the catalog
 // when the model is registered. An image that cannot be read gets its error; the rest go on.
+// Pipelined: worker threads (one per core) prepare the inputs in order, at most two batches
+// ahead (prepare_input: the cached model input, else a decode), while the calling thread runs the
+// model and writes the catalog. `progress` after every batch; `cancel` is polled, also while
+// waiting for a decode (Interrupted; the batches done so far stay stored). The model runs on one
+// thread for a batch that needed decoding (the workers have the other cores), else on all of
+// them; forward_threads > 0 sets it (the import passes 1: its own workers are decoding).
 [[nodiscard]] Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model,
                                                             const std::vector<Instance>& images, int batch_size = 8,
                                                             const ClassifyProgress& progress = {},
-                                                            const std::atomic<bool>* cancel = nullptr);
+                                                            const std::atomic<bool>* cancel = nullptr, int forward_threads = 0);
 
 enum class HeatmapMethod {
   Rollout,        // attention rollout (Abnar & Zuidema 2020): where the model looked, one map for every finding

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/dicom/radiograph.hpp"
 
 namespace hilum::app {
@@ -36,6 +37,13 @@ struct ImportOptions {
   bool copy_to_store = false;   // also copy each imported file into the managed store
   std::filesystem::path store;  // the store folder; empty = "store" beside the catalog file
   int thumbnail_side = 128;     // longest side of the thumbnails kept in the catalog
+  // Not empty: each imported film's model input at this size (the active model's input size) is
+  // made from the pixels decoded for the import and cached beside the catalog (model_input.hpp),
+  // so that classifying it decodes nothing. Not part of the job's identity.
+  InputSize model_input;
+  // Called on the calling thread after each committed batch with the SOP Instance UIDs it added
+  // (the workers go on reading meanwhile): the CLI classifies them there from their cached inputs.
+  std::function<void(const std::vector<std::string>& imported)> on_committed;
 };
 
 struct ImportCounts {
@@ -81,6 +89,7 @@ struct ImportReport {
   std::vector<ImportIssue> skipped;
   std::vector<ImportIssue> failed;
   std::vector<ImportIssue> not_dicom;  // files of walked folders that are not DICOM
+  std::vector<std::string> imported;   // SOP Instance UIDs this run added, in commit order
   double seconds = 0.0;
   double files_per_second = 0.0;  // files given an outcome in this run per second
   std::optional<Error> error;     // the catalog could not be read or written: the import stopped

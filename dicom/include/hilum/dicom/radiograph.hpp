@@ -82,9 +82,14 @@ struct Metadata {
 struct Radiograph {
   Metadata meta;
 
-  // Geometry and pixel module.
+  // Geometry and pixel module. rows/columns: the decoded pixels; full_rows/full_columns: the
+  // file's (they differ only when reduction > 0: JPEG 2000 read at 1/2^reduction of its size,
+  // ReadOptions::min_side; the pixel spacing in `meta` stays the file's).
   int rows = 0;
   int columns = 0;
+  int full_rows = 0;
+  int full_columns = 0;
+  int reduction = 0;
   int bits_allocated = 16;
   int bits_stored = 16;
   int high_bit = 15;

@@ -22,6 +22,13 @@ struct ReadOptions {
   ReadLimits limits;
   bool decode_pixels = true;  // false: attributes only (fast "info" and import scans)
   int decoder_threads = 0;    // JPEG 2000 decoder threads; 0 = one per core (batch import: 1)
+  // > 0: the consumer needs no more than this many pixels on the shorter side (a model input, a
+  // thumbnail). Lossless JPEG 2000 is then decoded at the lowest resolution level (OpenJPEG's
+  // reduce factor) whose both sides are still at least 2 x min_side: each level halves the sides,
+  // so only a film at least four times that size is reduced. Radiograph::reduction says by how
+  // much; rows and columns are the decoded size, full_rows/full_columns the file's. Other codecs
+  // (and lossy JPEG 2000) decode in full.
+  int min_side = 0;
 };
 
 // Reads one file: Part 10 or ACR-NEMA style (no preamble/meta header), any transfer syntax

@@ -89,6 +89,9 @@ struct Image {
 struct ForwardOptions {
   bool keep_attentions = false;     // per image, per layer, per head: tokens x tokens
   bool keep_hidden_states = false;  // per image: embeddings, each block's output, final LayerNorm
+  // > 0: at most this many OpenMP threads for this call (e.g. 1 while other threads decode films:
+  // spinning OpenMP barriers lose most of a core they share); 0: the OpenMP default.
+  int threads = 0;
 };
 
 // Which GEMMs forward() runs: the AVX-512 kernels on packed weights when the CPU has them (Auto),
