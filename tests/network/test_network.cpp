@@ -450,6 +450,20 @@ TEST_F(ReportTest, StructuredReportPassesDciodvfyAndReadsBackInDsrdump) {
   }
   EXPECT_NE(dump.find(uid), std::string::npos) << "the report does not reference its image";
 
+  // pydicom, another reader, finds the same values in the same places.
+  auto [prc, tree] = run({"/usr/bin/python3", HILUM_READ_SR, sr.string()}, path("pydicom.log"));
+  if (prc != 0 && tree.find("No module named 'pydicom'") != std::string::npos) {
+    GTEST_SKIP() << "pydicom (Debian python3-pydicom) is not installed";
+  }
+  ASSERT_EQ(prc, 0) << tree;
+  for (const std::string& expected : {std::string("0 CONTAINER Imaging Measurement Report ="), std::string("= Present"),
+                                     std::string("= Equivocal"), std::string("= Lee^Ann"), std::string("Algorithm Name = Hilum test ViT"),
+                                     std::string("Algorithm Version = hilum-test-7"), std::string("Probability = 0.8125"),
+                                     std::string("Probability = 0.25"), std::string("SCOORD"),
+                                     std::string("POLYLINE 12/34/68/34/68/112/12/112/12/34"), "= " + uid}) {
+    EXPECT_NE(tree.find(expected), std::string::npos) << expected << " not in\n" << tree;
+  }
+
   // The same results give the same report (same UID, same file); a new label gives a new one.
   auto again = app::export_reports(catalog, o);
   ASSERT_TRUE(again.ok());
