@@ -505,6 +505,7 @@ std::optional<Error> clear_unused_bits(DcmDataset& ds, E_TransferSyntax xfer) {
     return std::nullopt;
   }
   if (ds.findAndGetUint16(DCM_HighBit, high).bad()) high = static_cast<Uint16>(stored - 1);
+  if (allocated != 8 && allocated != 16) return std::nullopt;  // (and so every shift below stays under 16)
   if (stored == 0 || stored >= allocated || high >= allocated || high + 1 < stored) return std::nullopt;
   DcmElement* element = nullptr;
   if (ds.findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) return std::nullopt;
