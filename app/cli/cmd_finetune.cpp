@@ -205,30 +205,14 @@ int cmd_train(const Global&, const Args& args) {
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
-    } else if ((a == "--out" || a == "-o") && has_value) {
-      o.out = args[++i];
-    } else if (a == "--arch" && has_value) {
-      o.arch = args[++i];
-    } else if (a == "--init" && has_value) {
-      o.init = args[++i];
     } else if (a == "--reference-data" && has_value) {
       o.reference_data.emplace_back(args[++i]);
-    } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--warmup-epochs" || a == "--max-images") && has_value) {
-      auto n = parse_number<int>(args[++i]);
-      if (!n || *n < (a == "--warmup-epochs" || a == "--max-images" || a == "--epochs" ? 0 : 1)) return usage_error("train: " + a + " takes a number");
-      (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--warmup-epochs" ? o.warmup_epochs : o.max_images) = *n;
-    } else if ((a == "--lr" || a == "--weight-decay" || a == "--drop-path") && has_value) {
+    } else if (a == "--drop-path" && has_value) {
       auto x = parse_number<float>(args[++i]);
-      if (!x || *x < 0.0f || *x > 1.0f) return usage_error("train: " + a + " takes a value in [0, 1]");
-      (a == "--lr" ? o.learning_rate : a == "--weight-decay" ? o.weight_decay : o.drop_path) = *x;
-    } else if (a == "--seed" && has_value) {
-      auto x = parse_number<std::uint64_t>(args[++i]);
-      if (!x) return usage_error("train: --seed takes a number");
-      o.seed = *x;
-    } else if (a == "--precision" && has_value) {
-      auto p = parse_precision(args[++i]);
-      if (!p) return usage_error("train: --precision takes f32 or bf16");
-      o.precision = *p;
+      if (!x || *x < 0.0f || *x > 1.0f) return usage_error("train: --drop-path takes a value in [0, 1]");
+      o.drop_path = *x;
+    } else if (std::string error; training_option("train", args, i, o, 0, error)) {
+      if (!error.empty()) return usage_error(error);
     } else {
       return usage_error("train: unknown argument " + a);
     }

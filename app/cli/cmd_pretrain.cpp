@@ -23,32 +23,12 @@ int cmd_pretrain(const Global& global, const Args& args) {
     } else if (a == "--data" && has_value) {
       o.data.emplace_back(args[++i]);
       while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) o.data.emplace_back(args[++i]);  // --data DIR [DIR...]
-    } else if ((a == "--out" || a == "-o") && has_value) {
-      o.out = args[++i];
-    } else if (a == "--arch" && has_value) {
-      o.arch = args[++i];
-    } else if (a == "--init" && has_value) {
-      o.init = args[++i];
-    } else if ((a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--max-images" || a == "--warmup-epochs") && has_value) {
-      auto n = parse_number<int>(args[++i]);
-      if (!n || *n < (a == "--max-images" || a == "--warmup-epochs" ? 0 : 1)) return usage_error("pretrain: " + a + " takes a number");
-      (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--max-images" ? o.max_images : o.warmup_epochs) = *n;
-    } else if ((a == "--lr" || a == "--weight-decay") && has_value) {
-      auto x = parse_number<float>(args[++i]);
-      if (!x || *x < 0.0f || *x > 1.0f) return usage_error("pretrain: " + a + " takes a value in [0, 1]");
-      (a == "--lr" ? o.learning_rate : o.weight_decay) = *x;
     } else if (a == "--mask-ratio" && has_value) {
       auto x = parse_number<float>(args[++i]);
       if (!x || !(*x > 0.0f && *x < 1.0f)) return usage_error("pretrain: --mask-ratio takes a value in (0, 1)");
       o.mae.mask_ratio = *x;
-    } else if (a == "--seed" && has_value) {
-      auto x = parse_number<std::uint64_t>(args[++i]);
-      if (!x) return usage_error("pretrain: --seed takes a number");
-      o.seed = *x;
-    } else if (a == "--precision" && has_value) {
-      const auto p = parse_precision(args[++i]);
-      if (!p) return usage_error("pretrain: --precision takes f32 or bf16");
-      o.precision = *p;
+    } else if (std::string error; training_option("pretrain", args, i, o, 1, error)) {
+      if (!error.empty()) return usage_error(error);
     } else {
       return usage_error("pretrain: unknown argument " + a);
     }

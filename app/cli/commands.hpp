@@ -40,6 +40,44 @@ std::optional<std::pair<std::string, app::LabelValue>> parse_finding_value(const
 // --precision f32|bf16: the arithmetic of the trained layers' matrix products.
 std::optional<inference::Precision> parse_precision(const std::string& s);
 
+// The options `train` and `pretrain` share (command_table.cpp: with_training_options, and --out):
+// when args[i] is one of them and has its value, reads it into `o` (moving i past it) and returns
+// true; `error` is set when the value is wrong. `min_epochs` is 0 where --epochs 0 means something.
+template <typename Options>
+bool training_option(const std::string& command, const Args& args, std::size_t& i, Options& o, int min_epochs, std::string& error) {
+  const std::string& a = args[i];
+  if (i + 1 >= args.size()) return false;
+  const std::string& v = args[i + 1];
+  if (a == "--out" || a == "-o") {
+    o.out = v;
+  } else if (a == "--arch") {
+    o.arch = v;
+  } else if (a == "--init") {
+    o.init = v;
+  } else if (a == "--epochs" || a == "--batch" || a == "--image-size" || a == "--warmup-epochs" || a == "--max-images") {
+    const auto n = parse_number<int>(v);
+    const int least = a == "--epochs" ? min_epochs : a == "--warmup-epochs" || a == "--max-images" ? 0 : 1;
+    if (!n || *n < least) error = command + ": " + a + " takes a number";
+    else (a == "--epochs" ? o.epochs : a == "--batch" ? o.batch_size : a == "--image-size" ? o.image_size : a == "--warmup-epochs" ? o.warmup_epochs : o.max_images) = *n;
+  } else if (a == "--lr" || a == "--weight-decay") {
+    const auto x = parse_number<float>(v);
+    if (!x || *x < 0.0f || *x > 1.0f) error = command + ": " + a + " takes a value in [0, 1]";
+    else (a == "--lr" ? o.learning_rate : o.weight_decay) = *x;
+  } else if (a == "--seed") {
+    const auto x = parse_number<std::uint64_t>(v);
+    if (!x) error = command + ": --seed takes a number";
+    else o.seed = *x;
+  } else if (a == "--precision") {
+    const auto p = parse_precision(v);
+    if (!p) error = command + ": --precision takes f32 or bf16";
+    else o.precision = *p;
+  } else {
+    return false;
+  }
+  ++i;
+  return true;
+}
+
 // Prints a catalog/workflow error and returns its exit status: 1 for bad input (unknown image,
 // invalid label, ...), 130 for an interruption, 3 for the catalog itself (locked, damaged, ...).
 int report_error(const app::Error& error);
