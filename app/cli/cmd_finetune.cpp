@@ -211,6 +211,10 @@ int cmd_train(const Global&, const Args& args) {
       auto x = parse_number<float>(args[++i]);
       if (!x || *x < 0.0f || *x > 1.0f) return usage_error("train: --drop-path takes a value in [0, 1]");
       o.drop_path = *x;
+    } else if (a == "--layer-decay" && has_value) {
+      auto x = parse_number<float>(args[++i]);
+      if (!x || !(*x > 0.0f && *x <= 1.0f)) return usage_error("train: --layer-decay takes a value in (0, 1]");
+      o.layer_decay = *x;
     } else if (std::string error; training_option("train", args, i, o, 0, error)) {
       if (!error.empty()) return usage_error(error);
     } else {

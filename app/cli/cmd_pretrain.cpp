@@ -27,6 +27,10 @@ int cmd_pretrain(const Global& global, const Args& args) {
       auto x = parse_number<float>(args[++i]);
       if (!x || !(*x > 0.0f && *x < 1.0f)) return usage_error("pretrain: --mask-ratio takes a value in (0, 1)");
       o.mae.mask_ratio = *x;
+    } else if (a == "--hold-out-seed" && has_value) {
+      auto n = parse_number<std::uint64_t>(args[++i]);
+      if (!n) return usage_error("pretrain: --hold-out-seed takes a whole number (train's --seed)");
+      o.hold_out_seed = *n;
     } else if (std::string error; training_option("pretrain", args, i, o, 1, error)) {
       if (!error.empty()) return usage_error(error);
     } else {
@@ -61,8 +65,8 @@ int cmd_pretrain(const Global& global, const Args& args) {
   } else {
     if (r->resumed_after_epoch > 0) std::printf("resumed after epoch %d\n", r->resumed_after_epoch);
     for (std::size_t e = 0; e < r->loss.size(); ++e) std::printf("  epoch %zu loss %.4f\n", e + 1, r->loss[e]);
-    std::printf("wrote %s (a ViT backbone pre-trained on %d images, %zu skipped, %.0f s)\n", o.out.c_str(), r->images, r->skipped.size(),
-                r->seconds);
+    std::printf("wrote %s (a ViT backbone pre-trained on %d images, %zu skipped, %d held out as validation patients, %.0f s)\n",
+                o.out.c_str(), r->images, r->skipped.size(), r->held_out, r->seconds);
   }
   return kExitOk;
 }

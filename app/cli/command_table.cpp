@@ -202,6 +202,7 @@ std::vector<CommandSpec> make_table() {
                                       {"--out", "-o", "DIR", "the model folder to write", true},
                                       {"--outputs", "", "F1,F2,...", "the findings the model outputs"},
                                       {"--drop-path", "", "X", "stochastic depth rate [0, 1]"},
+                                      {"--layer-decay", "", "X", "layer-wise learning-rate decay (0, 1]: block d of L at lr * X^(L+1-d); 1 = off"},
                                       {"--f32", "", "", "write F32 weights"},
                                       {"--reference-data", "", "DIR", "unlabelled films the domain reference describes too (repeat)"}},
                                      "start from this model or pre-trained backbone"),
@@ -213,7 +214,8 @@ std::vector<CommandSpec> make_table() {
                with_training_options({{"--data", "", "DIR [DIR...]", "folders of unlabelled images"},
                                       {"--catalog", "", "", "the catalog's own images instead of --data"},
                                       {"--out", "-o", "DIR", "the backbone folder to write", true},
-                                      {"--mask-ratio", "", "R", "the share of patches masked (0, 1)"}},
+                                      {"--mask-ratio", "", "R", "the share of patches masked (0, 1)"},
+                                      {"--hold-out-seed", "", "N", "leave out the patients `train --seed N` holds out of a training folder"}},
                                      "continue from this backbone"),
                {},
                cmd_pretrain});

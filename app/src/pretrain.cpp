@@ -170,7 +170,7 @@ Result<int> resume(const fs::path& dir, Run& run, training::AdamW& opt_e, traini
 // ---- The run ------------------------------------------------------------------------------------
 
 Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, const detail::ImageReader& reader, const std::string& source,
-                                       const PretrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel) {
+                                       const PretrainOptions& o, const FinetuneCallback& progress, const std::atomic<bool>* cancel, int held_out = 0) {
   const auto t0 = Clock::now();
   if (o.out.empty()) return Error{ErrorKind::Invalid, "pretrain: no output folder"};
   if (!(o.mae.mask_ratio > 0.0f && o.mae.mask_ratio < 1.0f)) return Error{ErrorKind::Invalid, "pretrain: the mask ratio must be in (0, 1)"};
@@ -233,6 +233,7 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
   }
   if (samples.empty()) return Error{ErrorKind::Invalid, "pretrain: no readable images in " + source};
   report.images = static_cast<int>(samples.size());
+  report.held_out = held_out;
 
   training::AdamW opt_e(run.encoder, run.adamw), opt_d(run.decoder, run.adamw);
   fs::path checkpoints = o.out;
@@ -337,6 +338,8 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
                   {"precision", detail::precision_name(o.precision)},
                   {"seed", o.seed},
                   {"images", report.images},
+                  {"hold_out_seed", o.hold_out_seed ? json(*o.hold_out_seed) : json(nullptr)},
+                  {"held_out_images", report.held_out},
                   {"skipped", report.skipped.size()},
                   {"resumed_after_epoch", report.resumed_after_epoch},
                   {"refused_checkpoints", report.refused_checkpoints},
@@ -364,10 +367,21 @@ Result<PretrainReport> pretrain_from_folders(const PretrainOptions& o, const Fin
   if (o.data.empty()) return Error{ErrorKind::Invalid, "pretrain: no image folder"};
   std::vector<detail::Sample> samples;
   std::string source;
+  int held_out_count = 0;
   for (const fs::path& dir : o.data) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, dir.string() + " is not a folder"};
+    std::set<std::string> held_out;
+    if (o.hold_out_seed) {
+      auto h = held_out_files(dir, *o.hold_out_seed, o.validation_fraction);
+      if (!h) return h.error();
+      held_out = std::move(h.value());
+    }
     for (const auto& f : detail::image_files(dir)) {
+      if (held_out.contains(f.string())) {
+        ++held_out_count;
+        continue;
+      }
       detail::Sample s;
       s.path = f.string();
       samples.push_back(std::move(s));
@@ -375,7 +389,7 @@ Result<PretrainReport> pretrain_from_folders(const PretrainOptions& o, const Fin
     source += (source.empty() ? "" : ", ") + dir.lexically_normal().string();
   }
   if (samples.empty()) return Error{ErrorKind::Invalid, "pretrain: no images (JPEG, PNG or DICOM) in " + source};
-  return run_pretraining(std::move(samples), read_grey_image, source, o, progress, cancel);
+  return run_pretraining(std::move(samples), read_grey_image, source, o, progress, cancel, held_out_count);
 }
 
 Result<PretrainReport> pretrain_from_catalog(Catalog& catalog, const PretrainOptions& o, const FinetuneCallback& progress,

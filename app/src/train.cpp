@@ -347,6 +347,26 @@ std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std:
   return kept;
 }
 
+}  // namespace
+
+Result<std::set<std::string>> held_out_files(const fs::path& dir, std::uint64_t seed, double validation_fraction) {
+  std::error_code ec;
+  if (auto scanned = scan_image_folder(dir); !scanned) {
+    // A folder of unlabelled films holds no validation patients; a broken label table is an error.
+    if (fs::is_regular_file(dir / "labels.csv", ec)) return scanned.error();
+    return std::set<std::string>{};
+  }
+  auto merged = merge_sources({DataSource::folder(dir)}, {});
+  if (!merged) return merged.error();
+  std::set<std::string> out;
+  for (const auto& s : split_merged(*merged, {DataSource::folder(dir)}, seed, validation_fraction, 0)) {
+    if (s.validation) out.insert(s.path);
+  }
+  return out;
+}
+
+namespace {
+
 std::vector<std::string> populations_of(const std::vector<const detail::Sample*>& samples) {
   std::vector<std::string> out;
   for (const auto* s : samples) {
@@ -454,6 +474,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   lo.min_learning_rate = o.learning_rate * 0.01f;
   lo.weight_decay = o.weight_decay;
   lo.drop_path = o.drop_path;
+  lo.layer_decay = o.layer_decay;
   lo.augment = true;
   lo.seed = o.seed;
   lo.precision = o.precision;
@@ -639,6 +660,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"learning_rate", o.learning_rate},
             {"weight_decay", o.weight_decay},
             {"drop_path", o.drop_path},
+            {"layer_decay", o.layer_decay},
             {"warmup_epochs", o.warmup_epochs},
             {"precision", detail::precision_name(o.precision)},
             {"seed", o.seed},

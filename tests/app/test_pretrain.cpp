@@ -176,5 +176,70 @@ TEST_F(PretrainTest, TrainInitFromTheBackboneGetsAFreshClassifier) {
   EXPECT_NE(r->report_json.find("encoder of"), std::string::npos);
 }
 
+// --hold-out-seed: the films of the patients `train --seed N` validates on are left out of a
+// training folder (the same patients train holds out, every film of a patient on one side);
+// a folder of unlabelled films is used whole.
+TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
+  write_films(4);
+  // 30 patients, two films each, half NORMAL and half PNEUMONIA.
+  for (int i = 0; i < 30; ++i) {
+    const std::string cls = i % 2 == 0 ? "NORMAL" : "PNEUMONIA";
+    fs::create_directories(path("labelled") / cls);
+    for (int k = 0; k < 2; ++k) {
+      std::vector<std::uint8_t> px(32 * 32, static_cast<std::uint8_t>(40 + 5 * i + k));
+      ASSERT_EQ(app::write_png_gray8(path("labelled") / cls / ("person" + std::to_string(i) + "_v" + std::to_string(k) + ".png"), 32, 32, px),
+                "");
+    }
+  }
+  auto held = app::held_out_files(path("labelled"), 1, 0.3);
+  ASSERT_TRUE(held.ok()) << held.error().message;
+  ASSERT_FALSE(held->empty());
+  ASSERT_LT(held->size(), 60u);
+  for (int i = 0; i < 30; ++i) {
+    const std::string cls = i % 2 == 0 ? "NORMAL" : "PNEUMONIA";
+    const auto film = [&](int k) { return (path("labelled") / cls / ("person" + std::to_string(i) + "_v" + std::to_string(k) + ".png")).string(); };
+    EXPECT_EQ(held->contains(film(0)), held->contains(film(1))) << "patient " << i << " is split across the sides";
+  }
+  auto other_seed = app::held_out_files(path("labelled"), 2, 0.3);
+  ASSERT_TRUE(other_seed.ok());
+  EXPECT_NE(*held, *other_seed) << "the split depends on the seed";
+  // films/a: two films, no sub-folders (films/ itself, with a/ and b/, reads as class folders).
+  auto unlabelled = app::held_out_files(path("films") / "a", 1, 0.3);
+  ASSERT_TRUE(unlabelled.ok()) << unlabelled.error().message;
+  EXPECT_TRUE(unlabelled->empty()) << "a folder of unlabelled films has no validation patients";
+
+  // The same patients as train's own validation split.
+  app::TrainOptions t;
+  t.data = {app::DataSource::folder(path("labelled"))};
+  t.out = path("classifier");
+  t.arch = "vit-ti16-d6";
+  t.image_size = 32;
+  t.epochs = 1;
+  t.batch_size = 8;
+  t.validation_fraction = 0.3;
+  t.seed = 1;
+  t.layer_decay = 0.5f;
+  t.precision = inference::Precision::F32;
+  app::PretrainOptions p = options();
+  p.epochs = 1;
+  p.data = {path("labelled"), path("films") / "a"};
+  p.hold_out_seed = 1;
+  p.validation_fraction = 0.3;
+  auto pre = app::pretrain_from_folders(p);
+  ASSERT_TRUE(pre.ok()) << pre.error().message;
+  EXPECT_EQ(pre->held_out, static_cast<int>(held->size()));
+  EXPECT_EQ(pre->images, 60 - static_cast<int>(held->size()) + 2) << "every unlabelled film, the labelled ones of training patients";
+  std::ifstream in(path("backbone") / "pretrain_report.json");
+  const auto report = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["hold_out_seed"], 1);
+  EXPECT_EQ(report["held_out_images"], held->size());
+  t.init = path("backbone");
+  auto trained = app::train_from_folder(t);
+  ASSERT_TRUE(trained.ok()) << trained.error().message;
+  EXPECT_EQ(trained->validation_images, static_cast<int>(held->size())) << "pre-training left out exactly train's validation films";
+  EXPECT_EQ(nlohmann::json::parse(trained->report_json)["layer_decay"], 0.5);
+}
+
 }  // namespace
 }  // namespace hilum::test

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ struct PretrainOptions {
   int warmup_epochs = 1;
   training::MaeConfig mae;                  // mask ratio 0.9, decoder 128 wide, 2 blocks, 4 heads
   std::uint64_t seed = 1;
+  // Leave out of a training folder (class sub-folders or labels.csv) the patients that
+  // `train --seed hold_out_seed` holds out for validation (held_out_files), so that pre-training
+  // never sees the films that later judge the model. Folders of unlabelled films are used whole.
+  std::optional<std::uint64_t> hold_out_seed;
+  double validation_fraction = 0.15;
   int max_images = 0;                       // 0 = all (small runs for tests)
   // Arithmetic of the step's matrix products (training::TrainOptions::precision).
   inference::Precision precision = inference::Precision::BF16;
@@ -38,6 +44,7 @@ struct PretrainOptions {
 struct PretrainReport {
   std::vector<double> loss;               // mean masked-patch loss per epoch (the whole run's, resumed epochs included)
   int images = 0;                         // images trained on
+  int held_out = 0;                       // films left out as validation patients (hold_out_seed)
   std::vector<std::string> skipped;       // files that could not be read, with the reason
   std::vector<std::string> refused_checkpoints;  // damaged checkpoints passed over, with the reason
   int resumed_after_epoch = 0;            // 0 = a fresh start

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,13 @@ struct MergedDataset {
 // converted to luminance), or DICOM through the display pipeline.
 [[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
 
+// The files of a training folder (scan_image_folder) whose patients `train --seed SEED` holds out
+// for validation at `validation_fraction`, by the same keyed split; empty for a folder that is not a
+// training folder (no class sub-folders, no labels.csv). Pre-training leaves them out so that the
+// validation patients' pixels are never seen before they judge the model.
+[[nodiscard]] Result<std::set<std::string>> held_out_files(const std::filesystem::path& dir, std::uint64_t seed,
+                                                           double validation_fraction = 0.15);
+
 struct TrainOptions {
   std::vector<DataSource> data;   // the image folders (at least one)
   std::vector<std::string> outputs;  // the model's findings; empty = every source's (merge_sources)
@@ -89,6 +97,10 @@ struct TrainOptions {
   float learning_rate = 5e-4f;
   float weight_decay = 0.05f;
   float drop_path = 0.1f;
+  // Layer-wise learning-rate decay (training::AdamWOptions::layer_decay): block d of L trains at
+  // lr * layer_decay^(L + 1 - d), the classifier at lr. Below 1 it keeps a pre-trained encoder's
+  // early layers close to where pre-training left them. 1 = off.
+  float layer_decay = 1.0f;
   int warmup_epochs = 3;
   double validation_fraction = 0.15;  // of the patients
   std::uint64_t seed = 1;
