@@ -177,9 +177,9 @@ Result<std::vector<std::pair<std::string, double>>> named_probabilities(const Lo
 }
 
 DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header,
-                      const std::vector<float>& thumbnail) {
+                      const std::vector<float>& pixels) {
   const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
-  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &thumbnail);
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels);
 }
 
 }  // namespace
@@ -188,13 +188,13 @@ namespace {
 
 InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
 
-// The domain thumbnail of an image already at the model's input size (what domain_thumbnail_of
-// computes after its own resize).
-std::vector<float> thumbnail_of_input(const LoadedModel& model, const std::vector<float>& input) {
+// The domain pixel descriptor of an image already at the model's input size (what
+// domain_pixels_of computes after its own resize).
+std::vector<float> pixels_of_input(const LoadedModel& model, const std::vector<float>& input) {
   const auto& domain = model.extras.domain;
-  if (!domain || domain->thumbnail_side <= 0) return {};
+  if (!domain) return {};
   const auto& c = model.model.config();
-  return inference::domain_thumbnail(input.data(), c.input_width, c.input_height, domain->thumbnail_side);
+  return inference::domain_pixels(*domain, input.data(), c.input_width, c.input_height);
 }
 
 }  // namespace
@@ -210,7 +210,7 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image, thumbnail_of_input(model, input));
+  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input));
   return out;
 }
 
@@ -352,7 +352,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
-    std::vector<std::vector<float>> thumbnails;             // each batch image's domain thumbnail
+    std::vector<std::vector<float>> pixels;                 // each batch image's domain pixel descriptor
     std::size_t decoded = 0;                                // images of this batch not read from the cache
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
@@ -367,7 +367,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       } else {
         batch.push_back(inference::normalise(prepared->input->data(), config));
         rows.push_back(out.size());
-        thumbnails.push_back(thumbnail_of_input(model, *prepared->input));
+        pixels.push_back(pixels_of_input(model, *prepared->input));
         headers.push_back(std::move(prepared->header));
       }
       out.push_back(std::move(p));
@@ -393,7 +393,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         for (std::size_t b = 0; b < rows.size(); ++b) {
           ImagePrediction& p = out[rows[b]];
           auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, thumbnails[b]);
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b]);
           p.milliseconds = ms;
           if (!probabilities) {
             p.error = probabilities.error().message;

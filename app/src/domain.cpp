@@ -88,15 +88,15 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   return out;
 }
 
-std::vector<float> domain_thumbnail_of(const inference::ModelExtras& extras, const inference::ViTConfig& config, const float* grey, int width,
-                                       int height) {
-  if (!extras.domain || extras.domain->thumbnail_side <= 0) return {};
+std::vector<float> domain_pixels_of(const inference::ModelExtras& extras, const inference::ViTConfig& config, const float* grey, int width,
+                                    int height) {
+  if (!extras.domain) return {};
   const std::vector<float> input = inference::resize_antialiased(grey, width, height, config.input_width, config.input_height);
-  return inference::domain_thumbnail(input.data(), config.input_width, config.input_height, extras.domain->thumbnail_side);
+  return inference::domain_pixels(*extras.domain, input.data(), config.input_width, config.input_height);
 }
 
 DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
-                         const std::vector<float>* thumbnail) {
+                         const std::vector<float>* pixel_descriptor) {
   DomainCheck out;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
   const std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
@@ -105,10 +105,7 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   if (domain != nullptr && embedding != nullptr) {
     out.pixel_check = true;
     double score = inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold;
-    if (domain->thumbnail_side > 0 && thumbnail != nullptr && !thumbnail->empty()) {
-      score = std::max(score, inference::distance(domain->thumbnail, thumbnail->data(), static_cast<Eigen::Index>(thumbnail->size())) /
-                                  domain->thumbnail.threshold);
-    }
+    if (pixel_descriptor != nullptr && !pixel_descriptor->empty()) score = std::max(score, inference::pixel_score(*domain, *pixel_descriptor));
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;
     pixels = pixels_ok ? "the image looks like the training films (domain score " + core::format_fixed(*out.score, 2) + "; above 1 is outside)"

@@ -673,7 +673,8 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"populations", populations_json},
             {"domain", {{"threshold", extras.domain->embedding.threshold}, {"quantile", extras.domain->embedding.quantile},
                         {"axes", extras.domain->embedding.axes.rows()}, {"thumbnail_side", extras.domain->thumbnail_side},
-                        {"thumbnail_threshold", extras.domain->thumbnail.threshold}, {"images", extras.domain->embedding.images},
+                        {"thumbnail_threshold", extras.domain->thumbnail.threshold},
+                        {"statistics_threshold", extras.domain->statistics.threshold}, {"images", extras.domain->embedding.images},
                         {"reference_data", reference_json}}},
             {"history", detail::to_json(report.history)}};
   if (!problems.empty()) r["unreadable"] = problems;

@@ -194,6 +194,15 @@ Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference:
   return out;
 }
 
+Matrix statistics_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config) {
+  Matrix out(static_cast<Eigen::Index>(samples.size()), inference::kDomainStatistics);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const auto t = inference::domain_statistics(samples[i]->grey.data(), config.input_width, config.input_height);
+    for (std::size_t k = 0; k < t.size(); ++k) out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)) = t[k];
+  }
+  return out;
+}
+
 inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train, const Matrix& train_embeddings,
                                       const std::vector<const Sample*>& validation, const Matrix& validation_embeddings) {
   // The limits: the 99th percentile of the held-out films' distances, widened by 10% because films
@@ -206,6 +215,10 @@ inference::DomainReference fit_domain(const inference::ViTConfig& config, const 
   r.embedding = training::fit_subspace(train_embeddings, validation_embeddings, 64, kQuantile, kMargin);
   r.thumbnail_side = kSide;
   r.thumbnail = training::fit_subspace(thumbnails_of(train, config, kSide), thumbnails_of(validation, config, kSide), 32, kQuantile, kMargin);
+  // Every direction of the statistics counts (all axes but one, which the histogram's fixed sum
+  // leaves empty): what tells a scanned page from a film is in directions films hardly vary in.
+  r.statistics = training::fit_subspace(statistics_of(train, config), statistics_of(validation, config), inference::kDomainStatistics - 1,
+                                        kQuantile, kMargin);
   return r;
 }
 

@@ -90,7 +90,9 @@ void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::str
                                                            int min_population_images);
 // The domain thumbnails (inference::domain_thumbnail) of samples' images at the model's input size.
 [[nodiscard]] inference::Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side);
-// The domain reference of a model: its training samples' embeddings and thumbnails, thresholds
+// Their pixel statistics (inference::domain_statistics), one row per sample.
+[[nodiscard]] inference::Matrix statistics_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config);
+// The domain reference of a model: its training samples' embeddings, thumbnails and statistics, thresholds
 // from the validation samples'.
 [[nodiscard]] inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train,
                                                     const inference::Matrix& train_embeddings, const std::vector<const Sample*>& validation,

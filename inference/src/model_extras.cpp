@@ -169,6 +169,13 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
       ref.thumbnail_side = side;
       ref.thumbnail = std::move(thumbnail.value());
     }
+    if (d.contains("statistics")) {
+      const json& t = d["statistics"];
+      if (!t.is_object()) return invalid(file, "domain statistics must be an object");
+      auto statistics = read_subspace(t, kDomainStatistics, file, "statistics");
+      if (!statistics) return statistics.error();
+      ref.statistics = std::move(statistics.value());
+    }
     if (d.contains("modalities") && d["modalities"].is_array()) {
       for (const auto& m : d["modalities"]) {
         if (m.is_string()) ref.modalities.push_back(m.get<std::string>());
@@ -229,6 +236,11 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
       json t = {{"side", d.thumbnail_side}};
       write_subspace(t, d.thumbnail);
       o["thumbnail"] = std::move(t);
+    }
+    if (d.statistics.mean.size() > 0) {
+      json t = {{"features", "histogram16, clipped low/high, gradient mean/p90, sd, mirror difference"}};
+      write_subspace(t, d.statistics);
+      o["statistics"] = std::move(t);
     }
     j["domain"] = std::move(o);
   }
@@ -330,6 +342,67 @@ std::vector<float> domain_thumbnail(const float* grey, int width, int height, in
   const double sd = std::sqrt(std::max(sq / n - mean * mean, 0.0));
   for (float& v : t) v = static_cast<float>(sd > 1e-6 ? (v - mean) / sd : 0.0);
   return t;
+}
+
+std::vector<float> domain_statistics(const float* grey, int width, int height) {
+  std::vector<float> out(kDomainStatistics, 0.0f);
+  if (grey == nullptr || width <= 0 || height <= 0) return out;
+  const auto n = static_cast<std::size_t>(width) * static_cast<std::size_t>(height);
+  std::vector<double> g(n);
+  for (std::size_t i = 0; i < n; ++i) g[i] = std::isfinite(grey[i]) ? std::clamp(static_cast<double>(grey[i]), 0.0, 1.0) : 0.0;
+  const auto at = [&](int x, int y) { return g[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)]; };
+  double sum = 0.0, sq = 0.0, low = 0.0, high = 0.0, mirror = 0.0, gradient_sum = 0.0;
+  std::vector<double> gradient;
+  gradient.reserve(n);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const double v = at(x, y);
+      out[static_cast<std::size_t>(std::min(15, static_cast<int>(v * 16.0)))] += 1.0f;
+      sum += v;
+      sq += v * v;
+      low += v <= 0.02 ? 1.0 : 0.0;
+      high += v >= 0.98 ? 1.0 : 0.0;
+      mirror += std::abs(v - at(width - 1 - x, y));
+      // central differences inside, one-sided at the borders (as numpy.gradient)
+      const double gx = width < 2 ? 0.0 : x == 0 ? at(1, y) - v : x == width - 1 ? v - at(x - 1, y) : (at(x + 1, y) - at(x - 1, y)) / 2.0;
+      const double gy = height < 2 ? 0.0 : y == 0 ? at(x, 1) - v : y == height - 1 ? v - at(x, y - 1) : (at(x, y + 1) - at(x, y - 1)) / 2.0;
+      gradient.push_back(std::hypot(gx, gy));
+      gradient_sum += gradient.back();
+    }
+  }
+  const double count = static_cast<double>(n);
+  for (std::size_t b = 0; b < 16; ++b) out[b] = static_cast<float>(out[b] / count);
+  const auto p90 = gradient.begin() + static_cast<std::ptrdiff_t>(static_cast<double>(n - 1) * 0.9);
+  std::nth_element(gradient.begin(), p90, gradient.end());
+  const double mean = sum / count;
+  out[16] = static_cast<float>(low / count);
+  out[17] = static_cast<float>(high / count);
+  out[18] = static_cast<float>(gradient_sum / count);
+  out[19] = static_cast<float>(*p90);
+  out[20] = static_cast<float>(std::sqrt(std::max(sq / count - mean * mean, 0.0)));
+  out[21] = static_cast<float>(mirror / count);
+  return out;
+}
+
+std::vector<float> domain_pixels(const DomainReference& domain, const float* grey, int width, int height) {
+  std::vector<float> out;
+  if (domain.thumbnail_side > 0) out = domain_thumbnail(grey, width, height, domain.thumbnail_side);
+  if (domain.statistics.mean.size() > 0) {
+    const std::vector<float> s = domain_statistics(grey, width, height);
+    out.insert(out.end(), s.begin(), s.end());
+  }
+  return out;
+}
+
+double pixel_score(const DomainReference& domain, const std::vector<float>& pixels) {
+  const Eigen::Index side = domain.thumbnail_side > 0 ? static_cast<Eigen::Index>(domain.thumbnail_side) * domain.thumbnail_side : 0;
+  const Eigen::Index statistics = domain.statistics.mean.size() > 0 ? kDomainStatistics : 0;
+  if (side + statistics == 0) return 0.0;
+  if (static_cast<Eigen::Index>(pixels.size()) != side + statistics) return std::numeric_limits<double>::infinity();
+  double score = 0.0;
+  if (side > 0) score = std::max(score, distance(domain.thumbnail, pixels.data(), side) / domain.thumbnail.threshold);
+  if (statistics > 0) score = std::max(score, distance(domain.statistics, pixels.data() + side, statistics) / domain.statistics.threshold);
+  return score;
 }
 
 }  // namespace hilum::inference

@@ -176,6 +176,68 @@ TEST_F(DomainTest, ThePixelsDecideAndTheHeaderCanOnlyTakeAnImageOut) {
   EXPECT_NEAR(*direct->domain.score, *r[1].domain.score, 1e-6);
 }
 
+// A scanned page with a chest DX header whose embedding passes (a reference that lets every
+// embedding through): its pixel statistics still give it away, and a chest film's do not.
+TEST_F(DomainTest, PixelStatisticsCatchAPageWhoseEmbeddingPasses) {
+  fs::copy(kTiny, path("model"), fs::copy_options::recursive);
+  auto plain = app::load_model(*catalog_, path("model").string());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  const auto& config = plain->model.config();
+  const auto statistics = [&](const std::vector<fs::path>& files) {
+    inference::Matrix out(static_cast<Eigen::Index>(files.size()), inference::kDomainStatistics);
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      auto d = app::display_image(files[i]);
+      EXPECT_TRUE(d.ok());
+      const auto input = inference::resize_antialiased(d->grey.data(), d->width, d->height, config.input_width, config.input_height);
+      const auto f = inference::domain_statistics(input.data(), config.input_width, config.input_height);
+      for (std::size_t k = 0; k < f.size(); ++k) out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)) = f[k];
+    }
+    return out;
+  };
+  std::vector<fs::path> train, held;
+  for (std::uint32_t s = 1; s <= 60; ++s) train.push_back(phantom("train" + std::to_string(s) + ".dcm", s));
+  for (std::uint32_t s = 61; s <= 80; ++s) held.push_back(phantom("held" + std::to_string(s) + ".dcm", s));
+  inference::ModelExtras extras;
+  extras.domain = inference::DomainReference{};
+  extras.domain->embedding = training::fit_subspace(embeddings(*plain, train), embeddings(*plain, held), 8, 1.0, 1e6);
+  extras.domain->statistics = training::fit_subspace(statistics(train), statistics(held), inference::kDomainStatistics - 1, 1.0, 1.5);
+  extras.domain->populations = {population("adult", 18.0, 90.0, 60)};
+  ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
+  ASSERT_TRUE(app::import_model(*catalog_, path("model"), "tiny-statistics", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  ASSERT_GT(model->extras.domain->statistics.mean.size(), 0);
+
+  const auto chest = catalogue(phantom("chest.dcm", 99));
+  // White paper, lines of dark text.
+  const auto page = catalogue(phantom("page.dcm", 100, [](testdata::DicomSpec& spec) {
+    spec.draw = [](std::vector<std::int32_t>& stored, int rows, int columns) {
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < columns; ++c)
+          stored[static_cast<std::size_t>(r * columns + c)] = (r % 12 < 3 && c % 7 < 5 && c > columns / 10 && c < columns * 9 / 10) ? 0 : 4000;
+    };
+  }));
+  auto results = app::classify(*catalog_, *model, {chest, page});
+  ASSERT_TRUE(results.ok()) << results.error().message;
+  const auto& r = results.value();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_TRUE(r[0].domain.in_domain) << r[0].domain.reason;
+  EXPECT_FALSE(r[1].domain.in_domain) << r[1].domain.reason;
+  ASSERT_TRUE(r[1].domain.score.has_value());
+  EXPECT_GT(*r[1].domain.score, 1.0);
+  // Without the statistics part the same reference lets the page through.
+  extras.domain->statistics = inference::Subspace{};
+  ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
+  ASSERT_TRUE(app::import_model(*catalog_, path("model"), "tiny-no-statistics", true).ok());
+  auto without = app::load_model(*catalog_, "");
+  ASSERT_TRUE(without.ok()) << without.error().message;
+  auto image = dicom::read_radiograph(page.path);
+  ASSERT_TRUE(image.ok());
+  auto direct = app::classify_radiograph(*without, image.value());
+  ASSERT_TRUE(direct.ok());
+  EXPECT_TRUE(direct->domain.in_domain) << direct->domain.reason;
+}
+
 TEST_F(DomainTest, AModelWithoutAReferenceSaysTheCheckIsUnavailable) {
   ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny", true).ok());
   auto model = app::load_model(*catalog_, "");

@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
+
+#include <nlohmann/json.hpp>
 
 #include "hilum/inference/model_extras.hpp"
 #include "temp_dir_test.hpp"
@@ -135,6 +138,74 @@ TEST(DomainThumbnail, IsStandardisedSoExposureDoesNotCount) {
   EXPECT_NEAR(sq / 64.0, 1.0, 1e-4);
   const std::vector<float> flat(100, 0.5f);
   for (float v : inference::domain_thumbnail(flat.data(), 10, 10, 4)) EXPECT_EQ(v, 0.0f);
+}
+
+// The statistics a scanned page or a CT slice cannot hide: worked by hand on small images.
+TEST(DomainStatistics, HistogramClippedSharesEdgesContrastAndSymmetry) {
+  const std::vector<float> flat(8 * 4, 0.5f);
+  const auto f = inference::domain_statistics(flat.data(), 8, 4);
+  ASSERT_EQ(f.size(), static_cast<std::size_t>(inference::kDomainStatistics));
+  for (int b = 0; b < 16; ++b) EXPECT_FLOAT_EQ(f[static_cast<std::size_t>(b)], b == 8 ? 1.0f : 0.0f) << b;
+  for (int k = 16; k < 22; ++k) EXPECT_FLOAT_EQ(f[static_cast<std::size_t>(k)], 0.0f) << k;
+  // Left half black, right half white (8 x 4): half in the first and last bins, all clipped, a
+  // standard deviation of 0.5, every pixel differs from its mirror by 1, and the gradient is 0.5
+  // on the two middle columns (central differences) and 0 elsewhere.
+  std::vector<float> halves(8 * 4);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 8; ++x) halves[static_cast<std::size_t>(y * 8 + x)] = x < 4 ? 0.0f : 1.0f;
+  const auto h = inference::domain_statistics(halves.data(), 8, 4);
+  EXPECT_FLOAT_EQ(h[0], 0.5f);
+  EXPECT_FLOAT_EQ(h[15], 0.5f);
+  EXPECT_FLOAT_EQ(h[16], 0.5f);
+  EXPECT_FLOAT_EQ(h[17], 0.5f);
+  EXPECT_FLOAT_EQ(h[18], 0.5f * 8.0f / 32.0f);
+  EXPECT_FLOAT_EQ(h[19], 0.5f) << "a quarter of the pixels have gradient 0.5, so the 90th percentile is";
+  EXPECT_FLOAT_EQ(h[20], 0.5f);
+  EXPECT_FLOAT_EQ(h[21], 1.0f);
+  // Out-of-range and non-finite values are clamped, not propagated.
+  std::vector<float> wild(4 * 4, 2.0f);
+  wild[5] = std::numeric_limits<float>::quiet_NaN();
+  for (float v : inference::domain_statistics(wild.data(), 4, 4)) EXPECT_TRUE(std::isfinite(v));
+}
+
+// domain_pixels = thumbnail then statistics; pixel_score is the larger part's distance over its
+// limit; the statistics part round-trips through hilum.json.
+TEST_F(ModelExtrasTest, StatisticsPartScoresAndRoundTrips) {
+  inference::ModelExtras e = sample_extras();
+  inference::Subspace& s = e.domain->statistics;
+  s.mean = inference::Vector::Zero(inference::kDomainStatistics);
+  s.axes = inference::Matrix::Zero(0, inference::kDomainStatistics);
+  s.variances = inference::Vector(0);
+  s.residual_variance = 0.01;
+  s.threshold = 3.0;
+  ASSERT_TRUE(inference::write_model_extras(dir_, e).ok());
+  auto back = inference::read_model_extras(dir_, config3());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_EQ(back->domain->statistics.mean.size(), inference::kDomainStatistics);
+  EXPECT_EQ(back->domain->statistics.threshold, 3.0);
+  const inference::DomainReference& d = *back->domain;
+  const std::vector<float> flat(6 * 6, 0.5f);
+  const auto pixels = inference::domain_pixels(d, flat.data(), 6, 6);
+  ASSERT_EQ(pixels.size(), 4u + static_cast<std::size_t>(inference::kDomainStatistics)) << "a 2 x 2 thumbnail, then the statistics";
+  // The flat image: thumbnail all 0 (distance 0); statistics: one histogram bin at 1, the rest 0,
+  // so sqrt(1 / 0.01 / 22) / 3.
+  EXPECT_NEAR(inference::pixel_score(d, pixels), std::sqrt(100.0 / 22.0) / 3.0, 1e-5);
+  std::vector<float> far = pixels;
+  far[3] = 30.0f;  // along the thumbnail's axis: sqrt(900 / 9 / 4) / 2 = 2.5, above the statistics' 0.71
+  EXPECT_NEAR(inference::pixel_score(d, far), 2.5, 1e-5);
+  EXPECT_TRUE(std::isinf(inference::pixel_score(d, std::vector<float>(5, 0.0f)))) << "a descriptor of another size";
+  inference::DomainReference none;
+  EXPECT_EQ(inference::pixel_score(none, {}), 0.0);
+  EXPECT_TRUE(inference::domain_pixels(none, flat.data(), 6, 6).empty());
+  // A statistics part of the wrong width is refused.
+  std::ifstream in(dir_ / "hilum.json");
+  auto j = nlohmann::json::parse(in);
+  in.close();
+  j["domain"]["statistics"]["mean"].push_back(0.0);
+  std::ofstream(dir_ / "hilum.json") << j.dump();
+  auto refused = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("statistics"), std::string::npos) << refused.error().message;
 }
 
 TEST_F(ModelExtrasTest, DamagedOrMismatchedFilesAreRefusedWithAReason) {

@@ -18,17 +18,18 @@ namespace hilum::app {
 // absent (the generic chest radiograph rules still apply).
 [[nodiscard]] std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain);
 
-// The verdict for one image: `embedding` is its CLS embedding (hidden values), `thumbnail` its
-// inference::domain_thumbnail at the reference's side (may be null), `header` its DICOM header when
-// it came from a DICOM file. The score is the larger of the embedding's and the thumbnail's.
+// The verdict for one image: `embedding` is its CLS embedding (hidden values), `pixels` its
+// inference::domain_pixels for the reference (may be null), `header` its DICOM header when it came
+// from a DICOM file. The score is the largest of the embedding's and the pixel parts' distances over
+// their limits (inference::pixel_score).
 [[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
-                                       const dicom::Radiograph* header, const std::vector<float>* thumbnail = nullptr);
+                                       const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr);
 
-// The thumbnail check_domain wants for display grey values (width x height, any size): shrunk to
-// the model's input size as the model sees it, then to the reference's thumbnail. Empty when the
-// model has no pixel reference.
-[[nodiscard]] std::vector<float> domain_thumbnail_of(const inference::ModelExtras& extras, const inference::ViTConfig& config,
-                                                     const float* grey, int width, int height);
+// The pixel descriptor check_domain wants for display grey values (width x height, any size):
+// shrunk to the model's input size as the model sees it, then inference::domain_pixels. Empty
+// when the model has no pixel reference.
+[[nodiscard]] std::vector<float> domain_pixels_of(const inference::ModelExtras& extras, const inference::ViTConfig& config,
+                                                  const float* grey, int width, int height);
 
 // "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
 [[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);

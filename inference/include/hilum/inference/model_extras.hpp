@@ -64,6 +64,11 @@ struct DomainReference {
   // whose embedding happens to fall among the chest films' still has to look like one.
   int thumbnail_side = 0;  // 0: no pixel part
   Subspace thumbnail;
+  // The same of the input image's pixel statistics (domain_statistics: its grey-level histogram,
+  // clipped shares, edge strength, contrast and left-right symmetry), which a CT slice, a scanned
+  // page or a photograph given a chest header cannot fake by looking like a film at 16 x 16.
+  // Empty mean: no statistics part (older models).
+  Subspace statistics;
   std::vector<Population> populations;
   std::vector<std::string> modalities;  // DICOM Modality values of films like the training films ("CR", "DX")
 };
@@ -104,5 +109,20 @@ struct ModelExtras {
 // The thumbnail the pixel part describes: grey values (any size) shrunk to side x side
 // (antialiased), then standardised to mean 0 and standard deviation 1 (exposure does not count).
 [[nodiscard]] std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side);
+
+// The pixel statistics the statistics part describes, of grey values in [0, 1] (the model's input
+// image): a 16-bin histogram (shares), the shares at or below 0.02 and at or above 0.98, the mean
+// and 90th percentile of the gradient magnitude (central differences), the standard deviation,
+// and the mean absolute difference from the left-right mirror image.
+inline constexpr int kDomainStatistics = 22;
+[[nodiscard]] std::vector<float> domain_statistics(const float* grey, int width, int height);
+
+// An image's pixel descriptor for `domain`: its domain_thumbnail (when the reference has a
+// thumbnail part) followed by its domain_statistics (when it has a statistics part), of grey values
+// at the model's input size. Empty when the reference has no pixel part.
+[[nodiscard]] std::vector<float> domain_pixels(const DomainReference& domain, const float* grey, int width, int height);
+// The larger of the descriptor's parts' distances over their thresholds (above 1: outside); 0 when
+// the reference has no pixel part, infinity when the descriptor does not fit the reference.
+[[nodiscard]] double pixel_score(const DomainReference& domain, const std::vector<float>& pixels);
 
 }  // namespace hilum::inference
