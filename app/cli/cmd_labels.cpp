@@ -86,7 +86,8 @@ std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mod
   if (mode != app::Catalog::Mode::ReadOnly) {
     auto builtin = app::register_builtin_model(*catalog);
     if (!builtin) std::fprintf(stderr, "hilum-cli: warning: %s\n", builtin.error().message.c_str());
-    else if (*builtin) std::fprintf(stderr, "hilum-cli: first run: registered the built-in model %s as the active model\n", (*builtin)->version.c_str());
+    else if (*builtin && (*builtin)->status == "active") std::fprintf(stderr, "hilum-cli: first run: registered the built-in model %s as the active model\n", (*builtin)->version.c_str());
+    else if (*builtin) std::fprintf(stderr, "hilum-cli: registered this version's built-in model %s as a candidate; `hilum-cli models activate %s` uses it\n", (*builtin)->version.c_str(), (*builtin)->version.c_str());
   }
   return std::move(catalog.value());
 }

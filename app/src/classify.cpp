@@ -129,14 +129,23 @@ fs::path builtin_model_dir() {
 Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
   auto models = catalog.models();
   if (!models) return models.error();
-  if (!models->empty()) return std::optional<ModelRecord>{};
   const fs::path dir = builtin_model_dir();
   if (dir.empty()) return std::optional<ModelRecord>{};
+  // After an upgrade, a catalog whose built-in model is an older one gets this version's as a
+  // candidate: the active model is the site's choice and stays until someone activates another.
+  bool older_builtin = false;
+  for (const auto& m : *models) {
+    if (m.strategy != "builtin") continue;
+    if (m.version == dir.filename().string()) return std::optional<ModelRecord>{};
+    older_builtin = true;
+  }
+  if (!models->empty() && !older_builtin) return std::optional<ModelRecord>{};
   ModelRecord record;
   record.version = dir.filename().string();
   record.strategy = "builtin";
-  record.status = "active";
-  record.status_reason = "built-in model, registered on first run";
+  record.status = models->empty() ? "active" : "candidate";
+  record.status_reason = models->empty() ? "built-in model, registered on first run"
+                                         : "built-in model of this version of Hilum, registered beside the older one; activate it to use it";
   // The recipe and the validation of its training run (training_report.json), when shipped.
   std::ifstream in(dir / "training_report.json");
   const auto report = nlohmann::json::parse(in, nullptr, false);

@@ -468,6 +468,27 @@ TEST_F(ClassifyTest, BuiltinModelIsRegisteredOnFirstRun) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->has_value());
   EXPECT_EQ(catalog_->models()->size(), 1u);
+  // An upgrade ships another built-in model: registered beside the old one as a candidate, once;
+  // the active model stays.
+  const fs::path newer = path("models") / "hilum-test-builtin-2";
+  fs::create_directories(newer);
+  fs::copy_file(kTiny / "config.json", newer / "config.json");
+  fs::copy_file(kTiny / "model.safetensors", newer / "model.safetensors");
+  {
+    ScopedEnv upgraded("HILUM_BUILTIN_MODEL", newer.string());
+    auto candidate = app::register_builtin_model(*catalog_);
+    ASSERT_TRUE(candidate.ok()) << candidate.error().message;
+    ASSERT_TRUE(candidate->has_value());
+    EXPECT_EQ((*candidate)->version, "hilum-test-builtin-2");
+    EXPECT_EQ((*candidate)->status, "candidate");
+    auto still = catalog_->active_model();
+    ASSERT_TRUE(still.ok() && still->has_value());
+    EXPECT_EQ((*still)->id, (*r)->id) << "the site's active model is not replaced behind its back";
+    auto twice = app::register_builtin_model(*catalog_);
+    ASSERT_TRUE(twice.ok());
+    EXPECT_FALSE(twice->has_value());
+    EXPECT_EQ(catalog_->models()->size(), 2u);
+  }
   // A damaged built-in model: an error naming it, and nothing registered.
   auto other = app::Catalog::open(path("other.db"));
   ASSERT_TRUE(other.ok());

@@ -98,7 +98,8 @@ Session::~Session() = default;
 app::Result<std::unique_ptr<Session>> Session::open(const std::filesystem::path& path, const QString& author, QObject* parent) {
   auto catalog = app::Catalog::open(path);
   if (!catalog) return catalog.error();
-  // First run: the built-in model becomes the active model (a failure leaves the catalog without one).
+  // First run: the built-in model becomes the active model (a failure leaves the catalog without one);
+  // after an upgrade, a newer built-in model becomes a candidate in the model manager.
   if (auto builtin = app::register_builtin_model(*catalog); !builtin) {
     qWarning("hilum: the built-in model was not registered: %s", builtin.error().message.c_str());
   }

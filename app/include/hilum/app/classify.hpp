@@ -57,8 +57,10 @@ struct DisplayImage {
 
 // First run: a catalog without any model registers the built-in model as its active model
 // (strategy "builtin", its training recipe as hyperparameters and its validation as metrics).
-// Returns the new record, or nullopt when the catalog already has a model or there is no
-// built-in model.
+// After an upgrade, a catalog that has an older built-in model (another version) gets this one as
+// a candidate; its active model is left as it is. Returns the new record, or nullopt when there
+// is nothing to register (this built-in model is there already, the catalog has models but no
+// built-in one, or there is no built-in model).
 [[nodiscard]] Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog);
 
 struct ImagePrediction {
