@@ -238,7 +238,7 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
       o["thumbnail"] = std::move(t);
     }
     if (d.statistics.mean.size() > 0) {
-      json t = {{"features", "histogram16, clipped low/high, gradient mean/p90, sd, mirror difference"}};
+      json t = {{"features", "standardised: histogram16 over -3..3 sd, tails beyond 2.5 sd, gradient mean/p90, skewness, mirror difference"}};
       write_subspace(t, d.statistics);
       o["statistics"] = std::move(t);
     }
@@ -348,20 +348,30 @@ std::vector<float> domain_statistics(const float* grey, int width, int height) {
   std::vector<float> out(kDomainStatistics, 0.0f);
   if (grey == nullptr || width <= 0 || height <= 0) return out;
   const auto n = static_cast<std::size_t>(width) * static_cast<std::size_t>(height);
-  std::vector<double> g(n);
-  for (std::size_t i = 0; i < n; ++i) g[i] = std::isfinite(grey[i]) ? std::clamp(static_cast<double>(grey[i]), 0.0, 1.0) : 0.0;
-  const auto at = [&](int x, int y) { return g[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)]; };
-  double sum = 0.0, sq = 0.0, low = 0.0, high = 0.0, mirror = 0.0, gradient_sum = 0.0;
+  const double count = static_cast<double>(n);
+  // Standardised first, so that a window's level and width (a DICOM file's automatic window
+  // against a JPEG's plain grey) do not count, only the shape of what is there.
+  std::vector<double> z(n);
+  double sum = 0.0, sq = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    z[i] = std::isfinite(grey[i]) ? std::clamp(static_cast<double>(grey[i]), 0.0, 1.0) : 0.0;
+    sum += z[i];
+    sq += z[i] * z[i];
+  }
+  const double mean = sum / count;
+  const double sd = std::sqrt(std::max(sq / count - mean * mean, 0.0));
+  for (double& v : z) v = sd > 1e-6 ? (v - mean) / sd : 0.0;
+  const auto at = [&](int x, int y) { return z[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)]; };
+  double low = 0.0, high = 0.0, cube = 0.0, mirror = 0.0, gradient_sum = 0.0;
   std::vector<double> gradient;
   gradient.reserve(n);
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
       const double v = at(x, y);
-      out[static_cast<std::size_t>(std::min(15, static_cast<int>(v * 16.0)))] += 1.0f;
-      sum += v;
-      sq += v * v;
-      low += v <= 0.02 ? 1.0 : 0.0;
-      high += v >= 0.98 ? 1.0 : 0.0;
+      out[static_cast<std::size_t>(std::clamp(static_cast<int>(std::floor((v + 3.0) / 6.0 * 16.0)), 0, 15))] += 1.0f;
+      low += v <= -2.5 ? 1.0 : 0.0;
+      high += v >= 2.5 ? 1.0 : 0.0;
+      cube += v * v * v;
       mirror += std::abs(v - at(width - 1 - x, y));
       // central differences inside, one-sided at the borders (as numpy.gradient)
       const double gx = width < 2 ? 0.0 : x == 0 ? at(1, y) - v : x == width - 1 ? v - at(x - 1, y) : (at(x + 1, y) - at(x - 1, y)) / 2.0;
@@ -370,16 +380,14 @@ std::vector<float> domain_statistics(const float* grey, int width, int height) {
       gradient_sum += gradient.back();
     }
   }
-  const double count = static_cast<double>(n);
   for (std::size_t b = 0; b < 16; ++b) out[b] = static_cast<float>(out[b] / count);
   const auto p90 = gradient.begin() + static_cast<std::ptrdiff_t>(static_cast<double>(n - 1) * 0.9);
   std::nth_element(gradient.begin(), p90, gradient.end());
-  const double mean = sum / count;
   out[16] = static_cast<float>(low / count);
   out[17] = static_cast<float>(high / count);
   out[18] = static_cast<float>(gradient_sum / count);
   out[19] = static_cast<float>(*p90);
-  out[20] = static_cast<float>(std::sqrt(std::max(sq / count - mean * mean, 0.0)));
+  out[20] = static_cast<float>(cube / count);
   out[21] = static_cast<float>(mirror / count);
   return out;
 }

@@ -141,27 +141,38 @@ TEST(DomainThumbnail, IsStandardisedSoExposureDoesNotCount) {
 }
 
 // The statistics a scanned page or a CT slice cannot hide: worked by hand on small images.
-TEST(DomainStatistics, HistogramClippedSharesEdgesContrastAndSymmetry) {
+TEST(DomainStatistics, StandardisedHistogramTailsEdgesSkewAndSymmetry) {
   const std::vector<float> flat(8 * 4, 0.5f);
   const auto f = inference::domain_statistics(flat.data(), 8, 4);
   ASSERT_EQ(f.size(), static_cast<std::size_t>(inference::kDomainStatistics));
   for (int b = 0; b < 16; ++b) EXPECT_FLOAT_EQ(f[static_cast<std::size_t>(b)], b == 8 ? 1.0f : 0.0f) << b;
   for (int k = 16; k < 22; ++k) EXPECT_FLOAT_EQ(f[static_cast<std::size_t>(k)], 0.0f) << k;
-  // Left half black, right half white (8 x 4): half in the first and last bins, all clipped, a
-  // standard deviation of 0.5, every pixel differs from its mirror by 1, and the gradient is 0.5
-  // on the two middle columns (central differences) and 0 elsewhere.
+  // Left half black, right half white (8 x 4): standardised to -1 and +1, so half in bin 5
+  // ([-1.125, -0.75)) and half in bin 10 ([0.75, 1.125)), no tails, no skew, every pixel 2 from its
+  // mirror, and a gradient of 1 on the two middle columns (central differences), 0 elsewhere.
   std::vector<float> halves(8 * 4);
   for (int y = 0; y < 4; ++y)
     for (int x = 0; x < 8; ++x) halves[static_cast<std::size_t>(y * 8 + x)] = x < 4 ? 0.0f : 1.0f;
   const auto h = inference::domain_statistics(halves.data(), 8, 4);
-  EXPECT_FLOAT_EQ(h[0], 0.5f);
-  EXPECT_FLOAT_EQ(h[15], 0.5f);
-  EXPECT_FLOAT_EQ(h[16], 0.5f);
-  EXPECT_FLOAT_EQ(h[17], 0.5f);
-  EXPECT_FLOAT_EQ(h[18], 0.5f * 8.0f / 32.0f);
-  EXPECT_FLOAT_EQ(h[19], 0.5f) << "a quarter of the pixels have gradient 0.5, so the 90th percentile is";
-  EXPECT_FLOAT_EQ(h[20], 0.5f);
-  EXPECT_FLOAT_EQ(h[21], 1.0f);
+  EXPECT_FLOAT_EQ(h[5], 0.5f);
+  EXPECT_FLOAT_EQ(h[10], 0.5f);
+  EXPECT_FLOAT_EQ(h[16], 0.0f);
+  EXPECT_FLOAT_EQ(h[17], 0.0f);
+  EXPECT_FLOAT_EQ(h[18], 1.0f * 8.0f / 32.0f);
+  EXPECT_FLOAT_EQ(h[19], 1.0f) << "a quarter of the pixels have gradient 1, so the 90th percentile is";
+  EXPECT_NEAR(h[20], 0.0f, 1e-6);
+  EXPECT_FLOAT_EQ(h[21], 2.0f);
+  // The same picture in another window (darker, less contrast) has the same statistics.
+  std::vector<float> windowed(halves.size());
+  for (std::size_t i = 0; i < halves.size(); ++i) windowed[i] = 0.2f + 0.3f * halves[i];
+  const auto w = inference::domain_statistics(windowed.data(), 8, 4);
+  for (std::size_t k = 0; k < w.size(); ++k) EXPECT_NEAR(w[k], h[k], 1e-5) << k;
+  // A page: mostly white, a little black text: skewed to the left, with a dark tail.
+  std::vector<float> page(20 * 20, 1.0f);
+  for (int i = 0; i < 20; ++i) page[static_cast<std::size_t>(i)] = 0.0f;
+  const auto p = inference::domain_statistics(page.data(), 20, 20);
+  EXPECT_LT(p[20], -3.0f);
+  EXPECT_NEAR(p[16], 20.0f / 400.0f, 1e-6);
   // Out-of-range and non-finite values are clamped, not propagated.
   std::vector<float> wild(4 * 4, 2.0f);
   wild[5] = std::numeric_limits<float>::quiet_NaN();

@@ -64,8 +64,8 @@ struct DomainReference {
   // whose embedding happens to fall among the chest films' still has to look like one.
   int thumbnail_side = 0;  // 0: no pixel part
   Subspace thumbnail;
-  // The same of the input image's pixel statistics (domain_statistics: its grey-level histogram,
-  // clipped shares, edge strength, contrast and left-right symmetry), which a CT slice, a scanned
+  // The same of the input image's pixel statistics (domain_statistics: the shape of its grey-level
+  // histogram, tails, edge strength, skewness and left-right symmetry), which a CT slice, a scanned
   // page or a photograph given a chest header cannot fake by looking like a film at 16 x 16.
   // Empty mean: no statistics part (older models).
   Subspace statistics;
@@ -111,9 +111,11 @@ struct ModelExtras {
 [[nodiscard]] std::vector<float> domain_thumbnail(const float* grey, int width, int height, int side);
 
 // The pixel statistics the statistics part describes, of grey values in [0, 1] (the model's input
-// image): a 16-bin histogram (shares), the shares at or below 0.02 and at or above 0.98, the mean
-// and 90th percentile of the gradient magnitude (central differences), the standard deviation,
-// and the mean absolute difference from the left-right mirror image.
+// image), standardised first to mean 0 and standard deviation 1 (so a window's level and width do
+// not count): a 16-bin histogram over -3..3 standard deviations (shares; the end bins take what lies
+// beyond), the shares at or below -2.5 and at or above 2.5, the mean and 90th percentile of the
+// gradient magnitude (central differences), the skewness, and the mean absolute difference from the
+// left-right mirror image.
 inline constexpr int kDomainStatistics = 22;
 [[nodiscard]] std::vector<float> domain_statistics(const float* grey, int width, int height);
 
