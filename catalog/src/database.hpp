@@ -58,6 +58,11 @@ class Database {
   [[nodiscard]] virtual Result<std::string> integrity_check() = 0;
   // Who is reading: the OS user (SQLite), the database role (PostgreSQL's current_user).
   [[nodiscard]] virtual std::string reader() = 0;
+  // After rows were copied in with their ids (catalog migrate): the next id of `table` follows them.
+  [[nodiscard]] virtual std::optional<Error> ids_copied(const std::string& table) {
+    (void)table;
+    return std::nullopt;
+  }
   // The raw SQLite connection (tests only); nullptr on other engines.
   [[nodiscard]] virtual sqlite3* sqlite_handle() { return nullptr; }
 };

@@ -111,5 +111,62 @@ TEST_F(PostgresRules, AnotherApplicationsDatabaseIsLeftUntouched) {
   EXPECT_EQ(pg::admin_value(name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "1");
 }
 
+// catalog migrate: an SQLite catalog with something in every table moves into a new catalog
+// (PostgreSQL in the PostgreSQL run, another SQLite file otherwise) and nothing is lost.
+TEST_F(CatalogTest, CatalogMigrateMovesEverythingAndTheChecksumsMatch) {
+  auto old = app::Catalog::open(path("old.db"));
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  ASSERT_TRUE(old->put_instances({record("7.1"), record("7.2"), record("7.3", "P2", "2.2", "2.2.1")}).ok());
+  ASSERT_TRUE(old->add_finding("Tube", "a line or tube").ok());
+  auto in = reading("7.1", "Effusion", LabelValue::Present, "dr.a");
+  in.region = app::Region{app::Region::Shape::Rectangle, 10.5, 20, 30, 40, {}};
+  in.model_version = "m1";
+  in.model_probability = 0.123456789012345;
+  in.comment = "left base, é";
+  ASSERT_TRUE(old->add_labels({in, reading("7.1", "Tube", LabelValue::Present, "dr.a")}).ok());
+  ASSERT_TRUE(old->add_labels({reading("7.1", "Effusion", LabelValue::Absent, "dr.b")}).ok());
+  ASSERT_TRUE(old->adjudicate("7.1", {{"Effusion", LabelValue::Present}}, "dr.c").ok());
+  ASSERT_TRUE(old->submit_reading("7.1", "dr.a").ok());
+  app::ModelRecord m;
+  m.version = "m1";
+  m.status = "active";
+  auto model = old->register_model(m, {"Effusion"});
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE(old->put_predictions("7.1", model->id, {{"Effusion", 0.75}}).ok());
+  ASSERT_TRUE(old->put_embeddings("m1", {{1, {0.5f, -1.25f}}}).ok());
+  ASSERT_TRUE(old->pseudonym("patient", "P1").ok());
+  ASSERT_TRUE(old->create_job("import", "{}", {"/a.dcm"}).ok());
+  ASSERT_TRUE(old->set_blinding(app::Blinding::Labels).ok());
+
+  auto target = app::Catalog::open(location("new.db"));
+  ASSERT_TRUE(target.ok()) << target.error().message;
+  auto report = old->copy_to(*target);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_TRUE(report->identical());
+  EXPECT_EQ(report->source_checksum, report->target_checksum);
+  EXPECT_EQ(report->source_rows, report->target_rows);
+  for (const auto& [table, n] : report->target_rows) {
+    if (table != "studies" && table != "series" && table != "patients") continue;
+    EXPECT_GT(n, 0) << table;
+  }
+  // Read back through the new catalog: the same events, the same consensus, the same vectors.
+  EXPECT_EQ(target->label_history()->size(), 4u);
+  EXPECT_EQ(target->label_history()->at(0).comment, "left base, é");
+  EXPECT_EQ(target->label_history()->at(0).model_probability.value_or(0), 0.123456789012345);
+  EXPECT_EQ(target->consensus_labels("7.1")->size(), old->consensus_labels("7.1")->size());
+  EXPECT_EQ(target->embeddings("m1")->at(1), (std::vector<float>{0.5f, -1.25f}));
+  EXPECT_EQ(*target->pseudonym("patient", "P1"), *old->pseudonym("patient", "P1"));
+  EXPECT_EQ(target->blinding().value(), app::Blinding::Labels);
+  EXPECT_TRUE(target->reader_view("7.1", "dr.a")->submitted);
+  // New rows continue after the copied ids.
+  auto next = target->add_labels({reading("7.2", "Tube", LabelValue::Present, "dr.a")});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->at(0), 5);
+  // A catalog moves only into a new one.
+  auto again = old->copy_to(*target);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, app::ErrorKind::Conflict);
+}
+
 }  // namespace
 }  // namespace hilum::test

@@ -291,6 +291,16 @@ struct PredictionRow {
   std::string computed_at;
 };
 
+// What Catalog::copy_to moved: rows per table on each side, and a checksum of the label events as
+// each side reads them back (SHA-256, hex).
+struct CopyReport {
+  std::vector<std::pair<std::string, std::int64_t>> source_rows;
+  std::vector<std::pair<std::string, std::int64_t>> target_rows;
+  std::string source_checksum;
+  std::string target_checksum;
+  [[nodiscard]] bool identical() const { return source_rows == target_rows && source_checksum == target_checksum; }
+};
+
 // ---- The catalog ---------------------------------------------------------------------------
 
 class Catalog {
@@ -431,6 +441,15 @@ class Catalog {
   // Runs `body` inside one transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error). Nested
   // calls (put_instances inside a caller's transaction) become savepoints of the outer one.
   [[nodiscard]] Status transaction(const std::function<Status()>& body);
+
+  // ---- Moving a catalog (hilum-cli catalog migrate).
+  // Copies this whole catalog into `target` (a new catalog, e.g. on PostgreSQL): every table, ids and
+  // the label history as they are, in one transaction of the target. Refused (Conflict) when the
+  // target already holds images, labels, models or jobs. Then counts both sides and checksums
+  // their label events (CopyReport::identical).
+  [[nodiscard]] Result<CopyReport> copy_to(Catalog& target);
+  // SHA-256 (hex) of every label event as label_history() reads it, in id order.
+  [[nodiscard]] Result<std::string> label_events_checksum();
 
   // ---- The worklist's queries (called through app::worklist, worklist_counts, label_activity in
   // hilum/app/worklist.hpp, which documents them).
