@@ -220,6 +220,23 @@ const std::vector<std::pair<std::string, std::string>>& builtin_findings() {
 }
 
 namespace sql {
+std::string builtin_findings_sql(const std::string& created_at) {
+  const auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) {
+      if (c == '\'') q += "''";
+      else q.push_back(c);
+    }
+    return q + "'";
+  };
+  std::string out;
+  for (const auto& [name, description] : builtin_findings()) {
+    out += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " + quote(description) +
+           ", 1, " + created_at + ");\n";
+  }
+  return out;
+}
+
 // Each reader's current labels, the adjudicated ones and the consensus (schema 5), shared by both
 // engines' schemas: written in SQL that SQLite and PostgreSQL run alike.
 const std::string& label_views_sql() {
@@ -381,18 +398,7 @@ CREATE VIEW current_labels AS
                 WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref)
     AND e.value <> 'cleared';
 )SQL";
-    for (const auto& [name, description] : builtin_findings()) {
-      auto quote = [](const std::string& s) {
-        std::string q = "'";
-        for (char c : s) {
-          if (c == '\'') q += "''";
-          else q.push_back(c);
-        }
-        return q + "'";
-      };
-      v2 += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " +
-            quote(description) + ", 1, strftime('%Y-%m-%dT%H:%M:%fZ','now'));\n";
-    }
+    v2 += sql::builtin_findings_sql("strftime('%Y-%m-%dT%H:%M:%fZ','now')");
     steps.push_back(std::move(v2));
     // 2 -> 3: models, predictions, cached embeddings, export pseudonyms.
     steps.emplace_back(R"SQL(

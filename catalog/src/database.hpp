@@ -120,6 +120,9 @@ class Stmt {
 // The views every engine's schema has (reader_labels, adjudicated_labels, consensus_labels).
 [[nodiscard]] const std::string& label_views_sql();
 
+// The INSERTs of the built-in vocabulary (builtin_findings()), created_at given as SQL.
+[[nodiscard]] std::string builtin_findings_sql(const std::string& created_at);
+
 // ---- Engines.
 
 // Opens an SQLite catalog file: creates it with ReadWriteCreate, checks it is a Hilum catalog

@@ -604,16 +604,7 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
         return Error{ErrorKind::Corrupt, shown_url(url) + " holds tables but no Hilum catalog; it was left untouched "
                                                           "(give Hilum an empty database)"};
       }
-      std::string findings;
-      for (const auto& [name, description] : builtin_findings()) {
-        const auto quote = [](const std::string& s) {
-          std::string q = "'";
-          for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
-          return q + "'";
-        };
-        findings += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " +
-                    quote(description) + ", 1, " + quote(utc_now()) + ");\n";
-      }
+      const std::string findings = builtin_findings_sql("'" + utc_now() + "'");
       for (const std::string& step : {std::string(kSchema), label_views_sql(), std::string(kRules), findings,
                                       "INSERT INTO hilum_catalog(schema_version) VALUES (" + std::to_string(latest) + ")"}) {
         if (auto e = db->exec(step, "creating the catalog in " + shown_url(url))) {
