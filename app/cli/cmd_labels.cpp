@@ -153,13 +153,14 @@ int cmd_label(const Global& global, const Args& args) {
       return usage_error("label: one IMAGE at a time");
     }
   }
-  // The reader is the OS user; --author NAME records another reader's labels, entered by the OS user
-  // on their behalf (each event keeps both: author and recorded_by).
-  if (!author) author = app::current_os_user();
+  // The reader is the catalog's reader (the OS user; on PostgreSQL the database role); --author NAME
+  // records another reader's labels, entered by the reader on their behalf (each event keeps both:
+  // author and recorded_by).
   if (csv) {
     if (image || !sets.empty() || region) return usage_error("label: --from-csv takes no IMAGE, --set or --region");
     auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
     if (!catalog) return kExitCatalog;
+    if (!author) author = catalog->reader();
     return label_from_csv(*catalog, *csv, *author, json);
   }
   if (!image) return usage_error("label: no IMAGE given (a SOP Instance UID or a path in the catalog)");
@@ -172,7 +173,7 @@ int cmd_label(const Global& global, const Args& args) {
     in.image = *image;
     in.finding = finding;
     in.value = v;
-    in.author = *author;
+    in.author = author.value_or("");  // none: the catalog's reader
     in.comment = comment.value_or("");
     in.model_version = model_version;
     in.model_probability = probability;
@@ -186,6 +187,7 @@ int cmd_label(const Global& global, const Args& args) {
   if (region && regions_used == 0) return usage_error("label: --region belongs to a present or uncertain finding");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
+  if (!author) author = catalog->reader();
   auto ids = catalog->add_labels(inputs);
   if (!ids) return report_error(ids.error());
   // One command is one complete reading: it is submitted (blinded reading then shows the others').
@@ -195,7 +197,7 @@ int cmd_label(const Global& global, const Args& args) {
   if (json) {
     for (const auto& e : current.value()) std::cout << event_json(e) << '\n';
   } else {
-    const std::string me = app::current_os_user();
+    const std::string& me = catalog->reader();
     std::printf("%zu label(s) recorded%s. Current labels of %s by %s:\n", ids->size(),
                 *author == me ? "" : (" by " + me + " on behalf of " + *author).c_str(), image->c_str(), author->c_str());
     for (const auto& e : current.value()) {

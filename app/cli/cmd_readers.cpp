@@ -106,7 +106,7 @@ int cmd_adjudicate(const Global& global, const Args& args) {
   if (replace && seen) return usage_error("adjudicate: --replace and --seen exclude each other");
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
-  const std::string adjudicator = app::current_os_user();
+  const std::string adjudicator = catalog->reader();  // the OS user; on PostgreSQL the database role
   if (replace) seen = std::numeric_limits<std::int64_t>::max();
   auto ids = catalog->adjudicate(*image, sets, adjudicator, comment.value_or(""), seen);
   if (!ids) return report_error(ids.error());

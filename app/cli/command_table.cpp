@@ -127,6 +127,14 @@ std::vector<CommandSpec> make_table() {
                 kJson},
                {},
                cmd_agreement});
+  t.push_back({"catalog", kCatalog, "SUBCOMMAND", "the catalog itself",
+               {},
+               {{"migrate", kCatalog, "",
+                 "move the catalog (--db) into a new one, e.g. a PostgreSQL database for a department; compares the "
+                 "rows of every table and a checksum of the label events",
+                 {{"--to", "", "URL", "the new catalog: postgresql://[user@]host[:port]/database, or a file", true}, kJson},
+                 {}, nullptr}},
+               cmd_catalog});
   t.push_back({"export", kCatalog, "[IMAGE...]",
                "write the labels for retraining (ChestX-ray14-style CSV or JSON), with a manifest; removes only files an "
                "earlier export's manifest lists",

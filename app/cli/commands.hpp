@@ -122,6 +122,7 @@ int cmd_train(const Global& global, const Args& args);    // cmd_finetune.cpp
 int cmd_pretrain(const Global& global, const Args& args); // cmd_pretrain.cpp
 int cmd_adjudicate(const Global& global, const Args& args);  // cmd_readers.cpp
 int cmd_agreement(const Global& global, const Args& args);   // cmd_readers.cpp
+int cmd_catalog(const Global& global, const Args& args);     // cmd_catalog.cpp
 int cmd_listen(const Global& global, const Args& args);   // cmd_network.cpp
 int cmd_pacs(const Global& global, const Args& args);     // cmd_network.cpp
 

@@ -14,6 +14,7 @@
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/dicom/reader.hpp"
+#include "pg_server.hpp"
 #include "temp_dir_test.hpp"
 
 namespace hilum::test {
@@ -22,9 +23,15 @@ namespace fs = std::filesystem;
 
 class CatalogTest : public TempDirTest {
  protected:
+  // Where the test's catalog `name` lives: a file in the test's folder, or, in the PostgreSQL run
+  // (pg_server.hpp), a fresh database of its own.
+  [[nodiscard]] std::string location(const std::string& name = "hilum.db") const {
+    if (pg::enabled()) return pg::catalog_url(path(name).string());
+    return path(name).string();
+  }
   // Opens (creating) the test's catalog; fails the test when it cannot.
   app::Catalog open_catalog(const std::string& name = "hilum.db") {
-    auto c = app::Catalog::open(path(name));
+    auto c = app::Catalog::open(location(name));
     EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
     if (!c.ok()) std::abort();
     return std::move(c.value());

@@ -79,12 +79,14 @@ TEST_F(LabelsTest, HistoryIsAppendOnlyAndCurrentIsTheLatest) {
   EXPECT_EQ(c().reader_labels("7.1")->size(), 2u);
   EXPECT_EQ(c().label_history("7.1")->size(), 4u);
 
-  // The database itself refuses to rewrite history, whoever asks.
-  char* msg = nullptr;
-  EXPECT_NE(sqlite3_exec(c().handle(), "UPDATE label_events SET author = 'forger'", nullptr, nullptr, &msg), SQLITE_OK);
-  sqlite3_free(msg);
-  EXPECT_NE(sqlite3_exec(c().handle(), "DELETE FROM label_events", nullptr, nullptr, &msg), SQLITE_OK);
-  sqlite3_free(msg);
+  // The database itself refuses to rewrite history, whoever asks (on PostgreSQL: PostgresRules).
+  if (c().handle() != nullptr) {
+    char* msg = nullptr;
+    EXPECT_NE(sqlite3_exec(c().handle(), "UPDATE label_events SET author = 'forger'", nullptr, nullptr, &msg), SQLITE_OK);
+    sqlite3_free(msg);
+    EXPECT_NE(sqlite3_exec(c().handle(), "DELETE FROM label_events", nullptr, nullptr, &msg), SQLITE_OK);
+    sqlite3_free(msg);
+  }
   EXPECT_EQ(c().label_history("7.1")->size(), 4u);
   EXPECT_EQ(c().label_history("7.1")->at(0).author, "dr.a");
 }

@@ -110,8 +110,12 @@ TEST_F(Readers, NoFindingIsExclusivePerReaderAndInTheConsensus) {
 }
 
 TEST_F(Readers, EveryEventRecordsTheOsUserWhoEnteredIt) {
-  const std::string me = app::current_os_user();
+  // The OS user on SQLite; on PostgreSQL the database role (PostgresRules checks whom).
+  const std::string me = c().reader();
   ASSERT_FALSE(me.empty());
+  if (c().handle() != nullptr) {
+    EXPECT_EQ(me, app::current_os_user());
+  }
   LabelInput mine = reading("7.1", "Effusion", LabelValue::Present, "");
   ASSERT_TRUE(c().add_labels({mine}).ok());
   read("7.1", "Mass", LabelValue::Present, "dr.imported");
@@ -175,7 +179,7 @@ TEST_F(Readers, TwoAdjudicatorsAtOnceOneWinsTheOtherIsTold) {
   read("7.1", "Effusion", LabelValue::Present, "dr.a");
   read("7.1", "Effusion", LabelValue::Absent, "dr.b");
   const std::int64_t seen = c().disagreements()->at(0).newest_event_id;
-  auto other = app::Catalog::open(path("hilum.db"), app::Catalog::Mode::ReadWrite);
+  auto other = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE(c().adjudicate("7.1", {{"Effusion", LabelValue::Present}}, "dr.first", {}, seen).ok());
   auto late = other->adjudicate("7.1", {{"Effusion", LabelValue::Absent}}, "dr.second", {}, seen);
@@ -190,7 +194,7 @@ TEST_F(Readers, TwoAdjudicatorsAtOnceOneWinsTheOtherIsTold) {
   std::atomic<int> ready{0};
   std::atomic<int> won{0}, told{0};
   const auto adjudicator = [&](const std::string& name, LabelValue v) {
-    auto cat = app::Catalog::open(path("hilum.db"), app::Catalog::Mode::ReadWrite);
+    auto cat = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
     if (!cat) return;
     ++ready;
     while (ready.load() < 2) std::this_thread::yield();
@@ -328,7 +332,7 @@ TEST_F(Readers, BlindedReadingWithholdsOthersLabelsUntilSubmitted) {
 TEST_F(Readers, EightProcessesLabellingAtOnceLoseNothing) {
   constexpr int kProcesses = 8;
   constexpr int kLabels = 40;
-  const auto db = path("hilum.db");
+  const auto db = location();
   catalog_.reset();
   std::vector<pid_t> children;
   for (int p = 0; p < kProcesses; ++p) {

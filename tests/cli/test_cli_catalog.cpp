@@ -40,6 +40,25 @@ class CliCatalog : public hilum::test::TempDirTest {
   fs::path db_;
 };
 
+// catalog migrate, one command: the catalog moves into a new one (here another file; the PostgreSQL
+// run of test_app moves one into PostgreSQL) and the command says that nothing was lost.
+TEST_F(CliCatalog, MigrateMovesTheCatalogAndComparesRowsAndChecksums) {
+  ASSERT_EQ(run_cli(db() + " label 8.1 --set Effusion=present --author dr.who").status, 0);
+  ASSERT_EQ(run_cli(db() + " label 8.2 --set Nodule=absent --author dr.two").status, 0);
+  const fs::path moved = dir_ / "moved.db";
+  const auto r = run_cli(db() + " catalog migrate --to " + quote(moved.string()) + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("\"identical\":true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"label_events\":2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"instances\":2"), std::string::npos) << r.out;
+  auto c = app::Catalog::open(moved);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->label_history()->size(), 2u);
+  // Never into a catalog that already holds something; and --to is required.
+  EXPECT_NE(run_cli(db() + " catalog migrate --to " + quote(moved.string())).status, 0);
+  EXPECT_EQ(run_cli(db() + " catalog migrate").status, 2);
+}
+
 TEST_F(CliCatalog, LabelSetsAndShowsCurrentLabels) {
   const auto r = run_cli(db() + " label 8.1 --set Effusion=present --set Nodule=absent --author dr.who --region 10,20,30,40 --json");
   ASSERT_EQ(r.status, 0) << r.out;

@@ -1,10 +1,10 @@
-// The worklist's queries: part of the SQLite catalog (the one place that talks SQL), behind
+// The worklist's queries: part of the catalog (the one place that talks SQL, on either engine), behind
 // Catalog::worklist, worklist_counts and label_activity.
 #include <algorithm>
 
 #include "catalog_impl.hpp"
 #include "hilum/app/worklist.hpp"
-#include "sqlite.hpp"
+#include "database.hpp"
 
 namespace hilum::app {
 namespace {
@@ -16,8 +16,8 @@ namespace {
 constexpr const char* kAggregates = R"SQL(
 WITH cl AS (SELECT instance_ref, finding_ref, value FROM consensus_labels),
 rl AS (SELECT instance_ref, finding_ref, value, author FROM reader_labels),
-lab AS (SELECT instance_ref, count(*) AS n, sum(value = 'present') AS np FROM cl GROUP BY instance_ref),
-rd AS (SELECT instance_ref, count(DISTINCT author) AS readers, max(author = ?1) AS mine FROM rl GROUP BY instance_ref),
+lab AS (SELECT instance_ref, count(*) AS n, sum(CASE WHEN value = 'present' THEN 1 ELSE 0 END) AS np FROM cl GROUP BY instance_ref),
+rd AS (SELECT instance_ref, count(DISTINCT author) AS readers, max(CASE WHEN author = ?1 THEN 1 ELSE 0 END) AS mine FROM rl GROUP BY instance_ref),
 rdis AS (SELECT instance_ref, count(*) AS n FROM
            (SELECT instance_ref, finding_ref FROM rl GROUP BY instance_ref, finding_ref HAVING count(DISTINCT value) > 1) d
          WHERE NOT EXISTS (SELECT 1 FROM adjudicated_labels a WHERE a.instance_ref = d.instance_ref AND a.finding_ref = d.finding_ref)
@@ -68,7 +68,7 @@ void bind(sql::Stmt& s, const Params& p) {
   s.bind(1, p.author).bind(2, p.model).bind(3, p.threshold).bind(4, p.finding).bind(5, p.search);
 }
 
-Result<Params> params_of(Catalog& catalog, sqlite3* db, const WorklistQuery& q, bool with_filters) {
+Result<Params> params_of(Catalog& catalog, sql::Database* db, const WorklistQuery& q, bool with_filters) {
   Params p;
   p.author = q.author;
   p.threshold = std::clamp(q.threshold, 0.01, 0.99);
@@ -103,7 +103,7 @@ Result<std::vector<WorklistItem>> Catalog::worklist(const WorklistQuery& query) 
   q += "SELECT i.id, i.sop_uid, CASE WHEN i.stored_path <> '' THEN i.stored_path ELSE i.path END, p.patient_id, p.name, "
        "p.sex, i.patient_age, st.study_uid, st.study_date, st.description, st.accession_number, se.series_uid, "
        "se.series_number, se.description, se.modality, i.view_position, i.rows, i.columns, "
-       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(rd.mine, 0), pr.n IS NOT NULL, pr.unc, coalesce(dis.n, 0), "
+       "coalesce(lab.n, 0), coalesce(lab.np, 0), coalesce(rd.mine, 0), CASE WHEN pr.n IS NULL THEN 0 ELSE 1 END, pr.unc, coalesce(dis.n, 0), "
        "pd.in_domain, coalesce(pd.reason, ''), coalesce(rd.readers, 0), coalesce(rdis.n, 0), ";
   q += query.with_thumbnails ? "i.thumbnail" : "NULL";
   q += kJoins;
@@ -124,7 +124,8 @@ Result<std::vector<WorklistItem>> Catalog::worklist(const WorklistQuery& query) 
          " AND q.probability >= ?3)))";
   }
   if (!params->search.empty()) {
-    q += " AND (p.patient_id LIKE ?5 ESCAPE '\\' OR p.name LIKE ?5 ESCAPE '\\' OR st.accession_number LIKE ?5 ESCAPE '\\')";
+    q += " AND (lower(p.patient_id) LIKE lower(?5) ESCAPE '\\' OR lower(p.name) LIKE lower(?5) ESCAPE '\\'"
+         " OR lower(st.accession_number) LIKE lower(?5) ESCAPE '\\')";
   }
   q += " ORDER BY ";
   switch (query.sort) {
@@ -178,10 +179,10 @@ Result<WorklistCounts> Catalog::worklist_counts(const WorklistQuery& query) {
   auto params = params_of(*this, impl_->db, query, false);
   if (!params) return params.error();
   std::string q = kAggregates;
-  q += std::string("SELECT count(*), coalesce(sum(") + kUnlabelled + "), 0), coalesce(sum(NOT " + kUnlabelled + "), 0), "
-       "coalesce(sum(coalesce(rd.mine, 0) = 1), 0), coalesce(sum(coalesce(rd.mine, 0) = 0), 0), "
-       "coalesce(sum(pr.n IS NOT NULL), 0), coalesce(sum(dis.n IS NOT NULL), 0), coalesce(sum(pd.in_domain = 0), 0), "
-       "coalesce(sum(rdis.n IS NOT NULL), 0)";
+  const auto count = [](const std::string& condition) { return "coalesce(sum(" + sql::flag(condition) + "), 0)"; };
+  q += "SELECT count(*), " + count(kUnlabelled) + ", " + count(std::string("NOT ") + kUnlabelled) + ", " +
+       count("coalesce(rd.mine, 0) = 1") + ", " + count("coalesce(rd.mine, 0) = 0") + ", " + count("pr.n IS NOT NULL") + ", " +
+       count("dis.n IS NOT NULL") + ", " + count("pd.in_domain = 0") + ", " + count("rdis.n IS NOT NULL");
   q += kJoins;
   sql::Stmt s(impl_->db, q);
   if (!s.ok()) return *s.prepare_error();

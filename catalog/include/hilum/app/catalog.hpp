@@ -1,8 +1,9 @@
-// Hilum app: the catalog, one SQLite file holding patients, studies, series and instances (the
+// Hilum app: the catalog, one database holding patients, studies, series and instances (the
 // files stay where they are), the label vocabulary, every label ever set (an append-only audit
 // trail; each reader's current label and the consensus are derived from it), predictions, models,
-// cached embeddings and jobs.
-// The one place in Hilum that talks SQL. Not thread-safe: one Catalog per thread.
+// cached embeddings and jobs. Two storage engines behind one internal interface (catalog/src/
+// database.hpp): an SQLite file (the default) or a PostgreSQL database (a "postgresql://" URI).
+// The one place in Hilum that talks SQL (the hilum_catalog library). Not thread-safe: one Catalog per thread.
 #pragma once
 
 #include <cstdint>
@@ -52,7 +53,7 @@ template <typename T>
 using Result = core::Expected<T, Error>;
 using Status = Result<core::Done>;
 
-// Where the catalog lives when nothing is said: $HILUM_DB, else $XDG_DATA_HOME/Hilum/hilum.db,
+// Where the catalog lives when nothing is said: $HILUM_DB (a file, or a "postgresql://" URI), else $XDG_DATA_HOME/Hilum/hilum.db,
 // else ~/.local/share/Hilum/hilum.db.
 [[nodiscard]] std::filesystem::path default_catalog_path();
 
@@ -290,13 +291,25 @@ struct PredictionRow {
   std::string computed_at;
 };
 
+// What Catalog::copy_to moved: rows per table on each side, and a checksum of the label events as
+// each side reads them back (SHA-256, hex).
+struct CopyReport {
+  std::vector<std::pair<std::string, std::int64_t>> source_rows;
+  std::vector<std::pair<std::string, std::int64_t>> target_rows;
+  std::string source_checksum;
+  std::string target_checksum;
+  [[nodiscard]] bool identical() const { return source_rows == target_rows && source_checksum == target_checksum; }
+};
+
 // ---- The catalog ---------------------------------------------------------------------------
 
 class Catalog {
  public:
   enum class Mode { ReadWriteCreate, ReadWrite, ReadOnly };
 
-  // Opens (creating the file and its folder with ReadWriteCreate), sets WAL mode, foreign keys
+  // `path` is a file (SQLite) or a libpq URI "postgresql://[user@]host[:port]/database[?...]"
+  // (PostgreSQL: the schema is created in an empty database; see catalog/README.md).
+  // SQLite: opens (creating the file and its folder with ReadWriteCreate), sets WAL mode, foreign keys
   // and a busy timeout, checks it is a Hilum catalog and runs pending migrations in one
   // transaction. A damaged file is reported (ErrorKind::Corrupt) and never overwritten.
   // ReadOnly works on read-only storage too (a CD, a read-only share): the catalog is then read
@@ -429,6 +442,15 @@ class Catalog {
   // calls (put_instances inside a caller's transaction) become savepoints of the outer one.
   [[nodiscard]] Status transaction(const std::function<Status()>& body);
 
+  // ---- Moving a catalog (hilum-cli catalog migrate).
+  // Copies this whole catalog into `target` (a new catalog, e.g. on PostgreSQL): every table, ids and
+  // the label history as they are, in one transaction of the target. Refused (Conflict) when the
+  // target already holds images, labels, models or jobs. Then counts both sides and checksums
+  // their label events (CopyReport::identical).
+  [[nodiscard]] Result<CopyReport> copy_to(Catalog& target);
+  // SHA-256 (hex) of every label event as label_history() reads it, in id order.
+  [[nodiscard]] Result<std::string> label_events_checksum();
+
   // ---- The worklist's queries (called through app::worklist, worklist_counts, label_activity in
   // hilum/app/worklist.hpp, which documents them).
   [[nodiscard]] Result<std::vector<WorklistItem>> worklist(const WorklistQuery& query);
@@ -436,8 +458,13 @@ class Catalog {
   [[nodiscard]] Result<LabelActivity> label_activity(std::int64_t after_id);
 
   // The raw SQLite connection, for tests that check what the database itself enforces (append-only
-  // triggers, damaged files). No workflow uses it: every SQL statement lives behind this class.
+  // triggers, damaged files); nullptr on PostgreSQL. No workflow uses it: every SQL statement lives
+  // behind this class.
   [[nodiscard]] sqlite3* handle();
+
+  // Who is reading, as the catalog records it (recorded_by, the default author): the OS user on
+  // SQLite, the database role (current_user) on PostgreSQL, which the database itself checks.
+  [[nodiscard]] const std::string& reader() const;
 
  private:
   struct Impl;

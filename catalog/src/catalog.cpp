@@ -13,26 +13,25 @@
 #include <ctime>
 
 #include <pwd.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 #include <map>
 #include <random>
 #include <set>
 #include <system_error>
 
-#include "hilum/app/json.hpp"
 #include "hilum/core/numbers.hpp"
 #include "catalog_impl.hpp"
-#include "sqlite.hpp"
-#include "text.hpp"
+#include "database.hpp"
+#include "hilum/core/text.hpp"
 
 namespace fs = std::filesystem;
 
 namespace hilum::app {
 namespace {
 
-constexpr int kApplicationId = 0x48494C4D;  // "HILM": marks a file as a Hilum catalog
-constexpr int kBusyTimeoutMs = 30000;  // several readers labelling at once wait, not fail
+using core::lower;
+using core::quoted_excerpt;
+using core::valid_utf8;
 
 Error invalid(std::string message) { return {ErrorKind::Invalid, std::move(message)}; }
 
@@ -220,6 +219,70 @@ const std::vector<std::pair<std::string, std::string>>& builtin_findings() {
   return v;
 }
 
+namespace sql {
+std::string builtin_findings_sql(const std::string& created_at) {
+  const auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) {
+      if (c == '\'') q += "''";
+      else q.push_back(c);
+    }
+    return q + "'";
+  };
+  std::string out;
+  for (const auto& [name, description] : builtin_findings()) {
+    out += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " + quote(description) +
+           ", 1, " + created_at + ");\n";
+  }
+  return out;
+}
+
+// Each reader's current labels, the adjudicated ones and the consensus (schema 5), shared by both
+// engines' schemas: written in SQL that SQLite and PostgreSQL run alike.
+const std::string& label_views_sql() {
+  static const std::string v = R"SQL(
+CREATE VIEW reader_labels AS
+  SELECT e.* FROM label_events e
+  WHERE e.kind = 'reading'
+    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
+                AND x.kind = 'reading' AND x.author = e.author)
+    AND e.value <> 'cleared';
+CREATE VIEW adjudicated_labels AS
+  SELECT e.* FROM label_events e
+  WHERE e.kind = 'adjudication'
+    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
+                AND x.kind = 'adjudication')
+    AND e.value <> 'cleared';
+CREATE VIEW consensus_labels AS
+  WITH policy AS (
+    SELECT coalesce((SELECT value FROM settings WHERE key = 'consensus.rule'), 'majority') AS rule,
+           coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'consensus.min_readers'), 1) AS min_readers),
+  tally AS (SELECT instance_ref, finding_ref, count(*) AS readers, count(DISTINCT value) AS distinct_values
+            FROM reader_labels GROUP BY instance_ref, finding_ref),
+  votes AS (SELECT instance_ref, finding_ref, value, count(*) AS n, max(id) AS newest
+            FROM reader_labels GROUP BY instance_ref, finding_ref, value),
+  decided AS (
+    SELECT a.id AS event_ref, 'adjudicated' AS basis, coalesce(t.readers, 0) AS readers,
+           coalesce((SELECT v.n FROM votes v WHERE v.instance_ref = a.instance_ref AND v.finding_ref = a.finding_ref
+                     AND v.value = a.value), 0) AS agreeing
+    FROM adjudicated_labels a LEFT JOIN tally t ON t.instance_ref = a.instance_ref AND t.finding_ref = a.finding_ref
+    UNION ALL
+    SELECT v.newest, CASE WHEN t.distinct_values = 1 THEN 'unanimous' ELSE 'majority' END, t.readers, v.n
+    FROM votes v JOIN tally t ON t.instance_ref = v.instance_ref AND t.finding_ref = v.finding_ref, policy
+    WHERE t.readers >= policy.min_readers
+      AND (t.distinct_values = 1 OR (policy.rule = 'majority' AND 2 * v.n > t.readers))
+      AND NOT EXISTS (SELECT 1 FROM adjudicated_labels a WHERE a.instance_ref = v.instance_ref AND a.finding_ref = v.finding_ref))
+  SELECT e.*, d.basis AS basis, d.readers AS readers, d.agreeing AS agreeing
+  FROM decided d JOIN label_events e ON e.id = d.event_ref
+  WHERE NOT (d.basis <> 'adjudicated' AND e.value = 'present'
+             AND e.finding_ref = (SELECT id FROM findings WHERE name = 'No Finding')
+             AND EXISTS (SELECT 1 FROM decided d2 JOIN label_events e2 ON e2.id = d2.event_ref
+                         WHERE e2.instance_ref = e.instance_ref AND e2.finding_ref <> e.finding_ref AND e2.value = 'present'));
+)SQL";
+  return v;
+}
+}  // namespace sql
+
 const std::vector<std::string>& catalog_migrations() {
   static const std::vector<std::string> m = [] {
     std::vector<std::string> steps;
@@ -335,18 +398,7 @@ CREATE VIEW current_labels AS
                 WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref)
     AND e.value <> 'cleared';
 )SQL";
-    for (const auto& [name, description] : builtin_findings()) {
-      auto quote = [](const std::string& s) {
-        std::string q = "'";
-        for (char c : s) {
-          if (c == '\'') q += "''";
-          else q.push_back(c);
-        }
-        return q + "'";
-      };
-      v2 += "INSERT INTO findings(name, description, builtin, created_at) VALUES (" + quote(name) + ", " +
-            quote(description) + ", 1, strftime('%Y-%m-%dT%H:%M:%fZ','now'));\n";
-    }
+    v2 += sql::builtin_findings_sql("strftime('%Y-%m-%dT%H:%M:%fZ','now')");
     steps.push_back(std::move(v2));
     // 2 -> 3: models, predictions, cached embeddings, export pseudonyms.
     steps.emplace_back(R"SQL(
@@ -405,48 +457,12 @@ CREATE TABLE prediction_domain (
     // 4 -> 5: several readers. Each event says whether it is a reading or an adjudication and which
     // OS user entered it; each reader has their own current label, the consensus is derived by the
     // policy in settings (consensus.rule, consensus.min_readers); readings can be submitted (blinding).
-    steps.emplace_back(R"SQL(
+    steps.push_back(std::string(R"SQL(
 ALTER TABLE label_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'reading' CHECK (kind IN ('reading','adjudication'));
 ALTER TABLE label_events ADD COLUMN recorded_by TEXT NOT NULL DEFAULT '';
 DROP VIEW current_labels;
 CREATE INDEX label_events_reader ON label_events(instance_ref, finding_ref, kind, author, id);
-CREATE VIEW reader_labels AS
-  SELECT e.* FROM label_events e
-  WHERE e.kind = 'reading'
-    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
-                AND x.kind = 'reading' AND x.author = e.author)
-    AND e.value <> 'cleared';
-CREATE VIEW adjudicated_labels AS
-  SELECT e.* FROM label_events e
-  WHERE e.kind = 'adjudication'
-    AND e.id = (SELECT MAX(x.id) FROM label_events x WHERE x.instance_ref = e.instance_ref AND x.finding_ref = e.finding_ref
-                AND x.kind = 'adjudication')
-    AND e.value <> 'cleared';
-CREATE VIEW consensus_labels AS
-  WITH policy AS (
-    SELECT coalesce((SELECT value FROM settings WHERE key = 'consensus.rule'), 'majority') AS rule,
-           coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'consensus.min_readers'), 1) AS min_readers),
-  tally AS (SELECT instance_ref, finding_ref, count(*) AS readers, count(DISTINCT value) AS distinct_values
-            FROM reader_labels GROUP BY instance_ref, finding_ref),
-  votes AS (SELECT instance_ref, finding_ref, value, count(*) AS n, max(id) AS newest
-            FROM reader_labels GROUP BY instance_ref, finding_ref, value),
-  decided AS (
-    SELECT a.id AS event_ref, 'adjudicated' AS basis, coalesce(t.readers, 0) AS readers,
-           coalesce((SELECT v.n FROM votes v WHERE v.instance_ref = a.instance_ref AND v.finding_ref = a.finding_ref
-                     AND v.value = a.value), 0) AS agreeing
-    FROM adjudicated_labels a LEFT JOIN tally t ON t.instance_ref = a.instance_ref AND t.finding_ref = a.finding_ref
-    UNION ALL
-    SELECT v.newest, CASE WHEN t.distinct_values = 1 THEN 'unanimous' ELSE 'majority' END, t.readers, v.n
-    FROM votes v JOIN tally t ON t.instance_ref = v.instance_ref AND t.finding_ref = v.finding_ref, policy
-    WHERE t.readers >= policy.min_readers
-      AND (t.distinct_values = 1 OR (policy.rule = 'majority' AND 2 * v.n > t.readers))
-      AND NOT EXISTS (SELECT 1 FROM adjudicated_labels a WHERE a.instance_ref = v.instance_ref AND a.finding_ref = v.finding_ref))
-  SELECT e.*, d.basis AS basis, d.readers AS readers, d.agreeing AS agreeing
-  FROM decided d JOIN label_events e ON e.id = d.event_ref
-  WHERE NOT (d.basis <> 'adjudicated' AND e.value = 'present'
-             AND e.finding_ref = (SELECT id FROM findings WHERE name = 'No Finding')
-             AND EXISTS (SELECT 1 FROM decided d2 JOIN label_events e2 ON e2.id = d2.event_ref
-                         WHERE e2.instance_ref = e.instance_ref AND e2.finding_ref <> e.finding_ref AND e2.value = 'present'));
+)SQL" + sql::label_views_sql() + R"SQL(
 CREATE TABLE reading_submissions (
   instance_ref INTEGER NOT NULL REFERENCES instances(id),
   author TEXT NOT NULL,
@@ -454,7 +470,7 @@ CREATE TABLE reading_submissions (
   submitted_at TEXT NOT NULL,
   PRIMARY KEY (instance_ref, author)
 );
-)SQL");
+)SQL"));
     return steps;
   }();
   return m;
@@ -472,176 +488,28 @@ Catalog::~Catalog() = default;
 
 const fs::path& Catalog::path() const { return impl_->path; }
 int Catalog::schema_version() const { return impl_->schema_version; }
-sqlite3* Catalog::handle() { return impl_->db; }
-
-namespace {
-
-// Whether this process cannot write the catalog's storage: a read-only file system (a CD, a
-// read-only share or mount), or no write permission on the file or its folder (which root
-// ignores; a read-only mount it does not).
-bool storage_read_only(const fs::path& file) {
-  std::error_code ec;
-  fs::path folder = fs::absolute(file, ec).parent_path();
-  if (folder.empty()) folder = ".";
-  struct statvfs vfs {};
-  if (::statvfs(folder.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0) return true;
-  if (::access(folder.c_str(), W_OK) != 0) return true;
-  return fs::exists(file, ec) && ::access(file.c_str(), W_OK) != 0;
-}
-
-// A "file:" URI for sqlite3_open_v2 (SQLITE_OPEN_URI): the path with '%', '?' and '#' escaped.
-std::string file_uri(const fs::path& path, bool immutable) {
-  std::error_code ec;
-  const std::string p = fs::absolute(path, ec).string();
-  std::string uri = "file:";
-  for (const char c : p) {
-    if (c == '%' || c == '?' || c == '#') {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
-      uri += buf;
-    } else {
-      uri += c;
-    }
-  }
-  return uri + "?mode=ro" + (immutable ? "&immutable=1" : "");
-}
-
-}  // namespace
+sqlite3* Catalog::handle() { return impl_->db->sqlite_handle(); }
+const std::string& Catalog::reader() const { return impl_->reader; }
 
 Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
-  std::error_code ec;
-  if (path.empty()) return Error{ErrorKind::CannotOpen, "no catalog path given"};
-  const bool exists = fs::exists(path, ec);
-  if (!exists && mode != Mode::ReadWriteCreate) {
-    return Error{ErrorKind::CannotOpen, "no catalog at " + path.string()};
-  }
-  if (exists && fs::is_directory(path, ec)) return Error{ErrorKind::CannotOpen, path.string() + " is a folder, not a catalog file"};
-  if (!exists) {
-    const fs::path parent = fs::absolute(path, ec).parent_path();
-    fs::create_directories(parent, ec);
-    if (ec) return Error{ErrorKind::CannotOpen, "cannot create the catalog folder " + parent.string() + ": " + ec.message()};
-  }
-  if (exists && mode != Mode::ReadOnly && storage_read_only(path)) {
-    return Error{ErrorKind::ReadOnly, "the catalog " + path.string() +
-                                          " is on read-only storage or not writable: browsing (list, labels history, "
-                                          "models list) works, but this needs a writable catalog (copy it to a writable folder)"};
-  }
+  auto opened = sql::is_postgresql_url(path.native()) ? sql::open_postgresql(path.native(), mode)
+                                                      : sql::open_sqlite(path, mode, catalog_migrations());
+  if (!opened) return opened.error();
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  const std::string where = "opening the catalog " + path.string();
-  // Read-only: SQLite's "mode=ro"; on storage that cannot be written also "immutable=1", without
-  // which a WAL catalog cannot even be read there (SQLite could not create its -shm file). When
-  // that file cannot be created for another reason, the catalog is read as immutable too.
-  bool immutable = mode == Mode::ReadOnly && storage_read_only(path);
-  int app_id = 0;
-  for (;;) {
-    const int flags = (mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
-                                              : SQLITE_OPEN_READWRITE | (mode == Mode::ReadWriteCreate ? SQLITE_OPEN_CREATE : 0)) |
-                      SQLITE_OPEN_FULLMUTEX;
-    const std::string name = mode == Mode::ReadOnly ? file_uri(path, immutable) : path.string();
-    if (impl->db != nullptr) {
-      sqlite3_close_v2(impl->db);
-      impl->db = nullptr;
-    }
-    int rc = sqlite3_open_v2(name.c_str(), &impl->db, flags, nullptr);
-    if (rc != SQLITE_OK) return sql::error_from(impl->db, rc, "opening the catalog " + path.string());
-    sqlite3_extended_result_codes(impl->db, 1);
-    sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
-
-    // Is it a database at all, and ours? (Reading the header fails with NOTADB on a damaged file.)
-    sql::Stmt s(impl->db, "PRAGMA application_id");
-    if (s.ok() && s.step()) {
-      app_id = static_cast<int>(s.int64(0));
-      break;
-    }
-    const int code = s.ok() ? sqlite3_errcode(impl->db) : SQLITE_NOTADB;
-    if (mode == Mode::ReadOnly && !immutable && (code & 0xff) == SQLITE_CANTOPEN) {
-      immutable = true;
-      continue;
-    }
-    return sql::error_from(impl->db, code, where);
-  }
-  int user_version = 0;
-  int table_count = 0;
-  {
-    sql::Stmt s(impl->db, "PRAGMA user_version");
-    if (!s.ok() || !s.step()) return *s.error();
-    user_version = static_cast<int>(s.int64(0));
-  }
-  {
-    sql::Stmt s(impl->db, "SELECT count(*) FROM sqlite_master");
-    if (!s.ok() || !s.step()) return s.error() ? *s.error() : sql::error_from(impl->db, SQLITE_CORRUPT, where);
-    table_count = static_cast<int>(s.int64(0));
-  }
-  if (table_count > 0 && app_id != kApplicationId) {
-    return Error{ErrorKind::Corrupt, path.string() + " is an SQLite database but not a Hilum catalog; it was left untouched"};
-  }
-  if (user_version > latest_schema_version()) {
-    return Error{ErrorKind::NewerSchema, path.string() + " was written by a newer Hilum (catalog schema " +
-                                             std::to_string(user_version) + ", this version knows " +
-                                             std::to_string(latest_schema_version()) + "); it was left untouched"};
-  }
-  // A quick structural check before anything is written: a damaged catalog is reported, never
-  // "repaired" by writing over it.
-  if (table_count > 0) {
-    sql::Stmt s(impl->db, "PRAGMA quick_check(1)");
-    if (!s.ok()) return *s.prepare_error();
-    if (!s.step()) return s.error() ? *s.error() : Error{ErrorKind::Corrupt, where + ": integrity check failed"};
-    const std::string result = s.text(0);
-    if (result != "ok") return Error{ErrorKind::Corrupt, where + ": the catalog is damaged (" + result + "); it was left untouched"};
-  }
-
-  if (mode != Mode::ReadOnly) {
-    if (auto e = sql::exec(impl->db, "PRAGMA journal_mode=WAL", where)) return *e;
-    if (auto e = sql::exec(impl->db, "PRAGMA synchronous=NORMAL", where)) return *e;
-  }
-  if (auto e = sql::exec(impl->db, "PRAGMA foreign_keys=ON", where)) return *e;
-
-  if (user_version < latest_schema_version()) {
-    if (mode == Mode::ReadOnly) {
-      return Error{ErrorKind::ReadOnly, path.string() + " needs an upgrade (schema " + std::to_string(user_version) +
-                                            " -> " + std::to_string(latest_schema_version()) + ") but was opened read-only"};
-    }
-    // All pending steps in one transaction: a crash mid-migration leaves the old version intact.
-    if (auto e = sql::exec(impl->db, "BEGIN IMMEDIATE", "upgrading the catalog")) return *e;
-    for (int v = user_version; v < latest_schema_version(); ++v) {
-      if (auto e = sql::exec(impl->db, catalog_migrations()[static_cast<std::size_t>(v)],
-                             "upgrading the catalog to schema " + std::to_string(v + 1))) {
-        (void)sql::exec(impl->db, "ROLLBACK", "rollback");
-        return *e;
-      }
-    }
-    const std::string stamp = "PRAGMA application_id=" + std::to_string(kApplicationId) +
-                              "; PRAGMA user_version=" + std::to_string(latest_schema_version());
-    if (auto e = sql::exec(impl->db, stamp, "upgrading the catalog")) {
-      (void)sql::exec(impl->db, "ROLLBACK", "rollback");
-      return *e;
-    }
-    if (auto e = sql::exec(impl->db, "COMMIT", "upgrading the catalog")) {
-      (void)sql::exec(impl->db, "ROLLBACK", "rollback");
-      return *e;
-    }
-  }
-  impl->schema_version = latest_schema_version();
+  impl->schema_version = opened->schema_version;
+  impl->owner = std::move(opened->db);
+  impl->db = impl->owner.get();
+  impl->reader = impl->db->reader();
   return Catalog(std::move(impl));
 }
 
-Result<std::string> Catalog::integrity_check() {
-  sql::Stmt s(impl_->db, "PRAGMA integrity_check");
-  if (!s.ok()) return *s.prepare_error();
-  std::string out;
-  while (s.step()) {
-    if (!out.empty()) out += "; ";
-    out += s.text(0);
-  }
-  if (s.error()) return *s.error();
-  return out;
-}
+Result<std::string> Catalog::integrity_check() { return impl_->db->integrity_check(); }
 
 Status Catalog::transaction(const std::function<Status()>& body) {
   const int level = impl_->depth;
   const std::string sp = "hilum_sp" + std::to_string(level);
-  if (auto e = sql::exec(impl_->db, level == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT " + sp, "starting a transaction")) return *e;
+  if (auto e = sql::exec(impl_->db, level == 0 ? std::string(impl_->db->begin_statement()) : "SAVEPOINT " + sp, "starting a transaction")) return *e;
   ++impl_->depth;
   Status result = body();
   --impl_->depth;
@@ -738,7 +606,7 @@ std::string describe_patient(const std::string& id, const std::string& name) {
 
 // Why `r` cannot join the catalog's hierarchy: its study is another patient's, or its series is
 // in another study. nullopt when it fits (or is new).
-Result<std::optional<std::string>> hierarchy_conflict(sqlite3* db, const InstanceRecord& r, const std::string& pkey) {
+Result<std::optional<std::string>> hierarchy_conflict(sql::Database* db, const InstanceRecord& r, const std::string& pkey) {
   const std::string study_uid = study_uid_of(r);
   sql::Stmt study(db,
                   "SELECT p.patient_key, p.patient_id, p.name FROM studies st JOIN patients p ON p.id = st.patient_ref "
@@ -774,8 +642,8 @@ Result<std::optional<std::string>> hierarchy_conflict(sqlite3* db, const Instanc
   return std::optional<std::string>();
 }
 
-// INSERT OR IGNORE a row keyed by a unique text, then return its id.
-Result<std::int64_t> upsert_id(sqlite3* db, const char* insert_sql, const char* select_sql,
+// Inserts (ON CONFLICT DO NOTHING) a row keyed by a unique text, then return its id.
+Result<std::int64_t> upsert_id(sql::Database* db, const char* insert_sql, const char* select_sql,
                                const std::function<void(sql::Stmt&)>& bind_insert, const std::string& key) {
   sql::Stmt ins(db, insert_sql);
   bind_insert(ins);
@@ -791,7 +659,7 @@ Result<std::int64_t> upsert_id(sqlite3* db, const char* insert_sql, const char* 
 Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<InstanceRecord>& records) {
   std::vector<PutOutcome> outcomes;
   outcomes.reserve(records.size());
-  sqlite3* db = impl_->db;
+  sql::Database* db = impl_->db;
   const std::string now = utc_now();
   Status status = transaction([&]() -> Status {
     sql::Stmt existing(db, "SELECT content_hash FROM instances WHERE sop_uid = ?");
@@ -820,7 +688,7 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
         continue;
       }
       auto patient = upsert_id(
-          db, "INSERT OR IGNORE INTO patients(patient_key, patient_id, name, birth_date, sex) VALUES (?,?,?,?,?)",
+          db, "INSERT INTO patients(patient_key, patient_id, name, birth_date, sex) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
           "SELECT id FROM patients WHERE patient_key = ?",
           [&](sql::Stmt& s) { s.bind(1, pkey).bind(2, r.patient_id).bind(3, r.patient_name).bind(4, r.patient_birth_date).bind(5, r.patient_sex); },
           pkey);
@@ -828,8 +696,8 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
       const std::string study_uid = study_uid_of(r);
       auto study = upsert_id(
           db,
-          "INSERT OR IGNORE INTO studies(study_uid, patient_ref, study_date, study_time, description, accession_number) "
-          "VALUES (?,?,?,?,?,?)",
+          "INSERT INTO studies(study_uid, patient_ref, study_date, study_time, description, accession_number) "
+          "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
           "SELECT id FROM studies WHERE study_uid = ?",
           [&](sql::Stmt& s) {
             s.bind(1, study_uid).bind(2, *patient).bind(3, r.study_date).bind(4, r.study_time).bind(5, r.study_description).bind(6, r.accession_number);
@@ -838,7 +706,7 @@ Result<std::vector<PutOutcome>> Catalog::put_instances(const std::vector<Instanc
       if (!study) return study.error();
       const std::string series_uid = series_uid_of(r);
       auto series = upsert_id(
-          db, "INSERT OR IGNORE INTO series(series_uid, study_ref, modality, series_number, description) VALUES (?,?,?,?,?)",
+          db, "INSERT INTO series(series_uid, study_ref, modality, series_number, description) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
           "SELECT id FROM series WHERE series_uid = ?",
           [&](sql::Stmt& s) { s.bind(1, series_uid).bind(2, *study).bind(3, r.modality).bind(4, r.series_number).bind(5, r.series_description); },
           series_uid);
@@ -931,7 +799,7 @@ Result<std::vector<StudySummary>> Catalog::list_studies(const InstanceFilter& fi
       "SELECT st.study_uid, p.patient_id, p.name, st.study_date, st.description, st.accession_number, count(i.id), "
       "sum(CASE WHEN " + std::string(kLabelledImage) + " THEN 1 ELSE 0 END)" +
       std::string(kInstanceJoins) + filter_sql(filter, binds) +
-      " GROUP BY st.id ORDER BY p.patient_id, st.study_date, st.study_uid";
+      " GROUP BY st.id, p.id ORDER BY p.patient_id, st.study_date, st.study_uid";
   sql::Stmt s(impl_->db, q);
   if (!s.ok()) return *s.prepare_error();
   for (std::size_t k = 0; k < binds.size(); ++k) s.bind(static_cast<int>(k + 1), binds[k]);
@@ -1011,7 +879,7 @@ Result<Finding> Catalog::add_finding(const std::string& name, const std::string&
   const std::string now = utc_now();
   s.bind(1, trimmed).bind(2, description).bind(3, now);
   if (!s.run()) return *s.error();
-  return Finding{sqlite3_last_insert_rowid(impl_->db), trimmed, description, false, now};
+  return Finding{impl_->db->last_insert_id(), trimmed, description, false, now};
 }
 
 // ---- Labels ------------------------------------------------------------------------------
@@ -1085,7 +953,7 @@ LabelEvent read_event(const sql::Stmt& s, bool consensus) {
   return e;
 }
 
-Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sqlite3* db, const std::string& from, const std::string& uid_or_path,
+Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sql::Database* db, const std::string& from, const std::string& uid_or_path,
                                              const std::string& author = {}) {
   const bool consensus = from == "consensus_labels";
   std::string q = std::string(kEventColumns) + (consensus ? ", e.basis, e.readers, e.agreeing" : "") + " FROM " + from +
@@ -1128,7 +996,7 @@ std::string no_finding_clash(const std::map<std::string, LabelValue>& values) {
 // (adjudicate's check that no other adjudicator was first).
 Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<LabelInput>& labels, const std::function<Status()>& inside) {
   if (labels.empty()) return std::vector<std::int64_t>{};
-  const std::string recorder = current_os_user();
+  const std::string recorder = impl_->reader;
   // 1. Check everything before writing anything.
   auto vocabulary = findings();
   if (!vocabulary) return vocabulary.error();
@@ -1217,7 +1085,7 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
       s.bind(5, resolved[k].author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment);
       s.bind(10, in.source).bind(11, to_string(in.kind)).bind(12, recorder);
       if (!s.run()) return *s.error();
-      ids.push_back(sqlite3_last_insert_rowid(impl_->db));
+      ids.push_back(impl_->db->last_insert_id());
     }
     return core::Done{};
   });
@@ -1388,16 +1256,16 @@ Status Catalog::submit_reading(const std::string& uid_or_path, const std::string
   auto image = find_instance(uid_or_path);
   if (!image) return image.error();
   if (!image->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
-  const std::string who = reader.empty() ? current_os_user() : reader;
+  const std::string who = reader.empty() ? impl_->reader : reader;
   if (auto e = text_problem("the reader", who)) return *e;
-  sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO reading_submissions(instance_ref, author, recorded_by, submitted_at) VALUES (?,?,?,?)");
-  s.bind(1, (*image)->id).bind(2, who).bind(3, current_os_user()).bind(4, utc_now());
+  sql::Stmt s(impl_->db, "INSERT INTO reading_submissions(instance_ref, author, recorded_by, submitted_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING");
+  s.bind(1, (*image)->id).bind(2, who).bind(3, impl_->reader).bind(4, utc_now());
   if (!s.run()) return *s.error();
   return core::Done{};
 }
 
 Result<ReaderView> Catalog::reader_view(const std::string& uid_or_path, const std::string& reader) {
-  const std::string who = reader.empty() ? current_os_user() : reader;
+  const std::string who = reader.empty() ? impl_->reader : reader;
   auto image = find_instance(uid_or_path);
   if (!image) return image.error();
   if (!image->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + uid_or_path};
@@ -1436,7 +1304,7 @@ Result<std::int64_t> Catalog::create_job(const std::string& kind, const std::str
     sql::Stmt s(impl_->db, "INSERT INTO jobs(kind, params, status, created_at, updated_at) VALUES (?,?,'running',?,?)");
     s.bind(1, kind).bind(2, params).bind(3, now).bind(4, now);
     if (!s.run()) return *s.error();
-    id = sqlite3_last_insert_rowid(impl_->db);
+    id = impl_->db->last_insert_id();
     sql::Stmt item(impl_->db, "INSERT INTO job_items(job_ref, path) VALUES (?,?)");
     if (!item.ok()) return *item.prepare_error();
     for (const auto& p : item_paths) {
@@ -1500,7 +1368,7 @@ Status Catalog::set_job_status(std::int64_t job_id, const std::string& status, c
   sql::Stmt s(impl_->db, "UPDATE jobs SET status = ?, summary = CASE WHEN ? = '' THEN summary ELSE ? END, updated_at = ? WHERE id = ?");
   s.bind(1, status).bind(2, summary).bind(3, summary).bind(4, utc_now()).bind(5, job_id);
   if (!s.run()) return *s.error();
-  if (sqlite3_changes(impl_->db) == 0) return Error{ErrorKind::NotFound, "no job " + std::to_string(job_id)};
+  if (impl_->db->changes() == 0) return Error{ErrorKind::NotFound, "no job " + std::to_string(job_id)};
   return core::Done{};
 }
 
@@ -1545,7 +1413,7 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
       if (std::string problem = finding_name_problem(label); !problem.empty()) {
         return invalid("the model's output \"" + label + "\" cannot be a finding: " + problem);
       }
-      sql::Stmt f(impl_->db, "INSERT OR IGNORE INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?)");
+      sql::Stmt f(impl_->db, "INSERT INTO findings(name, description, builtin, created_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING");
       f.bind(1, label).bind(2, "output of model " + model.version).bind(3, utc_now());
       if (!f.run()) return *f.error();
     }
@@ -1564,7 +1432,7 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
     s.bind(3, model.name).bind(4, model.strategy).bind(5, model.hyperparameters).bind(6, model.label_snapshot).bind(7, model.metrics);
     s.bind(8, model.status).bind(9, model.status_reason).bind(10, model.path).bind(11, out.created_at);
     if (!s.run()) return *s.error();
-    out.id = sqlite3_last_insert_rowid(impl_->db);
+    out.id = impl_->db->last_insert_id();
     return core::Done{};
   });
   if (!status) return status.error();
@@ -1731,7 +1599,7 @@ Result<std::string> Catalog::secret() {
   if (!existing) return existing.error();
   if (existing->has_value()) return **existing;
   const std::string fresh = random_hex(32);
-  sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO settings(key, value) VALUES ('secret', ?)");
+  sql::Stmt s(impl_->db, "INSERT INTO settings(key, value) VALUES ('secret', ?) ON CONFLICT DO NOTHING");
   s.bind(1, fresh);
   if (!s.run()) return *s.error();
   auto stored = setting("secret");
@@ -1750,7 +1618,7 @@ Result<std::string> Catalog::pseudonym(const std::string& kind, const std::strin
     std::string candidate;
     if (kind == "uid" || kind.find("uid") != std::string::npos) candidate = random_uid();
     else candidate = "HIL" + random_hex(6);  // 15 characters: fits every DICOM string VR (SH is 16)
-    sql::Stmt s(impl_->db, "INSERT OR IGNORE INTO pseudonyms(kind, original, pseudonym, created_at) VALUES (?,?,?,?)");
+    sql::Stmt s(impl_->db, "INSERT INTO pseudonyms(kind, original, pseudonym, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING");
     s.bind(1, kind).bind(2, original).bind(3, candidate).bind(4, utc_now());
     if (!s.run()) return *s.error();
     sql::Stmt q(impl_->db, "SELECT pseudonym FROM pseudonyms WHERE kind = ? AND original = ?");
