@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-17 goal on real films: the same training set (../shared/data/cxr-nih-adult-512, 492 adult
 # NIH films of 328 patients, wrapped as DICOM and labelled in a fresh catalog whose active model is
-# the built-in hilum-cxr-v2, a ViT-Ti) trained once by cluster/train.py (torchrun, 2 CPU processes)
+# the built-in model, a ViT-Ti; hilum-cxr-v2 when measured) trained once by cluster/train.py (torchrun, 2 CPU processes)
 # and once by `hilum-cli finetune --strategy full`, with the same epochs, learning rate and batch,
 # both judged by the gate on the same validation patients (AUROC with DeLong 95% intervals).
 #   bench/cluster/compare.sh [WORKDIR] [EPOCHS]
