@@ -157,9 +157,11 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
 
 int cmd_pacs_send(const Global& global, const NetArgs& n) {
   bool all = false;
+  bool maps = true;
   std::vector<std::string> images;
   for (const auto& a : n.rest) {
     if (a == "--all") all = true;
+    else if (a == "--no-maps") maps = false;
     else if (a.rfind("--", 0) == 0) return usage_error("pacs send: unknown argument '" + a + "'");
     else images.push_back(a);
   }
@@ -167,10 +169,10 @@ int cmd_pacs_send(const Global& global, const NetArgs& n) {
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
   const InterruptGuard guard;
-  auto r = app::send_reports(*catalog, scu_options(n), images, InterruptGuard::flag());
+  auto r = app::send_reports(*catalog, scu_options(n), images, maps, InterruptGuard::flag());
   if (!r) return network_error("pacs send", r.error());
   for (const auto& f : r->failed) std::fprintf(stderr, "hilum-cli: pacs send: %s: %s\n", f.file.string().c_str(), f.reason.c_str());
-  std::printf("sent %llu structured reports to %s (%zu failed)\n", static_cast<unsigned long long>(r->sent),
+  std::printf("sent %llu objects (structured reports and attention maps) to %s (%zu failed)\n", static_cast<unsigned long long>(r->sent),
               net::to_string(*n.peer).c_str(), r->failed.size());
   return r->failed.empty() ? kExitOk : kExitFailures;
 }
