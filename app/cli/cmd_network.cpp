@@ -169,7 +169,10 @@ int cmd_pacs_send(const Global& global, const NetArgs& n) {
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
   const InterruptGuard guard;
-  auto r = app::send_reports(*catalog, scu_options(n), images, maps, InterruptGuard::flag());
+  app::SrExportOptions what;
+  what.images = images;
+  what.attention_maps = maps;
+  auto r = app::send_reports(*catalog, scu_options(n), what, InterruptGuard::flag());
   if (!r) return network_error("pacs send", r.error());
   for (const auto& f : r->failed) std::fprintf(stderr, "hilum-cli: pacs send: %s: %s\n", f.file.string().c_str(), f.reason.c_str());
   std::printf("sent %llu objects (structured reports and attention maps) to %s (%zu failed)\n", static_cast<unsigned long long>(r->sent),

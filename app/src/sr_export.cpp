@@ -216,12 +216,12 @@ Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& o
     }
     const bool scored = std::any_of(report->findings.begin(), report->findings.end(), [](const dicom::sr::Finding& f) { return f.ai.has_value(); });
     if (!options.attention_maps || !scored) continue;
-    if (!model) model = load_model(catalog, "");
-    if (!model->ok()) {
+    if (!model && options.model == nullptr) model = load_model(catalog, "");
+    if (model && !model->ok()) {
       out.failed.emplace_back(image, "no attention map: " + model->error().message);
       continue;
     }
-    auto map = image_attention_map(catalog, model->value(), image, options.map_max_side);
+    auto map = image_attention_map(catalog, options.model != nullptr ? *options.model : model->value(), image, options.map_max_side);
     if (!map) {
       out.failed.emplace_back(image, "no attention map: " + map.error().message);
       continue;
@@ -239,8 +239,8 @@ Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& o
   return out;
 }
 
-Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::ScuOptions& scu, const std::vector<std::string>& images,
-                                            bool attention_maps, const std::atomic<bool>* cancel, const SendResultsProgress& progress) {
+Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::ScuOptions& scu, const SrExportOptions& what,
+                                            const std::atomic<bool>* cancel, const SendResultsProgress& progress) {
   std::error_code ec;
   std::random_device rd;
   const fs::path tmp = fs::temp_directory_path(ec) / ("hilum-sr-send-" + std::to_string(rd()) + std::to_string(rd()));
@@ -252,10 +252,8 @@ Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::
       fs::remove_all(p, e);
     }
   } cleanup{tmp};
-  SrExportOptions options;
+  SrExportOptions options = what;
   options.out_dir = tmp;
-  options.images = images;
-  options.attention_maps = attention_maps;
   ReportProgressFn writing;
   if (progress) writing = [&](std::size_t done, std::size_t total) { progress("writing", done, total); };
   auto written = export_reports(catalog, options, cancel, writing);

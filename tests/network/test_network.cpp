@@ -693,7 +693,9 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   ASSERT_TRUE(model.ok());
   ASSERT_TRUE(app::classify(catalog, *model, {instances[0]}).ok());
   std::vector<std::string> stages;
-  auto sent = app::send_reports(catalog, orthanc.scu(), {}, true, nullptr,
+  app::SrExportOptions what;
+  what.attention_maps = true;
+  auto sent = app::send_reports(catalog, orthanc.scu(), what, nullptr,
                                 [&](const std::string& stage, std::size_t, std::size_t) { stages.push_back(stage); });
   ASSERT_TRUE(sent.ok()) << sent.error().message;
   EXPECT_EQ(sent->sent, 2U);
@@ -707,7 +709,7 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   EXPECT_NE(after->at(0).modalities.find("SR"), std::string::npos) << after->at(0).modalities;
   EXPECT_NE(after->at(0).modalities.find("OT"), std::string::npos) << after->at(0).modalities;
   // Sending the same results again makes no new objects (the same UIDs).
-  auto resent = app::send_reports(catalog, orthanc.scu(), {}, true);
+  auto resent = app::send_reports(catalog, orthanc.scu(), what);
   ASSERT_TRUE(resent.ok()) << resent.error().message;
   EXPECT_EQ(resent->sent, 2U);
   auto still = net::find_studies(orthanc.scu(), q);

@@ -32,6 +32,7 @@ struct SrExportOptions {
   std::vector<std::string> images;   // SOP Instance UIDs or paths; empty = every image with a label or a prediction
   bool attention_maps = false;       // also each scored image's attention map (a Secondary Capture)
   int map_max_side = 2048;           // the map's longest side (the film's size when smaller)
+  const LoadedModel* model = nullptr;  // the active model, already loaded (else loaded when a map needs it)
 };
 
 struct SrExportReport {
@@ -61,11 +62,12 @@ using ReportProgressFn = std::function<void(std::size_t done, std::size_t total)
 // (done/total files).
 using SendResultsProgress = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
 
-// Writes the reports (and maps, with attention_maps) into a temporary folder and sends them by
-// C-STORE on one association. A file that cannot be written is in `failed` with its image.
+// Writes the reports (and maps, with what.attention_maps) of what.images (empty: every image) into
+// a temporary folder (what.out_dir is not used) and sends them by C-STORE on one association. A
+// file that cannot be written is in `failed` with its image, as is one the peer refused (with its
+// status); a peer that cannot be reached, rejects the association or breaks it off is an Error.
 [[nodiscard]] Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::ScuOptions& scu,
-                                                          const std::vector<std::string>& images, bool attention_maps = false,
-                                                          const std::atomic<bool>* cancel = nullptr,
+                                                          const SrExportOptions& what, const std::atomic<bool>* cancel = nullptr,
                                                           const SendResultsProgress& progress = {});
 
 // "2.25." + the first 128 bits of SHA-256(text) as a decimal number.
