@@ -748,4 +748,47 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   EXPECT_EQ(refused.error().kind, dicom::ErrorKind::Network);
 }
 
+// C-GET is bounded: a PACS cannot fill the disk. Past the retrieve's limit the instance is
+// refused, the C-GET stopped with an error that names the limit, and what came before is kept.
+TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
+  Orthanc orthanc(path("orthanc"), free_port());
+  ASSERT_TRUE(orthanc.ready) << orthanc.log();
+  const std::string study = "1.2.826.0.1.3680043.9.7777.2";
+  for (const char* f : {"big-a.dcm", "big-b.dcm", "big-c.dcm"}) {
+    write_phantom(path(f), "BIG-1", study, 1024, 1024);  // 2 MiB of pixels each
+    auto [rc, out] = run({HILUM_STORESCU, "-aet", "HILUM", "-aec", "ORTHANC", "127.0.0.1", std::to_string(orthanc.dicom_port),
+                          path(f).string()},
+                         path(std::string(f) + ".log"));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  auto catalog = open_catalog();
+  net::ScuOptions scu = orthanc.scu();
+  scu.limits.max_retrieve_bytes = (std::uint64_t{3} << 20);  // room for one instance, not two
+  auto got = app::retrieve(catalog, scu, {study}, {}, {}, {}, nullptr);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().kind, app::ErrorKind::Invalid) << got.error().message;  // a refusal, not a broken network
+  EXPECT_NE(got.error().message.find("limit of 3,145,728 bytes"), std::string::npos) << got.error().message;
+  EXPECT_NE(got.error().message.find("1 instances kept"), std::string::npos) << got.error().message;
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 1U);
+  EXPECT_TRUE(fs::exists(instances[0].stored_path));
+  // Nothing half-received anywhere under the test's folder (the incoming folders included).
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    if (e.is_regular_file() && e.path().string().find(".incoming") != std::string::npos) ADD_FAILURE() << "left behind: " << e.path();
+  }
+
+  // With the limit high enough, the whole study; the CLI's option says the same in MiB.
+  const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
+  auto [lrc, lout] = run({HILUM_CLI, "--db", path("cli.db").string(), "pacs", "retrieve", "--peer", peer, "--aet", "HILUM",
+                          "--max-total-mb", "3", study},
+                         path("cli-get-limit.log"));
+  EXPECT_NE(lrc, 0) << lout;
+  EXPECT_NE(lout.find("limit of 3,145,728 bytes"), std::string::npos) << lout;
+  auto [arc, aout] = run({HILUM_CLI, "--db", path("cli.db").string(), "pacs", "retrieve", "--peer", peer, "--aet", "HILUM",
+                          "--max-total-mb", "16", study},
+                         path("cli-get-all.log"));
+  EXPECT_EQ(arc, 0) << aout;
+  EXPECT_NE(aout.find("retrieved 3 instances"), std::string::npos) << aout;
+}
+
 }  // namespace
