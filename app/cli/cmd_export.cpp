@@ -100,9 +100,11 @@ int export_dataset(const Global& global, const std::string& out, bool dicom, con
 
 namespace {
 
-// export --format sr: one structured report per image.
+// export --format sr: one structured report per image, and the attention map of each image the
+// active model scored (unless --no-maps).
 int export_sr(const Global& global, const Args& args) {
   app::SrExportOptions options;
+  options.attention_maps = true;
   bool json = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -113,6 +115,8 @@ int export_sr(const Global& global, const Args& args) {
       ++i;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--no-maps") {
+      options.attention_maps = false;
     } else if (a.rfind("--", 0) == 0) {
       return usage_error("export: unknown argument '" + a + "' with --format sr");
     } else {
@@ -132,11 +136,13 @@ int export_sr(const Global& global, const Args& args) {
     JsonObject o;
     o.add("ok", r->failed.empty());
     o.add("format", "sr");
-    o.add("reports", static_cast<std::int64_t>(r->files.size()));
+    o.add("reports", static_cast<std::int64_t>(r->reports));
+    o.add("maps", static_cast<std::int64_t>(r->maps));
     o.add_raw("files", strings_json(files));
     std::cout << o.str() << '\n';
   } else {
-    std::printf("wrote %zu structured reports to %s (%zu failed)\n", r->files.size(), options.out_dir.string().c_str(), r->failed.size());
+    std::printf("wrote %zu structured reports and %zu attention maps to %s (%zu failed)\n", r->reports, r->maps,
+                options.out_dir.string().c_str(), r->failed.size());
   }
   std::cout.flush();
   return r->failed.empty() ? kExitOk : kExitFailures;
@@ -160,6 +166,8 @@ int cmd_export(const Global& global, const Args& args) {
       ++i;
     } else if (a == "--dicom") {
       dicom = true;
+    } else if (a == "--no-maps") {
+      return usage_error("export: --no-maps goes with --format sr");
     } else if (a == "--model") {
       if (i + 1 >= args.size()) return usage_error("export: --model needs a version or id");
       base_model = args[++i];

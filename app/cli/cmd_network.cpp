@@ -128,7 +128,15 @@ int cmd_pacs_find(const NetArgs& n) {
 
 int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
   std::vector<std::string> studies;
-  for (const auto& a : n.rest) {
+  net::ScuOptions scu = scu_options(n);
+  for (std::size_t i = 0; i < n.rest.size(); ++i) {
+    const std::string& a = n.rest[i];
+    if (a == "--max-total-mb") {
+      const auto v = i + 1 < n.rest.size() ? parse_number<std::uint64_t>(n.rest[++i]) : std::nullopt;
+      if (!v || *v < 1 || *v > (std::uint64_t{1} << 24)) return usage_error("pacs retrieve: --max-total-mb is 1 to 16777216");
+      scu.limits.max_retrieve_bytes = *v << 20;
+      continue;
+    }
     if (a.rfind("--", 0) == 0) return usage_error("pacs retrieve: unknown argument '" + a + "'");
     studies.push_back(a);
   }
@@ -148,7 +156,7 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
                  p.remaining < 0 ? 0 : p.remaining, p.failed);
     if (p.remaining == 0) std::fputc('\n', stderr);
   };
-  auto r = app::retrieve(*catalog, scu_options(n), studies, {}, on_arrival, progress, InterruptGuard::flag());
+  auto r = app::retrieve(*catalog, scu, studies, {}, on_arrival, progress, InterruptGuard::flag());
   if (!r) return network_error("pacs retrieve", r.error());
   std::printf("retrieved %llu instances (%llu not kept)\n", static_cast<unsigned long long>(r->received),
               static_cast<unsigned long long>(r->refused));
@@ -157,9 +165,11 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
 
 int cmd_pacs_send(const Global& global, const NetArgs& n) {
   bool all = false;
+  bool maps = true;
   std::vector<std::string> images;
   for (const auto& a : n.rest) {
     if (a == "--all") all = true;
+    else if (a == "--no-maps") maps = false;
     else if (a.rfind("--", 0) == 0) return usage_error("pacs send: unknown argument '" + a + "'");
     else images.push_back(a);
   }
@@ -167,10 +177,13 @@ int cmd_pacs_send(const Global& global, const NetArgs& n) {
   auto catalog = open_catalog(global, app::Catalog::Mode::ReadWrite);
   if (!catalog) return kExitCatalog;
   const InterruptGuard guard;
-  auto r = app::send_reports(*catalog, scu_options(n), images, InterruptGuard::flag());
+  app::SrExportOptions what;
+  what.images = images;
+  what.attention_maps = maps;
+  auto r = app::send_reports(*catalog, scu_options(n), what, InterruptGuard::flag());
   if (!r) return network_error("pacs send", r.error());
   for (const auto& f : r->failed) std::fprintf(stderr, "hilum-cli: pacs send: %s: %s\n", f.file.string().c_str(), f.reason.c_str());
-  std::printf("sent %llu structured reports to %s (%zu failed)\n", static_cast<unsigned long long>(r->sent),
+  std::printf("sent %llu objects (structured reports and attention maps) to %s (%zu failed)\n", static_cast<unsigned long long>(r->sent),
               net::to_string(*n.peer).c_str(), r->failed.size());
   return r->failed.empty() ? kExitOk : kExitFailures;
 }

@@ -141,13 +141,15 @@ std::vector<CommandSpec> make_table() {
                {{"--out", "-o", "DIR", "the folder to write", true},
                 {"--format", "", "csv|json|sr|dataset",
                  "the label file's format; sr: one DICOM Structured Report (TID 1500) per image (of the IMAGEs given, else "
-                 "all) with the readers' labels and the active model's probabilities; dataset: a training set for cluster/train.py (de-identified PNGs, labels with "
+                 "all) with the readers' labels and the active model's probabilities, and a Secondary Capture of the attention "
+                 "map of each image the model scored; dataset: a training set for cluster/train.py (de-identified PNGs, labels with "
                  "not assessed kept apart, the gate's patient split, the starting model, manifest.json with checksums)",
                  true},
                 {"--dicom", "", "", "dataset: de-identified DICOM copies too"},
                 {"--model", "", "ID", "dataset: the starting model (else the active one)"},
                 {"--deidentify", "", "", "remove identifiers (PS3.15 basic profile) from the labels and images"},
                 {"--images", "", "", "write the images too"},
+                {"--no-maps", "", "", "sr: the reports only, no attention maps"},
                 kJson},
                {},
                cmd_export});
@@ -275,10 +277,11 @@ std::vector<CommandSpec> make_table() {
                   {"--modality", "", "M", "a modality in the study"},
                   kJson},
                  {}, nullptr},
-                {"retrieve", kNetwork, "STUDY_UID...", "C-GET the studies into the catalog (progress; Ctrl-C cancels)", {peer, ours}, {},
+                {"retrieve", kNetwork, "STUDY_UID...", "C-GET the studies into the catalog (progress; Ctrl-C cancels)",
+                 {peer, ours, {"--max-total-mb", "", "N", "stop (refusing the rest) past this many MiB in all (default 16384)"}}, {},
                  nullptr},
-                {"send", kNetwork, "[IMAGE...]", "the images' structured reports, by C-STORE",
-                 {peer, ours, {"--all", "", "", "every image's report"}}, {}, nullptr}},
+                {"send", kNetwork, "[IMAGE...]", "the images' structured reports and attention maps (Secondary Capture), by C-STORE",
+                 {peer, ours, {"--all", "", "", "every image's results"}, {"--no-maps", "", "", "the reports only"}}, {}, nullptr}},
                cmd_pacs});
   return t;
 }

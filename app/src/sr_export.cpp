@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <system_error>
 
 #include "hilum/app/hash.hpp"
 #include "hilum/app/network.hpp"
+#include "hilum/core/numbers.hpp"
 
 namespace fs = std::filesystem;
 
@@ -35,11 +37,17 @@ std::string content_key(const dicom::sr::Report& r) {
     key += '\0' + f.name;
     if (f.reader) {
       key += "|r" + std::string(1, static_cast<char>('0' + static_cast<int>(f.reader->value))) + f.reader->author + f.reader->datetime;
-      for (const auto& [x, y] : f.reader->region) key += "," + std::to_string(x) + ":" + std::to_string(y);
+      for (const auto& [x, y] : f.reader->region) key += "," + core::format_number(x) + ":" + core::format_number(y);
     }
-    if (f.ai) key += "|a" + std::to_string(f.ai->probability) + f.ai->algorithm_name + f.ai->algorithm_version + f.ai->datetime;
+    if (f.ai) key += "|a" + core::format_number(f.ai->probability, 6) + f.ai->algorithm_name + f.ai->algorithm_version + f.ai->datetime;
   }
   return key;
+}
+
+std::string algorithm_name(const ModelRecord& m) { return m.name.empty() ? std::string("Hilum ViT") : m.name; }
+
+std::string file_name(const char* prefix, const std::string& uid) {
+  return prefix + sha256_hex(uid.data(), uid.size()).substr(0, 16) + ".dcm";
 }
 
 }  // namespace
@@ -113,7 +121,7 @@ Result<dicom::sr::Report> image_report(Catalog& catalog, const std::string& imag
     for (const PredictionRow& p : *predictions) {
       dicom::sr::AiResult ai;
       ai.probability = p.probability;
-      ai.algorithm_name = m.name.empty() ? std::string("Hilum ViT") : m.name;
+      ai.algorithm_name = algorithm_name(m);
       ai.algorithm_version = m.version;
       ai.datetime = p.computed_at;
       finding(p.finding).ai = std::move(ai);
@@ -130,7 +138,43 @@ Result<dicom::sr::Report> image_report(Catalog& catalog, const std::string& imag
   return r;
 }
 
-Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& options, const std::atomic<bool>* cancel) {
+Result<dicom::sc::AttentionMap> image_attention_map(Catalog& catalog, const LoadedModel& model, const std::string& image, int max_side) {
+  auto found = catalog.find_instance(image);
+  if (!found) return found.error();
+  if (!found->has_value()) return Error{ErrorKind::NotFound, "no such image in the catalog: " + image};
+  const Instance& in = found->value();
+  if (model.record.id == 0) return Error{ErrorKind::Invalid, "the model is not registered: no stored prediction to explain"};
+  auto predictions = catalog.predictions(in.sop_instance_uid, model.record.id);
+  if (!predictions) return predictions.error();
+  if (predictions->empty()) return Error{ErrorKind::Invalid, "the model " + model.record.version + " has not scored " + in.sop_instance_uid};
+  const PredictionRow& top = *std::max_element(predictions->begin(), predictions->end(),
+                                               [](const PredictionRow& a, const PredictionRow& b) { return a.probability < b.probability; });
+  HeatmapOptions options;
+  options.method = HeatmapMethod::ClassSpecific;
+  options.finding = top.finding;
+  options.max_side = max_side;
+  const std::string file = in.stored_path.empty() ? in.path : in.stored_path;
+  auto h = heatmap(model, file, options);
+  if (!h) return h.error();
+  dicom::sc::AttentionMap map;
+  map.source_file = file;
+  map.width = h->overlay.width;
+  map.height = h->overlay.height;
+  map.rgb = std::move(h->overlay.rgb);
+  map.finding = top.finding;
+  map.probability = top.probability;
+  map.method = "class-specific relevance, Chefer et al. 2021";
+  map.algorithm_name = algorithm_name(model.record);
+  map.algorithm_version = model.record.version;
+  map.content_datetime = top.computed_at;
+  map.series_instance_uid = uid_from_hash("hilum-map-series\n" + in.study_instance_uid);
+  map.sop_instance_uid = uid_from_hash("hilum-map\n" + in.sop_instance_uid + '\0' + map.algorithm_name + '\0' + map.algorithm_version + '\0' +
+                                       map.finding + '\0' + map.method + '\0' + std::to_string(max_side));
+  return map;
+}
+
+Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& options, const std::atomic<bool>* cancel,
+                                      const ReportProgressFn& progress) {
   if (options.out_dir.empty()) return Error{ErrorKind::Invalid, "no output folder"};
   std::error_code ec;
   fs::create_directories(options.out_dir, ec);
@@ -144,9 +188,14 @@ Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& o
     if (!all) return all.error();
     for (const auto& i : *all) images.push_back(i.sop_instance_uid);
   }
+  // The active model, loaded when the first map needs it (once: a model that does not load is
+  // every map's failure).
+  std::optional<Result<LoadedModel>> model;
   SrExportReport out;
-  for (const std::string& image : images) {
+  for (std::size_t k = 0; k < images.size(); ++k) {
+    const std::string& image = images[k];
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "export interrupted"};
+    if (progress) progress(k, images.size());
     auto report = image_report(catalog, image);
     if (!report) {
       // With every image: those with nothing to say are simply not reported.
@@ -157,20 +206,41 @@ Result<SrExportReport> export_reports(Catalog& catalog, const SrExportOptions& o
       }
       return report.error();
     }
-    const std::string name = "SR_" + sha256_hex(report->sop_instance_uid.data(), report->sop_instance_uid.size()).substr(0, 16) + ".dcm";
-    const fs::path file = options.out_dir / name;
+    const fs::path file = options.out_dir / file_name("SR_", report->sop_instance_uid);
     auto written = dicom::sr::write_report(*report, file);
     if (!written) {
       out.failed.emplace_back(image, written.error().message);
+    } else {
+      out.files.push_back(file);
+      ++out.reports;
+    }
+    const bool scored = std::any_of(report->findings.begin(), report->findings.end(), [](const dicom::sr::Finding& f) { return f.ai.has_value(); });
+    if (!options.attention_maps || !scored) continue;
+    if (!model && options.model == nullptr) model = load_model(catalog, "");
+    if (model && !model->ok()) {
+      out.failed.emplace_back(image, "no attention map: " + model->error().message);
       continue;
     }
-    out.files.push_back(file);
+    auto map = image_attention_map(catalog, options.model != nullptr ? *options.model : model->value(), image, options.map_max_side);
+    if (!map) {
+      out.failed.emplace_back(image, "no attention map: " + map.error().message);
+      continue;
+    }
+    const fs::path map_file = options.out_dir / file_name("SC_", map->sop_instance_uid);
+    auto map_written = dicom::sc::write_attention_map(*map, map_file);
+    if (!map_written) {
+      out.failed.emplace_back(image, "no attention map: " + map_written.error().message);
+      continue;
+    }
+    out.files.push_back(map_file);
+    ++out.maps;
   }
+  if (progress) progress(images.size(), images.size());
   return out;
 }
 
-Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::ScuOptions& scu, const std::vector<std::string>& images,
-                                            const std::atomic<bool>* cancel) {
+Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::ScuOptions& scu, const SrExportOptions& what,
+                                            const std::atomic<bool>* cancel, const SendResultsProgress& progress) {
   std::error_code ec;
   std::random_device rd;
   const fs::path tmp = fs::temp_directory_path(ec) / ("hilum-sr-send-" + std::to_string(rd()) + std::to_string(rd()));
@@ -182,12 +252,15 @@ Result<dicom::net::SendReport> send_reports(Catalog& catalog, const dicom::net::
       fs::remove_all(p, e);
     }
   } cleanup{tmp};
-  SrExportOptions options;
+  SrExportOptions options = what;
   options.out_dir = tmp;
-  options.images = images;
-  auto written = export_reports(catalog, options, cancel);
+  ReportProgressFn writing;
+  if (progress) writing = [&](std::size_t done, std::size_t total) { progress("writing", done, total); };
+  auto written = export_reports(catalog, options, cancel, writing);
   if (!written) return written.error();
-  auto sent = dicom::net::send_files(scu, written->files, {}, cancel);
+  dicom::net::SendProgressFn sending;
+  if (progress) sending = [&](std::size_t done, std::size_t total, const fs::path&) { progress("sending", done, total); };
+  auto sent = dicom::net::send_files(scu, written->files, sending, cancel);
   if (!sent) return from_dicom(sent.error());
   dicom::net::SendReport report = *sent;
   for (const auto& [image, reason] : written->failed) report.failed.push_back({image, reason});

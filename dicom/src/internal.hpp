@@ -10,6 +10,8 @@
 
 #include "hilum/dicom/error.hpp"
 
+class DcmFileFormat;
+
 namespace hilum::dicom::detail {
 
 // Decodes one JPEG 2000 frame (J2K codestream or JP2 file) with OpenJPEG. The result holds the
@@ -49,5 +51,15 @@ auto guarded(const std::filesystem::path& path, F&& f) -> decltype(f()) {
 
 // "BasicTextSRStorage" -> "Basic Text SR"; unknown UIDs are returned as they are.
 [[nodiscard]] std::string sop_class_display_name(const std::string& uid);
+
+// "2026-11-25T12:00:00.123Z" -> "20261125120000.123" (DICOM DT, UTC); "" when it is not that.
+[[nodiscard]] std::string to_dicom_datetime(const std::string& iso);
+
+// Now, UTC, as "2026-11-25T12:00:00Z".
+[[nodiscard]] std::string now_iso();
+
+// Writes a Part 10 file (Explicit VR Little Endian) atomically: a temporary file beside `out`,
+// fsync, rename, fsync of the folder. Errors: Io.
+[[nodiscard]] Result<core::Done> save_atomically(DcmFileFormat& file, const std::filesystem::path& out);
 
 }  // namespace hilum::dicom::detail

@@ -634,13 +634,15 @@ class FindScu : public DcmSCU {
 class GetScu : public DcmSCU {
  public:
   GetScu(const fs::path& incoming, const InstanceFn& on_instance, const RetrieveProgressFn& progress,
-         const std::atomic<bool>* cancel, std::string peer_ae, std::string peer_host)
+         const std::atomic<bool>* cancel, std::string peer_ae, std::string peer_host, const Limits& limits)
       : incoming_(incoming), on_instance_(on_instance), progress_(progress), cancel_(cancel),
-        peer_ae_(std::move(peer_ae)), peer_host_(std::move(peer_host)) {}
+        peer_ae_(std::move(peer_ae)), peer_host_(std::move(peer_host)), limits_(limits) {}
 
   RetrieveReport report;
   RetrieveProgress state;
   bool was_cancelled = false;
+  bool over_limit = false;      // an instance would have taken the retrieve past max_retrieve_bytes
+  std::uint64_t bytes = 0;      // written so far, all studies
   Uint16 final_status = 0;
   std::string error;
 
@@ -655,8 +657,8 @@ class GetScu : public DcmSCU {
       state.warning = response->m_numberOfWarningSubops;
       if (progress_) progress_(state);
     }
-    if (cancelled(cancel_) && continueCGETSession) {
-      was_cancelled = true;
+    if ((cancelled(cancel_) || over_limit) && continueCGETSession) {
+      was_cancelled = !over_limit;
       sendCANCELRequest(presID);
       continueCGETSession = OFFalse;
     }
@@ -672,15 +674,25 @@ class GetScu : public DcmSCU {
     const fs::path file = incoming_name(incoming_);
     StoreVerdict verdict;
     OFCondition c = EC_Normal;
+    // What the instance takes on disk (the dataset's encoded length; the file meta adds little).
+    const std::uint64_t size = incoming->getLength(EXS_LittleEndianExplicit, EET_ExplicitLength);
     if (!is_image_storage_sop_class(sop_class)) {
       // As on the SCP: only the image classes are kept (reports and others of the study are not).
       verdict = {kStatusSopClassNotSupported, "not a SOP class Hilum keeps: " + detail::sop_class_display_name(sop_class)};
+    } else if (over_limit || size > limits_.max_dataset_bytes || bytes + size > limits_.max_retrieve_bytes) {
+      // Bounded: a PACS cannot fill the disk. The C-GET is cancelled at its next response.
+      if (size <= limits_.max_dataset_bytes) over_limit = true;
+      verdict = {kStatusOutOfResources, size > limits_.max_dataset_bytes
+                                            ? "instance of " + std::to_string(size) + " bytes larger than the limit of " +
+                                                  std::to_string(limits_.max_dataset_bytes) + " bytes"
+                                            : "the retrieve would pass its limit of " + std::to_string(limits_.max_retrieve_bytes) + " bytes"};
     } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || !sync_file(file)) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string()};
     } else {
       ReceivedInstance inst{file, sop_class, sop_instance, peer_ae_, peer_host_, 0};
       std::error_code ec;
       inst.bytes = static_cast<std::uint64_t>(fs::file_size(file, ec));
+      bytes += std::max(inst.bytes, size);
       try {
         verdict = on_instance_ ? on_instance_(inst) : StoreVerdict{};
       } catch (const std::exception& e) {
@@ -710,6 +722,7 @@ class GetScu : public DcmSCU {
   const std::atomic<bool>* cancel_;
   std::string peer_ae_;
   std::string peer_host_;
+  Limits limits_;
 };
 
 std::string status_text(Uint16 status) {
@@ -785,7 +798,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
   if (auto e = check_scu_options(options)) return *e;
   std::error_code ec;
   if (!fs::is_directory(incoming, ec)) return net_error(ErrorKind::Io, "the incoming folder does not exist: " + incoming.string());
-  GetScu scu(incoming, on_instance, progress, cancel, options.peer.ae_title, options.peer.host);
+  GetScu scu(incoming, on_instance, progress, cancel, options.peer.ae_title, options.peer.host, options.limits);
   configure(scu, options);
   scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
   // C-GET brings the instances back on this association: we take the SCP role for the storage
@@ -810,6 +823,12 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
     scu.state = RetrieveProgress{};
     scu.state.study_instance_uid = uid;
     const OFCondition c = scu.sendCGETRequest(pid, &keys, nullptr);
+    if (scu.over_limit) {
+      scu.abortAssociation();
+      return net_error(ErrorKind::Refused, "retrieve from " + to_string(options.peer) + " stopped: more than its limit of " +
+                                               detail::with_thousands(options.limits.max_retrieve_bytes) + " bytes (" +
+                                               std::to_string(scu.report.received) + " instances kept)");
+    }
     if (scu.was_cancelled) break;
     if (c.bad()) {
       scu.abortAssociation();

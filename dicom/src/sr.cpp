@@ -2,12 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <ctime>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -19,7 +13,6 @@
 #include <dcmtk/dcmsr/dsrnumvl.h>
 #include <dcmtk/dcmsr/dsrscovl.h>
 
-#include "hilum/core/atomic_file.hpp"
 #include "hilum/core/numbers.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
@@ -30,29 +23,6 @@ namespace hilum::dicom::sr {
 namespace {
 
 Error corrupt(const std::string& what, const OFCondition& c) { return Error{ErrorKind::Corrupt, what + ": " + c.text()}; }
-
-// "2026-11-25T12:00:00.123Z" -> "20261125120000.123" (DICOM DT, UTC); "" when it is not that.
-std::string to_dicom_datetime(const std::string& iso) {
-  if (iso.size() < 19 || iso[4] != '-' || iso[7] != '-' || iso[10] != 'T' || iso[13] != ':' || iso[16] != ':') return {};
-  std::string dt = iso.substr(0, 4) + iso.substr(5, 2) + iso.substr(8, 2) + iso.substr(11, 2) + iso.substr(14, 2) + iso.substr(17, 2);
-  if (!std::all_of(dt.begin(), dt.end(), [](char c) { return c >= '0' && c <= '9'; })) return {};
-  std::size_t i = 19;
-  if (i < iso.size() && iso[i] == '.') {
-    std::string frac;
-    for (++i; i < iso.size() && std::isdigit(static_cast<unsigned char>(iso[i])) && frac.size() < 6; ++i) frac += iso[i];
-    if (!frac.empty()) dt += "." + frac;
-  }
-  return dt;  // UTC: the dataset says so once (Timezone Offset From UTC "+0000")
-}
-
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 DSRCodedEntryValue coded(const Code& c) { return DSRCodedEntryValue(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str()); }
 
@@ -143,7 +113,7 @@ Result<core::Done> write_report(const Report& report, const fs::path& out) {
   doc.setManufacturer("Hilum");
   doc.setSeriesNumber("9901");
   doc.setInstanceNumber("1");
-  const std::string content = to_dicom_datetime(report.content_datetime.empty() ? now_iso() : report.content_datetime);
+  const std::string content = detail::to_dicom_datetime(report.content_datetime.empty() ? detail::now_iso() : report.content_datetime);
   if (content.size() >= 14) {
     doc.setContentDate(content.substr(0, 8).c_str());
     doc.setContentTime(content.substr(8, 6).c_str());
@@ -201,7 +171,7 @@ Result<core::Done> write_report(const Report& report, const fs::path& out) {
       b.check(b.item().setNumericValue(DSRNumericMeasurementValue(core::format_number(p, 6).c_str(),
                                                                   DSRCodedEntryValue("1", "UCUM", "no units"))),
               "probability value");
-      if (const std::string dt = to_dicom_datetime(f.ai->datetime); !dt.empty()) b.check(b.item().setObservationDateTime(dt.c_str()), "observation time");
+      if (const std::string dt = detail::to_dicom_datetime(f.ai->datetime); !dt.empty()) b.check(b.item().setObservationDateTime(dt.c_str()), "observation time");
       b.child(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, CODE_DCM_AlgorithmName, "algorithm name");
       b.check(b.item().setStringValue(f.ai->algorithm_name.empty() ? "unknown" : f.ai->algorithm_name.c_str(), OFFalse), "algorithm name");
       b.sibling(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, CODE_DCM_AlgorithmVersion, "algorithm version");
@@ -223,7 +193,7 @@ Result<core::Done> write_report(const Report& report, const fs::path& out) {
       else b.sibling(DSRTypes::RT_contains, DSRTypes::VT_Code, coded(finding_code(f.name)), "evaluation");
       first = false;
       b.check(b.item().setCodeValue(label_code(l.value)), "evaluation value");
-      if (const std::string dt = to_dicom_datetime(l.datetime); !dt.empty()) b.check(b.item().setObservationDateTime(dt.c_str()), "label time");
+      if (const std::string dt = detail::to_dicom_datetime(l.datetime); !dt.empty()) b.check(b.item().setObservationDateTime(dt.c_str()), "label time");
       b.child(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, CODE_DCM_ObserverType, "reader observer type");
       b.check(b.item().setCodeValue(CODE_DCM_Person), "reader observer type");
       b.sibling(DSRTypes::RT_hasObsContext, DSRTypes::VT_PName, CODE_DCM_PersonObserverName, "reader name");
@@ -253,23 +223,7 @@ Result<core::Done> write_report(const Report& report, const fs::path& out) {
   if (!report.sop_instance_uid.empty()) ds->putAndInsertString(DCM_SOPInstanceUID, report.sop_instance_uid.c_str());
   ds->putAndInsertString(DCM_TimezoneOffsetFromUTC, "+0000");
 
-  const fs::path tmp = core::temporary_path_beside(out);
-  c = ff.saveFile(OFFilename(tmp.c_str()), EXS_LittleEndianExplicit);
-  if (c.bad()) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    return Error{ErrorKind::Io, "cannot write " + out.string() + ": " + c.text()};
-  }
-  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!synced) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    return Error{ErrorKind::Io, "cannot write " + out.string() + ": " + std::strerror(errno)};
-  }
-  if (std::string why = core::replace_with_temporary(tmp, out); !why.empty()) return Error{ErrorKind::Io, why};
-  return core::Done{};
+  return detail::save_atomically(ff, out);
 }
 
 }  // namespace hilum::dicom::sr

@@ -10,8 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <clocale>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -27,6 +29,7 @@
 #include <dcmtk/dcmnet/assoc.h>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/import.hpp"
 #include "hilum/app/network.hpp"
@@ -468,12 +471,119 @@ TEST_F(ReportTest, StructuredReportPassesDciodvfyAndReadsBackInDsrdump) {
   auto again = app::export_reports(catalog, o);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->files, written->files);
+  // Also under a locale that writes decimal commas (the GUI runs under the user's): the UID
+  // comes from the content, whose numbers (the region, the probability) must not depend on it.
+  if (std::setlocale(LC_ALL, "de_DE.UTF-8") != nullptr) {
+    auto german = app::export_reports(catalog, o);
+    std::setlocale(LC_ALL, "C");
+    ASSERT_TRUE(german.ok());
+    EXPECT_EQ(german->files, written->files) << "the report's UID depends on the locale";
+  }
   app::LabelInput mass{uid, "Mass", app::LabelValue::Absent, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", "cli"};
   ASSERT_TRUE(catalog.add_labels({mass}).ok());
   auto changed = app::export_reports(catalog, o);
   ASSERT_TRUE(changed.ok());
   ASSERT_EQ(changed->files.size(), 1U);
   EXPECT_NE(changed->files[0], written->files[0]);
+}
+
+// ---- Attention maps (Secondary Capture).
+
+class MapTest : public ReportTest {
+ protected:
+  // One phantom film in the catalog, scored by the tiny test model (active); returns the image.
+  app::Instance catalogue_scored_image(app::Catalog& catalog) {
+    const fs::path file = path("film.dcm");
+    write_phantom(file, "MAP-1", "", 320, 256);
+    EXPECT_TRUE(app::import_paths(catalog, {file}).ok());
+    const auto instances = catalog.list_instances().value();
+    EXPECT_EQ(instances.size(), 1U);
+    EXPECT_TRUE(app::import_model(catalog, fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel", "tiny-map-1", true).ok());
+    auto model = app::load_model(catalog, "");
+    EXPECT_TRUE(model.ok());
+    EXPECT_TRUE(app::classify(catalog, *model, instances).ok());
+    return instances.at(0);
+  }
+  // The finding the model found most probable for the image.
+  app::PredictionRow top_prediction(app::Catalog& catalog, const std::string& uid) {
+    const auto model = catalog.active_model().value().value();
+    const auto rows = catalog.predictions(uid, model.id).value();
+    EXPECT_FALSE(rows.empty());
+    return *std::max_element(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.probability < b.probability; });
+  }
+};
+
+TEST_F(MapTest, AttentionMapIsASecondaryCaptureThatPassesDciodvfyAndReadsBackInPydicom) {
+  auto catalog = open_catalog();
+  const app::Instance image = catalogue_scored_image(catalog);
+  const app::PredictionRow top = top_prediction(catalog, image.sop_instance_uid);
+  app::SrExportOptions o;
+  o.out_dir = path("results");
+  o.attention_maps = true;
+  auto written = app::export_reports(catalog, o);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  for (const auto& [im, why] : written->failed) ADD_FAILURE() << im << ": " << why;
+  EXPECT_EQ(written->reports, 1U);
+  EXPECT_EQ(written->maps, 1U);
+  ASSERT_EQ(written->files.size(), 2U);
+  const fs::path map = written->files[1];
+  EXPECT_EQ(map.filename().string().rfind("SC_", 0), 0U) << map;
+
+  auto [vrc, verify] = run({HILUM_DCIODVFY, map.string()}, path("dciodvfy-map.log"));
+  EXPECT_EQ(verify.find("Error"), std::string::npos) << verify;
+  EXPECT_NE(verify.find("SCImage"), std::string::npos) << verify;
+
+  auto [prc, read] = run({"/usr/bin/python3", HILUM_READ_MAP, map.string()}, path("pydicom-map.log"));
+  if (prc != 0 && read.find("No module named") != std::string::npos) GTEST_SKIP() << "pydicom or numpy is not installed: " << read;
+  ASSERT_EQ(prc, 0) << read;
+  for (const std::string& expected :
+       {std::string("SOPClassUID = 1.2.840.10008.5.1.4.1.1.7\n"), std::string("ImageType = DERIVED\\SECONDARY\n"),
+        std::string("Modality = OT\n"), std::string("PatientID = MAP-1\n"), "StudyInstanceUID = " + image.study_instance_uid + "\n",
+        "ReferencedSOPClassUID = " + image.sop_class_uid + "\n", "ReferencedSOPInstanceUID = " + image.sop_instance_uid + "\n",
+        std::string("Purpose = 121322,DCM\n"), std::string("BurnedInAnnotation = NO\n"), std::string("PhotometricInterpretation = RGB\n"),
+        std::string("Shape = 320x256x3\n"), std::string("Colour = yes\n"), " for " + top.finding + ", probability ",
+        std::string("version tiny-map-1;"), std::string("class-specific relevance")}) {
+    EXPECT_NE(read.find(expected), std::string::npos) << expected << " not in\n" << read;
+  }
+  EXPECT_EQ(read.find("SeriesInstanceUID = " + image.series_instance_uid + "\n"), std::string::npos) << "not a series of its own";
+  EXPECT_EQ(read.find("\nSOPInstanceUID = " + image.sop_instance_uid + "\n"), std::string::npos) << "no UID of its own";
+  EXPECT_NE(read.find("\nSOPInstanceUID = 2.25."), std::string::npos) << read;
+
+  // The same map is the same object (same UID, same file), under any locale.
+  if (std::setlocale(LC_ALL, "de_DE.UTF-8") != nullptr) {
+    auto german = app::export_reports(catalog, o);
+    std::setlocale(LC_ALL, "C");
+    ASSERT_TRUE(german.ok());
+    EXPECT_EQ(german->files, written->files);
+    auto [grc, again] = run({"/usr/bin/python3", HILUM_READ_MAP, map.string()}, path("pydicom-map-de.log"));
+    EXPECT_EQ(again, read);
+  }
+
+  // The CLI writes them beside the reports, and not with --no-maps.
+  const std::string db = path("hilum.db").string();
+  auto [crc, cout] = run({HILUM_CLI, "--db", db, "export", "--format", "sr", "--out", path("cli-results").string()}, path("cli-export.log"));
+  EXPECT_EQ(crc, 0) << cout;
+  EXPECT_NE(cout.find("wrote 1 structured reports and 1 attention maps"), std::string::npos) << cout;
+  EXPECT_TRUE(fs::exists(path("cli-results") / map.filename()));
+  auto [nrc, nout] = run({HILUM_CLI, "--db", db, "export", "--format", "sr", "--no-maps", "--out", path("cli-sr").string()},
+                         path("cli-export-no-maps.log"));
+  EXPECT_EQ(nrc, 0) << nout;
+  EXPECT_NE(nout.find("wrote 1 structured reports and 0 attention maps"), std::string::npos) << nout;
+}
+
+TEST_F(MapTest, AModelThatDoesNotLoadIsEachMapsFailureAndTheReportIsStillWritten) {
+  auto catalog = open_catalog();
+  const std::string uid = catalogue_labelled_image(catalog);  // predictions by a model whose folder does not exist
+  app::SrExportOptions o;
+  o.out_dir = path("results");
+  o.attention_maps = true;
+  auto written = app::export_reports(catalog, o);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  EXPECT_EQ(written->reports, 1U);
+  EXPECT_EQ(written->maps, 0U);
+  ASSERT_EQ(written->failed.size(), 1U);
+  EXPECT_EQ(written->failed[0].first, uid);
+  EXPECT_NE(written->failed[0].second.find("no attention map"), std::string::npos) << written->failed[0].second;
 }
 
 // ---- A real PACS: Orthanc.
@@ -573,19 +683,39 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
     EXPECT_TRUE(fs::exists(i.stored_path));
   }
 
-  // Results back to the PACS as a structured report, in the image's study.
+  // Results back to the PACS as a structured report and an attention map (the first image is
+  // labelled and scored by the tiny test model), in the image's study.
   app::LabelInput label{instances[0].sop_instance_uid, "Effusion", app::LabelValue::Present, std::nullopt, "Lee^Ann",
                         std::nullopt, std::nullopt, "", "cli"};
   ASSERT_TRUE(catalog.add_labels({label}).ok());
-  auto sent = app::send_reports(catalog, orthanc.scu(), {});
+  ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel", "tiny-orthanc-1", true).ok());
+  auto model = app::load_model(catalog, "");
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE(app::classify(catalog, *model, {instances[0]}).ok());
+  std::vector<std::string> stages;
+  app::SrExportOptions what;
+  what.attention_maps = true;
+  auto sent = app::send_reports(catalog, orthanc.scu(), what, nullptr,
+                                [&](const std::string& stage, std::size_t, std::size_t) { stages.push_back(stage); });
   ASSERT_TRUE(sent.ok()) << sent.error().message;
-  EXPECT_EQ(sent->sent, 1U);
-  EXPECT_TRUE(sent->failed.empty());
+  EXPECT_EQ(sent->sent, 2U);
+  for (const auto& f : sent->failed) ADD_FAILURE() << f.file << ": " << f.reason;
+  EXPECT_EQ(stages.front(), "writing");
+  EXPECT_EQ(stages.back(), "sending");
   auto after = net::find_studies(orthanc.scu(), q);
   ASSERT_TRUE(after.ok());
   ASSERT_EQ(after->size(), 1U);
-  EXPECT_EQ(after->at(0).instances, 3) << "the report is not in the study";
+  EXPECT_EQ(after->at(0).instances, 4) << "the report and the map are not in the study";
   EXPECT_NE(after->at(0).modalities.find("SR"), std::string::npos) << after->at(0).modalities;
+  EXPECT_NE(after->at(0).modalities.find("OT"), std::string::npos) << after->at(0).modalities;
+  // Sending the same results again makes no new objects (the same UIDs).
+  auto resent = app::send_reports(catalog, orthanc.scu(), what);
+  ASSERT_TRUE(resent.ok()) << resent.error().message;
+  EXPECT_EQ(resent->sent, 2U);
+  auto still = net::find_studies(orthanc.scu(), q);
+  ASSERT_TRUE(still.ok());
+  ASSERT_EQ(still->size(), 1U);
+  EXPECT_EQ(still->at(0).instances, 4);
 
   // The same through the CLI: echo, find --json, retrieve into another catalog, send.
   const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
@@ -596,11 +726,14 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
                          path("cli-find.log"));
   EXPECT_EQ(frc, 0) << fout;
   EXPECT_NE(fout.find("\"study_instance_uid\":\"" + study + "\""), std::string::npos) << fout;
-  EXPECT_NE(fout.find("\"instances\":3"), std::string::npos) << fout;
+  EXPECT_NE(fout.find("\"instances\":4"), std::string::npos) << fout;
   auto [rrc, rout] = run({HILUM_CLI, "--db", db, "pacs", "retrieve", "--peer", peer, "--aet", "HILUM", study}, path("cli-get.log"));
-  EXPECT_EQ(rrc, 0) << rout;
-  // The study now holds our report too: the images are kept, the report left out (not an image).
-  EXPECT_NE(rout.find("retrieved 2 instances (1 not kept)"), std::string::npos) << rout;
+  // The study now holds our report and map too: the images are kept, the report left out (not an
+  // image: its SOP class is not negotiated), the map received but not catalogued (a colour image
+  // is not a radiograph Hilum reads), which the exit status counts as a failure.
+  EXPECT_EQ(rrc, 1) << rout;
+  EXPECT_NE(rout.find("retrieved 3 instances (1 not kept)"), std::string::npos) << rout;
+  EXPECT_NE(rout.find("unsupported photometric interpretation RGB"), std::string::npos) << rout;
   EXPECT_EQ(rout.find("I: "), std::string::npos) << "DCMTK's log is not quiet:\n" << rout;
   auto [urc, uout] = run({HILUM_CLI, "--db", db, "pacs", "send", "--peer", peer}, path("cli-send-usage.log"));
   EXPECT_EQ(urc, 2) << uout;  // --all or UIDs
@@ -613,6 +746,49 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   auto refused = net::echo(nobody);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().kind, dicom::ErrorKind::Network);
+}
+
+// C-GET is bounded: a PACS cannot fill the disk. Past the retrieve's limit the instance is
+// refused, the C-GET stopped with an error that names the limit, and what came before is kept.
+TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
+  Orthanc orthanc(path("orthanc"), free_port());
+  ASSERT_TRUE(orthanc.ready) << orthanc.log();
+  const std::string study = "1.2.826.0.1.3680043.9.7777.2";
+  for (const char* f : {"big-a.dcm", "big-b.dcm", "big-c.dcm"}) {
+    write_phantom(path(f), "BIG-1", study, 1024, 1024);  // 2 MiB of pixels each
+    auto [rc, out] = run({HILUM_STORESCU, "-aet", "HILUM", "-aec", "ORTHANC", "127.0.0.1", std::to_string(orthanc.dicom_port),
+                          path(f).string()},
+                         path(std::string(f) + ".log"));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  auto catalog = open_catalog();
+  net::ScuOptions scu = orthanc.scu();
+  scu.limits.max_retrieve_bytes = (std::uint64_t{3} << 20);  // room for one instance, not two
+  auto got = app::retrieve(catalog, scu, {study}, {}, {}, {}, nullptr);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().kind, app::ErrorKind::Invalid) << got.error().message;  // a refusal, not a broken network
+  EXPECT_NE(got.error().message.find("limit of 3,145,728 bytes"), std::string::npos) << got.error().message;
+  EXPECT_NE(got.error().message.find("1 instances kept"), std::string::npos) << got.error().message;
+  const auto instances = catalog.list_instances().value();
+  ASSERT_EQ(instances.size(), 1U);
+  EXPECT_TRUE(fs::exists(instances[0].stored_path));
+  // Nothing half-received anywhere under the test's folder (the incoming folders included).
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    if (e.is_regular_file() && e.path().string().find(".incoming") != std::string::npos) ADD_FAILURE() << "left behind: " << e.path();
+  }
+
+  // With the limit high enough, the whole study; the CLI's option says the same in MiB.
+  const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
+  auto [lrc, lout] = run({HILUM_CLI, "--db", path("cli.db").string(), "pacs", "retrieve", "--peer", peer, "--aet", "HILUM",
+                          "--max-total-mb", "3", study},
+                         path("cli-get-limit.log"));
+  EXPECT_NE(lrc, 0) << lout;
+  EXPECT_NE(lout.find("limit of 3,145,728 bytes"), std::string::npos) << lout;
+  auto [arc, aout] = run({HILUM_CLI, "--db", path("cli.db").string(), "pacs", "retrieve", "--peer", peer, "--aet", "HILUM",
+                          "--max-total-mb", "16", study},
+                         path("cli-get-all.log"));
+  EXPECT_EQ(arc, 0) << aout;
+  EXPECT_NE(aout.find("retrieved 3 instances"), std::string::npos) << aout;
 }
 
 }  // namespace

@@ -425,6 +425,97 @@ class Workstation : public QObject {
     window_.reset();
   }
 
+  // File > Send results to the PACS: the current image's report and attention map go to the PACS
+  // of Settings > Network (DCMTK's storescp plays it, when installed), off the GUI thread; no PACS
+  // set, a PACS that refuses the association and one that hangs up mid-transfer each get a message
+  // that says so.
+  void sendsTheCurrentImagesResultsToThePacs() {
+    const QString storescp = QStandardPaths::findExecutable("storescp");
+    if (storescp.isEmpty()) QSKIP("storescp (Debian dcmtk) is not installed");
+    window_.reset();
+    const auto open_with_peer = [&](const QString& peer) {
+      window_.reset();
+      auto session = ui::Session::open(db_, "dr.test");
+      if (!session) qFatal("%s", session.error().message.c_str());
+      ui::Preferences prefs;
+      prefs.author = "dr.test";
+      prefs.listen_aet = "HILUM";
+      prefs.pacs_peer = peer;
+      window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+      window_->show();
+    };
+    // Sends from a fresh window once its image and predictions are there; returns (ok, message).
+    const auto send = [&](const QString& peer) -> std::pair<bool, QString> {
+      open_with_peer(peer);
+      if (!QTest::qWaitFor([&] { return !window_->ai()->probabilities().empty(); }, 20000)) return {false, "no predictions"};
+      QSignalSpy sent(window_.get(), &ui::MainWindow::resultsSent);
+      window_->action("actionSendResults")->trigger();
+      if (!QTest::qWaitFor([&] { return sent.count() == 1; }, 60000)) return {false, "no answer"};
+      if (window_->sending_results()) return {false, "still sending after the answer"};
+      return {sent.at(0).at(0).toBool(), sent.at(0).at(1).toString()};
+    };
+    // A storescp on a free loopback port, with `extra` options, writing into `out`.
+    std::vector<std::unique_ptr<QProcess>> peers;
+    const auto start_peer = [&](const QStringList& extra, const fs::path& out) -> int {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      socklen_t len = sizeof(a);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      ::close(fd);
+      const int port = ntohs(a.sin_port);
+      fs::create_directories(out);
+      auto p = std::make_unique<QProcess>();
+      p->start(storescp, QStringList{"-aet", "PACS", "-od", QString::fromStdString(out.string())} + extra + QStringList{QString::number(port)});
+      p->waitForStarted();
+      for (int i = 0; i < 100; ++i) {  // until it listens
+        const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        const bool up = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+        ::close(s);
+        if (up) break;
+        QTest::qWait(50);
+      }
+      peers.push_back(std::move(p));
+      return port;
+    };
+
+    auto [none_ok, none] = send("");
+    QVERIFY(!none_ok);
+    QVERIFY2(none.contains("Settings"), qPrintable(none));
+
+    const fs::path received = dir_ / "pacs-received";
+    const int good = start_peer({}, received);
+    auto [ok, message] = send(QString("PACS@127.0.0.1:%1").arg(good));
+    QVERIFY2(ok, qPrintable(message));
+    QVERIFY2(message.contains("Sent 2"), qPrintable(message));
+    int reports = 0, maps = 0;
+    for (const auto& e : fs::directory_iterator(received)) {
+      const std::string name = e.path().filename().string();
+      reports += name.rfind("SR", 0) == 0 ? 1 : 0;
+      maps += name.rfind("SR", 0) != 0 ? 1 : 0;
+    }
+    QCOMPARE(reports, 1);
+    QCOMPARE(maps, 1);
+
+    const int refusing = start_peer({"--refuse"}, dir_ / "pacs-refusing");
+    auto [refused_ok, refused] = send(QString("PACS@127.0.0.1:%1").arg(refusing));
+    QVERIFY(!refused_ok);
+    QVERIFY2(refused.contains("failed") && refused.contains(QString::number(refusing)) && refused.contains("Rejected"), qPrintable(refused));
+
+    const int hanging_up = start_peer({"--abort-during"}, dir_ / "pacs-hanging-up");
+    auto [aborted_ok, aborted] = send(QString("PACS@127.0.0.1:%1").arg(hanging_up));
+    QVERIFY(!aborted_ok);
+    QVERIFY2(aborted.contains("failed") && aborted.contains("broke off"), qPrintable(aborted));
+
+    window_.reset();
+    for (auto& p : peers) {
+      p->kill();
+      p->waitForFinished();
+    }
+  }
+
   // File > Settings > Network: the listener runs in the background and what arrives appears in
   // the worklist (sent with DCMTK's storescu when it is installed).
   void receivesInTheBackgroundWhenTheNetworkIsOn() {

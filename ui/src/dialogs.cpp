@@ -74,6 +74,11 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
   listen_allow_->setObjectName("settingsListenAllow");
   listen_allow_->setPlaceholderText(tr("MODALITY1@10.0.0.5 PACS"));
   net_form->addRow(tr("Accept from (AET or AET@address)"), listen_allow_);
+  pacs_peer_ = new QLineEdit(preferences.pacs_peer, network);
+  pacs_peer_->setObjectName("settingsPacsPeer");
+  pacs_peer_->setPlaceholderText(tr("PACS@pacs.example.org:104"));
+  pacs_peer_->setToolTip(tr("File > Send results to the PACS sends the current image's report and attention map here"));
+  net_form->addRow(tr("Send results to (AET@host:port)"), pacs_peer_);
   layout->addWidget(network);
   auto* note = new QLabel(tr("A new catalog location takes effect when Hilum starts again."), this);
   note->setWordWrap(true);
@@ -99,6 +104,7 @@ Preferences SettingsDialog::preferences() const {
   p.listen_port = listen_port_->value();
   p.listen_aet = listen_aet_->text().trimmed().isEmpty() ? base_.listen_aet : listen_aet_->text().trimmed();
   p.listen_allow = listen_allow_->text().trimmed();
+  p.pacs_peer = pacs_peer_->text().trimmed();
   return p;
 }
 

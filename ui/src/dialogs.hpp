@@ -31,6 +31,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* listen_port_ = nullptr;
   QLineEdit* listen_aet_ = nullptr;
   QLineEdit* listen_allow_ = nullptr;
+  QLineEdit* pacs_peer_ = nullptr;
 };
 
 // (keys, what they do) rows, grouped by section titles (rows whose keys are empty).

@@ -2,6 +2,7 @@
 
 #include <QApplication>
 #include <QCloseEvent>
+#include <QCoreApplication>
 #include <QDockWidget>
 #include <QFileDialog>
 #include <QMenuBar>
@@ -13,12 +14,14 @@
 #include <QTimer>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
 #include "async.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/sr_export.hpp"
 #include "hilum/core/numbers.hpp"
 #include "hilum/inference/overlay.hpp"
 #include "import_dialog.hpp"
@@ -197,6 +200,7 @@ void MainWindow::build_actions() {
   add_action("actionExport", tr("Export labels…"), {K(Qt::CTRL | Qt::Key_E)}, [this] { show_export(); });
   add_action("actionSettings", tr("Settings…"), {K(Qt::CTRL | Qt::Key_Comma)}, [this] { show_settings(); });
   add_action("actionQueryPacs", tr("Query PACS…"), {}, [this] { show_query_pacs(); });
+  add_action("actionSendResults", tr("Send results to the PACS"), {}, [this] { send_results(); });
   add_action("actionQuit", tr("Quit"), {K(Qt::CTRL | Qt::Key_Q)}, [this] { close(); });
   // Worklist.
   add_action("actionNextImage", tr("Next image"), {K(Qt::Key_PageDown), K(Qt::ALT | Qt::Key_Right)}, [this] { worklist_->step(+1); });
@@ -276,6 +280,7 @@ void MainWindow::build_menus() {
   file->addSeparator();
   file->addAction(action("actionExport"));
   file->addAction(action("actionQueryPacs"));
+  file->addAction(action("actionSendResults"));
   file->addSeparator();
   file->addAction(action("actionSettings"));
   file->addAction(action("actionQuit"));
@@ -650,6 +655,7 @@ QStringList MainWindow::running_jobs() const {
   if (imports > 1) jobs << tr("%1 imports").arg(imports);
   if (finetune_ && finetune_->running()) jobs << tr("a fine-tune");
   if (export_ && export_->running()) jobs << tr("an export");
+  if (sending_) jobs << tr("a send to the PACS");
   return jobs;
 }
 
@@ -657,6 +663,7 @@ void MainWindow::cancel_jobs() {
   for (auto* d : findChildren<ImportDialog*>()) d->cancel();
   if (finetune_) finetune_->cancel();
   if (export_) export_->cancel();
+  *send_cancel_ = true;
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
@@ -755,6 +762,76 @@ void MainWindow::apply_network() {
     statusBar()->showMessage(line, 8000);
     if (arrival) worklist_->refresh();
   });
+}
+
+}  // namespace hilum::ui
+
+namespace hilum::ui {
+
+void MainWindow::send_results() {
+  const auto finish = [this](bool ok, const QString& message) {
+    status_job_->setText(message);
+    statusBar()->showMessage(message, 15000);
+    Q_EMIT resultsSent(ok, message);
+  };
+  if (sending_) return;
+  if (!current_) return finish(false, tr("Send results: open an image first."));
+  if (preferences_.pacs_peer.trimmed().isEmpty()) {
+    return finish(false, tr("Send results: no PACS is set. Set one in File > Settings > Network (Send results to)."));
+  }
+  auto peer = dicom::net::parse_peer(sstr(preferences_.pacs_peer.trimmed()));
+  if (!peer) return finish(false, tr("Send results: the PACS in Settings is not usable: %1").arg(qstr(peer.error().message)));
+  dicom::net::ScuOptions scu;
+  scu.peer = *peer;
+  scu.our_ae = sstr(preferences_.listen_aet.trimmed().isEmpty() ? QString("HILUM") : preferences_.listen_aet.trimmed());
+  const std::string uid = current_->sop_instance_uid;
+  const QString where = qstr(dicom::net::to_string(*peer));
+  sending_ = true;
+  *send_cancel_ = false;
+  status_job_->setText(tr("Sending results to %1…").arg(where));
+  const auto db = session_->path();
+  const auto cache = session_->models();
+  const auto flag = send_cancel_;
+  QPointer<MainWindow> self(this);
+  run_async(
+      this,
+      [db, cache, scu, uid, flag, self, where]() -> app::Result<dicom::net::SendReport> {
+        auto catalog = Session::open_worker_catalog(db);
+        if (!catalog) return catalog.error();
+        app::SrExportOptions what;
+        what.images = {uid};
+        what.attention_maps = true;
+        // The loaded active model when there is one (a catalog without a model sends the report only).
+        auto model = cache->active(catalog.value());
+        if (model) what.model = model->get();
+        else if (model.error().kind == app::ErrorKind::NotFound) what.attention_maps = false;
+        else return model.error();
+        const auto progress = [self, where](const std::string& stage, std::size_t done, std::size_t total) {
+          const QString text = stage == "writing" ? QObject::tr("Sending results to %1: writing the report and attention map…").arg(where)
+                                                  : QObject::tr("Sending results to %1: %2 of %3 sent").arg(where).arg(done).arg(total);
+          post_to_gui(QCoreApplication::instance(), [self, text] {
+            if (self && self->sending_) self->status_job_->setText(text);
+          });
+        };
+        return app::send_reports(catalog.value(), scu, what, flag.get(), progress);
+      },
+      [this, where, finish](app::Result<dicom::net::SendReport> r) {
+        sending_ = false;
+        if (!r) {
+          finish(false, tr("Sending results to %1 failed: %2").arg(where, qstr(r.error().message)));
+        } else if (!r->failed.empty()) {
+          finish(false, tr("Sending results to %1: %2 sent, %3 not: %4")
+                            .arg(where)
+                            .arg(r->sent)
+                            .arg(r->failed.size())
+                            .arg(qstr(r->failed.front().reason)));
+        } else if (r->sent == 0) {
+          finish(false, tr("Nothing sent to %1: this image has no label and no prediction.").arg(where));
+        } else {
+          finish(true, tr("Sent %n results (report and attention map) to %1.", nullptr, static_cast<int>(r->sent)).arg(where));
+        }
+        close_when_jobs_stopped();
+      });
 }
 
 }  // namespace hilum::ui

@@ -10,6 +10,7 @@
 #include <QPointer>
 #include <QStringList>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -69,6 +70,11 @@ class MainWindow : public QMainWindow {
   };
   [[nodiscard]] const PredictionTiming& last_prediction_timing() const { return last_timing_; }
   void request_heatmap(const QString& finding);
+  // File > Send results to the PACS: the current image's structured report and attention map to
+  // the PACS of Settings > Network, off the GUI thread (progress in the status bar); resultsSent
+  // says how it went, in words.
+  void send_results();
+  [[nodiscard]] bool sending_results() const { return sending_; }
 
   // Quitting while an import, a fine-tune or an export runs asks first: `ask` gets the question and
   // answers true for "stop them and quit" (default: a message box). The jobs are then cancelled and
@@ -84,6 +90,7 @@ class MainWindow : public QMainWindow {
   void predictionsShown(const QString& sop_instance_uid);  // the AI panel shows this image's predictions (or why not)
   void heatmapShown(const QString& finding);
   void heatmapFailed(const QString& message);
+  void resultsSent(bool ok, const QString& message);
 
  private:
   void build_actions();
@@ -124,6 +131,8 @@ class MainWindow : public QMainWindow {
   std::function<bool(const QString&)> ask_quit_;
   bool quitting_ = false;  // the user chose to quit: close once the cancelled jobs have stopped
   std::unique_ptr<BackgroundListener> listener_;  // File > Settings > Network
+  std::shared_ptr<std::atomic<bool>> send_cancel_ = std::make_shared<std::atomic<bool>>(false);
+  bool sending_ = false;
   void apply_network();
 };
 

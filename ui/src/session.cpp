@@ -55,6 +55,7 @@ Preferences Preferences::load() {
   }
   p.listen_aet = s.value("network/aet", "HILUM").toString();
   p.listen_allow = s.value("network/allow").toString();
+  p.pacs_peer = s.value("network/pacs").toString();
   return p;
 }
 
@@ -67,6 +68,7 @@ void Preferences::save() const {
   s.setValue("network/port", listen_port);
   s.setValue("network/aet", listen_aet);
   s.setValue("network/allow", listen_allow);
+  s.setValue("network/pacs", pacs_peer);
 }
 
 app::Result<std::shared_ptr<const app::LoadedModel>> ModelCache::active(app::Catalog& catalog) {

@@ -30,6 +30,7 @@ struct Preferences {
   int listen_port = 11112;
   QString listen_aet = "HILUM";
   QString listen_allow;           // "AET[@HOST]" entries, separated by spaces or commas
+  QString pacs_peer;              // where the current image's results go: "AET@HOST:PORT" (our AE title: listen_aet)
   static Preferences load();
   void save() const;
 };

@@ -56,6 +56,10 @@ struct Limits {
   int dimse_timeout_seconds = 60;                     // a message or an idle association
   int connect_timeout_seconds = 10;                   // SCU: TCP connection
   std::uint64_t max_dataset_bytes = std::uint64_t{1} << 30;  // one instance (1 GiB)
+  // C-GET: what one retrieve may bring in, all studies together (16 GiB). An instance past it is
+  // refused (A700, out of resources), the C-GET cancelled, and the retrieve ends with a Refused
+  // error that names the limit; what was received before it is kept.
+  std::uint64_t max_retrieve_bytes = std::uint64_t{16} << 30;
 };
 
 // One instance received (C-STORE on our SCP, or a C-GET sub-operation).
@@ -176,7 +180,9 @@ struct RetrieveReport {
 };
 
 // C-GET of whole studies; each instance goes through `on_instance` as on the SCP (written to a
-// new file in `incoming` first). Cancel sends C-CANCEL and stops.
+// new file in `incoming` first). Cancel sends C-CANCEL and stops. Bounded: an instance larger
+// than limits.max_dataset_bytes is refused, and one that would take the retrieve past
+// limits.max_retrieve_bytes stops it (Refused, the limit named; nothing of it written).
 [[nodiscard]] Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<std::string>& study_uids,
                                                  const std::filesystem::path& incoming, const InstanceFn& on_instance,
                                                  const RetrieveProgressFn& progress = {},
