@@ -192,6 +192,8 @@ class Pretrain : public QObject {
     const int kept = manager->backbone_list()[static_cast<std::size_t>(row)].epochs;
     QVERIFY(kept >= 1 && kept < 1000);
     qInfo("cancelled after epoch %d", kept);
+    QCOMPARE(static_cast<int>(dialog->losses().size()), kept);  // the epoch cut short is not shown as done
+    QVERIFY2(text(dialog, "pretrainPhase").startsWith("Cancelled after epoch " + QString::number(kept)), qPrintable(text(dialog, "pretrainPhase")));
     QCOMPARE(dialog->findChild<QLineEdit*>("pretrainName")->text(), QString("mae-backbone"));
     QVERIFY2(text(dialog, "pretrainNote").contains("stopped after epoch " + QString::number(kept)), qPrintable(text(dialog, "pretrainNote")));
     // Starting again resumes after the kept epoch.

@@ -348,9 +348,10 @@ ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent),
   details_ = new QPlainTextEdit(split);
   details_->setObjectName("modelDetails");
   details_->setReadOnly(true);
-  split->setStretchFactor(0, 3);
+  split->setStretchFactor(0, 2);
   split->setStretchFactor(1, 1);
-  split->setStretchFactor(2, 1);
+  split->setStretchFactor(2, 2);
+  split->setSizes({230, 140, 170});
   layout->addWidget(split, 1);
   status_ = new QLabel(this);
   status_->setObjectName("modelStatus");
@@ -509,11 +510,11 @@ void ModelManager::show_backbone_details() {
   if (b.finished) {
     text += tr("Train a classifier from it on a labelled image folder (one sub-folder per class, or a labels.csv):\n"
                "  hilum-cli train --data LABELLED_FOLDER --init \"%1\" --out NEW_MODEL\n"
-               "then register NEW_MODEL here with Import folder…. To pre-train it further, choose it under "
-               "“Continue from” in Pre-train on this catalog's films….")
+               "then register NEW_MODEL here with “Import folder…”. To pre-train it further, choose it under "
+               "“Continue from” in “Pre-train on this catalog's films…”.")
                 .arg(folder);
   } else {
-    text += tr("Stopped after epoch %1; its checkpoints are in %2.checkpoints. Pre-train on this catalog's films… with the name %3 "
+    text += tr("Stopped after epoch %1; its checkpoints are in %2.checkpoints. “Pre-train on this catalog's films…” with the name %3 "
                "resumes after that epoch.")
                 .arg(b.epochs)
                 .arg(folder, qstr(b.name));

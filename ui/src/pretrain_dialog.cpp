@@ -174,8 +174,8 @@ void PretrainDialog::update_note() {
     return;
   }
   note_->setStyleSheet(QString());
-  note_->setText(tr("Written to %1. Cancel keeps the checkpoint of every finished epoch: Pre-train again with the same name "
-                    "resumes after it.")
+  note_->setText(tr("Pre-train writes the backbone to %1. Cancel keeps the checkpoint of every finished epoch: Pre-train again "
+                    "with the same name resumes after it.")
                      .arg(qstr(dir->string())));
   start_->setEnabled(true);
 }
@@ -252,11 +252,9 @@ void PretrainDialog::on_progress(const app::FinetuneProgress& p) {
     bar_->setValue(static_cast<int>(1000.0 * static_cast<double>(p.step) / static_cast<double>(p.steps)));
   }
   if (p.epoch > 0) loss_[p.epoch] = p.loss;
+  if (p.phase == app::Phase::EpochDone) finished_epochs_ = p.epoch;
   replot();
-  if (p.phase == app::Phase::EpochDone) {
-    finished_epochs_ = p.epoch;
-    Q_EMIT epochFinished(p.epoch, p.loss);
-  }
+  if (p.phase == app::Phase::EpochDone) Q_EMIT epochFinished(p.epoch, p.loss);
 }
 
 void PretrainDialog::replot() {
@@ -280,14 +278,17 @@ void PretrainDialog::replot() {
 void PretrainDialog::on_done(app::Result<app::PretrainReport> r) {
   running_ = false;
   set_inputs_enabled(true);
-  bar_->setRange(0, 1);
-  bar_->setValue(r ? 1 : 0);
+  // Done: full; stopped: the share of the epochs whose checkpoint is kept.
+  bar_->setRange(0, r ? 1 : std::max(1, epochs_->value()));
+  bar_->setValue(r ? 1 : std::min(finished_epochs_, epochs_->value()));
   const QString name = qstr(dir_.filename().string());
   if (!r) {
     error_ = qstr(r.error().message);
     if (r.error().kind == app::ErrorKind::Interrupted) {
       cancelled_ = true;
-      phase_->setText(tr("Cancelled."));
+      phase_->setText(tr("Cancelled after epoch %1 of %2.").arg(finished_epochs_).arg(epochs_->value()));
+      std::erase_if(loss_, [this](const auto& e) { return e.first > finished_epochs_; });  // the unfinished epoch is not kept
+      replot();
       summary_->setText(finished_epochs_ > 0 ? tr("The checkpoint of epoch %1 is kept in %2.checkpoints: Pre-train again with the name %3 "
                                                   "resumes after it.")
                                                    .arg(finished_epochs_)
@@ -313,10 +314,10 @@ void PretrainDialog::on_done(app::Result<app::PretrainReport> r) {
   if (report_->resumed_after_epoch > 0) done += tr(" (resumed after epoch %1)").arg(report_->resumed_after_epoch);
   if (!report_->skipped.empty()) done += tr("; %1 films could not be read (first: %2)").arg(report_->skipped.size()).arg(qstr(report_->skipped.front()));
   phase_->setText(done + ".");
-  summary_->setText(tr("Backbone %1 written to %2. It is an encoder without a classifier, not a model version. Train a classifier "
-                       "from it on a labelled image folder:\nhilum-cli train --data LABELLED_FOLDER --init %3 --out NEW_MODEL\nthen "
-                       "register NEW_MODEL with Import folder… in the model manager.")
-                        .arg(name, qstr(dir_.string()), quoted(dir_)));
+  summary_->setText(tr("Backbone <b>%1</b> written to %2.<br>It is an encoder without a classifier, not a model version. Train a "
+                       "classifier from it on a labelled image folder:<br><code>hilum-cli train --data LABELLED_FOLDER --init %3 --out "
+                       "NEW_MODEL</code><br>then register NEW_MODEL with “Import folder…” in the model manager.")
+                        .arg(name.toHtmlEscaped(), qstr(dir_.string()).toHtmlEscaped(), quoted(dir_).toHtmlEscaped()));
   reload_backbones();
   Q_EMIT finished_pretrain(true);
 }
