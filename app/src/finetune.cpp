@@ -539,6 +539,8 @@ json labelled_summary(const Dataset& data) {
 
 namespace detail {
 
+Result<fs::path> catalog_models_dir(Catalog& catalog) { return models_dir(catalog); }
+
 Result<std::vector<LabelEvent>> training_labels(Catalog& catalog) { return catalog.consensus_labels(); }
 
 Result<std::string> training_labels_used(Catalog& catalog) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@
 #include "trainer.hpp"
 
 namespace hilum::app::detail {
+
+// The catalog's own folder for its model versions ("<catalog stem>.models" beside the catalog,
+// chosen once and recorded in its settings), created when missing. Pre-trained backbones go there too.
+[[nodiscard]] Result<std::filesystem::path> catalog_models_dir(Catalog& catalog);
 
 // The labels training uses: the consensus of the readers per image and finding (Catalog::
 // consensus_labels, never one reader's labels). Fine-tuning, evaluation and the training-set export

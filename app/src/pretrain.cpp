@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
+#include <string_view>
 #include <system_error>
 
 #include "hilum/app/hash.hpp"
@@ -16,6 +18,7 @@
 #include "hilum/training/augment.hpp"
 #include "hilum/training/init.hpp"
 #include "hilum/training/optim.hpp"
+#include "finetune_detail.hpp"
 #include "text.hpp"
 #include "trainer.hpp"
 
@@ -411,6 +414,118 @@ Result<PretrainReport> pretrain_from_catalog(Catalog& catalog, const PretrainOpt
   PretrainOptions options = o;
   options.data.clear();
   return run_pretraining(std::move(samples), [](const fs::path& f) { return display_image(f); }, "the catalog", options, progress, cancel);
+}
+
+// ---- The catalog's backbones ------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kCheckpointsSuffix = ".checkpoints";
+constexpr const char* kPartialSuffix = ".partial";
+
+// A JSON object read from a file Hilum wrote (null when missing or damaged).
+json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return nullptr;
+  json j = json::parse(in, nullptr, false);
+  return j.is_object() ? j : json(nullptr);
+}
+
+int int_field(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number_integer() ? j[key].get<int>() : 0;
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string plain_name_problem(const std::string& name) {
+  if (name.empty()) return "the backbone needs a name";
+  if (name.size() > 64) return "the backbone's name is longer than 64 characters";
+  if (name[0] == '.') return "the backbone's name cannot start with '.'";
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+    if (!ok) return "the backbone's name \"" + name.substr(0, 64) + "\" may hold only letters, digits, '.', '-' and '_'";
+  }
+  if (ends_with(name, kCheckpointsSuffix) || ends_with(name, kPartialSuffix)) return "the backbone's name cannot end with .checkpoints or .partial";
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<CatalogBackbone>> catalog_backbones(Catalog& catalog) {
+  auto models = detail::catalog_models_dir(catalog);
+  if (!models) return models.error();
+  std::map<std::string, CatalogBackbone> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(*models, ec)) {
+    if (!entry.is_directory(ec)) continue;
+    const std::string folder = entry.path().filename().string();
+    if (fs::exists(entry.path() / "pretrain_report.json", ec)) {  // a finished backbone
+      const json r = read_json(entry.path() / "pretrain_report.json");
+      CatalogBackbone b;
+      b.name = folder;
+      b.dir = entry.path();
+      b.finished = true;
+      b.images = int_field(r, "images");
+      b.image_size = int_field(r, "image_size");
+      if (r.is_object() && r.contains("architecture") && r["architecture"].is_string()) b.architecture = r["architecture"].get<std::string>();
+      if (r.is_object() && r.contains("loss") && r["loss"].is_array()) {
+        for (const auto& h : r["loss"])
+          if (h.is_object() && h.contains("loss") && h["loss"].is_number()) b.loss.push_back(h["loss"].get<double>());
+      }
+      b.epochs = static_cast<int>(b.loss.size());
+      found[b.name] = std::move(b);
+    } else if (ends_with(folder, kCheckpointsSuffix)) {  // a run's checkpoints
+      const std::string name = folder.substr(0, folder.size() - std::string_view(kCheckpointsSuffix).size());
+      // A finished backbone keeps its checkpoints: they are not a run of their own.
+      if (name.empty() || fs::exists(*models / name, ec)) continue;
+      const json state = read_json(entry.path() / "state.json");
+      if (!state.is_object() || !state.contains("folder") || !state["folder"].is_string()) continue;
+      const fs::path epoch = entry.path() / state["folder"].get<std::string>();
+      CatalogBackbone b;
+      b.name = name;
+      b.dir = *models / name;
+      b.epochs = int_field(state, "epoch");
+      const json meta = read_json(epoch / "checkpoint.json");
+      if (meta.is_object() && meta.contains("loss") && meta["loss"].is_array()) {
+        for (const auto& l : meta["loss"])
+          if (l.is_number()) b.loss.push_back(l.get<double>());
+      }
+      b.image_size = int_field(read_json(epoch / "config.json"), "image_size");
+      found[b.name] = std::move(b);
+    }
+  }
+  std::vector<CatalogBackbone> out;
+  for (auto& [name, b] : found) out.push_back(std::move(b));
+  return out;
+}
+
+Result<fs::path> catalog_backbone_dir(Catalog& catalog, const std::string& name) {
+  if (const std::string problem = plain_name_problem(name); !problem.empty()) return Error{ErrorKind::Invalid, problem};
+  auto models = detail::catalog_models_dir(catalog);
+  if (!models) return models.error();
+  const fs::path dir = *models / name;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    return Error{ErrorKind::Invalid, "a folder named " + name + " exists already in " + models->string() + ": choose another name"};
+  }
+  return dir;
+}
+
+Result<std::string> free_backbone_name(Catalog& catalog, const std::string& base) {
+  if (const std::string problem = plain_name_problem(base); !problem.empty()) return Error{ErrorKind::Invalid, problem};
+  auto models = detail::catalog_models_dir(catalog);
+  if (!models) return models.error();
+  std::error_code ec;
+  for (int n = 1; n <= 1000; ++n) {
+    const std::string name = n == 1 ? base : base + "-" + std::to_string(n);
+    if (!fs::exists(*models / name, ec) && !fs::exists(*models / (name + kCheckpointsSuffix), ec) &&
+        !fs::exists(*models / (name + kPartialSuffix), ec)) {
+      return name;
+    }
+  }
+  return Error{ErrorKind::Io, "no free backbone name after " + base + " in " + models->string()};
 }
 
 }  // namespace hilum::app

@@ -239,6 +239,61 @@ TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
   ASSERT_TRUE(trained.ok()) << trained.error().message;
   EXPECT_EQ(trained->validation_images, static_cast<int>(held->size())) << "pre-training left out exactly train's validation films";
   EXPECT_EQ(nlohmann::json::parse(trained->report_json)["layer_decay"], 0.5);
+// The GUI's model manager keeps a catalog's backbones in its models folder: a run stopped after an
+// epoch is listed as resumable under its name, a finished one with its loss curve, and a name that is
+// taken or not a plain folder name is refused.
+TEST_F(PretrainTest, CatalogBackbonesLiveInTheModelsFolder) {
+  write_films(8);
+  auto catalog = app::Catalog::open(path("site.db"));
+  ASSERT_TRUE(catalog.ok()) << catalog.error().message;
+  auto listed = app::catalog_backbones(*catalog);
+  ASSERT_TRUE(listed.ok()) << listed.error().message;
+  EXPECT_TRUE(listed->empty());
+  auto name = app::free_backbone_name(*catalog, "mae");
+  ASSERT_TRUE(name.ok()) << name.error().message;
+  EXPECT_EQ(*name, "mae");
+  auto dir = app::catalog_backbone_dir(*catalog, "mae");
+  ASSERT_TRUE(dir.ok()) << dir.error().message;
+  EXPECT_EQ(dir->parent_path(), path("site.models"));
+
+  // Stopped after epoch 1 (cancelled when the first epoch ends).
+  app::PretrainOptions o = options();
+  o.out = *dir;
+  std::atomic<bool> cancel{false};
+  auto stopped = app::pretrain_from_folders(
+      o, [&](const app::FinetuneProgress& p) { if (p.phase == app::Phase::EpochDone && p.epoch == 1) cancel = true; }, &cancel);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().kind, app::ErrorKind::Interrupted);
+  listed = app::catalog_backbones(*catalog);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, "mae");
+  EXPECT_FALSE((*listed)[0].finished);
+  EXPECT_EQ((*listed)[0].epochs, 1);
+  EXPECT_EQ((*listed)[0].loss.size(), 1u);
+  EXPECT_EQ((*listed)[0].image_size, 32);
+  EXPECT_TRUE(app::catalog_backbone_dir(*catalog, "mae").ok()) << "a stopped run's name is accepted: it resumes";
+  EXPECT_EQ(app::free_backbone_name(*catalog, "mae").value(), "mae-2") << "a new run never takes a stopped run's name";
+
+  // Finished.
+  auto done = app::pretrain_from_folders(o);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ(done->resumed_after_epoch, 1);
+  listed = app::catalog_backbones(*catalog);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u) << "a finished backbone's checkpoints are not a run of their own";
+  EXPECT_TRUE((*listed)[0].finished);
+  EXPECT_EQ((*listed)[0].epochs, 2);
+  EXPECT_EQ((*listed)[0].loss, done->loss);
+  EXPECT_EQ((*listed)[0].images, 8);
+  EXPECT_EQ((*listed)[0].architecture, "vit-ti16-d6");
+  auto taken = app::catalog_backbone_dir(*catalog, "mae");
+  ASSERT_FALSE(taken.ok());
+  EXPECT_NE(taken.error().message.find("exists already"), std::string::npos) << taken.error().message;
+  for (const std::string& bad : std::vector<std::string>{"", ".hidden", "a/b", "../up", "two words", "x.checkpoints", "x.partial", std::string(65, 'a')}) {
+    EXPECT_FALSE(app::catalog_backbone_dir(*catalog, bad).ok()) << bad;
+    EXPECT_FALSE(app::free_backbone_name(*catalog, bad).ok()) << bad;
+  }
 }
 
 }  // namespace

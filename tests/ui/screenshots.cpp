@@ -1,26 +1,40 @@
 // hilum-ui-screenshots OUTDIR DICOM_FOLDER: photographs every window of the workstation, offscreen,
 // with real radiographs: imports DICOM_FOLDER (plus a broken file and an SR, so the import report
 // has something to say) into a temporary catalog, registers a random ViT-Ti/16, labels with the
-// keyboard, shows an attention map and a ruler, exports, fine-tunes, and writes one PNG per window.
+// keyboard, shows an attention map and a ruler, exports, fine-tunes, pre-trains (running, with the
+// question quitting asks then, cancelled, resumed), queries a PACS (Orthanc, when the build found
+// it), reads blinded with three readers, and writes one PNG per window.
 #include <QApplication>
 #include <QComboBox>
 #include <QDir>
+#include <QDockWidget>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QMouseEvent>
+#include <QProcess>
 #include <QPushButton>
 #include <QSlider>
 #include <QSignalSpy>
+#include <QSpinBox>
 #include <QTest>
+#include <QTimer>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
+#include "hilum/dicom/network.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
+#include "pretrain_dialog.hpp"
 #include "ui_fixtures.hpp"
 
 namespace fs = std::filesystem;
@@ -63,6 +77,50 @@ void drag(QWidget* w, Qt::MouseButton button, QPointF a, QPointF b) {
     QApplication::sendEvent(w, &move);
   }
   QTest::mouseRelease(w, button, Qt::NoModifier, b.toPoint());
+}
+
+// A TCP port free on loopback now.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t n = sizeof a;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0) port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+// A PACS to query: Orthanc (Debian `orthanc`) with its own configuration under `dir`, when the
+// build found it. Returns its AE title@host:port, or an empty string.
+QString start_orthanc(QProcess& process, const fs::path& dir) {
+#ifdef HILUM_ORTHANC
+  const int port = free_port();
+  fs::create_directories(dir / "storage");
+  std::ofstream cfg(dir / "orthanc.json");
+  cfg << "{\"Name\": \"hilum-screenshots\", \"StorageDirectory\": \"" << (dir / "storage").string() << "\", \"IndexDirectory\": \""
+      << (dir / "storage").string() << "\", \"DicomAet\": \"ORTHANC\", \"DicomPort\": " << port << ", \"HttpPort\": " << free_port()
+      << ", \"RemoteAccessAllowed\": false, \"AuthenticationEnabled\": false, \"Plugins\": [], \"DicomModalities\": {\"hilum\": "
+         "{\"AET\": \"HILUM\", \"Host\": \"127.0.0.1\", \"Port\": 11112, \"AllowEcho\": true, \"AllowFind\": true, \"AllowGet\": true, "
+         "\"AllowMove\": false, \"AllowStore\": true}}}\n";
+  cfg.close();
+  process.setStandardOutputFile(QString::fromStdString((dir / "orthanc.log").string()));
+  process.setStandardErrorFile(QString::fromStdString((dir / "orthanc.log").string()));
+  process.start(HILUM_ORTHANC, {"--no-jobs", QString::fromStdString((dir / "orthanc.json").string())});
+  dicom::net::ScuOptions o;
+  o.peer = {"ORTHANC", "127.0.0.1", port};
+  for (int i = 0; i < 100; ++i) {
+    if (dicom::net::echo(o).ok()) return QString("ORTHANC@127.0.0.1:%1").arg(port);
+    QTest::qWait(100);
+  }
+  std::fprintf(stderr, "screenshots: Orthanc did not answer (see %s)\n", (dir / "orthanc.log").c_str());
+#else
+  (void)process;
+  (void)dir;
+#endif
+  return {};
 }
 
 }  // namespace
@@ -227,7 +285,48 @@ int main(int argc, char** argv) {
   if (!finetune->error().isEmpty()) std::fprintf(stderr, "screenshots: fine-tune: %s\n", qPrintable(finetune->error()));
   save(finetune, out, "finetune");
   finetune->close();
+  // Models > Pre-train on this catalog's films: a small encoder at 64 pixels on 24 films, so that
+  // it takes seconds. Photographed running (with the question quitting asks then), cancelled, and
+  // resumed to its end; then the model manager with the backbone.
   auto* models = window->show_models();
+  auto* pre = models->show_pretrain();
+  {
+    app::PretrainOptions po;
+    po.arch = "vit-ti16";
+    po.image_size = 64;
+    po.max_images = 24;
+    po.batch_size = 8;
+    pre->set_options(po);
+  }
+  pre->findChild<QSpinBox*>("pretrainEpochs")->setValue(8);
+  QSignalSpy pre_epochs(pre, &ui::PretrainDialog::epochFinished);
+  QSignalSpy pretrained(pre, &ui::PretrainDialog::finished_pretrain);
+  pre->start();
+  check(wait_for([&] { return pre_epochs.count() >= 3 || pretrained.count() > 0; }, 300000), "pre-training: 3 epochs");
+  save(pre, out, "pretrain_running");
+  if (!window->running_jobs().isEmpty()) {
+    // Quitting now asks first: the real question, photographed, then answered "Keep working".
+    bool asked = false;
+    QTimer::singleShot(300, [&] {
+      if (auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget())) {
+        save(box, out, "quit_question");
+        asked = true;
+        for (auto* b : box->buttons())
+          if (box->buttonRole(b) == QMessageBox::RejectRole) b->click();
+      }
+    });
+    window->close();
+    check(asked && window->isVisible() && !window->quitting(), "quit question asked and declined");
+  }
+  pre->cancel();
+  check(wait_for([&] { return pretrained.count() > 0; }, 120000), "pre-training cancelled");
+  save(pre, out, "pretrain_cancelled");
+  pre->start();  // the same name: resumes after the kept epoch
+  check(wait_for([&] { return pretrained.count() > 1; }, 300000), "pre-training finished");
+  if (!pre->error().isEmpty()) std::fprintf(stderr, "screenshots: pre-training: %s\n", qPrintable(pre->error()));
+  save(pre, out, "pretrain");
+  pre->close();
+  if (models->backbones()->rowCount() > 0) models->backbones()->setCurrentCell(0, 0);
   save(models, out, "models");
   models->close();
 
@@ -236,6 +335,76 @@ int main(int argc, char** argv) {
   save(window->show_about(), out, "about");
   for (auto* w2 : QApplication::topLevelWidgets())
     if (w2 != window.get()) w2->close();
+
+  // File > Query PACS against Orthanc holding a few of the films (when the build found Orthanc;
+  // else the dialog says that nothing answers).
+  {
+    QProcess orthanc;
+    const QString peer = start_orthanc(orthanc, dir / "orthanc");
+    if (!peer.isEmpty()) {
+      std::vector<fs::path> files;
+      for (const auto& item : worklist->items())
+        if (files.size() < 8 && item.path.find("phantoms") == std::string::npos) files.emplace_back(item.path);
+      dicom::net::ScuOptions o;
+      o.peer = {"ORTHANC", "127.0.0.1", peer.section(':', -1).toInt()};
+      auto sent = dicom::net::send_files(o, files);
+      check(sent.ok() && sent->sent > 0, "films sent to Orthanc");
+    }
+    auto* pacs = window->show_query_pacs();
+    pacs->findChild<QLineEdit*>("pacsPeer")->setText(peer.isEmpty() ? QString("PACS@127.0.0.1:%1").arg(free_port()) : peer);
+    pacs->findChild<QLineEdit*>("pacsPatientName")->setText("*");
+    pacs->search();
+    check(wait_for([&] { return pacs->findChild<QPushButton*>("pacsSearch")->isEnabled(); }, 30000), "PACS search finished");
+    if (pacs->results() > 0) pacs->findChild<QTableWidget*>("pacsResults")->selectRow(0);
+    save(pacs, out, "query_pacs");
+    pacs->close();
+    if (orthanc.state() != QProcess::NotRunning) {
+      orthanc.terminate();
+      orthanc.waitForFinished(10000);
+    }
+  }
+
+  // Blinded double reading (labels and AI) with three readers on the chest film: dr.lee sees
+  // neither dr.kim's nor dr.patel's labels, nor the model's findings, until submitting.
+  {
+    auto c = app::Catalog::open(db);
+    check(c.ok() && c->set_blinding(app::Blinding::LabelsAndAi).ok(), "blinding on");
+    std::vector<app::LabelInput> labels;
+    for (const auto& [author, finding, value] :
+         std::vector<std::tuple<const char*, const char*, app::LabelValue>>{{"dr.kim", "Effusion", app::LabelValue::Present},
+                                                                            {"dr.kim", "Cardiomegaly", app::LabelValue::Present},
+                                                                            {"dr.patel", "Effusion", app::LabelValue::Absent},
+                                                                            {"dr.patel", "Nodule", app::LabelValue::Uncertain}}) {
+      app::LabelInput in;
+      in.image = uid.toStdString();
+      in.finding = finding;
+      in.value = value;
+      in.author = author;
+      in.source = "gui";
+      labels.push_back(in);
+    }
+    check(c->add_labels(labels).ok(), "other readers' labels");
+  }
+  {
+    auto* dock = window->findChild<QDockWidget*>("rightDock");
+    QString other;
+    for (const auto& item : worklist->items())
+      if (QString::fromStdString(item.sop_instance_uid) != uid && other.isEmpty()) other = QString::fromStdString(item.sop_instance_uid);
+    worklist->select(other);  // away and back: the image's labels are read again under blinding
+    check(wait_for([&] { return window->current_item() && QString::fromStdString(window->current_item()->sop_instance_uid) == other; }, 20000),
+          "another image");
+    const auto before = predicted.count();
+    worklist->select(uid);
+    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "back to the chest film, blinded");
+    window->labels()->select_finding("Effusion");
+    wait_for([] { return false; }, 300);
+    save(dock, out, "labels_blinded");
+    auto* submit = window->findChild<QPushButton*>("submitReadingButton");
+    if (submit != nullptr && submit->isEnabled()) QTest::mouseClick(submit, Qt::LeftButton);
+    check(wait_for([&] { return !window->ai()->probabilities().empty(); }, 60000), "findings shown after submitting");
+    wait_for([] { return false; }, 300);
+    save(dock, out, "labels_submitted");
+  }
 
   // The worklist sorted by AI uncertainty, and the main window once more after everything.
   worklist->sort_box()->setCurrentIndex(2);

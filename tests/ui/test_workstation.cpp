@@ -396,11 +396,17 @@ class Workstation : public QObject {
     key(Qt::Key_A);  // the reader's own label, then the submission
     QVERIFY(panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("hidden until you submit"));
     QVERIFY(!panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("dr.other"));
+    // Said on the panel, not only in a tooltip.
+    auto* readers = window_->findChild<QLabel*>("labelReaders");
+    QVERIFY(readers != nullptr && readers->isVisible());
+    QVERIFY2(readers->text().contains("hidden until you submit"), qPrintable(readers->text()));
+    QVERIFY(!readers->text().contains("dr.other"));
     auto* submit = window_->findChild<QPushButton*>("submitReadingButton");
     QVERIFY(submit != nullptr && submit->isEnabled());
     QTest::mouseClick(submit, Qt::LeftButton);
     QVERIFY(!submit->isEnabled());
     QVERIFY(panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("dr.other: present"));
+    QVERIFY2(readers->text().contains("Effusion (dr.other: present)"), qPrintable(readers->text()));
     QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
     window_.reset();
   }

@@ -15,6 +15,12 @@ LabelPanel::LabelPanel(Labeller* labeller, QWidget* parent) : QWidget(parent), l
   setObjectName("labelPanel");
   auto* layout = new QVBoxLayout(this);
 
+  readers_ = new QLabel(this);
+  readers_->setObjectName("labelReaders");
+  readers_->setWordWrap(true);
+  readers_->setVisible(false);
+  layout->addWidget(readers_);
+
   table_ = new QTableWidget(0, kColumns, this);
   table_->setObjectName("labelTable");
   table_->setHorizontalHeaderLabels({tr("Finding"), tr("Present (P)"), tr("Absent (A)"), tr("Uncertain (U)"), tr("Region")});
@@ -152,6 +158,25 @@ void LabelPanel::refresh() {
     if (labeller_->blinded()) tip += (tip.isEmpty() ? "" : "\n") + tr("Other readers' labels are hidden until you submit your reading");
     else if (!others.isEmpty()) tip += (tip.isEmpty() ? "" : "\n") + tr("Other readers: %1").arg(others.join(", "));
     table_->item(r, kFinding)->setToolTip(tip);
+  }
+  // Visible, not only in tooltips: whether others' labels are withheld, else what the others said.
+  QStringList said;
+  for (const QString& finding : labeller_->findings()) {
+    const QStringList others = labeller_->others(finding);
+    if (!others.isEmpty()) said << tr("%1 (%2)").arg(finding, others.join(", "));
+  }
+  if (labeller_->image().isEmpty()) {
+    readers_->setVisible(false);
+  } else if (labeller_->blinded()) {
+    readers_->setStyleSheet("color: #9a6700;");
+    readers_->setText(tr("Blinded reading: other readers' labels are hidden until you submit your reading."));
+    readers_->setVisible(true);
+  } else if (!said.isEmpty()) {
+    readers_->setStyleSheet({});
+    readers_->setText(tr("Other readers: %1").arg(said.join(QStringLiteral("; "))));
+    readers_->setVisible(true);
+  } else {
+    readers_->setVisible(false);
   }
   submit_->setEnabled(!labeller_->image().isEmpty() && !labeller_->submitted());
   submit_->setText(labeller_->submitted() ? tr("Reading submitted") : tr("Submit my reading"));

@@ -1,6 +1,7 @@
 // Hilum ui: the labelling panel. One row per finding with present / absent / uncertain cells
 // (click, or the keys P / A / U on the selected row), its region, the comment on the selected
-// finding, "accept AI suggestion", undo/redo and the line that says what was saved.
+// finding, "accept AI suggestion", undo/redo and the line that says what was saved. Above the table,
+// a line says that blinded reading hides the other readers' labels, or lists them once visible.
 #pragma once
 
 #include <QLabel>
@@ -45,6 +46,7 @@ class LabelPanel : public QWidget {
   QPlainTextEdit* comment_ = nullptr;
   QLabel* comment_label_ = nullptr;
   QLabel* saved_ = nullptr;
+  QLabel* readers_ = nullptr;  // blinded reading, or the other readers' labels on this image
   QPushButton* accept_ = nullptr;
   QPushButton* submit_ = nullptr;
   QToolButton* undo_ = nullptr;

@@ -12,6 +12,7 @@
 #include <QJsonObject>
 #include <QLineSeries>
 #include <QMessageBox>
+#include <QSignalBlocker>
 #include <QSplitter>
 #include <QValueAxis>
 #include <QVBoxLayout>
@@ -21,6 +22,7 @@
 #include "async.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/cluster.hpp"
+#include "pretrain_dialog.hpp"
 #include "session.hpp"
 
 namespace hilum::ui {
@@ -308,7 +310,7 @@ void FinetuneDialog::reject() {
 ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent), session_(session) {
   setObjectName("modelManager");
   setWindowTitle(tr("Models"));
-  resize(900, 520);
+  resize(960, 640);
   auto* layout = new QVBoxLayout(this);
   auto* split = new QSplitter(Qt::Vertical, this);
   table_ = new QTableWidget(0, 9, split);
@@ -323,11 +325,33 @@ ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent),
   table_->setSelectionBehavior(QAbstractItemView::SelectRows);
   table_->setSelectionMode(QAbstractItemView::SingleSelection);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  // Pre-trained backbones: encoders without a classifier, not versions (see app::catalog_backbones).
+  auto* backbone_box = new QWidget(split);
+  auto* backbone_layout = new QVBoxLayout(backbone_box);
+  backbone_layout->setContentsMargins(0, 4, 0, 0);
+  auto* backbone_title = new QLabel(tr("<b>Pre-trained backbones</b> (encoders without a classifier: classifiers are trained from them)"),
+                                    backbone_box);
+  backbone_title->setWordWrap(true);
+  backbone_layout->addWidget(backbone_title);
+  backbone_table_ = new QTableWidget(0, 6, backbone_box);
+  backbone_table_->setObjectName("backboneTable");
+  backbone_table_->setHorizontalHeaderLabels({tr("Backbone"), tr("State"), tr("Epochs"), tr("Last loss"), tr("Films"), tr("Folder")});
+  backbone_table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  backbone_table_->horizontalHeader()->setSectionResizeMode(5, QHeaderView::Stretch);
+  backbone_table_->setWordWrap(false);
+  backbone_table_->setTextElideMode(Qt::ElideMiddle);
+  backbone_table_->verticalHeader()->setVisible(false);
+  backbone_table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  backbone_table_->setSelectionMode(QAbstractItemView::SingleSelection);
+  backbone_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  backbone_layout->addWidget(backbone_table_);
   details_ = new QPlainTextEdit(split);
   details_->setObjectName("modelDetails");
   details_->setReadOnly(true);
-  split->setStretchFactor(0, 3);
+  split->setStretchFactor(0, 2);
   split->setStretchFactor(1, 1);
+  split->setStretchFactor(2, 2);
+  split->setSizes({230, 140, 170});
   layout->addWidget(split, 1);
   status_ = new QLabel(this);
   status_->setObjectName("modelStatus");
@@ -342,15 +366,22 @@ ModelManager::ModelManager(Session* session, QWidget* parent) : QDialog(parent),
   import_button->setObjectName("modelImport");
   auto* export_button = new QPushButton(tr("Export selected…"), this);
   export_button->setObjectName("modelExport");
+  auto* pretrain_button = new QPushButton(tr("Pre-train on this catalog's films…"), this);
+  pretrain_button->setObjectName("modelPretrain");
   auto* close = new QPushButton(tr("Close"), this);
   buttons->addWidget(promote);
   buttons->addWidget(rollback_button);
+  buttons->addWidget(pretrain_button);
   buttons->addStretch(1);
   buttons->addWidget(import_button);
   buttons->addWidget(export_button);
   buttons->addWidget(close);
   layout->addLayout(buttons);
   connect(table_, &QTableWidget::currentCellChanged, this, [this] { show_details(); });
+  connect(table_, &QTableWidget::cellClicked, this, [this] { show_details(); });
+  connect(backbone_table_, &QTableWidget::currentCellChanged, this, [this] { show_backbone_details(); });
+  connect(backbone_table_, &QTableWidget::cellClicked, this, [this] { show_backbone_details(); });
+  connect(pretrain_button, &QPushButton::clicked, this, [this] { show_pretrain(); });
   connect(promote, &QPushButton::clicked, this, [this] { promote_selected(); });
   connect(rollback_button, &QPushButton::clicked, this, [this] { rollback(); });
   connect(close, &QPushButton::clicked, this, &QDialog::accept);
@@ -423,7 +454,96 @@ void ModelManager::refresh() {
   }
   if (table_->currentRow() < 0 && table_->rowCount() > 0) table_->setCurrentCell(0, 0);
   if (table_->rowCount() == 0) message(tr("No model yet: import a Hugging Face ViT folder, or fine-tune once one is active."));
+  refresh_backbones();
   show_details();
+}
+
+void ModelManager::refresh_backbones() {
+  auto list = app::catalog_backbones(session_->catalog());
+  if (!list) {
+    message(qstr(list.error().message), true);
+    return;
+  }
+  backbones_ = std::move(list.value());
+  const QSignalBlocker block(backbone_table_);
+  backbone_table_->setRowCount(0);
+  const bool running = pretraining();
+  const QString running_name = running ? qstr(pretrain_->backbone_dir().filename().string()) : QString();
+  for (const auto& b : backbones_) {
+    const int row = backbone_table_->rowCount();
+    backbone_table_->insertRow(row);
+    QString state = b.finished ? tr("ready") : tr("stopped after epoch %1: Pre-train with this name resumes").arg(b.epochs);
+    if (!b.finished && running && qstr(b.name) == running_name) state = tr("pre-training now");
+    const QStringList cells{qstr(b.name),
+                            state,
+                            QString::number(b.epochs),
+                            b.loss.empty() ? QString("–") : QString::number(b.loss.back(), 'f', 4),
+                            b.images > 0 ? QString::number(b.images) : QString("–"),
+                            qstr(b.dir.string())};
+    for (int c = 0; c < cells.size(); ++c) {
+      auto* item = new QTableWidgetItem(cells[c]);
+      item->setToolTip(cells[c]);
+      backbone_table_->setItem(row, c, item);
+    }
+  }
+  if (backbones_.empty()) {
+    backbone_table_->insertRow(0);
+    auto* item = new QTableWidgetItem(tr("None yet: “Pre-train on this catalog's films…” makes one from the catalog's own films."));
+    item->setFlags(Qt::ItemIsEnabled);
+    backbone_table_->setItem(0, 0, item);
+    backbone_table_->setSpan(0, 0, 1, backbone_table_->columnCount());
+  }
+}
+
+void ModelManager::show_backbone_details() {
+  const int row = backbone_table_->currentRow();
+  if (row < 0 || row >= static_cast<int>(backbones_.size())) return;
+  const auto& b = backbones_[static_cast<std::size_t>(row)];
+  QStringList losses;
+  for (std::size_t e = 0; e < b.loss.size(); ++e) losses << QString("%1: %2").arg(e + 1).arg(b.loss[e], 0, 'f', 4);
+  const QString folder = qstr(b.dir.string());
+  QString text = tr("%1 — a pre-trained encoder (masked autoencoder on this catalog's films), no classifier: not a model version.\n"
+                    "Folder: %2\nInput: %3 pixels%4\nLoss per epoch: %5\n\n")
+                     .arg(qstr(b.name), folder, b.image_size > 0 ? QString::number(b.image_size) : QString("–"),
+                          b.architecture.empty() ? QString() : QString(", %1").arg(qstr(b.architecture)),
+                          losses.isEmpty() ? QString("–") : losses.join(", "));
+  if (b.finished) {
+    text += tr("Train a classifier from it on a labelled image folder (one sub-folder per class, or a labels.csv):\n"
+               "  hilum-cli train --data LABELLED_FOLDER --init \"%1\" --out NEW_MODEL\n"
+               "then register NEW_MODEL here with “Import folder…”. To pre-train it further, choose it under "
+               "“Continue from” in “Pre-train on this catalog's films…”.")
+                .arg(folder);
+  } else {
+    text += tr("Stopped after epoch %1; its checkpoints are in %2.checkpoints. “Pre-train on this catalog's films…” with the name %3 "
+               "resumes after that epoch.")
+                .arg(b.epochs)
+                .arg(folder, qstr(b.name));
+  }
+  details_->setPlainText(text);
+}
+
+PretrainDialog* ModelManager::show_pretrain() {
+  if (!pretrain_) {
+    pretrain_ = new PretrainDialog(session_, this);
+    connect(pretrain_, &PretrainDialog::finished_pretrain, this, [this](bool ok) {
+      refresh_backbones();
+      if (ok) message(tr("Backbone %1 written: see Pre-trained backbones.").arg(qstr(pretrain_->backbone_dir().filename().string())));
+      else message(pretrain_->cancelled() ? tr("Pre-training cancelled; its checkpoint is kept.") : tr("Pre-training failed: %1").arg(pretrain_->error()),
+                   !pretrain_->cancelled());
+      Q_EMIT pretrainFinished(ok);
+    });
+    connect(pretrain_, &PretrainDialog::epochFinished, this, [this] { refresh_backbones(); });
+  }
+  if (!pretrain_->running()) pretrain_->reload_backbones();
+  pretrain_->show();
+  pretrain_->raise();
+  return pretrain_;
+}
+
+bool ModelManager::pretraining() const { return pretrain_ && pretrain_->running(); }
+
+void ModelManager::cancel_pretraining() {
+  if (pretrain_) pretrain_->cancel();
 }
 
 void ModelManager::show_details() {

@@ -10,6 +10,7 @@
 #include <QDialog>
 #include <QLabel>
 #include <QPlainTextEdit>
+#include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
@@ -20,8 +21,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "hilum/app/finetune.hpp"
+#include "hilum/app/pretrain.hpp"
 
 QT_BEGIN_NAMESPACE
 class QChart;
@@ -33,6 +36,7 @@ QT_END_NAMESPACE
 namespace hilum::ui {
 
 class Session;
+class PretrainDialog;
 
 class FinetuneDialog : public QDialog {
   Q_OBJECT
@@ -97,16 +101,29 @@ class ModelManager : public QDialog {
   bool promote_selected();
   bool rollback();
   [[nodiscard]] const QString& last_message() const { return last_message_; }
+  // "Pre-train on this catalog's films…": opens (or raises) the pre-training window, kept by the manager.
+  PretrainDialog* show_pretrain();
+  [[nodiscard]] bool pretraining() const;
+  void cancel_pretraining();
+  // The catalog's pre-trained backbones (finished ones and unfinished runs), one row each.
+  QTableWidget* backbones() const { return backbone_table_; }
+  [[nodiscard]] const std::vector<app::CatalogBackbone>& backbone_list() const { return backbones_; }
 
  Q_SIGNALS:
   void changed();
+  void pretrainFinished(bool ok);
 
  private:
   void show_details();
+  void show_backbone_details();
+  void refresh_backbones();
   void message(const QString& text, bool error = false);
 
   Session* session_;
   QTableWidget* table_ = nullptr;
+  QTableWidget* backbone_table_ = nullptr;
+  std::vector<app::CatalogBackbone> backbones_;
+  QPointer<PretrainDialog> pretrain_;
   QPlainTextEdit* details_ = nullptr;
   QLabel* status_ = nullptr;
   QString last_message_;

@@ -269,6 +269,7 @@ void MainWindow::build_actions() {
   add_action("actionImportModel", tr("Import…"), {}, [this] { show_models()->import_interactively(); });
   add_action("actionModelManager", tr("Model manager…"), {K(Qt::CTRL | Qt::Key_M)}, [this] { show_models(); });
   add_action("actionFinetune", tr("Fine-tune now…"), {K(Qt::CTRL | Qt::Key_T)}, [this] { show_finetune(); });
+  add_action("actionPretrain", tr("Pre-train on this catalog's films…"), {}, [this] { show_models()->show_pretrain(); });
   // Help.
   add_action("actionShortcuts", tr("Keyboard shortcuts"), {K(Qt::Key_F1), K(Qt::Key_Question)}, [this] { show_shortcuts(); });
   add_action("actionAbout", tr("About Hilum"), {}, [this] { show_about(); });
@@ -301,6 +302,7 @@ void MainWindow::build_menus() {
   models->addAction(action("actionImportModel"));
   models->addAction(action("actionModelManager"));
   models->addAction(action("actionFinetune"));
+  models->addAction(action("actionPretrain"));
   auto* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(action("actionShortcuts"));
   help->addAction(action("actionAbout"));
@@ -640,7 +642,13 @@ FinetuneDialog* MainWindow::show_finetune() {
 }
 
 ModelManager* MainWindow::show_models() {
-  if (!models_) models_ = new ModelManager(session_.get(), this);
+  if (!models_) {
+    models_ = new ModelManager(session_.get(), this);
+    connect(models_, &ModelManager::pretrainFinished, this, [this](bool ok) {
+      status_job_->setText(ok ? tr("Pre-training finished") : tr("Pre-training stopped"));
+      close_when_jobs_stopped();
+    });
+  }
   models_->refresh();
   models_->show();
   models_->raise();
@@ -654,6 +662,7 @@ QStringList MainWindow::running_jobs() const {
   if (imports == 1) jobs << tr("an import");
   if (imports > 1) jobs << tr("%1 imports").arg(imports);
   if (finetune_ && finetune_->running()) jobs << tr("a fine-tune");
+  if (models_ && models_->pretraining()) jobs << tr("a pre-training");
   if (export_ && export_->running()) jobs << tr("an export");
   if (sending_) jobs << tr("a send to the PACS");
   return jobs;
@@ -662,6 +671,7 @@ QStringList MainWindow::running_jobs() const {
 void MainWindow::cancel_jobs() {
   for (auto* d : findChildren<ImportDialog*>()) d->cancel();
   if (finetune_) finetune_->cancel();
+  if (models_) models_->cancel_pretraining();
   if (export_) export_->cancel();
   *send_cancel_ = true;
 }
@@ -676,7 +686,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   if (quitting_) return;  // already stopping: the window closes when the jobs have
   QString question = tr("Hilum is running %1. Stop and quit?").arg(jobs.join(tr(" and ")));
   question += tr("\n\nNothing done so far is lost: an import keeps the files it has read (importing the same items again "
-                 "finishes it), a fine-tune resumes from its last checkpoint when it is run again.");
+                 "finishes it), a fine-tune resumes from its last checkpoint when it is run again, a pre-training from the checkpoint of its "
+                 "last finished epoch.");
   bool stop = false;
   if (ask_quit_) {
     stop = ask_quit_(question);

@@ -76,12 +76,12 @@ class MainWindow : public QMainWindow {
   void send_results();
   [[nodiscard]] bool sending_results() const { return sending_; }
 
-  // Quitting while an import, a fine-tune or an export runs asks first: `ask` gets the question and
+  // Quitting while an import, a fine-tune, a pre-training or an export runs asks first: `ask` gets the question and
   // answers true for "stop them and quit" (default: a message box). The jobs are then cancelled and
   // the window closes as soon as they have stopped (each keeps what it has done and resumes when run
   // again); false keeps the window open and the jobs running.
   void set_quit_question(std::function<bool(const QString&)> ask) { ask_quit_ = std::move(ask); }
-  // The jobs running now, in words ("an import", "a fine-tune", "an export").
+  // The jobs running now, in words ("an import", "a fine-tune", "a pre-training", "an export").
   [[nodiscard]] QStringList running_jobs() const;
   [[nodiscard]] bool quitting() const { return quitting_; }
 

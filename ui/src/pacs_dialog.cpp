@@ -6,6 +6,8 @@
 #include <QHeaderView>
 #include <QVBoxLayout>
 
+#include <algorithm>
+
 #include "async.hpp"
 #include "hilum/app/network.hpp"
 #include "session.hpp"
@@ -55,7 +57,12 @@ QueryPacsDialog::QueryPacsDialog(std::filesystem::path catalog, QWidget* parent)
   table_->setHorizontalHeaderLabels({tr("Patient ID"), tr("Name"), tr("Date"), tr("Accession"), tr("Modalities"), tr("Description"), tr("Images")});
   table_->setSelectionBehavior(QAbstractItemView::SelectRows);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  table_->horizontalHeader()->setStretchLastSection(true);
+  // The description takes what the other columns leave (each sized to its text, at most 200 pixels,
+  // after a search); one line per study, the whole text in the tooltip.
+  table_->horizontalHeader()->setSectionResizeMode(5, QHeaderView::Stretch);
+  table_->verticalHeader()->setVisible(false);
+  table_->setWordWrap(false);
+  table_->setTextElideMode(Qt::ElideRight);
   layout->addWidget(table_, 1);
   status_ = new QLabel(this);
   status_->setObjectName("pacsStatus");
@@ -126,8 +133,14 @@ void QueryPacsDialog::search() {
                 for (int c = 0; c < cells.size(); ++c) {
                   auto* item = new QTableWidgetItem(cells[c]);
                   item->setData(Qt::UserRole, qstr(m.study_instance_uid));
+                  item->setToolTip(cells[c]);
                   table_->setItem(row, c, item);
                 }
+              }
+              for (int c = 0; c < table_->columnCount(); ++c) {
+                if (c == 5) continue;
+                table_->resizeColumnToContents(c);
+                table_->setColumnWidth(c, std::min(table_->columnWidth(c), 200));
               }
               status_->setText(tr("%n studies", nullptr, static_cast<int>(r->size())));
             });

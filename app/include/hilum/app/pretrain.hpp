@@ -68,4 +68,33 @@ struct PretrainReport {
 [[nodiscard]] Result<PretrainReport> pretrain_from_catalog(Catalog& catalog, const PretrainOptions& options,
                                                            const FinetuneCallback& progress = {}, const std::atomic<bool>* cancel = nullptr);
 
+// ---- Backbones pre-trained on a catalog's films (the GUI's model manager) ----------------------
+// They live in the catalog's models folder, beside its model versions: <models>/<name>/ once
+// finished, <models>/<name>.checkpoints/ while running or after a cancel (running it again with the
+// same name resumes). A backbone has no classifier and is not a model version: `train --init` starts
+// a classifier from it, `pretrain --init` (or PretrainOptions::init) pre-trains it further.
+struct CatalogBackbone {
+  std::string name;
+  std::filesystem::path dir;       // where the finished backbone is (or will be) written
+  bool finished = false;           // dir holds it; false: only its checkpoints (resumable)
+  int epochs = 0;                  // epochs done (finished: of the whole run)
+  std::vector<double> loss;        // mean masked-patch loss per epoch done
+  int images = 0;                  // finished: the images it was trained on (0: unknown)
+  int image_size = 0;              // input side in pixels (0: unknown)
+  std::string architecture;        // e.g. "vit-ti16" or "continued from ..." (finished only)
+};
+
+// The catalog's backbones, finished ones and unfinished runs, sorted by name.
+[[nodiscard]] Result<std::vector<CatalogBackbone>> catalog_backbones(Catalog& catalog);
+
+// The folder a pre-training of the catalog named `name` writes: <models>/<name>. Refused (with the
+// reason) when `name` is not a plain folder name (letters, digits, '.', '-', '_'; 1-64 characters,
+// not starting with '.') or when that folder exists already (a finished backbone, a model version,
+// anything else); a name with checkpoints only is accepted: running it again resumes.
+[[nodiscard]] Result<std::filesystem::path> catalog_backbone_dir(Catalog& catalog, const std::string& name);
+
+// A name for a new pre-training: `base` when nothing of that name is in the models folder (neither
+// the folder nor its checkpoints), else base-2, base-3, ...
+[[nodiscard]] Result<std::string> free_backbone_name(Catalog& catalog, const std::string& base);
+
 }  // namespace hilum::app
