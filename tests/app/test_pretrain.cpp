@@ -239,6 +239,8 @@ TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
   ASSERT_TRUE(trained.ok()) << trained.error().message;
   EXPECT_EQ(trained->validation_images, static_cast<int>(held->size())) << "pre-training left out exactly train's validation films";
   EXPECT_EQ(nlohmann::json::parse(trained->report_json)["layer_decay"], 0.5);
+}
+
 // The GUI's model manager keeps a catalog's backbones in its models folder: a run stopped after an
 // epoch is listed as resumable under its name, a finished one with its loss curve, and a name that is
 // taken or not a plain folder name is refused.
