@@ -105,7 +105,10 @@ app::Result<std::unique_ptr<Session>> Session::open(const std::filesystem::path&
   if (auto builtin = app::register_builtin_model(*catalog); !builtin) {
     qWarning("hilum: the built-in model was not registered: %s", builtin.error().message.c_str());
   }
-  return std::unique_ptr<Session>(new Session(std::move(catalog.value()), path, author, parent));
+  // On PostgreSQL the database role is the reader, and the database refuses labels in another
+  // name: the title bar and the labels use it. (On SQLite it is the OS user, as `author` is.)
+  const QString reader = catalog->reader() != app::current_os_user() ? QString::fromStdString(catalog->reader()) : author;
+  return std::unique_ptr<Session>(new Session(std::move(catalog.value()), path, reader, parent));
 }
 
 app::Result<app::Catalog> Session::open_worker_catalog(const std::filesystem::path& path) {
