@@ -346,7 +346,10 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   auto image = dcm::read_radiograph(path, options);
   if (!image) {
     WorkResult r;
-    r.kind = image.error().kind == dcm::ErrorKind::NotAnImage ? WorkResult::Kind::Skipped : WorkResult::Kind::Failed;
+    // An object without pixels (an SR) or a colour picture (a photograph, an attention map sent back
+    // to the PACS) is not a film: skipped with its reason, not a failure.
+    const auto kind = image.error().kind;
+    r.kind = kind == dcm::ErrorKind::NotAnImage || kind == dcm::ErrorKind::NotARadiograph ? WorkResult::Kind::Skipped : WorkResult::Kind::Failed;
     r.not_dicom = image.error().kind == dcm::ErrorKind::NotDicom;
     r.reason = image.error().message;
     return r;

@@ -107,7 +107,7 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
   const std::uint64_t w = image->x1 - image->x0;
   const std::uint64_t h = image->y1 - image->y0;
   if (image->numcomps != 1) {
-    return Error{ErrorKind::Unsupported, "JPEG 2000 image has " + std::to_string(image->numcomps) +
+    return Error{ErrorKind::NotARadiograph, "JPEG 2000 image has " + std::to_string(image->numcomps) +
                                              " components: not a grayscale radiograph"};
   }
   if (w != static_cast<std::uint64_t>(columns) || h != static_cast<std::uint64_t>(rows) || w * h > max_pixels) {

@@ -43,6 +43,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::FileNotFound: return "file-not-found";
     case ErrorKind::NotDicom: return "not-dicom";
     case ErrorKind::NotAnImage: return "not-an-image";
+    case ErrorKind::NotARadiograph: return "not-a-radiograph";
     case ErrorKind::Unsupported: return "unsupported";
     case ErrorKind::Truncated: return "truncated";
     case ErrorKind::Corrupt: return "corrupt";

@@ -356,10 +356,10 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   } else if (photometric.empty()) {
     return make_error(ErrorKind::Corrupt, "invalid image: Photometric Interpretation is missing");
   } else {
-    return make_error(ErrorKind::Unsupported, "unsupported photometric interpretation " + photometric + " for a chest radiograph");
+    return make_error(ErrorKind::NotARadiograph, "unsupported photometric interpretation " + photometric + " for a chest radiograph");
   }
   if (spp != 1) {
-    return make_error(ErrorKind::Unsupported, std::to_string(spp) + " samples per pixel: not a grayscale radiograph");
+    return make_error(ErrorKind::NotARadiograph, std::to_string(spp) + " samples per pixel: not a grayscale radiograph");
   }
   const auto rows = get_int(ds, DCM_Rows);
   const auto cols = get_int(ds, DCM_Columns);

@@ -50,8 +50,8 @@ const std::map<std::string, dcm::ErrorKind>& expected_errors() {
       {"rtstruct.dcm", dcm::ErrorKind::NotAnImage},
       {"waveform_ecg.dcm", dcm::ErrorKind::NotAnImage},
       {"MR_truncated.dcm", dcm::ErrorKind::Truncated},
-      {"SC_ybr_full_422_uncompressed.dcm", dcm::ErrorKind::Unsupported},
-      {"SC_rgb_rle.dcm", dcm::ErrorKind::Unsupported},
+      {"SC_ybr_full_422_uncompressed.dcm", dcm::ErrorKind::NotARadiograph},
+      {"SC_rgb_rle.dcm", dcm::ErrorKind::NotARadiograph},
       {"rtdose.dcm", dcm::ErrorKind::Unsupported},
       {"liver_1frame.dcm", dcm::ErrorKind::Unsupported},
   };

@@ -139,14 +139,14 @@ TEST_F(BadInputTest, FolderIsNotAFile) {
   EXPECT_EQ(r.error().kind, dcm::ErrorKind::FileNotFound) << describe(r);
 }
 
-TEST_F(BadInputTest, ColourPhotometricIsUnsupported) {
+TEST_F(BadInputTest, ColourPhotometricIsNotARadiograph) {
   td::DicomSpec spec;
   spec.photometric_override = "YBR_FULL_422";
   const fs::path file = path("ybr.dcm");
   (void)td::write_dicom(file, spec);
   auto r = dcm::read_radiograph(file);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().kind, dcm::ErrorKind::Unsupported) << describe(r);
+  EXPECT_EQ(r.error().kind, dcm::ErrorKind::NotARadiograph) << describe(r);
   EXPECT_NE(r.error().message.find("YBR_FULL_422"), std::string::npos) << r.error().message;
 }
 

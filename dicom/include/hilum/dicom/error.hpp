@@ -12,7 +12,8 @@ enum class ErrorKind {
   FileNotFound,   // missing or unreadable file
   NotDicom,       // not a DICOM file at all
   NotAnImage,     // a DICOM object without pixel data (SR, presentation state, ...)
-  Unsupported,    // an image we deliberately do not read (colour, 32-bit, multi-sample ...)
+  NotARadiograph, // a colour picture (RGB, YBR, several samples per pixel): a photograph, a derived overlay, not a film
+  Unsupported,    // an image we deliberately do not read (32-bit, floating point, multi-frame ...)
   Truncated,      // the file ends before the data it declares
   Corrupt,        // inconsistent or invalid attributes
   TooLarge,       // declared dimensions beyond the limits (protects memory)
