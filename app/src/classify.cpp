@@ -197,8 +197,7 @@ namespace {
 
 InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
 
-// The domain pixel descriptor of an image already at the model's input size (what
-// domain_pixels_of computes after its own resize).
+// The domain pixel descriptor (inference::domain_pixels) of an image at the model's input size.
 std::vector<float> pixels_of_input(const LoadedModel& model, const std::vector<float>& input) {
   const auto& domain = model.extras.domain;
   if (!domain) return {};

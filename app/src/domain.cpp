@@ -88,13 +88,6 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   return out;
 }
 
-std::vector<float> domain_pixels_of(const inference::ModelExtras& extras, const inference::ViTConfig& config, const float* grey, int width,
-                                    int height) {
-  if (!extras.domain) return {};
-  const std::vector<float> input = inference::resize_antialiased(grey, width, height, config.input_width, config.input_height);
-  return inference::domain_pixels(*extras.domain, input.data(), config.input_width, config.input_height);
-}
-
 DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
                          const std::vector<float>* pixel_descriptor) {
   DomainCheck out;

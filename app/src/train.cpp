@@ -350,14 +350,13 @@ std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std:
 }  // namespace
 
 Result<std::set<std::string>> held_out_files(const fs::path& dir, std::uint64_t seed, double validation_fraction) {
-  std::error_code ec;
-  if (auto scanned = scan_image_folder(dir); !scanned) {
+  auto merged = merge_sources({DataSource::folder(dir)}, {});
+  if (!merged) {
     // A folder of unlabelled films holds no validation patients; a broken label table is an error.
-    if (fs::is_regular_file(dir / "labels.csv", ec)) return scanned.error();
+    std::error_code ec;
+    if (fs::is_regular_file(dir / "labels.csv", ec)) return merged.error();
     return std::set<std::string>{};
   }
-  auto merged = merge_sources({DataSource::folder(dir)}, {});
-  if (!merged) return merged.error();
   std::set<std::string> out;
   for (const auto& s : split_merged(*merged, {DataSource::folder(dir)}, seed, validation_fraction, 0)) {
     if (s.validation) out.insert(s.path);

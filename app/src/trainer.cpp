@@ -185,20 +185,14 @@ Matrix cross_fitted_probabilities(const inference::ModelExtras& extras, const st
   return p;
 }
 
-Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side) {
-  Matrix out(static_cast<Eigen::Index>(samples.size()), static_cast<Eigen::Index>(side) * side);
+Matrix pixel_rows(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int width,
+                  const std::function<std::vector<float>(const float*, int, int)>& describe) {
+  Matrix out(static_cast<Eigen::Index>(samples.size()), width);
   for (std::size_t i = 0; i < samples.size(); ++i) {
-    const auto t = inference::domain_thumbnail(samples[i]->grey.data(), config.input_width, config.input_height, side);
-    for (std::size_t k = 0; k < t.size(); ++k) out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)) = t[k];
-  }
-  return out;
-}
-
-Matrix statistics_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config) {
-  Matrix out(static_cast<Eigen::Index>(samples.size()), inference::kDomainStatistics);
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    const auto t = inference::domain_statistics(samples[i]->grey.data(), config.input_width, config.input_height);
-    for (std::size_t k = 0; k < t.size(); ++k) out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)) = t[k];
+    const auto row = describe(samples[i]->grey.data(), config.input_width, config.input_height);
+    for (std::size_t k = 0; k < row.size() && k < static_cast<std::size_t>(width); ++k) {
+      out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)) = row[k];
+    }
   }
   return out;
 }
@@ -214,11 +208,14 @@ inference::DomainReference fit_domain(const inference::ViTConfig& config, const 
   inference::DomainReference r;
   r.embedding = training::fit_subspace(train_embeddings, validation_embeddings, 64, kQuantile, kMargin);
   r.thumbnail_side = kSide;
-  r.thumbnail = training::fit_subspace(thumbnails_of(train, config, kSide), thumbnails_of(validation, config, kSide), 32, kQuantile, kMargin);
+  const auto thumbnail = [](const float* grey, int w, int h) { return inference::domain_thumbnail(grey, w, h, kSide); };
+  r.thumbnail = training::fit_subspace(pixel_rows(train, config, kSide * kSide, thumbnail), pixel_rows(validation, config, kSide * kSide, thumbnail),
+                                       32, kQuantile, kMargin);
   // Every direction of the statistics counts (all axes but one, which the histogram's fixed sum
   // leaves empty): what tells a scanned page from a film is in directions films hardly vary in.
-  r.statistics = training::fit_subspace(statistics_of(train, config), statistics_of(validation, config), inference::kDomainStatistics - 1,
-                                        kQuantile, kMargin);
+  r.statistics = training::fit_subspace(pixel_rows(train, config, inference::kDomainStatistics, inference::domain_statistics),
+                                        pixel_rows(validation, config, inference::kDomainStatistics, inference::domain_statistics),
+                                        inference::kDomainStatistics - 1, kQuantile, kMargin);
   return r;
 }
 

@@ -88,10 +88,10 @@ void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::str
 [[nodiscard]] inference::Matrix cross_fitted_probabilities(const inference::ModelExtras& extras, const std::vector<std::string>& labels,
                                                            const std::vector<const Sample*>& samples, const SampleOutputs& out,
                                                            int min_population_images);
-// The domain thumbnails (inference::domain_thumbnail) of samples' images at the model's input size.
-[[nodiscard]] inference::Matrix thumbnails_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int side);
-// Their pixel statistics (inference::domain_statistics), one row per sample.
-[[nodiscard]] inference::Matrix statistics_of(const std::vector<const Sample*>& samples, const inference::ViTConfig& config);
+// One row per sample: `describe` (inference::domain_thumbnail at a side, domain_statistics) of its
+// image at the model's input size, `width` values.
+[[nodiscard]] inference::Matrix pixel_rows(const std::vector<const Sample*>& samples, const inference::ViTConfig& config, int width,
+                                           const std::function<std::vector<float>(const float*, int, int)>& describe);
 // The domain reference of a model: its training samples' embeddings, thumbnails and statistics, thresholds
 // from the validation samples'.
 [[nodiscard]] inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train,

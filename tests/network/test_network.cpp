@@ -28,6 +28,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
 
+#include "free_port.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
@@ -44,18 +45,7 @@ using namespace hilum;
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return 0;
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using hilum::test::free_port;
 
 // Starts a program with its output in `log`; returns its pid.
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {

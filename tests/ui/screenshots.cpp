@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "free_port.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/dicom/network.hpp"
@@ -79,19 +80,7 @@ void drag(QWidget* w, Qt::MouseButton button, QPointF a, QPointF b) {
   QTest::mouseRelease(w, button, Qt::NoModifier, b.toPoint());
 }
 
-// A TCP port free on loopback now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t n = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0) port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
+using hilum::test::free_port;
 
 // A PACS to query: Orthanc (Debian `orthanc`) with its own configuration under `dir`, when the
 // build found it. Returns its AE title@host:port, or an empty string.

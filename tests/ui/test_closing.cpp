@@ -15,6 +15,7 @@
 #include "import_dialog.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
+#include "main_window_fixture.hpp"
 #include "ui_fixtures.hpp"
 
 namespace fs = std::filesystem;
@@ -29,14 +30,7 @@ class Closing : public QObject {
   fs::path many_;  // enough files that an import is still running when the window is closed
   static constexpr int kMany = 400;
 
-  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db, ui::Preferences prefs = {}) {
-    auto session = ui::Session::open(db, "dr.test");
-    if (!session) qFatal("%s", session.error().message.c_str());
-    prefs.author = "dr.test";
-    auto w = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
-    w->show();
-    return w;
-  }
+  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db, ui::Preferences prefs = {}) { return uitest::open_main_window(db, std::move(prefs)); }
 
  private Q_SLOTS:
   void initTestCase() {

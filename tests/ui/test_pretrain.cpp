@@ -17,6 +17,7 @@
 #include "hilum/app/pretrain.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
+#include "main_window_fixture.hpp"
 #include "pretrain_dialog.hpp"
 #include "ui_fixtures.hpp"
 
@@ -30,15 +31,7 @@ class Pretrain : public QObject {
   fs::path dir_;
   fs::path films_;
 
-  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db) {
-    auto session = ui::Session::open(db, "dr.test");
-    if (!session) qFatal("%s", session.error().message.c_str());
-    ui::Preferences prefs;
-    prefs.author = "dr.test";
-    auto w = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
-    w->show();
-    return w;
-  }
+  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db) { return uitest::open_main_window(db); }
 
   // A catalog of the phantom films (created on first use).
   fs::path catalog(const std::string& name) {

@@ -21,12 +21,14 @@
 #include <fstream>
 #include <memory>
 
+#include "free_port.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
+#include "main_window_fixture.hpp"
 #include "ui_fixtures.hpp"
 
 namespace fs = std::filesystem;
@@ -40,16 +42,7 @@ class Workstation : public QObject {
   fs::path db_;
   std::unique_ptr<ui::MainWindow> window_;
 
-  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db) {
-    auto session = ui::Session::open(db, "dr.test");
-    if (!session) qFatal("%s", session.error().message.c_str());
-    ui::Preferences prefs;
-    prefs.author = "dr.test";
-    auto w = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
-    w->show();
-    QApplication::setActiveWindow(w.get());
-    return w;
-  }
+  std::unique_ptr<ui::MainWindow> open_window(const fs::path& db) { return uitest::open_main_window(db); }
 
   // Label events of the current image.
   std::vector<app::LabelEvent> current_labels() {
@@ -463,19 +456,15 @@ class Workstation : public QObject {
     // A storescp on a free loopback port, with `extra` options, writing into `out`.
     std::vector<std::unique_ptr<QProcess>> peers;
     const auto start_peer = [&](const QStringList& extra, const fs::path& out) -> int {
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-      socklen_t len = sizeof(a);
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-      ::close(fd);
-      const int port = ntohs(a.sin_port);
+      const int port = test::free_port();
       fs::create_directories(out);
       auto p = std::make_unique<QProcess>();
       p->start(storescp, QStringList{"-aet", "PACS", "-od", QString::fromStdString(out.string())} + extra + QStringList{QString::number(port)});
       p->waitForStarted();
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<std::uint16_t>(port));
       for (int i = 0; i < 100; ++i) {  // until it listens
         const int s = ::socket(AF_INET, SOCK_STREAM, 0);
         const bool up = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
@@ -533,17 +522,8 @@ class Workstation : public QObject {
     ui::Preferences prefs;
     prefs.author = "dr.test";
     prefs.listen = true;
-    {  // a free port on loopback
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      QCOMPARE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-      socklen_t len = sizeof(a);
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-      ::close(fd);
-      prefs.listen_port = ntohs(a.sin_port);
-    }
+    prefs.listen_port = test::free_port();
+    QVERIFY(prefs.listen_port > 0);
     prefs.listen_aet = "HILUM";
     prefs.listen_allow = "STORESCU@localhost";
     window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);

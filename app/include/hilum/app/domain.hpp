@@ -25,12 +25,6 @@ namespace hilum::app {
 [[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
                                        const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr);
 
-// The pixel descriptor check_domain wants for display grey values (width x height, any size):
-// shrunk to the model's input size as the model sees it, then inference::domain_pixels. Empty
-// when the model has no pixel reference.
-[[nodiscard]] std::vector<float> domain_pixels_of(const inference::ModelExtras& extras, const inference::ViTConfig& config,
-                                                  const float* grey, int width, int height);
-
 // "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
 [[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);
 
