@@ -85,39 +85,20 @@ FinetuneDialog::FinetuneDialog(Session* session, QWidget* parent) : QDialog(pare
   bar_->setValue(0);
   layout->addWidget(bar_);
 
-  chart_ = new QChart;
-  chart_->setTitle(tr("Training loss and validation AUROC per epoch"));
-  chart_->legend()->setAlignment(Qt::AlignBottom);
-  loss_series_ = new QLineSeries;
-  loss_series_->setName(tr("training loss"));
-  loss_series_->setPointsVisible(true);
+  chart_ = EpochChart::create(this, tr("Training loss and validation AUROC per epoch"), tr("training loss"), "finetuneChart");
+  chart_.chart->legend()->setAlignment(Qt::AlignBottom);
   auroc_series_ = new QLineSeries;
   auroc_series_->setName(tr("validation AUROC"));
   auroc_series_->setPointsVisible(true);
-  chart_->addSeries(loss_series_);
-  chart_->addSeries(auroc_series_);
-  epoch_axis_ = new QValueAxis;
-  epoch_axis_->setTitleText(tr("epoch"));
-  epoch_axis_->setLabelFormat("%d");
-  epoch_axis_->setRange(0, 1);
-  loss_axis_ = new QValueAxis;
-  loss_axis_->setTitleText(tr("loss"));
-  loss_axis_->setRange(0, 1);
+  chart_.chart->addSeries(auroc_series_);
   auto* auroc_axis = new QValueAxis;
   auroc_axis->setTitleText(tr("AUROC"));
   auroc_axis->setRange(0.4, 1.0);
-  chart_->addAxis(epoch_axis_, Qt::AlignBottom);
-  chart_->addAxis(loss_axis_, Qt::AlignLeft);
-  chart_->addAxis(auroc_axis, Qt::AlignRight);
-  loss_series_->attachAxis(epoch_axis_);
-  loss_series_->attachAxis(loss_axis_);
-  auroc_series_->attachAxis(epoch_axis_);
+  chart_.chart->addAxis(auroc_axis, Qt::AlignRight);
+  auroc_series_->attachAxis(chart_.epochs);
   auroc_series_->attachAxis(auroc_axis);
-  chart_view_ = new QChartView(chart_, this);
-  chart_view_->setObjectName("finetuneChart");
-  chart_view_->setRenderHint(QPainter::Antialiasing);
-  chart_view_->setMinimumHeight(220);
-  layout->addWidget(chart_view_, 2);
+  chart_.view->setMinimumHeight(220);
+  layout->addWidget(chart_.view, 2);
 
   summary_ = new QLabel(this);
   summary_->setObjectName("finetuneSummary");
@@ -220,23 +201,14 @@ void FinetuneDialog::on_progress(const app::FinetuneProgress& p) {
 }
 
 void FinetuneDialog::replot() {
-  QList<QPointF> loss, auroc;
-  double max_loss = 0.0;
-  int max_epoch = 1;
-  for (const auto& [e, v] : loss_) {
-    loss << QPointF(e, v);
-    max_loss = std::max(max_loss, v);
-    max_epoch = std::max(max_epoch, e);
-  }
+  QList<QPointF> auroc;
+  int last_epoch = 1;
   for (const auto& [e, v] : auroc_) {
     auroc << QPointF(e, v);
-    max_epoch = std::max(max_epoch, e);
+    last_epoch = std::max(last_epoch, e);
   }
-  loss_series_->replace(loss);
   auroc_series_->replace(auroc);
-  epoch_axis_->setRange(0, max_epoch);
-  epoch_axis_->setTickCount(std::min(max_epoch, 10) + 1);
-  loss_axis_->setRange(0, max_loss > 0 ? max_loss * 1.1 : 1.0);
+  chart_.show_loss(loss_, last_epoch);
 }
 
 void FinetuneDialog::on_done(app::Result<app::FinetuneResult> r) {

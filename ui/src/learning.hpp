@@ -23,6 +23,7 @@
 #include <optional>
 #include <vector>
 
+#include "epoch_chart.hpp"
 #include "hilum/app/finetune.hpp"
 #include "hilum/app/pretrain.hpp"
 
@@ -76,12 +77,8 @@ class FinetuneDialog : public QDialog {
   QCheckBox* promote_ = nullptr;
   QLabel* phase_ = nullptr;
   QProgressBar* bar_ = nullptr;
-  QChart* chart_ = nullptr;
-  QChartView* chart_view_ = nullptr;
-  QLineSeries* loss_series_ = nullptr;
+  EpochChart chart_;
   QLineSeries* auroc_series_ = nullptr;
-  QValueAxis* epoch_axis_ = nullptr;
-  QValueAxis* loss_axis_ = nullptr;
   QLabel* summary_ = nullptr;
   QTableWidget* compare_ = nullptr;
   QPushButton* start_ = nullptr;

@@ -63,29 +63,10 @@ PretrainDialog::PretrainDialog(Session* session, QWidget* parent) : QDialog(pare
   bar_->setValue(0);
   layout->addWidget(bar_);
 
-  chart_ = new QChart;
-  chart_->setTitle(tr("Masked-patch reconstruction loss per epoch"));
-  chart_->legend()->hide();
-  loss_series_ = new QLineSeries;
-  loss_series_->setName(tr("loss"));
-  loss_series_->setPointsVisible(true);
-  chart_->addSeries(loss_series_);
-  epoch_axis_ = new QValueAxis;
-  epoch_axis_->setTitleText(tr("epoch"));
-  epoch_axis_->setLabelFormat("%d");
-  epoch_axis_->setRange(0, 1);
-  loss_axis_ = new QValueAxis;
-  loss_axis_->setTitleText(tr("loss"));
-  loss_axis_->setRange(0, 1);
-  chart_->addAxis(epoch_axis_, Qt::AlignBottom);
-  chart_->addAxis(loss_axis_, Qt::AlignLeft);
-  loss_series_->attachAxis(epoch_axis_);
-  loss_series_->attachAxis(loss_axis_);
-  chart_view_ = new QChartView(chart_, this);
-  chart_view_->setObjectName("pretrainChart");
-  chart_view_->setRenderHint(QPainter::Antialiasing);
-  chart_view_->setMinimumHeight(200);
-  layout->addWidget(chart_view_, 1);
+  chart_ = EpochChart::create(this, tr("Masked-patch reconstruction loss per epoch"), tr("loss"), "pretrainChart");
+  chart_.chart->legend()->hide();
+  chart_.view->setMinimumHeight(200);
+  layout->addWidget(chart_.view, 1);
   losses_ = new QLabel(this);
   losses_->setObjectName("pretrainLosses");
   losses_->setWordWrap(true);
@@ -258,20 +239,11 @@ void PretrainDialog::on_progress(const app::FinetuneProgress& p) {
 }
 
 void PretrainDialog::replot() {
-  QList<QPointF> points;
   QStringList words;
-  double max_loss = 0.0;
-  int max_epoch = 1;
   for (const auto& [e, v] : loss_) {
-    points << QPointF(e, v);
-    max_loss = std::max(max_loss, v);
-    max_epoch = std::max(max_epoch, e);
     words << tr("epoch %1: %2%3").arg(e).arg(v, 0, 'f', 4).arg(e > finished_epochs_ ? tr(" (running)") : QString());
   }
-  loss_series_->replace(points);
-  epoch_axis_->setRange(0, max_epoch);
-  epoch_axis_->setTickCount(std::min(max_epoch, 10) + 1);
-  loss_axis_->setRange(0, max_loss > 0 ? max_loss * 1.1 : 1.0);
+  chart_.show_loss(loss_);
   losses_->setText(words.isEmpty() ? QString() : tr("Loss per epoch: %1").arg(words.join(QStringLiteral(", "))));
 }
 

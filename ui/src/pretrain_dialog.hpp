@@ -20,6 +20,7 @@
 #include <optional>
 #include <vector>
 
+#include "epoch_chart.hpp"
 #include "hilum/app/pretrain.hpp"
 
 QT_BEGIN_NAMESPACE
@@ -84,11 +85,7 @@ class PretrainDialog : public QDialog {
   QLabel* note_ = nullptr;
   QLabel* phase_ = nullptr;
   QProgressBar* bar_ = nullptr;
-  QChart* chart_ = nullptr;
-  QChartView* chart_view_ = nullptr;
-  QLineSeries* loss_series_ = nullptr;
-  QValueAxis* epoch_axis_ = nullptr;
-  QValueAxis* loss_axis_ = nullptr;
+  EpochChart chart_;
   QLabel* losses_ = nullptr;
   QLabel* summary_ = nullptr;
   QPushButton* start_ = nullptr;
