@@ -95,16 +95,23 @@ void QueryPacsDialog::set_busy(bool busy) {
   cancel_->setEnabled(busy);
 }
 
-void QueryPacsDialog::search() {
-  if (busy_) return;
+std::optional<net::ScuOptions> QueryPacsDialog::scu_options() {
   auto peer = net::parse_peer(sstr(peer_->text().trimmed()));
   if (!peer) {
     status_->setText(qstr(peer.error().message));
-    return;
+    return std::nullopt;
   }
   net::ScuOptions o;
   o.peer = *peer;
   o.our_ae = sstr(our_aet_->text().trimmed());
+  return o;
+}
+
+void QueryPacsDialog::search() {
+  if (busy_) return;
+  const auto scu = scu_options();
+  if (!scu) return;
+  const net::ScuOptions& o = *scu;
   net::StudyQuery q;
   q.patient_id = sstr(patient_id_->text().trimmed());
   q.patient_name = sstr(patient_name_->text().trimmed());
@@ -114,7 +121,7 @@ void QueryPacsDialog::search() {
   q.modality = sstr(modality_->text().trimmed());
   *cancel_flag_ = false;
   set_busy(true);
-  status_->setText(tr("Searching %1…").arg(qstr(net::to_string(*peer))));
+  status_->setText(tr("Searching %1…").arg(qstr(net::to_string(o.peer))));
   auto flag = cancel_flag_;
   run_async(this, [o, q, flag] { return net::find_studies(o, q, flag.get()); },
             [this](dicom::Result<std::vector<net::StudyMatch>> r) {
@@ -156,14 +163,9 @@ void QueryPacsDialog::retrieve_selected() {
     status_->setText(tr("Select the studies to retrieve."));
     return;
   }
-  auto peer = net::parse_peer(sstr(peer_->text().trimmed()));
-  if (!peer) {
-    status_->setText(qstr(peer.error().message));
-    return;
-  }
-  net::ScuOptions o;
-  o.peer = *peer;
-  o.our_ae = sstr(our_aet_->text().trimmed());
+  const auto scu = scu_options();
+  if (!scu) return;
+  const net::ScuOptions& o = *scu;
   *cancel_flag_ = false;
   set_busy(true);
   status_->setText(tr("Retrieving %n studies…", nullptr, static_cast<int>(studies.size())));

@@ -12,8 +12,11 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "hilum/dicom/network.hpp"
 
 namespace hilum::ui {
 
@@ -31,6 +34,9 @@ class QueryPacsDialog : public QDialog {
   void retrieved();  // instances were filed: the worklist may refresh
 
  private:
+  // The peer and our AE title from the fields; none (the reason in the status line) when the peer
+  // does not parse.
+  std::optional<dicom::net::ScuOptions> scu_options();
   std::filesystem::path catalog_;
   QLineEdit* peer_ = nullptr;
   QLineEdit* our_aet_ = nullptr;
