@@ -9,12 +9,14 @@
 #include <QSignalSpy>
 #include <QtTest>
 
+
 #include <cmath>
 #include <filesystem>
 #include <memory>
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/pretrain.hpp"
+#include "hilum/inference/vit.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
 #include "main_window_fixture.hpp"
@@ -198,6 +200,42 @@ class Pretrain : public QObject {
     QCOMPARE(dialog->report()->resumed_after_epoch, kept);
     QCOMPARE(dialog->report()->loss.size(), static_cast<std::size_t>(kept + 1));
     QVERIFY(fs::exists(backbone / "model.safetensors"));
+    QVERIFY(w->close());
+  }
+
+  // With an active model, its encoder is the starting point offered first: a site adapts the model
+  // it reads with to its own scanners, and the backbone keeps that model's size.
+  void theActiveModelsEncoderIsOfferedFirst() {
+    const fs::path db = catalog("active");
+    uitest::write_random_vit(dir_ / "active-vit", {}, 11);
+    uitest::register_model(db, dir_ / "active-vit", "random-vit-active");
+    auto w = open_window(db);
+    auto* dialog = open_dialog(*w);
+    QVERIFY(dialog != nullptr);
+    auto* init = dialog->findChild<QComboBox*>("pretrainInit");
+    QCOMPARE(init->count(), 2);
+    QCOMPARE(fs::path(init->currentData().toString().toStdString()), dir_ / "active-vit");
+    QVERIFY2(init->currentText().contains("random-vit-active"), qPrintable(init->currentText()));
+    QVERIFY(init->itemData(0).toString().isEmpty());  // a new encoder stays a choice
+    dialog->findChild<QSpinBox*>("pretrainEpochs")->setValue(1);
+    QSignalSpy finished(dialog, &ui::PretrainDialog::finished_pretrain);
+    QTest::mouseClick(dialog->findChild<QPushButton*>("pretrainStart"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 60000);
+    QVERIFY2(finished[0][0].toBool(), qPrintable(dialog->error()));
+    QVERIFY2(QString::fromStdString(dialog->report()->report_json).contains("continued from"),
+             qPrintable(QString::fromStdString(dialog->report()->report_json)));
+    // The backbone has the active model's encoder size (32 wide), not the tiny default's (vit-ti16-d6).
+    auto backbone = inference::ViTModel::load(dialog->backbone_dir());
+    QVERIFY2(backbone.ok(), "the backbone does not load");
+    auto model = inference::ViTModel::load(dir_ / "active-vit");
+    QVERIFY(model.ok());
+    QCOMPARE(backbone->config().hidden_size, model->config().hidden_size);
+    QCOMPARE(backbone->config().num_layers, model->config().num_layers);
+    // After a finished run the user's choice is kept, not reset to the active model.
+    init->setCurrentIndex(0);
+    Q_EMIT init->activated(0);
+    dialog->set_options(tiny());
+    QVERIFY(init->currentData().toString().isEmpty());
     QVERIFY(w->close());
   }
 

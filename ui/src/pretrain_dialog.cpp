@@ -44,6 +44,7 @@ PretrainDialog::PretrainDialog(Session* session, QWidget* parent) : QDialog(pare
   epochs_->setValue(options_.epochs);
   init_ = new QComboBox(this);
   init_->setObjectName("pretrainInit");
+  connect(init_, QOverload<int>::of(&QComboBox::activated), this, [this] { init_chosen_ = true; });
   form->addRow(tr("Backbone name"), name_);
   form->addRow(tr("Epochs"), epochs_);
   form->addRow(tr("Continue from"), init_);
@@ -114,9 +115,16 @@ void PretrainDialog::reload_backbones() {
   backbones_.clear();
   auto list = app::catalog_backbones(session_->catalog());
   if (list) backbones_ = std::move(list.value());
-  const QString chosen = init_->currentData().toString();
+  QString chosen = init_->currentData().toString();
   init_->clear();
   init_->addItem(tr("Nothing: a new encoder (%1, %2 pixels)").arg(qstr(options_.arch)).arg(options_.image_size), QString());
+  // The active model's encoder already knows chest films: a site adapts it to its own scanners, so it
+  // is the first choice offered when there is one.
+  if (const auto model = session_->active_model(); model && !model->path.empty()) {
+    const QString path = qstr(model->path);
+    init_->addItem(tr("The active model's encoder: %1").arg(qstr(model->version)), path);
+    if (!init_chosen_) chosen = path;
+  }
   for (const auto& b : backbones_) {
     if (!b.finished) continue;
     init_->addItem(tr("%1 (%2 epochs on %3 films)").arg(qstr(b.name)).arg(b.epochs).arg(b.images), qstr(b.dir.string()));

@@ -71,6 +71,7 @@ class PretrainDialog : public QDialog {
   Session* session_;
   std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
   bool running_ = false;
+  bool init_chosen_ = false;  // the user picked a starting point (else the active model's encoder is offered first)
   bool cancelled_ = false;
   app::PretrainOptions options_;
   std::vector<app::CatalogBackbone> backbones_;
