@@ -27,6 +27,7 @@
 #include "hilum/inference/model_extras.hpp"
 #include "hilum/training/calibrate.hpp"
 #include "hilum/training/init.hpp"
+#include "hilum/training/metrics.hpp"
 #include "trainer.hpp"
 #include "text.hpp"
 
@@ -600,6 +601,13 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     const auto cf = detail::evaluate_probabilities(config.labels, rows, crossed, config.labels);
     for (const auto& f : un.findings) pr.ece_uncalibrated.push_back(f.ece);
     for (const auto& f : cf.findings) pr.ece_cross_fitted.push_back(f.ece);
+    for (const auto& f : pr.validation.findings) {
+      const auto col = static_cast<Eigen::Index>(std::find(config.labels.begin(), config.labels.end(), f.finding) - config.labels.begin());
+      std::vector<double> shown;
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        if (rows[i]->mask[static_cast<std::size_t>(col)] > 0.0f) shown.push_back(cal(static_cast<Eigen::Index>(i), col));
+      pr.ece_by_chance.push_back(training::ece_by_chance(shown));
+    }
     report.populations.push_back(std::move(pr));
   }
   report.history = loop->history;
@@ -640,6 +648,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     for (std::size_t j = 0; j < pr.validation.findings.size(); ++j) {
       pj["findings"][j]["ece_uncalibrated"] = pr.ece_uncalibrated[j];
       pj["findings"][j]["ece_cross_fitted"] = pr.ece_cross_fitted[j];
+      pj["findings"][j]["ece_by_chance_p95"] = pr.ece_by_chance[j];
     }
     populations_json.push_back(std::move(pj));
   }

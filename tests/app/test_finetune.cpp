@@ -558,8 +558,19 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
     names.insert(pop.population);
     EXPECT_EQ(pop.ece_cross_fitted.size(), pop.validation.findings.size());
     EXPECT_EQ(pop.ece_uncalibrated.size(), pop.validation.findings.size());
+    // The chance floor of a few validation films is far from zero (and never above the worst ECE).
+    ASSERT_EQ(pop.ece_by_chance.size(), pop.validation.findings.size());
+    for (double floor : pop.ece_by_chance) {
+      EXPECT_GT(floor, 0.0);
+      EXPECT_LE(floor, 1.0);
+    }
   }
   EXPECT_EQ(names, (std::set<std::string>{"pediatric", "adult"}));
+  {
+    std::ifstream in(path("model") / "training_report.json");
+    const auto report = nlohmann::json::parse(in);
+    EXPECT_TRUE(report["populations"][0]["findings"][0].contains("ece_by_chance_p95"));
+  }
   auto model = inference::ViTModel::load(path("model"));
   ASSERT_TRUE(model.ok()) << model.error().message;
   EXPECT_EQ(model->config().labels, (std::vector<std::string>{"Pneumonia", "No Finding", "Effusion"}));

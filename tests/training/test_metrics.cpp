@@ -14,6 +14,7 @@
 namespace {
 
 using hilum::training::auroc;
+using hilum::training::ece_by_chance;
 using hilum::training::expected_calibration_error;
 using hilum::training::youden_threshold;
 
@@ -109,6 +110,33 @@ TEST(Ece, HandCases) {
   // p = 1 lands in the last bin; bins weighted by size: (2/3) * 0 + (1/3) * |0 - 0.1|.
   EXPECT_NEAR(expected_calibration_error({1.0, 1.0, 0.1}, {1, 1, 0}), 0.1 / 3.0, 1e-12);
   EXPECT_EQ(expected_calibration_error({}, {}), 0.0);
+}
+
+// The ECE a calibrated model shows by chance: zero where nothing is left to chance, the only
+// possible value for one film, and NumPy's figure (100,000 draws, bench/model/population_report.py's
+// method) for 70 films spread over [0, 1], which is far above 0.05.
+TEST(Ece, ByChance) {
+  EXPECT_DOUBLE_EQ(ece_by_chance({0.0, 1.0, 1.0, 0.0}), 0.0);
+  EXPECT_DOUBLE_EQ(ece_by_chance({0.5}), 0.5);  // a label of 0 or 1: |y - 0.5| either way
+  // Two films at 0.5 in one bin: ECE 0 (one positive) or 0.5 (none or both), half the time each.
+  EXPECT_DOUBLE_EQ(ece_by_chance({0.5, 0.5}, 0.25, 1000, 1, 1), 0.0);
+  EXPECT_DOUBLE_EQ(ece_by_chance({0.5, 0.5}, 0.95, 1000, 1, 1), 0.5);
+  std::vector<double> p70;
+  for (int i = 0; i < 70; ++i) p70.push_back((i + 0.5) / 70.0);
+  EXPECT_NEAR(ece_by_chance(p70), 0.170, 0.01);         // NumPy: 0.170
+  EXPECT_NEAR(ece_by_chance(p70, 0.5), 0.1186, 0.01);   // NumPy's median: 0.1186
+  EXPECT_DOUBLE_EQ(ece_by_chance(p70), ece_by_chance(p70));  // a fixed seed
+  // It shrinks with the number of films, and a miscalibrated model on many films stands above it.
+  std::vector<double> p7000;
+  for (int i = 0; i < 7000; ++i) p7000.push_back((i + 0.5) / 7000.0);
+  const double floor7000 = ece_by_chance(p7000, 0.95, 200);
+  EXPECT_LT(floor7000 * 5.0, ece_by_chance(p70));
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<int> over;  // the model says p, the truth is p squared: over-confident positives
+  for (double q : p7000) over.push_back(u(rng) < q * q ? 1 : 0);
+  EXPECT_GT(expected_calibration_error(p7000, over), 3.0 * floor7000);
+  EXPECT_THROW((void)ece_by_chance(p70, 1.5), std::invalid_argument);
 }
 
 TEST(Youden, HandCases) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <numeric>
+#include <random>
 #include <stdexcept>
 
 namespace hilum::training {
@@ -110,6 +111,25 @@ double expected_calibration_error(const std::vector<double>& probabilities, cons
     ece += count[b] / total * std::abs(positives[b] / count[b] - confidence[b] / count[b]);
   }
   return ece;
+}
+
+double ece_by_chance(const std::vector<double>& probabilities, double quantile, int rounds, std::uint64_t seed, int bins) {
+  if (rounds < 1) throw std::invalid_argument("ece_by_chance: rounds must be >= 1");
+  if (!(quantile >= 0.0 && quantile <= 1.0)) throw std::invalid_argument("ece_by_chance: the quantile must be in [0, 1]");
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::vector<int> labels(probabilities.size());
+  std::vector<double> eces(static_cast<std::size_t>(rounds));
+  for (auto& e : eces) {
+    for (std::size_t i = 0; i < probabilities.size(); ++i) labels[i] = uniform(rng) < probabilities[i] ? 1 : 0;
+    e = expected_calibration_error(probabilities, labels, bins);
+  }
+  std::sort(eces.begin(), eces.end());
+  // The empirical quantile, interpolated between order statistics (NumPy's default).
+  const double at = quantile * static_cast<double>(eces.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(at));
+  const std::size_t hi = std::min(lo + 1, eces.size() - 1);
+  return eces[lo] + (at - static_cast<double>(lo)) * (eces[hi] - eces[lo]);
 }
 
 // Predicted positive when score >= threshold. Candidates are the distinct scores (and the float

@@ -119,6 +119,8 @@ struct PopulationReport {
   EvaluationReport validation;    // calibrated probabilities
   std::vector<double> ece_uncalibrated;  // per finding of `validation`
   std::vector<double> ece_cross_fitted;  // calibration fitted on the other half of the validation patients
+  std::vector<double> ece_by_chance;     // the ECE a perfectly calibrated model shows on these films by chance
+                                         // (95th percentile, training::ece_by_chance): the size's noise floor
 };
 
 struct TrainReport {

@@ -1,6 +1,7 @@
 // Hilum training: validation metrics for versioned models.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -20,6 +21,14 @@ struct Auroc {
 // for binary probabilities: mean predicted probability vs observed positive rate per bin).
 [[nodiscard]] double expected_calibration_error(const std::vector<double>& probabilities, const std::vector<int>& labels,
                                                 int bins = 10);
+
+// The ECE a perfectly calibrated model shows on these probabilities by chance alone: labels drawn
+// `rounds` times as Bernoulli(p) from the probabilities themselves (a fixed seed: the same inputs give
+// the same answer), and the `quantile` of the ECEs they give. On a few dozen films this is itself
+// several hundredths: an observed ECE below it means no miscalibration is detectable at that size,
+// and an ECE goal smaller than it cannot be shown on so few films.
+[[nodiscard]] double ece_by_chance(const std::vector<double>& probabilities, double quantile = 0.95, int rounds = 1000,
+                                   std::uint64_t seed = 1, int bins = 10);
 
 struct Threshold {
   double threshold = 0.5;
