@@ -2,13 +2,14 @@
 # Hilum's masked-autoencoder pre-training step vs PyTorch's, interleaved in rounds.
 #
 #   bench/compare/mae_run.sh [--rounds N] [--variant ti16|s16] [--image-size N] [--batch N]
-#                            [--mask-ratio R] [--steps N] [--precisions "f32 bf16"] [--keep]
+#                            [--mask-ratio R] [--steps N] [--precisions "f32 bf16"] [--threads N] [--keep]
 #
 # Each round runs, per precision, two processes back to back: Hilum (build/bench/bench_mae) and
 # PyTorch (torch_mae_bench.py, eager, torch.autocast for bf16): the same ViT encoder, decoder (128
 # wide, 2 blocks), mask ratio and batch of random images; 1 warm-up step and --steps timed steps of
-# forward + masked norm-pix loss + backward + AdamW on encoder and decoder, 2 threads. Prints the
-# median over the rounds of each process's median images/s and Hilum / PyTorch in the same round.
+# forward + masked norm-pix loss + backward + AdamW on encoder and decoder, 2 threads (--threads:
+# both engines; 1 is steadier on a loaded machine). Prints the median over the rounds of each
+# process's median images/s and Hilum / PyTorch in the same round.
 # Needs build/bench/bench_mae (BENCH_MAE=... for another binary) and Debian's python3-torch.
 set -euo pipefail
 
@@ -19,8 +20,9 @@ BATCH=32
 MASK=0.9
 STEPS=5
 PRECISIONS="f32 bf16"
+THREADS=2
 KEEP=0
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -30,13 +32,14 @@ while [ $# -gt 0 ]; do
     --mask-ratio) MASK="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
     --precisions) PRECISIONS="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "mae_run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for n in "$ROUNDS" "$STEPS" "$BATCH" "$SIZE"; do
-  case "$n" in ''|*[!0-9]*|0) echo "mae_run.sh: --rounds, --steps, --batch and --image-size take positive integers" >&2; exit 2 ;; esac
+for n in "$ROUNDS" "$STEPS" "$BATCH" "$SIZE" "$THREADS"; do
+  case "$n" in ''|*[!0-9]*|0) echo "mae_run.sh: --rounds, --steps, --batch, --image-size and --threads take positive integers" >&2; exit 2 ;; esac
 done
 case "$VARIANT" in ti16|s16) ;; *) echo "mae_run.sh: unknown variant $VARIANT (ti16, s16)" >&2; exit 2 ;; esac
 
@@ -58,7 +61,7 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # shellcheck source=openblas.sh
 . "$HERE/openblas.sh"
-TORCH_ENV=(env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=2)
+TORCH_ENV=(env -u OPENBLAS_CORETYPE OMP_NUM_THREADS="$THREADS")
 TORCH_LABEL="PyTorch $("$PY" -c 'import torch; print(torch.__version__)')"
 if fetch_openblas "$TMP/openblas"; then
   TORCH_ENV+=(LD_LIBRARY_PATH="$OPENBLAS_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
@@ -84,14 +87,14 @@ run() {
 COMMON=(--variant "$VARIANT" --image-size "$SIZE" --batch "$BATCH" --mask-ratio "$MASK" --steps "$STEPS" --warmup 1)
 for r in $(seq 1 "$ROUNDS"); do
   for prec in $PRECISIONS; do
-    run "$r" hilum "$prec" "hilum.$prec.$r" env OMP_NUM_THREADS=2 "$BENCH_MAE" "${COMMON[@]}" --precision "$prec"
-    run "$r" torch "$prec" "torch.$prec.$r" "${TORCH_ENV[@]}" "$PY" "$HERE/torch_mae_bench.py" "${COMMON[@]}" --precision "$prec"
+    run "$r" hilum "$prec" "hilum.$prec.$r" env OMP_NUM_THREADS="$THREADS" "$BENCH_MAE" "${COMMON[@]}" --precision "$prec"
+    run "$r" torch "$prec" "torch.$prec.$r" "${TORCH_ENV[@]}" "$PY" "$HERE/torch_mae_bench.py" "${COMMON[@]}" --threads "$THREADS" --precision "$prec"
   done
 done
 
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "## MAE pre-training step, Hilum vs PyTorch ($(date -u +%Y-%m-%d), $VARIANT at $SIZE, batch $BATCH, mask $MASK, $ROUNDS rounds, $STEPS timed steps each)"
+echo "## MAE pre-training step, Hilum vs PyTorch ($(date -u +%Y-%m-%d), $VARIANT at $SIZE, batch $BATCH, mask $MASK, $THREADS threads, $ROUNDS rounds, $STEPS timed steps each)"
 echo
 "$PY" - "$TMP/results.txt" "$TORCH_LABEL" <<'PYEOF'
 import statistics, sys

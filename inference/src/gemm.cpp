@@ -132,6 +132,7 @@ void pack_f32(const float* w, std::size_t ld, int n, int k, bool by_rows, Packed
   out.n = n;
   out.k = k;
   out.k_steps = k;
+  out.k_stride = k;
   out.panels = (n + kPanel - 1) / kPanel;
   const auto panels = static_cast<std::size_t>(out.panels), steps = static_cast<std::size_t>(k);
   out.bias.assign(panels * kPanel, 0.0f);
@@ -270,15 +271,17 @@ HILUM_AVX512BF16 void convert_rows(const float* x, std::size_t ldx, int k, int r
   }
 }
 
+// The 16-bit words of _mm512_cvtne2ps_pbh(hi, lo) reordered into pairs: word 2j <- word j (lo's
+// element j), word 2j + 1 <- word 16 + j (hi's element j).
+alignas(64) constexpr std::uint16_t kPairOrder[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
 // Pairs along a column: for s in [s0, s1), dst[s * ldd + j] = (bf16(src[2s][j]), bf16(src[2s+1][j]))
 // for j < cols (src has `rows` rows of row stride ld; a missing row 2s+1 counts as zeros), and zero
 // for cols <= j < width (a multiple of 16).
 HILUM_AVX512BF16 void interleave_pairs(const float* src, std::size_t ld, int rows, int cols, int s0, int s1, std::uint32_t* dst,
                                        std::size_t ldd, int width) {
-  // Word 2j <- word j (row 2s), word 2j + 1 <- word 16 + j (row 2s + 1).
-  alignas(64) static constexpr std::uint16_t kOrder[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
-                                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i order = _mm512_load_si512(kOrder);
+  const __m512i order = _mm512_load_si512(kPairOrder);
   for (int s = s0; s < s1; ++s) {
     const float* lo_row = src + static_cast<std::size_t>(2 * s) * ld;
     const float* hi_row = 2 * s + 1 < rows ? lo_row + ld : nullptr;
@@ -294,9 +297,38 @@ HILUM_AVX512BF16 void interleave_pairs(const float* src, std::size_t ld, int row
   }
 }
 
+// Columns [r0, r1) of xt (k rows of row stride ldx) as rows of bfloat16 along k: out row r
+// (row stride ldb elements) holds the pairs (bf16(xt[2s][r]), bf16(xt[2s+1][r])) for s < words,
+// zero past k. By blocks of 16 columns x 16 pairs: each step's 16 pairs are made as in
+// interleave_pairs, then the 16 x 16 block of 32-bit words is transposed through the stack.
+HILUM_AVX512BF16 void transpose_pairs(const float* xt, std::size_t ldx, int k, int r0, int r1, int words, std::uint16_t* out,
+                                      std::size_t ldb) {
+  alignas(64) static constexpr std::int32_t kColumn[16] = {0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240};
+  const __m512i order = _mm512_load_si512(kPairOrder);
+  const __m512i column = _mm512_load_si512(kColumn);
+  alignas(64) std::uint32_t block[16 * 16];
+  for (int r = r0; r < r1; r += 16) {
+    const int cols = std::min(16, r1 - r);
+    const auto m = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
+    for (int s = 0; s < words; s += 16) {
+      for (int i = 0; i < 16; ++i) {
+        const int row = 2 * (s + i);
+        const __m512 lo = row < k ? _mm512_maskz_loadu_ps(m, xt + static_cast<std::size_t>(row) * ldx + r) : _mm512_setzero_ps();
+        const __m512 hi = row + 1 < k ? _mm512_maskz_loadu_ps(m, xt + static_cast<std::size_t>(row + 1) * ldx + r) : _mm512_setzero_ps();
+        const auto both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_store_si512(block + 16 * i, _mm512_permutexvar_epi16(order, both));
+      }
+      for (int j = 0; j < cols; ++j) {
+        const __m512i pairs = _mm512_i32gather_epi32(_mm512_add_epi32(column, _mm512_set1_epi32(j)), block, 4);
+        _mm512_storeu_si512(out + static_cast<std::size_t>(r + j) * ldb + 2 * static_cast<std::size_t>(s), pairs);
+      }
+    }
+  }
+}
+
 // AMX: eight tiles of 16 rows x 64 bytes. Tiles 0-3 accumulate a 32 x 32 block of y (F32), 4-5
 // hold 32 rows of x (16 bf16 pairs each), 6-7 the panel's two halves over 16 k steps; the packed
-// BF16 panel ([k_steps][32] words) is read in place with a row stride of 128 bytes.
+// BF16 panel ([k_stride][32] words, zero past k_steps) is read in place with a row stride of 128 bytes.
 struct alignas(64) TileConfig {
   std::uint8_t palette = 1;
   std::uint8_t start_row = 0;
@@ -366,27 +398,30 @@ void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, Packe
   out.n = n;
   out.k = k;
   out.k_steps = (k + 1) / 2;
+  out.k_stride = (out.k_steps + 15) / 16 * 16;
   out.panels = (n + kPanel - 1) / kPanel;
-  const auto panels = static_cast<std::size_t>(out.panels), steps = static_cast<std::size_t>(out.k_steps);
+  const auto panels = static_cast<std::size_t>(out.panels), steps = static_cast<std::size_t>(out.k_steps),
+             stride = static_cast<std::size_t>(out.k_stride);
   out.bias.assign(panels * kPanel, 0.0f);
-  out.bf16.resize(panels * steps * kPanel);
+  out.bf16.resize(panels * stride * kPanel);
   out.f32.clear();
 #if HILUM_X86
   if (!cpu_has_avx512_bf16()) throw std::logic_error("gemm::pack_bf16: this CPU has no AVX512_BF16");
-  // Rows of one panel in bfloat16 (by_rows): row stride a multiple of 32 elements.
-  const std::size_t ldb = (2 * steps + 31) / 32 * 32;
+  // Rows of one panel in bfloat16 (by_rows): row stride a multiple of 32 elements (2 * stride).
+  const std::size_t ldb = 2 * stride;
   const auto pack_panel = [&](std::size_t p, std::uint16_t* rows) {
     const std::size_t col0 = p * kPanel, cols = std::min<std::size_t>(kPanel, static_cast<std::size_t>(n) - col0);
-    std::uint32_t* dst = out.bf16.data() + p * steps * kPanel;
+    std::uint32_t* dst = out.bf16.data() + p * stride * kPanel;
     if (by_rows) {
-      // Each row's bfloat16 sequence read as 32-bit words is its pairs along k.
+      // Each row's bfloat16 sequence read as 32-bit words is its pairs along k (zero past k).
       convert_rows(w + col0 * ld, ld, k, 0, static_cast<int>(cols), rows, ldb);
       for (std::size_t j = 0; j < kPanel; ++j) {
         const auto* row = reinterpret_cast<const std::uint32_t*>(rows + j * ldb);
-        for (std::size_t st = 0; st < steps; ++st) dst[st * kPanel + j] = j < cols ? row[st] : 0u;
+        for (std::size_t st = 0; st < stride; ++st) dst[st * kPanel + j] = j < cols ? row[st] : 0u;
       }
     } else {
       interleave_pairs(w + col0, ld, k, static_cast<int>(cols), 0, static_cast<int>(steps), dst, kPanel, kPanel);
+      std::fill(dst + steps * kPanel, dst + stride * kPanel, 0u);
     }
   };
   const int nthreads =
@@ -421,44 +456,29 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
 #if HILUM_X86
   if (m <= 0 || w.n <= 0) return;
   const bool bf16 = w.format == Format::BF16;
-  // AMX: blocks of 32 rows x one panel, k in whole tiles (16 pairs).
-  const bool amx = bf16 && !x_transposed && w.k_steps % 16 == 0 && amx_enabled() && cpu_has_amx_bf16();
+  // AMX: blocks of 32 rows x one panel, k in whole tiles of 16 pairs (the panels are zero-padded).
+  const bool amx = bf16 && amx_enabled() && cpu_has_amx_bf16();
   const int tile_rows = amx ? 32 : kMaxRows;
   const int tiles = (m + tile_rows - 1) / tile_rows;
 #ifdef _OPENMP
   if (omp_in_parallel()) threads = 1;
 #endif
   threads = std::max(1, std::min(threads, w.panels * tiles));
-  // BF16 input: row stride a multiple of 32 elements, plus 32 so that rows do not share cache sets.
-  // Transposed: k_steps rows of m pairs (32-bit words), row stride ldt words (a multiple of 16, plus 16).
+  // BF16 input by rows: row stride a multiple of 32 elements, plus 32 so that rows do not share cache
+  // sets. Transposed without AMX: k_steps rows of m pairs (32-bit words), row stride ldt words (a
+  // multiple of 16, plus 16).
   const std::size_t ldb = static_cast<std::size_t>((2 * w.k_steps + 31) / 32 * 32 + 32);
   const std::size_t ldt = static_cast<std::size_t>((m + 15) / 16 * 16 + 16);
-  std::uint16_t* xb = nullptr;
-  if (bf16) {
-    // AMX reads whole 16-row tiles: rows up to the next multiple of 32 exist (their values unused).
-    const std::size_t units = x_transposed ? 2 * ldt * static_cast<std::size_t>(w.k_steps)
-                                           : static_cast<std::size_t>(tiles * tile_rows) * ldb;
-    if (t_bf16_input.size() < units) t_bf16_input.resize(units);
-    xb = t_bf16_input.data();
-  }
-  // Work split: by panels when there are enough of them, else by row tiles.
-  const bool by_panels = w.panels >= 2 * threads || w.panels >= tiles;
+  const bool pairs_by_column = bf16 && x_transposed && !amx;
+  // AMX reads whole 16-row tiles: rows up to the next multiple of 32 exist (their values unused).
+  const std::size_t units = !bf16 ? 0
+                            : pairs_by_column ? 2 * ldt * static_cast<std::size_t>(w.k_steps)
+                                              : static_cast<std::size_t>(tiles * tile_rows) * ldb;
+  // Work split: F32 by panels when there are enough of them, else by row tiles. BF16 by row tiles
+  // when there are enough of them: each thread then converts only its own rows of x (split by
+  // panels, every thread converts all of x).
+  const bool by_panels = bf16 ? !(tiles >= 2 * threads || tiles >= w.panels) : (w.panels >= 2 * threads || w.panels >= tiles);
   const auto run = [&](int t, int nthreads) {
-    if (bf16) {
-      if (x_transposed) {
-        const int s0 = static_cast<int>(static_cast<long>(w.k_steps) * t / nthreads);
-        const int s1 = static_cast<int>(static_cast<long>(w.k_steps) * (t + 1) / nthreads);
-        interleave_pairs(x, ldx, w.k, m, s0, s1, reinterpret_cast<std::uint32_t*>(xb), ldt, static_cast<int>(ldt));
-      } else {
-        const int r0 = static_cast<int>(static_cast<long>(m) * t / nthreads), r1 = static_cast<int>(static_cast<long>(m) * (t + 1) / nthreads);
-        convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
-      }
-#ifdef _OPENMP
-      if (nthreads > 1) {
-#pragma omp barrier
-      }
-#endif
-    }
     int p0 = 0, p1 = w.panels, t0 = 0, t1 = tiles;
     if (by_panels) {
       p0 = w.panels * t / nthreads;
@@ -467,7 +487,22 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
       t0 = tiles * t / nthreads;
       t1 = tiles * (t + 1) / nthreads;
     }
-    const auto steps = static_cast<std::size_t>(w.k_steps);
+    // Each thread converts the rows of x its tiles read (all of them when split by panels) into its
+    // own buffer, so no thread waits for another.
+    std::uint16_t* xb = nullptr;
+    if (bf16) {
+      if (t_bf16_input.size() < units) t_bf16_input.resize(units);
+      xb = t_bf16_input.data();
+      const int r0 = t0 * tile_rows, r1 = std::min(m, t1 * tile_rows);
+      if (pairs_by_column) {
+        interleave_pairs(x + r0, ldx, w.k, r1 - r0, 0, w.k_steps, reinterpret_cast<std::uint32_t*>(xb) + r0, ldt, (r1 - r0 + 15) / 16 * 16);
+      } else if (x_transposed) {
+        transpose_pairs(x, ldx, w.k, r0, r1, w.k_stride, xb, ldb);
+      } else {
+        convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
+      }
+    }
+    const auto stride = static_cast<std::size_t>(w.k_stride);
     // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while this thread's panels pass.
     const std::size_t row_bytes = bf16 ? ldb * 2 : static_cast<std::size_t>(w.k) * 4;
     const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * static_cast<std::size_t>(tile_rows))));
@@ -486,12 +521,12 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
           const int rows = std::min(tile_rows, m - row0);
           float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
           if (amx) {
-            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps,
+            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel, w.k_stride,
                       amx_out);
             amx_store(amx_out, rows, c, ldy, bias, accumulate, m0, m1);
           } else if (bf16) {
             const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
-            const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * steps * kPanel;
+            const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel;
             if (x_transposed) {
               kTilesBF16T[static_cast<std::size_t>(rows - 1)](words + row0, ldt, packed, w.k_steps, c, ldy, bias, accumulate, m0, m1);
             } else {
@@ -500,7 +535,7 @@ void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, co
             }
           } else {
             (x_transposed ? kTilesF32T : kTilesF32)[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * (x_transposed ? 1 : ldx), ldx,
-                                                          w.f32.data() + static_cast<std::size_t>(p) * steps * kPanel, w.k_steps, c, ldy, bias,
+                                                          w.f32.data() + static_cast<std::size_t>(p) * stride * kPanel, w.k_steps, c, ldy, bias,
                                                           accumulate, m0, m1);
           }
           if (activation != Activation::None) gelu_inplace(c, ldy, rows, cols, activation == Activation::GeluTanh);

@@ -40,7 +40,8 @@ constexpr int kPanel = 32;  // output columns per packed panel (two zmm register
 bool cpu_has_avx512();       // avx512f + avx512bw + avx512vl + avx512dq, and the OS saves zmm state
 bool cpu_has_avx512_bf16();  // the above + avx512_bf16
 // AMX (amx_tile + amx_bf16) present and granted by the kernel (arch_prctl XCOMP_PERM); BF16 products
-// whose k is a multiple of 32 then run on 16 x 16 tiles (TDPBF16PS), F32 accumulation as vdpbf16ps.
+// (x given by rows or transposed, any k: the packed panels are zero-padded to whole tiles) then run
+// on 16 x 16 tiles (TDPBF16PS), F32 accumulation as vdpbf16ps.
 bool cpu_has_amx_bf16();
 // Turns the AMX path off (true by default; HILUM_AMX=0 in the environment starts it off): for tests
 // and benchmarks that compare it with the AVX-512 BF16 kernel.
@@ -63,8 +64,11 @@ struct PackedWeights {
   int k = 0;       // inputs
   int panels = 0;  // ceil(n / 32)
   int k_steps = 0; // F32: k; BF16: ceil(k / 2) pairs
+  // Steps stored per panel: F32 k_steps; BF16 k_steps rounded up to a multiple of 16 (zero pairs
+  // after k_steps), so that AMX tiles of 16 pairs cover any k.
+  int k_stride = 0;
   AlignedVector<float> f32;         // [panel][k][32]
-  AlignedVector<std::uint32_t> bf16;  // [panel][k_steps][32]
+  AlignedVector<std::uint32_t> bf16;  // [panel][k_stride][32]
   AlignedVector<float> bias;          // panels * 32, zero-padded
   [[nodiscard]] std::size_t bytes() const { return f32.size() * 4 + bf16.size() * 4 + bias.size() * 4; }
 };
@@ -84,14 +88,16 @@ void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, Packe
 enum class Activation { None, Gelu, GeluTanh };
 
 // y[m x n] (row stride ldy) = (accumulate ? y : 0) + x[m x k] (row stride ldx) W^T + b, then the
-// activation. Runs on up to `threads` OpenMP threads (split by panels); 1 thread when called from
-// inside a parallel region. BF16 converts x to bfloat16 first (into a per-thread buffer).
+// activation. Runs on up to `threads` OpenMP threads (split by panels or by row blocks); 1 thread
+// when called from inside a parallel region. BF16: each thread converts the rows of x it reads to
+// bfloat16 into its own buffer (no barrier between conversion and products).
 // Requires cpu_has_avx512() (F32) or cpu_has_avx512_bf16() (BF16).
 void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
               Activation activation, int threads);
 
-// The same product with x given transposed: xt is k x m (row stride ldxt), so y = xt^T W^T + b.
-// BF16 converts xt into bfloat16 pairs along k (rows 2s and 2s+1 interleaved) first.
+// The same product with x given transposed: xt is k x m (row stride ldxt), so y = xt^T W^T + b
+// (the trainer's dW = dY^T X). BF16 with AMX transposes xt into bfloat16 rows of x as it converts;
+// without AMX it interleaves xt's rows 2s and 2s+1 into bfloat16 pairs along k.
 void multiply_transposed(const float* xt, std::size_t ldxt, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
                          int threads);
 

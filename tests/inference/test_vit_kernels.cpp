@@ -9,6 +9,10 @@
 #include <random>
 #include <string>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "gemm.hpp"
 #include "hilum/inference/matmul.hpp"
 #include "hilum/inference/safetensors.hpp"
@@ -171,6 +175,84 @@ TEST(Matmul, ThreeProductsMatchDoubleLoops) {
   std::vector<float> padded(8, 5.0f);
   inf::matmul_abt(nullptr, 2, 0, nullptr, 3, bias.data(), padded.data(), true, inf::Precision::F32, {0, 0, 4});
   EXPECT_EQ(padded, (std::vector<float>{6, 7, 8, 5, 6, 7, 8, 5}));
+}
+
+// The trainer's three BF16 products (A B^T + bias, A B, and A^T B: its forward, dX = dY W and
+// dW = dY^T X) on the AMX tiles and on the AVX-512 BF16 kernel, on shapes of the MAE step (20
+// tokens per image, 21 and 197 for k that is no whole tile, 6 images' rows for dW's k), with 1 and
+// 2 threads: each against double loops on the bfloat16-rounded operands (summation order only) and
+// against the F32 product (within bfloat16's rounding of both operands); and AMX must really
+// have run for each product: its sums differ in the last bits from the AVX-512 kernel's.
+TEST(Matmul, BF16ProductsOnAmxMatchRoundedLoopsAndF32) {
+  if (!inf::matmul_available() || inf::available_precision(inf::Precision::BF16) != inf::Precision::BF16)
+    GTEST_SKIP() << "this CPU has no AVX512_BF16: BF16 runs as F32";
+  const bool has_amx = gemm::cpu_has_amx_bf16();
+#ifdef _OPENMP
+  const int saved_threads = omp_get_max_threads();
+#endif
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const auto fill = [&](std::size_t n) {
+    std::vector<float> v(n);
+    for (float& f : v) f = dist(rng);
+    return v;
+  };
+  const auto round = [](float x) { return static_cast<double>(gemm::from_bf16(gemm::to_bf16(x))); };
+  const std::vector<Shape> shapes = {{20, 576, 192}, {40, 192, 768}, {20, 64, 20}, {21, 64, 21}, {197, 128, 64}, {64, 33, 197}, {192, 128, 120}};
+  for (int which = 0; which < 3; ++which) {
+    double amx_vs_avx512 = 0.0;
+    for (const Shape& s : shapes) {
+      // which 0: A m x k, B n x k (+ bias); 1: A m x k, B k x n; 2: A k x m, B k x n.
+      const std::size_t mm = static_cast<std::size_t>(s.m), nn = static_cast<std::size_t>(s.n), kk = static_cast<std::size_t>(s.k);
+      const std::vector<float> a = fill(mm * kk), b = fill(nn * kk), bias = fill(nn);
+      const auto product = [&](inf::Precision precision) {
+        std::vector<float> c(mm * nn);
+        if (which == 0) inf::matmul_abt(a.data(), s.m, s.k, b.data(), s.n, bias.data(), c.data(), false, precision);
+        else if (which == 1) inf::matmul_ab(a.data(), s.m, s.k, b.data(), s.n, c.data(), false, precision);
+        else inf::matmul_atb(a.data(), s.k, s.m, b.data(), s.n, c.data(), false, precision);
+        return c;
+      };
+      const std::vector<float> f32 = product(inf::Precision::F32);
+      std::vector<std::vector<float>> runs;
+      for (const bool amx : {true, false}) {
+        gemm::set_amx_enabled(amx);
+        for (const int threads : {1, 2}) {
+#ifdef _OPENMP
+          omp_set_num_threads(threads);
+#endif
+          runs.push_back(product(inf::Precision::BF16));
+        }
+      }
+      gemm::set_amx_enabled(true);
+#ifdef _OPENMP
+      omp_set_num_threads(saved_threads);
+#endif
+      const std::string what = "product " + std::to_string(which) + " m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k);
+      for (std::size_t r = 0; r < runs.size(); ++r) {
+        const std::vector<float>& c = runs[r];
+        for (std::size_t i = 0; i < mm; ++i) {
+          for (std::size_t j = 0; j < nn; ++j) {
+            double want = which == 0 ? bias[j] : 0.0, mag = std::abs(want);
+            for (std::size_t t = 0; t < kk; ++t) {
+              const double x = which == 2 ? a[t * mm + i] : a[i * kk + t], y = which == 0 ? b[j * kk + t] : b[t * nn + j];
+              want += round(static_cast<float>(x)) * round(static_cast<float>(y));
+              mag += std::abs(x * y);
+            }
+            const double got = c[i * nn + j];
+            ASSERT_NEAR(got, want, 1e-6 * (mag + 1.0)) << what << (r < 2 ? " AMX" : " AVX-512") << " at (" << i << ", " << j << ")";
+            // Both operands rounded to 8 significant bits: at most 2^-8 of the magnitude (plus F32's rounding).
+            ASSERT_NEAR(got, f32[i * nn + j], 0x1p-8 * mag + 1e-5 * (mag + 1.0)) << what << ": BF16 against F32 at (" << i << ", " << j << ")";
+          }
+        }
+      }
+      EXPECT_EQ(runs[0], runs[1]) << what << ": AMX gave other results on 2 threads";
+      for (std::size_t i = 0; i < runs[0].size(); ++i)
+        amx_vs_avx512 = std::max(amx_vs_avx512, static_cast<double>(std::abs(runs[0][i] - runs[2][i])));
+    }
+    if (has_amx) {
+      EXPECT_GT(amx_vs_avx512, 0.0) << "product " << which << ": AMX and AVX-512 gave identical bits: AMX did not run";
+    }
+  }
 }
 
 TEST(GemmKernel, BF16MatchesNaiveProductOnRoundedInputs) {
