@@ -6,6 +6,7 @@
 #include <QLabel>
 #include <QPainter>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSplitter>
 #include <QTableWidget>
 #include <QVBoxLayout>
@@ -48,6 +49,7 @@ ForestPlot::ForestPlot(QWidget* parent) : QWidget(parent) {
 
 void ForestPlot::set_rows(std::vector<ForestRow> rows) {
   rows_ = std::move(rows);
+  setMinimumHeight(sizeHint().height());
   updateGeometry();
   update();
 }
@@ -179,15 +181,23 @@ AgreementWindow::AgreementWindow(Session* session, QWidget* parent) : QDialog(pa
   table_->setAlternatingRowColors(true);
   table_->verticalHeader()->hide();
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
-  table_->horizontalHeader()->setStretchLastSection(true);
-  plot_ = new ForestPlot(split);
+  table_->horizontalHeader()->setSectionResizeMode(1, QHeaderView::Stretch);
+  // The plot keeps its rows' height and scrolls when there are many reader pairs.
+  auto* scroll = new QScrollArea(split);
+  scroll->setObjectName("agreementPlotScroll");
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  plot_ = new ForestPlot;
+  scroll->setWidget(plot_);
   split->addWidget(table_);
-  split->addWidget(plot_);
+  split->addWidget(scroll);
+  split->setStretchFactor(0, 2);
+  split->setStretchFactor(1, 3);
   layout->addWidget(split, 1);
 
   connect(finding_, &QComboBox::currentIndexChanged, this, [this](int i) { show_finding(i); });
   connect(refresh_, &QPushButton::clicked, this, [this] { refresh(); });
-  resize(820, 680);
+  resize(860, 760);
   refresh();
 }
 
@@ -271,7 +281,10 @@ void AgreementWindow::show_finding(int index) {
     if (v.low && v.high) interval->setData(Qt::UserRole, QVariantList{*v.low, *v.high});
     auto* images = new QTableWidgetItem(QString::number(v.images));
     images->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
-    for (auto* item : {name, who, value, interval, images}) item->setForeground(kind_colour(kind).darker(v.value ? 140 : 100));
+    name->setForeground(kind_colour(kind).darker(140));
+    if (!v.value) {
+      for (auto* item : {name, who, value, interval, images}) item->setForeground(palette().color(QPalette::Disabled, QPalette::Text));
+    }
     table_->setItem(r, 0, name);
     table_->setItem(r, 1, who);
     table_->setItem(r, 2, value);
