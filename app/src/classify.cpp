@@ -352,7 +352,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
   // Decoding on one thread per core, two batches ahead, while this thread runs the model and writes
   // the catalog.
   const int workers = static_cast<int>(std::max(1u, std::min(4u, std::thread::hardware_concurrency())));
-  Prefetcher prefetch(images, size, model_input_cache_dir(catalog.path()), 2 * static_cast<std::size_t>(batch_size), workers);
+  Prefetcher prefetch(images, size, model_input_cache_dir(catalog.local_path()), 2 * static_cast<std::size_t>(batch_size), workers);
   auto t0 = std::chrono::steady_clock::now();
   for (std::size_t start = 0; start < images.size(); start += static_cast<std::size_t>(batch_size)) {
     if (cancel != nullptr && cancel->load()) return Error{ErrorKind::Interrupted, "classification cancelled"};

@@ -257,7 +257,7 @@ constexpr const char* kModelsFolderSetting = "models_folder";
 // pair can be moved together). Two catalogs in one folder never share it. Versions made before
 // (in "models/") keep working: the catalog records each version's path.
 Result<fs::path> models_dir(Catalog& catalog) {
-  const fs::path folder = catalog.path().parent_path();
+  const fs::path folder = catalog.local_folder();
   auto recorded = catalog.setting(kModelsFolderSetting);
   if (!recorded) return recorded.error();
   std::error_code ec;
@@ -267,7 +267,7 @@ Result<fs::path> models_dir(Catalog& catalog) {
     if (ec) return Error{ErrorKind::Io, "cannot create the models folder " + dir.string() + ": " + ec.message()};
     return dir;
   }
-  const std::string stem = catalog.path().stem().string();
+  const std::string stem = catalog.local_path().stem().string();
   fs::create_directories(folder, ec);
   for (int n = 1; n <= 1000; ++n) {
     const std::string name = stem + ".models" + (n == 1 ? std::string() : "-" + std::to_string(n));
@@ -282,7 +282,7 @@ Result<fs::path> models_dir(Catalog& catalog) {
     }
     return folder / name;
   }
-  return Error{ErrorKind::Io, "no free name for the models folder of " + catalog.path().string()};
+  return Error{ErrorKind::Io, "no free name for the models folder in " + catalog.local_folder().string()};
 }
 
 // Writes the model folder (weights, and its calibration and domain reference when it has them)

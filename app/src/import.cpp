@@ -505,14 +505,14 @@ class Importer {
 
 ReceivedFile Importer::receive(const fs::path& file) {
   record_items_ = false;
-  if (options_.store.empty()) options_.store = catalog_.path().parent_path() / "store";
+  if (options_.store.empty()) options_.store = catalog_.local_folder() / "store";
   options_.store = absolute_path(options_.store);
   WorkContext ctx;
   ctx.store = options_.store;
   ctx.thumbnail_side = options_.thumbnail_side;
   ctx.received = true;
   ctx.model_input = options_.model_input;  // the model's input too, from the pixels decoded here
-  ctx.cache_dir = model_input_cache_dir(catalog_.path());
+  ctx.cache_dir = model_input_cache_dir(catalog_.local_path());
   const PendingFile pending{file.string(), 0, false};
   WorkResult result;
   try {
@@ -796,7 +796,7 @@ void Importer::process(std::vector<PendingFile> pending) {
   ctx.store = options_.store;
   ctx.thumbnail_side = options_.thumbnail_side;
   ctx.model_input = options_.model_input;
-  ctx.cache_dir = model_input_cache_dir(catalog_.path());
+  ctx.cache_dir = model_input_cache_dir(catalog_.local_path());
 
   // Shared with the workers, guarded by `mutex`.
   std::mutex mutex;
@@ -933,7 +933,7 @@ ImportReport Importer::run(const std::vector<fs::path>& inputs) {
     report_.error = Error{ErrorKind::Invalid, "nothing to import: no file or folder given"};
     return std::move(report_);
   }
-  if (options_.copy_to_store && options_.store.empty()) options_.store = catalog_.path().parent_path() / "store";
+  if (options_.copy_to_store && options_.store.empty()) options_.store = catalog_.local_folder() / "store";
   if (!options_.store.empty()) options_.store = absolute_path(options_.store);
 
   std::vector<PendingFile> pending;

@@ -24,7 +24,7 @@ namespace hilum::app {
 namespace {
 
 fs::path store_folder(const Catalog& catalog, const ImportOptions& options) {
-  return options.store.empty() ? catalog.path().parent_path() / "store" : options.store;
+  return options.store.empty() ? catalog.local_folder() / "store" : options.store;
 }
 
 }  // namespace

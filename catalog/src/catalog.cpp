@@ -127,6 +127,15 @@ fs::path default_catalog_path() {
   return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "Hilum" / "hilum.db";
 }
 
+fs::path server_catalog_folder(const std::string& key) {
+  if (const char* env = std::getenv("HILUM_DATA_DIR"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return fs::path(xdg) / "Hilum" / "postgresql" / key;
+  }
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "Hilum" / "postgresql" / key;
+}
+
 // ---- Regions -----------------------------------------------------------------------------
 
 std::string Region::to_json() const {
@@ -487,6 +496,8 @@ Catalog& Catalog::operator=(Catalog&&) noexcept = default;
 Catalog::~Catalog() = default;
 
 const fs::path& Catalog::path() const { return impl_->path; }
+const fs::path& Catalog::local_path() const { return impl_->local_path; }
+fs::path Catalog::local_folder() const { return impl_->local_path.parent_path(); }
 int Catalog::schema_version() const { return impl_->schema_version; }
 sqlite3* Catalog::handle() { return impl_->db->sqlite_handle(); }
 const std::string& Catalog::reader() const { return impl_->reader; }
@@ -501,6 +512,8 @@ Result<Catalog> Catalog::open(const fs::path& path, Mode mode) {
   impl->owner = std::move(opened->db);
   impl->db = impl->owner.get();
   impl->reader = impl->db->reader();
+  impl->local_path = path;
+  if (const std::string key = impl->db->location_key(); !key.empty()) impl->local_path = server_catalog_folder(key) / "catalog";
   return Catalog(std::move(impl));
 }
 

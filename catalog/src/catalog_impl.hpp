@@ -15,6 +15,7 @@ struct Catalog::Impl {
   std::unique_ptr<sql::Database> owner;
   sql::Database* db = nullptr;  // owner.get()
   std::filesystem::path path;
+  std::filesystem::path local_path;  // Catalog::local_path()
   std::string reader;           // the OS user (SQLite) or the database role (PostgreSQL)
   int schema_version = 0;
   int depth = 0;  // transaction nesting

@@ -63,6 +63,9 @@ class Database {
     (void)table;
     return std::nullopt;
   }
+  // A server catalog's name for its local files (PostgreSQL: "<host>_<port>_<database>" of the
+  // connection, every character outside [A-Za-z0-9.-] made '_'); empty for a file catalog.
+  [[nodiscard]] virtual std::string location_key() { return {}; }
   // The raw SQLite connection (tests only); nullptr on other engines.
   [[nodiscard]] virtual sqlite3* sqlite_handle() { return nullptr; }
 };

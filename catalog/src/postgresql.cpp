@@ -6,8 +6,11 @@
 //  - per-reader ownership: a role inserts label events as itself (author = current_user) and
 //    records itself as the one who entered them (recorded_by), unless it is a member of
 //    hilum_importer (importing a colleague's labels: author may differ) or owns the catalog
-//    (moving a catalog over with `catalog migrate` keeps who entered what).
-// The reader is the database role (current_user). A connection lost mid-session gives a clear
+//    (moving a catalog over with `catalog migrate` keeps who entered what);
+//  - adjudications (label events of kind 'adjudication') only by members of hilum_adjudicator
+//    (or the catalog's owner).
+// The schema has its own revisions (pg_migrations(), upgraded in a transaction on opening; a newer
+// one is refused). The reader is the database role (current_user). A connection lost mid-session gives a clear
 // error; the next statement outside a transaction reconnects.
 #include <libpq-fe.h>
 
@@ -235,6 +238,21 @@ class PgDatabase final : public Database {
     return exec("SELECT setval(pg_get_serial_sequence('" + table + "', 'id'), coalesce((SELECT max(id) FROM " + table +
                     "), 0) + 1, false)",
                 "copying " + table);
+  }
+  std::string location_key() override {
+    // What the connection actually reached (libpq's defaults filled in: a socket folder, 5432, the user's name).
+    const auto part = [](const char* v, const char* fallback) {
+      std::string in = v != nullptr && *v != '\0' ? v : fallback;
+      if (in.size() > 80) in = in.substr(in.size() - 80);  // a long socket folder: its end names it
+      std::string out;
+      for (const char c : in) {
+        const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+        out.push_back(keep ? c : '_');
+      }
+      if (out.front() == '.') out.front() = '_';  // never ".", "..", nor a hidden folder
+      return out;
+    };
+    return part(PQhost(conn_), "localhost") + "_" + part(PQport(conn_), "5432") + "_" + part(PQdb(conn_), "postgres");
   }
   std::string reader() override {
     Stmt s(this, "SELECT current_user");
@@ -552,6 +570,71 @@ BEGIN
 END $$;
 )SQL";
 
+// ---- Revisions of the PostgreSQL schema -----------------------------------------------------------
+// The PostgreSQL schema has its own revisions (its rules and rights, which SQLite has not), upgraded
+// as SQLite's catalog_migrations() are: in order, in the transaction that opens the catalog.
+// Revision 1 is kSchema + the label views + kRules at catalog schema 5 (the first release); it
+// stores no revision (hilum_catalog had no pg_revision column). Each later step ends by recording
+// its revision (and, when it changes tables, the catalog schema it brings the catalog to). Never
+// edit a released step: add one.
+
+// Revision 2: only members of hilum_adjudicator (or the catalog's owner) record adjudications.
+constexpr const char* kRevision2 = R"SQL(
+ALTER TABLE hilum_catalog ADD COLUMN pg_revision INTEGER NOT NULL DEFAULT 1;
+CREATE FUNCTION hilum_adjudicator_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER')
+     OR (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hilum_adjudicator')
+         AND pg_has_role(current_user, 'hilum_adjudicator', 'MEMBER')) THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'role % may not record adjudications (an administrator grants it: GRANT hilum_adjudicator TO %)',
+    current_user, current_user USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER label_events_adjudicator BEFORE INSERT ON label_events FOR EACH ROW
+  WHEN (NEW.kind = 'adjudication') EXECUTE FUNCTION hilum_adjudicator_only();
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hilum_adjudicator') THEN CREATE ROLE hilum_adjudicator NOLOGIN; END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'the role hilum_adjudicator could not be created (no CREATEROLE right)';
+END $$;
+UPDATE hilum_catalog SET pg_revision = 2;
+)SQL";
+
+const std::vector<const char*>& pg_migrations() {  // [i] upgrades revision i + 1 to i + 2
+  static const std::vector<const char*> steps{kRevision2};
+  return steps;
+}
+
+struct StoredVersion {
+  int schema = 0;
+  int revision = 1;
+};
+
+// The catalog's schema and revision; nullopt when the database holds no catalog.
+Result<std::optional<StoredVersion>> stored_version(Database* db, const std::string& where) {
+  Stmt s(db, "SELECT to_regclass('hilum_catalog') IS NOT NULL");
+  if (!s.step()) return s.error() ? *s.error() : Error{ErrorKind::Io, where + ": no answer"};
+  if (s.int64(0) == 0) return std::optional<StoredVersion>();
+  Stmt has(db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hilum_catalog'::regclass AND attname = 'pg_revision' "
+               "AND NOT attisdropped");
+  if (!has.step()) return has.error() ? *has.error() : Error{ErrorKind::Io, where + ": no answer"};
+  Stmt v(db, has.int64(0) > 0 ? "SELECT max(schema_version), max(pg_revision) FROM hilum_catalog"
+                              : "SELECT max(schema_version), 1 FROM hilum_catalog");
+  if (!v.step()) return v.error() ? *v.error() : Error{ErrorKind::Io, where + ": no answer"};
+  return std::optional<StoredVersion>(StoredVersion{static_cast<int>(v.int64(0)), static_cast<int>(v.int64(1))});
+}
+
+// Runs the steps after revision `from`, inside the caller's transaction.
+std::optional<Error> upgrade(Database* db, int from, const std::string& what) {
+  const auto& steps = pg_migrations();
+  for (auto i = static_cast<std::size_t>(from - 1); i < steps.size(); ++i) {
+    if (auto e = db->exec(steps[i], what)) return e;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool is_postgresql_url(std::string_view location) {
@@ -574,53 +657,64 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
     if (auto e = db->exec("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", where)) return *e;
   }
   const int latest = Catalog::latest_schema_version();
-  const auto version = [&]() -> Result<std::optional<int>> {
-    Stmt s(db.get(), "SELECT to_regclass('hilum_catalog') IS NOT NULL");
-    if (!s.step()) return s.error() ? *s.error() : Error{ErrorKind::Io, where + ": no answer"};
-    if (s.int64(0) == 0) return std::optional<int>();
-    Stmt v(db.get(), "SELECT max(schema_version) FROM hilum_catalog");
-    if (!v.step()) return v.error() ? *v.error() : Error{ErrorKind::Io, where + ": no answer"};
-    return std::optional<int>(static_cast<int>(v.int64(0)));
-  };
-  auto found = version();
+  const int latest_revision = 1 + static_cast<int>(pg_migrations().size());
+  auto found = stored_version(db.get(), where);
   if (!found) return found.error();
+  const auto rollback = [&](Error e) -> Result<Opened> {
+    (void)db->exec("ROLLBACK", where);
+    return e;
+  };
   if (!found->has_value()) {
     if (mode != Catalog::Mode::ReadWriteCreate) return Error{ErrorKind::CannotOpen, "no Hilum catalog in " + shown_url(url)};
     // Two sessions creating the schema at once: the lock makes the second one find it made.
     if (auto e = db->exec(kBegin, where)) return *e;
-    auto again = version();
-    if (!again) {
-      (void)db->exec("ROLLBACK", where);
-      return again.error();
-    }
+    auto again = stored_version(db.get(), where);
+    if (!again) return rollback(again.error());
     if (!again->has_value()) {
       Stmt tables(db.get(), "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
-      if (!tables.step()) {
-        (void)db->exec("ROLLBACK", where);
-        return tables.error() ? *tables.error() : Error{ErrorKind::Io, where};
-      }
+      if (!tables.step()) return rollback(tables.error() ? *tables.error() : Error{ErrorKind::Io, where});
       if (tables.int64(0) > 0) {
-        (void)db->exec("ROLLBACK", where);
-        return Error{ErrorKind::Corrupt, shown_url(url) + " holds tables but no Hilum catalog; it was left untouched "
-                                                          "(give Hilum an empty database)"};
+        return rollback(Error{ErrorKind::Corrupt, shown_url(url) + " holds tables but no Hilum catalog; it was left untouched "
+                                                                   "(give Hilum an empty database)"});
       }
+      // Revision 1 (catalog schema 5), then every revision after it: a new catalog takes the same path as an old one.
       const std::string findings = builtin_findings_sql("'" + utc_now() + "'");
       for (const std::string& step : {std::string(kSchema), label_views_sql(), std::string(kRules), findings,
-                                      "INSERT INTO hilum_catalog(schema_version) VALUES (" + std::to_string(latest) + ")"}) {
-        if (auto e = db->exec(step, "creating the catalog in " + shown_url(url))) {
-          (void)db->exec("ROLLBACK", where);
-          return *e;
-        }
+                                      std::string("INSERT INTO hilum_catalog(schema_version) VALUES (5)")}) {
+        if (auto e = db->exec(step, "creating the catalog in " + shown_url(url))) return rollback(*e);
       }
+      if (auto e = upgrade(db.get(), 1, "creating the catalog in " + shown_url(url))) return rollback(*e);
     }
     if (auto e = db->exec("COMMIT", where)) return *e;
     return Opened{std::move(db), latest};
   }
-  const int v = **found;
-  if (v > latest) {
-    return Error{ErrorKind::NewerSchema, shown_url(url) + " was written by a newer Hilum (catalog schema " + std::to_string(v) +
-                                             ", this version knows " + std::to_string(latest) + "); it was left untouched"};
+  const auto refuse_newer = [&](const StoredVersion& v) -> std::optional<Error> {
+    if (v.schema <= latest && v.revision <= latest_revision) return std::nullopt;
+    return Error{ErrorKind::NewerSchema, shown_url(url) + " was written by a newer Hilum (catalog schema " + std::to_string(v.schema) +
+                                             ", PostgreSQL revision " + std::to_string(v.revision) + "; this version knows schema " +
+                                             std::to_string(latest) + ", revision " + std::to_string(latest_revision) +
+                                             "); it was left untouched: use a Hilum at least as new as the one that wrote it"};
+  };
+  if (auto e = refuse_newer(**found)) return *e;
+  if ((*found)->revision < latest_revision && mode != Catalog::Mode::ReadOnly) {
+    // Upgraded in one transaction under the catalog's write lock: another session that upgraded first
+    // is seen after the lock, and a failing step leaves the catalog as it was.
+    if (auto e = db->exec(kBegin, where)) return *e;
+    auto again = stored_version(db.get(), where);
+    if (!again) return rollback(again.error());
+    if (!again->has_value()) return rollback(Error{ErrorKind::Corrupt, shown_url(url) + ": the catalog's version table went away"});
+    if (auto e = refuse_newer(**again)) return rollback(*e);
+    const int from = (*again)->revision;
+    if (auto e = upgrade(db.get(), from,
+                         "upgrading the catalog " + shown_url(url) + " from PostgreSQL revision " + std::to_string(from) + " to " +
+                             std::to_string(latest_revision) + " (the role that owns the catalog must open it once)")) {
+      return rollback(*e);
+    }
+    if (auto e = db->exec("COMMIT", where)) return *e;
+    found = stored_version(db.get(), where);
+    if (!found) return found.error();
   }
+  const int v = (*found)->schema;
   if (v < latest) {
     return Error{ErrorKind::NewerSchema, shown_url(url) + " has catalog schema " + std::to_string(v) + ", which this Hilum cannot upgrade"};
   }

@@ -4,7 +4,13 @@
 // mid-session gives a clear error, not a crash, and the session reconnects.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <limits>
+
 #include "catalog_support.hpp"
+#include "hilum/app/import.hpp"
+#include "hilum/app/model_input.hpp"
+#include "hilum/testdata/phantom.hpp"
 
 namespace hilum::test {
 namespace {
@@ -109,6 +115,133 @@ TEST_F(PostgresRules, AnotherApplicationsDatabaseIsLeftUntouched) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().kind, app::ErrorKind::Corrupt);
   EXPECT_EQ(pg::admin_value(name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "1");
+}
+
+// Adjudications are the database's to allow: only members of hilum_adjudicator record them, through
+// Hilum or around it; a reading by the same role is still accepted.
+TEST_F(PostgresRules, OnlyTheAdjudicatorRoleRecordsAdjudications) {
+  ASSERT_EQ(pg::admin_exec(db_, "CREATE ROLE rhea LOGIN IN ROLE hilum_reader; "
+                                "CREATE ROLE ada LOGIN IN ROLE hilum_reader, hilum_adjudicator"),
+            "");
+  ASSERT_TRUE(catalog_->add_labels({reading("7.1", "Effusion", LabelValue::Present, "dr.a"),
+                                    reading("7.1", "Mass", LabelValue::Present, "dr.a")})
+                  .ok());
+  ASSERT_TRUE(catalog_->add_labels({reading("7.1", "Effusion", LabelValue::Absent, "dr.b")}).ok());
+  auto rhea = app::Catalog::open(pg::catalog_url(path("hilum.db").string(), "rhea"), app::Catalog::Mode::ReadWrite);
+  ASSERT_TRUE(rhea.ok()) << rhea.error().message;
+  auto refused = rhea->adjudicate("7.1", {{"Effusion", LabelValue::Absent}}, "rhea");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, app::ErrorKind::ReadOnly);
+  EXPECT_NE(refused.error().message.find("may not record adjudications"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("GRANT hilum_adjudicator TO rhea"), std::string::npos) << refused.error().message;
+  // The database itself refuses, whatever program connects; a reading by the same role passes.
+  const std::string around = pg::exec_as(
+      "rhea", db_, "INSERT INTO label_events(instance_ref, finding_ref, value, author, created_at, kind) "
+                   "SELECT i.id, 1, 'absent', 'rhea', 'x', 'adjudication' FROM instances i LIMIT 1");
+  EXPECT_NE(around.find("may not record adjudications"), std::string::npos) << around;
+  EXPECT_EQ(pg::exec_as("rhea", db_, "INSERT INTO label_events(instance_ref, finding_ref, value, author, created_at, kind) "
+                                     "SELECT i.id, 1, 'absent', 'rhea', 'x', 'reading' FROM instances i LIMIT 1"),
+            "");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM label_events WHERE kind = 'adjudication'"), "0");
+  // An adjudicator's role succeeds, and the consensus follows the decision.
+  auto ada = app::Catalog::open(pg::catalog_url(path("hilum.db").string(), "ada"), app::Catalog::Mode::ReadWrite);
+  ASSERT_TRUE(ada.ok()) << ada.error().message;
+  auto done = ada->adjudicate("7.1", {{"Effusion", LabelValue::Absent}}, "ada");
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ(pg::admin_value(db_, "SELECT author FROM label_events WHERE kind = 'adjudication'"), "ada");
+  // Granting the role is all an administrator does.
+  ASSERT_EQ(pg::admin_exec(db_, "GRANT hilum_adjudicator TO rhea"), "");
+  auto granted = rhea->adjudicate("7.1", {{"Mass", LabelValue::Present}}, "rhea", {}, std::numeric_limits<std::int64_t>::max());
+  EXPECT_TRUE(granted.ok()) << granted.error().message;
+}
+
+// A catalog of the first PostgreSQL revision (no pg_revision, no adjudicator rule) is upgraded when
+// opened, in one transaction: a step that fails leaves it exactly as it was. A newer revision is
+// refused with a clear message and left untouched.
+TEST_F(PostgresRules, AnOlderRevisionIsUpgradedInATransactionAndANewerOneRefused) {
+  const std::string to_revision_1 =
+      "DROP TRIGGER label_events_adjudicator ON label_events; DROP FUNCTION hilum_adjudicator_only(); "
+      "ALTER TABLE hilum_catalog DROP COLUMN pg_revision";
+  const std::string has_revision = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hilum_catalog'::regclass "
+                                   "AND attname = 'pg_revision' AND NOT attisdropped";
+  ASSERT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "2");
+  catalog_.reset();
+  ASSERT_EQ(pg::admin_exec(db_, to_revision_1), "");
+  // A step that fails (a function of that name is already there): nothing of the upgrade is left.
+  ASSERT_EQ(pg::admin_exec(db_, "CREATE FUNCTION hilum_adjudicator_only() RETURNS integer LANGUAGE sql AS 'SELECT 1'"), "");
+  auto failed = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message.find("from PostgreSQL revision 1 to 2"), std::string::npos) << failed.error().message;
+  EXPECT_EQ(pg::admin_value(db_, has_revision), "0") << "the ALTER TABLE before the failing step was rolled back";
+  EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "0");
+  // Without the obstacle: upgraded, labels kept, the rule in force.
+  ASSERT_EQ(pg::admin_exec(db_, "DROP FUNCTION hilum_adjudicator_only()"), "");
+  auto upgraded = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
+  ASSERT_TRUE(upgraded.ok()) << upgraded.error().message;
+  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "2");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "1");
+  ASSERT_TRUE(upgraded->count_instances().ok());
+  EXPECT_EQ(upgraded->count_instances().value(), 2);
+  // A revision from a newer Hilum: refused, named, untouched.
+  ASSERT_EQ(pg::admin_exec(db_, "UPDATE hilum_catalog SET pg_revision = 99"), "");
+  auto newer = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.error().kind, app::ErrorKind::NewerSchema);
+  EXPECT_NE(newer.error().message.find("newer Hilum"), std::string::npos) << newer.error().message;
+  EXPECT_NE(newer.error().message.find("revision 99"), std::string::npos) << newer.error().message;
+  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "99");
+}
+
+// The files beside a PostgreSQL catalog (the managed store, the model-input cache) land in its own
+// local folder under $XDG_DATA_HOME/Hilum/postgresql/<host>_<port>_<database>, named from the
+// connection with every odd character made '_', never relative to the URL's text (which held
+// "postgresql:", '?' and '&'); HILUM_DATA_DIR puts them elsewhere.
+TEST_F(PostgresRules, ItsLocalFilesLiveInAFolderOfItsOwn) {
+  const fs::path xdg = path("xdg");
+  ScopedEnv data_home("XDG_DATA_HOME", xdg.string());
+  ScopedEnv override_dir("HILUM_DATA_DIR", std::nullopt);
+  auto c = app::Catalog::open(location());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const fs::path folder = c->local_folder();
+  ASSERT_EQ(folder.parent_path(), xdg / "Hilum" / "postgresql") << folder;
+  const std::string key = folder.filename().string();
+  // The test server listens on a socket in a /tmp folder, port 5432; the database is db_.
+  EXPECT_EQ(key.rfind("_tmp_hilum-pg-", 0), 0u) << key;
+  EXPECT_NE(key.find("_5432_" + db_), std::string::npos) << key;
+  EXPECT_EQ(key.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"), std::string::npos) << key;
+  EXPECT_EQ(c->local_path(), folder / "catalog");
+  EXPECT_EQ(app::model_input_cache_dir(c->local_path()), folder / "store" / "model-inputs");
+
+  // An import that copies into the store, and caches the model input: both inside that folder.
+  namespace td = hilum::testdata;
+  td::DicomSpec spec;
+  spec.phantom.rows = 64;
+  spec.phantom.columns = 64;
+  spec.patient_id = "P9";
+  spec.study_instance_uid = "1.2.826.0.1.3680043.10.999.2.1";
+  spec.series_instance_uid = "1.2.826.0.1.3680043.10.999.3.1";
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.10.999.4.1";
+  fs::create_directories(path("in"));
+  td::write_dicom(path("in/a.dcm"), spec);
+  app::ImportOptions o;
+  o.copy_to_store = true;
+  o.model_input = {32, 32};
+  const app::ImportReport r = app::import_paths(*c, {path("in")}, o);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.counts.imported, 1u);
+  auto found = c->find_instance(spec.sop_instance_uid);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  const fs::path stored = (*found)->stored_path;
+  EXPECT_EQ(stored.string().rfind((folder / "store").string() + "/", 0), 0u) << stored;
+  EXPECT_TRUE(fs::is_regular_file(stored)) << stored;
+  EXPECT_TRUE(app::read_cached_input(folder / "store" / "model-inputs", (*found)->content_hash, o.model_input).has_value());
+  EXPECT_FALSE(fs::exists("postgresql:")) << "nothing is placed relative to the URL's text";
+
+  // HILUM_DATA_DIR: a folder the department chose (e.g. a share every workstation mounts).
+  ScopedEnv chosen("HILUM_DATA_DIR", path("shared").string());
+  auto again = app::Catalog::open(location());
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->local_folder(), path("shared"));
 }
 
 // catalog migrate: an SQLite catalog with something in every table moves into a new catalog

@@ -407,25 +407,6 @@ TEST_F(ClassifyTest, ClassSpecificHeatmapExplainsOneFinding) {
   EXPECT_NE(unknown.error().message.find("Effusion"), std::string::npos) << unknown.error().message;
 }
 
-// Sets an environment variable for one test (CTest runs these tests with HILUM_BUILTIN_MODEL=none).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) ::setenv(name_, old_->c_str(), 1);
-    else ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // First run: a catalog without models registers the built-in model as its active model, once,
 // with its training recipe and validation metrics; a broken built-in model is an error that
 // leaves the catalog as it was; "none" turns it off.

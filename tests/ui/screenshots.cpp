@@ -3,7 +3,7 @@
 // has something to say) into a temporary catalog, registers a random ViT-Ti/16, labels with the
 // keyboard, shows an attention map and a ruler, exports, fine-tunes, pre-trains (running, with the
 // question quitting asks then, cancelled, resumed), queries a PACS (Orthanc, when the build found
-// it), reads blinded with three readers, and writes one PNG per window.
+// it), reads blinded with three readers, shows the readers' agreement, and writes one PNG per window.
 #include <QApplication>
 #include <QComboBox>
 #include <QDir>
@@ -28,6 +28,7 @@
 #include <fstream>
 
 #include "free_port.hpp"
+#include "agreement_window.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
 #include "hilum/dicom/network.hpp"
@@ -393,6 +394,17 @@ int main(int argc, char** argv) {
     check(wait_for([&] { return !window->ai()->probabilities().empty(); }, 60000), "findings shown after submitting");
     wait_for([] { return false; }, 300);
     save(dock, out, "labels_submitted");
+  }
+
+  // Labels > Reader agreement: two more readers (dr.a, dr.b) on every film; the statistics of
+  // `hilum-cli agreement` and their forest plot.
+  {
+    uitest::label_by_two_readers(db);
+    auto* agreement = window->show_agreement();
+    check(wait_for([&] { return !agreement->computing(); }, 120000), "agreement computed");
+    agreement->select_finding("Effusion");
+    wait_for([] { return false; }, 300);
+    save(agreement, out, "agreement");
   }
 
   // The worklist sorted by AI uncertainty, and the main window once more after everything.

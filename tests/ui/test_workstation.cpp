@@ -4,6 +4,8 @@
 #include <QApplication>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
+#include <QMenuBar>
 #include <QMouseEvent>
 #include <QProcess>
 #include <QPushButton>
@@ -22,7 +24,10 @@
 #include <memory>
 
 #include "free_port.hpp"
+#include "agreement_window.hpp"
+#include "hilum/app/agreement.hpp"
 #include "hilum/app/catalog.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
@@ -401,6 +406,77 @@ class Workstation : public QObject {
     QVERIFY(panel->table()->item(effusion, ui::LabelPanel::kFinding)->toolTip().contains("dr.other: present"));
     QVERIFY2(readers->text().contains("Effusion (dr.other: present)"), qPrintable(readers->text()));
     QTRY_VERIFY_WITH_TIMEOUT(!window_->ai()->probabilities().empty(), 20000);
+    window_.reset();
+  }
+
+  // Labels > Reader agreement shows, per finding, exactly what app::agreement computes (the numbers
+  // of `hilum-cli agreement`): each row's value and interval, in the table and in the plot.
+  void showsTheReadersAgreementAsAppComputesIt() {
+    window_.reset();
+    const fs::path db = dir_ / "agreement.db";
+    uitest::import_into(db, {dir_ / "dicom"});
+    uitest::label_by_two_readers(db);
+    window_ = open_window(db);
+    QAction* action = window_->action("actionAgreement");
+    QVERIFY(action != nullptr);
+    bool in_menu = false;
+    for (QAction* menu : window_->menuBar()->actions())
+      if (menu->menu() != nullptr && menu->menu()->actions().contains(action)) in_menu = true;
+    QVERIFY2(in_menu, "reachable from a menu");
+    action->trigger();
+    auto* view = window_->findChild<ui::AgreementWindow*>("agreementWindow");
+    QVERIFY(view != nullptr && view->isVisible());
+    QTRY_VERIFY_WITH_TIMEOUT(!view->computing(), 60000);
+    auto c = app::Catalog::open(db);
+    QVERIFY(c.ok());
+    const auto expected = app::agreement(c.value(), view->options());
+    QVERIFY(expected.ok());
+    QCOMPARE(expected->findings.size(), std::size_t{2});
+    auto* table = view->findChild<QTableWidget*>("agreementTable");
+    auto* plot = view->findChild<ui::ForestPlot*>("agreementPlot");
+    QVERIFY(table != nullptr && plot != nullptr);
+    for (const auto& f : expected->findings) {
+      view->select_finding(QString::fromStdString(f.finding));
+      // The rows app reports, in order: pairs, Fleiss, Krippendorff, each reader vs consensus.
+      std::vector<std::pair<QString, app::AgreementValue>> rows;
+      for (const auto& p : f.cohen_kappa) rows.emplace_back(QString::fromStdString(p.reader_a + " / " + p.reader_b), p.cohen_kappa);
+      rows.emplace_back("all 2 readers", f.fleiss_kappa);
+      rows.emplace_back("all 2 readers", f.krippendorff_alpha);
+      for (const auto& r : f.vs_consensus) rows.emplace_back(QString::fromStdString(r.reader), r.cohen_kappa);
+      QCOMPARE(f.cohen_kappa.size(), std::size_t{1});
+      QCOMPARE(f.vs_consensus.size(), std::size_t{2});
+      QCOMPARE(table->rowCount(), static_cast<int>(rows.size()));
+      QCOMPARE(plot->rows().size(), rows.size());
+      for (int r = 0; r < table->rowCount(); ++r) {
+        const auto& [readers, v] = rows[static_cast<std::size_t>(r)];
+        QCOMPARE(table->item(r, 1)->text(), readers);
+        QVERIFY2(v.value.has_value(), qPrintable(table->item(r, 0)->text()));
+        QCOMPARE(table->item(r, 2)->text(), QString::fromStdString(core::format_fixed(*v.value, 3)));
+        QCOMPARE(table->item(r, 2)->data(Qt::UserRole).toDouble(), *v.value);
+        const QVariantList interval = table->item(r, 3)->data(Qt::UserRole).toList();
+        QCOMPARE(static_cast<int>(interval.size()), v.low && v.high ? 2 : 0);
+        if (v.low && v.high) {
+          QCOMPARE(interval[0].toDouble(), *v.low);
+          QCOMPARE(interval[1].toDouble(), *v.high);
+          QCOMPARE(table->item(r, 3)->text(),
+                   QString::fromStdString(core::format_fixed(*v.low, 3) + " to " + core::format_fixed(*v.high, 3)));
+        }
+        QCOMPARE(table->item(r, 4)->text(), QString::number(v.images));
+        const ui::ForestRow& drawn = plot->rows()[static_cast<std::size_t>(r)];
+        QCOMPARE(drawn.value.value_or(-9), *v.value);
+        QCOMPARE(drawn.low.value_or(-9), v.low.value_or(-9));
+        QCOMPARE(drawn.high.value_or(-9), v.high.value_or(-9));
+      }
+      QVERIFY2(f.cohen_kappa[0].cohen_kappa.low.has_value(), "the pair's kappa has an interval");
+      QCOMPARE(table->item(0, 0)->text(), QString("Cohen's kappa"));
+      QCOMPARE(table->item(1, 0)->text(), QString("Fleiss' kappa"));
+      QCOMPARE(table->item(2, 0)->text(), QString("Krippendorff's alpha"));
+      // Every drawn value sits inside the plot's axis.
+      const auto [lo, hi] = plot->axis_range();
+      for (const auto& d : plot->rows()) QVERIFY(d.low.value_or(0) >= lo && d.high.value_or(0) <= hi && *d.value >= lo);
+    }
+    // The readers disagree on Effusion: its Cohen's kappa is below 1, and the two findings differ.
+    QVERIFY(*expected->findings[0].cohen_kappa[0].cohen_kappa.value < 1.0);
     window_.reset();
   }
 

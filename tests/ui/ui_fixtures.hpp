@@ -37,6 +37,10 @@ void import_into(const std::filesystem::path& db, const std::vector<std::filesys
 // (Effusion present on every other image, Nodule on the others), by dr.test.
 void label_every_image(const std::filesystem::path& db);
 
+// Labels every image of the catalog at `db` with Effusion and Nodule by two readers, dr.a and dr.b,
+// who agree on some images and not on others (a fixed pattern over every six images).
+void label_by_two_readers(const std::filesystem::path& db);
+
 // Registers (and activates) the model folder in the catalog at `db`.
 void register_model(const std::filesystem::path& db, const std::filesystem::path& model_dir, const std::string& version);
 

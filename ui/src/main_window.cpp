@@ -264,6 +264,7 @@ void MainWindow::build_actions() {
   add_action("actionPolygon", tr("Draw a polygon for the selected finding (double-click or Enter closes it)"), {K(Qt::Key_G)}, [this] { set_tool(ImageView::Tool::Polygon); });
   add_action("actionComment", tr("Comment on the selected finding"), {K(Qt::Key_C)}, [this] { labels_->findChild<QPlainTextEdit*>("labelComment")->setFocus(); });
   add_action("actionUndo", tr("Undo"), {K(Qt::CTRL | Qt::Key_Z)}, [this] { labeller_->undo_stack()->undo(); });
+  add_action("actionAgreement", tr("Reader agreement…"), {}, [this] { show_agreement(); });
   add_action("actionRedo", tr("Redo"), {K(Qt::CTRL | Qt::SHIFT | Qt::Key_Z), K(Qt::CTRL | Qt::Key_Y)}, [this] { labeller_->undo_stack()->redo(); });
   // Models and learning.
   add_action("actionImportModel", tr("Import…"), {}, [this] { show_models()->import_interactively(); });
@@ -298,6 +299,8 @@ void MainWindow::build_menus() {
   labels->addSeparator();
   labels->addAction(action("actionUndo"));
   labels->addAction(action("actionRedo"));
+  labels->addSeparator();
+  labels->addAction(action("actionAgreement"));
   auto* models = menuBar()->addMenu(tr("&Models"));
   models->addAction(action("actionImportModel"));
   models->addAction(action("actionModelManager"));
@@ -742,6 +745,14 @@ ShortcutsDialog* MainWindow::show_shortcuts() {
   d->setAttribute(Qt::WA_DeleteOnClose);
   d->show();
   return d;
+}
+
+AgreementWindow* MainWindow::show_agreement() {
+  if (!agreement_) agreement_ = new AgreementWindow(session_.get(), this);
+  else agreement_->refresh();
+  agreement_->show();
+  agreement_->raise();
+  return agreement_;
 }
 
 AboutDialog* MainWindow::show_about() {

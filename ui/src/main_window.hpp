@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 
+#include "agreement_window.hpp"
 #include "ai_panel.hpp"
 #include "dialogs.hpp"
 #include "hilum/app/worklist.hpp"
@@ -59,6 +60,7 @@ class MainWindow : public QMainWindow {
   QueryPacsDialog* show_query_pacs();
   ShortcutsDialog* show_shortcuts();
   AboutDialog* show_about();
+  AgreementWindow* show_agreement();
 
   void open_item(const app::WorklistItem& item);
   // Timings of the last computed prediction (ms): waiting for a worker, on the worker in total,
@@ -128,6 +130,7 @@ class MainWindow : public QMainWindow {
   QPointer<ModelManager> models_;
   QPointer<ExportDialog> export_;
   QPointer<ImportDialog> import_;
+  QPointer<AgreementWindow> agreement_;
   std::function<bool(const QString&)> ask_quit_;
   bool quitting_ = false;  // the user chose to quit: close once the cancelled jobs have stopped
   std::unique_ptr<BackgroundListener> listener_;  // File > Settings > Network

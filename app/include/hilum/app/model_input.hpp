@@ -31,7 +31,8 @@ struct InputSize {
 // The preprocessing parameters as a folder name, e.g. "v1-display-default-voi-aa-160x160".
 [[nodiscard]] std::string model_input_key(InputSize size);
 
-// Where the cached inputs of the catalog at `catalog_path` live (empty for an in-memory catalog).
+// Where the cached inputs of the catalog whose Catalog::local_path() is `catalog_path` live (empty for an
+// in-memory catalog).
 [[nodiscard]] std::filesystem::path model_input_cache_dir(const std::filesystem::path& catalog_path);
 
 // Display values (width x height) to the cached form: resized to `size`.

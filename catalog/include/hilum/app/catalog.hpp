@@ -56,6 +56,11 @@ using Status = Result<core::Done>;
 // Where the catalog lives when nothing is said: $HILUM_DB (a file, or a "postgresql://" URI), else $XDG_DATA_HOME/Hilum/hilum.db,
 // else ~/.local/share/Hilum/hilum.db.
 [[nodiscard]] std::filesystem::path default_catalog_path();
+// The local folder of a server (PostgreSQL) catalog's files, `key` naming the server and database
+// ("<host>_<port>_<database>", sanitised): $HILUM_DATA_DIR when set (e.g. a share every
+// workstation mounts at the same place), else $XDG_DATA_HOME/Hilum/postgresql/<key>, else
+// ~/.local/share/Hilum/postgresql/<key>.
+[[nodiscard]] std::filesystem::path server_catalog_folder(const std::string& key);
 
 // ---- Records -------------------------------------------------------------------------------
 
@@ -324,6 +329,13 @@ class Catalog {
   ~Catalog();
 
   [[nodiscard]] const std::filesystem::path& path() const;
+  // Where the files derived from the catalog live (the managed image store "store/", the model-input
+  // cache "store/model-inputs/", the model versions "<stem>.models/"): beside local_path(), named
+  // after its stem. SQLite: the catalog file itself. PostgreSQL: "<server_catalog_folder()>/catalog"
+  // (a name, no file; the folder is the database's own), never the URL's text. Everything that places such files uses it.
+  [[nodiscard]] const std::filesystem::path& local_path() const;
+  // local_path()'s folder.
+  [[nodiscard]] std::filesystem::path local_folder() const;
   [[nodiscard]] int schema_version() const;
   [[nodiscard]] static int latest_schema_version();
 
