@@ -14,6 +14,8 @@
 //   C-GET, C-STORE), each with cancel. Retrieval is by C-GET: the instances come back on the
 //   association Hilum opened, so the PACS needs no route (AE title, host, port) to the workstation
 //   and nothing has to listen on it (works through NAT and firewalls).
+// - TLS (DCMTK's dcmtls over OpenSSL, the non-downgrading BCP 195 profile, as DCMTK's tools): optional on both sides (TlsOptions);
+//   a listener with TLS speaks nothing else (a plain association fails its handshake).
 // Every DCMTK condition becomes a dicom::Error (kind Network, Refused, Io, Cancelled, ...).
 #pragma once
 
@@ -48,6 +50,28 @@ struct AllowedPeer {
 // Whether an AE title is one DICOM allows (1-16 characters of the default repertoire, no
 // backslash or control characters, not only spaces).
 [[nodiscard]] bool valid_ae_title(const std::string& ae);
+
+// TLS for one side. Off when no field is set. Files are PEM; the private key is not encrypted.
+// - key + certificate: ours, shown to the peer. The SCP needs them; the SCU may go without (no
+//   client certificate: a peer that requires one refuses the association).
+// - ca: the peer's certificate must be signed by one of these CAs (the host name is not compared
+//   with the certificate: DCMTK does not; pin the peer's certificate to accept one peer only).
+// - peer_certificates: the peer must present one of these very certificates (pinned; its own
+//   issuer need not be trusted).
+// - The peer's certificate is verified (and required) whenever a CA or peer certificate is given;
+//   with neither, verify_peer must be false (encrypted, but the peer is not authenticated;
+//   the SCP then accepts clients without a certificate too).
+struct TlsOptions {
+  std::filesystem::path key;
+  std::filesystem::path certificate;
+  std::vector<std::filesystem::path> ca;
+  std::vector<std::filesystem::path> peer_certificates;
+  bool verify_peer = true;
+  bool on = false;  // TLS even when no file is set (then refused: nothing to verify the peer with)
+  [[nodiscard]] bool enabled() const {
+    return on || !key.empty() || !certificate.empty() || !ca.empty() || !peer_certificates.empty() || !verify_peer;
+  }
+};
 
 struct Limits {
   int max_associations = 4;                          // concurrent (SCP)
@@ -115,6 +139,7 @@ struct ScpOptions {
   std::vector<AllowedPeer> allow;    // empty: nobody is accepted
   Limits limits;
   std::filesystem::path incoming;    // where received files are written first (must exist)
+  TlsOptions tls;                    // enabled: TLS only (a handshake that fails is an Error event)
 };
 
 // SOP classes the SCP takes: CR, DX for presentation and for processing, Digital X-Ray (the
@@ -133,6 +158,7 @@ struct ScuOptions {
   Peer peer;
   std::string our_ae = "HILUM";
   Limits limits;
+  TlsOptions tls;
 };
 
 [[nodiscard]] Result<core::Done> echo(const ScuOptions& options);
