@@ -283,7 +283,7 @@ bool Scp::store(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, T_DIM
     verdict = {kStatusOutOfResources, write_error};
   } else {
     bool synced = true;
-    while (::fsync(fd) != 0) {
+    while (options.sync_received && ::fsync(fd) != 0) {
       if (errno == EINTR) continue;
       synced = false;
       break;

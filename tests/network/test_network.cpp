@@ -36,6 +36,7 @@
 #include "hilum/app/network.hpp"
 #include "hilum/app/sr_export.hpp"
 #include "hilum/dicom/network.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "temp_dir_test.hpp"
 
@@ -127,9 +128,11 @@ class Listener {
     });
     EXPECT_TRUE(wait_for([&] { return has(net::EventKind::Listening) || finished; })) << "the listener did not start";
   }
-  ~Listener() {
+  ~Listener() { stop(); }
+  // Stops the listener (every acknowledged instance filed) and waits for it.
+  void stop() {
     stop_ = true;
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   bool has(net::EventKind kind, const std::string& text = {}) {
     for (const auto& e : events) {
@@ -279,6 +282,56 @@ TEST_F(NetworkTest, SenderKilledMidTransferLeavesNothing) {
   EXPECT_TRUE(listener.arrivals.empty());
   EXPECT_EQ(catalog.count_instances().value(), 0);
   EXPECT_EQ(files_below(path("store")), 0U) << "a partial file was left";
+}
+
+// kill -9 of the sending peer mid-study, 20 times over: each time at the first progress report
+// (4 MiB into an instance of about 4.6 MB) of the 1st, 2nd or 3rd instance of a 3-instance study.
+// After all 20: whatever the catalog holds is complete (it decodes, its hash is its file's), every
+// file in the store is catalogued, and nothing is left in the incoming folders.
+TEST_F(NetworkTest, SenderKilledMidStudyTwentyTimesLeavesNoPartialInstance) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const std::string study = "1.2.826.0.1.3680043.9.7777.20";
+  fs::create_directories(path("study"));
+  for (int i = 0; i < 3; ++i) write_phantom(path("study/" + std::to_string(i) + ".dcm"), "NET-KILL20", study, 1536, 1500);
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  std::atomic<pid_t> sender{0};
+  std::atomic<int> progress{0};
+  std::atomic<int> kill_at{1};
+  std::atomic<bool> killed{false};
+  listener.on_event = [&](const net::Event& e) {
+    if (e.kind == net::EventKind::Progress && ++progress == kill_at.load() && !killed.exchange(true)) ::kill(sender.load(), SIGKILL);
+  };
+  int kills = 0;
+  for (int round = 0; round < 20; ++round) {
+    progress = 0;
+    killed = false;
+    kill_at = 1 + round % 3;
+    sender = spawn({HILUM_STORESCU, "-aet", "STORESCU", "-aec", "HILUM", "+sd", "127.0.0.1", std::to_string(port), path("study").string()},
+                   path("storescu-" + std::to_string(round) + ".log"));
+    if (wait_exit(sender) == 128 + SIGKILL) ++kills;
+  }
+  EXPECT_EQ(kills, 20) << listener.event_text();
+  // Wait until the listener has seen every broken-off association, then stop it (filing all).
+  EXPECT_TRUE(listener.wait_for([&] {
+    std::size_t aborted = 0;
+    for (const auto& e : listener.events) aborted += e.kind == net::EventKind::Aborted ? 1 : 0;
+    return aborted >= 20;
+  })) << listener.event_text();
+  listener.stop();
+  const auto instances = catalog.list_instances().value();
+  EXPECT_GE(instances.size(), 1U) << "no instance completed before a kill";
+  EXPECT_LE(instances.size(), 3U);
+  for (const auto& inst : instances) {
+    EXPECT_EQ(app::sha256_file(inst.stored_path), inst.content_hash) << inst.stored_path;
+    auto image = dicom::read_radiograph(inst.stored_path);
+    EXPECT_TRUE(image.ok()) << inst.stored_path << ": " << (image.ok() ? "" : image.error().message);
+    if (image.ok()) {
+      EXPECT_EQ(image->rows, 1536);
+    }
+  }
+  EXPECT_EQ(files_below(path("store"), ".dcm"), instances.size()) << "a file in the store that the catalog does not hold";
+  EXPECT_EQ(files_below(path("store") / ".incoming"), 0U) << "a partial or unfiled transfer was left";
 }
 
 TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {

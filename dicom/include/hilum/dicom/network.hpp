@@ -7,7 +7,7 @@
 //   as "local limit exceeded"), the PDU size, ACSE/DIMSE timeouts (an association idle for the
 //   DIMSE timeout is aborted) and a cap on one dataset's size (a larger one aborts the association).
 //   Each instance is written to a new file in `incoming` whose name Hilum makes up (never from a
-//   value the peer sent), synced, then handed to `on_instance`, which must move or delete it and
+//   value the peer sent), synced (unless sync_received is false), then handed to `on_instance`, which must move or delete it and
 //   says which DIMSE status the peer gets. A transfer that breaks off (peer killed, abort, timeout,
 //   stop) leaves no file behind.
 // - echo / find_studies / get_studies / send_files: the SCU side (C-ECHO, study-level C-FIND,
@@ -88,7 +88,7 @@ struct Limits {
 
 // One instance received (C-STORE on our SCP, or a C-GET sub-operation).
 struct ReceivedInstance {
-  std::filesystem::path file;   // a complete, synced Part 10 file in the incoming folder
+  std::filesystem::path file;   // a complete Part 10 file in the incoming folder (synced, unless ScpOptions::sync_received is false)
   std::string sop_class_uid;
   std::string sop_instance_uid; // as the peer announced it (check it before using it)
   std::string calling_ae;       // the peer
@@ -140,6 +140,9 @@ struct ScpOptions {
   Limits limits;
   std::filesystem::path incoming;    // where received files are written first (must exist)
   TlsOptions tls;                    // enabled: TLS only (a handshake that fails is an Error event)
+  // Whether each received file is fsynced before on_instance sees it. false: written and closed
+  // only; on_instance then answers for its durability (e.g. syncing many files in one pass).
+  bool sync_received = true;
 };
 
 // SOP classes the SCP takes: CR, DX for presentation and for processing, Digital X-Ray (the
