@@ -79,13 +79,13 @@ struct InstanceFiler::State {
   std::deque<net::ReceivedInstance> unsynced;  // acknowledged (renamed to queued-*), not yet synced
   std::deque<net::ReceivedInstance> queue;     // synced, to be filed
   std::unordered_map<std::string, std::string> pending;  // SOP Instance UID -> content hash, queued
-  bool busy = false;
+  int busy = 0;                // instances being filed
   bool syncing = false;
   bool stopping = false;       // the worker: stop once the queue is empty
   bool sync_stopping = false;  // the syncer: stop once nothing is left unsynced
   std::condition_variable sync_cv;
   std::thread syncer;
-  std::thread worker;
+  std::vector<std::thread> workers;  // filing workers, each on its own catalog connection
   std::uint64_t counter = 0;
 
   State(Catalog& c, ImportOptions o, ArrivalFn a, bool q) : catalog(c), options(std::move(o)), on_arrival(std::move(a)), queued(q) {}
@@ -96,7 +96,13 @@ struct InstanceFiler::State {
     if (on_arrival) on_arrival(arrival);
   }
 
+  // A filing worker. Two of them file side by side (decoding, thumbnails and the store's fsyncs of
+  // one overlap the other's), each on a catalog connection of its own: the catalog serialises
+  // their commits (BEGIN IMMEDIATE), and no two queued instances share a SOP Instance UID (the
+  // pending map answers a second one at once). on_arrival stays one at a time.
   void run() {
+    std::optional<Catalog> own;
+    if (auto opened = Catalog::open(catalog.path(), Catalog::Mode::ReadWrite)) own.emplace(std::move(opened.value()));
     for (;;) {
       net::ReceivedInstance next;
       {
@@ -105,13 +111,19 @@ struct InstanceFiler::State {
         if (queue.empty()) return;
         next = std::move(queue.front());
         queue.pop_front();
-        busy = true;
+        ++busy;
       }
-      file(next);
+      if (own) {
+        Arrival arrival{next, import_received(*own, next.file, options)};
+        const std::lock_guard lock(catalog_mutex);
+        if (on_arrival) on_arrival(arrival);
+      } else {
+        file(next);  // no connection of its own: on the shared one, one at a time
+      }
       {
         const std::lock_guard lock(queue_mutex);
         pending.erase(next.sop_instance_uid);
-        busy = false;
+        --busy;
       }
       idle_cv.notify_all();
     }
@@ -140,9 +152,9 @@ struct InstanceFiler::State {
         const std::lock_guard lock(queue_mutex);
         for (auto& instance : batch) queue.push_back(std::move(instance));
         syncing = false;
-        if (!worker.joinable()) worker = std::thread([this] { run(); });
+        while (workers.size() < 2) workers.emplace_back([this] { run(); });
       }
-      queue_cv.notify_one();
+      queue_cv.notify_all();
       idle_cv.notify_all();
     }
   }
@@ -175,13 +187,13 @@ InstanceFiler::~InstanceFiler() {
     state_->stopping = true;
   }
   state_->queue_cv.notify_all();
-  if (state_->worker.joinable()) state_->worker.join();
+  for (auto& w : state_->workers) w.join();
 }
 
 void InstanceFiler::drain() {
   std::unique_lock lock(state_->queue_mutex);
   state_->idle_cv.wait(lock, [&] {
-    return state_->unsynced.empty() && !state_->syncing && state_->queue.empty() && !state_->busy;
+    return state_->unsynced.empty() && !state_->syncing && state_->queue.empty() && state_->busy == 0;
   });
 }
 

@@ -45,8 +45,8 @@ using ArrivalFn = std::function<void(const Arrival&)>;
 //   filer that starts on the store files it (from the folder of the dead process);
 // - durability against a power loss or an OS crash is batched (group commit): a syncer thread
 //   fdatasyncs every queued file acknowledged since its previous pass, then the incoming folder
-//   once, and only then hands them to the worker that files them (decode, link into the store,
-//   catalog commit). An OS crash can lose at most the instances acknowledged during the last
+//   once, and only then hands them to the two workers that file them (decode, link into the
+//   store, catalog commit; each on a catalog connection of its own). An OS crash can lose at most the instances acknowledged during the last
 //   pass (a pass takes one fsync per instance plus one; tens of milliseconds here), never a
 //   catalogued one: no catalog row is committed before its file is synced.
 // Other problems found while filing (pixels that do not decode, a study of another patient) are
