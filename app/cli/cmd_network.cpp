@@ -28,6 +28,7 @@ int network_error(const std::string& command, const app::Error& e) {
 struct NetArgs {
   std::optional<net::Peer> peer;
   std::string our_ae = "HILUM";
+  net::TlsOptions tls;
   Args rest;
 };
 
@@ -43,11 +44,28 @@ std::optional<int> parse_common(const std::string& command, const Args& args, Ne
       if (i + 1 >= args.size()) return usage_error(command + ": --aet needs an AE title");
       out.our_ae = args[++i];
       if (!net::valid_ae_title(out.our_ae)) return usage_error(command + ": not a valid AE title: '" + out.our_ae + "'");
+    } else if (a == "--tls-key" || a == "--tls-cert" || a == "--tls-ca" || a == "--tls-peer-cert") {
+      if (i + 1 >= args.size()) return usage_error(command + ": " + a + " needs a file");
+      const std::filesystem::path file = args[++i];
+      if (a == "--tls-key") out.tls.key = file;
+      else if (a == "--tls-cert") out.tls.certificate = file;
+      else if (a == "--tls-ca") out.tls.ca.push_back(file);
+      else out.tls.peer_certificates.push_back(file);
+    } else if (a == "--tls-no-verify") {
+      out.tls.verify_peer = false;
     } else {
       out.rest.push_back(a);
     }
   }
   if (need_peer && !out.peer) return usage_error(command + ": no peer (--peer AET@HOST:PORT)");
+  const net::TlsOptions& t = out.tls;
+  if (t.key.empty() != t.certificate.empty()) return usage_error(command + ": --tls-key and --tls-cert go together");
+  if (t.enabled() && t.verify_peer && t.ca.empty() && t.peer_certificates.empty()) {
+    return usage_error(command + ": TLS needs --tls-ca or --tls-peer-cert to verify the peer (or --tls-no-verify)");
+  }
+  if (!t.verify_peer && (!t.ca.empty() || !t.peer_certificates.empty())) {
+    return usage_error(command + ": --tls-no-verify with --tls-ca or --tls-peer-cert (which would not be used)");
+  }
   return std::nullopt;
 }
 
@@ -55,6 +73,7 @@ net::ScuOptions scu_options(const NetArgs& n) {
   net::ScuOptions o;
   o.peer = *n.peer;
   o.our_ae = n.our_ae;
+  o.tls = n.tls;
   return o;
 }
 
@@ -195,6 +214,8 @@ int cmd_listen(const Global& global, const Args& args) {
   if (auto rc = parse_common("listen", args, n, false)) return *rc;
   app::ListenOptions options;
   options.scp.ae_title = n.our_ae;
+  options.scp.tls = n.tls;
+  if (n.tls.enabled() && n.tls.key.empty()) return usage_error("listen: TLS needs --tls-key and --tls-cert");
   bool have_port = false;
   const Args& a = n.rest;
   for (std::size_t i = 0; i < a.size(); ++i) {

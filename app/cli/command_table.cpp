@@ -259,16 +259,26 @@ std::vector<CommandSpec> make_table() {
                 {"--allow", "", "AET[@HOST]", "a calling AE title (from HOST only) that may send; repeat for several"},
                 {"--max-associations", "", "N", "associations at once"},
                 {"--max-size-mb", "", "N", "the largest instance accepted"},
-                {"--timeout", "", "S", "seconds an association may stay idle"}},
+                {"--timeout", "", "S", "seconds an association may stay idle"},
+                {"--tls-key", "", "KEY.pem", "TLS: our private key (TLS only from then on)"},
+                {"--tls-cert", "", "CERT.pem", "TLS: our certificate"},
+                {"--tls-ca", "", "CA.pem", "TLS: accept only peers with a certificate signed by this CA; repeat for several"},
+                {"--tls-peer-cert", "", "PEER.pem", "TLS: accept a peer presenting this very certificate; repeat for several"},
+                {"--tls-no-verify", "", "", "TLS: encrypt without verifying the peer's certificate"}},
                {},
                cmd_listen});
   const OptionSpec peer{"--peer", "", "AET@HOST:PORT", "the PACS", true};
   const OptionSpec ours{"--aet", "", "OURS", "our AE title"};
+  const OptionSpec tls_key{"--tls-key", "", "KEY.pem", "TLS: our private key (a client certificate)"};
+  const OptionSpec tls_cert{"--tls-cert", "", "CERT.pem", "TLS: our certificate"};
+  const OptionSpec tls_ca{"--tls-ca", "", "CA.pem", "TLS: the PACS's certificate must be signed by this CA; repeat for several"};
+  const OptionSpec tls_peer{"--tls-peer-cert", "", "PEER.pem", "TLS: the PACS must present this very certificate"};
+  const OptionSpec tls_no_verify{"--tls-no-verify", "", "", "TLS: encrypt without verifying the PACS's certificate"};
   t.push_back({"pacs", kNetwork, "SUBCOMMAND", "query, retrieve from and send to a PACS",
                {},
-               {{"echo", kNetwork, "", "C-ECHO: is the peer there and does it accept us", {peer, ours}, {}, nullptr},
+               {{"echo", kNetwork, "", "C-ECHO: is the peer there and does it accept us", {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify}, {}, nullptr},
                 {"find", kNetwork, "", "study-level C-FIND",
-                 {peer, ours,
+                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify,
                   {"--patient-id", "", "ID", "the Patient ID"},
                   {"--patient-name", "", "NAME", "the Patient's Name (wildcards * and ? allowed)"},
                   {"--accession", "", "A", "the Accession Number"},
@@ -278,10 +288,10 @@ std::vector<CommandSpec> make_table() {
                   kJson},
                  {}, nullptr},
                 {"retrieve", kNetwork, "STUDY_UID...", "C-GET the studies into the catalog (progress; Ctrl-C cancels)",
-                 {peer, ours, {"--max-total-mb", "", "N", "stop (refusing the rest) past this many MiB in all (default 16384)"}}, {},
+                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify, {"--max-total-mb", "", "N", "stop (refusing the rest) past this many MiB in all (default 16384)"}}, {},
                  nullptr},
                 {"send", kNetwork, "[IMAGE...]", "the images' structured reports and attention maps (Secondary Capture), by C-STORE",
-                 {peer, ours, {"--all", "", "", "every image's results"}, {"--no-maps", "", "", "the reports only"}}, {}, nullptr}},
+                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify, {"--all", "", "", "every image's results"}, {"--no-maps", "", "", "the reports only"}}, {}, nullptr}},
                cmd_pacs});
   return t;
 }

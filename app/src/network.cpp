@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -22,6 +23,20 @@ namespace net = hilum::dicom::net;
 
 namespace hilum::app {
 namespace {
+
+// fdatasync of a file by name: 0 or errno.
+int sync_data(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = 0;
+  while (::fdatasync(fd) != 0) {
+    if (errno == EINTR) continue;
+    rc = errno;
+    break;
+  }
+  ::close(fd);
+  return rc;
+}
 
 fs::path store_folder(const Catalog& catalog, const ImportOptions& options) {
   return options.store.empty() ? catalog.local_folder() / "store" : options.store;
@@ -61,11 +76,16 @@ struct InstanceFiler::State {
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
   std::condition_variable idle_cv;
-  std::deque<net::ReceivedInstance> queue;
+  std::deque<net::ReceivedInstance> unsynced;  // acknowledged (renamed to queued-*), not yet synced
+  std::deque<net::ReceivedInstance> queue;     // synced, to be filed
   std::unordered_map<std::string, std::string> pending;  // SOP Instance UID -> content hash, queued
-  bool busy = false;
-  bool stopping = false;
-  std::thread worker;
+  int busy = 0;                // instances being filed
+  bool syncing = false;
+  bool stopping = false;       // the worker: stop once the queue is empty
+  bool sync_stopping = false;  // the syncer: stop once nothing is left unsynced
+  std::condition_variable sync_cv;
+  std::thread syncer;
+  std::vector<std::thread> workers;  // filing workers, each on its own catalog connection
   std::uint64_t counter = 0;
 
   State(Catalog& c, ImportOptions o, ArrivalFn a, bool q) : catalog(c), options(std::move(o)), on_arrival(std::move(a)), queued(q) {}
@@ -76,7 +96,13 @@ struct InstanceFiler::State {
     if (on_arrival) on_arrival(arrival);
   }
 
+  // A filing worker. Two of them file side by side (decoding, thumbnails and the store's fsyncs of
+  // one overlap the other's), each on a catalog connection of its own: the catalog serialises
+  // their commits (BEGIN IMMEDIATE), and no two queued instances share a SOP Instance UID (the
+  // pending map answers a second one at once). on_arrival stays one at a time.
   void run() {
+    std::optional<Catalog> own;
+    if (auto opened = Catalog::open(catalog.path(), Catalog::Mode::ReadWrite)) own.emplace(std::move(opened.value()));
     for (;;) {
       net::ReceivedInstance next;
       {
@@ -85,14 +111,50 @@ struct InstanceFiler::State {
         if (queue.empty()) return;
         next = std::move(queue.front());
         queue.pop_front();
-        busy = true;
+        ++busy;
       }
-      file(next);
+      if (own) {
+        Arrival arrival{next, import_received(*own, next.file, options)};
+        const std::lock_guard lock(catalog_mutex);
+        if (on_arrival) on_arrival(arrival);
+      } else {
+        file(next);  // no connection of its own: on the shared one, one at a time
+      }
       {
         const std::lock_guard lock(queue_mutex);
         pending.erase(next.sop_instance_uid);
-        busy = false;
+        --busy;
       }
+      idle_cv.notify_all();
+    }
+  }
+
+  // Group commit: each pass makes every instance acknowledged since the previous pass durable
+  // (its data, then the incoming folder that holds its queued-* name, once for all of them), then
+  // hands them to the worker. The catalog row of an instance is thus committed only after its file
+  // is synced.
+  void sync_loop() {
+    for (;;) {
+      std::vector<net::ReceivedInstance> batch;
+      {
+        std::unique_lock lock(queue_mutex);
+        sync_cv.wait(lock, [&] { return sync_stopping || !unsynced.empty(); });
+        if (unsynced.empty()) return;
+        batch.assign(std::make_move_iterator(unsynced.begin()), std::make_move_iterator(unsynced.end()));
+        unsynced.clear();
+        syncing = true;
+      }
+      // A failed sync is not fatal here: the data are still readable, and filing reads them and
+      // fails (reported through on_arrival) if they are not.
+      for (const auto& instance : batch) (void)sync_data(instance.file);
+      (void)core::fsync_folder(incoming);
+      {
+        const std::lock_guard lock(queue_mutex);
+        for (auto& instance : batch) queue.push_back(std::move(instance));
+        syncing = false;
+        while (workers.size() < 2) workers.emplace_back([this] { run(); });
+      }
+      queue_cv.notify_all();
       idle_cv.notify_all();
     }
   }
@@ -101,10 +163,10 @@ struct InstanceFiler::State {
     {
       const std::lock_guard lock(queue_mutex);
       if (!hash.empty()) pending[instance.sop_instance_uid] = hash;
-      queue.push_back(std::move(instance));
-      if (!worker.joinable()) worker = std::thread([this] { run(); });
+      unsynced.push_back(std::move(instance));
+      if (!syncer.joinable()) syncer = std::thread([this] { sync_loop(); });
     }
-    queue_cv.notify_one();
+    sync_cv.notify_one();
   }
 };
 
@@ -116,15 +178,23 @@ InstanceFiler::InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn 
 InstanceFiler::~InstanceFiler() {
   {
     const std::lock_guard lock(state_->queue_mutex);
+    state_->sync_stopping = true;
+  }
+  state_->sync_cv.notify_all();
+  if (state_->syncer.joinable()) state_->syncer.join();
+  {
+    const std::lock_guard lock(state_->queue_mutex);
     state_->stopping = true;
   }
   state_->queue_cv.notify_all();
-  if (state_->worker.joinable()) state_->worker.join();
+  for (auto& w : state_->workers) w.join();
 }
 
 void InstanceFiler::drain() {
   std::unique_lock lock(state_->queue_mutex);
-  state_->idle_cv.wait(lock, [&] { return state_->queue.empty() && !state_->busy; });
+  state_->idle_cv.wait(lock, [&] {
+    return state_->unsynced.empty() && !state_->syncing && state_->queue.empty() && state_->busy == 0;
+  });
 }
 
 Result<fs::path> InstanceFiler::prepare_incoming() {
@@ -216,7 +286,7 @@ net::StoreVerdict InstanceFiler::operator()(const net::ReceivedInstance& instanc
   std::error_code ec;
   fs::rename(instance.file, queued.file, ec);
   if (ec) return {net::kStatusOutOfResources, "cannot queue the instance: " + ec.message()};
-  if (const int e = core::fsync_folder(s.incoming); e != 0) return {net::kStatusOutOfResources, std::string("cannot queue the instance: ") + std::strerror(e)};
+  // Synced by the syncer, many at once (see the promise in network.hpp).
   s.enqueue(std::move(queued), hash);
   return {};
 }
@@ -227,6 +297,7 @@ Result<core::Done> listen(Catalog& catalog, ListenOptions options, const Arrival
   auto incoming = filer.prepare_incoming();
   if (!incoming) return incoming.error();
   options.scp.incoming = *incoming;
+  options.scp.sync_received = false;  // the filer syncs in batches
   auto run = net::run_storage_scp(options.scp, std::ref(filer), log, stop);
   filer.drain();  // every acknowledged instance is filed before returning
   if (!run) return from_dicom(run.error());

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Receive throughput on loopback, side by side in one run: DCMTK's storescp writing files
-# against `hilum-cli listen` (each instance written to a synced temporary file, read, checked,
-# thumbnailed, hashed, linked into the store and committed to the catalog before the C-STORE
-# response). The same N instances (copies of one file with new SOP Instance UIDs) are sent by
-# DCMTK's storescu on one association in both runs.
+# against `hilum-cli listen` (each instance written, checked, hashed and queued before the C-STORE
+# response; synced in batches, then decoded, thumbnailed, linked into the store and committed to
+# the catalog by the filing worker; the clock stops when the last one is catalogued). The same N
+# instances (copies of one file with new SOP Instance UIDs) are sent by DCMTK's storescu on one
+# association in both runs.
 #
 #   bench/network/run.sh [SOURCE.dcm] [N]
 #

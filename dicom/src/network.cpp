@@ -25,6 +25,8 @@
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/scu.h>
+#include <dcmtk/dcmtls/tlslayer.h>
+#include <openssl/x509_vfy.h>
 
 #include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
@@ -134,6 +136,54 @@ OFCondition next_pdv(T_ASC_Association* assoc, int timeout, DUL_PDV* pdv) {
 
 std::string cut(const std::string& s, std::size_t n) { return s.size() <= n ? s : s.substr(0, n); }
 
+// ---- TLS.
+
+// The TLS layer for one side (NET_ACCEPTOR: our SCP; NET_REQUESTOR: our SCU), or why not.
+Result<std::unique_ptr<DcmTLSTransportLayer>> tls_layer(const TlsOptions& tls, T_ASC_NetworkRole role) {
+  const bool scp = role == NET_ACCEPTOR;
+  const bool anchors = !tls.ca.empty() || !tls.peer_certificates.empty();
+  if (tls.key.empty() != tls.certificate.empty()) {
+    return net_error(ErrorKind::Refused, "TLS needs both a private key and its certificate");
+  }
+  if (scp && tls.key.empty()) return net_error(ErrorKind::Refused, "a TLS listener needs a private key and a certificate");
+  if (tls.verify_peer && !anchors) {
+    return net_error(ErrorKind::Refused, "TLS: no CA or peer certificate to verify the peer with (or verification turned off)");
+  }
+  static std::once_flag openssl_once;
+  std::call_once(openssl_once, [] { DcmTLSTransportLayer::initializeOpenSSL(); });
+  auto layer = std::make_unique<DcmTLSTransportLayer>(role, nullptr, OFFalse);
+  if (!*layer) return net_error(ErrorKind::Network, "cannot set up TLS (OpenSSL)");
+  auto failed = [](const std::string& what, const OFCondition& c) { return net_error(ErrorKind::Refused, "TLS: " + what + ": " + condition_text(c)); };
+  OFCondition c = layer->setTLSProfile(TSP_Profile_BCP195_ND);
+  if (c.bad()) return failed("the BCP 195 (non-downgrading) profile", c);
+  c = layer->activateCipherSuites();
+  if (c.bad()) return failed("the cipher suites", c);
+  if (!tls.key.empty()) {
+    c = layer->setPrivateKeyFile(tls.key.c_str(), DCF_Filetype_PEM);
+    if (c.bad()) return failed("cannot load the private key " + tls.key.string(), c);
+    c = layer->setCertificateFile(tls.certificate.c_str(), DCF_Filetype_PEM);
+    if (c.bad()) return failed("cannot load the certificate " + tls.certificate.string(), c);
+    if (!layer->checkPrivateKeyMatchesCertificate()) {
+      return net_error(ErrorKind::Refused, "TLS: the private key " + tls.key.string() + " does not match the certificate " + tls.certificate.string());
+    }
+  }
+  for (const auto& f : tls.ca) {
+    c = layer->addTrustedCertificateFile(f.c_str(), DCF_Filetype_PEM);
+    if (c.bad()) return failed("cannot load the CA certificate " + f.string(), c);
+  }
+  for (const auto& f : tls.peer_certificates) {
+    c = layer->addTrustedCertificateFile(f.c_str(), DCF_Filetype_PEM);
+    if (c.bad()) return failed("cannot load the peer certificate " + f.string(), c);
+  }
+  if (!tls.peer_certificates.empty()) {
+    // A pinned certificate ends the chain even when it is not self-signed.
+    c = layer->addVerificationFlags(X509_V_FLAG_PARTIAL_CHAIN);
+    if (c.bad()) return failed("cannot pin the peer certificates", c);
+  }
+  layer->setCertificateVerification(tls.verify_peer ? DCV_requireCertificate : DCV_ignoreCertificate);
+  return layer;
+}
+
 // ---- The SCP.
 
 struct Scp {
@@ -233,7 +283,7 @@ bool Scp::store(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, T_DIM
     verdict = {kStatusOutOfResources, write_error};
   } else {
     bool synced = true;
-    while (::fsync(fd) != 0) {
+    while (options.sync_received && ::fsync(fd) != 0) {
       if (errno == EINTR) continue;
       synced = false;
       break;
@@ -436,12 +486,26 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
 
   // The allow-list compares addresses, never names from reverse DNS (which a peer can control).
   dcmDisableGethostbyaddr.set(OFTrue);
+  const bool secure = options.tls.enabled();
+  std::unique_ptr<DcmTLSTransportLayer> tls;
+  if (secure) {
+    auto layer = tls_layer(options.tls, NET_ACCEPTOR);
+    if (!layer) return layer.error();
+    tls = std::move(layer.value());
+  }
   T_ASC_Network* network = nullptr;
   OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, options.port, limits.acse_timeout_seconds, &network);
   if (c.bad()) return net_error(ErrorKind::Network, "cannot listen on port " + std::to_string(options.port) + ": " + condition_text(c));
+  if (tls) {
+    c = ASC_setTransportLayer(network, tls.get(), 0);  // ours: destroyed after the network
+    if (c.bad()) {
+      ASC_dropNetwork(&network);
+      return net_error(ErrorKind::Network, "cannot set up TLS on port " + std::to_string(options.port) + ": " + condition_text(c));
+    }
+  }
 
   Scp scp{options, on_instance, log, stop};
-  scp.emit(EventKind::Listening, {}, options.ae_title + " on port " + std::to_string(options.port));
+  scp.emit(EventKind::Listening, {}, options.ae_title + " on port " + std::to_string(options.port) + (secure ? " (TLS)" : ""));
 
   // Storage SOP classes other than the image ones are accepted at negotiation so that such a
   // C-STORE gets a status that says why (0122), not a silent "no presentation context".
@@ -473,10 +537,10 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     reap(false);
     if (!ASC_associationWaiting(network, 1)) continue;
     T_ASC_Association* assoc = nullptr;
-    c = ASC_receiveAssociation(network, &assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, OFFalse, DUL_NOBLOCK,
-                               limits.acse_timeout_seconds);
+    c = ASC_receiveAssociation(network, &assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, secure ? OFTrue : OFFalse,
+                               DUL_NOBLOCK, limits.acse_timeout_seconds);
     if (c.bad()) {
-      scp.emit(EventKind::Error, {}, "association request not received: " + condition_text(c));
+      scp.emit(EventKind::Error, {}, std::string(secure ? "association request not received (TLS handshake or request failed): " : "association request not received: ") + condition_text(c));
       if (assoc != nullptr) {
         ASC_dropAssociation(assoc);
         ASC_destroyAssociation(&assoc);
@@ -573,9 +637,25 @@ std::optional<Error> check_scu_options(const ScuOptions& o) {
   return std::nullopt;
 }
 
-std::optional<Error> connect(DcmSCU& scu, const ScuOptions& o) {
+// DcmSCU with its TLS switch public (DCMTK keeps it for subclasses such as DcmTLSSCU).
+class Scu : public DcmSCU {
+ public:
+  using DcmSCU::useSecureConnection;
+};
+
+// The SCU's TLS layer must outlive its DcmSCU: declare it first.
+std::optional<Error> connect(Scu& scu, const ScuOptions& o, std::unique_ptr<DcmTLSTransportLayer>& tls) {
+  if (o.tls.enabled()) {
+    auto layer = tls_layer(o.tls, NET_REQUESTOR);
+    if (!layer) return layer.error();
+    tls = std::move(layer.value());
+  }
   OFCondition c = scu.initNetwork();
   if (c.bad()) return scu_error("cannot set up the network", c);
+  if (tls) {
+    c = scu.useSecureConnection(tls.get());  // on the network and parameters initNetwork made
+    if (c.bad()) return scu_error("cannot set up TLS", c);
+  }
   c = scu.negotiateAssociation();
   if (c.bad()) return scu_error("no association with " + to_string(o.peer), c);
   return std::nullopt;
@@ -593,7 +673,7 @@ int int_of(DcmItem* item, const DcmTagKey& tag) {
   return std::stoi(s);
 }
 
-class FindScu : public DcmSCU {
+class FindScu : public Scu {
  public:
   FindScu(std::vector<StudyMatch>& out, const std::atomic<bool>* cancel) : out_(out), cancel_(cancel) {}
   bool was_cancelled = false;
@@ -631,7 +711,7 @@ class FindScu : public DcmSCU {
   const std::atomic<bool>* cancel_;
 };
 
-class GetScu : public DcmSCU {
+class GetScu : public Scu {
  public:
   GetScu(const fs::path& incoming, const InstanceFn& on_instance, const RetrieveProgressFn& progress,
          const std::atomic<bool>* cancel, std::string peer_ae, std::string peer_host, const Limits& limits)
@@ -736,10 +816,11 @@ std::string status_text(Uint16 status) {
 Result<core::Done> echo(const ScuOptions& options) {
   register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
-  DcmSCU scu;
+  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
+  Scu scu;
   configure(scu, options);
   scu.addPresentationContext(UID_VerificationSOPClass, transfer_syntax_list(true));
-  if (auto e = connect(scu, options)) return *e;
+  if (auto e = connect(scu, options, tls)) return *e;
   const OFCondition c = scu.sendECHORequest(0);
   if (c.bad()) {
     scu.abortAssociation();
@@ -753,10 +834,11 @@ Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const St
   register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
   if (auto e = check_scu_options(options)) return *e;
   std::vector<StudyMatch> out;
+  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
   FindScu scu(out, cancel);
   configure(scu, options);
   scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
-  if (auto e = connect(scu, options)) return *e;
+  if (auto e = connect(scu, options, tls)) return *e;
   const T_ASC_PresentationContextID pid = scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
   if (pid == 0) {
     scu.abortAssociation();
@@ -798,6 +880,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
   if (auto e = check_scu_options(options)) return *e;
   std::error_code ec;
   if (!fs::is_directory(incoming, ec)) return net_error(ErrorKind::Io, "the incoming folder does not exist: " + incoming.string());
+  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
   GetScu scu(incoming, on_instance, progress, cancel, options.peer.ae_title, options.peer.host, options.limits);
   configure(scu, options);
   scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
@@ -809,7 +892,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
   for (const char* cls : {UID_BasicTextSRStorage, UID_EnhancedSRStorage, UID_ComprehensiveSRStorage}) {
     scu.addPresentationContext(cls, transfer_syntax_list(true), ASC_SC_ROLE_SCP);
   }
-  if (auto e = connect(scu, options)) return *e;
+  if (auto e = connect(scu, options, tls)) return *e;
   const T_ASC_PresentationContextID pid = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
   if (pid == 0) {
     scu.abortAssociation();
@@ -879,14 +962,15 @@ Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::p
   }
   if (items.empty()) return report;
   if (contexts.size() > 127) return net_error(ErrorKind::Refused, "too many kinds of files for one association");
-  DcmSCU scu;
+  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
+  Scu scu;
   configure(scu, options);
   for (const auto& [cls, ts] : contexts) {
     OFList<OFString> list;
     list.push_back(ts.c_str());
     scu.addPresentationContext(cls.c_str(), list);
   }
-  if (auto e = connect(scu, options)) return *e;
+  if (auto e = connect(scu, options, tls)) return *e;
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (cancelled(cancel)) {
       scu.abortAssociation();

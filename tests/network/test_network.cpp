@@ -36,6 +36,7 @@
 #include "hilum/app/network.hpp"
 #include "hilum/app/sr_export.hpp"
 #include "hilum/dicom/network.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "temp_dir_test.hpp"
 
@@ -96,9 +97,10 @@ std::string write_phantom(const fs::path& path, const std::string& patient, cons
 class Listener {
  public:
   Listener(app::Catalog& catalog, const fs::path& store, int port, std::vector<net::AllowedPeer> allow,
-           std::optional<net::Limits> limits = std::nullopt) {
+           std::optional<net::Limits> limits = std::nullopt, net::TlsOptions tls = {}) {
     app::ListenOptions o;
     o.scp.ae_title = "HILUM";
+    o.scp.tls = std::move(tls);
     o.scp.port = port;
     o.scp.allow = std::move(allow);
     o.scp.limits.dimse_timeout_seconds = 10;
@@ -126,9 +128,11 @@ class Listener {
     });
     EXPECT_TRUE(wait_for([&] { return has(net::EventKind::Listening) || finished; })) << "the listener did not start";
   }
-  ~Listener() {
+  ~Listener() { stop(); }
+  // Stops the listener (every acknowledged instance filed) and waits for it.
+  void stop() {
     stop_ = true;
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   bool has(net::EventKind kind, const std::string& text = {}) {
     for (const auto& e : events) {
@@ -278,6 +282,56 @@ TEST_F(NetworkTest, SenderKilledMidTransferLeavesNothing) {
   EXPECT_TRUE(listener.arrivals.empty());
   EXPECT_EQ(catalog.count_instances().value(), 0);
   EXPECT_EQ(files_below(path("store")), 0U) << "a partial file was left";
+}
+
+// kill -9 of the sending peer mid-study, 20 times over: each time at the first progress report
+// (4 MiB into an instance of about 4.6 MB) of the 1st, 2nd or 3rd instance of a 3-instance study.
+// After all 20: whatever the catalog holds is complete (it decodes, its hash is its file's), every
+// file in the store is catalogued, and nothing is left in the incoming folders.
+TEST_F(NetworkTest, SenderKilledMidStudyTwentyTimesLeavesNoPartialInstance) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const std::string study = "1.2.826.0.1.3680043.9.7777.20";
+  fs::create_directories(path("study"));
+  for (int i = 0; i < 3; ++i) write_phantom(path("study/" + std::to_string(i) + ".dcm"), "NET-KILL20", study, 1536, 1500);
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  std::atomic<pid_t> sender{0};
+  std::atomic<int> progress{0};
+  std::atomic<int> kill_at{1};
+  std::atomic<bool> killed{false};
+  listener.on_event = [&](const net::Event& e) {
+    if (e.kind == net::EventKind::Progress && ++progress == kill_at.load() && !killed.exchange(true)) ::kill(sender.load(), SIGKILL);
+  };
+  int kills = 0;
+  for (int round = 0; round < 20; ++round) {
+    progress = 0;
+    killed = false;
+    kill_at = 1 + round % 3;
+    sender = spawn({HILUM_STORESCU, "-aet", "STORESCU", "-aec", "HILUM", "+sd", "127.0.0.1", std::to_string(port), path("study").string()},
+                   path("storescu-" + std::to_string(round) + ".log"));
+    if (wait_exit(sender) == 128 + SIGKILL) ++kills;
+  }
+  EXPECT_EQ(kills, 20) << listener.event_text();
+  // Wait until the listener has seen every broken-off association, then stop it (filing all).
+  EXPECT_TRUE(listener.wait_for([&] {
+    std::size_t aborted = 0;
+    for (const auto& e : listener.events) aborted += e.kind == net::EventKind::Aborted ? 1 : 0;
+    return aborted >= 20;
+  })) << listener.event_text();
+  listener.stop();
+  const auto instances = catalog.list_instances().value();
+  EXPECT_GE(instances.size(), 1U) << "no instance completed before a kill";
+  EXPECT_LE(instances.size(), 3U);
+  for (const auto& inst : instances) {
+    EXPECT_EQ(app::sha256_file(inst.stored_path), inst.content_hash) << inst.stored_path;
+    auto image = dicom::read_radiograph(inst.stored_path);
+    EXPECT_TRUE(image.ok()) << inst.stored_path << ": " << (image.ok() ? "" : image.error().message);
+    if (image.ok()) {
+      EXPECT_EQ(image->rows, 1536);
+    }
+  }
+  EXPECT_EQ(files_below(path("store"), ".dcm"), instances.size()) << "a file in the store that the catalog does not hold";
+  EXPECT_EQ(files_below(path("store") / ".incoming"), 0U) << "a partial or unfiled transfer was left";
 }
 
 TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
@@ -779,6 +833,172 @@ TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
                          path("cli-get-all.log"));
   EXPECT_EQ(arc, 0) << aout;
   EXPECT_NE(aout.find("retrieved 3 instances"), std::string::npos) << aout;
+}
+
+// ---- TLS (dcmtls): a throwaway CA and certificates made with openssl for each test.
+
+class TlsTest : public ReportTest {
+ protected:
+  void SetUp() override {
+    ReportTest::SetUp();
+    // Two CAs: ours, which signs the listener's, the client's and storescp's certificates, and a
+    // rogue one that signs a client nobody trusts. EC P-256 keys: quick to make.
+    const std::string dir = path("pki").string();
+    fs::create_directories(dir);
+    std::string script = "set -e; cd '" + dir + "'; ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';";
+    for (const char* ca : {"ca", "rogue-ca"}) {
+      script += std::string(" openssl req -x509 $ec -keyout ") + ca + ".key -out " + ca + ".pem -days 2 -subj /CN=" + ca + " 2>/dev/null;";
+    }
+    for (const auto& [name, ca] : std::vector<std::pair<std::string, std::string>>{{"server", "ca"}, {"client", "ca"}, {"rogue", "rogue-ca"}}) {
+      script += " openssl req -new $ec -keyout " + name + ".key -out " + name + ".csr -subj /CN=" + name + " 2>/dev/null;" +
+                " openssl x509 -req -in " + name + ".csr -CA " + ca + ".pem -CAkey " + ca + ".key -CAcreateserial -days 2 -out " +
+                name + ".pem 2>/dev/null;";
+    }
+    auto [rc, out] = run({"/bin/sh", "-c", script}, path("openssl.log"));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  std::string pki(const std::string& file) { return path("pki/" + file).string(); }
+  // The listener's TLS: its key and certificate, peers' certificates signed by our CA.
+  net::TlsOptions listener_tls() {
+    net::TlsOptions t;
+    t.key = pki("server.key");
+    t.certificate = pki("server.pem");
+    t.ca = {pki("ca.pem")};
+    return t;
+  }
+  // storescu over TLS with a client key/certificate, trusting our CA.
+  std::pair<int, std::string> storescu_tls(const std::string& client, int port, const fs::path& file) {
+    return run({HILUM_STORESCU, "+tls", pki(client + ".key"), pki(client + ".pem"), "+cf", pki("ca.pem"), "-aet", "STORESCU", "-aec",
+                "HILUM", "127.0.0.1", std::to_string(port), file.string()},
+               path("storescu-tls-" + std::to_string(counter_++) + ".log"));
+  }
+};
+
+TEST_F(TlsTest, StorescuOverTlsIsCatalogued) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "TLS-1");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, std::nullopt, listener_tls());
+  ASSERT_TRUE(listener.has(net::EventKind::Listening, "(TLS)")) << listener.event_text();
+  auto [rc, out] = storescu_tls("client", port, path("dx.dcm"));
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
+  EXPECT_EQ(listener.arrivals[0].filed.outcome, app::ReceivedFile::Outcome::Imported) << listener.arrivals[0].filed.reason;
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+TEST_F(TlsTest, PlainStorescuIsRefusedByATlsListener) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "TLS-2");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, std::nullopt, listener_tls());
+  auto [rc, out] = storescu("STORESCU", port, path("dx.dcm"));
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Error, "TLS handshake"); })) << listener.event_text();
+  EXPECT_FALSE(listener.has(net::EventKind::AssociationAccepted));
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 0U);
+}
+
+TEST_F(TlsTest, ClientCertificateNotSignedByTheTrustedCaIsRefused) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "TLS-3");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, std::nullopt, listener_tls());
+  auto [rc, out] = storescu_tls("rogue", port, path("dx.dcm"));
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Error, "TLS handshake"); })) << listener.event_text();
+  EXPECT_FALSE(listener.has(net::EventKind::AssociationAccepted));
+  // Nor does a client without a certificate get in (+tla: anonymous TLS).
+  auto [arc, aout] = run({HILUM_STORESCU, "+tla", "+cf", pki("ca.pem"), "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1",
+                          std::to_string(port), path("dx.dcm").string()},
+                         path("storescu-anonymous.log"));
+  EXPECT_NE(arc, 0) << aout;
+  EXPECT_EQ(catalog.count_instances().value(), 0);
+  EXPECT_EQ(files_below(path("store"), ".dcm"), 0U);
+}
+
+TEST_F(TlsTest, PinnedPeerCertificateIsTheOnlyOneAccepted) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "TLS-4");
+  net::TlsOptions tls = listener_tls();
+  tls.ca.clear();
+  tls.peer_certificates = {pki("client.pem")};  // its CA is not trusted: the certificate itself is
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, std::nullopt, tls);
+  auto [rc, out] = storescu_tls("client", port, path("dx.dcm"));
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
+  write_phantom(path("dx2.dcm"), "TLS-4");
+  auto [rrc, rout] = storescu_tls("rogue", port, path("dx2.dcm"));
+  EXPECT_NE(rrc, 0) << rout;
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+TEST_F(TlsTest, TlsOptionsThatCannotVerifyAnythingAreRefused) {
+  net::ScuOptions o;
+  o.peer = {"ANY", "127.0.0.1", free_port()};
+  o.tls.key = pki("client.key");
+  o.tls.certificate = pki("client.pem");  // no CA, no pinned certificate, verification not turned off
+  auto r = net::echo(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, dicom::ErrorKind::Refused);
+  EXPECT_NE(r.error().message.find("verify the peer"), std::string::npos) << r.error().message;
+  o.tls.ca = {pki("ca.pem")};
+  o.tls.certificate = pki("server.pem");  // not the key's certificate
+  r = net::echo(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("does not match"), std::string::npos) << r.error().message;
+  auto [rc, out] = run({HILUM_CLI, "pacs", "echo", "--peer", "ANY@127.0.0.1:104", "--tls-key", pki("client.key")}, path("cli-half.log"));
+  EXPECT_EQ(rc, 2) << out;  // a key without its certificate: usage
+  auto [lrc, lout] = run({HILUM_CLI, "--db", path("l.db").string(), "listen", "--port", "104", "--tls-ca", pki("ca.pem")},
+                         path("cli-listen-no-key.log"));
+  EXPECT_EQ(lrc, 2) << lout;  // a TLS listener without its key and certificate
+}
+
+TEST_F(TlsTest, CliEchoAndSendOverTlsToStorescp) {
+  const int port = free_port();
+  fs::create_directories(path("storescp"));
+  const pid_t scp = spawn({HILUM_STORESCP, "+tls", pki("server.key"), pki("server.pem"), "+cf", pki("ca.pem"), "-aet", "STORESCP",
+                           "--output-directory", path("storescp").string(), std::to_string(port)},
+                          path("storescp.log"));
+  const std::string peer = "STORESCP@127.0.0.1:" + std::to_string(port);
+  const std::vector<std::string> tls = {"--tls-key", pki("client.key"), "--tls-cert", pki("client.pem"), "--tls-ca", pki("ca.pem")};
+  auto cli = [&](std::vector<std::string> argv, const std::string& log) {
+    argv.insert(argv.end(), tls.begin(), tls.end());
+    return run(argv, path(log));
+  };
+  std::pair<int, std::string> echo{1, ""};
+  for (int i = 0; i < 50 && echo.first != 0; ++i) {  // until storescp listens
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    echo = cli({HILUM_CLI, "pacs", "echo", "--peer", peer}, "cli-echo.log");
+  }
+  EXPECT_EQ(echo.first, 0) << echo.second;
+  EXPECT_NE(echo.second.find("C-ECHO " + peer + ": ok"), std::string::npos) << echo.second;
+  // Without TLS, storescp (TLS only) does not answer.
+  auto [prc, pout] = run({HILUM_CLI, "pacs", "echo", "--peer", peer}, path("cli-echo-plain.log"));
+  EXPECT_NE(prc, 0) << pout;
+  // A server whose certificate our trusted CA did not sign is not talked to.
+  auto [rrc, rout] = run({HILUM_CLI, "pacs", "echo", "--peer", peer, "--tls-key", pki("client.key"), "--tls-cert", pki("client.pem"),
+                          "--tls-ca", pki("rogue-ca.pem")},
+                         path("cli-echo-rogue.log"));
+  EXPECT_NE(rrc, 0) << rout;
+  // pacs send: an image's structured report over TLS.
+  const std::string db = path("send.db").string();
+  {
+    auto c = app::Catalog::open(db);
+    ASSERT_TRUE(c.ok());
+    catalogue_labelled_image(*c);
+  }
+  auto [src, sout] = cli({HILUM_CLI, "--db", db, "pacs", "send", "--peer", peer, "--all", "--no-maps"}, "cli-send.log");
+  EXPECT_EQ(src, 0) << sout;
+  EXPECT_NE(sout.find("sent 1 objects"), std::string::npos) << sout;
+  ::kill(scp, SIGTERM);
+  wait_exit(scp);
+  EXPECT_EQ(files_below(path("storescp")), 1U);
+  std::size_t sr = 0;
+  for (const auto& e : fs::directory_iterator(path("storescp"))) sr += e.path().filename().string().rfind("SR", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(sr, 1U) << "storescp names a structured report SR.<uid>";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // window, label with the keyboard (and undo), show an attention map, import with a report, and run
 // a short fine-tune that lists a new version.
 #include <QApplication>
+#include <QCheckBox>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMenu>
@@ -30,6 +31,7 @@
 #include "hilum/core/numbers.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/testdata/phantom.hpp"
+#include "dialogs.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
 #include "main_window.hpp"
@@ -628,6 +630,61 @@ class Workstation : public QObject {
     QCOMPARE(query->results(), 0);
     QVERIFY2(!query->status().isEmpty() && !query->status().startsWith("Searching"), qPrintable(query->status()));
     window_.reset();  // stops the listener
+  }
+
+  // Settings > Network with TLS: the background listener takes the certificate files from the
+  // settings and speaks TLS only (a throwaway CA and certificates made with openssl).
+  void receivesOverTlsWhenTheSettingsSaySo() {
+    const QString storescu = QStandardPaths::findExecutable("storescu");
+    const QString openssl = QStandardPaths::findExecutable("openssl");
+    if (storescu.isEmpty() || openssl.isEmpty()) QSKIP("storescu (Debian dcmtk) or openssl is not installed");
+    const fs::path pki = dir_ / "pki";
+    fs::create_directories(pki);
+    const QString script = QString(
+        "set -e; cd '%1'; ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';"
+        " openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj /CN=ca 2>/dev/null;"
+        " for n in server client; do openssl req -new $ec -keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null;"
+        " openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out $n.pem 2>/dev/null; done")
+                               .arg(QString::fromStdString(pki.string()));
+    QCOMPARE(QProcess::execute("/bin/sh", {"-c", script}), 0);
+    const auto file = [&](const char* name) { return QString::fromStdString((pki / name).string()); };
+    auto session = ui::Session::open(dir_ / "tls.db", "dr.test");
+    QVERIFY(session.ok());
+    ui::Preferences prefs;
+    prefs.author = "dr.test";
+    prefs.listen = true;
+    prefs.listen_port = test::free_port();
+    prefs.listen_aet = "HILUM";
+    prefs.listen_allow = "STORESCU@localhost";
+    prefs.tls = true;
+    prefs.tls_key = file("server.key");
+    prefs.tls_cert = file("server.pem");
+    prefs.tls_ca = file("ca.pem");
+    // The settings dialog shows and returns the same files.
+    ui::SettingsDialog settings(prefs);
+    QVERIFY(settings.findChild<QCheckBox*>("settingsTls")->isChecked());
+    QCOMPARE(settings.findChild<QLineEdit*>("settingsTlsCa")->text(), file("ca.pem"));
+    QCOMPARE(settings.preferences().tls_key, file("server.key"));
+    window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), prefs);
+    window_->show();
+    const auto files = uitest::write_phantoms(dir_ / "incoming-tls", 1);
+    const QStringList target = {"-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", QString::number(prefs.listen_port),
+                                QString::fromStdString(files.at(0).string())};
+    int rc = -1;
+    const QStringList tls = QStringList{"+tls", file("client.key"), file("client.pem"), "+cf", file("ca.pem")} + target;
+    for (int attempt = 0; attempt < 50 && rc != 0; ++attempt) {
+      QTest::qWait(100);
+      rc = QProcess::execute(storescu, tls);
+    }
+    QCOMPARE(rc, 0);
+    QTRY_COMPARE_WITH_TIMEOUT(window_->worklist()->items().size(), std::size_t{1}, 10000);
+    const auto other = uitest::write_phantoms(dir_ / "incoming-plain", 1);
+    QStringList plain = target;
+    plain.back() = QString::fromStdString(other.at(0).string());
+    QVERIFY(QProcess::execute(storescu, plain) != 0);  // the listener is up, but plain is refused
+    QTest::qWait(300);
+    QCOMPARE(window_->worklist()->items().size(), std::size_t{1});
+    window_.reset();
   }
 };
 

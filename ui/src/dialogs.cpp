@@ -79,6 +79,23 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
   pacs_peer_->setPlaceholderText(tr("PACS@pacs.example.org:104"));
   pacs_peer_->setToolTip(tr("File > Send results to the PACS sends the current image's report and attention map here"));
   net_form->addRow(tr("Send results to (AET@host:port)"), pacs_peer_);
+  tls_ = new QCheckBox(tr("TLS (the listener accepts nothing else; Query PACS and Send results use it too)"), network);
+  tls_->setObjectName("settingsTls");
+  tls_->setChecked(preferences.tls);
+  net_form->addRow(tls_);
+  const auto pem = [&](QLineEdit*& edit, const QString& value, const char* name, const QString& label, const QString& tip) {
+    edit = new QLineEdit(value, network);
+    edit->setObjectName(name);
+    edit->setPlaceholderText(tr("PEM file"));
+    edit->setToolTip(tip);
+    net_form->addRow(label, edit);
+  };
+  pem(tls_key_, preferences.tls_key, "settingsTlsKey", tr("Our private key"), tr("Not encrypted"));
+  pem(tls_cert_, preferences.tls_cert, "settingsTlsCert", tr("Our certificate"), tr("Shown to the peers"));
+  pem(tls_ca_, preferences.tls_ca, "settingsTlsCa", tr("Trusted CA"),
+      tr("Peers must present a certificate signed by this CA"));
+  pem(tls_peer_cert_, preferences.tls_peer_cert, "settingsTlsPeerCert", tr("Trusted peer certificate"),
+      tr("A peer presenting this very certificate is accepted"));
   layout->addWidget(network);
   auto* note = new QLabel(tr("A new catalog location takes effect when Hilum starts again."), this);
   note->setWordWrap(true);
@@ -105,6 +122,11 @@ Preferences SettingsDialog::preferences() const {
   p.listen_aet = listen_aet_->text().trimmed().isEmpty() ? base_.listen_aet : listen_aet_->text().trimmed();
   p.listen_allow = listen_allow_->text().trimmed();
   p.pacs_peer = pacs_peer_->text().trimmed();
+  p.tls = tls_->isChecked();
+  p.tls_key = tls_key_->text().trimmed();
+  p.tls_cert = tls_cert_->text().trimmed();
+  p.tls_ca = tls_ca_->text().trimmed();
+  p.tls_peer_cert = tls_peer_cert_->text().trimmed();
   return p;
 }
 

@@ -32,6 +32,11 @@ class SettingsDialog : public QDialog {
   QLineEdit* listen_aet_ = nullptr;
   QLineEdit* listen_allow_ = nullptr;
   QLineEdit* pacs_peer_ = nullptr;
+  QCheckBox* tls_ = nullptr;
+  QLineEdit* tls_key_ = nullptr;
+  QLineEdit* tls_cert_ = nullptr;
+  QLineEdit* tls_ca_ = nullptr;
+  QLineEdit* tls_peer_cert_ = nullptr;
 };
 
 // (keys, what they do) rows, grouped by section titles (rows whose keys are empty).

@@ -734,6 +734,7 @@ SettingsDialog* MainWindow::show_settings() {
 
 QueryPacsDialog* MainWindow::show_query_pacs() {
   auto* d = new QueryPacsDialog(session_->path(), this);
+  d->set_tls(tls_options(preferences_));
   d->setAttribute(Qt::WA_DeleteOnClose);
   connect(d, &QueryPacsDialog::retrieved, this, [this] { worklist_->refresh(); });
   d->show();
@@ -772,6 +773,7 @@ void MainWindow::apply_network() {
   app::ListenOptions options;
   options.scp.ae_title = sstr(preferences_.listen_aet);
   options.scp.port = preferences_.listen_port;
+  options.scp.tls = tls_options(preferences_);
   for (const QString& entry : preferences_.listen_allow.split(QRegularExpression("[\\s,]+"), Qt::SkipEmptyParts)) {
     auto allowed = dicom::net::parse_allowed(sstr(entry));
     if (!allowed) {
@@ -806,6 +808,7 @@ void MainWindow::send_results() {
   dicom::net::ScuOptions scu;
   scu.peer = *peer;
   scu.our_ae = sstr(preferences_.listen_aet.trimmed().isEmpty() ? QString("HILUM") : preferences_.listen_aet.trimmed());
+  scu.tls = tls_options(preferences_);
   const std::string uid = current_->sop_instance_uid;
   const QString where = qstr(dicom::net::to_string(*peer));
   sending_ = true;

@@ -1,8 +1,22 @@
 #include "network.hpp"
 
+#include "session.hpp"
+
 #include <QMetaObject>
 
 namespace hilum::ui {
+
+dicom::net::TlsOptions tls_options(const Preferences& p) {
+  dicom::net::TlsOptions t;
+  if (!p.tls) return t;  // off
+  t.on = true;  // a box ticked without files is refused, never plain
+  const auto file = [](const QString& s) { return std::filesystem::path(sstr(s.trimmed())); };
+  t.key = file(p.tls_key);
+  t.certificate = file(p.tls_cert);
+  if (!p.tls_ca.trimmed().isEmpty()) t.ca.push_back(file(p.tls_ca));
+  if (!p.tls_peer_cert.trimmed().isEmpty()) t.peer_certificates.push_back(file(p.tls_peer_cert));
+  return t;
+}
 
 BackgroundListener::BackgroundListener(std::filesystem::path catalog, app::ListenOptions options, QObject* context,
                                        std::function<void(const QString&, bool)> on_line) {

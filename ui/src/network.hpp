@@ -16,6 +16,11 @@
 
 namespace hilum::ui {
 
+struct Preferences;
+
+// The TLS options the preferences set (disabled when their TLS box is off).
+[[nodiscard]] dicom::net::TlsOptions tls_options(const Preferences& preferences);
+
 class BackgroundListener {
  public:
   // `on_line` runs on `context`'s thread (queued), once per arrival and for errors.

@@ -104,6 +104,7 @@ std::optional<net::ScuOptions> QueryPacsDialog::scu_options() {
   net::ScuOptions o;
   o.peer = *peer;
   o.our_ae = sstr(our_aet_->text().trimmed());
+  o.tls = tls_;
   return o;
 }
 

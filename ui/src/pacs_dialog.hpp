@@ -29,6 +29,8 @@ class QueryPacsDialog : public QDialog {
   void retrieve_selected();
   [[nodiscard]] QString status() const { return status_->text(); }
   [[nodiscard]] int results() const { return table_->rowCount(); }
+  // TLS for the search and the retrieve (from Settings > Network).
+  void set_tls(dicom::net::TlsOptions tls) { tls_ = std::move(tls); }
 
  Q_SIGNALS:
   void retrieved();  // instances were filed: the worklist may refresh
@@ -38,6 +40,7 @@ class QueryPacsDialog : public QDialog {
   // does not parse.
   std::optional<dicom::net::ScuOptions> scu_options();
   std::filesystem::path catalog_;
+  dicom::net::TlsOptions tls_;
   QLineEdit* peer_ = nullptr;
   QLineEdit* our_aet_ = nullptr;
   QLineEdit* patient_id_ = nullptr;

@@ -56,6 +56,11 @@ Preferences Preferences::load() {
   p.listen_aet = s.value("network/aet", "HILUM").toString();
   p.listen_allow = s.value("network/allow").toString();
   p.pacs_peer = s.value("network/pacs").toString();
+  p.tls = s.value("network/tls", false).toBool();
+  p.tls_key = s.value("network/tls_key").toString();
+  p.tls_cert = s.value("network/tls_cert").toString();
+  p.tls_ca = s.value("network/tls_ca").toString();
+  p.tls_peer_cert = s.value("network/tls_peer_cert").toString();
   return p;
 }
 
@@ -69,6 +74,11 @@ void Preferences::save() const {
   s.setValue("network/aet", listen_aet);
   s.setValue("network/allow", listen_allow);
   s.setValue("network/pacs", pacs_peer);
+  s.setValue("network/tls", tls);
+  s.setValue("network/tls_key", tls_key);
+  s.setValue("network/tls_cert", tls_cert);
+  s.setValue("network/tls_ca", tls_ca);
+  s.setValue("network/tls_peer_cert", tls_peer_cert);
 }
 
 app::Result<std::shared_ptr<const app::LoadedModel>> ModelCache::active(app::Catalog& catalog) {

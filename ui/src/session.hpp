@@ -31,6 +31,13 @@ struct Preferences {
   QString listen_aet = "HILUM";
   QString listen_allow;           // "AET[@HOST]" entries, separated by spaces or commas
   QString pacs_peer;              // where the current image's results go: "AET@HOST:PORT" (our AE title: listen_aet)
+  // TLS for the listener, Query PACS and Send results (PEM files; see dicom::net::TlsOptions):
+  // the peer's certificate is verified against the CA and/or the pinned peer certificate.
+  bool tls = false;
+  QString tls_key;
+  QString tls_cert;
+  QString tls_ca;
+  QString tls_peer_cert;
   static Preferences load();
   void save() const;
 };

@@ -7,13 +7,15 @@
 //   as "local limit exceeded"), the PDU size, ACSE/DIMSE timeouts (an association idle for the
 //   DIMSE timeout is aborted) and a cap on one dataset's size (a larger one aborts the association).
 //   Each instance is written to a new file in `incoming` whose name Hilum makes up (never from a
-//   value the peer sent), synced, then handed to `on_instance`, which must move or delete it and
+//   value the peer sent), synced (unless sync_received is false), then handed to `on_instance`, which must move or delete it and
 //   says which DIMSE status the peer gets. A transfer that breaks off (peer killed, abort, timeout,
 //   stop) leaves no file behind.
 // - echo / find_studies / get_studies / send_files: the SCU side (C-ECHO, study-level C-FIND,
 //   C-GET, C-STORE), each with cancel. Retrieval is by C-GET: the instances come back on the
 //   association Hilum opened, so the PACS needs no route (AE title, host, port) to the workstation
 //   and nothing has to listen on it (works through NAT and firewalls).
+// - TLS (DCMTK's dcmtls over OpenSSL, the non-downgrading BCP 195 profile, as DCMTK's tools): optional on both sides (TlsOptions);
+//   a listener with TLS speaks nothing else (a plain association fails its handshake).
 // Every DCMTK condition becomes a dicom::Error (kind Network, Refused, Io, Cancelled, ...).
 #pragma once
 
@@ -49,6 +51,28 @@ struct AllowedPeer {
 // backslash or control characters, not only spaces).
 [[nodiscard]] bool valid_ae_title(const std::string& ae);
 
+// TLS for one side. Off when no field is set. Files are PEM; the private key is not encrypted.
+// - key + certificate: ours, shown to the peer. The SCP needs them; the SCU may go without (no
+//   client certificate: a peer that requires one refuses the association).
+// - ca: the peer's certificate must be signed by one of these CAs (the host name is not compared
+//   with the certificate: DCMTK does not; pin the peer's certificate to accept one peer only).
+// - peer_certificates: the peer must present one of these very certificates (pinned; its own
+//   issuer need not be trusted).
+// - The peer's certificate is verified (and required) whenever a CA or peer certificate is given;
+//   with neither, verify_peer must be false (encrypted, but the peer is not authenticated;
+//   the SCP then accepts clients without a certificate too).
+struct TlsOptions {
+  std::filesystem::path key;
+  std::filesystem::path certificate;
+  std::vector<std::filesystem::path> ca;
+  std::vector<std::filesystem::path> peer_certificates;
+  bool verify_peer = true;
+  bool on = false;  // TLS even when no file is set (then refused: nothing to verify the peer with)
+  [[nodiscard]] bool enabled() const {
+    return on || !key.empty() || !certificate.empty() || !ca.empty() || !peer_certificates.empty() || !verify_peer;
+  }
+};
+
 struct Limits {
   int max_associations = 4;                          // concurrent (SCP)
   std::uint32_t max_pdu = 65536;                      // bytes, the PDU size we announce
@@ -64,7 +88,7 @@ struct Limits {
 
 // One instance received (C-STORE on our SCP, or a C-GET sub-operation).
 struct ReceivedInstance {
-  std::filesystem::path file;   // a complete, synced Part 10 file in the incoming folder
+  std::filesystem::path file;   // a complete Part 10 file in the incoming folder (synced, unless ScpOptions::sync_received is false)
   std::string sop_class_uid;
   std::string sop_instance_uid; // as the peer announced it (check it before using it)
   std::string calling_ae;       // the peer
@@ -115,6 +139,10 @@ struct ScpOptions {
   std::vector<AllowedPeer> allow;    // empty: nobody is accepted
   Limits limits;
   std::filesystem::path incoming;    // where received files are written first (must exist)
+  TlsOptions tls;                    // enabled: TLS only (a handshake that fails is an Error event)
+  // Whether each received file is fsynced before on_instance sees it. false: written and closed
+  // only; on_instance then answers for its durability (e.g. syncing many files in one pass).
+  bool sync_received = true;
 };
 
 // SOP classes the SCP takes: CR, DX for presentation and for processing, Digital X-Ray (the
@@ -133,6 +161,7 @@ struct ScuOptions {
   Peer peer;
   std::string our_ae = "HILUM";
   Limits limits;
+  TlsOptions tls;
 };
 
 [[nodiscard]] Result<core::Done> echo(const ScuOptions& options);
