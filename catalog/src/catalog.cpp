@@ -136,6 +136,29 @@ fs::path server_catalog_folder(const std::string& key) {
   return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "Hilum" / "postgresql" / key;
 }
 
+std::string shown_catalog_location(const std::string& location) {
+  std::string out = location;
+  // user:password@ in the authority
+  if (const auto scheme = out.find("://"); scheme != std::string::npos) {
+    const auto end = out.find_first_of("/?", scheme + 3);
+    const auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
+    if (at != std::string::npos && at > scheme) {
+      const auto colon = out.find(':', scheme + 3);
+      if (colon != std::string::npos && colon < at) out = out.substr(0, colon) + ":***" + out.substr(at);
+    }
+  }
+  // password=... among the query parameters
+  if (const auto query = out.find('?'); query != std::string::npos) {
+    for (auto at = out.find("password=", query); at != std::string::npos; at = out.find("password=", at + 1)) {
+      if (out[at - 1] != '?' && out[at - 1] != '&') continue;
+      const auto value = at + 9;
+      const auto stop = out.find('&', value);
+      out = out.substr(0, value) + "***" + (stop == std::string::npos ? std::string() : out.substr(stop));
+    }
+  }
+  return out;
+}
+
 // ---- Regions -----------------------------------------------------------------------------
 
 std::string Region::to_json() const {

@@ -31,14 +31,7 @@ constexpr unsigned kInt8 = 20, kText = 25, kFloat8 = 701, kBytea = 17;
 constexpr const char* kBegin = "BEGIN; SELECT pg_advisory_xact_lock(1212763213)";
 
 // The URI without its password (for messages).
-std::string shown_url(const std::string& url) {
-  const auto scheme = url.find("://");
-  const auto at = url.find('@');
-  if (scheme == std::string::npos || at == std::string::npos) return url;
-  const auto colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon) + ":***" + url.substr(at);
-}
+std::string shown_url(const std::string& url) { return shown_catalog_location(url); }
 
 std::string trimmed(const char* s) {
   std::string out = s != nullptr ? s : "";

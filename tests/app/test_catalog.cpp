@@ -378,6 +378,18 @@ TEST_F(CatalogTest, PseudonymsAreConsistentAndDistinct) {
   EXPECT_EQ(s1->size(), 64u);
 }
 
+// What the title bar and the messages show: never a password, in the authority or the query.
+TEST(CatalogPath, ShownWithoutItsPassword) {
+  using app::shown_catalog_location;
+  EXPECT_EQ(shown_catalog_location("/home/dr/hilum.db"), "/home/dr/hilum.db");
+  EXPECT_EQ(shown_catalog_location("postgresql://dr@pacs.local/hilum"), "postgresql://dr@pacs.local/hilum");
+  EXPECT_EQ(shown_catalog_location("postgresql://dr:s3cr:et@pacs.local:5432/hilum"), "postgresql://dr:***@pacs.local:5432/hilum");
+  EXPECT_EQ(shown_catalog_location("postgresql:///hilum?host=/run/pg&password=s3cret&user=dr"),
+            "postgresql:///hilum?host=/run/pg&password=***&user=dr");
+  EXPECT_EQ(shown_catalog_location("postgresql://pacs.local/hilum?password=s3cret"), "postgresql://pacs.local/hilum?password=***");
+  EXPECT_EQ(shown_catalog_location("postgresql://pacs.local/hilum?sslpassword=x"), "postgresql://pacs.local/hilum?sslpassword=x");
+}
+
 TEST(CatalogPath, DefaultFollowsHilumDbThenXdg) {
   ::setenv("HILUM_DB", "/tmp/explicit.db", 1);
   EXPECT_EQ(app::default_catalog_path(), fs::path("/tmp/explicit.db"));

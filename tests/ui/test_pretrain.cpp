@@ -222,7 +222,7 @@ class Pretrain : public QObject {
     QTest::mouseClick(dialog->findChild<QPushButton*>("pretrainStart"), Qt::LeftButton);
     QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 60000);
     QVERIFY2(finished[0][0].toBool(), qPrintable(dialog->error()));
-    QVERIFY2(QString::fromStdString(dialog->report()->report_json).contains("continued from"),
+    QVERIFY2(QString::fromStdString(dialog->report()->report_json).contains("\"continued from active-vit\""),
              qPrintable(QString::fromStdString(dialog->report()->report_json)));
     // The backbone has the active model's encoder size (32 wide), not the tiny default's (vit-ti16-d6).
     auto backbone = inference::ViTModel::load(dialog->backbone_dir());

@@ -181,7 +181,7 @@ AboutDialog::AboutDialog(Session* session, QWidget* parent) : QDialog(parent) {
                   "it looked, labels kept with who set them and which model was on screen, and fine-tuning on this "
                   "machine.\n\n*Research and workflow software, not a medical device.*\n\n")
                    .arg(HILUM_VERSION);
-  md += tr("Catalog: `%1`\n\n").arg(qstr(session->path().string()));
+  md += tr("Catalog: `%1`\n\n").arg(qstr(app::shown_catalog_location(session->path().string())));
   const auto model = session->active_model();
   if (!model) {
     md += tr("## Model card\n\nNo active model: import one with Models > Import….\n");

@@ -76,7 +76,7 @@ QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_h
 MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences, QWidget* parent)
     : QMainWindow(parent), session_(std::move(session)), preferences_(std::move(preferences)) {
   setObjectName("mainWindow");
-  setWindowTitle(tr("Hilum — %1 — reader: %2").arg(qstr(session_->path().string()), session_->author()));
+  setWindowTitle(tr("Hilum — %1 — reader: %2").arg(qstr(app::shown_catalog_location(session_->path().string())), session_->author()));
   resize(1600, 1000);
   if (preferences_.threads > 0) QThreadPool::globalInstance()->setMaxThreadCount(std::max(2, preferences_.threads));
 

@@ -61,6 +61,9 @@ using Status = Result<core::Done>;
 // workstation mounts at the same place), else $XDG_DATA_HOME/Hilum/postgresql/<key>, else
 // ~/.local/share/Hilum/postgresql/<key>.
 [[nodiscard]] std::filesystem::path server_catalog_folder(const std::string& key);
+// A catalog's location as it may be shown (title bars, messages, logs): a file path as it is, a
+// server URI without its password ("postgresql://user:***@host/db", "...?password=***").
+[[nodiscard]] std::string shown_catalog_location(const std::string& location);
 
 // ---- Records -------------------------------------------------------------------------------
 
