@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,20 @@ struct J2kFrame {
 };
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
                                           int columns, std::uint64_t max_pixels, int threads, int min_side = 0);
+
+// Decodes one lossy 8-bit greyscale JPEG frame (baseline or extended DCT) at 1/2, 1/4 or 1/8 of
+// its size with libjpeg's DCT scaling: the largest reduction after which both sides stay
+// >= 2 x min_side (as the reduced JPEG 2000 levels). nullopt when no reduction applies or the frame
+// is anything else (12-bit, lossless, colour, another size than rows x columns, corrupt data): the
+// caller then decodes it in full through DCMTK, which says what is wrong.
+struct ScaledJpeg {
+  std::vector<std::int32_t> samples;
+  int rows = 0;
+  int columns = 0;
+  int reduction = 0;  // the frame is 1/2^reduction of its size
+};
+[[nodiscard]] std::optional<ScaledJpeg> decode_jpeg_scaled(const std::uint8_t* data, std::size_t size, int rows, int columns,
+                                                           int min_side);
 
 // Runs `f` (returning a Result) and turns an exception into a Corrupt error about `path`: DCMTK 3.6.7's
 // parser can throw on hostile input (std::out_of_range from DcmByteString::verify while reading a

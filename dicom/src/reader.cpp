@@ -235,19 +235,16 @@ bool is_j2k(E_TransferSyntax xfer) {
          xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent;
 }
 
-// JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder).
-Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_TransferSyntax xfer,
-                                                    Radiograph& r, const ReadOptions& options) {
-  DcmPixelSequence* seq = nullptr;
-  if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
-    return make_error(ErrorKind::Corrupt, "JPEG 2000 pixel data is not encapsulated");
-  }
-  const unsigned long items = seq->card();
-  if (items < 2) return make_error(ErrorKind::Truncated, "truncated pixel data: no JPEG 2000 fragment");
-  // Item 0 is the Basic Offset Table. With one fragment per frame, frame 1 is item 1; otherwise
-  // frame 1 starts in item 1 and the decoder stops at its end-of-codestream marker.
-  const unsigned long last = (r.number_of_frames > 1 && items - 1 == static_cast<unsigned long>(r.number_of_frames)) ? 1 : items - 1;
+// The encapsulated bytes of frame 1: item 0 is the Basic Offset Table; with one fragment per frame,
+// frame 1 is item 1, otherwise frame 1 starts in item 1 and the decoder stops at its end marker.
+// Empty when the pixel data is not encapsulated or has no fragment.
+std::vector<std::uint8_t> first_frame_bytes(DcmPixelData& pixel_data, E_TransferSyntax xfer, const Radiograph& r) {
   std::vector<std::uint8_t> stream;
+  DcmPixelSequence* seq = nullptr;
+  if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) return stream;
+  const unsigned long items = seq->card();
+  if (items < 2) return stream;
+  const unsigned long last = (r.number_of_frames > 1 && items - 1 == static_cast<unsigned long>(r.number_of_frames)) ? 1 : items - 1;
   for (unsigned long i = 1; i <= last; ++i) {
     DcmPixelItem* item = nullptr;
     if (seq->getItem(item, i).bad() || item == nullptr) break;
@@ -255,6 +252,18 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
     if (item->getUint8Array(bytes).bad() || bytes == nullptr) continue;
     stream.insert(stream.end(), bytes, bytes + item->getLength());
   }
+  return stream;
+}
+
+// JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder).
+Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_TransferSyntax xfer,
+                                                    Radiograph& r, const ReadOptions& options) {
+  DcmPixelSequence* seq = nullptr;
+  if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
+    return make_error(ErrorKind::Corrupt, "JPEG 2000 pixel data is not encapsulated");
+  }
+  if (seq->card() < 2) return make_error(ErrorKind::Truncated, "truncated pixel data: no JPEG 2000 fragment");
+  const std::vector<std::uint8_t> stream = first_frame_bytes(pixel_data, xfer, r);
   if (stream.empty()) return make_error(ErrorKind::Truncated, "truncated pixel data: empty JPEG 2000 fragment");
   auto frame = detail::decode_j2k(stream.data(), stream.size(), r.rows, r.columns, options.limits.max_pixels,
                                  options.decoder_threads > 0 ? options.decoder_threads
@@ -280,6 +289,17 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
     }
   }
   return std::move(frame->samples);
+}
+
+// Lossy 8-bit JPEG frame 1 at a reduced scale when the consumer needs a small image
+// (ReadOptions::min_side; detail::decode_jpeg_scaled); nullopt: decode in full.
+std::optional<detail::ScaledJpeg> scaled_jpeg(DcmPixelData& pixel_data, E_TransferSyntax xfer, const Radiograph& r,
+                                              const ReadOptions& options) {
+  if (options.min_side <= 0 || (xfer != EXS_JPEGProcess1 && xfer != EXS_JPEGProcess2_4)) return std::nullopt;
+  if (r.bits_allocated != 8 || r.bits_stored != 8 || r.high_bit != 7 || r.is_signed) return std::nullopt;
+  const std::vector<std::uint8_t> stream = first_frame_bytes(pixel_data, xfer, r);
+  if (stream.empty()) return std::nullopt;
+  return detail::decode_jpeg_scaled(stream.data(), stream.size(), r.rows, r.columns, options.min_side);
 }
 
 }  // namespace
@@ -456,6 +476,12 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
       if (!samples) return samples.error();
       r.stored = std::move(samples.value());
       pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);  // reduced (min_side)
+    } else if (auto scaled = scaled_jpeg(*pixel_data, xfer, r, options)) {
+      r.stored = std::move(scaled->samples);
+      r.rows = scaled->rows;
+      r.columns = scaled->columns;
+      r.reduction = scaled->reduction;
+      pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);
     } else {
       if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit)) {
         return make_error(ErrorKind::Unsupported, "unsupported transfer syntax " + r.meta.transfer_syntax_name + " (" +

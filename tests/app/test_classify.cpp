@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -22,6 +23,28 @@ namespace hilum::test {
 namespace {
 
 const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
+
+// How far the model input made from a reduced decode is from the one made from the full decode
+// (display values in [0, 1]): the mean and the largest absolute difference.
+struct InputDifference {
+  double mean = 0, worst = 0;
+};
+InputDifference input_difference(const dicom::Radiograph& full, const dicom::Radiograph& reduced, app::InputSize size) {
+  const auto a = app::display_image(full);
+  const auto b = app::display_image(reduced);
+  EXPECT_TRUE(a.ok() && b.ok());
+  if (!a.ok() || !b.ok()) return {1.0, 1.0};
+  const auto fa = app::model_input_of(a->grey.data(), a->width, a->height, size);
+  const auto fb = app::model_input_of(b->grey.data(), b->width, b->height, size);
+  InputDifference out;
+  for (std::size_t i = 0; i < fa.size(); ++i) {
+    const double d = std::abs(static_cast<double>(fa[i]) - fb[i]);
+    out.mean += d;
+    out.worst = std::max(out.worst, d);
+  }
+  out.mean /= static_cast<double>(fa.size());
+  return out;
+}
 
 class ClassifyTest : public CatalogTest {
  protected:
@@ -226,19 +249,7 @@ TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
   EXPECT_EQ(reduced->columns, 450);
   EXPECT_EQ(reduced->full_rows, 1100);
   EXPECT_EQ(reduced->full_columns, 900);
-  const app::InputSize size{160, 160};
-  const auto a = app::display_image(full.value());
-  const auto b = app::display_image(reduced.value());
-  ASSERT_TRUE(a.ok() && b.ok());
-  const auto fa = app::model_input_of(a->grey.data(), a->width, a->height, size);
-  const auto fb = app::model_input_of(b->grey.data(), b->width, b->height, size);
-  double mean = 0, worst = 0;
-  for (std::size_t i = 0; i < fa.size(); ++i) {
-    const double d = std::abs(static_cast<double>(fa[i]) - fb[i]);
-    mean += d;
-    worst = std::max(worst, d);
-  }
-  mean /= static_cast<double>(fa.size());
+  const auto [mean, worst] = input_difference(full.value(), reduced.value(), {160, 160});
   EXPECT_LT(mean, 0.006);  // 0.004 measured (display values in [0, 1])
   EXPECT_LT(worst, 0.08);  // 0.05 measured, at the collimator edge
   EXPECT_GT(worst, 0.0) << "the two reads gave the same input: no reduction happened";
@@ -256,6 +267,63 @@ TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
   ASSERT_TRUE(lossy.ok());
   EXPECT_EQ(lossy->reduction, 0);
   EXPECT_EQ(lossy->columns, 900);
+}
+
+// Issue 18: lossy 8-bit JPEG read for a small consumer is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+// DCT scaling), by the same rule as JPEG 2000 (both sides >= 2 x min_side), and the model input made
+// from it is close to the one made from DCMTK's full decode.
+TEST_F(ClassifyTest, ScaledJpegDecodeIsCloseToTheFullDecodeDownsampled) {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = 1300;
+  spec.phantom.columns = 1100;
+  spec.phantom.bits_allocated = 8;
+  spec.phantom.bits_stored = 8;
+  spec.phantom.high_bit = 7;
+  spec.encoding = testdata::Encoding::JpegBaseline;
+  const fs::path file = path("film.dcm");
+  testdata::write_dicom(file, spec);
+  dicom::ReadOptions full_options, reduced_options;
+  reduced_options.min_side = 128;  // a thumbnail
+  auto full = dicom::read_radiograph(file, full_options);
+  auto reduced = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(full.ok() && reduced.ok()) << (full.ok() ? reduced.error().message : full.error().message);
+  EXPECT_EQ(full->reduction, 0);
+  EXPECT_EQ(full->columns, 1100);
+  EXPECT_EQ(reduced->reduction, 2);  // 1100 / 4 = 275 >= 2 x 128 > 1100 / 8
+  EXPECT_EQ(reduced->rows, 325);
+  EXPECT_EQ(reduced->columns, 275);
+  EXPECT_EQ(reduced->full_rows, 1300);
+  EXPECT_EQ(reduced->full_columns, 1100);
+  ASSERT_EQ(reduced->stored.size(), 325u * 275u);
+  const auto [mean, worst] = input_difference(full.value(), reduced.value(), {128, 128});
+  std::printf("scaled JPEG: mean |delta| %.4f, worst %.4f\n", mean, worst);
+  EXPECT_LT(mean, 0.006);  // display values in [0, 1]; 0.0029 measured
+  EXPECT_LT(worst, 0.08);  // 0.058 measured, at the collimator edge
+  EXPECT_GT(worst, 0.0) << "the two reads gave the same input: no reduction happened";
+  // The model's 160 px: 1/2 scale (550 >= 2 x 160 > 275).
+  reduced_options.min_side = 160;
+  auto half = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(half.ok());
+  EXPECT_EQ(half->reduction, 1);
+  EXPECT_EQ(half->columns, 550);
+  EXPECT_EQ(half->rows, 650);
+  // A film less than four times the needed side is decoded in full (DCMTK).
+  reduced_options.min_side = 300;
+  auto whole = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->reduction, 0);
+  EXPECT_EQ(whole->rows, 1300);
+  // 12-bit lossy JPEG: in full (libjpeg here is 8-bit only).
+  spec.phantom.bits_allocated = 16;
+  spec.phantom.bits_stored = 12;
+  spec.phantom.high_bit = 11;
+  spec.encoding = testdata::Encoding::JpegExtended12;
+  testdata::write_dicom(file, spec);
+  reduced_options.min_side = 160;
+  auto twelve = dicom::read_radiograph(file, reduced_options);
+  ASSERT_TRUE(twelve.ok());
+  EXPECT_EQ(twelve->reduction, 0);
+  EXPECT_EQ(twelve->columns, 1100);
 }
 
 // Issue 18: classify decodes ahead on worker threads while the model runs; the results keep the

@@ -83,7 +83,7 @@ struct Radiograph {
   Metadata meta;
 
   // Geometry and pixel module. rows/columns: the decoded pixels; full_rows/full_columns: the
-  // file's (they differ only when reduction > 0: JPEG 2000 read at 1/2^reduction of its size,
+  // file's (they differ only when reduction > 0: JPEG 2000 or lossy 8-bit JPEG read at 1/2^reduction of its size,
   // ReadOptions::min_side; the pixel spacing in `meta` stays the file's).
   int rows = 0;
   int columns = 0;

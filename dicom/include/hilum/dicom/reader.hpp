@@ -26,8 +26,9 @@ struct ReadOptions {
   // thumbnail). Lossless JPEG 2000 is then decoded at the lowest resolution level (OpenJPEG's
   // reduce factor) whose both sides are still at least 2 x min_side: each level halves the sides,
   // so only a film at least four times that size is reduced. Radiograph::reduction says by how
-  // much; rows and columns are the decoded size, full_rows/full_columns the file's. Other codecs
-  // (and lossy JPEG 2000) decode in full.
+  // much; rows and columns are the decoded size, full_rows/full_columns the file's. Lossy 8-bit
+  // JPEG (baseline, extended) is decoded at 1/2, 1/4 or 1/8 scale by the same rule (libjpeg's DCT
+  // scaling). Other codecs (lossy JPEG 2000, 12-bit and lossless JPEG, JPEG-LS, RLE) decode in full.
   int min_side = 0;
 };
 
