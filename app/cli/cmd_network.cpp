@@ -58,14 +58,7 @@ std::optional<int> parse_common(const std::string& command, const Args& args, Ne
     }
   }
   if (need_peer && !out.peer) return usage_error(command + ": no peer (--peer AET@HOST:PORT)");
-  const net::TlsOptions& t = out.tls;
-  if (t.key.empty() != t.certificate.empty()) return usage_error(command + ": --tls-key and --tls-cert go together");
-  if (t.enabled() && t.verify_peer && t.ca.empty() && t.peer_certificates.empty()) {
-    return usage_error(command + ": TLS needs --tls-ca or --tls-peer-cert to verify the peer (or --tls-no-verify)");
-  }
-  if (!t.verify_peer && (!t.ca.empty() || !t.peer_certificates.empty())) {
-    return usage_error(command + ": --tls-no-verify with --tls-ca or --tls-peer-cert (which would not be used)");
-  }
+  if (auto problem = net::tls_problem(out.tls, command == "listen")) return usage_error(command + ": " + *problem);
   return std::nullopt;
 }
 
@@ -215,7 +208,6 @@ int cmd_listen(const Global& global, const Args& args) {
   app::ListenOptions options;
   options.scp.ae_title = n.our_ae;
   options.scp.tls = n.tls;
-  if (n.tls.enabled() && n.tls.key.empty()) return usage_error("listen: TLS needs --tls-key and --tls-cert");
   bool have_port = false;
   const Args& a = n.rest;
   for (std::size_t i = 0; i < a.size(); ++i) {

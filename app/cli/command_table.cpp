@@ -274,24 +274,29 @@ std::vector<CommandSpec> make_table() {
   const OptionSpec tls_ca{"--tls-ca", "", "CA.pem", "TLS: the PACS's certificate must be signed by this CA; repeat for several"};
   const OptionSpec tls_peer{"--tls-peer-cert", "", "PEER.pem", "TLS: the PACS must present this very certificate"};
   const OptionSpec tls_no_verify{"--tls-no-verify", "", "", "TLS: encrypt without verifying the PACS's certificate"};
+  // Every pacs subcommand: the peer, our AE title and the TLS options, then its own.
+  const auto scu = [&](std::vector<OptionSpec> own) {
+    std::vector<OptionSpec> all{peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify};
+    all.insert(all.end(), own.begin(), own.end());
+    return all;
+  };
   t.push_back({"pacs", kNetwork, "SUBCOMMAND", "query, retrieve from and send to a PACS",
                {},
-               {{"echo", kNetwork, "", "C-ECHO: is the peer there and does it accept us", {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify}, {}, nullptr},
+               {{"echo", kNetwork, "", "C-ECHO: is the peer there and does it accept us", scu({}), {}, nullptr},
                 {"find", kNetwork, "", "study-level C-FIND",
-                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify,
-                  {"--patient-id", "", "ID", "the Patient ID"},
-                  {"--patient-name", "", "NAME", "the Patient's Name (wildcards * and ? allowed)"},
-                  {"--accession", "", "A", "the Accession Number"},
-                  {"--from", "", "YYYYMMDD", "studies from this date"},
-                  {"--to", "", "YYYYMMDD", "studies up to this date"},
-                  {"--modality", "", "M", "a modality in the study"},
-                  kJson},
+                 scu({{"--patient-id", "", "ID", "the Patient ID"},
+                      {"--patient-name", "", "NAME", "the Patient's Name (wildcards * and ? allowed)"},
+                      {"--accession", "", "A", "the Accession Number"},
+                      {"--from", "", "YYYYMMDD", "studies from this date"},
+                      {"--to", "", "YYYYMMDD", "studies up to this date"},
+                      {"--modality", "", "M", "a modality in the study"},
+                      kJson}),
                  {}, nullptr},
                 {"retrieve", kNetwork, "STUDY_UID...", "C-GET the studies into the catalog (progress; Ctrl-C cancels)",
-                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify, {"--max-total-mb", "", "N", "stop (refusing the rest) past this many MiB in all (default 16384)"}}, {},
+                 scu({{"--max-total-mb", "", "N", "stop (refusing the rest) past this many MiB in all (default 16384)"}}), {},
                  nullptr},
                 {"send", kNetwork, "[IMAGE...]", "the images' structured reports and attention maps (Secondary Capture), by C-STORE",
-                 {peer, ours, tls_key, tls_cert, tls_ca, tls_peer, tls_no_verify, {"--all", "", "", "every image's results"}, {"--no-maps", "", "", "the reports only"}}, {}, nullptr}},
+                 scu({{"--all", "", "", "every image's results"}, {"--no-maps", "", "", "the reports only"}}), {}, nullptr}},
                cmd_pacs});
   return t;
 }

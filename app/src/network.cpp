@@ -14,7 +14,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,20 +22,6 @@ namespace net = hilum::dicom::net;
 
 namespace hilum::app {
 namespace {
-
-// fdatasync of a file by name: 0 or errno.
-int sync_data(const fs::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int rc = 0;
-  while (::fdatasync(fd) != 0) {
-    if (errno == EINTR) continue;
-    rc = errno;
-    break;
-  }
-  ::close(fd);
-  return rc;
-}
 
 fs::path store_folder(const Catalog& catalog, const ImportOptions& options) {
   return options.store.empty() ? catalog.local_folder() / "store" : options.store;
@@ -146,7 +131,7 @@ struct InstanceFiler::State {
       }
       // A failed sync is not fatal here: the data are still readable, and filing reads them and
       // fails (reported through on_arrival) if they are not.
-      for (const auto& instance : batch) (void)sync_data(instance.file);
+      for (const auto& instance : batch) (void)core::fsync_file(instance.file);
       (void)core::fsync_folder(incoming);
       {
         const std::lock_guard lock(queue_mutex);

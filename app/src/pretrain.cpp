@@ -170,13 +170,6 @@ Result<int> resume(const fs::path& dir, Run& run, training::AdamW& opt_e, traini
   return Error{ErrorKind::Invalid, all + ". No good checkpoint is left: delete " + dir.string() + " to start over"};
 }
 
-// A folder's own name ("a/b/" too): reports name what they started from without machine paths.
-std::string folder_name(const fs::path& dir) {
-  fs::path p = dir.lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return p.filename().string();
-}
-
 // ---- The run ------------------------------------------------------------------------------------
 
 Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, const detail::ImageReader& reader, const std::string& source,
@@ -334,7 +327,7 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
   const json r = {{"method", "masked autoencoder (He et al. 2022), random-resized crop 0.5-1.0 (Xiao et al. 2023)"},
                   {"source", source},
                   {"data", data},
-                  {"architecture", o.init.empty() ? o.arch : "continued from " + folder_name(o.init)},
+                  {"architecture", o.init.empty() ? o.arch : "continued from " + detail::folder_name(o.init)},
                   {"image_size", run.config.input_width},
                   {"epochs", o.epochs},
                   {"batch_size", batch_size},

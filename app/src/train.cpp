@@ -661,7 +661,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   }
   json r = {{"data", data_json},
             {"outputs", config.labels},
-            {"architecture", o.init.empty() ? o.arch : (new_head ? "encoder of " : "continued from ") + o.init.filename().string()},
+            {"architecture", o.init.empty() ? o.arch : (new_head ? "encoder of " : "continued from ") + detail::folder_name(o.init)},
             {"image_size", config.input_width},
             {"epochs", o.epochs},
             {"batch_size", o.batch_size},

@@ -145,4 +145,11 @@ using EpochPlan = std::function<std::vector<const Sample*>(int epoch, std::mt199
                                               const std::filesystem::path& checkpoint_dir, FinetuneProgress& state,
                                               const FinetuneCallback& progress, const std::atomic<bool>* cancel);
 
+// A folder's own name ("a/b/" too): reports name the model they started from without machine paths.
+[[nodiscard]] inline std::string folder_name(const std::filesystem::path& dir) {
+  std::filesystem::path p = dir.lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
 }  // namespace hilum::app::detail

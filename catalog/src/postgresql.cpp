@@ -30,9 +30,6 @@ constexpr unsigned kInt8 = 20, kText = 25, kFloat8 = 701, kBytea = 17;
 // does, so that "check, then write" (No Finding's exclusivity, adjudicate's "who was first") holds.
 constexpr const char* kBegin = "BEGIN; SELECT pg_advisory_xact_lock(1212763213)";
 
-// The URI without its password (for messages).
-std::string shown_url(const std::string& url) { return shown_catalog_location(url); }
-
 std::string trimmed(const char* s) {
   std::string out = s != nullptr ? s : "";
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
@@ -278,7 +275,7 @@ class PgDatabase final : public Database {
   }
 
   Error lost(std::string_view what) const {
-    return {ErrorKind::CannotOpen, std::string(what) + ": the connection to the catalog server " + shown_url(url_) +
+    return {ErrorKind::CannotOpen, std::string(what) + ": the connection to the catalog server " + shown_catalog_location(url_) +
                                        " was lost; this change was not saved (Hilum reconnects on the next action)"};
   }
 
@@ -291,7 +288,7 @@ class PgDatabase final : public Database {
   std::optional<Error> reconnect(std::string_view what) {
     PQreset(conn_);
     if (PQstatus(conn_) != CONNECTION_OK) {
-      return Error{ErrorKind::CannotOpen, std::string(what) + ": cannot reach the catalog server " + shown_url(url_) + " (" +
+      return Error{ErrorKind::CannotOpen, std::string(what) + ": cannot reach the catalog server " + shown_catalog_location(url_) + " (" +
                                               trimmed(PQerrorMessage(conn_)) + ")"};
     }
     in_transaction_ = false;
@@ -635,7 +632,7 @@ bool is_postgresql_url(std::string_view location) {
 }
 
 Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
-  const std::string where = "opening the catalog " + shown_url(url);
+  const std::string where = "opening the catalog " + shown_catalog_location(url);
   PGconn* conn = PQconnectdb(url.c_str());
   if (conn == nullptr) return Error{ErrorKind::CannotOpen, where + ": out of memory"};
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -658,7 +655,7 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
     return e;
   };
   if (!found->has_value()) {
-    if (mode != Catalog::Mode::ReadWriteCreate) return Error{ErrorKind::CannotOpen, "no Hilum catalog in " + shown_url(url)};
+    if (mode != Catalog::Mode::ReadWriteCreate) return Error{ErrorKind::CannotOpen, "no Hilum catalog in " + shown_catalog_location(url)};
     // Two sessions creating the schema at once: the lock makes the second one find it made.
     if (auto e = db->exec(kBegin, where)) return *e;
     auto again = stored_version(db.get(), where);
@@ -667,23 +664,23 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
       Stmt tables(db.get(), "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
       if (!tables.step()) return rollback(tables.error() ? *tables.error() : Error{ErrorKind::Io, where});
       if (tables.int64(0) > 0) {
-        return rollback(Error{ErrorKind::Corrupt, shown_url(url) + " holds tables but no Hilum catalog; it was left untouched "
+        return rollback(Error{ErrorKind::Corrupt, shown_catalog_location(url) + " holds tables but no Hilum catalog; it was left untouched "
                                                                    "(give Hilum an empty database)"});
       }
       // Revision 1 (catalog schema 5), then every revision after it: a new catalog takes the same path as an old one.
       const std::string findings = builtin_findings_sql("'" + utc_now() + "'");
       for (const std::string& step : {std::string(kSchema), label_views_sql(), std::string(kRules), findings,
                                       std::string("INSERT INTO hilum_catalog(schema_version) VALUES (5)")}) {
-        if (auto e = db->exec(step, "creating the catalog in " + shown_url(url))) return rollback(*e);
+        if (auto e = db->exec(step, "creating the catalog in " + shown_catalog_location(url))) return rollback(*e);
       }
-      if (auto e = upgrade(db.get(), 1, "creating the catalog in " + shown_url(url))) return rollback(*e);
+      if (auto e = upgrade(db.get(), 1, "creating the catalog in " + shown_catalog_location(url))) return rollback(*e);
     }
     if (auto e = db->exec("COMMIT", where)) return *e;
     return Opened{std::move(db), latest};
   }
   const auto refuse_newer = [&](const StoredVersion& v) -> std::optional<Error> {
     if (v.schema <= latest && v.revision <= latest_revision) return std::nullopt;
-    return Error{ErrorKind::NewerSchema, shown_url(url) + " was written by a newer Hilum (catalog schema " + std::to_string(v.schema) +
+    return Error{ErrorKind::NewerSchema, shown_catalog_location(url) + " was written by a newer Hilum (catalog schema " + std::to_string(v.schema) +
                                              ", PostgreSQL revision " + std::to_string(v.revision) + "; this version knows schema " +
                                              std::to_string(latest) + ", revision " + std::to_string(latest_revision) +
                                              "); it was left untouched: use a Hilum at least as new as the one that wrote it"};
@@ -695,11 +692,11 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
     if (auto e = db->exec(kBegin, where)) return *e;
     auto again = stored_version(db.get(), where);
     if (!again) return rollback(again.error());
-    if (!again->has_value()) return rollback(Error{ErrorKind::Corrupt, shown_url(url) + ": the catalog's version table went away"});
+    if (!again->has_value()) return rollback(Error{ErrorKind::Corrupt, shown_catalog_location(url) + ": the catalog's version table went away"});
     if (auto e = refuse_newer(**again)) return rollback(*e);
     const int from = (*again)->revision;
     if (auto e = upgrade(db.get(), from,
-                         "upgrading the catalog " + shown_url(url) + " from PostgreSQL revision " + std::to_string(from) + " to " +
+                         "upgrading the catalog " + shown_catalog_location(url) + " from PostgreSQL revision " + std::to_string(from) + " to " +
                              std::to_string(latest_revision) + " (the role that owns the catalog must open it once)")) {
       return rollback(*e);
     }
@@ -709,7 +706,7 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
   }
   const int v = (*found)->schema;
   if (v < latest) {
-    return Error{ErrorKind::NewerSchema, shown_url(url) + " has catalog schema " + std::to_string(v) + ", which this Hilum cannot upgrade"};
+    return Error{ErrorKind::NewerSchema, shown_catalog_location(url) + " has catalog schema " + std::to_string(v) + ", which this Hilum cannot upgrade"};
   }
   return Opened{std::move(db), latest};
 }

@@ -30,6 +30,18 @@ struct J2kFrame {
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
                                           int columns, std::uint64_t max_pixels, int threads, int min_side = 0);
 
+// How many times a w x h frame may be halved for a consumer that needs min_side pixels: the most
+// halvings (at most max_levels) after which both sides, rounded up, stay >= 2 x min_side (the
+// consumer's own resize does the last octave). 0 when min_side <= 0. One rule for the reduced
+// JPEG 2000 levels and JPEG's DCT scaling.
+[[nodiscard]] inline int reduction_levels(std::uint64_t w, std::uint64_t h, int min_side, int max_levels) {
+  if (min_side <= 0) return 0;
+  const auto side = 2 * static_cast<std::uint64_t>(min_side);
+  int r = 0;
+  while (r < max_levels && r < 16 && ((w + (2ull << r) - 1) >> (r + 1)) >= side && ((h + (2ull << r) - 1) >> (r + 1)) >= side) ++r;
+  return r;
+}
+
 // Decodes one lossy 8-bit greyscale JPEG frame (baseline or extended DCT) at 1/2, 1/4 or 1/8 of
 // its size with libjpeg's DCT scaling: the largest reduction after which both sides stay
 // >= 2 x min_side (as the reduced JPEG 2000 levels). nullopt when no reduction applies or the frame

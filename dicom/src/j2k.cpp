@@ -129,10 +129,7 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
       if (tccp != nullptr && tccp[0].numresolutions > 0 && tccp[0].qmfbid == 1) levels = tccp[0].numresolutions - 1;
       opj_destroy_cstr_info(&info);
     }
-    const auto side = 2 * static_cast<std::uint64_t>(min_side);
-    while (reduce < levels && reduce < 16 && ((w + (2ull << reduce) - 1) >> (reduce + 1)) >= side && ((h + (2ull << reduce) - 1) >> (reduce + 1)) >= side) {
-      ++reduce;
-    }
+    reduce = static_cast<std::uint32_t>(reduction_levels(w, h, min_side, static_cast<int>(std::min<std::uint32_t>(levels, 16))));
     if (reduce > 0 && !opj_set_decoded_resolution_factor(codec.get(), reduce)) reduce = 0;
   }
   const std::uint64_t out_w = (w + (1ull << reduce) - 1) >> reduce, out_h = (h + (1ull << reduce) - 1) >> reduce;

@@ -30,14 +30,6 @@ void on_message(j_common_ptr cinfo, int level) {
   if (level < 0) std::longjmp(reinterpret_cast<JpegError*>(cinfo->err)->jump, 1);
 }
 
-// The largest power-of-two reduction (at most 8) after which both sides stay >= 2 x min_side.
-unsigned scale_denominator(std::uint64_t w, std::uint64_t h, int min_side) {
-  const auto side = 2 * static_cast<std::uint64_t>(min_side);
-  unsigned d = 1;
-  while (d < 8 && (w + 2 * d - 1) / (2 * d) >= side && (h + 2 * d - 1) / (2 * d) >= side) d *= 2;
-  return d;
-}
-
 // Runs `step` (libjpeg calls, trivially destructible locals only) with the error manager's jump
 // target here: an error or a corrupt-data warning returns false, not exit() or abort().
 template <typename F>
@@ -52,7 +44,7 @@ bool jpeg_step(JpegError& err, F&& step) {
 std::optional<ScaledJpeg> decode_jpeg_scaled(const std::uint8_t* data, std::size_t size, int rows, int columns, int min_side) {
   if (min_side <= 0 || size == 0) return std::nullopt;
   // Cheap refusal before libjpeg: the film must be at least four times the needed side.
-  if (scale_denominator(static_cast<std::uint64_t>(columns), static_cast<std::uint64_t>(rows), min_side) == 1) return std::nullopt;
+  if (reduction_levels(static_cast<std::uint64_t>(columns), static_cast<std::uint64_t>(rows), min_side, 3) == 0) return std::nullopt;
   jpeg_decompress_struct cinfo{};
   JpegError err{};
   cinfo.err = jpeg_std_error(&err.base);
@@ -71,7 +63,7 @@ std::optional<ScaledJpeg> decode_jpeg_scaled(const std::uint8_t* data, std::size
         lossy_grey = cinfo.data_precision == 8 && cinfo.num_components == 1 &&
                      cinfo.image_width == static_cast<JDIMENSION>(columns) && cinfo.image_height == static_cast<JDIMENSION>(rows);
         if (!lossy_grey) return;
-        const unsigned d = scale_denominator(cinfo.image_width, cinfo.image_height, min_side);
+        const unsigned d = 1u << reduction_levels(cinfo.image_width, cinfo.image_height, min_side, 3);  // 2, 4 or 8
         cinfo.out_color_space = JCS_GRAYSCALE;
         cinfo.scale_num = 1;
         cinfo.scale_denom = d;

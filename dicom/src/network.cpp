@@ -28,6 +28,7 @@
 #include <dcmtk/dcmtls/tlslayer.h>
 #include <openssl/x509_vfy.h>
 
+#include "hilum/core/atomic_file.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
 
@@ -90,19 +91,6 @@ bool write_all(int fd, const void* data, std::size_t size) {
   return true;
 }
 
-bool sync_file(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = true;
-  while (::fsync(fd) != 0) {
-    if (errno == EINTR) continue;
-    ok = false;
-    break;
-  }
-  ::close(fd);
-  return ok;
-}
-
 // After the callback: whatever it left in the incoming folder goes.
 void remove_leftover(const fs::path& file) {
   std::error_code ec;
@@ -140,15 +128,7 @@ std::string cut(const std::string& s, std::size_t n) { return s.size() <= n ? s 
 
 // The TLS layer for one side (NET_ACCEPTOR: our SCP; NET_REQUESTOR: our SCU), or why not.
 Result<std::unique_ptr<DcmTLSTransportLayer>> tls_layer(const TlsOptions& tls, T_ASC_NetworkRole role) {
-  const bool scp = role == NET_ACCEPTOR;
-  const bool anchors = !tls.ca.empty() || !tls.peer_certificates.empty();
-  if (tls.key.empty() != tls.certificate.empty()) {
-    return net_error(ErrorKind::Refused, "TLS needs both a private key and its certificate");
-  }
-  if (scp && tls.key.empty()) return net_error(ErrorKind::Refused, "a TLS listener needs a private key and a certificate");
-  if (tls.verify_peer && !anchors) {
-    return net_error(ErrorKind::Refused, "TLS: no CA or peer certificate to verify the peer with (or verification turned off)");
-  }
+  if (auto problem = tls_problem(tls, role == NET_ACCEPTOR)) return net_error(ErrorKind::Refused, *problem);
   static std::once_flag openssl_once;
   std::call_once(openssl_once, [] { DcmTLSTransportLayer::initializeOpenSSL(); });
   auto layer = std::make_unique<DcmTLSTransportLayer>(role, nullptr, OFFalse);
@@ -183,6 +163,22 @@ Result<std::unique_ptr<DcmTLSTransportLayer>> tls_layer(const TlsOptions& tls, T
   layer->setCertificateVerification(tls.verify_peer ? DCV_requireCertificate : DCV_ignoreCertificate);
   return layer;
 }
+
+}  // namespace
+
+std::optional<std::string> tls_problem(const TlsOptions& tls, bool listener) {
+  if (!tls.enabled()) return std::nullopt;
+  const bool anchors = !tls.ca.empty() || !tls.peer_certificates.empty();
+  if (tls.key.empty() != tls.certificate.empty()) return "TLS needs both a private key and its certificate";
+  if (listener && tls.key.empty()) return "a TLS listener needs a private key and a certificate";
+  if (tls.verify_peer && !anchors) {
+    return "TLS: no CA or peer certificate to verify the peer with (or verification turned off)";
+  }
+  if (!tls.verify_peer && anchors) return "TLS: verification turned off, yet a CA or peer certificate given (which would not be used)";
+  return std::nullopt;
+}
+
+namespace {
 
 // ---- The SCP.
 
@@ -766,7 +762,7 @@ class GetScu : public Scu {
                                             ? "instance of " + std::to_string(size) + " bytes larger than the limit of " +
                                                   std::to_string(limits_.max_dataset_bytes) + " bytes"
                                             : "the retrieve would pass its limit of " + std::to_string(limits_.max_retrieve_bytes) + " bytes"};
-    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || !sync_file(file)) {
+    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || core::fsync_file(file) != 0) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string()};
     } else {
       ReceivedInstance inst{file, sop_class, sop_instance, peer_ae_, peer_host_, 0};

@@ -5,6 +5,8 @@
 #include <map>
 #include <random>
 
+#include "hilum/training/metrics.hpp"
+
 namespace hilum::training {
 
 std::optional<double> cohen_kappa(const std::vector<int>& a, const std::vector<int>& b) {
@@ -112,13 +114,7 @@ std::optional<Interval> cluster_bootstrap(const std::vector<std::size_t>& cluste
   }
   if (values.size() * 2 < static_cast<std::size_t>(resamples)) return std::nullopt;
   std::sort(values.begin(), values.end());
-  const auto at = [&](double q) {
-    const double pos = q * static_cast<double>(values.size() - 1);
-    const auto lo = static_cast<std::size_t>(std::floor(pos));
-    const auto hi = std::min(lo + 1, values.size() - 1);
-    return values[lo] + (pos - static_cast<double>(lo)) * (values[hi] - values[lo]);
-  };
-  return Interval{at(0.025), at(0.975)};
+  return Interval{quantile_of_sorted(values, 0.025), quantile_of_sorted(values, 0.975)};
 }
 
 }  // namespace hilum::training

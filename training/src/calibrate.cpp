@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "hilum/training/metrics.hpp"
+
 namespace hilum::training {
 
 inference::PlattScaling fit_platt(const std::vector<double>& logits, const std::vector<int>& labels) {
@@ -101,10 +103,7 @@ inference::Subspace fit_subspace(const inference::Matrix& embeddings, const infe
     distances.push_back(inference::distance(r, row.data(), d));
   }
   std::sort(distances.begin(), distances.end());
-  const double position = std::clamp(quantile, 0.0, 1.0) * static_cast<double>(distances.size() - 1);
-  const auto below = static_cast<std::size_t>(std::floor(position));
-  const auto above = std::min(distances.size() - 1, below + 1);
-  const double q = distances[below] + (position - static_cast<double>(below)) * (distances[above] - distances[below]);
+  const double q = quantile_of_sorted(distances, quantile);
   r.threshold = std::max(q * margin, 1e-9);
   return r;
 }

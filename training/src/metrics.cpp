@@ -113,6 +113,14 @@ double expected_calibration_error(const std::vector<double>& probabilities, cons
   return ece;
 }
 
+double quantile_of_sorted(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) throw std::invalid_argument("quantile_of_sorted: no values");
+  const double at = std::clamp(q, 0.0, 1.0) * static_cast<double>(sorted.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(at));
+  const std::size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (at - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+}
+
 double ece_by_chance(const std::vector<double>& probabilities, double quantile, int rounds, std::uint64_t seed, int bins) {
   if (rounds < 1) throw std::invalid_argument("ece_by_chance: rounds must be >= 1");
   if (!(quantile >= 0.0 && quantile <= 1.0)) throw std::invalid_argument("ece_by_chance: the quantile must be in [0, 1]");
@@ -125,11 +133,7 @@ double ece_by_chance(const std::vector<double>& probabilities, double quantile, 
     e = expected_calibration_error(probabilities, labels, bins);
   }
   std::sort(eces.begin(), eces.end());
-  // The empirical quantile, interpolated between order statistics (NumPy's default).
-  const double at = quantile * static_cast<double>(eces.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(at));
-  const std::size_t hi = std::min(lo + 1, eces.size() - 1);
-  return eces[lo] + (at - static_cast<double>(lo)) * (eces[hi] - eces[lo]);
+  return quantile_of_sorted(eces, quantile);
 }
 
 // Predicted positive when score >= threshold. Candidates are the distinct scores (and the float

@@ -40,6 +40,21 @@ inline int fsync_folder(const std::filesystem::path& folder) {
   return error;
 }
 
+// Flushes a file's data (and the size needed to read them back) to the disk: fdatasync of the
+// file opened O_RDONLY. Returns 0 or the errno value.
+inline int fsync_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int error = 0;
+  while (::fdatasync(fd) != 0) {
+    if (errno == EINTR) continue;
+    error = errno;
+    break;
+  }
+  ::close(fd);
+  return error;
+}
+
 // The folder sync replace_with_temporary calls after its rename: fsync_folder, unless a test
 // puts another function here (to see that it is called, or to make it fail).
 using FolderSyncFn = int (*)(const std::filesystem::path& folder);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,11 @@ struct TlsOptions {
     return on || !key.empty() || !certificate.empty() || !ca.empty() || !peer_certificates.empty() || !verify_peer;
   }
 };
+
+// Why `tls` cannot be used for a listener (`listener`) or a client, in words; nullopt when it can
+// (or TLS is off). The rules above, checked before any file is read: the CLI, the GUI and the
+// network functions all ask this one.
+[[nodiscard]] std::optional<std::string> tls_problem(const TlsOptions& tls, bool listener);
 
 struct Limits {
   int max_associations = 4;                          // concurrent (SCP)

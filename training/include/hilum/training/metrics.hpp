@@ -22,6 +22,10 @@ struct Auroc {
 [[nodiscard]] double expected_calibration_error(const std::vector<double>& probabilities, const std::vector<int>& labels,
                                                 int bins = 10);
 
+// The q-quantile (q in [0, 1], clamped) of sorted values, interpolated between order statistics
+// (NumPy's default, "linear"). Requires a non-empty vector.
+[[nodiscard]] double quantile_of_sorted(const std::vector<double>& sorted, double q);
+
 // The ECE a perfectly calibrated model shows on these probabilities by chance alone: labels drawn
 // `rounds` times as Bernoulli(p) from the probabilities themselves (a fixed seed: the same inputs give
 // the same answer), and the `quantile` of the ECEs they give. On a few dozen films this is itself
