@@ -194,7 +194,12 @@ AboutDialog::AboutDialog(Session* session, QWidget* parent) : QDialog(parent) {
       md += tr("- Architecture and training: ");
       QStringList parts;
       for (auto it = hp.begin(); it != hp.end(); ++it)
-        if (!it.value().isObject() && !it.value().isArray()) parts << QString("%1 %2").arg(it.key(), it.value().toVariant().toString());
+        if (it.value().isDouble()) {
+          // Six significant digits: a float hyperparameter read back as a double shows as 0.1, not 0.10000000149.
+          parts << QString("%1 %2").arg(it.key(), QString::number(it.value().toDouble(), 'g', 6));
+        } else if (!it.value().isObject() && !it.value().isArray()) {
+          parts << QString("%1 %2").arg(it.key(), it.value().toVariant().toString());
+        }
       md += parts.join(", ") + "\n";
     }
     const auto metrics = QJsonDocument::fromJson(QByteArray::fromStdString(model->metrics)).object();
