@@ -97,13 +97,27 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   bool pixels_ok = true;
   if (domain != nullptr && embedding != nullptr) {
     out.pixel_check = true;
-    double score = inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold;
-    if (pixel_descriptor != nullptr && !pixel_descriptor->empty()) score = std::max(score, inference::pixel_score(*domain, *pixel_descriptor));
+    // Each part of the reference over its own limit, so that the reason can say which one the
+    // image is unlike (the model's features of it, its layout, its grey levels and edges).
+    const double features = inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold;
+    inference::PixelScores parts;
+    if (pixel_descriptor != nullptr && !pixel_descriptor->empty()) parts = inference::pixel_scores(*domain, *pixel_descriptor);
+    const double score = std::max({features, parts.thumbnail, parts.statistics});
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;
-    pixels = pixels_ok ? "the image looks like the training films (domain score " + core::format_fixed(*out.score, 2) + "; above 1 is outside)"
-                       : "the image does not look like the chest films the model was trained on (domain score " + core::format_fixed(*out.score, 2) +
-                             "; above 1 is outside)";
+    if (pixels_ok) {
+      pixels = "the image looks like the training films (domain score " + core::format_fixed(*out.score, 2) + "; above 1 is outside)";
+    } else {
+      std::string unlike;
+      auto name = [&](double part, const char* what) {
+        if (part > 1.0) unlike += std::string(unlike.empty() ? "" : ", ") + what + " " + (std::isfinite(part) ? core::format_fixed(part, 2) : "inf");
+      };
+      name(features, "the model's features of it");
+      name(parts.thumbnail, "its layout");
+      name(parts.statistics, "its grey levels and edges");
+      pixels = "the image does not look like the chest films the model was trained on (domain score " + core::format_fixed(*out.score, 2) +
+               "; above 1 is outside; unlike them in " + unlike + ")";
+    }
   } else {
     pixels = "the model carries no reference of its training films, so the pixel check is unavailable";
   }

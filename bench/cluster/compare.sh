@@ -11,7 +11,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-/tmp/hilum-cluster-bench}
 epochs=${2:-1}
 data="$repo/../shared/data/cxr-nih-adult-512"
-cli="$repo/build/app/hilum-cli"
+cli=${HILUM_CLI:-"$repo/build/app/hilum-cli"}
 rm -rf "$work" && mkdir -p "$work/dicom"
 db="$work/hilum.db"
 

@@ -402,15 +402,23 @@ std::vector<float> domain_pixels(const DomainReference& domain, const float* gre
   return out;
 }
 
-double pixel_score(const DomainReference& domain, const std::vector<float>& pixels) {
+PixelScores pixel_scores(const DomainReference& domain, const std::vector<float>& pixels) {
   const Eigen::Index side = domain.thumbnail_side > 0 ? static_cast<Eigen::Index>(domain.thumbnail_side) * domain.thumbnail_side : 0;
   const Eigen::Index statistics = domain.statistics.mean.size() > 0 ? kDomainStatistics : 0;
-  if (side + statistics == 0) return 0.0;
-  if (static_cast<Eigen::Index>(pixels.size()) != side + statistics) return std::numeric_limits<double>::infinity();
-  double score = 0.0;
-  if (side > 0) score = std::max(score, distance(domain.thumbnail, pixels.data(), side) / domain.thumbnail.threshold);
-  if (statistics > 0) score = std::max(score, distance(domain.statistics, pixels.data() + side, statistics) / domain.statistics.threshold);
-  return score;
+  PixelScores out;
+  if (side + statistics == 0) return out;
+  if (static_cast<Eigen::Index>(pixels.size()) != side + statistics) {
+    out.thumbnail = out.statistics = std::numeric_limits<double>::infinity();
+    return out;
+  }
+  if (side > 0) out.thumbnail = distance(domain.thumbnail, pixels.data(), side) / domain.thumbnail.threshold;
+  if (statistics > 0) out.statistics = distance(domain.statistics, pixels.data() + side, statistics) / domain.statistics.threshold;
+  return out;
+}
+
+double pixel_score(const DomainReference& domain, const std::vector<float>& pixels) {
+  const PixelScores parts = pixel_scores(domain, pixels);
+  return std::max(parts.thumbnail, parts.statistics);
 }
 
 }  // namespace hilum::inference

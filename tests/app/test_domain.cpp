@@ -139,6 +139,8 @@ TEST_F(DomainTest, ThePixelsDecideAndTheHeaderCanOnlyTakeAnImageOut) {
   EXPECT_FALSE(r[1].domain.in_domain);
   EXPECT_GT(*r[1].domain.score, 1.0);
   EXPECT_NE(r[1].domain.reason.find("does not look like"), std::string::npos) << r[1].domain.reason;
+  // The reason names the part of the reference it is unlike: this reference has only the features.
+  EXPECT_NE(r[1].domain.reason.find("unlike them in the model's features of it"), std::string::npos) << r[1].domain.reason;
   // A chest phantom whose header says MR: out, from the header (the pixels alone would pass).
   EXPECT_FALSE(r[2].domain.in_domain);
   EXPECT_LE(*r[2].domain.score, 1.0);
@@ -225,6 +227,9 @@ TEST_F(DomainTest, PixelStatisticsCatchAPageWhoseEmbeddingPasses) {
   EXPECT_FALSE(r[1].domain.in_domain) << r[1].domain.reason;
   ASSERT_TRUE(r[1].domain.score.has_value());
   EXPECT_GT(*r[1].domain.score, 1.0);
+  // Caught by its grey levels and edges alone; the features (a limit of 1e6) are not named.
+  EXPECT_NE(r[1].domain.reason.find("unlike them in its grey levels and edges"), std::string::npos) << r[1].domain.reason;
+  EXPECT_EQ(r[1].domain.reason.find("features"), std::string::npos) << r[1].domain.reason;
   // Without the statistics part the same reference lets the page through.
   extras.domain->statistics = inference::Subspace{};
   ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());

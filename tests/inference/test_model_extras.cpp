@@ -204,9 +204,14 @@ TEST_F(ModelExtrasTest, StatisticsPartScoresAndRoundTrips) {
   std::vector<float> far = pixels;
   far[3] = 30.0f;  // along the thumbnail's axis: sqrt(900 / 9 / 4) / 2 = 2.5, above the statistics' 0.71
   EXPECT_NEAR(inference::pixel_score(d, far), 2.5, 1e-5);
+  // Each part on its own (what the domain reason names).
+  const auto parts = inference::pixel_scores(d, far);
+  EXPECT_NEAR(parts.thumbnail, 2.5, 1e-5);
+  EXPECT_NEAR(parts.statistics, std::sqrt(100.0 / 22.0) / 3.0, 1e-5);
   EXPECT_TRUE(std::isinf(inference::pixel_score(d, std::vector<float>(5, 0.0f)))) << "a descriptor of another size";
   inference::DomainReference none;
   EXPECT_EQ(inference::pixel_score(none, {}), 0.0);
+  EXPECT_EQ(inference::pixel_scores(none, {}).thumbnail, 0.0);
   EXPECT_TRUE(inference::domain_pixels(none, flat.data(), 6, 6).empty());
   // A statistics part of the wrong width is refused.
   std::ifstream in(dir_ / "hilum.json");

@@ -123,8 +123,14 @@ inline constexpr int kDomainStatistics = 22;
 // thumbnail part) followed by its domain_statistics (when it has a statistics part), of grey values
 // at the model's input size. Empty when the reference has no pixel part.
 [[nodiscard]] std::vector<float> domain_pixels(const DomainReference& domain, const float* grey, int width, int height);
-// The larger of the descriptor's parts' distances over their thresholds (above 1: outside); 0 when
-// the reference has no pixel part, infinity when the descriptor does not fit the reference.
+// Each pixel part's distance over its threshold (above 1: outside): 0 for a part the reference does
+// not have, infinity for both when the descriptor does not fit the reference.
+struct PixelScores {
+  double thumbnail = 0.0;   // the layout: the domain_thumbnail part
+  double statistics = 0.0;  // the grey levels and edges: the domain_statistics part
+};
+[[nodiscard]] PixelScores pixel_scores(const DomainReference& domain, const std::vector<float>& pixels);
+// The larger of the two (0 when the reference has no pixel part).
 [[nodiscard]] double pixel_score(const DomainReference& domain, const std::vector<float>& pixels);
 
 }  // namespace hilum::inference
