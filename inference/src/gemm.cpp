@@ -1,6 +1,8 @@
 // Packed-weight GEMM with AVX-512 micro-kernels (F32 FMA and BF16 vdpbf16ps). See gemm.hpp.
 #include "gemm.hpp"
 
+#include "team.hpp"
+
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 
@@ -439,7 +441,7 @@ void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, Packe
 #pragma omp parallel num_threads(nthreads)
   {
     if (t_bf16_rows.size() < row_units) t_bf16_rows.resize(row_units);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (std::size_t p = 0; p < panels; ++p) pack_panel(p, t_bf16_rows.data());
   }
 #else
@@ -448,113 +450,128 @@ void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, Packe
 #endif
 }
 
+Product::Product(const float* x, std::size_t ldx, bool x_transposed, int m, const PackedWeights& w, float* y, std::size_t ldy,
+                 bool accumulate, Activation activation, int threads)
+    : x_(x), ldx_(ldx), transposed_(x_transposed), m_(std::max(0, m)), w_(&w), y_(y), ldy_(ldy), accumulate_(accumulate), activation_(activation) {
+  if (m_ <= 0 || w.n <= 0) return;
+  bf16_ = w.format == Format::BF16;
+  // AMX: blocks of 32 rows x one panel, k in whole tiles of 16 pairs (the panels are zero-padded).
+  amx_ = bf16_ && amx_enabled() && cpu_has_amx_bf16();
+  tile_rows_ = amx_ ? 32 : kMaxRows;
+  tiles_ = (m_ + tile_rows_ - 1) / tile_rows_;
+  // BF16 input by rows: row stride a multiple of 32 elements, plus 32 so that rows do not share cache
+  // sets. Transposed without AMX: k_steps rows of m pairs (32-bit words), row stride ldt words (a
+  // multiple of 16, plus 16).
+  ldb_ = static_cast<std::size_t>((2 * w.k_steps + 31) / 32 * 32 + 32);
+  ldt_ = static_cast<std::size_t>((m_ + 15) / 16 * 16 + 16);
+  pairs_by_column_ = bf16_ && x_transposed && !amx_;
+  // AMX reads whole 16-row tiles: rows up to the next multiple of 32 exist (their values unused).
+  units_ = !bf16_ ? 0
+           : pairs_by_column_ ? 2 * ldt_ * static_cast<std::size_t>(w.k_steps)
+                              : static_cast<std::size_t>(tiles_ * tile_rows_) * ldb_;
+  // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while the panels pass.
+  const std::size_t row_bytes = bf16_ ? ldb_ * 2 : static_cast<std::size_t>(w.k) * 4;
+  block_ = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * static_cast<std::size_t>(tile_rows_))));
+  row_blocks_ = (tiles_ + block_ - 1) / block_;
+  // Items small enough that a thread the scheduler parks holds little back (about 16 per block of
+  // rows and thread), large enough that taking one costs nothing (a panel at least).
+  groups_ = std::min(w.panels, 16 * std::max(1, threads));
+  // The conversion to bfloat16 in pieces of 32 rows (by rows) or 16 pairs (pairs by column).
+  conversions_ = !bf16_ ? 0 : pairs_by_column_ ? (w.k_steps + 15) / 16 : (m_ + 31) / 32;
+}
+
+long Product::items() const { return static_cast<long>(row_blocks_) * groups_; }
+
+void Product::convert(long i) const {
+#if HILUM_X86
+  const PackedWeights& w = *w_;
+  if (pairs_by_column_) {
+    const int s0 = static_cast<int>(i) * 16, s1 = std::min(w.k_steps, s0 + 16);
+    interleave_pairs(x_, ldx_, w.k, m_, s0, s1, reinterpret_cast<std::uint32_t*>(scratch_), ldt_, (m_ + 15) / 16 * 16);
+    return;
+  }
+  const int r0 = static_cast<int>(i) * 32, r1 = std::min(m_, r0 + 32);
+  if (transposed_) transpose_pairs(x_, ldx_, w.k, r0, r1, w.k_stride, scratch_, ldb_);
+  else convert_rows(x_, ldx_, w.k, r0, r1, scratch_, ldb_);
+#else
+  (void)i;
+#endif
+}
+
+void Product::compute(long item) const {
+#if HILUM_X86
+  const PackedWeights& w = *w_;
+  const int rb = static_cast<int>(item / groups_), g = static_cast<int>(item % groups_);
+  const int t0 = rb * block_, t1 = std::min(tiles_, t0 + block_);
+  const int p0 = w.panels * g / groups_, p1 = w.panels * (g + 1) / groups_;
+  const std::uint16_t* xb = scratch_;
+  const auto stride = static_cast<std::size_t>(w.k_stride);
+  alignas(64) float amx_out[32 * 32];  // one AMX block of y before its epilogue
+  if (amx_) amx_configure();
+  for (int p = p0; p < p1; ++p) {
+    const int col0 = p * kPanel;
+    const int cols = std::min(kPanel, w.n - col0);
+    const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
+    const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
+    const float* bias = w.bias.data() + col0;
+    for (int tt = t0; tt < t1; ++tt) {
+      const int row0 = tt * tile_rows_;
+      const int rows = std::min(tile_rows_, m_ - row0);
+      float* c = y_ + static_cast<std::size_t>(row0) * ldy_ + col0;
+      if (amx_) {
+        amx_block(xb + static_cast<std::size_t>(row0) * ldb_, ldb_, w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel, w.k_stride,
+                  amx_out);
+        amx_store(amx_out, rows, c, ldy_, bias, accumulate_, m0, m1);
+      } else if (bf16_) {
+        const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
+        const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel;
+        if (transposed_) {
+          kTilesBF16T[static_cast<std::size_t>(rows - 1)](words + row0, ldt_, packed, w.k_steps, c, ldy_, bias, accumulate_, m0, m1);
+        } else {
+          kTilesBF16[static_cast<std::size_t>(rows - 1)](words + static_cast<std::size_t>(row0) * (ldb_ / 2), ldb_ / 2, packed, w.k_steps, c,
+                                                         ldy_, bias, accumulate_, m0, m1);
+        }
+      } else {
+        (transposed_ ? kTilesF32T : kTilesF32)[static_cast<std::size_t>(rows - 1)](
+            x_ + static_cast<std::size_t>(row0) * (transposed_ ? 1 : ldx_), ldx_, w.f32.data() + static_cast<std::size_t>(p) * stride * kPanel,
+            w.k_steps, c, ldy_, bias, accumulate_, m0, m1);
+      }
+      if (activation_ != Activation::None) gelu_inplace(c, ldy_, rows, cols, activation_ == Activation::GeluTanh);
+    }
+  }
+  if (amx_) amx_release();
+#else
+  (void)item;
+#endif
+}
+
 namespace {
 
-// x_transposed: x is given as its transpose (k x m, row stride ldx).
+// x_transposed: x is given as its transpose.
 void multiply_impl(const float* x, std::size_t ldx, bool x_transposed, int m, const PackedWeights& w, float* y, std::size_t ldy,
                    bool accumulate, Activation activation, int threads) {
 #if HILUM_X86
   if (m <= 0 || w.n <= 0) return;
-  const bool bf16 = w.format == Format::BF16;
-  // AMX: blocks of 32 rows x one panel, k in whole tiles of 16 pairs (the panels are zero-padded).
-  const bool amx = bf16 && amx_enabled() && cpu_has_amx_bf16();
-  const int tile_rows = amx ? 32 : kMaxRows;
-  const int tiles = (m + tile_rows - 1) / tile_rows;
 #ifdef _OPENMP
   if (omp_in_parallel()) threads = 1;
 #endif
-  threads = std::max(1, std::min(threads, w.panels * tiles));
-  // BF16 input by rows: row stride a multiple of 32 elements, plus 32 so that rows do not share cache
-  // sets. Transposed without AMX: k_steps rows of m pairs (32-bit words), row stride ldt words (a
-  // multiple of 16, plus 16).
-  const std::size_t ldb = static_cast<std::size_t>((2 * w.k_steps + 31) / 32 * 32 + 32);
-  const std::size_t ldt = static_cast<std::size_t>((m + 15) / 16 * 16 + 16);
-  const bool pairs_by_column = bf16 && x_transposed && !amx;
-  // AMX reads whole 16-row tiles: rows up to the next multiple of 32 exist (their values unused).
-  const std::size_t units = !bf16 ? 0
-                            : pairs_by_column ? 2 * ldt * static_cast<std::size_t>(w.k_steps)
-                                              : static_cast<std::size_t>(tiles * tile_rows) * ldb;
-  // Work split: F32 by panels when there are enough of them, else by row tiles. BF16 by row tiles
-  // when there are enough of them: each thread then converts only its own rows of x (split by
-  // panels, every thread converts all of x).
-  const bool by_panels = bf16 ? !(tiles >= 2 * threads || tiles >= w.panels) : (w.panels >= 2 * threads || w.panels >= tiles);
-  const auto run = [&](int t, int nthreads) {
-    int p0 = 0, p1 = w.panels, t0 = 0, t1 = tiles;
-    if (by_panels) {
-      p0 = w.panels * t / nthreads;
-      p1 = w.panels * (t + 1) / nthreads;
-    } else {
-      t0 = tiles * t / nthreads;
-      t1 = tiles * (t + 1) / nthreads;
-    }
-    // Each thread converts the rows of x its tiles read (all of them when split by panels) into its
-    // own buffer, so no thread waits for another.
-    std::uint16_t* xb = nullptr;
-    if (bf16) {
-      if (t_bf16_input.size() < units) t_bf16_input.resize(units);
-      xb = t_bf16_input.data();
-      const int r0 = t0 * tile_rows, r1 = std::min(m, t1 * tile_rows);
-      if (pairs_by_column) {
-        interleave_pairs(x + r0, ldx, w.k, r1 - r0, 0, w.k_steps, reinterpret_cast<std::uint32_t*>(xb) + r0, ldt, (r1 - r0 + 15) / 16 * 16);
-      } else if (x_transposed) {
-        transpose_pairs(x, ldx, w.k, r0, r1, w.k_stride, xb, ldb);
-      } else {
-        convert_rows(x, ldx, w.k, r0, r1, xb, ldb);
-      }
-    }
-    const auto stride = static_cast<std::size_t>(w.k_stride);
-    // Blocks of row tiles whose inputs (about 512 KB) stay in L2 while this thread's panels pass.
-    const std::size_t row_bytes = bf16 ? ldb * 2 : static_cast<std::size_t>(w.k) * 4;
-    const int block = std::max(1, static_cast<int>((512u * 1024u) / (row_bytes * static_cast<std::size_t>(tile_rows))));
-    alignas(64) float amx_out[32 * 32];  // one AMX block of y before its epilogue
-    if (amx) amx_configure();
-    for (int tb = t0; tb < t1; tb += block) {
-      const int te = std::min(t1, tb + block);
-      for (int p = p0; p < p1; ++p) {
-        const int col0 = p * kPanel;
-        const int cols = std::min(kPanel, w.n - col0);
-        const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
-        const auto m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
-        const float* bias = w.bias.data() + col0;
-        for (int tt = tb; tt < te; ++tt) {
-          const int row0 = tt * tile_rows;
-          const int rows = std::min(tile_rows, m - row0);
-          float* c = y + static_cast<std::size_t>(row0) * ldy + col0;
-          if (amx) {
-            amx_block(xb + static_cast<std::size_t>(row0) * ldb, ldb, w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel, w.k_stride,
-                      amx_out);
-            amx_store(amx_out, rows, c, ldy, bias, accumulate, m0, m1);
-          } else if (bf16) {
-            const auto* words = reinterpret_cast<const std::uint32_t*>(xb);
-            const std::uint32_t* packed = w.bf16.data() + static_cast<std::size_t>(p) * stride * kPanel;
-            if (x_transposed) {
-              kTilesBF16T[static_cast<std::size_t>(rows - 1)](words + row0, ldt, packed, w.k_steps, c, ldy, bias, accumulate, m0, m1);
-            } else {
-              kTilesBF16[static_cast<std::size_t>(rows - 1)](words + static_cast<std::size_t>(row0) * (ldb / 2), ldb / 2, packed, w.k_steps, c,
-                                                             ldy, bias, accumulate, m0, m1);
-            }
-          } else {
-            (x_transposed ? kTilesF32T : kTilesF32)[static_cast<std::size_t>(rows - 1)](x + static_cast<std::size_t>(row0) * (x_transposed ? 1 : ldx), ldx,
-                                                          w.f32.data() + static_cast<std::size_t>(p) * stride * kPanel, w.k_steps, c, ldy, bias,
-                                                          accumulate, m0, m1);
-          }
-          if (activation != Activation::None) gelu_inplace(c, ldy, rows, cols, activation == Activation::GeluTanh);
-        }
-      }
-    }
-    if (amx) amx_release();
-  };
+  Product product(x, ldx, x_transposed, m, w, y, ldy, accumulate, activation, threads);
+  threads = static_cast<int>(std::max(1L, std::min<long>(threads, product.items())));
+  if (t_bf16_input.size() < product.scratch_units()) t_bf16_input.resize(product.scratch_units());
+  product.set_scratch(t_bf16_input.data());
   if (threads == 1) {
-    run(0, 1);
+    for (long i = 0; i < product.conversions(); ++i) product.convert(i);
+    for (long i = 0; i < product.items(); ++i) product.compute(i);
     return;
   }
+  // The conversion, then the products, taken item by item (team.hpp): no static split for a parked
+  // thread to hold back.
+  team::Steps steps;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    run(omp_get_thread_num(), omp_get_num_threads());
-#else
-    run(0, 1);
-#endif
+    team::Steps::Cursor cursor;
+    steps.run(cursor, product.conversions(), [&](long i) { product.convert(i); });
+    steps.run(cursor, product.items(), [&](long i) { product.compute(i); });
   }
 #else
   (void)x, (void)ldx, (void)x_transposed, (void)m, (void)w, (void)y, (void)ldy, (void)accumulate, (void)activation, (void)threads;

@@ -88,9 +88,9 @@ void pack_bf16(const float* w, std::size_t ld, int n, int k, bool by_rows, Packe
 enum class Activation { None, Gelu, GeluTanh };
 
 // y[m x n] (row stride ldy) = (accumulate ? y : 0) + x[m x k] (row stride ldx) W^T + b, then the
-// activation. Runs on up to `threads` OpenMP threads (split by panels or by row blocks); 1 thread
-// when called from inside a parallel region. BF16: each thread converts the rows of x it reads to
-// bfloat16 into its own buffer (no barrier between conversion and products).
+// activation. Runs on up to `threads` OpenMP threads, which take the items of a Product as they come
+// (no static split); 1 thread when called from inside a parallel region. BF16: x is converted to
+// bfloat16 once, shared by the threads.
 // Requires cpu_has_avx512() (F32) or cpu_has_avx512_bf16() (BF16).
 void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
               Activation activation, int threads);
@@ -100,6 +100,42 @@ void multiply(const float* x, std::size_t ldx, int m, const PackedWeights& w, fl
 // without AMX it interleaves xt's rows 2s and 2s+1 into bfloat16 pairs along k.
 void multiply_transposed(const float* xt, std::size_t ldxt, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
                          int threads);
+
+// One product y (+)= x W^T + b (then the activation) cut into items that the threads of a team
+// take in any order (team.hpp): first conversions() pieces of x to bfloat16 (BF16 weights only;
+// into a scratch of scratch_units() 16-bit words the caller provides), then items() blocks of y
+// (a block of rows x a group of panels). All conversions must be complete before any item starts;
+// items write disjoint parts of y. Every element of y is summed in the same order however the
+// items are shared, so the result does not depend on the number of threads. multiply() and
+// multiply_transposed() run one of these; the ViT forward runs every product of a forward inside
+// one parallel region. `threads` sizes the items (about 16 per block of rows and thread).
+class Product {
+ public:
+  Product(const float* x, std::size_t ldx, bool x_transposed, int m, const PackedWeights& w, float* y, std::size_t ldy, bool accumulate,
+          Activation activation, int threads);
+  [[nodiscard]] std::size_t scratch_units() const { return units_; }
+  void set_scratch(std::uint16_t* scratch) { scratch_ = scratch; }
+  [[nodiscard]] long conversions() const { return conversions_; }
+  void convert(long i) const;
+  [[nodiscard]] long items() const;
+  void compute(long i) const;
+
+ private:
+  const float* x_;
+  std::size_t ldx_;
+  bool transposed_;
+  int m_;
+  const PackedWeights* w_;
+  float* y_;
+  std::size_t ldy_;
+  bool accumulate_;
+  Activation activation_;
+  bool bf16_ = false, amx_ = false, pairs_by_column_ = false;
+  int tile_rows_ = 1, tiles_ = 0, block_ = 1, row_blocks_ = 0, groups_ = 1;
+  std::size_t ldb_ = 0, ldt_ = 0, units_ = 0;
+  long conversions_ = 0;
+  std::uint16_t* scratch_ = nullptr;
+};
 
 // F32 -> bfloat16, round to nearest even (NaN stays NaN); and back.
 [[nodiscard]] std::uint16_t to_bf16(float f);

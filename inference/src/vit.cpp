@@ -5,6 +5,7 @@
 #include "json_file.hpp"
 
 #include "gemm.hpp"
+#include "team.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -705,19 +706,49 @@ void apply_linear(const float* x, std::size_t ldx, Eigen::Index m, const gemm::P
   }
 }
 
-// LayerNorm of every row (F32 sums; the public layer_norm() accumulates in double).
-void layer_norm_rows(const Buf& x, const LayerNorm& ln, double eps, Buf& out) {
-  out.resize(x.rows, x.cols);
-  const long rows = static_cast<long>(x.rows);
+// LayerNorm of rows [r0, r1) (F32 sums; the public layer_norm() accumulates in double); `out` has
+// x's size.
+void layer_norm_range(const Buf& x, const LayerNorm& ln, double eps, Buf& out, long r0, long r1) {
   const Eigen::Index n = x.cols;
-#pragma omp parallel for schedule(static)
-  for (long r = 0; r < rows; ++r) {
+  for (long r = r0; r < r1; ++r) {
     const Eigen::Map<const Eigen::ArrayXf> in(x.row(r), n);
     Eigen::Map<Eigen::ArrayXf> o(out.row(r), n);
     const float mean = in.sum() / static_cast<float>(n);
     const float var = (in - mean).square().sum() / static_cast<float>(n);
     const auto inv = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + eps));
     o = (in - mean) * inv * ln.gamma.array() + ln.beta.array();
+  }
+}
+
+// LayerNorm of every row.
+void layer_norm_rows(const Buf& x, const LayerNorm& ln, double eps, Buf& out) {
+  out.resize(x.rows, x.cols);
+  const long rows = static_cast<long>(x.rows);
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < rows; ++r) layer_norm_range(x, ln, eps, out, r, r + 1);
+}
+
+// Attention of one (image, head) pair, query rows [r0, r0 + rows), on the linear layers' F32
+// kernel: S = Q_h K_h^T with K_h packed as the weights, softmax(scale * S) in place, ctx_h = P V_h
+// with V_h packed. kp, vp and scores are the calling thread's (scores has `rows` rows at least).
+// Each output row is computed alone, so the result does not depend on how the rows are cut.
+void attention_rows(const Buf& qkv, Eigen::Index b, Eigen::Index hd, Eigen::Index r0, Eigen::Index rows, Eigen::Index T, Eigen::Index D,
+                    int dh, float scale, gemm::PackedWeights& kp, gemm::PackedWeights& vp, Buf& scores, Buf& ctx, Matrix* probs) {
+  const float* base = qkv.row(b * T) + hd * dh;
+  gemm::pack_f32(base + D, qkv.ld, static_cast<int>(T), dh, true, kp);
+  gemm::multiply(base + static_cast<std::size_t>(r0) * qkv.ld, qkv.ld, static_cast<int>(rows), kp, scores.row(0), scores.ld, false,
+                 gemm::Activation::None, 1);
+  for (Eigen::Index r2 = 0; r2 < rows; ++r2) {
+    Eigen::Map<Eigen::ArrayXf> row(scores.row(r2), T);
+    const float mx = row.maxCoeff();
+    row = ((row - mx) * scale).exp();
+    row *= 1.0f / row.sum();
+  }
+  gemm::pack_f32(base + 2 * D, qkv.ld, dh, static_cast<int>(T), false, vp);
+  gemm::multiply(scores.row(0), scores.ld, static_cast<int>(rows), vp, ctx.row(b * T + r0) + hd * dh, ctx.ld, false, gemm::Activation::None,
+                 1);
+  if (probs != nullptr) {
+    probs->middleRows(r0, rows) = ConstStridedMap(scores.row(0), rows, T, Eigen::OuterStride<>(static_cast<Eigen::Index>(scores.ld)));
   }
 }
 
@@ -776,49 +807,51 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
   const int threads = thread_count();
 
   // Tokens of every image stacked: rows [b*T, (b+1)*T) belong to image b, row b*T is its CLS.
-  Buf x;
+  Buf x, patches;
   x.resize(B * T, D);
-  {
-    Buf patches;
-    patches.resize(B * N, static_cast<Eigen::Index>(C) * P * P);
-    for (Eigen::Index b = 0; b < B; ++b) {
-      const Image& image = batch[static_cast<std::size_t>(b)];
-      for (int py = 0; py < gh; ++py)
-        for (int px = 0; px < gw; ++px) {
-          float* row = patches.row(b * N + py * gw + px);
-          for (int ch = 0; ch < C; ++ch)
-            for (int y = 0; y < P; ++y) {
-              const float* src = image.data.data() + (static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P;
-              std::copy(src, src + P, row + (ch * P + y) * P);
-            }
-        }
-    }
-    // x = positions (+ CLS); then the patch rows += patches W^T + b.
-    for (Eigen::Index b = 0; b < B; ++b) {
-      for (Eigen::Index t = 0; t < T; ++t) Eigen::Map<Eigen::RowVectorXf>(x.row(b * T + t), D) = positions.row(t);
-      Eigen::Map<Eigen::RowVectorXf>(x.row(b * T), D) += w.cls_token.transpose();
-    }
-    const Linear patch_linear{w.patch_w, w.patch_b};
-    for (Eigen::Index b = 0; b < B; ++b) {
-      apply_linear(patches.row(b * N), patches.ld, N, pk ? &pk->patch : nullptr, {&patch_linear}, x.row(b * T + 1), x.ld, true,
-                   gemm::Activation::None, threads);
-    }
+  patches.resize(B * N, static_cast<Eigen::Index>(C) * P * P);
+  for (Eigen::Index b = 0; b < B; ++b) {
+    const Image& image = batch[static_cast<std::size_t>(b)];
+    for (int py = 0; py < gh; ++py)
+      for (int px = 0; px < gw; ++px) {
+        float* row = patches.row(b * N + py * gw + px);
+        for (int ch = 0; ch < C; ++ch)
+          for (int y = 0; y < P; ++y) {
+            const float* src = image.data.data() + (static_cast<std::size_t>(ch) * image.height + py * P + y) * image.width + px * P;
+            std::copy(src, src + P, row + (ch * P + y) * P);
+          }
+      }
+  }
+  // x = positions (+ CLS); then the patch rows += patches W^T + b.
+  for (Eigen::Index b = 0; b < B; ++b) {
+    for (Eigen::Index t = 0; t < T; ++t) Eigen::Map<Eigen::RowVectorXf>(x.row(b * T + t), D) = positions.row(t);
+    Eigen::Map<Eigen::RowVectorXf>(x.row(b * T), D) += w.cls_token.transpose();
   }
 
   ForwardOutput out;
   out.grid_h = gh;
   out.grid_w = gw;
-  if (options.keep_hidden_states) out.hidden_states.resize(static_cast<std::size_t>(B));
-  if (options.keep_attentions) out.attentions.resize(static_cast<std::size_t>(B));
-  const auto keep_hidden = [&](const Buf& m) {
+  const std::size_t layers = w.blocks.size();
+  const int H = c.num_heads, dh = c.head_dim();
+  const long pairs = static_cast<long>(B) * H;
+  // Filled in place (no allocation while the threads share the work).
+  if (options.keep_hidden_states) {
+    out.hidden_states.assign(static_cast<std::size_t>(B), std::vector<Matrix>(layers + 2, Matrix(T, D)));
+  }
+  if (options.keep_attentions) {
+    out.attentions.assign(static_cast<std::size_t>(B), std::vector<std::vector<Matrix>>(layers, std::vector<Matrix>(static_cast<std::size_t>(H), Matrix(T, T))));
+  }
+  const auto keep_hidden = [&](const Buf& m, std::size_t stage) {
     if (!options.keep_hidden_states) return;
     for (Eigen::Index b = 0; b < B; ++b) {
-      out.hidden_states[static_cast<std::size_t>(b)].push_back(ConstStridedMap(m.row(b * T), T, D, Eigen::OuterStride<>(static_cast<Eigen::Index>(m.ld))));
+      out.hidden_states[static_cast<std::size_t>(b)][stage] = ConstStridedMap(m.row(b * T), T, D, Eigen::OuterStride<>(static_cast<Eigen::Index>(m.ld)));
     }
   };
-  keep_hidden(x);
+  const auto probs_of = [&](std::size_t layer, long p) -> Matrix* {
+    if (!options.keep_attentions) return nullptr;
+    return &out.attentions[static_cast<std::size_t>(p / H)][layer][static_cast<std::size_t>(p % H)];
+  };
 
-  const int H = c.num_heads, dh = c.head_dim();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   const gemm::Activation act = c.hidden_act != "gelu" ? gemm::Activation::GeluTanh : gemm::Activation::Gelu;
   Buf h, qkv, ctx, mlp;
@@ -826,52 +859,96 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
   qkv.resize(B * T, 3 * D);
   ctx.resize(B * T, D);
   mlp.resize(B * T, c.intermediate_size);
-  const long pairs = static_cast<long>(B) * H;
-  const auto ld = [](const Buf& m) { return Eigen::OuterStride<>(static_cast<Eigen::Index>(m.ld)); };
-  for (std::size_t layer = 0; layer < w.blocks.size(); ++layer) {
-    const Block& blk = w.blocks[layer];
-    const detail::PackedModel::Layer* pl = pk ? &pk->layers[layer] : nullptr;
-    layer_norm_rows(x, blk.ln_before, c.layer_norm_eps, h);
-    apply_linear(h.row(0), h.ld, B * T, pl ? &pl->qkv : nullptr, {&blk.query, &blk.key, &blk.value}, qkv.row(0), qkv.ld, false,
-                 gemm::Activation::None, threads);
-    std::vector<Matrix> probs(options.keep_attentions ? static_cast<std::size_t>(pairs) : 0);
-    if (pk != nullptr) {
-      // Per (image, head, block of query rows): S = Q_h K_h^T with K_h packed as the weights,
-      // softmax(scale * S) in place, ctx_h = P V_h with V_h packed; F32, on the linear layers'
-      // kernel. Few (image, head) pairs (ViT-Ti: 3 per image) are split by rows across the cores.
-      const long chunks = pairs >= 2L * threads ? 1 : 4;
-      const Eigen::Index chunk_rows = ((T + chunks - 1) / chunks + 11) / 12 * 12;
-      if (options.keep_attentions) {
-        for (Matrix& m : probs) m.resize(T, T);
-      }
-#pragma omp parallel
-      {
-        gemm::PackedWeights kp, vp;
-        Buf scores;
-        scores.resize(chunk_rows, T);
-#pragma omp for schedule(static)
-        for (long item = 0; item < pairs * chunks; ++item) {
+  if (pk != nullptr) {
+    // The whole forward in one parallel region: its steps (LayerNorm, the conversion of a product's
+    // input to bfloat16, the product, attention) are cut into items the threads take as they come
+    // (team.hpp), and a step waits only for the items of the one before that are still running. A
+    // thread the scheduler parks on a busy machine then holds nobody up, where a barrier per step
+    // (about eight per block) made the other thread wait for it each time.
+    std::vector<gemm::Product> products;  // per image the patch embedding, then per block qkv, attn_out, fc1, fc2
+    products.reserve(static_cast<std::size_t>(B) + 4 * layers);
+    for (Eigen::Index b = 0; b < B; ++b) {
+      products.emplace_back(patches.row(b * N), patches.ld, false, static_cast<int>(N), pk->patch, x.row(b * T + 1), x.ld, true,
+                            gemm::Activation::None, threads);
+    }
+    for (std::size_t layer = 0; layer < layers; ++layer) {
+      const detail::PackedModel::Layer& pl = pk->layers[layer];
+      const int m = static_cast<int>(B * T);
+      products.emplace_back(h.row(0), h.ld, false, m, pl.qkv, qkv.row(0), qkv.ld, false, gemm::Activation::None, threads);
+      products.emplace_back(ctx.row(0), ctx.ld, false, m, pl.attn_out, x.row(0), x.ld, true, gemm::Activation::None, threads);
+      products.emplace_back(h.row(0), h.ld, false, m, pl.fc1, mlp.row(0), mlp.ld, false, act, threads);
+      products.emplace_back(mlp.row(0), mlp.ld, false, m, pl.fc2, x.row(0), x.ld, true, gemm::Activation::None, threads);
+    }
+    std::size_t scratch_units = 0;
+    for (const gemm::Product& pr : products) scratch_units = std::max(scratch_units, pr.scratch_units());
+    gemm::AlignedVector<std::uint16_t> scratch(scratch_units);
+    for (gemm::Product& pr : products) pr.set_scratch(scratch.data());
+    const long patch_items = B > 0 ? products[0].items() : 0;
+    // LayerNorm in pieces of 16 rows; attention per (image, head), its query rows cut in pieces
+    // when there are few pairs (ViT-Ti: 3 per image), so that a step has items enough to share.
+    constexpr long kNormRows = 16;
+    const long rows_total = static_cast<long>(B * T);
+    const long norm_items = (rows_total + kNormRows - 1) / kNormRows;
+    const long chunks = std::clamp((8L * threads + pairs - 1) / pairs, 1L, 4L);
+    const Eigen::Index chunk_rows = ((T + chunks - 1) / chunks + 11) / 12 * 12;
+    team::Steps steps;
+    const auto forward_steps = [&] {
+      team::Steps::Cursor cursor;
+      const auto norm = [&](const Buf& in, const LayerNorm& ln, Buf& o) {
+        steps.run(cursor, norm_items, [&](long i) {
+          layer_norm_range(in, ln, c.layer_norm_eps, o, i * kNormRows, std::min(rows_total, (i + 1) * kNormRows));
+        });
+      };
+      const auto product = [&](const gemm::Product& pr) {
+        steps.run(cursor, pr.conversions(), [&](long i) { pr.convert(i); });
+        steps.run(cursor, pr.items(), [&](long i) { pr.compute(i); });
+      };
+      const auto once = [&](auto&& f) { steps.run(cursor, 1, [&](long) { f(); }); };
+      gemm::PackedWeights kp, vp;  // this thread's
+      Buf scores;
+      scores.resize(chunk_rows, T);
+      steps.run(cursor, static_cast<long>(B) * patch_items,
+                [&](long i) { products[static_cast<std::size_t>(i / patch_items)].compute(i % patch_items); });
+      if (options.keep_hidden_states) once([&] { keep_hidden(x, 0); });
+      for (std::size_t layer = 0; layer < layers; ++layer) {
+        const Block& blk = w.blocks[layer];
+        const gemm::Product* pr = &products[static_cast<std::size_t>(B) + 4 * layer];
+        norm(x, blk.ln_before, h);
+        product(pr[0]);
+        steps.run(cursor, pairs * chunks, [&](long item) {
           const long p = item / chunks;
-          const Eigen::Index b = p / H, hd = p % H, r0 = (item % chunks) * chunk_rows;
-          if (r0 >= T) continue;
-          const Eigen::Index rows = std::min(chunk_rows, T - r0);
-          const float* base = qkv.row(b * T) + hd * dh;
-          gemm::pack_f32(base + D, qkv.ld, static_cast<int>(T), dh, true, kp);
-          gemm::multiply(base + static_cast<std::size_t>(r0) * qkv.ld, qkv.ld, static_cast<int>(rows), kp, scores.row(0), scores.ld, false,
-                         gemm::Activation::None, 1);
-          for (Eigen::Index r2 = 0; r2 < rows; ++r2) {
-            Eigen::Map<Eigen::ArrayXf> row(scores.row(r2), T);
-            const float mx = row.maxCoeff();
-            row = ((row - mx) * scale).exp();
-            row *= 1.0f / row.sum();
-          }
-          gemm::pack_f32(base + 2 * D, qkv.ld, dh, static_cast<int>(T), false, vp);
-          gemm::multiply(scores.row(0), scores.ld, static_cast<int>(rows), vp, ctx.row(b * T + r0) + hd * dh, ctx.ld, false,
-                         gemm::Activation::None, 1);
-          if (options.keep_attentions) probs[static_cast<std::size_t>(p)].middleRows(r0, rows) = ConstStridedMap(scores.row(0), rows, T, ld(scores));
-        }
+          const Eigen::Index r0 = (item % chunks) * chunk_rows;
+          if (r0 >= T) return;
+          attention_rows(qkv, p / H, p % H, r0, std::min(chunk_rows, T - r0), T, D, dh, scale, kp, vp, scores, ctx, probs_of(layer, p));
+        });
+        // x += ctx Wo^T + bo; x += GELU(LN(x) W1^T + b1) W2^T + b2 (the residuals in the epilogue).
+        product(pr[1]);
+        norm(x, blk.ln_after, h);
+        product(pr[2]);
+        product(pr[3]);
+        if (options.keep_hidden_states) once([&] { keep_hidden(x, layer + 1); });
       }
+      norm(x, w.final_ln, h);
+    };
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+      forward_steps();
     } else {
+      forward_steps();
+    }
+    keep_hidden(h, layers + 1);
+  } else {
+    const Linear patch_linear{w.patch_w, w.patch_b};
+    for (Eigen::Index b = 0; b < B; ++b) {
+      apply_linear(patches.row(b * N), patches.ld, N, nullptr, {&patch_linear}, x.row(b * T + 1), x.ld, true, gemm::Activation::None, threads);
+    }
+    keep_hidden(x, 0);
+    const auto ld = [](const Buf& m) { return Eigen::OuterStride<>(static_cast<Eigen::Index>(m.ld)); };
+    for (std::size_t layer = 0; layer < layers; ++layer) {
+      const Block& blk = w.blocks[layer];
+      layer_norm_rows(x, blk.ln_before, c.layer_norm_eps, h);
+      apply_linear(h.row(0), h.ld, B * T, nullptr, {&blk.query, &blk.key, &blk.value}, qkv.row(0), qkv.ld, false, gemm::Activation::None,
+                   threads);
 #pragma omp parallel
       {
         Matrix scores(T, T);
@@ -888,26 +965,19 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
             row /= row.sum();
           }
           StridedMap(ctx.row(b * T) + hd * dh, T, dh, ld(ctx)).noalias() = scores * v;
-          if (options.keep_attentions) probs[static_cast<std::size_t>(p)] = scores;
+          if (Matrix* probs = probs_of(layer, p)) *probs = scores;
         }
       }
+      // x += ctx Wo^T + bo; x += GELU(LN(x) W1^T + b1) W2^T + b2 (the residuals in the epilogue).
+      apply_linear(ctx.row(0), ctx.ld, B * T, nullptr, {&blk.attn_out}, x.row(0), x.ld, true, gemm::Activation::None, threads);
+      layer_norm_rows(x, blk.ln_after, c.layer_norm_eps, h);
+      apply_linear(h.row(0), h.ld, B * T, nullptr, {&blk.fc1}, mlp.row(0), mlp.ld, false, act, threads);
+      apply_linear(mlp.row(0), mlp.ld, B * T, nullptr, {&blk.fc2}, x.row(0), x.ld, true, gemm::Activation::None, threads);
+      keep_hidden(x, layer + 1);
     }
-    if (options.keep_attentions) {
-      for (Eigen::Index b = 0; b < B; ++b) {
-        std::vector<Matrix> heads;
-        for (int hd = 0; hd < H; ++hd) heads.push_back(std::move(probs[static_cast<std::size_t>(b * H + hd)]));
-        out.attentions[static_cast<std::size_t>(b)].push_back(std::move(heads));
-      }
-    }
-    // x += ctx Wo^T + bo; x += GELU(LN(x) W1^T + b1) W2^T + b2 (the residuals in the epilogue).
-    apply_linear(ctx.row(0), ctx.ld, B * T, pl ? &pl->attn_out : nullptr, {&blk.attn_out}, x.row(0), x.ld, true, gemm::Activation::None, threads);
-    layer_norm_rows(x, blk.ln_after, c.layer_norm_eps, h);
-    apply_linear(h.row(0), h.ld, B * T, pl ? &pl->fc1 : nullptr, {&blk.fc1}, mlp.row(0), mlp.ld, false, act, threads);
-    apply_linear(mlp.row(0), mlp.ld, B * T, pl ? &pl->fc2 : nullptr, {&blk.fc2}, x.row(0), x.ld, true, gemm::Activation::None, threads);
-    keep_hidden(x);
+    layer_norm_rows(x, w.final_ln, c.layer_norm_eps, h);
+    keep_hidden(h, layers + 1);
   }
-  layer_norm_rows(x, w.final_ln, c.layer_norm_eps, h);
-  keep_hidden(h);
   out.embeddings.resize(B, D);
   for (Eigen::Index b = 0; b < B; ++b) out.embeddings.row(b) = Eigen::Map<const Eigen::RowVectorXf>(h.row(b * T), D);
   if (w.has_classifier) {

@@ -353,13 +353,27 @@ TEST(Forward, ThreadsOptionGivesTheSameAnswerAndRestoresTheTeamSize) {
   omp_set_num_threads(2);
   const int before = omp_get_max_threads();
 #endif
-  auto all = model.forward(batch);
-  inf::ForwardOptions one_thread;
+  inf::ForwardOptions keep;
+  keep.keep_attentions = true;
+  keep.keep_hidden_states = true;
+  auto all = model.forward(batch, keep);
+  inf::ForwardOptions one_thread = keep;
   one_thread.threads = 1;
   auto one = model.forward(batch, one_thread);
   ASSERT_TRUE(all.ok() && one.ok());
   EXPECT_EQ(all->probabilities, one->probabilities);
   EXPECT_EQ(all->embeddings, one->embeddings);
+  // Every stage alike, bit for bit: the threads share the work, never the order of a sum.
+  EXPECT_EQ(all->hidden_states, one->hidden_states);
+  EXPECT_EQ(all->attentions, one->attentions);
+  ASSERT_EQ(all->hidden_states.size(), batch.size());
+  EXPECT_EQ(all->hidden_states[0].size(), static_cast<std::size_t>(c.num_layers) + 2);
+  ASSERT_EQ(all->attentions.size(), batch.size());
+  EXPECT_EQ(all->attentions[0].size(), static_cast<std::size_t>(c.num_layers));
+  // The kept stages are those of a forward without them.
+  auto plain = model.forward(batch);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->probabilities, all->probabilities);
 #ifdef _OPENMP
   EXPECT_EQ(omp_get_max_threads(), before);
 #endif

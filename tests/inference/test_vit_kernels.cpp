@@ -4,16 +4,21 @@
 // after a weight changes, and the Eigen fallback against the F32 kernels.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "gemm.hpp"
+#include "team.hpp"
 #include "hilum/inference/matmul.hpp"
 #include "hilum/inference/safetensors.hpp"
 #include "hilum/inference/vit.hpp"
@@ -463,3 +468,55 @@ TEST(Repack, CopiesDoNotShareThePack) {
 }
 
 }  // namespace
+
+// Issue 18: the steps of a forward shared by a team without barriers (team.hpp). Every item of a
+// step sees all results of the step before; a thread that the scheduler parks before it takes any
+// item holds nobody up (the other threads finish every step without it; with a barrier per step
+// the first step would wait for it); a thread that comes late finds the steps it missed complete.
+#ifdef _OPENMP
+TEST(TeamSteps, EachStepSeesTheLastAndAParkedThreadHoldsNobodyUp) {
+  constexpr int kSteps = 200;
+  constexpr long kItems = 37;
+  std::vector<long> a(kItems, 0), b(kItems, 0);
+  std::vector<int> taken_by(kItems * kSteps, -1);
+  std::atomic<bool> woke{false};
+  std::atomic<int> finished_before_the_late_one_woke{0};
+  int team = 0;
+  inf::team::Steps steps;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+    const int me = omp_get_thread_num();
+    // Thread 1 is "parked" for 400 ms before it starts.
+    if (me == 1) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      woke = true;
+    }
+    inf::team::Steps::Cursor cursor;
+    for (int s = 0; s < kSteps; ++s) {
+      std::vector<long>& from = s % 2 == 0 ? a : b;
+      std::vector<long>& to = s % 2 == 0 ? b : a;
+      steps.run(cursor, kItems, [&](long i) {
+        // Each item reads two results of the step before (its own and the next one's).
+        to[static_cast<std::size_t>(i)] = from[static_cast<std::size_t>(i)] + from[static_cast<std::size_t>((i + 1) % kItems)] % 2 + 1;
+        taken_by[static_cast<std::size_t>(s * kItems + i)] = me;
+      });
+    }
+    if (me == 0 && !woke) finished_before_the_late_one_woke = 1;
+  }
+  if (team < 2) GTEST_SKIP() << "no second OpenMP thread";
+  // The same recurrence on one thread.
+  std::vector<long> ea(kItems, 0), eb(kItems, 0);
+  for (int s = 0; s < kSteps; ++s) {
+    std::vector<long>& from = s % 2 == 0 ? ea : eb;
+    std::vector<long>& to = s % 2 == 0 ? eb : ea;
+    for (long i = 0; i < kItems; ++i) to[static_cast<std::size_t>(i)] = from[static_cast<std::size_t>(i)] + from[static_cast<std::size_t>((i + 1) % kItems)] % 2 + 1;
+  }
+  EXPECT_EQ(a, ea);
+  EXPECT_EQ(b, eb);
+  EXPECT_EQ(std::count(taken_by.begin(), taken_by.end(), -1), 0) << "an item was not run";
+  EXPECT_EQ(finished_before_the_late_one_woke.load(), 1) << "thread 0 waited for the parked thread";
+  EXPECT_EQ(std::count(taken_by.begin(), taken_by.end(), 0), static_cast<long>(taken_by.size()));
+}
+#endif
