@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-17 goal on real films: the same training set (../shared/data/cxr-nih-adult-512, 492 adult
 # NIH films of 328 patients, wrapped as DICOM and labelled in a fresh catalog whose active model is
-# the built-in model, a ViT-Ti; hilum-cxr-v2 when measured) trained once by cluster/train.py (torchrun, 2 CPU processes)
+# the built-in model, a ViT-Ti; hilum-cxr-v2, then hilum-cxr-v4 when measured) trained once by cluster/train.py (torchrun, 2 CPU processes)
 # and once by `hilum-cli finetune --strategy full`, with the same epochs, learning rate and batch,
 # both judged by the gate on the same validation patients (AUROC with DeLong 95% intervals).
 #   bench/cluster/compare.sh [WORKDIR] [EPOCHS]
@@ -59,3 +59,15 @@ for line in open(sys.argv[1]):
             lo, hi = f["auroc_ci"]
             print("  %-20s %.3f [%.3f, %.3f]  (%d+ / %d-)" % (f["finding"], f["auroc"], lo, hi, f["positives"], f["negatives"]))
 PY
+
+# The same two versions on the export's validation films, compared pairwise (paired.py): A is the
+# cluster's, B the local fine-tune's.
+mapfile -t versions < <("$cli" --db "$db" models list --json | /usr/bin/python3 -c '
+import json, sys
+rows = [json.loads(line) for line in sys.stdin]
+for strategy in ("cluster", "full"):
+    print([m["version"] for m in rows if m["strategy"] == strategy][-1])')
+for version in "${versions[@]}"; do
+  "$cli" --db "$db" classify --model "$version" --json "$work"/set/images/*.png > "$work/$version.jsonl" 2> /dev/null
+done
+/usr/bin/python3 "$repo/bench/cluster/paired.py" "$work/set" "$work/${versions[0]}.jsonl" "$work/${versions[1]}.jsonl"
