@@ -3,7 +3,8 @@
 training set, trained for one epoch by cluster/train.py under torchrun with 2 processes on the CPU
 (gloo), imported back through the gate. Checks: the engine's probabilities equal PyTorch's on the
 validation images within 1e-4, the version records where it was trained and the gate's decision,
-and train.py refuses an export with an altered or missing file.
+the same training laid out as 2 nodes of 1 process (two torchrun launchers meeting on loopback, as
+on a cluster) gives the same model, and train.py refuses an export with an altered or missing file.
 
     round_trip.py HILUM_CLI MAKE_CATALOG REPO WORKDIR
 """
@@ -11,6 +12,7 @@ and train.py refuses an export with an altered or missing file.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -53,6 +55,32 @@ def main():
     check(report["world_size"] == 2 and report["backend"] == "gloo", f"2 gloo processes: {report['world_size']} {report['backend']}")
     check(len(report["validation_probabilities"]) == out["splits"]["validation"]["images"], "PyTorch's probabilities of every validation image")
 
+    # The same run as 2 nodes of 1 process each: one torchrun per "node", meeting at a rendezvous
+    # on loopback (the layout of the Slurm and Kubernetes lines in cluster/README.md).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    nodes_out = os.path.join(work, "trained-2-nodes")
+    launchers = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                                   "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", port,
+                                   "--redirects", "1", "--tee", "1", os.path.join(repo, "cluster", "train.py"), "--export", export,
+                                   "--out", nodes_out, "--epochs", "1", "--batch", "4"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for node in (0, 1)]
+    for node, launcher in enumerate(launchers):
+        try:
+            output, _ = launcher.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for other in launchers:
+                other.kill()
+            sys.exit(f"FAILED: node {node}'s torchrun did not finish")
+        check(launcher.returncode == 0, f"node {node}'s torchrun exited {launcher.returncode}:\n{output}")
+    nodes = json.load(open(os.path.join(nodes_out, "training_report.json")))
+    check(nodes["world_size"] == 2, f"2 nodes of 1 process make a world of 2: {nodes['world_size']}")
+    one, two = report["validation_probabilities"], nodes["validation_probabilities"]
+    check(sorted(one) == sorted(two), "both runs report every validation image")
+    worst = max(abs(a - b) for image in one for a, b in zip(one[image], two[image]))
+    check(worst <= 1e-5, f"2 nodes x 1 process train the same model as 1 node x 2 processes: largest difference {worst}")
+
     # Back.
     model = json.loads(run([cli, "--db", db, "models", "import", trained, "--json"], env=env).stdout)
     shown = json.loads(run([cli, "--db", db, "models", "show", model["version"], "--json"], env=env).stdout)
@@ -81,7 +109,7 @@ def main():
     check("labels.csv: missing" in p.stderr, f"the missing file is named: {p.stderr}")
     check(not os.path.exists(os.path.join(work, "no")), "nothing written on refusal")
     print(f"ok: {model['version']} ({shown['status']}), engine vs PyTorch {agreement['max_abs_difference']:.2e} on "
-          f"{agreement['images']} images; gate: {gate['reason']}")
+          f"{agreement['images']} images; 2 nodes vs 1 node: {worst:.1e}; gate: {gate['reason']}")
 
 
 if __name__ == "__main__":
