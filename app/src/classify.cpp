@@ -382,8 +382,8 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     }
     if (!batch.empty()) {
       // While the workers decode (a batch that was not all cached, or the caller's own decoders),
-      // the model keeps to one thread: an OpenMP team sharing its cores with decoders loses most of
-      // a core at every barrier.
+      // the model keeps to one thread: the decoders hold the other core. Measured again after the
+      // engine's step scheduler (bench/README.md, issue 18): two threads here were no faster.
       inference::ForwardOptions forward_options;
       if (forward_threads > 0) forward_options.threads = forward_threads;
       else if (decoded > 0) forward_options.threads = 1;
