@@ -1187,6 +1187,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
   GetSession session(a.assoc, pid, options, incoming, on_instance, progress, cancel);
   for (const std::string& uid : study_uids) {
     if (cancelled(cancel)) break;
+    const std::uint64_t refused_before = session.report.refused;
     c = session.get(uid);
     if (session.aborted) a.established = false;
     if (session.over_limit) {
@@ -1200,7 +1201,11 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
       return net_error(ErrorKind::Network, "C-GET of study " + cut(uid, 64) + " from " + to_string(options.peer) + " failed: " + why);
     }
     const Uint16 status = session.final_status;
-    if (status != STATUS_Success && status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures) {
+    // A PACS answers A702 (no sub-operation succeeded) to a study whose every instance we
+    // refused (too large, a class we do not keep): our refusal, counted; not the PACS's failure.
+    const bool all_ours = status == STATUS_GET_Refused_OutOfResourcesSubOperations && session.state.failed > 0 &&
+                          session.report.refused >= refused_before + static_cast<std::uint64_t>(session.state.failed);
+    if (status != STATUS_Success && status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures && !all_ours) {
       a.close(true);
       return net_error(ErrorKind::Refused, to_string(options.peer) + " answered the C-GET of " + cut(uid, 64) + " with status " + status_text(status));
     }
