@@ -149,6 +149,12 @@ int cmd_pacs_retrieve(const Global& global, const NetArgs& n) {
       scu.limits.max_retrieve_bytes = *v << 20;
       continue;
     }
+    if (a == "--max-size-mb") {
+      const auto v = i + 1 < n.rest.size() ? parse_number<std::uint64_t>(n.rest[++i]) : std::nullopt;
+      if (!v || *v < 1 || *v > 65536) return usage_error("pacs retrieve: --max-size-mb is 1 to 65536");
+      scu.limits.max_dataset_bytes = *v << 20;
+      continue;
+    }
     if (a.rfind("--", 0) == 0) return usage_error("pacs retrieve: unknown argument '" + a + "'");
     studies.push_back(a);
   }
@@ -234,6 +240,9 @@ int cmd_listen(const Global& global, const Args& args) {
       const auto v = i + 1 < a.size() ? parse_number<int>(a[++i]) : std::nullopt;
       if (!v || *v < 1 || *v > 3600) return usage_error("listen: --timeout is 1 to 3600 seconds");
       options.scp.limits.dimse_timeout_seconds = *v;
+    } else if (a[i] == "--acse-timeout") {
+      const auto v = i + 1 < a.size() ? parse_number<int>(a[++i]) : std::nullopt;
+      if (!v || *v < 1 || *v > 600) return usage_error("listen: --acse-timeout is 1 to 600 seconds");
       options.scp.limits.acse_timeout_seconds = *v;
     } else {
       return usage_error("listen: unknown argument '" + a[i] + "'");

@@ -296,7 +296,9 @@ Result<net::RetrieveReport> retrieve(Catalog& catalog, const net::ScuOptions& sc
   InstanceFiler filer(catalog, import, on_arrival, true);
   auto incoming = filer.prepare_incoming();
   if (!incoming) return incoming.error();
-  auto got = net::get_studies(scu, study_uids, *incoming, std::ref(filer), progress, cancel);
+  net::ScuOptions options = scu;
+  options.sync_received = false;  // the filer syncs in batches
+  auto got = net::get_studies(options, study_uids, *incoming, std::ref(filer), progress, cancel);
   filer.drain();
   if (!got) return from_dicom(got.error());
   return got.value();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <list>
 #include <memory>
@@ -12,7 +13,10 @@
 #include <random>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <dcmtk/config/osconfig.h>
@@ -28,7 +32,6 @@
 #include <dcmtk/dcmtls/tlslayer.h>
 #include <openssl/x509_vfy.h>
 
-#include "hilum/core/atomic_file.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "internal.hpp"
 
@@ -124,14 +127,144 @@ OFCondition next_pdv(T_ASC_Association* assoc, int timeout, DUL_PDV* pdv) {
 
 std::string cut(const std::string& s, std::size_t n) { return s.size() <= n ? s : s.substr(0, n); }
 
+// ---- The negotiation of an association (TCP accept, TLS handshake, A-ASSOCIATE-RQ), bounded.
+//
+// DCMTK's ASC_receiveAssociation does all three in one call, and a peer that connects and then
+// stalls (no request, no ClientHello, or one byte now and then) keeps it reading for its socket
+// timeout, once per read. So each connection is negotiated on a thread of its own, and the
+// listener's loop shuts down a connection whose negotiation is not over within the ACSE timeout
+// of its accept (a total, not per read). The socket reaches us through the transport layer's
+// factory, which DCMTK calls right after accept: the thread that called ASC_receiveAssociation
+// is the one that accepted, so a thread-local pointer says which negotiation it is.
+
+struct Negotiation {
+  int fd = -1;                  // our duplicate of the accepted socket (shut down at the deadline)
+  std::string host;             // the peer's address, once accepted
+  std::chrono::steady_clock::time_point deadline;
+  bool accepted = false;        // taken off the listen queue
+  bool returned = false;        // ASC_receiveAssociation has returned
+  bool timed_out = false;       // shut down at its deadline
+};
+
+class Negotiations {
+ public:
+  explicit Negotiations(int timeout_seconds) : timeout_(timeout_seconds) {}
+
+  std::shared_ptr<Negotiation> start() {
+    auto n = std::make_shared<Negotiation>();
+    const std::lock_guard lock(mutex_);
+    open_.push_back(n);
+    return n;
+  }
+  // On the negotiating thread, from the transport layer's factory.
+  void accepted(Negotiation& n, int socket) {
+    std::string host;
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (::getpeername(socket, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* where = addr.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr)
+                                                     : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&addr)->sin_addr);
+      if (::inet_ntop(addr.ss_family, where, text, sizeof text) != nullptr) host = text;
+    }
+    const int fd = ::fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    const std::lock_guard lock(mutex_);
+    n.fd = fd;
+    n.host = std::move(host);
+    n.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_);
+    n.accepted = true;
+    changed_.notify_all();
+  }
+  void returned(Negotiation& n) {
+    const std::lock_guard lock(mutex_);
+    n.returned = true;
+    changed_.notify_all();
+  }
+  // The negotiation is over (accepted, rejected or failed): no deadline any more.
+  void finish(const std::shared_ptr<Negotiation>& n) {
+    const std::lock_guard lock(mutex_);
+    if (n->fd >= 0) ::close(n->fd);
+    n->fd = -1;
+    n->returned = true;
+    open_.remove(n);
+    changed_.notify_all();
+  }
+  bool timed_out(const Negotiation& n) {
+    const std::lock_guard lock(mutex_);
+    return n.timed_out;
+  }
+  std::string host(const Negotiation& n) {
+    const std::lock_guard lock(mutex_);
+    return n.host;
+  }
+  std::size_t count() {
+    const std::lock_guard lock(mutex_);
+    return open_.size();
+  }
+  // Shuts down every connection past its deadline (all of them: `all`); its read then fails.
+  void enforce(bool all) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::lock_guard lock(mutex_);
+    for (const auto& n : open_) {
+      if (n->fd >= 0 && !n->timed_out && (all || now >= n->deadline)) {
+        ::shutdown(n->fd, SHUT_RDWR);
+        n->timed_out = true;
+      }
+    }
+  }
+  // Waits until `n` has been accepted or has given up, at most `seconds`.
+  void wait_accepted(const Negotiation& n, int seconds) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, std::chrono::seconds(seconds), [&] { return n.accepted || n.returned; });
+  }
+  // Waits until fewer than `limit` negotiations are open, at most a second.
+  void wait_below(std::size_t limit) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, std::chrono::seconds(1), [&] { return open_.size() < limit; });
+  }
+
+ private:
+  int timeout_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::list<std::shared_ptr<Negotiation>> open_;
+};
+
+// The negotiation the current thread is in (set around its ASC_receiveAssociation).
+thread_local Negotiations* tl_negotiations = nullptr;
+thread_local Negotiation* tl_negotiation = nullptr;
+
+void note_accepted(DcmNativeSocketType socket) {
+  if (tl_negotiations != nullptr && tl_negotiation != nullptr) tl_negotiations->accepted(*tl_negotiation, static_cast<int>(socket));
+}
+
+// The listener's transport layers: DCMTK's, telling the negotiation about each accepted socket.
+class WatchedLayer : public DcmTransportLayer {
+ public:
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
+    note_accepted(socket);
+    return DcmTransportLayer::createConnection(socket, secure);
+  }
+};
+class WatchedTlsLayer : public DcmTLSTransportLayer {
+ public:
+  using DcmTLSTransportLayer::DcmTLSTransportLayer;
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
+    note_accepted(socket);
+    return DcmTLSTransportLayer::createConnection(socket, secure);
+  }
+};
+
 // ---- TLS.
 
-// The TLS layer for one side (NET_ACCEPTOR: our SCP; NET_REQUESTOR: our SCU), or why not.
+// The TLS layer for one side (NET_ACCEPTOR: our SCP, whose layer is watched; NET_REQUESTOR: our
+// SCU), or why not.
 Result<std::unique_ptr<DcmTLSTransportLayer>> tls_layer(const TlsOptions& tls, T_ASC_NetworkRole role) {
   if (auto problem = tls_problem(tls, role == NET_ACCEPTOR)) return net_error(ErrorKind::Refused, *problem);
   static std::once_flag openssl_once;
   std::call_once(openssl_once, [] { DcmTLSTransportLayer::initializeOpenSSL(); });
-  auto layer = std::make_unique<DcmTLSTransportLayer>(role, nullptr, OFFalse);
+  std::unique_ptr<DcmTLSTransportLayer> layer = role == NET_ACCEPTOR ? std::make_unique<WatchedTlsLayer>(role, nullptr, OFFalse)
+                                                                     : std::make_unique<DcmTLSTransportLayer>(role, nullptr, OFFalse);
   if (!*layer) return net_error(ErrorKind::Network, "cannot set up TLS (OpenSSL)");
   auto failed = [](const std::string& what, const OFCondition& c) { return net_error(ErrorKind::Refused, "TLS: " + what + ": " + condition_text(c)); };
   OFCondition c = layer->setTLSProfile(TSP_Profile_BCP195_ND);
@@ -180,6 +313,148 @@ std::optional<std::string> tls_problem(const TlsOptions& tls, bool listener) {
 
 namespace {
 
+// ---- One C-STORE request's dataset, on our SCP or in a C-GET: streamed to a file.
+
+struct StoreRules {
+  const fs::path& incoming;        // where the file is written, under a name of ours
+  std::uint64_t max_bytes;         // this dataset
+  // Past max_bytes: empty, the association is aborted (the SCP); otherwise the rest is read and
+  // dropped and the peer gets this verdict, given the dataset's whole size (C-GET).
+  std::function<StoreVerdict(std::uint64_t bytes)> too_large;
+  int timeout_seconds;
+  bool sync;
+  std::string calling_ae;
+  std::string peer_host;
+};
+
+struct StoreOutcome {
+  bool answered = false;           // false: the association was aborted (why: `aborted`)
+  bool response_failed = false;    // the verdict was reached but could not be sent
+  std::string aborted;
+  StoreVerdict verdict;
+  std::uint64_t bytes = 0;         // the dataset's bytes read
+};
+
+// Receives the dataset of `rq` PDV by PDV into a new file in rules.incoming, named by us (never
+// from a value the peer sent): nothing of it is held in memory. A kept SOP class that arrives
+// whole, within its limit, is synced (rules.sync), checked and handed to on_instance, whose
+// verdict the peer gets; other classes get 0122. Whatever on_instance did not take is removed,
+// as is everything of a transfer that breaks off. `keep_going` sees the bytes so far after each
+// PDV; false aborts the association (stop, cancel).
+StoreOutcome receive_store(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, T_DIMSE_C_StoreRQ& rq, const StoreRules& rules,
+                           const InstanceFn& on_instance, const std::function<bool(std::uint64_t)>& keep_going) {
+  const std::string sop_class = trim(rq.AffectedSOPClassUID);
+  const std::string sop_instance = trim(rq.AffectedSOPInstanceUID);
+  const bool keep = is_image_storage_sop_class(sop_class);
+  StoreOutcome out;
+
+  fs::path file;
+  int fd = -1;
+  std::string write_error;
+  if (keep) {
+    file = incoming_name(rules.incoming);
+    DcmOutputFileStream* stream = nullptr;
+    OFCondition c = DIMSE_createFilestream(OFFilename(file.c_str()), &rq, assoc, pid, OFTrue, &stream);
+    delete stream;  // the meta header is written; the dataset is appended below as it arrives
+    if (c.good()) fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (c.bad() || fd < 0) write_error = "cannot write in " + rules.incoming.string() + ": " + (c.bad() ? condition_text(c) : errno_text());
+  }
+  auto discard = [&]() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    if (!file.empty()) remove_leftover(file);
+  };
+  auto abort = [&](std::string why) {
+    discard();
+    out.aborted = std::move(why);
+    ASC_abortAssociation(assoc);
+    return out;
+  };
+
+  bool too_large = false;
+  for (;;) {
+    DUL_PDV pdv{};
+    const OFCondition c = next_pdv(assoc, rules.timeout_seconds, &pdv);
+    if (c.bad()) {
+      std::string why = c == DUL_READTIMEOUT ? "no data for " + std::to_string(rules.timeout_seconds) + " s"
+                        : c == DUL_PEERABORTEDASSOCIATION ? std::string("the peer aborted or went away")
+                                                          : condition_text(c);
+      return abort("transfer of " + cut(sop_instance, 64) + " broken off after " + std::to_string(out.bytes) + " bytes (" + why + "); nothing kept");
+    }
+    if (pdv.pdvType != DUL_DATASETPDV || pdv.presentationContextID != pid) {
+      return abort("unexpected PDV while receiving a dataset; association aborted, nothing kept");
+    }
+    out.bytes += pdv.fragmentLength;
+    if (out.bytes > rules.max_bytes && !too_large) {
+      if (!rules.too_large) {
+        return abort("dataset " + cut(sop_instance, 64) + " larger than the limit of " + std::to_string(rules.max_bytes) +
+                     " bytes; association aborted, nothing kept");
+      }
+      too_large = true;  // read on, keep nothing
+      discard();
+    }
+    if (keep_going && !keep_going(out.bytes)) return abort("stopped during a transfer; nothing kept");
+    if (fd >= 0 && pdv.fragmentLength > 0 && !write_all(fd, pdv.data, pdv.fragmentLength)) {
+      write_error = "cannot write " + file.string() + ": " + errno_text();
+      discard();
+    }
+    if (pdv.lastPDV) break;
+  }
+
+  StoreVerdict& verdict = out.verdict;
+  if (!keep) {
+    verdict = {kStatusSopClassNotSupported, "not a SOP class Hilum keeps: " + detail::sop_class_display_name(sop_class)};
+  } else if (too_large) {
+    verdict = rules.too_large(out.bytes);
+  } else if (!write_error.empty()) {
+    verdict = {kStatusOutOfResources, write_error};
+  } else {
+    bool synced = true;
+    while (rules.sync && ::fsync(fd) != 0) {
+      if (errno == EINTR) continue;
+      synced = false;
+      break;
+    }
+    const bool closed = ::close(fd) == 0;
+    fd = -1;
+    if (!synced || !closed) {
+      verdict = {kStatusOutOfResources, "cannot write " + file.string() + ": " + errno_text()};
+    } else {
+      verdict = check_received(file, sop_class, sop_instance);
+      if (verdict.status == kStatusSuccess && on_instance) {
+        ReceivedInstance inst{file, sop_class, sop_instance, rules.calling_ae, rules.peer_host, out.bytes};
+        try {
+          verdict = on_instance(inst);
+        } catch (const std::exception& e) {
+          verdict = {kStatusOutOfResources, std::string("cannot file the instance: ") + e.what()};
+        }
+      }
+    }
+  }
+  discard();  // a file the callback did not take is removed
+
+  T_DIMSE_C_StoreRSP rsp{};
+  rsp.MessageIDBeingRespondedTo = rq.MessageID;
+  rsp.DimseStatus = verdict.status;
+  rsp.DataSetType = DIMSE_DATASET_NULL;
+  OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof(rsp.AffectedSOPClassUID));
+  OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, rq.AffectedSOPInstanceUID, sizeof(rsp.AffectedSOPInstanceUID));
+  rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
+  DcmDataset detail;
+  DcmDataset* detail_ptr = nullptr;
+  if (verdict.status != kStatusSuccess && !verdict.comment.empty()) {
+    detail.putAndInsertString(DCM_ErrorComment, cut(verdict.comment, 64).c_str());
+    detail_ptr = &detail;
+  }
+  const OFCondition c = DIMSE_sendStoreResponse(assoc, pid, &rq, &rsp, detail_ptr);
+  if (c.bad()) {
+    out.response_failed = true;
+    return abort("cannot send the C-STORE response: " + condition_text(c));
+  }
+  out.answered = true;
+  return out;
+}
+
 // ---- The SCP.
 
 struct Scp {
@@ -206,128 +481,26 @@ struct Scp {
 
 bool Scp::store(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, T_DIMSE_C_StoreRQ& rq, const std::string& peer,
                 const std::string& host, const std::string& calling) const {
-  const std::string sop_class = trim(rq.AffectedSOPClassUID);
-  const std::string sop_instance = trim(rq.AffectedSOPInstanceUID);
-  const bool keep = is_image_storage_sop_class(sop_class);
-  const Limits& limits = options.limits;
-
-  fs::path file;
-  int fd = -1;
-  std::string write_error;
-  if (keep) {
-    file = incoming_name(options.incoming);
-    DcmOutputFileStream* stream = nullptr;
-    OFCondition c = DIMSE_createFilestream(OFFilename(file.c_str()), &rq, assoc, pid, OFTrue, &stream);
-    delete stream;  // the meta header is written; the dataset is appended below as it arrives
-    if (c.good()) fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (c.bad() || fd < 0) write_error = "cannot write in " + options.incoming.string() + ": " + (c.bad() ? condition_text(c) : errno_text());
-  }
-  auto discard = [&]() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-    if (!file.empty()) remove_leftover(file);
-  };
-
-  std::uint64_t bytes = 0;
+  StoreRules rules{options.incoming, options.limits.max_dataset_bytes, {}, options.limits.dimse_timeout_seconds, options.sync_received,
+                   calling, host};
   std::uint64_t reported = 0;
-  for (;;) {
-    DUL_PDV pdv{};
-    const OFCondition c = next_pdv(assoc, limits.dimse_timeout_seconds, &pdv);
-    if (c.bad()) {
-      discard();
-      std::string why = c == DUL_READTIMEOUT ? "no data for " + std::to_string(limits.dimse_timeout_seconds) + " s"
-                        : c == DUL_PEERABORTEDASSOCIATION ? std::string("the peer aborted or went away")
-                                                          : condition_text(c);
-      emit(EventKind::Aborted, peer, "transfer of " + cut(sop_instance, 64) + " broken off after " + std::to_string(bytes) + " bytes (" + why + "); nothing kept", bytes);
-      ASC_abortAssociation(assoc);
-      return false;
-    }
-    if (pdv.pdvType != DUL_DATASETPDV || pdv.presentationContextID != pid) {
-      discard();
-      emit(EventKind::Aborted, peer, "unexpected PDV while receiving a dataset; association aborted, nothing kept", bytes);
-      ASC_abortAssociation(assoc);
-      return false;
-    }
-    bytes += pdv.fragmentLength;
-    if (bytes > limits.max_dataset_bytes) {
-      discard();
-      emit(EventKind::Aborted, peer, "dataset " + cut(sop_instance, 64) + " larger than the limit of " + std::to_string(limits.max_dataset_bytes) + " bytes; association aborted, nothing kept", bytes);
-      ASC_abortAssociation(assoc);
-      return false;
-    }
-    if (stopping()) {
-      discard();
-      emit(EventKind::Aborted, peer, "stopped during a transfer; nothing kept", bytes);
-      ASC_abortAssociation(assoc);
-      return false;
-    }
-    if (fd >= 0 && pdv.fragmentLength > 0 && !write_all(fd, pdv.data, pdv.fragmentLength)) {
-      write_error = "cannot write " + file.string() + ": " + errno_text();
-      discard();
-    }
+  const std::string sop_instance = cut(trim(rq.AffectedSOPInstanceUID), 64);
+  const StoreOutcome out = receive_store(assoc, pid, rq, rules, on_instance, [&](std::uint64_t bytes) {
     if (bytes - reported >= (std::uint64_t{4} << 20)) {
       reported = bytes;
-      emit(EventKind::Progress, peer, cut(sop_instance, 64), bytes);
+      emit(EventKind::Progress, peer, sop_instance, bytes);
     }
-    if (pdv.lastPDV) break;
+    return !stopping();
+  });
+  if (out.answered || out.response_failed) {
+    const std::uint16_t st = out.verdict.status;
+    const bool failure = (st & 0xF000) == 0xA000 || (st & 0xF000) == 0xC000 || st == kStatusSopClassNotSupported;
+    const std::string what = trim(rq.AffectedSOPInstanceUID);
+    if (failure) emit(EventKind::Refused, peer, what + ": " + out.verdict.comment, out.bytes);
+    else emit(EventKind::Stored, peer, what + (out.verdict.comment.empty() ? std::string() : ": " + out.verdict.comment), out.bytes);
   }
-
-  StoreVerdict verdict;
-  if (!keep) {
-    verdict = {kStatusSopClassNotSupported, "not a SOP class Hilum keeps: " + detail::sop_class_display_name(sop_class)};
-  } else if (!write_error.empty()) {
-    verdict = {kStatusOutOfResources, write_error};
-  } else {
-    bool synced = true;
-    while (options.sync_received && ::fsync(fd) != 0) {
-      if (errno == EINTR) continue;
-      synced = false;
-      break;
-    }
-    const bool closed = ::close(fd) == 0;
-    fd = -1;
-    if (!synced || !closed) {
-      verdict = {kStatusOutOfResources, "cannot write " + file.string() + ": " + errno_text()};
-    } else {
-      verdict = check_received(file, sop_class, sop_instance);
-      if (verdict.status == kStatusSuccess && on_instance) {
-        ReceivedInstance inst{file, sop_class, sop_instance, calling, host, bytes};
-        try {
-          verdict = on_instance(inst);
-        } catch (const std::exception& e) {
-          verdict = {kStatusOutOfResources, std::string("cannot file the instance: ") + e.what()};
-        }
-      }
-    }
-  }
-  discard();  // a file the callback did not take is removed
-
-  T_DIMSE_C_StoreRSP rsp{};
-  rsp.MessageIDBeingRespondedTo = rq.MessageID;
-  rsp.DimseStatus = verdict.status;
-  rsp.DataSetType = DIMSE_DATASET_NULL;
-  OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof(rsp.AffectedSOPClassUID));
-  OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, rq.AffectedSOPInstanceUID, sizeof(rsp.AffectedSOPInstanceUID));
-  rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
-  DcmDataset detail;
-  DcmDataset* detail_ptr = nullptr;
-  if (verdict.status != kStatusSuccess && !verdict.comment.empty()) {
-    detail.putAndInsertString(DCM_ErrorComment, cut(verdict.comment, 64).c_str());
-    detail_ptr = &detail;
-  }
-  const bool failure = (verdict.status & 0xF000) == 0xA000 || (verdict.status & 0xF000) == 0xC000 || verdict.status == kStatusSopClassNotSupported;
-  if (failure) {
-    emit(EventKind::Refused, peer, sop_instance + ": " + verdict.comment, bytes);
-  } else {
-    emit(EventKind::Stored, peer, sop_instance + (verdict.comment.empty() ? std::string() : ": " + verdict.comment), bytes);
-  }
-  const OFCondition c = DIMSE_sendStoreResponse(assoc, pid, &rq, &rsp, detail_ptr);
-  if (c.bad()) {
-    emit(EventKind::Aborted, peer, "cannot send the C-STORE response: " + condition_text(c));
-    ASC_abortAssociation(assoc);
-    return false;
-  }
-  return true;
+  if (!out.answered) emit(EventKind::Aborted, peer, out.aborted, out.bytes);
+  return out.answered;
 }
 
 void Scp::serve(T_ASC_Association* assoc, const std::string& peer, const std::string& host, const std::string& calling) const {
@@ -489,15 +662,15 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     if (!layer) return layer.error();
     tls = std::move(layer.value());
   }
+  WatchedLayer plain;  // outlives the network, as the TLS layer
   T_ASC_Network* network = nullptr;
   OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, options.port, limits.acse_timeout_seconds, &network);
   if (c.bad()) return net_error(ErrorKind::Network, "cannot listen on port " + std::to_string(options.port) + ": " + condition_text(c));
-  if (tls) {
-    c = ASC_setTransportLayer(network, tls.get(), 0);  // ours: destroyed after the network
-    if (c.bad()) {
-      ASC_dropNetwork(&network);
-      return net_error(ErrorKind::Network, "cannot set up TLS on port " + std::to_string(options.port) + ": " + condition_text(c));
-    }
+  c = tls ? ASC_setTransportLayer(network, tls.get(), 0) : ASC_setTransportLayer(network, &plain, 0);  // ours: destroyed after the network
+  if (c.bad()) {
+    ASC_dropNetwork(&network);
+    return net_error(ErrorKind::Network, std::string("cannot set up ") + (tls ? "TLS" : "the transport layer") + " on port " +
+                                             std::to_string(options.port) + ": " + condition_text(c));
   }
 
   Scp scp{options, on_instance, log, stop};
@@ -528,20 +701,48 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
       }
     }
   };
+  // A slot among the associations being served, if one is free.
+  auto reserve = [&]() {
+    int n = active.load();
+    while (n < limits.max_associations) {
+      if (active.compare_exchange_weak(n, n + 1)) return true;
+    }
+    return false;
+  };
 
-  while (!scp.stopping()) {
-    reap(false);
-    if (!ASC_associationWaiting(network, 1)) continue;
+  // Each connection: negotiated, checked and (if accepted) served on a thread of its own, so a
+  // peer that stalls holds only its own thread, for at most the ACSE timeout. At most
+  // max_associations are served, and at most max_associations + kSpareNegotiations connections
+  // are negotiated at once (others wait in the kernel's backlog).
+  constexpr int kSpareNegotiations = 8;
+  const std::size_t max_negotiations = static_cast<std::size_t>(limits.max_associations + kSpareNegotiations);
+  Negotiations negotiations(limits.acse_timeout_seconds);
+  auto negotiate = [&](const std::shared_ptr<Negotiation>& me) {
     T_ASC_Association* assoc = nullptr;
-    c = ASC_receiveAssociation(network, &assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, secure ? OFTrue : OFFalse,
-                               DUL_NOBLOCK, limits.acse_timeout_seconds);
-    if (c.bad()) {
-      scp.emit(EventKind::Error, {}, std::string(secure ? "association request not received (TLS handshake or request failed): " : "association request not received: ") + condition_text(c));
+    tl_negotiations = &negotiations;
+    tl_negotiation = me.get();
+    OFCondition rc = ASC_receiveAssociation(network, &assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, secure ? OFTrue : OFFalse,
+                                            DUL_NOBLOCK, limits.acse_timeout_seconds);
+    tl_negotiation = nullptr;
+    tl_negotiations = nullptr;
+    negotiations.returned(*me);
+    if (rc.bad()) {
+      const std::string host = negotiations.host(*me);
+      if (scp.stopping()) {
+        // shut down by the stop: nothing to say
+      } else if (negotiations.timed_out(*me)) {
+        scp.emit(EventKind::Error, host, "no association request within " + std::to_string(limits.acse_timeout_seconds) + " s" +
+                                             (secure ? " (TLS handshake or request not completed)" : "") + "; connection closed");
+      } else if (!host.empty() || rc != DUL_NOASSOCIATIONREQUEST) {
+        scp.emit(EventKind::Error, host, std::string(secure ? "association request not received (TLS handshake or request failed): "
+                                                            : "association request not received: ") + condition_text(rc));
+      }
       if (assoc != nullptr) {
         ASC_dropAssociation(assoc);
         ASC_destroyAssociation(&assoc);
       }
-      continue;
+      negotiations.finish(me);
+      return;
     }
     char calling_ae[17] = {};
     char called_ae[17] = {};
@@ -559,49 +760,67 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
       return a.ae_title == calling && host_matches(a.host, host);
     });
     std::string refusal;
+    bool reserved = false;
     if (!allowed) {
       refusal = "calling AE title/host not in the allow-list";
       Scp::reject(assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
     } else if (called != options.ae_title) {
       refusal = "called AE title '" + cut(called, 16) + "' is not ours (" + options.ae_title + ")";
       Scp::reject(assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
-    } else if (active.load() >= limits.max_associations) {
+    } else if (!(reserved = reserve())) {
       refusal = "already " + std::to_string(limits.max_associations) + " associations (the limit)";
       Scp::reject(assoc, ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
                   ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
     } else {
       const char* syntaxes[kTransferSyntaxCount];
       std::copy(std::begin(kTransferSyntaxes), std::end(kTransferSyntaxes), syntaxes);
-      c = ASC_acceptContextsWithPreferredTransferSyntaxes(assoc->params, abstract.data(), static_cast<int>(abstract.size()),
-                                                           syntaxes, kTransferSyntaxCount);
-      if (c.good()) c = ASC_acknowledgeAssociation(assoc);
-      if (c.bad()) refusal = "cannot accept the association: " + condition_text(c);
+      OFCondition ac = ASC_acceptContextsWithPreferredTransferSyntaxes(assoc->params, abstract.data(), static_cast<int>(abstract.size()),
+                                                                       syntaxes, kTransferSyntaxCount);
+      if (ac.good()) ac = ASC_acknowledgeAssociation(assoc);
+      if (ac.bad()) refusal = "cannot accept the association: " + condition_text(ac);
     }
+    negotiations.finish(me);
     if (!refusal.empty()) {
+      if (reserved) --active;
       scp.emit(EventKind::AssociationRejected, peer, refusal);
       ASC_dropAssociation(assoc);
       ASC_destroyAssociation(&assoc);
-      continue;
+      return;
     }
     scp.emit(EventKind::AssociationAccepted, peer, "association accepted");
-    ++active;
+    scp.serve(assoc, peer, host, calling);
+    ASC_dropSCPAssociation(assoc);
+    ASC_destroyAssociation(&assoc);
+    --active;
+  };
+
+  while (!scp.stopping()) {
+    reap(false);
+    negotiations.enforce(false);
+    if (negotiations.count() >= max_negotiations) {
+      negotiations.wait_below(max_negotiations);
+      continue;
+    }
+    if (!ASC_associationWaiting(network, 1)) continue;
+    auto me = negotiations.start();
     auto done = std::make_shared<std::atomic<bool>>(false);
     try {
-      workers.push_back({std::thread([&scp, &active, assoc, peer, host, calling, done]() mutable {
-                           scp.serve(assoc, peer, host, calling);
-                           ASC_dropSCPAssociation(assoc);
-                           ASC_destroyAssociation(&assoc);
-                           --active;
+      workers.push_back({std::thread([&negotiate, me, done]() {
+                           negotiate(me);
                            done->store(true);
                          }),
                          done});
     } catch (const std::system_error& e) {
-      --active;
-      scp.emit(EventKind::Aborted, peer, std::string("cannot start a thread: ") + e.what());
-      ASC_abortAssociation(assoc);
-      ASC_destroyAssociation(&assoc);
+      negotiations.finish(me);
+      scp.emit(EventKind::Error, {}, std::string("cannot start a thread for a connection: ") + e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
     }
+    // Until its thread has taken the connection off the queue (or given up): the next
+    // ASC_associationWaiting must not see the same one.
+    negotiations.wait_accepted(*me, limits.acse_timeout_seconds + 1);
   }
+  negotiations.enforce(true);
   reap(true);
   ASC_dropNetwork(&network);
   return core::Done{};
@@ -707,98 +926,148 @@ class FindScu : public Scu {
   const std::atomic<bool>* cancel_;
 };
 
-class GetScu : public Scu {
+// ---- C-GET on an association of our own. DcmSCU holds each instance of a C-GET in memory, or
+// streams it to a file named from the peer's SOP Instance UID and then answers every instance
+// with success or C000; here each one is streamed to a file named by us (receive_store), an
+// instance above the limit is read to its end, dropped and refused (A700), and the statuses are
+// on_instance's (0122 for classes Hilum does not keep).
+
+// The association and what it needs, released (or aborted) and freed on the way out.
+class Requested {
  public:
-  GetScu(const fs::path& incoming, const InstanceFn& on_instance, const RetrieveProgressFn& progress,
-         const std::atomic<bool>* cancel, std::string peer_ae, std::string peer_host, const Limits& limits)
-      : incoming_(incoming), on_instance_(on_instance), progress_(progress), cancel_(cancel),
-        peer_ae_(std::move(peer_ae)), peer_host_(std::move(peer_host)), limits_(limits) {}
+  T_ASC_Network* network = nullptr;
+  T_ASC_Parameters* params = nullptr;  // until the association holds them
+  T_ASC_Association* assoc = nullptr;
+  bool established = false;
+  Requested() = default;
+  Requested(const Requested&) = delete;
+  Requested& operator=(const Requested&) = delete;
+  ~Requested() { close(false); }
+  void close(bool release) {
+    if (assoc != nullptr) {
+      if (established) {
+        if (!release || ASC_releaseAssociation(assoc).bad()) ASC_abortAssociation(assoc);
+      }
+      ASC_dropAssociation(assoc);
+      ASC_destroyAssociation(&assoc);  // the parameters with it
+      params = nullptr;
+    }
+    if (params != nullptr) ASC_destroyAssociationParameters(&params);
+    if (network != nullptr) ASC_dropNetwork(&network);
+    established = false;
+  }
+};
+
+class GetSession {
+ public:
+  GetSession(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, const ScuOptions& options, const fs::path& incoming,
+             const InstanceFn& on_instance, const RetrieveProgressFn& progress, const std::atomic<bool>* cancel)
+      : assoc_(assoc), pid_(pid), options_(options), incoming_(incoming), on_instance_(on_instance), progress_(progress), cancel_(cancel) {}
 
   RetrieveReport report;
   RetrieveProgress state;
   bool was_cancelled = false;
   bool over_limit = false;      // an instance would have taken the retrieve past max_retrieve_bytes
-  std::uint64_t bytes = 0;      // written so far, all studies
   Uint16 final_status = 0;
-  std::string error;
 
-  OFCondition handleCGETResponse(const T_ASC_PresentationContextID presID, RetrieveResponse* response,
-                                 OFBool& continueCGETSession) override {
-    OFCondition c = DcmSCU::handleCGETResponse(presID, response, continueCGETSession);
-    if (response != nullptr) {
-      final_status = response->m_status;
-      state.completed = response->m_numberOfCompletedSubops;
-      state.remaining = response->m_numberOfRemainingSubops;
-      state.failed = response->m_numberOfFailedSubops;
-      state.warning = response->m_numberOfWarningSubops;
-      if (progress_) progress_(state);
-    }
-    if ((cancelled(cancel_) || over_limit) && continueCGETSession) {
-      was_cancelled = !over_limit;
-      sendCANCELRequest(presID);
-      continueCGETSession = OFFalse;
-    }
-    return c;
-  }
-
-  OFCondition handleSTORERequest(const T_ASC_PresentationContextID /*presID*/, DcmDataset* incoming,
-                                 OFBool& continueCGETSession, Uint16& status) override {
-    if (incoming == nullptr) return DIMSE_NULLKEY;
-    DcmFileFormat ff(incoming, OFFalse);  // takes ownership
-    const std::string sop_class = string_of(incoming, DCM_SOPClassUID);
-    const std::string sop_instance = string_of(incoming, DCM_SOPInstanceUID);
-    const fs::path file = incoming_name(incoming_);
-    StoreVerdict verdict;
-    OFCondition c = EC_Normal;
-    // What the instance takes on disk (the dataset's encoded length; the file meta adds little).
-    const std::uint64_t size = incoming->getLength(EXS_LittleEndianExplicit, EET_ExplicitLength);
-    if (!is_image_storage_sop_class(sop_class)) {
-      // As on the SCP: only the image classes are kept (reports and others of the study are not).
-      verdict = {kStatusSopClassNotSupported, "not a SOP class Hilum keeps: " + detail::sop_class_display_name(sop_class)};
-    } else if (over_limit || size > limits_.max_dataset_bytes || bytes + size > limits_.max_retrieve_bytes) {
-      // Bounded: a PACS cannot fill the disk. The C-GET is cancelled at its next response.
-      if (size <= limits_.max_dataset_bytes) over_limit = true;
-      verdict = {kStatusOutOfResources, size > limits_.max_dataset_bytes
-                                            ? "instance of " + std::to_string(size) + " bytes larger than the limit of " +
-                                                  std::to_string(limits_.max_dataset_bytes) + " bytes"
-                                            : "the retrieve would pass its limit of " + std::to_string(limits_.max_retrieve_bytes) + " bytes"};
-    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || core::fsync_file(file) != 0) {
-      verdict = {kStatusOutOfResources, "cannot write " + file.string()};
-    } else {
-      ReceivedInstance inst{file, sop_class, sop_instance, peer_ae_, peer_host_, 0};
-      std::error_code ec;
-      inst.bytes = static_cast<std::uint64_t>(fs::file_size(file, ec));
-      bytes += std::max(inst.bytes, size);
-      try {
-        verdict = on_instance_ ? on_instance_(inst) : StoreVerdict{};
-      } catch (const std::exception& e) {
-        verdict = {kStatusOutOfResources, std::string("cannot file the instance: ") + e.what()};
+  // One C-GET of a study, to its final response (or a cancel). Bad: the association broke (it is
+  // then aborted or unusable).
+  OFCondition get(const std::string& study_uid) {
+    state = RetrieveProgress{};
+    state.study_instance_uid = study_uid;
+    DcmDataset keys;
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study_uid.c_str());
+    T_DIMSE_Message req{};
+    req.CommandField = DIMSE_C_GET_RQ;
+    T_DIMSE_C_GetRQ& rq = req.msg.CGetRQ;
+    rq.MessageID = assoc_->nextMsgID++;
+    OFStandard::strlcpy(rq.AffectedSOPClassUID, UID_GETStudyRootQueryRetrieveInformationModel, sizeof(rq.AffectedSOPClassUID));
+    rq.Priority = DIMSE_PRIORITY_MEDIUM;
+    rq.DataSetType = DIMSE_DATASET_PRESENT;
+    OFCondition c = DIMSE_sendMessageUsingMemoryData(assoc_, pid_, &req, nullptr, &keys, nullptr, nullptr);
+    if (c.bad()) return c;
+    const int timeout = options_.limits.dimse_timeout_seconds;
+    for (;;) {
+      T_DIMSE_Message msg{};
+      T_ASC_PresentationContextID pid = 0;
+      DcmDataset* status_detail = nullptr;
+      c = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, timeout, &pid, &msg, &status_detail);
+      delete status_detail;
+      if (c.bad()) return c;
+      if (msg.CommandField == DIMSE_C_GET_RSP) {
+        const T_DIMSE_C_GetRSP& rsp = msg.msg.CGetRSP;
+        if (rsp.DataSetType != DIMSE_DATASET_NULL) {  // an identifier (failed instances): read and dropped
+          DcmDataset* identifier = nullptr;
+          c = DIMSE_receiveDataSetInMemory(assoc_, DIMSE_NONBLOCKING, timeout, &pid, &identifier, nullptr, nullptr);
+          delete identifier;
+          if (c.bad()) return c;
+        }
+        final_status = rsp.DimseStatus;
+        if (rsp.opts & O_GET_NUMBEROFREMAININGSUBOPERATIONS) state.remaining = rsp.NumberOfRemainingSubOperations;
+        if (rsp.opts & O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS) state.completed = rsp.NumberOfCompletedSubOperations;
+        if (rsp.opts & O_GET_NUMBEROFFAILEDSUBOPERATIONS) state.failed = rsp.NumberOfFailedSubOperations;
+        if (rsp.opts & O_GET_NUMBEROFWARNINGSUBOPERATIONS) state.warning = rsp.NumberOfWarningSubOperations;
+        if (progress_) progress_(state);
+        if (!DICOM_PENDING_STATUS(rsp.DimseStatus)) return EC_Normal;
+      } else if (msg.CommandField == DIMSE_C_STORE_RQ) {
+        if (!store(pid, msg.msg.CStoreRQ)) return DIMSE_READPDVFAILED;
+      } else {
+        return DIMSE_BADCOMMANDTYPE;
+      }
+      if (cancelled(cancel_) || over_limit) {
+        was_cancelled = !over_limit;
+        DIMSE_sendCancelRequest(assoc_, pid_, rq.MessageID);
+        return EC_Normal;
       }
     }
-    remove_leftover(file);
-    status = verdict.status;
-    if (verdict.status == kStatusSuccess) {
+  }
+
+  std::string broken;  // why a C-STORE sub-operation broke the association off
+  bool aborted = false;  // ... and aborted it
+
+ private:
+  bool store(T_ASC_PresentationContextID pid, T_DIMSE_C_StoreRQ& rq) {
+    const Limits& limits = options_.limits;
+    const std::uint64_t room = limits.max_retrieve_bytes > bytes_ ? limits.max_retrieve_bytes - bytes_ : 0;
+    StoreRules rules{incoming_, std::min(limits.max_dataset_bytes, room),
+                     [&](std::uint64_t size) {
+                       if (size > limits.max_dataset_bytes) {
+                         return StoreVerdict{kStatusOutOfResources, "instance of " + std::to_string(size) + " bytes larger than the limit of " +
+                                                                        std::to_string(limits.max_dataset_bytes) + " bytes"};
+                       }
+                       over_limit = true;  // the C-GET is cancelled after this answer
+                       return StoreVerdict{kStatusOutOfResources,
+                                           "the retrieve would pass its limit of " + std::to_string(limits.max_retrieve_bytes) + " bytes"};
+                     },
+                     limits.dimse_timeout_seconds, options_.sync_received, options_.peer.ae_title, options_.peer.host};
+    if (over_limit) rules.max_bytes = 0;
+    const StoreOutcome out = receive_store(assoc_, pid, rq, rules, on_instance_, [&](std::uint64_t) { return !cancelled(cancel_); });
+    if (!out.answered) {
+      broken = out.aborted;
+      aborted = true;
+      if (cancelled(cancel_)) was_cancelled = true;
+      return false;
+    }
+    if (out.verdict.status == kStatusSuccess) {
+      bytes_ += out.bytes;
       ++report.received;
       ++state.received;
     } else {
       ++report.refused;
     }
     if (progress_) progress_(state);
-    if (cancelled(cancel_)) {
-      was_cancelled = true;
-      continueCGETSession = OFFalse;
-    }
-    return EC_Normal;
+    return true;
   }
 
- private:
-  fs::path incoming_;
+  T_ASC_Association* assoc_;
+  T_ASC_PresentationContextID pid_;
+  const ScuOptions& options_;
+  const fs::path& incoming_;
   const InstanceFn& on_instance_;
   const RetrieveProgressFn& progress_;
   const std::atomic<bool>* cancel_;
-  std::string peer_ae_;
-  std::string peer_host_;
-  Limits limits_;
+  std::uint64_t bytes_ = 0;  // kept so far, all studies
 };
 
 std::string status_text(Uint16 status) {
@@ -876,54 +1145,76 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
   if (auto e = check_scu_options(options)) return *e;
   std::error_code ec;
   if (!fs::is_directory(incoming, ec)) return net_error(ErrorKind::Io, "the incoming folder does not exist: " + incoming.string());
-  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
-  GetScu scu(incoming, on_instance, progress, cancel, options.peer.ae_title, options.peer.host, options.limits);
-  configure(scu, options);
-  scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
+  const Limits& limits = options.limits;
+  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the association
+  if (options.tls.enabled()) {
+    auto layer = tls_layer(options.tls, NET_REQUESTOR);
+    if (!layer) return layer.error();
+    tls = std::move(layer.value());
+  }
+  Requested a;
+  OFCondition c = ASC_initializeNetwork(NET_REQUESTOR, 0, limits.acse_timeout_seconds, &a.network);
+  if (c.bad()) return scu_error("cannot set up the network", c);
+  if (tls && (c = ASC_setTransportLayer(a.network, tls.get(), 0)).bad()) return scu_error("cannot set up TLS", c);
+  c = ASC_createAssociationParameters(&a.params, static_cast<long>(limits.max_pdu));
+  if (c.bad()) return scu_error("cannot set up the association", c);
+  ASC_setAPTitles(a.params, options.our_ae.c_str(), options.peer.ae_title.c_str(), nullptr);
+  const std::string address = options.peer.host + ":" + std::to_string(options.peer.port);
+  ASC_setPresentationAddresses(a.params, "localhost", address.c_str());
+  if (tls) ASC_setTransportLayerType(a.params, OFTrue);
   // C-GET brings the instances back on this association: we take the SCP role for the storage
   // classes. The structured report classes too, so that a study holding reports (ours) can be
   // retrieved: on_instance says what it keeps (a PACS may fail the whole C-GET over one class
   // nobody negotiated).
-  for (const auto& cls : image_storage_sop_classes()) scu.addPresentationContext(cls.c_str(), transfer_syntax_list(), ASC_SC_ROLE_SCP);
+  const char* uncompressed[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
+  T_ASC_PresentationContextID id = 1;
+  c = ASC_addPresentationContext(a.params, id, UID_GETStudyRootQueryRetrieveInformationModel, uncompressed, 2);
+  for (const auto& cls : image_storage_sop_classes()) {
+    if (c.good()) c = ASC_addPresentationContext(a.params, id += 2, cls.c_str(), const_cast<const char**>(kTransferSyntaxes), kTransferSyntaxCount, ASC_SC_ROLE_SCP);
+  }
   for (const char* cls : {UID_BasicTextSRStorage, UID_EnhancedSRStorage, UID_ComprehensiveSRStorage}) {
-    scu.addPresentationContext(cls, transfer_syntax_list(true), ASC_SC_ROLE_SCP);
+    if (c.good()) c = ASC_addPresentationContext(a.params, id += 2, cls, uncompressed, 2, ASC_SC_ROLE_SCP);
   }
-  if (auto e = connect(scu, options, tls)) return *e;
-  const T_ASC_PresentationContextID pid = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
-  if (pid == 0) {
-    scu.abortAssociation();
-    return net_error(ErrorKind::Refused, to_string(options.peer) + " does not offer Study Root C-GET");
-  }
+  if (c.bad()) return scu_error("cannot set up the association", c);
+  dcmConnectionTimeout.set(limits.connect_timeout_seconds);
+  c = ASC_requestAssociation(a.network, a.params, &a.assoc, nullptr, nullptr, DUL_NOBLOCK, limits.acse_timeout_seconds);
+  if (a.assoc != nullptr) a.params = nullptr;  // the association holds them now
+  if (c.bad()) return scu_error("no association with " + to_string(options.peer), c);
+  a.established = true;
+  const T_ASC_PresentationContextID pid = ASC_findAcceptedPresentationContextID(a.assoc, UID_GETStudyRootQueryRetrieveInformationModel);
+  if (pid == 0) return net_error(ErrorKind::Refused, to_string(options.peer) + " does not offer Study Root C-GET");
+
+  GetSession session(a.assoc, pid, options, incoming, on_instance, progress, cancel);
   for (const std::string& uid : study_uids) {
     if (cancelled(cancel)) break;
-    DcmDataset keys;
-    keys.putAndInsertString(DCM_QueryRetrieveLevel, "STUDY");
-    keys.putAndInsertString(DCM_StudyInstanceUID, uid.c_str());
-    scu.state = RetrieveProgress{};
-    scu.state.study_instance_uid = uid;
-    const OFCondition c = scu.sendCGETRequest(pid, &keys, nullptr);
-    if (scu.over_limit) {
-      scu.abortAssociation();
+    const std::uint64_t refused_before = session.report.refused;
+    c = session.get(uid);
+    if (session.aborted) a.established = false;
+    if (session.over_limit) {
       return net_error(ErrorKind::Refused, "retrieve from " + to_string(options.peer) + " stopped: more than its limit of " +
-                                               detail::with_thousands(options.limits.max_retrieve_bytes) + " bytes (" +
-                                               std::to_string(scu.report.received) + " instances kept)");
+                                               detail::with_thousands(limits.max_retrieve_bytes) + " bytes (" +
+                                               std::to_string(session.report.received) + " instances kept)");
     }
-    if (scu.was_cancelled) break;
+    if (session.was_cancelled) break;
     if (c.bad()) {
-      scu.abortAssociation();
-      return scu_error("C-GET of study " + cut(uid, 64) + " from " + to_string(options.peer) + " failed", c);
+      const std::string why = session.broken.empty() ? condition_text(c) : session.broken;
+      return net_error(ErrorKind::Network, "C-GET of study " + cut(uid, 64) + " from " + to_string(options.peer) + " failed: " + why);
     }
-    if (scu.final_status != STATUS_Success && scu.final_status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures) {
-      scu.releaseAssociation();
-      return net_error(ErrorKind::Refused, to_string(options.peer) + " answered the C-GET of " + cut(uid, 64) + " with status " + status_text(scu.final_status));
+    const Uint16 status = session.final_status;
+    // A PACS answers A702 (no sub-operation succeeded) to a study whose every instance we
+    // refused (too large, a class we do not keep): our refusal, counted; not the PACS's failure.
+    const bool all_ours = status == STATUS_GET_Refused_OutOfResourcesSubOperations && session.state.failed > 0 &&
+                          session.report.refused >= refused_before + static_cast<std::uint64_t>(session.state.failed);
+    if (status != STATUS_Success && status != STATUS_GET_Warning_SubOperationsCompleteOneOrMoreFailures && !all_ours) {
+      a.close(true);
+      return net_error(ErrorKind::Refused, to_string(options.peer) + " answered the C-GET of " + cut(uid, 64) + " with status " + status_text(status));
     }
   }
-  if (scu.was_cancelled || cancelled(cancel)) {
-    scu.abortAssociation();
-    return net_error(ErrorKind::Cancelled, "retrieve cancelled after " + std::to_string(scu.report.received) + " instances");
+  if (session.was_cancelled || cancelled(cancel)) {
+    return net_error(ErrorKind::Cancelled, "retrieve cancelled after " + std::to_string(session.report.received) + " instances");
   }
-  scu.releaseAssociation();
-  return scu.report;
+  a.close(true);
+  return session.report;
 }
 
 Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::path>& files, const SendProgressFn& progress,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <clocale>
@@ -443,6 +444,104 @@ TEST_F(NetworkTest, AssociationThatNeverReleasesIsAbortedAfterTheTimeout) {
   ASC_dropNetwork(&network);
 }
 
+// A peer that opens TCP and then sends nothing (or trickles bytes that never make a request): it
+// must not hold the listener. Another peer's C-STORE gets through meanwhile, and the stalled
+// connection is closed once the ACSE timeout has passed since it connected, however it trickles.
+class StalledPeer {
+ public:
+  explicit StalledPeer(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    since = std::chrono::steady_clock::now();
+  }
+  ~StalledPeer() {
+    stop_ = true;
+    if (trickler_.joinable()) trickler_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // One byte every 400 ms (a request header that never completes), from another thread.
+  void trickle() {
+    trickler_ = std::thread([this] {
+      const char bytes[] = {0x01, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x01};
+      for (std::size_t i = 0; !stop_ && !closed_seen_; ++i) {
+        if (::send(fd_, &bytes[i % sizeof bytes], 1, MSG_NOSIGNAL) != 1) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      }
+    });
+  }
+  // Whether the listener has closed the connection (without waiting).
+  bool closed_by_listener() {
+    char b[64];
+    const ssize_t n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) closed_seen_ = true;
+    return closed_seen_;
+  }
+  // Seconds from connecting until the listener closed the connection (-1: not within `limit`).
+  double seconds_until_closed(double limit) {
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count() < limit) {
+      if (closed_by_listener()) return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+  bool connected = false;
+  std::chrono::steady_clock::time_point since;
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> closed_seen_{false};
+  std::thread trickler_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Limits with a 4 s ACSE timeout, the one the stalled peers are held to.
+net::Limits short_acse() {
+  net::Limits limits;
+  limits.acse_timeout_seconds = 4;
+  limits.dimse_timeout_seconds = 10;
+  return limits;
+}
+
+// The listener closed `peer` once its 4 s were up, neither before nor long after; and said why.
+void expect_closed_after_the_acse_timeout(StalledPeer& peer, Listener& listener) {
+  const double closed = peer.seconds_until_closed(9);
+  EXPECT_GE(closed, 3.0);
+  EXPECT_LE(closed, 6.5);
+  EXPECT_TRUE(listener.wait_for([&] { return listener.has(net::EventKind::Error, "no association request within 4 s"); }))
+      << listener.event_text();
+}
+
+TEST_F(NetworkTest, StalledConnectionsDoNotHoldTheListenerAndAreClosedAfterTheAcseTimeout) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "NET-STALL");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, short_acse());
+  StalledPeer silent(port);
+  StalledPeer trickling(port);
+  ASSERT_TRUE(silent.connected && trickling.connected);
+  trickling.trickle();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both accepted by now
+  const auto start = std::chrono::steady_clock::now();
+  auto [rc, out] = storescu("STORESCU", port, path("dx.dcm"));
+  const double took = seconds_since(start);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_LT(took, 3.0) << "the C-STORE waited for the stalled connections";
+  EXPECT_FALSE(silent.closed_by_listener()) << "closed before its timeout";
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+  // Both closed by the listener once their 4 s are up; the trickle does not extend it.
+  expect_closed_after_the_acse_timeout(silent, listener);
+  expect_closed_after_the_acse_timeout(trickling, listener);
+}
+
 // ---- Structured reports.
 
 class ReportTest : public NetworkTest {
@@ -672,6 +771,11 @@ class Orthanc {
     o.our_ae = "HILUM";
     return o;
   }
+  // storescu of `file` into this PACS (as HILUM): exit status and output.
+  std::pair<int, std::string> store(const fs::path& file) const {
+    return run({HILUM_STORESCU, "-aet", "HILUM", "-aec", "ORTHANC", "127.0.0.1", std::to_string(dicom_port), file.string()},
+               dir_ / ("storescu-" + file.filename().string() + ".log"));
+  }
   std::string log() const {
     std::ifstream in(dir_ / "orthanc.log");
     std::stringstream ss;
@@ -800,9 +904,7 @@ TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
   const std::string study = "1.2.826.0.1.3680043.9.7777.2";
   for (const char* f : {"big-a.dcm", "big-b.dcm", "big-c.dcm"}) {
     write_phantom(path(f), "BIG-1", study, 1024, 1024);  // 2 MiB of pixels each
-    auto [rc, out] = run({HILUM_STORESCU, "-aet", "HILUM", "-aec", "ORTHANC", "127.0.0.1", std::to_string(orthanc.dicom_port),
-                          path(f).string()},
-                         path(std::string(f) + ".log"));
+    auto [rc, out] = orthanc.store(path(f));
     ASSERT_EQ(rc, 0) << out;
   }
   auto catalog = open_catalog();
@@ -833,6 +935,82 @@ TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
                          path("cli-get-all.log"));
   EXPECT_EQ(arc, 0) << aout;
   EXPECT_NE(aout.find("retrieved 3 instances"), std::string::npos) << aout;
+}
+
+// Runs a program under a small python3 parent that reports its peak resident memory (KiB), so
+// that the test process's own memory (a fork's copy) does not count: exit status and peak.
+std::pair<int, long> run_measured(const std::vector<std::string>& argv, const fs::path& log, const fs::path& report) {
+  std::vector<std::string> full = {"/usr/bin/python3", "-c",
+                                   "import resource, subprocess, sys\n"
+                                   "with open(sys.argv[1], 'w') as log:\n"
+                                   "    rc = subprocess.call(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)\n"
+                                   "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n",
+                                   log.string()};
+  full.insert(full.end(), argv.begin(), argv.end());
+  auto [rc, out] = run(full, report);
+  int child_rc = -1;
+  long peak = -1;
+  std::istringstream in(out);
+  if (rc != 0 || !(in >> child_rc >> peak)) return {-1, -1};
+  return {child_rc, peak};
+}
+
+// C-GET streams each instance to a file of ours as it arrives: an instance above the per-instance
+// cap is read, dropped and refused (A700) without the process ever holding it, the retrieve goes
+// on with the others, and nothing is left behind.
+TEST_F(ReportTest, RetrieveRefusesAnInstanceAboveItsCapWithoutHoldingIt) {
+  Orthanc orthanc(path("orthanc"), free_port());
+  ASSERT_TRUE(orthanc.ready) << orthanc.log();
+  const std::string huge_study = "1.2.826.0.1.3680043.9.7777.3";
+  const std::string small_study = "1.2.826.0.1.3680043.9.7777.4";
+  write_phantom(path("huge.dcm"), "CAP-1", huge_study, 2048, 4096);  // 16 MiB of pixels
+  write_phantom(path("small.dcm"), "CAP-1", small_study);
+  for (const char* f : {"huge.dcm", "small.dcm"}) {
+    auto [rc, out] = orthanc.store(path(f));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  // The large instance refused (the PACS counts a failed sub-operation), the next study retrieved.
+  auto catalog = open_catalog();
+  net::ScuOptions scu = orthanc.scu();
+  scu.limits.max_dataset_bytes = std::uint64_t{2} << 20;
+  std::vector<net::RetrieveProgress> progress;
+  auto got = app::retrieve(catalog, scu, {huge_study, small_study}, {}, {}, [&](const net::RetrieveProgress& p) { progress.push_back(p); },
+                           nullptr);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->received, 1U);
+  EXPECT_EQ(got->refused, 1U);
+  const auto last_of = [&](const std::string& study) {
+    net::RetrieveProgress last;
+    for (const auto& p : progress) {
+      if (p.study_instance_uid == study) last = p;
+    }
+    return last;
+  };
+  EXPECT_EQ(last_of(huge_study).failed, 1) << "the PACS did not get a failure status for the instance above the cap";
+  EXPECT_EQ(last_of(small_study).completed, 1);
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    if (e.is_regular_file() && e.path().string().find(".incoming") != std::string::npos) ADD_FAILURE() << "left behind: " << e.path();
+  }
+
+  // The CLI, in processes of their own: the peak memory of retrieving the large instance (refused)
+  // is that of a retrieve that brings nothing (an unknown study, which the PACS refuses: the same
+  // process, catalog and association, no instance).
+  const std::string peer = "ORTHANC@127.0.0.1:" + std::to_string(orthanc.dicom_port);
+  auto retrieve = [&](const std::string& db, const std::string& uid, const std::string& log) {
+    return run_measured({HILUM_CLI, "--db", path(db).string(), "pacs", "retrieve", "--peer", peer, "--aet", "HILUM", "--max-size-mb", "2", uid},
+                        path(log), path(log + ".peak"));
+  };
+  const long baseline = retrieve("nothing.db", "1.2.826.0.1.3680043.9.7777.999", "cli-nothing.log").second;
+  const auto [rc, peak] = retrieve("capped.db", huge_study, "cli-capped.log");
+  std::ifstream in(path("cli-capped.log"));
+  std::stringstream out;
+  out << in.rdbuf();
+  EXPECT_EQ(rc, 0) << out.str();
+  EXPECT_NE(out.str().find("retrieved 0 instances (1 not kept)"), std::string::npos) << out.str();
+  ASSERT_GT(baseline, 0);
+  std::printf("peak resident memory: %ld KiB retrieving nothing, %ld KiB retrieving the 16 MiB instance (refused)\n", baseline, peak);
+  EXPECT_LT(peak - baseline, 8 * 1024) << "peak " << peak << " KiB against " << baseline << " KiB without the 16 MiB instance";
 }
 
 // ---- TLS (dcmtls): a throwaway CA and certificates made with openssl for each test.
@@ -885,6 +1063,24 @@ TEST_F(TlsTest, StorescuOverTlsIsCatalogued) {
   ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
   EXPECT_EQ(listener.arrivals[0].filed.outcome, app::ReceivedFile::Outcome::Imported) << listener.arrivals[0].filed.reason;
   EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+// A TLS listener: a peer that connects and never sends its ClientHello does not hold it.
+TEST_F(TlsTest, PeerThatNeverStartsTheHandshakeDoesNotHoldTheListener) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "TLS-STALL");
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, short_acse(), listener_tls());
+  StalledPeer silent(port);
+  ASSERT_TRUE(silent.connected);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto start = std::chrono::steady_clock::now();
+  auto [rc, out] = storescu_tls("client", port, path("dx.dcm"));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_LT(seconds_since(start), 3.0) << "the TLS C-STORE waited for the stalled connection";
+  EXPECT_FALSE(silent.closed_by_listener());
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
+  expect_closed_after_the_acse_timeout(silent, listener);
 }
 
 TEST_F(TlsTest, PlainStorescuIsRefusedByATlsListener) {

@@ -6,6 +6,9 @@
 //   are rejected at association. Bounded: at most `max_associations` at once (more are rejected
 //   as "local limit exceeded"), the PDU size, ACSE/DIMSE timeouts (an association idle for the
 //   DIMSE timeout is aborted) and a cap on one dataset's size (a larger one aborts the association).
+//   Each connection is negotiated (TLS handshake, A-ASSOCIATE-RQ) on its own thread and closed
+//   when that is not over within the ACSE timeout of its accept, however the peer trickles: a
+//   peer that connects and stalls holds neither the listener nor the other peers.
 //   Each instance is written to a new file in `incoming` whose name Hilum makes up (never from a
 //   value the peer sent), synced (unless sync_received is false), then handed to `on_instance`, which must move or delete it and
 //   says which DIMSE status the peer gets. A transfer that breaks off (peer killed, abort, timeout,
@@ -82,7 +85,10 @@ struct TlsOptions {
 struct Limits {
   int max_associations = 4;                          // concurrent (SCP)
   std::uint32_t max_pdu = 65536;                      // bytes, the PDU size we announce
-  int acse_timeout_seconds = 30;                      // association set-up and release
+  // Association set-up and release. SCP: from accepting a connection to its A-ASSOCIATE-RQ
+  // (the TLS handshake included), in total; then it is closed. At most max_associations + 8
+  // connections are in that phase at once (others wait in the backlog).
+  int acse_timeout_seconds = 15;
   int dimse_timeout_seconds = 60;                     // a message or an idle association
   int connect_timeout_seconds = 10;                   // SCU: TCP connection
   std::uint64_t max_dataset_bytes = std::uint64_t{1} << 30;  // one instance (1 GiB)
@@ -168,6 +174,9 @@ struct ScuOptions {
   std::string our_ae = "HILUM";
   Limits limits;
   TlsOptions tls;
+  // C-GET: whether each received file is fsynced before on_instance sees it (false: on_instance
+  // answers for its durability, as ScpOptions::sync_received).
+  bool sync_received = true;
 };
 
 [[nodiscard]] Result<core::Done> echo(const ScuOptions& options);
@@ -214,10 +223,13 @@ struct RetrieveReport {
   std::uint64_t refused = 0;   // instances on_instance refused, or the PACS could not send
 };
 
-// C-GET of whole studies; each instance goes through `on_instance` as on the SCP (written to a
-// new file in `incoming` first). Cancel sends C-CANCEL and stops. Bounded: an instance larger
-// than limits.max_dataset_bytes is refused, and one that would take the retrieve past
-// limits.max_retrieve_bytes stops it (Refused, the limit named; nothing of it written).
+// C-GET of whole studies, on an association of Hilum's own (not DCMTK's DcmSCU): each instance
+// is streamed as it arrives to a new file in `incoming`, named by Hilum, then goes through
+// `on_instance` as on the SCP, whose verdict the PACS gets (0122 for classes Hilum does not
+// keep). Cancel sends C-CANCEL and stops. Bounded, in memory and on disk: an instance larger than
+// limits.max_dataset_bytes is read to its end, dropped and refused (A700), the C-GET going on;
+// one that would take the retrieve past limits.max_retrieve_bytes is refused and stops it
+// (Refused, the limit named). Nothing of a refused or broken-off instance is left in `incoming`.
 [[nodiscard]] Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<std::string>& study_uids,
                                                  const std::filesystem::path& incoming, const InstanceFn& on_instance,
                                                  const RetrieveProgressFn& progress = {},
