@@ -192,7 +192,9 @@ class Progressive : public QObject {
     opened_current = false;
     auto c3 = connect(window_.get(), &ui::MainWindow::imageShown, this, [&](const QString& uid) {
       if (uid != previous_uid || opened_current) return;
-      QTimer::singleShot(0, this, [&] {  // once the full decode of `previous` has been started
+      // Once the full decode of `previous` runs on a worker (it takes longer than this wait): its
+      // result then reaches the GUI thread after `current` was opened, and must be dropped there.
+      QTimer::singleShot(15, this, [&] {
         opened_current = true;
         window_->open_item(current);
       });
