@@ -25,6 +25,15 @@ namespace {
 
 const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
 
+// The 1100 x 900 lossless JPEG 2000 phantom of the reduced-decode tests (issue 18).
+testdata::DicomSpec big_j2k_film() {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = 1100;
+  spec.phantom.columns = 900;
+  spec.encoding = testdata::Encoding::J2kLossless;
+  return spec;
+}
+
 // How far the model input made from a reduced decode is from the one made from the full decode
 // (display values in [0, 1]): the mean and the largest absolute difference.
 struct InputDifference {
@@ -233,10 +242,7 @@ TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
 // resolution level; its model input is close to the one made from the full decode. Lossy films,
 // and films less than four times the needed side, are decoded in full.
 TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
-  testdata::DicomSpec spec;
-  spec.phantom.rows = 1100;
-  spec.phantom.columns = 900;
-  spec.encoding = testdata::Encoding::J2kLossless;
+  testdata::DicomSpec spec = big_j2k_film();
   const fs::path file = path("big.dcm");
   testdata::write_dicom(file, spec);
   dicom::ReadOptions full_options, reduced_options;
@@ -279,12 +285,8 @@ TEST_F(ClassifyTest, ViewerFirstDecodeCoversTheFittedFilmAndTheModelInput) {
   EXPECT_EQ(app::viewer_min_side(1760, 1760, 300, 300, 224), 224);  // the model needs more than the view
   EXPECT_EQ(app::viewer_min_side(1000, 800, 1200, 1000, 224), 0);   // shown at 1:1 or larger: in full
   EXPECT_EQ(app::viewer_min_side(0, 0, 730, 870, 224), 0);          // size unknown: in full
-  testdata::DicomSpec spec;
-  spec.phantom.rows = 1100;
-  spec.phantom.columns = 900;
-  spec.encoding = testdata::Encoding::J2kLossless;
   const fs::path file = path("film.dcm");
-  testdata::write_dicom(file, spec);
+  testdata::write_dicom(file, big_j2k_film());
   const double fit = 400.0 / 1100.0;  // in a 400 x 400 view
   dicom::ReadOptions options;
   options.min_side = app::viewer_min_side(900, 1100, 400, 400, 32);
