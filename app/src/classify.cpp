@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -18,6 +19,7 @@
 #include "hilum/app/model_input.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
+#include "hilum/app/viewer.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/training/explain.hpp"
@@ -220,6 +222,17 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   out.probabilities = std::move(probabilities.value());
   out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input));
   return out;
+}
+
+int viewer_min_side(int film_columns, int film_rows, int view_width, int view_height, int model_side) {
+  if (film_columns <= 0 || film_rows <= 0 || view_width <= 0 || view_height <= 0) return 0;
+  const double fit = std::min(static_cast<double>(view_width) / film_columns, static_cast<double>(view_height) / film_rows);
+  if (fit >= 1.0) return 0;
+  // dicom's rule keeps both reduced sides >= 2 x min_side: the shorter one then covers the shorter
+  // side on screen, and the longer one (the same halving) the longer side.
+  const double shown_shorter = fit * std::min(film_columns, film_rows);
+  const int view_side = static_cast<int>(std::ceil(shown_shorter / 2.0));
+  return std::max({1, view_side, model_side});
 }
 
 PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::path& cache_dir) {

@@ -4,6 +4,9 @@
 # of the built-in model. The NEMA WG04 CR RG3_J2KR (1760 x 1760, JPEG 2000 lossless) copied COPIES
 # times as new studies (new UIDs, patient IDs; each copy is opened once, so its predictions are computed).
 #   bench/ui_open/run.sh [COPIES]        (from the source tree, after building bench_ui)
+#   bench/ui_open/run.sh [COPIES] [ROUNDS]
+# Each round runs bench_ui twice on the same copies: first with HILUM_VIEWER_REDUCED=0 (the full decode
+# shown first, as before issue 18), then as built (the reduced JPEG 2000 level first); ROUNDS: default 1.
 # Needs dcmodify (dcmtk) and ../shared/data/dicom/RG3_J2KR.dcm.
 set -eu
 COPIES=${1:-9}
@@ -23,5 +26,13 @@ while [ $i -lt "$COPIES" ]; do
     -m "(0020,000e)=1.2.826.0.1.3680043.9.1819.$i.1" -m "(0010,0020)=UI-OPEN-$i" "$WORK/film-$i.dcm"
 done
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-QT_QPA_PLATFORM=offscreen "$BENCH" "$COPIES" "$WORK"
+ROUNDS=${2:-1}
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+  r=$((r + 1))
+  echo "=== round $r: full decode first (HILUM_VIEWER_REDUCED=0)"
+  HILUM_VIEWER_REDUCED=0 QT_QPA_PLATFORM=offscreen "$BENCH" "$COPIES" "$WORK"
+  echo "=== round $r: reduced level first"
+  QT_QPA_PLATFORM=offscreen "$BENCH" "$COPIES" "$WORK"
+done
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -12,6 +12,7 @@
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/viewer.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/model_input.hpp"
 #include "hilum/dicom/display.hpp"
@@ -23,6 +24,15 @@ namespace hilum::test {
 namespace {
 
 const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
+
+// The 1100 x 900 lossless JPEG 2000 phantom of the reduced-decode tests (issue 18).
+testdata::DicomSpec big_j2k_film() {
+  testdata::DicomSpec spec;
+  spec.phantom.rows = 1100;
+  spec.phantom.columns = 900;
+  spec.encoding = testdata::Encoding::J2kLossless;
+  return spec;
+}
 
 // How far the model input made from a reduced decode is from the one made from the full decode
 // (display values in [0, 1]): the mean and the largest absolute difference.
@@ -232,10 +242,7 @@ TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
 // resolution level; its model input is close to the one made from the full decode. Lossy films,
 // and films less than four times the needed side, are decoded in full.
 TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
-  testdata::DicomSpec spec;
-  spec.phantom.rows = 1100;
-  spec.phantom.columns = 900;
-  spec.encoding = testdata::Encoding::J2kLossless;
+  testdata::DicomSpec spec = big_j2k_film();
   const fs::path file = path("big.dcm");
   testdata::write_dicom(file, spec);
   dicom::ReadOptions full_options, reduced_options;
@@ -267,6 +274,27 @@ TEST_F(ClassifyTest, ReducedJpeg2000DecodeIsCloseToTheFullDecodeDownsampled) {
   ASSERT_TRUE(lossy.ok());
   EXPECT_EQ(lossy->reduction, 0);
   EXPECT_EQ(lossy->columns, 900);
+}
+
+// Issue 18: the viewer's first decode of a film is reduced only as far as it still covers the film
+// as shown fitted in the view, and the model's input by the classify rule.
+TEST_F(ClassifyTest, ViewerFirstDecodeCoversTheFittedFilmAndTheModelInput) {
+  // A 1760 x 1760 CR fitted in 730 x 870 is 730 pixels on screen: half the film (880) covers it.
+  EXPECT_EQ(app::viewer_min_side(1760, 1760, 730, 870, 224), 365);
+  EXPECT_EQ(app::viewer_min_side(1760, 1760, 730, 870, 0), 365);
+  EXPECT_EQ(app::viewer_min_side(1760, 1760, 300, 300, 224), 224);  // the model needs more than the view
+  EXPECT_EQ(app::viewer_min_side(1000, 800, 1200, 1000, 224), 0);   // shown at 1:1 or larger: in full
+  EXPECT_EQ(app::viewer_min_side(0, 0, 730, 870, 224), 0);          // size unknown: in full
+  const fs::path file = path("film.dcm");
+  testdata::write_dicom(file, big_j2k_film());
+  const double fit = 400.0 / 1100.0;  // in a 400 x 400 view
+  dicom::ReadOptions options;
+  options.min_side = app::viewer_min_side(900, 1100, 400, 400, 32);
+  auto image = dicom::read_radiograph(file, options);
+  ASSERT_TRUE(image.ok()) << image.error().message;
+  EXPECT_EQ(image->reduction, 1);  // 450 x 550 covers 327 x 400; 225 x 275 would not
+  EXPECT_GE(image->columns, fit * 900);
+  EXPECT_GE(image->rows, fit * 1100);
 }
 
 // Issue 18: lossy 8-bit JPEG read for a small consumer is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's

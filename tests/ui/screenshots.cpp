@@ -174,8 +174,7 @@ int main(int argc, char** argv) {
   key(Qt::Key_P);
   key(Qt::Key_B);
   auto* v = window->viewer();
-  const auto* image = v->radiograph();
-  const double w = image->columns, h = image->rows;
+  const double w = v->image_columns(), h = v->image_rows();  // the view's coordinates, also before the full decode lands
   drag(v, Qt::LeftButton, v->to_widget(QPointF(w * 0.58, h * 0.55)), v->to_widget(QPointF(w * 0.86, h * 0.82)));
   // A ruler across the chest.
   key(Qt::Key_M);

@@ -29,6 +29,14 @@ QImage to_qimage(const std::vector<std::uint8_t>& pixels, int width, int height)
   return out;
 }
 
+// Whether two renderings of the same pixels look the same (same window and invert).
+bool same_look(const dicom::DisplayOptions& a, const dicom::DisplayOptions& b) {
+  if (a.invert != b.invert || a.voi.kind != b.voi.kind || a.voi.index != b.voi.index) return false;
+  if (a.voi.kind != dicom::VoiChoice::Kind::Custom) return true;
+  return a.voi.window.center == b.voi.window.center && a.voi.window.width == b.voi.window.width &&
+         a.voi.window.function == b.voi.window.function;
+}
+
 QString units_of(const dicom::Radiograph& image) {
   if (image.modality_lut && !image.modality_lut->lut_type.empty()) return QString::fromStdString(image.modality_lut->lut_type);
   return QString::fromStdString(image.rescale_type);
@@ -36,10 +44,12 @@ QString units_of(const dicom::Radiograph& image) {
 
 }  // namespace
 
-DecodedImage decode_image(const QString& path) {
+DecodedImage decode_image(const QString& path, int min_side) {
   DecodedImage out;
   const auto t0 = std::chrono::steady_clock::now();
-  auto image = dicom::read_radiograph(path.toStdString());
+  dicom::ReadOptions options;
+  options.min_side = min_side;
+  auto image = dicom::read_radiograph(path.toStdString(), options);
   if (!image) {
     out.error = QString::fromStdString(image.error().message);
     return out;
@@ -76,6 +86,7 @@ Rendering render_image(const dicom::Radiograph& image, const dicom::DisplayOptio
   }
   out.rendered = to_qimage(pixels.value(), image.columns, image.rows);
   out.voi = std::move(voi.value());
+  out.reduction = image.reduction;
   return out;
 }
 
@@ -92,15 +103,16 @@ ImageView::ImageView(QWidget* parent) : QWidget(parent) {
     const QImage source = rendered_;
     const double z = zoom_;
     const qint64 key = render_key_;
-    const QSize size(std::max(1, static_cast<int>(std::lround(source.width() * z))),
-                     std::max(1, static_cast<int>(std::lround(source.height() * z))));
+    // The film's size on screen (the rendering may be a reduced decode of it).
+    const QSize size(std::max(1, static_cast<int>(std::lround(image_columns() * z))),
+                     std::max(1, static_cast<int>(std::lround(image_rows() * z))));
     run_async(
         this, display_pool(), [source, size] { return source.scaled(size, Qt::IgnoreAspectRatio, Qt::SmoothTransformation); },
         [this, z, key](QImage scaled) {
           if (key != render_key_ || std::abs(z - zoom_) > 1e-12) return;  // the view moved on
           smooth_ = std::move(scaled);
           smooth_zoom_ = z;
-          smooth_key_ = key;
+          smooth_key_ = smooth_shown_key_ = key;
           update();
         });
   });
@@ -111,6 +123,8 @@ void ImageView::set_image(const DecodedImage& decoded) {
   render_busy_ = render_pending_ = false;
   image_ = decoded.image;
   rendered_ = decoded.rendered;
+  rendered_reduction_ = image_ ? image_->reduction : 0;
+  rendered_options_ = {};
   voi_ = decoded.voi;
   choice_ = {};
   invert_ = false;
@@ -127,6 +141,43 @@ void ImageView::set_image(const DecodedImage& decoded) {
   fit();
   emit_window();
   Q_EMIT renderingChanged();
+}
+
+void ImageView::set_full_image(const DecodedImage& decoded) {
+  if (!image_ || !decoded.image || !decoded.error.isEmpty()) return;
+  image_ = decoded.image;
+  const dicom::DisplayOptions shown{choice_, invert_};
+  if (!render_busy_ && !decoded.rendered.isNull() && same_look(shown, dicom::DisplayOptions{}) && same_look(rendered_options_, shown)) {
+    show_rendering(decoded.rendered, image_->reduction, shown, decoded.voi);  // the default window, as the decode worker rendered it
+  } else {
+    request_render();  // the user's window on the full pixels; the reduced rendering stays until then
+  }
+}
+
+void ImageView::show_rendering(QImage rendered, int reduction, const dicom::DisplayOptions& options, dicom::ResolvedVoi voi) {
+  // When the new rendering looks as the one it replaces (a sharper decode, the same window), the
+  // old one's smooth copy stands in until its own is made: no change of look meanwhile.
+  const bool smooth_current = smooth_shown_key_ == render_key_ && same_look(options, rendered_options_);
+  rendered_ = std::move(rendered);
+  rendered_reduction_ = reduction;
+  rendered_options_ = options;
+  voi_ = std::move(voi);
+  ++render_key_;
+  if (smooth_current) smooth_shown_key_ = render_key_;
+  schedule_smooth();
+  update();
+  emit_window();
+  Q_EMIT renderingChanged();
+}
+
+int ImageView::image_columns() const {
+  if (!image_) return 0;
+  return image_->full_columns > 0 ? image_->full_columns : image_->columns;
+}
+
+int ImageView::image_rows() const {
+  if (!image_) return 0;
+  return image_->full_rows > 0 ? image_->full_rows : image_->rows;
 }
 
 void ImageView::clear(const QString& message) {
@@ -167,19 +218,20 @@ QPointF ImageView::to_widget(QPointF i) const { return i * zoom_ + origin_; }
 
 QRectF ImageView::image_rect_in_widget() const {
   if (rendered_.isNull()) return {};
-  return {origin_, QSizeF(image_->columns * zoom_, image_->rows * zoom_)};
+  return {origin_, QSizeF(image_columns() * zoom_, image_rows() * zoom_)};
 }
 
 QPointF ImageView::clamp_to_image(QPointF p) const {
   if (!image_) return p;
-  return {std::clamp(p.x(), 0.0, static_cast<double>(image_->columns)), std::clamp(p.y(), 0.0, static_cast<double>(image_->rows))};
+  return {std::clamp(p.x(), 0.0, static_cast<double>(image_columns())), std::clamp(p.y(), 0.0, static_cast<double>(image_rows()))};
 }
 
 void ImageView::fit() {
   fitted_ = true;
-  if (image_ && image_->columns > 0 && image_->rows > 0) {
-    zoom_ = std::min(width() / static_cast<double>(image_->columns), height() / static_cast<double>(image_->rows));
-    origin_ = QPointF((width() - image_->columns * zoom_) / 2.0, (height() - image_->rows * zoom_) / 2.0);
+  if (image_ && image_columns() > 0 && image_rows() > 0) {
+    const double columns = image_columns(), rows = image_rows();
+    zoom_ = std::min(width() / columns, height() / rows);
+    origin_ = QPointF((width() - columns * zoom_) / 2.0, (height() - rows * zoom_) / 2.0);
     Q_EMIT zoomChanged(zoom_);
   }
   schedule_smooth();
@@ -269,21 +321,18 @@ void ImageView::start_render() {
   options.invert = invert_;
   run_async(
       this, display_pool(), [image = image_, options] { return render_image(*image, options); },
-      [this, generation](Rendering r) {
+      [this, generation, options](Rendering r) {
         if (generation != generation_) return;  // another image was opened meanwhile
         render_busy_ = false;
+        // A rendering of the reduced decode that finished after the full decode arrived is shown
+        // (it has the user's latest window) and followed by the full one.
+        const bool sharper_later = image_ && r.reduction != image_->reduction;
         if (r.error.isEmpty()) {
-          rendered_ = std::move(r.rendered);
-          voi_ = std::move(r.voi);
-          ++render_key_;
-          schedule_smooth();
-          update();
-          emit_window();
-          Q_EMIT renderingChanged();
+          show_rendering(std::move(r.rendered), r.reduction, options, std::move(r.voi));
         } else {
           Q_EMIT windowChanged(r.error);
         }
-        if (render_pending_) start_render();
+        if (render_pending_ || sharper_later) start_render();
       });
 }
 
@@ -350,13 +399,15 @@ void ImageView::paintEvent(QPaintEvent*) {
     return;
   }
   const QRectF target = image_rect_in_widget();
-  if (zoom_ < 1.0 && smooth_key_ == render_key_ && std::abs(smooth_zoom_ - zoom_) < 1e-12 && !smooth_.isNull()) {
+  if (zoom_ < 1.0 && smooth_shown_key_ == render_key_ && std::abs(smooth_zoom_ - zoom_) < 1e-12 && !smooth_.isNull()) {
     p.drawImage(target.topLeft(), smooth_);
   } else {
     p.setRenderHint(QPainter::SmoothPixmapTransform, zoom_ < 1.0);
-    // Only the visible part of the source is scaled.
+    // Only the visible part of the source is scaled; a reduced rendering covers the film's
+    // full-size coordinates at rendered_scale() of them per pixel.
     const QRectF visible = QRectF(rect()).intersected(target);
-    const QRectF source(to_image(visible.topLeft()), to_image(visible.bottomRight()));
+    const double scale = rendered_scale();
+    const QRectF source(to_image(visible.topLeft()) / scale, to_image(visible.bottomRight()) / scale);
     p.drawImage(visible, rendered_, source);
   }
   if (!heatmap_.isNull() && heatmap_visible_ && heatmap_opacity_ > 0.0) {
@@ -506,8 +557,8 @@ void ImageView::mouseReleaseEvent(QMouseEvent* event) {
       region.shape = app::Region::Shape::Rectangle;
       region.x = std::round(r.x());
       region.y = std::round(r.y());
-      region.w = std::max(1.0, std::min(std::round(r.width()), image_->columns - region.x));
-      region.h = std::max(1.0, std::min(std::round(r.height()), image_->rows - region.y));
+      region.w = std::max(1.0, std::min(std::round(r.width()), image_columns() - region.x));
+      region.h = std::max(1.0, std::min(std::round(r.height()), image_rows() - region.y));
       Q_EMIT regionDrawn(region);
     }
   }
@@ -556,11 +607,13 @@ void ImageView::update_cursor_info(QPointF widget_pos) {
   const QPointF at = to_image(widget_pos);
   const int col = static_cast<int>(std::floor(at.x()));
   const int row = static_cast<int>(std::floor(at.y()));
-  if (col < 0 || row < 0 || col >= image_->columns || row >= image_->rows) {
+  if (col < 0 || row < 0 || col >= image_columns() || row >= image_rows()) {
     Q_EMIT cursorInfo({});
     return;
   }
-  const double value = image_->modality_at(row, col);
+  // The decoded pixel that covers it (a reduced decode's pixel covers 2^reduction of the file's).
+  const double value = image_->modality_at(std::min(row >> image_->reduction, image_->rows - 1),
+                                           std::min(col >> image_->reduction, image_->columns - 1));
   const QString units = units_of(*image_);
   Q_EMIT cursorInfo(QString("x %1  y %2   value %3%4").arg(col).arg(row).arg(value, 0, 'g', 6).arg(units.isEmpty() ? QString() : " " + units));
 }

@@ -2,6 +2,10 @@
 // resolution (dicom::render_8bit, on a worker thread), with zoom (wheel, fit, 1:1), pan, window/level
 // by right-drag, the file's presets, invert and reset; the modality value under the cursor; a ruler in
 // millimetres from Pixel Spacing; an attention-map layer; label regions and the tools to draw them.
+// A film may first be shown from a reduced decode (a JPEG 2000 resolution level, JPEG DCT scaling:
+// Radiograph::reduction > 0) and then from its full decode (set_full_image). Every coordinate of
+// the view (zoom, pan, regions, ruler, cursor) is in the file's full-size pixels either way, so
+// the swap moves nothing; only the rendering gains detail.
 #pragma once
 
 #include <QImage>
@@ -31,14 +35,16 @@ struct DecodedImage {
   double render_ms = 0.0;
 };
 
-// Reads and renders a file (call on a worker thread).
-DecodedImage decode_image(const QString& path);
+// Reads and renders a file (call on a worker thread). min_side > 0: a reduced decode when the codec
+// offers one (dicom::ReadOptions::min_side).
+DecodedImage decode_image(const QString& path, int min_side = 0);
 
 // Renders an already decoded image with a VOI choice and invert flag (worker thread).
 struct Rendering {
   QImage rendered;
   dicom::ResolvedVoi voi;
   QString error;
+  int reduction = 0;  // of the radiograph it was rendered from
 };
 Rendering render_image(const dicom::Radiograph& image, const dicom::DisplayOptions& options);
 
@@ -56,12 +62,22 @@ class ImageView : public QWidget {
 
   explicit ImageView(QWidget* parent = nullptr);
 
+  // A newly opened film: the view fits it, with its default window.
   void set_image(const DecodedImage& decoded);
+  // The same film decoded at a higher resolution (after set_image of a reduced decode): zoom, pan,
+  // window/level, invert, overlays and drawing stay; the rendering is redone with the user's window
+  // unless the decode's default rendering is what is shown.
+  void set_full_image(const DecodedImage& decoded);
   void clear(const QString& message);
   [[nodiscard]] bool has_image() const { return image_ != nullptr; }
   [[nodiscard]] const dicom::Radiograph* radiograph() const { return image_.get(); }
   [[nodiscard]] std::shared_ptr<const dicom::Radiograph> shared_radiograph() const { return image_; }
   [[nodiscard]] const QImage& rendered() const { return rendered_; }
+  // How many times the rendering on screen was halved from the file's size (0: full resolution).
+  [[nodiscard]] int shown_reduction() const { return rendered_.isNull() ? 0 : rendered_reduction_; }
+  // The film's size in the file (the view's coordinates), also while a reduced decode is shown.
+  [[nodiscard]] int image_columns() const;
+  [[nodiscard]] int image_rows() const;
   [[nodiscard]] const dicom::ResolvedVoi& voi() const { return voi_; }
   [[nodiscard]] double zoom() const { return zoom_; }
   [[nodiscard]] bool inverted() const { return invert_; }
@@ -121,6 +137,7 @@ class ImageView : public QWidget {
  private:
   void request_render();
   void start_render();
+  void show_rendering(QImage rendered, int reduction, const dicom::DisplayOptions& options, dicom::ResolvedVoi voi);
   void schedule_smooth();
   void update_cursor_info(QPointF widget_pos);
   void emit_window();
@@ -128,8 +145,13 @@ class ImageView : public QWidget {
   [[nodiscard]] QRectF image_rect_in_widget() const;
   [[nodiscard]] QPointF clamp_to_image(QPointF p) const;
 
+  // Full-size pixels per rendered pixel along each side (2^reduction of the rendering's source).
+  [[nodiscard]] double rendered_scale() const { return static_cast<double>(1 << rendered_reduction_); }
+
   std::shared_ptr<const dicom::Radiograph> image_;
   QImage rendered_;
+  int rendered_reduction_ = 0;  // of the radiograph rendered_ comes from (it may lag image_ by one render)
+  dicom::DisplayOptions rendered_options_;  // what rendered_ was rendered with
   dicom::ResolvedVoi voi_;
   dicom::VoiChoice choice_;
   bool invert_ = false;
@@ -148,7 +170,8 @@ class ImageView : public QWidget {
   // Smoothly downscaled copy for zoom < 1 (made on a worker after the view settles).
   QImage smooth_;
   double smooth_zoom_ = 0.0;
-  qint64 smooth_key_ = 0;
+  qint64 smooth_key_ = 0;        // the rendering it was made from
+  qint64 smooth_shown_key_ = 0;  // the rendering it may stand for: its own, or a sharper one that looks the same
   qint64 render_key_ = 0;  // bumps on every new rendering
   QTimer smooth_timer_;
   bool smooth_held_ = false;

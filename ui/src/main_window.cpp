@@ -17,10 +17,13 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "async.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/viewer.hpp"
 #include "hilum/app/sr_export.hpp"
 #include "hilum/core/numbers.hpp"
 #include "hilum/inference/overlay.hpp"
@@ -361,32 +364,70 @@ void MainWindow::set_tool(ImageView::Tool tool) {
 
 // ---- Opening an image --------------------------------------------------------------------
 
+// Opening a film (issue 18): a first decode sized to the view (a JPEG 2000 resolution level, JPEG's
+// DCT scaling; app::viewer_min_side) is shown and classified, then the full decode replaces it in
+// the viewer once no prediction runs (both want the cores). Results of a film no longer open are
+// dropped on the GUI thread (open_generation_), and decodes not yet started are skipped.
+int MainWindow::first_decode_min_side(const app::WorklistItem& item) {
+  // HILUM_VIEWER_REDUCED=0 decodes in full at once, as before issue 18 (to compare: bench/ui_open/run.sh).
+  static const bool reduced = [] {
+    const char* v = std::getenv("HILUM_VIEWER_REDUCED");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  if (!reduced) return 0;
+  int model_side = 0;
+  if (const auto model = session_->active_model()) {
+    model_side = 224;  // the usual input while the model loads
+    if (const auto loaded = session_->models()->peek(model->id)) {
+      model_side = std::max(loaded->model.config().input_width, loaded->model.config().input_height);
+    }
+  }
+  const double ratio = viewer_->devicePixelRatioF();
+  return app::viewer_min_side(item.columns, item.rows, static_cast<int>(std::lround(viewer_->width() * ratio)),
+                              static_cast<int>(std::lround(viewer_->height() * ratio)), model_side);
+}
+
 void MainWindow::open_item(const app::WorklistItem& item) {
   // Decoding starts first: it is what the radiologist waits for.
   const int generation = ++open_generation_;
+  open_token_->store(generation);
   const QString path = qstr(item.path);
-  run_async(this, display_pool(), [path] { return decode_image(path); }, [this, generation](DecodedImage decoded) {
-    if (generation != open_generation_) return;
-    if (!decoded.error.isEmpty()) {
-      viewer_->clear(tr("This image cannot be shown: %1").arg(decoded.error));
-      shown_uid_.clear();
-      if (pending_model_) {
-        ai_->show_error(*pending_model_, decoded.error);
-        pending_model_.reset();
-        Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
-      }
-    } else {
-      viewer_->set_image(decoded);
-      shown_uid_ = qstr(current_->sop_instance_uid);
-      update_regions();
-      if (pending_model_) start_prediction(decoded.image);
-    }
-    Q_EMIT imageShown(qstr(current_->sop_instance_uid));
-  });
+  const int min_side = first_decode_min_side(item);
+  const auto token = open_token_;
+  run_async(
+      this, display_pool(),
+      [path, min_side, token, generation] { return token->load() == generation ? decode_image(path, min_side) : DecodedImage{}; },
+      [this, generation](DecodedImage decoded) {
+        if (generation != open_generation_) return;
+        if (!decoded.error.isEmpty()) {
+          viewer_->clear(tr("This image cannot be shown: %1").arg(decoded.error));
+          shown_uid_.clear();
+          if (pending_model_) {
+            ai_->show_error(*pending_model_, decoded.error);
+            pending_model_.reset();
+            Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+          }
+          Q_EMIT imageShown(qstr(current_->sop_instance_uid));
+          return;
+        }
+        viewer_->set_image(decoded);
+        shown_uid_ = qstr(current_->sop_instance_uid);
+        first_decode_ = decoded.image;
+        full_decode_pending_ = decoded.image->reduction > 0;
+        update_regions();
+        if (pending_model_) start_prediction(decoded.image);
+        const QString uid = shown_uid_;
+        Q_EMIT imageShown(uid);
+        if (generation != open_generation_) return;  // a slot opened another film
+        if (!full_decode_pending_) Q_EMIT fullImageShown(uid);
+        start_full_decode();
+      });
   labels_->commit_comment();
   ++heatmap_generation_;
   current_ = item;
   shown_uid_.clear();
+  first_decode_.reset();
+  full_decode_pending_ = false;
   labeller_->set_image(qstr(item.sop_instance_uid));
   labels_->refresh();
   labels_->set_enabled_for_image(true);
@@ -427,8 +468,27 @@ void MainWindow::request_predictions() {
   }
   ai_->show_computing(*model);
   pending_model_ = *model;
-  // Computed from the radiograph the viewer decodes (no second decode), as soon as it is there.
-  if (shown_uid_ == qstr(current_->sop_instance_uid) && viewer_->has_image()) start_prediction(viewer_->shared_radiograph());
+  // Computed from the radiograph the viewer decoded first (no second decode), as soon as it is there.
+  if (shown_uid_ == qstr(current_->sop_instance_uid) && first_decode_) start_prediction(first_decode_);
+}
+
+void MainWindow::start_full_decode() {
+  if (!full_decode_pending_ || predictions_running_ > 0 || !current_) return;
+  full_decode_pending_ = false;
+  const int generation = open_generation_;
+  const QString path = qstr(current_->path);
+  const auto token = open_token_;
+  run_async(
+      this, display_pool(), [path, token, generation] { return token->load() == generation ? decode_image(path) : DecodedImage{}; },
+      [this, generation](DecodedImage decoded) {
+        if (generation != open_generation_) return;
+        if (!decoded.error.isEmpty() || !decoded.image) {
+          statusBar()->showMessage(tr("Shown at reduced resolution: the full decode failed: %1").arg(decoded.error), 10000);
+          return;
+        }
+        viewer_->set_full_image(decoded);
+        Q_EMIT fullImageShown(qstr(current_->sop_instance_uid));
+      });
 }
 
 void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image) {
@@ -444,6 +504,7 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
   const std::int64_t model_id = model.id;
   status_job_->setText(tr("AI: computing…"));
   viewer_->hold_smooth(true);
+  ++predictions_running_;
   const auto requested = std::chrono::steady_clock::now();
   run_async(
       this, ai_pool(),
@@ -481,9 +542,13 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
       },
       [this, generation, model, thresholds](PredictionOutcome out) {
         status_job_->clear();
-        viewer_->hold_smooth(false);
+        --predictions_running_;
+        viewer_->hold_smooth(predictions_running_ > 0);
         last_timing_ = {out.queued_ms, out.total_ms, out.engine_ms};
-        if (generation != open_generation_) return;
+        if (generation != open_generation_) {
+          start_full_decode();  // the film open now may wait for it
+          return;
+        }
         if (!out.error.isEmpty()) {
           ai_->show_error(model, out.error);
         } else {
@@ -493,6 +558,7 @@ void MainWindow::start_prediction(std::shared_ptr<const dicom::Radiograph> image
           if (!out.domain.in_domain) worklist_->refresh();  // its mark and the count of images outside the domain
         }
         Q_EMIT predictionsShown(qstr(current_->sop_instance_uid));
+        start_full_decode();
       });
 }
 

@@ -63,6 +63,11 @@ class MainWindow : public QMainWindow {
   AgreementWindow* show_agreement();
 
   void open_item(const app::WorklistItem& item);
+  // The dicom::ReadOptions::min_side of a film's first decode in this window (app::viewer_min_side
+  // with the viewer's size and the active model's input), and how many times the current film's
+  // first decode was halved (0: it was the full decode).
+  [[nodiscard]] int first_decode_min_side(const app::WorklistItem& item);
+  [[nodiscard]] int first_decode_reduction() const { return first_decode_ ? first_decode_->reduction : 0; }
   // Timings of the last computed prediction (ms): waiting for a worker, on the worker in total,
   // and in the engine (display values, preprocessing, forward pass).
   struct PredictionTiming {
@@ -88,7 +93,10 @@ class MainWindow : public QMainWindow {
   [[nodiscard]] bool quitting() const { return quitting_; }
 
  Q_SIGNALS:
-  void imageShown(const QString& sop_instance_uid);        // decoded and on screen
+  // Opening a film: first decoded and on screen (a reduced decode sized to the view when the codec
+  // offers one), then at full resolution (fullImageShown; at once when the first decode was full).
+  void imageShown(const QString& sop_instance_uid);
+  void fullImageShown(const QString& sop_instance_uid);
   void predictionsShown(const QString& sop_instance_uid);  // the AI panel shows this image's predictions (or why not)
   void heatmapShown(const QString& finding);
   void heatmapFailed(const QString& message);
@@ -100,6 +108,7 @@ class MainWindow : public QMainWindow {
   QAction* add_action(const QString& name, const QString& text, const QList<QKeySequence>& keys, std::function<void()> slot);
   void request_predictions();
   void start_prediction(std::shared_ptr<const dicom::Radiograph> image);
+  void start_full_decode();
   void update_regions();
   void on_labels_changed();
   void maybe_auto_finetune();
@@ -125,6 +134,12 @@ class MainWindow : public QMainWindow {
   int heatmap_generation_ = 0;
   PredictionTiming last_timing_;
   QString shown_uid_;            // the image the viewer holds (decoded)
+  // The film's first decode (reduced when the codec allows): what its predictions are computed from.
+  std::shared_ptr<const dicom::Radiograph> first_decode_;
+  bool full_decode_pending_ = false;  // the viewer shows a reduced decode; the full one starts when no prediction runs
+  int predictions_running_ = 0;
+  // open_generation_ for the workers: a decode queued for a film no longer open is skipped.
+  std::shared_ptr<std::atomic<int>> open_token_ = std::make_shared<std::atomic<int>>(0);
   std::optional<app::ModelRecord> pending_model_;  // predictions to compute once the image is decoded
   QPointer<FinetuneDialog> finetune_;
   QPointer<ModelManager> models_;
