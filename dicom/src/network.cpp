@@ -762,7 +762,7 @@ class GetScu : public Scu {
                                             ? "instance of " + std::to_string(size) + " bytes larger than the limit of " +
                                                   std::to_string(limits_.max_dataset_bytes) + " bytes"
                                             : "the retrieve would pass its limit of " + std::to_string(limits_.max_retrieve_bytes) + " bytes"};
-    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || core::fsync_file(file) != 0) {
+    } else if ((c = ff.saveFile(OFFilename(file.c_str()), EXS_Unknown)).bad() || !core::fsync_file(file)) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string()};
     } else {
       ReceivedInstance inst{file, sop_class, sop_instance, peer_ae_, peer_host_, 0};
