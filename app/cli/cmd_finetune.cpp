@@ -105,14 +105,14 @@ int cmd_finetune(const Global& global, const Args& args) {
   if (!r) return report_error(r.error());
   if (json) {
     JsonObject out;
-    out.add("version", r->model.version).add("status", r->model.status).add("strategy", r->strategy).add("promoted", r->promoted);
+    out.add("version", r->model.version).add("status", app::to_string(r->model.status)).add("strategy", r->strategy).add("promoted", r->promoted);
     out.add("reason", r->reason).add("seconds", r->seconds);
     if (r->parent) out.add("parent", r->parent->version);
     out.add_raw("metrics", app::evaluation_json(r->metrics));
     if (r->parent_metrics) out.add_raw("active_metrics", app::evaluation_json(*r->parent_metrics));
     std::cout << out.str() << '\n';
   } else {
-    std::printf("new version %s (%s, strategy %s, %.1f s)\n", r->model.version.c_str(), r->model.status.c_str(), r->strategy.c_str(), r->seconds);
+    std::printf("new version %s (%s, strategy %s, %.1f s)\n", r->model.version.c_str(), app::to_string(r->model.status), r->strategy.c_str(), r->seconds);
     print_report(r->metrics);
     if (r->parent_metrics) {
       std::printf("active model on the same images:\n");

@@ -86,7 +86,7 @@ std::optional<app::Catalog> open_catalog(const Global& global, app::Catalog::Mod
   if (mode != app::Catalog::Mode::ReadOnly) {
     auto builtin = app::register_builtin_model(*catalog);
     if (!builtin) std::fprintf(stderr, "hilum-cli: warning: %s\n", builtin.error().message.c_str());
-    else if (*builtin && (*builtin)->status == "active") std::fprintf(stderr, "hilum-cli: first run: registered the built-in model %s as the active model\n", (*builtin)->version.c_str());
+    else if (*builtin && (*builtin)->status == app::ModelStatus::Active) std::fprintf(stderr, "hilum-cli: first run: registered the built-in model %s as the active model\n", (*builtin)->version.c_str());
     else if (*builtin) std::fprintf(stderr, "hilum-cli: registered this version's built-in model %s as a candidate; `hilum-cli models activate %s` uses it\n", (*builtin)->version.c_str(), (*builtin)->version.c_str());
   }
   return std::move(catalog.value());
@@ -220,10 +220,9 @@ int labels_policy(const Global& global, const Args& args) {
     if (a == "--json") {
       json = true;
     } else if (a == "--rule" && i + 1 < args.size()) {
-      const std::string v = args[++i];
-      if (v == "majority") rule = app::ConsensusPolicy::Rule::Majority;
-      else if (v == "unanimous") rule = app::ConsensusPolicy::Rule::Unanimous;
-      else return usage_error("labels policy: --rule takes majority or unanimous");
+      auto parsed = app::consensus_rule_from_string(args[++i]);
+      if (!parsed) return usage_error("labels policy: --rule takes majority or unanimous");
+      rule = *parsed;
     } else if (a == "--min-readers" && i + 1 < args.size()) {
       min_readers = parse_number<int>(args[++i]);
       if (!min_readers || *min_readers < 1 || *min_readers > 100) return usage_error("labels policy: --min-readers takes 1 to 100");
@@ -243,7 +242,7 @@ int labels_policy(const Global& global, const Args& args) {
   }
   if (json) {
     std::cout << JsonObject()
-                     .add("rule", policy->rule == app::ConsensusPolicy::Rule::Majority ? "majority" : "unanimous")
+                     .add("rule", app::to_string(policy->rule))
                      .add("min_readers", policy->min_readers)
                      .add("policy", policy->describe())
                      .str()

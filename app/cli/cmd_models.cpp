@@ -20,7 +20,7 @@ using app::JsonObject;
 
 std::string model_json(const app::ModelRecord& m) {
   JsonObject o;
-  o.add("id", m.id).add("version", m.version).add("status", m.status).add("strategy", m.strategy).add("path", m.path);
+  o.add("id", m.id).add("version", m.version).add("status", app::to_string(m.status)).add("strategy", m.strategy).add("path", m.path);
   o.add("created_at", m.created_at).add("trained_on", app::trained_on(m)).add_raw("metrics", m.metrics.empty() ? "{}" : m.metrics);
   if (m.parent_id) o.add("parent_id", *m.parent_id);
   return o.str();
@@ -161,9 +161,8 @@ int cmd_heatmap(const Global& global, const Args& args) {
   options.max_side = max_size;
   auto h = app::heatmap(*model, file, options);
   if (!h) return report_error(h.error());
-  const std::string error = app::write_png_rgb8(*output, h->overlay.width, h->overlay.height, h->overlay.rgb);
-  if (!error.empty()) {
-    std::fprintf(stderr, "hilum-cli: %s\n", error.c_str());
+  if (auto written = app::write_png_rgb8(*output, h->overlay.width, h->overlay.height, h->overlay.rgb); !written) {
+    std::fprintf(stderr, "hilum-cli: %s\n", written.error().message.c_str());
     return kExitFailures;
   }
   if (!h->finding.empty()) {
@@ -206,7 +205,7 @@ int cmd_models(const Global& global, const Args& args) {
     if (!models) return report_error(models.error());
     for (const auto& m : models.value()) {
       if (json) std::cout << model_json(m) << '\n';
-      else std::printf("%3lld  %-32s %-10s %s\n", static_cast<long long>(m.id), m.version.c_str(), m.status.c_str(), m.path.c_str());
+      else std::printf("%3lld  %-32s %-10s %s\n", static_cast<long long>(m.id), m.version.c_str(), app::to_string(m.status), m.path.c_str());
     }
     return kExitOk;
   }
@@ -224,7 +223,7 @@ int cmd_models(const Global& global, const Args& args) {
       if (json) {
         std::cout << model_json(r->result.model) << '\n';
       } else {
-        std::printf("registered %s (%s), trained on %s\n", r->result.model.version.c_str(), r->result.model.status.c_str(),
+        std::printf("registered %s (%s), trained on %s\n", r->result.model.version.c_str(), app::to_string(r->result.model.status),
                     app::trained_on(r->result.model).c_str());
         std::printf("our engine vs PyTorch on %d validation images: largest difference %.2e\n", r->compared_images,
                     r->max_probability_difference);
@@ -235,7 +234,7 @@ int cmd_models(const Global& global, const Args& args) {
     auto m = app::import_model(*catalog, *target, version, activate);
     if (!m) return report_error(m.error());
     if (json) std::cout << model_json(m.value()) << '\n';
-    else std::printf("registered %s (%s)\n", m->version.c_str(), m->status.c_str());
+    else std::printf("registered %s (%s)\n", m->version.c_str(), app::to_string(m->status));
     return kExitOk;
   }
   if (sub == "activate" || sub == "promote") {
@@ -261,7 +260,7 @@ int cmd_models(const Global& global, const Args& args) {
     }
     if (json) {
       JsonObject o;
-      o.add("id", r.id).add("version", r.version).add("status", r.status).add("status_reason", r.status_reason);
+      o.add("id", r.id).add("version", r.version).add("status", app::to_string(r.status)).add("status_reason", r.status_reason);
       o.add("strategy", r.strategy).add("trained_on", app::trained_on(r)).add("parent", parent).add("path", r.path).add("created_at", r.created_at);
       o.add_raw("hyperparameters", r.hyperparameters.empty() ? "{}" : r.hyperparameters);
       o.add_raw("label_snapshot", r.label_snapshot.empty() ? "{}" : r.label_snapshot);
@@ -270,7 +269,7 @@ int cmd_models(const Global& global, const Args& args) {
     } else {
       std::printf("version:         %s (id %lld)\nstatus:          %s (%s)\nstrategy:        %s\ntrained on:      %s\nparent:          %s\n"
                   "created:         %s\nfolder:          %s\nhyperparameters: %s\nlabels used:     %s\nmetrics:         %s\n",
-                  r.version.c_str(), static_cast<long long>(r.id), r.status.c_str(), r.status_reason.c_str(), r.strategy.c_str(),
+                  r.version.c_str(), static_cast<long long>(r.id), app::to_string(r.status), r.status_reason.c_str(), r.strategy.c_str(),
                   app::trained_on(r).c_str(), parent.empty() ? "-" : parent.c_str(), r.created_at.c_str(), r.path.c_str(), r.hyperparameters.c_str(),
                   r.label_snapshot.c_str(), r.metrics.c_str());
     }

@@ -284,9 +284,8 @@ int cmd_render(const Args& args) {
     const float v = std::min(1.0f, std::max(0.0f, shown.pixels[i]));
     bytes[i] = static_cast<std::uint8_t>(v * 255.0f + 0.5f);
   }
-  const std::string error = app::write_png_gray8(*output, shown.width, shown.height, bytes);
-  if (!error.empty()) {
-    std::fprintf(stderr, "hilum-cli: %s\n", error.c_str());
+  if (auto written = app::write_png_gray8(*output, shown.width, shown.height, bytes); !written) {
+    std::fprintf(stderr, "hilum-cli: %s\n", written.error().message.c_str());
     return kExitFailures;
   }
   return kExitOk;

@@ -106,7 +106,7 @@ Result<ModelRecord> import_model(Catalog& catalog, const fs::path& dir, const st
   ModelRecord record;
   record.version = version.empty() ? dir.filename().string() : version;
   record.strategy = "imported";
-  record.status = activate ? "active" : "candidate";
+  record.status = activate ? ModelStatus::Active : ModelStatus::Candidate;
   record.status_reason = activate ? "imported and activated" : "imported";
   return register_folder(catalog, dir, std::move(record));
 }
@@ -145,7 +145,7 @@ Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog) {
   ModelRecord record;
   record.version = dir.filename().string();
   record.strategy = "builtin";
-  record.status = models->empty() ? "active" : "candidate";
+  record.status = models->empty() ? ModelStatus::Active : ModelStatus::Candidate;
   record.status_reason = models->empty() ? "built-in model, registered on first run"
                                          : "built-in model of this version of Hilum, registered beside the older one; activate it to use it";
   // The recipe and the validation of its training run (training_report.json), when shipped.

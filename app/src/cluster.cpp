@@ -268,8 +268,8 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
     for (std::size_t i = 0; i < pixels.size(); ++i) {
       pixels[i] = static_cast<std::uint16_t>(std::lround(std::clamp(shown->grey[i], 0.0f, 1.0f) * 65535.0f));
     }
-    const std::string error = write_png_gray16(tmp / "images" / (row.image + ".png"), shown->width, shown->height, pixels);
-    if (!error.empty()) return fail(Error{ErrorKind::Io, error});
+    if (auto written = write_png_gray16(tmp / "images" / (row.image + ".png"), shown->width, shown->height, pixels); !written)
+      return fail(written.error());
     if (options.dicom) {
       std::optional<Error> mapping_error;
       dicom::DeidentifyPlan plan;
@@ -308,7 +308,7 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
   }
   report.train.patients = train_patients.size();
   report.validation.patients = validation_patients.size();
-  if (auto e = core::write_file_atomically(tmp / kLabels, labels); !e.empty()) return fail(Error{ErrorKind::Io, e});
+  if (auto e = core::write_file_atomically(tmp / kLabels, labels); !e) return fail(Error{ErrorKind::Io, e.error().message});
   if (auto saved = base->model.save(tmp / "model", inference::DType::F32); !saved) return fail(detail::from_inference(saved.error()));
 
   // The snapshot is of the catalog's labels (images left out included), so that an import can tell
@@ -319,10 +319,9 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
   for (const auto& s : report.skipped) left_out.push_back({{"image", s.image}, {"reason", s.reason}});
   json files = json::array();
   for (const auto& f : files_under(tmp)) {
-    std::string error;
-    const std::string sha = sha256_file(tmp / f, &error);
-    if (sha.empty()) return fail(Error{ErrorKind::Io, error});
-    files.push_back({{"path", f}, {"sha256", sha}, {"bytes", fs::file_size(tmp / f, ec)}});
+    auto sha = sha256_file(tmp / f);
+    if (!sha) return fail(sha.error());
+    files.push_back({{"path", f}, {"sha256", sha.value()}, {"bytes", fs::file_size(tmp / f, ec)}});
     report.files.push_back(f);
   }
   json manifest = {{"format", kFormat},
@@ -342,7 +341,7 @@ Result<DatasetExportReport> export_dataset(Catalog& catalog, const DatasetExport
                    {"left_out", left_out},
                    {"files", files}};
   const std::string manifest_text = dump_json(manifest, 2) + "\n";
-  if (auto e = core::write_file_atomically(tmp / kManifest, manifest_text); !e.empty()) return fail(Error{ErrorKind::Io, e});
+  if (auto e = core::write_file_atomically(tmp / kManifest, manifest_text); !e) return fail(Error{ErrorKind::Io, e.error().message});
   report.manifest_sha256 = sha_of(manifest_text);
   report.files.emplace_back(kManifest);
 
@@ -371,7 +370,9 @@ Result<ClusterImportResult> import_cluster_model(Catalog& catalog, const fs::pat
     if (expected.empty()) return invalid(refused + "the training report gives no checksum for " + name);
     std::error_code ec;
     if (!fs::is_regular_file(dir / name, ec)) return invalid(refused + name + " is missing");
-    const std::string actual = sha256_file(dir / name);
+    auto hashed = sha256_file(dir / name);
+    if (!hashed) return invalid(refused + hashed.error().message);
+    const std::string& actual = hashed.value();
     if (actual != expected) return invalid(refused + name + " was altered: its SHA-256 is " + actual + ", the training report says " + expected);
   }
   const std::string manifest_sha = string_field(*files, kManifest);

@@ -78,13 +78,6 @@ std::string shift_iso_timestamp(const std::string& ts, int days) {
 
 // ---- Atomic files. ----
 
-void sync_folder(const fs::path& folder) {
-  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);  // best effort: the files themselves were flushed before their rename
-  ::close(fd);
-}
-
 // ---- The output folder: new, empty, or an earlier export. ----
 
 bool is_label_file(const std::string& name) { return name == kDataEntryFile || name == kBBoxFile || name == kJsonFile; }
@@ -650,8 +643,8 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
   } else {
     planned.insert(kJsonFile);
   }
-  if (const std::string error = core::write_file_atomically(out / kManifestFile, manifest_text(planned)); !error.empty())
-    return io_error(error);
+  if (auto saved = core::write_file_atomically(out / kManifestFile, manifest_text(planned)); !saved)
+    return io_error(saved.error().message);
   std::set<std::string> written;
   const auto record = [&](const std::string& relative) {
     report.files.push_back(relative);
@@ -685,17 +678,16 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
       } else {
         std::tie(row.offset, row.slope) = png_scaling(*image);
         const std::string png = std::string(kImagesDir) + "/" + row.stem + ".png";
-        const std::string error = write_png_gray16(out / png, image->columns, image->rows,
-                                                   png_pixels(*image, row.offset, row.slope));
-        if (!error.empty()) {
-          row.pixels_note = "cannot write the PNG: " + error;
+        const auto png_saved = write_png_gray16(out / png, image->columns, image->rows, png_pixels(*image, row.offset, row.slope));
+        if (!png_saved) {
+          row.pixels_note = "cannot write the PNG: " + png_saved.error().message;
           report.failed.push_back({row.image_index, row.pixels_note});
         } else {
           row.png = png;
           record(png);
           ++report.pngs;
         }
-        if (error.empty() && deid && options.format == ExportFormat::Json) {
+        if (png_saved && deid && options.format == ExportFormat::Json) {
           std::optional<Error> mapping_error;
           dicom::DeidentifyPlan plan;
           plan.date_shift_days = row.date_shift;
@@ -732,8 +724,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
 
   // ---- Sidecar and label files.
   const auto write = [&](const std::string& relative, const std::string& content) -> Status {
-    const std::string error = core::write_file_atomically(out / relative, content);
-    if (!error.empty()) return io_error(error);
+    if (auto saved = core::write_file_atomically(out / relative, content); !saved) return io_error(saved.error().message);
     record(relative);
     return core::Done{};
   };
@@ -745,7 +736,7 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
                            row.instance.photometric});
     }
     if (auto s = write(std::string(kImagesDir) + "/" + kScalingFile, scaling); !s) return s.error();
-    sync_folder(images_dir);
+    (void)core::fsync_folder(images_dir);  // best effort: the files were flushed before their rename
   }
 
   if (options.format == ExportFormat::Csv) {
@@ -797,9 +788,9 @@ Result<ExportReport> export_labels(Catalog& catalog, const ExportOptions& option
     else if (ec) return io_error("cannot remove the stale " + (out / old).string() + ": " + ec.message());
   }
   if (!options.images && fs::is_directory(images_dir, ec) && fs::is_empty(images_dir, ec)) fs::remove(images_dir, ec);
-  if (const std::string error = core::write_file_atomically(out / kManifestFile, manifest_text(written)); !error.empty())
-    return io_error(error);
-  sync_folder(out);
+  if (auto done = core::write_file_atomically(out / kManifestFile, manifest_text(written)); !done)
+    return io_error(done.error().message);
+  (void)core::fsync_folder(out);
   return report;
 }
 

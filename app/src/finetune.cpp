@@ -702,7 +702,7 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
     record.hyperparameters = dump_json(c.hyperparameters);
     record.label_snapshot = dump_json(snapshot);
     record.metrics = dump_json(metrics_json);
-    record.status = pass ? "active" : "candidate";
+    record.status = pass ? ModelStatus::Active : ModelStatus::Candidate;
     record.status_reason = reason;
     record.path = fs::absolute(dir, ec).string();
     auto done = catalog.register_model(record, c.config.labels);
@@ -782,7 +782,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
     trained = train_blocks(run, *base, *data, strategy, problems, checkpoint_dir);
   }
   if (!trained) {
-    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, "failed", dump_json(json{{"error", trained.error().message}}));
+    if (trained.error().kind != ErrorKind::Interrupted) (void)catalog.set_job_status(job_id, JobStatus::Failed, dump_json(json{{"error", trained.error().message}}));
     return trained.error();
   }
 
@@ -792,7 +792,7 @@ Result<FinetuneResult> finetune(Catalog& catalog, const FinetuneOptions& options
                               "job-" + std::to_string(job_id)};
   auto result = detail::register_candidate(catalog, *base, candidate, *data, options, problems, progress, cancel);
   if (!result) return result.error();
-  (void)catalog.set_job_status(job_id, "done", dump_json(json{{"model", result->model.version}, {"promoted", result->promoted}}));
+  (void)catalog.set_job_status(job_id, JobStatus::Done, dump_json(json{{"model", result->model.version}, {"promoted", result->promoted}}));
   fs::remove_all(checkpoint_dir, ec);
   result->seconds = seconds_since(run.t0);
   run.report(Phase::Done);

@@ -27,43 +27,30 @@ std::string to_hex(const unsigned char* digest, unsigned int length) {
   return out;
 }
 
-void set(std::string* error, std::string message) {
-  if (error) *error = std::move(message);
-}
-
 }  // namespace
 
-std::string sha256_file(const std::filesystem::path& path, std::string* error) {
+Result<std::string> sha256_file(const std::filesystem::path& path) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) {
-    set(error, "cannot open " + path.string() + ": " + std::strerror(errno));
-    return {};
-  }
+  if (!file) return Error{ErrorKind::Io, "cannot open " + path.string() + ": " + std::strerror(errno)};
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    set(error, "SHA-256: cannot initialise OpenSSL's digest");
-    return {};
+    return Error{ErrorKind::Io, "SHA-256 of " + path.string() + ": cannot initialise OpenSSL's digest"};
   }
   std::vector<unsigned char> buffer(std::size_t{1} << 20);
   for (;;) {
     const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), file.get());
     if (n > 0 && EVP_DigestUpdate(ctx.get(), buffer.data(), n) != 1) {
-      set(error, "SHA-256: digest update failed");
-      return {};
+      return Error{ErrorKind::Io, "SHA-256 of " + path.string() + ": digest update failed"};
     }
     if (n < buffer.size()) {
-      if (std::ferror(file.get())) {
-        set(error, "cannot read " + path.string() + ": " + std::strerror(errno));
-        return {};
-      }
+      if (std::ferror(file.get())) return Error{ErrorKind::Io, "cannot read " + path.string() + ": " + std::strerror(errno)};
       break;
     }
   }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1) {
-    set(error, "SHA-256: digest finalisation failed");
-    return {};
+    return Error{ErrorKind::Io, "SHA-256 of " + path.string() + ": digest finalisation failed"};
   }
   return to_hex(digest, length);
 }

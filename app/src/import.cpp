@@ -1,4 +1,5 @@
 #include "hilum/app/import.hpp"
+#include "hilum/core/atomic_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -42,13 +43,13 @@ constexpr std::size_t kBatchesInFlight = 3;
 constexpr auto kProgressInterval = std::chrono::milliseconds(250);
 
 // Job item statuses (see catalog.hpp).
-constexpr const char* kPending = "pending";
-constexpr const char* kImported = "imported";
-constexpr const char* kPresent = "present";
-constexpr const char* kConflict = "conflict";
-constexpr const char* kSkipped = "skipped";
-constexpr const char* kFailed = "failed";
-constexpr const char* kNotDicom = "not-dicom";
+constexpr JobItemStatus kPending = JobItemStatus::Pending;
+constexpr JobItemStatus kImported = JobItemStatus::Imported;
+constexpr JobItemStatus kPresent = JobItemStatus::Present;
+constexpr JobItemStatus kConflict = JobItemStatus::Conflict;
+constexpr JobItemStatus kSkipped = JobItemStatus::Skipped;
+constexpr JobItemStatus kFailed = JobItemStatus::Failed;
+constexpr JobItemStatus kNotDicom = JobItemStatus::NotDicom;
 
 fs::path absolute_path(const fs::path& p) {
   std::error_code ec;
@@ -199,14 +200,6 @@ std::string copy_and_sync(const fs::path& from, const fs::path& tmp) {
   return error;
 }
 
-void sync_folder(const fs::path& folder) {
-  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 struct StoreCopy {
   std::string path;
   bool created = false;  // this import wrote the file (so it may remove it if the record is not kept)
@@ -233,8 +226,7 @@ StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const 
   for (const fs::path& target : candidates) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (fs::exists(target, ec)) {
-        std::string error;
-        if (sha256_file(target, &error) == hash) {
+        if (auto existing = sha256_file(target); existing && existing.value() == hash) {
           result.path = target.string();
           return result;
         }
@@ -256,7 +248,7 @@ StoreCopy copy_into_store(const fs::path& source, const fs::path& folder, const 
         ::unlink(tmp.c_str());
       }
       if (rc == 0) {
-        sync_folder(folder);
+        (void)core::fsync_folder(folder);  // best effort: the file was flushed before its rename
         result.path = target.string();
         result.created = true;
         return result;
@@ -375,8 +367,8 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
     r.record.window_width = automatic.width;
   }
   // A preview that cannot be made does not keep the image out of the catalog.
-  r.record.thumbnail_png = make_thumbnail(im, automatic, ctx.thumbnail_side);
-  if (r.record.thumbnail_png.empty()) r.record.thumbnail_png = make_thumbnail(im, ctx.thumbnail_side);
+  if (auto thumbnail = make_thumbnail(im, automatic, ctx.thumbnail_side)) r.record.thumbnail_png = std::move(thumbnail.value());
+  else if (auto fallback = make_thumbnail(im, ctx.thumbnail_side)) r.record.thumbnail_png = std::move(fallback.value());
   // The model's input from the same pixels (the display image, default VOI, at the input size),
   // so that classification never decodes this film again. Best effort: a film whose display image
   // cannot be made is still catalogued (classify will say why).
@@ -386,9 +378,9 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   }
   image = dcm::Error{};  // free the decoded pixels before hashing and copying
 
-  std::string error;
-  r.record.content_hash = sha256_file(path, &error);
-  if (r.record.content_hash.empty()) return failed(error);
+  auto hashed = sha256_file(path);
+  if (!hashed) return failed(hashed.error().message);
+  r.record.content_hash = std::move(hashed.value());
   // A cache that cannot be written costs a decode later, nothing else: the import goes on.
   if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
 
@@ -455,7 +447,7 @@ std::string to_json(const ImportCounts& c) {
 
 namespace {
 
-void count_status(ImportCounts& c, const std::string& status) {
+void count_status(ImportCounts& c, JobItemStatus status) {
   if (status == kImported) ++c.imported;
   else if (status == kPresent) ++c.already_present;
   else if (status == kConflict) ++c.conflicts;
@@ -583,7 +575,7 @@ bool Importer::start_job(const std::vector<fs::path>& inputs, std::vector<Pendin
       else if (item.status == kFailed) report_.failed.push_back(std::move(issue));
       else if (item.status == kNotDicom) report_.not_dicom.push_back(std::move(issue));
     }
-    if (auto s = catalog_.set_job_status(report_.job_id, "running"); !s) {
+    if (auto s = catalog_.set_job_status(report_.job_id, JobStatus::Running); !s) {
       fail(s.error());
       return false;
     }
@@ -979,7 +971,7 @@ ImportReport Importer::run(const std::vector<fs::path>& inputs) {
     summary.add("files", static_cast<std::int64_t>(report_.files));
     summary.add("seconds", report_.seconds);
     if (report_.error) summary.add("error", report_.error->message);
-    const char* status = report_.error ? "failed" : report_.interrupted ? "interrupted" : "done";
+    const JobStatus status = report_.error ? JobStatus::Failed : report_.interrupted ? JobStatus::Interrupted : JobStatus::Done;
     auto s = catalog_.set_job_status(report_.job_id, status, summary.str());
     if (!s) fail(s.error());
   }

@@ -70,7 +70,8 @@ std::string write_cached_input(const fs::path& cache_dir, const std::string& con
   const std::size_t at = content.size();
   content.resize(at + bytes);
   std::memcpy(content.data() + at, input.data(), bytes);
-  return core::write_file_atomically(path, content);
+  if (auto written = core::write_file_atomically(path, content); !written) return written.error().message;
+  return {};
 }
 
 std::optional<std::vector<float>> read_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size) {

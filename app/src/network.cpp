@@ -229,9 +229,9 @@ net::StoreVerdict InstanceFiler::operator()(const net::ReceivedInstance& instanc
     return verdict_of(arrival.filed);
   }
   // Checks the status needs: the same SOP Instance UID catalogued or queued with other content.
-  std::string error;
-  const std::string hash = sha256_file(instance.file, &error);
-  if (hash.empty()) return {net::kStatusOutOfResources, error};
+  const auto hashed = sha256_file(instance.file);
+  if (!hashed) return {net::kStatusOutOfResources, hashed.error().message};
+  const std::string& hash = hashed.value();
   auto answer_now = [&](ReceivedFile::Outcome outcome, std::string reason) {
     std::error_code ec;
     fs::remove(instance.file, ec);

@@ -64,11 +64,12 @@ std::string write_rows(const fs::path& tmp, int width, int height, int depth,
 }
 
 template <typename T>
-std::string write_png(const fs::path& path, int width, int height, const std::vector<T>& pixels, int depth,
-                      int samples = 1) {
+Status write_png(const fs::path& path, int width, int height, const std::vector<T>& pixels, int depth,
+                 int samples = 1) {
   if (width <= 0 || height <= 0 ||
       pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * static_cast<std::size_t>(samples)) {
-    return "PNG: pixel count does not match " + std::to_string(width) + " x " + std::to_string(height);
+    return Error{ErrorKind::Invalid, "PNG " + path.string() + ": pixel count does not match " + std::to_string(width) + " x " +
+                                         std::to_string(height)};
   }
   std::vector<const png_byte*> rows(static_cast<std::size_t>(height));
   for (int r = 0; r < height; ++r) {
@@ -81,43 +82,41 @@ std::string write_png(const fs::path& path, int width, int height, const std::ve
   if (!error.empty()) {
     std::error_code ec;
     fs::remove(tmp, ec);
-    return error;
+    return Error{ErrorKind::Io, error};
   }
-  return core::replace_with_temporary(tmp, path);
+  if (auto moved = core::replace_with_temporary(tmp, path); !moved) return Error{ErrorKind::Io, moved.error().message};
+  return core::Done{};
 }
 
 }  // namespace
 
-std::string write_png_gray8(const fs::path& path, int width, int height, const std::vector<std::uint8_t>& pixels) {
+Status write_png_gray8(const fs::path& path, int width, int height, const std::vector<std::uint8_t>& pixels) {
   return write_png(path, width, height, pixels, 8);
 }
 
-std::string write_png_gray16(const fs::path& path, int width, int height, const std::vector<std::uint16_t>& pixels) {
+Status write_png_gray16(const fs::path& path, int width, int height, const std::vector<std::uint16_t>& pixels) {
   return write_png(path, width, height, pixels, 16);
 }
 
-std::string write_png_rgb8(const fs::path& path, int width, int height, const std::vector<std::uint8_t>& rgb) {
+Status write_png_rgb8(const fs::path& path, int width, int height, const std::vector<std::uint8_t>& rgb) {
   return write_png(path, width, height, rgb, 8, 3);
 }
 
-GrayImage read_png_gray(const fs::path& path) {
-  GrayImage out;
+Result<GrayImage> read_png_gray(const fs::path& path) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) {
-    out.error = "cannot open " + path.string() + ": " + std::strerror(errno);
-    return out;
-  }
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &out.error, png_error_fn, png_warning_fn);
-  if (!png) {
-    out.error = "libpng: out of memory";
-    return out;
-  }
+  if (!file) return Error{ErrorKind::Io, "cannot open " + path.string() + ": " + std::strerror(errno)};
+  // Everything libpng's longjmp may cross is constructed before setjmp, so that no destructor is
+  // skipped when a damaged file stops the decoder half way.
+  GrayImage out;
+  std::string error;
+  std::vector<png_byte> raw;
+  std::vector<png_bytep> rows;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, png_error_fn, png_warning_fn);
+  if (!png) return Error{ErrorKind::Io, "libpng: out of memory"};
   png_infop info = png_create_info_struct(png);
   if (!info || setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
-    out.pixels.clear();
-    if (out.error.empty()) out.error = "cannot decode PNG";
-    return out;
+    return Error{ErrorKind::Invalid, "cannot decode the PNG " + path.string() + (error.empty() ? std::string() : ": " + error)};
   }
   png_init_io(png, file.get());
   png_read_info(png, info);
@@ -125,14 +124,13 @@ GrayImage read_png_gray(const fs::path& path) {
   out.bit_depth = png_get_bit_depth(png, info);
   if (color != PNG_COLOR_TYPE_GRAY || (out.bit_depth != 8 && out.bit_depth != 16)) {
     png_destroy_read_struct(&png, &info, nullptr);
-    out.error = "not an 8- or 16-bit grayscale PNG";
-    return out;
+    return Error{ErrorKind::Invalid, path.string() + " is not an 8- or 16-bit grayscale PNG"};
   }
   out.width = static_cast<int>(png_get_image_width(png, info));
   out.height = static_cast<int>(png_get_image_height(png, info));
   const std::size_t w = static_cast<std::size_t>(out.width), h = static_cast<std::size_t>(out.height);
-  std::vector<png_byte> raw(w * h * (out.bit_depth == 16 ? 2 : 1));
-  std::vector<png_bytep> rows(h);
+  raw.resize(w * h * (out.bit_depth == 16 ? 2 : 1));
+  rows.resize(h);
   for (std::size_t r = 0; r < h; ++r) rows[r] = raw.data() + r * w * (out.bit_depth == 16 ? 2 : 1);
   png_read_image(png, rows.data());
   png_destroy_read_struct(&png, &info, nullptr);

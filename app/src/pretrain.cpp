@@ -61,15 +61,14 @@ Status write_checkpoint(const fs::path& dir, int epoch, const Run& run, const tr
   if (auto s = opt_d.save(folder / "decoder_optimizer.safetensors"); !s) return from_inference(s.error());
   json files = json::object();
   for (const char* f : kCheckpointFiles) {
-    std::string why;
-    const std::string hash = sha256_file(folder / f, &why);
-    if (hash.empty()) return Error{ErrorKind::Io, "cannot read back " + (folder / f).string() + ": " + why};
-    files[f] = hash;
+    auto hash = sha256_file(folder / f);
+    if (!hash) return Error{ErrorKind::Io, "cannot read back the checkpoint: " + hash.error().message};
+    files[f] = hash.value();
   }
   const json meta = {{"epoch", epoch}, {"loss", run.losses}, {"files", files}};
-  if (auto failure = core::write_file_atomically(folder / "checkpoint.json", meta.dump(2)); !failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(folder / "checkpoint.json", meta.dump(2)); !written) return Error{ErrorKind::Io, written.error().message};
   const json state = {{"epoch", epoch}, {"folder", folder.filename().string()}};
-  if (auto failure = core::write_file_atomically(dir / "state.json", state.dump(2)); !failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(dir / "state.json", state.dump(2)); !written) return Error{ErrorKind::Io, written.error().message};
   // Keep this epoch and the one before (the fallback when this one is found damaged).
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
@@ -94,10 +93,9 @@ std::string load_checkpoint(const fs::path& folder, Run& run, training::AdamW& o
   }
   for (const char* f : kCheckpointFiles) {
     if (!meta["files"].contains(f) || !meta["files"][f].is_string()) return "checkpoint.json lists no checksum for " + std::string(f);
-    std::string why;
-    const std::string hash = sha256_file(folder / f, &why);
-    if (hash.empty()) return std::string(f) + " cannot be read: " + why;
-    if (hash != meta["files"][f].get<std::string>()) return std::string(f) + " does not match its checksum (damaged or truncated)";
+    auto hash = sha256_file(folder / f);
+    if (!hash) return std::string(f) + " cannot be read: " + hash.error().message;
+    if (hash.value() != meta["files"][f].get<std::string>()) return std::string(f) + " does not match its checksum (damaged or truncated)";
   }
   auto model = inference::ViTModel::load(folder);
   if (!model) return "model.safetensors: " + model.error().message;
@@ -357,7 +355,7 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
   if (!model) return from_inference(model.error());
   if (auto s = model->save(tmp, inference::DType::F32); !s) return from_inference(s.error());
   if (auto s = training::save_decoder(tmp / kDecoderFile, run.config, run.mae, run.decoder); !s) return from_inference(s.error());
-  if (auto failure = core::write_file_atomically(tmp / "pretrain_report.json", report.report_json); !failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(tmp / "pretrain_report.json", report.report_json); !written) return Error{ErrorKind::Io, written.error().message};
   fs::remove_all(o.out, ec);
   fs::rename(tmp, o.out, ec);
   if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + o.out.string() + ": " + ec.message()};

@@ -29,18 +29,12 @@ void on_write(png_structp png, png_bytep data, png_size_t length) {
 }
 void on_flush(png_structp) {}
 
-void set(std::string* error, std::string message) {
-  if (error) *error = std::move(message);
-}
-
 }  // namespace
 
-std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vector<std::uint8_t>& pixels,
-                                           std::string* error) {
+Result<std::vector<std::uint8_t>> encode_png_gray8(int width, int height, const std::vector<std::uint8_t>& pixels) {
   if (width <= 0 || height <= 0 ||
       pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height)) {
-    set(error, "PNG: pixel count does not match " + std::to_string(width) + " x " + std::to_string(height));
-    return {};
+    return Error{ErrorKind::Invalid, "PNG: pixel count does not match " + std::to_string(width) + " x " + std::to_string(height)};
   }
   std::vector<const png_byte*> rows(static_cast<std::size_t>(height));
   for (std::size_t r = 0; r < rows.size(); ++r) rows[r] = pixels.data() + r * static_cast<std::size_t>(width);
@@ -50,20 +44,15 @@ std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vec
   PngState state;
   state.out = &out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, on_error, on_warning);
-  if (!png) {
-    set(error, "libpng: out of memory");
-    return {};
-  }
+  if (!png) return Error{ErrorKind::Io, "libpng: out of memory"};
   png_infop info = png_create_info_struct(png);
   if (!info) {
     png_destroy_write_struct(&png, nullptr);
-    set(error, "libpng: out of memory");
-    return {};
+    return Error{ErrorKind::Io, "libpng: out of memory"};
   }
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    set(error, "PNG encoding failed: " + state.error);
-    return {};
+    return Error{ErrorKind::Io, "PNG encoding failed: " + state.error};
   }
   png_set_write_fn(png, &out, on_write, on_flush);
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8, PNG_COLOR_TYPE_GRAY,
@@ -80,35 +69,29 @@ std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vec
 
 namespace {
 
-std::vector<std::uint8_t> thumbnail_with(const dicom::Radiograph& image, const dicom::VoiChoice& voi, int max_side,
-                                         std::string* error) {
+Result<std::vector<std::uint8_t>> thumbnail_with(const dicom::Radiograph& image, const dicom::VoiChoice& voi, int max_side) {
   if (image.rows <= 0 || image.columns <= 0 || image.modality.size() != image.pixel_count()) {
-    set(error, "thumbnail: the image has no decoded pixels");
-    return {};
+    return Error{ErrorKind::Invalid, "thumbnail: the image has no decoded pixels"};
   }
   auto shown = dicom::render_float(image, {voi, false});
-  if (!shown) {
-    set(error, "thumbnail: " + shown.error().message);
-    return {};
-  }
+  if (!shown) return Error{ErrorKind::Invalid, "thumbnail: " + shown.error().message};
   FloatImage small = downscale_to_fit(FloatImage{image.columns, image.rows, std::move(shown.value())}, max_side);
   std::vector<std::uint8_t> bytes(small.pixels.size());
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     const float v = std::clamp(small.pixels[i], 0.0f, 1.0f);
     bytes[i] = static_cast<std::uint8_t>(v * 255.0f + 0.5f);
   }
-  return encode_png_gray8(small.width, small.height, bytes, error);
+  return encode_png_gray8(small.width, small.height, bytes);
 }
 
 }  // namespace
 
-std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side, std::string* error) {
-  return thumbnail_with(image, dicom::VoiChoice::automatic(), max_side, error);
+Result<std::vector<std::uint8_t>> make_thumbnail(const dicom::Radiograph& image, int max_side) {
+  return thumbnail_with(image, dicom::VoiChoice::automatic(), max_side);
 }
 
-std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window, int max_side,
-                                         std::string* error) {
-  return thumbnail_with(image, dicom::VoiChoice::custom(window.center, window.width, window.function), max_side, error);
+Result<std::vector<std::uint8_t>> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window, int max_side) {
+  return thumbnail_with(image, dicom::VoiChoice::custom(window.center, window.width, window.function), max_side);
 }
 
 }  // namespace hilum::app

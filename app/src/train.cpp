@@ -143,8 +143,9 @@ Result<DisplayImage> read_grey_image(const fs::path& file) {
   const std::string ext = lower(file.extension().string());
   if (ext == ".jpg" || ext == ".jpeg") return read_jpeg(file);
   if (ext == ".png") {
-    GrayImage g = read_png_gray(file);
-    if (!g.error.empty()) return Error{ErrorKind::Invalid, file.string() + ": " + g.error};
+    auto read = read_png_gray(file);
+    if (!read) return read.error();
+    const GrayImage& g = read.value();
     const float scale = 1.0f / static_cast<float>((1 << g.bit_depth) - 1);
     DisplayImage out{g.width, g.height, std::vector<float>(g.pixels.size())};
     for (std::size_t i = 0; i < g.pixels.size(); ++i) out.grey[i] = static_cast<float>(g.pixels[i]) * scale;
@@ -694,8 +695,8 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
   auto saved = model->save(tmp, o.dtype);
   if (!saved) return detail::from_inference(saved.error());
   if (auto written = inference::write_model_extras(tmp, extras); !written) return detail::from_inference(written.error());
-  const std::string failure = core::write_file_atomically(tmp / "training_report.json", report.report_json);
-  if (!failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(tmp / "training_report.json", report.report_json); !written)
+    return Error{ErrorKind::Io, written.error().message};
   fs::remove_all(o.out, ec);
   fs::rename(tmp, o.out, ec);
   if (ec) return Error{ErrorKind::Io, "cannot move " + tmp.string() + " to " + o.out.string() + ": " + ec.message()};

@@ -319,8 +319,8 @@ Status write_checkpoint(const fs::path& dir, int epoch, const inference::ViTConf
   auto opt = optimizer.save(folder / "optimizer.safetensors");
   if (!opt) return from_inference(opt.error());
   json state = {{"epoch", epoch}, {"folder", folder.filename().string()}, {"history", to_json(history)}};
-  const std::string failure = core::write_file_atomically(state_file(dir), dump_json(state, 2));
-  if (!failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(state_file(dir), dump_json(state, 2)); !written)
+    return Error{ErrorKind::Io, written.error().message};
   for (int e = epoch - 1; e >= std::max(1, epoch - 3); --e) fs::remove_all(dir / ("epoch-" + std::to_string(e)), ec);
   return core::Done{};
 }

@@ -89,25 +89,6 @@ const char* to_string(ErrorKind kind) {
   return "error";
 }
 
-const char* to_string(LabelValue v) {
-  switch (v) {
-    case LabelValue::Present: return "present";
-    case LabelValue::Absent: return "absent";
-    case LabelValue::Uncertain: return "uncertain";
-    case LabelValue::Cleared: return "cleared";
-  }
-  return "present";
-}
-
-std::optional<LabelValue> parse_label_value(const std::string& s) {
-  const std::string v = lower(s);
-  if (v == "present" || v == "1" || v == "yes" || v == "positive") return LabelValue::Present;
-  if (v == "absent" || v == "0" || v == "no" || v == "negative") return LabelValue::Absent;
-  if (v == "uncertain" || v == "-1" || v == "?") return LabelValue::Uncertain;
-  if (v == "cleared" || v == "clear" || v == "none") return LabelValue::Cleared;
-  return std::nullopt;
-}
-
 std::string utc_now() {
   const auto now = std::chrono::system_clock::now();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
@@ -920,25 +901,6 @@ Result<Finding> Catalog::add_finding(const std::string& name, const std::string&
 
 // ---- Labels ------------------------------------------------------------------------------
 
-const char* to_string(LabelKind k) { return k == LabelKind::Adjudication ? "adjudication" : "reading"; }
-
-const char* to_string(Blinding b) {
-  switch (b) {
-    case Blinding::Off: return "off";
-    case Blinding::Labels: return "labels";
-    case Blinding::LabelsAndAi: return "labels+ai";
-  }
-  return "off";
-}
-
-std::optional<Blinding> parse_blinding(const std::string& s) {
-  const std::string v = lower(s);
-  if (v == "off" || v == "none") return Blinding::Off;
-  if (v == "labels" || v == "on") return Blinding::Labels;
-  if (v == "labels+ai" || v == "all") return Blinding::LabelsAndAi;
-  return std::nullopt;
-}
-
 std::string ConsensusPolicy::describe() const {
   return std::string(rule == Rule::Majority ? "adjudicated > unanimous > majority" : "adjudicated > unanimous") + " (at least " +
          std::to_string(min_readers) + (min_readers == 1 ? " reader)" : " readers)");
@@ -965,13 +927,23 @@ constexpr const char* kEventColumns =
     "SELECT e.id, e.instance_ref, i.sop_uid, f.name, e.value, e.region, e.author, e.created_at, e.model_version, "
     "e.model_probability, e.comment, e.source, e.kind, e.recorded_by";
 
-LabelEvent read_event(const sql::Stmt& s, bool consensus) {
+// An enum's stored name read back from `where`: a name this Hilum does not know means the
+// catalog was written by something else; it is reported, never read as a default.
+template <typename E>
+Result<E> stored(Result<E> parsed, const char* where) {
+  if (parsed) return parsed;
+  return Error{ErrorKind::Corrupt, std::string("the catalog's ") + where + " holds an " + parsed.error().message};
+}
+
+Result<LabelEvent> read_event(const sql::Stmt& s, bool consensus) {
   LabelEvent e;
   e.id = s.int64(0);
   e.instance_id = s.int64(1);
   e.sop_instance_uid = s.text(2);
   e.finding = s.text(3);
-  e.value = parse_label_value(s.text(4)).value_or(LabelValue::Present);
+  auto value = stored(label_value_from_string(s.text(4)), "label history");
+  if (!value) return value.error();
+  e.value = *value;
   if (auto region = s.opt_text(5)) e.region = Region::from_json(*region);
   e.author = s.text(6);
   e.created_at = s.text(7);
@@ -979,7 +951,9 @@ LabelEvent read_event(const sql::Stmt& s, bool consensus) {
   e.model_probability = s.opt_real(9);
   e.comment = s.text(10);
   e.source = s.text(11);
-  e.kind = s.text(12) == "adjudication" ? LabelKind::Adjudication : LabelKind::Reading;
+  auto kind = stored(label_kind_from_string(s.text(12)), "label history");
+  if (!kind) return kind.error();
+  e.kind = *kind;
   e.recorded_by = s.text(13);
   if (consensus) {
     e.basis = s.text(14);
@@ -1010,7 +984,11 @@ Result<std::vector<LabelEvent>> query_events(Catalog& catalog, sql::Database* db
   if (instance) s.bind(1, *instance);
   if (!author.empty()) s.bind(2, author);
   std::vector<LabelEvent> out;
-  while (s.step()) out.push_back(read_event(s, consensus));
+  while (s.step()) {
+    auto e = read_event(s, consensus);
+    if (!e) return e.error();
+    out.push_back(std::move(e.value()));
+  }
   if (s.error()) return *s.error();
   return out;
 }
@@ -1152,7 +1130,11 @@ Result<ConsensusPolicy> Catalog::consensus_policy() {
   ConsensusPolicy p;
   auto rule = setting("consensus.rule");
   if (!rule) return rule.error();
-  if (rule->value_or("majority") == "unanimous") p.rule = ConsensusPolicy::Rule::Unanimous;
+  if (rule->has_value()) {
+    auto r = stored(consensus_rule_from_string(**rule), "settings");
+    if (!r) return r.error();
+    p.rule = *r;
+  }
   auto min = setting("consensus.min_readers");
   if (!min) return min.error();
   if (min->has_value()) {
@@ -1164,7 +1146,7 @@ Result<ConsensusPolicy> Catalog::consensus_policy() {
 Status Catalog::set_consensus_policy(const ConsensusPolicy& policy) {
   if (policy.min_readers < 1 || policy.min_readers > 100) return invalid("the consensus needs between 1 and 100 readers");
   return transaction([&]() -> Status {
-    if (auto s = set_setting("consensus.rule", policy.rule == ConsensusPolicy::Rule::Majority ? "majority" : "unanimous"); !s) return s;
+    if (auto s = set_setting("consensus.rule", to_string(policy.rule)); !s) return s;
     return set_setting("consensus.min_readers", std::to_string(policy.min_readers));
   });
 }
@@ -1283,7 +1265,8 @@ Result<std::vector<std::int64_t>> Catalog::adjudicate(const std::string& uid_or_
 Result<Blinding> Catalog::blinding() {
   auto v = setting("blinding");
   if (!v) return v.error();
-  return parse_blinding(v->value_or("off")).value_or(Blinding::Off);
+  if (!v->has_value()) return Blinding::Off;
+  return stored(blinding_from_string(**v), "settings");
 }
 
 Status Catalog::set_blinding(Blinding b) { return set_setting("blinding", to_string(b)); }
@@ -1355,8 +1338,10 @@ Result<std::int64_t> Catalog::create_job(const std::string& kind, const std::str
 }
 
 namespace {
-Job read_job(const sql::Stmt& s) {
-  return Job{s.int64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)};
+Result<Job> read_job(const sql::Stmt& s) {
+  auto status = stored(job_status_from_string(s.text(3)), "jobs");
+  if (!status) return status.error();
+  return Job{s.int64(0), s.text(1), s.text(2), *status, s.text(4), s.text(5), s.text(6)};
 }
 constexpr const char* kJobColumns = "SELECT id, kind, params, status, created_at, updated_at, summary FROM jobs";
 }  // namespace
@@ -1364,7 +1349,11 @@ constexpr const char* kJobColumns = "SELECT id, kind, params, status, created_at
 Result<std::optional<Job>> Catalog::unfinished_job(const std::string& kind, const std::string& params) {
   sql::Stmt s(impl_->db, std::string(kJobColumns) + " WHERE kind = ? AND params = ? AND status IN ('running','interrupted') ORDER BY id DESC LIMIT 1");
   s.bind(1, kind).bind(2, params);
-  if (s.step()) return std::optional<Job>(read_job(s));
+  if (s.step()) {
+    auto job = read_job(s);
+    if (!job) return job.error();
+    return std::optional<Job>(std::move(job.value()));
+  }
   if (s.error()) return *s.error();
   return std::optional<Job>();
 }
@@ -1382,7 +1371,11 @@ Result<std::vector<JobItem>> Catalog::job_items(std::int64_t job_id, bool pendin
                              (pending_only ? " AND status = 'pending'" : "") + " ORDER BY id");
   s.bind(1, job_id);
   std::vector<JobItem> out;
-  while (s.step()) out.push_back(JobItem{s.int64(0), s.text(1), s.text(2), s.text(3)});
+  while (s.step()) {
+    auto status = stored(job_item_status_from_string(s.text(2)), "job items");
+    if (!status) return status.error();
+    out.push_back(JobItem{s.int64(0), s.text(1), *status, s.text(3)});
+  }
   if (s.error()) return *s.error();
   return out;
 }
@@ -1393,16 +1386,16 @@ Status Catalog::finish_job_items(const std::vector<JobItem>& items) {
     if (!s.ok()) return *s.prepare_error();
     for (const auto& item : items) {
       s.reset();
-      s.bind(1, item.status).bind(2, item.reason).bind(3, item.id);
+      s.bind(1, to_string(item.status)).bind(2, item.reason).bind(3, item.id);
       if (!s.run()) return *s.error();
     }
     return core::Done{};
   });
 }
 
-Status Catalog::set_job_status(std::int64_t job_id, const std::string& status, const std::string& summary) {
+Status Catalog::set_job_status(std::int64_t job_id, JobStatus status, const std::string& summary) {
   sql::Stmt s(impl_->db, "UPDATE jobs SET status = ?, summary = CASE WHEN ? = '' THEN summary ELSE ? END, updated_at = ? WHERE id = ?");
-  s.bind(1, status).bind(2, summary).bind(3, summary).bind(4, utc_now()).bind(5, job_id);
+  s.bind(1, to_string(status)).bind(2, summary).bind(3, summary).bind(4, utc_now()).bind(5, job_id);
   if (!s.run()) return *s.error();
   if (impl_->db->changes() == 0) return Error{ErrorKind::NotFound, "no job " + std::to_string(job_id)};
   return core::Done{};
@@ -1414,7 +1407,7 @@ namespace {
 constexpr const char* kModelColumns =
     "SELECT id, version, parent_ref, name, strategy, hyperparameters, label_snapshot, metrics, status, status_reason, path, "
     "created_at FROM models";
-ModelRecord read_model(const sql::Stmt& s) {
+Result<ModelRecord> read_model(const sql::Stmt& s) {
   ModelRecord m;
   m.id = s.int64(0);
   m.version = s.text(1);
@@ -1424,7 +1417,9 @@ ModelRecord read_model(const sql::Stmt& s) {
   m.hyperparameters = s.text(5);
   m.label_snapshot = s.text(6);
   m.metrics = s.text(7);
-  m.status = s.text(8);
+  auto status = stored(model_status_from_string(s.text(8)), "models");
+  if (!status) return status.error();
+  m.status = *status;
   m.status_reason = s.text(9);
   m.path = s.text(10);
   m.created_at = s.text(11);
@@ -1436,7 +1431,7 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
   if (model.version.empty()) return invalid("a model needs a version");
   if (auto e = text_problem("the model version", model.version)) return *e;
   if (auto e = text_problem("the model name", model.name)) return *e;
-  if (model.status != "active" && model.status != "candidate" && model.status != "retired") return invalid("unknown model status " + model.status);
+  if (*to_string(model.status) == '\0') return invalid("unknown model status " + std::to_string(static_cast<int>(model.status)));
   ModelRecord out = model;
   Status status = transaction([&]() -> Status {
     {
@@ -1453,7 +1448,7 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
       f.bind(1, label).bind(2, "output of model " + model.version).bind(3, utc_now());
       if (!f.run()) return *f.error();
     }
-    if (model.status == "active") {
+    if (model.status == ModelStatus::Active) {
       sql::Stmt d(impl_->db, "UPDATE models SET status = 'candidate', status_reason = ? WHERE status = 'active'");
       d.bind(1, "replaced by " + model.version);
       if (!d.run()) return *d.error();
@@ -1466,7 +1461,7 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
     if (model.parent_id) s.bind(2, *model.parent_id);
     else s.bind_null(2);
     s.bind(3, model.name).bind(4, model.strategy).bind(5, model.hyperparameters).bind(6, model.label_snapshot).bind(7, model.metrics);
-    s.bind(8, model.status).bind(9, model.status_reason).bind(10, model.path).bind(11, out.created_at);
+    s.bind(8, to_string(model.status)).bind(9, model.status_reason).bind(10, model.path).bind(11, out.created_at);
     if (!s.run()) return *s.error();
     out.id = impl_->db->last_insert_id();
     return core::Done{};
@@ -1478,7 +1473,11 @@ Result<ModelRecord> Catalog::register_model(const ModelRecord& model, const std:
 Result<std::vector<ModelRecord>> Catalog::models() {
   sql::Stmt s(impl_->db, std::string(kModelColumns) + " ORDER BY id");
   std::vector<ModelRecord> out;
-  while (s.step()) out.push_back(read_model(s));
+  while (s.step()) {
+    auto m = read_model(s);
+    if (!m) return m.error();
+    out.push_back(std::move(m.value()));
+  }
   if (s.error()) return *s.error();
   return out;
 }
@@ -1486,14 +1485,22 @@ Result<std::vector<ModelRecord>> Catalog::models() {
 Result<std::optional<ModelRecord>> Catalog::find_model(const std::string& version_or_id) {
   sql::Stmt s(impl_->db, std::string(kModelColumns) + " WHERE version = ? OR CAST(id AS TEXT) = ? ORDER BY version = ? DESC LIMIT 1");
   s.bind(1, version_or_id).bind(2, version_or_id).bind(3, version_or_id);
-  if (s.step()) return std::optional<ModelRecord>(read_model(s));
+  if (s.step()) {
+    auto m = read_model(s);
+    if (!m) return m.error();
+    return std::optional<ModelRecord>(std::move(m.value()));
+  }
   if (s.error()) return *s.error();
   return std::optional<ModelRecord>();
 }
 
 Result<std::optional<ModelRecord>> Catalog::active_model() {
   sql::Stmt s(impl_->db, std::string(kModelColumns) + " WHERE status = 'active' ORDER BY id DESC LIMIT 1");
-  if (s.step()) return std::optional<ModelRecord>(read_model(s));
+  if (s.step()) {
+    auto m = read_model(s);
+    if (!m) return m.error();
+    return std::optional<ModelRecord>(std::move(m.value()));
+  }
   if (s.error()) return *s.error();
   return std::optional<ModelRecord>();
 }

@@ -707,7 +707,7 @@ static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const
     fs::remove(tmp, ec);
     return make_error(ErrorKind::FileNotFound, e);
   }
-  if (std::string e = core::replace_with_temporary(tmp, out); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
+  if (auto moved = core::replace_with_temporary(tmp, out); !moved) return make_error(ErrorKind::FileNotFound, moved.error().message);
   if (std::string e = sync_path(folder, true); !e.empty()) return make_error(ErrorKind::FileNotFound, e);
   return core::Done{};
 }

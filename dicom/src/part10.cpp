@@ -58,7 +58,7 @@ Result<core::Done> save_atomically(DcmFileFormat& file, const fs::path& out) {
     fs::remove(tmp, ec);
     return Error{ErrorKind::Io, "cannot write " + out.string() + ": " + std::strerror(error)};
   }
-  if (std::string why = core::replace_with_temporary(tmp, out); !why.empty()) return Error{ErrorKind::Io, why};
+  if (auto moved = core::replace_with_temporary(tmp, out); !moved) return Error{ErrorKind::Io, moved.error().message};
   return core::Done{};
 }
 

@@ -244,8 +244,8 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
     }
     j["domain"] = std::move(o);
   }
-  const std::string failure = core::write_file_atomically(dir / kFile, j.dump(1) + "\n");
-  if (!failure.empty()) return Error{ErrorKind::Io, failure};
+  if (auto written = core::write_file_atomically(dir / kFile, j.dump(1) + "\n"); !written)
+    return Error{ErrorKind::Io, written.error().message};
   return core::Done{};
 }
 

@@ -377,7 +377,7 @@ Status write_safetensors(const fs::path& path, const std::vector<TensorToWrite>&
     fs::remove(tmp, ec);
     return Error{ErrorKind::Io, "cannot write " + path.string() + ": " + std::strerror(errno)};
   }
-  if (std::string error = core::replace_with_temporary(tmp, path); !error.empty()) return Error{ErrorKind::Io, error};
+  if (auto moved = core::replace_with_temporary(tmp, path); !moved) return Error{ErrorKind::Io, moved.error().message};
   return core::Done{};
 }
 

@@ -38,7 +38,7 @@ using detail::parse_bounded_json;
 using detail::read_json;
 
 Status write_text_atomically(const fs::path& path, const std::string& text) {
-  if (std::string error = core::write_file_atomically(path, text); !error.empty()) return Error{ErrorKind::Io, error};
+  if (auto written = core::write_file_atomically(path, text); !written) return Error{ErrorKind::Io, written.error().message};
   return core::Done{};
 }
 

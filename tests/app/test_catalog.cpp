@@ -347,15 +347,15 @@ TEST_F(CatalogTest, JobsRecordTheirItems) {
   ASSERT_TRUE(items.ok());
   ASSERT_EQ(items->size(), 3u);
   std::vector<app::JobItem> done{items->at(0)};
-  done[0].status = "imported";
+  done[0].status = app::JobItemStatus::Imported;
   ASSERT_TRUE(c.finish_job_items(done).ok());
   EXPECT_EQ(c.job_items(id.value(), true)->size(), 2u);
-  ASSERT_TRUE(c.set_job_status(id.value(), "done", "{\"imported\":3}").ok());
+  ASSERT_TRUE(c.set_job_status(id.value(), app::JobStatus::Done, "{\"imported\":3}").ok());
   auto none = c.unfinished_job("import", "{\"paths\":[\"/a\"]}");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   EXPECT_EQ(c.job(id.value())->summary, "{\"imported\":3}");
-  EXPECT_FALSE(c.set_job_status(999, "done").ok());
+  EXPECT_FALSE(c.set_job_status(999, app::JobStatus::Done).ok());
 }
 
 TEST_F(CatalogTest, PseudonymsAreConsistentAndDistinct) {

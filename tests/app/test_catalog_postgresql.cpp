@@ -262,7 +262,7 @@ TEST_F(CatalogTest, CatalogMigrateMovesEverythingAndTheChecksumsMatch) {
   ASSERT_TRUE(old->submit_reading("7.1", "dr.a").ok());
   app::ModelRecord m;
   m.version = "m1";
-  m.status = "active";
+  m.status = app::ModelStatus::Active;
   auto model = old->register_model(m, {"Effusion"});
   ASSERT_TRUE(model.ok());
   ASSERT_TRUE(old->put_predictions("7.1", model->id, {{"Effusion", 0.75}}).ok());

@@ -88,7 +88,7 @@ TEST_F(ClassifyTest, ModelsAreRegisteredAndOneIsActive) {
   EXPECT_EQ((*active)->version, "tiny-1");
   ASSERT_TRUE(catalog_->activate_model(second->id, "test").ok());
   EXPECT_EQ(catalog_->active_model().value()->version, "tiny-2");
-  EXPECT_EQ(catalog_->find_model("tiny-1").value()->status, "candidate");
+  EXPECT_EQ(catalog_->find_model("tiny-1").value()->status, app::ModelStatus::Candidate);
   EXPECT_EQ(catalog_->models()->size(), 2u);
   // A folder that is not a ViT is refused with the engine's reason.
   fs::create_directories(path("empty"));
@@ -158,7 +158,7 @@ TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
   ASSERT_TRUE(r.ok());
   app::InstanceRecord rec = record(r->meta.sop_instance_uid);
   rec.path = file.string();
-  rec.content_hash = app::sha256_file(file);
+  rec.content_hash = app::sha256_file(file).value();
   ASSERT_TRUE(catalog_->put_instances({rec}).ok());
   const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
   ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny-1", true).ok());
@@ -530,7 +530,7 @@ TEST_F(ClassifyTest, BuiltinModelIsRegisteredOnFirstRun) {
   ASSERT_TRUE(r->has_value());
   EXPECT_EQ((*r)->version, "hilum-test-builtin");
   EXPECT_EQ((*r)->strategy, "builtin");
-  EXPECT_EQ((*r)->status, "active");
+  EXPECT_EQ((*r)->status, app::ModelStatus::Active);
   EXPECT_NE((*r)->hyperparameters.find("\"architecture\":\"vit-ti16\""), std::string::npos) << (*r)->hyperparameters;
   EXPECT_EQ((*r)->hyperparameters.find("somewhere"), std::string::npos) << "the training machine's paths stay out";
   EXPECT_NE((*r)->metrics.find("\"auroc\":0.9"), std::string::npos) << (*r)->metrics;
@@ -557,7 +557,7 @@ TEST_F(ClassifyTest, BuiltinModelIsRegisteredOnFirstRun) {
     ASSERT_TRUE(candidate.ok()) << candidate.error().message;
     ASSERT_TRUE(candidate->has_value());
     EXPECT_EQ((*candidate)->version, "hilum-test-builtin-2");
-    EXPECT_EQ((*candidate)->status, "candidate");
+    EXPECT_EQ((*candidate)->status, app::ModelStatus::Candidate);
     auto still = catalog_->active_model();
     ASSERT_TRUE(still.ok() && still->has_value());
     EXPECT_EQ((*still)->id, (*r)->id) << "the site's active model is not replaced behind its back";

@@ -85,10 +85,10 @@ class ClusterTest : public CatalogTest {
     }
     report["trained_images"] = trained;
     if (edit) edit(dir, report);
-    report["manifest_sha256"] = app::sha256_file(dir / "manifest.json");
+    report["manifest_sha256"] = app::sha256_file(dir / "manifest.json").value();
     json files = json::object();
     for (const char* f : {"config.json", "model.safetensors", "preprocessor_config.json", "manifest.json", "labels.csv"}) {
-      files[f] = app::sha256_file(dir / f);
+      files[f] = app::sha256_file(dir / f).value();
     }
     report["files"] = files;
     spit(dir / "training_report.json", report.dump(1));
@@ -112,11 +112,11 @@ TEST_F(ClusterTest, ExportNamesEveryFileWithItsChecksumAndKeepsNotAssessedApart)
   EXPECT_EQ(manifest["format"], "hilum-training-set");
   EXPECT_EQ(manifest["catalog_id"], app::catalog_identity(*catalog_).value());
   EXPECT_EQ(manifest["snapshot_sha256"], export_.snapshot_sha256);
-  EXPECT_EQ(app::sha256_file(path("export") / "manifest.json"), export_.manifest_sha256);
+  EXPECT_EQ(app::sha256_file(path("export") / "manifest.json").value(), export_.manifest_sha256);
   std::size_t pngs = 0;
   for (const auto& f : manifest["files"]) {
     const std::string p = f["path"];
-    EXPECT_EQ(app::sha256_file(path("export") / p), f["sha256"]) << p;
+    EXPECT_EQ(app::sha256_file(path("export") / p).value(), f["sha256"]) << p;
     pngs += p.rfind("images/", 0) == 0 ? 1 : 0;
   }
   EXPECT_EQ(pngs, kImages);
@@ -210,7 +210,7 @@ TEST_F(ClusterTest, ImportRegistersThroughTheGateAndSaysWhereItWasTrained) {
   EXPECT_TRUE(r->changes.empty());
   const json metrics = json::parse(r->result.model.metrics);
   EXPECT_EQ(metrics["gate"]["promoted"], r->result.promoted);
-  EXPECT_EQ(r->result.model.status, r->result.promoted ? "active" : "candidate");
+  EXPECT_EQ(r->result.model.status, r->result.promoted ? app::ModelStatus::Active : app::ModelStatus::Candidate);
   EXPECT_EQ(metrics["cluster"]["manifest_sha256"], export_.manifest_sha256);
 }
 

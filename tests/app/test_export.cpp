@@ -289,7 +289,7 @@ class ExportTest : public hilum::test::TempDirTest {
     app::InstanceRecord rec = app::instance_record(r, fs::absolute(file));
     rec.file_size = static_cast<std::int64_t>(fs::file_size(file));
     rec.file_mtime = 1700000000;
-    rec.content_hash = app::sha256_file(file);
+    rec.content_hash = app::sha256_file(file).value();
     return rec;
   }
 
@@ -716,8 +716,9 @@ TEST_F(ExportTest, ImagesAre16BitPngsOfTheModalityValues) {
     const fs::path dicom = dir_ / "dicom" / (index == "1.2.7.1.1.png" ? "plain.dcm" : "rescaled.dcm");
     auto r = dcm::read_radiograph(dicom);
     ASSERT_TRUE(r.ok());
-    const app::GrayImage png = app::read_png_gray(dir_ / "out" / "images" / index);
-    ASSERT_EQ(png.error, "");
+    const auto read = app::read_png_gray(dir_ / "out" / "images" / index);
+    ASSERT_TRUE(read.ok()) << read.error().message;
+    const app::GrayImage& png = read.value();
     EXPECT_EQ(png.bit_depth, 16);
     ASSERT_EQ(png.width, r->columns);
     ASSERT_EQ(png.height, r->rows);

@@ -161,7 +161,7 @@ TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesAWorseVersion) {
   EXPECT_GT(m->positives, 0);
   EXPECT_GT(m->negatives, 0);
   EXPECT_TRUE(first->promoted) << first->reason;
-  EXPECT_EQ(first->model.status, "active");
+  EXPECT_EQ(first->model.status, app::ModelStatus::Active);
   ASSERT_TRUE(first->parent.has_value());
   EXPECT_EQ(first->parent->version, "tiny-base");
   EXPECT_EQ(first->model.version, "tiny-base-ft1");
@@ -190,7 +190,7 @@ TEST_F(FinetuneTest, HeadLearnsThePatternAndTheGateRefusesAWorseVersion) {
   auto second = app::finetune(*catalog_, o);
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_FALSE(second->promoted) << second->reason;
-  EXPECT_EQ(second->model.status, "candidate");
+  EXPECT_EQ(second->model.status, app::ModelStatus::Candidate);
   EXPECT_NE(second->reason.find("worse"), std::string::npos) << second->reason;
   EXPECT_EQ(catalog_->active_model().value()->version, "tiny-base-ft1");
   ASSERT_TRUE(second->parent_metrics.has_value());
@@ -292,7 +292,7 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   ASSERT_EQ(lastk->history.size(), 3u);
   EXPECT_LT(lastk->history.back().train_loss, lastk->history.front().train_loss);
   EXPECT_FALSE(lastk->promoted);
-  EXPECT_EQ(lastk->model.status, "candidate");
+  EXPECT_EQ(lastk->model.status, app::ModelStatus::Candidate);
   // The default arithmetic is BF16 mixed precision where the CPU has it; the version records what ran.
   const bool bf16 = inference::available_precision(inference::Precision::BF16) == inference::Precision::BF16;
   EXPECT_NE(lastk->model.hyperparameters.find(bf16 ? "\"precision\":\"bf16\"" : "\"precision\":\"f32\""), std::string::npos)
@@ -423,7 +423,7 @@ class TrainFolderTest : public TempDirTest {
         }
         const std::string name = cls == "NORMAL" ? "IM-" + std::to_string(1000 + i / 2) + "-000" + std::to_string(i % 2)
                                                  : "person" + std::to_string(i / 2) + "_bacteria_" + std::to_string(i);
-        ASSERT_EQ(app::write_png_gray8(path("data") / cls / (name + ".png"), 32, 32, px), "");
+        ASSERT_TRUE(app::write_png_gray8(path("data") / cls / (name + ".png"), 32, 32, px).ok());
       }
     }
   }
@@ -450,7 +450,7 @@ TEST_F(TrainFolderTest, MergesClassFoldersAndLabelTablesKeepingNotAssessedApart)
   write_folder(4);
   fs::create_directories(path("adult"));
   std::vector<std::uint8_t> px(32 * 32, 90);
-  for (const std::string name : {"a1.png", "a2.png", "a3.png"}) ASSERT_EQ(app::write_png_gray8(path("adult") / name, 32, 32, px), "");
+  for (const std::string name : {"a1.png", "a2.png", "a3.png"}) ASSERT_TRUE(app::write_png_gray8(path("adult") / name, 32, 32, px).ok());
   {
     std::ofstream csv(path("adult") / "labels.csv");
     csv << "image,patient_id,age,sex,view,No Finding,Pneumonia,Effusion\n"
@@ -524,7 +524,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
           for (int c = 2; c < 16; ++c) px[static_cast<std::size_t>(r * 32 + c)] = 250;
       }
       const std::string name = "adult" + std::to_string(i) + ".png";
-      ASSERT_EQ(app::write_png_gray8(path("adult") / name, 32, 32, px), "");
+      ASSERT_TRUE(app::write_png_gray8(path("adult") / name, 32, 32, px).ok());
       csv << name << "," << i / 2 << "," << 30 + i << "," << (sick ? "0,1,1" : "1,0,0") << "\n";
     }
   }
@@ -543,7 +543,7 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
     for (int i = 0; i < 20; ++i) {
       std::vector<std::uint8_t> px(32 * 32);
       for (auto& v : px) v = static_cast<std::uint8_t>(noise(rng));
-      ASSERT_EQ(app::write_png_gray8(path("reference") / "site" / ("film" + std::to_string(i) + ".png"), 32, 32, px), "");
+      ASSERT_TRUE(app::write_png_gray8(path("reference") / "site" / ("film" + std::to_string(i) + ".png"), 32, 32, px).ok());
     }
     std::ofstream(path("reference") / "manifest.csv") << "image,source\n";  // not an image: not read
   }

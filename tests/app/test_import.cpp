@@ -54,7 +54,7 @@ std::map<std::string, std::string> items_by_status(Catalog& c, std::int64_t job)
   EXPECT_TRUE(items.ok());
   std::map<std::string, std::string> out;
   if (items.ok()) {
-    for (const auto& i : items.value()) out[i.path] = i.status;
+    for (const auto& i : items.value()) out[i.path] = app::to_string(i.status);
   }
   return out;
 }
@@ -105,18 +105,27 @@ TEST(Hash, Sha256MatchesKnownVectorsAndStreamsLargeFiles) {
     std::ofstream out(dir / "big.bin", std::ios::binary);
     out.write(data.data(), static_cast<std::streamsize>(data.size()));
   }
-  std::string error;
-  EXPECT_EQ(app::sha256_file(dir / "big.bin", &error), app::sha256_hex(data.data(), data.size()));
-  EXPECT_TRUE(error.empty());
-  EXPECT_EQ(app::sha256_file(dir / "missing.bin", &error), "");
-  EXPECT_NE(error.find("missing.bin"), std::string::npos) << error;
+  const auto big = app::sha256_file(dir / "big.bin");
+  ASSERT_TRUE(big.ok()) << big.error().message;
+  EXPECT_EQ(big.value(), app::sha256_hex(data.data(), data.size()));
+  // A file that cannot be read is an error value naming it, not an empty digest.
+  const auto missing = app::sha256_file(dir / "missing.bin");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, app::ErrorKind::Io);
+  EXPECT_NE(missing.error().message.find("missing.bin"), std::string::npos) << missing.error().message;
+  const auto folder = app::sha256_file(dir);  // a folder opens, but cannot be read
+  ASSERT_FALSE(folder.ok());
+  EXPECT_EQ(folder.error().kind, app::ErrorKind::Io);
+  EXPECT_NE(folder.error().message.find(dir.string()), std::string::npos) << folder.error().message;
   fs::remove_all(dir);
 }
 
 TEST(Thumbnail, EncodesPngInMemory) {
   std::vector<std::uint8_t> pixels(5 * 3);
   for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 17);
-  const auto png = app::encode_png_gray8(5, 3, pixels);
+  const auto encoded = app::encode_png_gray8(5, 3, pixels);
+  ASSERT_TRUE(encoded.ok()) << encoded.error().message;
+  const std::vector<std::uint8_t>& png = encoded.value();
   ASSERT_GT(png.size(), 8u);
   EXPECT_EQ(png[1], 'P');
   const fs::path file = fs::temp_directory_path() / ("hilum-thumb-" + std::to_string(::getpid()) + ".png");
@@ -124,17 +133,80 @@ TEST(Thumbnail, EncodesPngInMemory) {
     std::ofstream out(file, std::ios::binary);
     out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
   }
-  const app::GrayImage back = app::read_png_gray(file);
+  const auto read = app::read_png_gray(file);
   fs::remove(file);
-  ASSERT_TRUE(back.error.empty()) << back.error;
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  const app::GrayImage& back = read.value();
   EXPECT_EQ(back.width, 5);
   EXPECT_EQ(back.height, 3);
   ASSERT_EQ(back.pixels.size(), pixels.size());
   for (std::size_t i = 0; i < pixels.size(); ++i) EXPECT_EQ(back.pixels[i], pixels[i]) << i;
 
-  std::string error;
-  EXPECT_TRUE(app::encode_png_gray8(5, 4, pixels, &error).empty());
-  EXPECT_NE(error.find("5 x 4"), std::string::npos) << error;
+  const auto wrong_size = app::encode_png_gray8(5, 4, pixels);
+  ASSERT_FALSE(wrong_size.ok());
+  EXPECT_EQ(wrong_size.error().kind, app::ErrorKind::Invalid);
+  EXPECT_NE(wrong_size.error().message.find("5 x 4"), std::string::npos) << wrong_size.error().message;
+  EXPECT_FALSE(app::encode_png_gray8(0, 0, {}).ok());
+}
+
+// The PNG writers and reader fail with error values naming the file: a folder that does not exist,
+// pixels that do not match the size, and files that are not (whole, grayscale) PNGs.
+TEST(Png, FailuresAreErrorValuesNamingTheFile) {
+  const fs::path dir = fs::temp_directory_path() / ("hilum-png-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::vector<std::uint8_t> gray(4 * 3, 100);
+  const auto unwritable = app::write_png_gray8(dir / "no-such-folder" / "a.png", 4, 3, gray);
+  ASSERT_FALSE(unwritable.ok());
+  EXPECT_EQ(unwritable.error().kind, app::ErrorKind::Io);
+  EXPECT_NE(unwritable.error().message.find("no-such-folder"), std::string::npos) << unwritable.error().message;
+  const auto mismatch = app::write_png_gray16(dir / "b.png", 4, 4, std::vector<std::uint16_t>(12, 1));
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.error().kind, app::ErrorKind::Invalid);
+  EXPECT_FALSE(app::write_png_rgb8(dir / "c.png", 4, 3, gray).ok());  // 3 bytes per pixel needed
+  EXPECT_FALSE(fs::exists(dir / "b.png"));
+  EXPECT_FALSE(fs::exists(dir / "c.png"));
+
+  const auto missing = app::read_png_gray(dir / "missing.png");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, app::ErrorKind::Io);
+  EXPECT_NE(missing.error().message.find("missing.png"), std::string::npos) << missing.error().message;
+
+  { std::ofstream(dir / "garbage.png", std::ios::binary) << "this is not a PNG file at all, only text"; }
+  const auto garbage = app::read_png_gray(dir / "garbage.png");
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_EQ(garbage.error().kind, app::ErrorKind::Invalid);
+  EXPECT_NE(garbage.error().message.find("garbage.png"), std::string::npos) << garbage.error().message;
+
+  // A whole PNG, then the same cut in the middle of its pixel data.
+  std::vector<std::uint8_t> noisy(64 * 64);
+  for (std::size_t i = 0; i < noisy.size(); ++i) noisy[i] = static_cast<std::uint8_t>((i * 7919) % 251);
+  ASSERT_TRUE(app::write_png_gray8(dir / "whole.png", 64, 64, noisy).ok());
+  ASSERT_TRUE(app::read_png_gray(dir / "whole.png").ok());
+  fs::copy_file(dir / "whole.png", dir / "cut.png");
+  fs::resize_file(dir / "cut.png", fs::file_size(dir / "whole.png") / 2);
+  const auto cut = app::read_png_gray(dir / "cut.png");
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.error().kind, app::ErrorKind::Invalid);
+  EXPECT_NE(cut.error().message.find("cut.png"), std::string::npos) << cut.error().message;
+
+  ASSERT_TRUE(app::write_png_rgb8(dir / "colour.png", 4, 3, std::vector<std::uint8_t>(4 * 3 * 3, 50)).ok());
+  const auto colour = app::read_png_gray(dir / "colour.png");
+  ASSERT_FALSE(colour.ok());
+  EXPECT_NE(colour.error().message.find("grayscale"), std::string::npos) << colour.error().message;
+  fs::remove_all(dir);
+}
+
+// A radiograph without decoded pixels gets no thumbnail, and says why.
+TEST(Thumbnail, AnImageWithoutPixelsIsAnErrorValue) {
+  dicom::Radiograph empty;
+  const auto none = app::make_thumbnail(empty, 128);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().kind, app::ErrorKind::Invalid);
+  EXPECT_NE(none.error().message.find("no decoded pixels"), std::string::npos) << none.error().message;
+  dicom::Window window;
+  window.center = 40;
+  window.width = 400;
+  EXPECT_FALSE(app::make_thumbnail(empty, window, 128).ok());
 }
 
 TEST(Thumbnail, ShowsTheDisplayImageShrunkWithLungsDarkInBothPolarities) {
@@ -146,14 +218,17 @@ TEST(Thumbnail, ShowsTheDisplayImageShrunkWithLungsDarkInBothPolarities) {
     td::write_dicom(dir / "x.dcm", spec);
     auto image = dicom::read_radiograph(dir / "x.dcm");
     ASSERT_TRUE(image.ok()) << image.error().message;
-    const auto png = app::make_thumbnail(image.value(), 128);
+    const auto made = app::make_thumbnail(image.value(), 128);
+    ASSERT_TRUE(made.ok()) << made.error().message;
+    const std::vector<std::uint8_t>& png = made.value();
     ASSERT_FALSE(png.empty());
     {
       std::ofstream out(dir / "t.png", std::ios::binary);
       out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
     }
-    const app::GrayImage t = app::read_png_gray(dir / "t.png");
-    ASSERT_TRUE(t.error.empty()) << t.error;
+    const auto read = app::read_png_gray(dir / "t.png");
+    ASSERT_TRUE(read.ok()) << read.error().message;
+    const app::GrayImage& t = read.value();
     EXPECT_EQ(t.height, 128);
     EXPECT_EQ(t.width, 102);  // 256 * 128 / 320, aspect kept
     const td::PhantomLayout layout = td::phantom_layout(spec.phantom);
@@ -210,7 +285,7 @@ TEST_F(ImportTest, ImportsSeveralPatientsStudiesAndSeriesWithCompleteRecords) {
     EXPECT_TRUE(fs::exists(p)) << im.path;
     EXPECT_EQ(static_cast<std::uintmax_t>(im.file_size), fs::file_size(p));
     EXPECT_GT(im.file_mtime, 1'600'000'000);
-    EXPECT_EQ(im.content_hash, app::sha256_file(p)) << im.path;
+    EXPECT_EQ(im.content_hash, app::sha256_file(p).value()) << im.path;
     EXPECT_EQ(im.rows, 64);
     EXPECT_EQ(im.columns, 64);
     EXPECT_EQ(im.bits_stored, 12);
@@ -232,7 +307,7 @@ TEST_F(ImportTest, ImportsSeveralPatientsStudiesAndSeriesWithCompleteRecords) {
   // The job is done and every item says so.
   auto job = c.job(r.job_id);
   ASSERT_TRUE(job.ok());
-  EXPECT_EQ(job->status, "done");
+  EXPECT_EQ(job->status, app::JobStatus::Done);
   EXPECT_EQ(job->kind, "import");
   EXPECT_NE(job->summary.find("\"imported\":24"), std::string::npos) << job->summary;
   for (const auto& [p, status] : items_by_status(c, r.job_id)) EXPECT_EQ(status, "imported") << p;
@@ -321,7 +396,7 @@ TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {
   td::write_dicom(path("b/two.dcm"), small_spec("P", uid("2", 7), uid("3", 7), uid("4", 8), 3));
   Catalog c = open_catalog();
   ASSERT_TRUE(app::import_paths(c, {path("a")}, options()).ok());
-  const std::string first_hash = app::sha256_file(path("a/one.dcm"));
+  const std::string first_hash = app::sha256_file(path("a/one.dcm")).value();
 
   const ImportReport r = app::import_paths(c, {path("b")}, options());
   ASSERT_TRUE(r.ok());
@@ -440,11 +515,11 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
   ASSERT_EQ(items->size(), 6u);
   for (const auto& item : items.value()) {
     const std::string name = fs::path(item.path).filename().string();
-    if (name == "a.dcm" || name == "e.dcm") EXPECT_EQ(item.status, "imported") << name;
-    else if (name == "b-report.dcm") EXPECT_EQ(item.status, "skipped");
-    else if (name == "c-notes.txt") EXPECT_EQ(item.status, "not-dicom");
+    if (name == "a.dcm" || name == "e.dcm") EXPECT_EQ(item.status, app::JobItemStatus::Imported) << name;
+    else if (name == "b-report.dcm") EXPECT_EQ(item.status, app::JobItemStatus::Skipped);
+    else if (name == "c-notes.txt") EXPECT_EQ(item.status, app::JobItemStatus::NotDicom);
     else {
-      EXPECT_EQ(item.status, "failed") << name;
+      EXPECT_EQ(item.status, app::JobItemStatus::Failed) << name;
       EXPECT_EQ(item.reason, reasons[name]);
     }
   }
@@ -552,7 +627,7 @@ TEST_F(ImportTest, CancelledImportLeavesAConsistentCatalogAndTheSameImportFinish
   // Consistent: the job is interrupted, and its finished items are exactly the catalogued files.
   auto job = c.job(first.job_id);
   ASSERT_TRUE(job.ok());
-  EXPECT_EQ(job->status, "interrupted");
+  EXPECT_EQ(job->status, app::JobStatus::Interrupted);
   auto pending = c.job_items(first.job_id, true);
   ASSERT_TRUE(pending.ok());
   EXPECT_EQ(pending->size(), 40u - first.counts.imported);
@@ -585,7 +660,7 @@ TEST_F(ImportTest, CancelledImportLeavesAConsistentCatalogAndTheSameImportFinish
   EXPECT_EQ(count.value(), 40);
   job = c.job(first.job_id);
   ASSERT_TRUE(job.ok());
-  EXPECT_EQ(job->status, "done");
+  EXPECT_EQ(job->status, app::JobStatus::Done);
   pending = c.job_items(first.job_id, true);
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty());
@@ -613,7 +688,7 @@ TEST_F(ImportTest, CopyToStoreCopiesAtomicallyAndNeverReplacesAStoredFile) {
     EXPECT_EQ(im.stored_path, expected.string());
     ASSERT_TRUE(fs::exists(im.stored_path));
     EXPECT_EQ(file_bytes(im.stored_path), file_bytes(im.path));
-    EXPECT_EQ(app::sha256_file(im.stored_path), im.content_hash);
+    EXPECT_EQ(app::sha256_file(im.stored_path).value(), im.content_hash);
   }
 
   // A conflicting file with the same SOP Instance UID: the stored copy stays as it was and no
@@ -663,8 +738,8 @@ TEST_F(ImportTest, RecordsTheWindowShownByDefault) {
   EXPECT_DOUBLE_EQ(*none->value().window_center, automatic.center);
   EXPECT_DOUBLE_EQ(*none->value().window_width, automatic.width);
   // The thumbnail is the automatic-window rendering, whichever way it is asked for.
-  EXPECT_EQ(none->value().thumbnail_png, app::make_thumbnail(image.value(), 128));
-  EXPECT_EQ(app::make_thumbnail(image.value(), automatic, 128), app::make_thumbnail(image.value(), 128));
+  EXPECT_EQ(none->value().thumbnail_png, app::make_thumbnail(image.value(), 128).value());
+  EXPECT_EQ(app::make_thumbnail(image.value(), automatic, 128).value(), app::make_thumbnail(image.value(), 128).value());
 }
 
 TEST_F(ImportTest, ProgressReportsRateAndEtaAndNothingToImportIsAnError) {

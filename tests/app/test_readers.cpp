@@ -230,7 +230,7 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   ASSERT_TRUE(c().put_instances(records).ok());
   app::ModelRecord m;
   m.version = "ai-1";
-  m.status = "active";
+  m.status = app::ModelStatus::Active;
   m.path = "/models/ai-1";
   auto model = c().register_model(m, {"Effusion"});
   ASSERT_TRUE(model.ok());

@@ -37,7 +37,7 @@ class Worklist : public CatalogTest {
   std::int64_t add_model(const std::string& version, bool active) {
     app::ModelRecord m;
     m.version = version;
-    m.status = active ? "active" : "candidate";
+    m.status = active ? app::ModelStatus::Active : app::ModelStatus::Candidate;
     m.path = "/models/" + version;
     auto r = cat().register_model(m, {"Effusion", "Nodule", "Mass"});
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);

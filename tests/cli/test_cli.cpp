@@ -83,8 +83,9 @@ TEST_F(Cli, RenderWritesTheDisplayedImage) {
   spec.encoding = td::Encoding::JpegLosslessSV1;
   td::write_dicom(dir_ / "mono1.dcm", spec);
   ASSERT_EQ(run_cli("render " + q(dir_ / "mono1.dcm") + " -o " + q(dir_ / "out.png")).status, 0);
-  const auto png = hilum::app::read_png_gray(dir_ / "out.png");
-  ASSERT_TRUE(png.error.empty()) << png.error;
+  const auto read = hilum::app::read_png_gray(dir_ / "out.png");
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  const auto& png = read.value();
   EXPECT_EQ(png.width, 256);
   EXPECT_EQ(png.height, 320);
   EXPECT_EQ(png.bit_depth, 8);
@@ -93,13 +94,16 @@ TEST_F(Cli, RenderWritesTheDisplayedImage) {
   EXPECT_GT(at(128, 160), at(75, 150) + 40);
 
   ASSERT_EQ(run_cli("render " + q(dir_ / "mono1.dcm") + " -o " + q(dir_ / "small.png") + " --max-size 64").status, 0);
-  const auto small = hilum::app::read_png_gray(dir_ / "small.png");
-  ASSERT_TRUE(small.error.empty()) << small.error;
+  const auto read_small = hilum::app::read_png_gray(dir_ / "small.png");
+  ASSERT_TRUE(read_small.ok()) << read_small.error().message;
+  const auto& small = read_small.value();
   EXPECT_EQ(small.height, 64);
   EXPECT_EQ(small.width, 51);
 
   ASSERT_EQ(run_cli("render " + q(dir_ / "mono1.dcm") + " -o " + q(dir_ / "inv.png") + " --invert").status, 0);
-  const auto inv = hilum::app::read_png_gray(dir_ / "inv.png");
+  const auto read_inv = hilum::app::read_png_gray(dir_ / "inv.png");
+  ASSERT_TRUE(read_inv.ok()) << read_inv.error().message;
+  const auto& inv = read_inv.value();
   ASSERT_EQ(inv.pixels.size(), png.pixels.size());
   EXPECT_EQ(inv.pixels[160 * 256 + 128], 255 - png.pixels[160 * 256 + 128]);
 }
@@ -110,8 +114,11 @@ TEST_F(Cli, RenderHonoursAnExplicitWindow) {
   // A window far below every value: all white; far above: all black.
   ASSERT_EQ(run_cli("render " + q(dir_ / "im.dcm") + " -o " + q(dir_ / "white.png") + " --window -10000,10").status, 0);
   ASSERT_EQ(run_cli("render " + q(dir_ / "im.dcm") + " -o " + q(dir_ / "black.png") + " --window 100000,10").status, 0);
-  const auto white = hilum::app::read_png_gray(dir_ / "white.png");
-  const auto black = hilum::app::read_png_gray(dir_ / "black.png");
+  const auto read_white = hilum::app::read_png_gray(dir_ / "white.png");
+  const auto read_black = hilum::app::read_png_gray(dir_ / "black.png");
+  ASSERT_TRUE(read_white.ok() && read_black.ok());
+  const auto& white = read_white.value();
+  const auto& black = read_black.value();
   ASSERT_FALSE(white.pixels.empty());
   ASSERT_FALSE(black.pixels.empty());
   EXPECT_EQ(*std::min_element(white.pixels.begin(), white.pixels.end()), 255);

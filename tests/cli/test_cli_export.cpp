@@ -90,7 +90,7 @@ class CliExport : public hilum::test::TempDirTest {
       rec.sop_class_uid = m.sop_class_uid;
       rec.path = fs::absolute(file).string();
       rec.file_size = static_cast<std::int64_t>(fs::file_size(file));
-      rec.content_hash = app::sha256_file(file);
+      rec.content_hash = app::sha256_file(file).value();
       rec.patient_id = m.patient_id;
       rec.patient_name = m.patient_name;
       rec.patient_birth_date = m.patient_birth_date;

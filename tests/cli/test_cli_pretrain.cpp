@@ -30,7 +30,7 @@ class CliPretrain : public hilum::test::TempDirTest {
     for (int i = 0; i < n; ++i) {
       std::vector<std::uint8_t> px(32 * 32);
       for (auto& v : px) v = static_cast<std::uint8_t>(level + noise(rng));
-      ASSERT_EQ(hilum::app::write_png_gray8(dir / (prefix + std::to_string(i) + "_a.png"), 32, 32, px), "");
+      ASSERT_TRUE(hilum::app::write_png_gray8(dir / (prefix + std::to_string(i) + "_a.png"), 32, 32, px).ok());
     }
   }
 };

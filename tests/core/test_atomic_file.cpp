@@ -1,5 +1,6 @@
 // core::write_file_atomically: the content, nothing left behind, and the folder synced after the
-// rename (issue 16, defect 17), seen through core::folder_sync.
+// rename (issue 16, defect 17), seen through core::folder_sync; its failures are values
+// (core::FileStatus) naming the file and carrying errno.
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -37,10 +38,11 @@ struct SyncLog {
 };
 SyncLog* g_log = nullptr;
 
-int recording_sync(const fs::path& folder) {
+core::FileStatus recording_sync(const fs::path& folder) {
   g_log->folders.push_back(folder);
   g_log->content_then.push_back(read_file(g_log->watched));
-  return g_log->answer;
+  if (g_log->answer != 0) return core::file_error(g_log->answer, "cannot flush the folder " + folder.string());
+  return core::Done{};
 }
 
 class AtomicFileTest : public TempDirTest {
@@ -54,14 +56,22 @@ class AtomicFileTest : public TempDirTest {
 
 TEST_F(AtomicFileTest, WritesTheContentAndLeavesNoTemporaryFile) {
   const fs::path file = path("state.json");
-  ASSERT_EQ(core::write_file_atomically(file, "{\"epoch\": 1}"), "");
+  ASSERT_TRUE(core::write_file_atomically(file, "{\"epoch\": 1}").ok());
   EXPECT_EQ(read_file(file), "{\"epoch\": 1}");
-  ASSERT_EQ(core::write_file_atomically(file, "{\"epoch\": 2}"), "");
+  ASSERT_TRUE(core::write_file_atomically(file, "{\"epoch\": 2}").ok());
   EXPECT_EQ(read_file(file), "{\"epoch\": 2}");
   EXPECT_EQ(names(dir_), std::vector<std::string>{"state.json"});
-  // The real folder sync works on an ordinary folder.
-  EXPECT_EQ(core::fsync_folder(dir_), 0);
-  EXPECT_EQ(core::fsync_folder(path("no-such-folder")), ENOENT);
+  // The real syncs work on an ordinary folder and file, and name what they cannot open.
+  EXPECT_TRUE(core::fsync_folder(dir_).ok());
+  EXPECT_TRUE(core::fsync_file(file).ok());
+  const auto no_folder = core::fsync_folder(path("no-such-folder"));
+  ASSERT_FALSE(no_folder.ok());
+  EXPECT_EQ(no_folder.error().code, ENOENT);
+  EXPECT_NE(no_folder.error().message.find("no-such-folder"), std::string::npos) << no_folder.error().message;
+  const auto no_file = core::fsync_file(path("no-such-file"));
+  ASSERT_FALSE(no_file.ok());
+  EXPECT_EQ(no_file.error().code, ENOENT);
+  EXPECT_NE(no_file.error().message.find("no-such-file"), std::string::npos) << no_file.error().message;
 }
 
 TEST_F(AtomicFileTest, TheFolderIsSyncedAfterTheRename) {
@@ -69,7 +79,7 @@ TEST_F(AtomicFileTest, TheFolderIsSyncedAfterTheRename) {
   log.watched = path("labels.csv");
   g_log = &log;
   core::folder_sync = &recording_sync;
-  ASSERT_EQ(core::write_file_atomically(log.watched, "a,b\r\n"), "");
+  ASSERT_TRUE(core::write_file_atomically(log.watched, "a,b\r\n").ok());
   ASSERT_EQ(log.folders.size(), 1u) << "the folder was not synced after the rename";
   EXPECT_EQ(log.folders[0], dir_);
   EXPECT_EQ(log.content_then[0], "a,b\r\n") << "the folder was synced before the rename";
@@ -82,13 +92,46 @@ TEST_F(AtomicFileTest, AFailedFolderSyncIsAnError) {
   log.answer = EIO;
   g_log = &log;
   core::folder_sync = &recording_sync;
-  const std::string error = core::write_file_atomically(log.watched, "{}");
+  const auto written = core::write_file_atomically(log.watched, "{}");
+  ASSERT_FALSE(written.ok());
+  const std::string& error = written.error().message;
+  EXPECT_EQ(written.error().code, EIO);
   EXPECT_NE(error.find("cannot flush the folder"), std::string::npos) << error;
   EXPECT_NE(error.find(dir_.string()), std::string::npos) << error;
+  EXPECT_NE(error.find("model.json"), std::string::npos) << error;
   EXPECT_EQ(log.folders.size(), 1u);
   // The content is in place (the rename happened), and no temporary file is left.
   EXPECT_EQ(read_file(log.watched), "{}");
   EXPECT_EQ(names(dir_), std::vector<std::string>{"model.json"});
+}
+
+// A file that cannot be created (its folder is missing, or is a file) is an error value naming it;
+// nothing is written anywhere.
+TEST_F(AtomicFileTest, AnUnwritablePathIsAnErrorValue) {
+  const auto missing = core::write_file_atomically(path("no-such-folder") / "state.json", "{}");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_NE(missing.error().message.find("cannot create"), std::string::npos) << missing.error().message;
+  EXPECT_NE(missing.error().message.find("no-such-folder"), std::string::npos) << missing.error().message;
+
+  { std::ofstream(path("plain-file")) << "x"; }
+  const auto under_a_file = core::write_file_atomically(path("plain-file") / "state.json", "{}");
+  ASSERT_FALSE(under_a_file.ok());
+  EXPECT_EQ(under_a_file.error().code, ENOTDIR);
+  EXPECT_EQ(read_file(path("plain-file")), "x");
+  EXPECT_EQ(names(dir_), std::vector<std::string>{"plain-file"});
+}
+
+// A rename that fails (the target is a folder that is not empty) removes the temporary file and
+// leaves the target as it was.
+TEST_F(AtomicFileTest, AFailedRenameLeavesNoTemporaryFile) {
+  fs::create_directories(path("target") / "inside");
+  const auto written = core::write_file_atomically(path("target"), "{}");
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.error().code, 0);
+  EXPECT_NE(written.error().message.find("cannot move"), std::string::npos) << written.error().message;
+  EXPECT_EQ(names(dir_), std::vector<std::string>{"target"});
+  EXPECT_TRUE(fs::is_directory(path("target") / "inside"));
 }
 
 }  // namespace

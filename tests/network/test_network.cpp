@@ -324,7 +324,7 @@ TEST_F(NetworkTest, SenderKilledMidStudyTwentyTimesLeavesNoPartialInstance) {
   EXPECT_GE(instances.size(), 1U) << "no instance completed before a kill";
   EXPECT_LE(instances.size(), 3U);
   for (const auto& inst : instances) {
-    EXPECT_EQ(app::sha256_file(inst.stored_path), inst.content_hash) << inst.stored_path;
+    EXPECT_EQ(app::sha256_file(inst.stored_path).value(), inst.content_hash) << inst.stored_path;
     auto image = dicom::read_radiograph(inst.stored_path);
     EXPECT_TRUE(image.ok()) << inst.stored_path << ": " << (image.ok() ? "" : image.error().message);
     if (image.ok()) {
@@ -350,7 +350,7 @@ TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
   ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
   const auto before = catalog.list_instances().value();
   ASSERT_EQ(before.size(), 1U);
-  const std::string stored_hash = app::sha256_file(before[0].path);
+  const std::string stored_hash = app::sha256_file(before[0].path).value();
   auto [rc, out] = run({HILUM_STORESCU, "-v", "-aet", "STORESCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port),
                         path("second.dcm").string()},
                        path("storescu.log"));
@@ -361,7 +361,7 @@ TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
   const auto instances = catalog.list_instances().value();
   ASSERT_EQ(instances.size(), 1U);
   EXPECT_EQ(instances[0].path, before[0].path);
-  EXPECT_EQ(app::sha256_file(instances[0].path), stored_hash);
+  EXPECT_EQ(app::sha256_file(instances[0].path).value(), stored_hash);
   EXPECT_EQ(instances[0].content_hash, stored_hash);
   EXPECT_EQ(files_below(path("store"), ".dcm"), 1U);
 }
@@ -562,7 +562,7 @@ class ReportTest : public NetworkTest {
     app::ModelRecord m;
     m.version = "hilum-test-7";
     m.name = "Hilum test ViT";
-    m.status = "active";
+    m.status = app::ModelStatus::Active;
     m.path = "/models/test";
     auto model = catalog.register_model(m, {"Effusion", "Nodule"});
     EXPECT_TRUE(model.ok());

@@ -188,7 +188,7 @@ AboutDialog::AboutDialog(Session* session, QWidget* parent) : QDialog(parent) {
   } else {
     md += tr("## Model card: %1\n\n").arg(qstr(model->version));
     md += tr("- Status: %1 (%2)\n- Strategy: %3\n- Created: %4\n- Folder: `%5`\n")
-              .arg(qstr(model->status), qstr(model->status_reason), qstr(model->strategy), qstr(model->created_at), qstr(model->path));
+              .arg(qstr(app::to_string(model->status)), qstr(model->status_reason), qstr(model->strategy), qstr(model->created_at), qstr(model->path));
     const auto hp = QJsonDocument::fromJson(QByteArray::fromStdString(model->hyperparameters)).object();
     if (!hp.isEmpty()) {
       md += tr("- Architecture and training: ");

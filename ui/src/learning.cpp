@@ -403,7 +403,7 @@ void ModelManager::refresh() {
     const auto mean = model_mean_auroc(m);
     const auto images = model_labelled_images(m);
     const QStringList cells{qstr(m.version),
-                            qstr(m.status),
+                            qstr(app::to_string(m.status)),
                             m.parent_id ? versions[*m.parent_id] : QString("–"),
                             qstr(m.strategy),
                             qstr(app::trained_on(m)),
@@ -413,7 +413,7 @@ void ModelManager::refresh() {
                             qstr(m.status_reason)};
     for (int c = 0; c < cells.size(); ++c) {
       auto* item = new QTableWidgetItem(cells[c]);
-      if (m.status == "active") {
+      if (m.status == app::ModelStatus::Active) {
         QFont f = item->font();
         f.setBold(true);
         item->setFont(f);
@@ -557,7 +557,7 @@ void ModelManager::import_folder(const std::filesystem::path& dir, const QString
           message(tr("Import failed: %1").arg(qstr(r.error().message)), true);
           return;
         }
-        message(tr("%1 registered (%2).").arg(qstr(r->version), qstr(r->status)));
+        message(tr("%1 registered (%2).").arg(qstr(r->version), qstr(app::to_string(r->status))));
         session_->notify_models_changed();
         Q_EMIT changed();
       });

@@ -7,13 +7,16 @@
 #include <filesystem>
 #include <string>
 
+#include "hilum/app/catalog.hpp"  // Result, Error
+
 namespace hilum::app {
 
-// SHA-256 of a file's bytes, read in 1 MiB pieces. Empty string on failure, with the reason in
-// *error when error is not null.
-[[nodiscard]] std::string sha256_file(const std::filesystem::path& path, std::string* error = nullptr);
+// SHA-256 of a file's bytes, read in 1 MiB pieces; ErrorKind::Io naming the file when it cannot
+// be opened or read.
+[[nodiscard]] Result<std::string> sha256_file(const std::filesystem::path& path);
 
-// SHA-256 of a buffer.
+// SHA-256 of a buffer (in memory, it cannot fail but for OpenSSL running out of memory, which
+// gives "").
 [[nodiscard]] std::string sha256_hex(const void* data, std::size_t size);
 
 // HMAC-SHA256(secret, domain NUL key), first 8 bytes as a big-endian integer: stable, keyed

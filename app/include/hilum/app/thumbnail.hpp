@@ -5,23 +5,22 @@
 #include <string>
 #include <vector>
 
+#include "hilum/app/catalog.hpp"  // Result, Error
 #include "hilum/dicom/radiograph.hpp"
 
 namespace hilum::app {
 
 // Encodes an 8-bit grayscale image (row-major, width * height bytes) as PNG, in memory.
-// Empty on failure, with the reason in *error when error is not null.
-[[nodiscard]] std::vector<std::uint8_t> encode_png_gray8(int width, int height, const std::vector<std::uint8_t>& pixels,
-                                                         std::string* error = nullptr);
+// ErrorKind::Invalid when the pixels do not match the size, Io when libpng fails.
+[[nodiscard]] Result<std::vector<std::uint8_t>> encode_png_gray8(int width, int height, const std::vector<std::uint8_t>& pixels);
 
 // The display image (automatic window over the exposed field, MONOCHROME1 shown bone-white),
-// area-averaged so that neither side exceeds max_side, as PNG bytes. Needs decoded pixels.
-// Empty on failure, with the reason in *error when error is not null.
-[[nodiscard]] std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, int max_side = 128,
-                                                       std::string* error = nullptr);
+// area-averaged so that neither side exceeds max_side, as PNG bytes. Needs decoded pixels
+// (ErrorKind::Invalid without them).
+[[nodiscard]] Result<std::vector<std::uint8_t>> make_thumbnail(const dicom::Radiograph& image, int max_side = 128);
 
 // The same with a window the caller already has (e.g. dicom::auto_window(image), computed once).
-[[nodiscard]] std::vector<std::uint8_t> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window,
-                                                       int max_side = 128, std::string* error = nullptr);
+[[nodiscard]] Result<std::vector<std::uint8_t>> make_thumbnail(const dicom::Radiograph& image, const dicom::Window& window,
+                                                               int max_side = 128);
 
 }  // namespace hilum::app

@@ -129,14 +129,21 @@ struct Finding {
   std::string created_at;
 };
 
+// The enums below are stored in the catalog and printed in JSON as text. Each has one table of
+// names (catalog/src/enums.cpp): to_string gives the stored spelling, X_from_string reads exactly
+// that spelling back and refuses any other (ErrorKind::Invalid, naming the known values).
 enum class LabelValue { Present, Absent, Uncertain, Cleared };
-[[nodiscard]] const char* to_string(LabelValue v);
-[[nodiscard]] std::optional<LabelValue> parse_label_value(const std::string& s);  // "present", ...
+[[nodiscard]] const char* to_string(LabelValue v);  // "present", "absent", "uncertain", "cleared"
+[[nodiscard]] Result<LabelValue> label_value_from_string(std::string_view s);
+// A value typed by a person or read from a CSV: the stored names and their synonyms, in any case
+// ("1"/"yes"/"positive", "0"/"no"/"negative", "-1"/"?", "clear"/"none").
+[[nodiscard]] std::optional<LabelValue> parse_label_value(const std::string& s);
 
 // What a label event is: one reader's reading of the image, or an adjudicator's decision (which
 // settles the consensus whatever the readers said; "cleared" withdraws it).
 enum class LabelKind { Reading, Adjudication };
 [[nodiscard]] const char* to_string(LabelKind k);  // "reading", "adjudication"
+[[nodiscard]] Result<LabelKind> label_kind_from_string(std::string_view s);
 
 // How the consensus label of an image and finding is derived from the readers' current labels:
 // an adjudicator's decision first; else the value all readers gave (unanimous); else, with the
@@ -151,6 +158,8 @@ struct ConsensusPolicy {
   // "adjudicated > unanimous > majority (at least 1 reader)": said by every workflow that uses labels.
   [[nodiscard]] std::string describe() const;
 };
+[[nodiscard]] const char* to_string(ConsensusPolicy::Rule r);  // "majority", "unanimous"
+[[nodiscard]] Result<ConsensusPolicy::Rule> consensus_rule_from_string(std::string_view s);
 
 // The reader at this computer: the OS user (getpwuid of the effective uid; $USER when the
 // password database does not know it). Every label event records it as `recorded_by`.
@@ -237,6 +246,8 @@ struct ReaderView {
 // (nor the model's predictions).
 enum class Blinding { Off, Labels, LabelsAndAi };
 [[nodiscard]] const char* to_string(Blinding b);  // "off", "labels", "labels+ai"
+[[nodiscard]] Result<Blinding> blinding_from_string(std::string_view s);
+// A mode typed by a person: the stored names and "none", "on", "all", in any case.
 [[nodiscard]] std::optional<Blinding> parse_blinding(const std::string& s);
 
 struct InstanceFilter {
@@ -260,11 +271,21 @@ struct StudySummary {
 
 // A background job (import, fine-tune, export) and its work items, kept so that an interrupted
 // job can be finished by running it again.
+enum class JobStatus { Running, Interrupted, Done, Failed };
+[[nodiscard]] const char* to_string(JobStatus s);  // "running", "interrupted", "done", "failed"
+[[nodiscard]] Result<JobStatus> job_status_from_string(std::string_view s);
+
+// What became of one work item (an import's file).
+enum class JobItemStatus { Pending, Imported, Present, Conflict, Skipped, NotDicom, Failed };
+// "pending", "imported", "present", "conflict", "skipped", "not-dicom", "failed"
+[[nodiscard]] const char* to_string(JobItemStatus s);
+[[nodiscard]] Result<JobItemStatus> job_item_status_from_string(std::string_view s);
+
 struct Job {
   std::int64_t id = 0;
   std::string kind;               // "import", ...
   std::string params;             // JSON, as the job was started
-  std::string status;             // running, interrupted, done, failed
+  JobStatus status = JobStatus::Running;
   std::string created_at;
   std::string updated_at;
   std::string summary;            // JSON, when done
@@ -273,9 +294,14 @@ struct Job {
 struct JobItem {
   std::int64_t id = 0;
   std::string path;
-  std::string status;             // pending, imported, present, conflict, skipped, failed
+  JobItemStatus status = JobItemStatus::Pending;
   std::string reason;             // why skipped / failed
 };
+
+// A model version's standing: the one active model (used by classify), candidates, retired ones.
+enum class ModelStatus { Active, Candidate, Retired };
+[[nodiscard]] const char* to_string(ModelStatus s);  // "active", "candidate", "retired"
+[[nodiscard]] Result<ModelStatus> model_status_from_string(std::string_view s);
 
 // A model version known to the catalog (the weights live in a Hugging Face folder at `path`).
 struct ModelRecord {
@@ -287,7 +313,7 @@ struct ModelRecord {
   std::string hyperparameters = "{}";  // JSON
   std::string label_snapshot = "{}";   // JSON
   std::string metrics = "{}";          // JSON
-  std::string status = "candidate";    // active, candidate, retired
+  ModelStatus status = ModelStatus::Candidate;
   std::string status_reason;
   std::string path;
   std::string created_at;
@@ -421,7 +447,7 @@ class Catalog {
   [[nodiscard]] Result<std::vector<JobItem>> job_items(std::int64_t job_id, bool pending_only);
   // Records the outcome of items (call inside the same transaction as the work they describe).
   [[nodiscard]] Status finish_job_items(const std::vector<JobItem>& items);
-  [[nodiscard]] Status set_job_status(std::int64_t job_id, const std::string& status, const std::string& summary = {});
+  [[nodiscard]] Status set_job_status(std::int64_t job_id, JobStatus status, const std::string& summary = {});
 
   // ---- Models and predictions.
   // Registers a model version; its output labels join the vocabulary when they are new.

@@ -1,0 +1,136 @@
+// The catalog's enums (issue 16: statuses as enums, not strings): each name is the spelling the
+// catalog stores and the JSON prints, read back exactly; an unknown name is an error, whether typed
+// or found in a catalog, never a default.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "catalog_support.hpp"
+
+namespace hilum::test {
+namespace {
+
+using app::ErrorKind;
+
+// Every enumerator of E with the name it must keep (the stored values: never renamed), read back
+// through `parse`.
+template <typename E, typename Parse>
+void expect_round_trip(const std::vector<std::pair<E, std::string>>& names, Parse parse) {
+  for (const auto& [value, name] : names) {
+    EXPECT_EQ(std::string(app::to_string(value)), name);
+    auto back = parse(name);
+    ASSERT_TRUE(back.ok()) << name << ": " << back.error().message;
+    EXPECT_EQ(back.value(), value) << name;
+  }
+}
+
+// A name that is not in the table: refused, the message naming it and the known names.
+template <typename Parse>
+void expect_refused(Parse parse, const std::string& name, const std::string& a_known_name) {
+  auto r = parse(name);
+  ASSERT_FALSE(r.ok()) << "'" << name << "' was accepted";
+  EXPECT_EQ(r.error().kind, ErrorKind::Invalid);
+  EXPECT_NE(r.error().message.find("'" + name.substr(0, 64)), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(a_known_name), std::string::npos) << r.error().message;
+}
+
+TEST(CatalogEnums, EveryEnumeratorRoundTripsThroughItsStoredName) {
+  using app::LabelValue;
+  expect_round_trip<LabelValue>({{LabelValue::Present, "present"}, {LabelValue::Absent, "absent"},
+                                 {LabelValue::Uncertain, "uncertain"}, {LabelValue::Cleared, "cleared"}},
+                                app::label_value_from_string);
+  using app::LabelKind;
+  expect_round_trip<LabelKind>({{LabelKind::Reading, "reading"}, {LabelKind::Adjudication, "adjudication"}}, app::label_kind_from_string);
+  using Rule = app::ConsensusPolicy::Rule;
+  expect_round_trip<Rule>({{Rule::Majority, "majority"}, {Rule::Unanimous, "unanimous"}}, app::consensus_rule_from_string);
+  using app::Blinding;
+  expect_round_trip<Blinding>({{Blinding::Off, "off"}, {Blinding::Labels, "labels"}, {Blinding::LabelsAndAi, "labels+ai"}},
+                              app::blinding_from_string);
+  using app::JobStatus;
+  expect_round_trip<JobStatus>({{JobStatus::Running, "running"}, {JobStatus::Interrupted, "interrupted"},
+                                {JobStatus::Done, "done"}, {JobStatus::Failed, "failed"}},
+                               app::job_status_from_string);
+  using app::JobItemStatus;
+  expect_round_trip<JobItemStatus>({{JobItemStatus::Pending, "pending"}, {JobItemStatus::Imported, "imported"},
+                                    {JobItemStatus::Present, "present"}, {JobItemStatus::Conflict, "conflict"},
+                                    {JobItemStatus::Skipped, "skipped"}, {JobItemStatus::NotDicom, "not-dicom"},
+                                    {JobItemStatus::Failed, "failed"}},
+                                   app::job_item_status_from_string);
+  using app::ModelStatus;
+  expect_round_trip<ModelStatus>({{ModelStatus::Active, "active"}, {ModelStatus::Candidate, "candidate"},
+                                  {ModelStatus::Retired, "retired"}},
+                                 app::model_status_from_string);
+}
+
+TEST(CatalogEnums, AnUnknownNameIsRefused) {
+  for (const std::string& bad : std::vector<std::string>{"", "bogus", "Active", " active", "active ", std::string(200, 'x')}) {
+    expect_refused(app::model_status_from_string, bad, "active, candidate, retired");
+    expect_refused(app::job_status_from_string, bad, "running, interrupted, done, failed");
+    expect_refused(app::job_item_status_from_string, bad, "not-dicom");
+    expect_refused(app::label_value_from_string, bad, "present, absent, uncertain, cleared");
+    expect_refused(app::label_kind_from_string, bad, "reading, adjudication");
+    expect_refused(app::consensus_rule_from_string, bad, "majority, unanimous");
+    expect_refused(app::blinding_from_string, bad, "labels+ai");
+  }
+  // The stored reading is exact: a synonym a person may type is not a stored name.
+  EXPECT_FALSE(app::label_value_from_string("yes").ok());
+  EXPECT_FALSE(app::label_value_from_string("Present").ok());
+  EXPECT_FALSE(app::blinding_from_string("on").ok());
+  // A hostile name is cut in the message.
+  auto long_name = app::model_status_from_string(std::string(200, 'x'));
+  ASSERT_FALSE(long_name.ok());
+  EXPECT_LT(long_name.error().message.size(), 150u) << long_name.error().message;
+}
+
+TEST(CatalogEnums, WhatAPersonTypesStillParses) {
+  EXPECT_EQ(app::parse_label_value("Present"), app::LabelValue::Present);
+  EXPECT_EQ(app::parse_label_value("YES"), app::LabelValue::Present);
+  EXPECT_EQ(app::parse_label_value("0"), app::LabelValue::Absent);
+  EXPECT_EQ(app::parse_label_value("?"), app::LabelValue::Uncertain);
+  EXPECT_EQ(app::parse_label_value("none"), app::LabelValue::Cleared);
+  EXPECT_FALSE(app::parse_label_value("maybe").has_value());
+  EXPECT_EQ(app::parse_blinding("ALL"), app::Blinding::LabelsAndAi);
+  EXPECT_EQ(app::parse_blinding("labels+ai"), app::Blinding::LabelsAndAi);
+  EXPECT_FALSE(app::parse_blinding("sometimes").has_value());
+}
+
+void raw_exec(sqlite3* db, const std::string& sql) {
+  char* msg = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
+  ASSERT_EQ(rc, SQLITE_OK) << (msg ? msg : "") << "\n" << sql;
+}
+
+// A catalog holding a status this Hilum does not know (written by something else, or damaged) is
+// reported as such, not read as "off", "majority" or a job item to redo.
+TEST_F(CatalogTest, AnUnknownStoredNameIsAnErrorNotADefault) {
+  if (pg::enabled()) GTEST_SKIP() << "edits the SQLite file directly";
+  auto c = open_catalog();
+  auto job = c.create_job("import", "{}", {"/a/1.dcm"});
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(c.set_blinding(app::Blinding::Labels).ok());
+  ASSERT_TRUE(c.blinding().ok());
+  ASSERT_TRUE(c.job_items(job.value(), false).ok());
+
+  raw_exec(c.handle(), "UPDATE job_items SET status = 'exploded'");
+  raw_exec(c.handle(), "UPDATE settings SET value = 'sometimes' WHERE key = 'blinding'");
+  raw_exec(c.handle(), "INSERT OR REPLACE INTO settings(key, value) VALUES ('consensus.rule', 'plurality')");
+
+  auto items = c.job_items(job.value(), false);
+  ASSERT_FALSE(items.ok());
+  EXPECT_EQ(items.error().kind, ErrorKind::Corrupt);
+  EXPECT_NE(items.error().message.find("'exploded'"), std::string::npos) << items.error().message;
+  auto blinding = c.blinding();
+  ASSERT_FALSE(blinding.ok()) << "read as " << app::to_string(blinding.value());
+  EXPECT_EQ(blinding.error().kind, ErrorKind::Corrupt);
+  EXPECT_NE(blinding.error().message.find("'sometimes'"), std::string::npos) << blinding.error().message;
+  auto policy = c.consensus_policy();
+  ASSERT_FALSE(policy.ok());
+  EXPECT_EQ(policy.error().kind, ErrorKind::Corrupt);
+  EXPECT_NE(policy.error().message.find("'plurality'"), std::string::npos) << policy.error().message;
+}
+
+}  // namespace
+}  // namespace hilum::test
