@@ -43,6 +43,7 @@ class LabelOutboxTest : public CatalogTest {
  protected:
   void SetUp() override {
     CatalogTest::SetUp();
+    local_.emplace("HILUM_DATA_DIR", path("local").string());  // a PostgreSQL catalog's local folder: the test's
     catalog_.emplace(open_catalog());
     ASSERT_TRUE(catalog_->put_instances({record("8.1"), record("8.2")}).ok());
     flaky_.catalog = &*catalog_;
@@ -54,6 +55,7 @@ class LabelOutboxTest : public CatalogTest {
     return std::move(o.value());
   }
   std::size_t events() { return catalog_->label_history()->size(); }
+  std::optional<ScopedEnv> local_;
   std::optional<app::Catalog> catalog_;
   FlakyCatalog flaky_;
   fs::path journal_;
