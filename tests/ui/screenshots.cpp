@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
       return app::Error{app::ErrorKind::CannotOpen, "catalog query: cannot reach the catalog server (connection refused)"};
     });
     window->labels()->select_finding("Mass");
-    QTest::keyClick(window.get(), Qt::Key_A);
+    window->labeller()->set_value("Mass", app::LabelValue::Absent);  // as the A key does
     check(reading_session->pending_labels() == 1, "label kept while the catalog is away");
     wait_for([] { return false; }, 300);
     save(window.get(), out, "main_labels_not_yet_saved");

@@ -73,6 +73,7 @@ class PendingLabels : public QObject {
     QCOMPARE(kept.count(), 1);
     // Shown as set, counted as pending, kept on disk; nothing in the catalog yet.
     QCOMPARE(window_->labeller()->state("Effusion").value, app::LabelValue::Present);
+    QVERIFY(window_->findChild<QLabel*>("labelSaved")->text().contains("Not yet saved"));
     QVERIFY(indicator()->isVisible());
     QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
     QVERIFY(retry_button()->isVisible());
