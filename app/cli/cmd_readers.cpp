@@ -163,12 +163,14 @@ int cmd_agreement(const Global& global, const Args& args) {
     return kExitOk;
   }
   const auto show = [](const app::AgreementValue& v) {
+    if (!v.value && v.reason == "too few images") return "too few images (" + std::to_string(v.images) + ")";
     if (!v.value) return std::string("undefined");
     std::string s = core::format_fixed(*v.value, 3);
     if (v.low && v.high) s += " (" + core::format_fixed(*v.low, 3) + " to " + core::format_fixed(*v.high, 3) + ")";
     return s + ", " + std::to_string(v.images) + " images";
   };
-  std::printf("labels: %s\nAI: %s\n", report->labels.c_str(), report->model_version.empty() ? "none" : report->model_version.c_str());
+  std::printf("labels: %s\nAI: %s\nno statistic from fewer than %d images\n", report->labels.c_str(),
+              report->model_version.empty() ? "none" : report->model_version.c_str(), report->min_images);
   for (const auto& f : report->findings) {
     std::printf("%s: %d image(s) of %d patient(s), %zu reader(s)\n", f.finding.c_str(), f.images, f.patients, f.readers.size());
     for (const auto& p : f.cohen_kappa)

@@ -29,8 +29,13 @@ using Rows = std::vector<std::vector<int>>;
 AgreementValue measure(const Rows& rows, const std::vector<std::size_t>& patient_of_row, const AgreementOptions& o,
                        const std::function<std::optional<double>(const Rows&)>& statistic, const std::function<bool(const std::vector<int>&)>& counts) {
   AgreementValue v;
-  v.value = statistic(rows);
   for (const auto& r : rows) v.images += counts(r) ? 1 : 0;
+  if (v.images < o.min_images) {
+    v.reason = "too few images";
+    return v;
+  }
+  v.value = statistic(rows);
+  if (!v.value) v.reason = "undefined";
   if (v.value && o.bootstrap > 0) {
     auto ci = training::cluster_bootstrap(patient_of_row, o.bootstrap, o.seed, [&](const std::vector<std::size_t>& items) {
       Rows sample;
@@ -64,6 +69,7 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
   report.threshold = options.threshold;
   report.bootstrap = options.bootstrap;
   report.seed = options.seed;
+  report.min_images = options.min_images;
   auto policy = catalog.consensus_policy();
   if (!policy) return policy.error();
   report.labels = "each reader's current label; consensus: " + policy->describe();
@@ -187,7 +193,8 @@ std::string number(double v) { return core::format_number(v, 17); }
 std::string value_json(const AgreementValue& v) {
   std::string o = "{\"value\":" + (v.value ? number(*v.value) : std::string("null"));
   o += ",\"ci95\":" + (v.low && v.high ? "[" + number(*v.low) + "," + number(*v.high) + "]" : std::string("null"));
-  return o + ",\"images\":" + std::to_string(v.images) + "}";
+  o += ",\"images\":" + std::to_string(v.images);
+  return o + ",\"reason\":" + (v.reason.empty() ? std::string("null") : json_escape(v.reason)) + "}";
 }
 
 std::string names_json(const std::vector<std::string>& names) {
@@ -229,6 +236,7 @@ std::string agreement_json(const AgreementReport& r) {
   else o.add("model", r.model_version);
   o.add_raw("threshold", number(r.threshold));
   o.add_raw("bootstrap", JsonObject().add("resamples", r.bootstrap).add("unit", "patient").add("seed", static_cast<std::int64_t>(r.seed)).str());
+  o.add("min_images", r.min_images);
   o.add_raw("readers", names_json(r.readers)).add_raw("findings", findings);
   return o.str();
 }

@@ -484,6 +484,12 @@ CREATE TABLE reading_submissions (
   PRIMARY KEY (instance_ref, author)
 );
 )SQL"));
+    // 5 -> 6: a client-generated key per label event (LabelInput::event_key): a change the GUI
+    // retries after its connection was lost is written once, even when the first attempt committed.
+    steps.emplace_back(R"SQL(
+ALTER TABLE label_events ADD COLUMN event_key TEXT CHECK (event_key IS NULL OR (event_key <> '' AND length(event_key) <= 128));
+CREATE UNIQUE INDEX label_events_event_key ON label_events(event_key);
+)SQL");
     return steps;
   }();
   return m;
@@ -1044,6 +1050,16 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
     }
     const auto f = by_name.find(lower(in.finding));
     if (f == by_name.end()) return Error{ErrorKind::NotFound, where + "unknown finding (add it with: hilum-cli labels add NAME)"};
+    if (!in.event_key.empty()) {
+      if (in.event_key.size() > 128 || std::any_of(in.event_key.begin(), in.event_key.end(), [](char c) {
+            return static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f;
+          })) {
+        return invalid(where + "an event key is 1 to 128 printable ASCII characters without spaces");
+      }
+      for (std::size_t j = 0; j < k; ++j) {
+        if (labels[j].event_key == in.event_key) return invalid(where + "the event key " + in.event_key + " is given twice");
+      }
+    }
     if (in.model_probability && !(*in.model_probability >= 0.0 && *in.model_probability <= 1.0)) {
       return invalid(where + "model probability must be between 0 and 1");
     }
@@ -1067,8 +1083,23 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
     if (inside) {
       if (auto s = inside(); !s) return s.error();
     }
+    // An input whose event key is stored already was written by an earlier attempt (one whose
+    // reply was lost): its event's id is returned and it is not written again.
+    std::vector<std::optional<std::int64_t>> stored(labels.size());
+    {
+      sql::Stmt find(impl_->db, "SELECT id FROM label_events WHERE event_key = ?");
+      if (!find.ok()) return *find.prepare_error();
+      for (std::size_t k = 0; k < labels.size(); ++k) {
+        if (labels[k].event_key.empty()) continue;
+        find.reset();
+        find.bind(1, labels[k].event_key);
+        if (find.step()) stored[k] = find.int64(0);
+        if (find.error()) return *find.error();
+      }
+    }
     std::map<std::pair<std::int64_t, std::string>, std::map<std::string, LabelValue>> state;  // (image, author) -> finding -> value
     for (std::size_t k = 0; k < labels.size(); ++k) {
+      if (stored[k]) continue;
       const auto key = std::make_pair(resolved[k].instance, labels[k].kind == LabelKind::Reading ? resolved[k].author : std::string());
       if (state.count(key)) continue;
       const std::string uid = std::find_if(images.begin(), images.end(), [&](const auto& kv) {
@@ -1080,6 +1111,7 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
       for (const auto& e : current.value()) values[e.finding] = e.value;
     }
     for (std::size_t k = 0; k < labels.size(); ++k) {
+      if (stored[k]) continue;
       const auto key = std::make_pair(resolved[k].instance, labels[k].kind == LabelKind::Reading ? resolved[k].author : std::string());
       state[key][resolved[k].finding->name] = labels[k].value;
     }
@@ -1088,16 +1120,22 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
     }
     sql::Stmt s(impl_->db,
                 "INSERT INTO label_events(instance_ref, finding_ref, value, region, author, created_at, model_version, "
-                "model_probability, comment, source, kind, recorded_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+                "model_probability, comment, source, kind, recorded_by, event_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!s.ok()) return *s.prepare_error();
     for (std::size_t k = 0; k < labels.size(); ++k) {
       const LabelInput& in = labels[k];
+      if (stored[k]) {
+        ids.push_back(*stored[k]);
+        continue;
+      }
       s.reset();
       s.bind(1, resolved[k].instance).bind(2, resolved[k].finding->id).bind(3, to_string(in.value));
       if (in.region) s.bind(4, in.region->to_json());
       else s.bind_null(4);
       s.bind(5, resolved[k].author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment);
       s.bind(10, in.source).bind(11, to_string(in.kind)).bind(12, recorder);
+      if (in.event_key.empty()) s.bind_null(13);
+      else s.bind(13, in.event_key);
       if (!s.run()) return *s.error();
       ids.push_back(impl_->db->last_insert_id());
     }

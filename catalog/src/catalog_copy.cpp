@@ -9,7 +9,7 @@
 namespace hilum::app {
 namespace {
 
-// Every table of schema 5, parents before children, with its columns and their types
+// Every table of schema 6, parents before children, with its columns and their types
 // (i integer, r real, t text, b blob).
 struct Table {
   const char* name;
@@ -48,7 +48,7 @@ const std::vector<Table>& tables() {
       {"label_events",
        {{"id", 'i'}, {"instance_ref", 'i'}, {"finding_ref", 'i'}, {"value", 't'}, {"region", 't'}, {"author", 't'},
         {"created_at", 't'}, {"model_version", 't'}, {"model_probability", 'r'}, {"comment", 't'}, {"source", 't'},
-        {"kind", 't'}, {"recorded_by", 't'}},
+        {"kind", 't'}, {"recorded_by", 't'}, {"event_key", 't'}},
        true},
       {"predictions",
        {{"instance_ref", 'i'}, {"model_ref", 'i'}, {"finding_ref", 'i'}, {"probability", 'r'}, {"computed_at", 't'}},

@@ -592,8 +592,16 @@ END $$;
 UPDATE hilum_catalog SET pg_revision = 2;
 )SQL";
 
+// Revision 3 (catalog schema 6): a client-generated key per label event, unique, so that a change
+// retried after a lost reply is written once (SQLite's step 5 -> 6).
+constexpr const char* kRevision3 = R"SQL(
+ALTER TABLE label_events ADD COLUMN event_key TEXT CHECK (event_key IS NULL OR (event_key <> '' AND length(event_key) <= 128));
+CREATE UNIQUE INDEX label_events_event_key ON label_events(event_key);
+UPDATE hilum_catalog SET pg_revision = 3, schema_version = 6;
+)SQL";
+
 const std::vector<const char*>& pg_migrations() {  // [i] upgrades revision i + 1 to i + 2
-  static const std::vector<const char*> steps{kRevision2};
+  static const std::vector<const char*> steps{kRevision2, kRevision3};
   return steps;
 }
 
@@ -633,7 +641,12 @@ bool is_postgresql_url(std::string_view location) {
 
 Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
   const std::string where = "opening the catalog " + shown_catalog_location(url);
-  PGconn* conn = PQconnectdb(url.c_str());
+  // A server that cannot be reached is given up on after 10 s (libpq waits for TCP's own timeout,
+  // minutes, by default), on opening and on every reconnection (PQreset keeps these options): the
+  // GUI retries kept labels on its own thread. A connect_timeout in the URL overrides it.
+  const char* const keys[] = {"connect_timeout", "dbname", nullptr};
+  const char* const values[] = {"10", url.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, 1);
   if (conn == nullptr) return Error{ErrorKind::CannotOpen, where + ": out of memory"};
   if (PQstatus(conn) != CONNECTION_OK) {
     Error e{ErrorKind::CannotOpen, where + ": cannot connect (" + trimmed(PQerrorMessage(conn)) + ")"};
@@ -705,10 +718,11 @@ Result<Opened> open_postgresql(const std::string& url, Catalog::Mode mode) {
     if (!found) return found.error();
   }
   const int v = (*found)->schema;
-  if (v < latest) {
+  // Read-only, an older revision is read as it is (schema 5 on: what reading needs is there).
+  if (v < latest && !(mode == Catalog::Mode::ReadOnly && v >= 5)) {
     return Error{ErrorKind::NewerSchema, shown_catalog_location(url) + " has catalog schema " + std::to_string(v) + ", which this Hilum cannot upgrade"};
   }
-  return Opened{std::move(db), latest};
+  return Opened{std::move(db), v};
 }
 
 }  // namespace hilum::app::sql

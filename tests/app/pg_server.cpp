@@ -18,6 +18,10 @@ std::string catalog_url(const std::string&, const std::string&) { return {}; }
 std::string admin_exec(const std::string&, const std::string&) { return "no PostgreSQL"; }
 std::string exec_as(const std::string&, const std::string&, const std::string&) { return "no PostgreSQL"; }
 std::string admin_value(const std::string&, const std::string&) { return {}; }
+std::string stop_server() { return "no PostgreSQL"; }
+std::string create_server() { return "no PostgreSQL"; }
+void destroy_server() {}
+std::string start_server() { return "no PostgreSQL"; }
 }  // namespace hilum::test::pg
 #else
 #include <libpq-fe.h>
@@ -47,34 +51,8 @@ int run(const std::string& command) { return std::system(command.c_str()); }
 
 class Environment final : public ::testing::Environment {
  public:
-  void SetUp() override {
-    Server& s = server();
-    char tmpl[] = "/tmp/hilum-pg-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    s.dir = tmpl;
-    if (::geteuid() == 0) {
-      const passwd* pw = ::getpwnam("postgres");
-      ASSERT_NE(pw, nullptr) << "running as root needs the postgres user to run initdb";
-      ASSERT_EQ(::chown(s.dir.c_str(), pw->pw_uid, pw->pw_gid), 0);
-      s.prefix = "runuser -u postgres -- ";
-    }
-    const std::string d = s.dir.string();
-    ASSERT_EQ(run(s.prefix + bin("initdb") + " -D '" + d + "/data' -U postgres -A trust -E UTF8 --locale=C -N > '" + d +
-                  "/initdb.log' 2>&1"),
-              0)
-        << "initdb failed; see " << d << "/initdb.log";
-    ASSERT_EQ(run(s.prefix + bin("pg_ctl") + " -D '" + d + "/data' -l '" + d + "/server.log' -w -o \"-k " + d + " -h '' -F -p " +
-                  kPort + "\" start > /dev/null"),
-              0)
-        << "the server did not start; see " << d << "/server.log";
-    s.running = true;
-  }
-  void TearDown() override {
-    Server& s = server();
-    if (s.running) (void)run(s.prefix + bin("pg_ctl") + " -D '" + s.dir.string() + "/data' -m immediate -w stop > /dev/null");
-    std::error_code ec;
-    fs::remove_all(s.dir, ec);
-  }
+  void SetUp() override { ASSERT_EQ(create_server(), ""); }
+  void TearDown() override { destroy_server(); }
 };
 
 [[maybe_unused]] ::testing::Environment* const kEnvironment =
@@ -135,6 +113,50 @@ std::string admin_value(const std::string& db, const std::string& sql) {
   std::string value;
   (void)exec_on("postgres", db, sql, &value);
   return value;
+}
+
+std::string create_server() {
+  Server& s = server();
+  char tmpl[] = "/tmp/hilum-pg-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return "cannot create a temporary folder";
+  s.dir = tmpl;
+  if (::geteuid() == 0) {
+    const passwd* pw = ::getpwnam("postgres");
+    if (pw == nullptr) return "running as root needs the postgres user to run initdb";
+    if (::chown(s.dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) return "cannot give " + s.dir.string() + " to the postgres user";
+    s.prefix = "runuser -u postgres -- ";
+  }
+  const std::string d = s.dir.string();
+  if (run(s.prefix + bin("initdb") + " -D '" + d + "/data' -U postgres -A trust -E UTF8 --locale=C -N > '" + d + "/initdb.log' 2>&1") != 0) {
+    return "initdb failed; see " + d + "/initdb.log";
+  }
+  return start_server();
+}
+
+void destroy_server() {
+  Server& s = server();
+  if (s.running) (void)run(s.prefix + bin("pg_ctl") + " -D '" + s.dir.string() + "/data' -m immediate -w stop > /dev/null");
+  s.running = false;
+  std::error_code ec;
+  if (!s.dir.empty()) fs::remove_all(s.dir, ec);
+}
+
+std::string start_server() {
+  Server& s = server();
+  const std::string d = s.dir.string();
+  if (run(s.prefix + bin("pg_ctl") + " -D '" + d + "/data' -l '" + d + "/server.log' -w -o \"-k " + d + " -h '' -F -p " + kPort +
+          "\" start > /dev/null") != 0) {
+    return "the server did not start; see " + d + "/server.log";
+  }
+  s.running = true;
+  return {};
+}
+
+std::string stop_server() {
+  Server& s = server();
+  if (run(s.prefix + bin("pg_ctl") + " -D '" + s.dir.string() + "/data' -m fast -w stop > /dev/null") != 0) return "the server did not stop";
+  s.running = false;
+  return {};
 }
 
 }  // namespace hilum::test::pg

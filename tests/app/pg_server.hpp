@@ -21,4 +21,14 @@ namespace hilum::test::pg {
 // The first column of the first row of `sql` run as the superuser ("" on error).
 [[nodiscard]] std::string admin_value(const std::string& db, const std::string& sql);
 
+// The server itself, for a test program that is not the catalog suite (the suite's run calls these
+// before and after its tests): initdb into a fresh temporary folder and start ("" or why not); stop
+// and delete it all.
+[[nodiscard]] std::string create_server();
+void destroy_server();
+// Stops the server (fast shutdown: every session is ended, as when a server goes away) and starts
+// it again on the same folder and socket: "" when it worked, else why not.
+[[nodiscard]] std::string stop_server();
+[[nodiscard]] std::string start_server();
+
 }  // namespace hilum::test::pg

@@ -155,30 +155,33 @@ TEST_F(PostgresRules, OnlyTheAdjudicatorRoleRecordsAdjudications) {
   EXPECT_TRUE(granted.ok()) << granted.error().message;
 }
 
-// A catalog of the first PostgreSQL revision (no pg_revision, no adjudicator rule) is upgraded when
+// A catalog of the first PostgreSQL revision (no pg_revision, no adjudicator rule, no event keys) is upgraded when
 // opened, in one transaction: a step that fails leaves it exactly as it was. A newer revision is
 // refused with a clear message and left untouched.
 TEST_F(PostgresRules, AnOlderRevisionIsUpgradedInATransactionAndANewerOneRefused) {
   const std::string to_revision_1 =
       "DROP TRIGGER label_events_adjudicator ON label_events; DROP FUNCTION hilum_adjudicator_only(); "
-      "ALTER TABLE hilum_catalog DROP COLUMN pg_revision";
+      "ALTER TABLE hilum_catalog DROP COLUMN pg_revision; ALTER TABLE label_events DROP COLUMN event_key; "
+      "UPDATE hilum_catalog SET schema_version = 5";
   const std::string has_revision = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hilum_catalog'::regclass "
                                    "AND attname = 'pg_revision' AND NOT attisdropped";
-  ASSERT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "2");
+  ASSERT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "3");
   catalog_.reset();
   ASSERT_EQ(pg::admin_exec(db_, to_revision_1), "");
   // A step that fails (a function of that name is already there): nothing of the upgrade is left.
   ASSERT_EQ(pg::admin_exec(db_, "CREATE FUNCTION hilum_adjudicator_only() RETURNS integer LANGUAGE sql AS 'SELECT 1'"), "");
   auto failed = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
   ASSERT_FALSE(failed.ok());
-  EXPECT_NE(failed.error().message.find("from PostgreSQL revision 1 to 2"), std::string::npos) << failed.error().message;
+  EXPECT_NE(failed.error().message.find("from PostgreSQL revision 1 to 3"), std::string::npos) << failed.error().message;
   EXPECT_EQ(pg::admin_value(db_, has_revision), "0") << "the ALTER TABLE before the failing step was rolled back";
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "0");
   // Without the obstacle: upgraded, labels kept, the rule in force.
   ASSERT_EQ(pg::admin_exec(db_, "DROP FUNCTION hilum_adjudicator_only()"), "");
   auto upgraded = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
   ASSERT_TRUE(upgraded.ok()) << upgraded.error().message;
-  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "2");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "3");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT schema_version FROM hilum_catalog"), "6");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'label_events_event_key'"), "1");
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "1");
   ASSERT_TRUE(upgraded->count_instances().ok());
   EXPECT_EQ(upgraded->count_instances().value(), 2);

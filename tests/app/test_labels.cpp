@@ -109,6 +109,36 @@ TEST_F(LabelsTest, ABatchWithOneBadLabelWritesNothing) {
   EXPECT_NE(unknown.error().message.find("unknown finding"), std::string::npos);
 }
 
+// A label sent again with the same event key (a retry after a lost reply) is not written twice:
+// add_labels returns the stored event's id. A key given twice in one batch, or malformed, is refused.
+TEST_F(LabelsTest, AnEventKeyIsWrittenOnce) {
+  auto a = label("7.1", "Effusion", LabelValue::Present);
+  a.event_key = "0123abcd-1";
+  auto b = label("7.1", "Mass", LabelValue::Present);
+  b.event_key = "0123abcd-2";
+  auto first = c().add_labels({a, b});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto again = c().add_labels({a, b});
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again.value(), first.value());
+  // Partly stored: only the new one is written.
+  auto d = label("7.1", "Nodule", LabelValue::Present);
+  d.event_key = "0123abcd-3";
+  auto mixed = c().add_labels({a, d});
+  ASSERT_TRUE(mixed.ok()) << mixed.error().message;
+  EXPECT_EQ(mixed->at(0), first->at(0));
+  EXPECT_EQ(c().label_history()->size(), 3u);
+  // Without a key, the same label is a new event, as always.
+  ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
+  EXPECT_EQ(c().label_history()->size(), 4u);
+  auto dup = label("7.2", "Effusion", LabelValue::Present);
+  dup.event_key = "k-1";
+  EXPECT_EQ(c().add_labels({dup, dup}).error().kind, app::ErrorKind::Invalid);
+  dup.event_key = "with space";
+  EXPECT_EQ(c().add_labels({dup}).error().kind, app::ErrorKind::Invalid);
+  EXPECT_EQ(c().label_history()->size(), 4u);
+}
+
 TEST_F(LabelsTest, NoFindingIsExclusive) {
   ASSERT_TRUE(c().add_labels({label("7.1", "Effusion", LabelValue::Present)}).ok());
   auto clash = c().add_labels({label("7.1", "No Finding", LabelValue::Present)});

@@ -291,6 +291,52 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   EXPECT_EQ(app::agreement(c(), options).error().kind, app::ErrorKind::NotFound);
 }
 
+// No statistic from fewer than kMinAgreementImages images: a kappa of two readers on 9 images is
+// not given (null, "too few images", the count), on 10 it is.
+TEST_F(Readers, NoAgreementStatisticFromTooFewImages) {
+  static_assert(app::kMinAgreementImages == 10);
+  std::vector<app::InstanceRecord> records;
+  for (int i = 0; i < 10; ++i) records.push_back(record("6." + std::to_string(i), "Q" + std::to_string(i), "6.6." + std::to_string(i), "6.6." + std::to_string(i) + ".1"));
+  ASSERT_TRUE(c().put_instances(records).ok());
+  std::vector<LabelInput> labels;
+  for (int i = 0; i < 9; ++i) {  // the readers agree on 6 of 9
+    const std::string image = "6." + std::to_string(i);
+    labels.push_back(reading(image, "Mass", i % 2 == 0 ? LabelValue::Present : LabelValue::Absent, "dr.a"));
+    labels.push_back(reading(image, "Mass", i % 3 == 0 ? LabelValue::Absent : (i % 2 == 0 ? LabelValue::Present : LabelValue::Absent), "dr.b"));
+  }
+  ASSERT_TRUE(c().add_labels(labels).ok());
+  app::AgreementOptions options;
+  options.finding = "Mass";
+  options.bootstrap = 20;
+  auto few = app::agreement(c(), options);
+  ASSERT_TRUE(few.ok()) << few.error().message;
+  EXPECT_EQ(few->min_images, 10);
+  const auto& f = few->findings.at(0);
+  ASSERT_EQ(f.cohen_kappa.size(), 1u);
+  const app::AgreementValue& k = f.cohen_kappa[0].cohen_kappa;
+  EXPECT_FALSE(k.value.has_value());
+  EXPECT_FALSE(k.low.has_value());
+  EXPECT_EQ(k.images, 9);
+  EXPECT_EQ(k.reason, "too few images");
+  EXPECT_FALSE(f.fleiss_kappa.value.has_value());
+  EXPECT_FALSE(f.krippendorff_alpha.value.has_value());
+  const auto j = nlohmann::json::parse(app::agreement_json(*few));
+  EXPECT_EQ(j["min_images"], 10);
+  EXPECT_TRUE(j["findings"][0]["cohen_kappa"][0]["value"].is_null());
+  EXPECT_EQ(j["findings"][0]["cohen_kappa"][0]["reason"], "too few images");
+  EXPECT_EQ(j["findings"][0]["cohen_kappa"][0]["images"], 9);
+  // The tenth image: the statistics are given, and their reason is null.
+  ASSERT_TRUE(c().add_labels({reading("6.9", "Mass", LabelValue::Present, "dr.a"), reading("6.9", "Mass", LabelValue::Present, "dr.b")}).ok());
+  auto enough = app::agreement(c(), options);
+  ASSERT_TRUE(enough.ok());
+  const app::AgreementValue& k10 = enough->findings.at(0).cohen_kappa.at(0).cohen_kappa;
+  ASSERT_TRUE(k10.value.has_value());
+  EXPECT_EQ(k10.images, 10);
+  EXPECT_EQ(k10.reason, "");
+  EXPECT_TRUE(enough->findings.at(0).krippendorff_alpha.value.has_value());
+  EXPECT_TRUE(nlohmann::json::parse(app::agreement_json(*enough))["findings"][0]["cohen_kappa"][0]["reason"].is_null());
+}
+
 TEST_F(Readers, BlindedReadingWithholdsOthersLabelsUntilSubmitted) {
   read("7.1", "Effusion", LabelValue::Present, "dr.a");
   read("7.1", "Mass", LabelValue::Absent, "dr.b");

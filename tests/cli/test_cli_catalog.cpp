@@ -159,11 +159,17 @@ TEST_F(CliCatalog, AgreementNamesEachStatisticAndTheReaders) {
   ASSERT_EQ(run_cli(db() + " label 8.2 --set Effusion=absent --author dr.b").status, 0);
   const auto r = run_cli(db() + " agreement --finding Effusion --bootstrap 20 --json");
   ASSERT_EQ(r.status, 0) << r.out;
-  for (const char* field : {"\"cohen_kappa\":[{\"readers\":[\"dr.a\",\"dr.b\"],\"value\":0,", "\"fleiss_kappa\":{\"value\":",
-                            "\"krippendorff_alpha\":{\"value\":", "\"reader_vs_consensus\":[{\"reader\":\"dr.a\"",
-                            "\"readers\":[\"dr.a\",\"dr.b\"]"}) {
+  // Two images are too few for any statistic (kMinAgreementImages): null, with the reason and the count.
+  for (const char* field : {"\"cohen_kappa\":[{\"readers\":[\"dr.a\",\"dr.b\"],\"value\":null,\"ci95\":null,\"images\":2,\"reason\":\"too few images\"}",
+                            "\"fleiss_kappa\":{\"value\":null,\"ci95\":null,\"images\":2,\"reason\":\"too few images\"}",
+                            "\"krippendorff_alpha\":{\"value\":null,", "\"reader_vs_consensus\":[{\"reader\":\"dr.a\"",
+                            "\"readers\":[\"dr.a\",\"dr.b\"]", "\"min_images\":10"}) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " in " << r.out;
   }
+  const auto text = run_cli(db() + " agreement --finding Effusion --bootstrap 20");
+  ASSERT_EQ(text.status, 0) << text.out;
+  EXPECT_NE(text.out.find("Cohen's kappa dr.a / dr.b: too few images (2)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("no statistic from fewer than 10 images"), std::string::npos) << text.out;
   EXPECT_EQ(run_cli(db() + " agreement --threshold 2").status, 2);
 }
 

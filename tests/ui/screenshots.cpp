@@ -3,7 +3,7 @@
 // has something to say) into a temporary catalog, registers a random ViT-Ti/16, labels with the
 // keyboard, shows an attention map and a ruler, exports, fine-tunes, pre-trains (running, with the
 // question quitting asks then, cancelled, resumed), queries a PACS (Orthanc, when the build found
-// it), reads blinded with three readers, shows the readers' agreement, and writes one PNG per window.
+// it), reads blinded with three readers, shows the readers' agreement, keeps a label while the catalog is away, and writes one PNG per window.
 #include <QApplication>
 #include <QComboBox>
 #include <QDir>
@@ -16,6 +16,7 @@
 #include <QSlider>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QTableWidget>
 #include <QTest>
 #include <QTimer>
 
@@ -404,6 +405,35 @@ int main(int argc, char** argv) {
     agreement->select_finding("Effusion");
     wait_for([] { return false; }, 300);
     save(agreement, out, "agreement");
+    // A finding only a few films carry two readers' labels of: "too few images (n)", no statistic.
+    auto* finding_box = agreement->findChild<QComboBox*>();
+    auto* table = agreement->findChild<QTableWidget*>("agreementTable");
+    bool too_few = false;
+    for (int i = 0; finding_box != nullptr && table != nullptr && i < finding_box->count() && !too_few; ++i) {
+      finding_box->setCurrentIndex(i);
+      too_few = table->rowCount() > 0 && table->item(0, 2)->text().startsWith("too few images");
+    }
+    if (too_few) {
+      wait_for([] { return false; }, 300);
+      save(agreement, out, "agreement_too_few_images");
+    }
+  }
+
+  // The catalog goes away (a failing writer stands in for a server that stopped): a label is kept,
+  // "not yet saved (1)" and "Retry now" in the status bar; then the catalog is back and it is saved.
+  {
+    ui::Session* reading_session = window->session();
+    reading_session->outbox().set_writer([](const std::vector<app::LabelInput>&) -> app::Result<std::vector<std::int64_t>> {
+      return app::Error{app::ErrorKind::CannotOpen, "catalog query: cannot reach the catalog server (connection refused)"};
+    });
+    window->labels()->select_finding("Mass");
+    window->labeller()->set_value("Mass", app::LabelValue::Absent);  // as the A key does
+    check(reading_session->pending_labels() == 1, "label kept while the catalog is away");
+    wait_for([] { return false; }, 300);
+    save(window.get(), out, "main_labels_not_yet_saved");
+    reading_session->outbox().set_writer([reading_session](const std::vector<app::LabelInput>& labels) { return reading_session->catalog().add_labels(labels); });
+    (void)reading_session->retry_labels();
+    check(reading_session->pending_labels() == 0, "kept label saved once the catalog is back");
   }
 
   // The worklist sorted by AI uncertainty, and the main window once more after everything.

@@ -416,7 +416,10 @@ class Workstation : public QObject {
   void showsTheReadersAgreementAsAppComputesIt() {
     window_.reset();
     const fs::path db = dir_ / "agreement.db";
-    uitest::import_into(db, {dir_ / "dicom"});
+    // Eighteen films: no statistic is given from fewer than app::kMinAgreementImages (10), and the two
+    // readers agree (a consensus to compare with) on 12 of them for Effusion.
+    uitest::write_phantoms(dir_ / "dicom-18", 18, 1, 128, 128);
+    uitest::import_into(db, {dir_ / "dicom-18"});
     uitest::label_by_two_readers(db);
     window_ = open_window(db);
     QAction* action = window_->action("actionAgreement");
@@ -479,6 +482,37 @@ class Workstation : public QObject {
     }
     // The readers disagree on Effusion: its Cohen's kappa is below 1, and the two findings differ.
     QVERIFY(*expected->findings[0].cohen_kappa[0].cohen_kappa.value < 1.0);
+    window_.reset();
+  }
+
+  // Six films: every statistic would come from fewer than ten images; the window says so
+  // ("too few images (6)") in the table and the plot, and states the minimum.
+  void saysTooFewImagesInsteadOfAStatistic() {
+    window_.reset();
+    const fs::path db = dir_ / "agreement-few.db";
+    uitest::import_into(db, {dir_ / "dicom"});
+    uitest::label_by_two_readers(db);
+    window_ = open_window(db);
+    auto* view = window_->show_agreement();
+    QVERIFY(view != nullptr);
+    QTRY_VERIFY_WITH_TIMEOUT(!view->computing(), 60000);
+    view->select_finding("Effusion");
+    auto* table = view->findChild<QTableWidget*>("agreementTable");
+    auto* plot = view->findChild<ui::ForestPlot*>("agreementPlot");
+    QVERIFY(table != nullptr && plot != nullptr);
+    QVERIFY(table->rowCount() >= 3);
+    for (int r = 0; r < table->rowCount(); ++r) {
+      QCOMPARE(table->item(r, 2)->text(), QString("too few images (%1)").arg(table->item(r, 4)->text()));
+      QVERIFY(!table->item(r, 2)->data(Qt::UserRole).isValid());
+    }
+    QCOMPARE(table->item(0, 2)->text(), QString("too few images (6)"));
+    for (const auto& row : plot->rows()) {
+      QVERIFY(!row.value.has_value());
+      QVERIFY(row.missing.startsWith("too few images ("));
+    }
+    bool stated = false;
+    for (auto* label : view->findChildren<QLabel*>()) stated = stated || label->text().contains("fewer than 10 images");
+    QVERIFY2(stated, "the minimum is stated");
     window_.reset();
   }
 

@@ -124,7 +124,7 @@ void ForestPlot::paintEvent(QPaintEvent*) {
     p.setPen(r.value ? text : palette().color(QPalette::Disabled, QPalette::Text));
     p.drawText(QRectF(4, y - kRowHeight / 2.0, label_width - 8, kRowHeight), Qt::AlignVCenter | Qt::AlignRight,
                fm.elidedText(r.label, Qt::ElideMiddle, label_width - 8));
-    QString shown = tr("undefined");
+    QString shown = r.missing.isEmpty() ? tr("undefined") : r.missing;
     if (r.value) {
       const QColor c = kind_colour(r.kind);
       if (r.low && r.high) {
@@ -238,10 +238,12 @@ void AgreementWindow::refresh() {
                                      .arg(qstr(report_->model_version), QString::fromStdString(core::format_number(report_->threshold, 6)));
         QStringList readers;
         for (const auto& r : report_->readers) readers << qstr(r);
-        summary_->setText(tr("Readers: %1. Labels: %2. AI: %3. 95% intervals: %4 bootstrap resamples by patient (seed %5).")
+        summary_->setText(tr("Readers: %1. Labels: %2. AI: %3. 95% intervals: %4 bootstrap resamples by patient (seed %5). "
+                             "No statistic from fewer than %6 images.")
                               .arg(readers.isEmpty() ? tr("none") : readers.join(", "), qstr(report_->labels), ai)
                               .arg(report_->bootstrap)
-                              .arg(static_cast<qulonglong>(report_->seed)));
+                              .arg(static_cast<qulonglong>(report_->seed))
+                              .arg(report_->min_images));
         {
           const QSignalBlocker block(finding_);
           for (const auto& f : report_->findings) finding_->addItem(qstr(f.finding));
@@ -273,9 +275,12 @@ void AgreementWindow::show_finding(int index) {
     table_->insertRow(r);
     auto* name = new QTableWidgetItem(statistic);
     auto* who = new QTableWidgetItem(readers);
-    auto* value = new QTableWidgetItem(v.value ? number(v.value) : tr("undefined"));
+    const bool too_few = !v.value && v.reason == "too few images";
+    const QString missing = too_few ? tr("too few images (%1)").arg(v.images) : tr("undefined");
+    auto* value = new QTableWidgetItem(v.value ? number(v.value) : missing);
     value->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
     if (v.value) value->setData(Qt::UserRole, *v.value);
+    else if (too_few) value->setToolTip(tr("not shown: computed from fewer than %1 images it would say nothing").arg(report_->min_images));
     else value->setToolTip(tr("undefined: the readers used one category only, or no image has two labels"));
     auto* interval = new QTableWidgetItem(v.low && v.high ? number(v.low) + " to " + number(v.high) : QString());
     if (v.low && v.high) interval->setData(Qt::UserRole, QVariantList{*v.low, *v.high});
@@ -290,7 +295,7 @@ void AgreementWindow::show_finding(int index) {
     table_->setItem(r, 2, value);
     table_->setItem(r, 3, interval);
     table_->setItem(r, 4, images);
-    rows.push_back({plot_label, kind, v.value, v.low, v.high});
+    rows.push_back({plot_label, kind, v.value, v.low, v.high, v.value ? QString() : missing});
   };
   for (const auto& p : f.cohen_kappa) {
     const QString pair = qstr(p.reader_a) + " / " + qstr(p.reader_b);

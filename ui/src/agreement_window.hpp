@@ -26,6 +26,7 @@ struct ForestRow {
   QString label;
   int kind = 0;  // 0 Cohen's kappa (pair), 1 Fleiss' kappa, 2 Krippendorff's alpha, 3 vs consensus, 4 vs AI
   std::optional<double> value, low, high;
+  QString missing;  // shown instead of a value ("too few images (4)"); "" = "undefined"
 };
 
 // A forest plot drawn with QPainter: one row per statistic, its point and 95% interval on a shared

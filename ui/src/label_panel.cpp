@@ -104,6 +104,10 @@ LabelPanel::LabelPanel(Labeller* labeller, QWidget* parent) : QWidget(parent), l
   connect(labeller_->undo_stack(), &QUndoStack::canUndoChanged, undo_, &QToolButton::setEnabled);
   connect(labeller_->undo_stack(), &QUndoStack::canRedoChanged, redo_, &QToolButton::setEnabled);
   connect(labeller_, &Labeller::changed, this, &LabelPanel::refresh);
+  connect(labeller_, &Labeller::kept, this, [this](const QString& what, const QString&) {
+    saved_->setStyleSheet("color: #b35900;");
+    saved_->setText(tr("Not yet saved %1 — %2 (kept; saved when the catalog can be reached)").arg(QTime::currentTime().toString("HH:mm:ss"), what));
+  });
   connect(labeller_, &Labeller::saved, this, [this](const QString& what) {
     saved_->setStyleSheet({});
     saved_->setText(tr("Saved %1 — %2").arg(QTime::currentTime().toString("HH:mm:ss"), what));

@@ -48,6 +48,11 @@ void Labeller::set_image(const QString& sop_instance_uid) {
   reload();
 }
 
+void Labeller::refresh() {
+  reload();
+  Q_EMIT changed();
+}
+
 void Labeller::set_model(const QString& version, std::vector<std::pair<std::string, double>> probabilities,
                          std::map<std::string, double> thresholds) {
   model_version_ = version;
@@ -56,17 +61,22 @@ void Labeller::set_model(const QString& version, std::vector<std::pair<std::stri
 }
 
 void Labeller::reload() {
-  states_.clear();
-  others_.clear();
-  blinded_ = ai_hidden_ = submitted_ = false;
-  if (image_.isEmpty()) return;
+  if (image_.isEmpty()) {
+    states_.clear();
+    others_.clear();
+    blinded_ = ai_hidden_ = submitted_ = false;
+    return;
+  }
   // The reader edits their own labels (each reader has their own; see Catalog::reader_labels) and
   // sees the others' only as blinded reading allows.
   auto view = session_->catalog().reader_view(sstr(image_), sstr(session_->author()));
-  if (!view) {
+  if (!view) {  // e.g. the server went away: what was shown stays, with the changes kept since
     Q_EMIT failed(qstr(view.error().message));
+    overlay_pending();
     return;
   }
+  states_.clear();
+  others_.clear();
   blinded_ = view->blinded;
   ai_hidden_ = view->ai_hidden;
   submitted_ = view->submitted;
@@ -79,6 +89,28 @@ void Labeller::reload() {
     s.author = qstr(e.author);
     s.model_version = qstr(e.model_version.value_or(""));
     states_[qstr(e.finding)] = s;
+  }
+  overlay_pending();
+}
+
+void Labeller::overlay_pending() {
+  const std::string image = sstr(image_);
+  const std::string author = sstr(session_->author());
+  for (const auto& change : session_->outbox().changes()) {
+    if (!change.refused.empty()) continue;
+    for (const auto& in : change.labels) {
+      if (in.image != image || in.author != author) continue;
+      if (in.value == app::LabelValue::Cleared) {
+        states_.erase(qstr(in.finding));
+        continue;
+      }
+      LabelState& s = states_[qstr(in.finding)];
+      s.value = in.value;
+      s.region = in.region;
+      s.comment = qstr(in.comment);
+      s.author = qstr(in.author);
+      s.model_version = qstr(in.model_version.value_or(""));
+    }
   }
 }
 
@@ -129,11 +161,18 @@ bool Labeller::write(const Change& states) {
     in.source = "gui";
     inputs.push_back(std::move(in));
   }
-  auto written = session_->catalog().add_labels(inputs);
+  kept_reason_.clear();
+  auto written = session_->submit_labels(std::move(inputs));
   if (!written) {
     Q_EMIT failed(qstr(written.error().message));
     reload();
     return false;
+  }
+  if (!written->saved) {  // kept: shown as set (the catalog cannot be asked now), retried by the session
+    kept_reason_ = written->why_kept.empty() ? tr("the catalog cannot be reached") : qstr(written->why_kept);
+    overlay_pending();
+    Q_EMIT changed();
+    return true;
   }
   reload();
   Q_EMIT changed();
@@ -154,7 +193,8 @@ bool Labeller::apply(const Change& after, const QString& description) {
   }
   if (!write(after)) return false;
   undo_.push(new LabelCommand(this, std::move(before), after, description));
-  Q_EMIT saved(description);
+  if (kept_reason_.isEmpty()) Q_EMIT saved(description);
+  else Q_EMIT kept(description, kept_reason_);
   return true;
 }
 

@@ -38,6 +38,8 @@ class Labeller : public QObject {
 
   // The image being labelled (reloads its current labels; clears the undo history).
   void set_image(const QString& sop_instance_uid);
+  // Reads the image's labels again (kept changes were saved meanwhile); the undo history stays.
+  void refresh();
   [[nodiscard]] const QString& image() const { return image_; }
   // What the AI panel shows, recorded with each label.
   void set_model(const QString& version, std::vector<std::pair<std::string, double>> probabilities,
@@ -69,6 +71,9 @@ class Labeller : public QObject {
   void changed();                          // labels of the current image changed (written)
   void readingSubmitted();                 // the reader submitted the reading of the current image
   void saved(const QString& description);  // e.g. "Effusion: present"
+  // The change could not be saved (the catalog cannot be reached): it is kept and retried (see
+  // Session::submit_labels), and shown as this reader's labels meanwhile.
+  void kept(const QString& description, const QString& why);
   void failed(const QString& message);
 
  private:
@@ -78,6 +83,7 @@ class Labeller : public QObject {
   bool apply(const Change& after, const QString& description);
   bool write(const Change& states);  // appends the events, reloads
   void reload();
+  void overlay_pending();  // this reader's kept changes of the image, over what the catalog said
   [[nodiscard]] std::optional<double> probability_of(const QString& finding) const;
 
   Session* session_;
@@ -92,6 +98,7 @@ class Labeller : public QObject {
   std::vector<std::pair<std::string, double>> probabilities_;
   std::map<std::string, double> thresholds_;
   QUndoStack undo_;
+  QString kept_reason_;  // set by write() when the change was kept, not saved
 };
 
 }  // namespace hilum::ui

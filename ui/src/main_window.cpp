@@ -7,6 +7,7 @@
 #include <QFileDialog>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QPushButton>
 #include <QRegularExpression>
 #include <QSplitter>
 #include <QStatusBar>
@@ -117,6 +118,23 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   statusBar()->addWidget(status_pixel_, 2);
   statusBar()->addWidget(status_window_, 2);
   statusBar()->addPermanentWidget(status_job_);
+  // Labels the catalog could not take yet (its server went away): kept, retried, shown here.
+  status_pending_ = new QLabel(this);
+  status_pending_->setObjectName("pendingLabels");
+  status_pending_->setStyleSheet("QLabel { color: #b35900; font-weight: bold; }");
+  retry_labels_ = new QPushButton(tr("Retry now"), this);
+  retry_labels_->setObjectName("retryLabels");
+  statusBar()->addPermanentWidget(status_pending_);
+  statusBar()->addPermanentWidget(retry_labels_);
+  connect(retry_labels_, &QPushButton::clicked, this, [this] {
+    const auto r = session_->retry_labels();
+    if (r.saved > 0) statusBar()->showMessage(tr("Saved %n kept change(s)", "", r.saved), 6000);
+  });
+  connect(session_.get(), &Session::pendingLabelsChanged, this, [this] { update_pending_labels(); });
+  connect(session_.get(), &Session::keptLabelsSaved, this, [this](const QString& uid) {
+    if (uid == labeller_->image()) labeller_->refresh();
+  });
+  update_pending_labels();
 
   build_actions();
   build_menus();
@@ -143,6 +161,9 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   connect(labeller_, &Labeller::readingSubmitted, this, &MainWindow::request_predictions);
   connect(labeller_, &Labeller::saved, this, [this](const QString& what) { statusBar()->showMessage(tr("Saved: %1").arg(what), 4000); });
   connect(labeller_, &Labeller::failed, this, [this](const QString& why) { statusBar()->showMessage(tr("Not saved: %1").arg(why), 8000); });
+  connect(labeller_, &Labeller::kept, this, [this](const QString& what, const QString& why) {
+    statusBar()->showMessage(tr("Not yet saved: %1 (kept, and saved when the catalog can be reached again: %2)").arg(what, why), 8000);
+  });
   connect(session_.get(), &Session::catalogChanged, this, [this] {
     labeller_->reload_vocabulary();
     labels_->rebuild_rows();
@@ -923,6 +944,20 @@ void MainWindow::send_results() {
         }
         close_when_jobs_stopped();
       });
+}
+
+void MainWindow::update_pending_labels() {
+  const int pending = session_->pending_labels();
+  const int refused = session_->refused_labels();
+  QStringList parts;
+  if (pending > 0) parts << tr("not yet saved (%1)").arg(pending);
+  if (refused > 0) parts << tr("refused by the catalog (%1)").arg(refused);
+  status_pending_->setText(parts.join(QStringLiteral(" · ")));
+  QString tip = tr("Labels kept in %1 until the catalog takes them").arg(qstr(session_->outbox().journal_file().string()));
+  if (!session_->pending_reason().isEmpty()) tip += "\n" + tr("Last attempt: %1").arg(session_->pending_reason());
+  status_pending_->setToolTip(tip);
+  status_pending_->setVisible(!parts.isEmpty());
+  retry_labels_->setVisible(pending > 0);
 }
 
 }  // namespace hilum::ui

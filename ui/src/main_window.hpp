@@ -8,6 +8,7 @@
 #include <QLabel>
 #include <QMainWindow>
 #include <QPointer>
+#include <QPushButton>
 #include <QStringList>
 
 #include <atomic>
@@ -128,6 +129,9 @@ class MainWindow : public QMainWindow {
   QLabel* status_pixel_ = nullptr;
   QLabel* status_window_ = nullptr;
   QLabel* status_job_ = nullptr;
+  QLabel* status_pending_ = nullptr;     // "not yet saved (N)"
+  QPushButton* retry_labels_ = nullptr;  // "Retry now"
+  void update_pending_labels();
   std::map<QString, QAction*> actions_;
   std::optional<app::WorklistItem> current_;
   int open_generation_ = 0;

@@ -103,7 +103,56 @@ std::shared_ptr<const app::LoadedModel> ModelCache::peek(std::int64_t model_id) 
 }
 
 Session::Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent)
-    : QObject(parent), catalog_(std::move(catalog)), path_(std::move(path)), author_(std::move(author)) {}
+    : QObject(parent), catalog_(std::move(catalog)), path_(std::move(path)), author_(std::move(author)) {
+  const auto writer = [this](const std::vector<app::LabelInput>& labels) { return catalog_.add_labels(labels); };
+  const std::filesystem::path journal = app::pending_labels_file(catalog_);
+  auto outbox = app::LabelOutbox::open(journal, writer);
+  if (!outbox) {
+    // A damaged journal is moved aside (kept for whoever wants to read it), never overwritten.
+    std::filesystem::path aside = journal;
+    aside += ".damaged-" + app::new_change_key().substr(0, 8);
+    std::error_code ec;
+    std::filesystem::rename(journal, aside, ec);
+    qWarning("hilum: %s; moved to %s", outbox.error().message.c_str(), aside.c_str());
+    outbox = app::LabelOutbox::open(ec ? std::filesystem::path(journal.string() + ".new") : journal, writer);
+    if (!outbox) qFatal("hilum: %s", outbox.error().message.c_str());
+  }
+  outbox_ = std::make_unique<app::LabelOutbox>(std::move(outbox.value()));
+  retry_timer_.setInterval(kRetryMs);
+  connect(&retry_timer_, &QTimer::timeout, this, [this] { (void)retry_labels(); });
+  // What an earlier session kept is retried from the start.
+  if (outbox_->pending() > 0) QTimer::singleShot(0, this, [this] { (void)retry_labels(); });
+}
+
+void Session::pending_changed(const QString& reason) {
+  pending_reason_ = outbox_->pending() > 0 ? reason : QString();
+  if (outbox_->pending() > 0 && !retry_timer_.isActive()) retry_timer_.start();
+  if (outbox_->pending() == 0) retry_timer_.stop();
+  Q_EMIT pendingLabelsChanged(outbox_->pending());
+}
+
+app::Result<app::LabelOutbox::Submitted> Session::submit_labels(std::vector<app::LabelInput> labels) {
+  const int before = outbox_->pending();
+  auto submitted = outbox_->submit(std::move(labels));
+  if (submitted && (!submitted->saved || before != outbox_->pending())) {
+    QString reason = qstr(submitted->why_kept);
+    if (!submitted->journal_problem.empty()) reason += tr(" (kept in memory only: %1)").arg(qstr(submitted->journal_problem));
+    pending_changed(reason);
+  }
+  return submitted;
+}
+
+app::LabelOutbox::RetryReport Session::retry_labels() {
+  auto report = outbox_->retry();
+  QString reason = report.error ? qstr(report.error->message) : QString();
+  if (!report.journal_problem.empty()) reason += tr(" (journal: %1)").arg(qstr(report.journal_problem));
+  pending_changed(reason);
+  for (const auto& image : report.saved_images) {
+    Q_EMIT keptLabelsSaved(qstr(image));
+    notify_labels_changed(qstr(image));
+  }
+  return report;
+}
 
 Session::~Session() = default;
 

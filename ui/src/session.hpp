@@ -6,6 +6,7 @@
 
 #include <QObject>
 #include <QString>
+#include <QTimer>
 
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/label_outbox.hpp"
 
 namespace hilum::ui {
 
@@ -81,6 +83,18 @@ class Session : public QObject {
   // Loads the active model in the background (again when it changed); emits modelReady.
   void reload_model();
 
+  // Labels that could not be saved (the catalog's server cannot be reached) are kept, in memory and
+  // in a journal beside the catalog (app::LabelOutbox), and retried every kRetryMs while any is
+  // pending, and by retry_labels() ("Retry now"). Each change is written once, in order.
+  static constexpr int kRetryMs = 5000;
+  [[nodiscard]] app::LabelOutbox& outbox() { return *outbox_; }
+  [[nodiscard]] app::Result<app::LabelOutbox::Submitted> submit_labels(std::vector<app::LabelInput> labels);
+  app::LabelOutbox::RetryReport retry_labels();
+  [[nodiscard]] int pending_labels() const { return outbox_->pending(); }
+  [[nodiscard]] int refused_labels() const { return outbox_->refused(); }
+  // Why the last attempt to save the pending labels failed ("" when none are pending).
+  [[nodiscard]] const QString& pending_reason() const { return pending_reason_; }
+
   // Announces catalog changes made by the GUI (labels) or by background jobs (import, training).
   void notify_labels_changed(const QString& sop_instance_uid) { Q_EMIT labelsChanged(sop_instance_uid); }
   void notify_catalog_changed() { Q_EMIT catalogChanged(); }
@@ -91,6 +105,10 @@ class Session : public QObject {
   void labelsChanged(const QString& sop_instance_uid);
   void modelsChanged();
   void modelReady();
+  // The number of changes not yet saved (or refused) changed, or a retry failed again.
+  void pendingLabelsChanged(int pending);
+  // Kept labels of this image were written (or refused) by a retry: what the catalog holds changed.
+  void keptLabelsSaved(const QString& sop_instance_uid);
 
  private:
   Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent);
@@ -99,6 +117,10 @@ class Session : public QObject {
   std::filesystem::path path_;
   QString author_;
   std::shared_ptr<ModelCache> models_ = std::make_shared<ModelCache>();
+  std::unique_ptr<app::LabelOutbox> outbox_;
+  QString pending_reason_;
+  QTimer retry_timer_;
+  void pending_changed(const QString& reason);
 };
 
 QString qstr(const std::string& s);

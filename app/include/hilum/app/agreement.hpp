@@ -15,18 +15,26 @@
 
 namespace hilum::app {
 
+// No statistic is given from fewer images than this (a kappa from 4 images says nothing): the value
+// is then null, with the reason "too few images" (stated in every output: JSON "min_images").
+inline constexpr int kMinAgreementImages = 10;
+
 struct AgreementOptions {
   std::string finding;                   // one finding (case-insensitive); empty = every labelled finding
   std::optional<std::int64_t> model_id;  // whose predictions are "the AI"; empty = the active model
   double threshold = 0.5;                // prediction >= threshold: present
   int bootstrap = 1000;                  // resamples (0: no intervals)
   std::uint64_t seed = 1;
+  int min_images = kMinAgreementImages;  // fewer images: no value
 };
 
 struct AgreementValue {
-  std::optional<double> value;  // empty when undefined (one category only, nothing to compare)
+  std::optional<double> value;  // empty when undefined (one category only, nothing to compare) or too few images
   std::optional<double> low, high;  // 95% interval by patient bootstrap
   int images = 0;               // images the value is computed on
+  // Why there is no value: "too few images" (fewer than AgreementOptions::min_images), "undefined"
+  // (e.g. every reader gave one category), or "" when there is one.
+  std::string reason;
 };
 
 struct PairAgreement {
@@ -57,18 +65,20 @@ struct AgreementReport {
   double threshold = 0.5;
   int bootstrap = 0;
   std::uint64_t seed = 1;
+  int min_images = kMinAgreementImages;
   std::vector<std::string> readers;
   std::vector<FindingAgreement> findings;
 };
 
 [[nodiscard]] Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& options);
 
-// {"labels", "model", "threshold", "bootstrap": {"resamples", "unit": "patient", "seed"}, "readers",
+// {"labels", "model", "threshold", "bootstrap": {"resamples", "unit": "patient", "seed"}, "min_images", "readers",
 //  "findings": [{"finding", "images", "patients", "readers",
-//    "cohen_kappa": [{"readers": [A, B], "value", "ci95": [low, high], "images"}],
+//    "cohen_kappa": [{"readers": [A, B], "value", "ci95": [low, high], "images", "reason"}],
 //    "fleiss_kappa": {"value", "ci95", "images"}, "krippendorff_alpha": {...},
 //    "reader_vs_consensus": [{"reader", "cohen_kappa": {...}}], "reader_vs_ai": [...]}]}
-// Undefined values are null; numbers with 17 significant digits, whatever the locale.
+// Undefined values are null, with "reason" saying why ("too few images", "undefined"; null when
+// there is a value); numbers with 17 significant digits, whatever the locale.
 [[nodiscard]] std::string agreement_json(const AgreementReport& report);
 
 }  // namespace hilum::app

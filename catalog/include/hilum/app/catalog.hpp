@@ -190,6 +190,10 @@ struct LabelInput {
   std::string comment;
   std::string source = "cli";     // cli, csv, gui
   LabelKind kind = LabelKind::Reading;
+  // A client-generated key, unique in the catalog (1-128 printable ASCII characters; empty: none):
+  // an input whose key is stored already is not written again, and add_labels returns the stored
+  // event's id (a change retried after a lost reply is written once; see app/label_outbox.hpp).
+  std::string event_key;
 };
 
 struct LabelEvent {
@@ -395,6 +399,7 @@ class Catalog {
   // All-or-nothing: every input is checked first (image known, finding known, region valid, "No
   // Finding" exclusive among the author's own labels), then all are written in one transaction.
   // Each event records the OS user as recorded_by. Adjudications go through adjudicate().
+  // Inputs with an event key already stored are skipped (their stored ids returned).
   [[nodiscard]] Result<std::vector<std::int64_t>> add_labels(const std::vector<LabelInput>& labels);
   [[nodiscard]] Result<std::vector<LabelEvent>> label_history(const std::string& uid_or_path = {});
   // Each reader's current label: the reader's latest reading event per (image, finding), Cleared

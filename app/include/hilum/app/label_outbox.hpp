@@ -1,0 +1,105 @@
+// Hilum app: labels that could not be saved yet. When the catalog's server (PostgreSQL) cannot be
+// reached, a reader's change is kept, in memory and in a small journal file beside the catalog
+// (written atomically, so that a crash of the program keeps it too), and written when the
+// connection comes back (LabelOutbox::retry), in the order it was made, exactly once: each label of
+// a change carries a client-generated event key (LabelInput::event_key), which the catalog stores
+// once, so that a retry after an attempt that committed but whose reply was lost writes nothing
+// twice. The GUI binds it (ui/src/session.cpp); no Qt here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hilum/app/catalog.hpp"
+
+namespace hilum::app {
+
+// One change a reader made (labels written together, all or nothing).
+struct PendingChange {
+  std::string key;                 // client-generated, unique; its labels' event keys are key + "-" + k
+  std::string created_at;          // when the reader made it (ISO 8601 UTC)
+  std::vector<LabelInput> labels;  // with their event keys
+  std::string refused;             // why the catalog refused it on a retry (then it is no longer retried)
+};
+
+// The journal of the changes not yet saved: a JSON file replaced atomically on every change (a
+// crash mid-write leaves the earlier journal or the new one, never a mix).
+class LabelJournal {
+ public:
+  // Reads `file` (no file: an empty journal). A damaged journal is refused (ErrorKind::Corrupt) and
+  // left as it is.
+  static Result<LabelJournal> open(std::filesystem::path file);
+  [[nodiscard]] const std::filesystem::path& file() const { return file_; }
+  [[nodiscard]] const std::vector<PendingChange>& changes() const { return changes_; }
+  // Replaces the journal's content, in memory and on disk (atomically; the file is removed when
+  // nothing is left). On an error the memory holds `changes` and the file its earlier content.
+  [[nodiscard]] Status store(std::vector<PendingChange> changes);
+
+  [[nodiscard]] static std::string serialize(const std::vector<PendingChange>& changes);
+  [[nodiscard]] static Result<std::vector<PendingChange>> parse(std::string_view text);
+
+ private:
+  std::filesystem::path file_;
+  std::vector<PendingChange> changes_;
+};
+
+// Where the journal of `catalog`'s unsaved labels lives: <local_folder>/pending-labels/<host>_<reader>.json
+// (a server catalog's local folder may be shared by several workstations: one journal each).
+[[nodiscard]] std::filesystem::path pending_labels_file(const Catalog& catalog);
+
+// Whether an error means "the catalog could not be reached; the same change may succeed later"
+// (a lost or refused connection, a lock held too long) rather than "this change is refused".
+[[nodiscard]] bool is_unreachable(const Error& error);
+
+// A fresh client key (32 hexadecimal digits from the system's random source).
+[[nodiscard]] std::string new_change_key();
+
+class LabelOutbox {
+ public:
+  // Writes one change (Catalog::add_labels on the GUI's catalog; tests put a failing one here).
+  using Writer = std::function<Result<std::vector<std::int64_t>>(const std::vector<LabelInput>&)>;
+
+  // Opens the journal at `journal_file` (what an earlier session kept is pending again).
+  static Result<LabelOutbox> open(std::filesystem::path journal_file, Writer writer);
+  void set_writer(Writer writer) { writer_ = std::move(writer); }
+
+  struct Submitted {
+    bool saved = false;             // written to the catalog; else kept (pending)
+    std::vector<std::int64_t> ids;  // the events' ids when saved
+    std::string why_kept;           // the catalog's error, when kept
+    std::string journal_problem;    // when kept but the journal file could not be written ("" = durable)
+  };
+  // Writes `labels` as one change. Changes kept earlier are retried first; while any is still
+  // pending, this one is kept after them (changes are saved in the order they were made). Kept when
+  // the catalog is unreachable (is_unreachable); any other error (invalid input, no right) is
+  // returned and nothing is kept.
+  [[nodiscard]] Result<Submitted> submit(std::vector<LabelInput> labels);
+
+  struct RetryReport {
+    int saved = 0;                         // changes written now
+    int refused = 0;                       // changes the catalog refused now (kept aside, never dropped)
+    std::vector<std::string> saved_images; // the images whose labels were written or refused
+    std::optional<Error> error;            // why the first change still pending failed (unreachable), or a refusal
+    std::string journal_problem;
+  };
+  // Tries the pending changes in order, stopping at the first one the catalog cannot be reached
+  // for. A change the catalog refuses is kept aside (PendingChange::refused, still in the journal).
+  RetryReport retry();
+
+  [[nodiscard]] int pending() const;  // changes still to save (refused ones left out)
+  [[nodiscard]] int refused() const;
+  [[nodiscard]] const std::vector<PendingChange>& changes() const { return journal_.changes(); }
+  [[nodiscard]] const std::filesystem::path& journal_file() const { return journal_.file(); }
+
+ private:
+  LabelOutbox(LabelJournal journal, Writer writer) : journal_(std::move(journal)), writer_(std::move(writer)) {}
+  LabelJournal journal_;
+  Writer writer_;
+};
+
+}  // namespace hilum::app

@@ -1,0 +1,134 @@
+// Labels the catalog cannot take (its server went away; here a failing writer is put in the
+// session's outbox): the reader's change is shown as set, the status bar says "not yet saved (N)"
+// with "Retry now", the journal beside the catalog holds it, and it is written once when the
+// catalog is back, by the button or by the automatic retry.
+#include <QApplication>
+#include <QLabel>
+#include <QPushButton>
+#include <QStatusBar>
+#include <QtTest>
+
+#include <filesystem>
+#include <memory>
+
+#include "hilum/app/catalog.hpp"
+#include "hilum/app/label_outbox.hpp"
+#include "main_window.hpp"
+#include "main_window_fixture.hpp"
+#include "ui_fixtures.hpp"
+
+namespace fs = std::filesystem;
+using namespace hilum;
+
+class PendingLabels : public QObject {
+  Q_OBJECT
+
+ private:
+  fs::path dir_;
+  fs::path db_;
+  std::unique_ptr<ui::MainWindow> window_;
+  int attempts_ = 0;
+
+  std::vector<app::LabelEvent> history() {
+    auto c = app::Catalog::open(db_);
+    return c->label_history().value();
+  }
+  // The catalog "goes away": every write fails as a lost connection would.
+  void take_the_catalog_away() {
+    window_->session()->outbox().set_writer([this](const std::vector<app::LabelInput>&) -> app::Result<std::vector<std::int64_t>> {
+      ++attempts_;
+      return app::Error{app::ErrorKind::CannotOpen, "the connection to the catalog server was lost; this change was not saved"};
+    });
+  }
+  void bring_it_back() {
+    ui::Session* s = window_->session();
+    s->outbox().set_writer([s](const std::vector<app::LabelInput>& labels) { return s->catalog().add_labels(labels); });
+  }
+  QLabel* indicator() { return window_->findChild<QLabel*>("pendingLabels"); }
+  QPushButton* retry_button() { return window_->findChild<QPushButton*>("retryLabels"); }
+
+ private Q_SLOTS:
+  void initTestCase() {
+    dir_ = uitest::make_temp_dir("hilum-ui-pending");
+    db_ = dir_ / "hilum.db";
+    uitest::write_phantoms(dir_ / "dicom", 2, 1, 320, 256);
+    uitest::import_into(db_, {dir_ / "dicom"});
+    window_ = uitest::open_main_window(db_);
+    QTRY_VERIFY_WITH_TIMEOUT(window_->current_item().has_value(), 10000);
+  }
+
+  void cleanupTestCase() {
+    window_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void showsNotYetSavedAndRetriesNow() {
+    QVERIFY(indicator() != nullptr && retry_button() != nullptr);
+    QVERIFY(!indicator()->isVisible());
+    QVERIFY(!retry_button()->isVisible());
+    take_the_catalog_away();
+    QSignalSpy kept(window_->labeller(), &ui::Labeller::kept);
+    QVERIFY(window_->labeller()->set_value("Effusion", app::LabelValue::Present));
+    QCOMPARE(kept.count(), 1);
+    // Shown as set, counted as pending, kept on disk; nothing in the catalog yet.
+    QCOMPARE(window_->labeller()->state("Effusion").value, app::LabelValue::Present);
+    QVERIFY(window_->findChild<QLabel*>("labelSaved")->text().contains("Not yet saved"));
+    QVERIFY(indicator()->isVisible());
+    QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
+    QVERIFY(retry_button()->isVisible());
+    QVERIFY(indicator()->toolTip().contains("connection to the catalog server was lost"));
+    QVERIFY(fs::exists(window_->session()->outbox().journal_file()));
+    QVERIFY(window_->session()->outbox().journal_file().string().find((dir_ / "pending-labels").string()) == 0);
+    QCOMPARE(history().size(), std::size_t{0});
+    // A second change waits behind the first.
+    QVERIFY(window_->labeller()->set_value("Mass", app::LabelValue::Absent));
+    QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
+    QCOMPARE(window_->labeller()->state("Mass").value, app::LabelValue::Absent);
+    // Still away: "Retry now" fails again and keeps both.
+    const int before = attempts_;
+    QTest::mouseClick(retry_button(), Qt::LeftButton);
+    QVERIFY(attempts_ > before);
+    QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
+    // Back: "Retry now" writes both, once each, in order, and the indicator goes.
+    bring_it_back();
+    QTest::mouseClick(retry_button(), Qt::LeftButton);
+    QVERIFY(!indicator()->isVisible());
+    QVERIFY(!retry_button()->isVisible());
+    const auto events = history();
+    QCOMPARE(events.size(), std::size_t{2});
+    QCOMPARE(events[0].finding, std::string("Effusion"));
+    QCOMPARE(events[0].source, std::string("gui"));
+    QCOMPARE(events[1].finding, std::string("Mass"));
+    QVERIFY(!fs::exists(window_->session()->outbox().journal_file()));
+    QCOMPARE(window_->labeller()->state("Effusion").value, app::LabelValue::Present);
+  }
+
+  void retriesByItselfWhenTheCatalogIsBack() {
+    take_the_catalog_away();
+    QVERIFY(window_->labeller()->set_value("Nodule", app::LabelValue::Present));
+    QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
+    bring_it_back();
+    // No click: the session's timer retries every few seconds.
+    QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 3 * ui::Session::kRetryMs);
+    const auto events = history();
+    QCOMPARE(events.size(), std::size_t{3});
+    QCOMPARE(events[2].finding, std::string("Nodule"));
+  }
+
+  // The GUI crashes with a change kept: the next session finds it in the journal and saves it.
+  void aNewSessionSavesWhatTheLastOneKept() {
+    take_the_catalog_away();
+    QVERIFY(window_->labeller()->set_value("Nodule", app::LabelValue::Absent));
+    QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
+    window_.reset();  // as a crash would leave it: the journal on disk
+    window_ = uitest::open_main_window(db_);
+    QTRY_VERIFY_WITH_TIMEOUT(history().size() == 4, 10000);
+    QCOMPARE(history()[3].finding, std::string("Nodule"));
+    QCOMPARE(history()[3].value, app::LabelValue::Absent);
+    QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
+  }
+};
+
+QTEST_MAIN(PendingLabels)
+#include "test_pending_labels.moc"
