@@ -174,9 +174,7 @@ Status LabelJournal::store(std::vector<PendingChange> changes) {
   }
   fs::create_directories(file_.parent_path(), ec);
   if (ec) return Error{ErrorKind::Io, "cannot create " + file_.parent_path().string() + ": " + ec.message()};
-  if (std::string problem = core::write_file_atomically(file_, serialize(changes_)); !problem.empty()) {
-    return Error{ErrorKind::Io, problem};
-  }
+  if (auto written = core::write_file_atomically(file_, serialize(changes_)); !written) return Error{ErrorKind::Io, written.error().message};
   return core::Done{};
 }
 
