@@ -36,18 +36,8 @@ cat >"$work/huge.dump" <<DUMP
 (7fe0,0010) OW =$work/px.raw
 DUMP
 dump2dcm +E -q "$work/huge.dump" "$work/huge.dcm"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-dicom=$(free_port); http=$(free_port)
-cat >"$work/orthanc.json" <<JSON
-{ "Name": "bench", "StorageDirectory": "$work/storage", "IndexDirectory": "$work/storage",
-  "DicomAet": "ORTHANC", "DicomPort": $dicom, "HttpPort": $http, "RemoteAccessAllowed": false,
-  "AuthenticationEnabled": false, "Plugins": [],
-  "DicomModalities": { "hilum": { "AET": "HILUM", "Host": "127.0.0.1", "Port": 104,
-    "AllowEcho": true, "AllowFind": true, "AllowGet": true, "AllowStore": true } } }
-JSON
-/usr/sbin/Orthanc --no-jobs "$work/orthanc.json" >"$work/orthanc.log" 2>&1 &
-pid=$!
-until "$cli" pacs echo --peer ORTHANC@127.0.0.1:$dicom --aet HILUM >/dev/null 2>&1; do sleep 0.2; done
+. "$(dirname "$0")/orthanc.sh"
+start_orthanc "$work" "$cli"
 storescu -aet HILUM -aec ORTHANC 127.0.0.1 $dicom "$work/huge.dcm"
 for what in nothing:1.2.826.0.1.3680043.9.7777.999 refused-16MiB:1.2.826.0.1.3680043.9.7777.55; do
   HILUM_BUILTIN_MODEL=none /usr/bin/time -o "$work/peak" -f "%M" "$cli" --db "$work/${what%%:*}.db" pacs retrieve \

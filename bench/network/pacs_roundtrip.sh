@@ -15,18 +15,8 @@ command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || { echo "needs Ortha
 work=$(mktemp -d /tmp/hilum-bench-pacs.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-dicom=$(free_port); http=$(free_port)
-cat >"$work/orthanc.json" <<JSON
-{ "Name": "bench", "StorageDirectory": "$work/storage", "IndexDirectory": "$work/storage",
-  "DicomAet": "ORTHANC", "DicomPort": $dicom, "HttpPort": $http, "RemoteAccessAllowed": false,
-  "AuthenticationEnabled": false, "Plugins": [],
-  "DicomModalities": { "hilum": { "AET": "HILUM", "Host": "127.0.0.1", "Port": 104,
-    "AllowEcho": true, "AllowFind": true, "AllowGet": true, "AllowStore": true } } }
-JSON
-/usr/sbin/Orthanc --no-jobs "$work/orthanc.json" >"$work/orthanc.log" 2>&1 &
-pid=$!
-until "$cli" pacs echo --peer ORTHANC@127.0.0.1:$dicom --aet HILUM >/dev/null 2>&1; do sleep 0.2; done
+. "$(dirname "$0")/orthanc.sh"
+start_orthanc "$work" "$cli"
 mkdir -p "$work/in"
 for i in 1 2 3 4 5 6 7 8 9 10; do
   cp "$src" "$work/in/$i.dcm"
