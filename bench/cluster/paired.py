@@ -19,15 +19,9 @@ import sys
 
 import numpy as np
 
-
-def auroc(scores, labels):
-    pos = scores[labels == 1]
-    neg = scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return (greater + 0.5 * ties) / (len(pos) * len(neg))
+# The AUROC (ties count half) that bench/model/population_report.py computes for the model cards.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
+from population_report import auroc  # noqa: E402
 
 
 def probabilities(path):
