@@ -394,12 +394,13 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       out.push_back(std::move(p));
     }
     if (!batch.empty()) {
-      // While the workers decode (a batch that was not all cached, or the caller's own decoders),
-      // the model keeps to one thread: the decoders hold the other core. Measured again after the
-      // engine's step scheduler (bench/README.md, issue 18): two threads here were no faster.
+      // The model runs on every core even while the workers decode the next films: the engine's
+      // threads take its steps in pieces as they come (no barrier a decoder can stall), so they
+      // fill whatever the decoders leave. One forward thread beside them left a core idle most of
+      // the time (ViT-B/16, 33 films, quiet machine: 117 against 73 ms per film; bench/README.md,
+      // issue 18). forward_threads > 0: the caller's choice (the GUI keeps a core for itself).
       inference::ForwardOptions forward_options;
       if (forward_threads > 0) forward_options.threads = forward_threads;
-      else if (decoded > 0) forward_options.threads = 1;
       auto result = model.model.forward(batch, forward_options);
       if (!result) return from_inference(result.error());
       std::vector<std::optional<double>> ages;  // a header's age chooses the population's calibration

@@ -119,8 +119,32 @@ PackedWeights pack(const std::vector<Part>& parts, int k, Format format) {
     w = stacked.data();
   }
   PackedWeights p;
-  if (format == Format::F32) pack_f32(w, static_cast<std::size_t>(k), n, k, true, p);
-  else pack_bf16(w, static_cast<std::size_t>(k), n, k, true, p);
+  if (format == Format::F32) {
+    pack_f32(w, static_cast<std::size_t>(k), n, k, true, p);
+  } else if (format == Format::BF16) {
+    pack_bf16(w, static_cast<std::size_t>(k), n, k, true, p);
+  } else {
+    // [W_hi | W_lo | W_hi], each segment k rounded up to 32 (zero past k): whole pairs and tiles, so
+    // that the converted x's segments line up with them. Both parts are exact in bfloat16, so
+    // pack_bf16's rounding keeps them as they are.
+    const int seg = (k + 31) / 32 * 32;
+    const auto ks = static_cast<std::size_t>(k), ld = 3 * static_cast<std::size_t>(seg);
+    std::vector<float> split(static_cast<std::size_t>(n) * ld, 0.0f);
+    for (std::size_t r = 0; r < static_cast<std::size_t>(n); ++r) {
+      const float* src = w + r * ks;
+      float* dst = split.data() + r * ld;
+      for (std::size_t j = 0; j < ks; ++j) {
+        const float hi = from_bf16(to_bf16(src[j]));
+        dst[j] = hi;
+        dst[static_cast<std::size_t>(seg) + j] = from_bf16(to_bf16(src[j] - hi));
+        dst[2 * static_cast<std::size_t>(seg) + j] = hi;
+      }
+    }
+    pack_bf16(split.data(), ld, n, static_cast<int>(ld), true, p);
+    p.format = Format::BF16Split;
+    p.k = k;
+    p.segment = seg;
+  }
   std::size_t j = 0;
   for (const Part& part : parts) {
     if (part.bias != nullptr) std::copy(part.bias, part.bias + part.rows, p.bias.begin() + static_cast<std::ptrdiff_t>(j));
@@ -270,6 +294,32 @@ HILUM_AVX512BF16 void convert_rows(const float* x, std::size_t ldx, int k, int r
       const __m512 hi = _mm512_maskz_loadu_ps(m_hi, src + j + 16);
       _mm512_store_si512(dst + j, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
     }
+  }
+}
+
+// Rows [r0, r1) of x to the split input [x_hi | x_hi | x_lo] (BF16Split): each segment `seg`
+// elements (a multiple of 32, zero past k), x_lo = bfloat16(x - x_hi) (the difference is exact in F32).
+HILUM_AVX512BF16 void convert_rows_split(const float* x, std::size_t ldx, int k, int seg, int r0, int r1, std::uint16_t* out, std::size_t ldb) {
+  for (int r = r0; r < r1; ++r) {
+    const float* src = x + static_cast<std::size_t>(r) * ldx;
+    std::uint16_t* dst = out + static_cast<std::size_t>(r) * ldb;
+    for (int j = 0; j < seg; j += 32) {
+      const int left = std::max(0, k - j);
+      const auto m_lo = static_cast<__mmask16>(left >= 16 ? 0xffffu : (1u << left) - 1u);
+      const auto m_hi = static_cast<__mmask16>(left >= 32 ? 0xffffu : left <= 16 ? 0u : (1u << (left - 16)) - 1u);
+      const __m512 lo = _mm512_maskz_loadu_ps(m_lo, src + j);
+      const __m512 hi = _mm512_maskz_loadu_ps(m_hi, src + j + 16);
+      const __m512bh top = _mm512_cvtne2ps_pbh(hi, lo);
+      // bfloat16 back to F32: the 16 bits in the upper half of each word.
+      const __m512i words = reinterpret_cast<__m512i>(top);
+      const __m512 lo_top = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(words)), 16));
+      const __m512 hi_top = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(words, 1)), 16));
+      const __m512bh rest = _mm512_cvtne2ps_pbh(_mm512_sub_ps(hi, hi_top), _mm512_sub_ps(lo, lo_top));
+      _mm512_store_si512(dst + j, words);
+      _mm512_store_si512(dst + seg + j, words);
+      _mm512_store_si512(dst + 2 * seg + j, reinterpret_cast<__m512i>(rest));
+    }
+    std::fill(dst + 3 * static_cast<std::size_t>(seg), dst + ldb, std::uint16_t{0});
   }
 }
 
@@ -454,7 +504,8 @@ Product::Product(const float* x, std::size_t ldx, bool x_transposed, int m, cons
                  bool accumulate, Activation activation, int threads)
     : x_(x), ldx_(ldx), transposed_(x_transposed), m_(std::max(0, m)), w_(&w), y_(y), ldy_(ldy), accumulate_(accumulate), activation_(activation) {
   if (m_ <= 0 || w.n <= 0) return;
-  bf16_ = w.format == Format::BF16;
+  bf16_ = w.format == Format::BF16 || w.format == Format::BF16Split;
+  if (w.format == Format::BF16Split && x_transposed) throw std::logic_error("gemm::Product: split BF16 weights take x by rows");
   // AMX: blocks of 32 rows x one panel, k in whole tiles of 16 pairs (the panels are zero-padded).
   amx_ = bf16_ && amx_enabled() && cpu_has_amx_bf16();
   tile_rows_ = amx_ ? 32 : kMaxRows;
@@ -492,6 +543,7 @@ void Product::convert(long i) const {
   }
   const int r0 = static_cast<int>(i) * 32, r1 = std::min(m_, r0 + 32);
   if (transposed_) transpose_pairs(x_, ldx_, w.k, r0, r1, w.k_stride, scratch_, ldb_);
+  else if (w.format == Format::BF16Split) convert_rows_split(x_, ldx_, w.k, w.segment, r0, r1, scratch_, ldb_);
   else convert_rows(x_, ldx_, w.k, r0, r1, scratch_, ldb_);
 #else
   (void)i;

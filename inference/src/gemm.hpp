@@ -7,6 +7,12 @@
 //    [panel][k/2][32] 32-bit words holding (W[j][2i], W[j][2i+1]); x is converted to bfloat16 per
 //    call; vdpbf16ps (AVX512_BF16) accumulates the products of each pair in F32.
 //
+//  * BF16 split (three products): W = W_hi + W_lo and x = x_hi + x_lo, each part in bfloat16;
+//    y = x_hi W_hi + x_hi W_lo + x_lo W_hi, run as one BF16 product over k three times as long
+//    ([x_hi | x_hi | x_lo] against [W_hi | W_lo | W_hi], each segment padded to 32). About 16 bits
+//    of each operand: close to F32 (the dropped x_lo W_lo is 2^-16 relative), at three times the
+//    BF16 cost, which on AMX is still far below the F32 FMA tile.
+//
 // The epilogue adds the bias (and the old contents of y for a residual connection) and can apply
 // GELU. Internal to inference/ (the tests include it); the functions are compiled with
 // function-level target attributes, so the library builds with any -march and only calls them when
@@ -48,7 +54,7 @@ bool cpu_has_amx_bf16();
 void set_amx_enabled(bool enabled);
 [[nodiscard]] bool amx_enabled();
 
-enum class Format { F32, BF16 };
+enum class Format { F32, BF16, BF16Split };
 
 // One part of a packed weight matrix: `rows` output rows of `k` inputs, row-major (stride k), and
 // its bias (nullptr: zero). Several parts are stacked (Q, K and V become one 3D x D matrix).
@@ -62,6 +68,7 @@ struct PackedWeights {
   Format format = Format::F32;
   int n = 0;       // output columns
   int k = 0;       // inputs
+  int segment = 0; // BF16Split: k rounded up to 32 (each of the three segments); else 0
   int panels = 0;  // ceil(n / 32)
   int k_steps = 0; // F32: k; BF16: ceil(k / 2) pairs
   // Steps stored per panel: F32 k_steps; BF16 k_steps rounded up to a multiple of 16 (zero pairs
@@ -73,7 +80,8 @@ struct PackedWeights {
   [[nodiscard]] std::size_t bytes() const { return f32.size() * 4 + bf16.size() * 4 + bias.size() * 4; }
 };
 
-// A stored weight's parts stacked and packed (with their biases) by pack_f32 / pack_bf16.
+// A stored weight's parts stacked and packed (with their biases) by pack_f32 / pack_bf16 (BF16Split:
+// pack_bf16 of [W_hi | W_lo | W_hi]).
 [[nodiscard]] PackedWeights pack(const std::vector<Part>& parts, int k, Format format);
 
 // F32 packing into `out` (its storage is reused), also of matrices that change every call

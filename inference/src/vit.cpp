@@ -622,11 +622,12 @@ std::vector<const void*> fingerprint(const ViTWeights& w) {
   return f;
 }
 
-// Precision::BF16 runs the linear layers of the first sixth of the blocks in F32 (2 of ViT-B's 12;
-// none of a 2-block test model): their rounding errors travel through every later block (ViT-B/16
-// benchmark: max |p - p_f32| 2.8e-3 with every block in BF16, 1.7e-3 with the first block in F32,
-// 1.2e-3 with two).
-long f32_leading_blocks(std::size_t blocks) { return static_cast<long>(blocks / 6); }
+// Precision::BF16 runs the linear layers of the first sixth of the blocks (2 of ViT-B's 12; none of
+// a 2-block test model) as split BF16 (gemm::Format::BF16Split, close to F32): their rounding errors
+// travel through every later block (ViT-B/16 benchmark: max |p - p_f32| 2.8e-3 with every block in
+// BF16, 1.2e-3 with the first two in F32). Split BF16 keeps that accuracy on the AMX tiles, at
+// about a third of what the F32 tile cost (bench/README.md, issue 18).
+long split_leading_blocks(std::size_t blocks) { return static_cast<long>(blocks / 6); }
 
 gemm::Part part(const Linear& l) { return {l.w.data(), static_cast<int>(l.w.rows()), l.b.size() > 0 ? l.b.data() : nullptr}; }
 
@@ -644,7 +645,7 @@ std::shared_ptr<const detail::PackedModel> pack_model(const ViTWeights& w, Preci
     const Block& b = w.blocks[static_cast<std::size_t>(i)];
     detail::PackedModel::Layer& l = p->layers[static_cast<std::size_t>(i)];
     const int D = static_cast<int>(b.query.w.cols()), I = static_cast<int>(b.fc1.w.rows());
-    const gemm::Format f_block = i < f32_leading_blocks(w.blocks.size()) ? gemm::Format::F32 : f;
+    const gemm::Format f_block = f == gemm::Format::BF16 && i < split_leading_blocks(w.blocks.size()) ? gemm::Format::BF16Split : f;
     l.qkv = gemm::pack({part(b.query), part(b.key), part(b.value)}, D, f_block);
     l.attn_out = gemm::pack({part(b.attn_out)}, D, f_block);
     l.fc1 = gemm::pack({part(b.fc1)}, D, f_block);
@@ -728,14 +729,16 @@ void layer_norm_rows(const Buf& x, const LayerNorm& ln, double eps, Buf& out) {
   for (long r = 0; r < rows; ++r) layer_norm_range(x, ln, eps, out, r, r + 1);
 }
 
-// Attention of one (image, head) pair, query rows [r0, r0 + rows), on the linear layers' F32
-// kernel: S = Q_h K_h^T with K_h packed as the weights, softmax(scale * S) in place, ctx_h = P V_h
-// with V_h packed. kp, vp and scores are the calling thread's (scores has `rows` rows at least).
-// Each output row is computed alone, so the result does not depend on how the rows are cut.
+// Attention of one (image, head) pair, query rows [r0, r0 + rows), on the linear layers' kernels
+// (bf16: the BF16 ones, as the linear layers of Precision::BF16; else F32): S = Q_h K_h^T with K_h
+// packed as the weights, softmax(scale * S) in place, ctx_h = P V_h with V_h packed. kp, vp and
+// scores are the calling thread's (scores has `rows` rows at least). Each output row is computed
+// alone, so the result does not depend on how the rows are cut.
 void attention_rows(const Buf& qkv, Eigen::Index b, Eigen::Index hd, Eigen::Index r0, Eigen::Index rows, Eigen::Index T, Eigen::Index D,
-                    int dh, float scale, gemm::PackedWeights& kp, gemm::PackedWeights& vp, Buf& scores, Buf& ctx, Matrix* probs) {
+                    int dh, float scale, bool bf16, gemm::PackedWeights& kp, gemm::PackedWeights& vp, Buf& scores, Buf& ctx, Matrix* probs) {
   const float* base = qkv.row(b * T) + hd * dh;
-  gemm::pack_f32(base + D, qkv.ld, static_cast<int>(T), dh, true, kp);
+  const auto pack = bf16 ? &gemm::pack_bf16 : &gemm::pack_f32;
+  pack(base + D, qkv.ld, static_cast<int>(T), dh, true, kp);
   gemm::multiply(base + static_cast<std::size_t>(r0) * qkv.ld, qkv.ld, static_cast<int>(rows), kp, scores.row(0), scores.ld, false,
                  gemm::Activation::None, 1);
   for (Eigen::Index r2 = 0; r2 < rows; ++r2) {
@@ -744,7 +747,7 @@ void attention_rows(const Buf& qkv, Eigen::Index b, Eigen::Index hd, Eigen::Inde
     row = ((row - mx) * scale).exp();
     row *= 1.0f / row.sum();
   }
-  gemm::pack_f32(base + 2 * D, qkv.ld, dh, static_cast<int>(T), false, vp);
+  pack(base + 2 * D, qkv.ld, dh, static_cast<int>(T), false, vp);
   gemm::multiply(scores.row(0), scores.ld, static_cast<int>(rows), vp, ctx.row(b * T + r0) + hd * dh, ctx.ld, false, gemm::Activation::None,
                  1);
   if (probs != nullptr) {
@@ -891,6 +894,7 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
     const long norm_items = (rows_total + kNormRows - 1) / kNormRows;
     const long chunks = std::clamp((8L * threads + pairs - 1) / pairs, 1L, 4L);
     const Eigen::Index chunk_rows = ((T + chunks - 1) / chunks + 11) / 12 * 12;
+    const bool attention_bf16 = pk->precision == Precision::BF16;
     team::Steps steps;
     const auto forward_steps = [&] {
       team::Steps::Cursor cursor;
@@ -919,7 +923,8 @@ Result<ForwardOutput> ViTModel::forward(const std::vector<Image>& batch, const F
           const long p = item / chunks;
           const Eigen::Index r0 = (item % chunks) * chunk_rows;
           if (r0 >= T) return;
-          attention_rows(qkv, p / H, p % H, r0, std::min(chunk_rows, T - r0), T, D, dh, scale, kp, vp, scores, ctx, probs_of(layer, p));
+          attention_rows(qkv, p / H, p % H, r0, std::min(chunk_rows, T - r0), T, D, dh, scale, attention_bf16, kp, vp, scores, ctx,
+                         probs_of(layer, p));
         });
         // x += ctx Wo^T + bo; x += GELU(LN(x) W1^T + b1) W2^T + b2 (the residuals in the epilogue).
         product(pr[1]);

@@ -103,9 +103,9 @@ using ClassifyProgress = std::function<void(std::size_t done, std::size_t total)
 // Pipelined: worker threads (one per core) prepare the inputs in order, at most two batches
 // ahead (prepare_input: the cached model input, else a decode), while the calling thread runs the
 // model and writes the catalog. `progress` after every batch; `cancel` is polled, also while
-// waiting for a decode (Interrupted; the batches done so far stay stored). The model runs on one
-// thread for a batch that needed decoding (the workers have the other cores), else on all of
-// them; forward_threads > 0 sets it (the import passes 1: its own workers are decoding).
+// waiting for a decode (Interrupted; the batches done so far stay stored). The model runs on every
+// core, beside the decoding workers (the engine's threads take what the decoders leave);
+// forward_threads > 0 sets it (the import passes 1: its own workers are decoding).
 [[nodiscard]] Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedModel& model,
                                                             const std::vector<Instance>& images, int batch_size = 8,
                                                             const ClassifyProgress& progress = {},
