@@ -36,9 +36,10 @@ Error from_inference(const inference::Error& e) {
 
 }  // namespace
 
-Result<DisplayImage> display_image(const fs::path& file) {
+Result<DisplayImage> display_image(const fs::path& file, int min_side) {
   dicom::ReadOptions options;
   options.decoder_threads = 1;
+  options.min_side = min_side;
   auto image = dicom::read_radiograph(file, options);
   if (!image) return Error{ErrorKind::Invalid, image.error().message};
   return display_image(image.value());
@@ -437,9 +438,13 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
 }
 
 Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, const HeatmapOptions& options) {
-  auto display = display_image(file);
-  if (!display) return display.error();
   const auto& config = model.model.config();
+  // Decoded only as far as the model and the overlay need (JPEG 2000 / JPEG: a reduced level; with
+  // an overlay no larger than the model's input, the same decode classify makes, so the map explains
+  // the prediction the worklist shows). max_side 0: the overlay at full size, so a full decode.
+  const int min_side = options.max_side > 0 ? std::max({options.max_side, config.input_width, config.input_height}) : 0;
+  auto display = display_image(file, min_side);
+  if (!display) return display.error();
   const auto image = inference::preprocess(display->grey.data(), display->width, display->height, config);
   const bool rollout = options.method == HeatmapMethod::Rollout;
   auto result = model.model.forward({image}, {rollout, false});

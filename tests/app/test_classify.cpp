@@ -435,6 +435,37 @@ TEST_F(ClassifyTest, NonFiniteWeightsAreRefusedAndNonFiniteOutputsAreErrors) {
   EXPECT_FALSE(app::heatmap(loaded, a.path, {}).ok());
 }
 
+// Issue 18: the map of a JPEG 2000 film for a small overlay (the GUI asks for 64 px) decodes only a
+// reduced level, the same decode classify makes when the overlay is no larger than the model's
+// input: the map then explains exactly the probabilities the worklist shows. A full-size overlay
+// still decodes the film in full (its probabilities then differ a little).
+TEST_F(ClassifyTest, HeatmapOfAJpeg2000FilmUsesTheReducedDecodeClassifyUses) {
+  const fs::path file = path("big.dcm");
+  testdata::write_dicom(file, big_j2k_film());
+  auto model = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const int side = model->model.config().input_width;
+  app::Instance film;
+  film.path = file.string();
+  auto classified = app::classify(*catalog_, *model, {film});
+  ASSERT_TRUE(classified.ok()) << classified.error().message;
+  ASSERT_EQ(classified->size(), 1u);
+  ASSERT_TRUE(classified->front().error.empty()) << classified->front().error;
+  const auto& shown = classified->front().probabilities;
+  auto small = app::heatmap(*model, file, {app::HeatmapMethod::Rollout, "", 0.5f, 0.0f, side});
+  ASSERT_TRUE(small.ok()) << small.error().message;
+  ASSERT_EQ(small->probabilities.size(), shown.size());
+  for (std::size_t k = 0; k < shown.size(); ++k) EXPECT_DOUBLE_EQ(small->probabilities[k].second, shown[k].second) << shown[k].first;
+  EXPECT_LE(std::max(small->overlay.width, small->overlay.height), side);
+  auto full = app::heatmap(*model, file, {app::HeatmapMethod::Rollout, "", 0.5f, 0.0f, 0});
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_EQ(full->overlay.width, 900);
+  EXPECT_EQ(full->overlay.height, 1100);
+  double differs = 0;
+  for (std::size_t k = 0; k < shown.size(); ++k) differs = std::max(differs, std::abs(full->probabilities[k].second - shown[k].second));
+  EXPECT_GT(differs, 0.0) << "the full decode gave the reduced decode's probabilities: no reduction happened";
+}
+
 TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
   const app::Instance a = add_phantom("a.dcm", 21);
   auto model = app::load_model(*catalog_, kTiny.string());

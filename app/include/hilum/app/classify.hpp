@@ -40,7 +40,9 @@ struct DisplayImage {
   int height = 0;
   std::vector<float> grey;
 };
-[[nodiscard]] Result<DisplayImage> display_image(const std::filesystem::path& file);
+// min_side > 0: a JPEG 2000 or JPEG film may be decoded at a reduced level whose sides stay >= 2 x
+// min_side (dicom::ReadOptions::min_side); the image is then smaller than the film.
+[[nodiscard]] Result<DisplayImage> display_image(const std::filesystem::path& file, int min_side = 0);
 [[nodiscard]] Result<DisplayImage> display_image(const dicom::Radiograph& image);
 
 // `spec` is a registered version or id, or a Hugging Face folder; empty means the active model.
@@ -121,7 +123,8 @@ struct HeatmapOptions {
   std::string finding;           // ClassSpecific: one of the model's outputs (case-insensitive); empty = the most probable
   float opacity = 0.5f;          // of the colour overlay
   float discard_ratio = 0.9f;    // Rollout: the lowest fraction of fused attentions dropped per layer
-  int max_side = 0;              // > 0: the overlay shrunk to fit this many pixels
+  int max_side = 0;              // > 0: the overlay shrunk to fit this many pixels (and the film decoded only as far as
+                                 // the model and this size need); 0: the overlay at full size (a full decode)
 };
 
 struct Heatmap {
