@@ -81,10 +81,11 @@ struct Image {
   std::vector<float> data;
 };
 
-// Precision (precision.hpp) sets the arithmetic of the linear layers (QKV, attention output, MLP).
-// F32 is the reference (PyTorch's answers to 1e-5). BF16 rounds the weights and each layer's input
-// to bfloat16 and accumulates in F32; LayerNorm, softmax, GELU, attention, the patch embedding and
-// the classifier stay F32.
+// Precision (precision.hpp) sets the arithmetic of the products (QKV, attention's QK^T and PV, the
+// attention output, MLP). F32 is the reference (PyTorch's answers to 1e-5). BF16 rounds the weights
+// and each product's input to bfloat16 and accumulates in F32, except the linear layers of the first
+// sixth of the blocks, which run as split BF16 (close to F32; gemm.hpp); LayerNorm, softmax, GELU,
+// the patch embedding and the classifier stay F32.
 
 struct ForwardOptions {
   bool keep_attentions = false;     // per image, per layer, per head: tokens x tokens
