@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <iterator>
@@ -215,13 +216,52 @@ int LabelOutbox::pending() const {
 
 int LabelOutbox::refused() const { return static_cast<int>(journal_.changes().size()) - pending(); }
 
-Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> labels) {
-  if (labels.empty()) return Submitted{true, {}, {}, {}};
+PendingChange LabelOutbox::new_change(std::vector<LabelInput> labels) {
   PendingChange change;
   change.key = new_change_key();
   change.created_at = utc_now();
   for (std::size_t k = 0; k < labels.size(); ++k) labels[k].event_key = change.key + "-" + std::to_string(k + 1);
   change.labels = std::move(labels);
+  return change;
+}
+
+std::string LabelOutbox::keep(PendingChange change) {
+  std::vector<PendingChange> changes = journal_.changes();
+  changes.push_back(std::move(change));
+  auto stored = journal_.store(std::move(changes));
+  return stored ? std::string() : stored.error().message;
+}
+
+std::optional<PendingChange> LabelOutbox::next_pending() const {
+  for (const auto& c : journal_.changes())
+    if (c.refused.empty()) return c;
+  return std::nullopt;
+}
+
+bool LabelOutbox::settle(const std::string& key, const Result<std::vector<std::int64_t>>& written, RetryReport& report) {
+  if (!written && is_unreachable(written.error())) {
+    report.error = written.error();
+    return false;
+  }
+  std::vector<PendingChange> changes = journal_.changes();
+  const auto it = std::find_if(changes.begin(), changes.end(), [&](const PendingChange& c) { return c.key == key; });
+  if (it == changes.end()) return true;
+  if (!it->labels.empty()) report.saved_images.push_back(it->labels.front().image);
+  if (written) {
+    ++report.saved;
+    changes.erase(it);
+  } else {  // refused: kept aside, never dropped, never retried
+    ++report.refused;
+    it->refused = written.error().message;
+    report.error = written.error();
+  }
+  if (auto stored = journal_.store(std::move(changes)); !stored) report.journal_problem = stored.error().message;
+  return true;
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> labels) {
+  if (labels.empty()) return Submitted{true, {}, {}, {}};
+  PendingChange change = new_change(std::move(labels));
   Submitted out;
   if (pending() > 0) {
     const RetryReport r = retry();
@@ -237,41 +277,14 @@ Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> label
     if (!is_unreachable(written.error())) return written.error();
     out.why_kept = written.error().message;
   }
-  std::vector<PendingChange> changes = journal_.changes();
-  changes.push_back(std::move(change));
-  if (auto stored = journal_.store(std::move(changes)); !stored) out.journal_problem = stored.error().message;
+  out.journal_problem = keep(std::move(change));
   return out;
 }
 
 LabelOutbox::RetryReport LabelOutbox::retry() {
   RetryReport report;
-  std::vector<PendingChange> changes = journal_.changes();
-  bool changed = false;
-  for (std::size_t k = 0; k < changes.size();) {
-    PendingChange& c = changes[k];
-    if (!c.refused.empty()) {
-      ++k;
-      continue;
-    }
-    auto written = writer_(c.labels);
-    if (!written && is_unreachable(written.error())) {
-      report.error = written.error();
-      break;
-    }
-    changed = true;
-    if (!c.labels.empty()) report.saved_images.push_back(c.labels.front().image);
-    if (written) {
-      ++report.saved;
-      changes.erase(changes.begin() + static_cast<std::ptrdiff_t>(k));
-    } else {  // refused: kept aside, never dropped, never retried
-      ++report.refused;
-      c.refused = written.error().message;
-      report.error = written.error();
-      ++k;
-    }
-  }
-  if (changed) {
-    if (auto stored = journal_.store(std::move(changes)); !stored) report.journal_problem = stored.error().message;
+  while (auto next = next_pending()) {
+    if (!settle(next->key, writer_(next->labels), report)) break;
   }
   return report;
 }

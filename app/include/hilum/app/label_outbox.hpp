@@ -91,6 +91,18 @@ class LabelOutbox {
   // for. A change the catalog refuses is kept aside (PendingChange::refused, still in the journal).
   RetryReport retry();
 
+  // The steps of submit and retry, for a caller that writes on another thread (app::LabelSender)
+  // and must not hold the outbox while a write waits for the server:
+  // a change of `labels` with a fresh key, its labels' event keys set;
+  [[nodiscard]] static PendingChange new_change(std::vector<LabelInput> labels);
+  // keeps `change` after the pending ones without trying to write it ("" or the journal's problem);
+  [[nodiscard]] std::string keep(PendingChange change);
+  // the first change still to save (a copy), if any;
+  [[nodiscard]] std::optional<PendingChange> next_pending() const;
+  // records what writing the change `key` gave (saved: dropped; refused: kept aside), into `report`.
+  // False when the catalog could not be reached (the change stays pending; stop there).
+  bool settle(const std::string& key, const Result<std::vector<std::int64_t>>& written, RetryReport& report);
+
   [[nodiscard]] int pending() const;  // changes still to save (refused ones left out)
   [[nodiscard]] int refused() const;
   [[nodiscard]] const std::vector<PendingChange>& changes() const { return journal_.changes(); }
