@@ -225,6 +225,18 @@ PendingChange LabelOutbox::new_change(std::vector<LabelInput> labels) {
   return change;
 }
 
+Result<bool> LabelOutbox::write_now(const Writer& writer, const PendingChange& change, Submitted& out) {
+  auto written = writer(change.labels);
+  if (written) {
+    out.saved = true;
+    out.ids = std::move(written.value());
+    return true;
+  }
+  if (!is_unreachable(written.error())) return written.error();
+  out.why_kept = written.error().message;
+  return false;
+}
+
 std::string LabelOutbox::keep(PendingChange change) {
   std::vector<PendingChange> changes = journal_.changes();
   changes.push_back(std::move(change));
@@ -268,14 +280,9 @@ Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> label
     if (pending() > 0) out.why_kept = r.error ? r.error->message : "earlier changes are not saved yet";
   }
   if (pending() == 0) {
-    auto written = writer_(change.labels);
-    if (written) {
-      out.saved = true;
-      out.ids = std::move(written.value());
-      return out;
-    }
-    if (!is_unreachable(written.error())) return written.error();
-    out.why_kept = written.error().message;
+    auto now = write_now(writer_, change, out);
+    if (!now) return now.error();
+    if (*now) return out;
   }
   out.journal_problem = keep(std::move(change));
   return out;

@@ -43,14 +43,9 @@ Result<LabelOutbox::Submitted> LabelSender::submit(std::vector<LabelInput> label
     }
     writer = writer_ ? writer_ : direct;
   }
-  auto written = writer(change.labels);
-  if (written) {
-    out.saved = true;
-    out.ids = std::move(written.value());
-    return out;
-  }
-  if (!is_unreachable(written.error())) return written.error();
-  out.why_kept = written.error().message;
+  auto now = LabelOutbox::write_now(writer, change, out);
+  if (!now) return now.error();
+  if (*now) return out;
   std::lock_guard lock(mutex_);
   out.journal_problem = outbox_.keep(std::move(change));
   return out;

@@ -95,6 +95,9 @@ class LabelOutbox {
   // and must not hold the outbox while a write waits for the server:
   // a change of `labels` with a fresh key, its labels' event keys set;
   [[nodiscard]] static PendingChange new_change(std::vector<LabelInput> labels);
+  // writes `change` with `writer` at once: true when saved (`out` says so), false when the catalog
+  // could not be reached (`out.why_kept` says why; keep it), the error when the catalog refused it;
+  [[nodiscard]] static Result<bool> write_now(const Writer& writer, const PendingChange& change, Submitted& out);
   // keeps `change` after the pending ones without trying to write it ("" or the journal's problem);
   [[nodiscard]] std::string keep(PendingChange change);
   // the first change still to save (a copy), if any;
