@@ -21,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "hilum-pending-labels";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: submitted readings; a journal without any is written as version 1
 constexpr std::uintmax_t kMaxJournalBytes = 64u << 20;  // far beyond what a reader types while a server is down
 
 // Every character outside [A-Za-z0-9.-] made '_' (a file name from a host and a role).
@@ -108,10 +108,13 @@ std::string LabelJournal::serialize(const std::vector<PendingChange>& changes) {
     json labels = json::array();
     for (const LabelInput& in : c.labels) labels.push_back(label_to_json(in));
     json change{{"key", c.key}, {"created_at", c.created_at}, {"labels", std::move(labels)}};
+    if (c.submission) change["submission"] = json{{"image", c.submission->image}, {"reader", c.submission->reader}};
     if (!c.refused.empty()) change["refused"] = c.refused;
     list.push_back(std::move(change));
   }
-  json doc{{"format", kFormat}, {"version", kFormatVersion}, {"changes", std::move(list)}};
+  // Version 1 (which an older Hilum reads) unless a change is a submitted reading.
+  const bool submissions = std::any_of(changes.begin(), changes.end(), [](const PendingChange& c) { return c.submission.has_value(); });
+  json doc{{"format", kFormat}, {"version", submissions ? kFormatVersion : 1}, {"changes", std::move(list)}};
   // Text that is not UTF-8 (never expected: the catalog refuses it) is replaced, not thrown on.
   return doc.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -136,7 +139,16 @@ Result<std::vector<PendingChange>> LabelJournal::parse(std::string_view text) {
     change.created_at = text_field(c, "created_at", true, &problem);
     change.refused = text_field(c, "refused", false, &problem);
     if (!problem.empty()) return damaged(problem);
-    if (!c.contains("labels") || !c["labels"].is_array() || c["labels"].empty()) return damaged("a change without labels");
+    if (!c.contains("labels") || !c["labels"].is_array()) return damaged("a change without labels");
+    if (const auto s = c.find("submission"); s != c.end()) {
+      if (!s->is_object()) return damaged("a submission is not an object");
+      ReadingSubmission submission{text_field(*s, "image", true, &problem), text_field(*s, "reader", true, &problem)};
+      if (!problem.empty()) return damaged(problem);
+      if (!c["labels"].empty()) return damaged("a change with labels and a submission");
+      change.submission = std::move(submission);
+    } else if (c["labels"].empty()) {
+      return damaged("a change without labels");
+    }
     for (const json& l : c["labels"]) {
       auto in = label_from_json(l, &problem);
       if (!in) return damaged(problem);
@@ -202,10 +214,32 @@ std::string new_change_key() {
 
 // ---- LabelOutbox --------------------------------------------------------------------------------
 
-Result<LabelOutbox> LabelOutbox::open(fs::path journal_file, Writer writer) {
+const std::string& PendingChange::image() const {
+  static const std::string none;
+  if (submission) return submission->image;
+  return labels.empty() ? none : labels.front().image;
+}
+
+LabelOutbox::Submitter LabelOutbox::submitter_from(Writer writer) {
+  if (!writer) return {};
+  return [writer = std::move(writer)](const ReadingSubmission&) -> Status {
+    auto r = writer({});
+    if (!r) return r.error();
+    return core::Done{};
+  };
+}
+
+Result<std::vector<std::int64_t>> LabelOutbox::write(const PendingChange& change, const Writer& writer, const Submitter& submitter) {
+  if (!change.submission) return writer(change.labels);
+  auto submitted = submitter ? submitter(*change.submission) : submitter_from(writer)(*change.submission);
+  if (!submitted) return submitted.error();
+  return std::vector<std::int64_t>{};
+}
+
+Result<LabelOutbox> LabelOutbox::open(fs::path journal_file, Writer writer, Submitter submitter) {
   auto journal = LabelJournal::open(std::move(journal_file));
   if (!journal) return journal.error();
-  return LabelOutbox(std::move(journal.value()), std::move(writer));
+  return LabelOutbox(std::move(journal.value()), std::move(writer), std::move(submitter));
 }
 
 int LabelOutbox::pending() const {
@@ -225,8 +259,16 @@ PendingChange LabelOutbox::new_change(std::vector<LabelInput> labels) {
   return change;
 }
 
-Result<bool> LabelOutbox::write_now(const Writer& writer, const PendingChange& change, Submitted& out) {
-  auto written = writer(change.labels);
+PendingChange LabelOutbox::new_change(ReadingSubmission submission) {
+  PendingChange change;
+  change.key = new_change_key();
+  change.created_at = utc_now();
+  change.submission = std::move(submission);
+  return change;
+}
+
+Result<bool> LabelOutbox::write_now(const Writer& writer, const Submitter& submitter, const PendingChange& change, Submitted& out) {
+  auto written = write(change, writer, submitter);
   if (written) {
     out.saved = true;
     out.ids = std::move(written.value());
@@ -258,7 +300,7 @@ bool LabelOutbox::settle(const std::string& key, const Result<std::vector<std::i
   std::vector<PendingChange> changes = journal_.changes();
   const auto it = std::find_if(changes.begin(), changes.end(), [&](const PendingChange& c) { return c.key == key; });
   if (it == changes.end()) return true;
-  if (!it->labels.empty()) report.saved_images.push_back(it->labels.front().image);
+  if (!it->image().empty()) report.saved_images.push_back(it->image());
   if (written) {
     ++report.saved;
     changes.erase(it);
@@ -273,14 +315,21 @@ bool LabelOutbox::settle(const std::string& key, const Result<std::vector<std::i
 
 Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> labels) {
   if (labels.empty()) return Submitted{true, {}, {}, {}};
-  PendingChange change = new_change(std::move(labels));
+  return submit_change(new_change(std::move(labels)));
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit_reading(ReadingSubmission submission) {
+  return submit_change(new_change(std::move(submission)));
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit_change(PendingChange change) {
   Submitted out;
   if (pending() > 0) {
     const RetryReport r = retry();
     if (pending() > 0) out.why_kept = r.error ? r.error->message : "earlier changes are not saved yet";
   }
   if (pending() == 0) {
-    auto now = write_now(writer_, change, out);
+    auto now = write_now(writer_, submitter_, change, out);
     if (!now) return now.error();
     if (*now) return out;
   }
@@ -291,7 +340,7 @@ Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> label
 LabelOutbox::RetryReport LabelOutbox::retry() {
   RetryReport report;
   while (auto next = next_pending()) {
-    if (!settle(next->key, writer_(next->labels), report)) break;
+    if (!settle(next->key, write(*next, writer_, submitter_), report)) break;
   }
   return report;
 }

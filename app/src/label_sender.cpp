@@ -26,9 +26,18 @@ LabelSender::~LabelSender() {
 
 Result<LabelOutbox::Submitted> LabelSender::submit(std::vector<LabelInput> labels, const LabelOutbox::Writer& direct, const Done& done) {
   if (labels.empty()) return LabelOutbox::Submitted{true, {}, {}, {}};
-  PendingChange change = LabelOutbox::new_change(std::move(labels));
+  return submit_change(LabelOutbox::new_change(std::move(labels)), direct, {}, done);
+}
+
+Result<LabelOutbox::Submitted> LabelSender::submit_reading(ReadingSubmission submission, const LabelOutbox::Submitter& direct, const Done& done) {
+  return submit_change(LabelOutbox::new_change(std::move(submission)), {}, direct, done);
+}
+
+Result<LabelOutbox::Submitted> LabelSender::submit_change(PendingChange change, const LabelOutbox::Writer& direct,
+                                                          const LabelOutbox::Submitter& direct_submitter, const Done& done) {
   LabelOutbox::Submitted out;
   LabelOutbox::Writer writer;
+  LabelOutbox::Submitter submitter;
   {
     std::lock_guard lock(mutex_);
     if (retrying_ || requested_ || outbox_.pending() > 0) {
@@ -42,8 +51,9 @@ Result<LabelOutbox::Submitted> LabelSender::submit(std::vector<LabelInput> label
       return out;
     }
     writer = writer_ ? writer_ : direct;
+    submitter = writer_ ? LabelOutbox::submitter_from(writer_) : direct_submitter;
   }
-  auto now = LabelOutbox::write_now(writer, change, out);
+  auto now = LabelOutbox::write_now(writer, submitter, change, out);
   if (!now) return now.error();
   if (*now) return out;
   std::lock_guard lock(mutex_);
@@ -140,14 +150,18 @@ LabelOutbox::RetryReport LabelSender::send_pending() {
     }
     Result<std::vector<std::int64_t>> written = Error{ErrorKind::Invalid, "not written"};
     if (writer) {
-      written = writer(next->labels);
+      written = LabelOutbox::write(*next, writer, {});
     } else {
       if (!catalog_) {
         auto opened = connect();
         if (opened) catalog_.emplace(std::move(opened.value()));
         else written = Error{ErrorKind::CannotOpen, opened.error().message};  // never a refusal of the change
       }
-      if (catalog_) written = catalog_->add_labels(next->labels);
+      if (catalog_) {
+        written = LabelOutbox::write(
+            *next, [this](const std::vector<LabelInput>& in) { return catalog_->add_labels(in); },
+            [this](const ReadingSubmission& s) { return catalog_->submit_reading(s.image, s.reader); });
+      }
       // A connection that failed is opened afresh next time (the server may come back elsewhere).
       if (!written && is_unreachable(written.error())) catalog_.reset();
     }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "catalog_support.hpp"
@@ -167,6 +168,50 @@ TEST_F(LabelOutboxTest, AnInvalidAnswerIsNotKept) {
   EXPECT_EQ(clash.error().kind, app::ErrorKind::Invalid);
   EXPECT_EQ(o.pending(), 0);
   EXPECT_FALSE(fs::exists(journal_));
+}
+
+// Submitting a reading goes through the outbox like labels: kept while the catalog is away (in the
+// journal, version 2 only then), written in order with the labels when it is back, once.
+TEST_F(LabelOutboxTest, ASubmittedReadingIsKeptAndSavedInOrderWithTheLabels) {
+  int submissions = 0;
+  const app::LabelOutbox::Submitter submitter = [&](const app::ReadingSubmission& s) -> app::Status {
+    ++submissions;
+    if (flaky_.down) return unreachable();
+    return catalog_->submit_reading(s.image, s.reader);
+  };
+  auto opened = app::LabelOutbox::open(journal_, flaky_.writer(), submitter);
+  ASSERT_TRUE(opened.ok());
+  app::LabelOutbox& o = opened.value();
+  ASSERT_TRUE(o.submit({reading("8.2", "Mass", LabelValue::Present, "dr.a")})->saved);
+  flaky_.down = true;
+  ASSERT_FALSE(o.submit({reading("8.1", "Effusion", LabelValue::Present, "dr.a")})->saved);
+  EXPECT_EQ(nlohmann::json::parse(app::LabelJournal::serialize(o.changes())).value("version", 0), 1) << "no submission: version 1";
+  auto kept = o.submit_reading({"8.1", "dr.a"});
+  ASSERT_TRUE(kept.ok()) << kept.error().message;
+  EXPECT_FALSE(kept->saved);
+  EXPECT_EQ(o.pending(), 2);
+  // In the journal: a crash keeps it, and a new session reads it back.
+  auto reread = app::LabelOutbox::open(journal_, flaky_.writer(), submitter);
+  ASSERT_TRUE(reread.ok()) << reread.error().message;
+  ASSERT_EQ(reread->changes().size(), 2u);
+  ASSERT_TRUE(reread->changes()[1].submission.has_value());
+  EXPECT_EQ(reread->changes()[1].submission->image, "8.1");
+  EXPECT_EQ(reread->changes()[1].submission->reader, "dr.a");
+  EXPECT_TRUE(reread->changes()[1].labels.empty());
+  EXPECT_EQ(nlohmann::json::parse(app::LabelJournal::serialize(reread->changes())).value("version", 0), 2);
+  EXPECT_FALSE(catalog_->reader_view("8.1", "dr.a")->submitted);
+  flaky_.down = false;
+  auto r = reread->retry();
+  EXPECT_EQ(r.saved, 2);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_EQ(r.saved_images, (std::vector<std::string>{"8.1", "8.1"}));
+  EXPECT_TRUE(catalog_->reader_view("8.1", "dr.a")->submitted);
+  EXPECT_EQ(catalog_->reader_labels("8.1", "dr.a")->size(), 1u);
+  EXPECT_FALSE(fs::exists(journal_));
+  // A change with labels and a submission, or with neither, is a damaged journal.
+  EXPECT_FALSE(app::LabelJournal::parse(R"({"format":"hilum-pending-labels","version":2,"changes":[{"key":"k","created_at":"t",)"
+                                        R"("labels":[],"submission":{"image":"8.1"}}]})").ok());
+  EXPECT_FALSE(app::LabelJournal::parse(R"({"format":"hilum-pending-labels","version":2,"changes":[{"key":"k","created_at":"t","labels":[]}]})").ok());
 }
 
 // The sender writes kept changes on its own thread: while a retry waits for a server that does not

@@ -132,6 +132,32 @@ class PendingLabels : public QObject {
     QCOMPARE(history()[3].value, app::LabelValue::Absent);
     QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
   }
+
+  // "Submit my reading" while the catalog is away: kept behind the label, shown as submitted, and
+  // saved with it when the catalog is back. (Before, the submission failed with an error and was lost.)
+  void aSubmittedReadingIsKeptAndSavedToo() {
+    const std::string image = window_->labeller()->image().toStdString();
+    QVERIFY(!image.empty());
+    const auto submitted = [&] {
+      auto c = app::Catalog::open(db_);
+      return c->reader_view(image, "dr.test")->submitted;
+    };
+    QVERIFY(!submitted());
+    QVERIFY(!window_->labeller()->submitted());
+    take_the_catalog_away();
+    QVERIFY(window_->labeller()->set_value("Atelectasis", app::LabelValue::Present));
+    QVERIFY(window_->labeller()->submit());
+    QVERIFY(window_->labeller()->submitted());
+    QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
+    QVERIFY(!submitted());
+    QTRY_VERIFY(idle());
+    bring_it_back();
+    QTest::mouseClick(retry_button(), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
+    QVERIFY(submitted());
+    QVERIFY(window_->labeller()->submitted());
+    QCOMPARE(history().back().finding, std::string("Atelectasis"));
+  }
 };
 
 QTEST_MAIN(PendingLabels)

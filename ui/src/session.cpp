@@ -136,12 +136,24 @@ app::Result<app::LabelOutbox::Submitted> Session::submit_labels(std::vector<app:
   const int before = outbox_->pending();
   const auto direct = [this](const std::vector<app::LabelInput>& in) { return catalog_.add_labels(in); };
   auto submitted = outbox_->submit(std::move(labels), direct, post_retried());
-  if (submitted && (!submitted->saved || before != outbox_->pending())) {
+  kept_or_saved(submitted, before);
+  return submitted;
+}
+
+app::Result<app::LabelOutbox::Submitted> Session::submit_reading(const QString& sop_instance_uid) {
+  const int before = outbox_->pending();
+  const auto direct = [this](const app::ReadingSubmission& s) { return catalog_.submit_reading(s.image, s.reader); };
+  auto submitted = outbox_->submit_reading({sstr(sop_instance_uid), sstr(author_)}, direct, post_retried());
+  kept_or_saved(submitted, before);
+  return submitted;
+}
+
+void Session::kept_or_saved(const app::Result<app::LabelOutbox::Submitted>& submitted, int pending_before) {
+  if (submitted && (!submitted->saved || pending_before != outbox_->pending())) {
     QString reason = qstr(submitted->why_kept);
     if (!submitted->journal_problem.empty()) reason += tr(" (kept in memory only: %1)").arg(qstr(submitted->journal_problem));
     pending_changed(reason);
   }
-  return submitted;
 }
 
 app::LabelSender::Done Session::post_retried() {

@@ -92,6 +92,8 @@ class Session : public QObject {
   static constexpr int kRetryMs = 5000;
   [[nodiscard]] app::LabelSender& outbox() { return *outbox_; }
   [[nodiscard]] app::Result<app::LabelOutbox::Submitted> submit_labels(std::vector<app::LabelInput> labels);
+  // Submits this reader's reading of an image the same way (kept, retried, in order with the labels).
+  [[nodiscard]] app::Result<app::LabelOutbox::Submitted> submit_reading(const QString& sop_instance_uid);
   // Starts a retry in the background; false when one is running already or nothing is pending.
   bool retry_labels();
   [[nodiscard]] int pending_labels() const { return outbox_->pending(); }
@@ -128,6 +130,7 @@ class Session : public QObject {
   QTimer retry_timer_;
   void pending_changed(const QString& reason);
   void retried(const app::LabelOutbox::RetryReport& report);  // on the GUI thread
+  void kept_or_saved(const app::Result<app::LabelOutbox::Submitted>& submitted, int pending_before);
   app::LabelSender::Done post_retried();
 };
 

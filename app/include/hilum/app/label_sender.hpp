@@ -42,6 +42,10 @@ class LabelSender {
   // write on the caller's thread, and starts a retry (whose report goes to `done`). Kept as well
   // when `direct` finds the catalog unreachable; any other error is returned and nothing is kept.
   [[nodiscard]] Result<LabelOutbox::Submitted> submit(std::vector<LabelInput> labels, const LabelOutbox::Writer& direct, const Done& done);
+  // The same for a submitted reading (Catalog::submit_reading with `direct`): kept and retried in
+  // the same order as the labels.
+  [[nodiscard]] Result<LabelOutbox::Submitted> submit_reading(ReadingSubmission submission, const LabelOutbox::Submitter& direct,
+                                                              const Done& done);
   // Starts writing the pending changes on the sender's thread, in order; `done` gets the report.
   // False (and `done` is not called) when a retry is running already (it takes every change kept
   // meanwhile) or nothing is pending.
@@ -53,8 +57,8 @@ class LabelSender {
   [[nodiscard]] std::vector<PendingChange> changes() const;
   [[nodiscard]] std::filesystem::path journal_file() const;
 
-  // Tests: every write (direct and retries) goes to `writer` instead (called on either thread);
-  // reset_writer() goes back to the catalogs. set_connect replaces how the sender connects (the
+  // Tests: every write (direct and retries) goes to `writer` instead (called on either thread;
+  // submissions call it with no labels); reset_writer() goes back to the catalogs. set_connect replaces how the sender connects (the
   // connection it holds is closed first).
   void set_writer(LabelOutbox::Writer writer);
   void reset_writer();
@@ -62,6 +66,8 @@ class LabelSender {
 
  private:
   LabelSender(LabelOutbox outbox, Connect connect);
+  Result<LabelOutbox::Submitted> submit_change(PendingChange change, const LabelOutbox::Writer& direct,
+                                               const LabelOutbox::Submitter& direct_submitter, const Done& done);
   void run();
   LabelOutbox::RetryReport send_pending();
 
