@@ -176,7 +176,12 @@ int cmd_agreement(const Global& global, const Args& args) {
     for (const auto& p : f.cohen_kappa)
       std::printf("  Cohen's kappa %s / %s: %s\n", p.reader_a.c_str(), p.reader_b.c_str(), show(p.cohen_kappa).c_str());
     std::printf("  Fleiss' kappa: %s\n  Krippendorff's alpha: %s\n", show(f.fleiss_kappa).c_str(), show(f.krippendorff_alpha).c_str());
-    for (const auto& r : f.vs_consensus) std::printf("  %s vs consensus: %s\n", r.reader.c_str(), show(r.cohen_kappa).c_str());
+    for (const auto& r : f.vs_others_consensus) {
+      std::printf("  %s vs the other readers' consensus: %s", r.reader.c_str(), show(r.cohen_kappa).c_str());
+      if (r.no_other_reader + r.no_consensus > 0)
+        std::printf(" (left out: %d image(s) no other reader labelled, %d without their consensus)", r.no_other_reader, r.no_consensus);
+      std::printf("\n");
+    }
     for (const auto& r : f.vs_ai) std::printf("  %s vs AI: %s\n", r.reader.c_str(), show(r.cohen_kappa).c_str());
   }
   return kExitOk;

@@ -64,6 +64,23 @@ bool both_rated(const std::vector<int>& r) { return r[0] != training::kMissing &
 
 }  // namespace
 
+std::optional<LabelValue> others_consensus(const ConsensusPolicy& policy, const std::string& reader, const std::vector<LabelValue>& others,
+                                           const std::optional<std::pair<std::string, LabelValue>>& adjudication, bool* no_other_reader) {
+  if (no_other_reader) *no_other_reader = false;
+  if (adjudication && adjudication->first != reader) return adjudication->second;
+  if (others.empty()) {
+    if (no_other_reader) *no_other_reader = true;
+    return std::nullopt;
+  }
+  if (static_cast<int>(others.size()) < policy.min_readers) return std::nullopt;
+  std::map<LabelValue, std::size_t> votes;
+  for (auto v : others) ++votes[v];
+  for (const auto& [value, n] : votes) {
+    if (votes.size() == 1 || (policy.rule == ConsensusPolicy::Rule::Majority && 2 * n > others.size())) return value;
+  }
+  return std::nullopt;
+}
+
 Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& options) {
   AgreementReport report;
   report.threshold = options.threshold;
@@ -72,7 +89,8 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
   report.min_images = options.min_images;
   auto policy = catalog.consensus_policy();
   if (!policy) return policy.error();
-  report.labels = "each reader's current label; consensus: " + policy->describe();
+  report.labels = "each reader's current label; consensus: " + policy->describe() +
+                  ", of the other readers when a reader is compared with it (leave-one-out)";
   auto readings = catalog.reader_labels();
   if (!readings) return readings.error();
   auto consensus = catalog.consensus_labels();
@@ -98,6 +116,45 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
   }
   if (model) report.model_version = model->version;
 
+  // Every reader's values and every adjudication, of every finding (the others' consensus on "No
+  // Finding" depends on their consensus on the other findings of the image).
+  std::map<std::int64_t, std::map<std::string, std::map<std::string, LabelValue>>> values;  // image -> finding -> reader
+  std::map<std::pair<std::int64_t, std::string>, std::pair<std::string, LabelValue>> adjudicated;
+  for (const auto& e : readings.value()) values[e.instance_id][e.finding][e.author] = e.value;
+  for (const auto& e : consensus.value())
+    if (e.basis == "adjudicated") adjudicated[{e.instance_id, e.finding}] = {e.author, e.value};
+  // The others' consensus on one finding, without the "No Finding" rule.
+  const auto others_on = [&](std::int64_t image, const std::string& finding, const std::string& reader, bool* no_other_reader,
+                             bool* by_adjudication) -> std::optional<LabelValue> {
+    std::vector<LabelValue> others;
+    if (const auto im = values.find(image); im != values.end()) {
+      if (const auto f = im->second.find(finding); f != im->second.end())
+        for (const auto& [who, v] : f->second)
+          if (who != reader) others.push_back(v);
+    }
+    std::optional<std::pair<std::string, LabelValue>> adjudication;
+    if (const auto a = adjudicated.find({image, finding}); a != adjudicated.end()) adjudication = a->second;
+    if (by_adjudication) *by_adjudication = adjudication && adjudication->first != reader;
+    return others_consensus(*policy, reader, others, adjudication, no_other_reader);
+  };
+  // With the rule the catalog's consensus applies: "No Finding" present by the others' readings is
+  // no consensus when they find another finding of the image present.
+  const auto others_consensus_of = [&](std::int64_t image, const std::string& finding, const std::string& reader,
+                                       bool* no_other_reader) -> std::optional<LabelValue> {
+    bool by_adjudication = false;
+    auto v = others_on(image, finding, reader, no_other_reader, &by_adjudication);
+    if (!v || *v != LabelValue::Present || by_adjudication || finding != "No Finding") return v;
+    std::set<std::string> findings;
+    if (const auto im = values.find(image); im != values.end())
+      for (const auto& [f, by_reader] : im->second) findings.insert(f);
+    for (const auto& [key, a] : adjudicated)
+      if (key.first == image) findings.insert(key.second);
+    for (const auto& f : findings) {
+      if (f != finding && others_on(image, f, reader, nullptr, nullptr) == LabelValue::Present) return std::nullopt;
+    }
+    return v;
+  };
+
   // finding -> image -> reader -> code
   std::map<std::string, std::map<std::int64_t, std::map<std::string, int>>> table;
   std::set<std::string> everyone;
@@ -113,8 +170,6 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
     if (!known) return Error{ErrorKind::NotFound, "unknown finding: " + options.finding};
   }
   report.readers.assign(everyone.begin(), everyone.end());
-  std::map<std::pair<std::int64_t, std::string>, int> consensus_code;
-  for (const auto& e : consensus.value()) consensus_code[{e.instance_id, e.finding}] = code(e.value);
 
   for (const auto& [finding, images] : table) {
     FindingAgreement fa;
@@ -171,11 +226,16 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
     }
     const bool any_ai = std::any_of(ai.begin(), ai.end(), [](int v) { return v != training::kMissing; });
     for (std::size_t a = 0; a < fa.readers.size(); ++a) {
-      const Rows vs_consensus = column_pair(a, [&](std::size_t i) {
-        const auto it = consensus_code.find({image_ids[i], finding});
-        return it == consensus_code.end() ? training::kMissing : it->second;
+      ReaderAgreement others{fa.readers[a], {}, 0, 0};
+      const Rows vs_others = column_pair(a, [&](std::size_t i) {
+        if (rows[i][a] == training::kMissing) return training::kMissing;
+        bool no_other_reader = false;
+        const auto v = others_consensus_of(image_ids[i], finding, fa.readers[a], &no_other_reader);
+        if (!v) ++(no_other_reader ? others.no_other_reader : others.no_consensus);
+        return v ? code(*v) : training::kMissing;
       });
-      fa.vs_consensus.push_back({fa.readers[a], measure(vs_consensus, patient_of_row, options, pair_kappa, both_rated)});
+      others.cohen_kappa = measure(vs_others, patient_of_row, options, pair_kappa, both_rated);
+      fa.vs_others_consensus.push_back(std::move(others));
       if (!any_ai) continue;
       Rows vs_ai = column_pair(a, [&](std::size_t i) { return ai[i]; });
       for (auto& r : vs_ai)
@@ -203,10 +263,14 @@ std::string names_json(const std::vector<std::string>& names) {
   return o + "]";
 }
 
-std::string readers_json(const std::vector<ReaderAgreement>& list) {
+std::string readers_json(const std::vector<ReaderAgreement>& list, bool left_out) {
   std::string o = "[";
   for (std::size_t i = 0; i < list.size(); ++i) {
-    o += (i ? ",{" : "{") + std::string("\"reader\":") + json_escape(list[i].reader) + ",\"cohen_kappa\":" + value_json(list[i].cohen_kappa) + "}";
+    o += (i ? ",{" : "{") + std::string("\"reader\":") + json_escape(list[i].reader) + ",\"cohen_kappa\":" + value_json(list[i].cohen_kappa);
+    if (left_out) {
+      o += ",\"left_out\":" + JsonObject().add("no_other_reader", list[i].no_other_reader).add("no_consensus", list[i].no_consensus).str();
+    }
+    o += "}";
   }
   return o + "]";
 }
@@ -226,7 +290,7 @@ std::string agreement_json(const AgreementReport& r) {
     JsonObject o;
     o.add("finding", f.finding).add("images", f.images).add("patients", f.patients).add_raw("readers", names_json(f.readers));
     o.add_raw("cohen_kappa", pairs).add_raw("fleiss_kappa", value_json(f.fleiss_kappa)).add_raw("krippendorff_alpha", value_json(f.krippendorff_alpha));
-    o.add_raw("reader_vs_consensus", readers_json(f.vs_consensus)).add_raw("reader_vs_ai", readers_json(f.vs_ai));
+    o.add_raw("reader_vs_others_consensus", readers_json(f.vs_others_consensus, true)).add_raw("reader_vs_ai", readers_json(f.vs_ai, false));
     findings += (i ? "," : "") + o.str();
   }
   findings += "]";

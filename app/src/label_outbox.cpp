@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <iterator>
@@ -20,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "hilum-pending-labels";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: submitted readings; a journal without any is written as version 1
 constexpr std::uintmax_t kMaxJournalBytes = 64u << 20;  // far beyond what a reader types while a server is down
 
 // Every character outside [A-Za-z0-9.-] made '_' (a file name from a host and a role).
@@ -107,10 +108,13 @@ std::string LabelJournal::serialize(const std::vector<PendingChange>& changes) {
     json labels = json::array();
     for (const LabelInput& in : c.labels) labels.push_back(label_to_json(in));
     json change{{"key", c.key}, {"created_at", c.created_at}, {"labels", std::move(labels)}};
+    if (c.submission) change["submission"] = json{{"image", c.submission->image}, {"reader", c.submission->reader}};
     if (!c.refused.empty()) change["refused"] = c.refused;
     list.push_back(std::move(change));
   }
-  json doc{{"format", kFormat}, {"version", kFormatVersion}, {"changes", std::move(list)}};
+  // Version 1 (which an older Hilum reads) unless a change is a submitted reading.
+  const bool submissions = std::any_of(changes.begin(), changes.end(), [](const PendingChange& c) { return c.submission.has_value(); });
+  json doc{{"format", kFormat}, {"version", submissions ? kFormatVersion : 1}, {"changes", std::move(list)}};
   // Text that is not UTF-8 (never expected: the catalog refuses it) is replaced, not thrown on.
   return doc.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -135,7 +139,16 @@ Result<std::vector<PendingChange>> LabelJournal::parse(std::string_view text) {
     change.created_at = text_field(c, "created_at", true, &problem);
     change.refused = text_field(c, "refused", false, &problem);
     if (!problem.empty()) return damaged(problem);
-    if (!c.contains("labels") || !c["labels"].is_array() || c["labels"].empty()) return damaged("a change without labels");
+    if (!c.contains("labels") || !c["labels"].is_array()) return damaged("a change without labels");
+    if (const auto s = c.find("submission"); s != c.end()) {
+      if (!s->is_object()) return damaged("a submission is not an object");
+      ReadingSubmission submission{text_field(*s, "image", true, &problem), text_field(*s, "reader", true, &problem)};
+      if (!problem.empty()) return damaged(problem);
+      if (!c["labels"].empty()) return damaged("a change with labels and a submission");
+      change.submission = std::move(submission);
+    } else if (c["labels"].empty()) {
+      return damaged("a change without labels");
+    }
     for (const json& l : c["labels"]) {
       auto in = label_from_json(l, &problem);
       if (!in) return damaged(problem);
@@ -201,10 +214,32 @@ std::string new_change_key() {
 
 // ---- LabelOutbox --------------------------------------------------------------------------------
 
-Result<LabelOutbox> LabelOutbox::open(fs::path journal_file, Writer writer) {
+const std::string& PendingChange::image() const {
+  static const std::string none;
+  if (submission) return submission->image;
+  return labels.empty() ? none : labels.front().image;
+}
+
+LabelOutbox::Submitter LabelOutbox::submitter_from(Writer writer) {
+  if (!writer) return {};
+  return [writer = std::move(writer)](const ReadingSubmission&) -> Status {
+    auto r = writer({});
+    if (!r) return r.error();
+    return core::Done{};
+  };
+}
+
+Result<std::vector<std::int64_t>> LabelOutbox::write(const PendingChange& change, const Writer& writer, const Submitter& submitter) {
+  if (!change.submission) return writer(change.labels);
+  auto submitted = submitter ? submitter(*change.submission) : submitter_from(writer)(*change.submission);
+  if (!submitted) return submitted.error();
+  return std::vector<std::int64_t>{};
+}
+
+Result<LabelOutbox> LabelOutbox::open(fs::path journal_file, Writer writer, Submitter submitter) {
   auto journal = LabelJournal::open(std::move(journal_file));
   if (!journal) return journal.error();
-  return LabelOutbox(std::move(journal.value()), std::move(writer));
+  return LabelOutbox(std::move(journal.value()), std::move(writer), std::move(submitter));
 }
 
 int LabelOutbox::pending() const {
@@ -215,63 +250,97 @@ int LabelOutbox::pending() const {
 
 int LabelOutbox::refused() const { return static_cast<int>(journal_.changes().size()) - pending(); }
 
-Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> labels) {
-  if (labels.empty()) return Submitted{true, {}, {}, {}};
+PendingChange LabelOutbox::new_change(std::vector<LabelInput> labels) {
   PendingChange change;
   change.key = new_change_key();
   change.created_at = utc_now();
   for (std::size_t k = 0; k < labels.size(); ++k) labels[k].event_key = change.key + "-" + std::to_string(k + 1);
   change.labels = std::move(labels);
+  return change;
+}
+
+PendingChange LabelOutbox::new_change(ReadingSubmission submission) {
+  PendingChange change;
+  change.key = new_change_key();
+  change.created_at = utc_now();
+  change.submission = std::move(submission);
+  return change;
+}
+
+Result<bool> LabelOutbox::write_now(const Writer& writer, const Submitter& submitter, const PendingChange& change, Submitted& out) {
+  auto written = write(change, writer, submitter);
+  if (written) {
+    out.saved = true;
+    out.ids = std::move(written.value());
+    return true;
+  }
+  if (!is_unreachable(written.error())) return written.error();
+  out.why_kept = written.error().message;
+  return false;
+}
+
+std::string LabelOutbox::keep(PendingChange change) {
+  std::vector<PendingChange> changes = journal_.changes();
+  changes.push_back(std::move(change));
+  auto stored = journal_.store(std::move(changes));
+  return stored ? std::string() : stored.error().message;
+}
+
+std::optional<PendingChange> LabelOutbox::next_pending() const {
+  for (const auto& c : journal_.changes())
+    if (c.refused.empty()) return c;
+  return std::nullopt;
+}
+
+bool LabelOutbox::settle(const std::string& key, const Result<std::vector<std::int64_t>>& written, RetryReport& report) {
+  if (!written && is_unreachable(written.error())) {
+    report.error = written.error();
+    return false;
+  }
+  std::vector<PendingChange> changes = journal_.changes();
+  const auto it = std::find_if(changes.begin(), changes.end(), [&](const PendingChange& c) { return c.key == key; });
+  if (it == changes.end()) return true;
+  if (!it->image().empty()) report.saved_images.push_back(it->image());
+  if (written) {
+    ++report.saved;
+    changes.erase(it);
+  } else {  // refused: kept aside, never dropped, never retried
+    ++report.refused;
+    it->refused = written.error().message;
+    report.error = written.error();
+  }
+  if (auto stored = journal_.store(std::move(changes)); !stored) report.journal_problem = stored.error().message;
+  return true;
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit(std::vector<LabelInput> labels) {
+  if (labels.empty()) return Submitted{true, {}, {}, {}};
+  return submit_change(new_change(std::move(labels)));
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit_reading(ReadingSubmission submission) {
+  return submit_change(new_change(std::move(submission)));
+}
+
+Result<LabelOutbox::Submitted> LabelOutbox::submit_change(PendingChange change) {
   Submitted out;
   if (pending() > 0) {
     const RetryReport r = retry();
     if (pending() > 0) out.why_kept = r.error ? r.error->message : "earlier changes are not saved yet";
   }
   if (pending() == 0) {
-    auto written = writer_(change.labels);
-    if (written) {
-      out.saved = true;
-      out.ids = std::move(written.value());
-      return out;
-    }
-    if (!is_unreachable(written.error())) return written.error();
-    out.why_kept = written.error().message;
+    auto now = write_now(writer_, submitter_, change, out);
+    if (!now) return now.error();
+    if (*now) return out;
   }
-  std::vector<PendingChange> changes = journal_.changes();
-  changes.push_back(std::move(change));
-  if (auto stored = journal_.store(std::move(changes)); !stored) out.journal_problem = stored.error().message;
+  out.journal_problem = keep(std::move(change));
   return out;
 }
 
 LabelOutbox::RetryReport LabelOutbox::retry() {
   RetryReport report;
-  std::vector<PendingChange> changes = journal_.changes();
-  bool changed = false;
-  for (std::size_t k = 0; k < changes.size();) {
-    PendingChange& c = changes[k];
-    if (!c.refused.empty()) {
-      ++k;
-      continue;
-    }
-    auto written = writer_(c.labels);
-    if (!written && is_unreachable(written.error())) {
-      report.error = written.error();
-      break;
-    }
-    changed = true;
-    if (!c.labels.empty()) report.saved_images.push_back(c.labels.front().image);
-    if (written) {
-      ++report.saved;
-      changes.erase(changes.begin() + static_cast<std::ptrdiff_t>(k));
-    } else {  // refused: kept aside, never dropped, never retried
-      ++report.refused;
-      c.refused = written.error().message;
-      report.error = written.error();
-      ++k;
-    }
-  }
-  if (changed) {
-    if (auto stored = journal_.store(std::move(changes)); !stored) report.journal_problem = stored.error().message;
+  while (auto next = next_pending()) {
+    if (!settle(next->key, write(*next, writer_, submitter_), report)) break;
   }
   return report;
 }

@@ -6,11 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "catalog_support.hpp"
 #include "hilum/app/label_outbox.hpp"
+#include "hilum/app/label_sender.hpp"
 
 namespace hilum::test {
 namespace {
@@ -164,6 +168,112 @@ TEST_F(LabelOutboxTest, AnInvalidAnswerIsNotKept) {
   EXPECT_EQ(clash.error().kind, app::ErrorKind::Invalid);
   EXPECT_EQ(o.pending(), 0);
   EXPECT_FALSE(fs::exists(journal_));
+}
+
+// Submitting a reading goes through the outbox like labels: kept while the catalog is away (in the
+// journal, version 2 only then), written in order with the labels when it is back, once.
+TEST_F(LabelOutboxTest, ASubmittedReadingIsKeptAndSavedInOrderWithTheLabels) {
+  int submissions = 0;
+  const app::LabelOutbox::Submitter submitter = [&](const app::ReadingSubmission& s) -> app::Status {
+    ++submissions;
+    if (flaky_.down) return unreachable();
+    return catalog_->submit_reading(s.image, s.reader);
+  };
+  auto opened = app::LabelOutbox::open(journal_, flaky_.writer(), submitter);
+  ASSERT_TRUE(opened.ok());
+  app::LabelOutbox& o = opened.value();
+  ASSERT_TRUE(o.submit({reading("8.2", "Mass", LabelValue::Present, "dr.a")})->saved);
+  flaky_.down = true;
+  ASSERT_FALSE(o.submit({reading("8.1", "Effusion", LabelValue::Present, "dr.a")})->saved);
+  EXPECT_EQ(nlohmann::json::parse(app::LabelJournal::serialize(o.changes())).value("version", 0), 1) << "no submission: version 1";
+  auto kept = o.submit_reading({"8.1", "dr.a"});
+  ASSERT_TRUE(kept.ok()) << kept.error().message;
+  EXPECT_FALSE(kept->saved);
+  EXPECT_EQ(o.pending(), 2);
+  // In the journal: a crash keeps it, and a new session reads it back.
+  auto reread = app::LabelOutbox::open(journal_, flaky_.writer(), submitter);
+  ASSERT_TRUE(reread.ok()) << reread.error().message;
+  ASSERT_EQ(reread->changes().size(), 2u);
+  ASSERT_TRUE(reread->changes()[1].submission.has_value());
+  EXPECT_EQ(reread->changes()[1].submission->image, "8.1");
+  EXPECT_EQ(reread->changes()[1].submission->reader, "dr.a");
+  EXPECT_TRUE(reread->changes()[1].labels.empty());
+  EXPECT_EQ(nlohmann::json::parse(app::LabelJournal::serialize(reread->changes())).value("version", 0), 2);
+  EXPECT_FALSE(catalog_->reader_view("8.1", "dr.a")->submitted);
+  flaky_.down = false;
+  auto r = reread->retry();
+  EXPECT_EQ(r.saved, 2);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_EQ(r.saved_images, (std::vector<std::string>{"8.1", "8.1"}));
+  EXPECT_TRUE(catalog_->reader_view("8.1", "dr.a")->submitted);
+  EXPECT_EQ(catalog_->reader_labels("8.1", "dr.a")->size(), 1u);
+  EXPECT_FALSE(fs::exists(journal_));
+  // A change with labels and a submission, or with neither, is a damaged journal.
+  EXPECT_FALSE(app::LabelJournal::parse(R"({"format":"hilum-pending-labels","version":2,"changes":[{"key":"k","created_at":"t",)"
+                                        R"("labels":[],"submission":{"image":"8.1"}}]})").ok());
+  EXPECT_FALSE(app::LabelJournal::parse(R"({"format":"hilum-pending-labels","version":2,"changes":[{"key":"k","created_at":"t","labels":[]}]})").ok());
+}
+
+// The sender writes kept changes on its own thread: while a retry waits for a server that does not
+// answer (here a writer held at a gate), the caller's submit returns at once, keeps its change
+// behind the pending one, and the retry running takes it too; both are written once, in order.
+TEST_F(LabelOutboxTest, ASenderRetryWaitingForTheServerHoldsUpOnlyItsOwnThread) {
+  const auto db = location();
+  auto opened = app::LabelSender::open(journal_, [db] { return app::Catalog::open(db, app::Catalog::Mode::ReadWrite); });
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  app::LabelSender& sender = *opened.value();
+  const app::LabelOutbox::Writer direct = [this](const std::vector<app::LabelInput>& in) { return catalog_->add_labels(in); };
+  sender.set_writer([](const std::vector<app::LabelInput>&) -> app::Result<std::vector<std::int64_t>> { return unreachable(); });
+  auto first = sender.submit({reading("8.1", "Effusion", LabelValue::Present, "dr.a")}, direct, nullptr);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->saved);
+  EXPECT_EQ(sender.pending(), 1);
+  EXPECT_FALSE(sender.retrying());
+
+  std::promise<void> entered, gate;
+  std::shared_future<void> open_gate = gate.get_future().share();
+  std::atomic<bool> told_entered = false;
+  sender.set_writer([&, db](const std::vector<app::LabelInput>& in) -> app::Result<std::vector<std::int64_t>> {
+    if (!told_entered.exchange(true)) entered.set_value();
+    open_gate.wait();  // the server "does not answer" until the test opens the gate
+    auto own = app::Catalog::open(db, app::Catalog::Mode::ReadWrite);  // this thread's own connection
+    if (!own) return own.error();
+    return own->add_labels(in);
+  });
+  std::promise<app::LabelOutbox::RetryReport> finished;
+  ASSERT_TRUE(sender.retry([&](const app::LabelOutbox::RetryReport& r) { finished.set_value(r); }));
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(sender.retrying());
+  EXPECT_FALSE(sender.retry(nullptr)) << "one retry at a time";
+  const auto start = std::chrono::steady_clock::now();
+  auto second = sender.submit({reading("8.2", "Mass", LabelValue::Absent, "dr.a")}, direct, nullptr);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->saved) << "kept behind the pending change, not written past it";
+  EXPECT_LT(waited, std::chrono::seconds(2)) << "the submit did not wait for the retry";
+  EXPECT_EQ(sender.pending(), 2);
+  EXPECT_EQ(sender.changes().size(), 2u);
+  EXPECT_EQ(events(), 0u);
+
+  gate.set_value();
+  auto done = finished.get_future();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const auto report = done.get();
+  EXPECT_EQ(report.saved, 2) << "the running retry took the change kept meanwhile";
+  EXPECT_FALSE(report.error.has_value());
+  EXPECT_EQ(sender.pending(), 0);
+  EXPECT_FALSE(sender.retrying());
+  EXPECT_FALSE(fs::exists(journal_));
+  auto history = catalog_->label_history();
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ(history->at(0).sop_instance_uid, "8.1");
+  EXPECT_EQ(history->at(1).sop_instance_uid, "8.2");
+  // With nothing pending, a submit writes at once with the caller's catalog.
+  sender.reset_writer();
+  auto third = sender.submit({reading("8.2", "Nodule", LabelValue::Present, "dr.a")}, direct, nullptr);
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->saved);
+  EXPECT_EQ(events(), 3u);
 }
 
 // ---- The journal file ---------------------------------------------------------------------------

@@ -245,7 +245,25 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
     const double p = rows[i][0] == 1 ? 0.9 : rows[i][0] == 0 ? 0.1 : 0.3;
     ASSERT_TRUE(c().put_predictions(image, model->id, {{"Effusion", p}}).ok());
   }
+  // Two images only one reader labelled, on a 21st patient, and four adjudications (the reference's
+  // "reader_vs_others_consensus"): they change none of the statistics above, only each reader's
+  // agreement with the other readers' consensus.
+  const auto& loo = g["reader_vs_others_consensus"];
+  const auto extra = loo["extra_ratings"].get<std::vector<std::vector<int>>>();
+  for (std::size_t k = 0; k < extra.size(); ++k) {
+    const std::string image = "9." + std::to_string(rows.size() + k);
+    const std::string p = std::to_string(loo["extra_patients"][k].get<int>());
+    ASSERT_TRUE(c().put_instances({record(image, "RP" + p, "9.9." + p, "9.9." + p + ".1")}).ok());
+    for (std::size_t r = 0; r < readers.size(); ++r) {
+      if (extra[k][r] >= 0) labels.push_back(reading(image, "Effusion", values[extra[k][r]], readers[r]));
+    }
+  }
   ASSERT_TRUE(c().add_labels(labels).ok());
+  for (const auto& a : loo["adjudications"]) {
+    const std::string image = "9." + std::to_string(a["item"].get<int>());
+    auto r = c().adjudicate(image, {{"Effusion", values[a["value"].get<int>()]}}, a["adjudicator"].get<std::string>());
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
 
   app::AgreementOptions options;
   options.finding = "effusion";
@@ -255,8 +273,8 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   ASSERT_EQ(report->findings.size(), 1u);
   const auto& f = report->findings[0];
   EXPECT_EQ(f.readers, readers);
-  EXPECT_EQ(f.images, 40);
-  EXPECT_EQ(f.patients, 20);
+  EXPECT_EQ(f.images, 42);
+  EXPECT_EQ(f.patients, 21);
   ASSERT_EQ(f.cohen_kappa.size(), 6u);
   for (std::size_t k = 0; k < 6; ++k) {
     EXPECT_EQ(g["cohen_kappa"][k]["readers"][0], f.cohen_kappa[k].reader_a);
@@ -271,8 +289,20 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   EXPECT_NEAR(f.krippendorff_alpha.value.value_or(-9), g["krippendorff_alpha"].get<double>(), 1e-9);
   ASSERT_EQ(f.vs_ai.size(), 4u);
   EXPECT_NEAR(f.vs_ai[0].cohen_kappa.value.value_or(-9), 1.0, 1e-12);
-  ASSERT_EQ(f.vs_consensus.size(), 4u);
-  EXPECT_TRUE(f.vs_consensus[0].cohen_kappa.value.has_value());
+  // Each reader against the consensus of the others (leave-one-out), as the reference computed it:
+  // the value, the images it is computed on and those left out, by reason.
+  ASSERT_EQ(f.vs_others_consensus.size(), 4u);
+  for (std::size_t r = 0; r < 4; ++r) {
+    const auto& want = loo["readers"][r];
+    const auto& got = f.vs_others_consensus[r];
+    EXPECT_EQ(got.reader, want["reader"].get<std::string>());
+    ASSERT_TRUE(got.cohen_kappa.value.has_value()) << got.reader;
+    EXPECT_NEAR(*got.cohen_kappa.value, want["cohen_kappa"].get<double>(), 1e-9) << got.reader;
+    EXPECT_EQ(got.cohen_kappa.images, want["images"].get<int>()) << got.reader;
+    EXPECT_EQ(got.no_other_reader, want["left_out"]["no_other_reader"].get<int>()) << got.reader;
+    EXPECT_EQ(got.no_consensus, want["left_out"]["no_consensus"].get<int>()) << got.reader;
+  }
+  EXPECT_NE(report->labels.find("leave-one-out"), std::string::npos) << report->labels;
 
   const auto j = nlohmann::json::parse(app::agreement_json(*report));
   EXPECT_EQ(j["model"], "ai-1");
@@ -285,7 +315,11 @@ TEST_F(Readers, AgreementReportMatchesTheIndependentReference) {
   EXPECT_NEAR(jf["krippendorff_alpha"]["value"].get<double>(), g["krippendorff_alpha"].get<double>(), 1e-9);
   EXPECT_EQ(jf["krippendorff_alpha"]["ci95"].size(), 2u);
   EXPECT_EQ(jf["reader_vs_ai"][0]["reader"], "reader0");
-  EXPECT_EQ(jf["reader_vs_consensus"][3]["reader"], "reader3");
+  EXPECT_EQ(jf["reader_vs_others_consensus"][3]["reader"], "reader3");
+  EXPECT_NEAR(jf["reader_vs_others_consensus"][1]["cohen_kappa"]["value"].get<double>(), loo["readers"][1]["cohen_kappa"].get<double>(), 1e-9);
+  EXPECT_EQ(jf["reader_vs_others_consensus"][1]["left_out"]["no_other_reader"], 1);
+  EXPECT_FALSE(jf.contains("reader_vs_consensus"));
+  EXPECT_FALSE(jf["reader_vs_ai"][0].contains("left_out"));
 
   options.finding = "Dragons";
   EXPECT_EQ(app::agreement(c(), options).error().kind, app::ErrorKind::NotFound);
@@ -335,6 +369,55 @@ TEST_F(Readers, NoAgreementStatisticFromTooFewImages) {
   EXPECT_EQ(k10.reason, "");
   EXPECT_TRUE(enough->findings.at(0).krippendorff_alpha.value.has_value());
   EXPECT_TRUE(nlohmann::json::parse(app::agreement_json(*enough))["findings"][0]["cohen_kappa"][0]["reason"].is_null());
+}
+
+// A reader is compared with the consensus of the *other* readers. Before, the consensus held the
+// reader's own label: on images only that reader labelled it was their label, a kappa of 1.0 by
+// construction (here 1.0 on 9 images); now those images are left out and counted.
+TEST_F(Readers, AReaderIsComparedWithTheOtherReadersConsensusOnly) {
+  std::vector<app::InstanceRecord> records;
+  for (int i = 0; i < 10; ++i) records.push_back(record("5." + std::to_string(i), "S" + std::to_string(i), "5.5." + std::to_string(i), "5.5." + std::to_string(i) + ".1"));
+  ASSERT_TRUE(c().put_instances(records).ok());
+  std::vector<LabelInput> labels;
+  for (int i = 0; i < 10; ++i) labels.push_back(reading("5." + std::to_string(i), "Nodule", i % 2 ? LabelValue::Present : LabelValue::Absent, "dr.solo"));
+  labels.push_back(reading("5.0", "Nodule", LabelValue::Present, "dr.b"));  // a second reader on one image, disagreeing
+  ASSERT_TRUE(c().add_labels(labels).ok());
+  app::AgreementOptions options;
+  options.finding = "Nodule";
+  options.bootstrap = 0;
+  options.min_images = 1;
+  auto report = app::agreement(c(), options);
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  const auto& f = report->findings.at(0);
+  ASSERT_EQ(f.vs_others_consensus.size(), 2u);
+  const auto& solo = f.vs_others_consensus[1];
+  ASSERT_EQ(solo.reader, "dr.solo");
+  EXPECT_EQ(solo.cohen_kappa.images, 1) << "only the image dr.b also labelled";
+  EXPECT_EQ(solo.no_other_reader, 9);
+  EXPECT_EQ(solo.no_consensus, 0);
+  ASSERT_TRUE(solo.cohen_kappa.value.has_value());
+  EXPECT_NEAR(*solo.cohen_kappa.value, 0.0, 1e-12) << "they disagree on the one image compared; before: 1.0 on 9 images";
+  const auto& b = f.vs_others_consensus[0];
+  EXPECT_EQ(b.reader, "dr.b");
+  EXPECT_EQ(b.cohen_kappa.images, 1);
+  EXPECT_EQ(b.no_other_reader, 0);
+
+  // The policy, applied to the others: another person's adjudication decides, the reader's own does not.
+  app::ConsensusPolicy majority;
+  const std::vector<LabelValue> two_one = {LabelValue::Present, LabelValue::Present, LabelValue::Absent};
+  EXPECT_EQ(app::others_consensus(majority, "r", two_one, std::nullopt), LabelValue::Present);
+  EXPECT_EQ(app::others_consensus(majority, "r", {LabelValue::Present, LabelValue::Absent}, std::nullopt), std::nullopt);
+  EXPECT_EQ(app::others_consensus(majority, "r", two_one, std::pair<std::string, LabelValue>{"chief", LabelValue::Absent}), LabelValue::Absent);
+  EXPECT_EQ(app::others_consensus(majority, "r", two_one, std::pair<std::string, LabelValue>{"r", LabelValue::Absent}), LabelValue::Present);
+  bool nobody = false;
+  EXPECT_EQ(app::others_consensus(majority, "r", {}, std::pair<std::string, LabelValue>{"r", LabelValue::Absent}, &nobody), std::nullopt);
+  EXPECT_TRUE(nobody);
+  EXPECT_EQ(app::others_consensus(majority, "r", {}, std::pair<std::string, LabelValue>{"chief", LabelValue::Absent}, &nobody), LabelValue::Absent);
+  EXPECT_FALSE(nobody);
+  app::ConsensusPolicy unanimous{app::ConsensusPolicy::Rule::Unanimous, 3};
+  EXPECT_EQ(app::others_consensus(unanimous, "r", two_one, std::nullopt), std::nullopt);
+  EXPECT_EQ(app::others_consensus(unanimous, "r", {LabelValue::Absent, LabelValue::Absent}, std::nullopt), std::nullopt) << "fewer than 3";
+  EXPECT_EQ(app::others_consensus(unanimous, "r", {LabelValue::Absent, LabelValue::Absent, LabelValue::Absent}, std::nullopt), LabelValue::Absent);
 }
 
 TEST_F(Readers, BlindedReadingWithholdsOthersLabelsUntilSubmitted) {

@@ -162,7 +162,7 @@ TEST_F(CliCatalog, AgreementNamesEachStatisticAndTheReaders) {
   // Two images are too few for any statistic (kMinAgreementImages): null, with the reason and the count.
   for (const char* field : {"\"cohen_kappa\":[{\"readers\":[\"dr.a\",\"dr.b\"],\"value\":null,\"ci95\":null,\"images\":2,\"reason\":\"too few images\"}",
                             "\"fleiss_kappa\":{\"value\":null,\"ci95\":null,\"images\":2,\"reason\":\"too few images\"}",
-                            "\"krippendorff_alpha\":{\"value\":null,", "\"reader_vs_consensus\":[{\"reader\":\"dr.a\"",
+                            "\"krippendorff_alpha\":{\"value\":null,", "\"reader_vs_others_consensus\":[{\"reader\":\"dr.a\"",
                             "\"readers\":[\"dr.a\",\"dr.b\"]", "\"min_images\":10"}) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << " in " << r.out;
   }

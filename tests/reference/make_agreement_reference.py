@@ -4,7 +4,14 @@ statistics computed independently of Hilum's C++ (training/agreement.hpp):
   - Cohen's kappa of every reader pair by scikit-learn's cohen_kappa_score (items both rated);
   - Fleiss' kappa by the textbook formula (Fleiss 1971) over the items every reader rated;
   - Krippendorff's alpha (nominal) by enumerating every pair of values within each item
-    (Krippendorff 2011, "Computing Krippendorff's alpha-reliability"), not the coincidence shortcut.
+    (Krippendorff 2011, "Computing Krippendorff's alpha-reliability"), not the coincidence shortcut;
+  - each reader's Cohen's kappa (scikit-learn) against the consensus of the *other* readers
+    (leave-one-out), under the catalog's default policy "adjudicated > unanimous > majority (at least
+    1 reader)": another person's adjudication decides; an adjudication by the reader themself does not
+    count, and the others' readings decide (all agree: that value; else more than half of them); items
+    where no other reader rated the finding, or the others reach no consensus, are left out and counted.
+    That part adds two single-reader items and four adjudications ("reader_vs_others_consensus"), which
+    change none of the statistics above (an item with one rating counts in none of them).
 Categories: 0 absent, 1 present, 2 uncertain; -1 = not rated. Run with Debian's /usr/bin/python3
 (python3-sklearn, python3-numpy):  /usr/bin/python3 tests/reference/make_agreement_reference.py
 """
@@ -74,6 +81,46 @@ def krippendorff_nominal(ratings):
     return float(1.0 - do / de)
 
 
+# Items rated by one reader only, on a 21st patient, and adjudications (item, adjudicator, value):
+# reader1 adjudicates an item they read differently, reader0 one they read, "chief" (no reader) two.
+EXTRA_RATINGS = [[MISSING, 1, MISSING, MISSING], [0, MISSING, MISSING, MISSING]]
+EXTRA_PATIENTS = [20, 20]
+ADJUDICATIONS = [(2, "reader1", 1), (9, "chief", 1), (14, "reader0", 1), (41, "chief", 0)]
+
+
+def others_consensus(row, reader, adjudication, readers):
+    """The consensus of the readers other than `reader` (a name) on one item: (value, why not)."""
+    if adjudication is not None and adjudication[0] != reader:
+        return adjudication[1], None
+    others = [v for name, v in zip(readers, row) if name != reader and v != MISSING]
+    if not others:
+        return None, "no_other_reader"
+    for value in sorted(set(others)):
+        if len(set(others)) == 1 or 2 * others.count(value) > len(others):
+            return value, None
+    return None, "no_consensus"
+
+
+def vs_others_consensus(ratings, readers, adjudications):
+    out = []
+    for r, name in enumerate(readers):
+        mine, theirs = [], []
+        left_out = {"no_other_reader": 0, "no_consensus": 0}
+        for i, row in enumerate(ratings):
+            if row[r] == MISSING:
+                continue
+            adj = adjudications.get(i)
+            value, why = others_consensus(row, name, adj, readers)
+            if value is None:
+                left_out[why] += 1
+                continue
+            mine.append(int(row[r]))
+            theirs.append(int(value))
+        out.append({"reader": name, "cohen_kappa": float(cohen_kappa_score(mine, theirs)), "images": len(mine),
+                    "left_out": left_out})
+    return out
+
+
 def main():
     ratings, patients = table()
     readers = ["reader%d" % r for r in range(ratings.shape[1])]
@@ -91,6 +138,15 @@ def main():
         "fleiss_kappa": fk,
         "fleiss_complete_items": complete,
         "krippendorff_alpha": krippendorff_nominal(ratings),
+    }
+    all_ratings = np.vstack([ratings, np.array(EXTRA_RATINGS)])
+    adjudications = {i: (who, value) for i, who, value in ADJUDICATIONS}
+    out["reader_vs_others_consensus"] = {
+        "policy": "adjudicated > unanimous > majority (at least 1 reader)",
+        "extra_ratings": EXTRA_RATINGS,
+        "extra_patients": EXTRA_PATIENTS,
+        "adjudications": [{"item": i, "adjudicator": who, "value": value} for i, who, value in ADJUDICATIONS],
+        "readers": vs_others_consensus(all_ratings, readers, adjudications),
     }
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_agreement")
     os.makedirs(here, exist_ok=True)

@@ -431,8 +431,9 @@ int main(int argc, char** argv) {
     check(reading_session->pending_labels() == 1, "label kept while the catalog is away");
     wait_for([] { return false; }, 300);
     save(window.get(), out, "main_labels_not_yet_saved");
-    reading_session->outbox().set_writer([reading_session](const std::vector<app::LabelInput>& labels) { return reading_session->catalog().add_labels(labels); });
-    (void)reading_session->retry_labels();
+    reading_session->outbox().reset_writer();
+    (void)reading_session->retry_labels();  // in the background
+    wait_for([&] { return reading_session->pending_labels() == 0 && !reading_session->outbox().retrying(); }, 10000);
     check(reading_session->pending_labels() == 0, "kept label saved once the catalog is back");
   }
 

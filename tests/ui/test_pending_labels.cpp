@@ -1,13 +1,15 @@
 // Labels the catalog cannot take (its server went away; here a failing writer is put in the
 // session's outbox): the reader's change is shown as set, the status bar says "not yet saved (N)"
 // with "Retry now", the journal beside the catalog holds it, and it is written once when the
-// catalog is back, by the button or by the automatic retry.
+// catalog is back, by the button or by the automatic retry (on the sender's thread: the results come
+// back to the window asynchronously).
 #include <QApplication>
 #include <QLabel>
 #include <QPushButton>
 #include <QStatusBar>
 #include <QtTest>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 
@@ -27,7 +29,7 @@ class PendingLabels : public QObject {
   fs::path dir_;
   fs::path db_;
   std::unique_ptr<ui::MainWindow> window_;
-  int attempts_ = 0;
+  std::atomic<int> attempts_ = 0;  // the writer runs on the GUI thread and on the sender's
 
   std::vector<app::LabelEvent> history() {
     auto c = app::Catalog::open(db_);
@@ -40,10 +42,9 @@ class PendingLabels : public QObject {
       return app::Error{app::ErrorKind::CannotOpen, "the connection to the catalog server was lost; this change was not saved"};
     });
   }
-  void bring_it_back() {
-    ui::Session* s = window_->session();
-    s->outbox().set_writer([s](const std::vector<app::LabelInput>& labels) { return s->catalog().add_labels(labels); });
-  }
+  // Back: the GUI writes with its catalog, the sender with its own connection.
+  void bring_it_back() { window_->session()->outbox().reset_writer(); }
+  bool idle() { return !window_->session()->outbox().retrying(); }
   QLabel* indicator() { return window_->findChild<QLabel*>("pendingLabels"); }
   QPushButton* retry_button() { return window_->findChild<QPushButton*>("retryLabels"); }
 
@@ -86,14 +87,16 @@ class PendingLabels : public QObject {
     QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
     QCOMPARE(window_->labeller()->state("Mass").value, app::LabelValue::Absent);
     // Still away: "Retry now" fails again and keeps both.
+    QTRY_VERIFY(idle());
     const int before = attempts_;
     QTest::mouseClick(retry_button(), Qt::LeftButton);
-    QVERIFY(attempts_ > before);
+    QTRY_VERIFY(attempts_ > before);
+    QTRY_VERIFY(idle());
     QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
     // Back: "Retry now" writes both, once each, in order, and the indicator goes.
     bring_it_back();
     QTest::mouseClick(retry_button(), Qt::LeftButton);
-    QVERIFY(!indicator()->isVisible());
+    QTRY_VERIFY(!indicator()->isVisible());
     QVERIFY(!retry_button()->isVisible());
     const auto events = history();
     QCOMPARE(events.size(), std::size_t{2});
@@ -111,6 +114,7 @@ class PendingLabels : public QObject {
     bring_it_back();
     // No click: the session's timer retries every few seconds.
     QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 3 * ui::Session::kRetryMs);
+    QTRY_VERIFY(idle());
     const auto events = history();
     QCOMPARE(events.size(), std::size_t{3});
     QCOMPARE(events[2].finding, std::string("Nodule"));
@@ -127,6 +131,32 @@ class PendingLabels : public QObject {
     QCOMPARE(history()[3].finding, std::string("Nodule"));
     QCOMPARE(history()[3].value, app::LabelValue::Absent);
     QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
+  }
+
+  // "Submit my reading" while the catalog is away: kept behind the label, shown as submitted, and
+  // saved with it when the catalog is back. (Before, the submission failed with an error and was lost.)
+  void aSubmittedReadingIsKeptAndSavedToo() {
+    const std::string image = window_->labeller()->image().toStdString();
+    QVERIFY(!image.empty());
+    const auto submitted = [&] {
+      auto c = app::Catalog::open(db_);
+      return c->reader_view(image, "dr.test")->submitted;
+    };
+    QVERIFY(!submitted());
+    QVERIFY(!window_->labeller()->submitted());
+    take_the_catalog_away();
+    QVERIFY(window_->labeller()->set_value("Atelectasis", app::LabelValue::Present));
+    QVERIFY(window_->labeller()->submit());
+    QVERIFY(window_->labeller()->submitted());
+    QCOMPARE(indicator()->text(), QString("not yet saved (2)"));
+    QVERIFY(!submitted());
+    QTRY_VERIFY(idle());
+    bring_it_back();
+    QTest::mouseClick(retry_button(), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
+    QVERIFY(submitted());
+    QVERIFY(window_->labeller()->submitted());
+    QCOMPARE(history().back().finding, std::string("Atelectasis"));
   }
 };
 

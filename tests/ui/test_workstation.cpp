@@ -442,14 +442,14 @@ class Workstation : public QObject {
     QVERIFY(table != nullptr && plot != nullptr);
     for (const auto& f : expected->findings) {
       view->select_finding(QString::fromStdString(f.finding));
-      // The rows app reports, in order: pairs, Fleiss, Krippendorff, each reader vs consensus.
+      // The rows app reports, in order: pairs, Fleiss, Krippendorff, each reader vs the others' consensus.
       std::vector<std::pair<QString, app::AgreementValue>> rows;
       for (const auto& p : f.cohen_kappa) rows.emplace_back(QString::fromStdString(p.reader_a + " / " + p.reader_b), p.cohen_kappa);
       rows.emplace_back("all 2 readers", f.fleiss_kappa);
       rows.emplace_back("all 2 readers", f.krippendorff_alpha);
-      for (const auto& r : f.vs_consensus) rows.emplace_back(QString::fromStdString(r.reader), r.cohen_kappa);
+      for (const auto& r : f.vs_others_consensus) rows.emplace_back(QString::fromStdString(r.reader), r.cohen_kappa);
       QCOMPARE(f.cohen_kappa.size(), std::size_t{1});
-      QCOMPARE(f.vs_consensus.size(), std::size_t{2});
+      QCOMPARE(f.vs_others_consensus.size(), std::size_t{2});
       QCOMPARE(table->rowCount(), static_cast<int>(rows.size()));
       QCOMPARE(plot->rows().size(), rows.size());
       for (int r = 0; r < table->rowCount(); ++r) {

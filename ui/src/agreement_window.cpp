@@ -29,7 +29,7 @@ QColor kind_colour(int kind) {
     case 0: return QColor(0x1f, 0x77, 0xb4);  // Cohen's kappa per pair
     case 1: return QColor(0xd6, 0x27, 0x28);  // Fleiss' kappa
     case 2: return QColor(0x94, 0x67, 0xbd);  // Krippendorff's alpha
-    case 3: return QColor(0x2c, 0xa0, 0x2c);  // vs consensus
+    case 3: return QColor(0x2c, 0xa0, 0x2c);  // vs the other readers' consensus
     default: return QColor(0xff, 0x7f, 0x0e);  // vs AI
   }
 }
@@ -90,7 +90,7 @@ void ForestPlot::paintEvent(QPaintEvent*) {
   const QColor grid = palette().color(QPalette::Mid);
 
   // Legend.
-  const char* names[] = {"Cohen's κ (pair)", "Fleiss' κ", "Krippendorff's α", "vs consensus", "vs AI"};
+  const char* names[] = {"Cohen's κ (pair)", "Fleiss' κ", "Krippendorff's α", "vs others' consensus", "vs AI"};
   int lx = 4;
   for (int k = 0; k < 5; ++k) {
     p.setPen(Qt::NoPen);
@@ -304,7 +304,15 @@ void AgreementWindow::show_finding(int index) {
   const QString all = tr("all %1 readers").arg(f.readers.size());
   add(tr("Fleiss' kappa"), all, f.fleiss_kappa, 1, tr("Fleiss' κ"));
   add(tr("Krippendorff's alpha"), all, f.krippendorff_alpha, 2, tr("Krippendorff's α"));
-  for (const auto& r : f.vs_consensus) add(tr("vs consensus"), qstr(r.reader), r.cohen_kappa, 3, tr("%1 vs consensus").arg(qstr(r.reader)));
+  for (const auto& r : f.vs_others_consensus) {
+    add(tr("vs others' consensus"), qstr(r.reader), r.cohen_kappa, 3, tr("%1 vs others").arg(qstr(r.reader)));
+    table_->item(table_->rowCount() - 1, 0)->setToolTip(
+        tr("%1 against the consensus of the other readers (leave-one-out); left out: %2 image(s) no other reader labelled, %3 on which "
+           "the others reach no consensus")
+            .arg(qstr(r.reader))
+            .arg(r.no_other_reader)
+            .arg(r.no_consensus));
+  }
   for (const auto& r : f.vs_ai) add(tr("vs AI"), qstr(r.reader), r.cohen_kappa, 4, tr("%1 vs AI").arg(qstr(r.reader)));
   plot_->set_rows(std::move(rows));
 }

@@ -24,7 +24,7 @@ namespace hilum::ui {
 // One line of the forest plot: a statistic with its interval (undefined values are drawn as such).
 struct ForestRow {
   QString label;
-  int kind = 0;  // 0 Cohen's kappa (pair), 1 Fleiss' kappa, 2 Krippendorff's alpha, 3 vs consensus, 4 vs AI
+  int kind = 0;  // 0 Cohen's kappa (pair), 1 Fleiss' kappa, 2 Krippendorff's alpha, 3 vs the other readers' consensus, 4 vs AI
   std::optional<double> value, low, high;
   QString missing;  // shown instead of a value ("too few images (4)"); "" = "undefined"
 };

@@ -98,6 +98,7 @@ void Labeller::overlay_pending() {
   const std::string author = sstr(session_->author());
   for (const auto& change : session_->outbox().changes()) {
     if (!change.refused.empty()) continue;
+    if (change.submission && change.submission->image == image && change.submission->reader == author) submitted_ = true;
     for (const auto& in : change.labels) {
       if (in.image != image || in.author != author) continue;
       if (in.value == app::LabelValue::Cleared) {
@@ -121,10 +122,17 @@ QStringList Labeller::others(const QString& finding) const {
 
 bool Labeller::submit() {
   if (image_.isEmpty()) return false;
-  auto done = session_->catalog().submit_reading(sstr(image_), sstr(session_->author()));
+  // Through the outbox like a label: kept and retried when the catalog cannot be reached.
+  auto done = session_->submit_reading(image_);
   if (!done) {
     Q_EMIT failed(qstr(done.error().message));
     return false;
+  }
+  if (!done->saved) {  // shown as submitted; the others' labels come once it is saved
+    submitted_ = true;
+    Q_EMIT changed();
+    Q_EMIT kept(tr("Reading submitted"), done->why_kept.empty() ? tr("the catalog cannot be reached") : qstr(done->why_kept));
+    return true;
   }
   reload();
   Q_EMIT changed();

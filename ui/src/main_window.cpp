@@ -126,9 +126,9 @@ MainWindow::MainWindow(std::unique_ptr<Session> session, Preferences preferences
   retry_labels_->setObjectName("retryLabels");
   statusBar()->addPermanentWidget(status_pending_);
   statusBar()->addPermanentWidget(retry_labels_);
-  connect(retry_labels_, &QPushButton::clicked, this, [this] {
-    const auto r = session_->retry_labels();
-    if (r.saved > 0) statusBar()->showMessage(tr("Saved %n kept change(s)", "", r.saved), 6000);
+  connect(retry_labels_, &QPushButton::clicked, this, [this] { (void)session_->retry_labels(); });
+  connect(session_.get(), &Session::labelsRetried, this, [this](int saved, int) {
+    if (saved > 0) statusBar()->showMessage(tr("Saved %n kept change(s)", "", saved), 6000);
   });
   connect(session_.get(), &Session::pendingLabelsChanged, this, [this] { update_pending_labels(); });
   connect(session_.get(), &Session::keptLabelsSaved, this, [this](const QString& uid) {

@@ -104,9 +104,10 @@ std::shared_ptr<const app::LoadedModel> ModelCache::peek(std::int64_t model_id) 
 
 Session::Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent)
     : QObject(parent), catalog_(std::move(catalog)), path_(std::move(path)), author_(std::move(author)) {
-  const auto writer = [this](const std::vector<app::LabelInput>& labels) { return catalog_.add_labels(labels); };
+  // The retries' own connection, opened on the sender's thread.
+  const auto open_own = [path = path_] { return open_worker_catalog(path); };
   const std::filesystem::path journal = app::pending_labels_file(catalog_);
-  auto outbox = app::LabelOutbox::open(journal, writer);
+  auto outbox = app::LabelSender::open(journal, open_own);
   if (!outbox) {
     // A damaged journal is moved aside (kept for whoever wants to read it), never overwritten.
     std::filesystem::path aside = journal;
@@ -114,10 +115,10 @@ Session::Session(app::Catalog catalog, std::filesystem::path path, QString autho
     std::error_code ec;
     std::filesystem::rename(journal, aside, ec);
     qWarning("hilum: %s; moved to %s", outbox.error().message.c_str(), aside.c_str());
-    outbox = app::LabelOutbox::open(ec ? std::filesystem::path(journal.string() + ".new") : journal, writer);
+    outbox = app::LabelSender::open(ec ? std::filesystem::path(journal.string() + ".new") : journal, open_own);
     if (!outbox) qFatal("hilum: %s", outbox.error().message.c_str());
   }
-  outbox_ = std::make_unique<app::LabelOutbox>(std::move(outbox.value()));
+  outbox_ = std::move(outbox.value());
   retry_timer_.setInterval(kRetryMs);
   connect(&retry_timer_, &QTimer::timeout, this, [this] { (void)retry_labels(); });
   // What an earlier session kept is retried from the start.
@@ -133,17 +134,39 @@ void Session::pending_changed(const QString& reason) {
 
 app::Result<app::LabelOutbox::Submitted> Session::submit_labels(std::vector<app::LabelInput> labels) {
   const int before = outbox_->pending();
-  auto submitted = outbox_->submit(std::move(labels));
-  if (submitted && (!submitted->saved || before != outbox_->pending())) {
+  const auto direct = [this](const std::vector<app::LabelInput>& in) { return catalog_.add_labels(in); };
+  auto submitted = outbox_->submit(std::move(labels), direct, post_retried());
+  kept_or_saved(submitted, before);
+  return submitted;
+}
+
+app::Result<app::LabelOutbox::Submitted> Session::submit_reading(const QString& sop_instance_uid) {
+  const int before = outbox_->pending();
+  const auto direct = [this](const app::ReadingSubmission& s) { return catalog_.submit_reading(s.image, s.reader); };
+  auto submitted = outbox_->submit_reading({sstr(sop_instance_uid), sstr(author_)}, direct, post_retried());
+  kept_or_saved(submitted, before);
+  return submitted;
+}
+
+void Session::kept_or_saved(const app::Result<app::LabelOutbox::Submitted>& submitted, int pending_before) {
+  if (submitted && (!submitted->saved || pending_before != outbox_->pending())) {
     QString reason = qstr(submitted->why_kept);
     if (!submitted->journal_problem.empty()) reason += tr(" (kept in memory only: %1)").arg(qstr(submitted->journal_problem));
     pending_changed(reason);
   }
-  return submitted;
 }
 
-app::LabelOutbox::RetryReport Session::retry_labels() {
-  auto report = outbox_->retry();
+app::LabelSender::Done Session::post_retried() {
+  // Called on the sender's thread; the report is handled on this object's (the GUI) thread. The
+  // sender is stopped before this object goes (~Session), and Qt drops events of a deleted object.
+  return [this](const app::LabelOutbox::RetryReport& report) {
+    QMetaObject::invokeMethod(this, [this, report] { retried(report); }, Qt::QueuedConnection);
+  };
+}
+
+bool Session::retry_labels() { return outbox_->retry(post_retried()); }
+
+void Session::retried(const app::LabelOutbox::RetryReport& report) {
   QString reason = report.error ? qstr(report.error->message) : QString();
   if (!report.journal_problem.empty()) reason += tr(" (journal: %1)").arg(qstr(report.journal_problem));
   pending_changed(reason);
@@ -151,10 +174,11 @@ app::LabelOutbox::RetryReport Session::retry_labels() {
     Q_EMIT keptLabelsSaved(qstr(image));
     notify_labels_changed(qstr(image));
   }
-  return report;
+  Q_EMIT labelsRetried(report.saved, report.refused);
 }
 
-Session::~Session() = default;
+// The sender's thread first (it may still be waiting for a server), while this object is whole.
+Session::~Session() { outbox_.reset(); }
 
 app::Result<std::unique_ptr<Session>> Session::open(const std::filesystem::path& path, const QString& author, QObject* parent) {
   auto catalog = app::Catalog::open(path);

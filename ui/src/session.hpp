@@ -18,6 +18,7 @@
 #include "hilum/app/catalog.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/label_outbox.hpp"
+#include "hilum/app/label_sender.hpp"
 
 namespace hilum::ui {
 
@@ -85,11 +86,16 @@ class Session : public QObject {
 
   // Labels that could not be saved (the catalog's server cannot be reached) are kept, in memory and
   // in a journal beside the catalog (app::LabelOutbox), and retried every kRetryMs while any is
-  // pending, and by retry_labels() ("Retry now"). Each change is written once, in order.
+  // pending, and by retry_labels() ("Retry now"). Each change is written once, in order. The
+  // retries run on the sender's own thread and connection (app::LabelSender): a server that does
+  // not answer never holds up the window; their outcome comes back as labelsRetried.
   static constexpr int kRetryMs = 5000;
-  [[nodiscard]] app::LabelOutbox& outbox() { return *outbox_; }
+  [[nodiscard]] app::LabelSender& outbox() { return *outbox_; }
   [[nodiscard]] app::Result<app::LabelOutbox::Submitted> submit_labels(std::vector<app::LabelInput> labels);
-  app::LabelOutbox::RetryReport retry_labels();
+  // Submits this reader's reading of an image the same way (kept, retried, in order with the labels).
+  [[nodiscard]] app::Result<app::LabelOutbox::Submitted> submit_reading(const QString& sop_instance_uid);
+  // Starts a retry in the background; false when one is running already or nothing is pending.
+  bool retry_labels();
   [[nodiscard]] int pending_labels() const { return outbox_->pending(); }
   [[nodiscard]] int refused_labels() const { return outbox_->refused(); }
   // Why the last attempt to save the pending labels failed ("" when none are pending).
@@ -109,6 +115,8 @@ class Session : public QObject {
   void pendingLabelsChanged(int pending);
   // Kept labels of this image were written (or refused) by a retry: what the catalog holds changed.
   void keptLabelsSaved(const QString& sop_instance_uid);
+  // A background retry finished (on the GUI thread): changes saved and refused by it.
+  void labelsRetried(int saved, int refused);
 
  private:
   Session(app::Catalog catalog, std::filesystem::path path, QString author, QObject* parent);
@@ -117,10 +125,13 @@ class Session : public QObject {
   std::filesystem::path path_;
   QString author_;
   std::shared_ptr<ModelCache> models_ = std::make_shared<ModelCache>();
-  std::unique_ptr<app::LabelOutbox> outbox_;
+  std::unique_ptr<app::LabelSender> outbox_;
   QString pending_reason_;
   QTimer retry_timer_;
   void pending_changed(const QString& reason);
+  void retried(const app::LabelOutbox::RetryReport& report);  // on the GUI thread
+  void kept_or_saved(const app::Result<app::LabelOutbox::Submitted>& submitted, int pending_before);
+  app::LabelSender::Done post_retried();
 };
 
 QString qstr(const std::string& s);
