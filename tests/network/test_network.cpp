@@ -407,6 +407,30 @@ TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
   EXPECT_EQ(catalog.count_instances().value(), 1);
 }
 
+// With an active model, `listen` caches each received film's model input at the model's input
+// size (read from its configuration; its weights are not loaded, nothing is classified).
+TEST_F(NetworkTest, CliListenWithAnActiveModelCachesEachFilmsModelInput) {
+  {
+    auto catalog = open_catalog();
+    ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_MODELS_DIR) / "hilum-cxr-v5", "v5", true).ok());
+  }
+  const int port = free_port();
+  write_phantom(path("dx.dcm"), "NET-MODEL");
+  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
+                                "HILUM", "--allow", "STORESCU@localhost"},
+                               path("listen.out"));
+  bool sent = false;
+  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
+  }
+  EXPECT_TRUE(sent);
+  ::kill(listener, SIGTERM);
+  EXPECT_EQ(wait_exit(listener), 0);
+  EXPECT_EQ(open_catalog().count_instances().value(), 1);
+  EXPECT_EQ(files_below(path("store") / "model-inputs"), 1U) << "no model input cached for the received film";
+}
+
 TEST_F(NetworkTest, DatasetAboveTheSizeCapAbortsTheAssociationAndKeepsNothing) {
   auto catalog = open_catalog();
   const int port = free_port();
