@@ -191,6 +191,22 @@ class NetworkTest : public test::TempDirTest {
     return run({HILUM_STORESCU, "-aet", aet, "-aec", "HILUM", "127.0.0.1", std::to_string(port), file.string()},
                path("storescu-" + std::to_string(counter_++) + ".log"));
   }
+  // `hilum-cli listen` in its own process: storescu sends `file` once the port is open, then
+  // SIGTERM; the listener must exit 0. Its output goes to `out`.
+  void cli_listen_receives(const fs::path& file, const fs::path& out) {
+    const int port = free_port();
+    const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
+                                  "HILUM", "--allow", "STORESCU@localhost"},
+                                 out);
+    bool sent = false;
+    for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      sent = storescu("STORESCU", port, file).first == 0;
+    }
+    EXPECT_TRUE(sent);
+    ::kill(listener, SIGTERM);
+    EXPECT_EQ(wait_exit(listener), 0);
+  }
   int counter_ = 0;
 };
 
@@ -384,20 +400,9 @@ TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
 }
 
 TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
-  const int port = free_port();
   write_phantom(path("dx.dcm"), "NET-CLI");
   const fs::path out = path("listen.out");
-  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
-                                "HILUM", "--allow", "STORESCU@localhost"},
-                               out);
-  bool sent = false;
-  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
-  }
-  EXPECT_TRUE(sent);
-  ::kill(listener, SIGTERM);
-  EXPECT_EQ(wait_exit(listener), 0);
+  cli_listen_receives(path("dx.dcm"), out);
   std::ifstream in(out);
   std::stringstream text;
   text << in.rdbuf();
@@ -414,19 +419,8 @@ TEST_F(NetworkTest, CliListenWithAnActiveModelCachesEachFilmsModelInput) {
     auto catalog = open_catalog();
     ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_MODELS_DIR) / "hilum-cxr-v5", "v5", true).ok());
   }
-  const int port = free_port();
   write_phantom(path("dx.dcm"), "NET-MODEL");
-  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
-                                "HILUM", "--allow", "STORESCU@localhost"},
-                               path("listen.out"));
-  bool sent = false;
-  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
-  }
-  EXPECT_TRUE(sent);
-  ::kill(listener, SIGTERM);
-  EXPECT_EQ(wait_exit(listener), 0);
+  cli_listen_receives(path("dx.dcm"), path("listen.out"));
   EXPECT_EQ(open_catalog().count_instances().value(), 1);
   EXPECT_EQ(files_below(path("store") / "model-inputs"), 1U) << "no model input cached for the received film";
 }
