@@ -10,6 +10,7 @@
 #include "hilum/app/json.hpp"
 #include "hilum/app/network.hpp"
 #include "hilum/app/sr_export.hpp"
+#include "hilum/inference/vit.hpp"
 
 namespace hilum::cli {
 namespace {
@@ -268,10 +269,11 @@ int cmd_listen(const Global& global, const Args& args) {
     std::fflush(stderr);
   };
   // Each received film's model input is cached from the pixels decoded to file it (model_input.hpp),
-  // so that classifying it later decodes nothing.
+  // so that classifying it later decodes nothing. Only the input size is needed: the model's
+  // configuration is read, not its weights (nothing is classified here).
   if (auto active = catalog->active_model(); active && active->has_value()) {
-    if (auto loaded = app::load_model(*catalog, ""); loaded) {
-      options.import.model_input = {loaded->model.config().input_width, loaded->model.config().input_height};
+    if (auto config = inference::read_config((*active)->path); config) {
+      options.import.model_input = {config->input_width, config->input_height};
     }
   }
   auto r = app::listen(*catalog, options, on_arrival, log, InterruptGuard::flag());

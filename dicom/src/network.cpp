@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -127,75 +129,160 @@ OFCondition next_pdv(T_ASC_Association* assoc, int timeout, DUL_PDV* pdv) {
 
 std::string cut(const std::string& s, std::size_t n) { return s.size() <= n ? s : s.substr(0, n); }
 
-// ---- The negotiation of an association (TCP accept, TLS handshake, A-ASSOCIATE-RQ), bounded.
+// ---- DCMTK's process-wide state.
 //
-// DCMTK's ASC_receiveAssociation does all three in one call, and a peer that connects and then
-// stalls (no request, no ClientHello, or one byte now and then) keeps it reading for its socket
-// timeout, once per read. So each connection is negotiated on a thread of its own, and the
-// listener's loop shuts down a connection whose negotiation is not over within the ACSE timeout
-// of its accept (a total, not per read). The socket reaches us through the transport layer's
-// factory, which DCMTK calls right after accept: the thread that called ASC_receiveAssociation
-// is the one that accepted, so a thread-local pointer says which negotiation it is.
+// DUL_InitializeNetwork does its one-time set-up (the state machine's table, SIGPIPE ignored) on
+// its first call, unguarded: every entry point of this file makes that first call here, once,
+// before any of our threads can call into dcmnet.
+void start_dcmnet() {
+  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  static std::once_flag once;
+  std::call_once(once, [] {
+    T_ASC_Network* network = nullptr;
+    if (ASC_initializeNetwork(NET_REQUESTOR, 0, 1, &network).good()) ASC_dropNetwork(&network);
+  });
+}
 
+// ---- The negotiation of an association (TLS handshake, A-ASSOCIATE-RQ), bounded, one thread each.
+//
+// The listener's thread only accepts TCP connections (a socket of ours; no DCMTK object). Each
+// connection is then negotiated on a thread of its own with DCMTK objects of its own: its own
+// T_ASC_Network (made without a listening socket), association and transport connection. No DCMTK
+// object is used by two threads; what they share is DCMTK's process globals, read through
+// OFGlobal (mutex-protected), the state machine's table (written once, by start_dcmnet), and
+// the listener's transport layer, of which only createConnection is called, under the mutex below
+// (the TLS connections it makes share the layer's SSL_CTX, which OpenSSL allows once it is set up).
+//
+// DCMTK takes an accepted socket only through the global dcmExternalSocketHandle ("inherently
+// thread unsafe", dcmnet/dul.h; storescp --inetd and DCMTK's Windows --fork child use it): read by
+// ASC_initializeNetwork (no listening socket when set) and by ASC_receiveAssociation (the socket
+// instead of accept()), which then hands it to the transport layer's factory before reading
+// anything. So one negotiation at a time holds `handover` from setting the global until the
+// factory has the socket: the factory clears the global and lets go, and the handshake and the
+// request are read outside it. Nothing in between reads from the network, so a stalled peer
+// never holds it.
+//
+// A peer that connects and stalls (no request, no ClientHello, or a byte now and then) would keep
+// DCMTK reading for its socket timeout, once per read; so the listener's thread shuts down any
+// connection whose negotiation is not over within the ACSE timeout of its accept (a total), and
+// its thread's read fails.
+
+std::mutex& handover_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+thread_local std::unique_lock<std::mutex>* tl_handover = nullptr;  // this thread's hold, if any
+
+// DCMTK has taken the socket (or failed before): the global is cleared and the next may go.
+void end_handover() {
+  if (tl_handover != nullptr && tl_handover->owns_lock()) {
+    dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+    tl_handover->unlock();
+  }
+}
+
+// The listener's transport layers: DCMTK's, ending the handover once the socket is taken.
+class HandoverLayer : public DcmTransportLayer {
+ public:
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
+    DcmTransportConnection* connection = DcmTransportLayer::createConnection(socket, secure);
+    end_handover();
+    return connection;
+  }
+};
+class HandoverTlsLayer : public DcmTLSTransportLayer {
+ public:
+  using DcmTLSTransportLayer::DcmTLSTransportLayer;
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
+    DcmTransportConnection* connection = DcmTLSTransportLayer::createConnection(socket, secure);
+    end_handover();
+    return connection;
+  }
+};
+
+// A connection's network and association, on its negotiating thread (then its serving thread,
+// the same one), dropped and freed on the way out.
+struct Negotiated {
+  T_ASC_Network* network = nullptr;
+  T_ASC_Association* assoc = nullptr;
+  Negotiated() = default;
+  Negotiated(const Negotiated&) = delete;
+  Negotiated& operator=(const Negotiated&) = delete;
+  ~Negotiated() {
+    if (assoc != nullptr) {
+      ASC_dropAssociation(assoc);
+      ASC_destroyAssociation(&assoc);
+    }
+    if (network != nullptr) ASC_dropNetwork(&network);
+  }
+};
+
+// Receives the association request on `socket` (accepted by the listener; DCMTK owns it once it
+// has taken it, else it is closed here) with a network of this thread's own.
+OFCondition receive_association(int socket, DcmTransportLayer& layer, bool secure, int port, const Limits& limits, Negotiated& n) {
+  OFCondition c = EC_Normal;
+  bool taken = false;
+  {
+    std::unique_lock hold(handover_mutex());
+    tl_handover = &hold;
+    dcmExternalSocketHandle.set(socket);
+    c = ASC_initializeNetwork(NET_ACCEPTOR, port, limits.acse_timeout_seconds, &n.network);
+    if (c.good()) c = ASC_setTransportLayer(n.network, &layer, 0);  // the listener's: outlives the network
+    if (c.good()) {
+      c = ASC_receiveAssociation(n.network, &n.assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, secure ? OFTrue : OFFalse,
+                                 DUL_NOBLOCK, limits.acse_timeout_seconds);
+    }
+    taken = !hold.owns_lock();
+    end_handover();  // DCMTK failed before taking it
+    tl_handover = nullptr;
+  }
+  if (!taken) ::close(socket);
+  return c;
+}
+
+// The connections in negotiation, with their deadlines (the listener's thread enforces them).
 struct Negotiation {
   int fd = -1;                  // our duplicate of the accepted socket (shut down at the deadline)
-  std::string host;             // the peer's address, once accepted
+  std::string host;             // the peer's address
   std::chrono::steady_clock::time_point deadline;
-  bool accepted = false;        // taken off the listen queue
-  bool returned = false;        // ASC_receiveAssociation has returned
   bool timed_out = false;       // shut down at its deadline
 };
+
+std::string peer_address(int socket) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getpeername(socket, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {};
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* where = addr.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr)
+                                                 : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&addr)->sin_addr);
+  return ::inet_ntop(addr.ss_family, where, text, sizeof text) != nullptr ? std::string(text) : std::string();
+}
 
 class Negotiations {
  public:
   explicit Negotiations(int timeout_seconds) : timeout_(timeout_seconds) {}
 
-  std::shared_ptr<Negotiation> start() {
+  // A connection just accepted: its deadline starts now.
+  std::shared_ptr<Negotiation> start(int socket) {
     auto n = std::make_shared<Negotiation>();
+    n->fd = ::fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    n->host = peer_address(socket);
+    n->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_);
     const std::lock_guard lock(mutex_);
     open_.push_back(n);
     return n;
-  }
-  // On the negotiating thread, from the transport layer's factory.
-  void accepted(Negotiation& n, int socket) {
-    std::string host;
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    if (::getpeername(socket, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      char text[INET6_ADDRSTRLEN] = {};
-      const void* where = addr.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr)
-                                                     : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&addr)->sin_addr);
-      if (::inet_ntop(addr.ss_family, where, text, sizeof text) != nullptr) host = text;
-    }
-    const int fd = ::fcntl(socket, F_DUPFD_CLOEXEC, 0);
-    const std::lock_guard lock(mutex_);
-    n.fd = fd;
-    n.host = std::move(host);
-    n.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_);
-    n.accepted = true;
-    changed_.notify_all();
-  }
-  void returned(Negotiation& n) {
-    const std::lock_guard lock(mutex_);
-    n.returned = true;
-    changed_.notify_all();
   }
   // The negotiation is over (accepted, rejected or failed): no deadline any more.
   void finish(const std::shared_ptr<Negotiation>& n) {
     const std::lock_guard lock(mutex_);
     if (n->fd >= 0) ::close(n->fd);
     n->fd = -1;
-    n->returned = true;
     open_.remove(n);
     changed_.notify_all();
   }
   bool timed_out(const Negotiation& n) {
     const std::lock_guard lock(mutex_);
     return n.timed_out;
-  }
-  std::string host(const Negotiation& n) {
-    const std::lock_guard lock(mutex_);
-    return n.host;
   }
   std::size_t count() {
     const std::lock_guard lock(mutex_);
@@ -212,15 +299,10 @@ class Negotiations {
       }
     }
   }
-  // Waits until `n` has been accepted or has given up, at most `seconds`.
-  void wait_accepted(const Negotiation& n, int seconds) {
+  // Waits until fewer than `limit` negotiations are open, at most `ms`.
+  void wait_below(std::size_t limit, int ms) {
     std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, std::chrono::seconds(seconds), [&] { return n.accepted || n.returned; });
-  }
-  // Waits until fewer than `limit` negotiations are open, at most a second.
-  void wait_below(std::size_t limit) {
-    std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, std::chrono::seconds(1), [&] { return open_.size() < limit; });
+    changed_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return open_.size() < limit; });
   }
 
  private:
@@ -230,41 +312,68 @@ class Negotiations {
   std::list<std::shared_ptr<Negotiation>> open_;
 };
 
-// The negotiation the current thread is in (set around its ASC_receiveAssociation).
-thread_local Negotiations* tl_negotiations = nullptr;
-thread_local Negotiation* tl_negotiation = nullptr;
-
-void note_accepted(DcmNativeSocketType socket) {
-  if (tl_negotiations != nullptr && tl_negotiation != nullptr) tl_negotiations->accepted(*tl_negotiation, static_cast<int>(socket));
+// The listening socket (IPv4, any address, as DCMTK's own), or why not.
+int open_listening_socket(int port, std::string& why) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    why = errno_text();
+    return -1;
+  }
+  const int reuse = 1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse) != 0 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
+    why = errno_text();
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
-// The listener's transport layers: DCMTK's, telling the negotiation about each accepted socket.
-class WatchedLayer : public DcmTransportLayer {
+// ---- Nagle's algorithm off on our sockets.
+//
+// DCMTK writes a PDU's 6-byte header and its body in two writes, and leaves Nagle's algorithm on
+// (unless TCP_NODELAY is set in the environment): the body then waits until the peer has
+// acknowledged the header, which a peer waiting for the whole PDU (every DIMSE response, every
+// request followed by its dataset) does only when its delayed-ACK timer fires, 40 ms on Linux.
+// That is a 40 ms stall per C-STORE response: `storescp` (its defaults) and the listener both
+// took ~45 ms per 1 MB instance on loopback, 9 ms with Nagle off (bench/README.md).
+void no_delay(DcmNativeSocketType socket) {
+  const int on = 1;
+  (void)::setsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // an optimisation: a failure changes nothing else
+}
+
+// Our SCU's transport layers (C-GET's association, and every TLS one): DCMTK's, Nagle off.
+class NoDelayLayer : public DcmTransportLayer {
  public:
   DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
-    note_accepted(socket);
+    no_delay(socket);
     return DcmTransportLayer::createConnection(socket, secure);
   }
 };
-class WatchedTlsLayer : public DcmTLSTransportLayer {
+class NoDelayTlsLayer : public DcmTLSTransportLayer {
  public:
   using DcmTLSTransportLayer::DcmTLSTransportLayer;
   DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
-    note_accepted(socket);
+    no_delay(socket);
     return DcmTLSTransportLayer::createConnection(socket, secure);
   }
 };
 
 // ---- TLS.
 
-// The TLS layer for one side (NET_ACCEPTOR: our SCP, whose layer is watched; NET_REQUESTOR: our
+// The TLS layer for one side (NET_ACCEPTOR: our SCP, whose layer ends the handover; NET_REQUESTOR: our
 // SCU), or why not.
 Result<std::unique_ptr<DcmTLSTransportLayer>> tls_layer(const TlsOptions& tls, T_ASC_NetworkRole role) {
   if (auto problem = tls_problem(tls, role == NET_ACCEPTOR)) return net_error(ErrorKind::Refused, *problem);
   static std::once_flag openssl_once;
   std::call_once(openssl_once, [] { DcmTLSTransportLayer::initializeOpenSSL(); });
-  std::unique_ptr<DcmTLSTransportLayer> layer = role == NET_ACCEPTOR ? std::make_unique<WatchedTlsLayer>(role, nullptr, OFFalse)
-                                                                     : std::make_unique<DcmTLSTransportLayer>(role, nullptr, OFFalse);
+  std::unique_ptr<DcmTLSTransportLayer> layer;
+  if (role == NET_ACCEPTOR) layer = std::make_unique<HandoverTlsLayer>(role, nullptr, OFFalse);
+  else layer = std::make_unique<NoDelayTlsLayer>(role, nullptr, OFFalse);
   if (!*layer) return net_error(ErrorKind::Network, "cannot set up TLS (OpenSSL)");
   auto failed = [](const std::string& what, const OFCondition& c) { return net_error(ErrorKind::Refused, "TLS: " + what + ": " + condition_text(c)); };
   OFCondition c = layer->setTLSProfile(TSP_Profile_BCP195_ND);
@@ -641,7 +750,7 @@ bool is_image_storage_sop_class(const std::string& uid) {
 
 Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& on_instance, const LogFn& log,
                                    const std::atomic<bool>* stop) {
-  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  start_dcmnet();
   if (!valid_ae_title(options.ae_title)) return net_error(ErrorKind::Refused, "not a valid AE title: '" + cut(options.ae_title, 32) + "'");
   if (options.port < 1 || options.port > 65535) return net_error(ErrorKind::Refused, "port out of range: " + std::to_string(options.port));
   const Limits& limits = options.limits;
@@ -662,16 +771,11 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     if (!layer) return layer.error();
     tls = std::move(layer.value());
   }
-  WatchedLayer plain;  // outlives the network, as the TLS layer
-  T_ASC_Network* network = nullptr;
-  OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, options.port, limits.acse_timeout_seconds, &network);
-  if (c.bad()) return net_error(ErrorKind::Network, "cannot listen on port " + std::to_string(options.port) + ": " + condition_text(c));
-  c = tls ? ASC_setTransportLayer(network, tls.get(), 0) : ASC_setTransportLayer(network, &plain, 0);  // ours: destroyed after the network
-  if (c.bad()) {
-    ASC_dropNetwork(&network);
-    return net_error(ErrorKind::Network, std::string("cannot set up ") + (tls ? "TLS" : "the transport layer") + " on port " +
-                                             std::to_string(options.port) + ": " + condition_text(c));
-  }
+  HandoverLayer plain;  // outlives every connection's network, as the TLS layer
+  DcmTransportLayer& layer = tls ? static_cast<DcmTransportLayer&>(*tls) : plain;
+  std::string why;
+  const int listening = open_listening_socket(options.port, why);
+  if (listening < 0) return net_error(ErrorKind::Network, "cannot listen on port " + std::to_string(options.port) + ": " + why);
 
   Scp scp{options, on_instance, log, stop};
   scp.emit(EventKind::Listening, {}, options.ae_title + " on port " + std::to_string(options.port) + (secure ? " (TLS)" : ""));
@@ -710,40 +814,30 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     return false;
   };
 
-  // Each connection: negotiated, checked and (if accepted) served on a thread of its own, so a
-  // peer that stalls holds only its own thread, for at most the ACSE timeout. At most
-  // max_associations are served, and at most max_associations + kSpareNegotiations connections
-  // are negotiated at once (others wait in the kernel's backlog).
+  // Each connection: negotiated, checked and (if accepted) served on a thread of its own, with
+  // DCMTK objects of its own, so a peer that stalls holds only its own thread, for at most the
+  // ACSE timeout. At most max_associations are served, and at most max_associations +
+  // kSpareNegotiations connections are negotiated at once (others wait in the kernel's backlog).
   constexpr int kSpareNegotiations = 8;
   const std::size_t max_negotiations = static_cast<std::size_t>(limits.max_associations + kSpareNegotiations);
   Negotiations negotiations(limits.acse_timeout_seconds);
-  auto negotiate = [&](const std::shared_ptr<Negotiation>& me) {
-    T_ASC_Association* assoc = nullptr;
-    tl_negotiations = &negotiations;
-    tl_negotiation = me.get();
-    OFCondition rc = ASC_receiveAssociation(network, &assoc, static_cast<long>(limits.max_pdu), nullptr, nullptr, secure ? OFTrue : OFFalse,
-                                            DUL_NOBLOCK, limits.acse_timeout_seconds);
-    tl_negotiation = nullptr;
-    tl_negotiations = nullptr;
-    negotiations.returned(*me);
+  auto negotiate = [&](const std::shared_ptr<Negotiation>& me, int socket) {
+    Negotiated n;
+    const OFCondition rc = receive_association(socket, layer, secure, options.port, limits, n);
     if (rc.bad()) {
-      const std::string host = negotiations.host(*me);
       if (scp.stopping()) {
         // shut down by the stop: nothing to say
       } else if (negotiations.timed_out(*me)) {
-        scp.emit(EventKind::Error, host, "no association request within " + std::to_string(limits.acse_timeout_seconds) + " s" +
-                                             (secure ? " (TLS handshake or request not completed)" : "") + "; connection closed");
-      } else if (!host.empty() || rc != DUL_NOASSOCIATIONREQUEST) {
-        scp.emit(EventKind::Error, host, std::string(secure ? "association request not received (TLS handshake or request failed): "
-                                                            : "association request not received: ") + condition_text(rc));
-      }
-      if (assoc != nullptr) {
-        ASC_dropAssociation(assoc);
-        ASC_destroyAssociation(&assoc);
+        scp.emit(EventKind::Error, me->host, "no association request within " + std::to_string(limits.acse_timeout_seconds) + " s" +
+                                                 (secure ? " (TLS handshake or request not completed)" : "") + "; connection closed");
+      } else {
+        scp.emit(EventKind::Error, me->host, std::string(secure ? "association request not received (TLS handshake or request failed): "
+                                                                : "association request not received: ") + condition_text(rc));
       }
       negotiations.finish(me);
       return;
     }
+    T_ASC_Association* assoc = n.assoc;
     char calling_ae[17] = {};
     char called_ae[17] = {};
     char calling_host[129] = {};
@@ -783,46 +877,59 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     if (!refusal.empty()) {
       if (reserved) --active;
       scp.emit(EventKind::AssociationRejected, peer, refusal);
-      ASC_dropAssociation(assoc);
-      ASC_destroyAssociation(&assoc);
       return;
     }
     scp.emit(EventKind::AssociationAccepted, peer, "association accepted");
     scp.serve(assoc, peer, host, calling);
     ASC_dropSCPAssociation(assoc);
-    ASC_destroyAssociation(&assoc);
+    ASC_destroyAssociation(&n.assoc);
     --active;
   };
 
+  // This thread only accepts: a peer never gets to hold it.
   while (!scp.stopping()) {
     reap(false);
     negotiations.enforce(false);
     if (negotiations.count() >= max_negotiations) {
-      negotiations.wait_below(max_negotiations);
+      negotiations.wait_below(max_negotiations, 250);
       continue;
     }
-    if (!ASC_associationWaiting(network, 1)) continue;
-    auto me = negotiations.start();
+    pollfd waiting{listening, POLLIN, 0};
+    const int ready = ::poll(&waiting, 1, 250);
+    if (ready <= 0) continue;
+    int socket = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
+    if (socket < 0) {
+      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+        scp.emit(EventKind::Error, {}, "cannot accept a connection: " + errno_text());
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // e.g. out of file descriptors
+      }
+      continue;
+    }
+    if (socket == 0) {  // DCMTK takes an external socket only when it is above 0
+      const int moved = ::fcntl(socket, F_DUPFD_CLOEXEC, 1);
+      ::close(socket);
+      if (moved < 0) continue;
+      socket = moved;
+    }
+    no_delay(socket);  // our responses leave at once (see no_delay)
+    auto me = negotiations.start(socket);
     auto done = std::make_shared<std::atomic<bool>>(false);
     try {
-      workers.push_back({std::thread([&negotiate, me, done]() {
-                           negotiate(me);
+      workers.push_back({std::thread([&negotiate, me, socket, done]() {
+                           negotiate(me, socket);
                            done->store(true);
                          }),
                          done});
     } catch (const std::system_error& e) {
+      ::close(socket);
       negotiations.finish(me);
       scp.emit(EventKind::Error, {}, std::string("cannot start a thread for a connection: ") + e.what());
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      continue;
     }
-    // Until its thread has taken the connection off the queue (or given up): the next
-    // ASC_associationWaiting must not see the same one.
-    negotiations.wait_accepted(*me, limits.acse_timeout_seconds + 1);
   }
+  ::close(listening);
   negotiations.enforce(true);
   reap(true);
-  ASC_dropNetwork(&network);
   return core::Done{};
 }
 
@@ -1079,7 +1186,7 @@ std::string status_text(Uint16 status) {
 }  // namespace
 
 Result<core::Done> echo(const ScuOptions& options) {
-  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
   std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
   Scu scu;
@@ -1096,7 +1203,7 @@ Result<core::Done> echo(const ScuOptions& options) {
 }
 
 Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const StudyQuery& q, const std::atomic<bool>* cancel) {
-  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
   std::vector<StudyMatch> out;
   std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
@@ -1141,7 +1248,7 @@ Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const St
 
 Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<std::string>& study_uids, const fs::path& incoming,
                                    const InstanceFn& on_instance, const RetrieveProgressFn& progress, const std::atomic<bool>* cancel) {
-  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
   std::error_code ec;
   if (!fs::is_directory(incoming, ec)) return net_error(ErrorKind::Io, "the incoming folder does not exist: " + incoming.string());
@@ -1152,10 +1259,12 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
     if (!layer) return layer.error();
     tls = std::move(layer.value());
   }
+  NoDelayLayer plain;  // outlives the association, as the TLS layer
   Requested a;
   OFCondition c = ASC_initializeNetwork(NET_REQUESTOR, 0, limits.acse_timeout_seconds, &a.network);
   if (c.bad()) return scu_error("cannot set up the network", c);
   if (tls && (c = ASC_setTransportLayer(a.network, tls.get(), 0)).bad()) return scu_error("cannot set up TLS", c);
+  if (!tls && (c = ASC_setTransportLayer(a.network, &plain, 0)).bad()) return scu_error("cannot set up the network", c);
   c = ASC_createAssociationParameters(&a.params, static_cast<long>(limits.max_pdu));
   if (c.bad()) return scu_error("cannot set up the association", c);
   ASC_setAPTitles(a.params, options.our_ae.c_str(), options.peer.ae_title.c_str(), nullptr);
@@ -1219,7 +1328,7 @@ Result<RetrieveReport> get_studies(const ScuOptions& options, const std::vector<
 
 Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::path>& files, const SendProgressFn& progress,
                               const std::atomic<bool>* cancel) {
-  register_codecs();  // keeps DCMTK's log quiet: every problem comes back as an Error
+  start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
   SendReport report;
   // One presentation context per (SOP class, transfer syntax) the files have.

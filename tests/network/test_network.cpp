@@ -28,6 +28,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
+#include <dcmtk/dcmnet/dul.h>
 
 #include "free_port.hpp"
 #include "hilum/app/catalog.hpp"
@@ -189,6 +190,22 @@ class NetworkTest : public test::TempDirTest {
   std::pair<int, std::string> storescu(const std::string& aet, int port, const fs::path& file) {
     return run({HILUM_STORESCU, "-aet", aet, "-aec", "HILUM", "127.0.0.1", std::to_string(port), file.string()},
                path("storescu-" + std::to_string(counter_++) + ".log"));
+  }
+  // `hilum-cli listen` in its own process: storescu sends `file` once the port is open, then
+  // SIGTERM; the listener must exit 0. Its output goes to `out`.
+  void cli_listen_receives(const fs::path& file, const fs::path& out) {
+    const int port = free_port();
+    const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
+                                  "HILUM", "--allow", "STORESCU@localhost"},
+                                 out);
+    bool sent = false;
+    for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      sent = storescu("STORESCU", port, file).first == 0;
+    }
+    EXPECT_TRUE(sent);
+    ::kill(listener, SIGTERM);
+    EXPECT_EQ(wait_exit(listener), 0);
   }
   int counter_ = 0;
 };
@@ -383,20 +400,9 @@ TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
 }
 
 TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
-  const int port = free_port();
   write_phantom(path("dx.dcm"), "NET-CLI");
   const fs::path out = path("listen.out");
-  const pid_t listener = spawn({HILUM_CLI, "--db", path("hilum.db").string(), "listen", "--port", std::to_string(port), "--aet",
-                                "HILUM", "--allow", "STORESCU@localhost"},
-                               out);
-  bool sent = false;
-  for (int i = 0; i < 100 && !sent; ++i) {  // until the port is open
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    sent = storescu("STORESCU", port, path("dx.dcm")).first == 0;
-  }
-  EXPECT_TRUE(sent);
-  ::kill(listener, SIGTERM);
-  EXPECT_EQ(wait_exit(listener), 0);
+  cli_listen_receives(path("dx.dcm"), out);
   std::ifstream in(out);
   std::stringstream text;
   text << in.rdbuf();
@@ -404,6 +410,19 @@ TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
   EXPECT_NE(text.str().find(" from STORESCU@127.0.0.1"), std::string::npos) << text.str();
   auto catalog = open_catalog();
   EXPECT_EQ(catalog.count_instances().value(), 1);
+}
+
+// With an active model, `listen` caches each received film's model input at the model's input
+// size (read from its configuration; its weights are not loaded, nothing is classified).
+TEST_F(NetworkTest, CliListenWithAnActiveModelCachesEachFilmsModelInput) {
+  {
+    auto catalog = open_catalog();
+    ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_MODELS_DIR) / "hilum-cxr-v5", "v5", true).ok());
+  }
+  write_phantom(path("dx.dcm"), "NET-MODEL");
+  cli_listen_receives(path("dx.dcm"), path("listen.out"));
+  EXPECT_EQ(open_catalog().count_instances().value(), 1);
+  EXPECT_EQ(files_below(path("store") / "model-inputs"), 1U) << "no model input cached for the received film";
 }
 
 TEST_F(NetworkTest, DatasetAboveTheSizeCapAbortsTheAssociationAndKeepsNothing) {
@@ -540,6 +559,68 @@ TEST_F(NetworkTest, StalledConnectionsDoNotHoldTheListenerAndAreClosedAfterTheAc
   // Both closed by the listener once their 4 s are up; the trickle does not extend it.
   expect_closed_after_the_acse_timeout(silent, listener);
   expect_closed_after_the_acse_timeout(trickling, listener);
+}
+
+// Several peers at once, each negotiated and served on its own thread with DCMTK objects of its
+// own: four storescu (two studies each) and three echoscu started together, while a silent and a
+// trickling peer stall their negotiations. Every peer succeeds, every instance is catalogued once,
+// the stalled ones are closed after the ACSE timeout, and DCMTK's socket hand-over global is
+// left clear (the next negotiation would otherwise take a stale socket).
+TEST_F(NetworkTest, ConcurrentPeersAreServedWhileOthersStall) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  constexpr int kSenders = 4;
+  constexpr int kPerSender = 2;
+  for (int s = 0; s < kSenders; ++s) {
+    fs::create_directories(path("sender-" + std::to_string(s)));
+    for (int i = 0; i < kPerSender; ++i) {
+      write_phantom(path("sender-" + std::to_string(s) + "/" + std::to_string(i) + ".dcm"), "NET-CONC-" + std::to_string(s));
+    }
+  }
+  net::Limits limits = short_acse();
+  limits.max_associations = 8;
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}, {"ECHOSCU", "127.0.0.1"}}, limits);
+  StalledPeer silent(port);
+  StalledPeer trickling(port);
+  ASSERT_TRUE(silent.connected && trickling.connected);
+  trickling.trickle();
+  std::vector<std::pair<pid_t, fs::path>> peers;
+  for (int round = 0; round < 2; ++round) {  // two waves, the second while the first's associations end
+    for (int s = 0; s < kSenders / 2; ++s) {
+      const int sender = round * (kSenders / 2) + s;
+      const fs::path log = path("storescu-" + std::to_string(sender) + ".log");
+      peers.emplace_back(spawn({HILUM_STORESCU, "-aet", "STORESCU", "-aec", "HILUM", "+sd", "127.0.0.1", std::to_string(port),
+                                path("sender-" + std::to_string(sender)).string()},
+                               log),
+                         log);
+    }
+    for (int e = 0; e < 2 - round; ++e) {
+      const fs::path log = path("echoscu-" + std::to_string(round) + "-" + std::to_string(e) + ".log");
+      peers.emplace_back(spawn({HILUM_ECHOSCU, "-aet", "ECHOSCU", "-aec", "HILUM", "127.0.0.1", std::to_string(port)}, log), log);
+    }
+  }
+  for (const auto& [pid, log] : peers) {
+    const int rc = wait_exit(pid);
+    std::stringstream text;
+    text << std::ifstream(log).rdbuf();
+    EXPECT_EQ(rc, 0) << log << ": " << text.str() << listener.event_text();
+  }
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= std::size_t{kSenders * kPerSender}; }))
+      << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), kSenders * kPerSender);
+  EXPECT_FALSE(listener.has(net::EventKind::AssociationRejected)) << listener.event_text();
+  std::size_t echoes = 0;
+  listener.wait_for([&] {
+    echoes = static_cast<std::size_t>(std::count_if(listener.events.begin(), listener.events.end(),
+                                                    [](const net::Event& e) { return e.kind == net::EventKind::Echo; }));
+    return echoes >= 3;
+  });
+  EXPECT_EQ(echoes, 3U) << listener.event_text();
+  expect_closed_after_the_acse_timeout(silent, listener);
+  expect_closed_after_the_acse_timeout(trickling, listener);
+  listener.stop();
+  EXPECT_EQ(dcmExternalSocketHandle.get(), DCMNET_INVALID_SOCKET);
+  EXPECT_EQ(files_below(path("store") / ".incoming"), 0U);
 }
 
 // ---- Structured reports.
@@ -1081,6 +1162,39 @@ TEST_F(TlsTest, PeerThatNeverStartsTheHandshakeDoesNotHoldTheListener) {
   EXPECT_FALSE(silent.closed_by_listener());
   ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; })) << listener.event_text();
   expect_closed_after_the_acse_timeout(silent, listener);
+}
+
+// Several TLS peers at once (each connection's handshake on its own thread, its SSL object made
+// from the listener's one TLS layer) while a peer that never starts its handshake waits.
+TEST_F(TlsTest, ConcurrentTlsPeersAreServedWhileOneStalls) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  constexpr int kPeers = 4;
+  for (int i = 0; i < kPeers; ++i) write_phantom(path("dx-" + std::to_string(i) + ".dcm"), "TLS-CONC-" + std::to_string(i));
+  net::Limits limits = short_acse();
+  limits.max_associations = 8;
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}}, limits, listener_tls());
+  StalledPeer silent(port);
+  ASSERT_TRUE(silent.connected);
+  std::vector<std::pair<pid_t, fs::path>> peers;
+  for (int i = 0; i < kPeers; ++i) {
+    const fs::path log = path("storescu-tls-" + std::to_string(i) + ".log");
+    peers.emplace_back(spawn({HILUM_STORESCU, "+tls", pki("client.key"), pki("client.pem"), "+cf", pki("ca.pem"), "-aet", "STORESCU",
+                              "-aec", "HILUM", "127.0.0.1", std::to_string(port), path("dx-" + std::to_string(i) + ".dcm").string()},
+                             log),
+                       log);
+  }
+  for (const auto& [pid, log] : peers) {
+    const int rc = wait_exit(pid);
+    std::stringstream text;
+    text << std::ifstream(log).rdbuf();
+    EXPECT_EQ(rc, 0) << log << ": " << text.str() << listener.event_text();
+  }
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= std::size_t{kPeers}; })) << listener.event_text();
+  EXPECT_EQ(catalog.count_instances().value(), kPeers);
+  EXPECT_FALSE(silent.closed_by_listener()) << "closed before its timeout";
+  listener.stop();
+  EXPECT_EQ(dcmExternalSocketHandle.get(), DCMNET_INVALID_SOCKET);
 }
 
 TEST_F(TlsTest, PlainStorescuIsRefusedByATlsListener) {

@@ -11,7 +11,9 @@
 #include <QProcess>
 #include <QPushButton>
 #include <QStandardPaths>
+#include <QSettings>
 #include <QSignalSpy>
+#include <QSpinBox>
 #include <QTableWidget>
 #include <QtTest>
 
@@ -20,6 +22,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -621,6 +625,66 @@ class Workstation : public QObject {
       p->kill();
       p->waitForFinished();
     }
+  }
+
+  // Settings > Network's ACSE timeout: the field shows and returns it, it is saved and read back
+  // (a value edited out of range or not a number falls back to 15 s), and the background listener
+  // closes a connection that sends nothing after that many seconds (2 here, not the default 15).
+  void theAcseTimeoutIsASettingTheBackgroundListenerUses() {
+    QSettings::setDefaultFormat(QSettings::IniFormat);  // this test's settings, never the user's
+    QSettings::setPath(QSettings::IniFormat, QSettings::UserScope, QString::fromStdString((dir_ / "settings").string()));
+    ui::Preferences prefs;
+    prefs.author = "dr.test";
+    prefs.listen_acse_timeout = 7;
+    ui::SettingsDialog settings(prefs);
+    auto* field = settings.findChild<QSpinBox*>("settingsAcseTimeout");
+    QVERIFY(field != nullptr);
+    QCOMPARE(field->value(), 7);
+    QVERIFY(field->parentWidget() == settings.findChild<QWidget*>("settingsNetwork"));
+    field->setValue(2);
+    const ui::Preferences chosen = settings.preferences();
+    QCOMPARE(chosen.listen_acse_timeout, 2);
+    chosen.save();
+    QCOMPARE(ui::Preferences::load().listen_acse_timeout, 2);
+    for (const QVariant& bad : {QVariant(0), QVariant(601), QVariant("soon")}) {
+      QSettings().setValue("network/acse_timeout", bad);
+      QCOMPARE(ui::Preferences::load().listen_acse_timeout, 15);
+    }
+
+    auto session = ui::Session::open(dir_ / "acse.db", "dr.test");
+    QVERIFY(session.ok());
+    ui::Preferences listening = chosen;
+    listening.listen = true;
+    listening.listen_port = test::free_port();
+    listening.listen_aet = "HILUM";
+    listening.listen_allow = "STORESCU@localhost";
+    window_ = std::make_unique<ui::MainWindow>(std::move(session.value()), listening);
+    window_->show();
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(listening.listen_port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int silent = -1;
+    for (int attempt = 0; attempt < 50 && silent < 0; ++attempt) {  // until the listener's port is open
+      QTest::qWait(100);
+      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) silent = s;
+      else ::close(s);
+    }
+    QVERIFY(silent >= 0);
+    const auto since = std::chrono::steady_clock::now();
+    double closed_after = -1;
+    while (closed_after < 0 && std::chrono::steady_clock::now() - since < std::chrono::seconds(10)) {
+      QTest::qWait(50);
+      char b[16];
+      const ssize_t n = ::recv(silent, b, sizeof b, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        closed_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+      }
+    }
+    ::close(silent);
+    QVERIFY2(closed_after >= 1.5 && closed_after < 6.0, qPrintable(QString("closed after %1 s").arg(closed_after)));
+    window_.reset();
   }
 
   // File > Settings > Network: the listener runs in the background and what arrives appears in

@@ -74,6 +74,14 @@ SettingsDialog::SettingsDialog(const Preferences& preferences, QWidget* parent) 
   listen_allow_->setObjectName("settingsListenAllow");
   listen_allow_->setPlaceholderText(tr("MODALITY1@10.0.0.5 PACS"));
   net_form->addRow(tr("Accept from (AET or AET@address)"), listen_allow_);
+  listen_acse_timeout_ = new QSpinBox(network);
+  listen_acse_timeout_->setObjectName("settingsAcseTimeout");
+  listen_acse_timeout_->setRange(1, 600);
+  listen_acse_timeout_->setSuffix(tr(" s"));
+  listen_acse_timeout_->setValue(preferences.listen_acse_timeout);
+  listen_acse_timeout_->setToolTip(tr("A connection that has not sent its association request (TLS handshake included) "
+                                      "this long after it was accepted is closed, however slowly it sends"));
+  net_form->addRow(tr("Association request within"), listen_acse_timeout_);
   pacs_peer_ = new QLineEdit(preferences.pacs_peer, network);
   pacs_peer_->setObjectName("settingsPacsPeer");
   pacs_peer_->setPlaceholderText(tr("PACS@pacs.example.org:104"));
@@ -121,6 +129,7 @@ Preferences SettingsDialog::preferences() const {
   p.listen_port = listen_port_->value();
   p.listen_aet = listen_aet_->text().trimmed().isEmpty() ? base_.listen_aet : listen_aet_->text().trimmed();
   p.listen_allow = listen_allow_->text().trimmed();
+  p.listen_acse_timeout = listen_acse_timeout_->value();
   p.pacs_peer = pacs_peer_->text().trimmed();
   p.tls = tls_->isChecked();
   p.tls_key = tls_key_->text().trimmed();

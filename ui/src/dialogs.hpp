@@ -31,6 +31,7 @@ class SettingsDialog : public QDialog {
   QSpinBox* listen_port_ = nullptr;
   QLineEdit* listen_aet_ = nullptr;
   QLineEdit* listen_allow_ = nullptr;
+  QSpinBox* listen_acse_timeout_ = nullptr;
   QLineEdit* pacs_peer_ = nullptr;
   QCheckBox* tls_ = nullptr;
   QLineEdit* tls_key_ = nullptr;

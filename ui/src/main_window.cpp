@@ -860,6 +860,7 @@ void MainWindow::apply_network() {
   app::ListenOptions options;
   options.scp.ae_title = sstr(preferences_.listen_aet);
   options.scp.port = preferences_.listen_port;
+  options.scp.limits.acse_timeout_seconds = preferences_.listen_acse_timeout;
   options.scp.tls = tls_options(preferences_);
   for (const QString& entry : preferences_.listen_allow.split(QRegularExpression("[\\s,]+"), Qt::SkipEmptyParts)) {
     auto allowed = dicom::net::parse_allowed(sstr(entry));

@@ -53,6 +53,11 @@ Preferences Preferences::load() {
     const int port = s.value("network/port", 11112).toInt(&ok);
     p.listen_port = ok && port > 0 && port < 65536 ? port : 11112;
   }
+  {
+    bool ok = false;
+    const int seconds = s.value("network/acse_timeout", 15).toInt(&ok);
+    p.listen_acse_timeout = ok && seconds >= 1 && seconds <= 600 ? seconds : 15;
+  }
   p.listen_aet = s.value("network/aet", "HILUM").toString();
   p.listen_allow = s.value("network/allow").toString();
   p.pacs_peer = s.value("network/pacs").toString();
@@ -73,6 +78,7 @@ void Preferences::save() const {
   s.setValue("network/port", listen_port);
   s.setValue("network/aet", listen_aet);
   s.setValue("network/allow", listen_allow);
+  s.setValue("network/acse_timeout", listen_acse_timeout);
   s.setValue("network/pacs", pacs_peer);
   s.setValue("network/tls", tls);
   s.setValue("network/tls_key", tls_key);

@@ -33,6 +33,9 @@ struct Preferences {
   int listen_port = 11112;
   QString listen_aet = "HILUM";
   QString listen_allow;           // "AET[@HOST]" entries, separated by spaces or commas
+  // Seconds from a connection to its association request (TLS handshake included) before the
+  // listener closes it (dicom::net::Limits::acse_timeout_seconds; 1 to 600).
+  int listen_acse_timeout = 15;
   QString pacs_peer;              // where the current image's results go: "AET@HOST:PORT" (our AE title: listen_aet)
   // TLS for the listener, Query PACS and Send results (PEM files; see dicom::net::TlsOptions):
   // the peer's certificate is verified against the CA and/or the pinned peer certificate.

@@ -6,9 +6,11 @@
 //   are rejected at association. Bounded: at most `max_associations` at once (more are rejected
 //   as "local limit exceeded"), the PDU size, ACSE/DIMSE timeouts (an association idle for the
 //   DIMSE timeout is aborted) and a cap on one dataset's size (a larger one aborts the association).
-//   Each connection is negotiated (TLS handshake, A-ASSOCIATE-RQ) on its own thread and closed
-//   when that is not over within the ACSE timeout of its accept, however the peer trickles: a
-//   peer that connects and stalls holds neither the listener nor the other peers.
+//   The calling thread only accepts TCP connections; each one is negotiated (TLS handshake,
+//   A-ASSOCIATE-RQ) and served on a thread of its own, with DCMTK objects of its own (no DCMTK
+//   object is used by two threads), and closed when its negotiation is not over within the ACSE
+//   timeout of its accept, however the peer trickles: a peer that connects and stalls holds
+//   neither the listener nor the other peers.
 //   Each instance is written to a new file in `incoming` whose name Hilum makes up (never from a
 //   value the peer sent), synced (unless sync_received is false), then handed to `on_instance`, which must move or delete it and
 //   says which DIMSE status the peer gets. A transfer that breaks off (peer killed, abort, timeout,
