@@ -172,7 +172,8 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
     const bool any_ai = std::any_of(ai.begin(), ai.end(), [](int v) { return v != training::kMissing; });
     for (std::size_t a = 0; a < fa.readers.size(); ++a) {
       const Rows vs_consensus = column_pair(a, [&](std::size_t i) {
-        const auto it = consensus_code.find({image_ids[i], finding});
+        // fa.finding, not the binding `finding`: clang 14 (the fuzz build) cannot capture a structured binding.
+        const auto it = consensus_code.find({image_ids[i], fa.finding});
         return it == consensus_code.end() ? training::kMissing : it->second;
       });
       fa.vs_consensus.push_back({fa.readers[a], measure(vs_consensus, patient_of_row, options, pair_kappa, both_rated)});
