@@ -101,8 +101,9 @@ void remove_leftover(const fs::path& file) {
 }
 
 // Checks the received file's own SOP Class and Instance UIDs against the request's (A900 when
-// they differ), and that it parses (C000 when it does not). Values above 4 KiB stay on disk.
-StoreVerdict check_received(const fs::path& file, const std::string& sop_class, const std::string& sop_instance) {
+// they differ), and that it parses (C000 when it does not); `study` gets its Study Instance UID.
+// Values above 4 KiB stay on disk.
+StoreVerdict check_received(const fs::path& file, const std::string& sop_class, const std::string& sop_instance, std::string& study) {
   DcmFileFormat ff;
   const OFCondition c = ff.loadFile(OFFilename(file.c_str()), EXS_Unknown, EGL_noChange, 4096);
   if (c.bad()) return {kStatusCannotUnderstand, "malformed dataset: " + condition_text(c)};
@@ -110,6 +111,9 @@ StoreVerdict check_received(const fs::path& file, const std::string& sop_class, 
   OFString inst;
   ff.getDataset()->findAndGetOFString(DCM_SOPClassUID, cls);
   ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, inst);
+  OFString study_uid;
+  ff.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study_uid);
+  study = trim(study_uid.c_str());
   if (trim(cls.c_str()) != sop_class || trim(inst.c_str()) != sop_instance) {
     return {kStatusDataSetMismatch, "the dataset's SOP Class/Instance UID differ from the C-STORE request's"};
   }
@@ -420,9 +424,10 @@ StoreOutcome receive_store(T_ASC_Association* assoc, T_ASC_PresentationContextID
     if (!synced || !closed) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string() + ": " + errno_text()};
     } else {
-      verdict = check_received(file, sop_class, sop_instance);
+      std::string study;
+      verdict = check_received(file, sop_class, sop_instance, study);
       if (verdict.status == kStatusSuccess && on_instance) {
-        ReceivedInstance inst{file, sop_class, sop_instance, rules.calling_ae, rules.peer_host, out.bytes};
+        ReceivedInstance inst{file, sop_class, sop_instance, rules.calling_ae, rules.peer_host, out.bytes, study};
         try {
           verdict = on_instance(inst);
         } catch (const std::exception& e) {
