@@ -682,11 +682,14 @@ static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const
   if (auto error = deidentifier.process(*ds)) return *error;
   if (auto error = clear_unused_bits(*ds, xfer)) return *error;
   if (auto error = add_deidentification_attributes(*ds, plan)) return *error;
-  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation for
-  // MONOCHROME2; the copy has a meta header, so it says so, and reads as the original did (found by fuzzing).
+  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation, or
+  // with an empty one, for MONOCHROME2; the copy has a meta header, so it says so, and reads as the
+  // original did (both found by fuzzing).
   const DcmMetaInfo* original_meta = ff.getMetaInfo();
-  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) &&
-      !ds->tagExists(DCM_PhotometricInterpretation)) {
+  OFString photometric;
+  const bool no_photometric =
+      ds->findAndGetOFStringArray(DCM_PhotometricInterpretation, photometric).bad() || trim(photometric.c_str()).empty();
+  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) && no_photometric) {
     if (auto e = put(*ds, DCM_PhotometricInterpretation, "MONOCHROME2")) return *e;
   }
 
