@@ -32,6 +32,8 @@
 //  - the peer is told "success" only for an instance whose UIDs the store can hold (a queued
 //    instance is filed after its status: one refused then would be lost);
 //  - the SCP closes the connection within 10 s of the peer's last byte;
+//  - no single allocation of DCMTK's values (operator new[] nothrow) passes 64 MiB for an input
+//    (the replay build counts them here; a libFuzzer campaign has -malloc_limit_mb);
 //  - once the connection is closed and the filer drained, nothing is left in the incoming folders,
 //    every catalogued instance has its file inside the store and every file in the store is
 //    catalogued.
@@ -51,6 +53,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <set>
 #include <string>
@@ -100,6 +103,9 @@ struct Listener {
 };
 
 Listener* g_listener = nullptr;
+
+constexpr std::size_t kMaxAllocation = std::size_t{64} << 20;
+std::atomic<std::size_t> g_largest_allocation{0};
 
 std::string trimmed(std::string s) {
   const auto nul = s.find('\0');
@@ -307,6 +313,17 @@ void check_filing(Filing& f) {
 
 }  // namespace
 
+#ifndef HILUM_LIBFUZZER
+// DCMTK allocates element values with new (std::nothrow) T[n]: the largest request is noted (the
+// allocation itself is the library's, malloc, as libstdc++'s own).
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  std::size_t seen = g_largest_allocation.load(std::memory_order_relaxed);
+  while (n > seen && !g_largest_allocation.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+  }
+  return std::malloc(n == 0 ? 1 : n);
+}
+#endif
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (g_listener == nullptr) start_listener();
   Listener& l = *g_listener;
@@ -315,8 +332,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     l.events.clear();
     ++l.input;
   }
+  g_largest_allocation = 0;
   const bool closed = converse(data, size);
   require(closed, "the Storage SCP did not close the connection within 10 s of the peer's last byte");
+  require(g_largest_allocation <= kMaxAllocation,
+          "an allocation of " + std::to_string(g_largest_allocation.load()) + " bytes for one peer's input (more than 64 MiB)");
 
   std::unique_ptr<Filing> filing;
   std::vector<net::Event> events;

@@ -427,7 +427,7 @@ def make_network(tmp):
     out("corpus", "network", "store-dx", rq + store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
     out("corpus", "network", "store-fragmented", rq + p_data(3, store_rq(1, DX_PRESENTATION, uid1), True, 40) +
         p_data(3, dx1, False, 300) + release_rq())
-    cr = dataset("cr", sop=uid2, sop_class=CR, pid="PID-0002")
+    cr = dataset("cr", sop=uid2, sop_class=CR)  # same patient and study: both are filed
     out("corpus", "network", "store-two-echo", rq + store(3, 1, DX_PRESENTATION, uid1, dx1) + p_data(1, echo_rq(2), True) +
         store(5, 3, CR, uid2, cr) + release_rq())
     # The same SOP Instance UID twice with different content (a conflict), then again the same.
@@ -438,6 +438,9 @@ def make_network(tmp):
     out("regressions", "network", "calling-ae-not-allowed", associate_rq(contexts, calling="INTRUDER") +
         store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
     out("regressions", "network", "calling-ae-wrong-host", associate_rq(contexts, calling="OTHER") +
+        store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    # Only spaces pad an AE title: "FUZZSCU" followed by a tab is another (invalid) title.
+    out("regressions", "network", "calling-ae-control-character", associate_rq(contexts, calling="FUZZSCU\t") +
         store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
     out("regressions", "network", "called-ae-not-ours", associate_rq(contexts, called="PACS") +
         store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
