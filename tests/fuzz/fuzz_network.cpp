@@ -6,13 +6,14 @@
 // (tests/fuzz/make_seeds.py writes such streams). One Storage SCP runs for the whole process on a
 // loopback port, in a thread of its own; each input is one connection to it: the harness writes the
 // input (reading whatever the SCP answers meanwhile), closes its sending side and reads until the
-// SCP closes the connection (a millisecond or two; no process per input). The SCP's limits are
+// SCP closes the connection (a few milliseconds; no process per input). The SCP's limits are
 // small so that inputs reach them: PDUs of 16 KiB, datasets of 8 KiB.
 //
 // Covered: DCMTK's upper layer as Hilum drives it (PDU parsing, A-ASSOCIATE-RQ: AE titles,
 // presentation contexts, maximum PDU length, user information), Hilum's checks at association (the
-// allow-list of calling AE titles and hosts, the called AE title, the association limit), the DIMSE
-// command parsing (C-ECHO, C-STORE, anything else), the C-STORE's dataset streamed to a file named
+// allow-list of calling AE titles and hosts, the called AE title, the association limit), the
+// reading of commands (Hilum's bounded reader, then DCMTK's parse of the command set: C-ECHO,
+// C-STORE, anything else), the C-STORE's dataset streamed to a file named
 // by Hilum, the size limit, the SOP class check, the check of the file against the request (parse,
 // SOP Class/Instance UIDs), and the filing (hash, conflict lookup, queued rename, group sync,
 // import_received: reading, decoding, the store's atomic write, the catalog commit). A fresh
