@@ -228,9 +228,10 @@ Result<AgreementReport> agreement(Catalog& catalog, const AgreementOptions& opti
     for (std::size_t a = 0; a < fa.readers.size(); ++a) {
       ReaderAgreement others{fa.readers[a], {}, 0, 0};
       const Rows vs_others = column_pair(a, [&](std::size_t i) {
+        // fa.finding, not the binding `finding`: clang 14 (the fuzz build) cannot capture a structured binding.
         if (rows[i][a] == training::kMissing) return training::kMissing;
         bool no_other_reader = false;
-        const auto v = others_consensus_of(image_ids[i], finding, fa.readers[a], &no_other_reader);
+        const auto v = others_consensus_of(image_ids[i], fa.finding, fa.readers[a], &no_other_reader);
         if (!v) ++(no_other_reader ? others.no_other_reader : others.no_consensus);
         return v ? code(*v) : training::kMissing;
       });

@@ -275,7 +275,9 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
     return p;
   }
   p.input = model_input_of(display->grey.data(), display->width, display->height, size);
-  if (cacheable) p.cache_error = write_cached_input(cache_dir, instance.content_hash, size, *p.input);
+  if (cacheable) {
+    if (auto cached = write_cached_input(cache_dir, instance.content_hash, size, *p.input); !cached) p.cache_error = cached.error().message;
+  }
   dicom::Radiograph header = std::move(image.value());
   header.stored = {};
   header.modality = {};

@@ -27,6 +27,7 @@
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/enum_names.hpp"
 #include "hilum/core/numbers.hpp"
 #include "hilum/dicom/deidentify.hpp"
 #include "hilum/dicom/reader.hpp"
@@ -393,22 +394,25 @@ std::string image_json(const ImageRow& row, bool deidentify, const std::vector<s
 
 // ---- Building blocks. ----
 
-const char* to_string(ExportFormat format) { return format == ExportFormat::Json ? "json" : "csv"; }
+namespace {
+constexpr core::EnumName<ExportFormat> kExportFormats[] = {{ExportFormat::Csv, "csv"}, {ExportFormat::Json, "json"}};
+constexpr core::EnumName<Split> kSplits[] = {{Split::Train, "train"}, {Split::Validation, "validation"}, {Split::Test, "test"}};
+}  // namespace
 
-std::optional<ExportFormat> parse_export_format(const std::string& s) {
-  const std::string v = lower(s);
-  if (v == "csv") return ExportFormat::Csv;
-  if (v == "json") return ExportFormat::Json;
-  return std::nullopt;
+const char* to_string(ExportFormat format) { return core::c_name_of(kExportFormats, format); }
+
+Result<ExportFormat> export_format_from_string(std::string_view s) {
+  if (auto v = core::value_of(kExportFormats, s)) return *v;
+  return Error{ErrorKind::Invalid, core::unknown_name_message(kExportFormats, "export format", s)};
 }
 
-const char* to_string(Split split) {
-  switch (split) {
-    case Split::Train: return "train";
-    case Split::Validation: return "validation";
-    case Split::Test: return "test";
-  }
-  return "train";
+std::optional<ExportFormat> parse_export_format(const std::string& s) { return core::value_of(kExportFormats, lower(s)); }
+
+const char* to_string(Split split) { return core::c_name_of(kSplits, split); }
+
+Result<Split> split_from_string(std::string_view s) {
+  if (auto v = core::value_of(kSplits, s)) return *v;
+  return Error{ErrorKind::Invalid, core::unknown_name_message(kSplits, "split", s)};
 }
 
 

@@ -26,7 +26,9 @@
 #include "hilum/app/classify.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/labels_csv.hpp"
+#include "hilum/core/enum_names.hpp"
 #include "hilum/core/numbers.hpp"
+#include "hilum/core/text.hpp"
 #include "finetune_detail.hpp"
 #include "trainer.hpp"
 #include "hilum/core/atomic_file.hpp"
@@ -45,24 +47,24 @@ using json = nlohmann::json;
 
 namespace hilum::app {
 
-const char* to_string(Strategy s) {
-  switch (s) {
-    case Strategy::Auto: return "auto";
-    case Strategy::Head: return "head";
-    case Strategy::LastK: return "last-k";
-    case Strategy::Full: return "full";
-    case Strategy::Calibrate: return "calibrate";
-  }
-  return "auto";
+namespace {
+constexpr core::EnumName<Strategy> kStrategies[] = {{Strategy::Auto, "auto"}, {Strategy::Head, "head"}, {Strategy::LastK, "last-k"},
+                                                    {Strategy::Full, "full"}, {Strategy::Calibrate, "calibrate"}};
+// Typed, not stored.
+constexpr core::EnumName<Strategy> kStrategySynonyms[] = {{Strategy::LastK, "lastk"}, {Strategy::LastK, "last_k"}};
+}  // namespace
+
+const char* to_string(Strategy s) { return core::c_name_of(kStrategies, s); }
+
+Result<Strategy> strategy_from_string(std::string_view s) {
+  if (auto v = core::value_of(kStrategies, s)) return *v;
+  return Error{ErrorKind::Invalid, core::unknown_name_message(kStrategies, "fine-tuning strategy", s)};
 }
 
 std::optional<Strategy> parse_strategy(const std::string& s) {
-  if (s == "auto") return Strategy::Auto;
-  if (s == "head") return Strategy::Head;
-  if (s == "last-k" || s == "lastk" || s == "last_k") return Strategy::LastK;
-  if (s == "full") return Strategy::Full;
-  if (s == "calibrate") return Strategy::Calibrate;
-  return std::nullopt;
+  const std::string v = core::lower(s);
+  if (auto exact = core::value_of(kStrategies, v)) return exact;
+  return core::value_of(kStrategySynonyms, v);
 }
 
 namespace {

@@ -288,20 +288,6 @@ struct WorkContext {
   fs::path cache_dir;
 };
 
-// A DICOM UID as PS3.5 9.1 has it (digits and dots, 64 characters at most): what a received
-// instance's UIDs must be before they name a folder or a file of the store.
-bool valid_uid(const std::string& uid) {
-  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
-  for (std::size_t i = 0; i < uid.size(); ++i) {
-    const char c = uid[i];
-    if (c == '.') {
-      if (uid[i - 1] == '.') return false;
-    } else if (c < '0' || c > '9') {
-      return false;
-    }
-  }
-  return true;
-}
 
 WorkResult failed(std::string reason) {
   WorkResult r;
@@ -384,7 +370,7 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   // A cache that cannot be written costs a decode later, nothing else: the import goes on.
   if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
 
-  if (ctx.received && (!valid_uid(r.record.study_instance_uid) || !valid_uid(r.record.sop_instance_uid))) {
+  if (ctx.received && (!storable_uid(r.record.study_instance_uid) || !storable_uid(r.record.sop_instance_uid))) {
     return failed("not a valid DICOM UID in the Study or SOP Instance UID: the instance cannot be stored");
   }
   if (ctx.copy_to_store || ctx.received) {
@@ -1036,6 +1022,19 @@ std::string import_job_params(const std::vector<fs::path>& inputs, const ImportO
   if (options.copy_to_store && !options.store.empty()) o.add("store", absolute_path(options.store).string());
   o.add("thumbnail_side", options.thumbnail_side);
   return o.str();
+}
+
+bool storable_uid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64 || uid.front() == '.' || uid.back() == '.') return false;
+  for (std::size_t i = 0; i < uid.size(); ++i) {
+    const char c = uid[i];
+    if (c == '.') {
+      if (uid[i - 1] == '.') return false;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return true;
 }
 
 ReceivedFile import_received(Catalog& catalog, const fs::path& file, const ImportOptions& options) {

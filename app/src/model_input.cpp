@@ -55,23 +55,27 @@ fs::path cached_input_path(const fs::path& cache_dir, const std::string& content
   return cache_dir / model_input_key(size) / (content_hash + ".f32");
 }
 
-std::string write_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size, const std::vector<float>& input) {
+Status write_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size, const std::vector<float>& input) {
   if (cache_dir.empty() || size.empty() || static_cast<std::size_t>(size.width) > kMaxSide || static_cast<std::size_t>(size.height) > kMaxSide) {
-    return "no cache folder or no input size";
+    return Error{ErrorKind::Invalid, "no cache folder or no input size"};
   }
-  if (!is_hex_hash(content_hash)) return "not a SHA-256: " + content_hash.substr(0, 80);
-  if (input.size() != static_cast<std::size_t>(size.width) * static_cast<std::size_t>(size.height)) return "the input has the wrong size";
+  if (!is_hex_hash(content_hash)) return Error{ErrorKind::Invalid, "not a SHA-256: " + content_hash.substr(0, 80)};
+  if (input.size() != static_cast<std::size_t>(size.width) * static_cast<std::size_t>(size.height)) {
+    return Error{ErrorKind::Invalid, "the input has the wrong size"};
+  }
   const fs::path path = cached_input_path(cache_dir, content_hash, size);
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
-  if (ec) return "cannot create " + path.parent_path().string() + ": " + ec.message();
+  if (ec) return Error{ErrorKind::Io, "cannot create " + path.parent_path().string() + ": " + ec.message()};
   const std::size_t bytes = input.size() * sizeof(float);
   std::string content = header_of(size, sha256_hex(input.data(), bytes));
   const std::size_t at = content.size();
   content.resize(at + bytes);
   std::memcpy(content.data() + at, input.data(), bytes);
-  if (auto written = core::write_file_atomically(path, content); !written) return written.error().message;
-  return {};
+  if (auto written = core::write_file_atomically(path, content); !written) {
+    return Error{ErrorKind::Io, written.error().message.empty() ? "cannot write " + path.string() : written.error().message};
+  }
+  return core::Done{};
 }
 
 std::optional<std::vector<float>> read_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size) {

@@ -240,6 +240,11 @@ net::StoreVerdict InstanceFiler::operator()(const net::ReceivedInstance& instanc
     if (s.on_arrival) s.on_arrival(arrival);
     return verdict_of(arrival.filed);
   };
+  // What the store cannot hold is refused now: acknowledged, it would be dropped once filed, and
+  // the peer, told it was stored, might delete its copy.
+  if (!storable_uid(instance.sop_instance_uid) || !storable_uid(instance.study_instance_uid)) {
+    return answer_now(ReceivedFile::Outcome::Failed, "not a valid DICOM UID in the Study or SOP Instance UID: the instance cannot be stored");
+  }
   std::optional<std::string> known;
   {
     const std::lock_guard lock(s.queue_mutex);

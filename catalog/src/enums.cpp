@@ -40,8 +40,7 @@ constexpr EnumName<ModelStatus> kModelStatuses[] = {
 
 template <typename E, std::size_t N>
 const char* name(const EnumName<E> (&table)[N], E value) {
-  const std::string_view n = core::name_of(table, value);
-  return n.empty() ? "" : n.data();  // the tables' names are string literals, NUL-terminated
+  return core::c_name_of(table, value);
 }
 
 template <typename E, std::size_t N>

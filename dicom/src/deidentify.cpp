@@ -261,7 +261,7 @@ class Deidentifier {
       Action action = action_for(tag);
       const DcmEVR vr = element->ident();
       if (tag == DCM_PixelData) action = Action::Keep;
-      if (action == Action::ByVr) action = vr_action(vr);
+      if (action == Action::ByVr) action = vr_action(deciding_vr(tag, vr));
       if (auto error = apply(item, i, *element, action, vr)) return error;
     }
     return std::nullopt;
@@ -270,6 +270,16 @@ class Deidentifier {
   [[nodiscard]] std::optional<Error> error() const { return error_; }
 
  private:
+  // The value representation whose rule decides an attribute left to it: the one it was encoded
+  // with, but in group 0028 (image pixel and presentation: no free text), the data dictionary's, so
+  // that a Photometric Interpretation encoded as ST (found by fuzzing) is kept as the CS it is, and
+  // the copy reads as the original. An attribute the dictionary does not know keeps its own VR.
+  static DcmEVR deciding_vr(const DcmTagKey& tag, DcmEVR encoded) {
+    if (tag.getGroup() != 0x0028) return encoded;
+    const DcmEVR dictionary = DcmTag(tag).getEVR();
+    return dictionary == EVR_UNKNOWN || dictionary == EVR_UNKNOWN2B || dictionary == EVR_UN ? encoded : dictionary;
+  }
+
   static Action vr_action(DcmEVR vr) {
     switch (vr) {
       case EVR_PN:  // every person name but the patient's: physicians, operators, observers
@@ -682,11 +692,14 @@ static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const
   if (auto error = deidentifier.process(*ds)) return *error;
   if (auto error = clear_unused_bits(*ds, xfer)) return *error;
   if (auto error = add_deidentification_attributes(*ds, plan)) return *error;
-  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation for
-  // MONOCHROME2; the copy has a meta header, so it says so, and reads as the original did (found by fuzzing).
+  // The reader takes an ACR-NEMA file (no meta header) without Photometric Interpretation, or
+  // with an empty one, for MONOCHROME2; the copy has a meta header, so it says so, and reads as the
+  // original did (both found by fuzzing).
   const DcmMetaInfo* original_meta = ff.getMetaInfo();
-  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) &&
-      !ds->tagExists(DCM_PhotometricInterpretation)) {
+  OFString photometric;
+  const bool no_photometric =
+      ds->findAndGetOFStringArray(DCM_PhotometricInterpretation, photometric).bad() || trim(photometric.c_str()).empty();
+  if ((original_meta == nullptr || original_meta->card() == 0) && ds->tagExists(DCM_PixelData) && no_photometric) {
     if (auto e = put(*ds, DCM_PhotometricInterpretation, "MONOCHROME2")) return *e;
   }
 

@@ -24,6 +24,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcostrmf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
@@ -103,8 +104,9 @@ void remove_leftover(const fs::path& file) {
 }
 
 // Checks the received file's own SOP Class and Instance UIDs against the request's (A900 when
-// they differ), and that it parses (C000 when it does not). Values above 4 KiB stay on disk.
-StoreVerdict check_received(const fs::path& file, const std::string& sop_class, const std::string& sop_instance) {
+// they differ), and that it parses (C000 when it does not); `study` gets its Study Instance UID.
+// Values above 4 KiB stay on disk.
+StoreVerdict check_received(const fs::path& file, const std::string& sop_class, const std::string& sop_instance, std::string& study) {
   DcmFileFormat ff;
   const OFCondition c = ff.loadFile(OFFilename(file.c_str()), EXS_Unknown, EGL_noChange, 4096);
   if (c.bad()) return {kStatusCannotUnderstand, "malformed dataset: " + condition_text(c)};
@@ -112,6 +114,9 @@ StoreVerdict check_received(const fs::path& file, const std::string& sop_class, 
   OFString inst;
   ff.getDataset()->findAndGetOFString(DCM_SOPClassUID, cls);
   ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, inst);
+  OFString study_uid;
+  ff.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study_uid);
+  study = trim(study_uid.c_str());
   if (trim(cls.c_str()) != sop_class || trim(inst.c_str()) != sop_instance) {
     return {kStatusDataSetMismatch, "the dataset's SOP Class/Instance UID differ from the C-STORE request's"};
   }
@@ -128,6 +133,13 @@ OFCondition next_pdv(T_ASC_Association* assoc, int timeout, DUL_PDV* pdv) {
 }
 
 std::string cut(const std::string& s, std::size_t n) { return s.size() <= n ? s : s.substr(0, n); }
+
+// Leading and trailing spaces off (an AE title's padding), nothing else.
+std::string trim_spaces(const std::string& s) {
+  const auto first = s.find_first_not_of(' ');
+  if (first == std::string::npos) return {};
+  return s.substr(first, s.find_last_not_of(' ') - first + 1);
+}
 
 // ---- DCMTK's process-wide state.
 //
@@ -529,9 +541,10 @@ StoreOutcome receive_store(T_ASC_Association* assoc, T_ASC_PresentationContextID
     if (!synced || !closed) {
       verdict = {kStatusOutOfResources, "cannot write " + file.string() + ": " + errno_text()};
     } else {
-      verdict = check_received(file, sop_class, sop_instance);
+      std::string study;
+      verdict = check_received(file, sop_class, sop_instance, study);
       if (verdict.status == kStatusSuccess && on_instance) {
-        ReceivedInstance inst{file, sop_class, sop_instance, rules.calling_ae, rules.peer_host, out.bytes};
+        ReceivedInstance inst{file, sop_class, sop_instance, rules.calling_ae, rules.peer_host, out.bytes, study};
         try {
           verdict = on_instance(inst);
         } catch (const std::exception& e) {
@@ -561,6 +574,127 @@ StoreOutcome receive_store(T_ASC_Association* assoc, T_ASC_PresentationContextID
     return abort("cannot send the C-STORE response: " + condition_text(c));
   }
   out.answered = true;
+  return out;
+}
+
+// ---- A command on our SCP. Read here rather than by DIMSE_receiveCommand, which keeps every
+// command fragment a peer sends, without a bound, and allocates each element's declared length
+// (up to 4 GiB) before its bytes arrive (found by fuzzing). A command set is a few hundred bytes:
+// at most kMaxCommandBytes, each element's length checked against what arrived before DCMTK parses it.
+
+constexpr std::size_t kMaxCommandBytes = 16 * 1024;
+
+struct ScpCommand {
+  OFCondition condition = EC_Normal;  // bad: what the upper layer said (release, abort, timeout, ...)
+  std::string refused;                // not empty: a command we cannot take (why); the association is aborted
+  T_ASC_PresentationContextID pid = 0;
+  std::uint16_t field = 0;            // Command Field; msg holds C-ECHO-RQ and C-STORE-RQ only
+  T_DIMSE_Message msg{};
+};
+
+std::uint32_t le32(const std::string& b, std::size_t at) {
+  return static_cast<std::uint32_t>(static_cast<unsigned char>(b[at])) | static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 1])) << 8 |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 2])) << 16 | static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 3])) << 24;
+}
+
+ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
+  ScpCommand out;
+  std::string bytes;
+  bool first = true;
+  for (;;) {
+    DUL_PDV pdv{};
+    out.condition = next_pdv(assoc, timeout, &pdv);
+    if (out.condition.bad()) return out;
+    if (pdv.pdvType != DUL_COMMANDPDV) {
+      out.refused = "a data set where a command was expected";
+      return out;
+    }
+    if (first) out.pid = pdv.presentationContextID;
+    first = false;
+    if (pdv.presentationContextID != out.pid) {
+      out.refused = "a command's fragments on two presentation contexts";
+      return out;
+    }
+    if (pdv.fragmentLength > kMaxCommandBytes - bytes.size()) {
+      out.refused = "a command larger than " + std::to_string(kMaxCommandBytes) + " bytes";
+      return out;
+    }
+    if (pdv.fragmentLength > 0) bytes.append(static_cast<const char*>(pdv.data), pdv.fragmentLength);
+    if (pdv.lastPDV) break;
+  }
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, out.pid, &pc).bad()) {
+    out.refused = "a command on presentation context " + std::to_string(out.pid) + ", which was not accepted";
+    return out;
+  }
+  // Implicit VR little endian, as every command set: tag (4 bytes), length (4), value.
+  for (std::size_t at = 0; at < bytes.size();) {
+    if (bytes.size() - at < 8) {
+      out.refused = "a truncated command element";
+      return out;
+    }
+    const std::uint32_t length = le32(bytes, at + 4);
+    if (bytes[at] != 0 || bytes[at + 1] != 0) {
+      out.refused = "a command element outside group 0000";
+      return out;
+    }
+    if (length > bytes.size() - at - 8) {
+      out.refused = "a command element longer than the command";
+      return out;
+    }
+    at += 8 + length;
+  }
+  DcmInputBufferStream stream;
+  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+  stream.setEos();
+  DcmDataset set;
+  set.transferInit();
+  const OFCondition parsed = set.read(stream, EXS_LittleEndianImplicit);
+  set.transferEnd();
+  Uint16 field = 0;
+  Uint16 id = 0;
+  Uint16 data_set_type = DIMSE_DATASET_NULL;
+  if (parsed.bad() || set.findAndGetUint16(DCM_CommandField, field).bad() || set.findAndGetUint16(DCM_MessageID, id).bad() ||
+      set.findAndGetUint16(DCM_CommandDataSetType, data_set_type).bad()) {
+    out.refused = "a command that does not parse (or lacks Command Field, Message ID or Data Set Type)";
+    return out;
+  }
+  out.field = field;
+  OFString sop_class;
+  set.findAndGetOFString(DCM_AffectedSOPClassUID, sop_class);
+  if (field == DIMSE_C_ECHO_RQ) {
+    out.msg.CommandField = DIMSE_C_ECHO_RQ;
+    T_DIMSE_C_EchoRQ& rq = out.msg.msg.CEchoRQ;
+    rq.MessageID = id;
+    OFStandard::strlcpy(rq.AffectedSOPClassUID, sop_class.c_str(), sizeof(rq.AffectedSOPClassUID));
+    rq.DataSetType = data_set_type == DIMSE_DATASET_NULL ? DIMSE_DATASET_NULL : DIMSE_DATASET_PRESENT;
+  } else if (field == DIMSE_C_STORE_RQ) {
+    OFString sop_instance;
+    set.findAndGetOFString(DCM_AffectedSOPInstanceUID, sop_instance);
+    if (sop_class.empty() || sop_instance.empty() || data_set_type == DIMSE_DATASET_NULL) {
+      out.refused = "a C-STORE request without SOP Class UID, SOP Instance UID or data set";
+      return out;
+    }
+    out.msg.CommandField = DIMSE_C_STORE_RQ;
+    T_DIMSE_C_StoreRQ& rq = out.msg.msg.CStoreRQ;
+    rq.MessageID = id;
+    OFStandard::strlcpy(rq.AffectedSOPClassUID, sop_class.c_str(), sizeof(rq.AffectedSOPClassUID));
+    OFStandard::strlcpy(rq.AffectedSOPInstanceUID, sop_instance.c_str(), sizeof(rq.AffectedSOPInstanceUID));
+    Uint16 priority = DIMSE_PRIORITY_MEDIUM;
+    set.findAndGetUint16(DCM_Priority, priority);
+    rq.Priority = priority == DIMSE_PRIORITY_LOW ? DIMSE_PRIORITY_LOW : priority == DIMSE_PRIORITY_HIGH ? DIMSE_PRIORITY_HIGH : DIMSE_PRIORITY_MEDIUM;
+    rq.DataSetType = DIMSE_DATASET_PRESENT;
+    OFString originator;
+    if (set.findAndGetOFString(DCM_MoveOriginatorApplicationEntityTitle, originator).good()) {
+      OFStandard::strlcpy(rq.MoveOriginatorApplicationEntityTitle, originator.c_str(), sizeof(rq.MoveOriginatorApplicationEntityTitle));
+      rq.opts |= O_STORE_MOVEORIGINATORAETITLE;
+    }
+    Uint16 originator_id = 0;
+    if (set.findAndGetUint16(DCM_MoveOriginatorMessageID, originator_id).good()) {
+      rq.MoveOriginatorID = originator_id;
+      rq.opts |= O_STORE_MOVEORIGINATORID;
+    }
+  }
   return out;
 }
 
@@ -630,11 +764,10 @@ void Scp::serve(T_ASC_Association* assoc, const std::string& peer, const std::st
       continue;
     }
     idle = 0;
-    T_DIMSE_Message msg{};
-    T_ASC_PresentationContextID pid = 0;
-    DcmDataset* status_detail = nullptr;
-    const OFCondition c = DIMSE_receiveCommand(assoc, DIMSE_NONBLOCKING, limits.dimse_timeout_seconds, &pid, &msg, &status_detail);
-    delete status_detail;
+    ScpCommand command = read_scp_command(assoc, limits.dimse_timeout_seconds);
+    const OFCondition& c = command.condition;
+    T_DIMSE_Message& msg = command.msg;
+    const T_ASC_PresentationContextID pid = command.pid;
     if (c == DUL_PEERREQUESTEDRELEASE) {
       ASC_acknowledgeRelease(assoc);
       emit(EventKind::Released, peer, "association released");
@@ -644,18 +777,18 @@ void Scp::serve(T_ASC_Association* assoc, const std::string& peer, const std::st
       emit(EventKind::Aborted, peer, "the peer aborted the association");
       return;
     }
-    if (c.bad()) {
-      emit(EventKind::Aborted, peer, "cannot read a command: " + condition_text(c) + "; association aborted");
+    if (c.bad() || !command.refused.empty()) {
+      emit(EventKind::Aborted, peer, "cannot read a command: " + (c.bad() ? condition_text(c) : command.refused) + "; association aborted");
       ASC_abortAssociation(assoc);
       return;
     }
-    if (msg.CommandField == DIMSE_C_ECHO_RQ) {
+    if (command.field == DIMSE_C_ECHO_RQ) {
       emit(EventKind::Echo, peer, "C-ECHO");
       if (DIMSE_sendEchoResponse(assoc, pid, &msg.msg.CEchoRQ, STATUS_Success, nullptr).bad()) {
         ASC_abortAssociation(assoc);
         return;
       }
-    } else if (msg.CommandField == DIMSE_C_STORE_RQ) {
+    } else if (command.field == DIMSE_C_STORE_RQ) {
       if (!store(assoc, pid, msg.msg.CStoreRQ, peer, host, calling)) return;
     } else {
       emit(EventKind::Aborted, peer, "unsupported DIMSE command; association aborted");
@@ -844,13 +977,15 @@ Result<core::Done> run_storage_scp(const ScpOptions& options, const InstanceFn& 
     char called_host[129] = {};
     ASC_getAPTitles(assoc->params, calling_ae, sizeof(calling_ae), called_ae, sizeof(called_ae), nullptr, 0);
     ASC_getPresentationAddresses(assoc->params, calling_host, sizeof(calling_host), called_host, sizeof(called_host));
-    const std::string calling = trim(calling_ae);
-    const std::string called = trim(called_ae);
+    // Only spaces are insignificant in an AE title (PS3.5 6.2): one with control characters (a tab,
+    // a line feed) is not valid, and never matches an allowed title after trimming.
+    const std::string calling = trim_spaces(calling_ae);
+    const std::string called = trim_spaces(called_ae);
     std::string host = calling_host;
     if (const auto colon = host.rfind(':'); colon != std::string::npos && host.find(':') == colon) host = host.substr(0, colon);
     const std::string peer = calling + "@" + host;
 
-    const bool allowed = std::any_of(options.allow.begin(), options.allow.end(), [&](const AllowedPeer& a) {
+    const bool allowed = valid_ae_title(calling) && std::any_of(options.allow.begin(), options.allow.end(), [&](const AllowedPeer& a) {
       return a.ae_title == calling && host_matches(a.host, host);
     });
     std::string refusal;

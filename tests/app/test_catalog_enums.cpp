@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "catalog_support.hpp"
+#include "hilum/app/export.hpp"
+#include "hilum/app/finetune.hpp"
 
 namespace hilum::test {
 namespace {
@@ -130,6 +132,37 @@ TEST_F(CatalogTest, AnUnknownStoredNameIsAnErrorNotADefault) {
   ASSERT_FALSE(policy.ok());
   EXPECT_EQ(policy.error().kind, ErrorKind::Corrupt);
   EXPECT_NE(policy.error().message.find("'plurality'"), std::string::npos) << policy.error().message;
+}
+
+// The export's format and split and the fine-tuning strategy (issue 16): one table each. Before
+// the tables, a value the switch did not list came out as another one's name ("csv", "train",
+// "auto": an export row of no known split written as "train"); now it has no name.
+TEST(AppEnums, ExportFormatSplitAndStrategyRoundTripAndNothingDefaults) {
+  using app::ExportFormat;
+  expect_round_trip<ExportFormat>({{ExportFormat::Csv, "csv"}, {ExportFormat::Json, "json"}}, app::export_format_from_string);
+  using app::Split;
+  expect_round_trip<Split>({{Split::Train, "train"}, {Split::Validation, "validation"}, {Split::Test, "test"}}, app::split_from_string);
+  using app::Strategy;
+  expect_round_trip<Strategy>({{Strategy::Auto, "auto"}, {Strategy::Head, "head"}, {Strategy::LastK, "last-k"}, {Strategy::Full, "full"},
+                               {Strategy::Calibrate, "calibrate"}},
+                              app::strategy_from_string);
+  EXPECT_STREQ(app::to_string(static_cast<ExportFormat>(7)), "");
+  EXPECT_STREQ(app::to_string(static_cast<Split>(7)), "");
+  EXPECT_STREQ(app::to_string(static_cast<Strategy>(7)), "");
+  for (const std::string& bad : std::vector<std::string>{"", "CSV", "xml", " csv", std::string(200, 'x')}) {
+    expect_refused(app::export_format_from_string, bad, "csv, json");
+  }
+  for (const std::string& bad : std::vector<std::string>{"", "Train", "val", "train "}) expect_refused(app::split_from_string, bad, "train, validation, test");
+  for (const std::string& bad : std::vector<std::string>{"", "lastk", "Head", "last_k", "imported"}) {
+    expect_refused(app::strategy_from_string, bad, "auto, head, last-k, full, calibrate");
+  }
+  // What a person types: any case, and the strategy's synonyms; nothing else.
+  EXPECT_EQ(app::parse_export_format("JSON"), ExportFormat::Json);
+  EXPECT_FALSE(app::parse_export_format("sr").has_value());
+  EXPECT_EQ(app::parse_strategy("Last-K"), Strategy::LastK);
+  EXPECT_EQ(app::parse_strategy("last_k"), Strategy::LastK);
+  EXPECT_EQ(app::parse_strategy("FULL"), Strategy::Full);
+  EXPECT_FALSE(app::parse_strategy("everything").has_value());
 }
 
 }  // namespace

@@ -209,20 +209,44 @@ TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
   expect_same(missing->at(0), false, "missing cache");
 }
 
+// write_cached_input answers with a Status (issue 16: one error convention), not a string whose
+// emptiness meant success: each refusal has its kind.
+TEST_F(ClassifyTest, ModelInputCacheWriteFailuresAreErrorsOfTheirKind) {
+  const std::string hash(64, 'c');
+  const app::InputSize size{2, 2};
+  const std::vector<float> input(4, 0.5f);
+  { std::ofstream(path("blocker")) << "a file where the cache folder would be"; }
+  const auto blocked = app::write_cached_input(path("blocker") / "model-inputs", hash, size, input);
+  ASSERT_FALSE(blocked.ok());
+  EXPECT_EQ(blocked.error().kind, app::ErrorKind::Io);
+  EXPECT_NE(blocked.error().message.find("cannot create"), std::string::npos) << blocked.error().message;
+  for (const auto& refused : {app::write_cached_input({}, hash, size, input), app::write_cached_input(path("cache"), hash, {}, input),
+                              app::write_cached_input(path("cache"), hash, size, std::vector<float>(3, 0.5f))}) {
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().kind, app::ErrorKind::Invalid);
+    EXPECT_FALSE(refused.error().message.empty());
+  }
+  EXPECT_FALSE(fs::exists(path("cache")));
+  EXPECT_TRUE(app::write_cached_input(path("cache"), hash, size, input).ok());
+  EXPECT_TRUE(app::read_cached_input(path("cache"), hash, size).has_value());
+}
+
 TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
   const fs::path cache = path("store") / "model-inputs";
   const std::string hash(64, 'a');
   const app::InputSize size{4, 3};
   std::vector<float> input(12);
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i) / 11.0f;
-  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
   const auto back = app::read_cached_input(cache, hash, size);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, input);
   EXPECT_FALSE(app::read_cached_input(cache, hash, {3, 4}).has_value());        // another key (input size)
   EXPECT_FALSE(app::read_cached_input(cache, std::string(64, 'b'), size).has_value());  // another film
   // Not a hash (a path, say): never written, never read.
-  EXPECT_NE(app::write_cached_input(cache, "../../escape", size, input), "");
+  const auto escape = app::write_cached_input(cache, "../../escape", size, input);
+  ASSERT_FALSE(escape.ok());
+  EXPECT_EQ(escape.error().kind, app::ErrorKind::Invalid);
   EXPECT_FALSE(app::read_cached_input(cache, "../../escape", size).has_value());
   // A changed bit, a trailing byte, or a value outside [0, 1] with a matching checksum, is not accepted.
   const fs::path file = app::cached_input_path(cache, hash, size);
@@ -230,11 +254,11 @@ TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
   bytes[bytes.size() - 8] = static_cast<char>(bytes[bytes.size() - 8] ^ 0x01);  // value 10 of 12, in [0, 1] either way
   { std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
-  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
   { std::ofstream(file, std::ios::binary | std::ios::app) << 'x'; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
   input[5] = 2.0f;
-  ASSERT_EQ(app::write_cached_input(cache, hash, size, input), "");
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
 }
 

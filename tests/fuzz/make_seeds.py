@@ -312,12 +312,169 @@ def make_csv():
     out("regressions", "labels_csv", "unterminated-quote.csv", f'image,Effusion\n"{UID1},present\n'.encode())
 
 
+# ---------------------------------------------------------------- network (a peer's byte stream)
+# What a peer sends on one connection to the Storage SCP (fuzz_network.cpp): an A-ASSOCIATE-RQ,
+# P-DATA-TF PDUs and an A-RELEASE-RQ, sent at once (the SCP reads them in order).
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+VERIFICATION = "1.2.840.10008.1.1"
+DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+CR = "1.2.840.10008.5.1.4.1.1.1"
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
+def pdu(kind, body):
+    return struct.pack(">BBI", kind, 0, len(body)) + body
+
+
+def item(kind, body):
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def ae(title):
+    return title.encode().ljust(16)[:16]
+
+
+def associate_rq(contexts, called="HILUM", calling="FUZZSCU", max_pdu=16384):
+    """contexts: [(id, abstract syntax, [transfer syntaxes])]."""
+    body = struct.pack(">HH", 1, 0) + ae(called) + ae(calling) + bytes(32)
+    body += item(0x10, b"1.2.840.10008.3.1.1.1")
+    for pcid, abstract, syntaxes in contexts:
+        sub = item(0x30, abstract.encode()) + b"".join(item(0x40, ts.encode()) for ts in syntaxes)
+        body += item(0x20, struct.pack(">BBBB", pcid, 0, 0, 0) + sub)
+    user = item(0x51, struct.pack(">I", max_pdu)) + item(0x52, b"1.2.826.0.1.3680043.10.1138.7") + item(0x55, b"HILUMFUZZ")
+    body += item(0x50, user)
+    return pdu(0x01, body)
+
+
+def element(group, elem, value):
+    """An element in implicit VR little endian (command sets always are)."""
+    if isinstance(value, str):
+        value = value.encode()
+        if len(value) % 2:
+            value += b"\0"
+    elif isinstance(value, int):
+        value = struct.pack("<H", value)
+    return struct.pack("<HHI", group, elem, len(value)) + value
+
+
+def command(*elements):
+    body = b"".join(elements)
+    return element(0, 0, struct.pack("<I", len(body))) + body
+
+
+def store_rq(message_id, sop_class, sop_instance):
+    return command(element(0, 0x0002, sop_class), element(0, 0x0100, 0x0001), element(0, 0x0110, message_id),
+                   element(0, 0x0700, 0), element(0, 0x0800, 0x0000), element(0, 0x1000, sop_instance))
+
+
+def echo_rq(message_id):
+    return command(element(0, 0x0002, VERIFICATION), element(0, 0x0100, 0x0030), element(0, 0x0110, message_id),
+                   element(0, 0x0800, 0x0101))
+
+
+def p_data(pcid, data, is_command, fragment=4096):
+    """P-DATA-TF PDUs, one PDV each, of at most `fragment` bytes of `data`."""
+    out = b""
+    for at in range(0, max(len(data), 1), fragment):
+        part = data[at:at + fragment]
+        last = at + fragment >= len(data)
+        header = (1 if is_command else 0) | (2 if last else 0)
+        out += pdu(0x04, struct.pack(">IBB", len(part) + 2, pcid, header) + part)
+    return out
+
+
+def release_rq():
+    return pdu(0x05, bytes(4))
+
+
+def dataset_of(path):
+    """The dataset of a Part 10 file written by dump2dcm +te (explicit VR little endian): what
+    follows the preamble and the meta group."""
+    data = read(path)
+    assert data[128:132] == b"DICM"
+    at = 132
+    while at < len(data) and struct.unpack("<H", data[at:at + 2])[0] == 2:
+        vr = data[at + 4:at + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            at += 12 + struct.unpack("<I", data[at + 8:at + 12])[0]
+        else:
+            at += 8 + struct.unpack("<H", data[at + 6:at + 8])[0]
+    return data[at:]
+
+
+def make_network(tmp):
+    def dataset(name, rows=32, cols=32, sop=None, sop_class=None, pid="PID-0001"):
+        uid = sop or "1.2.826.0.1.3680043.10.1138.200." + str(len(name))
+        text = dicom_dump(rows=rows, cols=cols, pid=pid, sop=uid)
+        if sop_class:
+            text = text.replace("(0008,0016) UI =DigitalXRayImageStorageForPresentation", f"(0008,0016) UI [{sop_class}]")
+        path = os.path.join(tmp, name + ".dcm")
+        dump2dcm(text, path, "+te", "+l", "65536")  # long lines: the pixel values
+        return dataset_of(path)
+
+    contexts = [(1, VERIFICATION, [IMPLICIT_LE]), (3, DX_PRESENTATION, [EXPLICIT_LE, IMPLICIT_LE]),
+                (5, CR, [EXPLICIT_LE]), (7, BASIC_TEXT_SR, [EXPLICIT_LE])]
+    rq = associate_rq(contexts)
+    uid1, uid2 = "1.2.826.0.1.3680043.10.1138.200.1", "1.2.826.0.1.3680043.10.1138.200.2"
+    dx1 = dataset("dx1", sop=uid1)
+
+    def store(pcid, message_id, sop_class, sop, data, fragment=4096):
+        return p_data(pcid, store_rq(message_id, sop_class, sop), True) + p_data(pcid, data, False, fragment)
+
+    out("corpus", "network", "echo", rq + p_data(1, echo_rq(1), True) + release_rq())
+    out("corpus", "network", "store-dx", rq + store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    out("corpus", "network", "store-fragmented", rq + p_data(3, store_rq(1, DX_PRESENTATION, uid1), True, 40) +
+        p_data(3, dx1, False, 300) + release_rq())
+    cr = dataset("cr", sop=uid2, sop_class=CR)  # same patient and study: both are filed
+    out("corpus", "network", "store-two-echo", rq + store(3, 1, DX_PRESENTATION, uid1, dx1) + p_data(1, echo_rq(2), True) +
+        store(5, 3, CR, uid2, cr) + release_rq())
+    # The same SOP Instance UID twice with different content (a conflict), then again the same.
+    other = dataset("dx1-other", sop=uid1, pid="PID-0003")
+    out("corpus", "network", "store-conflict", rq + store(3, 1, DX_PRESENTATION, uid1, dx1) + store(3, 2, DX_PRESENTATION, uid1, other) +
+        store(3, 3, DX_PRESENTATION, uid1, dx1) + release_rq())
+    # Refused by Hilum's checks (kept as regressions: each must be refused, nothing kept).
+    out("regressions", "network", "calling-ae-not-allowed", associate_rq(contexts, calling="INTRUDER") +
+        store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    out("regressions", "network", "calling-ae-wrong-host", associate_rq(contexts, calling="OTHER") +
+        store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    # Only spaces pad an AE title: "FUZZSCU" followed by a tab is another (invalid) title.
+    out("regressions", "network", "calling-ae-control-character", associate_rq(contexts, calling="FUZZSCU\t") +
+        store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    out("regressions", "network", "called-ae-not-ours", associate_rq(contexts, called="PACS") +
+        store(3, 1, DX_PRESENTATION, uid1, dx1) + release_rq())
+    out("regressions", "network", "sop-class-not-kept", rq + store(7, 1, BASIC_TEXT_SR, uid1, dataset("sr", sop=uid1, sop_class=BASIC_TEXT_SR)) +
+        release_rq())
+    out("regressions", "network", "dataset-over-limit", rq + store(3, 1, DX_PRESENTATION, uid1, dataset("big", rows=64, cols=72, sop=uid1)) +
+        release_rq())
+    out("regressions", "network", "dataset-uid-mismatch", rq + store(3, 1, DX_PRESENTATION, uid2, dx1) + release_rq())
+    bad = "1.2.826.0.1.3680043.10.1138/../../../x"
+    out("regressions", "network", "uid-path-traversal", rq + store(3, 1, DX_PRESENTATION, bad, dataset("bad", sop=bad)) + release_rq())
+    # Study Instance UID the store cannot hold (it names the store's folder), SOP Instance UID valid.
+    text = dicom_dump(rows=32, cols=32, sop=uid1).replace("(0020,000d) UI [1.2.826.0.1.3680043.10.1138.100]",
+                                                          "(0020,000d) UI [1.2.826.0.1.3680043.10.1138.100/../x]")
+    path = os.path.join(tmp, "bad-study.dcm")
+    dump2dcm(text, path, "+te", "+l", "65536")
+    out("regressions", "network", "study-uid-invalid", rq + store(3, 1, DX_PRESENTATION, uid1, dataset_of(path)) + release_rq())
+    out("regressions", "network", "broken-off", rq + store(3, 1, DX_PRESENTATION, uid1, dx1)[:-700])
+    out("regressions", "network", "pdu-over-max", rq + p_data(3, store_rq(1, DX_PRESENTATION, uid1), True) +
+        p_data(3, dx1, False, 20000))
+
+
 def main():
     # Files are (re)written, never removed: regressions/ also holds inputs found by fuzzing.
+    # Arguments: the targets to write (dicom, model, labels_csv, network); none: all of them.
+    targets = set(sys.argv[1:]) or {"dicom", "model", "labels_csv", "network"}
     with tempfile.TemporaryDirectory() as tmp:
-        make_dicom(tmp)
-    make_model()
-    make_csv()
+        if "dicom" in targets:
+            make_dicom(tmp)
+        if "network" in targets:
+            make_network(tmp)
+    if "model" in targets:
+        make_model()
+    if "labels_csv" in targets:
+        make_csv()
     total = sum(len(files) for _, _, files in os.walk(os.path.join(HERE, "corpus"))) + \
         sum(len(files) for _, _, files in os.walk(os.path.join(HERE, "regressions")))
     print(f"make_seeds: {total} files under {HERE}/corpus and regressions")

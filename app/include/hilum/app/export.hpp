@@ -52,9 +52,13 @@
 
 namespace hilum::app {
 
+// The names of ExportFormat and Split come from one table each (core/enum_names.hpp): to_string
+// gives "" for a value the table does not list (never another format's or split's name), and
+// *_from_string reads the exact name back (an unknown one is an Invalid error naming the known ones).
 enum class ExportFormat { Csv, Json };
-[[nodiscard]] const char* to_string(ExportFormat format);
-[[nodiscard]] std::optional<ExportFormat> parse_export_format(const std::string& s);  // "csv", "json"
+[[nodiscard]] const char* to_string(ExportFormat format);                              // "csv", "json"
+[[nodiscard]] Result<ExportFormat> export_format_from_string(std::string_view s);      // exact
+[[nodiscard]] std::optional<ExportFormat> parse_export_format(const std::string& s);  // as typed: any case
 
 struct ExportOptions {
   std::filesystem::path out_dir;
@@ -78,6 +82,7 @@ struct ExportIssue {
 
 enum class Split { Train, Validation, Test };
 [[nodiscard]] const char* to_string(Split split);  // "train", "validation", "test"
+[[nodiscard]] Result<Split> split_from_string(std::string_view s);
 
 struct SplitCounts {
   std::size_t patients = 0;

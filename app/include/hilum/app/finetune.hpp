@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
@@ -20,7 +21,12 @@ namespace hilum::app {
 // anew on this catalog's validation patients -- a site's own labels making the probabilities mean
 // what they say there. Every other strategy also ends with that fit.
 enum class Strategy { Auto, Head, LastK, Full, Calibrate };
+// Names from one table (core/enum_names.hpp): to_string gives "" for a value it does not list;
+// strategy_from_string reads the exact name (stored in job parameters and model records) back, an
+// unknown one being an Invalid error that names the known ones; parse_strategy takes what a person
+// types (any case, and "lastk"/"last_k" for last-k).
 [[nodiscard]] const char* to_string(Strategy s);                      // "auto", "head", "last-k", "full", "calibrate"
+[[nodiscard]] Result<Strategy> strategy_from_string(std::string_view s);
 [[nodiscard]] std::optional<Strategy> parse_strategy(const std::string& s);
 
 struct FinetuneOptions {

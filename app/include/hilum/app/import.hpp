@@ -118,6 +118,10 @@ struct ReceivedFile {
   std::string stored_path;  // Imported / AlreadyPresent: the file in the store
 };
 [[nodiscard]] const char* to_string(ReceivedFile::Outcome outcome);  // "imported", "already-present", ...
+// A DICOM UID as PS3.5 9.1 has it (digits and dots, 64 characters at most; a component's leading
+// zero is tolerated): what a received instance's Study and SOP Instance UIDs must be before they
+// name a folder or a file of the store (import_received, and InstanceFiler before it acknowledges).
+[[nodiscard]] bool storable_uid(const std::string& uid);
 [[nodiscard]] ReceivedFile import_received(Catalog& catalog, const std::filesystem::path& file,
                                            const ImportOptions& options = {});
 

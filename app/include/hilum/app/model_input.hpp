@@ -38,8 +38,10 @@ struct InputSize {
 // Display values (width x height) to the cached form: resized to `size`.
 [[nodiscard]] std::vector<float> model_input_of(const float* display, int width, int height, InputSize size);
 
-// Writes the input of the film whose file has SHA-256 `content_hash` (hex). Returns "" or why not.
-[[nodiscard]] std::string write_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash, InputSize size,
+// Writes the input of the film whose file has SHA-256 `content_hash` (hex), atomically. Errors:
+// Invalid (no cache folder or size, not a SHA-256, an input of another size), Io (the folder or the
+// file cannot be written).
+[[nodiscard]] Status write_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash, InputSize size,
                                              const std::vector<float>& input);
 
 // The cached input, or nullopt when there is none or it is damaged (wrong size, key or checksum,

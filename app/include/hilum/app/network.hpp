@@ -36,7 +36,8 @@ using ArrivalFn = std::function<void(const Arrival&)>;
 // association's thread).
 //
 // Direct mode: each instance is filed before the peer gets its status.
-// Queued mode (the listener and retrieve): the checks a status needs are made at once -- a SOP Instance UID
+// Queued mode (the listener and retrieve): the checks a status needs are made at once -- Study and
+// SOP Instance UIDs the store cannot hold (storable_uid) are refused (0xC000), a SOP Instance UID
 // already catalogued (or queued) with other content is refused (0xC000, conflict), the same
 // content is acknowledged without filing it again -- then the complete file is renamed to
 // `queued-*.dcm` in the incoming folder and the peer gets success. The promise, precisely:

@@ -28,6 +28,14 @@ template <typename E, std::size_t N>
   return {};
 }
 
+// The same name as a C string ("" when the table does not list it): the tables' names are string
+// literals, so NUL-terminated.
+template <typename E, std::size_t N>
+[[nodiscard]] constexpr const char* c_name_of(const EnumName<E> (&table)[N], E value) {
+  const std::string_view n = name_of(table, value);
+  return n.empty() ? "" : n.data();
+}
+
 // The enumerator named exactly `name`, or nothing.
 template <typename E, std::size_t N>
 [[nodiscard]] constexpr std::optional<E> value_of(const EnumName<E> (&table)[N], std::string_view name) {

@@ -108,6 +108,7 @@ struct ReceivedInstance {
   std::string calling_ae;       // the peer
   std::string peer_host;
   std::uint64_t bytes = 0;
+  std::string study_instance_uid; // the dataset's, as received (check it before using it)
 };
 
 // The DIMSE status for the peer (0 = success) and a comment (sent as Error Comment, logged).
