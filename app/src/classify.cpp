@@ -377,7 +377,6 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     std::vector<std::vector<float>> pixels;                 // each batch image's domain pixel descriptor
-    std::size_t decoded = 0;                                // images of this batch not read from the cache
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -385,7 +384,6 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       std::optional<PreparedInput> prepared = prefetch.take(i, cancel);
       if (!prepared) return Error{ErrorKind::Interrupted, "classification cancelled"};
       p.from_cache = prepared->from_cache;
-      if (!prepared->from_cache) ++decoded;
       if (!prepared->input) {
         p.error = std::move(prepared->error);
       } else {

@@ -127,7 +127,7 @@ PackedWeights pack(const std::vector<Part>& parts, int k, Format format) {
     // [W_hi | W_lo | W_hi], each segment k rounded up to 32 (zero past k): whole pairs and tiles, so
     // that the converted x's segments line up with them. Both parts are exact in bfloat16, so
     // pack_bf16's rounding keeps them as they are.
-    const int seg = (k + 31) / 32 * 32;
+    const int seg = split_segment(k);
     const auto ks = static_cast<std::size_t>(k), ld = 3 * static_cast<std::size_t>(seg);
     std::vector<float> split(static_cast<std::size_t>(n) * ld, 0.0f);
     for (std::size_t r = 0; r < static_cast<std::size_t>(n); ++r) {
@@ -143,7 +143,6 @@ PackedWeights pack(const std::vector<Part>& parts, int k, Format format) {
     pack_bf16(split.data(), ld, n, static_cast<int>(ld), true, p);
     p.format = Format::BF16Split;
     p.k = k;
-    p.segment = seg;
   }
   std::size_t j = 0;
   for (const Part& part : parts) {
@@ -543,7 +542,7 @@ void Product::convert(long i) const {
   }
   const int r0 = static_cast<int>(i) * 32, r1 = std::min(m_, r0 + 32);
   if (transposed_) transpose_pairs(x_, ldx_, w.k, r0, r1, w.k_stride, scratch_, ldb_);
-  else if (w.format == Format::BF16Split) convert_rows_split(x_, ldx_, w.k, w.segment, r0, r1, scratch_, ldb_);
+  else if (w.format == Format::BF16Split) convert_rows_split(x_, ldx_, w.k, split_segment(w.k), r0, r1, scratch_, ldb_);
   else convert_rows(x_, ldx_, w.k, r0, r1, scratch_, ldb_);
 #else
   (void)i;

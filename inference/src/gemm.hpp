@@ -68,7 +68,6 @@ struct PackedWeights {
   Format format = Format::F32;
   int n = 0;       // output columns
   int k = 0;       // inputs
-  int segment = 0; // BF16Split: k rounded up to 32 (each of the three segments); else 0
   int panels = 0;  // ceil(n / 32)
   int k_steps = 0; // F32: k; BF16: ceil(k / 2) pairs
   // Steps stored per panel: F32 k_steps; BF16 k_steps rounded up to a multiple of 16 (zero pairs
@@ -79,6 +78,9 @@ struct PackedWeights {
   AlignedVector<float> bias;          // panels * 32, zero-padded
   [[nodiscard]] std::size_t bytes() const { return f32.size() * 4 + bf16.size() * 4 + bias.size() * 4; }
 };
+
+// BF16Split: the length of each of the three segments along k (k rounded up to 32).
+[[nodiscard]] constexpr int split_segment(int k) { return (k + 31) / 32 * 32; }
 
 // A stored weight's parts stacked and packed (with their biases) by pack_f32 / pack_bf16 (BF16Split:
 // pack_bf16 of [W_hi | W_lo | W_hi]).
