@@ -366,6 +366,16 @@ class NoDelayLayer : public DcmTransportLayer {
     return DcmTransportLayer::createConnection(socket, secure);
   }
 };
+// DcmSCU takes a transport layer only as a secure one (useSecureConnection marks the association
+// "secure", and DCMTK then asks the layer for a secure connection, which a plain layer refuses):
+// this one gives a plain TCP connection whatever it is asked, with Nagle off.
+class NoDelayScuLayer : public DcmTransportLayer {
+ public:
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool /*secure*/) override {
+    no_delay(socket);
+    return DcmTransportLayer::createConnection(socket, OFFalse);
+  }
+};
 class NoDelayTlsLayer : public DcmTLSTransportLayer {
  public:
   using DcmTLSTransportLayer::DcmTLSTransportLayer;
@@ -577,18 +587,29 @@ StoreOutcome receive_store(T_ASC_Association* assoc, T_ASC_PresentationContextID
   return out;
 }
 
-// ---- A command on our SCP. Read here rather than by DIMSE_receiveCommand, which keeps every
-// command fragment a peer sends, without a bound, and allocates each element's declared length
-// (up to 4 GiB) before its bytes arrive (found by fuzzing). A command set is a few hundred bytes:
-// at most kMaxCommandBytes, each element's length checked against what arrived before DCMTK parses it.
+// ---- A command from a peer, on our SCP and on our C-GET associations. Read here rather than by
+// DIMSE_receiveCommand, which keeps every command fragment a peer sends, without a bound, and
+// allocates each element's declared length (up to 4 GiB) before its bytes arrive (found by
+// fuzzing). A command set is a few hundred bytes: at most kMaxCommandBytes, each element's length
+// checked against what arrived before DCMTK parses it.
 
 constexpr std::size_t kMaxCommandBytes = 16 * 1024;
+// A C-GET response's identifier (the Failed SOP Instance UID List of a large study: 65 bytes an
+// instance) is read and dropped as it arrives, up to this size. DCMTK-based PACSs (Orthanc) put
+// that list into the response's command set instead: a C-GET response may be that much larger.
+constexpr std::size_t kMaxIdentifierBytes = 4 << 20;
+constexpr std::size_t kMaxGetResponseBytes = kMaxCommandBytes + kMaxIdentifierBytes;
 
-struct ScpCommand {
+struct CommandRules {
+  std::size_t max_bytes = kMaxCommandBytes;
+  bool other_groups = false;  // elements outside group 0000 allowed (and ignored)
+};
+
+struct Command {
   OFCondition condition = EC_Normal;  // bad: what the upper layer said (release, abort, timeout, ...)
   std::string refused;                // not empty: a command we cannot take (why); the association is aborted
   T_ASC_PresentationContextID pid = 0;
-  std::uint16_t field = 0;            // Command Field; msg holds C-ECHO-RQ and C-STORE-RQ only
+  std::uint16_t field = 0;            // Command Field; msg holds C-ECHO-RQ, C-STORE-RQ and C-GET-RSP only
   T_DIMSE_Message msg{};
 };
 
@@ -597,8 +618,8 @@ std::uint32_t le32(const std::string& b, std::size_t at) {
          static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 2])) << 16 | static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 3])) << 24;
 }
 
-ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
-  ScpCommand out;
+Command read_command(T_ASC_Association* assoc, int timeout, const CommandRules& rules) {
+  Command out;
   std::string bytes;
   bool first = true;
   for (;;) {
@@ -615,8 +636,8 @@ ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
       out.refused = "a command's fragments on two presentation contexts";
       return out;
     }
-    if (pdv.fragmentLength > kMaxCommandBytes - bytes.size()) {
-      out.refused = "a command larger than " + std::to_string(kMaxCommandBytes) + " bytes";
+    if (pdv.fragmentLength > rules.max_bytes - bytes.size()) {
+      out.refused = "a command larger than " + std::to_string(rules.max_bytes) + " bytes";
       return out;
     }
     if (pdv.fragmentLength > 0) bytes.append(static_cast<const char*>(pdv.data), pdv.fragmentLength);
@@ -634,7 +655,7 @@ ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
       return out;
     }
     const std::uint32_t length = le32(bytes, at + 4);
-    if (bytes[at] != 0 || bytes[at + 1] != 0) {
+    if (!rules.other_groups && (bytes[at] != 0 || bytes[at + 1] != 0)) {
       out.refused = "a command element outside group 0000";
       return out;
     }
@@ -654,9 +675,14 @@ ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
   Uint16 field = 0;
   Uint16 id = 0;
   Uint16 data_set_type = DIMSE_DATASET_NULL;
-  if (parsed.bad() || set.findAndGetUint16(DCM_CommandField, field).bad() || set.findAndGetUint16(DCM_MessageID, id).bad() ||
-      set.findAndGetUint16(DCM_CommandDataSetType, data_set_type).bad()) {
-    out.refused = "a command that does not parse (or lacks Command Field, Message ID or Data Set Type)";
+  if (parsed.bad() || set.findAndGetUint16(DCM_CommandField, field).bad() || set.findAndGetUint16(DCM_CommandDataSetType, data_set_type).bad()) {
+    out.refused = "a command that does not parse (or lacks Command Field or Data Set Type)";
+    return out;
+  }
+  // A request carries its Message ID, a response the ID of the request it answers.
+  const bool response = (field & 0x8000) != 0;
+  if (set.findAndGetUint16(response ? DCM_MessageIDBeingRespondedTo : DCM_MessageID, id).bad()) {
+    out.refused = response ? "a response without Message ID Being Responded To" : "a request without Message ID";
     return out;
   }
   out.field = field;
@@ -694,8 +720,42 @@ ScpCommand read_scp_command(T_ASC_Association* assoc, int timeout) {
       rq.MoveOriginatorID = originator_id;
       rq.opts |= O_STORE_MOVEORIGINATORID;
     }
+  } else if (field == DIMSE_C_GET_RSP) {
+    Uint16 status = 0;
+    if (set.findAndGetUint16(DCM_Status, status).bad()) {
+      out.refused = "a C-GET response without Status";
+      return out;
+    }
+    out.msg.CommandField = DIMSE_C_GET_RSP;
+    T_DIMSE_C_GetRSP& rsp = out.msg.msg.CGetRSP;
+    rsp.MessageIDBeingRespondedTo = id;
+    rsp.DimseStatus = status;
+    rsp.DataSetType = data_set_type == DIMSE_DATASET_NULL ? DIMSE_DATASET_NULL : DIMSE_DATASET_PRESENT;
+    const auto count = [&](const DcmTagKey& tag, Uint16& value, unsigned flag) {
+      if (set.findAndGetUint16(tag, value).good()) rsp.opts |= flag;
+    };
+    count(DCM_NumberOfRemainingSuboperations, rsp.NumberOfRemainingSubOperations, O_GET_NUMBEROFREMAININGSUBOPERATIONS);
+    count(DCM_NumberOfCompletedSuboperations, rsp.NumberOfCompletedSubOperations, O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS);
+    count(DCM_NumberOfFailedSuboperations, rsp.NumberOfFailedSubOperations, O_GET_NUMBEROFFAILEDSUBOPERATIONS);
+    count(DCM_NumberOfWarningSuboperations, rsp.NumberOfWarningSubOperations, O_GET_NUMBEROFWARNINGSUBOPERATIONS);
   }
   return out;
+}
+
+// Reads a data set of no interest to its last fragment and drops it: at most max_bytes, on the
+// presentation context of the command it follows. Empty: read; otherwise why not.
+std::string skip_data_set(T_ASC_Association* assoc, T_ASC_PresentationContextID pid, int timeout, std::size_t max_bytes, OFCondition& c) {
+  std::size_t bytes = 0;
+  for (;;) {
+    DUL_PDV pdv{};
+    c = next_pdv(assoc, timeout, &pdv);
+    if (c.bad()) return condition_text(c);
+    if (pdv.pdvType != DUL_DATASETPDV) return "a command where a data set was expected";
+    if (pdv.presentationContextID != pid) return "a data set on another presentation context than its command";
+    bytes += pdv.fragmentLength;
+    if (bytes > max_bytes) return "a data set larger than " + std::to_string(max_bytes) + " bytes where an identifier was expected";
+    if (pdv.lastPDV) return {};
+  }
 }
 
 // ---- The SCP.
@@ -764,7 +824,7 @@ void Scp::serve(T_ASC_Association* assoc, const std::string& peer, const std::st
       continue;
     }
     idle = 0;
-    ScpCommand command = read_scp_command(assoc, limits.dimse_timeout_seconds);
+    Command command = read_command(assoc, limits.dimse_timeout_seconds, CommandRules{});
     const OFCondition& c = command.condition;
     T_DIMSE_Message& msg = command.msg;
     const T_ASC_PresentationContextID pid = command.pid;
@@ -1100,19 +1160,19 @@ class Scu : public DcmSCU {
   using DcmSCU::useSecureConnection;
 };
 
-// The SCU's TLS layer must outlive its DcmSCU: declare it first.
-std::optional<Error> connect(Scu& scu, const ScuOptions& o, std::unique_ptr<DcmTLSTransportLayer>& tls) {
+// The SCU's transport layer (TLS, or plain TCP with Nagle off) must outlive its DcmSCU: declare it first.
+std::optional<Error> connect(Scu& scu, const ScuOptions& o, std::unique_ptr<DcmTransportLayer>& layer) {
   if (o.tls.enabled()) {
-    auto layer = tls_layer(o.tls, NET_REQUESTOR);
-    if (!layer) return layer.error();
-    tls = std::move(layer.value());
+    auto tls = tls_layer(o.tls, NET_REQUESTOR);
+    if (!tls) return tls.error();
+    layer = std::move(tls.value());
+  } else {
+    layer = std::make_unique<NoDelayScuLayer>();
   }
   OFCondition c = scu.initNetwork();
   if (c.bad()) return scu_error("cannot set up the network", c);
-  if (tls) {
-    c = scu.useSecureConnection(tls.get());  // on the network and parameters initNetwork made
-    if (c.bad()) return scu_error("cannot set up TLS", c);
-  }
+  c = scu.useSecureConnection(layer.get());  // on the network and parameters initNetwork made
+  if (c.bad()) return scu_error(o.tls.enabled() ? "cannot set up TLS" : "cannot set up the network", c);
   c = scu.negotiateAssociation();
   if (c.bad()) return scu_error("no association with " + to_string(o.peer), c);
   return std::nullopt;
@@ -1167,6 +1227,12 @@ class FindScu : public Scu {
   std::vector<StudyMatch>& out_;
   const std::atomic<bool>* cancel_;
 };
+
+std::string status_text(Uint16 status) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04X", static_cast<unsigned>(status));
+  return buf;
+}
 
 // ---- C-GET on an association of our own. DcmSCU holds each instance of a C-GET in memory, or
 // streams it to a file named from the peer's SOP Instance UID and then answers every instance
@@ -1231,19 +1297,18 @@ class GetSession {
     if (c.bad()) return c;
     const int timeout = options_.limits.dimse_timeout_seconds;
     for (;;) {
-      T_DIMSE_Message msg{};
-      T_ASC_PresentationContextID pid = 0;
-      DcmDataset* status_detail = nullptr;
-      c = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, timeout, &pid, &msg, &status_detail);
-      delete status_detail;
-      if (c.bad()) return c;
-      if (msg.CommandField == DIMSE_C_GET_RSP) {
+      Command command = read_command(assoc_, timeout, CommandRules{kMaxGetResponseBytes, true});
+      if (command.condition.bad()) return command.condition;
+      if (!command.refused.empty()) return refuse(command.refused);
+      T_DIMSE_Message& msg = command.msg;
+      const T_ASC_PresentationContextID pid = command.pid;
+      if (command.field == DIMSE_C_GET_RSP) {
         const T_DIMSE_C_GetRSP& rsp = msg.msg.CGetRSP;
+        if (rsp.MessageIDBeingRespondedTo != rq.MessageID) return refuse("a C-GET response to another request");
         if (rsp.DataSetType != DIMSE_DATASET_NULL) {  // an identifier (failed instances): read and dropped
-          DcmDataset* identifier = nullptr;
-          c = DIMSE_receiveDataSetInMemory(assoc_, DIMSE_NONBLOCKING, timeout, &pid, &identifier, nullptr, nullptr);
-          delete identifier;
+          const std::string why = skip_data_set(assoc_, pid, timeout, kMaxIdentifierBytes, c);
           if (c.bad()) return c;
+          if (!why.empty()) return refuse(why);
         }
         final_status = rsp.DimseStatus;
         if (rsp.opts & O_GET_NUMBEROFREMAININGSUBOPERATIONS) state.remaining = rsp.NumberOfRemainingSubOperations;
@@ -1252,10 +1317,10 @@ class GetSession {
         if (rsp.opts & O_GET_NUMBEROFWARNINGSUBOPERATIONS) state.warning = rsp.NumberOfWarningSubOperations;
         if (progress_) progress_(state);
         if (!DICOM_PENDING_STATUS(rsp.DimseStatus)) return EC_Normal;
-      } else if (msg.CommandField == DIMSE_C_STORE_RQ) {
+      } else if (command.field == DIMSE_C_STORE_RQ) {
         if (!store(pid, msg.msg.CStoreRQ)) return DIMSE_READPDVFAILED;
       } else {
-        return DIMSE_BADCOMMANDTYPE;
+        return refuse("a DIMSE command other than C-GET-RSP or C-STORE-RQ (" + status_text(command.field) + "H)");
       }
       if (cancelled(cancel_) || over_limit) {
         was_cancelled = !over_limit;
@@ -1265,10 +1330,18 @@ class GetSession {
     }
   }
 
-  std::string broken;  // why a C-STORE sub-operation broke the association off
+  std::string broken;  // why a C-STORE sub-operation or what the peer sent broke the association off
   bool aborted = false;  // ... and aborted it
 
  private:
+  // What the PACS sent is not what a C-GET allows: the association is aborted.
+  OFCondition refuse(const std::string& why) {
+    broken = why;
+    aborted = true;
+    ASC_abortAssociation(assoc_);
+    return DIMSE_READPDVFAILED;
+  }
+
   bool store(T_ASC_PresentationContextID pid, T_DIMSE_C_StoreRQ& rq) {
     const Limits& limits = options_.limits;
     const std::uint64_t room = limits.max_retrieve_bytes > bytes_ ? limits.max_retrieve_bytes - bytes_ : 0;
@@ -1312,22 +1385,16 @@ class GetSession {
   std::uint64_t bytes_ = 0;  // kept so far, all studies
 };
 
-std::string status_text(Uint16 status) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "%04X", static_cast<unsigned>(status));
-  return buf;
-}
-
 }  // namespace
 
 Result<core::Done> echo(const ScuOptions& options) {
   start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
-  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
+  std::unique_ptr<DcmTransportLayer> layer;  // outlives the SCU
   Scu scu;
   configure(scu, options);
   scu.addPresentationContext(UID_VerificationSOPClass, transfer_syntax_list(true));
-  if (auto e = connect(scu, options, tls)) return *e;
+  if (auto e = connect(scu, options, layer)) return *e;
   const OFCondition c = scu.sendECHORequest(0);
   if (c.bad()) {
     scu.abortAssociation();
@@ -1341,11 +1408,11 @@ Result<std::vector<StudyMatch>> find_studies(const ScuOptions& options, const St
   start_dcmnet();
   if (auto e = check_scu_options(options)) return *e;
   std::vector<StudyMatch> out;
-  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
+  std::unique_ptr<DcmTransportLayer> layer;  // outlives the SCU
   FindScu scu(out, cancel);
   configure(scu, options);
   scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, transfer_syntax_list(true));
-  if (auto e = connect(scu, options, tls)) return *e;
+  if (auto e = connect(scu, options, layer)) return *e;
   const T_ASC_PresentationContextID pid = scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
   if (pid == 0) {
     scu.abortAssociation();
@@ -1493,7 +1560,7 @@ Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::p
   }
   if (items.empty()) return report;
   if (contexts.size() > 127) return net_error(ErrorKind::Refused, "too many kinds of files for one association");
-  std::unique_ptr<DcmTLSTransportLayer> tls;  // outlives the SCU
+  std::unique_ptr<DcmTransportLayer> layer;  // outlives the SCU
   Scu scu;
   configure(scu, options);
   for (const auto& [cls, ts] : contexts) {
@@ -1501,7 +1568,7 @@ Result<SendReport> send_files(const ScuOptions& options, const std::vector<fs::p
     list.push_back(ts.c_str());
     scu.addPresentationContext(cls.c_str(), list);
   }
-  if (auto e = connect(scu, options, tls)) return *e;
+  if (auto e = connect(scu, options, layer)) return *e;
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (cancelled(cancel)) {
       scu.abortAssociation();

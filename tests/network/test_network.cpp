@@ -977,6 +977,205 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   EXPECT_EQ(refused.error().kind, dicom::ErrorKind::Network);
 }
 
+// ---- A hostile PACS: our C-GET association reads what the PACS answers through the same bounded
+// command reader as our Storage SCP. A peer speaking raw PDUs on loopback accepts the association,
+// takes the C-GET request and then answers with a command that never ends, or an identifier of
+// megabytes: the retrieve stops at once with a reason that names the bound, rather than keeping
+// what arrives until the DIMSE timeout.
+class HostilePacs {
+ public:
+  enum class Answer { EndlessCommand, HugeIdentifier, ResponseToAnotherRequest };
+  explicit HostilePacs(Answer answer) : answer_(answer) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 1) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on loopback";
+      return;
+    }
+    port = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~HostilePacs() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(listen_fd_);
+  }
+  int port = 0;
+  std::atomic<bool> sent_answer{false};
+
+ private:
+  static void put16(std::string& b, std::uint16_t v) { b += static_cast<char>(v >> 8), b += static_cast<char>(v & 0xFF); }
+  static void put32(std::string& b, std::uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) b += static_cast<char>((v >> s) & 0xFF);
+  }
+  static std::uint32_t get32(const std::string& b, std::size_t at) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = v << 8 | static_cast<unsigned char>(b[at + i]);
+    return v;
+  }
+  static std::uint16_t get16(const std::string& b, std::size_t at) {
+    return static_cast<std::uint16_t>(static_cast<unsigned char>(b[at]) << 8 | static_cast<unsigned char>(b[at + 1]));
+  }
+  bool read_exactly(int fd, std::string& out, std::size_t n) {
+    out.assign(n, '\0');
+    for (std::size_t got = 0; got < n;) {
+      const ssize_t r = ::recv(fd, out.data() + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  static bool send_all(int fd, const std::string& b) {
+    for (std::size_t sent = 0; sent < b.size();) {
+      const ssize_t r = ::send(fd, b.data() + sent, b.size() - sent, MSG_NOSIGNAL);
+      if (r <= 0) return false;
+      sent += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  // A P-DATA-TF PDU of one PDV.
+  static std::string pdata(std::uint8_t pcid, bool command, bool last, const std::string& fragment) {
+    std::string b{"\x04\x00", 2};
+    put32(b, static_cast<std::uint32_t>(fragment.size() + 6));
+    put32(b, static_cast<std::uint32_t>(fragment.size() + 2));
+    b += static_cast<char>(pcid);
+    b += static_cast<char>((command ? 1 : 0) | (last ? 2 : 0));
+    return b + fragment;
+  }
+  // An element of a command set: implicit VR little endian.
+  static std::string element(std::uint16_t elem, const std::string& value) {
+    std::string b{"\x00\x00", 2};
+    b += static_cast<char>(elem & 0xFF), b += static_cast<char>(elem >> 8);
+    const auto n = static_cast<std::uint32_t>(value.size());
+    for (int s = 0; s < 32; s += 8) b += static_cast<char>((n >> s) & 0xFF);
+    return b + value;
+  }
+  static std::string us(std::uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; }
+  // The A-ASSOCIATE-AC for a request: every presentation context accepted with its first transfer syntax.
+  static std::string accept(const std::string& rq) {
+    std::string items;
+    for (std::size_t at = 68; at + 4 <= rq.size();) {
+      const auto type = static_cast<unsigned char>(rq[at]);
+      const std::size_t len = get16(rq, at + 2);
+      const std::string item = rq.substr(at, 4 + len);
+      if (type == 0x10) items += item;
+      if (type == 0x20) {
+        std::string ts;
+        for (std::size_t sub = 8; sub + 4 <= item.size();) {
+          const std::size_t sl = get16(item, sub + 2);
+          if (static_cast<unsigned char>(item[sub]) == 0x40 && ts.empty()) ts = item.substr(sub, 4 + sl);
+          sub += 4 + sl;
+        }
+        std::string ac{"\x21\x00", 2};
+        put16(ac, static_cast<std::uint16_t>(4 + ts.size()));
+        ac += item[4];
+        ac += std::string("\x00\x00\x00", 3);
+        items += ac + ts;
+      }
+      at += 4 + len;
+    }
+    const std::string uid = "1.2.826.0.1.3680043.9.7777.1";
+    std::string user{"\x51\x00\x00\x04", 4};
+    put32(user, 65536);
+    user += std::string{"\x52\x00", 2};
+    put16(user, static_cast<std::uint16_t>(uid.size()));
+    user += uid;
+    items += std::string{"\x50\x00", 2};
+    put16(items, static_cast<std::uint16_t>(user.size()));
+    items += user;
+    std::string ac{"\x02\x00", 2};
+    put32(ac, static_cast<std::uint32_t>(68 + items.size()));
+    return ac + rq.substr(0, 68) + items;  // version, AE titles and the reserved bytes as requested
+  }
+  void serve() {
+    const int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    timeval tv{60, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::uint16_t message_id = 0;
+    std::uint8_t pcid = 0;
+    std::string header, body;
+    while (read_exactly(fd, header, 6) && read_exactly(fd, body, get32(header, 2))) {
+      const auto type = static_cast<unsigned char>(header[0]);
+      if (type == 0x01 && !send_all(fd, accept(body))) break;
+      if (type == 0x05) send_all(fd, std::string("\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00", 10));
+      if (type == 0x07 || type == 0x05) break;
+      if (type != 0x04) continue;
+      for (std::size_t at = 0; at + 6 <= body.size();) {
+        const std::size_t len = get32(body, at);
+        const auto control = static_cast<unsigned char>(body[at + 5]);
+        const std::string fragment = body.substr(at + 6, len - 2);
+        if (control & 1) {  // the C-GET request's command: its Message ID (0000,0110)
+          pcid = static_cast<std::uint8_t>(body[at + 4]);
+          for (std::size_t e = 0; e + 8 <= fragment.size();) {
+            const std::uint32_t vl = static_cast<unsigned char>(fragment[e + 4]) | static_cast<unsigned char>(fragment[e + 5]) << 8;
+            if (fragment[e + 2] == 0x10 && fragment[e + 3] == 0x01 && vl == 2) {
+              message_id = static_cast<std::uint16_t>(static_cast<unsigned char>(fragment[e + 8]) | static_cast<unsigned char>(fragment[e + 9]) << 8);
+            }
+            e += 8 + vl;
+          }
+        } else if (control & 2) {  // the identifier's last fragment: answer
+          send_answer(fd, pcid, message_id);
+        }
+        at += 4 + len;
+      }
+    }
+    ::close(fd);
+  }
+  void send_answer(int fd, std::uint8_t pcid, std::uint16_t message_id) {
+    std::string uid = UID_GETStudyRootQueryRetrieveInformationModel;
+    if (uid.size() % 2 != 0) uid += '\0';
+    const bool other = answer_ == Answer::ResponseToAnotherRequest;
+    const std::string pending = element(0x0002, uid) + element(0x0100, us(0x8010)) + element(0x0120, us(other ? message_id + 7 : message_id)) +
+                                element(0x0800, us(answer_ == Answer::HugeIdentifier ? 0x0000 : 0x0101)) + element(0x0900, us(0xFF00));
+    if (answer_ == Answer::EndlessCommand) {
+      for (int i = 0; i < 140; ++i) send_all(fd, pdata(pcid, true, false, std::string(32 * 1024, '\0')));  // 4.4 MiB
+    } else {
+      send_all(fd, pdata(pcid, true, true, pending));
+      if (answer_ == Answer::HugeIdentifier) {
+        for (int i = 0; i < 200; ++i) send_all(fd, pdata(pcid, false, false, std::string(32 * 1024, '\0')));  // 6.25 MiB
+      }
+    }
+    sent_answer = true;
+  }
+  Answer answer_;
+  int listen_fd_ = -1;
+  std::thread thread_;
+};
+
+TEST_F(NetworkTest, RetrieveStopsAtOnceWhenAPacsAnswersBeyondWhatACommandCanBe) {
+  const struct {
+    HostilePacs::Answer answer;
+    const char* reason;
+  } cases[] = {
+      {HostilePacs::Answer::EndlessCommand, "a command larger than 4210688 bytes"},
+      {HostilePacs::Answer::HugeIdentifier, "a data set larger than 4194304 bytes where an identifier was expected"},
+      {HostilePacs::Answer::ResponseToAnotherRequest, "a C-GET response to another request"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.reason);
+    HostilePacs pacs(c.answer);
+    net::ScuOptions scu;
+    scu.peer = {"HOSTILE", "127.0.0.1", pacs.port};
+    scu.limits.dimse_timeout_seconds = 30;
+    fs::create_directories(path("incoming"));
+    const auto start = std::chrono::steady_clock::now();
+    auto got = net::get_studies(scu, {"1.2.826.0.1.3680043.9.7777.5"}, path("incoming"),
+                                [](const net::ReceivedInstance&) { return net::StoreVerdict{}; });
+    const double seconds = seconds_since(start);
+    EXPECT_TRUE(pacs.sent_answer);
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.error().kind, dicom::ErrorKind::Network) << got.error().message;
+    EXPECT_NE(got.error().message.find(c.reason), std::string::npos) << got.error().message;
+    // Refused as it arrived, not after the 30 s DIMSE timeout.
+    EXPECT_LT(seconds, 20.0) << got.error().message;
+  }
+}
+
 // C-GET is bounded: a PACS cannot fill the disk. Past the retrieve's limit the instance is
 // refused, the C-GET stopped with an error that names the limit, and what came before is kept.
 TEST_F(ReportTest, RetrieveStopsAtItsSizeLimitAndKeepsWhatCameBefore) {
