@@ -40,7 +40,7 @@ std::string event_json(const app::LabelEvent& e) {
   if (e.model_version) o.add("model_version", *e.model_version);
   if (e.model_probability) o.add("model_probability", *e.model_probability);
   if (!e.comment.empty()) o.add("comment", e.comment);
-  o.add("source", e.source);
+  o.add("source", app::to_string(e.source));
   return o.str();
 }
 
@@ -177,7 +177,7 @@ int cmd_label(const Global& global, const Args& args) {
     in.comment = comment.value_or("");
     in.model_version = model_version;
     in.model_probability = probability;
-    in.source = "cli";
+    in.source = app::LabelSource::Cli;
     if (region && (v == app::LabelValue::Present || v == app::LabelValue::Uncertain)) {
       in.region = region;
       ++regions_used;

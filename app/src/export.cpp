@@ -315,7 +315,7 @@ std::string label_json(const LabelEvent& l, const ImageRow& row, bool deidentify
   if (l.model_probability) o.add("model_probability", *l.model_probability);
   else o.add_null("model_probability");
   if (!deidentify) o.add("comment", l.comment);  // free text may name the patient
-  o.add("source", l.source);
+  o.add("source", to_string(l.source));
   return o.str();
 }
 

@@ -36,7 +36,7 @@ std::string file_name_part(std::string_view s) {
 
 json label_to_json(const LabelInput& in) {
   json j{{"image", in.image},   {"finding", in.finding}, {"value", to_string(in.value)}, {"author", in.author},
-         {"comment", in.comment}, {"source", in.source},   {"event_key", in.event_key}};
+         {"comment", in.comment}, {"source", to_string(in.source)},   {"event_key", in.event_key}};
   if (in.region) j["region"] = in.region->to_json();
   if (in.model_version) j["model_version"] = *in.model_version;
   // Numbers as text through core/numbers.hpp (17 digits: the same double back).
@@ -68,7 +68,7 @@ std::optional<LabelInput> label_from_json(const json& j, std::string* problem) {
   const std::string value = text_field(j, "value", true, problem);
   in.author = text_field(j, "author", true, problem);
   in.comment = text_field(j, "comment", false, problem);
-  in.source = text_field(j, "source", true, problem);
+  const std::string source = text_field(j, "source", true, problem);
   in.event_key = text_field(j, "event_key", true, problem);
   const std::string region = text_field(j, "region", false, problem);
   const std::string model_version = text_field(j, "model_version", false, problem);
@@ -80,6 +80,12 @@ std::optional<LabelInput> label_from_json(const json& j, std::string* problem) {
     return std::nullopt;
   }
   in.value = *v;
+  const auto s = label_source_from_string(source);
+  if (!s) {
+    *problem = "unknown label source \"" + source.substr(0, 20) + "\"";
+    return std::nullopt;
+  }
+  in.source = *s;
   if (j.contains("region")) {
     in.region = Region::from_json(region);
     if (!in.region) {

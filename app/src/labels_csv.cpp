@@ -146,7 +146,7 @@ Result<CsvLabelReport> read_label_csv(Catalog& catalog, const std::filesystem::p
       in.finding = finding;
       in.value = value;
       in.author = author;
-      in.source = "csv";
+      in.source = LabelSource::Csv;
       row_labels.push_back(std::move(in));
     };
     if (finding_labels_col >= 0) {

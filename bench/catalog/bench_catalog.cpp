@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
         in.finding = findings[k % 6];
         in.value = *app::parse_label_value(values[(p + k) % 3]);
         in.author = "reader" + std::to_string((p + k / 100) % 6);  // mixed readers across processes
-        in.source = "bench";
+        in.source = app::LabelSource::Cli;
         if (auto r = c->add_labels({in}); !r) {
           if (failures++ == 0) std::fprintf(stderr, "bench_catalog: process %d: %s\n", p, r.error().message.c_str());
         }

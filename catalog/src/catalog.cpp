@@ -490,6 +490,13 @@ CREATE TABLE reading_submissions (
 ALTER TABLE label_events ADD COLUMN event_key TEXT CHECK (event_key IS NULL OR (event_key <> '' AND length(event_key) <= 128));
 CREATE UNIQUE INDEX label_events_event_key ON label_events(event_key);
 )SQL");
+    // 6 -> 7: where a label was entered is one of four names (LabelSource), enforced by the
+    // catalog as the value and kind are (SQLite adds no CHECK to a column: a trigger refuses it).
+    steps.emplace_back(R"SQL(
+CREATE TRIGGER label_events_source BEFORE INSERT ON label_events
+  WHEN NEW.source NOT IN ('cli','csv','gui','adjudication')
+  BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: label source'); END;
+)SQL");
     return steps;
   }();
   return m;
@@ -956,7 +963,9 @@ Result<LabelEvent> read_event(const sql::Stmt& s, bool consensus) {
   e.model_version = s.opt_text(8);
   e.model_probability = s.opt_real(9);
   e.comment = s.text(10);
-  e.source = s.text(11);
+  auto source = stored(label_source_from_string(s.text(11)), "label history");
+  if (!source) return source.error();
+  e.source = *source;
   auto kind = stored(label_kind_from_string(s.text(12)), "label history");
   if (!kind) return kind.error();
   e.kind = *kind;
@@ -1035,7 +1044,7 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
     const std::string author = in.author.empty() ? recorder : in.author;
     const std::string model_version = in.model_version.value_or("");
     for (const auto& [what, text] : {std::pair<const char*, std::string_view>{"the author", author}, {"the comment", in.comment},
-                                     {"the source", in.source}, {"the model version", model_version}}) {
+                                     {"the model version", model_version}}) {
       if (auto e = text_problem(where + what, text)) return *e;
     }
     if (std::any_of(author.begin(), author.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
@@ -1133,7 +1142,7 @@ Result<std::vector<std::int64_t>> Catalog::append_labels(const std::vector<Label
       if (in.region) s.bind(4, in.region->to_json());
       else s.bind_null(4);
       s.bind(5, resolved[k].author).bind(6, now).bind(7, in.model_version).bind(8, in.model_probability).bind(9, in.comment);
-      s.bind(10, in.source).bind(11, to_string(in.kind)).bind(12, recorder);
+      s.bind(10, to_string(in.source)).bind(11, to_string(in.kind)).bind(12, recorder);
       if (in.event_key.empty()) s.bind_null(13);
       else s.bind(13, in.event_key);
       if (!s.run()) return *s.error();
@@ -1272,7 +1281,7 @@ Result<std::vector<std::int64_t>> Catalog::adjudicate(const std::string& uid_or_
     in.value = value;
     in.author = adjudicator;
     in.comment = comment;
-    in.source = "adjudication";
+    in.source = LabelSource::Adjudication;
     in.kind = LabelKind::Adjudication;
     inputs.push_back(std::move(in));
   }

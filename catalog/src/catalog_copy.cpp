@@ -131,7 +131,7 @@ Result<std::string> Catalog::label_events_checksum() {
                             '\x1f' + (e.region ? e.region->to_json() : "") + '\x1f' + e.author + '\x1f' + e.created_at + '\x1f' +
                             e.model_version.value_or("") + '\x1f' +
                             (e.model_probability ? core::format_number(*e.model_probability, 17) : "") + '\x1f' + e.comment +
-                            '\x1f' + e.source + '\x1f' + to_string(e.kind) + '\x1f' + e.recorded_by + '\x1e';
+                            '\x1f' + to_string(e.source) + '\x1f' + to_string(e.kind) + '\x1f' + e.recorded_by + '\x1e';
     EVP_DigestUpdate(ctx, row.data(), row.size());
   }
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};

@@ -25,6 +25,8 @@ constexpr EnumName<LabelValue> kLabelValueSynonyms[] = {
     {LabelValue::Uncertain, "-1"}, {LabelValue::Uncertain, "?"},      {LabelValue::Cleared, "clear"},
     {LabelValue::Cleared, "none"}};
 constexpr EnumName<LabelKind> kLabelKinds[] = {{LabelKind::Reading, "reading"}, {LabelKind::Adjudication, "adjudication"}};
+constexpr EnumName<LabelSource> kLabelSources[] = {
+    {LabelSource::Cli, "cli"}, {LabelSource::Csv, "csv"}, {LabelSource::Gui, "gui"}, {LabelSource::Adjudication, "adjudication"}};
 constexpr EnumName<ConsensusPolicy::Rule> kConsensusRules[] = {{ConsensusPolicy::Rule::Majority, "majority"},
                                                                {ConsensusPolicy::Rule::Unanimous, "unanimous"}};
 constexpr EnumName<Blinding> kBlindings[] = {{Blinding::Off, "off"}, {Blinding::Labels, "labels"}, {Blinding::LabelsAndAi, "labels+ai"}};
@@ -65,6 +67,9 @@ std::optional<LabelValue> parse_label_value(const std::string& s) { return typed
 
 const char* to_string(LabelKind k) { return name(kLabelKinds, k); }
 Result<LabelKind> label_kind_from_string(std::string_view s) { return parse(kLabelKinds, "label kind", s); }
+
+const char* to_string(LabelSource s) { return name(kLabelSources, s); }
+Result<LabelSource> label_source_from_string(std::string_view s) { return parse(kLabelSources, "label source", s); }
 
 const char* to_string(ConsensusPolicy::Rule r) { return name(kConsensusRules, r); }
 Result<ConsensusPolicy::Rule> consensus_rule_from_string(std::string_view s) { return parse(kConsensusRules, "consensus rule", s); }

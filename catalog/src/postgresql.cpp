@@ -600,8 +600,15 @@ CREATE UNIQUE INDEX label_events_event_key ON label_events(event_key);
 UPDATE hilum_catalog SET pg_revision = 3, schema_version = 6;
 )SQL";
 
+// Revision 4 (catalog schema 7): where a label was entered is one of four names (SQLite's step
+// 6 -> 7). NOT VALID: the rows already there are not scanned (the label history cannot change).
+constexpr const char* kRevision4 = R"SQL(
+ALTER TABLE label_events ADD CONSTRAINT label_events_source CHECK (source IN ('cli','csv','gui','adjudication')) NOT VALID;
+UPDATE hilum_catalog SET pg_revision = 4, schema_version = 7;
+)SQL";
+
 const std::vector<const char*>& pg_migrations() {  // [i] upgrades revision i + 1 to i + 2
-  static const std::vector<const char*> steps{kRevision2, kRevision3};
+  static const std::vector<const char*> steps{kRevision2, kRevision3, kRevision4};
   return steps;
 }
 

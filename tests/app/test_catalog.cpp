@@ -211,7 +211,7 @@ TEST_F(CatalogTest, ReadOnlyCatalogRefusesWritesAndLosesNothing) {
   auto put = ro->put_instances({record("4.2")});
   ASSERT_FALSE(put.ok());
   EXPECT_EQ(put.error().kind, ErrorKind::ReadOnly) << put.error().message;
-  app::LabelInput in{"4.1", "Effusion", app::LabelValue::Present, std::nullopt, "dr", std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
+  app::LabelInput in{"4.1", "Effusion", app::LabelValue::Present, std::nullopt, "dr", std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
   auto label = ro->add_labels({in});
   ASSERT_FALSE(label.ok());
   EXPECT_EQ(label.error().kind, ErrorKind::ReadOnly);
@@ -224,7 +224,7 @@ TEST_F(CatalogTest, ReadOnlyStorageIsBrowsedAndWritesAreRefused) {
   {
     auto c = open_catalog();
     ASSERT_TRUE(c.put_instances({record("4.1"), record("4.2")}).ok());
-    app::LabelInput in{"4.1", "Effusion", app::LabelValue::Present, std::nullopt, "dr", std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
+    app::LabelInput in{"4.1", "Effusion", app::LabelValue::Present, std::nullopt, "dr", std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
     ASSERT_TRUE(c.add_labels({in}).ok());
   }
   ASSERT_FALSE(fs::exists(path("hilum.db-shm")));

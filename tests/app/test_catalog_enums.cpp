@@ -46,6 +46,10 @@ TEST(CatalogEnums, EveryEnumeratorRoundTripsThroughItsStoredName) {
                                 app::label_value_from_string);
   using app::LabelKind;
   expect_round_trip<LabelKind>({{LabelKind::Reading, "reading"}, {LabelKind::Adjudication, "adjudication"}}, app::label_kind_from_string);
+  using app::LabelSource;
+  expect_round_trip<LabelSource>({{LabelSource::Cli, "cli"}, {LabelSource::Csv, "csv"}, {LabelSource::Gui, "gui"},
+                                  {LabelSource::Adjudication, "adjudication"}},
+                                 app::label_source_from_string);
   using Rule = app::ConsensusPolicy::Rule;
   expect_round_trip<Rule>({{Rule::Majority, "majority"}, {Rule::Unanimous, "unanimous"}}, app::consensus_rule_from_string);
   using app::Blinding;
@@ -74,6 +78,7 @@ TEST(CatalogEnums, AnUnknownNameIsRefused) {
     expect_refused(app::job_item_status_from_string, bad, "not-dicom");
     expect_refused(app::label_value_from_string, bad, "present, absent, uncertain, cleared");
     expect_refused(app::label_kind_from_string, bad, "reading, adjudication");
+    expect_refused(app::label_source_from_string, bad, "cli, csv, gui, adjudication");
     expect_refused(app::consensus_rule_from_string, bad, "majority, unanimous");
     expect_refused(app::blinding_from_string, bad, "labels+ai");
   }
@@ -163,6 +168,36 @@ TEST(AppEnums, ExportFormatSplitAndStrategyRoundTripAndNothingDefaults) {
   EXPECT_EQ(app::parse_strategy("last_k"), Strategy::LastK);
   EXPECT_EQ(app::parse_strategy("FULL"), Strategy::Full);
   EXPECT_FALSE(app::parse_strategy("everything").has_value());
+}
+
+// Where a label was entered is one of four names, and the catalog itself refuses any other (since
+// schema 7, a trigger), as it does an unknown value or kind: a writer that is not Hilum cannot add
+// a label from nowhere. A row that still holds another name (written before, or with the rule
+// dropped) is reported as damaged, not read as some default.
+TEST_F(CatalogTest, TheCatalogRefusesALabelSourceItDoesNotKnow) {
+  if (pg::enabled()) GTEST_SKIP() << "edits the SQLite file directly (PostgresRules checks the server's constraint)";
+  auto c = open_catalog();
+  ASSERT_TRUE(c.put_instances({record("8.1")}).ok());
+  app::LabelInput in = reading("8.1", "Effusion", app::LabelValue::Present, "dr.a");
+  in.source = app::LabelSource::Csv;
+  ASSERT_TRUE(c.add_labels({in}).ok());
+  const std::string forged = "INSERT INTO label_events(instance_ref, finding_ref, value, author, created_at, source) "
+                             "SELECT instance_ref, finding_ref, 'absent', author, created_at, 'api' FROM label_events";
+  char* msg = nullptr;
+  EXPECT_NE(sqlite3_exec(c.handle(), forged.c_str(), nullptr, nullptr, &msg), SQLITE_OK) << "the catalog took a label source it does not know";
+  EXPECT_NE(std::string(msg ? msg : "").find("label source"), std::string::npos) << (msg ? msg : "");
+  sqlite3_free(msg);
+  auto history = c.label_history();
+  ASSERT_TRUE(history.ok()) << history.error().message;
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(history->at(0).source, app::LabelSource::Csv);
+
+  raw_exec(c.handle(), "DROP TRIGGER label_events_source");
+  raw_exec(c.handle(), forged);
+  auto damaged = c.label_history();
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.error().kind, ErrorKind::Corrupt);
+  EXPECT_NE(damaged.error().message.find("'api'"), std::string::npos) << damaged.error().message;
 }
 
 }  // namespace

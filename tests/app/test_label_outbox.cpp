@@ -304,7 +304,7 @@ TEST(LabelJournal, KeepsEveryFieldOfAChange) {
   in.model_version = "hilum-cxr-v4";
   in.model_probability = 0.1;
   in.comment = "line 1\nline \"2\"";
-  in.source = "gui";
+  in.source = app::LabelSource::Gui;
   in.event_key = c.key + "-1";
   c.labels.push_back(in);
   c.refused = "no right";
@@ -325,6 +325,14 @@ TEST(LabelJournal, KeepsEveryFieldOfAChange) {
   EXPECT_EQ(l.model_probability, std::optional<double>(0.1)) << "17 digits: the same double back";
   EXPECT_EQ(l.comment, in.comment);
   EXPECT_EQ(l.event_key, in.event_key);
+  EXPECT_EQ(l.source, app::LabelSource::Gui);
+  // A source the catalog would refuse is refused on reading the journal, naming it.
+  std::string text = app::LabelJournal::serialize({c});
+  const auto at = text.find("\"gui\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  auto unknown = app::LabelJournal::parse(text.replace(at, 5, "\"api\""));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("unknown label source \"api\""), std::string::npos) << unknown.error().message;
   EXPECT_FALSE(app::LabelJournal::parse("{\"format\":\"hilum-pending-labels\",\"version\":1,\"changes\":[{\"key\":\"k\"").ok());
 }
 

@@ -362,7 +362,7 @@ TEST_F(LabelsTest, CsvWithOneColumnPerFinding) {
   ASSERT_EQ(current->size(), 2u);
   EXPECT_EQ(current->at(1).value, LabelValue::Uncertain);
   EXPECT_EQ(current->at(1).author, "dr.csv");
-  EXPECT_EQ(current->at(1).source, "csv");
+  EXPECT_EQ(current->at(1).source, app::LabelSource::Csv);
   EXPECT_TRUE(c().current_labels("7.3")->empty());
 }
 

@@ -637,8 +637,8 @@ class ReportTest : public NetworkTest {
     EXPECT_EQ(instances.size(), 1U);
     const std::string uid = instances.at(0).sop_instance_uid;
     app::LabelInput effusion{uid, "Effusion", app::LabelValue::Present, app::Region{app::Region::Shape::Rectangle, 12, 34, 56, 78, {}},
-                             "Lee^Ann", std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
-    app::LabelInput nodule{uid, "Nodule", app::LabelValue::Uncertain, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
+                             "Lee^Ann", std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
+    app::LabelInput nodule{uid, "Nodule", app::LabelValue::Uncertain, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
     EXPECT_TRUE(catalog.add_labels({effusion, nodule}).ok());
     app::ModelRecord m;
     m.version = "hilum-test-7";
@@ -703,7 +703,7 @@ TEST_F(ReportTest, StructuredReportPassesDciodvfyAndReadsBackInDsrdump) {
     ASSERT_TRUE(german.ok());
     EXPECT_EQ(german->files, written->files) << "the report's UID depends on the locale";
   }
-  app::LabelInput mass{uid, "Mass", app::LabelValue::Absent, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
+  app::LabelInput mass{uid, "Mass", app::LabelValue::Absent, std::nullopt, "Lee^Ann", std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
   ASSERT_TRUE(catalog.add_labels({mass}).ok());
   auto changed = app::export_reports(catalog, o);
   ASSERT_TRUE(changed.ok());
@@ -915,7 +915,7 @@ TEST_F(ReportTest, OrthancEchoFindRetrieveAndReportBack) {
   // Results back to the PACS as a structured report and an attention map (the first image is
   // labelled and scored by the tiny test model), in the image's study.
   app::LabelInput label{instances[0].sop_instance_uid, "Effusion", app::LabelValue::Present, std::nullopt, "Lee^Ann",
-                        std::nullopt, std::nullopt, "", "cli", app::LabelKind::Reading, ""};
+                        std::nullopt, std::nullopt, "", app::LabelSource::Cli, app::LabelKind::Reading, ""};
   ASSERT_TRUE(catalog.add_labels({label}).ok());
   ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel", "tiny-orthanc-1", true).ok());
   auto model = app::load_model(catalog, "");

@@ -242,7 +242,7 @@ int main(int argc, char** argv) {
         in.finding = f;
         in.value = ((i * 31 + (j++) * 17) % 7) < 3 ? app::LabelValue::Present : app::LabelValue::Absent;
         in.author = "dr.kim";
-        in.source = "gui";
+        in.source = app::LabelSource::Gui;
         labels.push_back(in);
       }
     }
@@ -370,7 +370,7 @@ int main(int argc, char** argv) {
       in.finding = finding;
       in.value = value;
       in.author = author;
-      in.source = "gui";
+      in.source = app::LabelSource::Gui;
       labels.push_back(in);
     }
     check(c->add_labels(labels).ok(), "other readers' labels");

@@ -101,7 +101,7 @@ class PendingLabels : public QObject {
     const auto events = history();
     QCOMPARE(events.size(), std::size_t{2});
     QCOMPARE(events[0].finding, std::string("Effusion"));
-    QCOMPARE(events[0].source, std::string("gui"));
+    QCOMPARE(events[0].source, app::LabelSource::Gui);
     QCOMPARE(events[1].finding, std::string("Mass"));
     QVERIFY(!fs::exists(window_->session()->outbox().journal_file()));
     QCOMPARE(window_->labeller()->state("Effusion").value, app::LabelValue::Present);

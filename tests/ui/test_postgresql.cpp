@@ -76,7 +76,7 @@ class PostgresReader : public QObject {
     QCOMPARE(events[0].value, app::LabelValue::Present);
     QCOMPARE(events[0].author, std::string("postgres"));
     QCOMPARE(events[0].recorded_by, std::string("postgres"));
-    QCOMPARE(events[0].source, std::string("gui"));
+    QCOMPARE(events[0].source, app::LabelSource::Gui);
     QCOMPARE(events[0].sop_instance_uid, window_->current_item()->sop_instance_uid);
   }
 

@@ -161,7 +161,7 @@ class Workstation : public QObject {
     QVERIFY(effusion.has_value());
     QCOMPARE(effusion->value, app::LabelValue::Present);
     QCOMPARE(effusion->author, std::string("dr.test"));
-    QCOMPARE(effusion->source, std::string("gui"));
+    QCOMPARE(effusion->source, app::LabelSource::Gui);
     QCOMPARE(effusion->model_version.value_or(""), std::string("random-vit-1"));  // the model on screen
     QVERIFY(effusion->model_probability.has_value());
     // Down to the next finding, absent.

@@ -166,7 +166,7 @@ bool Labeller::write(const Change& states) {
       in.model_probability = probability_of(finding);
     }
     in.comment = sstr(s.comment);
-    in.source = "gui";
+    in.source = app::LabelSource::Gui;
     inputs.push_back(std::move(in));
   }
   kept_reason_.clear();

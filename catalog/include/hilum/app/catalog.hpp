@@ -145,6 +145,12 @@ enum class LabelKind { Reading, Adjudication };
 [[nodiscard]] const char* to_string(LabelKind k);  // "reading", "adjudication"
 [[nodiscard]] Result<LabelKind> label_kind_from_string(std::string_view s);
 
+// Where a label event was entered: the command line, a labels CSV, the GUI, or the catalog's own
+// adjudication command. The catalog refuses any other (a CHECK in the schema, since schema 7).
+enum class LabelSource { Cli, Csv, Gui, Adjudication };
+[[nodiscard]] const char* to_string(LabelSource s);  // "cli", "csv", "gui", "adjudication"
+[[nodiscard]] Result<LabelSource> label_source_from_string(std::string_view s);
+
 // How the consensus label of an image and finding is derived from the readers' current labels:
 // an adjudicator's decision first; else the value all readers gave (unanimous); else, with the
 // Majority rule, the value more than half of them gave. Fewer than `min_readers` readers, a tie,
@@ -188,7 +194,7 @@ struct LabelInput {
   std::optional<std::string> model_version;    // the model shown when the label was set
   std::optional<double> model_probability;     // and its probability for this finding
   std::string comment;
-  std::string source = "cli";     // cli, csv, gui
+  LabelSource source = LabelSource::Cli;
   LabelKind kind = LabelKind::Reading;
   // A client-generated key, unique in the catalog (1-128 printable ASCII characters; empty: none):
   // an input whose key is stored already is not written again, and add_labels returns the stored
@@ -208,7 +214,7 @@ struct LabelEvent {
   std::optional<std::string> model_version;
   std::optional<double> model_probability;
   std::string comment;
-  std::string source;
+  LabelSource source = LabelSource::Cli;
   LabelKind kind = LabelKind::Reading;
   std::string recorded_by;        // the OS user who entered it ("" before catalog schema 5)
   // Consensus labels only: how it was reached ("adjudicated", "unanimous", "majority"), how many
