@@ -302,6 +302,41 @@ std::optional<detail::ScaledJpeg> scaled_jpeg(DcmPixelData& pixel_data, E_Transf
   return detail::decode_jpeg_scaled(stream.data(), stream.size(), r.rows, r.columns, options.min_side);
 }
 
+// DCMTK 3.6.7's JPEG decoder (dcmjpeg: processes 1 to 14 and SV1), before decoding, walks the
+// first fragment's markers to the frame header for its sample precision, and never steps past a
+// TEM marker (FF01): a fragment with one before its frame header makes it loop forever (found by
+// fuzzing; the walk is DJCodecDecoder::scanJpegDataForBitDepth). The same walk here, which stops
+// where DCMTK's stops (a frame header, a byte that is no marker) and says whether it meets a TEM.
+bool dcmjpeg_would_loop(E_TransferSyntax xfer, DcmPixelData& pixel_data) {
+  switch (xfer) {
+    case EXS_JPEGProcess1: case EXS_JPEGProcess2_4: case EXS_JPEGProcess3_5: case EXS_JPEGProcess6_8:
+    case EXS_JPEGProcess7_9: case EXS_JPEGProcess10_12: case EXS_JPEGProcess11_13: case EXS_JPEGProcess14:
+    case EXS_JPEGProcess15: case EXS_JPEGProcess16_18: case EXS_JPEGProcess17_19: case EXS_JPEGProcess20_22:
+    case EXS_JPEGProcess21_23: case EXS_JPEGProcess24_26: case EXS_JPEGProcess25_27: case EXS_JPEGProcess28:
+    case EXS_JPEGProcess29: case EXS_JPEGProcess14SV1: break;
+    default: return false;
+  }
+  DcmPixelSequence* sequence = nullptr;
+  DcmPixelItem* item = nullptr;
+  Uint8* d = nullptr;
+  if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || sequence == nullptr ||
+      sequence->getItem(item, 1).bad() || item == nullptr || item->getUint8Array(d).bad() || d == nullptr) {
+    return false;  // DCMTK refuses these itself
+  }
+  const std::size_t n = item->getLength();
+  for (std::size_t at = 0; at + 4 < n;) {
+    if (d[at] != 0xFF) return false;
+    const unsigned m = d[at + 1];
+    if (m == 0x01) return true;  // TEM: where DCMTK stays
+    const bool with_length = m == 0xC4 || m == 0xC8 || m == 0xCC || (m >= 0xDA && m <= 0xFE);
+    const bool alone = (m >= 0xD0 && m <= 0xD9) || (m >= 0x03 && m <= 0xBF);  // RSTn, SOI, EOI, reserved
+    if (with_length) at += 2 + (static_cast<std::size_t>(d[at + 2]) << 8 | d[at + 3]);
+    else if (alone) at += 2;
+    else return false;  // a frame header (DCMTK has its precision) or no marker (DCMTK gives up)
+  }
+  return false;
+}
+
 }  // namespace
 
 static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const ReadOptions& options) {
@@ -491,6 +526,10 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
       if (pixels * static_cast<std::uint64_t>(r.number_of_frames) > options.limits.max_pixels) {
         return make_error(ErrorKind::TooLarge, "image too large: " + std::to_string(r.number_of_frames) + " frames of " +
                                                    std::to_string(r.columns) + " x " + std::to_string(r.rows));
+      }
+      if (dcmjpeg_would_loop(xfer, *pixel_data)) {
+        return make_error(ErrorKind::DecodeFailed, "cannot decode " + r.meta.transfer_syntax_name +
+                                                       " pixel data: a TEM marker before the JPEG frame header (damaged stream)");
       }
       cond = ds.chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
       if (cond.bad() || !ds.canWriteXfer(EXS_LittleEndianExplicit)) {
