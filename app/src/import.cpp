@@ -460,7 +460,7 @@ class Importer {
 
   ImportReport run(const std::vector<fs::path>& inputs);
   // One received file, through the same reading and commit as run()'s files, without a job.
-  ReceivedFile receive(const fs::path& file);
+  ReceivedFile receive(const fs::path& file, const fs::path& keep_refused_in);
 
  private:
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
@@ -481,7 +481,47 @@ class Importer {
   bool record_items_ = true;  // false: no job (received files)
 };
 
-ReceivedFile Importer::receive(const fs::path& file) {
+namespace {
+
+// Moves a received file that was not filed into `folder` (created), beside a .txt with the reason:
+// where it went, or why it could not be kept (it is then removed, as before).
+std::string keep_refused(const fs::path& file, const fs::path& folder, const std::string& sop_uid, const std::string& reason,
+                         std::string& kept) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) return "cannot create " + folder.string() + ": " + ec.message();
+  std::string stem = utc_now();
+  for (char& c : stem) {
+    if (c == ':') c = '-';
+  }
+  const std::string uid = storable_uid(sop_uid) ? sop_uid : std::string("unknown-uid");
+  fs::path target;
+  for (int n = 0;; ++n) {
+    target = folder / (stem + "-" + uid + (n > 0 ? "-" + std::to_string(n) : std::string()) + ".dcm");
+    if (!fs::exists(target, ec)) break;
+    if (n > 1000) return "no free name in " + folder.string();
+  }
+  fs::rename(file, target, ec);
+  if (ec) {  // another file system: copy, then remove the received file
+    std::error_code copy_ec;
+    fs::copy_file(file, target, copy_ec);
+    if (copy_ec || !core::fsync_file(target).ok()) {
+      fs::remove(target, copy_ec);
+      return "cannot keep it in " + folder.string() + ": " + ec.message();
+    }
+    fs::remove(file, ec);
+  }
+  fs::path note = target;
+  note.replace_extension(".txt");
+  (void)core::write_file_atomically(note, "SOP Instance UID: " + sop_uid + "\nnot filed: " + reason + "\n");
+  (void)core::fsync_folder(folder);
+  kept = target.string();
+  return {};
+}
+
+}  // namespace
+
+ReceivedFile Importer::receive(const fs::path& file, const fs::path& keep_refused_in) {
   record_items_ = false;
   if (options_.store.empty()) options_.store = catalog_.local_folder() / "store";
   options_.store = absolute_path(options_.store);
@@ -504,8 +544,6 @@ ReceivedFile Importer::receive(const fs::path& file) {
   std::vector<std::pair<const PendingFile*, WorkResult>> batch;
   batch.emplace_back(&pending, std::move(result));
   const bool committed = commit(batch);
-  std::error_code ec;
-  fs::remove(file, ec);  // linked into the store, or not kept: the received file itself goes
   const ImportCounts& c = report_.counts;
   auto reason_of = [](const std::vector<ImportIssue>& issues) { return issues.empty() ? std::string() : issues.back().reason; };
   if (!committed) {
@@ -526,7 +564,14 @@ ReceivedFile Importer::receive(const fs::path& file) {
     out.outcome = ReceivedFile::Outcome::Failed;
     out.reason = reason_of(report_.failed);
   }
-  if (out.outcome != ReceivedFile::Outcome::Imported && out.outcome != ReceivedFile::Outcome::AlreadyPresent) out.stored_path.clear();
+  const bool filed = out.outcome == ReceivedFile::Outcome::Imported || out.outcome == ReceivedFile::Outcome::AlreadyPresent;
+  if (!filed) out.stored_path.clear();
+  if (!filed && !keep_refused_in.empty()) {
+    const std::string problem = keep_refused(file, keep_refused_in, out.sop_instance_uid, out.reason, out.kept_path);
+    out.reason += problem.empty() ? " (kept in " + out.kept_path + ")" : " (and " + problem + ")";
+  }
+  std::error_code ec;
+  fs::remove(file, ec);  // linked into the store, kept aside, or not kept: the received file itself goes
   return out;
 }
 
@@ -1037,11 +1082,11 @@ bool storable_uid(const std::string& uid) {
   return true;
 }
 
-ReceivedFile import_received(Catalog& catalog, const fs::path& file, const ImportOptions& options) {
+ReceivedFile import_received(Catalog& catalog, const fs::path& file, const ImportOptions& options, const fs::path& keep_refused_in) {
   static const ProgressFn none;
   Importer importer(catalog, options, none, nullptr);
   try {
-    return importer.receive(file);
+    return importer.receive(file, keep_refused_in);
   } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove(file, ec);

@@ -54,6 +54,9 @@ struct InstanceFiler::State {
   ArrivalFn on_arrival;
   bool queued = false;
   fs::path incoming;
+  // Queued: what was acknowledged and then could not be filed is kept here (never removed: the
+  // peer was told it was stored, and may have deleted its copy).
+  fs::path quarantine;
 
   std::mutex catalog_mutex;  // the catalog and on_arrival: one user at a time
   std::mutex lookup_mutex;   // the second connection, for the checks made before a status
@@ -73,11 +76,12 @@ struct InstanceFiler::State {
   std::vector<std::thread> workers;  // filing workers, each on its own catalog connection
   std::uint64_t counter = 0;
 
-  State(Catalog& c, ImportOptions o, ArrivalFn a, bool q) : catalog(c), options(std::move(o)), on_arrival(std::move(a)), queued(q) {}
+  State(Catalog& c, ImportOptions o, ArrivalFn a, bool q)
+      : catalog(c), options(std::move(o)), on_arrival(std::move(a)), queued(q), quarantine(q ? c.local_folder() / "quarantine" : fs::path()) {}
 
   void file(const net::ReceivedInstance& instance) {
     const std::lock_guard lock(catalog_mutex);
-    Arrival arrival{instance, import_received(catalog, instance.file, options)};
+    Arrival arrival{instance, import_received(catalog, instance.file, options, quarantine)};
     if (on_arrival) on_arrival(arrival);
   }
 
@@ -99,7 +103,7 @@ struct InstanceFiler::State {
         ++busy;
       }
       if (own) {
-        Arrival arrival{next, import_received(*own, next.file, options)};
+        Arrival arrival{next, import_received(*own, next.file, options, quarantine)};
         const std::lock_guard lock(catalog_mutex);
         if (on_arrival) on_arrival(arrival);
       } else {
@@ -236,7 +240,7 @@ net::StoreVerdict InstanceFiler::operator()(const net::ReceivedInstance& instanc
     std::error_code ec;
     fs::remove(instance.file, ec);
     const std::lock_guard lock(s.catalog_mutex);
-    Arrival arrival{instance, ReceivedFile{outcome, instance.sop_instance_uid, std::move(reason), {}}};
+    Arrival arrival{instance, ReceivedFile{outcome, instance.sop_instance_uid, std::move(reason), {}, {}}};
     if (s.on_arrival) s.on_arrival(arrival);
     return verdict_of(arrival.filed);
   };

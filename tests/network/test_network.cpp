@@ -383,6 +383,43 @@ TEST_F(NetworkTest, ConflictingInstanceGetsAFailureStatusAndReplacesNothing) {
   EXPECT_EQ(files_below(path("store"), ".dcm"), 1U);
 }
 
+// A study of another patient is found only while filing, after the peer was told "stored" (queued
+// mode): the image is not attached to the other patient (issue 16, defect 2), and it is not lost
+// either: it is kept in the catalog's quarantine folder, beside a note saying why, and the arrival
+// says where. (Before: the received file was deleted, and the sender, told success, may have
+// deleted its own copy.)
+TEST_F(NetworkTest, AnAcknowledgedInstanceThatCannotBeFiledIsKeptInQuarantine) {
+  auto catalog = open_catalog();
+  const int port = free_port();
+  const std::string study = "1.2.826.0.1.3680043.9.7777.30";
+  write_phantom(path("a.dcm"), "NET-QA", study);
+  write_phantom(path("b.dcm"), "NET-QB", study);  // the same study UID, another patient
+  const std::string reused_sop = dicom::read_radiograph(path("b.dcm")).value().meta.sop_instance_uid;
+  Listener listener(catalog, path("store"), port, {{"STORESCU", "127.0.0.1"}});
+  EXPECT_EQ(storescu("STORESCU", port, path("a.dcm")).first, 0);
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 1; }));
+  EXPECT_EQ(storescu("STORESCU", port, path("b.dcm")).first, 0) << "acknowledged before it was filed";
+  ASSERT_TRUE(listener.wait_for([&] { return listener.arrivals.size() >= 2; })) << listener.event_text();
+  const app::ReceivedFile& filed = listener.arrivals[1].filed;
+  EXPECT_EQ(filed.outcome, app::ReceivedFile::Outcome::Conflict);
+  EXPECT_NE(filed.reason.find("reused across patients"), std::string::npos) << filed.reason;
+  EXPECT_EQ(catalog.count_instances().value(), 1);
+
+  const fs::path quarantine = catalog.local_folder() / "quarantine";
+  ASSERT_EQ(files_below(quarantine, ".dcm"), 1U) << "the acknowledged instance was not kept";
+  ASSERT_FALSE(filed.kept_path.empty());
+  EXPECT_EQ(fs::path(filed.kept_path).parent_path(), quarantine);
+  EXPECT_NE(filed.reason.find(filed.kept_path), std::string::npos) << filed.reason;
+  auto kept = dicom::read_radiograph(filed.kept_path);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->meta.sop_instance_uid, reused_sop);
+  std::ifstream note(fs::path(filed.kept_path).replace_extension(".txt"));
+  const std::string why{std::istreambuf_iterator<char>(note), std::istreambuf_iterator<char>()};
+  EXPECT_NE(why.find("reused across patients"), std::string::npos) << why;
+  listener.stop();
+  EXPECT_EQ(files_below(path("store") / ".incoming"), 0U);
+}
+
 TEST_F(NetworkTest, AcknowledgedInstanceOfAKilledListenerIsFiledByTheNext) {
   auto catalog = open_catalog();
   // A listener process that acknowledged an instance and was killed before filing it.

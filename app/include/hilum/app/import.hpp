@@ -108,14 +108,17 @@ struct ImportReport {
 // SOP Instance UID and content, conflicts reported and nothing replaced, one transaction), but
 // without a job, and with the file linked into the store (copied when on another file system)
 // rather than copied: the catalog records the store path. Both its Study and SOP Instance UIDs
-// must be valid DICOM UIDs (they name the store's folder and file). The received file is removed
-// in every case.
+// must be valid DICOM UIDs (they name the store's folder and file). The received file is removed,
+// unless `keep_refused_in` is given and the file was not filed (a conflict, pixels that do not
+// decode, ...): it is then moved there, beside a .txt saying why (an instance the peer was told
+// was stored must not be lost; see InstanceFiler).
 struct ReceivedFile {
   enum class Outcome { Imported, AlreadyPresent, Conflict, Skipped, Failed };
   Outcome outcome = Outcome::Failed;
   std::string sop_instance_uid;
   std::string reason;       // why not imported ("already in the catalog" for AlreadyPresent)
   std::string stored_path;  // Imported / AlreadyPresent: the file in the store
+  std::string kept_path;    // not filed, and kept (keep_refused_in): where
 };
 [[nodiscard]] const char* to_string(ReceivedFile::Outcome outcome);  // "imported", "already-present", ...
 // A DICOM UID as PS3.5 9.1 has it (digits and dots, 64 characters at most; a component's leading
@@ -123,7 +126,7 @@ struct ReceivedFile {
 // name a folder or a file of the store (import_received, and InstanceFiler before it acknowledges).
 [[nodiscard]] bool storable_uid(const std::string& uid);
 [[nodiscard]] ReceivedFile import_received(Catalog& catalog, const std::filesystem::path& file,
-                                           const ImportOptions& options = {});
+                                           const ImportOptions& options = {}, const std::filesystem::path& keep_refused_in = {});
 
 // The catalog record of a decoded radiograph read from `path` (file fields, hash and thumbnail
 // left to the caller). Exposed for tests and tools.

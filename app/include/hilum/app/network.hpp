@@ -51,7 +51,8 @@ using ArrivalFn = std::function<void(const Arrival&)>;
 //   pass (a pass takes one fsync per instance plus one; tens of milliseconds here), never a
 //   catalogued one: no catalog row is committed before its file is synced.
 // Other problems found while filing (pixels that do not decode, a study of another patient) are
-// reported through on_arrival.
+// reported through on_arrival, and the instance, acknowledged already, is not lost: it is moved to
+// the catalog's local folder, `quarantine/` (with a .txt saying why; ReceivedFile::kept_path).
 class InstanceFiler {
  public:
   InstanceFiler(Catalog& catalog, ImportOptions options, ArrivalFn on_arrival = {}, bool queued = false);
