@@ -1042,7 +1042,7 @@ class HostilePacs {
     ::close(listen_fd_);
   }
   int port = 0;
-  std::atomic<bool> sent_answer{false};
+  std::atomic<bool> sent_answer{false};  // the C-GET request arrived and the answer was begun
 
  private:
   static void put16(std::string& b, std::uint16_t v) { b += static_cast<char>(v >> 8), b += static_cast<char>(v & 0xFF); }
@@ -1164,6 +1164,7 @@ class HostilePacs {
     ::close(fd);
   }
   void send_answer(int fd, std::uint8_t pcid, std::uint16_t message_id) {
+    sent_answer = true;  // before it is sent: the retrieve may give up (and the test check) while the rest is still being written
     std::string uid = UID_GETStudyRootQueryRetrieveInformationModel;
     if (uid.size() % 2 != 0) uid += '\0';
     const bool other = answer_ == Answer::ResponseToAnotherRequest;
@@ -1177,7 +1178,6 @@ class HostilePacs {
         for (int i = 0; i < 200; ++i) send_all(fd, pdata(pcid, false, false, std::string(32 * 1024, '\0')));  // 6.25 MiB
       }
     }
-    sent_answer = true;
   }
   Answer answer_;
   int listen_fd_ = -1;
