@@ -306,7 +306,8 @@ std::optional<detail::ScaledJpeg> scaled_jpeg(DcmPixelData& pixel_data, E_Transf
 // first fragment's markers to the frame header for its sample precision, and never steps past a
 // TEM marker (FF01): a fragment with one before its frame header makes it loop forever (found by
 // fuzzing; the walk is DJCodecDecoder::scanJpegDataForBitDepth). The same walk here, which stops
-// where DCMTK's stops (a frame header, a byte that is no marker) and says whether it meets a TEM.
+// where DCMTK's stops (a frame header, a byte that is no marker), steps as it steps (a segment's
+// length, two bytes for a marker alone, one for a fill byte FF) and says whether it meets a TEM.
 bool dcmjpeg_would_loop(E_TransferSyntax xfer, DcmPixelData& pixel_data) {
   switch (xfer) {
     case EXS_JPEGProcess1: case EXS_JPEGProcess2_4: case EXS_JPEGProcess3_5: case EXS_JPEGProcess6_8:
@@ -332,6 +333,7 @@ bool dcmjpeg_would_loop(E_TransferSyntax xfer, DcmPixelData& pixel_data) {
     const bool alone = (m >= 0xD0 && m <= 0xD9) || (m >= 0x03 && m <= 0xBF);  // RSTn, SOI, EOI, reserved
     if (with_length) at += 2 + (static_cast<std::size_t>(d[at + 2]) << 8 | d[at + 3]);
     else if (alone) at += 2;
+    else if (m == 0xFF) at += 1;  // a fill byte: DCMTK steps one byte (found by fuzzing: FF FF 01 hung)
     else return false;  // a frame header (DCMTK has its precision) or no marker (DCMTK gives up)
   }
   return false;
