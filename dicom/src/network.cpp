@@ -358,18 +358,11 @@ void no_delay(DcmNativeSocketType socket) {
   (void)::setsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // an optimisation: a failure changes nothing else
 }
 
-// Our SCU's transport layers (C-GET's association, and every TLS one): DCMTK's, Nagle off.
+// Our SCU's plain transport layer (C-GET's association, echo, find, send): a plain TCP connection,
+// Nagle off, whatever it is asked: DcmSCU takes a transport layer only as a secure one
+// (useSecureConnection marks the association "secure", and DCMTK then asks the layer for a
+// secure connection, which DCMTK's plain layer refuses).
 class NoDelayLayer : public DcmTransportLayer {
- public:
-  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override {
-    no_delay(socket);
-    return DcmTransportLayer::createConnection(socket, secure);
-  }
-};
-// DcmSCU takes a transport layer only as a secure one (useSecureConnection marks the association
-// "secure", and DCMTK then asks the layer for a secure connection, which a plain layer refuses):
-// this one gives a plain TCP connection whatever it is asked, with Nagle off.
-class NoDelayScuLayer : public DcmTransportLayer {
  public:
   DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool /*secure*/) override {
     no_delay(socket);
@@ -1167,7 +1160,7 @@ std::optional<Error> connect(Scu& scu, const ScuOptions& o, std::unique_ptr<DcmT
     if (!tls) return tls.error();
     layer = std::move(tls.value());
   } else {
-    layer = std::make_unique<NoDelayScuLayer>();
+    layer = std::make_unique<NoDelayLayer>();
   }
   OFCondition c = scu.initNetwork();
   if (c.bad()) return scu_error("cannot set up the network", c);
