@@ -259,9 +259,12 @@ class Deidentifier {
       if (element == nullptr) return make_error(ErrorKind::Corrupt, "cannot walk the data set");
       const DcmTagKey tag = element->getTag();
       Action action = action_for(tag);
-      const DcmEVR vr = element->ident();
+      // The VR that decides is also the one apply() acts by: a Photometric Interpretation encoded
+      // as UI was kept by the rule of its CS and then given a UID pseudonym by that of its UI
+      // (found by fuzzing).
+      const DcmEVR vr = deciding_vr(tag, element->ident());
       if (tag == DCM_PixelData) action = Action::Keep;
-      if (action == Action::ByVr) action = vr_action(deciding_vr(tag, vr));
+      if (action == Action::ByVr) action = vr_action(vr);
       if (auto error = apply(item, i, *element, action, vr)) return error;
     }
     return std::nullopt;
@@ -273,10 +276,13 @@ class Deidentifier {
   // The value representation whose rule decides an attribute left to it: the one it was encoded
   // with, but in group 0028 (image pixel and presentation: no free text), the data dictionary's, so
   // that a Photometric Interpretation encoded as ST (found by fuzzing) is kept as the CS it is, and
-  // the copy reads as the original. An attribute the dictionary does not know keeps its own VR.
+  // the copy reads as the original. An attribute the dictionary does not know keeps its own VR, and
+  // so does a sequence or an attribute the dictionary calls one: what is walked as items is what
+  // was read as items.
   static DcmEVR deciding_vr(const DcmTagKey& tag, DcmEVR encoded) {
-    if (tag.getGroup() != 0x0028) return encoded;
+    if (tag.getGroup() != 0x0028 || encoded == EVR_SQ) return encoded;
     const DcmEVR dictionary = DcmTag(tag).getEVR();
+    if (dictionary == EVR_SQ) return encoded;
     return dictionary == EVR_UNKNOWN || dictionary == EVR_UNKNOWN2B || dictionary == EVR_UN ? encoded : dictionary;
   }
 

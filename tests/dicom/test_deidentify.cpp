@@ -603,6 +603,34 @@ TEST_F(DeidentifyTest, AnAcrNemaFileWithoutPhotometricGivesACopyThatReads) {
   EXPECT_EQ(copy->rows, original->rows);
 }
 
+// Found by fuzzing (tests/fuzz/regressions/dicom/deidentify-photometric-encoded-ui.dcm): in group
+// 0028 the dictionary's VR decides whether an attribute is kept, but the VR it was encoded with decided
+// what was done to it, so a Photometric Interpretation encoded as UI got a UID pseudonym (DA: a
+// shifted "date", TM: emptied) and the copy did not read. Every VR with a rule of its own, in turn.
+TEST_F(DeidentifyTest, APixelAttributeEncodedWithAnotherVrIsKeptAsItIs) {
+  for (const char* vr : {"UI", "DA", "DT", "TM", "ST", "LT", "UT", "PN", "AE", "LO", "SH"}) {
+    SCOPED_TRACE(vr);
+    const fs::path in = path(std::string("in-") + vr + ".dcm");
+    const fs::path out = path(std::string("out-") + vr + ".dcm");
+    ASSERT_FALSE(td::write_dicom(in, spec()).empty());
+    DicomEditor editor(in);
+    ASSERT_EQ(editor.error(), "");
+    editor.set(text(0x0028, 0x0004, vr, "MONOCHROME1"));
+    editor.save(in);
+    auto original = dcm::read_radiograph(in);
+    ASSERT_TRUE(original.ok()) << describe(original);
+    ASSERT_EQ(original->photometric, dcm::Photometric::Monochrome1);
+
+    FakePseudonyms pseudonyms;
+    const auto done = dcm::write_deidentified(in, out, pseudonyms.plan(-30));
+    ASSERT_TRUE(done.ok()) << describe(done);
+    auto copy = dcm::read_radiograph(out);
+    ASSERT_TRUE(copy.ok()) << describe(copy);
+    EXPECT_EQ(copy->photometric, original->photometric);
+    EXPECT_EQ(copy->stored, original->stored);
+  }
+}
+
 TEST_F(DeidentifyTest, WithoutShiftDatesAndTimesAreRemoved) {
   const fs::path in = rich_file("in.dcm", spec());
   FakePseudonyms pseudonyms;

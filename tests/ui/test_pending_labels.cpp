@@ -127,6 +127,8 @@ class PendingLabels : public QObject {
     QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
     window_.reset();  // as a crash would leave it: the journal on disk
     window_ = uitest::open_main_window(db_);
+    // The next test labels the film this window opens (asynchronously, as initTestCase waits for).
+    QTRY_VERIFY_WITH_TIMEOUT(window_->current_item().has_value(), 10000);
     QTRY_VERIFY_WITH_TIMEOUT(history().size() == 4, 10000);
     QCOMPARE(history()[3].finding, std::string("Nodule"));
     QCOMPARE(history()[3].value, app::LabelValue::Absent);
