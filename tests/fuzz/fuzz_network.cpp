@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -229,18 +230,48 @@ void start_listener() {
   fail("cannot start the Storage SCP: " + listener.error);
 }
 
+// Connects `fd` to the SCP. A connect() that a signal interrupts (libFuzzer's -timeout alarm, whose
+// handler does not restart calls) goes on in the kernel: its outcome is waited for, not taken for a
+// failure. Empty when connected, else why not.
+std::string connect_to_scp(int fd) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(g_listener->port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return {};
+  if (errno != EINTR && errno != EINPROGRESS) return std::strerror(errno);
+  pollfd p{fd, POLLOUT, 0};
+  const auto deadline = std::chrono::steady_clock::now() + kCloseWithin;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return "not connected within 10 s";
+    const int n = ::poll(&p, 1, static_cast<int>(left));
+    if (n > 0) break;
+    if (n < 0 && errno != EINTR) return std::strerror(errno);
+  }
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return std::strerror(errno);
+  return error == 0 ? std::string() : std::strerror(error);
+}
+
+// What the SCP was doing, for a report that it could not be reached.
+std::string listener_state() {
+  Listener& l = *g_listener;
+  const std::lock_guard lock(l.mutex);
+  std::string state = l.ended ? "the SCP's thread has ended" + (l.error.empty() ? std::string() : ": " + l.error) : "the SCP's thread runs";
+  for (const auto& e : l.events) state += std::string("; ") + net::to_string(e.kind) + ": " + e.message.substr(0, 200);
+  return state;
+}
+
 // Sends the input on a new connection, reading (and dropping) what the SCP answers, then closes
 // the sending side and reads until the SCP closes. false: the SCP did not close in time.
 bool converse(const std::uint8_t* data, std::size_t size) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   require(fd >= 0, "cannot create a socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<std::uint16_t>(g_listener->port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+  if (const std::string why = connect_to_scp(fd); !why.empty()) {
     ::close(fd);
-    fail("cannot connect to the Storage SCP");
+    fail("cannot connect to the Storage SCP on port " + std::to_string(g_listener->port) + ": " + why + " (" + listener_state() + ")");
   }
   const auto deadline = std::chrono::steady_clock::now() + kCloseWithin;
   std::size_t sent = 0;
