@@ -72,6 +72,27 @@ void save(QWidget* w, const QDir& out, const QString& name) {
   std::printf("%s (%dx%d)\n", qPrintable(path), image.width(), image.height());
 }
 
+// What a failed step saw, so that a failure in CI says more than its name: the open film, the
+// reader's state, the AI panel's texts, the labels not yet saved, the active model.
+void describe_state(ui::MainWindow& window, QPushButton* submit) {
+  const auto& item = window.current_item();
+  std::fprintf(stderr, "  open film: %s\n", item ? item->sop_instance_uid.c_str() : "(none)");
+  const auto* labeller = window.labeller();
+  std::fprintf(stderr, "  reader: image %s, blinded %d, AI hidden %d, submitted %d\n", qPrintable(labeller->image()), labeller->blinded(),
+               labeller->ai_hidden(), labeller->submitted());
+  if (submit != nullptr)
+    std::fprintf(stderr, "  submit button: enabled %d, visible %d, \"%s\"\n", submit->isEnabled(), submit->isVisible(), qPrintable(submit->text()));
+  for (const char* name : {"aiModel", "aiStatus", "aiDomain"}) {
+    const auto* label = window.ai()->findChild<QLabel*>(name);
+    std::fprintf(stderr, "  %s: \"%s\"\n", name, label ? qPrintable(label->text()) : "(none)");
+  }
+  std::fprintf(stderr, "  AI: model %s, out of domain %d, %zu probabilities\n", qPrintable(window.ai()->model_version()),
+               window.ai()->out_of_domain(), window.ai()->probabilities().size());
+  std::fprintf(stderr, "  labels not yet saved: %d\n", window.session()->pending_labels());
+  const auto active = window.session()->active_model();
+  std::fprintf(stderr, "  active model: %s\n", active ? active->version.c_str() : "(none)");
+}
+
 void drag(QWidget* w, Qt::MouseButton button, QPointF a, QPointF b) {
   QTest::mousePress(w, button, Qt::NoModifier, a.toPoint());
   for (int k = 1; k <= 4; ++k) {
@@ -273,6 +294,8 @@ int main(int argc, char** argv) {
   finetune->start();
   check(wait_for([&] { return tuned.count() > 0; }, 300000), "fine-tune finished");
   if (!finetune->error().isEmpty()) std::fprintf(stderr, "screenshots: fine-tune: %s\n", qPrintable(finetune->error()));
+  if (const auto& r = finetune->result())
+    std::printf("fine-tune: %s %s: %s\n", r->model.version.c_str(), r->promoted ? "promoted" : "kept as a candidate", r->reason.c_str());
   save(finetune, out, "finetune");
   finetune->close();
   // Models > Pre-train on this catalog's films: a small encoder at 64 pixels on 24 films, so that
@@ -390,8 +413,21 @@ int main(int argc, char** argv) {
     wait_for([] { return false; }, 300);
     save(dock, out, "labels_blinded");
     auto* submit = window->findChild<QPushButton*>("submitReadingButton");
-    if (submit != nullptr && submit->isEnabled()) QTest::mouseClick(submit, Qt::LeftButton);
-    check(wait_for([&] { return !window->ai()->probabilities().empty(); }, 60000), "findings shown after submitting");
+    check(submit != nullptr && submit->isEnabled(), "submit button enabled before submitting");
+    const auto shown_before = predicted.count();
+    if (submit != nullptr) QTest::mouseClick(submit, Qt::LeftButton);
+    // The model's answer for this film replaces "withheld": its findings, or (should the active
+    // model be a fine-tune the gate promoted, whose domain is fitted on these few films) that the
+    // film is outside what it knows.
+    const bool answered = wait_for(
+        [&] {
+          return predicted.count() > shown_before && window->current_item() && QString::fromStdString(window->current_item()->sop_instance_uid) == uid &&
+                 (!window->ai()->probabilities().empty() || window->ai()->out_of_domain());
+        },
+        60000);
+    check(answered, "findings shown after submitting");
+    check(submit == nullptr || (!submit->isEnabled() && window->labeller()->submitted()), "reading shown as submitted");
+    if (!answered || window->ai()->probabilities().empty()) describe_state(*window, submit);
     wait_for([] { return false; }, 300);
     save(dock, out, "labels_submitted");
   }

@@ -160,6 +160,46 @@ class PendingLabels : public QObject {
     QVERIFY(window_->labeller()->submitted());
     QCOMPARE(history().back().finding, std::string("Atelectasis"));
   }
+
+  // Blinded reading with the AI withheld: a reading submitted while the catalog is away shows the
+  // AI's findings once it is saved, not only the others' labels. (Before, the panel kept saying
+  // "withheld" until the film was opened again.)
+  void aKeptSubmissionShowsTheAiOnceSaved() {
+    {
+      auto c = app::Catalog::open(db_);
+      QVERIFY(c && c->set_blinding(app::Blinding::LabelsAndAi).ok());
+    }
+    // A film not yet submitted, opened under blinding: the AI's findings are withheld.
+    QString other;
+    for (const auto& item : window_->worklist()->items())
+      if (QString::fromStdString(item.sop_instance_uid) != window_->labeller()->image()) other = QString::fromStdString(item.sop_instance_uid);
+    QVERIFY(!other.isEmpty());
+    QVERIFY(window_->worklist()->select(other));
+    QTRY_VERIFY_WITH_TIMEOUT(window_->labeller()->image() == other, 10000);
+    QVERIFY(window_->labeller()->ai_hidden());
+    const auto ai_says = [&] { return window_->ai()->findChild<QLabel*>("aiModel")->text(); };
+    QCOMPARE(ai_says(), QString("AI findings withheld"));
+    QVERIFY(!window_->findChild<QPushButton*>("acceptAiButton")->isEnabled());  // nothing to accept
+
+    take_the_catalog_away();
+    QVERIFY(window_->labeller()->submit());
+    QVERIFY(window_->labeller()->submitted());
+    QCOMPARE(indicator()->text(), QString("not yet saved (1)"));
+    // Not saved: still withheld (the catalog does not know of the submission yet).
+    QTest::qWait(200);
+    QCOMPARE(ai_says(), QString("AI findings withheld"));
+    QTRY_VERIFY(idle());
+
+    QSignalSpy shown(window_.get(), &ui::MainWindow::predictionsShown);
+    bring_it_back();
+    QTest::mouseClick(retry_button(), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(!indicator()->isVisible(), 10000);
+    QVERIFY(!window_->labeller()->ai_hidden());
+    // The AI's answer for this film replaces "withheld" (here: that there is no model; the test
+    // runs without the built-in one).
+    QTRY_VERIFY_WITH_TIMEOUT(!shown.isEmpty() && shown.back().front().toString() == other, 30000);
+    QVERIFY(ai_says().startsWith("No model"));
+  }
 };
 
 QTEST_MAIN(PendingLabels)

@@ -184,6 +184,7 @@ class Workstation : public QObject {
     QCOMPARE(panel->table()->item(last, ui::LabelPanel::kFinding)->text(), QString("No Finding"));
     QCOMPARE(panel->table()->item(last, ui::LabelPanel::kPresent)->text(), QString("●"));
     // Accept the AI suggestion in one key: every model finding gets a label.
+    QVERIFY(window_->findChild<QPushButton*>("acceptAiButton")->isEnabled());
     key(Qt::Key_Y);
     int model_labels = 0;
     for (const auto& e : current_labels())

@@ -104,6 +104,7 @@ LabelPanel::LabelPanel(Labeller* labeller, QWidget* parent) : QWidget(parent), l
   connect(labeller_->undo_stack(), &QUndoStack::canUndoChanged, undo_, &QToolButton::setEnabled);
   connect(labeller_->undo_stack(), &QUndoStack::canRedoChanged, redo_, &QToolButton::setEnabled);
   connect(labeller_, &Labeller::changed, this, &LabelPanel::refresh);
+  connect(labeller_, &Labeller::suggestionChanged, this, &LabelPanel::update_accept);
   connect(labeller_, &Labeller::kept, this, [this](const QString& what, const QString&) {
     saved_->setStyleSheet("color: #b35900;");
     saved_->setText(tr("Not yet saved %1 — %2 (kept; saved when the catalog can be reached)").arg(QTime::currentTime().toString("HH:mm:ss"), what));
@@ -225,7 +226,16 @@ void LabelPanel::commit_comment() {
 void LabelPanel::set_enabled_for_image(bool enabled) {
   table_->setEnabled(enabled);
   comment_->setEnabled(enabled);
-  accept_->setEnabled(enabled);
+  enabled_for_image_ = enabled;
+  update_accept();
+}
+
+void LabelPanel::update_accept() {
+  const bool can = enabled_for_image_ && labeller_->has_suggestion();
+  accept_->setEnabled(can);
+  accept_->setToolTip(can ? tr("Label each finding the model knows present or absent by its threshold (Y)")
+                          : tr("No AI suggestion for this image: withheld until you submit your reading, still computing, no model, "
+                               "or outside what the model knows"));
 }
 
 bool LabelPanel::eventFilter(QObject* watched, QEvent* event) {

@@ -40,6 +40,7 @@ class LabelPanel : public QWidget {
 
  private:
   void load_comment();
+  void update_accept();  // enabled for an image with an AI suggestion to accept
 
   Labeller* labeller_;
   QTableWidget* table_ = nullptr;
@@ -52,6 +53,7 @@ class LabelPanel : public QWidget {
   QToolButton* undo_ = nullptr;
   QToolButton* redo_ = nullptr;
   QString comment_finding_;
+  bool enabled_for_image_ = false;
 };
 
 }  // namespace hilum::ui

@@ -49,8 +49,13 @@ void Labeller::set_image(const QString& sop_instance_uid) {
 }
 
 void Labeller::refresh() {
+  const QString image = image_;
+  const bool was_hidden = ai_hidden_;
   reload();
   Q_EMIT changed();
+  // The AI's findings were withheld and no longer are (a submission kept while the catalog was
+  // away is saved now): they are asked for as after a submission saved at once.
+  if (image_ == image && was_hidden && !ai_hidden_) Q_EMIT readingSubmitted();
 }
 
 void Labeller::set_model(const QString& version, std::vector<std::pair<std::string, double>> probabilities,
@@ -58,6 +63,7 @@ void Labeller::set_model(const QString& version, std::vector<std::pair<std::stri
   model_version_ = version;
   probabilities_ = std::move(probabilities);
   thresholds_ = std::move(thresholds);
+  Q_EMIT suggestionChanged();
 }
 
 void Labeller::reload() {

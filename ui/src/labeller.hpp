@@ -39,6 +39,7 @@ class Labeller : public QObject {
   // The image being labelled (reloads its current labels; clears the undo history).
   void set_image(const QString& sop_instance_uid);
   // Reads the image's labels again (kept changes were saved meanwhile); the undo history stays.
+  // Emits readingSubmitted when the AI's findings were withheld and no longer are.
   void refresh();
   [[nodiscard]] const QString& image() const { return image_; }
   // What the AI panel shows, recorded with each label.
@@ -63,13 +64,17 @@ class Labeller : public QObject {
   bool clear_region(const QString& finding);
   bool set_comment(const QString& finding, const QString& comment);
   bool accept_ai();
+  // The AI panel shows findings that accept_ai would take (none while withheld, computing, without
+  // a model, or outside the model's domain).
+  [[nodiscard]] bool has_suggestion() const { return !probabilities_.empty(); }
 
   QUndoStack* undo_stack() { return &undo_; }
   void reload_vocabulary();
 
  Q_SIGNALS:
   void changed();                          // labels of the current image changed (written)
-  void readingSubmitted();                 // the reader submitted the reading of the current image
+  void readingSubmitted();                 // the reader's reading of the current image is saved as submitted
+  void suggestionChanged();                // set_model: has_suggestion() may have changed
   void saved(const QString& description);  // e.g. "Effusion: present"
   // The change could not be saved (the catalog cannot be reached): it is kept and retried (see
   // Session::submit_labels), and shown as this reader's labels meanwhile.
