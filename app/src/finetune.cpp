@@ -626,6 +626,7 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
   }
   // The domain reference: a frozen backbone keeps its parent's; a trained one is described anew by
   // its embeddings of the training images (when there are enough of them to say anything).
+  json domain_note;
   if (!c.backbone_trained) {
     extras.domain = base.extras.domain;
   } else {
@@ -636,16 +637,54 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
       if (s.grey.empty()) train_need.push_back(&s);
       train_samples.push_back(&s);
     }
+    // The parent's pixel parts (thumbnail, statistics) describe the films' pixels, not the weights:
+    // they stay, fitted on far more films than a site labels. And they choose the films that describe
+    // the new embeddings: a film they find outside (a CT slice or a scanned page labelled with the
+    // rest) is no example of the site's films, and among a few dozen validation films the limit (their
+    // 99th percentile) is about the farthest one's distance.
+    const inference::DomainReference* parent = base.extras.domain ? &*base.extras.domain : nullptr;
+    const bool keep_pixels = parent != nullptr && (parent->thumbnail_side > 0 || parent->statistics.mean.size() > 0) &&
+                             base.model.config().input_width == c.config.input_width &&
+                             base.model.config().input_height == c.config.input_height;
+    const auto inside_parent = [&](const Sample* s) {
+      return inference::pixel_score(*parent, inference::domain_pixels(*parent, s->grey.data(), c.config.input_width, c.config.input_height)) <= 1.0;
+    };
     if (train_samples.size() >= 20) {
       auto loaded = load_images(train_need, c.config, read_display, cancel, problems);
       if (!loaded) return loaded.error();
       std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
-      auto out = forward_samples(*candidate, train_samples, cancel);
-      if (!out) return out.error();
-      extras.domain = fit_domain(c.config, train_samples, out->embeddings, validation, validation_embeddings);
-      if (base.extras.domain) {
-        extras.domain->populations = base.extras.domain->populations;
-        extras.domain->modalities = base.extras.domain->modalities;
+      std::size_t left_out = 0;
+      Matrix held_embeddings = validation_embeddings;
+      if (keep_pixels) {
+        const std::size_t before = train_samples.size();
+        std::erase_if(train_samples, [&](const Sample* s) { return !inside_parent(s); });
+        left_out = before - train_samples.size();
+        std::vector<Eigen::Index> rows;
+        for (std::size_t i = 0; i < validation.size() && static_cast<Eigen::Index>(i) < validation_embeddings.rows(); ++i)
+          if (inside_parent(validation[i])) rows.push_back(static_cast<Eigen::Index>(i));
+        left_out += static_cast<std::size_t>(validation_embeddings.rows()) - rows.size();
+        held_embeddings = Matrix(static_cast<Eigen::Index>(rows.size()), validation_embeddings.cols());
+        for (std::size_t r = 0; r < rows.size(); ++r) held_embeddings.row(static_cast<Eigen::Index>(r)) = validation_embeddings.row(rows[r]);
+      }
+      if (train_samples.size() >= 20) {
+        auto out = forward_samples(*candidate, train_samples, cancel);
+        if (!out) return out.error();
+        if (keep_pixels) {
+          extras.domain = *parent;
+          extras.domain->embedding = fit_embedding_reference(out->embeddings, held_embeddings);
+        } else {
+          extras.domain = fit_domain(c.config, train_samples, out->embeddings, validation, validation_embeddings);
+        }
+        if (parent != nullptr) {
+          extras.domain->populations = parent->populations;
+          extras.domain->modalities = parent->modalities;
+        }
+        domain_note = {{"pixel_parts", keep_pixels ? "the parent's" : "fitted on this run's films"},
+                       {"embedding_films", train_samples.size()},
+                       {"films_outside_the_parents_pixel_reference", left_out}};
+      } else {
+        domain_note = {{"none", "fewer than 20 training films within the parent's pixel reference (" + std::to_string(train_samples.size()) +
+                                    "); the pixel check is unavailable for this model"}};
       }
     }
   }
@@ -694,6 +733,7 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
     metrics_json["history"] = detail::to_json(c.history);
     metrics_json["gate"] = {{"promoted", pass}, {"reason", reason}, {"tolerance", options.gate_tolerance}};
     if (!problems.empty()) metrics_json["unreadable_images"] = problems;
+    if (!domain_note.is_null()) metrics_json["domain_reference"] = domain_note;
     for (const auto& [key, value] : c.extra_metrics.items()) metrics_json[key] = value;
 
     ModelRecord record;

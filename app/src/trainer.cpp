@@ -197,16 +197,24 @@ Matrix pixel_rows(const std::vector<const Sample*>& samples, const inference::Vi
   return out;
 }
 
+namespace {
+// The limits: the 99th percentile of the held-out films' distances, widened by 10% because films
+// of another site differ from the training site's more than its own held-out patients do (chosen
+// on bench/domain's sets: 1.8% of unseen TBX11K films flagged instead of 6.1%, and the same share
+// of non-chest images).
+constexpr double kDomainQuantile = 0.99, kDomainMargin = 1.1;
+}  // namespace
+
+inference::Subspace fit_embedding_reference(const Matrix& train_embeddings, const Matrix& validation_embeddings) {
+  return training::fit_subspace(train_embeddings, validation_embeddings, 64, kDomainQuantile, kDomainMargin);
+}
+
 inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train, const Matrix& train_embeddings,
                                       const std::vector<const Sample*>& validation, const Matrix& validation_embeddings) {
-  // The limits: the 99th percentile of the held-out films' distances, widened by 10% because films
-  // of another site differ from the training site's more than its own held-out patients do (chosen
-  // on bench/domain's sets: 1.8% of unseen TBX11K films flagged instead of 6.1%, and the same share
-  // of non-chest images).
   constexpr int kSide = 16;
-  constexpr double kQuantile = 0.99, kMargin = 1.1;
+  constexpr double kQuantile = kDomainQuantile, kMargin = kDomainMargin;
   inference::DomainReference r;
-  r.embedding = training::fit_subspace(train_embeddings, validation_embeddings, 64, kQuantile, kMargin);
+  r.embedding = fit_embedding_reference(train_embeddings, validation_embeddings);
   r.thumbnail_side = kSide;
   const auto thumbnail = [](const float* grey, int w, int h) { return inference::domain_thumbnail(grey, w, h, kSide); };
   r.thumbnail = training::fit_subspace(pixel_rows(train, config, kSide * kSide, thumbnail), pixel_rows(validation, config, kSide * kSide, thumbnail),

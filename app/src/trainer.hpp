@@ -98,6 +98,10 @@ void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::str
                                                     const inference::Matrix& train_embeddings, const std::vector<const Sample*>& validation,
                                                     const inference::Matrix& validation_embeddings);
 
+// Its first part alone: the subspace of the training embeddings, the limit from the validation
+// embeddings' (the same quantile and margin as fit_domain).
+[[nodiscard]] inference::Subspace fit_embedding_reference(const inference::Matrix& train_embeddings, const inference::Matrix& validation_embeddings);
+
 // The samples whose `population` is `name`, with their rows of `m`.
 [[nodiscard]] std::pair<std::vector<const Sample*>, inference::Matrix> population_rows(const std::vector<const Sample*>& samples,
                                                                                       const inference::Matrix& m, const std::string& name);

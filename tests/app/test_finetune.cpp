@@ -329,6 +329,92 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
 
 // Issue 16, defect 4: two catalogs in one folder shared models/, and the second one's fine-tune
 // failed at the final rename ("Directory not empty") and lost the run.
+// A fine-tune that trains the backbone describes the new embeddings with the site's films, but the
+// parent's pixel reference (thumbnail, statistics: the films' pixels, not the weights) stays, and the
+// films it finds outside are left out of the new description: twelve noise images labelled with the
+// rest are no example of the site's films. (Before, all three parts were fitted anew on every
+// labelled film, the noise images among them.)
+TEST_F(FinetuneTest, ATrainedBackboneKeepsThePixelReferenceAndLeavesOutFilmsItFindsOutside) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::LastK;
+  o.k = 1;
+  o.epochs = 1;
+  auto first = app::finetune(*catalog_, o);  // tiny-base has no reference: all three parts fitted
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  if (!first->promoted) {
+    ASSERT_TRUE(app::promote_model(*catalog_, first->model.version, "test: the parent").ok());
+  }
+  auto parent = app::load_model(*catalog_, first->model.version);
+  ASSERT_TRUE(parent.ok()) << parent.error().message;
+  ASSERT_TRUE(parent->extras.domain.has_value());
+  const inference::DomainReference& before = *parent->extras.domain;
+  ASSERT_GT(before.thumbnail_side, 0);
+  ASSERT_GT(before.statistics.mean.size(), 0);
+
+  std::set<std::string> noise_uids;
+  for (int p = 0; p < 6; ++p) {
+    for (int k = 0; k < 2; ++k) {
+      testdata::DicomSpec spec;
+      spec.phantom.rows = spec.phantom.columns = 96;
+      spec.patient_id = "NOISE" + std::to_string(p);
+      spec.sop_instance_uid = "1.2.826.0.1.3680043.10.3." + std::to_string(2 * p + k);
+      spec.draw = [seed = 2 * p + k](std::vector<std::int32_t>& v, int, int) {
+        std::mt19937 rng(static_cast<unsigned>(seed));
+        for (auto& x : v) x = static_cast<std::int32_t>(rng() % 4096);
+      };
+      testdata::write_dicom(path("noise") / ("noise" + std::to_string(2 * p + k) + ".dcm"), spec);
+      noise_uids.insert(spec.sop_instance_uid);
+      truth_[spec.sop_instance_uid] = false;
+    }
+  }
+  app::ImportOptions io;
+  auto imported = app::import_paths(*catalog_, {path("noise")}, io);
+  ASSERT_FALSE(imported.error) << imported.error->message;
+  label([](const app::Instance&, bool truth) { return truth; });
+  std::vector<app::Instance> noise;
+  for (const auto& in : instances_)
+    if (noise_uids.count(in.sop_instance_uid) > 0) noise.push_back(in);
+  ASSERT_EQ(noise.size(), 12u);
+  auto by_parent = app::classify(*catalog_, *parent, noise);
+  ASSERT_TRUE(by_parent.ok()) << by_parent.error().message;
+  for (const auto& r : by_parent.value()) ASSERT_FALSE(r.domain.in_domain) << "the parent's pixel reference finds noise outside";
+
+  auto second = app::finetune(*catalog_, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  auto child = app::load_model(*catalog_, second->model.version);
+  ASSERT_TRUE(child.ok()) << child.error().message;
+  ASSERT_TRUE(child->extras.domain.has_value());
+  const inference::DomainReference& after = *child->extras.domain;
+  // The pixel parts are the parent's.
+  EXPECT_EQ(after.thumbnail_side, before.thumbnail_side);
+  EXPECT_TRUE(after.thumbnail.mean.isApprox(before.thumbnail.mean));
+  EXPECT_DOUBLE_EQ(after.thumbnail.threshold, before.thumbnail.threshold);
+  EXPECT_TRUE(after.statistics.mean.isApprox(before.statistics.mean));
+  EXPECT_DOUBLE_EQ(after.statistics.threshold, before.statistics.threshold);
+  // The embeddings are described anew, by the films within that reference only.
+  EXPECT_FALSE(after.embedding.mean.isApprox(before.embedding.mean)) << "the trained blocks changed the embeddings";
+  const auto metrics = nlohmann::json::parse(child->record.metrics);
+  ASSERT_TRUE(metrics.contains("domain_reference")) << metrics.dump();
+  const auto& note = metrics["domain_reference"];
+  EXPECT_EQ(note["pixel_parts"], "the parent's");
+  EXPECT_EQ(note["embedding_films"].get<int>(), after.embedding.images);
+  EXPECT_GE(note["films_outside_the_parents_pixel_reference"].get<int>(), 10) << "most of the 12 noise films are training films";
+  EXPECT_LE(note["films_outside_the_parents_pixel_reference"].get<int>(), 12) << "no phantom film is left out";
+  // So the child, too, finds every noise image outside, and the phantoms inside.
+  auto by_child = app::classify(*catalog_, *child, noise);
+  ASSERT_TRUE(by_child.ok()) << by_child.error().message;
+  for (const auto& r : by_child.value()) EXPECT_FALSE(r.domain.in_domain) << r.sop_instance_uid << ": " << r.domain.reason;
+  std::vector<app::Instance> films;
+  for (const auto& in : instances_)
+    if (noise_uids.count(in.sop_instance_uid) == 0 && films.size() < 20) films.push_back(in);
+  auto films_by_child = app::classify(*catalog_, *child, films);
+  ASSERT_TRUE(films_by_child.ok()) << films_by_child.error().message;
+  int inside = 0;
+  for (const auto& r : films_by_child.value()) inside += r.domain.in_domain ? 1 : 0;
+  EXPECT_GE(inside, 18) << "of 20 phantom films";
+}
+
 TEST_F(FinetuneTest, CatalogsInOneFolderKeepTheirOwnModelsAndACollisionCostsNoRun) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;
