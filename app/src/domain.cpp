@@ -99,7 +99,9 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
     out.pixel_check = true;
     // Each part of the reference over its own limit, so that the reason can say which one the
     // image is unlike (the model's features of it, its layout, its grey levels and edges).
-    const double features = inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold;
+    // A reference may have no embedding part (features "none": the pixel parts alone).
+    const double features =
+        domain->embedding.mean.size() > 0 ? inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold : 0.0;
     inference::PixelScores parts;
     if (pixel_descriptor != nullptr && !pixel_descriptor->empty()) parts = inference::pixel_scores(*domain, *pixel_descriptor);
     const double score = std::max({features, parts.thumbnail, parts.statistics});

@@ -649,12 +649,13 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
     const auto inside_parent = [&](const Sample* s) {
       return inference::pixel_score(*parent, inference::domain_pixels(*parent, s->grey.data(), c.config.input_width, c.config.input_height)) <= 1.0;
     };
-    if (train_samples.size() >= 20) {
+    constexpr std::size_t kMinFilms = 20;  // fewer describe no embeddings
+    std::size_t left_out = 0;
+    Matrix held_embeddings = validation_embeddings;
+    if (train_samples.size() >= kMinFilms) {
       auto loaded = load_images(train_need, c.config, read_display, cancel, problems);
       if (!loaded) return loaded.error();
       std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
-      std::size_t left_out = 0;
-      Matrix held_embeddings = validation_embeddings;
       if (keep_pixels) {
         const std::size_t before = train_samples.size();
         std::erase_if(train_samples, [&](const Sample* s) { return !inside_parent(s); });
@@ -666,26 +667,37 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
         held_embeddings = Matrix(static_cast<Eigen::Index>(rows.size()), validation_embeddings.cols());
         for (std::size_t r = 0; r < rows.size(); ++r) held_embeddings.row(static_cast<Eigen::Index>(r)) = validation_embeddings.row(rows[r]);
       }
-      if (train_samples.size() >= 20) {
-        auto out = forward_samples(*candidate, train_samples, cancel);
-        if (!out) return out.error();
-        if (keep_pixels) {
-          extras.domain = *parent;
-          extras.domain->embedding = fit_embedding_reference(out->embeddings, held_embeddings);
-        } else {
-          extras.domain = fit_domain(c.config, train_samples, out->embeddings, validation, validation_embeddings);
-        }
-        if (parent != nullptr) {
-          extras.domain->populations = parent->populations;
-          extras.domain->modalities = parent->modalities;
-        }
-        domain_note = {{"pixel_parts", keep_pixels ? "the parent's" : "fitted on this run's films"},
-                       {"embedding_films", train_samples.size()},
-                       {"films_outside_the_parents_pixel_reference", left_out}};
+    }
+    if (train_samples.size() >= kMinFilms) {
+      auto out = forward_samples(*candidate, train_samples, cancel);
+      if (!out) return out.error();
+      if (keep_pixels) {
+        extras.domain = *parent;
+        extras.domain->features = "cls";
+        extras.domain->embedding = fit_embedding_reference(out->embeddings, held_embeddings);
       } else {
-        domain_note = {{"none", "fewer than 20 training films within the parent's pixel reference (" + std::to_string(train_samples.size()) +
-                                    "); the pixel check is unavailable for this model"}};
+        extras.domain = fit_domain(c.config, train_samples, out->embeddings, validation, validation_embeddings);
       }
+      domain_note = {{"pixel_parts", keep_pixels ? "the parent's" : "fitted on this run's films"},
+                     {"embedding_films", train_samples.size()},
+                     {"films_outside_the_parents_pixel_reference", left_out}};
+    } else if (keep_pixels) {
+      // Too few films to describe the new embeddings: the parent's pixel parts alone.
+      extras.domain = *parent;
+      extras.domain->features = "none";
+      extras.domain->embedding = {};
+      domain_note = {{"pixel_parts", "the parent's"},
+                     {"embedding", "none: " + std::to_string(train_samples.size()) + " training films" +
+                                       (left_out > 0 ? " within the parent's pixel reference" : "") + ", fewer than the " +
+                                       std::to_string(kMinFilms) + " that describe new embeddings"},
+                     {"films_outside_the_parents_pixel_reference", left_out}};
+    } else {
+      domain_note = {{"none", "fewer than " + std::to_string(kMinFilms) + " training films (" + std::to_string(train_samples.size()) +
+                                  ") and no pixel reference from the parent: the check is unavailable for this model"}};
+    }
+    if (extras.domain && parent != nullptr) {
+      extras.domain->populations = parent->populations;
+      extras.domain->modalities = parent->modalities;
     }
   }
   // This site's calibration replaces the parent's populations' own: they were fitted to the

@@ -152,13 +152,17 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
     if (!d.is_object()) return invalid(file, "domain must be an object");
     DomainReference ref;
     ref.features = d.value("features", "cls");
-    if (ref.features != "cls") return invalid(file, "unknown domain features \"" + ref.features + "\" (this version knows cls)");
-    if (const json m = d.value("mean", json()); m.is_array() && static_cast<int>(m.size()) != config.hidden_size) {
-      return invalid(file, "domain reference of width " + std::to_string(m.size()) + " for a model of hidden size " + std::to_string(config.hidden_size));
+    if (ref.features != "cls" && ref.features != "none") {
+      return invalid(file, "unknown domain features \"" + ref.features + "\" (this version knows cls and none)");
     }
-    auto embedding = read_subspace(d, config.hidden_size, file, "domain");
-    if (!embedding) return embedding.error();
-    ref.embedding = std::move(embedding.value());
+    if (ref.features == "cls") {
+      if (const json m = d.value("mean", json()); m.is_array() && static_cast<int>(m.size()) != config.hidden_size) {
+        return invalid(file, "domain reference of width " + std::to_string(m.size()) + " for a model of hidden size " + std::to_string(config.hidden_size));
+      }
+      auto embedding = read_subspace(d, config.hidden_size, file, "domain");
+      if (!embedding) return embedding.error();
+      ref.embedding = std::move(embedding.value());
+    }
     if (d.contains("thumbnail")) {
       const json& t = d["thumbnail"];
       if (!t.is_object() || !t.contains("side") || !t["side"].is_number_integer()) return invalid(file, "domain thumbnail needs its side");
@@ -175,6 +179,9 @@ Result<ModelExtras> read_model_extras(const fs::path& dir, const ViTConfig& conf
       auto statistics = read_subspace(t, kDomainStatistics, file, "statistics");
       if (!statistics) return statistics.error();
       ref.statistics = std::move(statistics.value());
+    }
+    if (ref.features == "none" && ref.thumbnail_side == 0 && ref.statistics.mean.size() == 0) {
+      return invalid(file, "a domain reference with features \"none\" needs its thumbnail or statistics part");
     }
     if (d.contains("modalities") && d["modalities"].is_array()) {
       for (const auto& m : d["modalities"]) {
@@ -230,8 +237,9 @@ Status write_model_extras(const fs::path& dir, const ModelExtras& extras) {
       if (p.calibration) pj["calibration"] = calibration_json(*p.calibration);
       pops.push_back(std::move(pj));
     }
-    json o = {{"features", d.features}, {"modalities", d.modalities}, {"populations", pops}};
-    write_subspace(o, d.embedding);
+    const bool features = d.embedding.mean.size() > 0;
+    json o = {{"features", features ? d.features : std::string("none")}, {"modalities", d.modalities}, {"populations", pops}};
+    if (features) write_subspace(o, d.embedding);
     if (d.thumbnail_side > 0) {
       json t = {{"side", d.thumbnail_side}};
       write_subspace(t, d.thumbnail);

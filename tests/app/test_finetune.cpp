@@ -415,6 +415,54 @@ TEST_F(FinetuneTest, ATrainedBackboneKeepsThePixelReferenceAndLeavesOutFilmsItFi
   EXPECT_GE(inside, 18) << "of 20 phantom films";
 }
 
+// Fewer than 20 training films within the parent's pixel reference: no new embedding part, but the
+// parent's pixel parts stay (before, the model had no reference at all and every image passed).
+TEST_F(FinetuneTest, TooFewFilmsWithinThePixelReferenceKeepItWithoutAnEmbeddingPart) {
+  label([](const app::Instance&, bool truth) { return truth; });
+  app::FinetuneOptions o;
+  o.strategy = app::Strategy::LastK;
+  o.k = 1;
+  o.epochs = 1;
+  auto first = app::finetune(*catalog_, o);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  if (!first->promoted) {
+    ASSERT_TRUE(app::promote_model(*catalog_, first->model.version, "test: the parent").ok());
+  }
+  // The parent's pixel reference made strict enough that every film of this site is outside it.
+  {
+    auto parent = app::load_model(*catalog_, first->model.version);
+    ASSERT_TRUE(parent.ok() && parent->extras.domain.has_value());
+    inference::ModelExtras extras = parent->extras;
+    extras.domain->thumbnail.threshold = 1e-6;
+    ASSERT_TRUE(inference::write_model_extras(parent->record.path, extras).ok());
+  }
+  auto parent = app::load_model(*catalog_, first->model.version);
+  ASSERT_TRUE(parent.ok());
+  auto second = app::finetune(*catalog_, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  auto child = app::load_model(*catalog_, second->model.version);
+  ASSERT_TRUE(child.ok()) << child.error().message;
+  ASSERT_TRUE(child->extras.domain.has_value()) << "the parent's pixel parts stay";
+  EXPECT_EQ(child->extras.domain->features, "none");
+  EXPECT_EQ(child->extras.domain->embedding.mean.size(), 0);
+  EXPECT_DOUBLE_EQ(child->extras.domain->thumbnail.threshold, 1e-6);
+  EXPECT_TRUE(child->extras.domain->statistics.mean.isApprox(parent->extras.domain->statistics.mean));
+  const auto metrics = nlohmann::json::parse(child->record.metrics);
+  ASSERT_TRUE(metrics.contains("domain_reference")) << metrics.dump();
+  EXPECT_NE(metrics["domain_reference"]["embedding"].get<std::string>().find("none: 0 training films"), std::string::npos)
+      << metrics["domain_reference"].dump();
+  // Predictions still get the pixel check (here: every film outside), not "unavailable".
+  InstanceFilterAll();
+  std::vector<app::Instance> some(instances_.begin(), instances_.begin() + 4);
+  auto r = app::classify(*catalog_, *child, some);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  for (const auto& p : r.value()) {
+    EXPECT_TRUE(p.domain.pixel_check) << p.domain.reason;
+    EXPECT_FALSE(p.domain.in_domain) << p.domain.reason;
+    EXPECT_NE(p.domain.reason.find("its layout"), std::string::npos) << p.domain.reason;
+  }
+}
+
 TEST_F(FinetuneTest, CatalogsInOneFolderKeepTheirOwnModelsAndACollisionCostsNoRun) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;

@@ -255,6 +255,39 @@ TEST_F(ModelExtrasTest, DamagedOrMismatchedFilesAreRefusedWithAReason) {
 }
 
 
+// A reference without an embedding part (features "none": a fine-tune with too few films within its
+// parent's pixel reference keeps that reference alone) round-trips without one; "none" with no pixel
+// part either says nothing and is refused.
+TEST_F(ModelExtrasTest, AReferenceWithoutAnEmbeddingPartKeepsItsPixelParts) {
+  ModelExtras extras = sample_extras();
+  extras.domain->features = "none";
+  extras.domain->embedding = {};
+  ASSERT_TRUE(inference::write_model_extras(dir_, extras).ok());
+  std::ifstream in(dir_ / "hilum.json");
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["domain"]["features"], "none");
+  EXPECT_FALSE(j["domain"].contains("mean"));
+  auto e = inference::read_model_extras(dir_, config3());
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  ASSERT_TRUE(e->domain.has_value());
+  EXPECT_EQ(e->domain->features, "none");
+  EXPECT_EQ(e->domain->embedding.mean.size(), 0);
+  EXPECT_EQ(e->domain->thumbnail_side, 2);
+  EXPECT_TRUE(e->domain->thumbnail.mean.isApprox(extras.domain->thumbnail.mean));
+  EXPECT_EQ(e->domain->thumbnail.threshold, 2.0);
+  EXPECT_EQ(e->domain->populations.size(), 2u);
+
+  auto write = [&](const std::string& text) { std::ofstream(dir_ / "hilum.json", std::ios::binary | std::ios::trunc) << text; };
+  write(R"({"domain": {"features": "none", "modalities": ["DX"]}})");
+  auto empty = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.error().message.find("thumbnail or statistics"), std::string::npos) << empty.error().message;
+  write(R"({"domain": {"features": "patch-mean"}})");
+  auto unknown = inference::read_model_extras(dir_, config3());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("patch-mean"), std::string::npos) << unknown.error().message;
+}
+
 // Each population may carry its own calibration; an image gets its population's, chosen by the
 // patient's age when known and else by the nearest centroid of its embedding.
 TEST_F(ModelExtrasTest, PopulationsCarryTheirOwnCalibrationChosenByAgeOrEmbedding) {

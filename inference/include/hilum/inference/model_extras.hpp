@@ -57,8 +57,11 @@ struct Subspace {
 };
 
 struct DomainReference {
-  std::string features = "cls";  // what `embedding` describes: the CLS token after the final LayerNorm
-  Subspace embedding;            // of the training films' embeddings (hidden values)
+  // What `embedding` describes: "cls", the CLS token after the final LayerNorm; "none", no
+  // embedding part (empty `embedding`: a fine-tune with too few of its site's films within its
+  // parent's pixel reference keeps that reference alone).
+  std::string features = "cls";
+  Subspace embedding;  // of the training films' embeddings (hidden values)
   // The same of the pixels themselves: the model's input image shrunk to a
   // thumbnail_side x thumbnail_side thumbnail, standardised (domain_thumbnail), so that an image
   // whose embedding happens to fall among the chest films' still has to look like one.
