@@ -75,6 +75,29 @@ class FinetuneTest : public CatalogTest {
     f.with_thumbnails = false;
     instances_ = catalog_->list_instances(f).value();
   }
+  static app::FinetuneOptions one_epoch_last_k() {
+    app::FinetuneOptions o;
+    o.strategy = app::Strategy::LastK;
+    o.k = 1;
+    o.epochs = 1;
+    return o;
+  }
+  // Every image labelled with its truth, and a fine-tune of tiny-base with `o` (tiny-base has no
+  // domain reference: all three parts are fitted on the site's films) made the active model. Its
+  // version, or "" (with a failure) when it failed.
+  std::string active_last_k_parent(const app::FinetuneOptions& o) {
+    label([](const app::Instance&, bool truth) { return truth; });
+    auto first = app::finetune(*catalog_, o);
+    if (!first) {
+      ADD_FAILURE() << first.error().message;
+      return {};
+    }
+    if (!first->promoted && !app::promote_model(*catalog_, first->model.version, "test: the parent").ok()) {
+      ADD_FAILURE() << "cannot make " << first->model.version << " the active model";
+      return {};
+    }
+    return first->model.version;
+  }
   static const app::FindingMetrics* metric(const app::EvaluationReport& r, const std::string& name) {
     for (const auto& f : r.findings) {
       if (f.finding == name) return &f;
@@ -327,25 +350,16 @@ TEST_F(FinetuneTest, LastKTrainsAndFullResumesAfterCancel) {
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
 }
 
-// Issue 16, defect 4: two catalogs in one folder shared models/, and the second one's fine-tune
-// failed at the final rename ("Directory not empty") and lost the run.
 // A fine-tune that trains the backbone describes the new embeddings with the site's films, but the
 // parent's pixel reference (thumbnail, statistics: the films' pixels, not the weights) stays, and the
 // films it finds outside are left out of the new description: twelve noise images labelled with the
 // rest are no example of the site's films. (Before, all three parts were fitted anew on every
 // labelled film, the noise images among them.)
 TEST_F(FinetuneTest, ATrainedBackboneKeepsThePixelReferenceAndLeavesOutFilmsItFindsOutside) {
-  label([](const app::Instance&, bool truth) { return truth; });
-  app::FinetuneOptions o;
-  o.strategy = app::Strategy::LastK;
-  o.k = 1;
-  o.epochs = 1;
-  auto first = app::finetune(*catalog_, o);  // tiny-base has no reference: all three parts fitted
-  ASSERT_TRUE(first.ok()) << first.error().message;
-  if (!first->promoted) {
-    ASSERT_TRUE(app::promote_model(*catalog_, first->model.version, "test: the parent").ok());
-  }
-  auto parent = app::load_model(*catalog_, first->model.version);
+  const app::FinetuneOptions o = one_epoch_last_k();
+  const std::string parent_version = active_last_k_parent(o);
+  ASSERT_FALSE(parent_version.empty());
+  auto parent = app::load_model(*catalog_, parent_version);
   ASSERT_TRUE(parent.ok()) << parent.error().message;
   ASSERT_TRUE(parent->extras.domain.has_value());
   const inference::DomainReference& before = *parent->extras.domain;
@@ -418,25 +432,18 @@ TEST_F(FinetuneTest, ATrainedBackboneKeepsThePixelReferenceAndLeavesOutFilmsItFi
 // Fewer than 20 training films within the parent's pixel reference: no new embedding part, but the
 // parent's pixel parts stay (before, the model had no reference at all and every image passed).
 TEST_F(FinetuneTest, TooFewFilmsWithinThePixelReferenceKeepItWithoutAnEmbeddingPart) {
-  label([](const app::Instance&, bool truth) { return truth; });
-  app::FinetuneOptions o;
-  o.strategy = app::Strategy::LastK;
-  o.k = 1;
-  o.epochs = 1;
-  auto first = app::finetune(*catalog_, o);
-  ASSERT_TRUE(first.ok()) << first.error().message;
-  if (!first->promoted) {
-    ASSERT_TRUE(app::promote_model(*catalog_, first->model.version, "test: the parent").ok());
-  }
+  const app::FinetuneOptions o = one_epoch_last_k();
+  const std::string parent_version = active_last_k_parent(o);
+  ASSERT_FALSE(parent_version.empty());
   // The parent's pixel reference made strict enough that every film of this site is outside it.
   {
-    auto parent = app::load_model(*catalog_, first->model.version);
+    auto parent = app::load_model(*catalog_, parent_version);
     ASSERT_TRUE(parent.ok() && parent->extras.domain.has_value());
     inference::ModelExtras extras = parent->extras;
     extras.domain->thumbnail.threshold = 1e-6;
     ASSERT_TRUE(inference::write_model_extras(parent->record.path, extras).ok());
   }
-  auto parent = app::load_model(*catalog_, first->model.version);
+  auto parent = app::load_model(*catalog_, parent_version);
   ASSERT_TRUE(parent.ok());
   auto second = app::finetune(*catalog_, o);
   ASSERT_TRUE(second.ok()) << second.error().message;
@@ -463,6 +470,8 @@ TEST_F(FinetuneTest, TooFewFilmsWithinThePixelReferenceKeepItWithoutAnEmbeddingP
   }
 }
 
+// Issue 16, defect 4: two catalogs in one folder shared models/, and the second one's fine-tune
+// failed at the final rename ("Directory not empty") and lost the run.
 TEST_F(FinetuneTest, CatalogsInOneFolderKeepTheirOwnModelsAndACollisionCostsNoRun) {
   label([](const app::Instance&, bool truth) { return truth; });
   app::FinetuneOptions o;
