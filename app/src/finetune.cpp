@@ -624,8 +624,8 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
       active_metrics->model_version = active_model->record.version;
     }
   }
-  // The domain reference: a frozen backbone keeps its parent's; a trained one is described anew by
-  // its embeddings of the training images (when there are enough of them to say anything).
+  // The domain reference: a frozen backbone keeps its parent's; a trained one keeps its parent's
+  // pixel parts and describes its embeddings anew (when enough films can say anything).
   json domain_note;
   if (!c.backbone_trained) {
     extras.domain = base.extras.domain;

@@ -212,18 +212,17 @@ inference::Subspace fit_embedding_reference(const Matrix& train_embeddings, cons
 inference::DomainReference fit_domain(const inference::ViTConfig& config, const std::vector<const Sample*>& train, const Matrix& train_embeddings,
                                       const std::vector<const Sample*>& validation, const Matrix& validation_embeddings) {
   constexpr int kSide = 16;
-  constexpr double kQuantile = kDomainQuantile, kMargin = kDomainMargin;
   inference::DomainReference r;
   r.embedding = fit_embedding_reference(train_embeddings, validation_embeddings);
   r.thumbnail_side = kSide;
   const auto thumbnail = [](const float* grey, int w, int h) { return inference::domain_thumbnail(grey, w, h, kSide); };
   r.thumbnail = training::fit_subspace(pixel_rows(train, config, kSide * kSide, thumbnail), pixel_rows(validation, config, kSide * kSide, thumbnail),
-                                       32, kQuantile, kMargin);
+                                       32, kDomainQuantile, kDomainMargin);
   // Every direction of the statistics counts (all axes but one, which the histogram's fixed sum
   // leaves empty): what tells a scanned page from a film is in directions films hardly vary in.
   r.statistics = training::fit_subspace(pixel_rows(train, config, inference::kDomainStatistics, inference::domain_statistics),
                                         pixel_rows(validation, config, inference::kDomainStatistics, inference::domain_statistics),
-                                        inference::kDomainStatistics - 1, kQuantile, kMargin);
+                                        inference::kDomainStatistics - 1, kDomainQuantile, kDomainMargin);
   return r;
 }
 

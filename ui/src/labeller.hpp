@@ -73,7 +73,9 @@ class Labeller : public QObject {
 
  Q_SIGNALS:
   void changed();                          // labels of the current image changed (written)
-  void readingSubmitted();                 // the reader's reading of the current image is saved as submitted
+  // The AI's findings of the current image may be shown now: the reader's reading was saved as
+  // submitted (at once, or later from the outbox: see refresh).
+  void readingSubmitted();
   void suggestionChanged();                // set_model: has_suggestion() may have changed
   void saved(const QString& description);  // e.g. "Effusion: present"
   // The change could not be saved (the catalog cannot be reached): it is kept and retried (see
