@@ -242,14 +242,16 @@ def preprocessor(size=16, **override):
     return json.dumps(p).encode()
 
 
-def extras(labels=2, D=8):
-    """hilum.json as inference/src/model_extras.cpp writes it: calibration and a domain reference."""
+def extras(labels=2, D=8, features="cls"):
+    """hilum.json as inference/src/model_extras.cpp writes it: calibration and a domain reference
+    (features "none": the pixel parts alone, as a fine-tune with too few films keeps its parent's)."""
     def subspace(n):
         return {"mean": [0.1] * n, "axes": [[1.0 if i == a else 0.0 for i in range(n)] for a in range(2)], "variances": [2.0, 1.0],
                 "residual_variance": 0.5, "threshold": 1.5, "threshold_quantile": 0.99, "images": 20}
-    domain = {"features": "cls", "modalities": ["CR", "DX"],
+    domain = {"features": features, "modalities": ["CR", "DX"],
               "populations": [{"name": "adult", "min_age_years": 18, "max_age_years": 90, "images": 20}]}
-    domain.update(subspace(D))
+    if features == "cls":
+        domain.update(subspace(D))
     domain["thumbnail"] = dict(subspace(16), side=4)
     return json.dumps({"format": 1, "calibration": {"method": "platt", "labels": ["Effusion", "Pneumonia"][:labels],
                                                     "parameters": [[1.2, -0.1]] * labels, "fitted_on": "fuzz seed", "images": 10},
@@ -267,6 +269,7 @@ def make_model():
     out("corpus", "model", "tiny-bf16", model_input(config(), safetensors(tiny_vit(), "BF16", {"format": "pt"})))
     out("corpus", "model", "tiny-preprocessor", model_input(config(), weights, preprocessor(24)))
     out("corpus", "model", "tiny-extras", model_input(config(), weights, preprocessor(16), extras()))
+    out("corpus", "model", "tiny-extras-pixels-only", model_input(config(), weights, preprocessor(16), extras(features="none")))
     out("corpus", "model", "backbone", model_input(config(labels=0, id2label={}, label2id={}, architectures=["ViTModel"]),
                                                    safetensors(tiny_vit(classifier=False, prefix=""))))
     out("corpus", "model", "two-layers", model_input(config(layers=2, labels=3), safetensors(tiny_vit(layers=2, labels=3))))
