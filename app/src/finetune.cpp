@@ -646,8 +646,8 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
     const bool keep_pixels = parent != nullptr && (parent->thumbnail_side > 0 || parent->statistics.mean.size() > 0) &&
                              base.model.config().input_width == c.config.input_width &&
                              base.model.config().input_height == c.config.input_height;
-    const auto inside_parent = [&](const Sample* s) {
-      return inference::pixel_score(*parent, inference::domain_pixels(*parent, s->grey.data(), c.config.input_width, c.config.input_height)) <= 1.0;
+    const auto inside_parent = [&](const Sample& s) {
+      return inference::pixel_score(*parent, inference::domain_pixels(*parent, s.grey.data(), c.config.input_width, c.config.input_height)) <= 1.0;
     };
     constexpr std::size_t kMinFilms = 20;  // fewer describe no embeddings
     std::size_t left_out = 0;
@@ -658,14 +658,10 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
       std::erase_if(train_samples, [](const Sample* s) { return s->grey.empty(); });
       if (keep_pixels) {
         const std::size_t before = train_samples.size();
-        std::erase_if(train_samples, [&](const Sample* s) { return !inside_parent(s); });
+        std::erase_if(train_samples, [&](const Sample* s) { return !inside_parent(*s); });
         left_out = before - train_samples.size();
-        std::vector<Eigen::Index> rows;
-        for (std::size_t i = 0; i < validation.size() && static_cast<Eigen::Index>(i) < validation_embeddings.rows(); ++i)
-          if (inside_parent(validation[i])) rows.push_back(static_cast<Eigen::Index>(i));
-        left_out += static_cast<std::size_t>(validation_embeddings.rows()) - rows.size();
-        held_embeddings = Matrix(static_cast<Eigen::Index>(rows.size()), validation_embeddings.cols());
-        for (std::size_t r = 0; r < rows.size(); ++r) held_embeddings.row(static_cast<Eigen::Index>(r)) = validation_embeddings.row(rows[r]);
+        held_embeddings = rows_where(validation, validation_embeddings, inside_parent).second;
+        left_out += static_cast<std::size_t>(validation_embeddings.rows() - held_embeddings.rows());
       }
     }
     if (train_samples.size() >= kMinFilms) {
@@ -692,8 +688,9 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
                                        std::to_string(kMinFilms) + " that describe new embeddings"},
                      {"films_outside_the_parents_pixel_reference", left_out}};
     } else {
-      domain_note = {{"none", "fewer than " + std::to_string(kMinFilms) + " training films (" + std::to_string(train_samples.size()) +
-                                  ") and no pixel reference from the parent: the check is unavailable for this model"}};
+      domain_note = {{"pixel_parts", "none"},
+                     {"embedding", "none: " + std::to_string(train_samples.size()) + " training films, fewer than the " + std::to_string(kMinFilms) +
+                                       ", and no pixel reference from the parent: the check is unavailable for this model"}};
     }
     if (extras.domain && parent != nullptr) {
       extras.domain->populations = parent->populations;

@@ -226,17 +226,22 @@ inference::DomainReference fit_domain(const inference::ViTConfig& config, const 
   return r;
 }
 
-std::pair<std::vector<const Sample*>, Matrix> population_rows(const std::vector<const Sample*>& samples, const Matrix& m, const std::string& name) {
+std::pair<std::vector<const Sample*>, Matrix> rows_where(const std::vector<const Sample*>& samples, const Matrix& m,
+                                                         const std::function<bool(const Sample&)>& keep) {
   std::vector<const Sample*> kept;
   std::vector<Eigen::Index> rows;
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    if (samples[i]->population != name) continue;
+  for (std::size_t i = 0; i < samples.size() && static_cast<Eigen::Index>(i) < m.rows(); ++i) {
+    if (!keep(*samples[i])) continue;
     kept.push_back(samples[i]);
     rows.push_back(static_cast<Eigen::Index>(i));
   }
   Matrix out(static_cast<Eigen::Index>(rows.size()), m.cols());
   for (std::size_t r = 0; r < rows.size(); ++r) out.row(static_cast<Eigen::Index>(r)) = m.row(rows[r]);
   return {std::move(kept), std::move(out)};
+}
+
+std::pair<std::vector<const Sample*>, Matrix> population_rows(const std::vector<const Sample*>& samples, const Matrix& m, const std::string& name) {
+  return rows_where(samples, m, [&name](const Sample& s) { return s.population == name; });
 }
 
 Result<Matrix> predict(const inference::ViTModel& model, const std::vector<const Sample*>& samples, const std::atomic<bool>* cancel) {

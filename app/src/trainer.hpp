@@ -102,6 +102,10 @@ void fit_calibrations(inference::ModelExtras& extras, const std::vector<std::str
 // embeddings' (the same quantile and margin as fit_domain).
 [[nodiscard]] inference::Subspace fit_embedding_reference(const inference::Matrix& train_embeddings, const inference::Matrix& validation_embeddings);
 
+// The samples `keep` accepts, with their rows of `m` (row i belongs to samples[i]).
+[[nodiscard]] std::pair<std::vector<const Sample*>, inference::Matrix> rows_where(const std::vector<const Sample*>& samples,
+                                                                                 const inference::Matrix& m,
+                                                                                 const std::function<bool(const Sample&)>& keep);
 // The samples whose `population` is `name`, with their rows of `m`.
 [[nodiscard]] std::pair<std::vector<const Sample*>, inference::Matrix> population_rows(const std::vector<const Sample*>& samples,
                                                                                       const inference::Matrix& m, const std::string& name);

@@ -416,9 +416,9 @@ int main(int argc, char** argv) {
     check(submit != nullptr && submit->isEnabled(), "submit button enabled before submitting");
     const auto shown_before = predicted.count();
     if (submit != nullptr) QTest::mouseClick(submit, Qt::LeftButton);
-    // The model's answer for this film replaces "withheld": its findings, or (should the active
-    // model be a fine-tune the gate promoted, whose domain is fitted on these few films) that the
-    // film is outside what it knows.
+    // The model's answer for this film replaces "withheld": its findings, or (should the gate have
+    // promoted the fine-tune above, trained on these few films) that the film is outside what it
+    // knows.
     const bool answered = wait_for(
         [&] {
           return predicted.count() > shown_before && window->current_item() && QString::fromStdString(window->current_item()->sop_instance_uid) == uid &&
