@@ -137,7 +137,10 @@ std::string info_json(const fs::path& path, const dcm::Result<dcm::Radiograph>& 
   o.add("transfer_syntax_uid", m.transfer_syntax_uid);
   o.add("transfer_syntax", m.transfer_syntax_name);
   o.add("part10", m.has_part10_header);
-  o.add("photometric_interpretation", dcm::to_string(r.photometric));
+  o.add("photometric_interpretation", r.colour_photometric.empty() ? std::string(dcm::to_string(r.photometric)) : r.colour_photometric);
+  // A colour image is shown (and classified) as the grey of its colours.
+  o.add("colour_shown_as_grey", !r.colour_photometric.empty());
+  o.add("coloured_share", r.coloured_share);
   o.add("rows", r.rows).add("columns", r.columns);
   o.add("bits_allocated", r.bits_allocated).add("bits_stored", r.bits_stored).add("high_bit", r.high_bit);
   o.add("pixel_representation", r.is_signed ? 1 : 0);

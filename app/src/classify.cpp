@@ -259,7 +259,8 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
       // The header alone (no pixels) for the domain check's header rules.
       read_options.decode_pixels = false;
       auto header = dicom::read_radiograph(path, read_options);
-      if (header) {
+      // A colour image is decoded again: how much of it is in colour is part of its domain check.
+      if (header && header->colour_photometric.empty()) {
         p.input = std::move(cached);
         p.header = std::move(header.value());
         p.from_cache = true;

@@ -75,6 +75,12 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   const std::string part = upper_trimmed(header.meta.body_part_examined);
   if (!part.empty() && !chest_body_part(part)) problems.push_back("the header says body part " + part + ", not the chest");
   if (header.number_of_frames > 1) problems.push_back("a multi-frame image (" + std::to_string(header.number_of_frames) + " frames), not a radiograph");
+  // A chest film sent as a colour secondary capture is grey in every pixel; an ultrasound with
+  // colour Doppler, a photograph or an annotated figure is not (dicom::Radiograph::coloured_share).
+  if (header.coloured_share >= kColouredShareLimit) {
+    problems.push_back("a colour image (" + core::format_fixed(100.0 * header.coloured_share, header.coloured_share < 0.1 ? 1 : 0) +
+                       "% of its pixels in colour), not a radiograph");
+  }
   if (domain != nullptr && !domain->populations.empty()) {
     double youngest = domain->populations.front().min_age_years;
     for (const auto& p : domain->populations) youngest = std::min(youngest, p.min_age_years);

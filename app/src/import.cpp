@@ -1,5 +1,6 @@
 #include "hilum/app/import.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/numbers.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hilum/app/domain.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/model_input.hpp"
@@ -324,12 +326,21 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   auto image = dcm::read_radiograph(path, options);
   if (!image) {
     WorkResult r;
-    // An object without pixels (an SR) or a colour picture (a photograph, an attention map sent back
-    // to the PACS) is not a film: skipped with its reason, not a failure.
+    // An object without pixels (an SR) or a picture of no radiograph is not a film: skipped with its
+    // reason, not a failure.
     const auto kind = image.error().kind;
     r.kind = kind == dcm::ErrorKind::NotAnImage || kind == dcm::ErrorKind::NotARadiograph ? WorkResult::Kind::Skipped : WorkResult::Kind::Failed;
     r.not_dicom = image.error().kind == dcm::ErrorKind::NotDicom;
     r.reason = image.error().message;
+    return r;
+  }
+  if (!image->colour_photometric.empty() && image->coloured_share >= kColouredShareLimit) {
+    // A colour picture (a photograph, a Doppler ultrasound, an attention map sent back to the
+    // PACS) is not a film either. A film sent in colour (grey in every pixel) is imported.
+    WorkResult r;
+    r.kind = WorkResult::Kind::Skipped;
+    r.reason = "a colour picture (" + image->colour_photometric + ", " + core::format_fixed(100.0 * image->coloured_share, 0) +
+               "% of its pixels in colour), not a film";
     return r;
   }
   WorkResult r;
@@ -1032,7 +1043,7 @@ InstanceRecord instance_record(const dcm::Radiograph& image, const fs::path& pat
   r.series_description = m.series_description;
   r.modality = m.modality;
   r.transfer_syntax_uid = m.transfer_syntax_uid;
-  r.photometric = dcm::to_string(image.photometric);
+  r.photometric = image.colour_photometric.empty() ? std::string(dcm::to_string(image.photometric)) : image.colour_photometric;
   r.rows = image.full_rows > 0 ? image.full_rows : image.rows;  // the file's size, also when read reduced
   r.columns = image.full_columns > 0 ? image.full_columns : image.columns;
   r.bits_stored = image.bits_stored;

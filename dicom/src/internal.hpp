@@ -16,11 +16,15 @@ class DcmFileFormat;
 namespace hilum::dicom::detail {
 
 // Decodes one JPEG 2000 frame (J2K codestream or JP2 file) with OpenJPEG. The result holds the
-// sample values (sign included) row-major; the frame must be single-component rows x columns.
+// sample values (sign included) row-major; the frame must be single-component rows x columns, or,
+// with components = 3 (a colour image), have three components of that size (`second`, `third`:
+// the other two, after OpenJPEG's inverse colour transform when the codestream has one).
 // min_side > 0: decoded at the lowest resolution level whose sides stay >= min_side (rows and
 // columns of the frame say the decoded size, reduction the level).
 struct J2kFrame {
   std::vector<std::int32_t> samples;
+  std::vector<std::int32_t> second;
+  std::vector<std::int32_t> third;
   int precision = 0;
   bool is_signed = false;
   int rows = 0;
@@ -28,7 +32,8 @@ struct J2kFrame {
   int reduction = 0;
 };
 [[nodiscard]] Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows,
-                                          int columns, std::uint64_t max_pixels, int threads, int min_side = 0);
+                                          int columns, std::uint64_t max_pixels, int threads, int min_side = 0,
+                                          int components = 1);
 
 // How many times a w x h frame may be halved for a consumer that needs min_side pixels: the most
 // halvings (at most max_levels) after which both sides, rounded up, stay >= 2 x min_side (the
@@ -41,6 +46,36 @@ struct J2kFrame {
   while (r < max_levels && r < 16 && ((w + (2ull << r) - 1) >> (r + 1)) >= side && ((h + (2ull << r) - 1) >> (r + 1)) >= side) ++r;
   return r;
 }
+
+// Colour images (PS3.3 C.7.6.3.1.2), read as the grey of their colours. The Photometric
+// Interpretation's colour model; None for MONOCHROME1/2 and anything unknown.
+enum class ColourModel { None, Rgb, YbrFull, YbrFull422, YbrPartial422, Palette };
+[[nodiscard]] ColourModel colour_model_of(const std::string& photometric);
+
+// How many samples `pixels` pixels of a frame hold as stored: three per pixel for RGB and
+// YBR_FULL, four per pair of pixels (Y Y Cb Cr; a last odd pixel still takes a whole pair) for
+// YBR_*_422, one per pixel for greyscale and palette indices.
+[[nodiscard]] std::uint64_t stored_samples(ColourModel model, std::uint64_t pixels);
+
+// Red, green and blue of frame 1, row-major, each 0..max_value.
+struct ColourPlanes {
+  std::vector<std::int32_t> red, green, blue;
+};
+// The planes of `pixels` pixels from unpacked unsigned samples in the file's layout: three per
+// pixel (planar = false: R G B R G B ..., true: all R, then all G, then all B) for Rgb and YbrFull,
+// Y Y Cb Cr for each pair of pixels for YbrFull422 / YbrPartial422. YBR is turned into RGB with
+// PS3.3's equations (rounded, clamped). Empty planes when there are fewer than stored_samples.
+[[nodiscard]] ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
+                                     std::int32_t max_value);
+
+// The grey of each pixel, 0.299 R + 0.587 G + 0.114 B rounded (the weights of DCMTK's
+// createMonochromeImage, dcm2pnm +G), and the share of pixels whose colour is visibly not grey: the spread of R, G and B
+// above a tenth of the full scale (a grey film stored as RGB, even JPEG-compressed, has none).
+struct GreyOfColour {
+  std::vector<std::int32_t> grey;
+  double coloured_share = 0.0;
+};
+[[nodiscard]] GreyOfColour grey_of(const ColourPlanes& planes, std::int32_t max_value);
 
 // Decodes one lossy 8-bit greyscale JPEG frame (baseline or extended DCT) at 1/2, 1/4 or 1/8 of
 // its size with libjpeg's DCT scaling: the largest reduction after which both sides stay

@@ -63,7 +63,7 @@ struct ImageDeleter { void operator()(opj_image_t* i) const { opj_image_destroy(
 }  // namespace
 
 Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows, int columns,
-                            std::uint64_t max_pixels, int threads, int min_side) {
+                            std::uint64_t max_pixels, int threads, int min_side, int components) {
   static const std::uint8_t jp2_magic[12] = {0, 0, 0, 0x0C, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A};
   static const std::uint8_t j2k_magic[4] = {0xFF, 0x4F, 0xFF, 0x51};
   OPJ_CODEC_FORMAT format;
@@ -106,9 +106,9 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
   std::unique_ptr<opj_image_t, ImageDeleter> image(raw);
   const std::uint64_t w = image->x1 - image->x0;
   const std::uint64_t h = image->y1 - image->y0;
-  if (image->numcomps != 1) {
-    return Error{ErrorKind::NotARadiograph, "JPEG 2000 image has " + std::to_string(image->numcomps) +
-                                             " components: not a grayscale radiograph"};
+  if (image->numcomps != static_cast<OPJ_UINT32>(components)) {
+    return Error{ErrorKind::NotARadiograph, "JPEG 2000 image has " + std::to_string(image->numcomps) + " components, but the DICOM header says " +
+                                                std::to_string(components)};
   }
   if (w != static_cast<std::uint64_t>(columns) || h != static_cast<std::uint64_t>(rows) || w * h > max_pixels) {
     return Error{ErrorKind::Corrupt, "JPEG 2000 codestream is " + std::to_string(w) + " x " + std::to_string(h) +
@@ -136,10 +136,16 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
   if (!opj_decode(codec.get(), stream.get(), image.get()) || !opj_end_decompress(codec.get(), stream.get())) {
     return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed" + (message.empty() ? std::string() : ": " + message)};
   }
-  const opj_image_comp_t& comp = image->comps[0];
-  if (comp.data == nullptr || comp.w != out_w || comp.h != out_h) {
-    return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed: incomplete image"};
+  for (int c = 0; c < components; ++c) {
+    const opj_image_comp_t& comp = image->comps[c];
+    if (comp.data == nullptr) return Error{ErrorKind::DecodeFailed, "JPEG 2000 decoding failed: incomplete image"};
+    if (comp.w != out_w || comp.h != out_h) {
+      return Error{c == 0 ? ErrorKind::DecodeFailed : ErrorKind::Unsupported,
+                   c == 0 ? std::string("JPEG 2000 decoding failed: incomplete image")
+                          : std::string("JPEG 2000 colour with subsampled components is not supported")};
+    }
   }
+  const opj_image_comp_t& comp = image->comps[0];
   J2kFrame frame;
   frame.rows = static_cast<int>(out_h);
   frame.columns = static_cast<int>(out_w);
@@ -147,6 +153,10 @@ Result<J2kFrame> decode_j2k(const std::uint8_t* data, std::size_t size, int rows
   frame.precision = static_cast<int>(comp.prec);
   frame.is_signed = comp.sgnd != 0;
   frame.samples.assign(comp.data, comp.data + out_w * out_h);
+  if (components == 3) {
+    frame.second.assign(image->comps[1].data, image->comps[1].data + out_w * out_h);
+    frame.third.assign(image->comps[2].data, image->comps[2].data + out_w * out_h);
+  }
   return frame;
 }
 

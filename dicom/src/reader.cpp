@@ -69,9 +69,10 @@ unsigned long value_count(DcmItem& item, const DcmTagKey& tag) {
 }
 
 // A Modality LUT or VOI LUT sequence item (PS3.3 C.11.1 / C.11.2).
-Result<LookupTable> read_lut(DcmItem& item, bool pixel_signed, const char* what) {
+Result<LookupTable> read_lut(DcmItem& item, bool pixel_signed, const char* what, const DcmTagKey& descriptor_tag = DCM_LUTDescriptor,
+                             const DcmTagKey& data_tag = DCM_LUTData) {
   DcmElement* descriptor = nullptr;
-  if (item.findAndGetElement(DCM_LUTDescriptor, descriptor).bad() || descriptor == nullptr ||
+  if (item.findAndGetElement(descriptor_tag, descriptor).bad() || descriptor == nullptr ||
       descriptor->getVM() < 3) {
     return make_error(ErrorKind::Corrupt, std::string(what) + ": missing or invalid LUT Descriptor");
   }
@@ -100,7 +101,7 @@ Result<LookupTable> read_lut(DcmItem& item, bool pixel_signed, const char* what)
   }
   const Uint16* data = nullptr;
   unsigned long count = 0;
-  if (item.findAndGetUint16Array(DCM_LUTData, data, &count).bad() || data == nullptr || count == 0) {
+  if (item.findAndGetUint16Array(data_tag, data, &count).bad() || data == nullptr || count == 0) {
     return make_error(ErrorKind::Corrupt, std::string(what) + ": missing LUT Data");
   }
   if (lut.bits_per_entry == 8 && static_cast<long>(count) * 2 >= entries && static_cast<long>(count) < entries) {
@@ -117,6 +118,71 @@ Result<LookupTable> read_lut(DcmItem& item, bool pixel_signed, const char* what)
   lut.explanation = get_string(item, DCM_LUTExplanation);
   lut.lut_type = get_string(item, DCM_ModalityLUTType);
   return lut;
+}
+
+// The Palette Color Lookup Tables of a PALETTE COLOR image (PS3.3 C.7.6.3.1.5-6): red, green and
+// blue of each stored index.
+struct Palette {
+  LookupTable red, green, blue;
+  std::int32_t max_value = 255;
+
+  [[nodiscard]] detail::ColourPlanes planes_of(const std::vector<std::int32_t>& index) const {
+    detail::ColourPlanes p;
+    p.red.resize(index.size());
+    p.green.resize(index.size());
+    p.blue.resize(index.size());
+    for (std::size_t i = 0; i < index.size(); ++i) {
+      p.red[i] = red.lookup(index[i]);
+      p.green[i] = green.lookup(index[i]);
+      p.blue[i] = blue.lookup(index[i]);
+    }
+    return p;
+  }
+};
+
+Result<Palette> read_palette(DcmItem& ds, bool pixel_signed) {
+  if (ds.tagExists(DCM_SegmentedRedPaletteColorLookupTableData)) {
+    return make_error(ErrorKind::Unsupported, "segmented palette colour lookup tables are not supported");
+  }
+  auto red = read_lut(ds, pixel_signed, "Red Palette Color Lookup Table", DCM_RedPaletteColorLookupTableDescriptor,
+                      DCM_RedPaletteColorLookupTableData);
+  if (!red) return red.error();
+  auto green = read_lut(ds, pixel_signed, "Green Palette Color Lookup Table", DCM_GreenPaletteColorLookupTableDescriptor,
+                        DCM_GreenPaletteColorLookupTableData);
+  if (!green) return green.error();
+  auto blue = read_lut(ds, pixel_signed, "Blue Palette Color Lookup Table", DCM_BluePaletteColorLookupTableDescriptor,
+                       DCM_BluePaletteColorLookupTableData);
+  if (!blue) return blue.error();
+  if (red->bits_per_entry != green->bits_per_entry || red->bits_per_entry != blue->bits_per_entry) {
+    return make_error(ErrorKind::Corrupt, "invalid image: the palette's red, green and blue tables differ in bits per entry");
+  }
+  Palette p{std::move(red.value()), std::move(green.value()), std::move(blue.value())};
+  p.max_value = static_cast<std::int32_t>((1u << p.red.bits_per_entry) - 1u);
+  return p;
+}
+
+// The largest value a sample of `bits_stored` bits holds.
+std::int32_t max_sample(const Radiograph& r) { return static_cast<std::int32_t>((1u << std::clamp(r.bits_stored, 1, 16)) - 1u); }
+
+// A colour image from here on is the grey of its colours, 0..max_value, shown as it is: the
+// modality and VOI stages of the file belong to greyscale images (PS3.3 C.11) and are dropped.
+void finish_colour(Radiograph& r, detail::GreyOfColour grey, std::int32_t max_value) {
+  r.stored = std::move(grey.grey);
+  r.coloured_share = grey.coloured_share;
+  int bits = 1;
+  while (bits < 16 && (1 << bits) - 1 < max_value) ++bits;
+  r.bits_stored = bits;
+  r.high_bit = bits - 1;
+  r.bits_allocated = bits > 8 ? 16 : 8;
+  r.is_signed = false;
+  r.rescale_slope = 1.0;
+  r.rescale_intercept = 0.0;
+  r.rescale_type.clear();
+  r.modality_lut.reset();
+  r.voi_luts.clear();
+  r.pixel_padding_value.reset();
+  r.presentation_shape = PresentationShape::Absent;
+  r.windows = {Window{(max_value + 1) / 2.0, max_value + 1.0, "the grey of the colour image", VoiFunction::Linear}};
 }
 
 // Does the start of a file without the "DICM" marker look like a DICOM data set?
@@ -257,7 +323,7 @@ std::vector<std::uint8_t> first_frame_bytes(DcmPixelData& pixel_data, E_Transfer
 
 // JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder).
 Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_TransferSyntax xfer,
-                                                    Radiograph& r, const ReadOptions& options) {
+                                                    Radiograph& r, const ReadOptions& options, detail::ColourPlanes* colour) {
   DcmPixelSequence* seq = nullptr;
   if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
     return make_error(ErrorKind::Corrupt, "JPEG 2000 pixel data is not encapsulated");
@@ -268,8 +334,25 @@ Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_
   auto frame = detail::decode_j2k(stream.data(), stream.size(), r.rows, r.columns, options.limits.max_pixels,
                                  options.decoder_threads > 0 ? options.decoder_threads
                                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
-                                 options.min_side);
+                                 options.min_side, colour != nullptr ? 3 : 1);
   if (!frame) return frame.error();
+  if (colour != nullptr) {
+    // Three components: RGB after OpenJPEG's inverse colour transform (YBR_RCT / YBR_ICT, RGB),
+    // or Y, Cb, Cr as they were coded (YBR_FULL).
+    r.rows = frame->rows;
+    r.columns = frame->columns;
+    r.reduction = frame->reduction;
+    const auto pixels = frame->samples.size();
+    std::vector<std::int32_t> planar;
+    planar.reserve(3 * pixels);
+    for (const auto* plane : {&frame->samples, &frame->second, &frame->third}) {
+      for (const std::int32_t v : *plane) planar.push_back(std::clamp(v, 0, max_sample(r)));
+    }
+    const auto model = detail::colour_model_of(r.colour_photometric) == detail::ColourModel::YbrFull ? detail::ColourModel::YbrFull
+                                                                                                       : detail::ColourModel::Rgb;
+    *colour = detail::planes_of(planar, pixels, model, true, max_sample(r));
+    return std::vector<std::int32_t>{};
+  }
   r.rows = frame->rows;
   r.columns = frame->columns;
   r.reduction = frame->reduction;
@@ -406,16 +489,25 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   const auto spp = get_int(ds, DCM_SamplesPerPixel).value_or(1);
   std::string photometric = get_string(ds, DCM_PhotometricInterpretation);
   if (photometric.empty() && !r.meta.has_part10_header) photometric = "MONOCHROME2";  // ACR-NEMA default
+  const detail::ColourModel colour = detail::colour_model_of(photometric);
   if (photometric == "MONOCHROME1") {
     r.photometric = Photometric::Monochrome1;
   } else if (photometric == "MONOCHROME2") {
     r.photometric = Photometric::Monochrome2;
+  } else if (colour != detail::ColourModel::None) {
+    r.photometric = Photometric::Monochrome2;  // shown as the grey of its colours
+    r.colour_photometric = photometric;
   } else if (photometric.empty()) {
     return make_error(ErrorKind::Corrupt, "invalid image: Photometric Interpretation is missing");
   } else {
     return make_error(ErrorKind::NotARadiograph, "unsupported photometric interpretation " + photometric + " for a chest radiograph");
   }
-  if (spp != 1) {
+  const bool three_samples = colour != detail::ColourModel::None && colour != detail::ColourModel::Palette;
+  if (spp != (three_samples ? 3 : 1)) {
+    if (colour != detail::ColourModel::None) {
+      return make_error(ErrorKind::Corrupt, "invalid image: " + std::to_string(spp) + " samples per pixel for photometric interpretation " +
+                                                photometric + " (it needs " + (three_samples ? "3" : "1") + ")");
+    }
     return make_error(ErrorKind::NotARadiograph, std::to_string(spp) + " samples per pixel: not a grayscale radiograph");
   }
   const auto rows = get_int(ds, DCM_Rows);
@@ -432,6 +524,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   r.high_bit = static_cast<int>(get_int(ds, DCM_HighBit).value_or(r.bits_stored - 1));
   r.is_signed = get_int(ds, DCM_PixelRepresentation).value_or(0) == 1;
   r.number_of_frames = static_cast<int>(std::clamp<long>(get_int(ds, DCM_NumberOfFrames).value_or(1), 1, 1L << 20));
+  if (three_samples) r.is_signed = false;  // colour samples are unsigned (PS3.3 C.7.6.3.1.4)
   if (r.bits_allocated != 8 && r.bits_allocated != 16) {
     return make_error(ErrorKind::Unsupported, "bits allocated " + std::to_string(r.bits_allocated) +
                                                   " is not supported for a radiograph (8 or 16)");
@@ -448,6 +541,13 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
                                                " pixels (limit " + std::to_string(options.limits.max_columns) + " x " +
                                                std::to_string(options.limits.max_rows) + ", " +
                                                detail::with_thousands(options.limits.max_pixels) + " pixels)");
+  }
+
+  std::optional<Palette> palette;
+  if (colour == detail::ColourModel::Palette) {
+    auto read = read_palette(ds, r.is_signed);
+    if (!read) return read.error();
+    palette = std::move(read.value());
   }
 
   // Modality LUT stage.
@@ -495,6 +595,8 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   else if (shape == "INVERSE") r.presentation_shape = PresentationShape::Inverse;
 
   if (!options.decode_pixels) return r;
+  detail::ColourPlanes colour_planes;        // a three-sample colour image's frame 1
+  std::vector<std::int32_t> colour_samples;  // ... as stored, before it is split into planes
 
   // Pixel data.
   DcmElement* pixel_element = nullptr;
@@ -505,15 +607,17 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   if (pixel_data == nullptr) return make_error(ErrorKind::Corrupt, "unreadable Pixel Data element");
   const DcmXfer xfer_info(xfer);
   const std::uint64_t bytes_per_word = static_cast<std::uint64_t>(r.bits_allocated / 8);
-  const std::uint64_t frame_bytes = pixels * bytes_per_word;
+  const std::uint64_t frame_bytes = detail::stored_samples(colour, pixels) * bytes_per_word;
 
   if (xfer_info.isEncapsulated()) {
     if (is_j2k(xfer)) {
-      auto samples = decode_j2k_pixels(*pixel_data, xfer, r, options);
+      ReadOptions j2k_options = options;
+      if (colour == detail::ColourModel::Palette) j2k_options.min_side = 0;  // a reduced level would blend palette indices
+      auto samples = decode_j2k_pixels(*pixel_data, xfer, r, j2k_options, three_samples ? &colour_planes : nullptr);
       if (!samples) return samples.error();
       r.stored = std::move(samples.value());
       pixels = static_cast<std::uint64_t>(r.rows) * static_cast<std::uint64_t>(r.columns);  // reduced (min_side)
-    } else if (auto scaled = scaled_jpeg(*pixel_data, xfer, r, options)) {
+    } else if (auto scaled = colour == detail::ColourModel::None ? scaled_jpeg(*pixel_data, xfer, r, options) : std::nullopt) {
       r.stored = std::move(scaled->samples);
       r.rows = scaled->rows;
       r.columns = scaled->columns;
@@ -544,24 +648,46 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
                                                 " bytes, found " + detail::with_thousands(pixel_data->getLength()));
   }
 
-  if (r.stored.empty()) {
-    // Native data (now also what the codec produced), in host byte order.
-    if (pixel_data->getLength() < frame_bytes) {
+  if (r.stored.empty() && colour_planes.red.empty()) {
+    // Native data (now also what the codec produced), in host byte order. A codec may have
+    // changed a colour image's layout: DCMTK's JPEG decoder turns YBR into RGB, the RLE decoder
+    // writes one plane after another; the dataset then says so.
+    detail::ColourModel layout = colour;
+    bool planar = false;
+    if (three_samples) {
+      layout = detail::colour_model_of(get_string(ds, DCM_PhotometricInterpretation));
+      if (layout == detail::ColourModel::None || layout == detail::ColourModel::Palette) layout = colour;
+      planar = get_int(ds, DCM_PlanarConfiguration).value_or(0) == 1;
+    }
+    const std::uint64_t samples_now = detail::stored_samples(layout, pixels);
+    const std::uint64_t bytes_now = samples_now * bytes_per_word;
+    if (pixel_data->getLength() < bytes_now) {
       return make_error(ErrorKind::Truncated, "truncated pixel data after decoding: expected " +
-                                                  detail::with_thousands(frame_bytes) + " bytes, found " +
+                                                  detail::with_thousands(bytes_now) + " bytes, found " +
                                                   detail::with_thousands(pixel_data->getLength()));
     }
+    std::vector<std::int32_t>& out = three_samples ? colour_samples : r.stored;
     if (r.bits_allocated == 8) {
       Uint8* words = nullptr;
       cond = pixel_data->getUint8Array(words);
       if (cond.bad() || words == nullptr) return make_error(ErrorKind::Corrupt, std::string("cannot read pixel data: ") + cond.text());
-      unpack(words, pixels, r, r.stored);
+      unpack(words, samples_now, r, out);
     } else {
       Uint16* words = nullptr;
       cond = pixel_data->getUint16Array(words);
       if (cond.bad() || words == nullptr) return make_error(ErrorKind::Corrupt, std::string("cannot read pixel data: ") + cond.text());
-      unpack(words, pixels, r, r.stored);
+      unpack(words, samples_now, r, out);
     }
+    if (three_samples) {
+      colour_planes = detail::planes_of(colour_samples, pixels, layout, planar, max_sample(r));
+      colour_samples = {};
+      if (colour_planes.red.size() != pixels) return make_error(ErrorKind::DecodeFailed, "cannot read the colour samples");
+    }
+  }
+  if (three_samples) {
+    finish_colour(r, detail::grey_of(colour_planes, max_sample(r)), max_sample(r));
+  } else if (palette) {
+    finish_colour(r, detail::grey_of(palette->planes_of(r.stored), palette->max_value), palette->max_value);
   }
   if (r.stored.size() != pixels) {
     return make_error(ErrorKind::DecodeFailed, "decoded " + detail::with_thousands(r.stored.size()) + " pixels, expected " +

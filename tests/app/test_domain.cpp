@@ -2,6 +2,7 @@
 // with the model, lying headers, models without a reference, the catalog and the worklist.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <optional>
 
@@ -257,6 +258,61 @@ TEST_F(DomainTest, AModelWithoutAReferenceSaysTheCheckIsUnavailable) {
   EXPECT_NE((*r)[0].domain.reason.find("unavailable"), std::string::npos);
   EXPECT_EQ((*r)[0].probabilities.size(), 6u);  // it still classifies
   EXPECT_FALSE((*r)[1].domain.in_domain);        // the header rules still apply
+}
+
+// An ultrasound frame, a photograph or a figure sent as a colour image with a chest DX header: the
+// share of its pixels in colour takes it out; a chest film sent in colour (grey in every pixel)
+// stays in. Before, both were refused at import (a colour photometric interpretation). The
+// colour is judged also when the model input comes from the cache (which holds no colour).
+TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  testdata::ColourDicomSpec spec;
+  spec.modality = "DX";
+  spec.body_part = "CHEST";
+  spec.rows = 96;
+  spec.columns = 96;
+  spec.colour = [](int row, int column) {
+    const auto v = static_cast<std::uint8_t>(40 + (row + column) % 150);
+    // A Doppler-like box of red and blue over a grey image: 1/9 of the pixels.
+    if (row >= 32 && row < 64 && column >= 32 && column < 64) return std::array<std::uint8_t, 3>{column % 2 ? std::uint8_t{220} : std::uint8_t{30}, 20, column % 2 ? std::uint8_t{30} : std::uint8_t{220}};
+    return std::array<std::uint8_t, 3>{v, v, v};
+  };
+  spec.photometric = "YBR_FULL";
+  testdata::write_colour_dicom(path("doppler.dcm"), spec);
+  auto grey_spec = spec;
+  grey_spec.photometric = "RGB";
+  grey_spec.colour = [](int row, int column) {
+    const auto v = static_cast<std::uint8_t>(40 + (row + column) % 150);
+    return std::array<std::uint8_t, 3>{v, v, v};
+  };
+  testdata::write_colour_dicom(path("grey-film.dcm"), grey_spec);
+  const auto doppler = catalogue(path("doppler.dcm"));
+  const auto film = catalogue(path("grey-film.dcm"));
+  auto r = app::classify(*catalog_, *model, {doppler, film});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE((*r)[0].domain.in_domain);
+  EXPECT_NE((*r)[0].domain.reason.find("a colour image (11% of its pixels in colour)"), std::string::npos) << (*r)[0].domain.reason;
+  EXPECT_TRUE((*r)[1].domain.in_domain) << (*r)[1].domain.reason;
+  EXPECT_EQ((*r)[1].domain.reason.find("colour"), std::string::npos) << (*r)[1].domain.reason;
+
+  // Through the cache of model inputs: a greyscale film's second read is the cache's; a colour
+  // image is decoded again so that its colour is judged.
+  const fs::path cache = path("cache");
+  fs::create_directories(cache);
+  const auto mono = catalogue(phantom("mono.dcm", 7));
+  for (const auto& [instance, colour] : {std::pair{doppler, true}, std::pair{mono, false}}) {
+    app::Instance cached = instance;
+    cached.content_hash = std::string(64, colour ? 'a' : 'b');  // a SHA-256 in hex
+    const auto first = app::prepare_input(cached, {160, 160}, cache);
+    ASSERT_TRUE(first.input.has_value()) << first.error;
+    ASSERT_TRUE(first.cache_error.empty()) << first.cache_error;
+    const auto second = app::prepare_input(cached, {160, 160}, cache);
+    ASSERT_TRUE(second.input.has_value() && second.header.has_value()) << second.error;
+    EXPECT_EQ(second.from_cache, !colour);
+    EXPECT_EQ(app::header_out_of_domain(*second.header, nullptr).empty(), !colour) << app::header_out_of_domain(*second.header, nullptr);
+  }
 }
 
 TEST_F(DomainTest, CalibrationStoredWithTheModelChangesWhatIsShown) {

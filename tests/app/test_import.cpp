@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -523,6 +524,46 @@ TEST_F(ImportTest, UnreadableFilesAreReportedWithReasonsAndDoNotStopTheRest) {
       EXPECT_EQ(item.reason, reasons[name]);
     }
   }
+}
+
+// A chest film that arrives as a colour secondary capture (grey in every pixel) is imported and
+// keeps its photometric interpretation in the catalog; a colour picture (here a Doppler-like box
+// over a grey image, 1/9 of its pixels) is skipped with its reason. Before, both were skipped as
+// "unsupported photometric interpretation".
+TEST_F(ImportTest, AFilmSentInColourIsImportedAndAColourPictureIsSkipped) {
+  fs::create_directories(path("in"));
+  td::ColourDicomSpec film;
+  film.photometric = "YBR_FULL_422";
+  film.modality = "DX";
+  film.body_part = "CHEST";
+  film.rows = 96;
+  film.columns = 96;
+  film.colour = [](int row, int column) {
+    const auto v = static_cast<std::uint8_t>(30 + (row * 2 + column) % 200);
+    return std::array<std::uint8_t, 3>{v, v, v};
+  };
+  td::write_colour_dicom(path("in/film.dcm"), film);
+  td::ColourDicomSpec picture = film;
+  picture.photometric = "RGB";
+  picture.colour = [](int row, int column) {
+    if (row >= 32 && row < 64 && column >= 32 && column < 64) return std::array<std::uint8_t, 3>{200, 30, 30};
+    const auto v = static_cast<std::uint8_t>(30 + (row * 2 + column) % 200);
+    return std::array<std::uint8_t, 3>{v, v, v};
+  };
+  td::write_colour_dicom(path("in/picture.dcm"), picture);
+  Catalog c = open_catalog();
+  const ImportReport r = app::import_paths(c, {path("in")}, options(1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.counts.imported, 1u);
+  EXPECT_EQ(r.counts.skipped, 1u);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_NE(r.skipped[0].path.find("picture.dcm"), std::string::npos);
+  EXPECT_EQ(r.skipped[0].reason, "a colour picture (RGB, 11% of its pixels in colour), not a film");
+  auto images = c.list_instances();
+  ASSERT_TRUE(images.ok());
+  ASSERT_EQ(images->size(), 1u);
+  EXPECT_EQ(images->front().photometric, "YBR_FULL_422");
+  EXPECT_EQ(images->front().rows, 96);
 }
 
 // Issue 16, defect 14: a README, a CSV or thumbnails beside the images made a folder import fail.

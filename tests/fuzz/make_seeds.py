@@ -176,6 +176,49 @@ def make_dicom(tmp):
     path = os.path.join(tmp, "nested.dcm")
     dump2dcm(dicom_dump(extra=nested_code_meaning(3, "Doe^Jane PID-0001")), path, "+te")
     out("regressions", "dicom", "defect11-nested-code-meaning.dcm", read(path))
+    make_colour_dicom(tmp)
+
+
+def colour_dump(photometric, samples, planar, pixel_bytes, extra=""):
+    """An 8 x 8 colour image (8 bits per sample) in a dump2dcm text dump: the grey phantom's header
+    with Samples per Pixel, Planar Configuration and the pixels replaced."""
+    text = dicom_dump(bits=8, photometric=photometric, extra=extra)
+    text = text.replace("(0028,0002) US 1", "(0028,0002) US %d" % samples + ("\n(0028,0006) US %d" % planar if samples == 3 else ""))
+    text = text[:text.index("(7fe0,0010)")] + "(7fe0,0010) OB " + "\\".join("%02x" % b for b in pixel_bytes) + "\n"
+    return text
+
+
+def make_colour_dicom(tmp):
+    """Colour images, read as the grey of their colours (2026-12-06): RGB interleaved and planar,
+    YBR_FULL_422, PALETTE COLOR (16-bit tables), and RGB through RLE and lossy JPEG (GDCM's
+    gdcmconv --j2k refuses these small colour images; pydicom's GDCMJ2K_TextGBR.dcm covers JPEG 2000
+    colour in tests/data)."""
+    n = 64
+    rgb = [((i * 37) % 256, (i * 11) % 256, (i * 5 + 60) % 256) for i in range(n)]
+    interleaved = [v for p in rgb for v in p]
+    planar = [p[k] for k in range(3) for p in rgb]
+    pairs = []
+    for i in range(0, n, 2):
+        pairs += [rgb[i][0], rgb[i + 1][0], rgb[i][1], rgb[i][2]]
+    entries = 16
+    lut = lambda k: "\\".join("%04x" % (((j * (k + 3) * 17) % 256) * 257) for j in range(entries))
+    palette = (f"(0028,1101) US {entries}\\0\\16\n(0028,1102) US {entries}\\0\\16\n(0028,1103) US {entries}\\0\\16\n"
+               f"(0028,1201) OW {lut(0)}\n(0028,1202) OW {lut(1)}\n(0028,1203) OW {lut(2)}")
+    seeds = {
+        "rgb.dcm": colour_dump("RGB", 3, 0, interleaved),
+        "rgb-planar.dcm": colour_dump("RGB", 3, 1, planar),
+        "ybr-full-422.dcm": colour_dump("YBR_FULL_422", 3, 0, pairs),
+        "palette.dcm": colour_dump("PALETTE COLOR", 1, 0, [i % entries for i in range(n)], palette),
+    }
+    for name, text in seeds.items():
+        path = os.path.join(tmp, name)
+        dump2dcm(text, path, "+te")
+        out("corpus", "dicom", name, read(path))
+    base = os.path.join(tmp, "rgb.dcm")
+    for name, cmd in {"rgb-rle.dcm": ["dcmcrle", base], "rgb-jpeg-baseline.dcm": ["dcmcjpeg", "+eb", base]}.items():
+        path = os.path.join(tmp, name)
+        run(*cmd, path)
+        out("corpus", "dicom", name, read(path))
 
 
 # ---------------------------------------------------------------- model folders

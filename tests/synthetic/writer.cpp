@@ -493,6 +493,94 @@ std::vector<std::int32_t> write_dicom(const std::filesystem::path& path, const D
   return values;
 }
 
+void write_colour_dicom(const std::filesystem::path& path, const ColourDicomSpec& spec) {
+  register_encoders();
+  if (!spec.colour || spec.rows < 1 || spec.columns < 1) throw std::runtime_error("write_colour_dicom: needs a size and a colour");
+  const bool pairs = spec.photometric == "YBR_FULL_422";
+  const bool palette = spec.photometric == "PALETTE COLOR";
+  const bool ybr = spec.photometric == "YBR_FULL" || pairs;
+  if (!pairs && !palette && !ybr && spec.photometric != "RGB") throw std::runtime_error("write_colour_dicom: unknown " + spec.photometric);
+  if (pairs && (spec.columns % 2 != 0 || spec.rle || spec.planar)) throw std::runtime_error("write_colour_dicom: YBR_FULL_422 needs even columns, native, interleaved");
+  const auto n = static_cast<std::size_t>(spec.rows) * static_cast<std::size_t>(spec.columns);
+  std::vector<std::array<std::uint8_t, 3>> rgb(n);
+  for (int r = 0; r < spec.rows; ++r)
+    for (int c = 0; c < spec.columns; ++c) rgb[static_cast<std::size_t>(r) * spec.columns + c] = spec.colour(r, c);
+  auto byte = [](double v) { return static_cast<std::uint8_t>(std::clamp(std::lround(v), 0L, 255L)); };
+  auto y_of = [&](const std::array<std::uint8_t, 3>& p) { return 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]; };
+  auto cb_of = [&](const std::array<std::uint8_t, 3>& p) { return -0.168736 * p[0] - 0.331264 * p[1] + 0.5 * p[2] + 128.0; };
+  auto cr_of = [&](const std::array<std::uint8_t, 3>& p) { return 0.5 * p[0] - 0.418688 * p[1] - 0.081312 * p[2] + 128.0; };
+
+  DcmFileFormat ff;
+  DcmDataset* ds = ff.getDataset();
+  DicomSpec common;
+  common.sop_class_uid = UID_SecondaryCaptureImageStorage;
+  common.modality = spec.modality;
+  common.body_part = spec.body_part;
+  put_common(ds, common);
+  put_u16(ds, DCM_SamplesPerPixel, palette ? 1 : 3, "Samples per Pixel");
+  put(ds, DCM_PhotometricInterpretation, spec.photometric, "Photometric Interpretation");
+  put_u16(ds, DCM_Rows, spec.rows, "Rows");
+  put_u16(ds, DCM_Columns, spec.columns, "Columns");
+  put_u16(ds, DCM_BitsAllocated, 8, "Bits Allocated");
+  put_u16(ds, DCM_BitsStored, 8, "Bits Stored");
+  put_u16(ds, DCM_HighBit, 7, "High Bit");
+  put_u16(ds, DCM_PixelRepresentation, 0, "Pixel Representation");
+  if (!palette) put_u16(ds, DCM_PlanarConfiguration, spec.planar ? 1 : 0, "Planar Configuration");
+
+  std::vector<Uint8> bytes;
+  if (palette) {
+    std::vector<std::array<std::uint8_t, 3>> colours;
+    bytes.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto it = std::find(colours.begin(), colours.end(), rgb[i]);
+      if (it == colours.end()) {
+        if (colours.size() == 256) throw std::runtime_error("write_colour_dicom: a palette holds at most 256 colours");
+        colours.push_back(rgb[i]);
+        it = colours.end() - 1;
+      }
+      bytes[i] = static_cast<Uint8>(it - colours.begin());
+    }
+    const DcmTagKey descriptors[3] = {DCM_RedPaletteColorLookupTableDescriptor, DCM_GreenPaletteColorLookupTableDescriptor,
+                                      DCM_BluePaletteColorLookupTableDescriptor};
+    const DcmTagKey data[3] = {DCM_RedPaletteColorLookupTableData, DCM_GreenPaletteColorLookupTableData,
+                               DCM_BluePaletteColorLookupTableData};
+    for (int k = 0; k < 3; ++k) {
+      auto* desc = new DcmUnsignedShort(DcmTag(descriptors[k], EVR_US));
+      const Uint16 d[3] = {static_cast<Uint16>(colours.size()), 0, 16};
+      check(desc->putUint16Array(d, 3), "Palette Color Lookup Table Descriptor");
+      check(ds->insert(desc, OFTrue), "insert Palette Color Lookup Table Descriptor");
+      std::vector<Uint16> entries;
+      for (const auto& colour : colours) entries.push_back(static_cast<Uint16>(colour[static_cast<std::size_t>(k)] * 257));
+      check(ds->putAndInsertUint16Array(data[k], entries.data(), static_cast<unsigned long>(entries.size())),
+            "Palette Color Lookup Table Data");
+    }
+  } else if (pairs) {
+    for (std::size_t i = 0; i < n; i += 2) {
+      bytes.push_back(byte(y_of(rgb[i])));
+      bytes.push_back(byte(y_of(rgb[i + 1])));
+      bytes.push_back(byte((cb_of(rgb[i]) + cb_of(rgb[i + 1])) / 2.0));
+      bytes.push_back(byte((cr_of(rgb[i]) + cr_of(rgb[i + 1])) / 2.0));
+    }
+  } else {
+    bytes.resize(3 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::array<std::uint8_t, 3> v =
+          ybr ? std::array<std::uint8_t, 3>{byte(y_of(rgb[i])), byte(cb_of(rgb[i])), byte(cr_of(rgb[i]))} : rgb[i];
+      for (std::size_t k = 0; k < 3; ++k) bytes[spec.planar ? k * n + i : 3 * i + k] = v[k];
+    }
+  }
+  auto* pixel = new DcmPixelData(DcmTag(DCM_PixelData, EVR_OB));
+  check(pixel->putUint8Array(bytes.data(), static_cast<unsigned long>(bytes.size())), "Pixel Data");
+  check(ds->insert(pixel, OFTrue), "insert Pixel Data");
+  E_TransferSyntax xfer = EXS_LittleEndianExplicit;
+  if (spec.rle) {
+    xfer = EXS_RLELossless;
+    check(ds->chooseRepresentation(xfer, nullptr), "cannot encode as RLE");
+    if (!ds->canWriteXfer(xfer)) throw std::runtime_error("write_colour_dicom: no RLE representation after encoding");
+  }
+  write_file(ff, path, xfer, true);
+}
+
 void write_basic_text_sr(const std::filesystem::path& path) {
   DcmFileFormat ff;
   DcmDataset* ds = ff.getDataset();

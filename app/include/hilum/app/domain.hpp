@@ -14,7 +14,12 @@
 
 namespace hilum::app {
 
-// What the header says against the model's domain (empty: nothing against it). `domain` may be
+// The share of visibly coloured pixels (dicom::Radiograph::coloured_share) from which an image is
+// no radiograph: a grey film stored in colour has none, even JPEG-compressed.
+inline constexpr double kColouredShareLimit = 0.02;
+
+// What the header (and, for a colour image, its share of coloured pixels) says against the
+// model's domain (empty: nothing against it). `domain` may be
 // absent (the generic chest radiograph rules still apply).
 [[nodiscard]] std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain);
 

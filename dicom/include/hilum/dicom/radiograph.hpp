@@ -96,6 +96,14 @@ struct Radiograph {
   bool is_signed = false;  // Pixel Representation 1
   int number_of_frames = 1; // only the first frame is read
   Photometric photometric = Photometric::Monochrome2;
+  // A colour image (RGB, YBR_FULL, YBR_FULL_422, YBR_PARTIAL_422, YBR_ICT, YBR_RCT, PALETTE COLOR)
+  // is read as the grey of its colours, 0.299 R + 0.587 G + 0.114 B (as DCMTK's dcm2pnm +G): the
+  // file's Photometric Interpretation (empty for a greyscale image), and the share of pixels whose
+  // colour is visibly not grey (0 for a grey film stored in colour; a photograph's or a Doppler
+  // ultrasound's are not). Such an image is MONOCHROME2 with no rescale, and one window: its grey
+  // levels as they are.
+  std::string colour_photometric;
+  double coloured_share = 0.0;
 
   // Stored pixel values of the first frame, row-major, sign-extended when is_signed.
   std::vector<std::int32_t> stored;

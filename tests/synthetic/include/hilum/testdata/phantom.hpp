@@ -3,6 +3,7 @@
 // and `hilum-make-phantoms OUTDIR`, so that nothing depends on ../shared on a fresh clone.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -136,6 +137,23 @@ struct DicomSpec {
 // JPEG-LS near-lossless signed pixels; part10 = false is for uncompressed encodings only.
 // The SOP Instance UID is kept by every encoder (DCMTK's lossy default would replace it).
 std::vector<std::int32_t> write_dicom(const std::filesystem::path& path, const DicomSpec& spec);
+
+// A colour image (Secondary Capture, 8 bits per sample) for the reader's colour paths: RGB or
+// YBR_FULL (interleaved, or planar), YBR_FULL_422 (uncompressed), or PALETTE COLOR (the image's
+// distinct colours, at most 256, in 16-bit tables); native, or RLE Lossless (RGB, YBR_FULL,
+// palette). `colour` gives each pixel's R, G, B; YBR is computed from them with PS3.3's equations,
+// rounded, and YBR_FULL_422 averages Cb and Cr over each pair of pixels. Throws like write_dicom.
+struct ColourDicomSpec {
+  std::string photometric = "RGB";
+  bool planar = false;
+  bool rle = false;
+  int rows = 48;
+  int columns = 64;  // even for YBR_FULL_422
+  std::string modality = "OT";
+  std::string body_part;
+  std::function<std::array<std::uint8_t, 3>(int row, int column)> colour;
+};
+void write_colour_dicom(const std::filesystem::path& path, const ColourDicomSpec& spec);
 
 // Files the reader must refuse, each with a clear error.
 void write_basic_text_sr(const std::filesystem::path& path);     // "not an image: Basic Text SR"
