@@ -48,7 +48,7 @@ Result<DisplayImage> display_image(const fs::path& file, int min_side) {
 Result<DisplayImage> display_image(const dicom::Radiograph& image) {
   auto values = dicom::render_float(image);
   if (!values) return Error{ErrorKind::Invalid, values.error().message};
-  return DisplayImage{image.columns, image.rows, std::move(values.value())};
+  return DisplayImage{image.columns, image.rows, std::move(values.value()), image.coloured_share};
 }
 
 Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
@@ -189,9 +189,9 @@ Result<std::vector<std::pair<std::string, double>>> named_probabilities(const Lo
 }
 
 DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header,
-                      const std::vector<float>& pixels) {
+                      const std::vector<float>& pixels, double coloured_share) {
   const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
-  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels);
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels, coloured_share);
 }
 
 }  // namespace
@@ -221,7 +221,7 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input));
+  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input), image.coloured_share);
   return out;
 }
 
@@ -247,6 +247,7 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
       p.error = picture.error().message;
     } else {
       p.input = model_input_of(picture->grey.data(), picture->width, picture->height, size);
+      p.coloured_share = picture->coloured_share;
     }
     return p;
   }
@@ -262,7 +263,7 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
       // A colour image is decoded again: how much of it is in colour is part of its domain check.
       if (header && header->colour_photometric.empty()) {
         p.input = std::move(cached);
-        p.header = std::move(header.value());
+        p.header = std::move(header.value());  // greyscale: coloured_share 0
         p.from_cache = true;
         return p;
       }
@@ -279,6 +280,7 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
   if (cacheable) {
     if (auto cached = write_cached_input(cache_dir, instance.content_hash, size, *p.input); !cached) p.cache_error = cached.error().message;
   }
+  p.coloured_share = image->coloured_share;
   dicom::Radiograph header = std::move(image.value());
   header.stored = {};
   header.modality = {};
@@ -378,6 +380,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     std::vector<std::vector<float>> pixels;                 // each batch image's domain pixel descriptor
+    std::vector<double> colour;                             // ... and share of pixels in colour
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -392,6 +395,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         rows.push_back(out.size());
         pixels.push_back(pixels_of_input(model, *prepared->input));
         headers.push_back(std::move(prepared->header));
+        colour.push_back(prepared->coloured_share);
       }
       out.push_back(std::move(p));
     }
@@ -417,7 +421,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         for (std::size_t b = 0; b < rows.size(); ++b) {
           ImagePrediction& p = out[rows[b]];
           auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b]);
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b], colour[b]);
           p.milliseconds = ms;
           if (!probabilities) {
             p.error = probabilities.error().message;

@@ -75,12 +75,6 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   const std::string part = upper_trimmed(header.meta.body_part_examined);
   if (!part.empty() && !chest_body_part(part)) problems.push_back("the header says body part " + part + ", not the chest");
   if (header.number_of_frames > 1) problems.push_back("a multi-frame image (" + std::to_string(header.number_of_frames) + " frames), not a radiograph");
-  // A chest film sent as a colour secondary capture is grey in every pixel; an ultrasound with
-  // colour Doppler, a photograph or an annotated figure is not (dicom::Radiograph::coloured_share).
-  if (header.coloured_share >= kColouredShareLimit) {
-    problems.push_back("a colour image (" + core::format_fixed(100.0 * header.coloured_share, header.coloured_share < 0.1 ? 1 : 0) +
-                       "% of its pixels in colour), not a radiograph");
-  }
   if (domain != nullptr && !domain->populations.empty()) {
     double youngest = domain->populations.front().min_age_years;
     for (const auto& p : domain->populations) youngest = std::min(youngest, p.min_age_years);
@@ -94,11 +88,22 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   return out;
 }
 
+std::string colour_out_of_domain(double coloured_share) {
+  // A chest film sent in colour (a secondary capture, an RGB PNG) is grey in every pixel; an
+  // ultrasound with colour Doppler, a photograph or an annotated figure is not.
+  if (!(coloured_share >= kColouredShareLimit)) return {};
+  return "a colour image (" + core::format_fixed(100.0 * coloured_share, coloured_share < 0.1 ? 1 : 0) +
+         "% of its pixels in colour), not a radiograph";
+}
+
 DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
-                         const std::vector<float>* pixel_descriptor) {
+                         const std::vector<float>* pixel_descriptor, double coloured_share) {
   DomainCheck out;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
-  const std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
+  std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
+  if (const std::string colour = colour_out_of_domain(coloured_share); !colour.empty()) {
+    header_problem += (header_problem.empty() ? "" : "; ") + colour;
+  }
   std::string pixels;
   bool pixels_ok = true;
   if (domain != nullptr && embedding != nullptr) {

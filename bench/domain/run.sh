@@ -36,6 +36,7 @@ classify() {  # NAME FILE...
 classify ood_true "$work"/sets/ood_true/*
 classify ood_lying "$work"/sets/ood_lying/*
 classify ood_png "$work"/sets/ood_png/*
+classify ood_colour_png "$work"/sets/ood_colour_png/*
 mapfile -t adult < "$work/sets/chest_adult_unseen.txt"
 classify chest_adult_unseen "${adult[@]}"
 mapfile -t dicoms < "$work/sets/chest_dicom.txt"
@@ -53,7 +54,8 @@ def wilson(k, n):
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (max(0.0, c - h), min(1.0, c + h))
 print(f"{'set':<22} {'images':>6} {'flagged':>7} {'share':>7}  95% CI          expected")
-for name, expected in [("ood_true", "all"), ("ood_lying", "all"), ("ood_png", "all"), ("chest_adult_unseen", "none"), ("chest_dicom", "none")]:
+for name, expected in [("ood_true", "all"), ("ood_lying", "all"), ("ood_png", "all"), ("ood_colour_png", "all"), ("chest_adult_unseen", "none"),
+                       ("chest_dicom", "none")]:
     rows = [json.loads(l) for l in open(os.path.join(work, name + ".jsonl")) if l.strip()]
     ok = [r for r in rows if r.get("ok")]
     flagged = [r for r in ok if not r["in_domain"]]

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "hilum/dicom/colour.hpp"
 #include "hilum/dicom/error.hpp"
 
 class DcmFileFormat;
@@ -49,6 +50,10 @@ struct J2kFrame {
 
 // Colour images (PS3.3 C.7.6.3.1.2), read as the grey of their colours. The Photometric
 // Interpretation's colour model; None for MONOCHROME1/2 and anything unknown.
+using dicom::ColourPlanes;
+using dicom::GreyOfColour;
+using dicom::grey_of;
+
 enum class ColourModel { None, Rgb, YbrFull, YbrFull422, YbrPartial422, Palette };
 [[nodiscard]] ColourModel colour_model_of(const std::string& photometric);
 
@@ -57,25 +62,12 @@ enum class ColourModel { None, Rgb, YbrFull, YbrFull422, YbrPartial422, Palette 
 // YBR_*_422, one per pixel for greyscale and palette indices.
 [[nodiscard]] std::uint64_t stored_samples(ColourModel model, std::uint64_t pixels);
 
-// Red, green and blue of frame 1, row-major, each 0..max_value.
-struct ColourPlanes {
-  std::vector<std::int32_t> red, green, blue;
-};
 // The planes of `pixels` pixels from unpacked unsigned samples in the file's layout: three per
 // pixel (planar = false: R G B R G B ..., true: all R, then all G, then all B) for Rgb and YbrFull,
 // Y Y Cb Cr for each pair of pixels for YbrFull422 / YbrPartial422. YBR is turned into RGB with
 // PS3.3's equations (rounded, clamped). Empty planes when there are fewer than stored_samples.
 [[nodiscard]] ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
                                      std::int32_t max_value);
-
-// The grey of each pixel, 0.299 R + 0.587 G + 0.114 B rounded (the weights of DCMTK's
-// createMonochromeImage, dcm2pnm +G), and the share of pixels whose colour is visibly not grey: the spread of R, G and B
-// above a tenth of the full scale (a grey film stored as RGB, even JPEG-compressed, has none).
-struct GreyOfColour {
-  std::vector<std::int32_t> grey;
-  double coloured_share = 0.0;
-};
-[[nodiscard]] GreyOfColour grey_of(const ColourPlanes& planes, std::int32_t max_value);
 
 // Decodes one lossy 8-bit greyscale JPEG frame (baseline or extended DCT) at 1/2, 1/4 or 1/8 of
 // its size with libjpeg's DCT scaling: the largest reduction after which both sides stay

@@ -4,11 +4,16 @@
 
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <optional>
+
+#include <jpeglib.h>
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/domain.hpp"
+#include "hilum/app/png.hpp"
+#include "hilum/app/train.hpp"
 #include "hilum/app/worklist.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "hilum/inference/model_extras.hpp"
@@ -311,7 +316,126 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
     const auto second = app::prepare_input(cached, {160, 160}, cache);
     ASSERT_TRUE(second.input.has_value() && second.header.has_value()) << second.error;
     EXPECT_EQ(second.from_cache, !colour);
-    EXPECT_EQ(app::header_out_of_domain(*second.header, nullptr).empty(), !colour) << app::header_out_of_domain(*second.header, nullptr);
+    EXPECT_EQ(second.coloured_share >= app::kColouredShareLimit, colour) << second.coloured_share;
+  }
+}
+
+// A JPEG of `rgb` (row-major R, G, B) through libjpeg, quality 95, chroma at full resolution
+// (subsampled: at half, 4:2:0, libjpeg's default).
+void write_jpeg(const fs::path& file, int width, int height, const std::vector<std::uint8_t>& rgb, bool grey = false,
+                bool subsampled = false) {
+  jpeg_compress_struct cinfo{};
+  jpeg_error_mgr err{};
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  std::FILE* f = std::fopen(file.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = static_cast<JDIMENSION>(width);
+  cinfo.image_height = static_cast<JDIMENSION>(height);
+  cinfo.input_components = grey ? 1 : 3;
+  cinfo.in_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 95, TRUE);
+  if (!grey && !subsampled) cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = 1;  // else 4:2:0
+  jpeg_start_compress(&cinfo, TRUE);
+  std::vector<JSAMPLE> row(static_cast<std::size_t>(width) * (grey ? 1 : 3));
+  while (cinfo.next_scanline < cinfo.image_height) {
+    const std::size_t y = cinfo.next_scanline;
+    for (std::size_t i = 0; i < row.size(); ++i) row[i] = rgb[(y * static_cast<std::size_t>(width)) * (grey ? 1 : 3) + i];
+    JSAMPROW rows[1] = {row.data()};
+    jpeg_write_scanlines(&cinfo, rows, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::fclose(f);
+}
+
+// libjpeg's own greyscale decode of a JPEG, [0, 1]: what training read colour JPEGs as before.
+std::vector<float> libjpeg_grey(const fs::path& file) {
+  jpeg_decompress_struct cinfo{};
+  jpeg_error_mgr err{};
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_decompress(&cinfo);
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_GRAYSCALE;
+  jpeg_start_decompress(&cinfo);
+  std::vector<float> out;
+  std::vector<JSAMPLE> row(cinfo.output_width);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW rows[1] = {row.data()};
+    jpeg_read_scanlines(&cinfo, rows, 1);
+    for (JSAMPLE v : row) out.push_back(static_cast<float>(v) / 255.0f);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  std::fclose(f);
+  return out;
+}
+
+// Loose pictures (classify FILE.png / FILE.jpg, image folders for training): an RGB PNG of a grey
+// film reads as that film (before: refused, "not an 8- or 16-bit grayscale PNG"); a colour PNG or
+// JPEG reads with its share in colour, and classify calls it outside the domain; a colour JPEG's
+// grey is still exactly libjpeg's greyscale decode (the values every model was trained on).
+TEST_F(DomainTest, ALoosePictureInColourIsOutsideAndAGreyOneInColourIsAFilm) {
+  const int w = 96, h = 96;
+  std::vector<std::uint8_t> grey_rgb, colour_rgb;
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      const auto v = static_cast<std::uint8_t>(40 + (3 * y + x) % 150);
+      const bool box = y >= 32 && y < 64 && x >= 32 && x < 64;
+      for (int k = 0; k < 3; ++k) {
+        grey_rgb.push_back(v);
+        colour_rgb.push_back(box ? (k == 0 ? std::uint8_t{220} : std::uint8_t{30}) : v);
+      }
+    }
+  }
+  ASSERT_TRUE(app::write_png_rgb8(path("grey.png"), w, h, grey_rgb).ok());
+  ASSERT_TRUE(app::write_png_rgb8(path("colour.png"), w, h, colour_rgb).ok());
+  write_jpeg(path("grey.jpg"), w, h, grey_rgb);
+  write_jpeg(path("colour.jpg"), w, h, colour_rgb);
+  write_jpeg(path("colour-420.jpg"), w, h, colour_rgb, false, true);
+
+  auto grey_png = app::read_grey_image(path("grey.png"));
+  ASSERT_TRUE(grey_png.ok()) << grey_png.error().message;
+  EXPECT_EQ(grey_png->coloured_share, 0.0);
+  EXPECT_FLOAT_EQ(grey_png->grey[5 * w + 7], static_cast<float>(40 + (15 + 7) % 150) / 255.0f);
+  auto colour_png = app::read_grey_image(path("colour.png"));
+  ASSERT_TRUE(colour_png.ok()) << colour_png.error().message;
+  EXPECT_NEAR(colour_png->coloured_share, 1.0 / 9.0, 1e-9);
+  // Red 220, green and blue 30: grey (0.299 * 220 + 0.587 * 30 + 0.114 * 30) rounded.
+  EXPECT_FLOAT_EQ(colour_png->grey[40 * w + 40], static_cast<float>((299 * 220 + 587 * 30 + 114 * 30 + 500) / 1000) / 255.0f);
+  for (const char* name : {"grey.jpg", "colour.jpg", "colour-420.jpg"}) {
+    auto jpeg = app::read_grey_image(path(name));
+    ASSERT_TRUE(jpeg.ok()) << jpeg.error().message;
+    EXPECT_EQ(jpeg->grey, libjpeg_grey(path(name))) << name;
+    if (std::string(name) == "grey.jpg") {
+      EXPECT_LT(jpeg->coloured_share, app::kColouredShareLimit);
+    } else {
+      EXPECT_NEAR(jpeg->coloured_share, 1.0 / 9.0, 0.03);  // chroma at half resolution blurs the box's edge
+    }
+  }
+
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  std::vector<app::Instance> loose;
+  for (const char* name : {"grey.png", "colour.png", "grey.jpg", "colour.jpg"}) {
+    app::Instance i;
+    i.path = path(name).string();
+    loose.push_back(i);
+  }
+  auto r = app::classify(*catalog_, *model, loose);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  for (std::size_t i = 0; i < loose.size(); ++i) {
+    const bool colour = loose[i].path.find("colour") != std::string::npos;
+    ASSERT_TRUE((*r)[i].error.empty()) << (*r)[i].error;
+    EXPECT_EQ((*r)[i].domain.in_domain, !colour) << loose[i].path << ": " << (*r)[i].domain.reason;
+    if (colour) {
+      EXPECT_NE((*r)[i].domain.reason.find("a colour image"), std::string::npos) << (*r)[i].domain.reason;
+    }
   }
 }
 

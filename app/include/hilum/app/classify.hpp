@@ -39,6 +39,9 @@ struct DisplayImage {
   int width = 0;
   int height = 0;
   std::vector<float> grey;
+  // The share of the source's pixels visibly in colour (dicom::Radiograph::coloured_share; 0 for
+  // a greyscale source): a colour picture is outside every model's domain (check_domain).
+  double coloured_share = 0.0;
 };
 // min_side > 0: a JPEG 2000 or JPEG film may be decoded at a reduced level whose sides stay >= 2 x
 // min_side (dicom::ReadOptions::min_side); the image is then smaller than the film.
@@ -89,6 +92,7 @@ struct RadiographPrediction {
 struct PreparedInput {
   std::optional<std::vector<float>> input;  // none: see error
   std::optional<dicom::Radiograph> header;  // none for a loose picture
+  double coloured_share = 0.0;              // the picture's or the DICOM image's (DisplayImage)
   std::string error;                        // why there is no input
   bool from_cache = false;                  // read from the cache, not decoded
   std::string cache_error;                  // decoded, but the cache could not be written (not fatal)

@@ -18,17 +18,22 @@ namespace hilum::app {
 // no radiograph: a grey film stored in colour has none, even JPEG-compressed.
 inline constexpr double kColouredShareLimit = 0.02;
 
-// What the header (and, for a colour image, its share of coloured pixels) says against the
-// model's domain (empty: nothing against it). `domain` may be
+// What the header says against the model's domain (empty: nothing against it). `domain` may be
 // absent (the generic chest radiograph rules still apply).
 [[nodiscard]] std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain);
 
 // The verdict for one image: `embedding` is its CLS embedding (hidden values), `pixels` its
 // inference::domain_pixels for the reference (may be null), `header` its DICOM header when it came
-// from a DICOM file. The score is the largest of the embedding's and the pixel parts' distances over
-// their limits (inference::pixel_score).
+// from a DICOM file, `coloured_share` the share of its pixels visibly in colour (DisplayImage; a
+// picture at or above kColouredShareLimit is outside, with or without a header). The score is the
+// largest of the embedding's and the pixel parts' distances over their limits (inference::pixel_score).
 [[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
-                                       const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr);
+                                       const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr,
+                                       double coloured_share = 0.0);
+
+// The reason a picture with `coloured_share` of its pixels in colour is no radiograph; empty
+// below kColouredShareLimit.
+[[nodiscard]] std::string colour_out_of_domain(double coloured_share);
 
 // "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
 [[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);

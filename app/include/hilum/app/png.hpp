@@ -23,13 +23,16 @@ namespace hilum::app {
 [[nodiscard]] Status write_png_rgb8(const std::filesystem::path& path, int width, int height,
                                     const std::vector<std::uint8_t>& rgb);
 
-// Reads a grayscale PNG (8 or 16 bit) back, for tests and tools: ErrorKind::Io when the file
-// cannot be opened, Invalid when it is not a PNG, is damaged or is not 8- or 16-bit grayscale.
+// Reads a PNG as grey: greyscale as it is (1-, 2- and 4-bit expanded to 8), a colour one (RGB,
+// palette) as the grey of its colours with the share of its pixels visibly in colour
+// (dicom::grey_of); alpha is ignored. ErrorKind::Io when the file cannot be opened, Invalid when
+// it is not a PNG or is damaged.
 struct GrayImage {
   int width = 0;
   int height = 0;
-  int bit_depth = 0;
+  int bit_depth = 0;  // 8 or 16
   std::vector<std::uint16_t> pixels;
+  double coloured_share = 0.0;
 };
 [[nodiscard]] Result<GrayImage> read_png_gray(const std::filesystem::path& path);
 

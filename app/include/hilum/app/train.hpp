@@ -66,8 +66,9 @@ struct MergedDataset {
 [[nodiscard]] Result<MergedDataset> merge_sources(const std::vector<DataSource>& sources, const std::vector<std::string>& outputs);
 [[nodiscard]] std::string patient_from_file_name(const std::string& stem);
 
-// Reads an image file as grey values in [0, 1]: 8/16-bit PNG, JPEG (libjpeg; colour is
-// converted to luminance), or DICOM through the display pipeline.
+// Reads an image file as grey values in [0, 1]: PNG (read_png_gray: colour as the grey of its
+// colours), JPEG (libjpeg; colour as its luminance Y), or DICOM through the display pipeline; with
+// the share of its pixels visibly in colour (DisplayImage::coloured_share).
 [[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
 
 // The files of a training folder (scan_image_folder) whose patients `train --seed SEED` holds out
