@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -32,7 +33,9 @@
 #include "agreement_window.hpp"
 #include "export_dialog.hpp"
 #include "hilum/app/catalog.hpp"
+#include "hilum/dicom/display.hpp"
 #include "hilum/dicom/network.hpp"
+#include "hilum/dicom/reader.hpp"
 #include "hilum/testdata/phantom.hpp"
 #include "import_dialog.hpp"
 #include "learning.hpp"
@@ -154,6 +157,33 @@ int main(int argc, char** argv) {
   testdata::write_not_dicom(extra / "notes.txt");
   testdata::write_basic_text_sr(extra / "report_sr.dcm");
   testdata::write_truncated(extra / "truncated.dcm", 1024);
+  // The NIH chest film sent as a colour secondary capture (grey in every pixel) and as a colour
+  // picture (a red box drawn over it): the first is imported and read like any film, the second is
+  // skipped with its reason (the "import" screenshot).
+  if (auto film = dicom::read_radiograph(dicoms / "NIH_DX_nofinding_gcp.dcm")) {
+    if (auto shown = dicom::render_8bit(film.value(), {})) {
+      const std::vector<std::uint8_t> grey = std::move(shown.value());
+      const int columns = film->columns, rows = film->rows;
+      testdata::ColourDicomSpec spec;
+      spec.photometric = "YBR_FULL_422";
+      spec.rows = rows;
+      spec.columns = columns - columns % 2;
+      spec.modality = "DX";
+      spec.body_part = "CHEST";
+      spec.colour = [&](int r, int c) {
+        const std::uint8_t v = grey[static_cast<std::size_t>(r) * static_cast<std::size_t>(columns) + static_cast<std::size_t>(c)];
+        return std::array<std::uint8_t, 3>{v, v, v};
+      };
+      testdata::write_colour_dicom(extra / "film_sent_in_colour.dcm", spec);
+      spec.photometric = "RGB";
+      spec.colour = [&](int r, int c) {
+        const std::uint8_t v = grey[static_cast<std::size_t>(r) * static_cast<std::size_t>(columns) + static_cast<std::size_t>(c)];
+        if (r > rows / 4 && r < 3 * rows / 4 && c > columns / 3 && c < columns / 2) return std::array<std::uint8_t, 3>{230, 40, 40};
+        return std::array<std::uint8_t, 3>{v, v, v};
+      };
+      testdata::write_colour_dicom(extra / "colour_picture.dcm", spec);
+    }
+  }
   std::printf("model: %s\n", uitest::builtin_or_random_model(db, dir).c_str());
 
   auto session = ui::Session::open(db, "dr.lee");
@@ -229,6 +259,22 @@ int main(int argc, char** argv) {
     check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "out-of-domain prediction shown");
     wait_for([] { return false; }, 300);
     save(window.get(), out, "main_out_of_domain");
+    worklist->select(uid);
+    check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
+  }
+
+  // The chest film that came as a colour secondary capture: read as the grey it is, classified
+  // like the original.
+  QString colour_film;
+  for (const auto& item : worklist->items())
+    if (item.path.find("film_sent_in_colour") != std::string::npos) colour_film = QString::fromStdString(item.sop_instance_uid);
+  check(!colour_film.isEmpty(), "the film sent in colour is in the worklist");
+  {
+    const auto before = predicted.count();
+    worklist->select(colour_film);
+    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "the colour film's prediction shown");
+    wait_for([] { return false; }, 300);
+    save(window.get(), out, "main_film_sent_in_colour");
     worklist->select(uid);
     check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
   }
