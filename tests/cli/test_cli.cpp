@@ -49,6 +49,20 @@ TEST_F(Cli, InfoPrintsOneJsonLinePerFileAndFailsWhenOneFails) {
   EXPECT_NE(l[0].find("\"rows\":320"), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"center\":2048"), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"photometric_interpretation\":\"MONOCHROME2\""), std::string::npos) << l[0];
+  EXPECT_NE(l[0].find("\"colour_shown_as_grey\":false"), std::string::npos) << l[0];
+
+  // A colour image says what it is, that it is shown in grey, and how much of it is in colour.
+  td::ColourDicomSpec colour;
+  colour.photometric = "PALETTE COLOR";
+  colour.colour = [](int row, int column) {
+    return column < 32 ? std::array<std::uint8_t, 3>{90, 90, 90} : std::array<std::uint8_t, 3>{static_cast<std::uint8_t>(row * 5), 0, 200};
+  };
+  td::write_colour_dicom(dir_ / "palette.dcm", colour);
+  const CliRun info = run_cli("info " + q(dir_ / "palette.dcm"));
+  EXPECT_EQ(info.status, 0) << info.out;
+  EXPECT_NE(info.out.find("\"photometric_interpretation\":\"PALETTE COLOR\""), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("\"colour_shown_as_grey\":true"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("\"coloured_share\":0.5"), std::string::npos) << info.out;
 
   const CliRun mixed = run_cli("info " + q(dir_ / "good.dcm") + " " + q(dir_ / "sr.dcm") + " " + q(dir_ / "missing.dcm"));
   EXPECT_EQ(mixed.status, 1);
