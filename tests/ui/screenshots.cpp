@@ -248,36 +248,28 @@ int main(int argc, char** argv) {
   window->ai()->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(0);
   check(wait_for([&] { return heat.count() > 2; }, 60000), "rollout shown again");
 
+  // Opens the worklist's image whose path holds `part`, waits for its prediction, saves the window
+  // as `name` and goes back to the chest film; false when no image has such a path.
+  auto visit = [&](const char* part, const QString& name) {
+    QString found;
+    for (const auto& item : worklist->items())
+      if (item.path.find(part) != std::string::npos) found = QString::fromStdString(item.sop_instance_uid);
+    if (found.isEmpty()) return false;
+    const auto before = predicted.count();
+    worklist->select(found);
+    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), qPrintable(name + ": prediction shown"));
+    wait_for([] { return false; }, 300);
+    save(window.get(), out, name);
+    worklist->select(uid);
+    check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
+    return true;
+  };
   // A radiograph that is not a chest film (the dental panoramic among the shared files): the AI
   // panel says it is outside the model's domain and shows no finding bars.
-  QString pan;
-  for (const auto& item : worklist->items())
-    if (item.path.find("CR-ModalitySequenceLUT") != std::string::npos) pan = QString::fromStdString(item.sop_instance_uid);
-  if (!pan.isEmpty()) {
-    const auto before = predicted.count();
-    worklist->select(pan);
-    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "out-of-domain prediction shown");
-    wait_for([] { return false; }, 300);
-    save(window.get(), out, "main_out_of_domain");
-    worklist->select(uid);
-    check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
-  }
-
+  visit("CR-ModalitySequenceLUT", "main_out_of_domain");
   // The chest film that came as a colour secondary capture: read as the grey it is, classified
   // like the original.
-  QString colour_film;
-  for (const auto& item : worklist->items())
-    if (item.path.find("film_sent_in_colour") != std::string::npos) colour_film = QString::fromStdString(item.sop_instance_uid);
-  check(!colour_film.isEmpty(), "the film sent in colour is in the worklist");
-  {
-    const auto before = predicted.count();
-    worklist->select(colour_film);
-    check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), "the colour film's prediction shown");
-    wait_for([] { return false; }, 300);
-    save(window.get(), out, "main_film_sent_in_colour");
-    worklist->select(uid);
-    check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
-  }
+  check(visit("film_sent_in_colour", "main_film_sent_in_colour"), "the film sent in colour is in the worklist");
 
   // The viewer alone with a narrow window, inverted, at 1:1.
   key(Qt::Key_H);
