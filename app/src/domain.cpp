@@ -100,9 +100,10 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
                          const std::vector<float>* pixel_descriptor, double coloured_share) {
   DomainCheck out;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
-  std::string header_problem = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
+  // The rules an image cannot pass whatever its pixels look like: its header's, and its colour.
+  std::string rule_problems = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
   if (const std::string colour = colour_out_of_domain(coloured_share); !colour.empty()) {
-    header_problem += (header_problem.empty() ? "" : "; ") + colour;
+    rule_problems += (rule_problems.empty() ? "" : "; ") + colour;
   }
   std::string pixels;
   bool pixels_ok = true;
@@ -134,13 +135,13 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   } else {
     pixels = "the model carries no reference of its training films, so the pixel check is unavailable";
   }
-  out.in_domain = pixels_ok && header_problem.empty();
+  out.in_domain = pixels_ok && rule_problems.empty();
   if (out.in_domain) {
     out.reason = pixels;
-  } else if (!pixels_ok && !header_problem.empty()) {
-    out.reason = pixels + "; " + header_problem;
+  } else if (!pixels_ok && !rule_problems.empty()) {
+    out.reason = pixels + "; " + rule_problems;
   } else {
-    out.reason = pixels_ok ? header_problem : pixels;
+    out.reason = pixels_ok ? rule_problems : pixels;
   }
   return out;
 }
