@@ -137,7 +137,8 @@ Result<ResolvedVoi> resolve_voi(const Radiograph& image, const VoiChoice& choice
                                              std::to_string(image.windows.size())};
       }
       out.window = image.windows[static_cast<std::size_t>(choice.index)];
-      out.source = "file window " + std::to_string(choice.index + 1);
+      // A colour image's one window is the reader's (its grey levels as they are), not the file's.
+      out.source = image.colour_photometric.empty() ? "file window " + std::to_string(choice.index + 1) : std::string("colour image in grey");
       return out;
     case VoiChoice::Kind::Lut:
       if (choice.index < 0 || choice.index >= static_cast<int>(image.voi_luts.size())) {

@@ -67,8 +67,11 @@ TEST_P(ColourCases, ReadAsTheGreyOfTheirColours) {
   EXPECT_LE(worst, c.tolerance);
   // Half of the pixels are saturated colours, half are grey.
   EXPECT_NEAR(r->coloured_share, 0.5, 0.02);
-  // One window: the grey levels as they are (0..255 shown as 0..255).
+  // One window: the grey levels as they are (0..255 shown as 0..255), which the viewer names.
   ASSERT_EQ(r->windows.size(), 1u);
+  auto voi = dcm::resolve_voi(r.value(), {});
+  ASSERT_TRUE(voi.ok());
+  EXPECT_EQ(voi->source, "colour image in grey");
   auto shown = dcm::render_8bit(r.value(), {});
   ASSERT_TRUE(shown.ok()) << shown.error().message;
   EXPECT_LE(std::abs(int((*shown)[5]) - expected_grey(pattern(0, 5))), c.tolerance);

@@ -41,7 +41,7 @@ struct ResolvedVoi {
   bool is_lut = false;
   int lut_index = -1;
   Window window;          // meaningful when !is_lut
-  std::string source;     // "file window 1", "VOI LUT 1", "automatic", "custom", "min-max"
+  std::string source;     // "file window 1", "VOI LUT 1", "automatic", "custom", "min-max", "colour image in grey"
 };
 
 [[nodiscard]] Result<ResolvedVoi> resolve_voi(const Radiograph& image, const VoiChoice& choice);
