@@ -75,9 +75,9 @@ std::uint64_t stored_samples(ColourModel model, std::uint64_t pixels) {
   return 3 * pixels;
 }
 
-ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
+dicom::ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
                        std::int32_t max_value) {
-  ColourPlanes p;
+  dicom::ColourPlanes p;
   const bool pairs = model == ColourModel::YbrFull422 || model == ColourModel::YbrPartial422;
   if (model == ColourModel::None || model == ColourModel::Palette || samples.size() < stored_samples(model, pixels)) return p;
   p.red.resize(pixels);

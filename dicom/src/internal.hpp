@@ -48,12 +48,8 @@ struct J2kFrame {
   return r;
 }
 
-// Colour images (PS3.3 C.7.6.3.1.2), read as the grey of their colours. The Photometric
+// Colour images (PS3.3 C.7.6.3.1.2), read as the grey of their colours (colour.hpp). The Photometric
 // Interpretation's colour model; None for MONOCHROME1/2 and anything unknown.
-using dicom::ColourPlanes;
-using dicom::GreyOfColour;
-using dicom::grey_of;
-
 enum class ColourModel { None, Rgb, YbrFull, YbrFull422, YbrPartial422, Palette };
 [[nodiscard]] ColourModel colour_model_of(const std::string& photometric);
 
@@ -66,7 +62,7 @@ enum class ColourModel { None, Rgb, YbrFull, YbrFull422, YbrPartial422, Palette 
 // pixel (planar = false: R G B R G B ..., true: all R, then all G, then all B) for Rgb and YbrFull,
 // Y Y Cb Cr for each pair of pixels for YbrFull422 / YbrPartial422. YBR is turned into RGB with
 // PS3.3's equations (rounded, clamped). Empty planes when there are fewer than stored_samples.
-[[nodiscard]] ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
+[[nodiscard]] dicom::ColourPlanes planes_of(const std::vector<std::int32_t>& samples, std::size_t pixels, ColourModel model, bool planar,
                                      std::int32_t max_value);
 
 // Decodes one lossy 8-bit greyscale JPEG frame (baseline or extended DCT) at 1/2, 1/4 or 1/8 of

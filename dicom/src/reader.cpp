@@ -126,8 +126,8 @@ struct Palette {
   LookupTable red, green, blue;
   std::int32_t max_value = 255;
 
-  [[nodiscard]] detail::ColourPlanes planes_of(const std::vector<std::int32_t>& index) const {
-    detail::ColourPlanes p;
+  [[nodiscard]] ColourPlanes planes_of(const std::vector<std::int32_t>& index) const {
+    ColourPlanes p;
     p.red.resize(index.size());
     p.green.resize(index.size());
     p.blue.resize(index.size());
@@ -166,7 +166,7 @@ std::int32_t max_sample(const Radiograph& r) { return static_cast<std::int32_t>(
 
 // A colour image from here on is the grey of its colours, 0..max_value, shown as it is: the
 // modality and VOI stages of the file belong to greyscale images (PS3.3 C.11) and are dropped.
-void finish_colour(Radiograph& r, detail::GreyOfColour grey, std::int32_t max_value) {
+void finish_colour(Radiograph& r, GreyOfColour grey, std::int32_t max_value) {
   r.stored = std::move(grey.grey);
   r.coloured_share = grey.coloured_share;
   int bits = 1;
@@ -321,9 +321,10 @@ std::vector<std::uint8_t> first_frame_bytes(DcmPixelData& pixel_data, E_Transfer
   return stream;
 }
 
-// JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder).
+// JPEG 2000 frame 1 through OpenJPEG (DCMTK 3.6.7 has no JPEG 2000 decoder): its samples, or, for
+// a three-sample colour image (colour != null), its planes in *colour and no samples.
 Result<std::vector<std::int32_t>> decode_j2k_pixels(DcmPixelData& pixel_data, E_TransferSyntax xfer,
-                                                    Radiograph& r, const ReadOptions& options, detail::ColourPlanes* colour) {
+                                                    Radiograph& r, const ReadOptions& options, ColourPlanes* colour) {
   DcmPixelSequence* seq = nullptr;
   if (pixel_data.getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
     return make_error(ErrorKind::Corrupt, "JPEG 2000 pixel data is not encapsulated");
@@ -595,8 +596,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   else if (shape == "INVERSE") r.presentation_shape = PresentationShape::Inverse;
 
   if (!options.decode_pixels) return r;
-  detail::ColourPlanes colour_planes;        // a three-sample colour image's frame 1
-  std::vector<std::int32_t> colour_samples;  // ... as stored, before it is split into planes
+  ColourPlanes colour_planes;  // a three-sample colour image's frame 1
 
   // Pixel data.
   DcmElement* pixel_element = nullptr;
@@ -666,6 +666,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
                                                   detail::with_thousands(bytes_now) + " bytes, found " +
                                                   detail::with_thousands(pixel_data->getLength()));
     }
+    std::vector<std::int32_t> colour_samples;  // a colour image's samples as stored, before they become planes
     std::vector<std::int32_t>& out = three_samples ? colour_samples : r.stored;
     if (r.bits_allocated == 8) {
       Uint8* words = nullptr;
@@ -678,16 +679,12 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
       if (cond.bad() || words == nullptr) return make_error(ErrorKind::Corrupt, std::string("cannot read pixel data: ") + cond.text());
       unpack(words, samples_now, r, out);
     }
-    if (three_samples) {
-      colour_planes = detail::planes_of(colour_samples, pixels, layout, planar, max_sample(r));
-      colour_samples = {};
-      if (colour_planes.red.size() != pixels) return make_error(ErrorKind::DecodeFailed, "cannot read the colour samples");
-    }
+    if (three_samples) colour_planes = detail::planes_of(colour_samples, pixels, layout, planar, max_sample(r));
   }
   if (three_samples) {
-    finish_colour(r, detail::grey_of(colour_planes, max_sample(r)), max_sample(r));
+    finish_colour(r, grey_of(colour_planes, max_sample(r)), max_sample(r));
   } else if (palette) {
-    finish_colour(r, detail::grey_of(palette->planes_of(r.stored), palette->max_value), palette->max_value);
+    finish_colour(r, grey_of(palette->planes_of(r.stored), palette->max_value), palette->max_value);
   }
   if (r.stored.size() != pixels) {
     return make_error(ErrorKind::DecodeFailed, "decoded " + detail::with_thousands(r.stored.size()) + " pixels, expected " +
