@@ -189,9 +189,9 @@ Result<std::vector<std::pair<std::string, double>>> named_probabilities(const Lo
 }
 
 DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header,
-                      const std::vector<float>& pixels, double coloured_share) {
+                      const std::vector<float>& pixels, double coloured_share, double corner_content) {
   const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
-  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels, coloured_share);
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels, coloured_share, corner_content);
 }
 
 }  // namespace
@@ -208,6 +208,12 @@ std::vector<float> pixels_of_input(const LoadedModel& model, const std::vector<f
   return inference::domain_pixels(*domain, input.data(), c.input_width, c.input_height);
 }
 
+// How full the corners of an image's content are (inference::corner_content) at the model's input size.
+double corners_of_input(const LoadedModel& model, const std::vector<float>& input) {
+  const auto& c = model.model.config();
+  return inference::corner_content(input.data(), c.input_width, c.input_height);
+}
+
 }  // namespace
 
 Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
@@ -221,7 +227,8 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input), image.coloured_share);
+  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input), image.coloured_share,
+                         corners_of_input(model, input));
   return out;
 }
 
@@ -380,7 +387,8 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
     std::vector<std::vector<float>> pixels;                 // each batch image's domain pixel descriptor
-    std::vector<double> colour;                             // ... and share of pixels in colour
+    std::vector<double> colour;                             // ... share of pixels in colour
+    std::vector<double> corners;                            // ... and how full its corners are
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -396,6 +404,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         pixels.push_back(pixels_of_input(model, *prepared->input));
         headers.push_back(std::move(prepared->header));
         colour.push_back(prepared->coloured_share);
+        corners.push_back(corners_of_input(model, *prepared->input));
       }
       out.push_back(std::move(p));
     }
@@ -421,7 +430,8 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         for (std::size_t b = 0; b < rows.size(); ++b) {
           ImagePrediction& p = out[rows[b]];
           auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b], colour[b]);
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b], colour[b],
+                              corners[b]);
           p.milliseconds = ms;
           if (!probabilities) {
             p.error = probabilities.error().message;

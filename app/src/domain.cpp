@@ -96,14 +96,27 @@ std::string colour_out_of_domain(double coloured_share) {
          "% of its pixels in colour), not a radiograph";
 }
 
+std::string round_field_out_of_domain(double corner_content) {
+  // A chest film's content reaches into the corners of its box (shoulders, abdomen, the detector's
+  // edge); a cross-section on its empty background, the reconstruction circle of a CT or a fundus
+  // photograph does not.
+  if (!(corner_content < inference::kRoundFieldLimit)) return {};
+  return "a round field on an empty background, like a CT or MR cross-section or a fundus photograph, not a chest film (the corners "
+         "around it " + core::format_fixed(100.0 * corner_content, 1) + "% filled)";
+}
+
 DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
-                         const std::vector<float>* pixel_descriptor, double coloured_share) {
+                         const std::vector<float>* pixel_descriptor, double coloured_share, double corner_content) {
   DomainCheck out;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
-  // The rules an image cannot pass whatever its pixels look like: its header's, and its colour.
+  // The rules an image cannot pass whatever the reference says of its pixels: its header's, its
+  // colour's and its shape's.
   std::string rule_problems = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
   if (const std::string colour = colour_out_of_domain(coloured_share); !colour.empty()) {
     rule_problems += (rule_problems.empty() ? "" : "; ") + colour;
+  }
+  if (const std::string round = round_field_out_of_domain(corner_content); !round.empty()) {
+    rule_problems += (rule_problems.empty() ? "" : "; ") + round;
   }
   std::string pixels;
   bool pixels_ok = true;

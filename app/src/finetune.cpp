@@ -646,8 +646,11 @@ Result<FinetuneResult> register_candidate(Catalog& catalog, const LoadedModel& b
     const bool keep_pixels = parent != nullptr && (parent->thumbnail_side > 0 || parent->statistics.mean.size() > 0) &&
                              base.model.config().input_width == c.config.input_width &&
                              base.model.config().input_height == c.config.input_height;
+    // Nor is a round field (a cross-section on its background), which the check calls outside whatever the reference says.
     const auto inside_parent = [&](const Sample& s) {
-      return inference::pixel_score(*parent, inference::domain_pixels(*parent, s.grey.data(), c.config.input_width, c.config.input_height)) <= 1.0;
+      const int w = c.config.input_width, h = c.config.input_height;
+      return inference::pixel_score(*parent, inference::domain_pixels(*parent, s.grey.data(), w, h)) <= 1.0 &&
+             inference::corner_content(s.grey.data(), w, h) >= inference::kRoundFieldLimit;
     };
     constexpr std::size_t kMinFilms = 20;  // fewer describe no embeddings
     std::size_t left_out = 0;

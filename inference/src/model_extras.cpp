@@ -1,6 +1,7 @@
 #include "hilum/inference/model_extras.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <system_error>
@@ -398,6 +399,60 @@ std::vector<float> domain_statistics(const float* grey, int width, int height) {
   out[20] = static_cast<float>(cube / count);
   out[21] = static_cast<float>(mirror / count);
   return out;
+}
+
+double corner_content(const float* grey, int width, int height) {
+  if (grey == nullptr || width <= 0 || height <= 0) return 1.0;
+  const auto n = static_cast<std::size_t>(width) * static_cast<std::size_t>(height);
+  std::vector<float> sorted(grey, grey + n);
+  for (float& v : sorted) v = std::isfinite(v) ? v : 0.0f;
+  const auto at_quantile = [&](double q) {
+    const auto k = sorted.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(n - 1));
+    std::nth_element(sorted.begin(), k, sorted.end());
+    return static_cast<double>(*k);
+  };
+  const double low = at_quantile(0.01), high = at_quantile(0.99);
+  if (!(high - low > 1e-6)) return 1.0;
+  const double cut = low + 0.08 * (high - low);
+  std::vector<unsigned char> content(n);
+  std::vector<int> row_count(static_cast<std::size_t>(height), 0), column_count(static_cast<std::size_t>(width), 0);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x);
+      const float v = grey[i];
+      content[i] = std::isfinite(v) && v > cut ? 1 : 0;
+      row_count[static_cast<std::size_t>(y)] += content[i];
+      column_count[static_cast<std::size_t>(x)] += content[i];
+    }
+  }
+  const auto span = [](const std::vector<int>& counts, int across) -> std::pair<int, int> {
+    int first = -1, last = -1;
+    for (int i = 0; i < static_cast<int>(counts.size()); ++i) {
+      if (counts[static_cast<std::size_t>(i)] > 0.03 * across) {
+        if (first < 0) first = i;
+        last = i;
+      }
+    }
+    return {first, last + 1};
+  };
+  const auto [y0, y1] = span(row_count, width);
+  const auto [x0, x1] = span(column_count, height);
+  const int h = y1 - y0, w = x1 - x0;
+  if (y0 < 0 || x0 < 0 || h < std::max(2, height / 10) || w < std::max(2, width / 10)) return 1.0;
+  std::array<double, 4> filled{}, area{};
+  for (int y = 0; y < h; ++y) {
+    const double dy = (y + 0.5 - h / 2.0) / (h / 2.0);
+    for (int x = 0; x < w; ++x) {
+      const double dx = (x + 0.5 - w / 2.0) / (w / 2.0);
+      if (dx * dx + dy * dy < 1.1) continue;
+      const std::size_t corner = (dy < 0.0 ? 0u : 2u) + (dx < 0.0 ? 0u : 1u);
+      area[corner] += 1.0;
+      filled[corner] += content[static_cast<std::size_t>(y0 + y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x0 + x)];
+    }
+  }
+  double fullest = 0.0;
+  for (std::size_t c = 0; c < 4; ++c) fullest = std::max(fullest, area[c] > 0.0 ? filled[c] / area[c] : 1.0);
+  return fullest;
 }
 
 std::vector<float> domain_pixels(const DomainReference& domain, const float* grey, int width, int height) {

@@ -265,6 +265,37 @@ TEST_F(DomainTest, AModelWithoutAReferenceSaysTheCheckIsUnavailable) {
   EXPECT_FALSE((*r)[1].domain.in_domain);        // the header rules still apply
 }
 
+// An axial CT slice in its reconstruction circle, sent with the header of a chest DX: the round
+// field on its empty background takes it out, even under a model without a reference of its
+// training films; the phantom chest film beside it stays in.
+TEST_F(DomainTest, ARoundFieldIsOutsideWhateverItsHeaderSays) {
+  ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny", true).ok());
+  auto model = app::load_model(*catalog_, "");
+  ASSERT_TRUE(model.ok());
+  const auto slice = catalogue(phantom("ct-as-dx.dcm", 7, [](testdata::DicomSpec& spec) {
+    spec.modality = "DX";
+    spec.body_part = "CHEST";
+    spec.draw = [](std::vector<std::int32_t>& stored, int rows, int columns) {
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < columns; ++c) {
+          const double dy = (r + 0.5) / rows - 0.5, dx = (c + 0.5) / columns - 0.5;
+          const double body = dx * dx / 0.16 + dy * dy / 0.09;  // the body, an ellipse
+          const bool lung = std::abs(dx) > 0.05 && std::abs(dx) < 0.3 && std::abs(dy) < 0.2;
+          stored[static_cast<std::size_t>(r * columns + c)] =
+              dx * dx + dy * dy > 0.25 ? 0 : body > 1.0 ? 600 : lung ? 800 + (r * 7 + c * 3) % 200 : 2400 + (r * c) % 300;
+        }
+      }
+    };
+  }));
+  const auto chest = catalogue(phantom("chest.dcm", 8));
+  auto r = app::classify(*catalog_, *model, {slice, chest});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE((*r)[0].domain.in_domain);
+  EXPECT_NE((*r)[0].domain.reason.find("a round field on an empty background"), std::string::npos) << (*r)[0].domain.reason;
+  EXPECT_TRUE((*r)[1].domain.in_domain) << (*r)[1].domain.reason;
+  EXPECT_EQ((*r)[1].domain.reason.find("round"), std::string::npos) << (*r)[1].domain.reason;
+}
+
 // An ultrasound frame, a photograph or a figure sent as a colour image with a chest DX header: the
 // share of its pixels in colour takes it out; a chest film sent in colour (grey in every pixel)
 // stays in. Before, both were refused at import (a colour photometric interpretation). The

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -177,6 +178,58 @@ TEST(DomainStatistics, StandardisedHistogramTailsEdgesSkewAndSymmetry) {
   std::vector<float> wild(4 * 4, 2.0f);
   wild[5] = std::numeric_limits<float>::quiet_NaN();
   for (float v : inference::domain_statistics(wild.data(), 4, 4)) EXPECT_TRUE(std::isfinite(v));
+}
+
+// A round field on an empty background leaves the corners of its content's box empty; a film
+// fills them, whatever its window; too little content says nothing.
+TEST(CornerContent, ARoundFieldLeavesTheCornersEmptyAndAFilmFillsThem) {
+  const auto image = [](int w, int h, const std::function<float(double, double)>& at) {
+    std::vector<float> g(static_cast<std::size_t>(w) * static_cast<std::size_t>(h));
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) g[static_cast<std::size_t>(y * w + x)] = at((x + 0.5) / w, (y + 0.5) / h);
+    return g;
+  };
+  // A textured disc (a CT slice in its reconstruction circle) on black, in the middle of a wider
+  // image: the box is the disc's, its four corners are empty.
+  const auto disc = image(120, 80, [](double x, double y) {
+    const double dx = (x - 0.5) * 120.0 / 70.0, dy = (y - 0.5) * 80.0 / 70.0;
+    return dx * dx + dy * dy <= 0.25 ? static_cast<float>(0.4 + 0.3 * std::sin(40.0 * x) * std::sin(30.0 * y)) : 0.0f;
+  });
+  EXPECT_EQ(inference::corner_content(disc.data(), 120, 80), 0.0);
+  // An ellipse filling a tall image (an MR cross-section), dark lungs inside it: still round.
+  const auto ellipse = image(60, 100, [](double x, double y) {
+    const double dx = (x - 0.5) / 0.5, dy = (y - 0.5) / 0.5;
+    const bool lung = std::abs(dx) > 0.2 && std::abs(dx) < 0.6 && std::abs(dy) < 0.5;
+    return dx * dx + dy * dy <= 1.0 ? (lung ? 0.02f : 0.7f) : 0.0f;
+  });
+  EXPECT_LT(inference::corner_content(ellipse.data(), 60, 100), inference::kRoundFieldLimit);
+  // A chest film: air above the shoulders (dark top corners), the abdomen and the arms below
+  // (full bottom corners), a black border around the detector's field.
+  const auto film = [&](float low, float high) {
+    return image(100, 100, [=](double x, double y) {
+      if (x < 0.05 || x > 0.95 || y < 0.05 || y > 0.95) return low;
+      const bool air = y < 0.3 && std::abs(x - 0.5) > 0.1 + y;
+      const bool lung = y > 0.25 && y < 0.7 && std::abs(x - 0.5) > 0.08 && std::abs(x - 0.5) < 0.35;
+      return low + (high - low) * (air ? 0.0f : lung ? 0.3f : 0.9f);
+    });
+  };
+  const auto bright = film(0.0f, 1.0f);
+  const double filled = inference::corner_content(bright.data(), 100, 100);
+  EXPECT_GT(filled, 0.9);
+  const auto dim = film(0.1f, 0.5f);  // another window
+  EXPECT_DOUBLE_EQ(inference::corner_content(dim.data(), 100, 100), filled);
+  // Flat, empty or tiny: nothing to say.
+  const std::vector<float> flat(64 * 64, 0.3f);
+  EXPECT_EQ(inference::corner_content(flat.data(), 64, 64), 1.0);
+  std::vector<float> speck(64 * 64, 0.0f);
+  for (int y = 30; y < 33; ++y)
+    for (int x = 30; x < 33; ++x) speck[static_cast<std::size_t>(y * 64 + x)] = 1.0f;
+  EXPECT_EQ(inference::corner_content(speck.data(), 64, 64), 1.0);
+  EXPECT_EQ(inference::corner_content(nullptr, 64, 64), 1.0);
+  // Non-finite values count as background, not as content.
+  auto holed = disc;
+  holed[0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(inference::corner_content(holed.data(), 120, 80), 0.0);
 }
 
 // domain_pixels = thumbnail then statistics; pixel_score is the larger part's distance over its

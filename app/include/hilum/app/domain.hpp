@@ -25,15 +25,21 @@ inline constexpr double kColouredShareLimit = 0.02;
 // The verdict for one image: `embedding` is its CLS embedding (hidden values), `pixels` its
 // inference::domain_pixels for the reference (may be null), `header` its DICOM header when it came
 // from a DICOM file, `coloured_share` the share of its pixels visibly in colour (DisplayImage; a
-// picture at or above kColouredShareLimit is outside, with or without a header). The score is the
-// largest of the embedding's and the pixel parts' distances over their limits (inference::pixel_score).
+// picture at or above kColouredShareLimit is outside, with or without a header), `corner_content`
+// the inference::corner_content of its input image (below inference::kRoundFieldLimit: a round field,
+// outside whatever its header says). The score is the largest of the embedding's and the pixel
+// parts' distances over their limits (inference::pixel_score).
 [[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
                                        const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr,
-                                       double coloured_share = 0.0);
+                                       double coloured_share = 0.0, double corner_content = 1.0);
 
 // The reason a picture with `coloured_share` of its pixels in colour is no radiograph; empty
 // below kColouredShareLimit.
 [[nodiscard]] std::string colour_out_of_domain(double coloured_share);
+
+// The reason an image whose content leaves the corners of its box empty (inference::corner_content
+// below inference::kRoundFieldLimit) is no chest film; empty otherwise.
+[[nodiscard]] std::string round_field_out_of_domain(double corner_content);
 
 // "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
 [[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);
