@@ -152,7 +152,8 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
   if (out.in_domain) {
     out.reason = pixels;
   } else if (!pixels_ok && !rule_problems.empty()) {
-    out.reason = pixels + "; " + rule_problems;
+    // The rule first: "the header says modality MR" or "a round field" is plainer than a score.
+    out.reason = rule_problems + "; " + pixels;
   } else {
     out.reason = pixels_ok ? rule_problems : pixels;
   }

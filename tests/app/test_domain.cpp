@@ -275,17 +275,7 @@ TEST_F(DomainTest, ARoundFieldIsOutsideWhateverItsHeaderSays) {
   const auto slice = catalogue(phantom("ct-as-dx.dcm", 7, [](testdata::DicomSpec& spec) {
     spec.modality = "DX";
     spec.body_part = "CHEST";
-    spec.draw = [](std::vector<std::int32_t>& stored, int rows, int columns) {
-      for (int r = 0; r < rows; ++r) {
-        for (int c = 0; c < columns; ++c) {
-          const double dy = (r + 0.5) / rows - 0.5, dx = (c + 0.5) / columns - 0.5;
-          const double body = dx * dx / 0.16 + dy * dy / 0.09;  // the body, an ellipse
-          const bool lung = std::abs(dx) > 0.05 && std::abs(dx) < 0.3 && std::abs(dy) < 0.2;
-          stored[static_cast<std::size_t>(r * columns + c)] =
-              dx * dx + dy * dy > 0.25 ? 0 : body > 1.0 ? 600 : lung ? 800 + (r * 7 + c * 3) % 200 : 2400 + (r * c) % 300;
-        }
-      }
-    };
+    spec.draw = testdata::draw_axial_ct_slice;
   }));
   const auto chest = catalogue(phantom("chest.dcm", 8));
   auto r = app::classify(*catalog_, *model, {slice, chest});

@@ -198,6 +198,19 @@ PhantomLayout phantom_layout(const PhantomSpec& spec) {
   return l;
 }
 
+void draw_axial_ct_slice(std::vector<std::int32_t>& stored, int rows, int columns) {
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < columns; ++c) {
+      const double dy = (r + 0.5) / rows - 0.5, dx = (c + 0.5) / columns - 0.5;
+      const bool body = dx * dx / 0.16 + dy * dy / 0.09 <= 1.0;
+      const bool lung = std::abs(dx) > 0.05 && std::abs(dx) < 0.3 && std::abs(dy) < 0.2;
+      const bool spine = dx * dx + (dy - 0.2) * (dy - 0.2) < 0.003;
+      stored[static_cast<std::size_t>(r) * static_cast<std::size_t>(columns) + static_cast<std::size_t>(c)] =
+          dx * dx + dy * dy > 0.25 ? 0 : !body ? 600 : spine ? 3800 : lung ? 800 + (r * 7 + c * 3) % 200 : 2400 + (r * c) % 300;
+    }
+  }
+}
+
 std::vector<std::int32_t> make_phantom(const PhantomSpec& spec) {
   const PhantomLayout layout = phantom_layout(spec);
   const double lo = layout.min_stored;

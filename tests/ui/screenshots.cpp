@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "free_port.hpp"
 #include "agreement_window.hpp"
@@ -184,6 +185,18 @@ int main(int argc, char** argv) {
       testdata::write_colour_dicom(extra / "colour_picture.dcm", spec);
     }
   }
+  // An axial CT slice in its reconstruction circle sent with the header of a chest DX: its round
+  // field takes it out of the model's domain whatever the header says.
+  {
+    testdata::DicomSpec slice;
+    slice.phantom.rows = slice.phantom.columns = 512;
+    slice.modality = "DX";
+    slice.body_part = "CHEST";
+    slice.sop_instance_uid = "1.2.826.0.1.3680043.9.77.512512";
+    slice.patient_id = "CT-AS-DX";
+    slice.draw = testdata::draw_axial_ct_slice;
+    testdata::write_dicom(extra / "ct_slice_as_chest_dx.dcm", slice);
+  }
   std::printf("model: %s\n", uitest::builtin_or_random_model(db, dir).c_str());
 
   auto session = ui::Session::open(db, "dr.lee");
@@ -250,7 +263,7 @@ int main(int argc, char** argv) {
 
   // Opens the worklist's image whose path holds `part`, waits for its prediction, saves the window
   // as `name` and goes back to the chest film; false when no image has such a path.
-  auto visit = [&](const char* part, const QString& name) {
+  auto visit = [&](const char* part, const QString& name, const std::function<void()>& while_open = {}) {
     QString found;
     for (const auto& item : worklist->items())
       if (item.path.find(part) != std::string::npos) found = QString::fromStdString(item.sop_instance_uid);
@@ -260,6 +273,7 @@ int main(int argc, char** argv) {
     check(wait_for([&] { return predicted.count() > before && window->viewer()->has_image(); }, 60000), qPrintable(name + ": prediction shown"));
     wait_for([] { return false; }, 300);
     save(window.get(), out, name);
+    if (while_open) while_open();
     worklist->select(uid);
     check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "back to the chest film");
     return true;
@@ -267,6 +281,22 @@ int main(int argc, char** argv) {
   // A radiograph that is not a chest film (the dental panoramic among the shared files): the AI
   // panel says it is outside the model's domain and shows no finding bars.
   visit("CR-ModalitySequenceLUT", "main_out_of_domain");
+  // The CT slice with a chest header: outside, for its round field.
+  check(visit("ct_slice_as_chest_dx", "main_round_field",
+              [&] {
+                // Its reason (the rule, then the pixel parts) runs to several lines: all of them shown.
+                const auto* reason = window->ai()->findChild<QLabel*>("aiDomain");
+                check(window->ai()->out_of_domain() && reason != nullptr && reason->text().contains("a round field"),
+                      "the AI panel names the round field");
+                check(reason != nullptr && reason->height() >= reason->heightForWidth(reason->width()), "the AI panel's reason is whole");
+              }),
+        "the CT slice is in the worklist");
+  check(wait_for([&] {
+          for (const auto& item : worklist->items())
+            if (item.path.find("ct_slice_as_chest_dx") != std::string::npos) return item.in_domain.has_value() && !*item.in_domain;
+          return false;
+        }, 20000),
+        "the worklist says the CT slice with a chest header is outside the AI's domain");
   // The chest film that came as a colour secondary capture: read as the grey it is, classified
   // like the original.
   check(visit("film_sent_in_colour", "main_film_sent_in_colour"), "the film sent in colour is in the worklist");

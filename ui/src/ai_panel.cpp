@@ -7,6 +7,7 @@
 #include <QJsonObject>
 #include <QMouseEvent>
 #include <QPainter>
+#include <QResizeEvent>
 #include <QScrollArea>
 
 #include <algorithm>
@@ -86,6 +87,22 @@ void FindingBar::mousePressEvent(QMouseEvent* event) {
 
 // ---- AiPanel -----------------------------------------------------------------------------
 
+void AiPanel::resizeEvent(QResizeEvent* event) {
+  QWidget::resizeEvent(event);
+  fit_domain_text();
+}
+
+void AiPanel::fit_domain_text() {
+  if (domain_->isHidden() || domain_->text().isEmpty()) {
+    domain_->setMinimumHeight(0);
+    return;
+  }
+  const QMargins m = layout()->contentsMargins();
+  const int width = std::max(1, contentsRect().width() - m.left() - m.right());
+  domain_->ensurePolished();  // the style sheet's padding and border count
+  domain_->setMinimumHeight(domain_->heightForWidth(width));
+}
+
 AiPanel::AiPanel(QWidget* parent) : QWidget(parent) {
   setObjectName("aiPanel");
   auto* layout = new QVBoxLayout(this);
@@ -150,6 +167,7 @@ void AiPanel::clear_bars() {
   out_of_domain_ = false;
   domain_->hide();
   domain_->clear();
+  fit_domain_text();
 }
 
 FindingBar* AiPanel::bar(const QString& finding) const {
@@ -195,6 +213,7 @@ void AiPanel::show_predictions(const app::ModelRecord& model, const std::vector<
     domain_->setText(tr("Outside what this model knows: %1. No findings are suggested for this image.").arg(qstr(domain->reason)));
     domain_->setStyleSheet("QLabel { background: #5a1d1d; color: #ffd7d7; border: 1px solid #c0392b; padding: 6px; font-weight: bold; }");
     domain_->show();
+    fit_domain_text();
     return;
   }
   if (domain) {
@@ -202,6 +221,7 @@ void AiPanel::show_predictions(const app::ModelRecord& model, const std::vector<
                                          : tr("Domain check unavailable: %1.").arg(qstr(domain->reason)));
     domain_->setStyleSheet(domain->pixel_check ? "QLabel { color: #8fbc8f; }" : "QLabel { color: #d4a017; }");
     domain_->show();
+    fit_domain_text();
   }
   probabilities_ = probabilities;
   for (const auto& [name, p] : probabilities) {

@@ -89,8 +89,14 @@ class AiPanel : public QWidget {
   void heatmapShownChanged(bool shown);
   void methodChanged();
 
+ protected:
+  void resizeEvent(QResizeEvent* event) override;
+
  private:
   void clear_bars();
+  // Keeps the domain message whole: a word-wrapped label squeezed by the splitter above the labels
+  // lost its first and last lines (a reason naming a rule and the pixel parts runs to five).
+  void fit_domain_text();
 
   QLabel* model_ = nullptr;
   QLabel* status_ = nullptr;

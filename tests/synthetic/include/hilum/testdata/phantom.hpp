@@ -127,6 +127,11 @@ struct DicomSpec {
   std::function<void(std::vector<std::int32_t>& stored, int rows, int columns)> draw;
 };
 
+// A DicomSpec::draw that replaces the phantom with an axial CT slice of the chest in its
+// reconstruction circle: an elliptic body (ribs and soft tissue), two textured lungs, the spine,
+// and nothing (0) outside the circle; stored values within 12 bits.
+void draw_axial_ct_slice(std::vector<std::int32_t>& stored, int rows, int columns);
+
 // Writes the phantom of spec.phantom as a DICOM file at `path`. Returns the stored values that
 // were written (for lossy encodings: the values before compression). Throws std::runtime_error
 // with DCMTK's / OpenJPEG's message when writing fails (test code: failures must be loud).
