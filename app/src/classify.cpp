@@ -189,9 +189,9 @@ Result<std::vector<std::pair<std::string, double>>> named_probabilities(const Lo
 }
 
 DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, const dicom::Radiograph* header,
-                      const std::vector<float>& pixels, double coloured_share, double corner_content) {
+                      const ImagePixels& pixels) {
   const Eigen::VectorXf embedding = result.embeddings.row(row).transpose();
-  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels, coloured_share, corner_content);
+  return check_domain(model.extras, embedding.data(), static_cast<int>(embedding.size()), header, &pixels);
 }
 
 }  // namespace
@@ -200,18 +200,16 @@ namespace {
 
 InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
 
-// The domain pixel descriptor (inference::domain_pixels) of an image at the model's input size.
-std::vector<float> pixels_of_input(const LoadedModel& model, const std::vector<float>& input) {
-  const auto& domain = model.extras.domain;
-  if (!domain) return {};
+// What an image's input (at the model's input size) says for the domain check: its pixel
+// descriptor for the model's reference (inference::domain_pixels), how full its corners are, and
+// `coloured_share`, which the decoded image knew.
+ImagePixels pixels_of_input(const LoadedModel& model, const std::vector<float>& input, double coloured_share) {
   const auto& c = model.model.config();
-  return inference::domain_pixels(*domain, input.data(), c.input_width, c.input_height);
-}
-
-// How full the corners of an image's content are (inference::corner_content) at the model's input size.
-double corners_of_input(const LoadedModel& model, const std::vector<float>& input) {
-  const auto& c = model.model.config();
-  return inference::corner_content(input.data(), c.input_width, c.input_height);
+  ImagePixels out;
+  if (model.extras.domain) out.descriptor = inference::domain_pixels(*model.extras.domain, input.data(), c.input_width, c.input_height);
+  out.coloured_share = coloured_share;
+  out.corner_content = inference::corner_content(input.data(), c.input_width, c.input_height);
+  return out;
 }
 
 }  // namespace
@@ -227,8 +225,7 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input), image.coloured_share,
-                         corners_of_input(model, input));
+  out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input, image.coloured_share));
   return out;
 }
 
@@ -386,9 +383,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
     std::vector<inference::Image> batch;
     std::vector<std::size_t> rows;  // index in `out` of each batch image
     std::vector<std::optional<dicom::Radiograph>> headers;  // each batch image's header (pixels released); none for a picture
-    std::vector<std::vector<float>> pixels;                 // each batch image's domain pixel descriptor
-    std::vector<double> colour;                             // ... share of pixels in colour
-    std::vector<double> corners;                            // ... and how full its corners are
+    std::vector<ImagePixels> pixels;                        // ... and what its pixels say
     for (std::size_t i = start; i < end; ++i) {
       ImagePrediction p;
       p.sop_instance_uid = images[i].sop_instance_uid;
@@ -401,10 +396,8 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       } else {
         batch.push_back(inference::normalise(prepared->input->data(), config));
         rows.push_back(out.size());
-        pixels.push_back(pixels_of_input(model, *prepared->input));
+        pixels.push_back(pixels_of_input(model, *prepared->input, prepared->coloured_share));
         headers.push_back(std::move(prepared->header));
-        colour.push_back(prepared->coloured_share);
-        corners.push_back(corners_of_input(model, *prepared->input));
       }
       out.push_back(std::move(p));
     }
@@ -430,8 +423,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
         for (std::size_t b = 0; b < rows.size(); ++b) {
           ImagePrediction& p = out[rows[b]];
           auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
-          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b], colour[b],
-                              corners[b]);
+          p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b]);
           p.milliseconds = ms;
           if (!probabilities) {
             p.error = probabilities.error().message;

@@ -106,16 +106,18 @@ std::string round_field_out_of_domain(double corner_content) {
 }
 
 DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim, const dicom::Radiograph* header,
-                         const std::vector<float>* pixel_descriptor, double coloured_share, double corner_content) {
+                         const ImagePixels* image_pixels) {
   DomainCheck out;
+  const ImagePixels none;
+  const ImagePixels& said = image_pixels != nullptr ? *image_pixels : none;
   const inference::DomainReference* domain = extras.domain ? &*extras.domain : nullptr;
   // The rules an image cannot pass whatever the reference says of its pixels: its header's, its
   // colour's and its shape's.
   std::string rule_problems = header != nullptr ? header_out_of_domain(*header, domain) : std::string();
-  if (const std::string colour = colour_out_of_domain(coloured_share); !colour.empty()) {
+  if (const std::string colour = colour_out_of_domain(said.coloured_share); !colour.empty()) {
     rule_problems += (rule_problems.empty() ? "" : "; ") + colour;
   }
-  if (const std::string round = round_field_out_of_domain(corner_content); !round.empty()) {
+  if (const std::string round = round_field_out_of_domain(said.corner_content); !round.empty()) {
     rule_problems += (rule_problems.empty() ? "" : "; ") + round;
   }
   std::string pixels;
@@ -128,7 +130,7 @@ DomainCheck check_domain(const inference::ModelExtras& extras, const float* embe
     const double features =
         domain->embedding.mean.size() > 0 ? inference::distance(domain->embedding, embedding, dim) / domain->embedding.threshold : 0.0;
     inference::PixelScores parts;
-    if (pixel_descriptor != nullptr && !pixel_descriptor->empty()) parts = inference::pixel_scores(*domain, *pixel_descriptor);
+    if (!said.descriptor.empty()) parts = inference::pixel_scores(*domain, said.descriptor);
     const double score = std::max({features, parts.thumbnail, parts.statistics});
     out.score = std::isfinite(score) ? score : 1e9;
     pixels_ok = *out.score <= 1.0;

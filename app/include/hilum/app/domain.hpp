@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hilum/app/domain_check.hpp"
 #include "hilum/dicom/radiograph.hpp"
@@ -22,16 +23,21 @@ inline constexpr double kColouredShareLimit = 0.02;
 // absent (the generic chest radiograph rules still apply).
 [[nodiscard]] std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain);
 
-// The verdict for one image: `embedding` is its CLS embedding (hidden values), `pixels` its
-// inference::domain_pixels for the reference (may be null), `header` its DICOM header when it came
-// from a DICOM file, `coloured_share` the share of its pixels visibly in colour (DisplayImage; a
-// picture at or above kColouredShareLimit is outside, with or without a header), `corner_content`
-// the inference::corner_content of its input image (below inference::kRoundFieldLimit: a round field,
-// outside whatever its header says). The score is the largest of the embedding's and the pixel
-// parts' distances over their limits (inference::pixel_score).
+// What an image's pixels say, beside its embedding, for the domain check (at the model's input size).
+struct ImagePixels {
+  std::vector<float> descriptor;  // inference::domain_pixels for the model's reference (empty: none)
+  double coloured_share = 0.0;    // share of its pixels visibly in colour (DisplayImage)
+  double corner_content = 1.0;    // inference::corner_content of its input image
+};
+
+// The verdict for one image: `embedding` is its CLS embedding (hidden values), `header` its DICOM
+// header when it came from a DICOM file, `pixels` what its pixels say (may be null). Rules no
+// reference decides come first: the header's, a picture in colour (coloured_share at or above
+// kColouredShareLimit) and a round field (corner_content below inference::kRoundFieldLimit) are
+// outside whatever else is said. The score is the largest of the embedding's and the pixel parts'
+// distances over their limits (inference::pixel_score).
 [[nodiscard]] DomainCheck check_domain(const inference::ModelExtras& extras, const float* embedding, int dim,
-                                       const dicom::Radiograph* header, const std::vector<float>* pixels = nullptr,
-                                       double coloured_share = 0.0, double corner_content = 1.0);
+                                       const dicom::Radiograph* header, const ImagePixels* pixels = nullptr);
 
 // The reason a picture with `coloured_share` of its pixels in colour is no radiograph; empty
 // below kColouredShareLimit.

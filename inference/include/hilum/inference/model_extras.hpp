@@ -133,7 +133,7 @@ inline constexpr int kDomainStatistics = 22;
 // tenth of a side).
 [[nodiscard]] double corner_content(const float* grey, int width, int height);
 // Below this corner_content an image is a round field, not a chest film (on the data measured in
-// bench/domain: no chest film of 7,361 under 0.19; CT slices, fundus and phantoms 0.00-0.02).
+// bench/domain: no chest film of 7,364 under 0.19; the CT slices, fundus photograph and phantoms it catches 0.00-0.02).
 inline constexpr double kRoundFieldLimit = 0.05;
 
 // An image's pixel descriptor for `domain`: its domain_thumbnail (when the reference has a
