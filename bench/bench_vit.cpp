@@ -8,6 +8,9 @@
 //   memory: ...                         VmHWM after loading, after the first batch-1 forward (which
 //                                       packs the weights) and after a batch-8 forward.
 // The benchmark counters give ms/image and GFLOP/s (2 x the MACs of every matrix product).
+// When the folder carries a domain reference (hilum.json), BM_DomainPixels times what the domain
+// check adds per image beside the forward: the pixel descriptor (thumbnail, statistics), its two
+// distances, and the round-field measure (inference::corner_content), at the model's input size.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -17,6 +20,7 @@
 #include <fstream>
 #include <string>
 
+#include "hilum/inference/model_extras.hpp"
 #include "hilum/inference/safetensors.hpp"
 #include "hilum/inference/vit.hpp"
 
@@ -46,6 +50,37 @@ void BM_Forward(benchmark::State& state) {
   // kIsRate | kInvert gives seconds per unit: counting images in thousands yields ms per image.
   state.counters["ms/image"] = benchmark::Counter(images / 1000.0, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["GFLOP/s"] = benchmark::Counter(images * g_flops_per_image / 1e9, benchmark::Counter::kIsRate);
+}
+
+const inf::DomainReference* g_domain = nullptr;
+
+// A smooth film-like grey image with fine texture, in [0, 1], at the model's input size.
+std::vector<float> film_like_input() {
+  const auto& c = g_model->config();
+  std::vector<float> grey(static_cast<std::size_t>(c.input_width) * static_cast<std::size_t>(c.input_height));
+  for (int y = 0; y < c.input_height; ++y)
+    for (int x = 0; x < c.input_width; ++x)
+      grey[static_cast<std::size_t>(y * c.input_width + x)] =
+          static_cast<float>(0.5 + 0.3 * std::sin(x * 0.07) * std::cos(y * 0.05) + 0.05 * std::sin(x * 1.3 + y * 0.7));
+  return grey;
+}
+
+// state.range(0): 1 the whole pixel side of the check, 0 the round-field measure alone.
+void BM_DomainPixels(benchmark::State& state) {
+  const auto& c = g_model->config();
+  const std::vector<float> grey = film_like_input();
+  const bool all = state.range(0) == 1;
+  for (auto _ : state) {
+    if (all) {
+      const auto descriptor = inf::domain_pixels(*g_domain, grey.data(), c.input_width, c.input_height);
+      const auto scores = inf::pixel_scores(*g_domain, descriptor);
+      benchmark::DoNotOptimize(scores);
+    }
+    const double corners = inf::corner_content(grey.data(), c.input_width, c.input_height);
+    benchmark::DoNotOptimize(corners);
+  }
+  state.counters["ms/image"] = benchmark::Counter(static_cast<double>(state.iterations()) / 1000.0,
+                                                  benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // The process's peak resident set so far, in MiB (Linux: VmHWM).
@@ -147,6 +182,11 @@ int main(int argc, char** argv) {
     }
   }
   benchmark::RegisterBenchmark("BM_Forward", BM_Forward)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+  auto extras = inf::read_model_extras(dir, c);
+  if (extras && extras->domain) {
+    g_domain = &*extras->domain;
+    benchmark::RegisterBenchmark("BM_DomainPixels", BM_DomainPixels)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
