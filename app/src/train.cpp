@@ -85,10 +85,13 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
-  // A colour JPEG is decoded to Y, Cb, Cr: its grey is Y, exactly what libjpeg's greyscale output
-  // gives (the values training has always seen), and Cb, Cr say which pixels are in colour.
-  const bool colour = cinfo.num_components == 3 && (cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB);
-  cinfo.out_color_space = colour ? JCS_YCbCr : JCS_GRAYSCALE;
+  // A colour JPEG stored as Y, Cb, Cr (JFIF, nearly all) is decoded to them: its grey is Y, exactly
+  // what libjpeg's greyscale output gives (the values training has always seen), and Cb, Cr say
+  // which pixels are in colour. One stored as R, G, B (Adobe) is decoded to them, its grey the
+  // same weighted sum (libjpeg converts neither RGB to Y, Cb, Cr nor back on output).
+  const bool ycc = cinfo.num_components == 3 && cinfo.jpeg_color_space == JCS_YCbCr;
+  const bool rgb = cinfo.num_components == 3 && cinfo.jpeg_color_space == JCS_RGB;
+  cinfo.out_color_space = ycc ? JCS_YCbCr : rgb ? JCS_RGB : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
   if (cinfo.output_width == 0 || cinfo.output_height == 0 || cinfo.output_width > 16384 || cinfo.output_height > 16384) {
     jpeg_destroy_decompress(&cinfo);
@@ -108,15 +111,21 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
       const JSAMPLE* p = row.data() + x * components;
       out.grey[static_cast<std::size_t>(y) * cinfo.output_width + x] = static_cast<float>(p[0]) / 255.0f;
       if (components == 3) {
-        std::int32_t r = 0, g = 0, b = 0;
-        dicom::rgb_of_ybr(p[0], p[1], p[2], false, 255, r, g, b);
+        std::int32_t r = p[0], g = p[1], b = p[2];
+        if (ycc) dicom::rgb_of_ybr(p[0], p[1], p[2], false, 255, r, g, b);
         planes.red.push_back(r);
         planes.green.push_back(g);
         planes.blue.push_back(b);
       }
     }
   }
-  if (components == 3) out.coloured_share = dicom::grey_of(planes, 255).coloured_share;
+  if (components == 3) {
+    const dicom::GreyOfColour grey = dicom::grey_of(planes, 255);
+    out.coloured_share = grey.coloured_share;
+    if (rgb) {
+      for (std::size_t i = 0; i < out.grey.size(); ++i) out.grey[i] = static_cast<float>(grey.grey[i]) / 255.0f;
+    }
+  }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   std::fclose(f);

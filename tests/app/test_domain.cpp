@@ -265,6 +265,16 @@ TEST_F(DomainTest, AModelWithoutAReferenceSaysTheCheckIsUnavailable) {
   EXPECT_FALSE((*r)[1].domain.in_domain);        // the header rules still apply
 }
 
+// `outside` was called outside the domain by the rule its reason names (`rule`); `inside` was not,
+// and its reason does not mention `word`.
+void expect_only_first_outside(const app::ImagePrediction& outside, const app::ImagePrediction& inside, const std::string& rule,
+                               const std::string& word) {
+  EXPECT_FALSE(outside.domain.in_domain);
+  EXPECT_NE(outside.domain.reason.find(rule), std::string::npos) << outside.domain.reason;
+  EXPECT_TRUE(inside.domain.in_domain) << inside.domain.reason;
+  EXPECT_EQ(inside.domain.reason.find(word), std::string::npos) << inside.domain.reason;
+}
+
 // An axial CT slice in its reconstruction circle, sent with the header of a chest DX: the round
 // field on its empty background takes it out, even under a model without a reference of its
 // training films; the phantom chest film beside it stays in.
@@ -280,10 +290,7 @@ TEST_F(DomainTest, ARoundFieldIsOutsideWhateverItsHeaderSays) {
   const auto chest = catalogue(phantom("chest.dcm", 8));
   auto r = app::classify(*catalog_, *model, {slice, chest});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_FALSE((*r)[0].domain.in_domain);
-  EXPECT_NE((*r)[0].domain.reason.find("a round field on an empty background"), std::string::npos) << (*r)[0].domain.reason;
-  EXPECT_TRUE((*r)[1].domain.in_domain) << (*r)[1].domain.reason;
-  EXPECT_EQ((*r)[1].domain.reason.find("round"), std::string::npos) << (*r)[1].domain.reason;
+  expect_only_first_outside((*r)[0], (*r)[1], "a round field on an empty background", "round");
 }
 
 // An ultrasound frame, a photograph or a figure sent as a colour image with a chest DX header: the
@@ -318,10 +325,7 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
   const auto film = catalogue(path("grey-film.dcm"));
   auto r = app::classify(*catalog_, *model, {doppler, film});
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_FALSE((*r)[0].domain.in_domain);
-  EXPECT_NE((*r)[0].domain.reason.find("a colour image (11% of its pixels in colour)"), std::string::npos) << (*r)[0].domain.reason;
-  EXPECT_TRUE((*r)[1].domain.in_domain) << (*r)[1].domain.reason;
-  EXPECT_EQ((*r)[1].domain.reason.find("colour"), std::string::npos) << (*r)[1].domain.reason;
+  expect_only_first_outside((*r)[0], (*r)[1], "a colour image (11% of its pixels in colour)", "colour");
 
   // Through the cache of model inputs: a greyscale film's second read is the cache's; a colour
   // image is decoded again so that its colour is judged.
@@ -343,8 +347,9 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
 
 // A JPEG of `rgb` (row-major R, G, B) through libjpeg, quality 95, chroma at full resolution
 // (subsampled: at half, 4:2:0, libjpeg's default).
+// stored_rgb: the colour stored as R, G, B (an Adobe RGB JPEG) instead of Y, Cb, Cr.
 void write_jpeg(const fs::path& file, int width, int height, const std::vector<std::uint8_t>& rgb, bool grey = false,
-                bool subsampled = false) {
+                bool subsampled = false, bool stored_rgb = false) {
   jpeg_compress_struct cinfo{};
   jpeg_error_mgr err{};
   cinfo.err = jpeg_std_error(&err);
@@ -358,6 +363,7 @@ void write_jpeg(const fs::path& file, int width, int height, const std::vector<s
   cinfo.in_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_set_defaults(&cinfo);
   jpeg_set_quality(&cinfo, 95, TRUE);
+  if (stored_rgb) jpeg_set_colorspace(&cinfo, JCS_RGB);
   if (!grey && !subsampled) cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = 1;  // else 4:2:0
   jpeg_start_compress(&cinfo, TRUE);
   std::vector<JSAMPLE> row(static_cast<std::size_t>(width) * (grey ? 1 : 3));
@@ -399,7 +405,8 @@ std::vector<float> libjpeg_grey(const fs::path& file) {
 // Loose pictures (classify FILE.png / FILE.jpg, image folders for training): an RGB PNG of a grey
 // film reads as that film (before: refused, "not an 8- or 16-bit grayscale PNG"); a colour PNG or
 // JPEG reads with its share in colour, and classify calls it outside the domain; a colour JPEG's
-// grey is still exactly libjpeg's greyscale decode (the values every model was trained on).
+// grey is still exactly libjpeg's greyscale decode (the values every model was trained on), also
+// for one stored as R, G, B (an Adobe JPEG, refused for a while: libjpeg cannot output it as Y, Cb, Cr).
 TEST_F(DomainTest, ALoosePictureInColourIsOutsideAndAGreyOneInColourIsAFilm) {
   const int w = 96, h = 96;
   std::vector<std::uint8_t> grey_rgb, colour_rgb;
@@ -418,6 +425,7 @@ TEST_F(DomainTest, ALoosePictureInColourIsOutsideAndAGreyOneInColourIsAFilm) {
   write_jpeg(path("grey.jpg"), w, h, grey_rgb);
   write_jpeg(path("colour.jpg"), w, h, colour_rgb);
   write_jpeg(path("colour-420.jpg"), w, h, colour_rgb, false, true);
+  write_jpeg(path("colour-rgb.jpg"), w, h, colour_rgb, false, false, true);
 
   auto grey_png = app::read_grey_image(path("grey.png"));
   ASSERT_TRUE(grey_png.ok()) << grey_png.error().message;
@@ -428,7 +436,7 @@ TEST_F(DomainTest, ALoosePictureInColourIsOutsideAndAGreyOneInColourIsAFilm) {
   EXPECT_NEAR(colour_png->coloured_share, 1.0 / 9.0, 1e-9);
   // Red 220, green and blue 30: grey (0.299 * 220 + 0.587 * 30 + 0.114 * 30) rounded.
   EXPECT_FLOAT_EQ(colour_png->grey[40 * w + 40], static_cast<float>((299 * 220 + 587 * 30 + 114 * 30 + 500) / 1000) / 255.0f);
-  for (const char* name : {"grey.jpg", "colour.jpg", "colour-420.jpg"}) {
+  for (const char* name : {"grey.jpg", "colour.jpg", "colour-420.jpg", "colour-rgb.jpg"}) {
     auto jpeg = app::read_grey_image(path(name));
     ASSERT_TRUE(jpeg.ok()) << jpeg.error().message;
     EXPECT_EQ(jpeg->grey, libjpeg_grey(path(name))) << name;
