@@ -126,7 +126,7 @@ int cmd_finetune(const Global& global, const Args& args) {
 int cmd_evaluate(const Global& global, const Args& args) {
   std::string model;
   fs::path csv, data;
-  std::uint64_t seed = 1;
+  app::PatientSplit split;
   bool json = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -137,9 +137,13 @@ int cmd_evaluate(const Global& global, const Args& args) {
     else if (a == "--seed" && i + 1 < args.size()) {
       auto x = parse_number<std::uint64_t>(args[++i]);
       if (!x) return usage_error("evaluate: --seed takes a number");
-      seed = *x;
+      split.seed = *x;
+    } else if (a == "--fold" && i + 1 < args.size()) {
+      auto x = parse_number<int>(args[++i]);
+      if (!x || *x < 0 || *x >= split.folds()) return usage_error("evaluate: --fold takes 0.." + std::to_string(split.folds() - 1));
+      split.fold = *x;
     } else {
-      return usage_error("evaluate: unknown argument " + a + " (evaluate --model ID [--labels CSV | --data DIR [--seed N]] [--json])");
+      return usage_error("evaluate: unknown argument " + a + " (evaluate --model ID [--labels CSV | --data DIR [--seed N] [--fold K]] [--json])");
     }
   }
   if (!data.empty() && !csv.empty()) return usage_error("evaluate: --labels and --data are alternatives");
@@ -148,10 +152,10 @@ int cmd_evaluate(const Global& global, const Args& args) {
   InterruptGuard guard;
   const auto run = [&]() -> app::Result<app::EvaluationReport> {
     if (data.empty()) return app::evaluate(*catalog, model, csv, {}, InterruptGuard::flag());
-    // The validation patients `train --data DIR --seed N` held out.
+    // The validation patients `train --data DIR --seed N --fold K` held out.
     auto loaded = app::load_model(*catalog, model);
     if (!loaded) return loaded.error();
-    auto report = app::evaluate_folder(loaded->model, data, seed, app::TrainOptions{}.validation_fraction, InterruptGuard::flag(),
+    auto report = app::evaluate_folder(loaded->model, data, split, InterruptGuard::flag(),
                                        &loaded->extras);
     if (report) report->model_version = loaded->record.version.empty() ? fs::path(model).filename().string() : loaded->record.version;
     return report;
@@ -211,6 +215,10 @@ int cmd_train(const Global&, const Args& args) {
       auto x = parse_number<float>(args[++i]);
       if (!x || *x < 0.0f || *x > 1.0f) return usage_error("train: --drop-path takes a value in [0, 1]");
       o.drop_path = *x;
+    } else if (a == "--fold" && has_value) {
+      auto x = parse_number<int>(args[++i]);
+      if (!x || *x < 0 || *x >= o.split().folds()) return usage_error("train: --fold takes 0.." + std::to_string(o.split().folds() - 1));
+      o.validation_fold = *x;
     } else if (a == "--layer-decay" && has_value) {
       auto x = parse_number<float>(args[++i]);
       if (!x || !(*x > 0.0f && *x <= 1.0f)) return usage_error("train: --layer-decay takes a value in (0, 1]");

@@ -197,6 +197,7 @@ std::vector<CommandSpec> make_table() {
                 {"--labels", "", "CSV", "labels from a CSV instead of the catalog"},
                 {"--data", "", "DIR", "the training folder whose held-out patients to use"},
                 {"--seed", "", "N", "the seed that training used"},
+                {"--fold", "", "K", "the fold that training held out (0..5)"},
                 kJson},
                {},
                cmd_evaluate});
@@ -213,6 +214,9 @@ std::vector<CommandSpec> make_table() {
                                       {"--outputs", "", "F1,F2,...", "the findings the model outputs"},
                                       {"--drop-path", "", "X", "stochastic depth rate [0, 1]"},
                                       {"--layer-decay", "", "X", "layer-wise learning-rate decay (0, 1]: block d of L at lr * X^(L+1-d); 1 = off"},
+                                      {"--fold", "", "K",
+                                       "hold out the K-th 15% of the patients (0..5, default 0): folds are disjoint, for "
+                                       "cross-validation"},
                                       {"--f32", "", "", "write F32 weights"},
                                       {"--reference-data", "", "DIR", "unlabelled films the domain reference describes too (repeat)"}},
                                      "start from this model or pre-trained backbone"),

@@ -374,7 +374,7 @@ Result<PretrainReport> pretrain_from_folders(const PretrainOptions& o, const Fin
     if (!fs::is_directory(dir, ec)) return Error{ErrorKind::NotFound, dir.string() + " is not a folder"};
     std::set<std::string> held_out;
     if (o.hold_out_seed) {
-      auto h = held_out_files(dir, *o.hold_out_seed, o.validation_fraction);
+      auto h = held_out_files(dir, PatientSplit{*o.hold_out_seed, o.validation_fraction, 0});
       if (!h) return h.error();
       held_out = std::move(h.value());
     }

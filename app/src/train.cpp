@@ -36,6 +36,29 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace hilum::app {
+
+namespace {
+// PatientSplit's slices are whole hundredths of a percent of the keyed hash, so that a fold's
+// bounds are exact integers and fold 0 is the split of every model before folds.
+constexpr std::uint64_t kSplitBuckets = 10000;
+std::uint64_t slice_width(double fraction) {
+  return static_cast<std::uint64_t>(std::llround(std::clamp(fraction, 0.0, 1.0) * static_cast<double>(kSplitBuckets)));
+}
+}  // namespace
+
+bool PatientSplit::holds_out(const std::string& patient) const {
+  if (fold < 0 || fold >= folds()) return false;
+  const std::uint64_t width = slice_width(fraction);
+  const std::uint64_t bucket = keyed_hash("train-split-" + std::to_string(seed), "patient", patient) % kSplitBuckets;
+  const std::uint64_t low = static_cast<std::uint64_t>(fold) * width;
+  return bucket >= low && bucket < low + width;
+}
+
+int PatientSplit::folds() const {
+  const std::uint64_t width = slice_width(fraction);
+  return width == 0 ? 0 : static_cast<int>(kSplitBuckets / width);
+}
+
 namespace {
 
 bool is_negative_class(const std::string& name) {
@@ -134,20 +157,20 @@ Result<DisplayImage> read_jpeg(const fs::path& file) {
 
 // Samples in a seeded order (a subset for small runs), each patient in the validation split or
 // not by a keyed hash of the seed and the patient: stable across runs, never both sides.
-std::vector<detail::Sample> split_samples(const FolderDataset& data, std::uint64_t seed, double validation_fraction, int max_images) {
+std::vector<detail::Sample> split_samples(const FolderDataset& data, const PatientSplit& split, int max_images) {
+  const std::uint64_t seed = split.seed;
   std::vector<std::size_t> order(data.files.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::mt19937_64 pick(seed);
   std::shuffle(order.begin(), order.end(), pick);
   if (max_images > 0 && static_cast<std::size_t>(max_images) < order.size()) order.resize(static_cast<std::size_t>(max_images));
-  const std::string split_key = "train-split-" + std::to_string(seed);
   std::vector<detail::Sample> kept;
   kept.reserve(order.size());
   for (std::size_t i : order) {
     detail::Sample s;
     s.path = data.files[i].string();
     s.patient = data.patients[i];
-    s.validation = static_cast<double>(keyed_hash(split_key, "patient", s.patient) % 10000u) < validation_fraction * 10000.0;
+    s.validation = split.holds_out(s.patient);
     s.target = data.targets[i];
     if (i < data.ages.size() && std::isfinite(data.ages[i])) s.age_years = data.ages[i];
     if (i < data.masks.size()) s.mask = data.masks[i];
@@ -362,9 +385,9 @@ Result<MergedDataset> merge_sources(const std::vector<DataSource>& sources, cons
 namespace {
 
 // The folder's samples at the seed's split, with their populations and repeats.
-std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std::vector<DataSource>& sources, std::uint64_t seed,
-                                         double validation_fraction, int max_images) {
-  std::vector<detail::Sample> kept = split_samples(merged.data, seed, validation_fraction, max_images);
+std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std::vector<DataSource>& sources, const PatientSplit& split,
+                                         int max_images) {
+  std::vector<detail::Sample> kept = split_samples(merged.data, split, max_images);
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < merged.data.files.size(); ++i) index[merged.data.files[i].string()] = i;
   for (auto& s : kept) {
@@ -377,7 +400,7 @@ std::vector<detail::Sample> split_merged(const MergedDataset& merged, const std:
 
 }  // namespace
 
-Result<std::set<std::string>> held_out_files(const fs::path& dir, std::uint64_t seed, double validation_fraction) {
+Result<std::set<std::string>> held_out_files(const fs::path& dir, const PatientSplit& split) {
   auto merged = merge_sources({DataSource::folder(dir)}, {});
   if (!merged) {
     // A folder of unlabelled films holds no validation patients; a broken label table is an error.
@@ -386,7 +409,7 @@ Result<std::set<std::string>> held_out_files(const fs::path& dir, std::uint64_t 
     return std::set<std::string>{};
   }
   std::set<std::string> out;
-  for (const auto& s : split_merged(*merged, {DataSource::folder(dir)}, seed, validation_fraction, 0)) {
+  for (const auto& s : split_merged(*merged, {DataSource::folder(dir)}, split, 0)) {
     if (s.validation) out.insert(s.path);
   }
   return out;
@@ -404,13 +427,13 @@ std::vector<std::string> populations_of(const std::vector<const detail::Sample*>
 
 }  // namespace
 
-Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, std::uint64_t seed, double validation_fraction,
+Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const fs::path& dir, const PatientSplit& split,
                                          const std::atomic<bool>* cancel, const inference::ModelExtras* extras) {
   const auto& config = model.config();
   // The folder's findings the model has: what it assesses of them is scored.
   auto merged = merge_sources({DataSource::folder(dir)}, config.labels);
   if (!merged) return merged.error();
-  std::vector<detail::Sample> samples = split_merged(*merged, {DataSource::folder(dir)}, seed, validation_fraction, 0);
+  std::vector<detail::Sample> samples = split_merged(*merged, {DataSource::folder(dir)}, split, 0);
   std::erase_if(samples, [](const detail::Sample& s) { return !s.validation; });
   std::vector<detail::Sample*> all;
   for (auto& s : samples) all.push_back(&s);
@@ -472,7 +495,11 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     weights = training::initial_weights(config, o.seed);
   }
 
-  std::vector<detail::Sample> kept = split_merged(*merged, o.data, o.seed, o.validation_fraction, o.max_images);
+  if (o.validation_fold < 0 || o.validation_fold >= o.split().folds()) {
+    return Error{ErrorKind::Invalid, "validation fold " + std::to_string(o.validation_fold) + " is outside 0.." +
+                                         std::to_string(o.split().folds() - 1) + " at this validation fraction"};
+  }
+  std::vector<detail::Sample> kept = split_merged(*merged, o.data, o.split(), o.max_images);
   FinetuneProgress state;
   state.phase = Phase::Preparing;
   if (progress) progress(state);
@@ -699,6 +726,7 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"warmup_epochs", o.warmup_epochs},
             {"precision", detail::precision_name(o.precision)},
             {"seed", o.seed},
+            {"validation_fold", o.validation_fold},
             {"train_images", report.train_images},
             {"validation_images", report.validation_images},
             {"train_patients", report.train_patients},

@@ -4,6 +4,13 @@ from `hilum-cli classify --json` outside the C++ code that trained it (an indepe
 model card; README.md beside this file).
 
   bench/model/population_report.py MODEL_DIR [--shared ../shared/data] [--seed 1] [--cli build/app/hilum-cli]
+  bench/model/population_report.py MODEL_DIR:0 FOLD1_DIR:1 ... (cross-validation)
+
+With several MODEL_DIR:FOLD (models trained by `train --fold FOLD`, same seed), each model scores
+the patients its own fold held out and the figures are over all of them together: every film is
+scored by a model that never saw its labels. Each fold's probabilities are calibrated on that
+fold's own films, so the pooled ECE is optimistic; the honest one, cross-fitted within each fold,
+is read from each model's training_report.json and printed per fold.
 
 Pediatric: ../shared/data/cxr-pneumonia-224/train (NORMAL vs PNEUMONIA folders). Adult:
 ../shared/data/cxr-nih-adult-512 (labels.csv): Pneumonia vs the rest, and Pneumonia vs No Finding
@@ -24,9 +31,12 @@ import tempfile
 import numpy as np
 
 
-def in_validation(patient, seed, fraction=0.15):
+def in_validation(patient, seed, fold=0, fraction=0.15):
+    """app::PatientSplit::holds_out: the fold-th slice of `fraction` of the keyed hash."""
     digest = hmac.new(f"train-split-{seed}".encode(), b"patient\0" + patient.encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") % 10000 < fraction * 10000
+    width = round(fraction * 10000)
+    bucket = int.from_bytes(digest[:8], "big") % 10000
+    return fold * width <= bucket < (fold + 1) * width
 
 
 def patient_from_file_name(stem):
@@ -106,41 +116,75 @@ def line(name, scores, labels, patients):
             f"{ece_if_calibrated(scores):.3f} |")
 
 
+def model_and_fold(text):
+    model, sep, fold = text.rpartition(":")
+    if sep and fold.isdigit():
+        return model, int(fold)
+    return text, 0
+
+
+def classify_folds(cli, models, files_of_fold):
+    """{path: row} of each fold's files classified by that fold's model."""
+    rows = {}
+    for model, fold in models:
+        rows.update(classify(cli, model, files_of_fold(fold)))
+    return rows
+
+
+def cross_fitted(models, population, finding):
+    out = []
+    for model, fold in models:
+        try:
+            report = json.load(open(os.path.join(model, "training_report.json")))
+        except (OSError, ValueError):
+            continue
+        for pop in report.get("populations", []):
+            if pop.get("population") != population:
+                continue
+            for f in pop["findings"]:
+                if f["finding"] == finding and "ece_cross_fitted" in f:
+                    out.append((fold, f["ece_cross_fitted"], f.get("auroc")))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model")
+    ap.add_argument("models", nargs="+", help="MODEL_DIR, or MODEL_DIR:FOLD for each fold of a cross-validation")
     ap.add_argument("--shared", default="../shared/data")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cli", default="build/app/hilum-cli")
     a = ap.parse_args()
+    models = [model_and_fold(m) for m in a.models]
+    if len({f for _, f in models}) != len(models):
+        ap.error("each fold once")
     print("| population, output | positives / negatives | AUROC (95% CI, bootstrap by patient) | ECE | ECE a calibrated model shows by chance (95th pct.) |")
     print("|---|---:|---:|---:|---:|")
     # Pediatric.
     root = os.path.join(a.shared, "cxr-pneumonia-224", "train")
-    files, truth, patients = [], [], []
+    films = []  # (file, truth, patient)
     for cls in ("NORMAL", "PNEUMONIA"):
         for name in sorted(os.listdir(os.path.join(root, cls))):
-            p = patient_from_file_name(os.path.splitext(name)[0])
-            if in_validation(p, a.seed):
-                files.append(os.path.join(root, cls, name))
-                truth.append(1 if cls == "PNEUMONIA" else 0)
-                patients.append(p)
-    rows = classify(a.cli, a.model, files)
-    kept = [i for i, f in enumerate(files) if f in rows]
-    pn = [rows[files[i]]["probabilities"]["Pneumonia"] for i in kept]
-    print(line("pediatric, Pneumonia", pn, [truth[i] for i in kept], [patients[i] for i in kept]))
-    if "No Finding" in rows[files[kept[0]]]["probabilities"]:
-        nf = [rows[files[i]]["probabilities"]["No Finding"] for i in kept]
-        print(line("pediatric, No Finding", nf, [1 - truth[i] for i in kept], [patients[i] for i in kept]))
-    ped_flagged = sum(1 for i in kept if not rows[files[i]].get("in_domain", True))
+            films.append((os.path.join(root, cls, name), 1 if cls == "PNEUMONIA" else 0, patient_from_file_name(os.path.splitext(name)[0])))
+    held = lambda fold: [f for f in films if in_validation(f[2], a.seed, fold)]
+    rows = classify_folds(a.cli, models, lambda fold: [f[0] for f in held(fold)])
+    kept = [f for _, fold in models for f in held(fold) if f[0] in rows]
+    pn = [rows[f[0]]["probabilities"]["Pneumonia"] for f in kept]
+    print(line("pediatric, Pneumonia", pn, [f[1] for f in kept], [f[2] for f in kept]))
+    if "No Finding" in rows[kept[0][0]]["probabilities"]:
+        nf = [rows[f[0]]["probabilities"]["No Finding"] for f in kept]
+        print(line("pediatric, No Finding", nf, [1 - f[1] for f in kept], [f[2] for f in kept]))
+    ped_flagged = sum(1 for f in kept if not rows[f[0]].get("in_domain", True))
+    ped_auroc = {}
+    for _, fold in models:
+        own = [f for f in held(fold) if f[0] in rows]
+        ped_auroc[fold] = (len(own), auroc([rows[f[0]]["probabilities"]["Pneumonia"] for f in own], [f[1] for f in own]))
     # Adult.
     root = os.path.join(a.shared, "cxr-nih-adult-512")
     table = list(csv.DictReader(open(os.path.join(root, "labels.csv"))))
-    chosen = [r for r in table if in_validation("cxr-nih-adult-512/" + r["patient_id"], a.seed)]
+    held_adult = lambda fold: [r for r in table if in_validation("cxr-nih-adult-512/" + r["patient_id"], a.seed, fold)]
+    rows = classify_folds(a.cli, models, lambda fold: [os.path.join(root, r["image"]) for r in held_adult(fold)])
+    chosen = [r for _, fold in models for r in held_adult(fold) if os.path.join(root, r["image"]) in rows]
     files = [os.path.join(root, r["image"]) for r in chosen]
-    rows = classify(a.cli, a.model, files)
-    chosen = [r for r, f in zip(chosen, files) if f in rows]
-    files = [f for f in files if f in rows]
     pats = [r["patient_id"] for r in chosen]
     prob = lambda f, k: rows[f]["probabilities"].get(k)
     print(line("adult, Pneumonia (vs every other film)", [prob(f, "Pneumonia") for f in files], [int(r["Pneumonia"]) for r in chosen], pats))
@@ -157,6 +201,27 @@ def main():
     adult_flagged = sum(1 for f in files if not rows[f].get("in_domain", True))
     print()
     print(f"held-out films flagged out of domain: pediatric {ped_flagged} of {len(kept)}, adult {adult_flagged} of {len(files)}")
+    if len(models) > 1:
+        print()
+        print(f"{len(models)} folds: pediatric {len(kept)} films of {len(set(f[2] for f in kept))} patients, "
+              f"adult {len(files)} films of {len(set(pats))} patients, each scored by the fold's model that never saw its labels")
+        print()
+        print("| fold | model | pediatric films | pediatric Pneumonia AUROC | adult films | adult Pneumonia vs No Finding AUROC | adult No Finding AUROC |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for model, fold in models:
+            ad = [r for r in held_adult(fold) if os.path.join(root, r["image"]) in rows]
+            af = [os.path.join(root, r["image"]) for r in ad]
+            pr = [i for i, r in enumerate(ad) if r["Pneumonia"] == "1" or r["No Finding"] == "1"]
+            print(f"| {fold} | {os.path.basename(os.path.normpath(model))} | {ped_auroc[fold][0]} | {ped_auroc[fold][1]:.3f} | {len(ad)} | "
+                  f"{auroc([prob(af[i], 'Pneumonia') for i in pr], [int(ad[i]['Pneumonia']) for i in pr]):.3f} | "
+                  f"{auroc([prob(f, 'No Finding') for f in af], [int(r['No Finding']) for r in ad]):.3f} |")
+        print()
+        print("Cross-fitted ECE of each fold (training_report.json: calibration fitted on the other half of the fold's patients):")
+        for population, finding in (("pediatric", "Pneumonia"), ("pediatric", "No Finding"), ("adult", "Pneumonia"), ("adult", "No Finding")):
+            values = cross_fitted(models, population, finding)
+            if values:
+                listed = ", ".join(f"fold {f}: {e:.3f}" for f, e, _ in values)
+                print(f"- {population}, {finding}: {listed}; mean {np.mean([e for _, e, _ in values]):.3f}")
 
 
 if __name__ == "__main__":

@@ -832,17 +832,17 @@ TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   EXPECT_EQ(epochs_reported, (std::set<int>{1, 2}));
   // The same held-out patients, recomputed from the folder and the seed, give the run's figures
   // (within the F16 rounding of the written weights).
-  auto again = app::evaluate_folder(*model, path("data"), o.seed, o.validation_fraction);
+  auto again = app::evaluate_folder(*model, path("data"), o.split());
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(again->images, r->validation_images);
   EXPECT_EQ(again->patients, r->validation_patients);
   ASSERT_EQ(again->findings.size(), 1u);
   ASSERT_TRUE(again->findings[0].auroc.has_value());
   EXPECT_NEAR(*again->findings[0].auroc, *r->validation.findings[0].auroc, 0.02);
-  auto other_seed = app::evaluate_folder(*model, path("data"), o.seed + 1, o.validation_fraction);
+  auto other_seed = app::evaluate_folder(*model, path("data"), app::PatientSplit{o.seed + 1, o.validation_fraction, 0});
   ASSERT_TRUE(other_seed.ok());
   EXPECT_NE(other_seed->images, again->images) << "another seed holds out other patients";
-  EXPECT_FALSE(app::evaluate_folder(*model, path("nowhere"), o.seed).ok());
+  EXPECT_FALSE(app::evaluate_folder(*model, path("nowhere"), o.split()).ok());
 }
 
 }  // namespace

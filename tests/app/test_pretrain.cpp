@@ -190,7 +190,7 @@ TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
       ASSERT_TRUE(app::write_png_gray8(path("labelled") / cls / ("person" + std::to_string(i) + "_v" + std::to_string(k) + ".png"), 32, 32, px).ok());
     }
   }
-  auto held = app::held_out_files(path("labelled"), 1, 0.3);
+  auto held = app::held_out_files(path("labelled"), app::PatientSplit{1, 0.3, 0});
   ASSERT_TRUE(held.ok()) << held.error().message;
   ASSERT_FALSE(held->empty());
   ASSERT_LT(held->size(), 60u);
@@ -199,11 +199,28 @@ TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
     const auto film = [&](int k) { return (path("labelled") / cls / ("person" + std::to_string(i) + "_v" + std::to_string(k) + ".png")).string(); };
     EXPECT_EQ(held->contains(film(0)), held->contains(film(1))) << "patient " << i << " is split across the sides";
   }
-  auto other_seed = app::held_out_files(path("labelled"), 2, 0.3);
+  auto other_seed = app::held_out_files(path("labelled"), app::PatientSplit{2, 0.3, 0});
   ASSERT_TRUE(other_seed.ok());
   EXPECT_NE(*held, *other_seed) << "the split depends on the seed";
+  // Folds of the same seed are disjoint, together hold out every patient (three of 0.3, and the
+  // last 10% no fold), and fold 0 is the split without folds.
+  std::set<std::string> covered = *held, fold1;
+  for (int fold = 1; fold < 3; ++fold) {
+    auto other_fold = app::held_out_files(path("labelled"), app::PatientSplit{1, 0.3, fold});
+    ASSERT_TRUE(other_fold.ok());
+    EXPECT_FALSE(other_fold->empty()) << "fold " << fold;
+    if (fold == 1) fold1 = *other_fold;
+    for (const auto& f : *other_fold) EXPECT_TRUE(covered.insert(f).second) << f << " is held out by two folds";
+  }
+  EXPECT_GE(covered.size(), 40u) << "three folds of 30% hold out about 90% of the films";
+  EXPECT_LT(covered.size(), 60u);
+  EXPECT_EQ(app::PatientSplit({1, 0.3, 0}).folds(), 3);
+  EXPECT_EQ(app::PatientSplit({1, 0.15, 0}).folds(), 6);
+  auto beyond = app::held_out_files(path("labelled"), app::PatientSplit{1, 0.3, 3});
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_TRUE(beyond->empty()) << "the 10% after the last whole fold is no fold";
   // films/a: two films, no sub-folders (films/ itself, with a/ and b/, reads as class folders).
-  auto unlabelled = app::held_out_files(path("films") / "a", 1, 0.3);
+  auto unlabelled = app::held_out_files(path("films") / "a", app::PatientSplit{1, 0.3, 0});
   ASSERT_TRUE(unlabelled.ok()) << unlabelled.error().message;
   EXPECT_TRUE(unlabelled->empty()) << "a folder of unlabelled films has no validation patients";
 
@@ -238,6 +255,17 @@ TEST_F(PretrainTest, HoldOutSeedLeavesOutTrainsValidationPatients) {
   ASSERT_TRUE(trained.ok()) << trained.error().message;
   EXPECT_EQ(trained->validation_images, static_cast<int>(held->size())) << "pre-training left out exactly train's validation films";
   EXPECT_EQ(nlohmann::json::parse(trained->report_json)["layer_decay"], 0.5);
+  // Another fold: train holds out that fold's films and says which fold; a fold beyond the last is refused.
+  t.validation_fold = 1;
+  t.out = path("classifier-fold1");
+  auto other = app::train_from_folder(t);
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  EXPECT_EQ(other->validation_images, static_cast<int>(fold1.size()));
+  EXPECT_EQ(nlohmann::json::parse(other->report_json)["validation_fold"], 1);
+  t.validation_fold = 3;
+  auto beyond_last = app::train_from_folder(t);
+  ASSERT_FALSE(beyond_last.ok());
+  EXPECT_NE(beyond_last.error().message.find("fold 3"), std::string::npos) << beyond_last.error().message;
 }
 
 // The GUI's model manager keeps a catalog's backbones in its models folder: a run stopped after an

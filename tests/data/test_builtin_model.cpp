@@ -69,7 +69,7 @@ TEST(BuiltinModel, ReproducesItsFiguresPerPopulationOnHeldOutPatients) {
   ASSERT_TRUE(b.extras.calibration.has_value()) << "the built-in model ships its calibration";
   const auto seed = b.report.at("seed").get<std::uint64_t>();
   for (const auto& [population, folder] : {std::pair{std::string("pediatric"), kPediatric}, std::pair{std::string("adult"), kAdult}}) {
-    auto r = app::evaluate_folder(b.model, folder, seed, app::TrainOptions{}.validation_fraction, nullptr, &b.extras);
+    auto r = app::evaluate_folder(b.model, folder, app::PatientSplit{seed, app::TrainOptions{}.validation_fraction, 0}, nullptr, &b.extras);
     ASSERT_TRUE(r.ok()) << r.error().message;
     for (const std::string finding : {"Pneumonia", "No Finding"}) {
       const auto* f = metrics_of(*r, finding);

@@ -71,12 +71,25 @@ struct MergedDataset {
 // the share of its pixels visibly in colour (DisplayImage::coloured_share).
 [[nodiscard]] Result<DisplayImage> read_grey_image(const std::filesystem::path& file);
 
-// The files of a training folder (scan_image_folder) whose patients `train --seed SEED` holds out
-// for validation at `validation_fraction`, by the same keyed split; empty for a folder that is not a
-// training folder (no class sub-folders, no labels.csv). Pre-training leaves them out so that the
-// validation patients' pixels are never seen before they judge the model.
-[[nodiscard]] Result<std::set<std::string>> held_out_files(const std::filesystem::path& dir, std::uint64_t seed,
-                                                           double validation_fraction = 0.15);
+// Which patients `train` holds out for validation: those whose keyed hash of the seed and the
+// patient (stable across runs and machines) falls in the fold-th slice of `fraction` of [0, 1).
+// Fold 0 is the slice every model before folds held out. Folds 0, 1, ... are disjoint: training once
+// per fold scores every patient of those folds by a model that never saw their labels
+// (cross-validation; bench/model/cross_validate.sh).
+struct PatientSplit {
+  std::uint64_t seed = 1;
+  double fraction = 0.15;
+  int fold = 0;
+  [[nodiscard]] bool holds_out(const std::string& patient) const;
+  // How many disjoint folds of `fraction` fit in [0, 1): fold is valid when below it.
+  [[nodiscard]] int folds() const;
+};
+
+// The files of a training folder (scan_image_folder) whose patients `train` holds out at `split`,
+// by the same keyed split; empty for a folder that is not a training folder (no class sub-folders,
+// no labels.csv). Pre-training leaves them out so that the validation patients' pixels are never
+// seen before they judge the model.
+[[nodiscard]] Result<std::set<std::string>> held_out_files(const std::filesystem::path& dir, const PatientSplit& split);
 
 struct TrainOptions {
   std::vector<DataSource> data;   // the image folders (at least one)
@@ -104,7 +117,8 @@ struct TrainOptions {
   float layer_decay = 1.0f;
   int warmup_epochs = 3;
   double validation_fraction = 0.15;  // of the patients
-  std::uint64_t seed = 1;
+  int validation_fold = 0;            // which slice of them (PatientSplit::fold)
+  std::uint64_t seed = 1;             // of the split and of the training
   int max_images = 0;             // 0 = all (small runs for tests)
   // A population (of two or more) gets a calibration of its own when it has at least this many
   // validation images; with fewer it keeps the model's.
@@ -113,6 +127,8 @@ struct TrainOptions {
   // Arithmetic of the training step's matrix products: BF16 mixed precision (F32 weights, bfloat16
   // operands accumulated in F32; training::TrainOptions::precision) when the CPU has AVX512_BF16.
   inference::Precision precision = inference::Precision::BF16;
+
+  [[nodiscard]] PatientSplit split() const { return {seed, validation_fraction, validation_fold}; }
 };
 
 struct PopulationReport {
@@ -141,14 +157,13 @@ struct TrainReport {
 [[nodiscard]] Result<TrainReport> train_from_folder(const TrainOptions& options, const FinetuneCallback& progress = {},
                                                     const std::atomic<bool>* cancel = nullptr);
 
-// A trained model on the validation patients train_from_folder held out of `data` with this
-// seed and fraction (the same split, recomputed): per-finding AUROC (CI), ECE, thresholds.
+// A trained model on the validation patients train_from_folder held out of `data` at this split
+// (TrainOptions::split(), recomputed): per-finding AUROC (CI), ECE, thresholds.
 // The model's probabilities are calibrated by `extras` when given (LoadedModel::extras: each image
 // by its population's calibration, chosen from its age or embedding as for a reader).
 // Findings of the folder the model lacks are left out; outputs the folder does not assess too.
 [[nodiscard]] Result<EvaluationReport> evaluate_folder(const inference::ViTModel& model, const std::filesystem::path& data,
-                                                       std::uint64_t seed,
-                                                       double validation_fraction = TrainOptions{}.validation_fraction,
+                                                       const PatientSplit& split,
                                                        const std::atomic<bool>* cancel = nullptr,
                                                        const inference::ModelExtras* extras = nullptr);
 
