@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
     });
     const double forward = median_ms(runs, [&] { (void)model->forward({normalised}); });
     const std::string hash(64, 'a');
-    (void)app::write_cached_input(cache, hash, size, input);
+    (void)app::write_cached_input(cache, hash, size, input, 0.0);
     const double cache_read = median_ms(runs, [&] { (void)app::read_cached_input(cache, hash, size); });
     std::printf("| %s | %d x %d | %.1f | %.1f | %d x %d | %.1f | %.1f | %.2f | %.2f |\n", fs::path(file).filename().c_str(), image->columns,
                 image->rows, decode, decode_min, small->columns, small->rows, display, preprocess, forward, cache_read);

@@ -264,10 +264,12 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
       // The header alone (no pixels) for the domain check's header rules.
       read_options.decode_pixels = false;
       auto header = dicom::read_radiograph(path, read_options);
-      // A colour image is decoded again: how much of it is in colour is part of its domain check.
-      if (header && header->colour_photometric.empty()) {
-        p.input = std::move(cached);
-        p.header = std::move(header.value());  // greyscale: coloured_share 0
+      // How much of a colour image is in colour is part of its domain check: it comes with the
+      // cached input; an entry of the first format has none, and a colour image is decoded again.
+      if (header && (header->colour_photometric.empty() || cached->coloured_share)) {
+        p.input = std::move(cached->values);
+        p.coloured_share = cached->coloured_share.value_or(0.0);  // greyscale: 0
+        p.header = std::move(header.value());
         p.from_cache = true;
         return p;
       }
@@ -282,7 +284,7 @@ PreparedInput prepare_input(const Instance& instance, InputSize size, const fs::
   }
   p.input = model_input_of(display->grey.data(), display->width, display->height, size);
   if (cacheable) {
-    if (auto cached = write_cached_input(cache_dir, instance.content_hash, size, *p.input); !cached) p.cache_error = cached.error().message;
+    if (auto cached = write_cached_input(cache_dir, instance.content_hash, size, *p.input, image->coloured_share); !cached) p.cache_error = cached.error().message;
   }
   p.coloured_share = image->coloured_share;
   dicom::Radiograph header = std::move(image.value());

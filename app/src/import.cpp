@@ -370,6 +370,7 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   // so that classification never decodes this film again. Best effort: a film whose display image
   // cannot be made is still catalogued (classify will say why).
   std::vector<float> model_input;
+  const double coloured_share = im.coloured_share;
   if (!ctx.model_input.empty() && !ctx.cache_dir.empty()) {
     if (auto grey = dcm::render_float(im)) model_input = model_input_of(grey->data(), im.columns, im.rows, ctx.model_input);
   }
@@ -379,7 +380,7 @@ WorkResult process_file(const std::string& path, const WorkContext& ctx) {
   if (!hashed) return failed(hashed.error().message);
   r.record.content_hash = std::move(hashed.value());
   // A cache that cannot be written costs a decode later, nothing else: the import goes on.
-  if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input);
+  if (!model_input.empty()) (void)write_cached_input(ctx.cache_dir, r.record.content_hash, ctx.model_input, model_input, coloured_share);
 
   if (ctx.received && (!storable_uid(r.record.study_instance_uid) || !storable_uid(r.record.sop_instance_uid))) {
     return failed("not a valid DICOM UID in the Study or SOP Instance UID: the instance cannot be stored");

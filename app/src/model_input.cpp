@@ -1,10 +1,12 @@
 #include "hilum/app/model_input.hpp"
 
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <string_view>
 #include <system_error>
 
 #include "hilum/app/hash.hpp"
@@ -20,7 +22,10 @@ static_assert(std::endian::native == std::endian::little, "the cached inputs are
 
 // Bump when the display pipeline's default rendering or resize_antialiased changes what they compute.
 constexpr const char* kVersion = "v1";
-constexpr const char* kMagic = "hilum-model-input 1";
+// Format 1: magic, key, size, payload SHA-256. Format 2 adds a line "coloured SHARE" before the
+// checksum, which then covers that line and the payload.
+constexpr const char* kMagic1 = "hilum-model-input 1";
+constexpr const char* kMagic = "hilum-model-input 2";
 constexpr std::size_t kMaxSide = 4096;
 
 bool is_hex_hash(const std::string& s) {
@@ -31,9 +36,33 @@ bool is_hex_hash(const std::string& s) {
   return true;
 }
 
-std::string header_of(InputSize size, const std::string& payload_hash) {
-  return std::string(kMagic) + "\n" + model_input_key(size) + "\n" + std::to_string(size.width) + " " + std::to_string(size.height) + "\n" +
-         payload_hash + "\n";
+std::string size_line(InputSize size) { return std::to_string(size.width) + " " + std::to_string(size.height); }
+
+// "coloured 0.0123": shortest round-trip digits, whatever the locale.
+std::string coloured_line(double share) {
+  char digits[32];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, share);
+  return "coloured " + std::string(digits, ec == std::errc{} ? end : digits);
+}
+
+std::optional<double> parse_coloured_line(const std::string& line) {
+  constexpr std::string_view prefix = "coloured ";
+  if (line.rfind(prefix, 0) != 0) return std::nullopt;
+  double share = -1.0;
+  const char* first = line.data() + prefix.size();
+  const char* last = line.data() + line.size();
+  const auto [end, ec] = std::from_chars(first, last, share);
+  if (ec != std::errc{} || end != last || !(share >= 0.0 && share <= 1.0)) return std::nullopt;
+  return share;
+}
+
+// SHA-256 of the share's line and the values (format 2).
+std::string checksum_of(const std::string& coloured, const float* values, std::size_t count) {
+  std::string bytes = coloured + "\n";
+  const std::size_t at = bytes.size();
+  bytes.resize(at + count * sizeof(float));
+  std::memcpy(bytes.data() + at, values, count * sizeof(float));
+  return sha256_hex(bytes.data(), bytes.size());
 }
 
 }  // namespace
@@ -55,7 +84,8 @@ fs::path cached_input_path(const fs::path& cache_dir, const std::string& content
   return cache_dir / model_input_key(size) / (content_hash + ".f32");
 }
 
-Status write_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size, const std::vector<float>& input) {
+Status write_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size, const std::vector<float>& input,
+                          double coloured_share) {
   if (cache_dir.empty() || size.empty() || static_cast<std::size_t>(size.width) > kMaxSide || static_cast<std::size_t>(size.height) > kMaxSide) {
     return Error{ErrorKind::Invalid, "no cache folder or no input size"};
   }
@@ -63,12 +93,15 @@ Status write_cached_input(const fs::path& cache_dir, const std::string& content_
   if (input.size() != static_cast<std::size_t>(size.width) * static_cast<std::size_t>(size.height)) {
     return Error{ErrorKind::Invalid, "the input has the wrong size"};
   }
+  if (!(coloured_share >= 0.0 && coloured_share <= 1.0)) return Error{ErrorKind::Invalid, "a share in colour outside [0, 1]"};
   const fs::path path = cached_input_path(cache_dir, content_hash, size);
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   if (ec) return Error{ErrorKind::Io, "cannot create " + path.parent_path().string() + ": " + ec.message()};
   const std::size_t bytes = input.size() * sizeof(float);
-  std::string content = header_of(size, sha256_hex(input.data(), bytes));
+  const std::string coloured = coloured_line(coloured_share);
+  std::string content = std::string(kMagic) + "\n" + model_input_key(size) + "\n" + size_line(size) + "\n" + coloured + "\n" +
+                        checksum_of(coloured, input.data(), input.size()) + "\n";
   const std::size_t at = content.size();
   content.resize(at + bytes);
   std::memcpy(content.data() + at, input.data(), bytes);
@@ -78,30 +111,38 @@ Status write_cached_input(const fs::path& cache_dir, const std::string& content_
   return core::Done{};
 }
 
-std::optional<std::vector<float>> read_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size) {
+std::optional<CachedInput> read_cached_input(const fs::path& cache_dir, const std::string& content_hash, InputSize size) {
   if (cache_dir.empty() || size.empty() || !is_hex_hash(content_hash)) return std::nullopt;
   if (static_cast<std::size_t>(size.width) > kMaxSide || static_cast<std::size_t>(size.height) > kMaxSide) return std::nullopt;
   std::ifstream in(cached_input_path(cache_dir, content_hash, size), std::ios::binary);
   if (!in) return std::nullopt;
   const std::size_t count = static_cast<std::size_t>(size.width) * static_cast<std::size_t>(size.height);
-  // Header: four lines (magic, key, size, payload SHA-256), each checked against what is expected.
-  std::string magic, key, dims, hash;
-  if (!std::getline(in, magic) || !std::getline(in, key) || !std::getline(in, dims) || !std::getline(in, hash)) return std::nullopt;
-  if (magic != kMagic || key != model_input_key(size) || dims != std::to_string(size.width) + " " + std::to_string(size.height) ||
-      !is_hex_hash(hash)) {
+  // Header: magic, key, size, (format 2) share in colour, checksum; each checked against what is expected.
+  std::string magic, key, dims, coloured, hash;
+  if (!std::getline(in, magic) || (magic != kMagic && magic != kMagic1)) return std::nullopt;
+  const bool first_format = magic == kMagic1;
+  if (!std::getline(in, key) || !std::getline(in, dims) || (!first_format && !std::getline(in, coloured)) || !std::getline(in, hash)) {
     return std::nullopt;
+  }
+  if (key != model_input_key(size) || dims != size_line(size) || !is_hex_hash(hash)) return std::nullopt;
+  CachedInput out;
+  if (!first_format) {
+    out.coloured_share = parse_coloured_line(coloured);
+    if (!out.coloured_share) return std::nullopt;
   }
   std::vector<float> values(count);
   in.read(reinterpret_cast<char*>(values.data()), static_cast<std::streamsize>(count * sizeof(float)));
   if (static_cast<std::size_t>(in.gcount()) != count * sizeof(float)) return std::nullopt;
   if (in.peek() != std::ifstream::traits_type::eof()) return std::nullopt;  // trailing bytes: not ours
-  if (sha256_hex(values.data(), count * sizeof(float)) != hash) return std::nullopt;
+  const std::string expected = first_format ? sha256_hex(values.data(), count * sizeof(float)) : checksum_of(coloured, values.data(), count);
+  if (expected != hash) return std::nullopt;
   // Display values resized: [0, 1] up to the filter's rounding (a white field can come out at
   // 1 + 1e-7); anything further out (or not a number) is not an input Hilum wrote.
   for (float v : values) {
     if (!(v >= -1e-3f && v <= 1.001f)) return std::nullopt;
   }
-  return values;
+  out.values = std::move(values);
+  return out;
 }
 
 }  // namespace hilum::app

@@ -183,8 +183,9 @@ TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
 
   // The lowest mantissa bit of a mid-grey value changed (still a value in [0, 1]): the checksum
   // refuses it; decoded again, and the file rewritten.
-  const auto values = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
-  ASSERT_TRUE(values.has_value());
+  const auto entry = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+  ASSERT_TRUE(entry.has_value());
+  const std::vector<float>* values = &entry->values;
   const auto mid = static_cast<std::size_t>(std::find_if(values->begin(), values->end(), [](float v) { return v > 0.2f && v < 0.8f; }) - values->begin());
   ASSERT_LT(mid, values->size());
   std::string bytes = file_bytes(cached);
@@ -216,18 +217,19 @@ TEST_F(ClassifyTest, ModelInputCacheWriteFailuresAreErrorsOfTheirKind) {
   const app::InputSize size{2, 2};
   const std::vector<float> input(4, 0.5f);
   { std::ofstream(path("blocker")) << "a file where the cache folder would be"; }
-  const auto blocked = app::write_cached_input(path("blocker") / "model-inputs", hash, size, input);
+  const auto blocked = app::write_cached_input(path("blocker") / "model-inputs", hash, size, input, 0.0);
   ASSERT_FALSE(blocked.ok());
   EXPECT_EQ(blocked.error().kind, app::ErrorKind::Io);
   EXPECT_NE(blocked.error().message.find("cannot create"), std::string::npos) << blocked.error().message;
-  for (const auto& refused : {app::write_cached_input({}, hash, size, input), app::write_cached_input(path("cache"), hash, {}, input),
-                              app::write_cached_input(path("cache"), hash, size, std::vector<float>(3, 0.5f))}) {
+  for (const auto& refused : {app::write_cached_input({}, hash, size, input, 0.0), app::write_cached_input(path("cache"), hash, {}, input, 0.0),
+                              app::write_cached_input(path("cache"), hash, size, std::vector<float>(3, 0.5f), 0.0),
+                              app::write_cached_input(path("cache"), hash, size, input, 1.5)}) {
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().kind, app::ErrorKind::Invalid);
     EXPECT_FALSE(refused.error().message.empty());
   }
   EXPECT_FALSE(fs::exists(path("cache")));
-  EXPECT_TRUE(app::write_cached_input(path("cache"), hash, size, input).ok());
+  EXPECT_TRUE(app::write_cached_input(path("cache"), hash, size, input, 0.0).ok());
   EXPECT_TRUE(app::read_cached_input(path("cache"), hash, size).has_value());
 }
 
@@ -237,28 +239,61 @@ TEST_F(ClassifyTest, ModelInputCacheReadsBackWhatWasWrittenAndNothingElse) {
   const app::InputSize size{4, 3};
   std::vector<float> input(12);
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i) / 11.0f;
-  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input, 0.125).ok());
   const auto back = app::read_cached_input(cache, hash, size);
   ASSERT_TRUE(back.has_value());
-  EXPECT_EQ(*back, input);
+  EXPECT_EQ(back->values, input);
+  EXPECT_EQ(back->coloured_share, 0.125);
   EXPECT_FALSE(app::read_cached_input(cache, hash, {3, 4}).has_value());        // another key (input size)
   EXPECT_FALSE(app::read_cached_input(cache, std::string(64, 'b'), size).has_value());  // another film
   // Not a hash (a path, say): never written, never read.
-  const auto escape = app::write_cached_input(cache, "../../escape", size, input);
+  const auto escape = app::write_cached_input(cache, "../../escape", size, input, 0.0);
   ASSERT_FALSE(escape.ok());
   EXPECT_EQ(escape.error().kind, app::ErrorKind::Invalid);
   EXPECT_FALSE(app::read_cached_input(cache, "../../escape", size).has_value());
   // A changed bit, a trailing byte, or a value outside [0, 1] with a matching checksum, is not accepted.
   const fs::path file = app::cached_input_path(cache, hash, size);
   std::string bytes = file_bytes(file);
+  {
+    // The share in colour is under the checksum too: 0.125 read as 0.925 is refused.
+    std::string share_changed = bytes;
+    const auto at = share_changed.find("coloured 0.125\n");
+    ASSERT_NE(at, std::string::npos) << share_changed.substr(0, 200);
+    share_changed[at + 11] = '9';
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << share_changed;
+    EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+    ASSERT_TRUE(app::read_cached_input(cache, hash, size).has_value());
+  }
   bytes[bytes.size() - 8] = static_cast<char>(bytes[bytes.size() - 8] ^ 0x01);  // value 10 of 12, in [0, 1] either way
   { std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
-  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input, 0.0).ok());
   { std::ofstream(file, std::ios::binary | std::ios::app) << 'x'; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
   input[5] = 2.0f;
-  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input).ok());
+  ASSERT_TRUE(app::write_cached_input(cache, hash, size, input, 0.0).ok());
+  EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
+}
+
+// A catalog made before the cache kept the share in colour: its entries (format 1: magic, key,
+// size, SHA-256 of the values) still read, the share unknown, and a damaged one is still refused.
+TEST_F(ClassifyTest, ModelInputCacheReadsTheFirstFormatWithoutAShare) {
+  const fs::path cache = path("store") / "model-inputs";
+  const std::string hash(64, 'd');
+  const app::InputSize size{3, 2};
+  const std::vector<float> input{0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f};
+  const fs::path file = app::cached_input_path(cache, hash, size);
+  fs::create_directories(file.parent_path());
+  std::string payload(reinterpret_cast<const char*>(input.data()), input.size() * sizeof(float));
+  const std::string header = "hilum-model-input 1\n" + app::model_input_key(size) + "\n3 2\n" + app::sha256_hex(payload.data(), payload.size()) + "\n";
+  { std::ofstream(file, std::ios::binary) << header << payload; }
+  const auto old = app::read_cached_input(cache, hash, size);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->values, input);
+  EXPECT_FALSE(old->coloured_share.has_value());
+  payload[5] = static_cast<char>(payload[5] ^ 0x01);
+  { std::ofstream(file, std::ios::binary | std::ios::trunc) << header << payload; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
 }
 

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cmath>
+#include <fstream>
 #include <cstdio>
 #include <optional>
 
@@ -11,6 +12,8 @@
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/model_input.hpp"
+#include "hilum/app/hash.hpp"
 #include "hilum/app/domain.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
@@ -327,8 +330,9 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   expect_only_first_outside((*r)[0], (*r)[1], "a colour image (11% of its pixels in colour)", "colour");
 
-  // Through the cache of model inputs: a greyscale film's second read is the cache's; a colour
-  // image is decoded again so that its colour is judged.
+  // Through the cache of model inputs: the second read of each is the cache's, and the colour is
+  // judged the same (the entry keeps the share in colour). An entry without a share (the cache's
+  // first format) has a colour image decoded again.
   const fs::path cache = path("cache");
   fs::create_directories(cache);
   const auto mono = catalogue(phantom("mono.dcm", 7));
@@ -340,8 +344,23 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
     ASSERT_TRUE(first.cache_error.empty()) << first.cache_error;
     const auto second = app::prepare_input(cached, {160, 160}, cache);
     ASSERT_TRUE(second.input.has_value() && second.header.has_value()) << second.error;
-    EXPECT_EQ(second.from_cache, !colour);
+    EXPECT_TRUE(second.from_cache);
+    EXPECT_EQ(second.coloured_share, first.coloured_share);
     EXPECT_EQ(second.coloured_share >= app::kColouredShareLimit, colour) << second.coloured_share;
+    EXPECT_EQ(second.input, first.input);
+    // The same entry in the first format (no share): a greyscale film is still read from it, a
+    // colour image decoded again.
+    const fs::path entry = app::cached_input_path(cache, cached.content_hash, {160, 160});
+    const std::string payload(reinterpret_cast<const char*>(first.input->data()), first.input->size() * sizeof(float));
+    {
+      std::ofstream(entry, std::ios::binary | std::ios::trunc) << "hilum-model-input 1\n" << app::model_input_key({160, 160}) << "\n160 160\n"
+                                                              << app::sha256_hex(payload.data(), payload.size()) << "\n"
+                                                              << payload;
+    }
+    const auto old_format = app::prepare_input(cached, {160, 160}, cache);
+    ASSERT_TRUE(old_format.input.has_value()) << old_format.error;
+    EXPECT_EQ(old_format.from_cache, !colour);
+    EXPECT_EQ(old_format.coloured_share, first.coloured_share);
   }
 }
 

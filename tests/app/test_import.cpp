@@ -388,7 +388,8 @@ TEST_F(ImportTest, ReducedJpeg2000ReadKeepsTheFilesSizeAndCachesTheModelInput) {
   EXPECT_GT(image->reduction, 0);
   auto grey = dicom::render_float(image.value());
   ASSERT_TRUE(grey.ok());
-  EXPECT_EQ(*cached, app::model_input_of(grey->data(), image->columns, image->rows, o.model_input));
+  EXPECT_EQ(cached->values, app::model_input_of(grey->data(), image->columns, image->rows, o.model_input));
+  EXPECT_EQ(cached->coloured_share, 0.0) << "a greyscale film";
 }
 
 TEST_F(ImportTest, ConflictKeepsTheFirstFileAndReportsBothPaths) {

@@ -9,8 +9,10 @@
 // Files: <catalog folder>/store/model-inputs/<key>/<content SHA-256>.f32, where the key names the
 // preprocessing parameters (the input size and a version of the display/resize code), so a model
 // with another input size, or a later Hilum with another display pipeline, never reads a stale
-// input. Each file is written atomically and carries its key and a SHA-256 of its payload; a
-// missing, truncated or damaged file reads as "not cached" and the caller decodes the film.
+// input. Each file is written atomically and carries its key, the share of the film's pixels in
+// colour (the domain check's colour rule needs it, and it cannot be seen in the grey input) and a
+// SHA-256 of both; a missing, truncated or damaged file reads as "not cached" and the caller
+// decodes the film. Files of the first format (no share in colour) are still read, share unknown.
 #pragma once
 
 #include <filesystem>
@@ -38,16 +40,22 @@ struct InputSize {
 // Display values (width x height) to the cached form: resized to `size`.
 [[nodiscard]] std::vector<float> model_input_of(const float* display, int width, int height, InputSize size);
 
-// Writes the input of the film whose file has SHA-256 `content_hash` (hex), atomically. Errors:
-// Invalid (no cache folder or size, not a SHA-256, an input of another size), Io (the folder or the
-// file cannot be written).
+// Writes the input of the film whose file has SHA-256 `content_hash` (hex), atomically, with the
+// share of its pixels in colour (DisplayImage::coloured_share; 0 for a greyscale film). Errors:
+// Invalid (no cache folder or size, not a SHA-256, an input of another size, a share outside
+// [0, 1]), Io (the folder or the file cannot be written).
 [[nodiscard]] Status write_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash, InputSize size,
-                                             const std::vector<float>& input);
+                                        const std::vector<float>& input, double coloured_share);
+
+struct CachedInput {
+  std::vector<float> values;             // width x height, [0, 1]
+  std::optional<double> coloured_share;  // none in a file of the first format
+};
 
 // The cached input, or nullopt when there is none or it is damaged (wrong size, key or checksum,
-// values outside [0, 1] beyond rounding).
-[[nodiscard]] std::optional<std::vector<float>> read_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash,
-                                                                  InputSize size);
+// values outside [0, 1] beyond rounding, a share outside [0, 1]).
+[[nodiscard]] std::optional<CachedInput> read_cached_input(const std::filesystem::path& cache_dir, const std::string& content_hash,
+                                                           InputSize size);
 
 // The path a film's cached input has (for tests and tools).
 [[nodiscard]] std::filesystem::path cached_input_path(const std::filesystem::path& cache_dir, const std::string& content_hash, InputSize size);
