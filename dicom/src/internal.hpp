@@ -102,6 +102,17 @@ auto guarded(const std::filesystem::path& path, F&& f) -> decltype(f()) {
 // "BasicTextSRStorage" -> "Basic Text SR"; unknown UIDs are returned as they are.
 [[nodiscard]] std::string sop_class_display_name(const std::string& uid);
 
+// High-Throughput JPEG 2000 (JPEG 2000 Part 15 in DICOM: the same codestream with a faster block
+// coder). DCMTK 3.6.7 knows none of its three UIDs and reads such a data set as Explicit VR Little
+// Endian with an encapsulated Pixel Data; OpenJPEG (2.5 and later) decodes the codestream.
+// The name of an HTJ2K transfer syntax UID, else empty.
+[[nodiscard]] std::string htj2k_name(const std::string& uid);
+// The OpenJPEG this process runs with decodes HTJ2K codestreams (2.5 or later).
+[[nodiscard]] bool openjpeg_decodes_htj2k();
+// A transfer syntax UID DCMTK does not know: its data set may be read, its pixels not, and DCMTK
+// cannot write it.
+[[nodiscard]] bool unknown_to_dcmtk(const std::string& uid);
+
 // "2026-11-25T12:00:00.123Z" -> "20261125120000.123" (DICOM DT, UTC); "" when it is not that.
 [[nodiscard]] std::string to_dicom_datetime(const std::string& iso);
 

@@ -1,6 +1,7 @@
 // JPEG 2000 frames through OpenJPEG, from memory. The header is read and checked against the
 // DICOM Rows/Columns before anything is decoded, so a lying codestream cannot make us allocate.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -10,6 +11,13 @@
 #include "internal.hpp"
 
 namespace hilum::dicom::detail {
+
+bool openjpeg_decodes_htj2k() {
+  // opj_version(): "MAJOR.MINOR.PATCH"; HTJ2K decoding came with 2.5.0.
+  int major = 0, minor = 0;
+  return std::sscanf(opj_version(), "%d.%d", &major, &minor) == 2 && (major > 2 || (major == 2 && minor >= 5));
+}
+
 namespace {
 
 struct MemoryStream {

@@ -238,6 +238,11 @@ void read_metadata(DcmFileFormat& ff, Metadata& m) {
   m.transfer_syntax_uid = get_string(meta, DCM_TransferSyntaxUID);
   if (m.transfer_syntax_uid.empty()) m.transfer_syntax_uid = xfer.getXferID();
   m.transfer_syntax_name = xfer.getXferName();
+  // DCMTK names what it read the data set as; a UID it does not know is named here, or said unknown.
+  if (detail::unknown_to_dcmtk(m.transfer_syntax_uid)) {
+    m.transfer_syntax_name = detail::htj2k_name(m.transfer_syntax_uid);
+    if (m.transfer_syntax_name.empty()) m.transfer_syntax_name = "unknown transfer syntax";
+  }
   m.patient_id = get_string(ds, DCM_PatientID);
   m.patient_name = get_string(ds, DCM_PatientName);
   m.patient_birth_date = get_string(ds, DCM_PatientBirthDate);
@@ -295,6 +300,21 @@ void unpack(const Word* words, std::size_t n, const Radiograph& r, std::vector<s
     }
   }
 }
+
+}  // namespace
+
+std::string detail::htj2k_name(const std::string& uid) {
+  if (uid == "1.2.840.10008.1.2.4.201") return "High-Throughput JPEG 2000 Image Compression (Lossless Only)";
+  if (uid == "1.2.840.10008.1.2.4.202") return "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)";
+  if (uid == "1.2.840.10008.1.2.4.203") return "High-Throughput JPEG 2000 Image Compression";
+  return {};
+}
+
+bool detail::unknown_to_dcmtk(const std::string& uid) {
+  return !uid.empty() && DcmXfer(uid.c_str()).getXfer() == EXS_Unknown;
+}
+
+namespace {
 
 bool is_j2k(E_TransferSyntax xfer) {
   return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 ||
@@ -609,8 +629,12 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   const std::uint64_t bytes_per_word = static_cast<std::uint64_t>(r.bits_allocated / 8);
   const std::uint64_t frame_bytes = detail::stored_samples(colour, pixels) * bytes_per_word;
 
-  if (xfer_info.isEncapsulated()) {
-    if (is_j2k(xfer)) {
+  const bool htj2k = !detail::htj2k_name(r.meta.transfer_syntax_uid).empty();
+  if (!htj2k && detail::unknown_to_dcmtk(r.meta.transfer_syntax_uid)) {
+    return make_error(ErrorKind::Unsupported, "unsupported transfer syntax " + r.meta.transfer_syntax_uid + " (unknown to this reader)");
+  }
+  if (xfer_info.isEncapsulated() || htj2k) {
+    if (is_j2k(xfer) || htj2k) {
       ReadOptions j2k_options = options;
       if (colour == detail::ColourModel::Palette) j2k_options.min_side = 0;  // a reduced level would blend palette indices
       auto samples = decode_j2k_pixels(*pixel_data, xfer, r, j2k_options, three_samples ? &colour_planes : nullptr);
@@ -718,6 +742,11 @@ std::vector<TransferSyntaxInfo> supported_transfer_syntaxes() {
     const DcmXfer info(x);
     if (!info.isEncapsulated() || is_j2k(x) || DcmCodecList::canChangeCoding(x, EXS_LittleEndianExplicit)) {
       out.push_back({info.getXferID(), info.getXferName()});
+    }
+  }
+  if (detail::openjpeg_decodes_htj2k()) {
+    for (const char* uid : {"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}) {
+      out.push_back({uid, detail::htj2k_name(uid)});
     }
   }
   return out;

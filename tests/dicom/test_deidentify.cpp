@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hilum/dicom/deidentify.hpp"
+#include "little_endian.hpp"
 #include "support.hpp"
 
 namespace hilum::test {
@@ -47,14 +48,6 @@ std::uint16_t u16(const std::string& b, std::size_t pos) {
 }
 std::uint32_t u32(const std::string& b, std::size_t pos) {
   return static_cast<std::uint32_t>(u16(b, pos)) | (static_cast<std::uint32_t>(u16(b, pos + 2)) << 16);
-}
-void put16(std::string& out, std::uint32_t v) {
-  out.push_back(static_cast<char>(v & 0xFF));
-  out.push_back(static_cast<char>((v >> 8) & 0xFF));
-}
-void put32(std::string& out, std::uint32_t v) {
-  put16(out, v & 0xFFFF);
-  put16(out, v >> 16);
 }
 
 std::string encode(const RawElement& e) {
