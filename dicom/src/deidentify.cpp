@@ -673,11 +673,11 @@ static Result<core::Done> write_deidentified_unguarded(const fs::path& in, const
   if (cond.bad()) return make_error(ErrorKind::Truncated, "cannot read " + in.string() + ": " + cond.text());
   const E_TransferSyntax xfer = ds->getOriginalXfer();
   if (xfer == EXS_Unknown) return make_error(ErrorKind::Corrupt, "unknown transfer syntax in " + in.string());
-  // A transfer syntax DCMTK does not know (HTJ2K, say) is read as Explicit VR Little Endian, and
-  // would be written so, around pixel data still encoded: refused rather than written wrong.
-  OFString stated_xfer;
-  if (ff.getMetaInfo() != nullptr && ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, stated_xfer).good() &&
-      detail::unknown_to_dcmtk(stated_xfer.c_str())) {
+  // Pixels encoded under a transfer syntax DCMTK does not know (HTJ2K, say) would be written under
+  // the syntax the data set was read as, still encoded: refused rather than written wrong.
+  if (detail::encoded_under_unknown_syntax(ff)) {
+    OFString stated_xfer;
+    (void)ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, stated_xfer);
     const std::string name = detail::htj2k_name(stated_xfer.c_str());
     return make_error(ErrorKind::Unsupported, "cannot write a de-identified copy of " + in.string() + ": transfer syntax " +
                                                   (name.empty() ? std::string(stated_xfer.c_str()) : name + " (" + stated_xfer.c_str() + ")") +

@@ -109,9 +109,13 @@ auto guarded(const std::filesystem::path& path, F&& f) -> decltype(f()) {
 [[nodiscard]] std::string htj2k_name(const std::string& uid);
 // The OpenJPEG this process runs with decodes HTJ2K codestreams (2.5 or later).
 [[nodiscard]] bool openjpeg_decodes_htj2k();
-// A transfer syntax UID DCMTK does not know: its data set may be read, its pixels not, and DCMTK
-// cannot write it.
+// A transfer syntax UID DCMTK does not know (HTJ2K, a vendor's private one): DCMTK reads the data
+// set by what it finds (most often Explicit VR Little Endian).
 [[nodiscard]] bool unknown_to_dcmtk(const std::string& uid);
+// The file's meta header states a transfer syntax DCMTK does not know and its Pixel Data is
+// encapsulated: pixels DCMTK can neither decode nor write back (it would write them under the
+// syntax it read the data set as). A private syntax with native pixels is not one of these.
+[[nodiscard]] bool encoded_under_unknown_syntax(DcmFileFormat& ff);
 
 // "2026-11-25T12:00:00.123Z" -> "20261125120000.123" (DICOM DT, UTC); "" when it is not that.
 [[nodiscard]] std::string to_dicom_datetime(const std::string& iso);

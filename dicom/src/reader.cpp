@@ -240,8 +240,8 @@ void read_metadata(DcmFileFormat& ff, Metadata& m) {
   m.transfer_syntax_name = xfer.getXferName();
   // DCMTK names what it read the data set as; a UID it does not know is named here, or said unknown.
   if (detail::unknown_to_dcmtk(m.transfer_syntax_uid)) {
-    m.transfer_syntax_name = detail::htj2k_name(m.transfer_syntax_uid);
-    if (m.transfer_syntax_name.empty()) m.transfer_syntax_name = "unknown transfer syntax";
+    const std::string htj2k = detail::htj2k_name(m.transfer_syntax_uid);
+    m.transfer_syntax_name = htj2k.empty() ? "unknown transfer syntax (read as " + m.transfer_syntax_name + ")" : htj2k;
   }
   m.patient_id = get_string(ds, DCM_PatientID);
   m.patient_name = get_string(ds, DCM_PatientName);
@@ -312,6 +312,20 @@ std::string detail::htj2k_name(const std::string& uid) {
 
 bool detail::unknown_to_dcmtk(const std::string& uid) {
   return !uid.empty() && DcmXfer(uid.c_str()).getXfer() == EXS_Unknown;
+}
+
+bool detail::encoded_under_unknown_syntax(DcmFileFormat& ff) {
+  OFString uid;
+  if (ff.getMetaInfo() == nullptr || ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad() ||
+      !unknown_to_dcmtk(uid.c_str()) || ff.getDataset() == nullptr) {
+    return false;
+  }
+  DcmElement* element = nullptr;
+  if (ff.getDataset()->findAndGetElement(DCM_PixelData, element).bad()) return false;
+  auto* pixel_data = dynamic_cast<DcmPixelData*>(element);
+  DcmPixelSequence* sequence = nullptr;
+  return pixel_data != nullptr && pixel_data->getEncapsulatedRepresentation(ff.getDataset()->getOriginalXfer(), nullptr, sequence).good() &&
+         sequence != nullptr;
 }
 
 namespace {
@@ -630,7 +644,7 @@ static Result<Radiograph> read_radiograph_unguarded(const fs::path& path, const 
   const std::uint64_t frame_bytes = detail::stored_samples(colour, pixels) * bytes_per_word;
 
   const bool htj2k = !detail::htj2k_name(r.meta.transfer_syntax_uid).empty();
-  if (!htj2k && detail::unknown_to_dcmtk(r.meta.transfer_syntax_uid)) {
+  if (!htj2k && detail::encoded_under_unknown_syntax(ff)) {
     return make_error(ErrorKind::Unsupported, "unsupported transfer syntax " + r.meta.transfer_syntax_uid + " (unknown to this reader)");
   }
   if (xfer_info.isEncapsulated() || htj2k) {
