@@ -204,7 +204,10 @@ def main():
     if len(models) > 1:
         print()
         print(f"{len(models)} folds: pediatric {len(kept)} films of {len(set(f[2] for f in kept))} patients, "
-              f"adult {len(files)} films of {len(set(pats))} patients, each scored by the fold's model that never saw its labels")
+              f"adult {len(files)} films of {len(set(pats))} patients, each scored by the model given for its fold")
+        if len({os.path.realpath(m) for m, _ in models}) < len(models):
+            print("NOTE: one model scores several folds: at most one of them was held out of its training, so these are "
+                  "not held-out figures (a fit to its own training films, on purpose or not)")
         print()
         print("| fold | model | pediatric films | pediatric Pneumonia AUROC | adult films | adult Pneumonia vs No Finding AUROC | adult No Finding AUROC |")
         print("|---:|---|---:|---:|---:|---:|---:|")
