@@ -1,7 +1,6 @@
 #include "hilum/app/model_input.hpp"
 
 #include <bit>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -11,6 +10,7 @@
 
 #include "hilum/app/hash.hpp"
 #include "hilum/core/atomic_file.hpp"
+#include "hilum/core/numbers.hpp"
 #include "hilum/inference/vit.hpp"
 
 namespace fs = std::filesystem;
@@ -38,21 +38,14 @@ bool is_hex_hash(const std::string& s) {
 
 std::string size_line(InputSize size) { return std::to_string(size.width) + " " + std::to_string(size.height); }
 
-// "coloured 0.0123": shortest round-trip digits, whatever the locale.
-std::string coloured_line(double share) {
-  char digits[32];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, share);
-  return "coloured " + std::string(digits, ec == std::errc{} ? end : digits);
-}
+// "coloured 0.0123": 17 significant digits (the double back exactly), whatever the locale.
+std::string coloured_line(double share) { return "coloured " + core::format_number(share, 17); }
 
 std::optional<double> parse_coloured_line(const std::string& line) {
   constexpr std::string_view prefix = "coloured ";
   if (line.rfind(prefix, 0) != 0) return std::nullopt;
-  double share = -1.0;
-  const char* first = line.data() + prefix.size();
-  const char* last = line.data() + line.size();
-  const auto [end, ec] = std::from_chars(first, last, share);
-  if (ec != std::errc{} || end != last || !(share >= 0.0 && share <= 1.0)) return std::nullopt;
+  const auto share = core::parse_number(std::string_view(line).substr(prefix.size()));
+  if (!share || !(*share >= 0.0 && *share <= 1.0)) return std::nullopt;
   return share;
 }
 

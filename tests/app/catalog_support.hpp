@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/app/hash.hpp"
+#include "hilum/app/model_input.hpp"
 #include "hilum/dicom/reader.hpp"
 #include "pg_server.hpp"
 #include "temp_dir_test.hpp"
@@ -22,6 +24,14 @@
 namespace hilum::test {
 
 namespace fs = std::filesystem;
+
+// The bytes of a model-input cache entry in the cache's first format (magic, key, size, SHA-256 of
+// the values; no share in colour), as catalogs made before format 2 hold them.
+inline std::string first_format_cache_entry(app::InputSize size, const std::vector<float>& values) {
+  const std::string payload(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  return "hilum-model-input 1\n" + app::model_input_key(size) + "\n" + std::to_string(size.width) + " " + std::to_string(size.height) + "\n" +
+         app::sha256_hex(payload.data(), payload.size()) + "\n" + payload;
+}
 
 class CatalogTest : public TempDirTest {
  protected:

@@ -13,7 +13,6 @@
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/viewer.hpp"
-#include "hilum/app/hash.hpp"
 #include "hilum/app/model_input.hpp"
 #include "hilum/dicom/display.hpp"
 #include "hilum/dicom/reader.hpp"
@@ -285,15 +284,15 @@ TEST_F(ClassifyTest, ModelInputCacheReadsTheFirstFormatWithoutAShare) {
   const std::vector<float> input{0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f};
   const fs::path file = app::cached_input_path(cache, hash, size);
   fs::create_directories(file.parent_path());
-  std::string payload(reinterpret_cast<const char*>(input.data()), input.size() * sizeof(float));
-  const std::string header = "hilum-model-input 1\n" + app::model_input_key(size) + "\n3 2\n" + app::sha256_hex(payload.data(), payload.size()) + "\n";
-  { std::ofstream(file, std::ios::binary) << header << payload; }
+  std::string entry = first_format_cache_entry(size, input);
+  { std::ofstream(file, std::ios::binary) << entry; }
   const auto old = app::read_cached_input(cache, hash, size);
   ASSERT_TRUE(old.has_value());
   EXPECT_EQ(old->values, input);
   EXPECT_FALSE(old->coloured_share.has_value());
-  payload[5] = static_cast<char>(payload[5] ^ 0x01);
-  { std::ofstream(file, std::ios::binary | std::ios::trunc) << header << payload; }
+  const std::size_t byte = entry.size() - input.size() * sizeof(float) + 5;  // in the second value
+  entry[byte] = static_cast<char>(entry[byte] ^ 0x01);
+  { std::ofstream(file, std::ios::binary | std::ios::trunc) << entry; }
   EXPECT_FALSE(app::read_cached_input(cache, hash, size).has_value());
 }
 

@@ -13,7 +13,6 @@
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
 #include "hilum/app/model_input.hpp"
-#include "hilum/app/hash.hpp"
 #include "hilum/app/domain.hpp"
 #include "hilum/app/png.hpp"
 #include "hilum/app/train.hpp"
@@ -351,12 +350,7 @@ TEST_F(DomainTest, AColourImageIsOutsideAndAGreyFilmSentInColourIsNot) {
     // The same entry in the first format (no share): a greyscale film is still read from it, a
     // colour image decoded again.
     const fs::path entry = app::cached_input_path(cache, cached.content_hash, {160, 160});
-    const std::string payload(reinterpret_cast<const char*>(first.input->data()), first.input->size() * sizeof(float));
-    {
-      std::ofstream(entry, std::ios::binary | std::ios::trunc) << "hilum-model-input 1\n" << app::model_input_key({160, 160}) << "\n160 160\n"
-                                                              << app::sha256_hex(payload.data(), payload.size()) << "\n"
-                                                              << payload;
-    }
+    { std::ofstream(entry, std::ios::binary | std::ios::trunc) << first_format_cache_entry({160, 160}, *first.input); }
     const auto old_format = app::prepare_input(cached, {160, 160}, cache);
     ASSERT_TRUE(old_format.input.has_value()) << old_format.error;
     EXPECT_EQ(old_format.from_cache, !colour);
