@@ -212,6 +212,21 @@ ImagePixels pixels_of_input(const LoadedModel& model, const std::vector<float>& 
   return out;
 }
 
+// Which population choose_population (the calibration's choice) takes row `row` for.
+PopulationChoice population_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, std::optional<double> age) {
+  PopulationChoice out;
+  if (!model.model.config().multi_label() || !model.extras.domain) return out;
+  const auto& pops = model.extras.domain->populations;
+  const bool has_embedding = row < result.embeddings.rows() && result.embeddings.cols() > 0;
+  const Eigen::VectorXf e = has_embedding ? Eigen::VectorXf(result.embeddings.row(row).transpose()) : Eigen::VectorXf();
+  const int chosen = inference::choose_population(model.extras, has_embedding ? e.data() : nullptr, e.size(), age);
+  if (chosen < 0) return out;
+  out.population = pops[static_cast<std::size_t>(chosen)].name;
+  const bool by_age = age && std::isfinite(*age) && std::any_of(pops.begin(), pops.end(), [](const auto& p) { return p.max_age_years > 0.0; });
+  out.chosen_by = by_age ? "age" : pops.size() == 1 ? "only population" : "image";
+  return out;
+}
+
 }  // namespace
 
 Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
@@ -221,10 +236,12 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   const std::vector<float> input = model_input_of(display->grey.data(), display->width, display->height, input_size_of(config));
   auto result = model.model.forward({inference::normalise(input.data(), config)});
   if (!result) return from_inference(result.error());
-  auto probabilities = named_probabilities(model, shown_probabilities(model, *result, {age_in_years(image.meta.patient_age)}), 0);
+  const std::optional<double> age = age_in_years(image.meta.patient_age);
+  auto probabilities = named_probabilities(model, shown_probabilities(model, *result, {age}), 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
+  out.population = population_of(model, *result, 0, age);
   out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input, image.coloured_share));
   return out;
 }
@@ -432,6 +449,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
             continue;
           }
           p.probabilities = std::move(probabilities.value());
+          p.population = population_of(model, *result, static_cast<Eigen::Index>(b), ages[b]);
           if (model.record.id > 0 && images[rows[b]].id > 0) {
             auto put = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
             if (!put) return put.error();

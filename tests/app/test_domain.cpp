@@ -509,5 +509,72 @@ TEST_F(DomainTest, CalibrationStoredWithTheModelChangesWhatIsShown) {
   }
 }
 
+// Each population's own calibration, chosen by the header's age or else by the image's embedding,
+// and the prediction says which it carries (classify --json's "population" / "population_from").
+TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseIt) {
+  fs::copy(kTiny, path("model"), fs::copy_options::recursive);
+  auto plain = app::load_model(*catalog_, path("model").string());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  const auto file = phantom("chest.dcm", 7);
+  const inference::Matrix e = embeddings(*plain, {file});
+  std::vector<fs::path> train, held;
+  for (std::uint32_t s = 21; s <= 32; ++s) train.push_back(phantom("train" + std::to_string(s) + ".dcm", s));
+  for (std::uint32_t s = 33; s <= 38; ++s) held.push_back(phantom("held" + std::to_string(s) + ".dcm", s));
+  inference::ModelExtras extras;
+  extras.domain = inference::DomainReference{};
+  extras.domain->embedding = training::fit_subspace(embeddings(*plain, train), embeddings(*plain, held), 4, 1.0, 1.5);
+  auto pediatric = population("pediatric", 1.0, 5.0, 10);
+  auto adult = population("adult", 18.0, 90.0, 10);
+  pediatric.centroid = e.row(0).transpose();                                            // the image's own embedding
+  adult.centroid = (e.row(0).transpose().array() + 10.0f).matrix();                       // far from it
+  const auto scaled = [](double b) {
+    inference::Calibration c;
+    c.labels = {"Effusion"};
+    c.scaling = {{1.0, b}};
+    return c;
+  };
+  pediatric.calibration = scaled(2.0);
+  adult.calibration = scaled(-2.0);
+  extras.domain->populations = {pediatric, adult};
+  ASSERT_TRUE(inference::write_model_extras(path("model"), extras).ok());
+  auto model = app::load_model(*catalog_, path("model").string());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+
+  auto image = dicom::read_radiograph(file);
+  ASSERT_TRUE(image.ok());
+  auto base = app::classify_radiograph(*plain, image.value());
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->population.population, "");  // a model without populations names none
+  double logit = 0.0;
+  std::size_t effusion = 0;
+  for (std::size_t k = 0; k < base->probabilities.size(); ++k) {
+    if (base->probabilities[k].first != "Effusion") continue;
+    effusion = k;
+    const double p = base->probabilities[k].second;
+    logit = std::log(p / (1.0 - p));
+  }
+  const auto sigmoid = [](double z) { return 1.0 / (1.0 + std::exp(-z)); };
+  // No age in the header: the embedding chooses, and it sits on the pediatric centroid.
+  auto by_image = app::classify_radiograph(*model, image.value());
+  ASSERT_TRUE(by_image.ok());
+  EXPECT_EQ(by_image->population.population, "pediatric");
+  EXPECT_EQ(by_image->population.chosen_by, "image");
+  EXPECT_NEAR(by_image->probabilities[effusion].second, sigmoid(logit + 2.0), 1e-5);
+  // An adult's age outweighs the embedding.
+  image->meta.patient_age = "045Y";
+  auto by_age = app::classify_radiograph(*model, image.value());
+  ASSERT_TRUE(by_age.ok());
+  EXPECT_EQ(by_age->population.population, "adult");
+  EXPECT_EQ(by_age->population.chosen_by, "age");
+  EXPECT_NEAR(by_age->probabilities[effusion].second, sigmoid(logit - 2.0), 1e-5);
+  // The catalog's path says the same.
+  auto results = app::classify(*catalog_, *model, {catalogue(file)});
+  ASSERT_TRUE(results.ok()) << results.error().message;
+  ASSERT_EQ(results->size(), 1u);
+  EXPECT_EQ(results->front().population.population, "pediatric");
+  EXPECT_EQ(results->front().population.chosen_by, "image");
+  EXPECT_NEAR(results->front().probabilities[effusion].second, sigmoid(logit + 2.0), 1e-5);
+}
+
 }  // namespace
 }  // namespace hilum::test

@@ -50,6 +50,8 @@ TEST_F(CliModels, ImportActivateClassifyAndStore) {
   // The domain check's three fields: the golden model has no reference of its training films.
   EXPECT_NE(l[0].find("\"in_domain\":true"), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"domain_score\":null"), std::string::npos) << l[0];
+  // Nor populations, so no population's calibration.
+  EXPECT_NE(l[0].find("\"population\":null,\"population_from\":null"), std::string::npos) << l[0];
   EXPECT_NE(l[0].find("\"domain_reason\":\"the model carries no reference of its training films, so the pixel check is unavailable\""),
             std::string::npos) << l[0];
   // An MR header: out of the domain, said in the JSON and in plain text.

@@ -68,10 +68,20 @@ struct DisplayImage {
 // built-in one, or there is no built-in model).
 [[nodiscard]] Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog);
 
+// Whose calibration an image's probabilities carry: the population the model took it for (its
+// name in hilum.json; empty when the model has no populations) and what chose it, the patient's
+// age in the header ("age") or, without one, the image's embedding ("image"). A population
+// without a calibration of its own gives the model's.
+struct PopulationChoice {
+  std::string population;
+  std::string chosen_by;
+};
+
 struct ImagePrediction {
   std::string sop_instance_uid;
   std::string path;
   std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
+  PopulationChoice population;  // whose calibration `probabilities` carry
   DomainCheck domain;         // whether the image is within what the model was trained on
   double milliseconds = 0.0;  // decode + preprocess + forward, per image
   std::string error;          // why this image has no prediction
@@ -80,6 +90,7 @@ struct ImagePrediction {
 
 struct RadiographPrediction {
   std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
+  PopulationChoice population;
   DomainCheck domain;
 };
 
