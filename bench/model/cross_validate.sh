@@ -5,7 +5,9 @@
 #
 # ENCODER is a masked-autoencoder backbone (`hilum-cli pretrain`) that no fold's labels reached;
 # for hilum-cxr-v5's recipe, its four pre-training stages on every film without --hold-out-seed
-# (pixels only, as a site's own `pretrain --catalog` sees its future films). For each FOLD it trains
+# (pixels only, as a site's own `pretrain --catalog` sees its future films). Those stages start
+# from hilum-cxr-pneumonia-v1, which saw the pediatric labels of every patient outside fold 0: the
+# adult figures of folds 1-3 are clean, their pediatric ones are not. For each FOLD it trains
 # OUT/fold-FOLD with the model card's `train` command and `--fold FOLD` (resumable: a stopped run
 # goes on from its checkpoint), then prints the figures over the built-in model's own fold 0 and
 # every fold together (population_report.py: each film scored by the model that never saw its labels).

@@ -31,12 +31,88 @@ import tempfile
 import numpy as np
 
 
+def keyed_hash(secret, domain, key):
+    """app's keyed_hash: the first 8 bytes of HMAC-SHA256(secret, domain NUL key), big-endian."""
+    digest = hmac.new(secret.encode(), domain.encode() + b"\0" + key.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def in_validation(patient, seed, fold=0, fraction=0.15):
     """app::PatientSplit::holds_out: the fold-th slice of `fraction` of the keyed hash."""
-    digest = hmac.new(f"train-split-{seed}".encode(), b"patient\0" + patient.encode(), hashlib.sha256).digest()
     width = round(fraction * 10000)
-    bucket = int.from_bytes(digest[:8], "big") % 10000
+    bucket = keyed_hash(f"train-split-{seed}", "patient", patient) % 10000
     return fold * width <= bucket < (fold + 1) * width
+
+
+def fit_platt(logits, labels):
+    """training::fit_platt: Platt scaling with Platt's smoothed targets, Newton steps with halving;
+    (1, 0) when it cannot be fitted or would reverse the ranking."""
+    z, y = np.asarray(logits, float), np.asarray(labels) != 0
+    pos = y.sum()
+    neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        return 1.0, 0.0
+    t = np.where(y, (pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0))
+    loss = lambda a, b: float(np.sum(np.logaddexp(0.0, a * z + b) - t * (a * z + b)))
+    a, b = 1.0, 0.0
+    current = loss(a, b)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        d, w = p - t, p * (1.0 - p)
+        ga, gb = float(np.sum(d * z)), float(np.sum(d))
+        haa, hab, hbb = 1e-9 + float(np.sum(w * z * z)), float(np.sum(w * z)), 1e-9 + float(np.sum(w))
+        det = haa * hbb - hab * hab
+        if not abs(det) > 0.0:
+            break
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        step, moved = 1.0, False
+        while step > 1e-8:
+            nxt = loss(a - step * da, b - step * db)
+            if nxt < current:
+                a, b = a - step * da, b - step * db
+                moved = current - nxt > 1e-12 * max(1.0, abs(current))
+                current = nxt
+                break
+            step /= 2.0
+        if not moved:
+            break
+    if not (a > 0.0 and np.isfinite(a) and np.isfinite(b)):
+        return 1.0, 0.0
+    return a, b
+
+
+def population_scaling(model, population, finding):
+    """(a, b) of the Platt scaling `model`'s hilum.json gives `population` for `finding`."""
+    extras = json.load(open(os.path.join(model, "hilum.json")))
+    for pop in extras["domain"]["populations"]:
+        if pop["name"] == population and "calibration" in pop:
+            c = pop["calibration"]
+            return tuple(c["parameters"][c["labels"].index(finding)])
+    c = extras["calibration"]
+    return tuple(c["parameters"][c["labels"].index(finding)])
+
+
+def cross_fit_pooled(items):
+    """items: (fold, patient key, shown probability, label, (a, b) of the scaling shown). Within each
+    fold, as training's cross_fitted_probabilities: the patients in two halves by keyed hash, each
+    half's uncalibrated logits (the shown scaling inverted) recalibrated by a Platt scaling fitted on
+    the other half. Returns the cross-fitted probabilities in the order of items."""
+    out = [0.0] * len(items)
+    for fold in sorted({it[0] for it in items}):
+        idx = [i for i, it in enumerate(items) if it[0] == fold]
+        raw = {}
+        for i in idx:
+            _, _, p, _, (a, b) = items[i]
+            p = min(max(p, 1e-12), 1.0 - 1e-12)
+            raw[i] = (np.log(p / (1.0 - p)) - b) / a
+        half = {i: keyed_hash("calibration-halves", "patient", items[i][1]) & 1 for i in idx}
+        for h in (0, 1):
+            other = [i for i in idx if half[i] != h]
+            a, b = fit_platt([raw[i] for i in other], [items[i][3] for i in other])
+            for i in idx:
+                if half[i] == h:
+                    out[i] = 1.0 / (1.0 + np.exp(-(a * raw[i] + b)))
+    return out
 
 
 def patient_from_file_name(stem):
@@ -174,6 +250,8 @@ def main():
         nf = [rows[f[0]]["probabilities"]["No Finding"] for f in kept]
         print(line("pediatric, No Finding", nf, [1 - f[1] for f in kept], [f[2] for f in kept]))
     ped_flagged = sum(1 for f in kept if not rows[f[0]].get("in_domain", True))
+    ped_own = sum(1 for f in kept if rows[f[0]].get("population") == "pediatric")
+    ped_named = any(rows[f[0]].get("population") is not None for f in kept)
     ped_auroc = {}
     for _, fold in models:
         own = [f for f in held(fold) if f[0] in rows]
@@ -201,6 +279,11 @@ def main():
     adult_flagged = sum(1 for f in files if not rows[f].get("in_domain", True))
     print()
     print(f"held-out films flagged out of domain: pediatric {ped_flagged} of {len(kept)}, adult {adult_flagged} of {len(files)}")
+    if ped_named:
+        # These PNG/JPEG films carry no age: the embedding chooses whose calibration they get.
+        adult_own = sum(1 for f in files if rows[f].get("population") == "adult")
+        print(f"held-out films given their own population's calibration (chosen by the embedding: no age in these files): "
+              f"pediatric {ped_own} of {len(kept)}, adult {adult_own} of {len(files)}")
     if len(models) > 1:
         print()
         print(f"{len(models)} folds: pediatric {len(kept)} films of {len(set(f[2] for f in kept))} patients, "
@@ -218,6 +301,30 @@ def main():
             print(f"| {fold} | {os.path.basename(os.path.normpath(model))} | {ped_auroc[fold][0]} | {ped_auroc[fold][1]:.3f} | {len(ad)} | "
                   f"{auroc([prob(af[i], 'Pneumonia') for i in pr], [int(ad[i]['Pneumonia']) for i in pr]):.3f} | "
                   f"{auroc([prob(f, 'No Finding') for f in af], [int(r['No Finding']) for r in ad]):.3f} |")
+        print()
+        print("Each fold's probabilities are calibrated on its own films, so the ECE above is optimistic. Cross-fitted here, over all")
+        print("folds' adult films together (each fold's patients in two halves as training does; each half recalibrated from the")
+        print("model's uncalibrated logits, the scaling it was shown with inverted, by an adult Platt scaling fitted on the other half):")
+        print()
+        print("| population, output | films | ECE cross-fitted, pooled | a calibrated model by chance, up to (95th pct.) | per fold |")
+        print("|---|---:|---:|---:|---|")
+        fold_of = {}
+        for _, fold in models:
+            for r in held_adult(fold):
+                fold_of[os.path.join(root, r["image"])] = fold
+        model_of = {fold: model for model, fold in models}
+        for k in ("Pneumonia", "No Finding"):
+            if prob(files[0], k) is None:
+                continue
+            # The scaling each film was shown with (classify --json names its population; older
+            # binaries do not, and then the adult one is assumed).
+            scaling = {(fold, pop): population_scaling(model_of[fold], pop, k) for fold in model_of for pop in ("adult", "pediatric")}
+            items = [(fold_of[f], "cxr-nih-adult-512/" + r["patient_id"], prob(f, k), int(r[k]),
+                      scaling[(fold_of[f], rows[f].get("population") or "adult")]) for f, r in zip(files, chosen)]
+            crossed = cross_fit_pooled(items)
+            per = ", ".join(f"{fold}: {ece([c for c, it in zip(crossed, items) if it[0] == fold], [it[3] for it in items if it[0] == fold]):.3f}"
+                            for _, fold in models)
+            print(f"| adult, {k} | {len(items)} | {ece(crossed, [it[3] for it in items]):.3f} | {ece_if_calibrated(crossed):.3f} | {per} |")
         print()
         print("Cross-fitted ECE of each fold (training_report.json: calibration fitted on the other half of the fold's patients):")
         for population, finding in (("pediatric", "Pneumonia"), ("pediatric", "No Finding"), ("adult", "Pneumonia"), ("adult", "No Finding")):
