@@ -74,10 +74,33 @@ Result<LoadedModel> load_model(Catalog& catalog, const std::string& spec) {
   return LoadedModel{std::move(record), std::move(model.value()), std::move(extras.value())};
 }
 
+ShownProbabilities shown_with_populations(const LoadedModel& model, const inference::ForwardOutput& result,
+                                          const std::vector<std::optional<double>>& ages) {
+  ShownProbabilities out;
+  const Eigen::Index n = result.logits.rows();
+  out.populations.resize(static_cast<std::size_t>(std::max<Eigen::Index>(n, 0)));
+  if (!model.model.config().multi_label()) {
+    out.probabilities = result.probabilities;
+    return out;
+  }
+  std::vector<int> chosen;
+  out.probabilities = inference::calibrated_probabilities(model.extras, result.logits, result.embeddings, ages, &chosen);
+  if (!model.extras.domain) return out;
+  const auto& pops = model.extras.domain->populations;
+  const bool ages_known = std::any_of(pops.begin(), pops.end(), [](const auto& p) { return p.max_age_years > 0.0; });
+  for (std::size_t i = 0; i < chosen.size() && i < out.populations.size(); ++i) {
+    if (chosen[i] < 0) continue;
+    const std::optional<double> age = i < ages.size() ? ages[i] : std::nullopt;
+    out.populations[i].population = pops[static_cast<std::size_t>(chosen[i])].name;
+    // choose_population's order: an age decides when the populations have age ranges.
+    out.populations[i].chosen_by = age && std::isfinite(*age) && ages_known ? "age" : pops.size() == 1 ? "only population" : "image";
+  }
+  return out;
+}
+
 inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
                                       const std::vector<std::optional<double>>& ages) {
-  if (!model.model.config().multi_label()) return result.probabilities;
-  return inference::calibrated_probabilities(model.extras, result.logits, result.embeddings, ages);
+  return shown_with_populations(model, result, ages).probabilities;
 }
 
 namespace {
@@ -212,21 +235,6 @@ ImagePixels pixels_of_input(const LoadedModel& model, const std::vector<float>& 
   return out;
 }
 
-// Which population choose_population (the calibration's choice) takes row `row` for.
-PopulationChoice population_of(const LoadedModel& model, const inference::ForwardOutput& result, Eigen::Index row, std::optional<double> age) {
-  PopulationChoice out;
-  if (!model.model.config().multi_label() || !model.extras.domain) return out;
-  const auto& pops = model.extras.domain->populations;
-  const bool has_embedding = row < result.embeddings.rows() && result.embeddings.cols() > 0;
-  const Eigen::VectorXf e = has_embedding ? Eigen::VectorXf(result.embeddings.row(row).transpose()) : Eigen::VectorXf();
-  const int chosen = inference::choose_population(model.extras, has_embedding ? e.data() : nullptr, e.size(), age);
-  if (chosen < 0) return out;
-  out.population = pops[static_cast<std::size_t>(chosen)].name;
-  const bool by_age = age && std::isfinite(*age) && std::any_of(pops.begin(), pops.end(), [](const auto& p) { return p.max_age_years > 0.0; });
-  out.chosen_by = by_age ? "age" : pops.size() == 1 ? "only population" : "image";
-  return out;
-}
-
 }  // namespace
 
 Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const dicom::Radiograph& image) {
@@ -236,12 +244,12 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   const std::vector<float> input = model_input_of(display->grey.data(), display->width, display->height, input_size_of(config));
   auto result = model.model.forward({inference::normalise(input.data(), config)});
   if (!result) return from_inference(result.error());
-  const std::optional<double> age = age_in_years(image.meta.patient_age);
-  auto probabilities = named_probabilities(model, shown_probabilities(model, *result, {age}), 0);
+  const auto shown = shown_with_populations(model, *result, {age_in_years(image.meta.patient_age)});
+  auto probabilities = named_probabilities(model, shown.probabilities, 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  out.population = population_of(model, *result, 0, age);
+  if (!shown.populations.empty()) out.population = shown.populations.front();
   out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input, image.coloured_share));
   return out;
 }
@@ -432,7 +440,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       if (!result) return from_inference(result.error());
       std::vector<std::optional<double>> ages;  // a header's age chooses the population's calibration
       for (const auto& h : headers) ages.push_back(h ? age_in_years(h->meta.patient_age) : std::nullopt);
-      const inference::Matrix shown = shown_probabilities(model, *result, ages);
+      const ShownProbabilities shown = shown_with_populations(model, *result, ages);
       // Wall time of this batch (its wait for the prefetched inputs, the forward) per image.
       const auto now = std::chrono::steady_clock::now();
       const double ms = std::chrono::duration<double, std::milli>(now - t0).count() / static_cast<double>(end - start);
@@ -441,7 +449,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       auto stored = catalog.transaction([&]() -> Status {
         for (std::size_t b = 0; b < rows.size(); ++b) {
           ImagePrediction& p = out[rows[b]];
-          auto probabilities = named_probabilities(model, shown, static_cast<Eigen::Index>(b));
+          auto probabilities = named_probabilities(model, shown.probabilities, static_cast<Eigen::Index>(b));
           p.domain = domain_of(model, *result, static_cast<Eigen::Index>(b), headers[b] ? &*headers[b] : nullptr, pixels[b]);
           p.milliseconds = ms;
           if (!probabilities) {
@@ -449,7 +457,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
             continue;
           }
           p.probabilities = std::move(probabilities.value());
-          p.population = population_of(model, *result, static_cast<Eigen::Index>(b), ages[b]);
+          p.population = shown.populations[b];
           if (model.record.id > 0 && images[rows[b]].id > 0) {
             auto put = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
             if (!put) return put.error();

@@ -312,14 +312,16 @@ const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int
 }
 
 Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
-                                const std::vector<std::optional<double>>& ages) {
+                                const std::vector<std::optional<double>>& ages, std::vector<int>* chosen) {
   Matrix p(logits.rows(), logits.cols());
+  if (chosen != nullptr) chosen->assign(static_cast<std::size_t>(logits.rows()), -1);
   for (Eigen::Index i = 0; i < logits.rows(); ++i) {
     const std::optional<double> age = static_cast<std::size_t>(i) < ages.size() ? ages[static_cast<std::size_t>(i)] : std::nullopt;
     const bool has_embedding = i < embeddings.rows() && embeddings.cols() > 0;
     const Eigen::VectorXf e = has_embedding ? Eigen::VectorXf(embeddings.row(i).transpose()) : Eigen::VectorXf();
     const int population = choose_population(extras, has_embedding ? e.data() : nullptr, e.size(), age);
     p.row(i) = calibrated_probabilities(logits.row(i), calibration_for(extras, population));
+    if (chosen != nullptr) (*chosen)[static_cast<std::size_t>(i)] = population;
   }
   return p;
 }

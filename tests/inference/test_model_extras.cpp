@@ -392,9 +392,12 @@ TEST_F(ModelExtrasTest, PopulationsCarryTheirOwnCalibrationChosenByAgeOrEmbeddin
   EXPECT_NEAR(p(1, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);   // the adults': 1 * 1 - 3
   EXPECT_NEAR(p(1, 1), 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
   // An age overrides the embedding.
-  const auto q = inference::calibrated_probabilities(*r, logits, embeddings, {std::optional<double>(60.0), std::optional<double>(2.0)});
+  std::vector<int> chosen;
+  const auto q = inference::calibrated_probabilities(*r, logits, embeddings, {std::optional<double>(60.0), std::optional<double>(2.0)}, &chosen);
   EXPECT_NEAR(q(0, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);
   EXPECT_NEAR(q(1, 0), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
+  // Each row's choice comes back with it: the 60-year-old's embedding is a child's, yet adults.
+  EXPECT_EQ(chosen, (std::vector<int>{1, 0}));
 }
 
 TEST_F(ModelExtrasTest, APopulationCalibrationForAnUnknownOutputOrACentroidOfTheWrongWidthIsRefused) {

@@ -33,6 +33,24 @@ struct LoadedModel {
 [[nodiscard]] inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
                                                     const std::vector<std::optional<double>>& ages = {});
 
+// Whose calibration an image's probabilities carry: the population the model took it for (its
+// name in hilum.json; empty when the model has no populations) and what chose it, the patient's
+// age in the header ("age") or, without one, the image's embedding ("image"). A population
+// without a calibration of its own gives the model's.
+struct PopulationChoice {
+  std::string population;
+  std::string chosen_by;
+};
+
+// The same, with each row's population choice (made once per image: what the probabilities carry
+// is what is named).
+struct ShownProbabilities {
+  inference::Matrix probabilities;
+  std::vector<PopulationChoice> populations;  // one per row
+};
+[[nodiscard]] ShownProbabilities shown_with_populations(const LoadedModel& model, const inference::ForwardOutput& result,
+                                                        const std::vector<std::optional<double>>& ages = {});
+
 // The display image of a file as the viewer shows it by default and the model sees it: the DICOM
 // display pipeline with the default VOI, values in [0, 1] (1 = white), row-major.
 struct DisplayImage {
@@ -67,15 +85,6 @@ struct DisplayImage {
 // is nothing to register (this built-in model is there already, the catalog has models but no
 // built-in one, or there is no built-in model).
 [[nodiscard]] Result<std::optional<ModelRecord>> register_builtin_model(Catalog& catalog);
-
-// Whose calibration an image's probabilities carry: the population the model took it for (its
-// name in hilum.json; empty when the model has no populations) and what chose it, the patient's
-// age in the header ("age") or, without one, the image's embedding ("image"). A population
-// without a calibration of its own gives the model's.
-struct PopulationChoice {
-  std::string population;
-  std::string chosen_by;
-};
 
 struct ImagePrediction {
   std::string sop_instance_uid;

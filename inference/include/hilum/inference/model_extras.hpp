@@ -101,8 +101,9 @@ struct ModelExtras {
 [[nodiscard]] const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int population);
 // Calibrated probabilities of a batch, each row by the calibration of its own population
 // (choose_population with row i of `embeddings` and ages[i]; `ages` may be shorter: unknown).
+// `chosen`, when given, receives each row's population (-1: none), the one its row carries.
 [[nodiscard]] Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
-                                              const std::vector<std::optional<double>>& ages);
+                                              const std::vector<std::optional<double>>& ages, std::vector<int>* chosen = nullptr);
 
 // Distance of a vector from a subspace description: sqrt of (Mahalanobis distance along the axes +
 // squared distance off them over the residual variance), divided by sqrt(n) so that a typical
