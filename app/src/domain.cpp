@@ -49,6 +49,13 @@ std::string format_years(double years) {
 
 std::optional<double> age_in_years(const std::string& age_string) {
   const std::string s = upper_trimmed(age_string);
+  if (s.empty()) return std::nullopt;
+  // Without its unit ("81", as some converters write it) the number is years: no other reading is
+  // plausible for a value a person's age can have.
+  if (s.size() <= 3 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    const int years = std::stoi(s);
+    return years <= 130 ? std::optional<double>(years) : std::nullopt;
+  }
   if (s.size() < 2) return std::nullopt;
   const char unit = s.back();
   int value = 0;

@@ -42,7 +42,13 @@ TEST(DomainHeader, AgesParseAsDicomAgeStrings) {
   EXPECT_NEAR(*app::age_in_years("010D"), 10 / 365.25, 1e-12);
   EXPECT_FALSE(app::age_in_years("").has_value());
   EXPECT_FALSE(app::age_in_years("4X5Y").has_value());
-  EXPECT_FALSE(app::age_in_years("045").has_value());
+  // A bare number (some converters drop the unit, as two of ../shared's real DX/CR files do) is years.
+  EXPECT_EQ(app::age_in_years("045"), 45.0);
+  EXPECT_EQ(app::age_in_years("81"), 81.0);
+  EXPECT_EQ(app::age_in_years(" 7 "), 7.0);
+  EXPECT_FALSE(app::age_in_years("999").has_value());
+  EXPECT_FALSE(app::age_in_years("1234").has_value());
+  EXPECT_FALSE(app::age_in_years("-5").has_value());
 }
 
 TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {
