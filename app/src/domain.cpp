@@ -47,7 +47,7 @@ std::string format_years(double years) {
 
 }  // namespace
 
-std::optional<double> age_in_years(const std::string& age_string) {
+std::optional<double> years_of_age_string(const std::string& age_string) {
   const std::string s = upper_trimmed(age_string);
   if (s.empty()) return std::nullopt;
   // Without its unit ("81", as some converters write it) the number is years: no other reading is
@@ -85,7 +85,7 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   if (domain != nullptr && !domain->populations.empty()) {
     double youngest = domain->populations.front().min_age_years;
     for (const auto& p : domain->populations) youngest = std::min(youngest, p.min_age_years);
-    const auto age = age_in_years(header.meta.patient_age);
+    const auto age = years_of_age_string(header.meta.patient_age);
     if (age && youngest > 0.0 && *age < youngest) {
       problems.push_back("the patient is " + format_years(*age) + " old, younger than any training film (" + format_years(youngest) + ")");
     }

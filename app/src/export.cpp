@@ -23,6 +23,7 @@
 #include <tuple>
 #include <utility>
 
+#include "hilum/app/domain.hpp"
 #include "hilum/app/hash.hpp"
 #include "hilum/app/json.hpp"
 #include "hilum/app/png.hpp"
@@ -428,25 +429,7 @@ int patient_date_shift(const std::string& secret, const std::string& key) {
 }
 
 std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date, const std::string& study_date) {
-  std::string as = dicom_age;
-  while (!as.empty() && as.back() == ' ') as.pop_back();
-  const auto all_digits = [](const std::string& d) { return std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; }); };
-  // Non-conforming but common (e.g. the RSNA pneumonia files): bare digits mean years.
-  if (!as.empty() && as.size() <= 3 && all_digits(as)) return std::stoi(as);
-  if (as.size() >= 2) {
-    const char unit = static_cast<char>(as.back() & ~0x20);  // upper case
-    const std::string digits = as.substr(0, as.size() - 1);
-    if (!digits.empty() && digits.size() <= 3 && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      const int n = std::stoi(digits);
-      switch (unit) {
-        case 'Y': return n;
-        case 'M': return n / 12;
-        case 'W': return n * 7 / 365;
-        case 'D': return n / 365;
-        default: break;
-      }
-    }
-  }
+  if (const auto years = years_of_age_string(dicom_age)) return static_cast<int>(std::floor(*years));
   const auto ymd = [](const std::string& d) -> std::optional<std::array<int, 3>> {
     if (d.size() != 8 || !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
     return std::array<int, 3>{std::stoi(d.substr(0, 4)), std::stoi(d.substr(4, 2)), std::stoi(d.substr(6, 2))};

@@ -37,18 +37,18 @@ inference::Population population(const std::string& name, double min_age, double
 const fs::path kTiny = fs::path(HILUM_GOLDEN_DIR) / "tiny_multilabel";
 
 TEST(DomainHeader, AgesParseAsDicomAgeStrings) {
-  EXPECT_EQ(app::age_in_years("045Y"), 45.0);
-  EXPECT_NEAR(*app::age_in_years("006M"), 0.5, 1e-12);
-  EXPECT_NEAR(*app::age_in_years("010D"), 10 / 365.25, 1e-12);
-  EXPECT_FALSE(app::age_in_years("").has_value());
-  EXPECT_FALSE(app::age_in_years("4X5Y").has_value());
+  EXPECT_EQ(app::years_of_age_string("045Y"), 45.0);
+  EXPECT_NEAR(*app::years_of_age_string("006M"), 0.5, 1e-12);
+  EXPECT_NEAR(*app::years_of_age_string("010D"), 10 / 365.25, 1e-12);
+  EXPECT_FALSE(app::years_of_age_string("").has_value());
+  EXPECT_FALSE(app::years_of_age_string("4X5Y").has_value());
   // A bare number (some converters drop the unit, as two of ../shared's real DX/CR files do) is years.
-  EXPECT_EQ(app::age_in_years("045"), 45.0);
-  EXPECT_EQ(app::age_in_years("81"), 81.0);
-  EXPECT_EQ(app::age_in_years(" 7 "), 7.0);
-  EXPECT_FALSE(app::age_in_years("999").has_value());
-  EXPECT_FALSE(app::age_in_years("1234").has_value());
-  EXPECT_FALSE(app::age_in_years("-5").has_value());
+  EXPECT_EQ(app::years_of_age_string("045"), 45.0);
+  EXPECT_EQ(app::years_of_age_string("81"), 81.0);
+  EXPECT_EQ(app::years_of_age_string(" 7 "), 7.0);
+  EXPECT_FALSE(app::years_of_age_string("999").has_value());
+  EXPECT_FALSE(app::years_of_age_string("1234").has_value());
+  EXPECT_FALSE(app::years_of_age_string("-5").has_value());
 }
 
 TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {

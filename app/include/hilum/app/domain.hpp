@@ -47,7 +47,9 @@ struct ImagePixels {
 // below inference::kRoundFieldLimit) is no chest film; empty otherwise.
 [[nodiscard]] std::string round_field_out_of_domain(double corner_content);
 
-// "3 months" -> 0.25, "045Y" -> 45; empty when the DICOM Age String is missing or malformed.
-[[nodiscard]] std::optional<double> age_in_years(const std::string& age_string);
+// Years of a DICOM Age String: "003M" -> 0.25, "045Y" -> 45, and a bare number ("81", as some
+// converters write it) as years; empty when it is missing or malformed. The one reader of the tag:
+// export's age_in_years (whole years, with the dates as a fallback) takes it from here.
+[[nodiscard]] std::optional<double> years_of_age_string(const std::string& age_string);
 
 }  // namespace hilum::app
