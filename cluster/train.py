@@ -145,14 +145,16 @@ def read_labels(export, manifest):
 # Preprocessing: exactly the engine's (inference/src/preprocess.cpp)
 # ------------------------------------------------------------------------------------------------
 
-def triangle_taps(n_in, n_out):
-    """[n_out, n_in] weights of the engine's antialiased triangle filter (make_taps)."""
-    scale = n_in / n_out
+def triangle_taps(n_in, n_out, start=0.0, length=None):
+    """[n_out, n_in] weights of the engine's antialiased triangle filter (make_taps) for the
+    samples start .. start + length of the input (all of it by default)."""
+    length = n_in if length is None else length
+    scale = length / n_out
     support = max(1.0, scale)
     max_taps = int(math.ceil(support)) * 2 + 1
     w = np.zeros((n_out, n_in), dtype=np.float64)
     for o in range(n_out):
-        center = (o + 0.5) * scale
+        center = start + (o + 0.5) * scale
         lo = max(0, int(math.floor(center - support)))
         hi = min(n_in, int(math.ceil(center + support)))
         taps = [max(0.0, 1.0 - abs((i + 0.5 - center) / support)) for i in range(lo, hi)]
@@ -162,11 +164,31 @@ def triangle_taps(n_in, n_out):
     return torch.from_numpy(w.astype(np.float32))
 
 
+def sides(value, default):
+    """A preprocessor size: one side for both, or {"height": H, "width": W}."""
+    if isinstance(value, (int, float)):
+        return int(value), int(value)
+    value = value or {}
+    return int(value.get("height", default)), int(value.get("width", default))
+
+
+def window(n, resized, kept):
+    """The engine's model_window along one side: Hugging Face's resize to `resized`, then the
+    centre `kept` ((resized - kept) // 2 dropped first), in the image's own samples."""
+    if not resized or resized < kept:
+        return 0.0, float(n)
+    per = n / resized
+    return ((resized - kept) // 2) * per, kept * per
+
+
 class Preprocessor:
     def __init__(self, config, preprocessor):
-        size = preprocessor.get("size", {})
-        self.height = int(size.get("height", config["image_size"]))
-        self.width = int(size.get("width", config["image_size"]))
+        self.height, self.width = sides(preprocessor.get("size"), config["image_size"])
+        self.resize_height = self.resize_width = 0
+        if preprocessor.get("do_center_crop"):
+            # Resize to `size`, keep the centre `crop_size`: the model sees a centre crop.
+            self.resize_height, self.resize_width = self.height, self.width
+            self.height, self.width = sides(preprocessor.get("crop_size"), config["image_size"])
         self.channels = int(config.get("num_channels", 3))
         mean = preprocessor.get("image_mean", [0.5, 0.5, 0.5])
         std = preprocessor.get("image_std", [0.5, 0.5, 0.5])
@@ -185,7 +207,8 @@ class Preprocessor:
         h, w = grey.shape
         key = (h, w)
         if key not in self._taps:
-            self._taps[key] = (triangle_taps(h, self.height), triangle_taps(w, self.width))
+            self._taps[key] = (triangle_taps(h, self.height, *window(h, self.resize_height, self.height)),
+                               triangle_taps(w, self.width, *window(w, self.resize_width, self.width)))
         wy, wx = self._taps[key]
         resized = wy @ (grey @ wx.T)           # horizontal pass, then vertical, as the engine does
         resized = resized.clamp(0.0, 1.0)

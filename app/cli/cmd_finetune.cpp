@@ -223,6 +223,10 @@ int cmd_train(const Global&, const Args& args) {
       auto x = parse_number<float>(args[++i]);
       if (!x || !(*x > 0.0f && *x <= 1.0f)) return usage_error("train: --layer-decay takes a value in (0, 1]");
       o.layer_decay = *x;
+    } else if (a == "--center-crop" && has_value) {
+      auto x = parse_number<double>(args[++i]);
+      if (!x || !(*x >= 0.5 && *x <= 1.0)) return usage_error("train: --center-crop takes a share of each side in 0.5..1");
+      o.center_crop = *x;
     } else if (std::string error; training_option("train", args, i, o, 0, error)) {
       if (!error.empty()) return usage_error(error);
     } else {

@@ -220,7 +220,7 @@ int cmd_import(const Global& global, const Args& args) {
       auto loaded = app::load_model(*catalog, "");
       if (loaded) {
         model.emplace(std::move(loaded.value()));
-        options.model_input = {model->model.config().input_width, model->model.config().input_height};
+        options.model_input = app::input_size_of(model->model.config());
       } else {
         std::fprintf(stderr, "hilum-cli: warning: the active model cannot be loaded; nothing is classified: %s\n", loaded.error().message.c_str());
       }

@@ -273,7 +273,7 @@ int cmd_listen(const Global& global, const Args& args) {
   // configuration is read, not its weights (nothing is classified here).
   if (auto active = catalog->active_model(); active && active->has_value()) {
     if (auto config = inference::read_config((*active)->path); config) {
-      options.import.model_input = {config->input_width, config->input_height};
+      options.import.model_input = app::input_size_of(*config);
     }
   }
   auto r = app::listen(*catalog, options, on_arrival, log, InterruptGuard::flag());

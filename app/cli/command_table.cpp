@@ -214,6 +214,9 @@ std::vector<CommandSpec> make_table() {
                                       {"--outputs", "", "F1,F2,...", "the findings the model outputs"},
                                       {"--drop-path", "", "X", "stochastic depth rate [0, 1]"},
                                       {"--layer-decay", "", "X", "layer-wise learning-rate decay (0, 1]: block d of L at lr * X^(L+1-d); 1 = off"},
+                                      {"--center-crop", "", "X",
+                                       "the model sees the centre X of each side (0.5..1; 1 = all of it; default: the --init "
+                                       "model's, else 1), as training's random crops show it films"},
                                       {"--fold", "", "K",
                                        "hold out the K-th 15% of the patients (0..5, default 0): folds are disjoint, for "
                                        "cross-validation"},

@@ -119,6 +119,7 @@ Result<ModelRecord> register_folder(Catalog& catalog, const fs::path& dir, Model
   if (record.hyperparameters == "{}") {
     JsonObject hp;
     hp.add("hidden_size", c.hidden_size).add("layers", c.num_layers).add("heads", c.num_heads).add("image_size", c.image_size).add("patch_size", c.patch_size);
+    if (c.centre_crop()) hp.add("resize", std::to_string(c.resize_width) + "x" + std::to_string(c.resize_height));
     record.hyperparameters = hp.str();
   }
   return catalog.register_model(record, c.labels);
@@ -221,7 +222,6 @@ DomainCheck domain_of(const LoadedModel& model, const inference::ForwardOutput& 
 
 namespace {
 
-InputSize input_size_of(const inference::ViTConfig& config) { return {config.input_width, config.input_height}; }
 
 // What an image's input (at the model's input size) says for the domain check: its pixel
 // descriptor for the model's reference (inference::domain_pixels), how full its corners are, and
@@ -515,9 +515,12 @@ Result<Heatmap> heatmap(const LoadedModel& model, const fs::path& file, const He
       return Error{ErrorKind::Invalid, std::string("class-specific map: ") + e.what()};
     }
   }
+  const inference::Window window = inference::model_window(display->width, display->height, config);
+  h.seen = {window.x / display->width, window.y / display->height, window.width / display->width, window.height / display->height};
   FloatImage shown{display->width, display->height, std::move(display->grey)};
   shown = downscale_to_fit(std::move(shown), options.max_side);
-  h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, options.opacity);
+  h.overlay = inference::attention_overlay(shown.pixels.data(), shown.width, shown.height, h.grid, options.opacity, inference::ColourMap::Jet,
+                                           scaled_window(h.seen, shown.width, shown.height));
   return h;
 }
 

@@ -60,8 +60,22 @@ std::string checksum_of(const std::string& coloured, const float* values, std::s
 
 }  // namespace
 
+InputSize input_size_of(const inference::ViTConfig& config) {
+  InputSize size{config.input_width, config.input_height};
+  if (config.centre_crop()) {
+    size.resize_width = config.resize_width > 0 ? config.resize_width : config.input_width;
+    size.resize_height = config.resize_height > 0 ? config.resize_height : config.input_height;
+  }
+  return size;
+}
+
 std::string model_input_key(InputSize size) {
-  return std::string(kVersion) + "-display-default-voi-aa-" + std::to_string(size.width) + "x" + std::to_string(size.height);
+  std::string key = std::string(kVersion) + "-display-default-voi-aa-" + std::to_string(size.width) + "x" + std::to_string(size.height);
+  if (size.cropped()) {
+    key += "-of-" + std::to_string(size.resize_width > 0 ? size.resize_width : size.width) + "x" +
+           std::to_string(size.resize_height > 0 ? size.resize_height : size.height);
+  }
+  return key;
 }
 
 fs::path model_input_cache_dir(const fs::path& catalog_path) {
@@ -70,7 +84,12 @@ fs::path model_input_cache_dir(const fs::path& catalog_path) {
 }
 
 std::vector<float> model_input_of(const float* display, int width, int height, InputSize size) {
-  return inference::resize_antialiased(display, width, height, size.width, size.height);
+  inference::ViTConfig view;  // only the preprocessing's geometry
+  view.input_width = size.width;
+  view.input_height = size.height;
+  view.resize_width = size.resize_width;
+  view.resize_height = size.resize_height;
+  return inference::model_view(display, width, height, view);
 }
 
 fs::path cached_input_path(const fs::path& cache_dir, const std::string& content_hash, InputSize size) {

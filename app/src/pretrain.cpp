@@ -285,7 +285,7 @@ Result<PretrainReport> run_pretraining(std::vector<detail::Sample> samples, cons
       const std::size_t end = std::min(order.size(), start + static_cast<std::size_t>(batch_size));
       std::vector<inference::Image> batch;
       for (std::size_t i = start; i < end; ++i) {
-        const training::GreyImage g{run.config.input_width, run.config.input_height, order[i]->grey};
+        const training::GreyImage g{run.config.input_width, run.config.input_height, order[i]->augmentable()};
         const auto a = training::augment(g, run.config.input_width, run.config.input_height, aug, rng);
         batch.push_back(inference::normalise(a.data.data(), run.config));
       }

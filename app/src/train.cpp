@@ -495,6 +495,12 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
     weights = training::initial_weights(config, o.seed);
   }
 
+  if (o.center_crop > 0.0) {
+    if (!(o.center_crop >= 0.5 && o.center_crop <= 1.0)) return Error{ErrorKind::Invalid, "the centre crop is a share of each side in 0.5..1"};
+    // The resized size whose centre input-size crop keeps that share (1: no crop).
+    config.resize_width = o.center_crop < 1.0 ? static_cast<int>(std::lround(config.input_width / o.center_crop)) : 0;
+    config.resize_height = o.center_crop < 1.0 ? static_cast<int>(std::lround(config.input_height / o.center_crop)) : 0;
+  }
   if (o.validation_fold < 0 || o.validation_fold >= o.split().folds()) {
     return Error{ErrorKind::Invalid, "validation fold " + std::to_string(o.validation_fold) + " is outside 0.." +
                                          std::to_string(o.split().folds() - 1) + " at this validation fraction"};
@@ -717,6 +723,8 @@ Result<TrainReport> train_from_folder(const TrainOptions& o, const FinetuneCallb
             {"outputs", config.labels},
             {"architecture", o.init.empty() ? o.arch : (new_head ? "encoder of " : "continued from ") + detail::folder_name(o.init)},
             {"image_size", config.input_width},
+            // The share of each side the model sees (its centre crop; 1 = the whole film).
+            {"center_crop", config.centre_crop() && config.resize_width > 0 ? static_cast<double>(config.input_width) / config.resize_width : 1.0},
             {"epochs", o.epochs},
             {"batch_size", o.batch_size},
             {"learning_rate", o.learning_rate},

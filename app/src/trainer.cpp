@@ -264,8 +264,11 @@ Status load_images(std::vector<Sample*>& samples, const inference::ViTConfig& co
         errors[i] = samples[i]->path + ": " + image.error().message;
         continue;
       }
-      samples[i]->grey = inference::resize_antialiased(image->grey.data(), image->width, image->height, config.input_width,
-                                                       config.input_height);
+      samples[i]->grey = inference::model_view(image->grey.data(), image->width, image->height, config);
+      if (config.centre_crop()) {
+        samples[i]->whole = inference::resize_antialiased(image->grey.data(), image->width, image->height, config.input_width,
+                                                          config.input_height);
+      }
     }
   };
   std::vector<std::thread> pool;
@@ -457,7 +460,7 @@ Result<LoopResult> run_training(const inference::ViTConfig& config, inference::V
         std::vector<inference::Image> batch;
         for (std::size_t i = start; i < end; ++i) {
           if (o.augment) {
-            const training::GreyImage g{config.input_width, config.input_height, order[i]->grey};
+            const training::GreyImage g{config.input_width, config.input_height, order[i]->augmentable()};
             const auto a = training::augment(g, config.input_width, config.input_height, o.augment_options, rng);
             batch.push_back(inference::normalise(a.data.data(), config));
           } else {

@@ -33,7 +33,12 @@ struct Sample {
   int repeat = 1;          // times seen per epoch
   std::vector<float> target;
   std::vector<float> mask;
-  std::vector<float> grey;  // display image at the model's input size (loaded on demand)
+  std::vector<float> grey;  // the model's view of the display image (inference::model_view; loaded on demand)
+  // With a model that crops the centre: the whole display image at the input size, which training
+  // augments (its random crops reach the edges; the model is shown the crop). Empty otherwise.
+  std::vector<float> whole;
+  // What augmentation starts from.
+  [[nodiscard]] const std::vector<float>& augmentable() const { return whole.empty() ? grey : whole; }
 };
 
 Error from_inference(const inference::Error& e);

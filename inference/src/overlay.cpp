@@ -1,6 +1,7 @@
 #include "hilum/inference/overlay.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <opencv2/imgproc.hpp>
 
@@ -18,8 +19,29 @@ std::vector<float> upsample_map(const Matrix& grid_map, int width, int height) {
   return out;
 }
 
-RgbaImage attention_layer(const Matrix& grid_map, int width, int height, ColourMap colours) {
-  const std::vector<float> map = upsample_map(grid_map, width, height);
+std::vector<float> upsample_map(const Matrix& grid_map, int width, int height, const Window& window) {
+  // The window's pixel rectangle (rounded to whole pixels), clipped to the image.
+  const int x0 = std::clamp(static_cast<int>(std::lround(window.x)), 0, width);
+  const int y0 = std::clamp(static_cast<int>(std::lround(window.y)), 0, height);
+  const int x1 = std::clamp(static_cast<int>(std::lround(window.x + window.width)), x0, width);
+  const int y1 = std::clamp(static_cast<int>(std::lround(window.y + window.height)), y0, height);
+  if (x0 == 0 && y0 == 0 && x1 == width && y1 == height) return upsample_map(grid_map, width, height);
+  std::vector<float> out(static_cast<std::size_t>(width) * static_cast<std::size_t>(height), 0.0f);
+  if (x1 == x0 || y1 == y0) return out;
+  const std::vector<float> inner = upsample_map(grid_map, x1 - x0, y1 - y0);
+  for (int y = y0; y < y1; ++y) {
+    std::copy_n(inner.begin() + static_cast<std::ptrdiff_t>(y - y0) * (x1 - x0), x1 - x0,
+                out.begin() + static_cast<std::ptrdiff_t>(y) * width + x0);
+  }
+  return out;
+}
+
+Window scaled_window(const Window& shares, int width, int height) {
+  return {shares.x * width, shares.y * height, shares.width * width, shares.height * height};
+}
+
+RgbaImage attention_layer(const Matrix& grid_map, int width, int height, ColourMap colours, const std::optional<Window>& window) {
+  const std::vector<float> map = window ? upsample_map(grid_map, width, height, *window) : upsample_map(grid_map, width, height);
   cv::Mat map8(height, width, CV_8U);
   for (int y = 0; y < height; ++y)
     for (int x = 0; x < width; ++x)
@@ -49,8 +71,9 @@ RgbaImage attention_layer(const Matrix& grid_map, int width, int height, ColourM
   return out;
 }
 
-RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity, ColourMap colours) {
-  const RgbaImage layer = attention_layer(grid_map, width, height, colours);
+RgbImage attention_overlay(const float* grey, int width, int height, const Matrix& grid_map, float opacity, ColourMap colours,
+                           const std::optional<Window>& window) {
+  const RgbaImage layer = attention_layer(grid_map, width, height, colours, window);
   RgbImage out{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 3)};
   const float a = std::clamp(opacity, 0.0f, 1.0f);
   for (std::size_t i = 0; i < static_cast<std::size_t>(width) * static_cast<std::size_t>(height); ++i) {

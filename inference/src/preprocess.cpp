@@ -16,16 +16,16 @@ struct Taps {
   int max_taps = 0;
 };
 
-Taps make_taps(int in, int out) {
+Taps make_taps(int in, int out, double start, double length) {
   Taps t;
-  const double scale = static_cast<double>(in) / out;
+  const double scale = length / out;
   const double support = std::max(1.0, scale);  // triangle radius in input samples
   t.max_taps = static_cast<int>(std::ceil(support)) * 2 + 1;
   t.first.resize(static_cast<std::size_t>(out));
   t.count.resize(static_cast<std::size_t>(out));
   t.weights.assign(static_cast<std::size_t>(out) * static_cast<std::size_t>(t.max_taps), 0.0f);
   for (int o = 0; o < out; ++o) {
-    const double center = (o + 0.5) * scale;
+    const double center = start + (o + 0.5) * scale;
     const int lo = std::max(0, static_cast<int>(std::floor(center - support)));
     const int hi = std::min(in, static_cast<int>(std::ceil(center + support)));
     double total = 0.0;
@@ -49,8 +49,12 @@ Taps make_taps(int in, int out) {
 }  // namespace
 
 std::vector<float> resize_antialiased(const float* src, int width, int height, int out_width, int out_height) {
-  const Taps tx = make_taps(width, out_width);
-  const Taps ty = make_taps(height, out_height);
+  return resize_antialiased(src, width, height, out_width, out_height, Window{0.0, 0.0, static_cast<double>(width), static_cast<double>(height)});
+}
+
+std::vector<float> resize_antialiased(const float* src, int width, int height, int out_width, int out_height, const Window& window) {
+  const Taps tx = make_taps(width, out_width, window.x, window.width);
+  const Taps ty = make_taps(height, out_height, window.y, window.height);
   // Horizontal pass, then vertical.
   std::vector<float> mid(static_cast<std::size_t>(height) * static_cast<std::size_t>(out_width));
   for (int y = 0; y < height; ++y) {
@@ -91,9 +95,29 @@ Image normalise(const float* grey, const ViTConfig& config) {
   return image;
 }
 
+Window model_window(int width, int height, const ViTConfig& config) {
+  Window w{0.0, 0.0, static_cast<double>(width), static_cast<double>(height)};
+  if (!config.centre_crop()) return w;
+  // Hugging Face: resize to (resize_height, resize_width), then keep rows top .. top + input_height
+  // with top = (resize_height - input_height) // 2 (and the same across).
+  const auto side = [](int pixels, int resized, int kept, double& start, double& length) {
+    if (resized <= 0 || resized < kept) return;
+    const double per = static_cast<double>(pixels) / resized;
+    start = static_cast<double>((resized - kept) / 2) * per;
+    length = static_cast<double>(kept) * per;
+  };
+  side(width, config.resize_width, config.input_width, w.x, w.width);
+  side(height, config.resize_height, config.input_height, w.y, w.height);
+  return w;
+}
+
+std::vector<float> model_view(const float* grey, int width, int height, const ViTConfig& config) {
+  return resize_antialiased(grey, width, height, config.input_width, config.input_height, model_window(width, height, config));
+}
+
 Image preprocess(const float* grey, int width, int height, const ViTConfig& config) {
-  const std::vector<float> resized = resize_antialiased(grey, width, height, config.input_width, config.input_height);
-  return normalise(resized.data(), config);
+  const std::vector<float> view = model_view(grey, width, height, config);
+  return normalise(view.data(), config);
 }
 
 }  // namespace hilum::inference

@@ -209,29 +209,53 @@ Result<ViTConfig> read_config(const fs::path& dir) {
     per_channel("image_mean", -1000.0, 1000.0, false, "a number in -1000..1000", c.image_mean);
     per_channel("image_std", 1e-6, 1000.0, false, "a number in 1e-06..1000", c.image_std);
     // size: one side for both, or {height, width}; a side the model's patches tile.
-    const auto side = [&](Fields& fields, const char* key, int& out) {
+    // (A crop's resized size need not be tiled: `tiled` false.)
+    const auto side = [&](Fields& fields, const char* key, int& out, bool tiled) {
       const json* x = fields.find(key);
       if (x == nullptr) return;
       int value = 0;
       fields.integer(key, kMinSide, kMaxSide, value);
       if (fields.error) return;
-      if (value % c.patch_size != 0) {
+      if (tiled && value % c.patch_size != 0) {
         return fields.fail_with(key, "must be divisible by patch_size " + std::to_string(c.patch_size) + ", got " + std::to_string(value));
       }
       out = value;
     };
-    if (const json* size = pf.find("size"); size != nullptr) {
+    // A size (`key`): one side for both, or {height, width}.
+    const auto sides = [&](const char* key, int& height, int& width, bool tiled) -> bool {
+      const json* size = pf.find(key);
+      if (size == nullptr) return false;
       if (size->is_object()) {
-        Fields sf(*size, "preprocessor_config.json", "size.");
-        side(sf, "height", c.input_height);
-        side(sf, "width", c.input_width);
-        if (sf.error) return *sf.error;
+        Fields sf(*size, "preprocessor_config.json", std::string(key) + ".");
+        side(sf, "height", height, tiled);
+        side(sf, "width", width, tiled);
+        if (sf.error) pf.error = sf.error;
       } else if (size->is_number()) {
-        side(pf, "size", c.input_height);
-        c.input_width = c.input_height;
+        side(pf, key, height, tiled);
+        width = height;
       } else {
-        pf.fail_with("size", "must be an integer or {\"height\": H, \"width\": W}, got " + shown(*size));
+        pf.fail_with(key, "must be an integer or {\"height\": H, \"width\": W}, got " + shown(*size));
       }
+      return true;
+    };
+    bool crop = false;
+    pf.boolean("do_center_crop", crop);
+    if (crop && !pf.error) {
+      // Resize to `size`, keep the centre `crop_size` (the model's input, tiled by its patches).
+      if (!sides("crop_size", c.input_height, c.input_width, true) && !pf.error) {
+        pf.fail_with("crop_size", "is missing while do_center_crop is true");
+      }
+      if (!pf.error) {
+        c.resize_height = c.input_height;
+        c.resize_width = c.input_width;
+        sides("size", c.resize_height, c.resize_width, false);
+        if (!pf.error && (c.resize_height < c.input_height || c.resize_width < c.input_width)) {
+          pf.fail_with("size", "must be at least crop_size (" + std::to_string(c.input_height) + " x " + std::to_string(c.input_width) +
+                                   ") to crop it, got " + std::to_string(c.resize_height) + " x " + std::to_string(c.resize_width));
+        }
+      }
+    } else if (!pf.error) {
+      sides("size", c.input_height, c.input_width, true);
     }
     if (pf.error) return *pf.error;
   }
@@ -438,6 +462,14 @@ Status ViTModel::save(const fs::path& dir, DType dtype) const {
   json pre = {{"do_normalize", true}, {"do_rescale", true}, {"do_resize", true}, {"rescale_factor", 1.0 / 255.0},
               {"image_mean", c.image_mean}, {"image_std", c.image_std}, {"resample", 2},
               {"size", {{"height", c.input_height}, {"width", c.input_width}}}, {"image_processor_type", "ViTImageProcessor"}};
+  if (c.centre_crop()) {
+    // Hugging Face's processor with a centre crop: resize to `size`, keep `crop_size`.
+    pre["image_processor_type"] = "DeiTImageProcessor";
+    pre["do_center_crop"] = true;
+    pre["crop_size"] = {{"height", c.input_height}, {"width", c.input_width}};
+    pre["size"] = {{"height", c.resize_height > 0 ? c.resize_height : c.input_height},
+                   {"width", c.resize_width > 0 ? c.resize_width : c.input_width}};
+  }
   return write_text_atomically(dir / "preprocessor_config.json", pre.dump(2) + "\n");
 }
 

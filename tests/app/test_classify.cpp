@@ -550,6 +550,77 @@ TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
   EXPECT_TRUE(coloured);
 }
 
+// A model that crops the centre (preprocessor_config.json's do_center_crop) is shown its crop: its
+// probabilities are the engine's on inference::preprocess of the displayed film, bit for bit from
+// the catalog's cached input as from a fresh decode; the cached inputs of a model of the same
+// input size without the crop are kept apart; its map covers the crop and nothing outside it.
+TEST_F(ClassifyTest, AModelThatCropsTheCentreIsShownItsCrop) {
+  testdata::DicomSpec spec;
+  spec.phantom.seed = 29;
+  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.29";
+  const fs::path file = path("a.dcm");
+  testdata::write_dicom(file, spec);
+  app::InstanceRecord rec = record(spec.sop_instance_uid);
+  rec.path = file.string();
+  rec.content_hash = app::sha256_file(file).value();  // the input cache is keyed by it
+  ASSERT_TRUE(catalog_->put_instances({rec}).ok());
+  const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
+  const fs::path cropped = path("cropped");
+  fs::create_directories(cropped);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kTiny / f, cropped / f);
+  auto plain = app::load_model(*catalog_, kTiny.string());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  const int side = plain->model.config().input_width;
+  std::ofstream(cropped / "preprocessor_config.json")
+      << R"({"do_center_crop": true, "size": )" << side * 5 / 4 << R"(, "crop_size": )" << side << "}";
+  auto model = app::load_model(*catalog_, cropped.string());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const auto& config = model->model.config();
+  ASSERT_TRUE(config.centre_crop());
+  const app::InputSize size = app::input_size_of(config);
+  EXPECT_NE(app::model_input_key(size), app::model_input_key(app::input_size_of(plain->model.config())));
+
+  auto display = app::display_image(fs::path(a.path));
+  ASSERT_TRUE(display.ok());
+  const auto image = inference::preprocess(display->grey.data(), display->width, display->height, config);
+  auto by_hand = model->model.forward({image});
+  ASSERT_TRUE(by_hand.ok());
+  auto first = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(first.ok() && first->at(0).error.empty());
+  auto again = app::classify(*catalog_, *model, {a});
+  ASSERT_TRUE(again.ok() && again->at(0).error.empty());
+  EXPECT_TRUE(again->at(0).from_cache);
+  EXPECT_EQ(again->at(0).probabilities, first->at(0).probabilities);
+  const auto cached = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), a.content_hash, size);
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_EQ(cached->values, inference::model_view(display->grey.data(), display->width, display->height, config));
+  // The same weights without the crop see another image, and cache it apart.
+  auto whole = app::classify(*catalog_, *plain, {a});
+  ASSERT_TRUE(whole.ok() && whole->at(0).error.empty());
+  EXPECT_FALSE(whole->at(0).from_cache);
+  double moved = 0.0;
+  for (std::size_t j = 0; j < first->at(0).probabilities.size(); ++j) {
+    moved = std::max(moved, std::abs(first->at(0).probabilities[j].second - whole->at(0).probabilities[j].second));
+  }
+  EXPECT_GT(moved, 1e-4);
+  // The logits by hand, through the model's own calibration (none: the plain sigmoid).
+  for (std::size_t j = 0; j < first->at(0).probabilities.size(); ++j) {
+    const double p = 1.0 / (1.0 + std::exp(-static_cast<double>(by_hand->logits(0, static_cast<Eigen::Index>(j)))));
+    EXPECT_NEAR(first->at(0).probabilities[j].second, p, 1e-6) << j;
+  }
+
+  auto h = app::heatmap(*model, a.path, {app::HeatmapMethod::Rollout, "", 1.0f, 0.0f});
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_NEAR(h->seen.x, 0.1, 0.02);  // (1.25 side - side) / 2 of 1.25 side, rounded down
+  EXPECT_NEAR(h->seen.width, 0.8, 1e-9);
+  // The corner pixel is outside the crop: grey as rendered (R = G = B); the centre is coloured.
+  EXPECT_EQ(h->overlay.rgb[0], h->overlay.rgb[1]);
+  EXPECT_EQ(h->overlay.rgb[0], h->overlay.rgb[2]);
+  auto uncropped = app::heatmap(*plain, a.path, {app::HeatmapMethod::Rollout, "", 1.0f, 0.0f});
+  ASSERT_TRUE(uncropped.ok());
+  EXPECT_EQ(uncropped->seen.width, 1.0);
+}
+
 // The class-specific map is training::class_relevance of the image the model sees, for the chosen
 // output (or the most probable one); another finding gives another map; an unknown one is an error.
 TEST_F(ClassifyTest, ClassSpecificHeatmapExplainsOneFinding) {

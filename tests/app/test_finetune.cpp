@@ -775,6 +775,58 @@ TEST_F(TrainFolderTest, TwoSourcesGiveCalibrationDomainAndPopulations) {
   EXPECT_EQ(steps, o.epochs * ((epoch_images + o.batch_size - 1) / o.batch_size));
 }
 
+// train --center-crop: the model is written with Hugging Face's centre crop, and what the run
+// fits on its held-out films (the calibration) is fitted on what the model is shown, the crop:
+// refitted without it (--epochs 0 --center-crop 1), the same weights get another calibration.
+TEST_F(TrainFolderTest, ACentreCropIsWrittenWithTheModelAndItsCalibrationIsOfTheCrop) {
+  write_folder(24);
+  app::TrainOptions o = small_run({app::DataSource::folder(path("data"))}, 0.25);
+  o.center_crop = 0.8;
+  auto r = app::train_from_folder(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto model = inference::ViTModel::load(path("model"));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  ASSERT_TRUE(model->config().centre_crop());
+  EXPECT_EQ(model->config().input_width, 32);
+  EXPECT_EQ(model->config().resize_width, 40);
+  EXPECT_EQ(model->config().resize_height, 40);
+  const auto calibration_of = [&](const fs::path& dir) {
+    auto m = inference::ViTModel::load(dir);
+    EXPECT_TRUE(m.ok());
+    auto extras = inference::read_model_extras(dir, m->config());
+    EXPECT_TRUE(extras.ok() && extras->calibration.has_value());
+    return extras->calibration->scaling.at(0);
+  };
+  // No training, the crop kept (0: the --init model's): the same calibration, to F16 rounding.
+  app::TrainOptions kept = o;
+  kept.init = path("model");
+  kept.epochs = 0;
+  kept.center_crop = 0.0;
+  kept.out = path("kept");
+  ASSERT_TRUE(app::train_from_folder(kept).ok());
+  auto kept_model = inference::ViTModel::load(path("kept"));
+  ASSERT_TRUE(kept_model.ok());
+  EXPECT_EQ(kept_model->config().resize_width, 40);
+  EXPECT_NEAR(calibration_of(path("kept")).a, calibration_of(path("model")).a, 0.1 * std::abs(calibration_of(path("model")).a) + 1e-3);
+  // The whole film: no crop written, and the calibration fitted on other inputs.
+  app::TrainOptions whole = kept;
+  whole.center_crop = 1.0;
+  whole.out = path("whole");
+  ASSERT_TRUE(app::train_from_folder(whole).ok());
+  auto whole_model = inference::ViTModel::load(path("whole"));
+  ASSERT_TRUE(whole_model.ok());
+  EXPECT_FALSE(whole_model->config().centre_crop());
+  const auto a = calibration_of(path("kept")), b = calibration_of(path("whole"));
+  EXPECT_GT(std::abs(a.a - b.a) + std::abs(a.b - b.b), 1e-3) << "the calibration was not fitted on what the model is shown";
+  // A share outside 0.5..1 is refused.
+  app::TrainOptions bad = kept;
+  bad.center_crop = 0.3;
+  bad.out = path("bad");
+  auto refused = app::train_from_folder(bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, app::ErrorKind::Invalid);
+}
+
 TEST_F(TrainFolderTest, TrainsWritesAModelAndResumesFromCheckpoints) {
   write_folder(24);
   app::TrainOptions o = small_run({app::DataSource::folder(path("data"))}, 0.25);

@@ -68,8 +68,10 @@ inline std::vector<std::pair<std::string, bool>> write_pattern_phantoms(const st
   return truth;
 }
 
-// Returns "" or what went wrong. Images go to work/images, the model to work/tiny-base.
-inline std::string make_labelled_catalog(app::Catalog& catalog, const std::filesystem::path& work, int patients, unsigned seed = 7) {
+// Returns "" or what went wrong. Images go to work/images, the model to work/tiny-base; with
+// `resize` > 32 the model sees the centre 32 x 32 of the films resized to resize x resize.
+inline std::string make_labelled_catalog(app::Catalog& catalog, const std::filesystem::path& work, int patients, unsigned seed = 7,
+                                         int resize = 0) {
   const auto truth = write_pattern_phantoms(work / "images", patients, seed);
   app::ImportOptions io;
   auto report = app::import_paths(catalog, {work / "images"}, io);
@@ -90,7 +92,8 @@ inline std::string make_labelled_catalog(app::Catalog& catalog, const std::files
     }
   }
   if (auto added = catalog.add_labels(labels); !added) return added.error().message;
-  const inference::ViTConfig c = tiny_cluster_config();
+  inference::ViTConfig c = tiny_cluster_config();
+  if (resize > c.input_width) c.resize_width = c.resize_height = resize;
   auto model = inference::ViTModel::from_weights(c, random_vit_weights(c, seed, 0.2f));
   if (!model) return model.error().message;
   if (auto saved = model->save(work / "tiny-base"); !saved) return saved.error().message;

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #ifdef _OPENMP
 #include <omp.h>
@@ -268,6 +270,13 @@ TEST_F(ModelIo, EveryConfigNumberIsCheckedAgainstItsRange) {
       {good_cfg, R"({"image_std": [0.5, 0.5]})", "image_std must be a number or an array of 1 or 3 numbers"},
       {good_cfg, R"({"image_mean": [0.5, 1e300, 0.5]})", "image_mean[1] must be a number in -1000..1000, got 1e+300"},
       {good_cfg, R"({"image_mean": null, "image_std": "wide"})", "image_std must be a number or an array of 1 or 3 numbers, got \"wide\""},
+      // A centre crop: crop_size is the input (tiled by the patches), size what is cropped from.
+      {good_cfg, R"({"do_center_crop": true, "size": 20})", "crop_size is missing while do_center_crop is true"},
+      {good_cfg, R"({"do_center_crop": "yes", "size": 20, "crop_size": 16})", "do_center_crop must be true or false"},
+      {good_cfg, R"({"do_center_crop": true, "size": 20, "crop_size": 18})", "crop_size must be divisible by patch_size 4, got 18"},
+      {good_cfg, R"({"do_center_crop": true, "size": 12, "crop_size": 16})", "size must be an integer in 16..4096, got 12"},
+      {good_cfg, R"({"do_center_crop": true, "size": {"height": 20, "width": 17}, "crop_size": {"height": 16, "width": 20}})",
+       "size must be at least crop_size (16 x 20) to crop it, got 20 x 17"},
   };
   for (const auto& k : cases) {
     auto r = load_with(k.config, k.preprocessor);
@@ -280,6 +289,48 @@ TEST_F(ModelIo, EveryConfigNumberIsCheckedAgainstItsRange) {
   EXPECT_EQ(r->config().hidden_size, 16);
   EXPECT_EQ(r->config().input_width, 32);
   EXPECT_EQ(r->config().image_std[2], 0.25f);
+  EXPECT_FALSE(r->config().centre_crop());
+  // Hugging Face's resize-then-crop (DeiTImageProcessor): the input is crop_size, and the size
+  // need not be tiled by the patches.
+  r = load_with(good_cfg, R"({"do_center_crop": true, "size": {"height": 19, "width": 21}, "crop_size": 16})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->config().input_height, 16);
+  EXPECT_EQ(r->config().input_width, 16);
+  EXPECT_EQ(r->config().resize_height, 19);
+  EXPECT_EQ(r->config().resize_width, 21);
+  EXPECT_TRUE(r->config().centre_crop());
+  // do_center_crop false: crop_size means nothing, size is the input.
+  r = load_with(good_cfg, R"({"do_center_crop": false, "size": 20, "crop_size": 16})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->config().input_width, 20);
+  EXPECT_FALSE(r->config().centre_crop());
+}
+
+// A model that crops the centre writes it as Hugging Face does (resize to `size`, keep `crop_size`)
+// and reads back the same geometry; one without a crop writes none.
+TEST_F(ModelIo, ACentreCropIsSavedAsHuggingFaceWritesIt) {
+  auto c = tiny_config();
+  c.resize_height = 19;
+  c.resize_width = 23;
+  const auto model = random_model(c);
+  ASSERT_TRUE(model.save(dir_ / "m").ok());
+  std::ifstream in(dir_ / "m" / "preprocessor_config.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"do_center_crop\": true"), std::string::npos) << text;
+  EXPECT_NE(text.find("DeiTImageProcessor"), std::string::npos) << text;
+  auto loaded = inf::ViTModel::load(dir_ / "m");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_EQ(loaded->config().input_height, 16);
+  EXPECT_EQ(loaded->config().input_width, 16);
+  EXPECT_EQ(loaded->config().resize_height, 19);
+  EXPECT_EQ(loaded->config().resize_width, 23);
+  ASSERT_TRUE(random_model(tiny_config()).save(dir_ / "plain").ok());
+  std::ifstream plain(dir_ / "plain" / "preprocessor_config.json");
+  const std::string plain_text((std::istreambuf_iterator<char>(plain)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(plain_text.find("crop"), std::string::npos) << plain_text;
+  auto reloaded = inf::ViTModel::load(dir_ / "plain");
+  ASSERT_TRUE(reloaded.ok());
+  EXPECT_FALSE(reloaded->config().centre_crop());
 }
 
 TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
@@ -313,7 +364,74 @@ TEST(Preprocess, NormalisesAndResizesWithoutAliasing) {
   EXPECT_NEAR(small[0], small[16], 1e-6);  // rows identical
 }
 
+// The centre crop is Hugging Face's resize-then-crop done in one pass: the model's view of an
+// image equals resizing all of it to `size` and cutting (size - crop) / 2 (rounded down) from the
+// top and the left, to rounding; and the window says which of the image's pixels that is.
+TEST(Preprocess, ACentreCropIsResizeThenCropInOnePass) {
+  auto c = tiny_config();
+  c.input_width = 16;
+  c.input_height = 12;
+  c.resize_width = 19;   // 3 columns dropped: 1 left, 2 right
+  c.resize_height = 15;  // 3 rows: 1 top, 2 bottom
+  const int W = 57, H = 45;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> image(static_cast<std::size_t>(W * H));
+  for (auto& v : image) v = u(rng);
+  const auto view = inf::model_view(image.data(), W, H, c);
+  ASSERT_EQ(view.size(), static_cast<std::size_t>(16 * 12));
+  const auto resized = inf::resize_antialiased(image.data(), W, H, 19, 15);
+  double worst = 0.0;
+  for (int y = 0; y < 12; ++y)
+    for (int x = 0; x < 16; ++x) {
+      worst = std::max(worst, static_cast<double>(std::abs(view[static_cast<std::size_t>(y * 16 + x)] -
+                                                            resized[static_cast<std::size_t>((y + 1) * 19 + x + 1)])));
+    }
+  EXPECT_LT(worst, 1e-5);
+  const inf::Window w = inf::model_window(W, H, c);
+  EXPECT_NEAR(w.x, 1.0 * W / 19, 1e-9);
+  EXPECT_NEAR(w.width, 16.0 * W / 19, 1e-9);
+  EXPECT_NEAR(w.y, 1.0 * H / 15, 1e-9);
+  EXPECT_NEAR(w.height, 12.0 * H / 15, 1e-9);
+  // It is not the whole image resized: the crop changes what the model sees.
+  const auto whole = inf::resize_antialiased(image.data(), W, H, 16, 12);
+  double differs = 0.0;
+  for (std::size_t i = 0; i < whole.size(); ++i) differs = std::max(differs, static_cast<double>(std::abs(whole[i] - view[i])));
+  EXPECT_GT(differs, 0.05);
+  // Without a crop the window is the image and the view the plain resize.
+  const auto plain = tiny_config();
+  const inf::Window all = inf::model_window(W, H, plain);
+  EXPECT_EQ(all.x, 0.0);
+  EXPECT_EQ(all.width, static_cast<double>(W));
+  EXPECT_EQ(inf::model_view(image.data(), W, H, plain), inf::resize_antialiased(image.data(), W, H, 16, 16));
+}
+
 }  // namespace
+
+// The map of a model that saw a centre crop covers that crop only: nothing outside it, and inside
+// it the map brought to the crop's size.
+TEST(Overlay, AMapCoversTheWindowTheModelSaw) {
+  inf::Matrix grid(2, 2);
+  grid << 1.0f, 0.5f, 0.25f, 0.75f;
+  const int w = 40, h = 30;
+  const inf::Window window{4.0, 3.0, 32.0, 24.0};
+  const auto map = inf::upsample_map(grid, w, h, window);
+  const auto inner = inf::upsample_map(grid, 32, 24);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const float v = map[static_cast<std::size_t>(y * w + x)];
+      if (x < 4 || x >= 36 || y < 3 || y >= 27) EXPECT_EQ(v, 0.0f) << x << "," << y;
+      else EXPECT_EQ(v, inner[static_cast<std::size_t>((y - 3) * 32 + (x - 4))]) << x << "," << y;
+    }
+  // The layer is transparent outside the window; a whole-image window is the plain map.
+  const auto layer = inf::attention_layer(grid, w, h, inf::ColourMap::Jet, window);
+  EXPECT_EQ(layer.rgba[3], 0);
+  EXPECT_GT(layer.rgba[static_cast<std::size_t>((3 * w + 4) * 4 + 3)], 200);
+  EXPECT_EQ(inf::upsample_map(grid, w, h, inf::Window{0.0, 0.0, 40.0, 30.0}), inf::upsample_map(grid, w, h));
+  const auto shares = inf::scaled_window(inf::Window{0.1, 0.1, 0.8, 0.8}, w, h);
+  EXPECT_NEAR(shares.x, 4.0, 1e-12);
+  EXPECT_NEAR(shares.height, 24.0, 1e-12);
+}
 
 TEST(Overlay, LayerIsTheMapPremultipliedAndTheOverlayIsItsComposite) {
   inf::Matrix grid(2, 3);

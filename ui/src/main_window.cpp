@@ -66,12 +66,13 @@ struct HeatmapOutcome {
 
 // The attention map as a premultiplied colour layer (inference::attention_layer) at up to 512
 // pixels on the long side; the viewer paints it over whatever window is shown.
-QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_height) {
+// The grid covers `seen` (shares of the image's sides: the model's centre crop) and nothing outside it.
+QImage heatmap_layer(const inference::Matrix& grid, int image_width, int image_height, const inference::Window& seen) {
   const int side = 512;
   const double scale = std::min(1.0, side / static_cast<double>(std::max(image_width, image_height)));
   const int w = std::max(1, static_cast<int>(image_width * scale));
   const int h = std::max(1, static_cast<int>(image_height * scale));
-  const inference::RgbaImage layer = inference::attention_layer(grid, w, h);
+  const inference::RgbaImage layer = inference::attention_layer(grid, w, h, inference::ColourMap::Jet, inference::scaled_window(seen, w, h));
   return QImage(layer.rgba.data(), w, h, 4 * w, QImage::Format_RGBA8888_Premultiplied).copy();
 }
 
@@ -621,7 +622,7 @@ void MainWindow::request_heatmap(const QString& finding) {
           out.error = qstr(h.error().message);
           return out;
         }
-        out.layer = heatmap_layer(h->grid, std::max(1, columns), std::max(1, rows));
+        out.layer = heatmap_layer(h->grid, std::max(1, columns), std::max(1, rows), h->seen);
         out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return out;
       },

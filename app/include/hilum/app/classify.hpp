@@ -156,6 +156,9 @@ struct Heatmap {
   inference::RgbImage overlay;  // at the radiograph's full size (or shrunk to max_side)
   std::vector<std::pair<std::string, double>> probabilities;
   std::string finding;          // ClassSpecific: the output the map explains
+  // The part of the radiograph the model saw (its centre crop; all of it without one), as shares
+  // of the image's width and height: the grid covers this rectangle only.
+  inference::Window seen{0.0, 0.0, 1.0, 1.0};
 };
 
 // An attention map of one file drawn over its display rendering (the image the model sees).

@@ -21,23 +21,36 @@
 #include <vector>
 
 #include "hilum/app/catalog.hpp"
+#include "hilum/inference/vit.hpp"
 
 namespace hilum::app {
 
 struct InputSize {
   int width = 0;
   int height = 0;
+  // A model with a centre crop (inference::ViTConfig::resize_width/height): the size the image is
+  // resized to before its centre width x height is kept; 0 = no crop.
+  int resize_width = 0;
+  int resize_height = 0;
   [[nodiscard]] bool empty() const { return width <= 0 || height <= 0; }
+  [[nodiscard]] bool cropped() const {
+    return (resize_width > 0 && resize_width != width) || (resize_height > 0 && resize_height != height);
+  }
 };
 
-// The preprocessing parameters as a folder name, e.g. "v1-display-default-voi-aa-160x160".
+// The input a model takes (its size and centre crop).
+[[nodiscard]] InputSize input_size_of(const inference::ViTConfig& config);
+
+// The preprocessing parameters as a folder name, e.g. "v1-display-default-voi-aa-160x160", or
+// "v1-display-default-voi-aa-160x160-of-186x186" with a centre crop.
 [[nodiscard]] std::string model_input_key(InputSize size);
 
 // Where the cached inputs of the catalog whose Catalog::local_path() is `catalog_path` live (empty for an
 // in-memory catalog).
 [[nodiscard]] std::filesystem::path model_input_cache_dir(const std::filesystem::path& catalog_path);
 
-// Display values (width x height) to the cached form: resized to `size`.
+// Display values (width x height) to the cached form: the model's view (inference::model_view):
+// its centre crop, if any, resized to `size`.
 [[nodiscard]] std::vector<float> model_input_of(const float* display, int width, int height, InputSize size);
 
 // Writes the input of the film whose file has SHA-256 `content_hash` (hex), atomically, with the

@@ -115,6 +115,11 @@ struct TrainOptions {
   // lr * layer_decay^(L + 1 - d), the classifier at lr. Below 1 it keeps a pre-trained encoder's
   // early layers close to where pre-training left them. 1 = off.
   float layer_decay = 1.0f;
+  // The share of each side of a film the model sees: a centre crop (Hugging Face's resize then
+  // crop_size), so that inference shows the model films at the scale training's random crops
+  // (area 0.5-1, 0.86 of a side on average) showed them. 0 = the --init model's (none for a new
+  // model); 1 = the whole film. Training still augments the whole film.
+  double center_crop = 0.0;
   int warmup_epochs = 3;
   double validation_fraction = 0.15;  // of the patients
   int validation_fold = 0;            // which slice of them (PatientSplit::fold)

@@ -39,9 +39,18 @@ struct ViTConfig {
   std::array<float, 3> image_std{0.5f, 0.5f, 0.5f};
   int input_height = 224;
   int input_width = 224;
+  // Centre crop (preprocessor_config.json's do_center_crop, as Hugging Face's DeiTImageProcessor):
+  // the image is resized to resize_height x resize_width and its centre input_height x input_width
+  // kept, so the model sees the central input/resize share of each side. 0 = no crop (the image
+  // resized to the input size, as ViTImageProcessor).
+  int resize_height = 0;
+  int resize_width = 0;
   std::string original_json;  // config.json's bytes as read (never a re-serialised tree): unknown fields are written back
 
   [[nodiscard]] bool multi_label() const { return problem_type != "single_label_classification"; }
+  [[nodiscard]] bool centre_crop() const {
+    return (resize_height > 0 && resize_height != input_height) || (resize_width > 0 && resize_width != input_width);
+  }
   [[nodiscard]] int head_dim() const { return hidden_size / num_heads; }
 };
 
@@ -208,18 +217,38 @@ enum class HeadFusion { Mean, Max, Min };
 
 // ---- Preprocessing -----------------------------------------------------------------------
 
+// A rectangle of an image in its pixels (fractional: a side's pixel k spans [k, k + 1)).
+struct Window {
+  double x = 0.0;
+  double y = 0.0;
+  double width = 0.0;
+  double height = 0.0;
+};
+
+// The part of a width x height image the model sees: all of it, or with a centre crop the
+// rectangle Hugging Face's resize-then-crop keeps ((resize - input) / 2 pixels of the resized image
+// dropped from each side, rounded down), in the image's own pixels.
+[[nodiscard]] Window model_window(int width, int height, const ViTConfig& config);
+
 // From display values in [0, 1] (the DICOM display pipeline's output, 1 = white), row-major
-// width x height: resize to the model's input size with an antialiasing (triangle) filter,
-// aspect ratio not kept (as Hugging Face's ViTImageProcessor), grey copied to every channel,
-// then (x - mean) / std per channel. The trainer uses the same function.
+// width x height: the model's window of it (model_window) resized to the input size with an
+// antialiasing (triangle) filter, aspect ratio not kept (as Hugging Face's image processors):
+// grey values at the input size. The trainer and the catalog's input cache use the same function.
+[[nodiscard]] std::vector<float> model_view(const float* grey, int width, int height, const ViTConfig& config);
+
+// model_view, then grey copied to every channel and (x - mean) / std per channel.
 [[nodiscard]] Image preprocess(const float* grey, int width, int height, const ViTConfig& config);
 // The second half of preprocess: grey values already at the model's input size
 // (input_width x input_height) to channels x height x width, normalised. preprocess(g, w, h, c) ==
-// normalise(resize_antialiased(g, w, h, c.input_width, c.input_height), c).
+// normalise(model_view(g, w, h, c), c).
 [[nodiscard]] Image normalise(const float* grey, const ViTConfig& config);
 
 // Separable antialiased resize of a single-channel image (triangle filter widened by the scale
 // when shrinking, like PIL's bilinear and torchvision's antialias=True).
 [[nodiscard]] std::vector<float> resize_antialiased(const float* src, int width, int height, int out_width, int out_height);
+// The same for the `window` of the image only (pixels beyond its edges still weigh in where the
+// filter reaches them, as they would when resizing first and cropping after).
+[[nodiscard]] std::vector<float> resize_antialiased(const float* src, int width, int height, int out_width, int out_height,
+                                                    const Window& window);
 
 }  // namespace hilum::inference
