@@ -13,7 +13,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 CLI=${HILUM_CLI:-$SRC/build/app/hilum-cli}
 FILMS=${BENCH_FILMS:-$SRC/build/bench/bench_films}
 DATA=${DATA:-$SRC/../shared/data/dicom}
-MODEL=${MODEL:-$SRC/resources/models/hilum-cxr-v5}
+MODEL=${MODEL:-$SRC/resources/models/hilum-cxr-v6}
 for tool in gdcmconv gdcmraw dcmconv dcmodify dcmj2pnm opj_decompress bc; do
   command -v $tool >/dev/null || { echo "needs $tool (libgdcm-tools, dcmtk, libopenjp2-tools)" >&2; exit 2; }
 done

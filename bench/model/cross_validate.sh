@@ -4,7 +4,7 @@
 #   bench/model/cross_validate.sh ENCODER OUT [FOLD...]      (default folds: 1 2 3)
 #
 # ENCODER is a masked-autoencoder backbone (`hilum-cli pretrain`) that no fold's labels reached;
-# for hilum-cxr-v5's recipe, its four pre-training stages on every film without --hold-out-seed
+# for the built-in model's recipe (hilum-cxr-v5's training, shown the centre crop as hilum-cxr-v6), its four pre-training stages on every film without --hold-out-seed
 # (pixels only, as a site's own `pretrain --catalog` sees its future films). Those stages start
 # from hilum-cxr-pneumonia-v1, which saw the pediatric labels of every patient outside fold 0: the
 # adult figures of folds 1-3 are clean, their pediatric ones are not. For each FOLD it trains
@@ -21,7 +21,7 @@ folds=("$@")
 cli=${HILUM_CLI:-build/app/hilum-cli}
 shared=../shared/data
 mkdir -p "$out"
-models=(resources/models/hilum-cxr-v5:0)
+models=(resources/models/hilum-cxr-v6:0)
 for fold in "${folds[@]}"; do
   model="$out/fold-$fold"
   if [ ! -f "$model/training_report.json" ]; then
@@ -30,7 +30,7 @@ for fold in "${folds[@]}"; do
       --data "$shared/cxr-nih-adult-512" --population adult --repeat 4 \
       --outputs "Pneumonia,No Finding,Infiltration,Atelectasis,Edema,Effusion" \
       --init "$encoder" --out "$model" \
-      --epochs 10 --lr 0.0005 --layer-decay 0.75 --warmup-epochs 1 --seed 1 --fold "$fold" \
+      --epochs 10 --lr 0.0005 --layer-decay 0.75 --warmup-epochs 1 --seed 1 --fold "$fold" --center-crop 0.86 \
       --reference-data "$shared/cxr-adult-unlabelled-512" > "$out/fold-$fold.txt" 2> "$out/fold-$fold.log"
   fi
   models+=("$model:$fold")

@@ -454,7 +454,7 @@ TEST_F(NetworkTest, CliListenPrintsOneLinePerArrivalAndStopsOnSigterm) {
 TEST_F(NetworkTest, CliListenWithAnActiveModelCachesEachFilmsModelInput) {
   {
     auto catalog = open_catalog();
-    ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_MODELS_DIR) / "hilum-cxr-v5", "v5", true).ok());
+    ASSERT_TRUE(app::import_model(catalog, fs::path(HILUM_MODELS_DIR) / "hilum-cxr-v6", "v6", true).ok());
   }
   write_phantom(path("dx.dcm"), "NET-MODEL");
   cli_listen_receives(path("dx.dcm"), path("listen.out"));

@@ -80,7 +80,8 @@ class Workstation : public QObject {
     db_ = dir_ / "hilum.db";
     const auto files = uitest::write_phantoms(dir_ / "dicom", 6, 1, 320, 256);
     uitest::import_into(db_, {dir_ / "dicom"});
-    uitest::write_random_vit(dir_ / "vit");
+    // A model that crops the centre (32 of 40, as the built-in one crops 160 of 186).
+    uitest::write_random_vit(dir_ / "vit", {32, 2, 2, 64, 32, 8, 40});
     uitest::register_model(db_, dir_ / "vit", "random-vit-1");
   }
 
@@ -271,6 +272,16 @@ class Workstation : public QObject {
     key(Qt::Key_H);
     QVERIFY(window_->viewer()->heatmap_visible());
     const QImage rollout = window_->viewer()->heatmap();
+    // The model saw the centre 80% of the film: the panel says so, and the map leaves the edge band
+    // untinted (a corner is transparent) while the centre carries it.
+    QVERIFY2(window_->findChild<QLabel*>("aiHeatmapStatus")->text().contains("centre 80%"),
+             qPrintable(window_->findChild<QLabel*>("aiHeatmapStatus")->text()));
+    QCOMPARE(qAlpha(rollout.pixel(0, 0)), 0);
+    QCOMPARE(qAlpha(rollout.pixel(rollout.width() - 1, rollout.height() - 1)), 0);
+    int tinted = 0;
+    for (int y = rollout.height() / 4; y < rollout.height() * 3 / 4; ++y)
+      for (int x = rollout.width() / 4; x < rollout.width() * 3 / 4; ++x) tinted += qAlpha(rollout.pixel(x, y)) > 0 ? 1 : 0;
+    QVERIFY(tinted > 0);
     // The class-specific map of the same finding is another map, and the panel names the method.
     window_->findChild<QComboBox*>("aiHeatmapMethod")->setCurrentIndex(1);
     QTRY_VERIFY_WITH_TIMEOUT(shown.count() == 2, 20000);

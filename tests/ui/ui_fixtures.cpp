@@ -34,6 +34,7 @@ void write_random_vit(const fs::path& dir, const VitSize& size, unsigned seed) {
   c.patch_size = size.patch;
   c.num_channels = 3;
   c.input_height = c.input_width = size.image;
+  if (size.resize > size.image) c.resize_height = c.resize_width = size.resize;
   c.problem_type = "multi_label_classification";
   for (const auto& [name, description] : app::builtin_findings()) {
     (void)description;

@@ -19,6 +19,7 @@ struct VitSize {
   int intermediate = 64;
   int image = 32;
   int patch = 8;
+  int resize = 0;  // > image: the model sees the centre image x image of the film resized to this (a centre crop)
 };
 
 // A multi-label ViT with random weights and the ChestX-ray14 findings as outputs, saved as a

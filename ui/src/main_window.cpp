@@ -62,6 +62,7 @@ struct HeatmapOutcome {
   QImage layer;
   QString error;
   double ms = 0.0;
+  inference::Window seen{0.0, 0.0, 1.0, 1.0};  // the part of the film the model saw (app::Heatmap::seen)
 };
 
 // The attention map as a premultiplied colour layer (inference::attention_layer) at up to 512
@@ -623,6 +624,7 @@ void MainWindow::request_heatmap(const QString& finding) {
           return out;
         }
         out.layer = heatmap_layer(h->grid, std::max(1, columns), std::max(1, rows), h->seen);
+        out.seen = h->seen;
         out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return out;
       },
@@ -640,7 +642,12 @@ void MainWindow::request_heatmap(const QString& finding) {
             (class_specific ? tr("%1: class-specific map (what raised this finding's score, Chefer et al. 2021), %2 ms. H hides it.")
                             : tr("%1: attention rollout (where the model looked; the same map for every finding), %2 ms. H hides it."))
                 .arg(finding)
-                .arg(out.ms, 0, 'f', 0));
+                .arg(out.ms, 0, 'f', 0) +
+            // A model that crops the centre never sees the film's edges: say so beside the map.
+            (out.seen.width < 0.995 || out.seen.height < 0.995
+                 ? tr(" The model sees the centre %1% of the film; the map covers that part only.")
+                       .arg(std::lround(100.0 * std::min(out.seen.width, out.seen.height)))
+                 : QString()));
         Q_EMIT heatmapShown(finding);
       });
 }
