@@ -244,7 +244,7 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   const std::vector<float> input = model_input_of(display->grey.data(), display->width, display->height, input_size_of(config));
   auto result = model.model.forward({inference::normalise(input.data(), config)});
   if (!result) return from_inference(result.error());
-  const auto shown = shown_with_populations(model, *result, {years_of_age_string(image.meta.patient_age)});
+  const auto shown = shown_with_populations(model, *result, {patient_age_years(image.meta)});
   auto probabilities = named_probabilities(model, shown.probabilities, 0);
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
@@ -439,7 +439,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
       auto result = model.model.forward(batch, forward_options);
       if (!result) return from_inference(result.error());
       std::vector<std::optional<double>> ages;  // a header's age chooses the population's calibration
-      for (const auto& h : headers) ages.push_back(h ? years_of_age_string(h->meta.patient_age) : std::nullopt);
+      for (const auto& h : headers) ages.push_back(h ? patient_age_years(h->meta) : std::nullopt);
       const ShownProbabilities shown = shown_with_populations(model, *result, ages);
       // Wall time of this batch (its wait for the prefetched inputs, the forward) per image.
       const auto now = std::chrono::steady_clock::now();

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 
 #include "hilum/core/numbers.hpp"
@@ -70,6 +71,45 @@ std::optional<double> years_of_age_string(const std::string& age_string) {
   }
 }
 
+namespace {
+
+// A DICOM DA (YYYYMMDD) as a calendar date; empty when it is not one.
+std::optional<std::chrono::year_month_day> dicom_date(const std::string& text) {
+  const std::string s = upper_trimmed(text);
+  if (s.size() != 8 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  const std::chrono::year_month_day d{std::chrono::year{std::stoi(s.substr(0, 4))}, std::chrono::month{static_cast<unsigned>(std::stoi(s.substr(4, 2)))},
+                                      std::chrono::day{static_cast<unsigned>(std::stoi(s.substr(6, 2)))}};
+  if (!d.ok()) return std::nullopt;
+  return d;
+}
+
+}  // namespace
+
+std::optional<double> patient_age_years(const std::string& age_string, const std::string& birth_date, const std::string& on_date) {
+  if (const auto years = years_of_age_string(age_string)) return years;
+  const auto birth = dicom_date(birth_date);
+  const auto on = dicom_date(on_date);
+  if (!birth || !on) return std::nullopt;
+  using std::chrono::sys_days;
+  // The birthday in the year `years` after the birth (1 March for a 29 February birth in a common year).
+  const auto birthday = [&](int years) {
+    const std::chrono::year y = birth->year() + std::chrono::years{years};
+    const std::chrono::year_month_day d{y, birth->month(), birth->day()};
+    return sys_days(d.ok() ? d : std::chrono::year_month_day{y, std::chrono::March, std::chrono::day{1}});
+  };
+  const sys_days day{*on};
+  if (day < sys_days{*birth}) return std::nullopt;
+  int years = static_cast<int>(on->year()) - static_cast<int>(birth->year());
+  if (day < birthday(years)) --years;
+  const auto last = birthday(years), next = birthday(years + 1);
+  const double age = years + static_cast<double>((day - last).count()) / static_cast<double>((next - last).count());
+  return age <= 130.0 ? std::optional<double>(age) : std::nullopt;
+}
+
+std::optional<double> patient_age_years(const dicom::Metadata& meta) {
+  return patient_age_years(meta.patient_age, meta.patient_birth_date, meta.study_date.empty() ? meta.acquisition_date : meta.study_date);
+}
+
 std::string header_out_of_domain(const dicom::Radiograph& header, const inference::DomainReference* domain) {
   std::vector<std::string> problems;
   const std::string modality = upper_trimmed(header.meta.modality);
@@ -85,7 +125,7 @@ std::string header_out_of_domain(const dicom::Radiograph& header, const inferenc
   if (domain != nullptr && !domain->populations.empty()) {
     double youngest = domain->populations.front().min_age_years;
     for (const auto& p : domain->populations) youngest = std::min(youngest, p.min_age_years);
-    const auto age = years_of_age_string(header.meta.patient_age);
+    const auto age = patient_age_years(header.meta);
     if (age && youngest > 0.0 && *age < youngest) {
       problems.push_back("the patient is " + format_years(*age) + " old, younger than any training film (" + format_years(youngest) + ")");
     }

@@ -429,18 +429,9 @@ int patient_date_shift(const std::string& secret, const std::string& key) {
 }
 
 std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date, const std::string& study_date) {
-  if (const auto years = years_of_age_string(dicom_age)) return static_cast<int>(std::floor(*years));
-  const auto ymd = [](const std::string& d) -> std::optional<std::array<int, 3>> {
-    if (d.size() != 8 || !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
-    return std::array<int, 3>{std::stoi(d.substr(0, 4)), std::stoi(d.substr(4, 2)), std::stoi(d.substr(6, 2))};
-  };
-  const auto b = ymd(birth_date);
-  const auto s = ymd(study_date);
-  if (!b || !s) return std::nullopt;
-  int years = (*s)[0] - (*b)[0];
-  if ((*s)[1] < (*b)[1] || ((*s)[1] == (*b)[1] && (*s)[2] < (*b)[2])) --years;
-  if (years < 0) return std::nullopt;
-  return years;
+  const auto years = patient_age_years(dicom_age, birth_date, study_date);
+  if (!years) return std::nullopt;
+  return static_cast<int>(std::floor(*years));
 }
 
 std::string csv_field(std::string_view value) {

@@ -12,6 +12,7 @@
 
 #include "catalog_support.hpp"
 #include "hilum/app/classify.hpp"
+#include "hilum/app/export.hpp"
 #include "hilum/app/model_input.hpp"
 #include "hilum/app/domain.hpp"
 #include "hilum/app/png.hpp"
@@ -51,6 +52,33 @@ TEST(DomainHeader, AgesParseAsDicomAgeStrings) {
   EXPECT_FALSE(app::years_of_age_string("-5").has_value());
 }
 
+// Without PatientAge the age comes from the birth date to the study date (else the acquisition
+// date): whole calendar years plus the share of the year since the last birthday.
+TEST(DomainHeader, AgesComeFromTheDatesWhenTheHeaderHasNoAge) {
+  EXPECT_EQ(app::patient_age_years("045Y", "20000101", "20260101"), 45.0);  // the Age String first
+  EXPECT_EQ(app::patient_age_years("", "19700615", "20260615"), 56.0);       // a birthday
+  EXPECT_NEAR(*app::patient_age_years("", "19700615", "20260101"), 55.0 + 200.0 / 365.0, 1e-9);
+  EXPECT_NEAR(*app::patient_age_years("", "20260301", "20260601"), 92.0 / 365.0, 1e-9);
+  // 29 February: the birthday is 1 March in a common year.
+  EXPECT_LT(*app::patient_age_years("", "20200229", "20210228"), 1.0);
+  EXPECT_EQ(app::patient_age_years("", "20200229", "20210301"), 1.0);
+  EXPECT_FALSE(app::patient_age_years("", "20260601", "20260301").has_value());  // dated before the birth
+  EXPECT_FALSE(app::patient_age_years("", "20261345", "20270101").has_value());  // no 13th month
+  EXPECT_FALSE(app::patient_age_years("", "1970", "20260101").has_value());
+  EXPECT_FALSE(app::patient_age_years("", "18500101", "20260101").has_value());  // over 130
+  EXPECT_FALSE(app::patient_age_years("", "", "20260101").has_value());
+  // A header: the study date, else the acquisition date.
+  dicom::Metadata m;
+  m.patient_birth_date = "20250901";
+  m.acquisition_date = "20251201";
+  EXPECT_NEAR(*app::patient_age_years(m), 91.0 / 365.0, 1e-9);
+  m.study_date = "20260901";
+  EXPECT_EQ(app::patient_age_years(m), 1.0);
+  // Export's whole years are the same reading, rounded down.
+  EXPECT_EQ(app::age_in_years("", "20200229", "20210228"), 0);
+  EXPECT_EQ(app::age_in_years("", "20200229", "20210301"), 1);
+}
+
 TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {
   dicom::Radiograph r;
   r.meta.modality = "DX";
@@ -69,7 +97,13 @@ TEST(DomainHeader, ForeignModalitiesBodyPartsAndAgesAreNamed) {
   const std::string young = app::header_out_of_domain(r, &domain);
   EXPECT_NE(young.find("3 months"), std::string::npos) << young;
   EXPECT_NE(young.find("1.0 years"), std::string::npos) << young;
+  // The same infant without PatientAge, by the dates: as young.
   r.meta.patient_age = "";
+  r.meta.patient_birth_date = "20260101";
+  r.meta.study_date = "20260402";
+  EXPECT_NE(app::header_out_of_domain(r, &domain).find("3 months"), std::string::npos) << app::header_out_of_domain(r, &domain);
+  r.meta.patient_birth_date.clear();
+  r.meta.study_date.clear();
   r.meta.sop_class_uid = "1.2.840.10008.5.1.4.1.1.1.2";
   EXPECT_NE(app::header_out_of_domain(r, &domain).find("mammogram"), std::string::npos);
   // Without a reference the generic rules still hold, ages are not judged.
@@ -521,7 +555,8 @@ TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseI
   fs::copy(kTiny, path("model"), fs::copy_options::recursive);
   auto plain = app::load_model(*catalog_, path("model").string());
   ASSERT_TRUE(plain.ok()) << plain.error().message;
-  const auto file = phantom("chest.dcm", 7);
+  // No age in its header: no PatientAge, and no birth date to count from.
+  const auto file = phantom("chest.dcm", 7, [](testdata::DicomSpec& s) { s.patient_birth_date.clear(); });
   const inference::Matrix e = embeddings(*plain, {file});
   std::vector<fs::path> train, held;
   for (std::uint32_t s = 21; s <= 32; ++s) train.push_back(phantom("train" + std::to_string(s) + ".dcm", s));
@@ -573,6 +608,15 @@ TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseI
   EXPECT_EQ(by_age->population.population, "adult");
   EXPECT_EQ(by_age->population.chosen_by, "age");
   EXPECT_NEAR(by_age->probabilities[effusion].second, sigmoid(logit - 2.0), 1e-5);
+  // No PatientAge, but a birth date and a study date 45 years apart: the age still decides.
+  image->meta.patient_age.clear();
+  image->meta.patient_birth_date = "19800301";
+  image->meta.study_date = "20250615";
+  auto by_dates = app::classify_radiograph(*model, image.value());
+  ASSERT_TRUE(by_dates.ok());
+  EXPECT_EQ(by_dates->population.population, "adult");
+  EXPECT_EQ(by_dates->population.chosen_by, "age");
+  image->meta.patient_birth_date.clear();
   // The catalog's path says the same.
   auto results = app::classify(*catalog_, *model, {catalogue(file)});
   ASSERT_TRUE(results.ok()) << results.error().message;

@@ -286,7 +286,7 @@ void put_common(DcmDataset* ds, const DicomSpec& s) {
   // Patient
   put(ds, DCM_PatientName, s.patient_name, "Patient Name");
   put(ds, DCM_PatientID, s.patient_id, "Patient ID");
-  put(ds, DCM_PatientBirthDate, "19700101", "Patient Birth Date");
+  put(ds, DCM_PatientBirthDate, s.patient_birth_date, "Patient Birth Date");
   put(ds, DCM_PatientSex, "O", "Patient Sex");
   // General Study
   put(ds, DCM_StudyInstanceUID, s.study_instance_uid.empty() ? new_uid(SITE_STUDY_UID_ROOT) : s.study_instance_uid,

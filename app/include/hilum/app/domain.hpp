@@ -48,8 +48,20 @@ struct ImagePixels {
 [[nodiscard]] std::string round_field_out_of_domain(double corner_content);
 
 // Years of a DICOM Age String: "003M" -> 0.25, "045Y" -> 45, and a bare number ("81", as some
-// converters write it) as years; empty when it is missing or malformed. The one reader of the tag:
-// export's age_in_years (whole years, with the dates as a fallback) takes it from here.
+// converters write it) as years; empty when it is missing or malformed. The one reader of the tag
+// (patient_age_years below adds the dates).
 [[nodiscard]] std::optional<double> years_of_age_string(const std::string& age_string);
+
+// The patient's age in years at the film: the Age String when it reads (years_of_age_string), else
+// from the birth date to `on_date` (DICOM DA, YYYYMMDD): whole calendar years (a 29 February
+// birthday falls on 1 March in other years) plus the share of the year since the last birthday.
+// Empty when neither gives an age in 0..130 (a missing or impossible date, a film dated before the
+// birth). The one reader of a patient's age: the domain check, the population's calibration and
+// export's age_in_years all take it from here.
+[[nodiscard]] std::optional<double> patient_age_years(const std::string& age_string, const std::string& birth_date,
+                                                      const std::string& on_date);
+// Of a header: its PatientAge, else its birth date to its study date (the acquisition date when the
+// study has none).
+[[nodiscard]] std::optional<double> patient_age_years(const dicom::Metadata& meta);
 
 }  // namespace hilum::app

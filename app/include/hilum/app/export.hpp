@@ -127,8 +127,8 @@ struct ExportReport {
 // The patient's date shift for de-identified exports: -365 to -3652 days, from the secret.
 [[nodiscard]] int patient_date_shift(const std::string& secret, const std::string& key);
 
-// Age in whole years from DICOM AS ("045Y", "006M", "010W", "003D", a bare "62"; read by
-// years_of_age_string in domain.hpp), else from the birth and study dates (YYYYMMDD) when both are known.
+// Age in whole years: domain.hpp's patient_age_years (DICOM AS "045Y", "006M", "010W", "003D", a
+// bare "62"; else the birth and study dates, YYYYMMDD, when both are known), rounded down.
 [[nodiscard]] std::optional<int> age_in_years(const std::string& dicom_age, const std::string& birth_date = {},
                                               const std::string& study_date = {});
 

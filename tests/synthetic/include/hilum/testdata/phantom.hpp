@@ -106,6 +106,7 @@ struct DicomSpec {
   // Identifying attributes (UIDs are generated when empty).
   std::string patient_name = "Phantom^Chest";
   std::string patient_id = "PHANTOM-001";
+  std::string patient_birth_date = "19700101";  // empty: the attribute is written empty (type 2)
   std::string study_instance_uid;
   std::string series_instance_uid;
   std::string sop_instance_uid;
