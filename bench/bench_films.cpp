@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& c = model->config();
-  const app::InputSize size{c.input_width, c.input_height};
+  const app::InputSize size = app::input_size_of(c);  // with the model's centre crop, if any
   const fs::path cache = fs::temp_directory_path() / ("bench_films_cache_" + std::to_string(::getpid()));
   (void)model->forward({inference::Image{c.num_channels, c.input_height, c.input_width,
                                          std::vector<float>(static_cast<std::size_t>(c.num_channels) * size.width * size.height, 0.5f)}});

@@ -100,8 +100,8 @@ int cmd_classify(const Global& global, const Args& args) {
         JsonObject p;
         for (const auto& [name, prob] : r.probabilities) p.add(name, prob);
         o.add("ok", true).add_raw("probabilities", p.str()).add("milliseconds", r.milliseconds);
-        if (r.population.population.empty()) o.add_raw("population", "null").add_raw("population_from", "null");
-        else o.add("population", r.population.population).add("population_from", r.population.chosen_by);
+        if (r.domain.population.population.empty()) o.add_raw("population", "null").add_raw("population_from", "null");
+        else o.add("population", r.domain.population.population).add("population_from", r.domain.population.chosen_by);
         o.add("in_domain", r.domain.in_domain);
         if (r.domain.score) o.add("domain_score", *r.domain.score);
         else o.add_raw("domain_score", "null");

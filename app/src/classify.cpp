@@ -249,8 +249,8 @@ Result<RadiographPrediction> classify_radiograph(const LoadedModel& model, const
   if (!probabilities) return probabilities.error();
   RadiographPrediction out;
   out.probabilities = std::move(probabilities.value());
-  if (!shown.populations.empty()) out.population = shown.populations.front();
   out.domain = domain_of(model, *result, 0, &image, pixels_of_input(model, input, image.coloured_share));
+  if (!shown.populations.empty()) out.domain.population = shown.populations.front();
   return out;
 }
 
@@ -457,7 +457,7 @@ Result<std::vector<ImagePrediction>> classify(Catalog& catalog, const LoadedMode
             continue;
           }
           p.probabilities = std::move(probabilities.value());
-          p.population = shown.populations[b];
+          p.domain.population = shown.populations[b];
           if (model.record.id > 0 && images[rows[b]].id > 0) {
             auto put = catalog.put_predictions(p.sop_instance_uid, model.record.id, p.probabilities, p.domain);
             if (!put) return put.error();

@@ -497,6 +497,12 @@ CREATE TRIGGER label_events_source BEFORE INSERT ON label_events
   WHEN NEW.source NOT IN ('cli','csv','gui','adjudication')
   BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: label source'); END;
 )SQL");
+    // 7 -> 8: which of the model's populations each image was taken for (whose calibration its
+    // probabilities carry: DomainCheck::population), stored with its domain check.
+    steps.emplace_back(R"SQL(
+ALTER TABLE prediction_domain ADD COLUMN population TEXT NOT NULL DEFAULT '' CHECK (length(population) <= 128);
+ALTER TABLE prediction_domain ADD COLUMN population_from TEXT NOT NULL DEFAULT '' CHECK (population_from IN ('', 'age', 'image', 'only population'));
+)SQL");
     return steps;
   }();
   return m;
@@ -1590,14 +1596,16 @@ Status Catalog::put_predictions(const std::string& sop_instance_uid, std::int64_
     }
     if (domain) {
       sql::Stmt d(impl_->db,
-                  "INSERT INTO prediction_domain(instance_ref, model_ref, in_domain, score, pixel_check, reason, computed_at) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance_ref, model_ref) DO UPDATE SET in_domain = excluded.in_domain, "
-                  "score = excluded.score, pixel_check = excluded.pixel_check, reason = excluded.reason, computed_at = excluded.computed_at");
+                  "INSERT INTO prediction_domain(instance_ref, model_ref, in_domain, score, pixel_check, reason, computed_at, population, "
+                  "population_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance_ref, model_ref) DO UPDATE SET "
+                  "in_domain = excluded.in_domain, score = excluded.score, pixel_check = excluded.pixel_check, reason = excluded.reason, "
+                  "computed_at = excluded.computed_at, population = excluded.population, population_from = excluded.population_from");
       if (!d.ok()) return *d.prepare_error();
       d.bind(1, instance).bind(2, model_id).bind(3, std::int64_t{domain->in_domain ? 1 : 0});
       if (domain->score) d.bind(4, *domain->score);
       else d.bind_null(4);
       d.bind(5, std::int64_t{domain->pixel_check ? 1 : 0}).bind(6, domain->reason).bind(7, now);
+      d.bind(8, domain->population.population).bind(9, domain->population.chosen_by);
       if (!d.run()) return *d.error();
     }
     return core::Done{};
@@ -1606,7 +1614,8 @@ Status Catalog::put_predictions(const std::string& sop_instance_uid, std::int64_
 
 Result<std::optional<DomainCheck>> Catalog::prediction_domain(const std::string& sop_instance_uid, std::int64_t model_id) {
   sql::Stmt s(impl_->db,
-              "SELECT d.in_domain, d.score, d.pixel_check, d.reason FROM prediction_domain d JOIN instances i ON i.id = d.instance_ref "
+              "SELECT d.in_domain, d.score, d.pixel_check, d.reason, d.population, d.population_from FROM prediction_domain d "
+              "JOIN instances i ON i.id = d.instance_ref "
               "WHERE i.sop_uid = ? AND d.model_ref = ?");
   s.bind(1, sop_instance_uid).bind(2, model_id);
   std::optional<DomainCheck> out;
@@ -1616,6 +1625,7 @@ Result<std::optional<DomainCheck>> Catalog::prediction_domain(const std::string&
     if (!s.is_null(1)) d.score = s.real(1);
     d.pixel_check = s.int64(2) != 0;
     d.reason = s.text(3);
+    d.population = {s.text(4), s.text(5)};
     out = std::move(d);
   }
   if (s.error()) return *s.error();

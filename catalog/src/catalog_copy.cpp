@@ -59,7 +59,7 @@ const std::vector<Table>& tables() {
       {"pseudonyms", {{"kind", 't'}, {"original", 't'}, {"pseudonym", 't'}, {"created_at", 't'}}, false},
       {"prediction_domain",
        {{"instance_ref", 'i'}, {"model_ref", 'i'}, {"in_domain", 'i'}, {"score", 'r'}, {"pixel_check", 'i'}, {"reason", 't'},
-        {"computed_at", 't'}},
+        {"computed_at", 't'}, {"population", 't'}, {"population_from", 't'}},
        false},
       {"reading_submissions", {{"instance_ref", 'i'}, {"author", 't'}, {"recorded_by", 't'}, {"submitted_at", 't'}}, false},
   };

@@ -607,8 +607,16 @@ ALTER TABLE label_events ADD CONSTRAINT label_events_source CHECK (source IN ('c
 UPDATE hilum_catalog SET pg_revision = 4, schema_version = 7;
 )SQL";
 
+// Revision 5 (catalog schema 8): which of the model's populations each image was taken for (whose
+// calibration its probabilities carry), stored with its domain check (SQLite's step 7 -> 8).
+constexpr const char* kRevision5 = R"SQL(
+ALTER TABLE prediction_domain ADD COLUMN population TEXT NOT NULL DEFAULT '' CHECK (length(population) <= 128);
+ALTER TABLE prediction_domain ADD COLUMN population_from TEXT NOT NULL DEFAULT '' CHECK (population_from IN ('', 'age', 'image', 'only population'));
+UPDATE hilum_catalog SET pg_revision = 5, schema_version = 8;
+)SQL";
+
 const std::vector<const char*>& pg_migrations() {  // [i] upgrades revision i + 1 to i + 2
-  static const std::vector<const char*> steps{kRevision2, kRevision3, kRevision4};
+  static const std::vector<const char*> steps{kRevision2, kRevision3, kRevision4, kRevision5};
   return steps;
 }
 

@@ -173,25 +173,29 @@ TEST_F(PostgresRules, AnOlderRevisionIsUpgradedInATransactionAndANewerOneRefused
       "DROP TRIGGER label_events_adjudicator ON label_events; DROP FUNCTION hilum_adjudicator_only(); "
       "ALTER TABLE hilum_catalog DROP COLUMN pg_revision; ALTER TABLE label_events DROP COLUMN event_key; "
       "ALTER TABLE label_events DROP CONSTRAINT label_events_source; "
+      "ALTER TABLE prediction_domain DROP COLUMN population; ALTER TABLE prediction_domain DROP COLUMN population_from; "
       "UPDATE hilum_catalog SET schema_version = 5";
   const std::string has_revision = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'hilum_catalog'::regclass "
                                    "AND attname = 'pg_revision' AND NOT attisdropped";
-  ASSERT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "4");
+  ASSERT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "5");
   catalog_.reset();
   ASSERT_EQ(pg::admin_exec(db_, to_revision_1), "");
   // A step that fails (a function of that name is already there): nothing of the upgrade is left.
   ASSERT_EQ(pg::admin_exec(db_, "CREATE FUNCTION hilum_adjudicator_only() RETURNS integer LANGUAGE sql AS 'SELECT 1'"), "");
   auto failed = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
   ASSERT_FALSE(failed.ok());
-  EXPECT_NE(failed.error().message.find("from PostgreSQL revision 1 to 4"), std::string::npos) << failed.error().message;
+  EXPECT_NE(failed.error().message.find("from PostgreSQL revision 1 to 5"), std::string::npos) << failed.error().message;
   EXPECT_EQ(pg::admin_value(db_, has_revision), "0") << "the ALTER TABLE before the failing step was rolled back";
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "0");
   // Without the obstacle: upgraded, labels kept, the rule in force.
   ASSERT_EQ(pg::admin_exec(db_, "DROP FUNCTION hilum_adjudicator_only()"), "");
   auto upgraded = app::Catalog::open(location(), app::Catalog::Mode::ReadWrite);
   ASSERT_TRUE(upgraded.ok()) << upgraded.error().message;
-  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "4");
-  EXPECT_EQ(pg::admin_value(db_, "SELECT schema_version FROM hilum_catalog"), "7");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT pg_revision FROM hilum_catalog"), "5");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT schema_version FROM hilum_catalog"), "8");
+  EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'prediction_domain'::regclass "
+                                 "AND attname IN ('population', 'population_from') AND NOT attisdropped"),
+            "2");
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'label_events_event_key'"), "1");
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_trigger WHERE tgname = 'label_events_adjudicator'"), "1");
   EXPECT_EQ(pg::admin_value(db_, "SELECT count(*) FROM pg_constraint WHERE conname = 'label_events_source'"), "1");

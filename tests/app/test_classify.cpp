@@ -66,6 +66,19 @@ class ClassifyTest : public CatalogTest {
     testdata::write_dicom(file, spec);
     return catalogue_file(*catalog_, file);
   }
+  // The same, catalogued with its file's SHA-256, by which the catalog's input cache keys its input.
+  app::Instance add_hashed_phantom(const std::string& name, std::uint32_t seed) {
+    testdata::DicomSpec spec;
+    spec.phantom.seed = seed;
+    spec.sop_instance_uid = "1.2.826.0.1.3680043.9." + std::to_string(seed);
+    const fs::path file = path(name);
+    testdata::write_dicom(file, spec);
+    app::InstanceRecord rec = record(spec.sop_instance_uid);
+    rec.path = file.string();
+    rec.content_hash = app::sha256_file(file).value();
+    EXPECT_TRUE(catalog_->put_instances({rec}).ok());
+    return catalog_->find_instance(rec.sop_instance_uid).value().value();
+  }
   void SetUp() override {
     CatalogTest::SetUp();
     catalog_.emplace(open_catalog());
@@ -148,23 +161,12 @@ TEST_F(ClassifyTest, PredictionsAreStoredAndMatchTheEngine) {
 // (store/model-inputs beside the catalog) and gives the very same probabilities; a damaged or
 // truncated cache file is ignored (the film is decoded again and the file rewritten).
 TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
-  testdata::DicomSpec spec;
-  spec.phantom.seed = 21;
-  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.21";
-  const fs::path file = path("c.dcm");
-  testdata::write_dicom(file, spec);
-  auto r = dicom::read_radiograph(file);
-  ASSERT_TRUE(r.ok());
-  app::InstanceRecord rec = record(r->meta.sop_instance_uid);
-  rec.path = file.string();
-  rec.content_hash = app::sha256_file(file).value();
-  ASSERT_TRUE(catalog_->put_instances({rec}).ok());
-  const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
+  const app::Instance a = add_hashed_phantom("c.dcm", 21);
   ASSERT_TRUE(app::import_model(*catalog_, kTiny, "tiny-1", true).ok());
   auto model = app::load_model(*catalog_, "");
   ASSERT_TRUE(model.ok()) << model.error().message;
   const app::InputSize size{model->model.config().input_width, model->model.config().input_height};
-  const fs::path cached = app::cached_input_path(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+  const fs::path cached = app::cached_input_path(app::model_input_cache_dir(catalog_->path()), a.content_hash, size);
 
   auto first = app::classify(*catalog_, *model, {a});
   ASSERT_TRUE(first.ok() && first->at(0).error.empty());
@@ -182,7 +184,7 @@ TEST_F(ClassifyTest, CachedModelInputGivesIdenticalProbabilities) {
 
   // The lowest mantissa bit of a mid-grey value changed (still a value in [0, 1]): the checksum
   // refuses it; decoded again, and the file rewritten.
-  const auto entry = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), rec.content_hash, size);
+  const auto entry = app::read_cached_input(app::model_input_cache_dir(catalog_->path()), a.content_hash, size);
   ASSERT_TRUE(entry.has_value());
   const std::vector<float>* values = &entry->values;
   const auto mid = static_cast<std::size_t>(std::find_if(values->begin(), values->end(), [](float v) { return v > 0.2f && v < 0.8f; }) - values->begin());
@@ -555,16 +557,7 @@ TEST_F(ClassifyTest, HeatmapCoversTheWholeRadiograph) {
 // the catalog's cached input as from a fresh decode; the cached inputs of a model of the same
 // input size without the crop are kept apart; its map covers the crop and nothing outside it.
 TEST_F(ClassifyTest, AModelThatCropsTheCentreIsShownItsCrop) {
-  testdata::DicomSpec spec;
-  spec.phantom.seed = 29;
-  spec.sop_instance_uid = "1.2.826.0.1.3680043.9.29";
-  const fs::path file = path("a.dcm");
-  testdata::write_dicom(file, spec);
-  app::InstanceRecord rec = record(spec.sop_instance_uid);
-  rec.path = file.string();
-  rec.content_hash = app::sha256_file(file).value();  // the input cache is keyed by it
-  ASSERT_TRUE(catalog_->put_instances({rec}).ok());
-  const app::Instance a = catalog_->find_instance(rec.sop_instance_uid).value().value();
+  const app::Instance a = add_hashed_phantom("a.dcm", 29);
   const fs::path cropped = path("cropped");
   fs::create_directories(cropped);
   for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kTiny / f, cropped / f);

@@ -585,7 +585,7 @@ TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseI
   ASSERT_TRUE(image.ok());
   auto base = app::classify_radiograph(*plain, image.value());
   ASSERT_TRUE(base.ok());
-  EXPECT_EQ(base->population.population, "");  // a model without populations names none
+  EXPECT_EQ(base->domain.population.population, "");  // a model without populations names none
   double logit = 0.0;
   std::size_t effusion = 0;
   for (std::size_t k = 0; k < base->probabilities.size(); ++k) {
@@ -598,15 +598,15 @@ TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseI
   // No age in the header: the embedding chooses, and it sits on the pediatric centroid.
   auto by_image = app::classify_radiograph(*model, image.value());
   ASSERT_TRUE(by_image.ok());
-  EXPECT_EQ(by_image->population.population, "pediatric");
-  EXPECT_EQ(by_image->population.chosen_by, "image");
+  EXPECT_EQ(by_image->domain.population.population, "pediatric");
+  EXPECT_EQ(by_image->domain.population.chosen_by, "image");
   EXPECT_NEAR(by_image->probabilities[effusion].second, sigmoid(logit + 2.0), 1e-5);
   // An adult's age outweighs the embedding.
   image->meta.patient_age = "045Y";
   auto by_age = app::classify_radiograph(*model, image.value());
   ASSERT_TRUE(by_age.ok());
-  EXPECT_EQ(by_age->population.population, "adult");
-  EXPECT_EQ(by_age->population.chosen_by, "age");
+  EXPECT_EQ(by_age->domain.population.population, "adult");
+  EXPECT_EQ(by_age->domain.population.chosen_by, "age");
   EXPECT_NEAR(by_age->probabilities[effusion].second, sigmoid(logit - 2.0), 1e-5);
   // No PatientAge, but a birth date and a study date 45 years apart: the age still decides.
   image->meta.patient_age.clear();
@@ -614,16 +614,32 @@ TEST_F(DomainTest, ThePopulationWhoseCalibrationAnImageGetsIsNamedWithWhatChoseI
   image->meta.study_date = "20250615";
   auto by_dates = app::classify_radiograph(*model, image.value());
   ASSERT_TRUE(by_dates.ok());
-  EXPECT_EQ(by_dates->population.population, "adult");
-  EXPECT_EQ(by_dates->population.chosen_by, "age");
+  EXPECT_EQ(by_dates->domain.population.population, "adult");
+  EXPECT_EQ(by_dates->domain.population.chosen_by, "age");
   image->meta.patient_birth_date.clear();
   // The catalog's path says the same.
   auto results = app::classify(*catalog_, *model, {catalogue(file)});
   ASSERT_TRUE(results.ok()) << results.error().message;
   ASSERT_EQ(results->size(), 1u);
-  EXPECT_EQ(results->front().population.population, "pediatric");
-  EXPECT_EQ(results->front().population.chosen_by, "image");
+  EXPECT_EQ(results->front().domain.population.population, "pediatric");
+  EXPECT_EQ(results->front().domain.population.chosen_by, "image");
   EXPECT_NEAR(results->front().probabilities[effusion].second, sigmoid(logit + 2.0), 1e-5);
+  // Stored with the prediction (the GUI names it for a film classified before), and the catalog
+  // refuses a name it does not know for what chose it.
+  ASSERT_TRUE(app::import_model(*catalog_, path("model"), "populations-1", true).ok());
+  auto registered = app::load_model(*catalog_, "");
+  ASSERT_TRUE(registered.ok()) << registered.error().message;
+  const app::Instance film = catalogue(file);
+  ASSERT_TRUE(app::classify(*catalog_, *registered, {film}).ok());
+  auto stored = catalog_->prediction_domain(film.sop_instance_uid, registered->record.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->population, (app::PopulationChoice{"pediatric", "image"}));
+  app::DomainCheck guessed;
+  guessed.population = {"adult", "a guess"};
+  EXPECT_FALSE(catalog_->put_predictions(film.sop_instance_uid, registered->record.id, {{"Effusion", 0.5}}, guessed).ok());
+  stored = catalog_->prediction_domain(film.sop_instance_uid, registered->record.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->population.population, "pediatric") << "the refused write changed nothing";
 }
 
 }  // namespace

@@ -228,6 +228,12 @@ int main(int argc, char** argv) {
     worklist->select(uid);
   }
   check(wait_for([&] { return window->viewer()->has_image() && !window->ai()->probabilities().empty(); }, 60000), "image and predictions");
+  // The built-in model calibrates per population: the panel names whose calibration the bars carry
+  // (this film's header gives the patient's age, 81).
+  if (window->ai()->findChild<QLabel*>("aiModel")->text().contains("hilum-cxr")) {
+    const QString said = window->ai()->findChild<QLabel*>("aiDomain")->text();
+    check(said.contains("calibrated for adult films (by the patient's age)"), qPrintable("the population named: " + said));
+  }
 
   // Label with the keyboard: Effusion present, Nodule absent, Cardiomegaly uncertain; a box for Effusion.
   auto key = [&](Qt::Key k) { QTest::keyClick(window.get(), k); };

@@ -217,8 +217,16 @@ void AiPanel::show_predictions(const app::ModelRecord& model, const std::vector<
     return;
   }
   if (domain) {
-    domain_->setText(domain->pixel_check ? tr("Within the model's training domain (score %1; above 1 is outside).").arg(*domain->score, 0, 'f', 2)
-                                         : tr("Domain check unavailable: %1.").arg(qstr(domain->reason)));
+    // Whose calibration the bars carry, when the model has populations to choose from.
+    const auto& pop = domain->population;
+    const QString calibrated =
+        pop.population.empty() || pop.chosen_by == "only population"
+            ? QString()
+            : tr(" Probabilities calibrated for %1 films (%2).")
+                  .arg(qstr(pop.population), pop.chosen_by == "age" ? tr("by the patient's age") : tr("by the image: the header gives no age"));
+    domain_->setText((domain->pixel_check ? tr("Within the model's training domain (score %1; above 1 is outside).").arg(*domain->score, 0, 'f', 2)
+                                          : tr("Domain check unavailable: %1.").arg(qstr(domain->reason))) +
+                     calibrated);
     domain_->setStyleSheet(domain->pixel_check ? "QLabel { color: #8fbc8f; }" : "QLabel { color: #d4a017; }");
     domain_->show();
     fit_domain_text();

@@ -33,16 +33,7 @@ struct LoadedModel {
 [[nodiscard]] inference::Matrix shown_probabilities(const LoadedModel& model, const inference::ForwardOutput& result,
                                                     const std::vector<std::optional<double>>& ages = {});
 
-// Whose calibration an image's probabilities carry: the population the model took it for (its
-// name in hilum.json; empty when the model has no populations) and what chose it, the patient's
-// age in the header ("age") or, without one, the image's embedding ("image"). A population
-// without a calibration of its own gives the model's.
-struct PopulationChoice {
-  std::string population;
-  std::string chosen_by;
-};
-
-// The same, with each row's population choice (made once per image: what the probabilities carry
+// The same, with each row's population choice (PopulationChoice, domain_check.hpp) (made once per image: what the probabilities carry
 // is what is named).
 struct ShownProbabilities {
   inference::Matrix probabilities;
@@ -90,8 +81,8 @@ struct ImagePrediction {
   std::string sop_instance_uid;
   std::string path;
   std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
-  PopulationChoice population;  // whose calibration `probabilities` carry
-  DomainCheck domain;         // whether the image is within what the model was trained on
+  DomainCheck domain;         // whether the image is within what the model was trained on, and whose
+                              // calibration `probabilities` carry (domain.population)
   double milliseconds = 0.0;  // decode + preprocess + forward, per image
   std::string error;          // why this image has no prediction
   bool from_cache = false;    // its model input came from the catalog's cache (model_input.hpp): not decoded
@@ -99,8 +90,7 @@ struct ImagePrediction {
 
 struct RadiographPrediction {
   std::vector<std::pair<std::string, double>> probabilities;  // in the model's label order
-  PopulationChoice population;
-  DomainCheck domain;
+  DomainCheck domain;  // with domain.population, whose calibration `probabilities` carry
 };
 
 // One radiograph already decoded (the viewer's): what classify() computes from its file, without
