@@ -83,17 +83,19 @@ ShownProbabilities shown_with_populations(const LoadedModel& model, const infere
     out.probabilities = result.probabilities;
     return out;
   }
-  std::vector<int> chosen;
+  std::vector<inference::PopulationPick> chosen;
   out.probabilities = inference::calibrated_probabilities(model.extras, result.logits, result.embeddings, ages, &chosen);
   if (!model.extras.domain) return out;
   const auto& pops = model.extras.domain->populations;
-  const bool ages_known = std::any_of(pops.begin(), pops.end(), [](const auto& p) { return p.max_age_years > 0.0; });
   for (std::size_t i = 0; i < chosen.size() && i < out.populations.size(); ++i) {
-    if (chosen[i] < 0) continue;
-    const std::optional<double> age = i < ages.size() ? ages[i] : std::nullopt;
-    out.populations[i].population = pops[static_cast<std::size_t>(chosen[i])].name;
-    // choose_population's order: an age decides when the populations have age ranges.
-    out.populations[i].chosen_by = age && std::isfinite(*age) && ages_known ? "age" : pops.size() == 1 ? "only population" : "image";
+    if (chosen[i].index < 0) continue;
+    out.populations[i].population = pops[static_cast<std::size_t>(chosen[i].index)].name;
+    switch (chosen[i].by) {  // what the engine says decided it, in the catalog's words
+      case inference::PopulationPick::By::Age: out.populations[i].chosen_by = "age"; break;
+      case inference::PopulationPick::By::Embedding: out.populations[i].chosen_by = "image"; break;
+      case inference::PopulationPick::By::OnlyOne: out.populations[i].chosen_by = "only population"; break;
+      case inference::PopulationPick::By::None: break;
+    }
   }
   return out;
 }

@@ -273,7 +273,12 @@ Matrix calibrated_probabilities(const Matrix& logits, const std::optional<Calibr
 }
 
 int choose_population(const ModelExtras& extras, const float* embedding, Eigen::Index n, std::optional<double> age_years) {
-  if (!extras.domain || extras.domain->populations.empty()) return -1;
+  return pick_population(extras, embedding, n, age_years).index;
+}
+
+PopulationPick pick_population(const ModelExtras& extras, const float* embedding, Eigen::Index n, std::optional<double> age_years) {
+  using By = PopulationPick::By;
+  if (!extras.domain || extras.domain->populations.empty()) return {};
   const auto& pops = extras.domain->populations;
   int best = -1;
   double best_gap = std::numeric_limits<double>::infinity();
@@ -288,9 +293,10 @@ int choose_population(const ModelExtras& extras, const float* embedding, Eigen::
         best = static_cast<int>(i);
       }
     }
-    if (best >= 0) return best;
+    if (best >= 0) return {best, By::Age};
   }
-  if (embedding == nullptr) return pops.size() == 1 ? 0 : -1;
+  if (pops.size() == 1) return {0, By::OnlyOne};
+  if (embedding == nullptr) return {};
   const Eigen::Map<const Eigen::VectorXf> x(embedding, n);
   for (std::size_t i = 0; i < pops.size(); ++i) {
     if (pops[i].centroid.size() != n) continue;
@@ -300,7 +306,7 @@ int choose_population(const ModelExtras& extras, const float* embedding, Eigen::
       best = static_cast<int>(i);
     }
   }
-  return best >= 0 ? best : (pops.size() == 1 ? 0 : -1);
+  return best >= 0 ? PopulationPick{best, By::Embedding} : PopulationPick{};
 }
 
 const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int population) {
@@ -312,16 +318,16 @@ const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int
 }
 
 Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
-                                const std::vector<std::optional<double>>& ages, std::vector<int>* chosen) {
+                                const std::vector<std::optional<double>>& ages, std::vector<PopulationPick>* chosen) {
   Matrix p(logits.rows(), logits.cols());
-  if (chosen != nullptr) chosen->assign(static_cast<std::size_t>(logits.rows()), -1);
+  if (chosen != nullptr) chosen->assign(static_cast<std::size_t>(logits.rows()), PopulationPick{});
   for (Eigen::Index i = 0; i < logits.rows(); ++i) {
     const std::optional<double> age = static_cast<std::size_t>(i) < ages.size() ? ages[static_cast<std::size_t>(i)] : std::nullopt;
     const bool has_embedding = i < embeddings.rows() && embeddings.cols() > 0;
     const Eigen::VectorXf e = has_embedding ? Eigen::VectorXf(embeddings.row(i).transpose()) : Eigen::VectorXf();
-    const int population = choose_population(extras, has_embedding ? e.data() : nullptr, e.size(), age);
-    p.row(i) = calibrated_probabilities(logits.row(i), calibration_for(extras, population));
-    if (chosen != nullptr) (*chosen)[static_cast<std::size_t>(i)] = population;
+    const PopulationPick pick = pick_population(extras, has_embedding ? e.data() : nullptr, e.size(), age);
+    p.row(i) = calibrated_probabilities(logits.row(i), calibration_for(extras, pick.index));
+    if (chosen != nullptr) (*chosen)[static_cast<std::size_t>(i)] = pick;
   }
   return p;
 }

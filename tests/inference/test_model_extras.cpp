@@ -392,12 +392,28 @@ TEST_F(ModelExtrasTest, PopulationsCarryTheirOwnCalibrationChosenByAgeOrEmbeddin
   EXPECT_NEAR(p(1, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);   // the adults': 1 * 1 - 3
   EXPECT_NEAR(p(1, 1), 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
   // An age overrides the embedding.
-  std::vector<int> chosen;
+  std::vector<inference::PopulationPick> chosen;
   const auto q = inference::calibrated_probabilities(*r, logits, embeddings, {std::optional<double>(60.0), std::optional<double>(2.0)}, &chosen);
   EXPECT_NEAR(q(0, 0), 1.0 / (1.0 + std::exp(2.0)), 1e-6);
   EXPECT_NEAR(q(1, 0), 1.0 / (1.0 + std::exp(-1.5)), 1e-6);
-  // Each row's choice comes back with it: the 60-year-old's embedding is a child's, yet adults.
-  EXPECT_EQ(chosen, (std::vector<int>{1, 0}));
+  // Each row's choice comes back with it, and what made it: the 60-year-old's embedding is a
+  // child's, yet adults, by the age.
+  using By = inference::PopulationPick::By;
+  ASSERT_EQ(chosen.size(), 2u);
+  EXPECT_EQ(chosen[0].index, 1);
+  EXPECT_EQ(chosen[0].by, By::Age);
+  EXPECT_EQ(chosen[1].index, 0);
+  EXPECT_EQ(chosen[1].by, By::Age);
+  // Without ages the embedding decides; with one population there is nothing to decide.
+  (void)inference::calibrated_probabilities(*r, logits, embeddings, {}, &chosen);
+  EXPECT_EQ(chosen[0].by, By::Embedding);
+  EXPECT_EQ(chosen[1].index, 1);
+  ModelExtras one = *r;
+  one.domain->populations.resize(1);
+  const auto only = inference::pick_population(one, adults.data(), 4, std::nullopt);
+  EXPECT_EQ(only.index, 0);
+  EXPECT_EQ(only.by, By::OnlyOne);
+  EXPECT_EQ(inference::pick_population(ModelExtras{}, adults.data(), 4, 45.0).by, By::None);
 }
 
 TEST_F(ModelExtrasTest, APopulationCalibrationForAnUnknownOutputOrACentroidOfTheWrongWidthIsRefused) {

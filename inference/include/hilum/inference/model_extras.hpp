@@ -96,14 +96,24 @@ struct ModelExtras {
 // whose age range holds it, else the nearest range), otherwise by the nearest centroid of the
 // image's CLS embedding (`embedding`, n values; may be null).
 [[nodiscard]] int choose_population(const ModelExtras& extras, const float* embedding, Eigen::Index n, std::optional<double> age_years);
+// The same choice with what made it: the age (a population's age range), the embedding (the
+// nearest centroid), or nothing to choose between (the model has one population).
+struct PopulationPick {
+  enum class By { None, Age, Embedding, OnlyOne };
+  int index = -1;  // into domain->populations; -1 when there is none to choose
+  By by = By::None;
+};
+[[nodiscard]] PopulationPick pick_population(const ModelExtras& extras, const float* embedding, Eigen::Index n,
+                                             std::optional<double> age_years);
 // The calibration an image of that population gets: its population's own when it has one, else
 // the model's.
 [[nodiscard]] const std::optional<Calibration>& calibration_for(const ModelExtras& extras, int population);
 // Calibrated probabilities of a batch, each row by the calibration of its own population
 // (choose_population with row i of `embeddings` and ages[i]; `ages` may be shorter: unknown).
-// `chosen`, when given, receives each row's population (-1: none), the one its row carries.
+// `chosen`, when given, receives each row's pick (index -1: none), the one its row carries.
 [[nodiscard]] Matrix calibrated_probabilities(const ModelExtras& extras, const Matrix& logits, const Matrix& embeddings,
-                                              const std::vector<std::optional<double>>& ages, std::vector<int>* chosen = nullptr);
+                                              const std::vector<std::optional<double>>& ages,
+                                              std::vector<PopulationPick>* chosen = nullptr);
 
 // Distance of a vector from a subspace description: sqrt of (Mahalanobis distance along the axes +
 // squared distance off them over the residual variance), divided by sqrt(n) so that a typical
