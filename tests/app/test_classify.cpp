@@ -57,23 +57,21 @@ InputDifference input_difference(const dicom::Radiograph& full, const dicom::Rad
 
 class ClassifyTest : public CatalogTest {
  protected:
-  // Writes a phantom and catalogues it (attributes from the reader).
-  app::Instance add_phantom(const std::string& name, std::uint32_t seed) {
+  // Writes the phantom of `seed` (SOP Instance UID 1.2.826.0.1.3680043.9.<seed>) to path(name).
+  fs::path write_phantom(const std::string& name, std::uint32_t seed) {
     testdata::DicomSpec spec;
     spec.phantom.seed = seed;
     spec.sop_instance_uid = "1.2.826.0.1.3680043.9." + std::to_string(seed);
     const fs::path file = path(name);
     testdata::write_dicom(file, spec);
-    return catalogue_file(*catalog_, file);
+    return file;
   }
+  // Writes a phantom and catalogues it (attributes from the reader).
+  app::Instance add_phantom(const std::string& name, std::uint32_t seed) { return catalogue_file(*catalog_, write_phantom(name, seed)); }
   // The same, catalogued with its file's SHA-256, by which the catalog's input cache keys its input.
   app::Instance add_hashed_phantom(const std::string& name, std::uint32_t seed) {
-    testdata::DicomSpec spec;
-    spec.phantom.seed = seed;
-    spec.sop_instance_uid = "1.2.826.0.1.3680043.9." + std::to_string(seed);
-    const fs::path file = path(name);
-    testdata::write_dicom(file, spec);
-    app::InstanceRecord rec = record(spec.sop_instance_uid);
+    const fs::path file = write_phantom(name, seed);
+    app::InstanceRecord rec = record("1.2.826.0.1.3680043.9." + std::to_string(seed));
     rec.path = file.string();
     rec.content_hash = app::sha256_file(file).value();
     EXPECT_TRUE(catalog_->put_instances({rec}).ok());
